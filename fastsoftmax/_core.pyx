@@ -1,0 +1,275 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=False
+"""The parallel loops: split validated arrays into blocks and call the C kernels.
+
+Everything here takes arrays that ``fastsoftmax._api`` has already checked:
+C-contiguous, float32 or float64, output of the right shape and dtype, and a
+thread count >= 1.  Nothing here validates or raises for bad input; the GIL is
+released around every kernel call.
+
+An array is seen as ``(outer, n, inner)`` with ``n`` the reduced axis.  Work is
+split between threads by whole slices (rows, or runs of columns when the
+reduced axis is not the last), or, for a few very long rows, by the kernels'
+fixed-size chunks (``FS_CHUNK``) combined in chunk order.  Either way every
+slice sees the same operations in the same order, so the results are bitwise
+identical for every thread count.
+"""
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.math cimport log
+from libc.stdlib cimport malloc, free
+
+cnp.import_array()
+
+ctypedef fused real:
+    float
+    double
+
+cdef extern from "fs_kernels.h" nogil:
+    ctypedef Py_ssize_t fs_index
+    fs_index FS_CHUNK
+    ctypedef struct fs_kernel_table:
+        const char *isa
+        int vector_bytes
+        void (*softmax_f32)(const float *x, float *out, fs_index outer, fs_index n,
+                            fs_index width, fs_index stride, float scale, int log) noexcept nogil
+        void (*logsumexp_f32)(const float *x, float *out, fs_index outer, fs_index n,
+                              fs_index width, fs_index stride) noexcept nogil
+        float (*row_max_f32)(const float *x, fs_index n) noexcept nogil
+        double (*chunk_sum_exp_f32)(const float *x, float *e_out, fs_index n, float shift,
+                                    float scale) noexcept nogil
+        void (*scale_span_f32)(float *out, fs_index n, float factor) noexcept nogil
+        void (*log_softmax_span_f32)(const float *x, float *out, fs_index n, float shift,
+                                     float scale, float lse) noexcept nogil
+        float (*logsumexp_finish_f32)(float max, double sum, const float *x, fs_index n,
+                                      fs_index stride) noexcept nogil
+        void (*exp_f32)(const float *x, float *out, fs_index n) noexcept nogil
+        void (*softmax_f64)(const double *x, double *out, fs_index outer, fs_index n,
+                            fs_index width, fs_index stride, double scale, int log) noexcept nogil
+        void (*logsumexp_f64)(const double *x, double *out, fs_index outer, fs_index n,
+                              fs_index width, fs_index stride) noexcept nogil
+        double (*row_max_f64)(const double *x, fs_index n) noexcept nogil
+        double (*chunk_sum_exp_f64)(const double *x, double *e_out, fs_index n, double shift,
+                                    double scale) noexcept nogil
+        void (*scale_span_f64)(double *out, fs_index n, double factor) noexcept nogil
+        void (*log_softmax_span_f64)(const double *x, double *out, fs_index n, double shift,
+                                     double scale, double lse) noexcept nogil
+        double (*logsumexp_finish_f64)(double max, double sum, const double *x, fs_index n,
+                                       fs_index stride) noexcept nogil
+        void (*exp_f64)(const double *x, double *out, fs_index n) noexcept nogil
+
+    const fs_kernel_table *fs_select_kernels(const char *isa)
+    const char *fs_available_isas()
+
+cdef extern from "fs_threads.h" nogil:
+    int FS_HAVE_OPENMP
+    int fs_max_threads()
+
+cdef enum:
+    # Columns handed to one thread start at multiples of this many elements
+    # (a cache line or more), so threads never write into the same line.
+    COLUMN_ALIGN = 16
+    # Which softmax-family operation a loop runs (the kernels' `log` flag for the first two).
+    OP_SOFTMAX = 0
+    OP_LOG_SOFTMAX = 1
+    OP_LOGSUMEXP = 2
+
+cdef const fs_kernel_table *kernels = fs_select_kernels(NULL)
+
+
+# ---------------------------------------------------------------- configuration
+
+def isa():
+    """Name of the instruction set whose kernels run: avx512, avx2, baseline or scalar."""
+    return kernels.isa.decode()
+
+
+def available_isas():
+    """The instruction sets this build holds and this CPU runs, best first."""
+    return tuple(fs_available_isas().decode().split())
+
+
+def set_isa(str name):
+    """Run the kernels built for ``name``; returns False if the build or CPU lacks it."""
+    global kernels
+    cdef const fs_kernel_table *table = fs_select_kernels(name.encode())
+    if table == NULL:
+        return False
+    kernels = table
+    return True
+
+
+def openmp_enabled():
+    """Whether this build was compiled with OpenMP."""
+    return bool(FS_HAVE_OPENMP)
+
+
+def max_threads():
+    """OpenMP's current maximum thread count (1 without OpenMP)."""
+    return fs_max_threads()
+
+
+# ---------------------------------------------------------------- kernel calls
+
+cdef inline void _softmax_block(const real *x, real *out, fs_index outer, fs_index n,
+                                fs_index width, fs_index stride, real scale,
+                                int op) noexcept nogil:
+    if real is float:
+        if op == OP_LOGSUMEXP:
+            kernels.logsumexp_f32(x, out, outer, n, width, stride)
+        else:
+            kernels.softmax_f32(x, out, outer, n, width, stride, scale, op)
+    else:
+        if op == OP_LOGSUMEXP:
+            kernels.logsumexp_f64(x, out, outer, n, width, stride)
+        else:
+            kernels.softmax_f64(x, out, outer, n, width, stride, scale, op)
+
+
+cdef inline fs_index _split(fs_index total, int parts, int part) noexcept nogil:
+    """Start of part ``part`` of ``parts`` near-equal parts of range(total)."""
+    return (total * part) // parts
+
+
+cdef void _run_slabs(const real *x, real *out, fs_index outer, fs_index n, fs_index inner,
+                     real scale, int op, int nthreads) noexcept nogil:
+    """Threads take whole slices: runs of rows, or of columns when inner > 1."""
+    cdef fs_index out_slab = 1 if op == OP_LOGSUMEXP else n   # output rows per slab
+    cdef fs_index a, b
+    cdef int t
+    if nthreads == 1:
+        _softmax_block(x, out, outer, n, inner, inner, scale, op)
+    elif outer >= nthreads or inner == 1:
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            a = _split(outer, nthreads, t)
+            b = _split(outer, nthreads, t + 1)
+            if b > a:
+                _softmax_block(x + a * n * inner, out + a * out_slab * inner, b - a, n,
+                               inner, inner, scale, op)
+    else:
+        # Few slabs, many columns: each thread takes a run of columns of every slab.
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            a = _split(inner // COLUMN_ALIGN, nthreads, t) * COLUMN_ALIGN
+            b = inner if t == nthreads - 1 else _split(inner // COLUMN_ALIGN, nthreads, t + 1) * COLUMN_ALIGN
+            if b > a:
+                _softmax_block(x + a, out + a, outer, n, b - a, inner, scale, op)
+
+
+cdef int _run_long_rows(const real *x, real *out, fs_index rows, fs_index n, real scale,
+                        int op, int nthreads) noexcept nogil:
+    """Split each of a few long rows across threads, in the kernels' fixed chunks.
+
+    Three parallel passes over all chunks of all rows (max, sum of exp, output),
+    with the per-row combinations in between done in chunk order: the same
+    arithmetic as the one-thread row kernel, so the same bits.  Returns -1 if
+    the scratch space could not be allocated (the caller then runs row-wise).
+    """
+    cdef fs_index per_row = (n + FS_CHUNK - 1) // FS_CHUNK
+    cdef fs_index total = rows * per_row
+    cdef fs_index i, r, c, start, length
+    cdef real *chunk_max = <real *> malloc(total * sizeof(real))
+    cdef double *chunk_sum = <double *> malloc(total * sizeof(double))
+    cdef real *row_max = <real *> malloc(rows * sizeof(real))
+    cdef double *row_sum = <double *> malloc(rows * sizeof(double))
+    cdef real m
+    cdef double s
+    if chunk_max == NULL or chunk_sum == NULL or row_max == NULL or row_sum == NULL:
+        free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
+        return -1
+
+    for i in prange(total, num_threads=nthreads, schedule='static'):
+        r = i // per_row
+        start = (i % per_row) * FS_CHUNK
+        length = min(FS_CHUNK, n - start)
+        if real is float:
+            chunk_max[i] = kernels.row_max_f32(x + r * n + start, length)
+        else:
+            chunk_max[i] = kernels.row_max_f64(x + r * n + start, length)
+    for r in range(rows):
+        m = chunk_max[r * per_row]
+        for c in range(1, per_row):
+            if chunk_max[r * per_row + c] > m:
+                m = chunk_max[r * per_row + c]
+        row_max[r] = m
+
+    for i in prange(total, num_threads=nthreads, schedule='static'):
+        r = i // per_row
+        start = (i % per_row) * FS_CHUNK
+        length = min(FS_CHUNK, n - start)
+        if real is float:
+            chunk_sum[i] = kernels.chunk_sum_exp_f32(
+                x + r * n + start, out + r * n + start if op == OP_SOFTMAX else NULL,
+                length, row_max[r], scale)
+        else:
+            chunk_sum[i] = kernels.chunk_sum_exp_f64(
+                x + r * n + start, out + r * n + start if op == OP_SOFTMAX else NULL,
+                length, row_max[r], scale)
+    for r in range(rows):
+        s = 0.0
+        for c in range(per_row):
+            s = s + chunk_sum[r * per_row + c]
+        row_sum[r] = s
+
+    if op == OP_LOGSUMEXP:
+        for r in range(rows):
+            if real is float:
+                out[r] = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n, n, 1)
+            else:
+                out[r] = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n, n, 1)
+    else:
+        for i in prange(total, num_threads=nthreads, schedule='static'):
+            r = i // per_row
+            start = (i % per_row) * FS_CHUNK
+            length = min(FS_CHUNK, n - start)
+            if op == OP_SOFTMAX:
+                if real is float:
+                    kernels.scale_span_f32(out + r * n + start, length, <float> (1.0 / row_sum[r]))
+                else:
+                    kernels.scale_span_f64(out + r * n + start, length, 1.0 / row_sum[r])
+            else:
+                if real is float:
+                    kernels.log_softmax_span_f32(x + r * n + start, out + r * n + start, length,
+                                                 row_max[r], scale, <float> log(row_sum[r]))
+                else:
+                    kernels.log_softmax_span_f64(x + r * n + start, out + r * n + start, length,
+                                                 row_max[r], scale, log(row_sum[r]))
+    free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
+    return 0
+
+
+cdef void _run(const real *x, real *out, fs_index outer, fs_index n, fs_index inner,
+               real scale, int op, int nthreads) noexcept nogil:
+    # Fewer rows than threads and rows of several chunks: split the rows themselves.
+    if nthreads > 1 and inner == 1 and outer < nthreads and n >= 2 * FS_CHUNK:
+        if _run_long_rows(x, out, outer, n, scale, op, nthreads) == 0:
+            return
+    _run_slabs(x, out, outer, n, inner, scale, op, nthreads)
+
+
+def softmax_family(cnp.ndarray x, cnp.ndarray out, Py_ssize_t outer, Py_ssize_t n,
+                   Py_ssize_t inner, double scale, int op, int nthreads):
+    """Run one operation (0 softmax, 1 log_softmax, 2 logsumexp) over ``x`` into ``out``.
+
+    ``x`` and ``out`` are C-contiguous, of one float dtype, ``x`` viewed as
+    ``(outer, n, inner)``; ``out`` is ``(outer, n, inner)``, or ``(outer, inner)``
+    for logsumexp.  ``out`` may be ``x`` itself.  ``scale`` is 1/temperature.
+    """
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *op_ = cnp.PyArray_DATA(out)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            _run(<const float *> xp, <float *> op_, outer, n, inner, <float> scale, op, nthreads)
+    else:
+        with nogil:
+            _run(<const double *> xp, <double *> op_, outer, n, inner, scale, op, nthreads)
+
+
+def exp(cnp.ndarray x, cnp.ndarray out):
+    """``out = exp(x)`` with the kernels' vector exp (for the accuracy tests)."""
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            kernels.exp_f32(<const float *> cnp.PyArray_DATA(x), <float *> cnp.PyArray_DATA(out), size)
+    else:
+        with nogil:
+            kernels.exp_f64(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)

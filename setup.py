@@ -1,0 +1,117 @@
+"""Build the fastsoftmax extension: Cython loops over the C kernels in src/.
+
+OpenMP is probed per compiler.  Where the compiler has none (Apple clang
+without libomp, say), the extension is built single-threaded and a warning
+says so; the install never fails for that reason.  Set FASTSOFTMAX_NO_OPENMP=1
+to build without OpenMP on purpose.
+
+Flags are portable: -O3 and -fno-math-errno, never -march=native (the wheel
+must run on any x86-64; the kernels pick AVX-512 / AVX2 / SSE2 at run time)
+and never -ffast-math (it would break inf/NaN semantics).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNEL_SOURCES = [
+    "src/fs_dispatch.c",
+    "src/fs_isa_avx512.c",
+    "src/fs_isa_avx2.c",
+    "src/fs_isa_baseline.c",
+    "src/fs_isa_scalar.c",
+]
+
+
+def _compiler_accepts(compiler, compile_flags, link_flags, source):
+    """Whether `compiler` compiles and links `source` with these flags."""
+    tmp = tempfile.mkdtemp(prefix="fastsoftmax-probe-")
+    try:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        objects = compiler.compile([path], output_dir=tmp, extra_postargs=compile_flags)
+        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_flags)
+        return True
+    except Exception:  # any compile or link error means "no"
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+OPENMP_PROBE = """
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def _openmp_flags(compiler):
+    """(compile flags, link flags) that give OpenMP, or None."""
+    if os.environ.get("FASTSOFTMAX_NO_OPENMP"):
+        return None
+    if compiler.compiler_type == "msvc":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    for compile_flags, link_flags in candidates:
+        if _compiler_accepts(compiler, compile_flags, link_flags, OPENMP_PROBE):
+            return compile_flags, link_flags
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        compiler = self.compiler
+        if compiler.compiler_type == "msvc":
+            opt = ["/O2", "/fp:precise"]
+        else:
+            # Contract a*b + c into FMA where the ISA has it (GCC turns contraction off
+            # under -std=c11): faster, and the exp is more accurate for it.
+            opt = ["-O3", "-fno-math-errno", "-ffp-contract=fast", "-Wno-psabi"]
+        openmp = _openmp_flags(compiler)
+        if openmp is None:
+            warnings.warn(
+                "fastsoftmax: the C compiler has no OpenMP; building single-threaded. "
+                "Results are the same, only slower on several cores.",
+                stacklevel=1,
+            )
+            print("WARNING: fastsoftmax is being built WITHOUT OpenMP (single-threaded).",
+                  file=sys.stderr)
+            compile_flags, link_flags = [], []
+        else:
+            compile_flags, link_flags = openmp
+        for ext in self.extensions:
+            ext.extra_compile_args = opt + compile_flags + ext.extra_compile_args
+            ext.extra_link_args = link_flags + ext.extra_link_args
+        super().build_extensions()
+
+
+extensions = [
+    Extension(
+        "fastsoftmax._core",
+        sources=["fastsoftmax/_core.pyx"] + KERNEL_SOURCES,
+        include_dirs=[np.get_include(), "src"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=[os.environ["FASTSOFTMAX_EXTRA_CFLAGS"]] if os.environ.get("FASTSOFTMAX_EXTRA_CFLAGS") else [],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}),
+    cmdclass={"build_ext": BuildExt},
+)

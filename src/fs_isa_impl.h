@@ -1,0 +1,78 @@
+/*
+ * The body of one instruction-set build (src/fs_isa_*.c): the kernels for
+ * float and double, and their table, named FS_TABLE.
+ *
+ * The including file defines FS_VBYTES, FS_ISA_NAME and FS_TABLE, and turns
+ * on the instruction set (a target pragma) before including this.
+ */
+#include <math.h>
+#include <stddef.h>
+
+#include "fs_kernels.h"
+#include "fs_vector.h"
+#include "fs_exp.h"
+
+#define FS_UNROLL 4       /* independent accumulators in a row's sum */
+#define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
+
+/* ---- float ---- */
+#define REAL float
+#define V VF32
+#define W W32
+#define VACC VACC32
+#define TO_ACC(v) TO_ACC32(v)
+#define VEXP vexp_f32
+#define VMAX vmax32
+#define VLOAD vload_f32
+#define VSTORE vstore_f32
+#define VSPLAT vsplat_f32
+#define VLOAD_PARTIAL vload_partial_f32
+#define VSTORE_PARTIAL vstore_partial_f32
+#define FN(name) name##_f32
+#include "fs_reduce_tmpl.h"
+#include "fs_softmax_tmpl.h"
+#undef REAL
+#undef V
+#undef W
+#undef VACC
+#undef TO_ACC
+#undef VEXP
+#undef VMAX
+#undef VLOAD
+#undef VSTORE
+#undef VSPLAT
+#undef VLOAD_PARTIAL
+#undef VSTORE_PARTIAL
+#undef FN
+#undef ZERO_V
+#undef EXP_ARG
+#undef TILE_LOAD
+#undef TILE_STORE
+
+/* ---- double: its own lanes are the accumulator ---- */
+#define REAL double
+#define V VF64
+#define W W64
+#define VACC VF64
+#define TO_ACC(v) (v)
+#define VEXP vexp_f64
+#define VMAX vmax64
+#define VLOAD vload_f64
+#define VSTORE vstore_f64
+#define VSPLAT vsplat_f64
+#define VLOAD_PARTIAL vload_partial_f64
+#define VSTORE_PARTIAL vstore_partial_f64
+#define FN(name) name##_f64
+#include "fs_reduce_tmpl.h"
+#include "fs_softmax_tmpl.h"
+
+#define FS_TABLE_ENTRIES(SFX)                                                          \
+    softmax_block_##SFX, logsumexp_block_##SFX, row_max_##SFX, chunk_sum_exp_##SFX,    \
+        scale_span_##SFX, log_softmax_span_##SFX, logsumexp_finish_##SFX, exp_span_##SFX
+
+const fs_kernel_table FS_TABLE = {
+    FS_ISA_NAME,
+    FS_VBYTES,
+    FS_TABLE_ENTRIES(f32),
+    FS_TABLE_ENTRIES(f64),
+};

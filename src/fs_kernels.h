@@ -1,0 +1,79 @@
+/*
+ * fastsoftmax C kernels: the interface the Cython layer calls.
+ *
+ * Every kernel sees a C-contiguous block of `outer` slabs, each slab an
+ * (n, width) panel whose rows are `stride` elements apart (slabs are n*stride
+ * elements apart).  `n` is the reduced axis.  width == stride == 1 is the
+ * contiguous row case; otherwise the kernel vectorizes across the width
+ * (any axis but the last) without transposing.  The Cython layer may hand a
+ * kernel any sub-range of slabs or of columns: every slice is computed by one
+ * fixed sequence of operations, so results do not depend on how the work was
+ * split between threads.
+ *
+ * Kernels never allocate, never raise and never read outside the block.
+ * `out` may be `x` itself (in place); partial overlap is not allowed.
+ *
+ * The kernels are compiled once per instruction set (src/fs_isa_*.c) and one
+ * table of them is chosen at run time (src/fs_dispatch.c).
+ */
+#ifndef FS_KERNELS_H
+#define FS_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef ptrdiff_t fs_index;
+
+/*
+ * Long rows are reduced in chunks of FS_CHUNK elements whose partial sums are
+ * added in chunk order.  A row split across threads uses the same chunks, so
+ * one thread and many give bitwise identical results.
+ */
+#define FS_CHUNK ((fs_index)16384)
+
+#define FS_DECLARE_KERNELS(REAL, SFX)                                                      \
+    /* out = softmax((x - max) * scale), or log_softmax when `log` is nonzero. */          \
+    void (*softmax_##SFX)(const REAL *x, REAL *out, fs_index outer, fs_index n,            \
+                          fs_index width, fs_index stride, REAL scale, int log);           \
+    /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
+    void (*logsumexp_##SFX)(const REAL *x, REAL *out, fs_index outer, fs_index n,          \
+                            fs_index width, fs_index stride);                              \
+    /* Chunk steps of a contiguous row, for one row split across threads. */               \
+    REAL (*row_max_##SFX)(const REAL *x, fs_index n);                                      \
+    /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */         \
+    /* exponentials into e_out unless it is NULL. */                                       \
+    double (*chunk_sum_exp_##SFX)(const REAL *x, REAL *e_out, fs_index n, REAL shift,      \
+                                  REAL scale);                                             \
+    /* out *= factor */                                                                    \
+    void (*scale_span_##SFX)(REAL *out, fs_index n, REAL factor);                          \
+    /* out = (x - shift) * scale - lse */                                                  \
+    void (*log_softmax_span_##SFX)(const REAL *x, REAL *out, fs_index n, REAL shift,       \
+                                   REAL scale, REAL lse);                                  \
+    /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */      \
+    /* the max is infinite, to tell +-inf from NaN. */                                     \
+    REAL (*logsumexp_finish_##SFX)(REAL max, double sum, const REAL *x, fs_index n,        \
+                                   fs_index stride);                                       \
+    /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                   \
+    void (*exp_##SFX)(const REAL *x, REAL *out, fs_index n);
+
+typedef struct fs_kernel_table {
+    const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */
+    int vector_bytes;
+    FS_DECLARE_KERNELS(float, f32)
+    FS_DECLARE_KERNELS(double, f64)
+} fs_kernel_table;
+
+/* The table for `isa` (NULL: the best this CPU runs), or NULL if this build or CPU lacks it. */
+const fs_kernel_table *fs_select_kernels(const char *isa);
+
+/* Space-separated names of the ISAs this build holds and this CPU runs, best first. */
+const char *fs_available_isas(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FS_KERNELS_H */

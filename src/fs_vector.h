@@ -1,0 +1,127 @@
+/*
+ * The vector types the kernels are written in, for one instruction set.
+ *
+ * Include after defining FS_VBYTES: 64 (AVX-512), 32 (AVX2), 16 (SSE2 or
+ * NEON, the platform baseline), or 0 for plain C with one element per
+ * "vector" (compilers without GCC/Clang vector extensions, e.g. MSVC).
+ *
+ * The kernels are written once against this small vocabulary:
+ *   VF32/VF64        W32/W64 lanes of float/double
+ *   VACC32           W32 lanes of double: where float sums accumulate
+ *   vload/vstore     unaligned, whole vector; *_partial for the first k lanes
+ *   vmax             lane-wise max that returns its *second* argument when the
+ *                    first is NaN, so a max accumulator never becomes NaN
+ *   AS_BITS/FROM_BITS  reinterpret as unsigned integers and back
+ *   ZERO_WHERE_LESS  e, with lanes where z < c set to +0 (NaN z compares false)
+ *   LANE(v, i)       one lane
+ *
+ * Explicit vector extensions rather than auto-vectorized scalar loops: GCC 12
+ * did not vectorize the exp's float->int bit trick when written with a union
+ * or memcpy, but does compile these types to straight zmm/ymm/xmm code.
+ */
+#ifndef FS_VECTOR_H
+#define FS_VECTOR_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if FS_VBYTES > 0
+
+#define W32 (FS_VBYTES / 4)
+#define W64 (FS_VBYTES / 8)
+typedef float VF32 __attribute__((vector_size(FS_VBYTES)));
+typedef uint32_t VU32 __attribute__((vector_size(FS_VBYTES)));
+typedef int32_t VI32 __attribute__((vector_size(FS_VBYTES)));
+typedef double VF64 __attribute__((vector_size(FS_VBYTES)));
+typedef uint64_t VU64 __attribute__((vector_size(FS_VBYTES)));
+typedef int64_t VI64 __attribute__((vector_size(FS_VBYTES)));
+typedef double VACC32 __attribute__((vector_size(2 * FS_VBYTES)));
+
+#define LANE(v, i) ((v)[i])
+#define AS_BITS32(v) ((VU32)(v))
+#define AS_BITS64(v) ((VU64)(v))
+#define FROM_BITS32(u) ((VF32)(u))
+#define FROM_BITS64(u) ((VF64)(u))
+/* A vector comparison gives -1 (all bits set) in true lanes and 0 elsewhere. */
+#define ZERO_WHERE_LESS32(e, z, c) ((VF32)((VU32)(e) & ~(VU32)((z) < (c))))
+#define ZERO_WHERE_LESS64(e, z, c) ((VF64)((VU64)(e) & ~(VU64)((z) < (c))))
+#define TO_ACC32(v) __builtin_convertvector((v), VACC32)
+#define FROM_ACC32(v) __builtin_convertvector((v), VF32)
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#include <immintrin.h>
+/* MAXPS/MAXPD return the second operand when either is NaN. */
+#if FS_VBYTES == 64
+#define vmax32(a, b) ((VF32)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define vmax64(a, b) ((VF64)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
+#elif FS_VBYTES == 32
+#define vmax32(a, b) ((VF32)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define vmax64(a, b) ((VF64)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#else
+#define vmax32(a, b) ((VF32)_mm_max_ps((__m128)(a), (__m128)(b)))
+#define vmax64(a, b) ((VF64)_mm_max_pd((__m128d)(a), (__m128d)(b)))
+#endif
+#else
+/* a > b is false for a NaN a, so the blend keeps b. */
+static inline VF32 vmax32(VF32 a, VF32 b)
+{
+    VU32 take_a = (VU32)(a > b);
+    return (VF32)(((VU32)a & take_a) | ((VU32)b & ~take_a));
+}
+static inline VF64 vmax64(VF64 a, VF64 b)
+{
+    VU64 take_a = (VU64)(a > b);
+    return (VF64)(((VU64)a & take_a) | ((VU64)b & ~take_a));
+}
+#endif
+
+#else /* FS_VBYTES == 0: plain C, one lane */
+
+#define W32 1
+#define W64 1
+typedef float VF32;
+typedef uint32_t VU32;
+typedef double VF64;
+typedef uint64_t VU64;
+typedef double VACC32;
+
+#define LANE(v, i) (v)
+static inline VU32 AS_BITS32(VF32 v) { VU32 u; memcpy(&u, &v, sizeof u); return u; }
+static inline VU64 AS_BITS64(VF64 v) { VU64 u; memcpy(&u, &v, sizeof u); return u; }
+static inline VF32 FROM_BITS32(VU32 u) { VF32 v; memcpy(&v, &u, sizeof v); return v; }
+static inline VF64 FROM_BITS64(VU64 u) { VF64 v; memcpy(&v, &u, sizeof v); return v; }
+#define ZERO_WHERE_LESS32(e, z, c) ((z) < (c) ? 0.0f : (e))
+#define ZERO_WHERE_LESS64(e, z, c) ((z) < (c) ? 0.0 : (e))
+#define TO_ACC32(v) ((double)(v))
+#define FROM_ACC32(v) ((float)(v))
+#define vmax32(a, b) ((a) > (b) ? (a) : (b))
+#define vmax64(a, b) ((a) > (b) ? (a) : (b))
+
+#endif /* FS_VBYTES */
+
+/* Loads and stores through memcpy: unaligned, and free of aliasing trouble. */
+#define FS_DEFINE_MEMORY_OPS(V, REAL, SFX)                                          \
+    static inline V vload_##SFX(const REAL *p)                                     \
+    {                                                                              \
+        V v;                                                                       \
+        memcpy(&v, p, sizeof v);                                                   \
+        return v;                                                                  \
+    }                                                                              \
+    static inline void vstore_##SFX(REAL *p, V v) { memcpy(p, &v, sizeof v); }     \
+    static inline V vsplat_##SFX(REAL s) { return (V){0} + s; }                     \
+    /* The first k lanes from p, the rest `fill`: a tail never reads past its end. */ \
+    static inline V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
+    {                                                                              \
+        V v = vsplat_##SFX(fill);                                                  \
+        memcpy(&v, p, (size_t)k * sizeof(REAL));                                   \
+        return v;                                                                  \
+    }                                                                              \
+    static inline void vstore_partial_##SFX(REAL *p, V v, fs_index k)              \
+    {                                                                              \
+        memcpy(p, &v, (size_t)k * sizeof(REAL));                                   \
+    }
+
+FS_DEFINE_MEMORY_OPS(VF32, float, f32)
+FS_DEFINE_MEMORY_OPS(VF64, double, f64)
+
+#endif /* FS_VECTOR_H */
