@@ -1,0 +1,407 @@
+"""Plain NumPy reference implementations: the slow, obviously correct oracle.
+
+Every function here upcasts its input to float64, computes with ordinary
+vectorised NumPy and casts the result to the *result dtype*: float32 for
+float16/float32 input, float64 for everything else (float64, integers, bools,
+Python lists).  Nothing here is fast; everything here is meant to be easy to
+read and to check by eye.  The test suite compares the compiled kernels against
+these functions, and users can do the same to check a result.
+
+The numerics contract (see ``DESIGN.md``) is defined by this module:
+
+==========================  ===================  ===================  ===========
+slice (over ``axis``)       softmax              log_softmax          logsumexp
+==========================  ===================  ===================  ===========
+contains a NaN              NaN slice            NaN slice            NaN
+all ``-inf``                NaN slice            NaN slice            ``-inf``
+a ``+inf`` entry, no NaN    NaN slice            NaN slice            ``+inf``
+masked by ``where=False``   0 there              ``-inf`` there       ignored
+fully masked                all 0                all ``-inf``         ``-inf``
+empty                       empty                empty                ``-inf``
+==========================  ===================  ===================  ===========
+
+Entries masked out by ``where`` are ignored completely (even NaN or inf); the
+rules above then apply to the entries that remain.  No ``RuntimeWarning`` is
+emitted for any of these cases.
+"""
+
+import numpy as np
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_backward",
+    "log_softmax_backward",
+    "cross_entropy",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+# Every public function runs under this: inf - inf, 0/0, exp overflow at masked
+# positions and log(0) are all expected here and produce the contract's values.
+_silently = np.errstate(all="ignore")
+
+
+def _result_dtype(*arrays):
+    """float32 for float16/float32 inputs, float64 for everything else."""
+    dtype = np.result_type(*arrays)
+    return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(np.float64)
+
+
+def _upcast(*arrays):
+    """Return the arrays converted to float64, and the result dtype they share."""
+    arrays = [np.asarray(a) for a in arrays]
+    return [a.astype(np.float64) for a in arrays], _result_dtype(*arrays)
+
+
+def _mask(where):
+    """``where=None`` means every entry takes part; ``True`` broadcasts like that."""
+    return True if where is None else np.asarray(where, dtype=bool)
+
+
+def _slice_max(x, axis, mask):
+    """Max over the unmasked entries of each slice (NaN if any is NaN), keepdims.
+
+    ``initial=-inf`` makes empty and fully masked slices give ``-inf``.
+    """
+    return np.max(x, axis=axis, keepdims=True, where=mask, initial=-np.inf)
+
+
+def _scaled_logits(x, axis, temperature, mask):
+    """``(x - slice max) / temperature``: <= 0 on unmasked entries, so exp never overflows.
+
+    Subtracting the max before dividing keeps huge and tiny temperatures finite.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    return (x - _slice_max(x, axis, mask)) / temperature
+
+
+def _log_softmax_float64(x, axis, temperature, mask):
+    z = _scaled_logits(x, axis, temperature, mask)
+    log_normaliser = np.log(np.sum(np.exp(z), axis=axis, keepdims=True, where=mask))
+    return np.where(mask, z - log_normaliser, -np.inf)
+
+
+@_silently
+def softmax(x, axis=-1, *, temperature=1.0, where=None):
+    """Softmax ``exp(x / T) / sum(exp(x / T))`` over slices along `axis`.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+    axis : int or None, optional
+        Axis along which to normalise (negative counts from the end).  ``None``
+        treats the whole array as one slice, as ``scipy.special.softmax`` does.
+    temperature : float, optional
+        ``T > 0``; the logits are divided by it.
+    where : array_like of bool, optional
+        Broadcastable to `x`.  Entries where it is False are ignored and get 0;
+        a fully masked slice is all 0.
+
+    Returns
+    -------
+    ndarray
+        Same shape as `x`, float32 for float16/float32 input, else float64.
+
+    Examples
+    --------
+    >>> softmax([0.0, np.log(3.0)])
+    array([0.25, 0.75])
+    """
+    (x,), dtype = _upcast(x)
+    mask = _mask(where)
+    unnormalised = np.where(mask, np.exp(_scaled_logits(x, axis, temperature, mask)), 0.0)
+    total = np.sum(unnormalised, axis=axis, keepdims=True)
+    # A fully masked slice divides 0 by 0 here; the mask replaces that NaN by 0.
+    return np.where(mask, unnormalised / total, 0.0).astype(dtype)
+
+
+@_silently
+def log_softmax(x, axis=-1, *, temperature=1.0, where=None):
+    """Log of the softmax, ``x / T - logsumexp(x / T)``, over slices along `axis`.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+    axis : int or None, optional
+        Axis along which to normalise; ``None`` means the whole array.
+    temperature : float, optional
+        ``T > 0``; the logits are divided by it.
+    where : array_like of bool, optional
+        Broadcastable to `x`.  Entries where it is False are ignored and get
+        ``-inf``; a fully masked slice is all ``-inf``.
+
+    Returns
+    -------
+    ndarray
+        Same shape as `x`, float32 for float16/float32 input, else float64.
+
+    Examples
+    --------
+    >>> log_softmax([0.0, 0.0])
+    array([-0.69314718, -0.69314718])
+    """
+    (x,), dtype = _upcast(x)
+    return _log_softmax_float64(x, axis, temperature, _mask(where)).astype(dtype)
+
+
+@_silently
+def logsumexp(x, axis=-1, *, keepdims=False, where=None):
+    """``log(sum(exp(x)))`` along `axis`, computed as ``max + log(sum(exp(x - max)))``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input values.
+    axis : int or None, optional
+        Axis to reduce; ``None`` reduces the whole array.
+    keepdims : bool, optional
+        Keep the reduced axis (all axes for ``axis=None``) with length 1.
+    where : array_like of bool, optional
+        Broadcastable to `x`.  Entries where it is False are ignored, even if
+        NaN or inf.  Empty and fully masked slices give ``-inf``.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        float32 for float16/float32 input, else float64; a NumPy scalar when the
+        result is 0-d.
+
+    Examples
+    --------
+    >>> logsumexp([[0.0, 0.0], [1.0, -np.inf]])
+    array([0.69314718, 1.        ])
+    """
+    (x,), dtype = _upcast(x)
+    mask = _mask(where)
+    slice_max = _slice_max(x, axis, mask)
+    total = np.sum(np.exp(x - slice_max), axis=axis, keepdims=True, where=mask)
+    # An infinite max decides the result alone: -inf (all -inf, empty, fully
+    # masked) or +inf; the general formula would give NaN from inf - inf.
+    result = np.where(np.isinf(slice_max), slice_max, slice_max + np.log(total))
+    if not keepdims:
+        result = np.squeeze(result, axis=axis)
+    return result.astype(dtype)[()]
+
+
+@_silently
+def softmax_backward(grad_output, output, axis=-1):
+    """Vector-Jacobian product of softmax: ``y * (g - sum(g * y))``.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        ``g``, the gradient of a scalar loss with respect to the softmax output.
+    output : array_like
+        ``y``, the softmax output (same shape as `grad_output`).
+    axis : int or None, optional
+        The axis the softmax normalised over.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the softmax input.
+
+    Examples
+    --------
+    >>> softmax_backward([1.0, 0.0], [0.5, 0.5])
+    array([ 0.25, -0.25])
+    """
+    (g, y), dtype = _upcast(grad_output, output)
+    return (y * (g - np.sum(g * y, axis=axis, keepdims=True))).astype(dtype)
+
+
+@_silently
+def log_softmax_backward(grad_output, output, axis=-1):
+    """Vector-Jacobian product of log_softmax: ``g - exp(y) * sum(g)``.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        ``g``, the gradient of a scalar loss with respect to the log_softmax output.
+    output : array_like
+        ``y``, the log_softmax output (same shape as `grad_output`).
+    axis : int or None, optional
+        The axis the log_softmax normalised over.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the log_softmax input.
+
+    Examples
+    --------
+    >>> log_softmax_backward([1.0, 0.0], np.log([0.5, 0.5]))
+    array([ 0.5, -0.5])
+    """
+    (g, y), dtype = _upcast(grad_output, output)
+    return (g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)).astype(dtype)
+
+
+def _normalize_axis(axis, ndim):
+    """Non-negative class axis; raises for an axis out of range."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of bounds for {ndim}-d logits")
+    return axis % ndim
+
+
+def _index_target_terms(log_probs, labels, class_weight, ignore_index, label_smoothing):
+    """Per-sample losses, effective targets and 'mean' denominator for class-index targets.
+
+    The effective target ``q`` is what the loss weighs each log-probability by
+    (``loss = -sum_c q[c] * log_p[c]``); it gives the gradient.  torch's
+    ``nll_loss`` plus its label-smoothing term is, per sample::
+
+        loss = (1 - eps) * w[y] * (-log_p[y])  +  eps / C * sum_c w[c] * (-log_p[c])
+
+    with ignored samples contributing 0, and 'mean' dividing by ``sum w[y]``
+    over the non-ignored samples (NaN when all are ignored).  The smoothing
+    term is only added when ``eps > 0``, as torch does: otherwise a ``-inf``
+    logit on a non-target class would turn the loss into ``0 * inf = NaN``.
+    """
+    n_classes = log_probs.shape[-1]
+    if labels.shape != log_probs.shape[:-1]:
+        raise ValueError(
+            f"class-index target has shape {labels.shape}, expected {log_probs.shape[:-1]}"
+        )
+    ignored = labels == ignore_index
+    if np.any((~ignored) & ((labels < 0) | (labels >= n_classes))):
+        raise ValueError(f"target labels must lie in [0, {n_classes}) or equal ignore_index")
+    safe_labels = np.where(ignored, 0, labels).astype(np.intp)[..., np.newaxis]
+    label_weight = np.where(ignored, 0.0, class_weight[safe_labels[..., 0]])
+
+    nll = -np.take_along_axis(log_probs, safe_labels, axis=-1)[..., 0]
+    losses = (1.0 - label_smoothing) * label_weight * nll
+    one_hot = np.zeros_like(log_probs)
+    np.put_along_axis(one_hot, safe_labels, 1.0, axis=-1)
+    effective_target = (1.0 - label_smoothing) * label_weight[..., np.newaxis] * one_hot
+    if label_smoothing > 0:
+        smoothing_share = label_smoothing / n_classes
+        losses = losses + smoothing_share * -(log_probs @ class_weight)
+        effective_target = effective_target + smoothing_share * class_weight
+    losses = np.where(ignored, 0.0, losses)
+    effective_target = np.where(ignored[..., np.newaxis], 0.0, effective_target)
+    return losses, effective_target, ignored, np.sum(label_weight)
+
+
+def _probability_target_terms(log_probs, probabilities, class_weight, label_smoothing):
+    """Per-sample losses, effective targets and 'mean' denominator for probability targets.
+
+    torch: ``t' = t * (1 - eps) + eps / C``; ``loss = -sum_c w[c] * t'[c] * log_p[c]``;
+    'mean' divides by the number of samples, not by the weights.  The product
+    is taken literally, as torch does, so a 0 target on a ``-inf`` logit makes
+    the loss NaN (the gradient stays finite).
+    """
+    if probabilities.shape != log_probs.shape:
+        raise ValueError(
+            f"probability target has shape {probabilities.shape}, expected {log_probs.shape}"
+        )
+    n_classes = log_probs.shape[-1]
+    smoothed = probabilities * (1.0 - label_smoothing) + label_smoothing / n_classes
+    effective_target = smoothed * class_weight
+    losses = -np.sum(effective_target * log_probs, axis=-1)
+    nothing_ignored = np.zeros(losses.shape, dtype=bool)
+    return losses, effective_target, nothing_ignored, losses.size
+
+
+@_silently
+def cross_entropy(
+    logits,
+    target,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    return_grad=False,
+):
+    """Cross-entropy loss from logits, exactly as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores, with the classes along `axis`.  torch's layout
+        ``(N, C, d1, ...)`` is ``axis=1``; ``(C,)`` is a single sample.
+    target : array_like
+        Either integer class indices (any int dtype) with the shape of `logits`
+        minus the class axis, or floating class probabilities with the shape of
+        `logits` (`ignore_index` does not apply to those).
+    axis : int, optional
+        The class axis.
+    weight : array_like, optional
+        ``(C,)`` per-class rescaling weights.
+    ignore_index : int, optional
+        Class-index targets equal to it contribute neither loss nor gradient.
+    reduction : {'mean', 'sum', 'none'}, optional
+        'mean' of index targets is the weighted mean ``sum(w[y] * loss) / sum(w[y])``
+        over non-ignored samples (NaN if all are ignored); of probability targets
+        it is the plain mean over samples.  'none' gives per-sample losses
+        (0 for ignored samples).
+    label_smoothing : float, optional
+        ``eps`` in ``[0, 1]``: mixes the target with the uniform distribution
+        ``eps / C`` (torch's formula, including how `weight` enters).
+    return_grad : bool, optional
+        Also return the gradient with respect to `logits` (of ``loss.sum()``
+        for reduction 'none'), as torch autograd gives it.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        A scalar for 'mean'/'sum', per-sample losses for 'none' (a scalar for
+        1-D logits), float32 for float16/float32 logits, else float64.
+    grad : ndarray
+        Only with ``return_grad=True``: the gradient, shaped like `logits`, of
+        the same dtype as `loss`.
+
+    Examples
+    --------
+    >>> float(cross_entropy([[0.0, 0.0, 0.0, 0.0]], [2]))  # log(4)
+    1.3862943611198906
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    (logits,), dtype = _upcast(logits)
+    target = np.asarray(target)
+    axis = _normalize_axis(axis, logits.ndim)
+
+    # Work with the classes last; the gradient is moved back at the end.
+    log_probs = _log_softmax_float64(np.moveaxis(logits, axis, -1), -1, 1.0, True)
+    n_classes = log_probs.shape[-1]
+    class_weight = (
+        np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    )
+    if np.issubdtype(target.dtype, np.integer):
+        losses, effective_target, ignored, mean_denominator = _index_target_terms(
+            log_probs, target, class_weight, ignore_index, label_smoothing
+        )
+    else:
+        losses, effective_target, ignored, mean_denominator = _probability_target_terms(
+            log_probs, np.moveaxis(target.astype(np.float64), axis, -1),
+            class_weight, label_smoothing,
+        )
+
+    if reduction == "none":
+        loss, grad_scale = losses, 1.0
+    elif reduction == "sum":
+        loss, grad_scale = np.sum(losses), 1.0
+    else:
+        loss, grad_scale = np.sum(losses) / mean_denominator, 1.0 / mean_denominator
+    loss = np.asarray(loss).astype(dtype)[()]
+    if not return_grad:
+        return loss
+
+    # loss_i = -sum_c q_ic * log_softmax_ic has d loss_i / d logits_i =
+    # sum_c(q_ic) * softmax_i - q_i (sum_c q_ic is not 1 once weights enter).
+    # Ignored samples get exactly 0, as in torch, even when the mean's scale
+    # is 1/0 (all ignored).
+    probs = np.exp(log_probs)
+    total_target = np.sum(effective_target, axis=-1, keepdims=True)
+    grad = (total_target * probs - effective_target) * grad_scale
+    grad = np.where(ignored[..., np.newaxis], 0.0, grad)
+    return loss, np.moveaxis(grad, -1, axis).astype(dtype)
+
