@@ -152,7 +152,7 @@ def _as_float_array(x, name):
         raise TypeError(
             f"{name} must hold real numbers (float32/float64, or float16, ints and bools, "
             f"which are converted); got dtype {dtype}")
-    return np.ascontiguousarray(arr, dtype=target)
+    return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
 
 
 def _normalize_axis(axis, ndim, name="axis"):

@@ -1,0 +1,161 @@
+"""The Python layer: dtype conversion, axis/temperature/out/n_threads handling and their errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _api, reference
+
+FUNCS = [fs.softmax, fs.log_softmax, fs.logsumexp]
+
+
+def test_public_names():
+    assert set(fs.__all__) >= {"softmax", "log_softmax", "logsumexp", "get_num_threads",
+                               "show_config", "__version__"}
+    assert isinstance(fs.__version__, str) and fs.__version__.count(".") >= 2
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("dtype,result", [
+    (np.float32, np.float32), (np.float64, np.float64), (np.float16, np.float32),
+    (np.int8, np.float64), (np.int64, np.float64), (np.uint16, np.float64), (np.bool_, np.float64),
+])
+def test_result_dtype(func, dtype, result):
+    x = (np.arange(12).reshape(3, 4) % 3).astype(dtype)
+    y = func(x)
+    assert np.asarray(y).dtype == result
+    np.testing.assert_allclose(y, getattr(reference, func.__name__)(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_lists_and_scalars(func):
+    np.testing.assert_allclose(func([[1, 2, 3], [0, 0, 0]]), getattr(reference, func.__name__)(
+        np.array([[1.0, 2, 3], [0, 0, 0]])), rtol=1e-13)
+    # A 0-d input is one slice of one element with axis=None.
+    assert np.asarray(func(np.float64(2.5), axis=None)).shape == ()
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("bad", [np.ones(3, np.complex128), np.array([1, "a"], dtype=object),
+                                 np.array(["1", "2"]), np.array([1, 2], dtype="datetime64[s]")])
+def test_non_real_dtypes_raise_type_error(func, bad):
+    with pytest.raises(TypeError, match="x must hold real numbers.*dtype"):
+        func(bad)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_axis_errors(func):
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="axis=2 is out of range for an array of 2"):
+        func(x, 2)
+    with pytest.raises(ValueError, match="axis=-3"):
+        func(x, -3)
+    with pytest.raises(TypeError, match="axis must be an int or None, got 1.0"):
+        func(x, 1.0)
+    with pytest.raises(TypeError, match="axis must be an int or None, got True"):
+        func(x, True)
+    with pytest.raises(ValueError, match="axis=-1 is out of range for an array of 0"):
+        func(np.float64(1.0))
+
+
+@pytest.mark.parametrize("func", [fs.softmax, fs.log_softmax])
+@pytest.mark.parametrize("temperature", [0, 0.0, -1.0, np.nan, np.inf, -np.inf])
+def test_bad_temperature(func, temperature):
+    with pytest.raises(ValueError, match=f"temperature must be finite and > 0, got {temperature!r}"):
+        func(np.ones(3), temperature=temperature)
+
+
+@pytest.mark.parametrize("func", [fs.softmax, fs.log_softmax])
+def test_temperature_types(func):
+    x = np.array([1.0, 2.0, 4.0])
+    expected = func(x / 2.0)
+    for t in (2, 2.0, np.float32(2.0), np.int64(2)):
+        np.testing.assert_allclose(func(x, temperature=t), expected, rtol=1e-15)
+    for bad in ("2", None, 2j, True):
+        with pytest.raises(TypeError, match="temperature must be a real number"):
+            func(x, temperature=bad)
+
+
+def _out_cases(shape, dtype):
+    """(out, exception, message) for every way `out` can be wrong."""
+    other = np.float64 if dtype == np.float32 else np.float32
+    readonly = np.empty(shape, dtype)
+    readonly.flags.writeable = False
+    yield [0.0] * 4, TypeError, "out must be a numpy.ndarray, got list"
+    yield np.empty(shape, other), TypeError, f"out must have dtype {np.dtype(dtype)}"
+    yield np.empty((9, 9), dtype), ValueError, r"out must have shape"
+    yield np.empty(shape + (2,), dtype)[..., 0], ValueError, "out must be C-contiguous"
+    yield readonly, ValueError, "out must be writeable"
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_bad_out_raises_before_writing(func):
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    shape = np.shape(func(x))
+    for out, error, message in _out_cases(shape, np.float32):
+        before = np.array(out, copy=True)
+        with pytest.raises(error, match=message):
+            func(x, out=out)
+        np.testing.assert_array_equal(np.asarray(out), before)
+
+
+@pytest.mark.parametrize("func", [fs.softmax, fs.log_softmax])
+def test_out_partially_overlapping_input(func):
+    base = np.random.default_rng(0).standard_normal(40)
+    expected = func(base[:30].reshape(3, 10).copy())
+    out = base[10:40].reshape(3, 10)       # overlaps x's last two rows, shifted by one row
+    x = base[:30].reshape(3, 10)
+    func(x, out=out)
+    np.testing.assert_allclose(out, expected, rtol=1e-15)
+
+
+def test_logsumexp_out_overlapping_input():
+    x = np.random.default_rng(1).standard_normal((5, 7))
+    expected = fs.logsumexp(x)
+    out = x[0, :5]                          # the result lands inside the input
+    fs.logsumexp(x, out=out)
+    np.testing.assert_allclose(out, expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_n_threads_argument(func):
+    x = np.random.default_rng(2).standard_normal((50, 1000))
+    expected = func(x, n_threads=1)
+    for n in (2, -1, -2, np.int64(3)):
+        np.testing.assert_array_equal(func(x, n_threads=n), expected)
+    with pytest.raises(ValueError, match="n_threads must be nonzero.*got 0"):
+        func(x, n_threads=0)
+    for bad in (1.5, "2", True):
+        with pytest.raises(TypeError, match="n_threads must be an int or None"):
+            func(x, n_threads=bad)
+
+
+def test_get_num_threads_follows_omp_num_threads(tmp_path):
+    code = "import fastsoftmax; print(fastsoftmax.get_num_threads())"
+    result = subprocess.run([sys.executable, "-c", code], env={"OMP_NUM_THREADS": "3"},
+                            cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ("3" if _api._core.openmp_enabled() else "1")
+
+
+def test_small_inputs_run_on_one_thread():
+    assert _api._resolve_threads(None, _api.PARALLEL_MIN_ELEMENTS - 1) == 1
+    assert _api._resolve_threads(None, _api.PARALLEL_MIN_ELEMENTS) == fs.get_num_threads()
+
+
+def test_show_config(capsys):
+    fs.show_config()
+    text = capsys.readouterr().out
+    assert f"fastsoftmax {fs.__version__}" in text
+    assert _api._core.isa() in text
+    assert "OpenMP:" in text and "threads:" in text
+
+
+def test_main_module_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fastsoftmax"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-check: all results agree" in result.stdout
+    for shape in ("1x128256", "32x50257", "2048x32000"):
+        assert shape in result.stdout
