@@ -212,21 +212,52 @@ def _prepare_out(out, shape, dtype, x):
     return out, x
 
 
+def _prepare_where(where, shape, axis):
+    """A ``where=`` mask as the kernels read it: None, or a C-contiguous bool array.
+
+    The kernels index the mask with x's flat index modulo the mask's size, so
+    a mask broadcast over leading axes (a ``(T, T)`` causal mask on ``(B, T, T)``
+    scores) is used as it is, never copied ``B`` times.  The mask must vary
+    over whole trailing blocks that contain the reduced axis; any other
+    broadcast is expanded to ``x``'s shape (a bool copy, never a copy of ``x``).
+    """
+    if where is None:
+        return None
+    mask = np.asarray(where)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
+    try:
+        broadcast = np.broadcast_shapes(mask.shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise ValueError(f"where with shape {mask.shape} does not broadcast to x's shape "
+                         f"{tuple(shape)}")
+    ndim = len(shape)
+    padded = (1,) * (ndim - mask.ndim) + mask.shape
+    last_start = 0 if axis is None else axis
+    for start in range(last_start, -1, -1):  # the smallest trailing block that holds the mask
+        if all(d == 1 for d in padded[:start]) and padded[start:] == tuple(shape[start:]):
+            return np.ascontiguousarray(mask.reshape(shape[start:]))
+    return np.ascontiguousarray(np.broadcast_to(mask, shape))
+
+
 # ---------------------------------------------------------------- the functions
 
-def _softmax_like(x, axis, temperature, out, n_threads, op):
+def _softmax_like(x, axis, temperature, where, out, n_threads, op):
     x = _as_float_array(x, "x")
     axis = _normalize_axis(axis, x.ndim)
     scale = _check_temperature(temperature)
+    mask = _prepare_where(where, x.shape, axis)
     threads = _resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
     if x.size:
-        _core.softmax_family(x, out, outer, n, inner, scale, op, threads)
+        _core.softmax_family(x, out, mask, outer, n, inner, scale, op, threads)
     return out
 
 
-def softmax(x, axis=-1, *, temperature=1.0, out=None, n_threads=None):
+def softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, n_threads=None):
     """Softmax along an axis: ``exp(x/T - max) / sum(exp(x/T - max))``.
 
     Parameters
@@ -241,6 +272,10 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, n_threads=None):
         slice, as ``scipy.special.softmax`` does by default.
     temperature : float, default 1.0
         Divides the logits: ``softmax(x / temperature)``.  Finite and > 0.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x`` (e.g. a ``(T, T)`` causal mask for
+        ``(B, T, T)`` scores).  False entries are left out of the slice:
+        their output is 0, and a fully masked slice is all 0, never NaN.
     out : ndarray, optional
         C-contiguous, writeable array of ``x``'s shape and the result dtype to
         write into; may be ``x`` itself (in place).
@@ -281,10 +316,10 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, n_threads=None):
     >>> fastsoftmax.softmax(np.array([1.0, 2.0, 3.0])).round(4)
     array([0.09  , 0.2447, 0.6652])
     """
-    return _softmax_like(x, axis, temperature, out, n_threads, _OP_SOFTMAX)
+    return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, out=None, n_threads=None):
+def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, n_threads=None):
     """Log of the softmax along an axis: ``x/T - logsumexp(x/T)``, computed stably.
 
     Parameters
@@ -295,6 +330,9 @@ def log_softmax(x, axis=-1, *, temperature=1.0, out=None, n_threads=None):
         The axis to normalize over; ``None`` for the whole array.
     temperature : float, default 1.0
         Divides the logits.  Finite and > 0.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x``; False entries are left out of the slice
+        and their output is ``-inf`` (a fully masked slice is all ``-inf``).
     out : ndarray, optional
         C-contiguous, writeable array of ``x``'s shape and the result dtype;
         may be ``x`` itself.
@@ -324,10 +362,10 @@ def log_softmax(x, axis=-1, *, temperature=1.0, out=None, n_threads=None):
     >>> fastsoftmax.log_softmax(np.array([1.0, 2.0, 3.0])).round(4)
     array([-2.4076, -1.4076, -0.4076])
     """
-    return _softmax_like(x, axis, temperature, out, n_threads, _OP_LOG_SOFTMAX)
+    return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX)
 
 
-def logsumexp(x, axis=-1, *, keepdims=False, out=None, n_threads=None):
+def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, n_threads=None):
     """``log(sum(exp(x)))`` along an axis, without overflow or underflow.
 
     Parameters
@@ -338,6 +376,9 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None, n_threads=None):
         The axis to reduce; ``None`` reduces the whole array.
     keepdims : bool, default False
         Keep the reduced axis with length 1.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x``; only True entries are summed.  A fully
+        masked slice gives ``-inf``.
     out : ndarray, optional
         C-contiguous, writeable array of the result's shape and dtype.
     n_threads : int, optional
@@ -370,6 +411,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None, n_threads=None):
     """
     x = _as_float_array(x, "x")
     axis = _normalize_axis(axis, x.ndim)
+    mask = _prepare_where(where, x.shape, axis)
     if axis is None:
         shape = (1,) * x.ndim if keepdims else ()
     elif keepdims:
@@ -381,7 +423,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None, n_threads=None):
     out, x = _prepare_out(out, shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
     if out.size:
-        _core.softmax_family(x, out, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
+        _core.softmax_family(x, out, mask, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
     if out.ndim == 0 and not given_out:
         return out[()]
     return out

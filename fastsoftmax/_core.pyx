@@ -17,6 +17,7 @@ identical for every thread count.
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.math cimport log
+from libc.stdint cimport uint8_t
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
@@ -31,31 +32,41 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
-        void (*softmax_f32)(const float *x, float *out, fs_index outer, fs_index n,
+        void (*softmax_f32)(const float *x, const uint8_t *mask, fs_index mask_period,
+                            fs_index mask_start, float *out, fs_index outer, fs_index n,
                             fs_index width, fs_index stride, float scale, int log) noexcept nogil
-        void (*logsumexp_f32)(const float *x, float *out, fs_index outer, fs_index n,
+        void (*logsumexp_f32)(const float *x, const uint8_t *mask, fs_index mask_period,
+                              fs_index mask_start, float *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride) noexcept nogil
-        float (*row_max_f32)(const float *x, fs_index n) noexcept nogil
-        double (*chunk_sum_exp_f32)(const float *x, float *e_out, fs_index n, float shift,
-                                    float scale) noexcept nogil
-        void (*scale_span_f32)(float *out, fs_index n, float factor) noexcept nogil
-        void (*log_softmax_span_f32)(const float *x, float *out, fs_index n, float shift,
-                                     float scale, float lse) noexcept nogil
-        float (*logsumexp_finish_f32)(float max, double sum, const float *x, fs_index n,
+        float (*row_max_f32)(const float *x, const uint8_t *mask, fs_index n) noexcept nogil
+        double (*chunk_sum_exp_f32)(const float *x, const uint8_t *mask, float *e_out,
+                                    fs_index n, float shift, float scale) noexcept nogil
+        void (*scale_span_f32)(float *out, const uint8_t *mask, fs_index n,
+                               float factor) noexcept nogil
+        void (*log_softmax_span_f32)(const float *x, const uint8_t *mask, float *out,
+                                     fs_index n, float shift, float scale,
+                                     float lse) noexcept nogil
+        float (*logsumexp_finish_f32)(float max, double sum, const float *x,
+                                      const uint8_t *mask, fs_index n,
                                       fs_index stride) noexcept nogil
         void (*exp_f32)(const float *x, float *out, fs_index n) noexcept nogil
-        void (*softmax_f64)(const double *x, double *out, fs_index outer, fs_index n,
+        void (*softmax_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
+                            fs_index mask_start, double *out, fs_index outer, fs_index n,
                             fs_index width, fs_index stride, double scale, int log) noexcept nogil
-        void (*logsumexp_f64)(const double *x, double *out, fs_index outer, fs_index n,
+        void (*logsumexp_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
+                              fs_index mask_start, double *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride) noexcept nogil
-        double (*row_max_f64)(const double *x, fs_index n) noexcept nogil
-        double (*chunk_sum_exp_f64)(const double *x, double *e_out, fs_index n, double shift,
-                                    double scale) noexcept nogil
-        void (*scale_span_f64)(double *out, fs_index n, double factor) noexcept nogil
-        void (*log_softmax_span_f64)(const double *x, double *out, fs_index n, double shift,
-                                     double scale, double lse) noexcept nogil
-        double (*logsumexp_finish_f64)(double max, double sum, const double *x, fs_index n,
-                                       fs_index stride) noexcept nogil
+        double (*row_max_f64)(const double *x, const uint8_t *mask, fs_index n) noexcept nogil
+        double (*chunk_sum_exp_f64)(const double *x, const uint8_t *mask, double *e_out,
+                                    fs_index n, double shift, double scale) noexcept nogil
+        void (*scale_span_f64)(double *out, const uint8_t *mask, fs_index n,
+                               double factor) noexcept nogil
+        void (*log_softmax_span_f64)(const double *x, const uint8_t *mask, double *out,
+                                     fs_index n, double shift, double scale,
+                                     double lse) noexcept nogil
+        double (*logsumexp_finish_f64)(double max, double sum, const double *x,
+                                      const uint8_t *mask, fs_index n,
+                                      fs_index stride) noexcept nogil
         void (*exp_f64)(const double *x, double *out, fs_index n) noexcept nogil
 
     const fs_kernel_table *fs_select_kernels(const char *isa)
@@ -111,19 +122,37 @@ def max_threads():
 
 # ---------------------------------------------------------------- kernel calls
 
-cdef inline void _softmax_block(const real *x, real *out, fs_index outer, fs_index n,
-                                fs_index width, fs_index stride, real scale,
-                                int op) noexcept nogil:
+cdef struct Mask:
+    # A `where=` mask: one byte per element of x, repeating every `period`
+    # elements (a mask broadcast over leading axes is not copied).  data is NULL
+    # when there is no mask.
+    const uint8_t *data
+    fs_index period
+
+
+cdef inline const uint8_t *_mask_at(Mask mask, fs_index offset) noexcept nogil:
+    """The mask byte of x's element at flat `offset` (NULL without a mask)."""
+    if mask.data == NULL:
+        return NULL
+    return mask.data + offset % mask.period
+
+
+cdef inline void _block(const real *x, Mask mask, fs_index start, real *out, fs_index outer,
+                        fs_index n, fs_index width, fs_index stride, real scale,
+                        int op) noexcept nogil:
+    """One kernel call over slabs of x whose first element is at flat offset `start`."""
     if real is float:
         if op == OP_LOGSUMEXP:
-            kernels.logsumexp_f32(x, out, outer, n, width, stride)
+            kernels.logsumexp_f32(x, mask.data, mask.period, start, out, outer, n, width, stride)
         else:
-            kernels.softmax_f32(x, out, outer, n, width, stride, scale, op)
+            kernels.softmax_f32(x, mask.data, mask.period, start, out, outer, n, width, stride,
+                                scale, op)
     else:
         if op == OP_LOGSUMEXP:
-            kernels.logsumexp_f64(x, out, outer, n, width, stride)
+            kernels.logsumexp_f64(x, mask.data, mask.period, start, out, outer, n, width, stride)
         else:
-            kernels.softmax_f64(x, out, outer, n, width, stride, scale, op)
+            kernels.softmax_f64(x, mask.data, mask.period, start, out, outer, n, width, stride,
+                                scale, op)
 
 
 cdef inline fs_index _split(fs_index total, int parts, int part) noexcept nogil:
@@ -131,32 +160,32 @@ cdef inline fs_index _split(fs_index total, int parts, int part) noexcept nogil:
     return (total * part) // parts
 
 
-cdef void _run_slabs(const real *x, real *out, fs_index outer, fs_index n, fs_index inner,
-                     real scale, int op, int nthreads) noexcept nogil:
+cdef void _run_slabs(const real *x, Mask mask, real *out, fs_index outer, fs_index n,
+                     fs_index inner, real scale, int op, int nthreads) noexcept nogil:
     """Threads take whole slices: runs of rows, or of columns when inner > 1."""
     cdef fs_index out_slab = 1 if op == OP_LOGSUMEXP else n   # output rows per slab
     cdef fs_index a, b
     cdef int t
     if nthreads == 1:
-        _softmax_block(x, out, outer, n, inner, inner, scale, op)
+        _block(x, mask, 0, out, outer, n, inner, inner, scale, op)
     elif outer >= nthreads or inner == 1:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
             a = _split(outer, nthreads, t)
             b = _split(outer, nthreads, t + 1)
             if b > a:
-                _softmax_block(x + a * n * inner, out + a * out_slab * inner, b - a, n,
-                               inner, inner, scale, op)
+                _block(x + a * n * inner, mask, a * n * inner, out + a * out_slab * inner,
+                       b - a, n, inner, inner, scale, op)
     else:
         # Few slabs, many columns: each thread takes a run of columns of every slab.
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
             a = _split(inner // COLUMN_ALIGN, nthreads, t) * COLUMN_ALIGN
             b = inner if t == nthreads - 1 else _split(inner // COLUMN_ALIGN, nthreads, t + 1) * COLUMN_ALIGN
             if b > a:
-                _softmax_block(x + a, out + a, outer, n, b - a, inner, scale, op)
+                _block(x + a, mask, a, out + a, outer, n, b - a, inner, scale, op)
 
 
-cdef int _run_long_rows(const real *x, real *out, fs_index rows, fs_index n, real scale,
-                        int op, int nthreads) noexcept nogil:
+cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_index n,
+                        real scale, int op, int nthreads) noexcept nogil:
     """Split each of a few long rows across threads, in the kernels' fixed chunks.
 
     Three parallel passes over all chunks of all rows (max, sum of exp, output),
@@ -166,7 +195,7 @@ cdef int _run_long_rows(const real *x, real *out, fs_index rows, fs_index n, rea
     """
     cdef fs_index per_row = (n + FS_CHUNK - 1) // FS_CHUNK
     cdef fs_index total = rows * per_row
-    cdef fs_index i, r, c, start, length
+    cdef fs_index i, r, c, at, length
     cdef real *chunk_max = <real *> malloc(total * sizeof(real))
     cdef double *chunk_sum = <double *> malloc(total * sizeof(double))
     cdef real *row_max = <real *> malloc(rows * sizeof(real))
@@ -179,12 +208,12 @@ cdef int _run_long_rows(const real *x, real *out, fs_index rows, fs_index n, rea
 
     for i in prange(total, num_threads=nthreads, schedule='static'):
         r = i // per_row
-        start = (i % per_row) * FS_CHUNK
-        length = min(FS_CHUNK, n - start)
+        at = r * n + (i % per_row) * FS_CHUNK        # flat offset of the chunk
+        length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
-            chunk_max[i] = kernels.row_max_f32(x + r * n + start, length)
+            chunk_max[i] = kernels.row_max_f32(x + at, _mask_at(mask, at), length)
         else:
-            chunk_max[i] = kernels.row_max_f64(x + r * n + start, length)
+            chunk_max[i] = kernels.row_max_f64(x + at, _mask_at(mask, at), length)
     for r in range(rows):
         m = chunk_max[r * per_row]
         for c in range(1, per_row):
@@ -194,15 +223,15 @@ cdef int _run_long_rows(const real *x, real *out, fs_index rows, fs_index n, rea
 
     for i in prange(total, num_threads=nthreads, schedule='static'):
         r = i // per_row
-        start = (i % per_row) * FS_CHUNK
-        length = min(FS_CHUNK, n - start)
+        at = r * n + (i % per_row) * FS_CHUNK
+        length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
             chunk_sum[i] = kernels.chunk_sum_exp_f32(
-                x + r * n + start, out + r * n + start if op == OP_SOFTMAX else NULL,
+                x + at, _mask_at(mask, at), out + at if op == OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
         else:
             chunk_sum[i] = kernels.chunk_sum_exp_f64(
-                x + r * n + start, out + r * n + start if op == OP_SOFTMAX else NULL,
+                x + at, _mask_at(mask, at), out + at if op == OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
     for r in range(rows):
         s = 0.0
@@ -213,55 +242,69 @@ cdef int _run_long_rows(const real *x, real *out, fs_index rows, fs_index n, rea
     if op == OP_LOGSUMEXP:
         for r in range(rows):
             if real is float:
-                out[r] = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n, n, 1)
+                out[r] = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n,
+                                                      _mask_at(mask, r * n), n, 1)
             else:
-                out[r] = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n, n, 1)
+                out[r] = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n,
+                                                      _mask_at(mask, r * n), n, 1)
     else:
         for i in prange(total, num_threads=nthreads, schedule='static'):
             r = i // per_row
-            start = (i % per_row) * FS_CHUNK
-            length = min(FS_CHUNK, n - start)
+            at = r * n + (i % per_row) * FS_CHUNK
+            length = min(FS_CHUNK, (r + 1) * n - at)
             if op == OP_SOFTMAX:
                 if real is float:
-                    kernels.scale_span_f32(out + r * n + start, length, <float> (1.0 / row_sum[r]))
+                    kernels.scale_span_f32(out + at, _mask_at(mask, at), length,
+                                           <float> (1.0 / row_sum[r]))
                 else:
-                    kernels.scale_span_f64(out + r * n + start, length, 1.0 / row_sum[r])
+                    kernels.scale_span_f64(out + at, _mask_at(mask, at), length,
+                                           1.0 / row_sum[r])
             else:
                 if real is float:
-                    kernels.log_softmax_span_f32(x + r * n + start, out + r * n + start, length,
+                    kernels.log_softmax_span_f32(x + at, _mask_at(mask, at), out + at, length,
                                                  row_max[r], scale, <float> log(row_sum[r]))
                 else:
-                    kernels.log_softmax_span_f64(x + r * n + start, out + r * n + start, length,
+                    kernels.log_softmax_span_f64(x + at, _mask_at(mask, at), out + at, length,
                                                  row_max[r], scale, log(row_sum[r]))
     free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
     return 0
 
 
-cdef void _run(const real *x, real *out, fs_index outer, fs_index n, fs_index inner,
+cdef void _run(const real *x, Mask mask, real *out, fs_index outer, fs_index n, fs_index inner,
                real scale, int op, int nthreads) noexcept nogil:
     # Fewer rows than threads and rows of several chunks: split the rows themselves.
     if nthreads > 1 and inner == 1 and outer < nthreads and n >= 2 * FS_CHUNK:
-        if _run_long_rows(x, out, outer, n, scale, op, nthreads) == 0:
+        if _run_long_rows(x, mask, out, outer, n, scale, op, nthreads) == 0:
             return
-    _run_slabs(x, out, outer, n, inner, scale, op, nthreads)
+    _run_slabs(x, mask, out, outer, n, inner, scale, op, nthreads)
 
 
-def softmax_family(cnp.ndarray x, cnp.ndarray out, Py_ssize_t outer, Py_ssize_t n,
+def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t outer, Py_ssize_t n,
                    Py_ssize_t inner, double scale, int op, int nthreads):
     """Run one operation (0 softmax, 1 log_softmax, 2 logsumexp) over ``x`` into ``out``.
 
     ``x`` and ``out`` are C-contiguous, of one float dtype, ``x`` viewed as
     ``(outer, n, inner)``; ``out`` is ``(outer, n, inner)``, or ``(outer, inner)``
     for logsumexp.  ``out`` may be ``x`` itself.  ``scale`` is 1/temperature.
+    ``where`` is None or a C-contiguous bool array whose size divides x's and
+    is a multiple of ``n * inner``: x's element ``i`` is kept where
+    ``where.flat[i % where.size]``.
     """
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *op_ = cnp.PyArray_DATA(out)
+    cdef Mask mask
+    mask.data = NULL
+    mask.period = 1
+    if where is not None:
+        mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
+        mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         with nogil:
-            _run(<const float *> xp, <float *> op_, outer, n, inner, <float> scale, op, nthreads)
+            _run(<const float *> xp, mask, <float *> op_, outer, n, inner, <float> scale, op,
+                 nthreads)
     else:
         with nogil:
-            _run(<const double *> xp, <double *> op_, outer, n, inner, scale, op, nthreads)
+            _run(<const double *> xp, mask, <double *> op_, outer, n, inner, scale, op, nthreads)
 
 
 def exp(cnp.ndarray x, cnp.ndarray out):

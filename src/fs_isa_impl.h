@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fs_kernels.h"
 #include "fs_vector.h"
@@ -28,6 +29,9 @@
 #define VSPLAT vsplat_f32
 #define VLOAD_PARTIAL vload_partial_f32
 #define VSTORE_PARTIAL vstore_partial_f32
+#define VMASK vmask_f32
+#define VMASK_PARTIAL vmask_partial_f32
+#define SELECT SELECT32
 #define FN(name) name##_f32
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"
@@ -43,11 +47,20 @@
 #undef VSPLAT
 #undef VLOAD_PARTIAL
 #undef VSTORE_PARTIAL
+#undef VMASK
+#undef VMASK_PARTIAL
+#undef SELECT
 #undef FN
 #undef ZERO_V
 #undef EXP_ARG
+#undef ACCUMULATE
+#undef LOAD_MASKED
+#undef LOAD_MASKED_PARTIAL
+#undef KEEP_MASKED
+#undef KEEP_MASKED_PARTIAL
 #undef TILE_LOAD
 #undef TILE_STORE
+#undef TILE_MASK
 
 /* ---- double: its own lanes are the accumulator ---- */
 #define REAL double
@@ -62,6 +75,9 @@
 #define VSPLAT vsplat_f64
 #define VLOAD_PARTIAL vload_partial_f64
 #define VSTORE_PARTIAL vstore_partial_f64
+#define VMASK vmask_f64
+#define VMASK_PARTIAL vmask_partial_f64
+#define SELECT SELECT64
 #define FN(name) name##_f64
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"

@@ -13,6 +13,11 @@
  * Kernels never allocate, never raise and never read outside the block.
  * `out` may be `x` itself (in place); partial overlap is not allowed.
  *
+ * `mask` (NULL for none) is a `where=` mask, one byte per element, that
+ * repeats every `mask_period` elements; x's first element sits at offset
+ * `mask_start` of it.  The period is a multiple of n*stride, so one slab's mask
+ * is contiguous.  Elements whose byte is 0 are excluded from every reduction.
+ *
  * The kernels are compiled once per instruction set (src/fs_isa_*.c) and one
  * table of them is chosen at run time (src/fs_dispatch.c).
  */
@@ -20,6 +25,7 @@
 #define FS_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,26 +42,28 @@ typedef ptrdiff_t fs_index;
 
 #define FS_DECLARE_KERNELS(REAL, SFX)                                                      \
     /* out = softmax((x - max) * scale), or log_softmax when `log` is nonzero. */          \
-    void (*softmax_##SFX)(const REAL *x, REAL *out, fs_index outer, fs_index n,            \
+    void (*softmax_##SFX)(const REAL *x, const uint8_t *mask, fs_index mask_period,        \
+                          fs_index mask_start, REAL *out, fs_index outer, fs_index n,      \
                           fs_index width, fs_index stride, REAL scale, int log);           \
     /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
-    void (*logsumexp_##SFX)(const REAL *x, REAL *out, fs_index outer, fs_index n,          \
+    void (*logsumexp_##SFX)(const REAL *x, const uint8_t *mask, fs_index mask_period,      \
+                            fs_index mask_start, REAL *out, fs_index outer, fs_index n,    \
                             fs_index width, fs_index stride);                              \
     /* Chunk steps of a contiguous row, for one row split across threads. */               \
-    REAL (*row_max_##SFX)(const REAL *x, fs_index n);                                      \
+    REAL (*row_max_##SFX)(const REAL *x, const uint8_t *mask, fs_index n);                 \
     /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */         \
     /* exponentials into e_out unless it is NULL. */                                       \
-    double (*chunk_sum_exp_##SFX)(const REAL *x, REAL *e_out, fs_index n, REAL shift,      \
-                                  REAL scale);                                             \
+    double (*chunk_sum_exp_##SFX)(const REAL *x, const uint8_t *mask, REAL *e_out,         \
+                                  fs_index n, REAL shift, REAL scale);                     \
     /* out *= factor */                                                                    \
-    void (*scale_span_##SFX)(REAL *out, fs_index n, REAL factor);                          \
+    void (*scale_span_##SFX)(REAL *out, const uint8_t *mask, fs_index n, REAL factor);     \
     /* out = (x - shift) * scale - lse */                                                  \
-    void (*log_softmax_span_##SFX)(const REAL *x, REAL *out, fs_index n, REAL shift,       \
-                                   REAL scale, REAL lse);                                  \
+    void (*log_softmax_span_##SFX)(const REAL *x, const uint8_t *mask, REAL *out,          \
+                                   fs_index n, REAL shift, REAL scale, REAL lse);          \
     /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */      \
     /* the max is infinite, to tell +-inf from NaN. */                                     \
-    REAL (*logsumexp_finish_##SFX)(REAL max, double sum, const REAL *x, fs_index n,        \
-                                   fs_index stride);                                       \
+    REAL (*logsumexp_finish_##SFX)(REAL max, double sum, const REAL *x,                    \
+                                   const uint8_t *mask, fs_index n, fs_index stride);      \
     /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                   \
     void (*exp_##SFX)(const REAL *x, REAL *out, fs_index n);
 

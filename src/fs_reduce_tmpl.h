@@ -1,8 +1,8 @@
 /*
  * Reductions over the axis n, for one element type: max, and sum of exp.
  *
- * A template: fs_isa_impl.h defines REAL, V, W, VACC and the FN() name
- * suffix, then includes this file once for float and once for double.
+ * A template: fs_isa_impl.h defines REAL, V, W, VACC, the mask helpers and the
+ * FN() name suffix, then includes this file once for float and once for double.
  *
  * Sums of exp are accumulated in FS_UNROLL independent vectors (to hide the
  * add latency) and flushed every FS_FLUSH_STEPS additions into an accumulator
@@ -14,9 +14,23 @@
  * term goes straight into double lanes.  For double input the two-level
  * scheme bounds each lane's run of additions.  The order of every addition is
  * fixed by the position of the element alone.
+ *
+ * `where=` masks: `mask` holds one byte per element of x at the same offsets
+ * (NULL: no mask).  Each function has a `masked` copy, chosen once per call,
+ * in which masked-out elements count as absent: -inf for the max, 0 in the
+ * sum (even when they hold NaN).
  */
 
 #define ZERO_V VSPLAT(0)
+
+/* The elements of p whose mask lane is set, `fill` elsewhere. */
+#define LOAD_MASKED(p, mp, fill) (masked ? SELECT(VMASK(mp), VLOAD(p), VSPLAT(fill)) : VLOAD(p))
+#define LOAD_MASKED_PARTIAL(p, mp, k, fill)                                         \
+    (masked ? SELECT(VMASK_PARTIAL((mp), (k)), VLOAD_PARTIAL((p), (k), (fill)), VSPLAT(fill)) \
+            : VLOAD_PARTIAL((p), (k), (fill)))
+/* v with masked-out lanes set to +0, whatever they held (NaN included). */
+#define KEEP_MASKED(v, mp) (masked ? SELECT(VMASK(mp), (v), ZERO_V) : (v))
+#define KEEP_MASKED_PARTIAL(v, mp, k) (masked ? SELECT(VMASK_PARTIAL((mp), (k)), (v), ZERO_V) : (v))
 
 /* Largest lane of a max accumulator (which never holds NaN). */
 FS_ALWAYS_INLINE REAL FN(hmax)(V v)
@@ -37,31 +51,37 @@ FS_ALWAYS_INLINE double FN(hsum)(VACC v)
 
 /*
  * Max of a contiguous row, ignoring NaN (the sum pass that follows turns a NaN
- * into a NaN result).  -inf for an empty or all -inf row.
+ * into a NaN result).  -inf for an empty, all -inf or fully masked row.
  */
-static REAL FN(row_max)(const REAL *x, fs_index n)
+FS_ALWAYS_INLINE REAL FN(row_max_impl)(const REAL *x, const uint8_t *mask, fs_index n,
+                                       const int masked)
 {
     const V ninf = VSPLAT(-INFINITY);
     V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     fs_index i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        m0 = VMAX(VLOAD(x + i), m0);
-        m1 = VMAX(VLOAD(x + i + W), m1);
-        m2 = VMAX(VLOAD(x + i + 2 * W), m2);
-        m3 = VMAX(VLOAD(x + i + 3 * W), m3);
+        m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
+        m1 = VMAX(LOAD_MASKED(x + i + W, mask + i + W, -INFINITY), m1);
+        m2 = VMAX(LOAD_MASKED(x + i + 2 * W, mask + i + 2 * W, -INFINITY), m2);
+        m3 = VMAX(LOAD_MASKED(x + i + 3 * W, mask + i + 3 * W, -INFINITY), m3);
     }
     for (; i + W <= n; i += W)
-        m0 = VMAX(VLOAD(x + i), m0);
+        m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
     if (i < n)
-        m0 = VMAX(VLOAD_PARTIAL(x + i, n - i, -INFINITY), m0);
+        m0 = VMAX(LOAD_MASKED_PARTIAL(x + i, mask + i, n - i, -INFINITY), m0);
     return FN(hmax)(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
 }
 
-/* True if a strided slice holds a NaN: only asked when its max is infinite. */
-static int FN(slice_has_nan)(const REAL *x, fs_index n, fs_index stride)
+static REAL FN(row_max)(const REAL *x, const uint8_t *mask, fs_index n)
+{
+    return mask ? FN(row_max_impl)(x, mask, n, 1) : FN(row_max_impl)(x, NULL, n, 0);
+}
+
+/* True if a strided slice holds an unmasked NaN: only asked when its max is infinite. */
+static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_index stride)
 {
     for (fs_index k = 0; k < n; k++)
-        if (x[k * stride] != x[k * stride])
+        if (x[k * stride] != x[k * stride] && (mask == NULL || mask[k * stride]))
             return 1;
     return 0;
 }
@@ -78,8 +98,9 @@ static int FN(slice_has_nan)(const REAL *x, fs_index n, fs_index stride)
  * exponential into e_out when `store` (softmax), else summing exactly
  * (log_softmax, logsumexp).  Lanes past the end load -inf: exp gives 0 there.
  */
-FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, REAL *e_out, fs_index n, REAL shift,
-                                         REAL scale, const int store, const int scaled)
+FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REAL *e_out,
+                                         fs_index n, REAL shift, REAL scale, const int store,
+                                         const int scaled, const int masked)
 {
     const int exact_sum = !store;
     const V vshift = VSPLAT(shift), vscale = VSPLAT(scale);
@@ -89,10 +110,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, REAL *e_out, fs_index n,
     for (; i + FS_UNROLL * FS_FLUSH_STEPS * W <= n;) {
         V a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
         for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_UNROLL * W) {
-            V e0 = VEXP(EXP_ARG(VLOAD(x + i)));
-            V e1 = VEXP(EXP_ARG(VLOAD(x + i + W)));
-            V e2 = VEXP(EXP_ARG(VLOAD(x + i + 2 * W)));
-            V e3 = VEXP(EXP_ARG(VLOAD(x + i + 3 * W)));
+            V e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
+            V e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + W))), mask + i + W);
+            V e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * W))), mask + i + 2 * W);
+            V e3 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 3 * W))), mask + i + 3 * W);
             if (store) {
                 VSTORE(e_out + i, e0);
                 VSTORE(e_out + i + W, e1);
@@ -112,7 +133,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, REAL *e_out, fs_index n,
     V a = ZERO_V;
     int steps = 0;
     for (; i + W <= n; i += W) {
-        V e = VEXP(EXP_ARG(VLOAD(x + i)));
+        V e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
         if (store)
             VSTORE(e_out + i, e);
         ACCUMULATE(total, a, e);
@@ -123,7 +144,8 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, REAL *e_out, fs_index n,
         }
     }
     if (i < n) {
-        V e = VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY)));
+        V e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY))), mask + i,
+                                  n - i);
         if (store)
             VSTORE_PARTIAL(e_out + i, e, n - i);
         ACCUMULATE(total, a, e);
@@ -135,23 +157,33 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, REAL *e_out, fs_index n,
 /*
  * One chunk (at most FS_CHUNK elements) of a row's sum of exp.  A row's sum is
  * the sum of its chunks' sums in order, whether one thread or several compute
- * them.
+ * them.  The eight copies: store or not, T == 1 or not, masked or not.
  */
-static double FN(chunk_sum_exp)(const REAL *x, REAL *e_out, fs_index n, REAL shift, REAL scale)
+static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+                                REAL shift, REAL scale)
 {
-    if (e_out)
-        return scale == 1 ? FN(sum_exp_impl)(x, e_out, n, shift, scale, 1, 0)
-                          : FN(sum_exp_impl)(x, e_out, n, shift, scale, 1, 1);
-    return scale == 1 ? FN(sum_exp_impl)(x, NULL, n, shift, scale, 0, 0)
-                      : FN(sum_exp_impl)(x, NULL, n, shift, scale, 0, 1);
+#define SUM_EXP_CASE(store, masked)                                                          \
+    return scale == 1 ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, 0, masked) \
+                      : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, 1, masked)
+    if (e_out) {
+        if (mask)
+            SUM_EXP_CASE(1, 1);
+        SUM_EXP_CASE(1, 0);
+    }
+    if (mask)
+        SUM_EXP_CASE(0, 1);
+    SUM_EXP_CASE(0, 0);
+#undef SUM_EXP_CASE
 }
 
-static double FN(row_sum_exp)(const REAL *x, REAL *e_out, fs_index n, REAL shift, REAL scale)
+static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+                              REAL shift, REAL scale)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
-        sum += FN(chunk_sum_exp)(x + c, e_out ? e_out + c : NULL, len, shift, scale);
+        sum += FN(chunk_sum_exp)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL, len,
+                                 shift, scale);
     }
     return sum;
 }
@@ -166,21 +198,27 @@ static double FN(row_sum_exp)(const REAL *x, REAL *e_out, fs_index n, REAL shift
     ((partial && (u) == nv - 1) ? VLOAD_PARTIAL((p), tail, (fill)) : VLOAD(p))
 #define TILE_STORE(p, u, v) \
     do { if (partial && (u) == nv - 1) VSTORE_PARTIAL((p), (v), tail); else VSTORE((p), (v)); } while (0)
+#define TILE_MASK(mp, u) ((partial && (u) == nv - 1) ? VMASK_PARTIAL((mp), tail) : VMASK(mp))
 
-FS_ALWAYS_INLINE void FN(tile_max)(const REAL *x, fs_index n, fs_index stride, V *m, const int nv,
-                                   const int partial, fs_index tail)
+FS_ALWAYS_INLINE void FN(tile_max)(const REAL *x, const uint8_t *mask, fs_index n,
+                                   fs_index stride, V *m, const int nv, const int partial,
+                                   fs_index tail, const int masked)
 {
     for (int u = 0; u < nv; u++)
         m[u] = VSPLAT(-INFINITY);
     for (fs_index k = 0; k < n; k++)
-        for (int u = 0; u < nv; u++)
-            m[u] = VMAX(TILE_LOAD(x + k * stride + u * W, u, -INFINITY), m[u]);
+        for (int u = 0; u < nv; u++) {
+            V v = TILE_LOAD(x + k * stride + u * W, u, -INFINITY);
+            if (masked)
+                v = SELECT(TILE_MASK(mask + k * stride + u * W, u), v, VSPLAT(-INFINITY));
+            m[u] = VMAX(v, m[u]);
+        }
 }
 
-FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, REAL *e_out, fs_index n, fs_index stride,
-                                       const V *shift, REAL scale_, VACC *total, const int nv,
-                                       const int partial, fs_index tail, const int store,
-                                       const int scaled)
+FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+                                       fs_index stride, const V *shift, REAL scale_, VACC *total,
+                                       const int nv, const int partial, fs_index tail,
+                                       const int store, const int scaled, const int masked)
 {
     const int exact_sum = !store;
     const V vscale = VSPLAT(scale_);
@@ -195,6 +233,8 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, REAL *e_out, fs_index n, f
         for (int u = 0; u < nv; u++) {
             const V vshift = shift[u];
             V e = VEXP(EXP_ARG(TILE_LOAD(x + k * stride + u * W, u, -INFINITY)));
+            if (masked)
+                e = SELECT(TILE_MASK(mask + k * stride + u * W, u), e, ZERO_V);
             if (store)
                 TILE_STORE(e_out + k * stride + u * W, u, e);
             ACCUMULATE(total[u], a[u], e);

@@ -14,76 +14,111 @@
  * x - m is inf - inf), makes the sum NaN and so the whole slice; an all -inf
  * slice has x - m = NaN everywhere.  Only logsumexp, whose +inf and -inf
  * answers are not NaN, looks for a NaN when the max is infinite.
+ *
+ * With a `where=` mask, masked-out outputs are 0 (softmax) or -inf
+ * (log_softmax) whatever the rest of the slice holds; a fully masked slice has
+ * max -inf and sum 0, so it gives all 0, all -inf, and a logsumexp of -inf.
+ * The mask repeats with period `mask_period` elements (a mask broadcast over
+ * leading axes is not copied); `mask_start` is the offset of x's first element
+ * within that period.
  */
 
-/* out = (x - shift) * scale - lse over a contiguous span. */
-static void FN(log_softmax_span)(const REAL *x, REAL *out, fs_index n, REAL shift, REAL scale,
-                                 REAL lse)
+/* out = (x - shift) * scale - lse over a contiguous span (-inf where masked out). */
+FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const REAL *x, const uint8_t *mask, REAL *out,
+                                                fs_index n, REAL shift, REAL scale, REAL lse,
+                                                const int masked)
 {
     const V vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
+    const V ninf = VSPLAT(-INFINITY);
     const int scaled = 1; /* a multiply by 1 is exact: no need for two copies of this loop */
     fs_index i = 0;
-    for (; i + W <= n; i += W)
-        VSTORE(out + i, EXP_ARG(VLOAD(x + i)) - vlse);
-    if (i < n)
-        VSTORE_PARTIAL(out + i, EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse, n - i);
+    for (; i + W <= n; i += W) {
+        V v = EXP_ARG(VLOAD(x + i)) - vlse;
+        VSTORE(out + i, masked ? SELECT(VMASK(mask + i), v, ninf) : v);
+    }
+    if (i < n) {
+        V v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
+        VSTORE_PARTIAL(out + i, masked ? SELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
+                       n - i);
+    }
 }
 
-/* out *= factor over a contiguous span. */
-static void FN(scale_span)(REAL *out, fs_index n, REAL factor)
+static void FN(log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+                                 REAL shift, REAL scale, REAL lse)
+{
+    if (mask)
+        FN(log_softmax_span_impl)(x, mask, out, n, shift, scale, lse, 1);
+    else
+        FN(log_softmax_span_impl)(x, NULL, out, n, shift, scale, lse, 0);
+}
+
+/* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
+FS_ALWAYS_INLINE void FN(scale_span_impl)(REAL *out, const uint8_t *mask, fs_index n, REAL factor,
+                                          const int masked)
 {
     const V vfactor = VSPLAT(factor);
     fs_index i = 0;
     for (; i + W <= n; i += W)
-        VSTORE(out + i, VLOAD(out + i) * vfactor);
+        VSTORE(out + i, KEEP_MASKED(VLOAD(out + i) * vfactor, mask + i));
     if (i < n)
-        VSTORE_PARTIAL(out + i, VLOAD_PARTIAL(out + i, n - i, 0) * vfactor, n - i);
+        VSTORE_PARTIAL(out + i, KEEP_MASKED_PARTIAL(VLOAD_PARTIAL(out + i, n - i, 0) * vfactor,
+                                                    mask + i, n - i),
+                       n - i);
+}
+
+static void FN(scale_span)(REAL *out, const uint8_t *mask, fs_index n, REAL factor)
+{
+    if (mask)
+        FN(scale_span_impl)(out, mask, n, factor, 1);
+    else
+        FN(scale_span_impl)(out, NULL, n, factor, 0);
 }
 
 /* The one rule for a slice's logsumexp from its max and sum of exp(x - max). */
-static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, fs_index n, fs_index stride)
+static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, const uint8_t *mask,
+                                 fs_index n, fs_index stride)
 {
-    if (isinf(max)) /* all -inf (or empty) gives -inf, a +inf gives +inf, unless there is a NaN */
-        return FN(slice_has_nan)(x, n, stride) ? (REAL)NAN : max;
+    if (isinf(max)) /* all -inf (or empty, or masked) gives -inf, a +inf gives +inf, unless a NaN */
+        return FN(slice_has_nan)(x, mask, n, stride) ? (REAL)NAN : max;
     return (REAL)((double)max + log(sum));
 }
 
-static void FN(softmax_row)(const REAL *x, REAL *out, fs_index n, REAL scale, int log_output)
+static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n, REAL scale,
+                            int log_output)
 {
-    const REAL m = FN(row_max)(x, n);
+    const REAL m = FN(row_max)(x, mask, n);
     if (log_output) {
-        const double sum = FN(row_sum_exp)(x, NULL, n, m, scale);
-        FN(log_softmax_span)(x, out, n, m, scale, (REAL)log(sum));
+        const double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale);
+        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log(sum));
     } else {
-        const double sum = FN(row_sum_exp)(x, out, n, m, scale);
-        FN(scale_span)(out, n, (REAL)(1.0 / sum));
+        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale);
+        FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
     }
 }
 
 /*
  * One tile of a panel: max, sum, then the output pass.  `op` is 0 softmax,
- * 1 log_softmax, 2 logsumexp (lse_out gets one value per column).
+ * 1 log_softmax, 2 logsumexp (out then gets one value per column).
  */
-FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, REAL *out, fs_index n, fs_index stride,
-                                     REAL scale, const int op, const int nv, const int partial,
-                                     fs_index tail)
+FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+                                     fs_index stride, REAL scale, const int op, const int nv,
+                                     const int partial, fs_index tail, const int masked)
 {
-    V m[2], result[2];
+    V m[2], result[2] = {VSPLAT(0), VSPLAT(0)};
     VACC total[2];
-    FN(tile_max)(x, n, stride, m, nv, partial, tail);
+    FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
     if (op == 0 && scale == 1)
-        FN(tile_sum_exp)(x, out, n, stride, m, scale, total, nv, partial, tail, 1, 0);
+        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked);
     else if (op == 0)
-        FN(tile_sum_exp)(x, out, n, stride, m, scale, total, nv, partial, tail, 1, 1);
+        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked);
     else if (op == 1 && scale != 1)
-        FN(tile_sum_exp)(x, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1);
+        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked);
     else
-        FN(tile_sum_exp)(x, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0);
+        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked);
 
     const int lanes_in_last = partial ? (int)tail : W;
     for (int u = 0; u < nv; u++) {
         const int lanes = u == nv - 1 ? lanes_in_last : W;
-        result[u] = VSPLAT(0);
         for (int i = 0; i < lanes; i++) {
             const double sum = LANE(total[u], i);
             if (op == 0)
@@ -91,11 +126,13 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, REAL *out, fs_index n, fs_in
             else if (op == 1)
                 LANE(result[u], i) = (REAL)log(sum);
             else
-                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * W + i, n, stride);
+                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * W + i,
+                                                          masked ? mask + u * W + i : NULL, n,
+                                                          stride);
         }
     }
 
-    if (op == 2) { /* lse_out is one row of `stride` values */
+    if (op == 2) { /* out is one row of `stride` values */
         for (int u = 0; u < nv; u++)
             TILE_STORE(out + u * W, u, result[u]);
         return;
@@ -104,55 +141,95 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, REAL *out, fs_index n, fs_in
     const int scaled = 1;
     for (fs_index k = 0; k < n; k++) {
         for (int u = 0; u < nv; u++) {
-            REAL *o = out + k * stride + u * W;
+            const fs_index at = k * stride + u * W;
+            V v;
             if (op == 0) {
-                TILE_STORE(o, u, TILE_LOAD(o, u, 0) * result[u]);
+                v = TILE_LOAD(out + at, u, 0) * result[u];
+                if (masked)
+                    v = SELECT(TILE_MASK(mask + at, u), v, ZERO_V);
             } else {
                 const V vshift = m[u];
-                TILE_STORE(o, u, EXP_ARG(TILE_LOAD(x + k * stride + u * W, u, 0)) - result[u]);
+                v = EXP_ARG(TILE_LOAD(x + at, u, 0)) - result[u];
+                if (masked)
+                    v = SELECT(TILE_MASK(mask + at, u), v, VSPLAT(-INFINITY));
             }
+            TILE_STORE(out + at, u, v);
         }
     }
 }
 
 /* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
-FS_ALWAYS_INLINE void FN(panel)(const REAL *x, REAL *out, fs_index n, fs_index width,
-                                fs_index stride, REAL scale, const int op)
+FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+                                fs_index width, fs_index stride, REAL scale, const int op,
+                                const int masked)
 {
+#define MASK_AT(j) (masked ? mask + (j) : NULL)
     fs_index j = 0;
     for (; j + 2 * W <= width; j += 2 * W)
-        FN(panel_tile)(x + j, out + j, n, stride, scale, op, 2, 0, W);
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 2, 0, W, masked);
     for (; j + W <= width; j += W)
-        FN(panel_tile)(x + j, out + j, n, stride, scale, op, 1, 0, W);
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, W, masked);
     if (j < width)
-        FN(panel_tile)(x + j, out + j, n, stride, scale, op, 1, 1, width - j);
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 1, width - j, masked);
+#undef MASK_AT
 }
 
-static void FN(softmax_block)(const REAL *x, REAL *out, fs_index outer, fs_index n,
+/* Dispatch one panel to its compile-time specialisation of op and masking. */
+static void FN(panel_any)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+                          fs_index width, fs_index stride, REAL scale, int op)
+{
+    if (mask) {
+        if (op == 0)
+            FN(panel)(x, mask, out, n, width, stride, scale, 0, 1);
+        else if (op == 1)
+            FN(panel)(x, mask, out, n, width, stride, scale, 1, 1);
+        else
+            FN(panel)(x, mask, out, n, width, stride, 1, 2, 1);
+    } else {
+        if (op == 0)
+            FN(panel)(x, NULL, out, n, width, stride, scale, 0, 0);
+        else if (op == 1)
+            FN(panel)(x, NULL, out, n, width, stride, scale, 1, 0);
+        else
+            FN(panel)(x, NULL, out, n, width, stride, 1, 2, 0);
+    }
+}
+
+/* The mask bytes of the slab that starts `offset` elements after x's first element. */
+static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_index start,
+                                    fs_index offset)
+{
+    return mask ? mask + (start + offset) % period : NULL;
+}
+
+static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
+                              fs_index mask_start, REAL *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride, REAL scale, int log_output)
 {
     const fs_index slab = n * stride;
     for (fs_index o = 0; o < outer; o++) {
+        const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1)
-            FN(softmax_row)(x + o * slab, out + o * slab, n, scale, log_output);
-        else if (log_output)
-            FN(panel)(x + o * slab, out + o * slab, n, width, stride, scale, 1);
+            FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output);
         else
-            FN(panel)(x + o * slab, out + o * slab, n, width, stride, scale, 0);
+            FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
+                          log_output ? 1 : 0);
     }
 }
 
-static void FN(logsumexp_block)(const REAL *x, REAL *out, fs_index outer, fs_index n,
+static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
+                                fs_index mask_start, REAL *out, fs_index outer, fs_index n,
                                 fs_index width, fs_index stride)
 {
     const fs_index slab = n * stride;
     for (fs_index o = 0; o < outer; o++) {
         const REAL *xs = x + o * slab;
+        const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
-            const REAL m = FN(row_max)(xs, n);
-            out[o] = FN(logsumexp_finish)(m, FN(row_sum_exp)(xs, NULL, n, m, 1), xs, n, 1);
+            const REAL max = FN(row_max)(xs, m, n);
+            out[o] = FN(logsumexp_finish)(max, FN(row_sum_exp)(xs, m, NULL, n, max, 1), xs, m, n, 1);
         } else {
-            FN(panel)(xs, out + o * stride, n, width, stride, 1, 2);
+            FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, 2);
         }
     }
 }

@@ -13,6 +13,8 @@
  *                    first is NaN, so a max accumulator never becomes NaN
  *   AS_BITS/FROM_BITS  reinterpret as unsigned integers and back
  *   ZERO_WHERE_LESS  e, with lanes where z < c set to +0 (NaN z compares false)
+ *   vmask/SELECT     lanes of a `where=` mask (one byte per element) and a
+ *                    lane-wise choice by them
  *   LANE(v, i)       one lane
  *
  * Explicit vector extensions rather than auto-vectorized scalar loops: GCC 12
@@ -47,6 +49,15 @@ typedef double VACC32 __attribute__((vector_size(2 * FS_VBYTES)));
 #define ZERO_WHERE_LESS64(e, z, c) ((VF64)((VU64)(e) & ~(VU64)((z) < (c))))
 #define TO_ACC32(v) __builtin_convertvector((v), VACC32)
 #define FROM_ACC32(v) __builtin_convertvector((v), VF32)
+
+/* One mask byte per lane (`where=`), widened to all-ones / zero lanes. */
+typedef uint8_t VB32 __attribute__((vector_size(W32)));
+typedef uint8_t VB64 __attribute__((vector_size(W64)));
+#define WIDEN_MASK32(b) ((VU32)(__builtin_convertvector((b), VU32) != 0))
+#define WIDEN_MASK64(b) ((VU64)(__builtin_convertvector((b), VU64) != 0))
+/* a where the mask lane is set, else b */
+#define SELECT32(m, a, b) ((VF32)(((VU32)(a) & (m)) | ((VU32)(b) & ~(m))))
+#define SELECT64(m, a, b) ((VF64)(((VU64)(a) & (m)) | ((VU64)(b) & ~(m))))
 
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 #include <immintrin.h>
@@ -94,6 +105,13 @@ static inline VF64 FROM_BITS64(VU64 u) { VF64 v; memcpy(&v, &u, sizeof v); retur
 #define ZERO_WHERE_LESS64(e, z, c) ((z) < (c) ? 0.0 : (e))
 #define TO_ACC32(v) ((double)(v))
 #define FROM_ACC32(v) ((float)(v))
+
+typedef uint8_t VB32;
+typedef uint8_t VB64;
+#define WIDEN_MASK32(b) ((VU32)((b) != 0 ? 0xFFFFFFFFu : 0u))
+#define WIDEN_MASK64(b) ((VU64)((b) != 0 ? ~(uint64_t)0 : 0u))
+#define SELECT32(m, a, b) ((m) ? (a) : (b))
+#define SELECT64(m, a, b) ((m) ? (a) : (b))
 #define vmax32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax64(a, b) ((a) > (b) ? (a) : (b))
 
@@ -123,5 +141,24 @@ static inline VF64 FROM_BITS64(VU64 u) { VF64 v; memcpy(&v, &u, sizeof v); retur
 
 FS_DEFINE_MEMORY_OPS(VF32, float, f32)
 FS_DEFINE_MEMORY_OPS(VF64, double, f64)
+
+/* Mask lanes from W mask bytes; the partial form reads k bytes and clears the rest. */
+#define FS_DEFINE_MASK_OPS(VB, VU, WIDEN, SFX)                                      \
+    static inline VU vmask_##SFX(const uint8_t *p)                                 \
+    {                                                                              \
+        VB b;                                                                      \
+        memcpy(&b, p, sizeof b);                                                   \
+        return WIDEN(b);                                                           \
+    }                                                                              \
+    static inline VU vmask_partial_##SFX(const uint8_t *p, fs_index k)             \
+    {                                                                              \
+        VB b;                                                                      \
+        memset(&b, 0, sizeof b);                                                   \
+        memcpy(&b, p, (size_t)k);                                                  \
+        return WIDEN(b);                                                           \
+    }
+
+FS_DEFINE_MASK_OPS(VB32, VU32, WIDEN_MASK32, f32)
+FS_DEFINE_MASK_OPS(VB64, VU64, WIDEN_MASK64, f64)
 
 #endif /* FS_VECTOR_H */

@@ -31,13 +31,16 @@ def isa(request):
     _core.set_isa(previous)
 
 
-def _shifted(x, axis, temperature):
-    """z = (x - max) / T in float64 and max |z| per slice, for finite x."""
+def _shifted(x, axis, temperature, where=None):
+    """z = (x - max) / T in float64 and max |z| per slice, over the finite unmasked entries."""
     x64 = np.asarray(x, dtype=np.float64)
+    keep = np.isfinite(x64) if where is None else np.isfinite(x64) & where
+    kept = np.where(keep, x64, -np.inf)
+    with np.errstate(invalid="ignore"):
+        z = np.where(keep, (x64 - kept.max(axis=axis, keepdims=axis is not None, initial=-np.inf))
+                     / temperature, 0.0)
     if axis is None:
-        z = (x64 - x64.max()) / temperature
         return z, np.abs(z).max(initial=0.0)
-    z = (x64 - x64.max(axis=axis, keepdims=True)) / temperature
     return z, np.abs(z).max(axis=axis, keepdims=True, initial=0.0)
 
 
@@ -45,8 +48,10 @@ def _assert_within(got, expected, bound, what):
     got = np.asarray(got, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert got.shape == expected.shape, f"{what}: shape {got.shape} != {expected.shape}"
-    err = np.abs(got - expected)
-    bad = ~(err <= bound)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(got - expected)
+    same_special = (got == expected) | (np.isnan(got) & np.isnan(expected))
+    bad = ~((err <= bound) | same_special)
     if bad.any():
         i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(bound, 1e-300), 0)), err.shape)
         raise AssertionError(
@@ -54,27 +59,28 @@ def _assert_within(got, expected, bound, what):
             f"got {got[i]!r}, expected {expected[i]!r}, bound {bound[i] if np.ndim(bound) else bound!r}")
 
 
-def check_softmax(got, x, axis=-1, temperature=1.0, dtype=None):
+def check_softmax(got, x, axis=-1, temperature=1.0, dtype=None, where=None):
     dtype = np.dtype(dtype or got.dtype)
-    expected = reference.softmax(x, axis=axis, temperature=temperature)
-    z, _ = _shifted(x, axis, temperature)
+    expected = reference.softmax(x, axis=axis, temperature=temperature, where=where)
+    z, _ = _shifted(x, axis, temperature, where)
     bound = expected * (RTOL[dtype] + 2 * UNIT_ROUNDOFF[dtype] * np.abs(z)) + SOFTMAX_ATOL[dtype]
     _assert_within(got, expected, bound, "softmax")
 
 
-def check_log_softmax(got, x, axis=-1, temperature=1.0, dtype=None):
+def check_log_softmax(got, x, axis=-1, temperature=1.0, dtype=None, where=None):
     dtype = np.dtype(dtype or got.dtype)
-    expected = reference.log_softmax(x, axis=axis, temperature=temperature)
-    z, zmax = _shifted(x, axis, temperature)
+    expected = reference.log_softmax(x, axis=axis, temperature=temperature, where=where)
+    z, zmax = _shifted(x, axis, temperature, where)
     bound = RTOL[dtype] * np.abs(expected) + 2 * UNIT_ROUNDOFF[dtype] * (np.abs(z) + zmax)
     _assert_within(got, expected, bound, "log_softmax")
 
 
-def check_logsumexp(got, x, axis=-1, keepdims=False, dtype=None):
+def check_logsumexp(got, x, axis=-1, keepdims=False, dtype=None, where=None):
     dtype = np.dtype(dtype or np.asarray(got).dtype)
-    expected = reference.logsumexp(x, axis=axis, keepdims=keepdims)
+    expected = reference.logsumexp(x, axis=axis, keepdims=keepdims, where=where)
     x64 = np.asarray(x, dtype=np.float64)
-    xmax = np.abs(x64).max(axis=axis, keepdims=keepdims, initial=0.0)
+    keep = np.isfinite(x64) if where is None else np.isfinite(x64) & where
+    xmax = np.abs(np.where(keep, x64, 0.0)).max(axis=axis, keepdims=keepdims, initial=0.0)
     bound = RTOL[dtype] * np.abs(expected) + 2 * UNIT_ROUNDOFF[dtype] * xmax
     _assert_within(got, expected, bound, "logsumexp")
 

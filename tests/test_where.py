@@ -1,0 +1,125 @@
+"""where= masks on softmax, log_softmax and logsumexp, against the reference, on every path."""
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import reference
+from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
+
+DTYPES = [np.float32, np.float64]
+OPS = ["softmax", "log_softmax", "logsumexp"]
+
+
+def check_masked(x, where, axis, temperature=1.0, **kwargs):
+    where_b = np.broadcast_to(where, x.shape)
+    p = fs.softmax(x, axis, temperature=temperature, where=where, **kwargs)
+    check_softmax(p, x, axis, temperature, where=where_b)
+    assert (p[~where_b] == 0).all()
+    logp = fs.log_softmax(x, axis, temperature=temperature, where=where, **kwargs)
+    check_log_softmax(logp, x, axis, temperature, where=where_b)
+    assert (logp[~where_b] == -np.inf).all()
+    if temperature == 1.0:
+        check_logsumexp(fs.logsumexp(x, axis, where=where, **kwargs), x, axis, where=where_b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3, 8, 16, 17, 33, 64, 129, 1000, 40000])
+def test_random_masks_on_rows(isa, dtype, n):
+    x = random_logits((4, n), dtype, seed=n)
+    where = np.random.default_rng(n).random((4, n)) > 0.4
+    where[2] = False          # a fully masked row
+    where[3] = True           # an all-true row
+    check_masked(x, where, -1)
+    check_masked(x, where, -1, temperature=0.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, None])
+def test_random_masks_on_every_axis(isa, dtype, axis):
+    x = random_logits((5, 19, 37), dtype, seed=1)
+    where = np.random.default_rng(1).random(x.shape) > 0.5
+    check_masked(x, where, axis)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 1, 0])
+def test_causal_mask_broadcast_over_batch(isa, dtype, axis):
+    scores = random_logits((3, 33, 33), dtype, seed=2)
+    causal = np.tril(np.ones((33, 33), bool))
+    check_masked(scores, causal, axis)
+    p = fs.softmax(scores, where=causal)
+    np.testing.assert_array_equal(p[:, np.triu_indices(33, 1)[0], np.triu_indices(33, 1)[1]], 0)
+    np.testing.assert_allclose(p.sum(axis=-1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mask_shape", [(1, 40), (3, 1), (40,), (1,), ()])
+def test_other_broadcasts(mask_shape):
+    x = random_logits((3, 40), np.float64, seed=3)
+    where = np.random.default_rng(3).random(mask_shape) > 0.3
+    for axis in (0, -1, None):
+        check_masked(x, where, axis)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_under_the_mask_are_ignored(isa, dtype):
+    x = np.array([[1.0, np.nan, 2.0, np.inf, 3.0, -np.inf]] * 3, dtype)
+    where = np.array([True, False, True, False, True, False])
+    np.testing.assert_allclose(fs.softmax(x, where=where)[0, ::2],
+                               reference.softmax(np.array([1.0, 2.0, 3.0]))[...], rtol=1e-6)
+    assert np.isfinite(fs.logsumexp(x, where=where)).all()
+    check_masked(x, where, -1)
+    check_masked(np.ascontiguousarray(x.T), where[:, None], 0)
+
+
+def test_fully_masked_slices():
+    x = random_logits((4, 70), np.float32)
+    where = np.zeros((4, 70), bool)
+    np.testing.assert_array_equal(fs.softmax(x, where=where), 0)
+    np.testing.assert_array_equal(fs.log_softmax(x, where=where), -np.inf)
+    np.testing.assert_array_equal(fs.logsumexp(x, where=where), -np.inf)
+    np.testing.assert_array_equal(fs.softmax(x, axis=0, where=where), 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_long_rows_identical_for_every_thread_count(dtype):
+    x = random_logits((2, 100003), dtype, seed=4)
+    where = np.random.default_rng(4).random(x.shape) > 0.2
+    for name in OPS:
+        func = getattr(fs, name)
+        one = func(x, where=where, n_threads=1)
+        for n_threads in (2, 3):
+            np.testing.assert_array_equal(func(x, where=where, n_threads=n_threads), one)
+    check_masked(x, where, -1, n_threads=2)
+
+
+def test_in_place_with_mask():
+    x = random_logits((6, 100), np.float64, seed=5)
+    where = np.random.default_rng(5).random(x.shape) > 0.5
+    for name in ("softmax", "log_softmax"):
+        y = x.copy()
+        getattr(fs, name)(y, where=where, out=y)
+        np.testing.assert_array_equal(y, getattr(fs, name)(x, where=where))
+
+
+def test_where_errors():
+    x = np.ones((3, 4))
+    with pytest.raises(ValueError, match=r"where with shape \(4, 3\) does not broadcast to x's shape \(3, 4\)"):
+        fs.softmax(x, where=np.ones((4, 3), bool))
+    with pytest.raises(TypeError, match="where must be a boolean array, got dtype int64"):
+        fs.log_softmax(x, where=np.ones((3, 4), np.int64))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        fs.logsumexp(x, where=np.ones((2, 3, 4), bool))
+
+
+def test_mask_is_not_expanded_for_leading_broadcast(monkeypatch):
+    """A (T, T) mask on (B, T, T) reaches the kernels as the (T, T) array itself."""
+    seen = []
+    real_call = fs._api._core.softmax_family
+
+    def spy(x, out, mask, *args):
+        seen.append(None if mask is None else mask.shape)
+        return real_call(x, out, mask, *args)
+
+    monkeypatch.setattr(fs._api._core, "softmax_family", spy)
+    fs.softmax(np.zeros((8, 16, 16)), where=np.tril(np.ones((16, 16), bool)))
+    assert seen == [(16, 16)]
