@@ -4,16 +4,17 @@
  * A template: fs_isa_impl.h defines REAL, V, W, VACC, the mask helpers and the
  * FN() name suffix, then includes this file once for float and once for double.
  *
- * Sums of exp are accumulated in FS_UNROLL independent vectors (to hide the
- * add latency) and flushed every FS_FLUSH_STEPS additions into an accumulator
- * of double lanes (VACC).  A float lane thus adds at most 8 terms in float
- * before they reach double: the sum of a 256k-long row keeps a relative error
- * below 5e-7 (softmax needs no better).  log_softmax and logsumexp need the
- * sum's *absolute* error to be tiny (log(sum) is near 0 when one term
- * dominates, and their outputs then are too), so with `exact_sum` every float
- * term goes straight into double lanes.  For double input the two-level
- * scheme bounds each lane's run of additions.  The order of every addition is
- * fixed by the position of the element alone.
+ * Sums are accumulated in short blocks (FS_FLUSH_STEPS additions per lane,
+ * in FS_UNROLL independent vectors to hide the add latency) whose partial sums
+ * are then added to a running total in double lanes (VACC).  For float input
+ * the total is double, so a float lane adds at most 8 terms in float: a
+ * 256k-long row keeps a relative error below 5e-7 (softmax needs no better).
+ * log_softmax and logsumexp need the sum's *absolute* error to be tiny
+ * (log(sum) is near 0 when one term dominates, and their outputs then are
+ * too), so with `exact_sum` every float term goes straight into double lanes.
+ * For double input the running total is compensated (Kahan): a long row of
+ * near-equal terms would otherwise lose accuracy in proportion to its length.
+ * The order of every addition is fixed by the position of the element alone.
  *
  * `where=` masks: `mask` holds one byte per element of x at the same offsets
  * (NULL: no mask).  Each function has a `masked` copy, chosen once per call,
@@ -89,9 +90,56 @@ static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_
 /* The exp argument: (x - shift) * scale; `scaled` is a constant, so T == 1 costs no multiply. */
 #define EXP_ARG(v) (scaled ? ((v) - vshift) * vscale : (v) - vshift)
 
-/* Add one vector of terms into a lane accumulator, straight into double when `exact_sum`. */
+/* Add one vector of terms into a block accumulator, or straight into double when `exact_sum`. */
 #define ACCUMULATE(total, a, e) \
     do { if (exact_sum) (total) += TO_ACC(e); else (a) += (e); } while (0)
+
+/* Add a block's partial sums to the running total: Kahan-compensated for double input. */
+#define ADD_TO_TOTAL(total, carry, v)                                  \
+    do {                                                               \
+        if (sizeof(REAL) == 8) {                                       \
+            const VACC y_ = TO_ACC(v) - (carry), t_ = (total) + y_;    \
+            (carry) = (t_ - (total)) - y_;                             \
+            (total) = t_;                                              \
+        } else {                                                       \
+            (total) += TO_ACC(v);                                      \
+        }                                                              \
+    } while (0)
+
+/*
+ * A blocked, compensated sum of vectors, for the less hot reductions
+ * (cross-entropy's weighted sums, the backward passes): the same scheme as the
+ * sums of exp, packaged.
+ */
+typedef struct {
+    VACC total, carry;
+    V block;
+    int steps;
+} FN(accumulator);
+
+FS_ALWAYS_INLINE void FN(acc_init)(FN(accumulator) *acc)
+{
+    acc->total = acc->carry = (VACC){0};
+    acc->block = VSPLAT(0);
+    acc->steps = 0;
+}
+
+FS_ALWAYS_INLINE void FN(acc_add)(FN(accumulator) *acc, V v)
+{
+    acc->block += v;
+    if (++acc->steps == FS_FLUSH_STEPS) {
+        ADD_TO_TOTAL(acc->total, acc->carry, acc->block);
+        acc->block = VSPLAT(0);
+        acc->steps = 0;
+    }
+}
+
+/* The lanes' sums (the accumulator is spent). */
+FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
+{
+    ADD_TO_TOTAL(acc->total, acc->carry, acc->block);
+    return acc->total - acc->carry;
+}
 
 /*
  * sum(exp((x - shift) * scale)) over a contiguous span, storing each
@@ -102,9 +150,9 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int scaled, const int masked)
 {
-    const int exact_sum = !store;
+    const int exact_sum = !store && sizeof(REAL) == 4;
     const V vshift = VSPLAT(shift), vscale = VSPLAT(scale);
-    VACC total = (VACC){0};
+    VACC total = (VACC){0}, carry = (VACC){0};
     fs_index i = 0;
     (void)vscale;
     for (; i + FS_UNROLL * FS_FLUSH_STEPS * W <= n;) {
@@ -125,10 +173,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
             ACCUMULATE(total, a2, e2);
             ACCUMULATE(total, a3, e3);
         }
-        total += TO_ACC(a0);
-        total += TO_ACC(a1);
-        total += TO_ACC(a2);
-        total += TO_ACC(a3);
+        ADD_TO_TOTAL(total, carry, a0);
+        ADD_TO_TOTAL(total, carry, a1);
+        ADD_TO_TOTAL(total, carry, a2);
+        ADD_TO_TOTAL(total, carry, a3);
     }
     V a = ZERO_V;
     int steps = 0;
@@ -138,7 +186,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
             VSTORE(e_out + i, e);
         ACCUMULATE(total, a, e);
         if (++steps == FS_FLUSH_STEPS) {
-            total += TO_ACC(a);
+            ADD_TO_TOTAL(total, carry, a);
             a = ZERO_V;
             steps = 0;
         }
@@ -150,8 +198,8 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
             VSTORE_PARTIAL(e_out + i, e, n - i);
         ACCUMULATE(total, a, e);
     }
-    total += TO_ACC(a);
-    return FN(hsum)(total);
+    ADD_TO_TOTAL(total, carry, a);
+    return FN(hsum)(total - carry);
 }
 
 /*
@@ -220,12 +268,13 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL 
                                        const int nv, const int partial, fs_index tail,
                                        const int store, const int scaled, const int masked)
 {
-    const int exact_sum = !store;
+    const int exact_sum = !store && sizeof(REAL) == 4;
     const V vscale = VSPLAT(scale_);
     V a[2];
+    VACC carry[2];
     (void)vscale;
     for (int u = 0; u < nv; u++) {
-        total[u] = (VACC){0};
+        total[u] = carry[u] = (VACC){0};
         a[u] = ZERO_V;
     }
     int steps = 0;
@@ -241,12 +290,14 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL 
         }
         if (++steps == FS_FLUSH_STEPS) {
             for (int u = 0; u < nv; u++) {
-                total[u] += TO_ACC(a[u]);
+                ADD_TO_TOTAL(total[u], carry[u], a[u]);
                 a[u] = ZERO_V;
             }
             steps = 0;
         }
     }
-    for (int u = 0; u < nv; u++)
-        total[u] += TO_ACC(a[u]);
+    for (int u = 0; u < nv; u++) {
+        ADD_TO_TOTAL(total[u], carry[u], a[u]);
+        total[u] -= carry[u];
+    }
 }
