@@ -19,6 +19,9 @@ __all__ = [
     "softmax",
     "log_softmax",
     "logsumexp",
+    "cross_entropy",
+    "softmax_backward",
+    "log_softmax_backward",
     "get_num_threads",
     "show_config",
 ]
@@ -186,30 +189,49 @@ def _check_temperature(temperature):
     return 1.0 / t
 
 
+def _check_out(out, shape, dtype, name="out"):
+    """``out`` checked to be a writeable C-contiguous ndarray of ``shape`` and ``dtype``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (the result's), got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable (got a read-only array)")
+    return out
+
+
+def _is_same_array(a, b):
+    """Whether two arrays are the very same memory, shape and dtype (in place is allowed)."""
+    return (a.shape == b.shape and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _unalias(out, *inputs):
+    """The inputs, each copied if it overlaps ``out`` without being exactly it.
+
+    The kernels may write an output element before reading another input
+    element: an exact alias (in place) is safe, a shifted overlap is not.
+    """
+    if not out.size:
+        return inputs
+    return tuple(a.copy() if a is not None and np.may_share_memory(out, a)
+                 and not _is_same_array(out, a) else a for a in inputs)
+
+
 def _prepare_out(out, shape, dtype, x):
     """A C-contiguous writeable array for the result: ``out`` checked, or a new one.
 
     Returns ``(out, x)``; ``x`` is copied when ``out`` overlaps it without
-    being exactly it, so the kernels never read what they already overwrote.
+    being exactly it.
     """
     if out is None:
         return np.empty(shape, dtype=dtype), x
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"out must have dtype {dtype} (the result's), got {out.dtype}")
-    if out.shape != tuple(shape):
-        raise ValueError(f"out must have shape {tuple(shape)}, got {out.shape}")
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError("out must be writeable (got a read-only array)")
-    if out.size and np.may_share_memory(out, x):
-        same = (out.shape == x.shape and out.dtype == x.dtype
-                and out.__array_interface__["data"][0] == x.__array_interface__["data"][0])
-        if not same:
-            x = x.copy()
-    return out, x
+    out = _check_out(out, shape, dtype)
+    return out, _unalias(out, x)[0]
 
 
 def _prepare_where(where, shape, axis):
@@ -427,3 +449,291 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, n_threads=Non
     if out.ndim == 0 and not given_out:
         return out[()]
     return out
+
+
+# ---------------------------------------------------------------- backward helpers
+
+def _backward(grad_output, output, axis, out, n_threads, log):
+    grad_output = _as_float_array(grad_output, "grad_output")
+    output = _as_float_array(output, "output")
+    if grad_output.shape != output.shape:
+        raise ValueError(f"grad_output and output must have the same shape, got "
+                         f"{grad_output.shape} and {output.shape}")
+    dtype = np.result_type(grad_output.dtype, output.dtype)
+    grad_output = grad_output.astype(dtype, copy=False)
+    output = output.astype(dtype, copy=False)
+    axis = _normalize_axis(axis, output.ndim)
+    threads = _resolve_threads(n_threads, output.size)
+    if out is None:
+        out = np.empty(output.shape, dtype)
+    else:
+        out = _check_out(out, output.shape, dtype)
+        grad_output, output = _unalias(out, grad_output, output)
+    if output.size:
+        outer, n, inner = _reduction_view(output.shape, axis)
+        _core.backward(grad_output, output, out, outer, n, inner, log, threads)
+    return out
+
+
+def softmax_backward(grad_output, output, axis=-1, *, out=None, n_threads=None):
+    """Gradient of a loss through ``softmax``: ``output * (grad_output - sum(grad_output * output))``.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        d(loss)/d(softmax output), the same shape as ``output``.
+    output : array_like
+        The softmax output ``y = softmax(x, axis)``.
+    axis : int or None, default -1
+        The axis softmax normalized over.
+    out : ndarray, optional
+        C-contiguous, writeable array for the result; may be either input.
+    n_threads : int, optional
+        As in :func:`softmax`.
+
+    Returns
+    -------
+    ndarray
+        d(loss)/dx, the shape of ``output``, in the wider of the two dtypes.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As in :func:`softmax`, and a ValueError when the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax
+    >>> y = fastsoftmax.softmax(np.array([1.0, 2.0, 3.0]))
+    >>> fastsoftmax.softmax_backward(np.array([0.0, 0.0, 1.0]), y).round(4)
+    array([-0.0599, -0.1628,  0.2227])
+    """
+    return _backward(grad_output, output, axis, out, n_threads, False)
+
+
+def log_softmax_backward(grad_output, output, axis=-1, *, out=None, n_threads=None):
+    """Gradient of a loss through ``log_softmax``: ``grad_output - exp(output) * sum(grad_output)``.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        d(loss)/d(log_softmax output), the same shape as ``output``.
+    output : array_like
+        The log_softmax output ``y = log_softmax(x, axis)``.
+    axis : int or None, default -1
+        The axis log_softmax normalized over.
+    out : ndarray, optional
+        C-contiguous, writeable array for the result; may be either input.
+    n_threads : int, optional
+        As in :func:`softmax`.
+
+    Returns
+    -------
+    ndarray
+        d(loss)/dx, the shape of ``output``, in the wider of the two dtypes.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As in :func:`softmax`, and a ValueError when the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax
+    >>> y = fastsoftmax.log_softmax(np.array([1.0, 2.0, 3.0]))
+    >>> fastsoftmax.log_softmax_backward(np.array([0.0, 0.0, -1.0]), y).round(4)
+    array([ 0.09  ,  0.2447, -0.3348])
+    """
+    return _backward(grad_output, output, axis, out, n_threads, True)
+
+
+# ---------------------------------------------------------------- cross-entropy
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return int(value)
+
+
+def _class_labels(target, sample_shape, n_classes, ignore_index):
+    """Index targets as C-contiguous int64, every one checked to be a class or ignore_index."""
+    if target.shape != sample_shape:
+        raise ValueError(f"target of class indices must have the logits' shape without the class "
+                         f"axis, {sample_shape}, got {target.shape}")
+    if target.dtype == np.uint64 and target.size and target.max() > np.iinfo(np.int64).max:
+        bad = int(np.argmax(target > np.iinfo(np.int64).max))
+        raise ValueError(f"target holds label {int(target.flat[bad])} at position "
+                         f"{np.unravel_index(bad, target.shape)}, outside [0, {n_classes})")
+    labels = np.asarray(target, dtype=np.int64, order="C")
+    valid = ((labels >= 0) & (labels < n_classes)) | (labels == ignore_index)
+    if not valid.all():
+        bad = int(np.argmin(valid.ravel()))
+        position = tuple(int(i) for i in np.unravel_index(bad, labels.shape))
+        raise ValueError(f"target holds label {int(labels.flat[bad])} at position {position}, "
+                         f"outside [0, {n_classes}) and not ignore_index={ignore_index}")
+    return labels
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, return_grad=False, grad_out=None, n_threads=None):
+    """Cross-entropy between logits and targets, with its gradient fused in the same passes.
+
+    Follows ``torch.nn.functional.cross_entropy`` exactly: class weights,
+    ``ignore_index``, the three reductions, label smoothing and probability
+    targets, and the gradient is what PyTorch autograd returns.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., C, ...)
+        Unnormalized scores; float32 or float64 (others as in :func:`softmax`).
+    target : array_like
+        Either integer class indices, of any int dtype, with the shape of
+        ``logits`` without the class axis; or float class probabilities with
+        the shape of ``logits``.
+    axis : int, default -1
+        The class axis.  ``axis=1`` on ``(N, C, d1, ...)`` is PyTorch's layout.
+    weight : array_like, shape (C,), optional
+        A weight for each class.
+    ignore_index : int, default -100
+        Index targets equal to it add neither loss nor gradient and leave the
+        mean's denominator.  Not used with probability targets.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        'mean' is the weighted mean ``sum(w[y] * loss) / sum(w[y])`` over the
+        samples not ignored for index targets (NaN when all are ignored), and
+        the plain mean over samples for probability targets.
+    label_smoothing : float in [0, 1], default 0.0
+        Mixes the target with the uniform distribution, as PyTorch does.
+    return_grad : bool, default False
+        Also return d(loss)/d(logits); for ``reduction='none'`` the gradient of
+        ``loss.sum()``.
+    grad_out : ndarray, optional
+        C-contiguous array of the logits' shape and dtype for the gradient; may
+        be ``logits`` itself (the gradient then overwrites the logits, with no
+        extra memory).  Only with ``return_grad=True``.
+    n_threads : int, optional
+        As in :func:`softmax`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        A NumPy scalar of the logits' dtype, or for 'none' an array of the
+        target's sample shape.
+    grad : ndarray
+        With ``return_grad=True`` only: ``(loss, grad)``.
+
+    Raises
+    ------
+    TypeError
+        For non-real logits, a target that is neither integers nor floats,
+        non-int ``ignore_index`` or ``axis``, a bad ``grad_out`` type/dtype.
+    ValueError
+        For a target of the wrong shape, a label outside ``[0, C)`` that is not
+        ``ignore_index`` (the message gives the value and its position),
+        0-d logits, an unknown reduction, ``weight`` not of shape ``(C,)``,
+        ``label_smoothing`` outside [0, 1] or NaN, a bad ``grad_out`` shape or
+        layout, or ``grad_out`` without ``return_grad``.
+
+    Notes
+    -----
+    Per sample, with ``m`` the max logit, the loss is computed from
+    ``m - x`` and ``log(sum(exp(x - m)))``, never from ``logsumexp - x``, so
+    equal logits of 1e30 give ``log(C)``.  Passes over the logits: the max,
+    the sum of exponentials (with the weighted sums label smoothing needs),
+    and the gradient; probabilities are never stored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    >>> loss, grad = fastsoftmax.cross_entropy(logits, np.array([0, 2]), return_grad=True)
+    >>> round(float(loss), 4)
+    0.67
+    >>> grad.round(4)
+    array([[-0.1072,  0.0876,  0.0196],
+           [ 0.1667,  0.1667, -0.3333]])
+    """
+    logits = _as_float_array(logits, "logits")
+    if logits.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
+    axis = _normalize_axis(axis, logits.ndim)
+    if axis is None:
+        raise TypeError("axis must be an int (the class axis), got None")
+    dtype = logits.dtype
+    n_classes = logits.shape[axis]
+    sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
+    ignore_index = _check_int(ignore_index, "ignore_index")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real):
+        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    label_smoothing = float(label_smoothing)
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out is given but return_grad is False")
+
+    target = np.asarray(target)
+    if target.dtype.kind in "iu":
+        labels, probabilities = _class_labels(target, sample_shape, n_classes, ignore_index), None
+    elif target.dtype.kind == "f":
+        if target.shape != logits.shape:
+            raise ValueError(f"target of class probabilities must have the logits' shape "
+                             f"{logits.shape}, got {target.shape}")
+        labels, probabilities = None, np.asarray(target, dtype=dtype, order="C")
+    else:
+        raise TypeError(f"target must hold integer class indices or float class probabilities, "
+                        f"got dtype {target.dtype}")
+
+    if weight is not None:
+        weight = _as_float_array(weight, "weight").astype(dtype, copy=False)
+        if weight.shape != (n_classes,):
+            raise ValueError(f"weight must have shape ({n_classes},) (one per class), "
+                             f"got {weight.shape}")
+        weight_sum = float(weight.sum(dtype=np.float64))
+    else:
+        weight_sum = float(n_classes)
+
+    threads = _resolve_threads(n_threads, logits.size)
+    grad = None
+    if return_grad:
+        if grad_out is None:
+            grad = np.empty(logits.shape, dtype)
+        else:
+            grad = _check_out(grad_out, logits.shape, dtype, "grad_out")
+            logits, probabilities = _unalias(grad, logits, probabilities)
+
+    if labels is not None:
+        kept = labels != ignore_index
+        if weight is None:
+            denominator = float(np.count_nonzero(kept))
+        else:
+            denominator = float(weight[labels[kept]].sum(dtype=np.float64))
+    else:
+        denominator = float(math.prod(sample_shape))
+    grad_scale = 1.0
+    if reduction == "mean":
+        grad_scale = 1.0 / denominator if denominator else math.inf
+
+    losses = np.zeros(sample_shape, np.float64)
+    if logits.size:
+        outer, n, inner = _reduction_view(logits.shape, axis)
+        _core.cross_entropy(logits, labels, probabilities, weight, weight_sum, label_smoothing,
+                            ignore_index, losses, grad, grad_scale, outer, n, inner, threads)
+    elif grad is not None:
+        grad[...] = 0
+
+    if reduction == "none":
+        loss = losses.astype(dtype)
+        if loss.ndim == 0:
+            loss = loss[()]
+    else:
+        total = losses.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss = dtype.type(total / np.float64(denominator) if reduction == "mean" else total)
+    return (loss, grad) if return_grad else loss

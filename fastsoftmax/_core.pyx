@@ -17,7 +17,7 @@ identical for every thread count.
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.math cimport log
-from libc.stdint cimport uint8_t
+from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
@@ -50,6 +50,13 @@ cdef extern from "fs_kernels.h" nogil:
                                       const uint8_t *mask, fs_index n,
                                       fs_index stride) noexcept nogil
         void (*exp_f32)(const float *x, float *out, fs_index n) noexcept nogil
+        void (*backward_f32)(const float *g, const float *y, float *out, fs_index outer,
+                             fs_index n, fs_index width, fs_index stride, int log) noexcept nogil
+        void (*cross_entropy_f32)(const float *x, const int64_t *labels, const float *target,
+                                  const float *weight, double weight_sum, double eps,
+                                  int64_t ignore_index, double *loss, float *grad,
+                                  double grad_scale, fs_index outer, fs_index n, fs_index width,
+                                  fs_index stride) noexcept nogil
         void (*softmax_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
                             fs_index mask_start, double *out, fs_index outer, fs_index n,
                             fs_index width, fs_index stride, double scale, int log) noexcept nogil
@@ -68,6 +75,13 @@ cdef extern from "fs_kernels.h" nogil:
                                       const uint8_t *mask, fs_index n,
                                       fs_index stride) noexcept nogil
         void (*exp_f64)(const double *x, double *out, fs_index n) noexcept nogil
+        void (*backward_f64)(const double *g, const double *y, double *out, fs_index outer,
+                             fs_index n, fs_index width, fs_index stride, int log) noexcept nogil
+        void (*cross_entropy_f64)(const double *x, const int64_t *labels, const double *target,
+                                  const double *weight, double weight_sum, double eps,
+                                  int64_t ignore_index, double *loss, double *grad,
+                                  double grad_scale, fs_index outer, fs_index n, fs_index width,
+                                  fs_index stride) noexcept nogil
 
     const fs_kernel_table *fs_select_kernels(const char *isa)
     const char *fs_available_isas()
@@ -84,6 +98,9 @@ cdef enum:
     OP_SOFTMAX = 0
     OP_LOG_SOFTMAX = 1
     OP_LOGSUMEXP = 2
+    OP_SOFTMAX_BACKWARD = 3
+    OP_LOG_SOFTMAX_BACKWARD = 4
+    OP_CROSS_ENTROPY = 5
 
 cdef const fs_kernel_table *kernels = fs_select_kernels(NULL)
 
@@ -137,22 +154,61 @@ cdef inline const uint8_t *_mask_at(Mask mask, fs_index offset) noexcept nogil:
     return mask.data + offset % mask.period
 
 
-cdef inline void _block(const real *x, Mask mask, fs_index start, real *out, fs_index outer,
-                        fs_index n, fs_index width, fs_index stride, real scale,
-                        int op) noexcept nogil:
-    """One kernel call over slabs of x whose first element is at flat offset `start`."""
+cdef struct Job:
+    # One call's arrays and constants; `_block` runs any slab/column range of it.
+    int op
+    const void *x          # logits, or the forward output y for the backward ops
+    const void *x2         # grad_output (backward ops) or target probabilities (cross-entropy)
+    void *out              # the result, or cross-entropy's gradient (NULL: none)
+    Mask mask
+    const int64_t *labels  # cross-entropy class indices (NULL with probability targets)
+    const void *weight     # cross-entropy class weights (NULL: none)
+    double weight_sum, eps, grad_scale, scale
+    int64_t ignore_index
+    double *loss           # cross-entropy: one loss per sample
+    fs_index outer, n, inner
+
+
+cdef void _block(const Job *job, const real *dtype_marker, fs_index a, fs_index b,
+                 fs_index j0, fs_index j1) noexcept nogil:
+    """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
+    cdef fs_index n = job.n, inner = job.inner
+    cdef fs_index at = a * n * inner + j0     # flat offset of the first element
+    cdef fs_index reduced_at = a * inner + j0  # same, in the arrays without the reduced axis
+    cdef const real *x = (<const real *> job.x) + at
+    cdef const real *x2 = (<const real *> job.x2) + at if job.x2 != NULL else NULL
+    cdef real *out
+    cdef int op = job.op
+    if op == OP_LOGSUMEXP:
+        out = (<real *> job.out) + reduced_at
+    else:
+        out = (<real *> job.out) + at if job.out != NULL else NULL
     if real is float:
         if op == OP_LOGSUMEXP:
-            kernels.logsumexp_f32(x, mask.data, mask.period, start, out, outer, n, width, stride)
+            kernels.logsumexp_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
+        elif op <= OP_LOG_SOFTMAX:
+            kernels.softmax_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
+                                <float> job.scale, op)
+        elif op == OP_CROSS_ENTROPY:
+            kernels.cross_entropy_f32(
+                x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
+                <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index,
+                job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
         else:
-            kernels.softmax_f32(x, mask.data, mask.period, start, out, outer, n, width, stride,
-                                scale, op)
+            kernels.backward_f32(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
     else:
         if op == OP_LOGSUMEXP:
-            kernels.logsumexp_f64(x, mask.data, mask.period, start, out, outer, n, width, stride)
+            kernels.logsumexp_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
+        elif op <= OP_LOG_SOFTMAX:
+            kernels.softmax_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
+                                job.scale, op)
+        elif op == OP_CROSS_ENTROPY:
+            kernels.cross_entropy_f64(
+                x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
+                <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index,
+                job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
         else:
-            kernels.softmax_f64(x, mask.data, mask.period, start, out, outer, n, width, stride,
-                                scale, op)
+            kernels.backward_f64(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
 
 
 cdef inline fs_index _split(fs_index total, int parts, int part) noexcept nogil:
@@ -160,28 +216,25 @@ cdef inline fs_index _split(fs_index total, int parts, int part) noexcept nogil:
     return (total * part) // parts
 
 
-cdef void _run_slabs(const real *x, Mask mask, real *out, fs_index outer, fs_index n,
-                     fs_index inner, real scale, int op, int nthreads) noexcept nogil:
-    """Threads take whole slices: runs of rows, or of columns when inner > 1."""
-    cdef fs_index out_slab = 1 if op == OP_LOGSUMEXP else n   # output rows per slab
+cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
+    """Threads take whole slices: runs of slabs, or of columns when there are few slabs."""
+    cdef fs_index outer = job.outer, inner = job.inner
     cdef fs_index a, b
     cdef int t
     if nthreads == 1:
-        _block(x, mask, 0, out, outer, n, inner, inner, scale, op)
+        _block(job, dtype_marker, 0, outer, 0, inner)
     elif outer >= nthreads or inner == 1:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
             a = _split(outer, nthreads, t)
             b = _split(outer, nthreads, t + 1)
             if b > a:
-                _block(x + a * n * inner, mask, a * n * inner, out + a * out_slab * inner,
-                       b - a, n, inner, inner, scale, op)
+                _block(job, dtype_marker, a, b, 0, inner)
     else:
-        # Few slabs, many columns: each thread takes a run of columns of every slab.
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
             a = _split(inner // COLUMN_ALIGN, nthreads, t) * COLUMN_ALIGN
             b = inner if t == nthreads - 1 else _split(inner // COLUMN_ALIGN, nthreads, t + 1) * COLUMN_ALIGN
             if b > a:
-                _block(x + a, mask, a, out + a, outer, n, b - a, inner, scale, op)
+                _block(job, dtype_marker, 0, outer, a, b)
 
 
 cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_index n,
@@ -270,13 +323,44 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
     return 0
 
 
-cdef void _run(const real *x, Mask mask, real *out, fs_index outer, fs_index n, fs_index inner,
-               real scale, int op, int nthreads) noexcept nogil:
+cdef void _run(Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads and rows of several chunks: split the rows themselves.
-    if nthreads > 1 and inner == 1 and outer < nthreads and n >= 2 * FS_CHUNK:
-        if _run_long_rows(x, mask, out, outer, n, scale, op, nthreads) == 0:
+    if (job.op <= OP_LOGSUMEXP and nthreads > 1 and job.inner == 1 and job.outer < nthreads
+            and job.n >= 2 * FS_CHUNK):
+        if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.outer, job.n,
+                          <real> job.scale, job.op, nthreads) == 0:
             return
-    _run_slabs(x, mask, out, outer, n, inner, scale, op, nthreads)
+    _run_slabs(job, dtype_marker, nthreads)
+
+
+cdef void _run_job(Job *job, int typenum, int nthreads):
+    """Release the GIL and run a job in its dtype."""
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            _run(job, <const float *> NULL, nthreads)
+    else:
+        with nogil:
+            _run(job, <const double *> NULL, nthreads)
+
+
+cdef Job _new_job(int op, cnp.ndarray x, object out, Py_ssize_t outer, Py_ssize_t n,
+                  Py_ssize_t inner):
+    cdef Job job
+    job.op = op
+    job.x = cnp.PyArray_DATA(x)
+    job.x2 = NULL
+    job.out = cnp.PyArray_DATA(<cnp.ndarray> out) if out is not None else NULL
+    job.mask.data = NULL
+    job.mask.period = 1
+    job.labels = NULL
+    job.weight = NULL
+    job.weight_sum = job.eps = job.grad_scale = job.scale = 0.0
+    job.ignore_index = 0
+    job.loss = NULL
+    job.outer = outer
+    job.n = n
+    job.inner = inner
+    return job
 
 
 def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t outer, Py_ssize_t n,
@@ -290,21 +374,51 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     is a multiple of ``n * inner``: x's element ``i`` is kept where
     ``where.flat[i % where.size]``.
     """
-    cdef void *xp = cnp.PyArray_DATA(x)
-    cdef void *op_ = cnp.PyArray_DATA(out)
-    cdef Mask mask
-    mask.data = NULL
-    mask.period = 1
+    cdef Job job = _new_job(op, x, out, outer, n, inner)
+    job.scale = scale
     if where is not None:
-        mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
-        mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
-    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
-        with nogil:
-            _run(<const float *> xp, mask, <float *> op_, outer, n, inner, <float> scale, op,
-                 nthreads)
-    else:
-        with nogil:
-            _run(<const double *> xp, mask, <double *> op_, outer, n, inner, scale, op, nthreads)
+        job.mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
+        job.mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
+    _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
+
+
+def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ssize_t outer,
+             Py_ssize_t n, Py_ssize_t inner, bint log, int nthreads):
+    """softmax_backward (or log_softmax_backward when ``log``) into ``out``.
+
+    All three arrays are C-contiguous of one dtype and shape ``(outer, n, inner)``;
+    ``out`` may be either input.
+    """
+    cdef Job job = _new_job(OP_LOG_SOFTMAX_BACKWARD if log else OP_SOFTMAX_BACKWARD, output, out,
+                            outer, n, inner)
+    job.x2 = cnp.PyArray_DATA(grad_output)
+    _run_job(&job, cnp.PyArray_TYPE(output), nthreads)
+
+
+def cross_entropy(cnp.ndarray logits, object labels, object target, object weight,
+                  double weight_sum, double label_smoothing, long long ignore_index,
+                  cnp.ndarray loss, object grad, double grad_scale, Py_ssize_t outer,
+                  Py_ssize_t n, Py_ssize_t inner, int nthreads):
+    """Per-sample cross-entropy into ``loss`` (float64, ``(outer, inner)``) and the gradient.
+
+    ``labels`` (int64, ``(outer, inner)``, every one in [0, n) or ignore_index)
+    or ``target`` (probabilities like ``logits``) is given, the other None;
+    ``weight`` is None or ``(n,)`` in the logits' dtype; ``grad`` is None or
+    like ``logits`` (and may be ``logits``).  All C-contiguous.
+    """
+    cdef Job job = _new_job(OP_CROSS_ENTROPY, logits, grad, outer, n, inner)
+    if labels is not None:
+        job.labels = <const int64_t *> cnp.PyArray_DATA(<cnp.ndarray> labels)
+    if target is not None:
+        job.x2 = cnp.PyArray_DATA(<cnp.ndarray> target)
+    if weight is not None:
+        job.weight = cnp.PyArray_DATA(<cnp.ndarray> weight)
+    job.weight_sum = weight_sum
+    job.eps = label_smoothing
+    job.ignore_index = ignore_index
+    job.loss = <double *> cnp.PyArray_DATA(loss)
+    job.grad_scale = grad_scale
+    _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
 def exp(cnp.ndarray x, cnp.ndarray out):

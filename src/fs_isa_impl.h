@@ -32,9 +32,14 @@
 #define VMASK vmask_f32
 #define VMASK_PARTIAL vmask_partial_f32
 #define SELECT SELECT32
+#define VU_T VU32
+#define VU_T_LANE uint32_t
+#define FROM_ACC(v) FROM_ACC32(v)
 #define FN(name) name##_f32
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"
+#include "fs_backward_tmpl.h"
+#include "fs_cross_entropy_tmpl.h"
 #undef REAL
 #undef V
 #undef W
@@ -50,6 +55,10 @@
 #undef VMASK
 #undef VMASK_PARTIAL
 #undef SELECT
+#undef VU_T
+#undef VU_T_LANE
+#undef FROM_ACC
+#undef CLASS_WEIGHTS
 #undef FN
 #undef ZERO_V
 #undef EXP_ARG
@@ -78,13 +87,19 @@
 #define VMASK vmask_f64
 #define VMASK_PARTIAL vmask_partial_f64
 #define SELECT SELECT64
+#define VU_T VU64
+#define VU_T_LANE uint64_t
+#define FROM_ACC(v) (v)
 #define FN(name) name##_f64
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"
+#include "fs_backward_tmpl.h"
+#include "fs_cross_entropy_tmpl.h"
 
 #define FS_TABLE_ENTRIES(SFX)                                                          \
     softmax_block_##SFX, logsumexp_block_##SFX, row_max_##SFX, chunk_sum_exp_##SFX,    \
-        scale_span_##SFX, log_softmax_span_##SFX, logsumexp_finish_##SFX, exp_span_##SFX
+        scale_span_##SFX, log_softmax_span_##SFX, logsumexp_finish_##SFX, exp_span_##SFX, \
+        backward_block_##SFX, cross_entropy_block_##SFX
 
 const fs_kernel_table FS_TABLE = {
     FS_ISA_NAME,

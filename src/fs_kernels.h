@@ -65,7 +65,18 @@ typedef ptrdiff_t fs_index;
     REAL (*logsumexp_finish_##SFX)(REAL max, double sum, const REAL *x,                    \
                                    const uint8_t *mask, fs_index n, fs_index stride);      \
     /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                   \
-    void (*exp_##SFX)(const REAL *x, REAL *out, fs_index n);
+    void (*exp_##SFX)(const REAL *x, REAL *out, fs_index n);                               \
+    /* softmax_backward: out = y * (g - sum(g * y)); log_softmax_backward (log): */        \
+    /* out = g - exp(y) * sum(g).  out may be g or y. */                                   \
+    void (*backward_##SFX)(const REAL *g, const REAL *y, REAL *out, fs_index outer,        \
+                           fs_index n, fs_index width, fs_index stride, int log);          \
+    /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */   \
+    /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */       \
+    void (*cross_entropy_##SFX)(const REAL *x, const int64_t *labels, const REAL *target,  \
+                                const REAL *weight, double weight_sum, double eps,         \
+                                int64_t ignore_index, double *loss, REAL *grad,            \
+                                double grad_scale, fs_index outer, fs_index n,             \
+                                fs_index width, fs_index stride);
 
 typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */

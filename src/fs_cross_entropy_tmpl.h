@@ -1,0 +1,261 @@
+/*
+ * Cross-entropy loss and its gradient, per sample, with the semantics of
+ * torch.nn.functional.cross_entropy.  A template like fs_softmax_tmpl.h.
+ *
+ * A sample is one slice of n = C classes (a row, or a column of a panel when
+ * the class axis is not the last).  With m = max, S = sum(exp(x - m)),
+ * L = log(S), p = exp(x - m) / S, w the class weights (1 without weights),
+ * W = sum(w), eps the label smoothing:
+ *
+ *   class index y:   loss = (1-eps) w_y (m - x_y + L) + eps/C (sum_c w_c (m - x_c) + W L)
+ *                    grad = p ((1-eps) w_y + eps W / C) - eps/C w - (1-eps) w_y [c == y]
+ *   probabilities t: t' = (1-eps) t + eps/C,  A = sum w t',  B = sum w t' (m - x)
+ *                    loss = B + A L,   grad = p A - w t'
+ *
+ * Written with m - x rather than lse - x, the loss never cancels: equal
+ * logits of 1e30 give log(C).  The gradient is scaled by `grad_scale` (1/the
+ * mean's denominator, or 1) and written only when `grad` is not NULL; it may
+ * be x itself.  A sample whose label is ignore_index gets loss 0 and a zero
+ * gradient.  Passes: max; sum of exp fused with the weighted sums; gradient.
+ * Probabilities are never stored: the gradient pass recomputes exp.
+ *
+ * Labels are checked by the Python layer before any kernel runs; a kernel
+ * that still meets one outside [0, C) does not read with it: it writes a NaN
+ * loss and a NaN gradient for that sample.
+ */
+
+/* The class terms of one sample, for the loss and the gradient pass. */
+typedef struct {
+    double loss;
+    double p_coef;      /* grad = p * p_coef - class term */
+    double class_coef;  /* index targets: class term = class_coef * w_c */
+} FN(ce_terms);
+
+/* Loss and gradient coefficients of one index-target sample from its sums. */
+static FN(ce_terms) FN(ce_index_terms)(double gap_y, double log_sum, double gap_sum, double w_y,
+                                       double weight_sum, double eps, fs_index n)
+{
+    FN(ce_terms) t;
+    t.loss = (1 - eps) * w_y * (gap_y + log_sum);
+    t.p_coef = (1 - eps) * w_y;
+    t.class_coef = 0;
+    if (eps > 0) {  /* as torch: without smoothing the other classes' logits never enter */
+        t.loss += eps / (double)n * (gap_sum + weight_sum * log_sum);
+        t.p_coef += eps * weight_sum / (double)n;
+        t.class_coef = eps / (double)n;
+    }
+    return t;
+}
+
+/* Sixteen ones: weights of 1 for the lanes of a tail, 0 past its end (VLOAD_PARTIAL). */
+static const REAL FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* Class weights of lanes [i, i + k), 0 past them; 1 without weights. */
+#define CLASS_WEIGHTS(i, k) \
+    ((k) == W ? (weight ? VLOAD(weight + (i)) : VSPLAT(1)) \
+              : VLOAD_PARTIAL(weight ? weight + (i) : FN(ones), (k), 0))
+
+/* ---- rows: the class axis is the last ---- */
+
+/*
+ * The weighted sums of one row: gap_sum = sum_c w_c (m - x_c) for index
+ * targets (needed only with smoothing), or with probability targets
+ * mass = A = sum w t' and gap_sum = B = sum w t' (m - x).
+ */
+static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *weight, fs_index n,
+                               REAL m, double eps, double *gap_sum, double *mass)
+{
+    const V vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    FN(accumulator) gaps, masses;
+    FN(acc_init)(&gaps);
+    FN(acc_init)(&masses);
+    for (fs_index i = 0; i < n; i += W) {
+        const fs_index k = n - i < W ? n - i : W;
+        const V gap = vm - (k == W ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, m));
+        const V w = CLASS_WEIGHTS(i, k);
+        if (target) {
+            const V t = k == W ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0);
+            const V wt = w * (t * keep + spread);
+            FN(acc_add)(&masses, wt);
+            FN(acc_add)(&gaps, wt * gap);
+        } else {
+            FN(acc_add)(&gaps, w * gap);
+        }
+    }
+    *gap_sum = FN(hsum)(FN(acc_lanes)(&gaps));
+    *mass = FN(hsum)(FN(acc_lanes)(&masses));
+}
+
+/*
+ * grad = grad_scale * (exp(x - m) / S * p_coef - class term) over a row, the
+ * class term being class_coef * w (index targets) or w t' (probabilities).
+ */
+static void FN(row_ce_grad)(const REAL *x, const REAL *target, const REAL *weight, REAL *grad,
+                            fs_index n, REAL m, double p_factor, double class_factor, double eps)
+{
+    const V vm = VSPLAT(m), vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
+    const V keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    for (fs_index i = 0; i < n; i += W) {
+        const fs_index k = n - i < W ? n - i : W;
+        const V e = VEXP((k == W ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, 0)) - vm);
+        const V w = CLASS_WEIGHTS(i, k);
+        V g;
+        if (target)
+            g = e * vp - vc * w * ((k == W ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0)) *
+                                   keep + spread);
+        else
+            g = e * vp - vc * w;
+        if (k == W)
+            VSTORE(grad + i, g);
+        else
+            VSTORE_PARTIAL(grad + i, g, k);
+    }
+}
+
+static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const REAL *weight,
+                         double weight_sum, double eps, int64_t ignore_index, REAL *grad,
+                         double grad_scale, fs_index n)
+{
+    if (!target && label == ignore_index) {
+        if (grad)
+            memset(grad, 0, (size_t)n * sizeof(REAL));
+        return 0.0;
+    }
+    if (!target && (label < 0 || label >= n)) { /* unreachable past the Python checks */
+        for (fs_index i = 0; grad && i < n; i++)
+            grad[i] = (REAL)NAN;
+        return NAN;
+    }
+    const REAL m = FN(row_max)(x, NULL, n);
+    const double sum = FN(row_sum_exp)(x, NULL, NULL, n, m, 1);
+    const double log_sum = log(sum);
+    double gap_sum = 0, mass = 0;
+    if (target || eps > 0)
+        FN(row_class_sums)(x, target, weight, n, m, eps, &gap_sum, &mass);
+    if (target) {
+        if (grad)
+            FN(row_ce_grad)(x, target, weight, grad, n, m, grad_scale * mass / sum, grad_scale, eps);
+        return gap_sum + mass * log_sum;
+    }
+    const double w_y = weight ? weight[label] : 1.0;
+    const FN(ce_terms) t = FN(ce_index_terms)((double)m - x[label], log_sum, gap_sum, w_y,
+                                              weight_sum, eps, n);
+    if (grad) {
+        FN(row_ce_grad)(x, NULL, weight, grad, n, m, grad_scale * t.p_coef / sum,
+                        grad_scale * t.class_coef, eps);
+        grad[label] -= (REAL)(grad_scale * (1 - eps) * w_y);
+    }
+    return t.loss;
+}
+
+/* ---- panels: the class axis is not the last (torch's (N, C, d1, ...)) ---- */
+
+/*
+ * Columns [j, j + lanes) of one panel: one sample per lane, classes down the
+ * n rows.  Labels, targets' rows and losses sit at the panel's column offsets.
+ */
+static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *target,
+                              const REAL *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, REAL *grad, double grad_scale,
+                              fs_index n, fs_index stride, fs_index lanes)
+{
+    const int nv = 1, partial = lanes < W;
+    const fs_index tail = lanes;
+    V m[1];
+    VACC total[1], gaps = (VACC){0}, masses = (VACC){0};
+    FN(accumulator) gap_acc, mass_acc;
+    FN(acc_init)(&gap_acc);
+    FN(acc_init)(&mass_acc);
+    FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
+    FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0);
+    const V keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    if (target || eps > 0) {
+        for (fs_index k = 0; k < n; k++) {
+            const V gap = m[0] - TILE_LOAD(x + k * stride, 0, 0);
+            const V w = VSPLAT(weight ? weight[k] : 1);
+            if (target) {
+                const V wt = w * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
+                FN(acc_add)(&mass_acc, wt);
+                FN(acc_add)(&gap_acc, wt * gap);
+            } else {
+                FN(acc_add)(&gap_acc, w * gap);
+            }
+        }
+        gaps = FN(acc_lanes)(&gap_acc);
+        masses = FN(acc_lanes)(&mass_acc);
+    }
+
+    /* Per sample: the loss, and the gradient's coefficients as lanes. */
+    V p_factor = VSPLAT(0), class_factor = VSPLAT(0);
+    VU_T valid = (VU_T)(VSPLAT(0) != VSPLAT(0));
+    double label_term[16];
+    for (fs_index i = 0; i < lanes; i++) {
+        const double sum = LANE(total[0], i), log_sum = log(sum);
+        const REAL mi = LANE(m[0], i);
+        label_term[i] = 0;
+        if (target) {
+            loss[i] = LANE(gaps, i) + LANE(masses, i) * log_sum;
+            LANE(p_factor, i) = (REAL)(grad_scale * LANE(masses, i) / sum);
+            LANE(class_factor, i) = (REAL)grad_scale;
+        } else if (labels[i] == ignore_index) {
+            loss[i] = 0;
+            continue;
+        } else if (labels[i] < 0 || labels[i] >= n) { /* unreachable past the Python checks */
+            loss[i] = NAN;
+            LANE(p_factor, i) = (REAL)NAN;
+        } else {
+            const double w_y = weight ? weight[labels[i]] : 1.0;
+            const FN(ce_terms) t = FN(ce_index_terms)((double)mi - x[labels[i] * stride + i],
+                                                      log_sum, LANE(gaps, i), w_y, weight_sum,
+                                                      eps, n);
+            loss[i] = t.loss;
+            LANE(p_factor, i) = (REAL)(grad_scale * t.p_coef / sum);
+            LANE(class_factor, i) = (REAL)(grad_scale * t.class_coef);
+            label_term[i] = grad_scale * (1 - eps) * w_y;
+        }
+        LANE(valid, i) = (VU_T_LANE)~(VU_T_LANE)0;
+    }
+    if (!grad)
+        return;
+    for (fs_index k = 0; k < n; k++) {
+        const V e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
+        const V w = VSPLAT(weight ? weight[k] : 1);
+        V class_term = class_factor * w;
+        if (target)
+            class_term = class_term * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
+        TILE_STORE(grad + k * stride, 0, SELECT(valid, e * p_factor - class_term, VSPLAT(0)));
+    }
+    for (fs_index i = 0; i < lanes; i++)
+        if (label_term[i] != 0)
+            grad[labels[i] * stride + i] -= (REAL)label_term[i];
+}
+
+/*
+ * Cross-entropy over an (outer, n, width) block: labels (index targets) or
+ * target (probabilities, laid out like x); loss gets one double per sample,
+ * laid out like labels: rows `stride` apart, one row per slab.
+ */
+static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const REAL *target,
+                                    const REAL *weight, double weight_sum, double eps,
+                                    int64_t ignore_index, double *loss, REAL *grad,
+                                    double grad_scale, fs_index outer, fs_index n, fs_index width,
+                                    fs_index stride)
+{
+    const fs_index slab = n * stride;
+    for (fs_index o = 0; o < outer; o++) {
+        const REAL *xs = x + o * slab;
+        const REAL *ts = target ? target + o * slab : NULL;
+        REAL *gs = grad ? grad + o * slab : NULL;
+        if (stride == 1) {
+            loss[o] = FN(ce_row)(xs, target ? 0 : labels[o], ts, weight, weight_sum, eps,
+                                 ignore_index, gs, grad_scale, n);
+            continue;
+        }
+        for (fs_index j = 0; j < width; j += W) {
+            const fs_index lanes = width - j < W ? width - j : W;
+            FN(ce_panel_tile)(xs + j, target ? NULL : labels + o * stride + j, ts ? ts + j : NULL,
+                              weight, weight_sum, eps, ignore_index, loss + o * stride + j,
+                              gs ? gs + j : NULL, grad_scale, n, stride, lanes);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+"""cross_entropy (loss and fused gradient) against fastsoftmax.reference and PyTorch."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import reference
+from conftest import random_logits
+
+DTYPES = [np.float32, np.float64]
+CLASSES = [1, 2, 10, 1000, 32000]
+REDUCTIONS = ["mean", "sum", "none"]
+# Loss: relative.  Gradient: relative to the largest entry, since entries near 0
+# carry the absolute rounding of p - onehot (as in every float implementation).
+LOSS_RTOL = {np.float32: 2e-6, np.float64: 1e-12}
+GRAD_TOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def make_case(dtype, n_classes, shape_kind="rows", target_kind="index", seed=0, n_samples=24):
+    """(logits, target, axis) for rows (N, C) or torch's (N, C, d) layout with axis 1."""
+    rng = np.random.default_rng(seed)
+    if shape_kind == "rows":
+        shape, axis, sample_shape = (n_samples, n_classes), -1, (n_samples,)
+    else:
+        shape, axis, sample_shape = (4, n_classes, 5), 1, (4, 5)
+    logits = random_logits(shape, dtype, seed=seed)
+    if target_kind == "index":
+        target = rng.integers(0, n_classes, size=sample_shape)
+        target.flat[::4] = -100                       # some ignored samples
+    else:
+        target = reference.softmax(rng.standard_normal(shape) * 2, axis=axis).astype(dtype)
+    return logits, target, axis
+
+
+def check_against_reference(logits, target, axis, **kwargs):
+    dtype = logits.dtype.type
+    loss, grad = fs.cross_entropy(logits, target, axis=axis, return_grad=True, **kwargs)
+    ref_loss, ref_grad = reference.cross_entropy(logits, target, axis=axis, return_grad=True,
+                                                 **kwargs)
+    assert np.asarray(loss).dtype == logits.dtype and grad.dtype == logits.dtype
+    np.testing.assert_allclose(loss, ref_loss, rtol=LOSS_RTOL[dtype], atol=1e-30)
+    # With one class the exact gradient is 0 and ours is p*c - c rounded: absolute scale 1.
+    scale = np.abs(ref_grad).max(initial=0.0) or 1.0
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=GRAD_TOL[dtype] * scale)
+    # The loss alone is the same loss.
+    np.testing.assert_array_equal(fs.cross_entropy(logits, target, axis=axis, **kwargs), loss)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", CLASSES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("target_kind", ["index", "probabilities"])
+def test_grid_against_reference(isa, dtype, n_classes, reduction, target_kind):
+    n_samples = 3 if n_classes >= 1000 else 24
+    logits, target, axis = make_case(dtype, n_classes, target_kind=target_kind, seed=n_classes,
+                                     n_samples=n_samples)
+    weight = np.random.default_rng(1).random(n_classes).astype(dtype) + 0.1
+    for w, smoothing in itertools.product([None, weight], [0.0, 0.1, 1.0]):
+        check_against_reference(logits, target, axis, weight=w, reduction=reduction,
+                                label_smoothing=smoothing)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 8, 9, 16, 17, 33, 1000])
+@pytest.mark.parametrize("target_kind", ["index", "probabilities"])
+def test_class_axis_1_on_3d(isa, dtype, n_classes, target_kind):
+    logits, target, axis = make_case(dtype, n_classes, "panel", target_kind, seed=3)
+    weight = np.linspace(0.5, 2.0, n_classes).astype(dtype)
+    for w, smoothing, reduction in itertools.product([None, weight], [0.0, 0.2], REDUCTIONS):
+        check_against_reference(logits, target, axis, weight=w, label_smoothing=smoothing,
+                                reduction=reduction)
+
+
+@pytest.mark.parametrize("label_dtype", [np.int8, np.uint8, np.int32, np.int64, np.uint64])
+def test_label_dtypes(label_dtype):
+    logits = random_logits((30, 10), np.float32)
+    labels = (np.arange(30) % 10).astype(label_dtype)
+    expected = fs.cross_entropy(logits, labels.astype(np.int64), return_grad=True)
+    got = fs.cross_entropy(logits, labels, return_grad=True)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_ignore_index_semantics():
+    logits = random_logits((6, 5), np.float64)
+    labels = np.array([1, -100, 3, -100, 0, 4])
+    loss, grad = fs.cross_entropy(logits, labels, reduction="none", return_grad=True)
+    assert loss[1] == 0 and loss[3] == 0
+    assert (grad[[1, 3]] == 0).all()
+    kept = labels != -100
+    np.testing.assert_allclose(fs.cross_entropy(logits, labels),
+                               fs.cross_entropy(logits[kept], labels[kept]), rtol=1e-15)
+    # A valid class can be the ignored one.
+    np.testing.assert_allclose(fs.cross_entropy(logits, np.array([1, 2, 3, 2, 0, 4]), ignore_index=2),
+                               fs.cross_entropy(logits[[0, 2, 4, 5]], np.array([1, 3, 0, 4])),
+                               rtol=1e-15)
+
+
+def test_all_ignored():
+    logits = random_logits((4, 3), np.float32)
+    labels = np.full(4, -100)
+    loss, grad = fs.cross_entropy(logits, labels, return_grad=True)
+    assert np.isnan(loss) and (grad == 0).all()
+    assert fs.cross_entropy(logits, labels, reduction="sum") == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target_kind", ["index", "probabilities"])
+def test_grad_out_in_place_and_preallocated(dtype, target_kind):
+    logits, target, axis = make_case(dtype, 300, target_kind=target_kind, seed=5)
+    loss, grad = fs.cross_entropy(logits, target, axis=axis, label_smoothing=0.1, return_grad=True)
+    buffer = np.full_like(logits, np.nan)
+    loss2, grad2 = fs.cross_entropy(logits, target, axis=axis, label_smoothing=0.1,
+                                    return_grad=True, grad_out=buffer)
+    assert grad2 is buffer
+    np.testing.assert_array_equal(grad2, grad)
+    inplace = logits.copy()
+    loss3, grad3 = fs.cross_entropy(inplace, target, axis=axis, label_smoothing=0.1,
+                                    return_grad=True, grad_out=inplace)
+    assert grad3 is inplace
+    np.testing.assert_array_equal(grad3, grad)
+    assert loss == loss2 == loss3
+
+
+@pytest.mark.parametrize("dtype,value", [(np.float32, 1e30), (np.float64, 1e8),
+                                         (np.float32, -1e30), (np.float64, 1e300)])
+def test_equal_huge_logits_give_log_c(dtype, value):
+    logits = np.full((3, 50), value, dtype)
+    loss, grad = fs.cross_entropy(logits, np.array([0, 7, 49]), return_grad=True)
+    np.testing.assert_allclose(loss, np.log(50), rtol=1e-6)
+    np.testing.assert_allclose(fs.cross_entropy(logits, np.full((3, 50), 1 / 50, dtype)),
+                               np.log(50), rtol=1e-6)
+    assert np.isfinite(grad).all()
+
+
+def test_finite_difference_gradient():
+    rng = np.random.default_rng(6)
+    logits = rng.standard_normal((5, 7))
+    labels = np.array([0, 3, -100, 6, 2])
+    weight = rng.random(7) + 0.5
+    for kwargs in ({}, {"weight": weight}, {"label_smoothing": 0.3, "weight": weight},
+                   {"reduction": "sum", "label_smoothing": 0.1}):
+        _, grad = fs.cross_entropy(logits, labels, return_grad=True, **kwargs)
+        step = 1e-6
+        numeric = np.zeros_like(logits)
+        for i in np.ndindex(logits.shape):
+            up, down = logits.copy(), logits.copy()
+            up[i] += step
+            down[i] -= step
+            numeric[i] = (fs.cross_entropy(up, labels, **kwargs)
+                          - fs.cross_entropy(down, labels, **kwargs)) / (2 * step)
+        np.testing.assert_allclose(grad, numeric, atol=1e-8, err_msg=str(kwargs))
+
+
+def test_bitwise_identical_for_every_thread_count():
+    logits, target, axis = make_case(np.float32, 1000, seed=7, n_samples=300)
+    one = fs.cross_entropy(logits, target, label_smoothing=0.1, return_grad=True, n_threads=1)
+    for n_threads in (2, 3):
+        got = fs.cross_entropy(logits, target, label_smoothing=0.1, return_grad=True,
+                               n_threads=n_threads)
+        np.testing.assert_array_equal(got[0], one[0])
+        np.testing.assert_array_equal(got[1], one[1])
+
+
+def test_bad_labels_on_the_multithreaded_path():
+    logits = np.zeros((100_000, 4), np.float32)
+    for bad, position in ((4, 99_998), (-1, 5), (2**62, 50_000)):
+        labels = np.zeros(100_000, np.int64)
+        labels[position] = bad
+        grad = np.full_like(logits, 7.0)
+        with pytest.raises(ValueError, match=rf"target holds label {bad} at position \({position},\), "
+                                             r"outside \[0, 4\)"):
+            fs.cross_entropy(logits, labels, return_grad=True, grad_out=grad, n_threads=2)
+        assert (grad == 7.0).all()   # nothing written
+
+
+def test_input_never_modified():
+    logits, target, axis = make_case(np.float64, 20, target_kind="probabilities", seed=8)
+    before, before_target = logits.copy(), target.copy()
+    fs.cross_entropy(logits, target, return_grad=True, label_smoothing=0.2)
+    np.testing.assert_array_equal(logits, before)
+    np.testing.assert_array_equal(target, before_target)
+
+
+def test_argument_errors():
+    logits = np.zeros((3, 4))
+    labels = np.array([0, 1, 2])
+    cases = [
+        (dict(target=np.zeros(4, np.int64)), ValueError, r"class indices must have the logits' shape without the class axis, \(3,\)"),
+        (dict(target=np.zeros((3, 5))), ValueError, r"probabilities must have the logits' shape \(3, 4\)"),
+        (dict(target=np.array(["a", "b", "c"])), TypeError, "target must hold integer class indices or float"),
+        (dict(reduction="avg"), ValueError, "reduction must be one of"),
+        (dict(weight=np.ones(3)), ValueError, r"weight must have shape \(4,\)"),
+        (dict(label_smoothing=1.5), ValueError, r"label_smoothing must be in \[0, 1\], got 1.5"),
+        (dict(label_smoothing=float("nan")), ValueError, "label_smoothing must be in"),
+        (dict(label_smoothing="0.1"), TypeError, "label_smoothing must be a real number"),
+        (dict(ignore_index=1.0), TypeError, "ignore_index must be an int"),
+        (dict(grad_out=np.zeros((3, 4))), ValueError, "grad_out is given but return_grad is False"),
+        (dict(return_grad=True, grad_out=np.zeros((3, 4), np.float32)), TypeError, "grad_out must have dtype float64"),
+        (dict(return_grad=True, grad_out=np.zeros((4, 3))), ValueError, r"grad_out must have shape \(3, 4\)"),
+        (dict(axis=2), ValueError, "axis=2 is out of range"),
+    ]
+    for kwargs, error, message in cases:
+        kwargs = {"target": labels, **kwargs}
+        with pytest.raises(error, match=message):
+            fs.cross_entropy(logits, **kwargs)
+    with pytest.raises(ValueError, match="logits must have at least one dimension"):
+        fs.cross_entropy(np.float64(1.0), np.int64(0))
+    with pytest.raises(TypeError, match="logits must hold real numbers"):
+        fs.cross_entropy(np.zeros((2, 2), complex), np.array([0, 1]))
+
+
+def test_one_dimensional_logits():
+    logits = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(fs.cross_entropy(logits, np.int64(2)),
+                               reference.cross_entropy(logits, np.int64(2)), rtol=1e-15)
+    assert np.ndim(fs.cross_entropy(logits, 2, reduction="none")) == 0
+
+
+# ---------------------------------------------------------------- PyTorch itself
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny calls: threads cost far more than they give
+    yield
+    torch.set_num_threads(threads)
+
+
+def torch_loss_and_grad(logits, target, axis, weight, reduction, smoothing):
+    x = torch.from_numpy(np.moveaxis(logits, axis, 1) if logits.ndim > 1 else logits).clone()
+    x.requires_grad_(True)
+    if target.dtype.kind == "f":
+        t = torch.from_numpy(np.moveaxis(target, axis, 1) if target.ndim > 1 else target)
+    else:
+        t = torch.from_numpy(target.astype(np.int64))
+    w = None if weight is None else torch.from_numpy(weight)
+    loss = torch.nn.functional.cross_entropy(x, t, weight=w, reduction=reduction,
+                                             label_smoothing=smoothing)
+    loss.sum().backward()
+    grad = x.grad.numpy()
+    return loss.detach().numpy(), np.moveaxis(grad, 1, axis) if grad.ndim > 1 else grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [2, 10, 1000])
+@pytest.mark.parametrize("shape_kind", ["rows", "panel"])
+@pytest.mark.parametrize("target_kind", ["index", "probabilities"])
+def test_against_torch(dtype, n_classes, shape_kind, target_kind):
+    logits, target, axis = make_case(dtype, n_classes, shape_kind, target_kind, seed=9)
+    weight = np.random.default_rng(9).random(n_classes).astype(dtype) + 0.1
+    for w, smoothing, reduction in itertools.product([None, weight], [0.0, 0.15], REDUCTIONS):
+        loss, grad = fs.cross_entropy(logits, target, axis=axis, weight=w, reduction=reduction,
+                                      label_smoothing=smoothing, return_grad=True)
+        t_loss, t_grad = torch_loss_and_grad(logits, target, axis, w, reduction, smoothing)
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        # torch works in the logits' precision: its small per-sample losses carry an
+        # absolute error of about u * the largest loss (ours are within 2e-6 relative).
+        np.testing.assert_allclose(loss, t_loss, rtol=rtol, atol=rtol * np.abs(t_loss).max())
+        np.testing.assert_allclose(grad, t_grad, rtol=0, atol=rtol * np.abs(t_grad).max())
