@@ -2,8 +2,10 @@
 
 Exits with status 1 if any result disagrees with ``fastsoftmax.reference``.
 The table times softmax on three float32 workloads against NumPy and, when
-importable, SciPy, PyTorch and JAX (median of a few calls each; for careful
-numbers use the pytest-benchmark suite in ``benchmarks/``).
+importable, SciPy, PyTorch and JAX; with PyTorch, cross-entropy loss and
+gradient are also checked against and timed with torch's forward + backward
+(median of a few calls each; for careful numbers use the pytest-benchmark
+suite in ``benchmarks/``).
 """
 import sys
 import time
@@ -30,6 +32,13 @@ def self_check():
                 expected = getattr(reference, name)(x, axis)
                 if not np.allclose(got, expected, rtol=rtol, atol=rtol * 1e-3):
                     failures.append(f"{name} {np.dtype(dtype).name}{shape} axis={axis}")
+        logits = (rng.standard_normal((50, 37)) * 3).astype(dtype)
+        labels = rng.integers(0, 37, 50)
+        for kwargs in ({}, {"label_smoothing": 0.1, "reduction": "sum"}):
+            got = fs.cross_entropy(logits, labels, return_grad=True, **kwargs)
+            expected = reference.cross_entropy(logits, labels, return_grad=True, **kwargs)
+            if not all(np.allclose(a, b, rtol=rtol, atol=rtol * 1e-3) for a, b in zip(got, expected)):
+                failures.append(f"cross_entropy {np.dtype(dtype).name} {kwargs}")
         special = np.array([[0.0, np.nan], [-np.inf, -np.inf], [1.0, np.inf]], dtype)
         if not (np.isnan(fs.softmax(special)).all()
                 and np.array_equal(fs.logsumexp(special), [np.nan, -np.inf, np.inf], equal_nan=True)):
@@ -99,6 +108,44 @@ def benchmark_table():
     print("\n".join(lines))
 
 
+def cross_entropy_table():
+    """Loss + gradient against PyTorch's forward + backward, when PyTorch is importable."""
+    try:
+        import torch
+    except ImportError:
+        print("cross-entropy: PyTorch is not installed, no comparison")
+        return []
+    rng = np.random.default_rng(2)
+    failures = []
+    print("cross-entropy loss + gradient, float32, mean, automatic threads, against torch fwd+bwd:")
+    for name, shape in (("inference batch", (32, 50257)), ("training logits", (2048, 32000))):
+        logits = rng.standard_normal(shape, dtype=np.float32)
+        labels = rng.integers(0, shape[1], shape[0])
+        grad = np.empty_like(logits)
+        tlogits = torch.from_numpy(logits).requires_grad_(True)
+        tlabels = torch.from_numpy(labels)
+
+        def torch_step():
+            tlogits.grad = None
+            loss = torch.nn.functional.cross_entropy(tlogits, tlabels)
+            loss.backward()
+            return loss
+
+        t_loss = torch_step()
+        loss, _ = fs.cross_entropy(logits, labels, return_grad=True, grad_out=grad)
+        if not (np.isclose(loss, t_loss.item(), rtol=1e-5)
+                and np.allclose(grad, tlogits.grad.numpy(), rtol=0,
+                                atol=1e-5 * np.abs(grad).max())):
+            failures.append(f"cross_entropy {shape} disagrees with torch")
+        repeats = 5 if logits.size > 10**7 else 20
+        ours = _median_seconds(lambda: fs.cross_entropy(logits, labels, return_grad=True,
+                                                        grad_out=grad), repeats)
+        theirs = _median_seconds(torch_step, repeats)
+        print(f"  {name:16s} {'x'.join(map(str, shape)):>11s}  fastsoftmax {ours * 1e3:8.3f} ms"
+              f"  torch {theirs * 1e3:8.3f} ms  speedup {theirs / ours:.1f}x")
+    return failures
+
+
 def main():
     fs.show_config()
     print()
@@ -109,6 +156,11 @@ def main():
     print("self-check: all results agree with fastsoftmax.reference")
     print()
     benchmark_table()
+    print()
+    failures = cross_entropy_table()
+    if failures:
+        print("CHECK AGAINST PYTORCH FAILED:", *failures, sep="\n  ")
+        return 1
     return 0
 
 
