@@ -66,7 +66,7 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const REAL *g, const REAL *y, REAL *out
             V gv = TILE_LOAD(g + at, 0, 0);
             FN(acc_add)(&acc, log_output ? gv : gv * TILE_LOAD(y + at, 0, 0));
         }
-        const V vsum = FROM_ACC(FN(acc_lanes)(&acc));
+        const V vsum = ACC_NARROW(FN(acc_lanes)(&acc));
         for (fs_index k = 0; k < n; k++) {
             const fs_index at = k * stride + j;
             V gv = TILE_LOAD(g + at, 0, 0), yv = TILE_LOAD(y + at, 0, 0);

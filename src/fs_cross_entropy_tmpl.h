@@ -162,7 +162,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     const int nv = 1, partial = lanes < W;
     const fs_index tail = lanes;
     V m[1];
-    VACC total[1], gaps = (VACC){0}, masses = (VACC){0};
+    VACC total[1], gaps = ACC_ZERO, masses = ACC_ZERO;
     FN(accumulator) gap_acc, mass_acc;
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
@@ -190,12 +190,12 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     VU_T valid = (VU_T)(VSPLAT(0) != VSPLAT(0));
     double label_term[16];
     for (fs_index i = 0; i < lanes; i++) {
-        const double sum = LANE(total[0], i), log_sum = log(sum);
+        const double sum = ACC_LANE(total[0], i), log_sum = log(sum);
         const REAL mi = LANE(m[0], i);
         label_term[i] = 0;
         if (target) {
-            loss[i] = LANE(gaps, i) + LANE(masses, i) * log_sum;
-            LANE(p_factor, i) = (REAL)(grad_scale * LANE(masses, i) / sum);
+            loss[i] = ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum;
+            LANE(p_factor, i) = (REAL)(grad_scale * ACC_LANE(masses, i) / sum);
             LANE(class_factor, i) = (REAL)grad_scale;
         } else if (labels[i] == ignore_index) {
             loss[i] = 0;
@@ -206,7 +206,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         } else {
             const double w_y = weight ? weight[labels[i]] : 1.0;
             const FN(ce_terms) t = FN(ce_index_terms)((double)mi - x[labels[i] * stride + i],
-                                                      log_sum, LANE(gaps, i), w_y, weight_sum,
+                                                      log_sum, ACC_LANE(gaps, i), w_y, weight_sum,
                                                       eps, n);
             loss[i] = t.loss;
             LANE(p_factor, i) = (REAL)(grad_scale * t.p_coef / sum);

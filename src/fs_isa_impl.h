@@ -21,7 +21,11 @@
 #define V VF32
 #define W W32
 #define VACC VACC32
-#define TO_ACC(v) TO_ACC32(v)
+#define ACC_ZERO ACC32_ZERO
+#define ACC_FROM(v) acc32_from(v)
+#define ACC_ADD(a, b) acc32_add((a), (b))
+#define ACC_SUB(a, b) acc32_sub((a), (b))
+#define ACC_LANE(a, i) ACC32_LANE((a), (i))
 #define VEXP vexp_f32
 #define VMAX vmax32
 #define VLOAD vload_f32
@@ -34,7 +38,7 @@
 #define SELECT SELECT32
 #define VU_T VU32
 #define VU_T_LANE uint32_t
-#define FROM_ACC(v) FROM_ACC32(v)
+#define ACC_NARROW(a) acc32_narrow(a)
 #define FN(name) name##_f32
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"
@@ -44,7 +48,11 @@
 #undef V
 #undef W
 #undef VACC
-#undef TO_ACC
+#undef ACC_ZERO
+#undef ACC_FROM
+#undef ACC_ADD
+#undef ACC_SUB
+#undef ACC_LANE
 #undef VEXP
 #undef VMAX
 #undef VLOAD
@@ -57,7 +65,7 @@
 #undef SELECT
 #undef VU_T
 #undef VU_T_LANE
-#undef FROM_ACC
+#undef ACC_NARROW
 #undef CLASS_WEIGHTS
 #undef FN
 #undef ZERO_V
@@ -76,7 +84,11 @@
 #define V VF64
 #define W W64
 #define VACC VF64
-#define TO_ACC(v) (v)
+#define ACC_ZERO VSPLAT(0)
+#define ACC_FROM(v) (v)
+#define ACC_ADD(a, b) ((a) + (b))
+#define ACC_SUB(a, b) ((a) - (b))
+#define ACC_LANE(a, i) LANE((a), (i))
 #define VEXP vexp_f64
 #define VMAX vmax64
 #define VLOAD vload_f64
@@ -89,7 +101,7 @@
 #define SELECT SELECT64
 #define VU_T VU64
 #define VU_T_LANE uint64_t
-#define FROM_ACC(v) (v)
+#define ACC_NARROW(a) (a)
 #define FN(name) name##_f64
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"

@@ -46,7 +46,7 @@ FS_ALWAYS_INLINE double FN(hsum)(VACC v)
 {
     double s = 0.0;
     for (int i = 0; i < W; i++)
-        s += LANE(v, i);
+        s += ACC_LANE(v, i);
     return s;
 }
 
@@ -92,17 +92,18 @@ static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_
 
 /* Add one vector of terms into a block accumulator, or straight into double when `exact_sum`. */
 #define ACCUMULATE(total, a, e) \
-    do { if (exact_sum) (total) += TO_ACC(e); else (a) += (e); } while (0)
+    do { if (exact_sum) (total) = ACC_ADD((total), ACC_FROM(e)); else (a) += (e); } while (0)
 
 /* Add a block's partial sums to the running total: Kahan-compensated for double input. */
 #define ADD_TO_TOTAL(total, carry, v)                                  \
     do {                                                               \
         if (sizeof(REAL) == 8) {                                       \
-            const VACC y_ = TO_ACC(v) - (carry), t_ = (total) + y_;    \
-            (carry) = (t_ - (total)) - y_;                             \
+            const VACC y_ = ACC_SUB(ACC_FROM(v), (carry));             \
+            const VACC t_ = ACC_ADD((total), y_);                      \
+            (carry) = ACC_SUB(ACC_SUB(t_, (total)), y_);               \
             (total) = t_;                                              \
         } else {                                                       \
-            (total) += TO_ACC(v);                                      \
+            (total) = ACC_ADD((total), ACC_FROM(v));                   \
         }                                                              \
     } while (0)
 
@@ -119,7 +120,7 @@ typedef struct {
 
 FS_ALWAYS_INLINE void FN(acc_init)(FN(accumulator) *acc)
 {
-    acc->total = acc->carry = (VACC){0};
+    acc->total = acc->carry = ACC_ZERO;
     acc->block = VSPLAT(0);
     acc->steps = 0;
 }
@@ -138,7 +139,7 @@ FS_ALWAYS_INLINE void FN(acc_add)(FN(accumulator) *acc, V v)
 FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
 {
     ADD_TO_TOTAL(acc->total, acc->carry, acc->block);
-    return acc->total - acc->carry;
+    return ACC_SUB(acc->total, acc->carry);
 }
 
 /*
@@ -152,7 +153,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
 {
     const int exact_sum = !store && sizeof(REAL) == 4;
     const V vshift = VSPLAT(shift), vscale = VSPLAT(scale);
-    VACC total = (VACC){0}, carry = (VACC){0};
+    VACC total = ACC_ZERO, carry = ACC_ZERO;
     fs_index i = 0;
     (void)vscale;
     for (; i + FS_UNROLL * FS_FLUSH_STEPS * W <= n;) {
@@ -199,7 +200,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
         ACCUMULATE(total, a, e);
     }
     ADD_TO_TOTAL(total, carry, a);
-    return FN(hsum)(total - carry);
+    return FN(hsum)(ACC_SUB(total, carry));
 }
 
 /*
@@ -274,7 +275,7 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL 
     VACC carry[2];
     (void)vscale;
     for (int u = 0; u < nv; u++) {
-        total[u] = carry[u] = (VACC){0};
+        total[u] = carry[u] = ACC_ZERO;
         a[u] = ZERO_V;
     }
     int steps = 0;
@@ -298,6 +299,6 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL 
     }
     for (int u = 0; u < nv; u++) {
         ADD_TO_TOTAL(total[u], carry[u], a[u]);
-        total[u] -= carry[u];
+        total[u] = ACC_SUB(total[u], carry[u]);
     }
 }

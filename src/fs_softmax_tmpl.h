@@ -120,7 +120,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
     for (int u = 0; u < nv; u++) {
         const int lanes = u == nv - 1 ? lanes_in_last : W;
         for (int i = 0; i < lanes; i++) {
-            const double sum = LANE(total[u], i);
+            const double sum = ACC_LANE(total[u], i);
             if (op == 0)
                 LANE(result[u], i) = (REAL)(1.0 / sum);
             else if (op == 1)

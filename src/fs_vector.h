@@ -7,7 +7,8 @@
  *
  * The kernels are written once against this small vocabulary:
  *   VF32/VF64        W32/W64 lanes of float/double
- *   VACC32           W32 lanes of double: where float sums accumulate
+ *   VACC32           W32 lanes of double, where float sums accumulate, with
+ *                    acc32_from/add/sub/narrow and ACC32_LANE
  *   vload/vstore     unaligned, whole vector; *_partial for the first k lanes
  *   vmax             lane-wise max that returns its *second* argument when the
  *                    first is NaN, so a max accumulator never becomes NaN
@@ -37,7 +38,6 @@ typedef int32_t VI32 __attribute__((vector_size(FS_VBYTES)));
 typedef double VF64 __attribute__((vector_size(FS_VBYTES)));
 typedef uint64_t VU64 __attribute__((vector_size(FS_VBYTES)));
 typedef int64_t VI64 __attribute__((vector_size(FS_VBYTES)));
-typedef double VACC32 __attribute__((vector_size(2 * FS_VBYTES)));
 
 #define LANE(v, i) ((v)[i])
 #define AS_BITS32(v) ((VU32)(v))
@@ -47,8 +47,49 @@ typedef double VACC32 __attribute__((vector_size(2 * FS_VBYTES)));
 /* A vector comparison gives -1 (all bits set) in true lanes and 0 elsewhere. */
 #define ZERO_WHERE_LESS32(e, z, c) ((VF32)((VU32)(e) & ~(VU32)((z) < (c))))
 #define ZERO_WHERE_LESS64(e, z, c) ((VF64)((VU64)(e) & ~(VU64)((z) < (c))))
-#define TO_ACC32(v) __builtin_convertvector((v), VACC32)
-#define FROM_ACC32(v) __builtin_convertvector((v), VF32)
+/*
+ * Float sums accumulate in double: a float vector widens into two native
+ * double vectors.  (A single double vector twice the native width made GCC
+ * spill it to the stack on every addition.)
+ */
+typedef struct {
+    VF64 lo, hi;
+} VACC32;
+typedef float VF32H __attribute__((vector_size(FS_VBYTES / 2)));
+
+static inline VACC32 acc32_from(VF32 v)
+{
+    VACC32 a;
+#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64
+    a.lo = (VF64)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+    a.hi = (VF64)_mm512_cvtps_pd((__m256)_mm512_extractf64x4_pd((__m512d)v, 1));
+#elif (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 32
+    a.lo = (VF64)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    a.hi = (VF64)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#elif (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 16
+    a.lo = (VF64)_mm_cvtps_pd((__m128)v);
+    a.hi = (VF64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
+#else
+    VF32H lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    a.lo = __builtin_convertvector(lo, VF64);
+    a.hi = __builtin_convertvector(hi, VF64);
+#endif
+    return a;
+}
+static inline VACC32 acc32_add(VACC32 a, VACC32 b) { a.lo += b.lo; a.hi += b.hi; return a; }
+static inline VACC32 acc32_sub(VACC32 a, VACC32 b) { a.lo -= b.lo; a.hi -= b.hi; return a; }
+static inline VF32 acc32_narrow(VACC32 a)
+{
+    VF32H lo = __builtin_convertvector(a.lo, VF32H), hi = __builtin_convertvector(a.hi, VF32H);
+    VF32 v;
+    memcpy(&v, &lo, sizeof lo);
+    memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+    return v;
+}
+#define ACC32_ZERO ((VACC32){{0}, {0}})
+#define ACC32_LANE(a, i) ((i) < W64 ? (a).lo[(i)] : (a).hi[(i) - W64])
 
 /* One mask byte per lane (`where=`), widened to all-ones / zero lanes. */
 typedef uint8_t VB32 __attribute__((vector_size(W32)));
@@ -103,8 +144,13 @@ static inline VF32 FROM_BITS32(VU32 u) { VF32 v; memcpy(&v, &u, sizeof v); retur
 static inline VF64 FROM_BITS64(VU64 u) { VF64 v; memcpy(&v, &u, sizeof v); return v; }
 #define ZERO_WHERE_LESS32(e, z, c) ((z) < (c) ? 0.0f : (e))
 #define ZERO_WHERE_LESS64(e, z, c) ((z) < (c) ? 0.0 : (e))
-#define TO_ACC32(v) ((double)(v))
-#define FROM_ACC32(v) ((float)(v))
+typedef double VACC32;
+#define acc32_from(v) ((double)(v))
+#define acc32_add(a, b) ((a) + (b))
+#define acc32_sub(a, b) ((a) - (b))
+#define acc32_narrow(a) ((float)(a))
+#define ACC32_ZERO 0.0
+#define ACC32_LANE(a, i) (a)
 
 typedef uint8_t VB32;
 typedef uint8_t VB64;
