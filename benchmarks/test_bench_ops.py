@@ -1,0 +1,267 @@
+"""fastsoftmax vs NumPy / SciPy / PyTorch / JAX on the workloads users run.
+
+One benchmark group per op x workload x dtype, so each group is exactly one comparison. Each
+result's extra_info carries the bytes a perfect kernel must move, from which benchmarks/report.py
+computes the memory-bandwidth floor. Every result is also checked against a float64 reference on
+its first and last rows, so that a fast but wrong (or wrong-axis) call cannot win a group.
+"""
+
+import importlib
+from dataclasses import dataclass
+from functools import cached_property, partial
+
+import numpy as np
+import pytest
+
+# name -> shape (rows, classes); the reduction is always over the last axis.
+WORKLOADS = {
+    "inference_row": (1, 128256),  # one next-token distribution, Llama-3 vocabulary
+    "inference_batch": (32, 50257),  # a decoding batch, GPT-2 vocabulary
+    "training_logits": (2048, 32000),  # one training step's logits, Llama-2 vocabulary
+    "attention_scores": (16384, 512),  # attention rows: short rows that fit in L1/L2
+    "classification": (1_000_000, 10),  # many rows shorter than one SIMD vector
+    "tiny_call": (1, 4),  # nothing but per-call overhead
+}
+DTYPES = ("float32", "float64")
+OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+SEED = 20240601
+
+# Sanity-check tolerances: loose, since tests/ holds the accuracy contract; these only catch a
+# benchmark that computes the wrong thing.
+RTOL = {"float32": 1e-3, "float64": 1e-9}
+ATOL = {"float32": 1e-6, "float64": 1e-12}
+
+
+@dataclass
+class Case:
+    """One workload's inputs, made once per (shape, dtype) and shared by every op and implementation."""
+
+    workload: str
+    x: np.ndarray
+    target: np.ndarray  # int64 class labels, one per row
+
+    @property
+    def dtype(self):
+        return self.x.dtype.name
+
+    # Outputs for the out=/grad_out= variant: allocated once, and filled so that their pages are
+    # faulted in before any timing (np.zeros would map lazy zero pages).
+    @cached_property
+    def out_full(self):  # softmax / log_softmax out=, cross_entropy grad_out=
+        return np.full_like(self.x, 0)
+
+    @cached_property
+    def out_rows(self):  # logsumexp out= (keepdims=False)
+        return np.full(self.x.shape[:-1], 0, dtype=self.x.dtype)
+
+    @cached_property
+    def reference_loss(self):
+        """Mean cross-entropy in float64, in row blocks so the big workloads need no full float64 copy."""
+        total = 0.0
+        block = max(1, 2**20 // self.x.shape[1])
+        for start in range(0, len(self.x), block):
+            rows = slice(start, start + block)
+            x = self.x[rows].astype(np.float64)
+            total += np.sum(_np_logsumexp(x) - np.take_along_axis(x, self.target[rows, None], -1)[:, 0])
+        return total / len(self.x)
+
+    def bytes_moved(self, op):
+        """(read, written) by an ideal kernel: each input read once, each output written once.
+
+        logsumexp writes only one value per row, so its floor is essentially a read-only one.
+        """
+        n_rows, item = self.x.shape[0], self.x.itemsize
+        if op == "logsumexp":
+            return self.x.nbytes, n_rows * item
+        if op == "cross_entropy":  # logits + labels in; gradient + scalar loss out
+            return self.x.nbytes + self.target.nbytes, self.x.nbytes + item
+        return self.x.nbytes, self.x.nbytes
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(w, d) for w in WORKLOADS for d in DTYPES],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def case(request):
+    # Module scope with params: pytest runs all tests of one (workload, dtype) together and frees
+    # the previous inputs before making the next, so at most one training_logits copy is alive.
+    workload, dtype = request.param
+    rows, classes = WORKLOADS[workload]
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((rows, classes), dtype=dtype)
+    target = rng.integers(0, classes, size=rows, dtype=np.int64)
+    return Case(workload, x, target)
+
+
+# --- NumPy written the usual way -----------------------------------------------------------------
+
+
+def _np_softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _np_log_softmax(x):
+    shifted = x - x.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def _np_logsumexp(x):
+    m = x.max(-1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[:, 0]
+
+
+def _np_cross_entropy(x, target):
+    """Mean cross-entropy and its gradient d loss / d x = (softmax(x) - onehot(target)) / n."""
+    n = len(x)
+    rows = np.arange(n)
+    m = x.max(-1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(-1, keepdims=True)
+    loss = np.mean((m + np.log(s))[:, 0] - x[rows, target])
+    grad = e / s
+    grad[rows, target] -= 1
+    grad /= n
+    return loss, grad
+
+
+NUMPY_OPS = {
+    "softmax": _np_softmax,
+    "log_softmax": _np_log_softmax,
+    "logsumexp": _np_logsumexp,
+    "cross_entropy": _np_cross_entropy,
+}
+
+
+# --- Implementations: each builder turns (op, case) into a zero-argument call to time -------------
+# Conversions into a library's own array type happen here, outside the timing; each library is
+# imported here too, so that a missing one skips its cases rather than the whole module.
+
+
+def _import_or_skip(name):
+    # Unlike pytest.importorskip, also skip (and say why) when the module is there but fails to
+    # import, e.g. an extension that is not built yet; run with -ra to see the reasons.
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        pytest.skip(f"cannot import {name}: {exc}")
+
+
+def _fastsoftmax(op, case, *, preallocated):
+    fs = _import_or_skip("fastsoftmax")
+    fn = getattr(fs, op, None)
+    if fn is None:
+        pytest.skip(f"fastsoftmax.{op} does not exist yet")
+    if op == "cross_entropy":
+        kwargs = {"grad_out": case.out_full} if preallocated else {}
+        return partial(fn, case.x, case.target, return_grad=True, **kwargs)
+    if preallocated:
+        return partial(fn, case.x, out=case.out_rows if op == "logsumexp" else case.out_full)
+    return partial(fn, case.x)
+
+
+def _numpy(op, case):
+    args = (case.x, case.target) if op == "cross_entropy" else (case.x,)
+    return partial(NUMPY_OPS[op], *args)
+
+
+def _scipy(op, case):
+    special = _import_or_skip("scipy.special")
+    return partial(getattr(special, op), case.x, axis=-1)
+
+
+def _torch(op, case):
+    torch = _import_or_skip("torch")
+    logits = torch.from_numpy(case.x)  # shares memory: no copy
+    if op != "cross_entropy":
+        return partial(getattr(torch, op), logits, -1)
+    logits = logits.requires_grad_(True)
+    target = torch.from_numpy(case.target)
+
+    def loss_and_grad():
+        loss = torch.nn.functional.cross_entropy(logits, target)  # reduction="mean"
+        # autograd.grad returns a fresh gradient instead of accumulating into logits.grad.
+        (grad,) = torch.autograd.grad(loss, logits)
+        return loss, grad
+
+    return loss_and_grad
+
+
+def _jax(op, case):
+    jax = _import_or_skip("jax")
+    jnp = jax.numpy
+    jax.config.update("jax_enable_x64", True)  # float64 inputs and int64 labels stay what they are
+
+    def cross_entropy(logits, target):
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, target[:, None], axis=-1))
+
+    if op == "cross_entropy":
+        fn = jax.jit(jax.value_and_grad(cross_entropy))
+        args = (jax.device_put(case.x), jax.device_put(case.target))
+    else:
+        fn = jax.jit(partial(getattr(jax.nn, op), axis=-1))
+        args = (jax.device_put(case.x),)
+    # JAX dispatches asynchronously: without blocking we would time only the dispatch.
+    return lambda: jax.block_until_ready(fn(*args))
+
+
+# name -> (ops it provides, builder). Names starting with "fastsoftmax" are ours, all others are
+# peers (benchmarks/report.py relies on that).
+IMPLEMENTATIONS = {
+    "fastsoftmax": (OPS, partial(_fastsoftmax, preallocated=False)),
+    "fastsoftmax_out": (OPS, partial(_fastsoftmax, preallocated=True)),
+    "numpy": (OPS, _numpy),
+    "scipy": (("softmax", "log_softmax", "logsumexp"), _scipy),
+    "torch": (OPS, _torch),
+    "jax": (OPS, _jax),
+}
+
+
+# --- Checking a result --------------------------------------------------------------------------
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):  # a torch tensor, possibly part of an autograd graph
+        value = value.detach()
+    return np.asarray(value)
+
+
+def _check(op, case, result):
+    """Compare the first and last rows of a result with NumPy in float64 (and the whole loss)."""
+    rows = sorted({0, len(case.x) - 1})
+    x = case.x[rows].astype(np.float64)
+    close = partial(np.testing.assert_allclose, rtol=RTOL[case.dtype], atol=ATOL[case.dtype])
+    if op == "cross_entropy":
+        loss, grad = map(_to_numpy, result)
+        assert grad.shape == case.x.shape
+        close(loss, case.reference_loss)
+        _, expected = _np_cross_entropy(x, case.target[rows])  # gradient of the mean over `rows`...
+        close(grad[rows], expected * len(rows) / len(case.x))  # ...rescaled to the mean over all rows
+        return
+    result = _to_numpy(result)
+    assert result.shape == (case.x.shape[:-1] if op == "logsumexp" else case.x.shape)
+    close(result[rows], NUMPY_OPS[op](x))
+
+
+@pytest.mark.parametrize(
+    "op, implementation",
+    [(op, name) for op in OPS for name, (ops, _) in IMPLEMENTATIONS.items() if op in ops],
+)
+def test_op(benchmark, measure, case, op, implementation):
+    shape = "x".join(map(str, case.x.shape))
+    benchmark.group = f"{op} {case.workload} {shape} {case.dtype}"
+    bytes_read, bytes_written = case.bytes_moved(op)
+    benchmark.extra_info.update(
+        implementation=implementation,
+        op=op,
+        workload=case.workload,
+        shape=list(case.x.shape),
+        dtype=case.dtype,
+        bytes_read=bytes_read,
+        bytes_written=bytes_written,
+    )
+    build = IMPLEMENTATIONS[implementation][1]
+    result = measure(build(op, case))
+    _check(op, case, result)
