@@ -15,6 +15,7 @@
 
 #define FS_UNROLL 4       /* independent accumulators in a row's sum */
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
+#define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 
 /* ---- float ---- */
 #define REAL float

@@ -202,11 +202,72 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
     return mask ? mask + (start + offset) % period : NULL;
 }
 
+/*
+ * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of W
+ * rows is transposed into a small (n, W) panel on the stack, run through the
+ * panel tile (columns = rows), and transposed back.  A row of 10 classes thus
+ * costs a tenth of a vector per step instead of a whole partial vector per
+ * pass.  The last group's missing rows are zero lanes that are never written
+ * back; every row meets the same lane arithmetic wherever it sits, so the
+ * results do not depend on how rows are split between threads.
+ */
+FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
+                                          fs_index mask_start, REAL *out, fs_index rows,
+                                          fs_index n, REAL scale, const int op, const int masked)
+{
+    REAL in[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
+    uint8_t in_mask[FS_SHORT_ROW * W];
+    for (fs_index r = 0; r < rows; r += W) {
+        const fs_index lanes = rows - r < W ? rows - r : W;
+        for (fs_index i = 0; i < W; i++) {
+            const REAL *row = x + (r + i) * n;
+            const uint8_t *row_mask = masked ? FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n) : NULL;
+            for (fs_index k = 0; k < n; k++) {
+                in[k * W + i] = i < lanes ? row[k] : 0;
+                if (masked)
+                    in_mask[k * W + i] = i < lanes ? row_mask[k] : 0;
+            }
+        }
+        FN(panel_tile)(in, masked ? in_mask : NULL, res, n, W, scale, op, 1, 0, W, masked);
+        if (op == 2) {
+            memcpy(out + r, res, (size_t)lanes * sizeof(REAL));
+            continue;
+        }
+        for (fs_index i = 0; i < lanes; i++)
+            for (fs_index k = 0; k < n; k++)
+                out[(r + i) * n + k] = res[k * W + i];
+    }
+}
+
+static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_period,
+                           fs_index mask_start, REAL *out, fs_index rows, fs_index n, REAL scale,
+                           int op)
+{
+#define SHORT_ROWS_CASE(OP)                                                                      \
+    do {                                                                                         \
+        if (mask)                                                                                \
+            FN(short_rows_impl)(x, mask, mask_period, mask_start, out, rows, n, scale, OP, 1);   \
+        else                                                                                     \
+            FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, OP, 0);                      \
+    } while (0)
+    if (op == 0)
+        SHORT_ROWS_CASE(0);
+    else if (op == 1)
+        SHORT_ROWS_CASE(1);
+    else
+        SHORT_ROWS_CASE(2);
+#undef SHORT_ROWS_CASE
+}
+
 static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
                               fs_index mask_start, REAL *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride, REAL scale, int log_output)
 {
     const fs_index slab = n * stride;
+    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale, log_output ? 1 : 0);
+        return;
+    }
     for (fs_index o = 0; o < outer; o++) {
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1)
@@ -222,6 +283,10 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
                                 fs_index width, fs_index stride)
 {
     const fs_index slab = n * stride;
+    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, 2);
+        return;
+    }
     for (fs_index o = 0; o < outer; o++) {
         const REAL *xs = x + o * slab;
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);

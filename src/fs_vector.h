@@ -172,8 +172,61 @@ typedef uint8_t VB64;
         return v;                                                                  \
     }                                                                              \
     static inline void vstore_##SFX(REAL *p, V v) { memcpy(p, &v, sizeof v); }     \
-    static inline V vsplat_##SFX(REAL s) { return (V){0} + s; }                     \
-    /* The first k lanes from p, the rest `fill`: a tail never reads past its end. */ \
+    static inline V vsplat_##SFX(REAL s) { return (V){0} + s; }
+
+/*
+ * The first k (< W) lanes from p, the rest `fill`, and the matching store: a
+ * tail never touches memory past its end.  AVX-512 and AVX2 use masked moves
+ * (which do not fault on the masked-off lanes); elsewhere a short memcpy.
+ */
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+static inline __mmask16 fs_tail16(fs_index k) { return (__mmask16)((1u << k) - 1); }
+static inline VF32 vload_partial_f32(const float *p, fs_index k, float fill)
+{
+    return (VF32)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), fs_tail16(k), p);
+}
+static inline void vstore_partial_f32(float *p, VF32 v, fs_index k)
+{
+    _mm512_mask_storeu_ps(p, fs_tail16(k), (__m512)v);
+}
+static inline VF64 vload_partial_f64(const double *p, fs_index k, double fill)
+{
+    return (VF64)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), (__mmask8)fs_tail16(k), p);
+}
+static inline void vstore_partial_f64(double *p, VF64 v, fs_index k)
+{
+    _mm512_mask_storeu_pd(p, (__mmask8)fs_tail16(k), (__m512d)v);
+}
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
+/* Lanes below k all ones: the sign bits VMASKMOV reads. */
+static inline __m256i fs_tail_mask32(fs_index k)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline __m256i fs_tail_mask64(fs_index k)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(k), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+static inline VF32 vload_partial_f32(const float *p, fs_index k, float fill)
+{
+    const __m256i m = fs_tail_mask32(k);
+    return (VF32)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+static inline void vstore_partial_f32(float *p, VF32 v, fs_index k)
+{
+    _mm256_maskstore_ps(p, fs_tail_mask32(k), (__m256)v);
+}
+static inline VF64 vload_partial_f64(const double *p, fs_index k, double fill)
+{
+    const __m256i m = fs_tail_mask64(k);
+    return (VF64)_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+}
+static inline void vstore_partial_f64(double *p, VF64 v, fs_index k)
+{
+    _mm256_maskstore_pd(p, fs_tail_mask64(k), (__m256d)v);
+}
+#else
+#define FS_DEFINE_PARTIAL_OPS(V, REAL, SFX)                                        \
     static inline V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
     {                                                                              \
         V v = vsplat_##SFX(fill);                                                  \
@@ -184,9 +237,14 @@ typedef uint8_t VB64;
     {                                                                              \
         memcpy(p, &v, (size_t)k * sizeof(REAL));                                   \
     }
+#endif
 
 FS_DEFINE_MEMORY_OPS(VF32, float, f32)
 FS_DEFINE_MEMORY_OPS(VF64, double, f64)
+#ifdef FS_DEFINE_PARTIAL_OPS
+FS_DEFINE_PARTIAL_OPS(VF32, float, f32)
+FS_DEFINE_PARTIAL_OPS(VF64, double, f64)
+#endif
 
 /* Mask lanes from W mask bytes; the partial form reads k bytes and clears the rest. */
 #define FS_DEFINE_MASK_OPS(VB, VU, WIDEN, SFX)                                      \

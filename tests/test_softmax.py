@@ -158,3 +158,24 @@ def test_shift_invariance_is_exact(dtype, offset):
         np.testing.assert_array_equal(func(shifted), func(x))
     np.testing.assert_allclose(fs.logsumexp(shifted), fs.logsumexp(x).astype(np.float64) + offset,
                                rtol=np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", list(range(1, 20)) + [24, 31, 33])
+def test_many_short_rows(isa, dtype, n):
+    """Rows of a few classes run one row per lane: whole groups of rows and a remainder."""
+    x = random_logits((37, n), dtype, seed=100 + n)
+    x[5, 0] = np.nan
+    x[11] = -np.inf
+    x[20, -1] = np.inf
+    finite = np.ones(37, bool)
+    finite[[5, 11, 20]] = False
+    check_all_ops(x[finite])
+    check_all_ops(x[finite], temperature=1.7)
+    for func in (fs.softmax, fs.log_softmax):
+        got = func(x)
+        np.testing.assert_array_equal(got[finite], func(x[finite]))
+        assert np.isnan(got[~finite]).all()
+    lse = fs.logsumexp(x)
+    np.testing.assert_array_equal(lse[[5, 11, 20]], [np.nan, -np.inf, np.inf])
+    np.testing.assert_array_equal(lse[finite], fs.logsumexp(x[finite]))

@@ -123,3 +123,13 @@ def test_mask_is_not_expanded_for_leading_broadcast(monkeypatch):
     monkeypatch.setattr(fs._api._core, "softmax_family", spy)
     fs.softmax(np.zeros((8, 16, 16)), where=np.tril(np.ones((16, 16), bool)))
     assert seen == [(16, 16)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 16, 17])
+def test_masks_on_many_short_rows(isa, dtype, n):
+    x = random_logits((41, n), dtype, seed=n)
+    where = np.random.default_rng(n).random((41, n)) > 0.3
+    where[3] = False
+    check_masked(x, where, -1)
+    check_masked(np.broadcast_to(x[:1], (41, n)).copy(), where[0], -1)
