@@ -231,6 +231,36 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
 }
 
 /*
+ * Samples of at most FS_SHORT_ROW classes, one per lane, as in
+ * fs_softmax_tmpl.h: W rows (and their probability targets) are transposed
+ * into a stack panel, run through the panel tile, and the gradient is
+ * transposed back.
+ */
+static void FN(ce_short_rows)(const REAL *x, const int64_t *labels, const REAL *target,
+                              const REAL *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, REAL *grad, double grad_scale,
+                              fs_index rows, fs_index n)
+{
+    REAL in[FS_SHORT_ROW * W], in_target[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
+    for (fs_index r = 0; r < rows; r += W) {
+        const fs_index lanes = rows - r < W ? rows - r : W;
+        for (fs_index i = 0; i < W; i++)
+            for (fs_index k = 0; k < n; k++) {
+                in[k * W + i] = i < lanes ? x[(r + i) * n + k] : 0;
+                if (target)
+                    in_target[k * W + i] = i < lanes ? target[(r + i) * n + k] : 0;
+            }
+        FN(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
+                          weight_sum, eps, ignore_index, loss + r, grad ? res : NULL, grad_scale,
+                          n, W, lanes);
+        if (grad)
+            for (fs_index i = 0; i < lanes; i++)
+                for (fs_index k = 0; k < n; k++)
+                    grad[(r + i) * n + k] = res[k * W + i];
+    }
+}
+
+/*
  * Cross-entropy over an (outer, n, width) block: labels (index targets) or
  * target (probabilities, laid out like x); loss gets one double per sample,
  * laid out like labels: rows `stride` apart, one row per slab.
@@ -242,6 +272,11 @@ static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const 
                                     fs_index stride)
 {
     const fs_index slab = n * stride;
+    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
+        FN(ce_short_rows)(x, labels, target, weight, weight_sum, eps, ignore_index, loss, grad,
+                          grad_scale, outer, n);
+        return;
+    }
     for (fs_index o = 0; o < outer; o++) {
         const REAL *xs = x + o * slab;
         const REAL *ts = target ? target + o * slab : NULL;

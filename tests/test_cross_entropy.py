@@ -262,3 +262,22 @@ def test_against_torch(dtype, n_classes, shape_kind, target_kind):
         # absolute error of about u * the largest loss (ours are within 2e-6 relative).
         np.testing.assert_allclose(loss, t_loss, rtol=rtol, atol=rtol * np.abs(t_loss).max())
         np.testing.assert_allclose(grad, t_grad, rtol=0, atol=rtol * np.abs(t_grad).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 10, 16, 17])
+@pytest.mark.parametrize("target_kind", ["index", "probabilities"])
+def test_many_short_rows(isa, dtype, n_classes, target_kind):
+    """Few classes run one sample per lane: whole groups of samples and a remainder."""
+    logits, target, axis = make_case(dtype, n_classes, target_kind=target_kind, seed=11,
+                                     n_samples=37)
+    weight = np.linspace(0.5, 1.5, n_classes).astype(dtype)
+    for w, smoothing, reduction in itertools.product([None, weight], [0.0, 0.1], REDUCTIONS):
+        check_against_reference(logits, target, axis, weight=w, label_smoothing=smoothing,
+                                reduction=reduction)
+    loss, grad = fs.cross_entropy(logits, target, reduction="none", return_grad=True)
+    part = slice(3, 30)
+    loss_part, grad_part = fs.cross_entropy(logits[part], target[part], reduction="none",
+                                            return_grad=True)
+    np.testing.assert_array_equal(loss[part], loss_part)
+    np.testing.assert_array_equal(grad[part], grad_part * 1)
