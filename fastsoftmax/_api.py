@@ -34,7 +34,6 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 _OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
-_FAST_DTYPES = (_FLOAT32, _FLOAT64)
 
 
 # ---------------------------------------------------------------- threads
@@ -141,11 +140,12 @@ def _as_float_array(x, name):
     (and lists of them) become float64.  Complex, object, string and other
     dtypes raise TypeError.
     """
-    if type(x) is np.ndarray and x.dtype in _FAST_DTYPES and x.flags.c_contiguous:
+    if type(x) is np.ndarray and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) \
+            and x.flags.c_contiguous:
         return x
     arr = np.asarray(x)
     dtype = arr.dtype
-    if dtype in _FAST_DTYPES:
+    if dtype == _FLOAT32 or dtype == _FLOAT64:
         target = dtype
     elif dtype == np.float16:
         target = _FLOAT32
@@ -160,6 +160,8 @@ def _as_float_array(x, name):
 
 def _normalize_axis(axis, ndim, name="axis"):
     """``axis`` as a non-negative int, or None for the whole array."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis % ndim
     if axis is None:
         return None
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
@@ -174,6 +176,8 @@ def _reduction_view(shape, axis):
     """(outer, n, inner) of ``shape`` reduced over ``axis`` (None: everything)."""
     if axis is None:
         return 1, math.prod(shape), 1
+    if axis == len(shape) - 1:
+        return math.prod(shape[:-1]), shape[-1], 1
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
@@ -230,6 +234,8 @@ def _prepare_out(out, shape, dtype, x):
     """
     if out is None:
         return np.empty(shape, dtype=dtype), x
+    if out is x and x.flags.writeable:  # in place: x is already a C-contiguous float array
+        return out, x
     out = _check_out(out, shape, dtype)
     return out, _unalias(out, x)[0]
 
