@@ -94,6 +94,8 @@ cdef enum:
     # Columns handed to one thread start at multiples of this many elements
     # (a cache line or more), so threads never write into the same line.
     COLUMN_ALIGN = 16
+    # Parts of the work per thread, taken dynamically (see _run_slabs).
+    PARTS_PER_THREAD = 8
     # Which softmax-family operation a loop runs (the kernels' `log` flag for the first two).
     OP_SOFTMAX = 0
     OP_LOG_SOFTMAX = 1
@@ -211,28 +213,35 @@ cdef void _block(const Job *job, const real *dtype_marker, fs_index a, fs_index 
             kernels.backward_f64(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
 
 
-cdef inline fs_index _split(fs_index total, int parts, int part) noexcept nogil:
+cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
     """Start of part ``part`` of ``parts`` near-equal parts of range(total)."""
     return (total * part) // parts
 
 
 cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
-    """Threads take whole slices: runs of slabs, or of columns when there are few slabs."""
-    cdef fs_index outer = job.outer, inner = job.inner
-    cdef fs_index a, b
-    cdef int t
+    """Threads take whole slices: runs of slabs, or of columns when there are few slabs.
+
+    The work is cut into PARTS_PER_THREAD parts per thread, handed out
+    dynamically: a thread that the OS delays (a busy machine) holds up the
+    call by one part, not by a whole share.  Every slice is computed the same
+    way whichever part it falls in, so the cut never changes the results.
+    """
+    cdef fs_index outer = job.outer, inner = job.inner, columns = inner // COLUMN_ALIGN
+    cdef fs_index a, b, part, parts
     if nthreads == 1:
         _block(job, dtype_marker, 0, outer, 0, inner)
     elif outer >= nthreads or inner == 1:
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            a = _split(outer, nthreads, t)
-            b = _split(outer, nthreads, t + 1)
+        parts = min(outer, <fs_index> nthreads * PARTS_PER_THREAD)
+        for part in prange(parts, num_threads=nthreads, schedule='dynamic'):
+            a = _split(outer, parts, part)
+            b = _split(outer, parts, part + 1)
             if b > a:
                 _block(job, dtype_marker, a, b, 0, inner)
     else:
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            a = _split(inner // COLUMN_ALIGN, nthreads, t) * COLUMN_ALIGN
-            b = inner if t == nthreads - 1 else _split(inner // COLUMN_ALIGN, nthreads, t + 1) * COLUMN_ALIGN
+        parts = max(1, min(columns, <fs_index> nthreads * PARTS_PER_THREAD))
+        for part in prange(parts, num_threads=nthreads, schedule='dynamic'):
+            a = _split(columns, parts, part) * COLUMN_ALIGN
+            b = inner if part == parts - 1 else _split(columns, parts, part + 1) * COLUMN_ALIGN
             if b > a:
                 _block(job, dtype_marker, 0, outer, a, b)
 
@@ -259,7 +268,7 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
         free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
         return -1
 
-    for i in prange(total, num_threads=nthreads, schedule='static'):
+    for i in prange(total, num_threads=nthreads, schedule='dynamic'):
         r = i // per_row
         at = r * n + (i % per_row) * FS_CHUNK        # flat offset of the chunk
         length = min(FS_CHUNK, (r + 1) * n - at)
@@ -274,7 +283,7 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
                 m = chunk_max[r * per_row + c]
         row_max[r] = m
 
-    for i in prange(total, num_threads=nthreads, schedule='static'):
+    for i in prange(total, num_threads=nthreads, schedule='dynamic'):
         r = i // per_row
         at = r * n + (i % per_row) * FS_CHUNK
         length = min(FS_CHUNK, (r + 1) * n - at)
@@ -301,7 +310,7 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
                 out[r] = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n,
                                                       _mask_at(mask, r * n), n, 1)
     else:
-        for i in prange(total, num_threads=nthreads, schedule='static'):
+        for i in prange(total, num_threads=nthreads, schedule='dynamic'):
             r = i // per_row
             at = r * n + (i % per_row) * FS_CHUNK
             length = min(FS_CHUNK, (r + 1) * n - at)
