@@ -87,24 +87,27 @@ static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *we
 }
 
 /*
- * grad = grad_scale * (exp(x - m) / S * p_coef - class term) over a row, the
- * class term being class_coef * w (index targets) or w t' (probabilities).
+ * grad = grad_scale * (p * p_coef - class term) over a row, from the
+ * exponentials e = exp(x - m) that the sum pass stored in grad:
+ * g = e * p_factor - class_factor * w (index targets) or
+ * g = e * p_factor - class_factor * w t' (probabilities).
  */
-static void FN(row_ce_grad)(const REAL *x, const REAL *target, const REAL *weight, REAL *grad,
-                            fs_index n, REAL m, double p_factor, double class_factor, double eps)
+static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, fs_index n,
+                            double p_factor, double class_factor, double eps)
 {
-    const V vm = VSPLAT(m), vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
+    const V vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
     const V keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    const int class_term = target || class_factor != 0;
     for (fs_index i = 0; i < n; i += W) {
         const fs_index k = n - i < W ? n - i : W;
-        const V e = VEXP((k == W ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, 0)) - vm);
-        const V w = CLASS_WEIGHTS(i, k);
-        V g;
-        if (target)
-            g = e * vp - vc * w * ((k == W ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0)) *
-                                   keep + spread);
-        else
-            g = e * vp - vc * w;
+        V g = (k == W ? VLOAD(grad + i) : VLOAD_PARTIAL(grad + i, k, 0)) * vp;
+        if (class_term) {
+            V c = vc * CLASS_WEIGHTS(i, k);
+            if (target)
+                c = c * ((k == W ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0)) * keep +
+                         spread);
+            g = g - c;
+        }
         if (k == W)
             VSTORE(grad + i, g);
         else
@@ -112,6 +115,12 @@ static void FN(row_ce_grad)(const REAL *x, const REAL *target, const REAL *weigh
     }
 }
 
+/*
+ * One sample in a row.  Passes: max; the weighted class sums (if needed);
+ * the sum of exp, which also stores exp(x - m) into grad; the gradient, in
+ * place over those.  Everything that reads x comes before the first write to
+ * grad, so grad may be x itself.
+ */
 static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const REAL *weight,
                          double weight_sum, double eps, int64_t ignore_index, REAL *grad,
                          double grad_scale, fs_index n)
@@ -127,21 +136,22 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
         return NAN;
     }
     const REAL m = FN(row_max)(x, NULL, n);
-    const double sum = FN(row_sum_exp)(x, NULL, NULL, n, m, 1);
-    const double log_sum = log(sum);
     double gap_sum = 0, mass = 0;
     if (target || eps > 0)
         FN(row_class_sums)(x, target, weight, n, m, eps, &gap_sum, &mass);
+    const double gap_y = target ? 0 : (double)m - x[label];
+    const double sum = grad ? FN(row_sum_exp_stored)(x, grad, n, m)
+                            : FN(row_sum_exp)(x, NULL, NULL, n, m, 1);
+    const double log_sum = log(sum);
     if (target) {
         if (grad)
-            FN(row_ce_grad)(x, target, weight, grad, n, m, grad_scale * mass / sum, grad_scale, eps);
+            FN(row_ce_grad)(target, weight, grad, n, grad_scale * mass / sum, grad_scale, eps);
         return gap_sum + mass * log_sum;
     }
     const double w_y = weight ? weight[label] : 1.0;
-    const FN(ce_terms) t = FN(ce_index_terms)((double)m - x[label], log_sum, gap_sum, w_y,
-                                              weight_sum, eps, n);
+    const FN(ce_terms) t = FN(ce_index_terms)(gap_y, log_sum, gap_sum, w_y, weight_sum, eps, n);
     if (grad) {
-        FN(row_ce_grad)(x, NULL, weight, grad, n, m, grad_scale * t.p_coef / sum,
+        FN(row_ce_grad)(NULL, weight, grad, n, grad_scale * t.p_coef / sum,
                         grad_scale * t.class_coef, eps);
         grad[label] -= (REAL)(grad_scale * (1 - eps) * w_y);
     }

@@ -144,14 +144,14 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
 
 /*
  * sum(exp((x - shift) * scale)) over a contiguous span, storing each
- * exponential into e_out when `store` (softmax), else summing exactly
- * (log_softmax, logsumexp).  Lanes past the end load -inf: exp gives 0 there.
+ * exponential into e_out when `store`, and with `exact` adding float terms
+ * straight into double.  Lanes past the end load -inf: exp gives 0 there.
  */
 FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REAL *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
-                                         const int scaled, const int masked)
+                                         const int exact, const int scaled, const int masked)
 {
-    const int exact_sum = !store && sizeof(REAL) == 4;
+    const int exact_sum = exact && sizeof(REAL) == 4;
     const V vshift = VSPLAT(shift), vscale = VSPLAT(scale);
     VACC total = ACC_ZERO, carry = ACC_ZERO;
     fs_index i = 0;
@@ -206,14 +206,16 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
 /*
  * One chunk (at most FS_CHUNK elements) of a row's sum of exp.  A row's sum is
  * the sum of its chunks' sums in order, whether one thread or several compute
- * them.  The eight copies: store or not, T == 1 or not, masked or not.
+ * them.  The eight copies: store or not, T == 1 or not, masked or not.  Only
+ * softmax stores, and it needs no exact sum (see the top of this file).
  */
 static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
-#define SUM_EXP_CASE(store, masked)                                                          \
-    return scale == 1 ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, 0, masked) \
-                      : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, 1, masked)
+#define SUM_EXP_CASE(store, masked)                                                         \
+    return scale == 1                                                                       \
+               ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 0, masked) \
+               : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked)
     if (e_out) {
         if (mask)
             SUM_EXP_CASE(1, 1);
@@ -233,6 +235,17 @@ static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, f
         fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
         sum += FN(chunk_sum_exp)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL, len,
                                  shift, scale);
+    }
+    return sum;
+}
+
+/* A row's exact sum of exp(x - shift), storing the exponentials (cross-entropy's gradient). */
+static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REAL shift)
+{
+    double sum = 0.0;
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
+        sum += FN(sum_exp_impl)(x + c, NULL, e_out + c, len, shift, 1, 1, 1, 0, 0);
     }
     return sum;
 }
