@@ -72,7 +72,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _cpu_model():
+def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -95,7 +95,7 @@ def machine_summary():
         versions[name] = getattr(module, "__version__", "unknown")
         if hasattr(module, "get_num_threads"):  # fastsoftmax and torch: threads they run on
             threads[name] = module.get_num_threads()
-    return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "versions": versions, "threads": threads}
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "versions": versions, "threads": threads}
 
 
 # optionalhook: this conftest is also loaded where pytest-benchmark is absent, and an unknown

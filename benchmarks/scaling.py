@@ -12,13 +12,13 @@ multiple of the floor (bytes read + written) / copy bandwidth.
 """
 import argparse
 import os
-import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import fastsoftmax as fs
+from conftest import cpu_model  # benchmarks/ is this script's first sys.path entry
 
 WORKLOADS = {
     "inference_row": (1, 128256),
@@ -54,17 +54,6 @@ def copy_bandwidth(threads):
         return 2 * src.nbytes / median_seconds(copy)
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, 8, 16])
@@ -77,7 +66,7 @@ def main():
         torch = None
 
     rng = np.random.default_rng(0)
-    header = (f"{cpu_name()}, {os.cpu_count()} CPUs, kernels {fs._core.isa()}, "
+    header = (f"{cpu_model()}, {os.cpu_count()} CPUs, kernels {fs._core.isa()}, "
               f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
     rows = []
     for threads in args.threads:
