@@ -177,7 +177,7 @@ def _reduction_view(shape, axis):
     if axis is None:
         return 1, math.prod(shape), 1
     if axis == len(shape) - 1:
-        return math.prod(shape[:-1]), shape[-1], 1
+        return (shape[0] if len(shape) == 2 else math.prod(shape[:-1])), shape[-1], 1
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
@@ -208,22 +208,14 @@ def _check_out(out, shape, dtype, name="out"):
     return out
 
 
-def _is_same_array(a, b):
-    """Whether two arrays are the very same memory, shape and dtype (in place is allowed)."""
-    return (a.shape == b.shape and a.dtype == b.dtype
-            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
-
-
 def _unalias(out, *inputs):
     """The inputs, each copied if it overlaps ``out`` without being exactly it.
 
     The kernels may write an output element before reading another input
-    element: an exact alias (in place) is safe, a shifted overlap is not.
+    element: an exact alias (in place, same start and size) is safe, a shifted
+    overlap is not.  Every array here is C-contiguous.
     """
-    if not out.size:
-        return inputs
-    return tuple(a.copy() if a is not None and np.may_share_memory(out, a)
-                 and not _is_same_array(out, a) else a for a in inputs)
+    return tuple(a.copy() if a is not None and _core.overlap(out, a) == 2 else a for a in inputs)
 
 
 def _prepare_out(out, shape, dtype, x):
@@ -237,7 +229,7 @@ def _prepare_out(out, shape, dtype, x):
     if out is x and x.flags.writeable:  # in place: x is already a C-contiguous float array
         return out, x
     out = _check_out(out, shape, dtype)
-    return out, _unalias(out, x)[0]
+    return out, (x.copy() if _core.overlap(out, x) == 2 else x)
 
 
 def _prepare_where(where, shape, axis):
