@@ -6,7 +6,6 @@ over elements: the work goes to ``fastsoftmax._core`` (Cython, OpenMP), which
 calls the C kernels in ``src/``.
 """
 import math
-import operator
 import os
 import sys
 from numbers import Real
