@@ -33,4 +33,11 @@
 #define FS_ALWAYS_INLINE static inline
 #endif
 
+/* A hint to fetch the cache line at p for reading; nothing where unsupported. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FS_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FS_PREFETCH(p) ((void)(p))
+#endif
+
 #endif /* FS_CONFIG_H */

@@ -123,7 +123,7 @@ static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, 
  */
 static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const REAL *weight,
                          double weight_sum, double eps, int64_t ignore_index, REAL *grad,
-                         double grad_scale, fs_index n)
+                         double grad_scale, fs_index n, const REAL *ahead)
 {
     if (!target && label == ignore_index) {
         if (grad)
@@ -140,8 +140,8 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
     if (target || eps > 0)
         FN(row_class_sums)(x, target, weight, n, m, eps, &gap_sum, &mass);
     const double gap_y = target ? 0 : (double)m - x[label];
-    const double sum = grad ? FN(row_sum_exp_stored)(x, grad, n, m)
-                            : FN(row_sum_exp)(x, NULL, NULL, n, m, 1);
+    const double sum = grad ? FN(row_sum_exp_stored)(x, grad, n, m, ahead)
+                            : FN(row_sum_exp)(x, NULL, NULL, n, m, 1, ahead);
     const double log_sum = log(sum);
     if (target) {
         if (grad)
@@ -293,7 +293,8 @@ static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const 
         REAL *gs = grad ? grad + o * slab : NULL;
         if (stride == 1) {
             loss[o] = FN(ce_row)(xs, target ? 0 : labels[o], ts, weight, weight_sum, eps,
-                                 ignore_index, gs, grad_scale, n);
+                                 ignore_index, gs, grad_scale, n,
+                                 o + 1 < outer ? xs + slab : NULL);
             continue;
         }
         for (fs_index j = 0; j < width; j += W) {

@@ -146,10 +146,15 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
  * sum(exp((x - shift) * scale)) over a contiguous span, storing each
  * exponential into e_out when `store`, and with `exact` adding float terms
  * straight into double.  Lanes past the end load -inf: exp gives 0 there.
+ *
+ * `ahead` (or NULL) is the span the caller reads next, prefetched at the
+ * same offsets: this pass is bound by the exp, the next row's max pass by
+ * memory, so fetching the next row now overlaps the two.
  */
 FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REAL *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
-                                         const int exact, const int scaled, const int masked)
+                                         const int exact, const int scaled, const int masked,
+                                         const REAL *ahead)
 {
     const int exact_sum = exact && sizeof(REAL) == 4;
     const V vshift = VSPLAT(shift), vscale = VSPLAT(scale);
@@ -159,6 +164,9 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
     for (; i + FS_UNROLL * FS_FLUSH_STEPS * W <= n;) {
         V a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
         for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_UNROLL * W) {
+            if (ahead)
+                for (size_t line = 0; line < FS_UNROLL * W * sizeof(REAL); line += 64)
+                    FS_PREFETCH((const char *)(ahead + i) + line);
             V e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
             V e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + W))), mask + i + W);
             V e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * W))), mask + i + 2 * W);
@@ -209,13 +217,16 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
  * them.  The eight copies: store or not, T == 1 or not, masked or not.  Only
  * softmax stores, and it needs no exact sum (see the top of this file).
  */
-static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
-                                REAL shift, REAL scale)
+FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const REAL *x, const uint8_t *mask, REAL *e_out,
+                                               fs_index n, REAL shift, REAL scale,
+                                               const REAL *ahead)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
     return scale == 1                                                                       \
-               ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 0, masked) \
-               : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked)
+               ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 0, masked, \
+                                  ahead)                                                    \
+               : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked, \
+                                  ahead)
     if (e_out) {
         if (mask)
             SUM_EXP_CASE(1, 1);
@@ -227,25 +238,34 @@ static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out,
 #undef SUM_EXP_CASE
 }
 
+static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+                                REAL shift, REAL scale)
+{
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL);
+}
+
+/* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
 static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
-                              REAL shift, REAL scale)
+                              REAL shift, REAL scale, const REAL *ahead)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
-        sum += FN(chunk_sum_exp)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL, len,
-                                 shift, scale);
+        sum += FN(chunk_sum_exp_ahead)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL,
+                                       len, shift, scale, ahead ? ahead + c : NULL);
     }
     return sum;
 }
 
 /* A row's exact sum of exp(x - shift), storing the exponentials (cross-entropy's gradient). */
-static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REAL shift)
+static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REAL shift,
+                                     const REAL *ahead)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
-        sum += FN(sum_exp_impl)(x + c, NULL, e_out + c, len, shift, 1, 1, 1, 0, 0);
+        sum += FN(sum_exp_impl)(x + c, NULL, e_out + c, len, shift, 1, 1, 1, 0, 0,
+                                ahead ? ahead + c : NULL);
     }
     return sum;
 }

@@ -83,15 +83,16 @@ static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, const uint
     return (REAL)((double)max + log(sum));
 }
 
+/* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
 static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n, REAL scale,
-                            int log_output)
+                            int log_output, const REAL *ahead)
 {
     const REAL m = FN(row_max)(x, mask, n);
     if (log_output) {
-        const double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale);
+        const double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
         FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log(sum));
     } else {
-        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale);
+        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead);
         FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
     }
 }
@@ -271,7 +272,8 @@ static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_
     for (fs_index o = 0; o < outer; o++) {
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1)
-            FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output);
+            FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output,
+                            o + 1 < outer ? x + (o + 1) * slab : NULL);
         else
             FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
                           log_output ? 1 : 0);
@@ -292,7 +294,9 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
-            out[o] = FN(logsumexp_finish)(max, FN(row_sum_exp)(xs, m, NULL, n, max, 1), xs, m, n, 1);
+            const double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1,
+                                               o + 1 < outer ? xs + slab : NULL);
+            out[o] = FN(logsumexp_finish)(max, sum, xs, m, n, 1);
         } else {
             FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, 2);
         }
