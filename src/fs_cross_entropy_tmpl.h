@@ -254,19 +254,14 @@ static void FN(ce_short_rows)(const REAL *x, const int64_t *labels, const REAL *
     REAL in[FS_SHORT_ROW * W], in_target[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
     for (fs_index r = 0; r < rows; r += W) {
         const fs_index lanes = rows - r < W ? rows - r : W;
-        for (fs_index i = 0; i < W; i++)
-            for (fs_index k = 0; k < n; k++) {
-                in[k * W + i] = i < lanes ? x[(r + i) * n + k] : 0;
-                if (target)
-                    in_target[k * W + i] = i < lanes ? target[(r + i) * n + k] : 0;
-            }
+        FN(gather_rows)(in, x + r * n, n, lanes);
+        if (target)
+            FN(gather_rows)(in_target, target + r * n, n, lanes);
         FN(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
                           weight_sum, eps, ignore_index, loss + r, grad ? res : NULL, grad_scale,
                           n, W, lanes);
         if (grad)
-            for (fs_index i = 0; i < lanes; i++)
-                for (fs_index k = 0; k < n; k++)
-                    grad[(r + i) * n + k] = res[k * W + i];
+            FN(scatter_rows)(grad + r * n, res, n, lanes);
     }
 }
 

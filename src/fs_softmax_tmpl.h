@@ -212,6 +212,28 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
  * back; every row meets the same lane arithmetic wherever it sits, so the
  * results do not depend on how rows are split between threads.
  */
+/* panel[k * W + i] = rows[i * n + k]: `lanes` rows of n into an (n, W) panel, zero lanes after. */
+FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const REAL *rows, fs_index n, fs_index lanes)
+{
+    if (lanes == W) { /* the common case, without a test per element */
+        for (fs_index k = 0; k < n; k++)
+            for (fs_index i = 0; i < W; i++)
+                panel[k * W + i] = rows[i * n + k];
+        return;
+    }
+    for (fs_index k = 0; k < n; k++)
+        for (fs_index i = 0; i < W; i++)
+            panel[k * W + i] = i < lanes ? rows[i * n + k] : 0;
+}
+
+/* rows[i * n + k] = panel[k * W + i] for the first `lanes` lanes. */
+FS_ALWAYS_INLINE void FN(scatter_rows)(REAL *rows, const REAL *panel, fs_index n, fs_index lanes)
+{
+    for (fs_index i = 0; i < lanes; i++)
+        for (fs_index k = 0; k < n; k++)
+            rows[i * n + k] = panel[k * W + i];
+}
+
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
                                           fs_index mask_start, REAL *out, fs_index rows,
                                           fs_index n, REAL scale, const int op, const int masked)
@@ -220,23 +242,19 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs
     uint8_t in_mask[FS_SHORT_ROW * W];
     for (fs_index r = 0; r < rows; r += W) {
         const fs_index lanes = rows - r < W ? rows - r : W;
-        for (fs_index i = 0; i < W; i++) {
-            const REAL *row = x + (r + i) * n;
-            const uint8_t *row_mask = masked ? FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n) : NULL;
-            for (fs_index k = 0; k < n; k++) {
-                in[k * W + i] = i < lanes ? row[k] : 0;
-                if (masked)
+        FN(gather_rows)(in, x + r * n, n, lanes);
+        if (masked)
+            for (fs_index i = 0; i < W; i++) {
+                const uint8_t *row_mask = FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n);
+                for (fs_index k = 0; k < n; k++)
                     in_mask[k * W + i] = i < lanes ? row_mask[k] : 0;
             }
-        }
         FN(panel_tile)(in, masked ? in_mask : NULL, res, n, W, scale, op, 1, 0, W, masked);
         if (op == 2) {
             memcpy(out + r, res, (size_t)lanes * sizeof(REAL));
             continue;
         }
-        for (fs_index i = 0; i < lanes; i++)
-            for (fs_index k = 0; k < n; k++)
-                out[(r + i) * n + k] = res[k * W + i];
+        FN(scatter_rows)(out + r * n, res, n, lanes);
     }
 }
 
