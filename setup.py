@@ -9,6 +9,7 @@ Flags are portable: -O3 and -fno-math-errno, never -march=native (the wheel
 must run on any x86-64; the kernels pick AVX-512 / AVX2 / SSE2 at run time)
 and never -ffast-math (it would break inf/NaN semantics).
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -106,6 +107,7 @@ extensions = [
         "fastsoftmax._core",
         sources=["fastsoftmax/_core.pyx"] + KERNEL_SOURCES,
         include_dirs=[np.get_include(), "src"],
+        depends=sorted(glob.glob("src/*.h")),  # a header edit rebuilds the extension
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=[os.environ["FASTSOFTMAX_EXTRA_CFLAGS"]] if os.environ.get("FASTSOFTMAX_EXTRA_CFLAGS") else [],
     )

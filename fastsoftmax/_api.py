@@ -33,6 +33,8 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 _OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+# 1/T must be a normal, finite number of the working dtype (see _softmax_like).
+_SCALE_RANGE = {dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
 
 
 # ---------------------------------------------------------------- threads
@@ -271,8 +273,23 @@ def _softmax_like(x, axis, temperature, where, out, n_threads, op):
     threads = _resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
-    if x.size:
-        _core.softmax_family(x, out, mask, outer, n, inner, scale, op, threads)
+    if not x.size:
+        return out
+    low, high = _SCALE_RANGE[x.dtype]
+    if scale != 1.0 and not low <= scale <= high:
+        # 1/T would round to 0 or inf in the working precision (and 0 * inf is
+        # NaN).  Run this call in float64, where 1/T is finite for any float32
+        # T; for a float64 T so small that 1/T overflows, scale x and T by
+        # 2**64 first (exact), which leaves x/T unchanged.
+        x64, out64 = x.astype(np.float64), np.empty(x.shape, np.float64)
+        if math.isinf(scale):
+            x64 = np.ldexp(x64, 64)
+            scale = 1.0 / math.ldexp(float(temperature), 64)
+        _core.softmax_family(x64, out64, mask, outer, n, inner, scale, op, threads)
+        with np.errstate(over="ignore"):  # a log-probability below -3.4e38 is -inf in float32
+            out[...] = out64
+        return out
+    _core.softmax_family(x, out, mask, outer, n, inner, scale, op, threads)
     return out
 
 

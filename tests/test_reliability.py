@@ -1,0 +1,531 @@
+"""Reliability: fork safety, concurrency and the GIL, memory leaks, and (opt-in) arrays over 2**31.
+
+- Fork: a process that ran OpenMP threads then forks must give correct results
+  in the child and never hang (libgomp deadlocks there, GCC bug 60035; the API
+  makes a forked child run single-threaded).  Every wait has a timeout, so a
+  hang fails the test instead of blocking CI.
+- Concurrency: many Python threads calling at once get the same bits as one
+  thread; the GIL is released while a kernel runs (a Python thread keeps
+  running meanwhile, and two calling threads overlap in time).
+- Leaks: 100k small calls, a few hundred large ones and calls that raise do not
+  grow the resident set, nor the bytes malloc holds, between two rounds.
+- Big arrays: one slice of more than 2**31 elements (opt-in:
+  ``FASTSOFTMAX_TEST_BIG=1``; needs ~9 GB of free memory and about a minute).
+
+The functions under test are listed in ``CALLS``: add cross_entropy & co. there.
+"""
+import ctypes
+import math
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core
+
+# Seconds a forked child may take before the test calls it hung (it needs well under 1 s).
+FORK_TIMEOUT = 60.0
+
+# (name, function, keyword arguments): every call the fork and concurrency tests make.
+CALLS = [
+    ("softmax", fs.softmax, {}),
+    ("softmax_t", fs.softmax, {"temperature": 0.7}),
+    ("log_softmax", fs.log_softmax, {}),
+    ("logsumexp", fs.logsumexp, {}),
+]
+
+OPENMP = _core.openmp_enabled()
+
+
+def _inputs():
+    """Arrays (and axes) big enough that n_threads=2 really opens a parallel region,
+    one per way the work is split between threads."""
+    rng = np.random.default_rng(42)
+    return [
+        (rng.standard_normal((64, 4096)).astype(np.float32) * 4, -1),   # many rows
+        (rng.standard_normal((1, 3 * 16384 + 17)) * 4, -1),              # one long row, split
+        (rng.standard_normal((4000, 37)).astype(np.float32), 0),         # panel, split by columns
+        (rng.standard_normal((9, 300, 40)), 1),                          # panel over slabs
+    ]
+
+
+def _compute_all(inputs, n_threads):
+    return [func(x, axis, n_threads=n_threads, **kw)
+            for x, axis in inputs for _, func, kw in CALLS]
+
+
+def _assert_same_bits(got, expected, what):
+    assert len(got) == len(expected), what
+    for i, (g, e) in enumerate(zip(got, expected)):
+        g, e = np.asarray(g), np.asarray(e)
+        assert g.dtype == e.dtype and g.shape == e.shape, (what, i)
+        assert g.tobytes() == e.tobytes(), f"{what}: result {i} differs from the expected bits"
+
+
+# ---------------------------------------------------------------- fork
+
+# Set before forking; the children inherit them (nothing big is pickled to them).
+_FORK_INPUTS = None
+
+
+def _child_task(n_threads):
+    """Run in a forked Pool worker: every call on every input, and the thread count it sees."""
+    return fs.get_num_threads(), _compute_all(_FORK_INPUTS, n_threads)
+
+
+@pytest.fixture
+def parent_used_threads():
+    """The parent's results, computed with 2 OpenMP threads (so libgomp's pool exists)."""
+    global _FORK_INPUTS
+    _FORK_INPUTS = _inputs()
+    expected = _compute_all(_FORK_INPUTS, 2)
+    yield expected
+    _FORK_INPUTS = None
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork of a threaded process
+def test_fork_pool_children_after_parent_used_threads(parent_used_threads):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2) as pool:  # __exit__ terminates the workers, hung or not
+        pending = pool.map_async(_child_task, [None, 2, -1, 1, 2, None])
+        try:
+            answers = pending.get(timeout=FORK_TIMEOUT)
+        except multiprocessing.TimeoutError:
+            pytest.fail(f"forked Pool workers hung for {FORK_TIMEOUT} s after the parent used "
+                        "OpenMP threads (GCC bug 60035)")
+    for threads, results in answers:
+        assert threads == 1, "a forked child must run single-threaded"
+        _assert_same_bits(results, parent_used_threads, "Pool child")
+    # The parent still runs threaded and right after its children.
+    _assert_same_bits(_compute_all(_FORK_INPUTS, 2), parent_used_threads, "parent after fork")
+    if OPENMP and _core.max_threads() > 1:
+        assert fs.get_num_threads() > 1
+
+
+def _run_in_fork(body, timeout=FORK_TIMEOUT):
+    """Run ``body()`` in a child made by os.fork(); return its pickled result or raise.
+
+    The child sends ``(ok, payload)`` back through a pipe and leaves with
+    os._exit.  A child that does not finish within `timeout` is killed and the
+    test fails.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            try:
+                message = (True, body())
+            except BaseException:
+                message = (False, traceback.format_exc())
+                code = 1
+            data = pickle.dumps(message)
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(data)
+        except BaseException:
+            code = 2
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    os.kill(pid, signal.SIGKILL)
+                    pytest.fail(f"os.fork() child hung for {timeout} s (GCC bug 60035?)")
+                ready, _, _ = select.select([pipe], [], [], left)
+                if ready:
+                    chunk = os.read(pipe.fileno(), 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not chunks:
+        pytest.fail(f"os.fork() child died without an answer (wait status {status})")
+    ok, payload = pickle.loads(b"".join(chunks))
+    assert ok, f"os.fork() child raised:\n{payload}"
+    assert os.waitstatus_to_exitcode(status) == 0
+    return payload
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_raw_fork_child_after_parent_used_threads(parent_used_threads):
+    def child():
+        return (fs.get_num_threads(), _compute_all(_FORK_INPUTS, None),
+                _compute_all(_FORK_INPUTS, 2))
+
+    threads, automatic, explicit = _run_in_fork(child)
+    assert threads == 1
+    _assert_same_bits(automatic, parent_used_threads, "fork child, n_threads=None")
+    _assert_same_bits(explicit, parent_used_threads, "fork child, n_threads=2")
+    # A grandchild: forked from a forked child.
+    grandchild = _run_in_fork(lambda: _run_in_fork(lambda: _compute_all(_FORK_INPUTS, 2)))
+    _assert_same_bits(grandchild, parent_used_threads, "grandchild")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_while_another_thread_is_inside_a_parallel_kernel(parent_used_threads):
+    """The child is born with libgomp's state mid-region: it must still finish."""
+    big = np.random.default_rng(3).standard_normal((256, 8192)).astype(np.float32)
+    stop = threading.Event()
+
+    def keep_busy():
+        while not stop.is_set():
+            fs.softmax(big, n_threads=2)
+
+    worker = threading.Thread(target=keep_busy, daemon=True)
+    worker.start()
+    try:
+        for _ in range(5):
+            time.sleep(0.01)
+            results = _run_in_fork(lambda: _compute_all(_FORK_INPUTS, 2))
+            _assert_same_bits(results, parent_used_threads, "child forked mid-kernel")
+    finally:
+        stop.set()
+        worker.join(timeout=FORK_TIMEOUT)
+    assert not worker.is_alive()
+
+
+# ---------------------------------------------------------------- threads and the GIL
+
+def test_many_python_threads_at_once():
+    """8 Python threads, 480 calls of every function on every split, with and without out=."""
+    inputs = _inputs()
+    rng = np.random.default_rng(5)
+    jobs = []
+    for i in range(240):
+        x, axis = inputs[i % len(inputs)]
+        _, func, kw = CALLS[rng.integers(len(CALLS))]
+        jobs.append((x, axis, func, kw, [None, 1, 2, 3][rng.integers(4)], bool(rng.integers(2))))
+    expected = [func(x, axis, n_threads=1, **kw) for x, axis, func, kw, _, _ in jobs]
+    shapes = [(np.shape(e), np.asarray(e).dtype) for e in expected]
+
+    def run(i):
+        x, axis, func, kw, n_threads, use_out = jobs[i]
+        out = np.empty(*shapes[i]) if use_out else None
+        result = func(x, axis, n_threads=n_threads, out=out, **kw)
+        assert out is None or result is out
+        return result
+
+    for _ in range(2):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            got = list(pool.map(run, range(len(jobs))))
+        _assert_same_bits(got, expected, "concurrent call")
+
+
+def test_gil_is_released_while_a_kernel_runs():
+    """A pure-Python thread keeps making progress while another thread is inside a kernel.
+
+    Were the GIL held, the Python thread would stall for the whole call.  This
+    holds on one core and on a loaded machine: the OS still shares the CPU.
+    """
+    x = np.random.default_rng(7).standard_normal((64, 131072))  # 20-50 ms single-threaded
+    call = lambda: fs.logsumexp(x, n_threads=1)  # noqa: E731
+    call()
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    try:
+        for _ in range(5):
+            go, done, window, stamps = threading.Event(), threading.Event(), [], []
+
+            def kernel_thread():
+                go.wait()
+                start = time.perf_counter()
+                call()
+                window.extend([start, time.perf_counter()])
+                done.set()
+
+            worker = threading.Thread(target=kernel_thread)
+            worker.start()
+            go.set()
+            while not done.is_set():
+                stamps.append(time.perf_counter())
+                sum(range(50))  # pure Python work
+            worker.join()
+            start, end = window
+            inside = [t for t in stamps if start < t < end]
+            longest = float(np.diff([start] + inside + [end]).max())
+            if longest < 0.5 * (end - start):
+                return
+    finally:
+        sys.setswitchinterval(old_interval)
+    pytest.fail(f"a Python thread stalled for {longest * 1e3:.1f} ms of a "
+                f"{(end - start) * 1e3:.1f} ms kernel call in another thread "
+                f"({len(inside)} steps inside): GIL held?")
+
+
+def _overlap_ratio(work, attempts=5, calls=4):
+    """(fastest 2-thread run) / (fastest serial run) of `calls` calls of work(), over `attempts`.
+
+    The fastest of each is the run least disturbed by other processes; were
+    the calls serialized by the GIL, even the fastest 2-thread run would take
+    about as long as the fastest serial one.
+    """
+    work()
+    serial, parallel = math.inf, math.inf
+    for _ in range(attempts):
+        start = time.perf_counter()
+        for _ in range(calls):
+            work()
+        serial = min(serial, time.perf_counter() - start)
+        threads = [threading.Thread(target=lambda: [work() for _ in range(calls // 2)])
+                   for _ in range(2)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        parallel = min(parallel, time.perf_counter() - start)
+    return parallel / serial
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs to run 2 threads at once")
+def test_two_threads_calling_kernels_overlap():
+    """2 Python threads run n_threads=1 kernels at the same time: well under the serial time.
+
+    On a loaded machine two threads may not get two CPUs at all.  Each round
+    also times hashlib (C code known to release the GIL) the same way, to see
+    what the machine allows right then.  A round passes with fastsoftmax under
+    0.8x serial, or under 0.9x and within 0.15 of hashlib's ratio; calls
+    serialized by the GIL measure >= 1.0x (the fastest of several runs is taken).
+    The test fails if no round passes though hashlib showed a speedup (< 0.8x)
+    in one, and skips if hashlib never did.
+    """
+    import hashlib
+
+    data = os.urandom(1 << 24)
+    hash_work = lambda: hashlib.sha256(data).digest()  # noqa: E731
+    x = np.random.default_rng(6).standard_normal((32, 65536))  # ~10 ms, compute-bound
+    kernel_work = lambda: fs.logsumexp(x, n_threads=1)  # noqa: E731
+    rounds = []
+    for _ in range(5):
+        ratio, calibration = _overlap_ratio(kernel_work), _overlap_ratio(hash_work)
+        rounds.append((ratio, calibration))
+        if ratio < 0.8 or (ratio < 0.9 and ratio < calibration + 0.15):
+            return
+        if calibration < 0.8 and ratio > 0.95:
+            break  # a clear speedup was possible and fastsoftmax got none
+    message = ", ".join(f"{r:.2f}x (hashlib {c:.2f}x)" for r, c in rounds)
+    if min(c for _, c in rounds) >= 0.8:
+        pytest.skip(f"no 2-thread speedup on this machine now, even for hashlib: {message}")
+    pytest.fail(f"2 threads took, of the serial time: {message}: "
+                "kernel calls do not overlap (GIL held?)")
+
+
+# ---------------------------------------------------------------- leaks
+
+def _sanitized():
+    """Running under AddressSanitizer (tools/sanitize.sh): its quarantine keeps freed memory."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _malloc_in_use():
+    """Bytes malloc has handed out and not got back (glibc's mallinfo2), or None."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
+def _calls_that_raise(x):
+    bad = [
+        lambda: fs.softmax(x, axis=5),
+        lambda: fs.softmax(x, axis=1.5),
+        lambda: fs.log_softmax(x, temperature=0.0),
+        lambda: fs.log_softmax(x, temperature=math.nan),
+        lambda: fs.logsumexp(x.astype(np.complex64)),
+        lambda: fs.softmax(["a", "b"]),
+        lambda: fs.softmax(x, out=np.empty(3, x.dtype)),
+        lambda: fs.softmax(x, out=np.empty(x.shape, np.float64)),
+        lambda: fs.logsumexp(x, out=[0.0]),
+        lambda: fs.softmax(x, n_threads=0),
+        lambda: fs.softmax(x, n_threads="2"),
+    ]
+    for call in bad:
+        try:
+            call()
+        except (TypeError, ValueError):
+            pass
+        else:
+            raise AssertionError("a bad call did not raise")
+
+
+def _leak_round(small_calls, large_calls):
+    """`small_calls` calls on tiny arrays and ~6 * `large_calls` on 1-4 MB ones, some raising.
+
+    Nearly all run on one thread: on a busy machine every parallel region can
+    wait milliseconds for a CPU, and the leak this looks for does not need it.
+    """
+    rng = np.random.default_rng(8)
+    small = [rng.standard_normal((4, 8)).astype(np.float32), rng.standard_normal(10),
+             np.arange(12, dtype=np.int16).reshape(3, 4), rng.standard_normal((3, 5)).T]
+    out = np.empty((4, 8), np.float32)
+    for i in range(small_calls // 10):
+        x = small[i % len(small)]
+        fs.softmax(x)
+        fs.log_softmax(x, 0, temperature=2.0)
+        fs.logsumexp(x)
+        fs.logsumexp(x, None, keepdims=True)
+        fs.softmax(small[0], out=out)
+        fs.softmax(out, out=out)                                # in place
+        fs.log_softmax(small[0], out=out, n_threads=1)
+        fs.softmax([1.0, 2.0, 3.0])                             # a list: converted
+        fs.logsumexp(np.float32(1.0), None)                     # 0-d: a NumPy scalar back
+        fs.softmax(small[0], -1, temperature=0.5)
+        if i % 100 == 0:
+            _calls_that_raise(small[0])
+    large = rng.standard_normal((64, 16384)).astype(np.float32)
+    long_row = rng.standard_normal((1, 48 * 16384 + 5)).astype(np.float32)  # 49 chunks
+    shared = rng.standard_normal(large.size + 32).astype(np.float32)
+    behind, ahead = shared[:-32].reshape(large.shape), shared[32:].reshape(large.shape)
+    for i in range(large_calls):
+        fs.softmax(large, n_threads=1)                      # a fresh 4 MB output each time
+        fs.log_softmax(large, 0, n_threads=1)               # the panel path
+        fs.logsumexp(large[:, ::2], n_threads=1)            # a copy of the input first
+        fs.log_softmax(behind, out=ahead, n_threads=1)      # partial overlap: a copy first
+        fs.softmax(long_row, n_threads=2)                   # a row split across threads:
+        fs.log_softmax(long_row, n_threads=2)               # its scratch is malloc'd and freed
+        fs.logsumexp(long_row, n_threads=2)
+        if i % 10 == 0:
+            fs.softmax(large, n_threads=2)
+            _calls_that_raise(large)
+
+
+# Growth allowed between the two rounds.  A leaked output of the large calls
+# would be ~1 GB, a leaked small result ~10 MB, a leaked long-row scratch ~0.12 MB
+# (malloc'd bytes vary by ~2 KB between rounds).
+RSS_SLACK = 8 << 20
+MALLOC_SLACK = 64 << 10
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+@pytest.mark.skipif(_sanitized(), reason="under ASan (tools/sanitize.sh): its quarantine holds "
+                    "on to freed memory")
+def test_repeated_calls_do_not_leak():
+    small_calls, large_calls = 100_000, 60  # ~450 large calls a round
+    _leak_round(small_calls, large_calls)  # warm up: caches, pools, arenas, malloc's thresholds
+    rss_before, malloc_before = _rss_bytes(), _malloc_in_use()
+    _leak_round(small_calls, large_calls)
+    rss_after, malloc_after = _rss_bytes(), _malloc_in_use()
+    grew = rss_after - rss_before
+    assert grew < RSS_SLACK, f"RSS grew by {grew / 2**20:.1f} MiB over a round of calls"
+    if malloc_before is not None:
+        held = malloc_after - malloc_before
+        assert held < MALLOC_SLACK, f"malloc holds {held / 2**10:.0f} KiB more after a round"
+
+
+# ---------------------------------------------------------------- big arrays
+
+def _mem_available():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+BIG_N = 2**31 + 2**20 + 5  # float32: 8.6 GB per array
+
+
+@pytest.mark.skipif(os.environ.get("FASTSOFTMAX_TEST_BIG") != "1",
+                    reason="opt-in: FASTSOFTMAX_TEST_BIG=1 (needs ~9 GB of free memory, ~1 min)")
+def test_one_slice_longer_than_2_31():
+    """softmax, log_softmax and logsumexp of a float32 row of 2**31 + 2**20 + 5 elements.
+
+    The row is 0 except at a few places (around 2**31, and the very last
+    element holds the max), each worth log(n) + c so that every one of them
+    carries a large share of the sum: a kernel that indexed with 32 bits, or
+    stopped early, would get the sum and those entries visibly wrong.  The
+    zeros come from calloc, so the input costs no memory; the output does.
+    """
+    n = BIG_N
+    available = _mem_available()
+    if available is not None and available < n * 4 + (1 << 30):
+        pytest.skip(f"needs {(n * 4 + (1 << 30)) / 2**30:.1f} GiB available, "
+                    f"have {available / 2**30:.1f}")
+    import resource
+
+    specials = {0: 0.0, 2**31 - 1: 1.0, 2**31: -1.0, 2**31 + 1: 0.5, n - 2: -2.0, n - 1: 2.0}
+    x = np.zeros(n, np.float32)
+    log_n = math.log(n)
+    for i, c in specials.items():
+        x[i] = np.float32(log_n + c)
+    values = {i: float(x[i]) for i in specials}
+    m = max(values.values())
+    total = (n - len(values)) * math.exp(-m) + sum(math.exp(v - m) for v in values.values())
+    lse = m + math.log(total)
+    p_zero = math.exp(-m) / total
+    timings = {}
+
+    def timed(name, func):
+        start = time.perf_counter()
+        result = func()
+        timings[name] = time.perf_counter() - start
+        return result
+
+    def check_softmax_output(out, what):
+        for i, v in values.items():
+            np.testing.assert_allclose(out[i], math.exp(v - m) / total, rtol=5e-6, err_msg=what)
+        assert out[5] == out[n - 3], what
+        np.testing.assert_allclose(out[5], p_zero, rtol=5e-6, err_msg=what)
+        step = 1 << 27  # every element: the zeros' outputs are all the same bits
+        for start in range(0, n, step):
+            block = out[start:start + step]
+            bad = np.flatnonzero(block != out[5])
+            wrong = {start + int(b) for b in bad} - set(values)
+            assert not wrong, f"{what}: wrong at {sorted(wrong)[:5]}"
+        s = float(np.sum(out, dtype=np.float64))
+        assert abs(s - 1.0) < 1e-5, f"{what}: sums to {s!r}"
+
+    np.testing.assert_allclose(timed("logsumexp (2 threads)", lambda: fs.logsumexp(x)), lse,
+                               rtol=1e-6)
+    np.testing.assert_allclose(timed("logsumexp (1 thread)",
+                                     lambda: fs.logsumexp(x, n_threads=1)), lse, rtol=1e-6)
+    out = timed("softmax (2 threads, fresh output)", lambda: fs.softmax(x))
+    check_softmax_output(out, "softmax, threads")
+    timed("softmax (1 thread, out=)", lambda: fs.softmax(x, out=out, n_threads=1))
+    check_softmax_output(out, "softmax, 1 thread")
+    timed("log_softmax (2 threads, out=)", lambda: fs.log_softmax(x, out=out))
+    for i, v in values.items():
+        np.testing.assert_allclose(out[i], v - lse, rtol=1e-6, atol=2e-6)
+    np.testing.assert_allclose(out[7], -lse, rtol=1e-6)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    report = ", ".join(f"{name} {t:.1f} s" for name, t in timings.items())
+    print(f"\nbig-array test, n = {n}: {report}; peak RSS {peak / 2**30:.2f} GiB")
