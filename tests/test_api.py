@@ -159,3 +159,32 @@ def test_main_module_runs(tmp_path):
     assert "self-check: all results agree" in result.stdout
     for shape in ("1x128256", "32x50257", "2048x32000"):
         assert shape in result.stdout
+
+
+# Every public function with the arguments they share, called with one bad value at a time.
+def _callers():
+    x = np.random.default_rng(9).standard_normal((4, 6))
+    labels = np.array([0, 1, 2, 3])
+    return {
+        "softmax": lambda **kw: fs.softmax(kw.pop("x", x), **kw),
+        "log_softmax": lambda **kw: fs.log_softmax(kw.pop("x", x), **kw),
+        "logsumexp": lambda **kw: fs.logsumexp(kw.pop("x", x), **kw),
+        "softmax_backward": lambda **kw: fs.softmax_backward(kw.pop("x", x), fs.softmax(x), **kw),
+        "log_softmax_backward": lambda **kw: fs.log_softmax_backward(kw.pop("x", x), fs.log_softmax(x), **kw),
+        "cross_entropy": lambda **kw: fs.cross_entropy(kw.pop("x", x), labels, **kw),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_callers()))
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"x": np.ones((4, 6), complex)}, TypeError, "must hold real numbers"),
+    ({"x": np.array([["a"] * 6] * 4)}, TypeError, "must hold real numbers"),
+    ({"x": np.empty((4, 6), object)}, TypeError, "must hold real numbers"),
+    ({"axis": 5}, ValueError, "axis=5 is out of range"),
+    ({"axis": "0"}, TypeError, "axis must be an int"),
+    ({"n_threads": 0}, ValueError, "n_threads must be nonzero"),
+    ({"n_threads": 2.0}, TypeError, "n_threads must be an int or None"),
+])
+def test_every_function_rejects_bad_arguments(name, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        _callers()[name](**kwargs)

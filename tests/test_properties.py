@@ -381,3 +381,64 @@ def test_temperature_accuracy_contract():
     x = np.array([35869.578125, -33674.07421875], np.float32)
     temperature = 959.2657470703125
     check_softmax(fs.softmax(x, temperature=temperature), x, -1, temperature)
+
+
+# ---------------------------------------------------------------- cross-entropy
+
+@st.composite
+def _cross_entropy_problems(draw):
+    """Logits of any layout and class axis, with index or probability targets and random options."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
+    n_classes = draw(st.sampled_from([1, 2, 3, 7, 16, 17, 40]))
+    axis = draw(st.integers(-ndim, ndim - 1))
+    shape = shape[:axis % ndim] + (n_classes,) + shape[axis % ndim + 1:]
+    scale = draw(st.sampled_from([1.0, 10.0, 1e4]))
+    offset = draw(st.sampled_from([0.0, 1e4, -1e8]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    logits = (rng.standard_normal(shape) * scale + offset).astype(dtype)
+    sample_shape = shape[:axis % ndim] + shape[axis % ndim + 1:]
+    ignore_index = draw(st.sampled_from([-100, 0, 5]))
+    if draw(st.booleans()):
+        target = rng.integers(0, n_classes, size=sample_shape)
+        target[rng.random(sample_shape) < 0.2] = ignore_index
+        target = target.astype(draw(st.sampled_from([np.int32, np.int64, np.uint8]))) \
+            if ignore_index >= 0 else target
+    else:
+        target = reference.softmax(rng.standard_normal(shape), axis=axis).astype(dtype)
+    weight = (rng.random(n_classes) + 0.1).astype(dtype) if draw(st.booleans()) else None
+    options = dict(axis=axis, weight=weight, ignore_index=ignore_index,
+                   reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+                   label_smoothing=draw(st.sampled_from([0.0, 0.1, 1.0])))
+    return logits, target, options
+
+
+@_settings(150)
+@given(problem=_cross_entropy_problems(), isa=st.sampled_from(ISAS))
+def test_cross_entropy_matches_reference(problem, isa):
+    logits, target, options = problem
+    note(f"logits {logits.dtype}{logits.shape}, target {target.dtype}{target.shape}, {options}")
+
+    def body():
+        before = logits.copy()
+        loss, grad = fs.cross_entropy(logits, target, return_grad=True, **options)
+        ref_loss, ref_grad = reference.cross_entropy(logits, target, return_grad=True, **options)
+        rtol = 1e-5 if logits.dtype == np.float32 else 1e-11
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(np.asarray(ref_loss, np.float64))
+            finite = finite[np.isfinite(finite)]
+            np.testing.assert_allclose(loss, ref_loss, rtol=rtol,
+                                       atol=rtol * finite.max(initial=1e-30))
+            # Gradient entries are O(weight / samples) even where the exact value is 0.
+            samples = max(1, logits.size // logits.shape[options["axis"]])
+            natural = (1.0 if options["weight"] is None else float(options["weight"].max())) / samples
+            np.testing.assert_allclose(grad, ref_grad, rtol=0,
+                                       atol=rtol * max(np.abs(ref_grad).max(initial=0), natural))
+        for n_threads in (2, 3):
+            again = fs.cross_entropy(logits, target, return_grad=True, n_threads=n_threads, **options)
+            np.testing.assert_array_equal(_bits(np.asarray(again[0])), _bits(np.asarray(loss)))
+            np.testing.assert_array_equal(_bits(again[1]), _bits(grad))
+        assert logits.tobytes() == before.tobytes()
+
+    _with_isa(isa, body)
