@@ -31,6 +31,7 @@ __all__ = [
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
 _OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
+_DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 # 1/T must be a normal, finite number of the working dtype (see _softmax_like).
@@ -268,9 +269,11 @@ def _prepare_where(where, shape, axis):
 def _softmax_like(x, axis, temperature, where, out, n_threads, op):
     x = _as_float_array(x, "x")
     axis = _normalize_axis(axis, x.ndim)
-    scale = _check_temperature(temperature)
-    mask = _prepare_where(where, x.shape, axis)
-    threads = _resolve_threads(n_threads, x.size)
+    # The defaults skip their checks: a tiny call is mostly this function's overhead.
+    scale = 1.0 if temperature is _DEFAULT_TEMPERATURE else _check_temperature(temperature)
+    mask = None if where is None else _prepare_where(where, x.shape, axis)
+    threads = (1 if x.size < PARALLEL_MIN_ELEMENTS else get_num_threads()) if n_threads is None \
+        else _resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
@@ -293,7 +296,8 @@ def _softmax_like(x, axis, temperature, where, out, n_threads, op):
     return out
 
 
-def softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, n_threads=None):
+def softmax(x, axis=-1, *, temperature=_DEFAULT_TEMPERATURE, where=None, out=None,
+            n_threads=None):
     """Softmax along an axis: ``exp(x/T - max) / sum(exp(x/T - max))``.
 
     Parameters
@@ -355,7 +359,8 @@ def softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, n_threads=None
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, n_threads=None):
+def log_softmax(x, axis=-1, *, temperature=_DEFAULT_TEMPERATURE, where=None, out=None,
+                n_threads=None):
     """Log of the softmax along an axis: ``x/T - logsumexp(x/T)``, computed stably.
 
     Parameters
