@@ -5,9 +5,10 @@ without libomp, say), the extension is built single-threaded and a warning
 says so; the install never fails for that reason.  Set FASTSOFTMAX_NO_OPENMP=1
 to build without OpenMP on purpose.
 
-Flags are portable: -O3 and -fno-math-errno, never -march=native (the wheel
-must run on any x86-64; the kernels pick AVX-512 / AVX2 / SSE2 at run time)
-and never -ffast-math (it would break inf/NaN semantics).
+Flags are portable: -O3, -fno-math-errno and FMA contraction.  No tuning for
+the build machine's own CPU (the wheel must run on any x86-64; the kernels
+pick AVX-512 / AVX2 / SSE2 at run time) and no fast-math mode (it would break
+inf/NaN semantics).
 """
 import glob
 import os
