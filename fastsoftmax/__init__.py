@@ -8,6 +8,8 @@ from ._api import (
     log_softmax,
     log_softmax_backward,
     logsumexp,
+    num_threads,
+    set_num_threads,
     show_config,
     softmax,
     softmax_backward,
@@ -22,6 +24,8 @@ __all__ = [
     "softmax_backward",
     "log_softmax_backward",
     "get_num_threads",
+    "set_num_threads",
+    "num_threads",
     "show_config",
     "__version__",
 ]

@@ -5,6 +5,7 @@ written, so a bad call leaves ``out`` and the input untouched.  It never loops
 over elements: the work goes to ``fastsoftmax._core`` (Cython, OpenMP), which
 calls the C kernels in ``src/``.
 """
+import contextlib
 import math
 import os
 import sys
@@ -22,6 +23,8 @@ __all__ = [
     "softmax_backward",
     "log_softmax_backward",
     "get_num_threads",
+    "set_num_threads",
+    "num_threads",
     "show_config",
 ]
 
@@ -55,12 +58,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_mark_forked_child)
 
 
+# The process-wide thread count set by set_num_threads (None: OpenMP's maximum).
+_default_threads = None
+
+
 def get_num_threads():
     """Number of threads a call with ``n_threads=None`` may use.
 
-    This is OpenMP's maximum thread count, so it follows ``OMP_NUM_THREADS``
-    and ``threadpoolctl.threadpool_limits``; it is 1 in a build without
-    OpenMP and in a child process created by ``fork`` (see Notes).
+    The count given to :func:`set_num_threads` (or :func:`num_threads`) if
+    any; otherwise OpenMP's maximum thread count, so it follows
+    ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits``.  It is 1 in a
+    build without OpenMP and in a child process created by ``fork`` (see
+    Notes).
 
     Returns
     -------
@@ -71,7 +80,9 @@ def get_num_threads():
     -----
     Small inputs (fewer than ``PARALLEL_MIN_ELEMENTS`` elements) always run on
     one thread, whatever this returns, since starting threads would cost more
-    than the work.
+    than the work.  libgomp can hang in a forked child that opens a parallel
+    region after its parent did (GCC bug 60035), so a forked child runs every
+    call on one thread.
 
     Examples
     --------
@@ -81,7 +92,70 @@ def get_num_threads():
     """
     if _in_forked_child or not _core.openmp_enabled():
         return 1
+    if _default_threads is not None:
+        return _default_threads
     return max(1, _core.max_threads())
+
+
+def set_num_threads(n):
+    """Set the thread count of every later call made with ``n_threads=None``.
+
+    For code that does not use threadpoolctl.  The setting is process-wide
+    (all Python threads) and takes precedence over ``OMP_NUM_THREADS`` and
+    threadpoolctl's limits; an explicit ``n_threads=`` still wins over it.
+
+    Parameters
+    ----------
+    n : int or None
+        A positive thread count, or None to follow OpenMP's maximum again.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int or None.
+    ValueError
+        If ``n`` is not positive.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.set_num_threads(1)
+    >>> fastsoftmax.get_num_threads()
+    1
+    >>> fastsoftmax.set_num_threads(None)
+    """
+    global _default_threads
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be a positive int or None, got {n!r}")
+        if n < 1:
+            raise ValueError(f"n must be a positive int or None, got {n!r}")
+        n = int(n)
+    _default_threads = n
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Context manager: :func:`set_num_threads` ``(n)`` inside the block, the previous setting after.
+
+    Parameters
+    ----------
+    n : int or None
+        As in :func:`set_num_threads`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax
+    >>> with fastsoftmax.num_threads(1):
+    ...     p = fastsoftmax.softmax(np.zeros((1000, 1000)))
+    """
+    previous = _default_threads
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)
 
 
 def _resolve_threads(n_threads, size):

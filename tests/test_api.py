@@ -188,3 +188,38 @@ def _callers():
 def test_every_function_rejects_bad_arguments(name, kwargs, error, message):
     with pytest.raises(error, match=message):
         _callers()[name](**kwargs)
+
+
+def test_set_num_threads_and_context_manager():
+    default = fs.get_num_threads()
+    x = np.random.default_rng(3).standard_normal((300, 1000))
+    expected = fs.softmax(x)
+    try:
+        fs.set_num_threads(1)
+        assert fs.get_num_threads() == 1
+        with fs.num_threads(3):
+            assert fs.get_num_threads() == (3 if _api._core.openmp_enabled() else 1)
+            np.testing.assert_array_equal(fs.softmax(x), expected)
+        assert fs.get_num_threads() == 1
+        with pytest.raises(RuntimeError):
+            with fs.num_threads(2):
+                raise RuntimeError("restored even so")
+        assert fs.get_num_threads() == 1
+    finally:
+        fs.set_num_threads(None)
+    assert fs.get_num_threads() == default
+    for bad, error in ((0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="n must be a positive int or None"):
+            fs.set_num_threads(bad)
+    assert fs.get_num_threads() == default
+
+
+def test_threadpoolctl_sees_and_limits_the_openmp_runtime():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not _api._core.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    info = threadpoolctl.threadpool_info()
+    assert any(entry["user_api"] == "openmp" for entry in info), info
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert fs.get_num_threads() == 1
+    assert fs.get_num_threads() == _api._core.max_threads()
