@@ -347,8 +347,7 @@ def _softmax_like(x, axis, temperature, where, out, n_threads, op):
     # The defaults skip their checks: a tiny call is mostly this function's overhead.
     scale = 1.0 if temperature is _DEFAULT_TEMPERATURE else _check_temperature(temperature)
     mask = None if where is None else _prepare_where(where, x.shape, axis)
-    threads = (1 if x.size < PARALLEL_MIN_ELEMENTS else get_num_threads()) if n_threads is None \
-        else _resolve_threads(n_threads, x.size)
+    threads = _resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
