@@ -215,12 +215,14 @@ def _as_float_array(x, name):
 
     float32 and float64 are kept, float16 becomes float32, integers and bools
     (and lists of them) become float64.  Complex, object, string and other
-    dtypes raise TypeError.
+    dtypes raise TypeError.  Objects NumPy can view without a copy (ndarray
+    subclasses such as memmaps, memoryviews, PyTorch CPU tensors and JAX
+    arrays) are viewed, not copied, when they are C-contiguous float32/float64.
     """
     if type(x) is np.ndarray and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) \
             and x.flags.c_contiguous:
         return x
-    arr = np.asarray(x)
+    arr = _view_as_ndarray(x, name)
     dtype = arr.dtype
     if dtype == _FLOAT32 or dtype == _FLOAT64:
         target = dtype
@@ -233,6 +235,30 @@ def _as_float_array(x, name):
             f"{name} must hold real numbers (float32/float64, or float16, ints and bools, "
             f"which are converted); got dtype {dtype}")
     return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
+def _view_as_ndarray(x, name):
+    """``x`` as an ndarray, a view where NumPy can make one.
+
+    DLPack first for the objects that offer it (PyTorch, JAX, CuPy...): it is
+    the protocol made for zero-copy exchange, and its errors say what is wrong
+    ("use tensor.detach()", a device that is not the CPU).  ``np.asarray`` (the
+    buffer protocol, ``__array__``) is the fallback and the path for the rest.
+    """
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
+        return np.asarray(x)
+    try:
+        return np.from_dlpack(x)
+    except Exception as dlpack_error:  # BufferError, RuntimeError, TypeError: any refusal
+        try:
+            arr = np.asarray(x)
+        except Exception:
+            arr = None
+        if arr is None or arr.dtype == object:
+            kind = f"{type(x).__module__}.{type(x).__qualname__}"
+            raise TypeError(f"{name} ({kind}) cannot be viewed as a NumPy array on the CPU: "
+                            f"{dlpack_error}") from dlpack_error
+        return arr
 
 
 def _normalize_axis(axis, ndim, name="axis"):
@@ -320,7 +346,7 @@ def _prepare_where(where, shape, axis):
     """
     if where is None:
         return None
-    mask = np.asarray(where)
+    mask = _view_as_ndarray(where, "where")
     if mask.dtype != np.bool_:
         raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
     try:
@@ -771,7 +797,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, re
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is given but return_grad is False")
 
-    target = np.asarray(target)
+    target = _view_as_ndarray(target, "target")
     if target.dtype.kind in "iu":
         labels, probabilities = _class_labels(target, sample_shape, n_classes, ignore_index), None
     elif target.dtype.kind == "f":
