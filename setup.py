@@ -12,6 +12,7 @@ inf/NaN semantics).
 """
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,11 @@ def _compiler_accepts(compiler, compile_flags, link_flags, source):
         with open(path, "w") as f:
             f.write(source)
         objects = compiler.compile([path], output_dir=tmp, extra_postargs=compile_flags)
+        if compiler.compiler_type != "msvc":
+            # distutils links executables with bare CC, but the extension with
+            # LDSHARED + LDFLAGS: give the probe LDFLAGS too, or a library found
+            # only through them (macOS: -L$(brew --prefix libomp)/lib) fails here.
+            link_flags = shlex.split(os.environ.get("LDFLAGS", "")) + link_flags
         compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_flags)
         return True
     except Exception:  # any compile or link error means "no"
