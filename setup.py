@@ -123,4 +123,6 @@ extensions = [
 setup(
     ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}),
     cmdclass={"build_ext": BuildExt},
+    # MANIFEST.in puts the .pyx in the sdist; the wheel needs only the compiled module.
+    exclude_package_data={"fastsoftmax": ["*.pyx"]},
 )
