@@ -1,0 +1,56 @@
+"""Type stub for the compiled ``fastsoftmax._core`` (``_core.pyx``).
+
+Nothing here validates its input: ``fastsoftmax._api`` passes C-contiguous
+float32/float64 arrays of the right shapes and a thread count >= 1.  The
+``Py_ssize_t``/``int``/``long long`` arguments are Python ints, ``double`` ones
+floats and ``bint`` ones bools.
+"""
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+def isa() -> str: ...
+def available_isas() -> tuple[str, ...]: ...
+def set_isa(name: str) -> bool: ...
+def openmp_enabled() -> bool: ...
+def max_threads() -> int: ...
+def softmax_family(
+    x: NDArray[np.floating[Any]],
+    out: NDArray[np.floating[Any]],
+    where: NDArray[np.bool_] | None,
+    outer: int,
+    n: int,
+    inner: int,
+    scale: float,
+    op: int,
+    nthreads: int,
+) -> None: ...
+def backward(
+    grad_output: NDArray[np.floating[Any]],
+    output: NDArray[np.floating[Any]],
+    out: NDArray[np.floating[Any]],
+    outer: int,
+    n: int,
+    inner: int,
+    log: bool,
+    nthreads: int,
+) -> None: ...
+def cross_entropy(
+    logits: NDArray[np.floating[Any]],
+    labels: NDArray[np.int64] | None,
+    target: NDArray[np.floating[Any]] | None,
+    weight: NDArray[np.floating[Any]] | None,
+    weight_sum: float,
+    label_smoothing: float,
+    ignore_index: int,
+    loss: NDArray[np.float64],
+    grad: NDArray[np.floating[Any]] | None,
+    grad_scale: float,
+    outer: int,
+    n: int,
+    inner: int,
+    nthreads: int,
+) -> None: ...
+def overlap(a: NDArray[Any], b: NDArray[Any]) -> Literal[0, 1, 2]: ...
+def exp(x: NDArray[np.floating[Any]], out: NDArray[np.floating[Any]]) -> None: ...
