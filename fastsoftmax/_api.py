@@ -5,13 +5,17 @@ written, so a bad call leaves ``out`` and the input untouched.  It never loops
 over elements: the work goes to ``fastsoftmax._core`` (Cython, OpenMP), which
 calls the C kernels in ``src/``.
 """
+from __future__ import annotations
+
 import contextlib
 import math
 import os
 import sys
 from numbers import Real
+from typing import Any, Iterator, Literal, Optional, TextIO, TypeVar, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 
@@ -28,6 +32,19 @@ __all__ = [
     "show_config",
 ]
 
+# Type aliases for the annotations.  They are evaluated at runtime, so they
+# use Union/Optional, not ``X | Y`` (the package supports Python 3.9).  Not
+# exported from ``fastsoftmax``: users can spell them with numpy.typing alone.
+#   FloatArray: a float32/float64 ndarray, what every function returns or
+#     writes into ``out``.
+#   FloatScalarOrArray: logsumexp's result and cross_entropy's loss, which are
+#     NumPy scalars when 0-d (see each function's Returns).
+FloatArray = npt.NDArray[np.floating[Any]]
+FloatScalarOrArray = Union[np.floating[Any], FloatArray]
+Reduction = Literal["mean", "sum", "none"]
+_MaybeArray1 = TypeVar("_MaybeArray1", bound=Optional[npt.NDArray[Any]])
+_MaybeArray2 = TypeVar("_MaybeArray2", bound=Optional[npt.NDArray[Any]])
+
 # Below this many elements one thread is faster than opening a parallel region
 # (a few microseconds).  Measured on 2 cores, float32 softmax in rows of 256
 # with out=: 1 vs 2 threads 6.9 vs 8.3 us at 4096 elements, 10.6 vs 9.8 at
@@ -36,10 +53,11 @@ PARALLEL_MIN_ELEMENTS = 1 << 14
 
 _OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
 _DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
-_FLOAT32 = np.dtype(np.float32)
-_FLOAT64 = np.dtype(np.float64)
+_FLOAT32: np.dtype[np.floating[Any]] = np.dtype(np.float32)
+_FLOAT64: np.dtype[np.floating[Any]] = np.dtype(np.float64)
 # 1/T must be a normal, finite number of the working dtype (see _softmax_like).
-_SCALE_RANGE = {dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
+_SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {
+    dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
 
 
 # ---------------------------------------------------------------- threads
@@ -50,7 +68,7 @@ _SCALE_RANGE = {dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt i
 _in_forked_child = False
 
 
-def _mark_forked_child():
+def _mark_forked_child() -> None:
     global _in_forked_child
     _in_forked_child = True
 
@@ -60,10 +78,10 @@ if hasattr(os, "register_at_fork"):
 
 
 # The process-wide thread count set by set_num_threads (None: OpenMP's maximum).
-_default_threads = None
+_default_threads: int | None = None
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads a call with ``n_threads=None`` may use.
 
     The count given to :func:`set_num_threads` (or :func:`num_threads`) if
@@ -98,7 +116,7 @@ def get_num_threads():
     return max(1, _core.max_threads())
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Set the thread count of every later call made with ``n_threads=None``.
 
     For code that does not use threadpoolctl.  The setting is process-wide
@@ -136,7 +154,7 @@ def set_num_threads(n):
 
 
 @contextlib.contextmanager
-def num_threads(n):
+def num_threads(n: int | None) -> Iterator[None]:
     """Context manager: :func:`set_num_threads` ``(n)`` inside the block, the previous setting after.
 
     Parameters
@@ -159,7 +177,7 @@ def num_threads(n):
         set_num_threads(previous)
 
 
-def _resolve_threads(n_threads, size):
+def _resolve_threads(n_threads: int | None, size: int) -> int:
     """The exact thread count for a call over ``size`` elements."""
     if n_threads is None:
         return 1 if size < PARALLEL_MIN_ELEMENTS else get_num_threads()
@@ -176,7 +194,7 @@ def _resolve_threads(n_threads, size):
     return n_threads
 
 
-def show_config(file=None):
+def show_config(file: TextIO | None = None) -> None:
     """Print how this build of fastsoftmax runs on this machine.
 
     Prints the version, the instruction set whose kernels were chosen for
@@ -210,7 +228,7 @@ def show_config(file=None):
 
 # ---------------------------------------------------------------- argument checks
 
-def _as_float_array(x, name):
+def _as_float_array(x: npt.ArrayLike, name: str) -> FloatArray:
     """``x`` as a C-contiguous float32/float64 array, converting at most once.
 
     float32 and float64 are kept, float16 becomes float32, integers and bools
@@ -237,7 +255,7 @@ def _as_float_array(x, name):
     return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
 
 
-def _view_as_ndarray(x, name):
+def _view_as_ndarray(x: object, name: str) -> npt.NDArray[Any]:
     """``x`` as an ndarray, a view where NumPy can make one.
 
     DLPack first for the objects that offer it (PyTorch, JAX, CuPy...): it is
@@ -250,6 +268,7 @@ def _view_as_ndarray(x, name):
     try:
         return np.from_dlpack(x)
     except Exception as dlpack_error:  # BufferError, RuntimeError, TypeError: any refusal
+        arr: npt.NDArray[Any] | None
         try:
             arr = np.asarray(x)
         except Exception:
@@ -261,7 +280,11 @@ def _view_as_ndarray(x, name):
         return arr
 
 
-def _normalize_axis(axis, ndim, name="axis"):
+@overload
+def _normalize_axis(axis: int, ndim: int, name: str = ...) -> int: ...
+@overload
+def _normalize_axis(axis: int | None, ndim: int, name: str = ...) -> int | None: ...
+def _normalize_axis(axis: int | None, ndim: int, name: str = "axis") -> int | None:
     """``axis`` as a non-negative int, or None for the whole array."""
     if type(axis) is int and -ndim <= axis < ndim:
         return axis % ndim
@@ -275,7 +298,7 @@ def _normalize_axis(axis, ndim, name="axis"):
     return axis + ndim if axis < 0 else axis
 
 
-def _reduction_view(shape, axis):
+def _reduction_view(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
     """(outer, n, inner) of ``shape`` reduced over ``axis`` (None: everything)."""
     if axis is None:
         return 1, math.prod(shape), 1
@@ -284,7 +307,7 @@ def _reduction_view(shape, axis):
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
-def _check_temperature(temperature):
+def _check_temperature(temperature: float) -> float:
     """1 / temperature, for a finite temperature > 0."""
     if type(temperature) is float and 0.0 < temperature < math.inf:
         return 1.0 / temperature
@@ -296,7 +319,8 @@ def _check_temperature(temperature):
     return 1.0 / t
 
 
-def _check_out(out, shape, dtype, name="out"):
+def _check_out(out: object, shape: tuple[int, ...], dtype: np.dtype[Any],
+               name: str = "out") -> FloatArray:
     """``out`` checked to be a writeable C-contiguous ndarray of ``shape`` and ``dtype``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
@@ -311,7 +335,13 @@ def _check_out(out, shape, dtype, name="out"):
     return out
 
 
-def _unalias(out, *inputs):
+@overload
+def _unalias(out: FloatArray, a: _MaybeArray1, /) -> tuple[_MaybeArray1]: ...
+@overload
+def _unalias(out: FloatArray, a: _MaybeArray1, b: _MaybeArray2, /
+             ) -> tuple[_MaybeArray1, _MaybeArray2]: ...
+def _unalias(out: FloatArray, *inputs: npt.NDArray[Any] | None
+             ) -> tuple[npt.NDArray[Any] | None, ...]:
     """The inputs, each copied if it overlaps ``out`` without being exactly it.
 
     The kernels may write an output element before reading another input
@@ -321,7 +351,8 @@ def _unalias(out, *inputs):
     return tuple(a.copy() if a is not None and _core.overlap(out, a) == 2 else a for a in inputs)
 
 
-def _prepare_out(out, shape, dtype, x):
+def _prepare_out(out: FloatArray | None, shape: tuple[int, ...], dtype: np.dtype[Any],
+                 x: FloatArray) -> tuple[FloatArray, FloatArray]:
     """A C-contiguous writeable array for the result: ``out`` checked, or a new one.
 
     Returns ``(out, x)``; ``x`` is copied when ``out`` overlaps it without
@@ -335,7 +366,8 @@ def _prepare_out(out, shape, dtype, x):
     return out, (x.copy() if _core.overlap(out, x) == 2 else x)
 
 
-def _prepare_where(where, shape, axis):
+def _prepare_where(where: npt.ArrayLike | None, shape: tuple[int, ...],
+                   axis: int | None) -> npt.NDArray[np.bool_] | None:
     """A ``where=`` mask as the kernels read it: None, or a C-contiguous bool array.
 
     The kernels index the mask with x's flat index modulo the mask's size, so
@@ -349,6 +381,7 @@ def _prepare_where(where, shape, axis):
     mask = _view_as_ndarray(where, "where")
     if mask.dtype != np.bool_:
         raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
+    broadcast: tuple[int, ...] | None
     try:
         broadcast = np.broadcast_shapes(mask.shape, shape)
     except ValueError:
@@ -367,7 +400,9 @@ def _prepare_where(where, shape, axis):
 
 # ---------------------------------------------------------------- the functions
 
-def _softmax_like(x, axis, temperature, where, out, n_threads, op):
+def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
+                  where: npt.ArrayLike | None, out: FloatArray | None, n_threads: int | None,
+                  op: int) -> FloatArray:
     x = _as_float_array(x, "x")
     axis = _normalize_axis(axis, x.ndim)
     # The defaults skip their checks: a tiny call is mostly this function's overhead.
@@ -396,8 +431,9 @@ def _softmax_like(x, axis, temperature, where, out, n_threads, op):
     return out
 
 
-def softmax(x, axis=-1, *, temperature=_DEFAULT_TEMPERATURE, where=None, out=None,
-            n_threads=None):
+def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
+            temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
+            out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
     """Softmax along an axis: ``exp(x/T - max) / sum(exp(x/T - max))``.
 
     Parameters
@@ -459,8 +495,9 @@ def softmax(x, axis=-1, *, temperature=_DEFAULT_TEMPERATURE, where=None, out=Non
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX)
 
 
-def log_softmax(x, axis=-1, *, temperature=_DEFAULT_TEMPERATURE, where=None, out=None,
-                n_threads=None):
+def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
+                temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
+                out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
     """Log of the softmax along an axis: ``x/T - logsumexp(x/T)``, computed stably.
 
     Parameters
@@ -506,7 +543,9 @@ def log_softmax(x, axis=-1, *, temperature=_DEFAULT_TEMPERATURE, where=None, out
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX)
 
 
-def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, n_threads=None):
+def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False,
+              where: npt.ArrayLike | None = None, out: FloatArray | None = None,
+              n_threads: int | None = None) -> FloatScalarOrArray:
     """``log(sum(exp(x)))`` along an axis, without overflow or underflow.
 
     Parameters
@@ -553,6 +592,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, n_threads=Non
     x = _as_float_array(x, "x")
     axis = _normalize_axis(axis, x.ndim)
     mask = _prepare_where(where, x.shape, axis)
+    shape: tuple[int, ...]
     if axis is None:
         shape = (1,) * x.ndim if keepdims else ()
     elif keepdims:
@@ -572,7 +612,8 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, n_threads=Non
 
 # ---------------------------------------------------------------- backward helpers
 
-def _backward(grad_output, output, axis, out, n_threads, log):
+def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: int | None,
+              out: FloatArray | None, n_threads: int | None, log: bool) -> FloatArray:
     grad_output = _as_float_array(grad_output, "grad_output")
     output = _as_float_array(output, "output")
     if grad_output.shape != output.shape:
@@ -594,7 +635,9 @@ def _backward(grad_output, output, axis, out, n_threads, log):
     return out
 
 
-def softmax_backward(grad_output, output, axis=-1, *, out=None, n_threads=None):
+def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
+                     axis: int | None = -1, *, out: FloatArray | None = None,
+                     n_threads: int | None = None) -> FloatArray:
     """Gradient of a loss through ``softmax``: ``output * (grad_output - sum(grad_output * output))``.
 
     Parameters
@@ -631,7 +674,9 @@ def softmax_backward(grad_output, output, axis=-1, *, out=None, n_threads=None):
     return _backward(grad_output, output, axis, out, n_threads, False)
 
 
-def log_softmax_backward(grad_output, output, axis=-1, *, out=None, n_threads=None):
+def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
+                         axis: int | None = -1, *, out: FloatArray | None = None,
+                         n_threads: int | None = None) -> FloatArray:
     """Gradient of a loss through ``log_softmax``: ``grad_output - exp(output) * sum(grad_output)``.
 
     Parameters
@@ -673,13 +718,14 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None, n_threads=No
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_int(value, name):
+def _check_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     return int(value)
 
 
-def _class_labels(target, sample_shape, n_classes, ignore_index):
+def _class_labels(target: npt.NDArray[Any], sample_shape: tuple[int, ...], n_classes: int,
+                  ignore_index: int) -> npt.NDArray[np.int64]:
     """Index targets as C-contiguous int64, every one checked to be a class or ignore_index."""
     if target.shape != sample_shape:
         raise ValueError(f"target of class indices must have the logits' shape without the class "
@@ -698,8 +744,31 @@ def _class_labels(target, sample_shape, n_classes, ignore_index):
     return labels
 
 
-def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, return_grad=False, grad_out=None, n_threads=None):
+@overload
+def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
+                  weight: npt.ArrayLike | None = ..., ignore_index: int = ...,
+                  reduction: Reduction = ..., label_smoothing: float = ...,
+                  return_grad: Literal[False] = ..., grad_out: None = ...,
+                  n_threads: int | None = ...) -> FloatScalarOrArray: ...
+@overload
+def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
+                  weight: npt.ArrayLike | None = ..., ignore_index: int = ...,
+                  reduction: Reduction = ..., label_smoothing: float = ...,
+                  return_grad: Literal[True], grad_out: FloatArray | None = ...,
+                  n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatArray]: ...
+@overload
+def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
+                  weight: npt.ArrayLike | None = ..., ignore_index: int = ...,
+                  reduction: Reduction = ..., label_smoothing: float = ...,
+                  return_grad: bool, grad_out: FloatArray | None = ...,
+                  n_threads: int | None = ...
+                  ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray]: ...
+def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -1,
+                  weight: npt.ArrayLike | None = None, ignore_index: int = -100,
+                  reduction: Reduction = "mean", label_smoothing: float = 0.0,
+                  return_grad: bool = False, grad_out: FloatArray | None = None,
+                  n_threads: int | None = None
+                  ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray | None]:
     """Cross-entropy between logits and targets, with its gradient fused in the same passes.
 
     Follows ``torch.nn.functional.cross_entropy`` exactly: class weights,
@@ -798,6 +867,8 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, re
         raise ValueError("grad_out is given but return_grad is False")
 
     target = _view_as_ndarray(target, "target")
+    labels: npt.NDArray[np.int64] | None
+    probabilities: FloatArray | None
     if target.dtype.kind in "iu":
         labels, probabilities = _class_labels(target, sample_shape, n_classes, ignore_index), None
     elif target.dtype.kind == "f":
@@ -819,7 +890,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, re
         weight_sum = float(n_classes)
 
     threads = _resolve_threads(n_threads, logits.size)
-    grad = None
+    grad: FloatArray | None = None
     if return_grad:
         if grad_out is None:
             grad = np.empty(logits.shape, dtype)
@@ -847,6 +918,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, re
     elif grad is not None:
         grad[...] = 0
 
+    loss: FloatScalarOrArray
     if reduction == "none":
         loss = losses.astype(dtype)
         if loss.ndim == 0:
