@@ -24,8 +24,12 @@ Entries masked out by ``where`` are ignored completely (even NaN or inf); the
 rules above then apply to the entries that remain.  No ``RuntimeWarning`` is
 emitted for any of these cases.
 """
+from __future__ import annotations
+
+from typing import Any, Literal, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "softmax",
@@ -36,39 +40,51 @@ __all__ = [
     "cross_entropy",
 ]
 
+# The same annotation aliases as fastsoftmax._api (repeated so that this
+# module stays self-contained).
+FloatArray = npt.NDArray[np.floating[Any]]
+FloatScalarOrArray = Union[np.floating[Any], FloatArray]
+Reduction = Literal["mean", "sum", "none"]
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 # Every public function runs under this: inf - inf, 0/0, exp overflow at masked
 # positions and log(0) are all expected here and produce the contract's values.
-_silently = np.errstate(all="ignore")
+# (NumPy < 2.0's stubs make errstate generic, hence the ignore.)
+_silently: np.errstate = np.errstate(all="ignore")  # type: ignore[type-arg, unused-ignore]
 
 
-def _result_dtype(*arrays):
+def _result_dtype(*arrays: npt.ArrayLike) -> np.dtype[Any]:
     """float32 for float16/float32 inputs, float64 for everything else."""
     dtype = np.result_type(*arrays)
     return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(np.float64)
 
 
-def _upcast(*arrays):
+def _upcast(*arrays: Any) -> tuple[list[npt.NDArray[np.float64]], np.dtype[Any]]:
     """Return the arrays converted to float64, and the result dtype they share."""
-    arrays = [np.asarray(a) for a in arrays]
+    # (arrays: array_likes; the name is reused for the list of ndarrays.)
+    arrays = [np.asarray(a) for a in arrays]  # type: ignore[assignment]
     return [a.astype(np.float64) for a in arrays], _result_dtype(*arrays)
 
 
-def _mask(where):
+def _mask(where: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | Literal[True]:
     """``where=None`` means every entry takes part; ``True`` broadcasts like that."""
     return True if where is None else np.asarray(where, dtype=bool)
 
 
-def _slice_max(x, axis, mask):
+def _slice_max(x: npt.NDArray[np.float64], axis: int | None,
+               mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """Max over the unmasked entries of each slice (NaN if any is NaN), keepdims.
 
     ``initial=-inf`` makes empty and fully masked slices give ``-inf``.
     """
-    return np.max(x, axis=axis, keepdims=True, where=mask, initial=-np.inf)
+    # NumPy's stubs type np.max with where= and initial= as Any.
+    return np.max(x, axis=axis, keepdims=True, where=mask,  # type: ignore[no-any-return, unused-ignore]
+                  initial=-np.inf)
 
 
-def _scaled_logits(x, axis, temperature, mask):
+def _scaled_logits(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
+                   mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """``(x - slice max) / temperature``: <= 0 on unmasked entries, so exp never overflows.
 
     Subtracting the max before dividing keeps huge and tiny temperatures finite.
@@ -78,14 +94,16 @@ def _scaled_logits(x, axis, temperature, mask):
     return (x - _slice_max(x, axis, mask)) / temperature
 
 
-def _log_softmax_float64(x, axis, temperature, mask):
+def _log_softmax_float64(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
+                         mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     z = _scaled_logits(x, axis, temperature, mask)
     log_normaliser = np.log(np.sum(np.exp(z), axis=axis, keepdims=True, where=mask))
     return np.where(mask, z - log_normaliser, -np.inf)
 
 
 @_silently
-def softmax(x, axis=-1, *, temperature=1.0, where=None):
+def softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0,
+            where: npt.ArrayLike | None = None) -> FloatArray:
     """Softmax ``exp(x / T) / sum(exp(x / T))`` over slices along `axis`.
 
     Parameters
@@ -120,7 +138,8 @@ def softmax(x, axis=-1, *, temperature=1.0, where=None):
 
 
 @_silently
-def log_softmax(x, axis=-1, *, temperature=1.0, where=None):
+def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0,
+                where: npt.ArrayLike | None = None) -> FloatArray:
     """Log of the softmax, ``x / T - logsumexp(x / T)``, over slices along `axis`.
 
     Parameters
@@ -150,7 +169,8 @@ def log_softmax(x, axis=-1, *, temperature=1.0, where=None):
 
 
 @_silently
-def logsumexp(x, axis=-1, *, keepdims=False, where=None):
+def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False,
+              where: npt.ArrayLike | None = None) -> FloatScalarOrArray:
     """``log(sum(exp(x)))`` along `axis`, computed as ``max + log(sum(exp(x - max)))``.
 
     Parameters
@@ -189,7 +209,8 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None):
 
 
 @_silently
-def softmax_backward(grad_output, output, axis=-1):
+def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
+                     axis: int | None = -1) -> FloatArray:
     """Vector-Jacobian product of softmax: ``y * (g - sum(g * y))``.
 
     Parameters
@@ -212,11 +233,13 @@ def softmax_backward(grad_output, output, axis=-1):
     array([ 0.25, -0.25])
     """
     (g, y), dtype = _upcast(grad_output, output)
-    return (y * (g - np.sum(g * y, axis=axis, keepdims=True))).astype(dtype)
+    # (NumPy < 2.2's stubs type this as Any.)
+    return (y * (g - np.sum(g * y, axis=axis, keepdims=True))).astype(dtype)  # type: ignore[no-any-return, unused-ignore]
 
 
 @_silently
-def log_softmax_backward(grad_output, output, axis=-1):
+def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
+                         axis: int | None = -1) -> FloatArray:
     """Vector-Jacobian product of log_softmax: ``g - exp(y) * sum(g)``.
 
     Parameters
@@ -242,14 +265,17 @@ def log_softmax_backward(grad_output, output, axis=-1):
     return (g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)).astype(dtype)
 
 
-def _normalize_axis(axis, ndim):
+def _normalize_axis(axis: int, ndim: int) -> int:
     """Non-negative class axis; raises for an axis out of range."""
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of bounds for {ndim}-d logits")
     return axis % ndim
 
 
-def _index_target_terms(log_probs, labels, class_weight, ignore_index, label_smoothing):
+def _index_target_terms(
+    log_probs: npt.NDArray[np.float64], labels: npt.NDArray[np.integer[Any]],
+    class_weight: npt.NDArray[np.float64], ignore_index: int, label_smoothing: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_], float]:
     """Per-sample losses, effective targets and 'mean' denominator for class-index targets.
 
     The effective target ``q`` is what the loss weighs each log-probability by
@@ -288,7 +314,10 @@ def _index_target_terms(log_probs, labels, class_weight, ignore_index, label_smo
     return losses, effective_target, ignored, np.sum(label_weight)
 
 
-def _probability_target_terms(log_probs, probabilities, class_weight, label_smoothing):
+def _probability_target_terms(
+    log_probs: npt.NDArray[np.float64], probabilities: npt.NDArray[np.float64],
+    class_weight: npt.NDArray[np.float64], label_smoothing: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_], float]:
     """Per-sample losses, effective targets and 'mean' denominator for probability targets.
 
     torch: ``t' = t * (1 - eps) + eps / C``; ``loss = -sum_c w[c] * t'[c] * log_p[c]``;
@@ -308,18 +337,54 @@ def _probability_target_terms(log_probs, probabilities, class_weight, label_smoo
     return losses, effective_target, nothing_ignored, losses.size
 
 
+@overload
+def cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = ...,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    return_grad: Literal[False] = ...,
+) -> FloatScalarOrArray: ...
+@overload
+def cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = ...,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    return_grad: Literal[True],
+) -> tuple[FloatScalarOrArray, FloatArray]: ...
+@overload
+def cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = ...,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    return_grad: bool,
+) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray]: ...
 @_silently
 def cross_entropy(
-    logits,
-    target,
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
     *,
-    axis=-1,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
-    return_grad=False,
-):
+    axis: int = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    return_grad: bool = False,
+) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray]:
     """Cross-entropy loss from logits, exactly as ``torch.nn.functional.cross_entropy``.
 
     Parameters
@@ -385,6 +450,7 @@ def cross_entropy(
             class_weight, label_smoothing,
         )
 
+    loss: FloatScalarOrArray
     if reduction == "none":
         loss, grad_scale = losses, 1.0
     elif reduction == "sum":
