@@ -7,10 +7,14 @@ gradient are also checked against and timed with torch's forward + backward
 (median of a few calls each; for careful numbers use the pytest-benchmark
 suite in ``benchmarks/``).
 """
+from __future__ import annotations
+
 import sys
 import time
+from typing import Any, Callable
 
 import numpy as np
+import numpy.typing as npt
 
 import fastsoftmax as fs
 from fastsoftmax import reference
@@ -19,10 +23,10 @@ WORKLOADS = [("inference row", (1, 128256)), ("inference batch", (32, 50257)),
              ("training logits", (2048, 32000))]
 
 
-def self_check():
+def self_check() -> list[str]:
     """Compare every function with the reference on a few inputs; return the failures."""
     rng = np.random.default_rng(0)
-    failures = []
+    failures: list[str] = []
     cases = [((64, 1000), -1), ((7, 33, 5), 1), ((1, 200000), -1), ((300, 4), 0)]
     for dtype, rtol in ((np.float32, 1e-5), (np.float64, 1e-12)):
         for shape, axis in cases:
@@ -34,6 +38,7 @@ def self_check():
                     failures.append(f"{name} {np.dtype(dtype).name}{shape} axis={axis}")
         logits = (rng.standard_normal((50, 37)) * 3).astype(dtype)
         labels = rng.integers(0, 37, 50)
+        kwargs: Any  # (keyword arguments of both cross_entropy functions)
         for kwargs in ({}, {"label_smoothing": 0.1, "reduction": "sum"}):
             got = fs.cross_entropy(logits, labels, return_grad=True, **kwargs)
             expected = reference.cross_entropy(logits, labels, return_grad=True, **kwargs)
@@ -46,7 +51,7 @@ def self_check():
     return failures
 
 
-def _median_seconds(func, repeats):
+def _median_seconds(func: Callable[[], object], repeats: int) -> float:
     func()  # warm up: page faults, JIT compilation, thread start
     times = []
     for _ in range(repeats):
@@ -56,27 +61,27 @@ def _median_seconds(func, repeats):
     return float(np.median(times))
 
 
-def _numpy_softmax(x):
+def _numpy_softmax(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return, unused-ignore]
 
 
-def _peers():
+def _peers() -> dict[str, Callable[..., object]]:
     """name -> function(x) computing softmax over the last axis, for each importable peer."""
-    peers = {"numpy": _numpy_softmax}
+    peers: dict[str, Callable[..., object]] = {"numpy": _numpy_softmax}
     try:
-        import scipy.special
+        import scipy.special  # type: ignore[import-untyped, import-not-found, unused-ignore]
         peers["scipy"] = lambda x: scipy.special.softmax(x, axis=-1)
     except ImportError:
         pass
     try:
-        import torch
+        import torch  # type: ignore[import-not-found, unused-ignore]
         peers["torch"] = lambda x: torch.softmax(torch.from_numpy(x), dim=-1)
     except ImportError:
         pass
     try:
-        import jax
-        import jax.numpy as jnp
+        import jax  # type: ignore[import-not-found, unused-ignore]
+        import jax.numpy as jnp  # type: ignore[import-not-found, unused-ignore]
         jitted = jax.jit(lambda a: jax.nn.softmax(a, axis=-1))
         peers["jax"] = lambda x, _cache={}: jitted(
             _cache.setdefault(id(x), (x, jnp.asarray(x)))[1]).block_until_ready()
@@ -85,11 +90,11 @@ def _peers():
     return peers
 
 
-def benchmark_table():
+def benchmark_table() -> None:
     peers = _peers()
     rng = np.random.default_rng(1)
     header = ["workload", "shape", "fastsoftmax", "fastsoftmax out="] + list(peers) + ["speedup"]
-    rows = []
+    rows: list[list[str]] = []
     for name, shape in WORKLOADS:
         x = rng.standard_normal(shape, dtype=np.float32)
         out = np.empty_like(x)
@@ -108,15 +113,15 @@ def benchmark_table():
     print("\n".join(lines))
 
 
-def cross_entropy_table():
+def cross_entropy_table() -> list[str]:
     """Loss + gradient against PyTorch's forward + backward, when PyTorch is importable."""
     try:
-        import torch
+        import torch  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         print("cross-entropy: PyTorch is not installed, no comparison")
         return []
     rng = np.random.default_rng(2)
-    failures = []
+    failures: list[str] = []
     print("cross-entropy loss + gradient, float32, mean, automatic threads, against torch fwd+bwd:")
     for name, shape in (("inference batch", (32, 50257)), ("training logits", (2048, 32000))):
         logits = rng.standard_normal(shape, dtype=np.float32)
@@ -125,16 +130,16 @@ def cross_entropy_table():
         tlogits = torch.from_numpy(logits).requires_grad_(True)
         tlabels = torch.from_numpy(labels)
 
-        def torch_step():
+        def torch_step() -> torch.Tensor:
             tlogits.grad = None
             loss = torch.nn.functional.cross_entropy(tlogits, tlabels)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call, unused-ignore]
             return loss
 
         t_loss = torch_step()
         loss, _ = fs.cross_entropy(logits, labels, return_grad=True, grad_out=grad)
         if not (np.isclose(loss, t_loss.item(), rtol=1e-5)
-                and np.allclose(grad, tlogits.grad.numpy(), rtol=0,
+                and np.allclose(grad, tlogits.grad.numpy(), rtol=0,  # type: ignore[union-attr, unused-ignore]
                                 atol=1e-5 * np.abs(grad).max())):
             failures.append(f"cross_entropy {shape} disagrees with torch")
         repeats = 5 if logits.size > 10**7 else 20
@@ -146,7 +151,7 @@ def cross_entropy_table():
     return failures
 
 
-def main():
+def main() -> int:
     fs.show_config()
     print()
     failures = self_check()
