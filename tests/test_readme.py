@@ -30,3 +30,30 @@ def test_docstring_examples(module_name):
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+NUMERICAL = {"softmax", "log_softmax", "logsumexp", "cross_entropy"}
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("fastsoftmax").__all__ if n != "__version__"])
+def test_public_docstrings_are_numpydoc(name):
+    """Every public function documents each parameter, its return, and has an example."""
+    import inspect
+
+    import fastsoftmax
+
+    function = getattr(fastsoftmax, name)
+    doc = inspect.getdoc(function)
+    assert doc, f"{name} has no docstring"
+    sections = set(re.findall(r"^(\w[\w ]*)\n-{3,}$", doc, flags=re.M))
+    parameters = [p for p in inspect.signature(function).parameters if p not in ("self",)]
+    if parameters:
+        assert "Parameters" in sections, name
+        documented = set(re.findall(r"^(\w+) :", doc, flags=re.M))
+        assert set(parameters) <= documented, f"{name}: undocumented {set(parameters) - documented}"
+    returns_none = inspect.signature(function).return_annotation in (None, "None")
+    assert returns_none or "Returns" in sections or "Yields" in sections, name
+    assert "Examples" in sections and ">>> " in doc, name
+    if name in NUMERICAL:
+        assert {"Notes", "References"} <= sections, name
+        assert "Blanchard, D. J. Higham and N. J. Higham" in doc, name
