@@ -4,7 +4,7 @@
 #
 # Usage (from anywhere; needs python3 >= 3.9 with venv, gcc, and PyPI):
 #
-#     bash tools/build_wheels.sh               # everything below, ~4-5 min on 2 cores
+#     bash tools/build_wheels.sh               # everything below, ~3.5 min on 2 cores
 #     bash tools/build_wheels.sh --skip-sdist  # skip step 5 (the second compile)
 #     bash tools/build_wheels.sh --keep        # keep the temporary directory
 #
