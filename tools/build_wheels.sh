@@ -88,15 +88,7 @@ logged() {
 
 # 1. the sources
 src="$work/src"
-mkdir -p "$src"
-if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
-        | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
-        | tar --null -T - -cf -) | tar -xf - -C "$src"
-else
-    tar -C "$repo" --exclude=build --exclude=dist --exclude='*.so' --exclude='*.o' \
-        --exclude=fastsoftmax/_core.c --exclude=.git -cf - . | tar -xf - -C "$src"
-fi
+bash "$repo/tools/copy_sources.sh" "$repo" "$src"
 say "sources of $repo copied to $src"
 
 # 2. sdist and wheel

@@ -74,15 +74,7 @@ trap cleanup EXIT
 
 # 1. the sources
 src="$work/src"
-mkdir -p "$src"
-if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
-        | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
-        | tar --null -T - -cf -) | tar -xf - -C "$src"
-else
-    tar -C "$repo" --exclude=build --exclude='*.so' --exclude='*.o' \
-        --exclude=fastsoftmax/_core.c --exclude=.git -cf - . | tar -xf - -C "$src"
-fi
+bash "$repo/tools/copy_sources.sh" "$repo" "$src"
 echo "sanitize: sources of $repo copied to $src"
 
 # 2. the instrumented build
