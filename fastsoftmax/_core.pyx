@@ -430,6 +430,44 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
+def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):
+    """``(first_bad, denominator)`` of int64 class labels, in one pass without the GIL.
+
+    ``first_bad`` is the flat index of the first label that is neither in
+    ``[0, n_classes)`` nor ``ignore_index`` (-1 when all are valid), for the
+    API layer's error message.  ``denominator`` is the mean's: the number of
+    labels kept (not ``ignore_index``), or with ``weight`` (None or ``(n_classes,)``
+    float32/float64) the Kahan-compensated sum of their classes' weights.
+    Replaces six NumPy passes (masks, count, fancy index, sum), which cost
+    ~15 us even on a handful of labels.
+    """
+    cdef const int64_t *y = <const int64_t *> cnp.PyArray_DATA(labels)
+    cdef Py_ssize_t i, size = cnp.PyArray_SIZE(labels), first_bad = -1
+    cdef const float *w32 = NULL
+    cdef const double *w64 = NULL
+    cdef double total = 0.0, carry = 0.0, term, t
+    cdef int64_t label
+    if weight is not None:
+        if cnp.PyArray_TYPE(<cnp.ndarray> weight) == cnp.NPY_FLOAT32:
+            w32 = <const float *> cnp.PyArray_DATA(<cnp.ndarray> weight)
+        else:
+            w64 = <const double *> cnp.PyArray_DATA(<cnp.ndarray> weight)
+    with nogil:
+        for i in range(size):
+            label = y[i]
+            if label == ignore_index:
+                continue
+            if label < 0 or label >= n_classes:
+                first_bad = i
+                break
+            term = w32[label] if w32 != NULL else (w64[label] if w64 != NULL else 1.0)
+            term = term - carry  # Kahan: what the last addition lost, added back
+            t = total + term
+            carry = (t - total) - term
+            total = t
+    return first_bad, total
+
+
 def overlap(cnp.ndarray a, cnp.ndarray b):
     """How two C-contiguous arrays share memory: 0 not at all, 1 exactly (same
     start and size: in place), 2 partly.  A pointer comparison, for the API

@@ -175,6 +175,57 @@ def test_bad_labels_on_the_multithreaded_path():
         assert (grad == 7.0).all()   # nothing written
 
 
+@pytest.mark.parametrize("weight_dtype", [None, np.float32, np.float64])
+@pytest.mark.parametrize("ignore_index", [-100, 3])
+def test_mean_denominator_counts_kept_labels_and_their_weights(weight_dtype, ignore_index):
+    """The mean divides by the kept labels' count or weights' sum, exactly as a float64 fsum."""
+    import math
+
+    rng = np.random.default_rng(11)
+    n_samples, n_classes = 200_003, 7
+    labels = rng.integers(0, n_classes, n_samples)
+    labels[rng.random(n_samples) < 0.1] = ignore_index
+    logits = np.zeros((n_samples, n_classes), np.float64)  # every kept loss is log(7)
+    weight = None if weight_dtype is None else \
+        (rng.random(n_classes) * 1e3 + np.array([1e-3] * n_classes)).astype(weight_dtype)
+    kept = labels[labels != ignore_index]
+    per_sample = 1.0 if weight is None else weight.astype(np.float64)[kept]
+    denominator = math.fsum(np.broadcast_to(per_sample, kept.shape))
+    total = math.fsum(np.broadcast_to(per_sample, kept.shape) * math.log(n_classes))
+    got = fs.cross_entropy(logits, labels, weight=weight, ignore_index=ignore_index)
+    assert got == pytest.approx(total / denominator, rel=1e-13)
+    assert fs.cross_entropy(logits, labels, weight=weight, ignore_index=ignore_index,
+                            reduction="sum") == pytest.approx(total, rel=1e-13)
+
+
+def test_first_bad_label_is_reported_and_ignore_index_is_not_bad():
+    logits = np.zeros((2, 10, 3))  # classes on axis 1: labels of shape (2, 3)
+    labels = np.array([[0, 9, -100], [-1, 12, 2]])
+    with pytest.raises(ValueError, match=r"label -100 at position \(0, 2\), outside \[0, 10\) "
+                                         r"and not ignore_index=9"):
+        fs.cross_entropy(logits, labels, axis=1, ignore_index=9)
+    labels[0, 2] = 9  # ignore_index itself is fine, even as a valid class
+    with pytest.raises(ValueError, match=r"label -1 at position \(1, 0\)"):
+        fs.cross_entropy(logits, labels, axis=1, ignore_index=9)
+    labels[1, 0] = 3
+    with pytest.raises(ValueError, match=r"label 12 at position \(1, 1\)"):
+        fs.cross_entropy(logits, labels, axis=1, ignore_index=9)
+    labels[1, 1] = 3
+    assert fs.cross_entropy(logits, labels, axis=1, ignore_index=9) == pytest.approx(np.log(10))
+
+
+def test_zero_denominator_gives_ieee_results():
+    """A mean over no weight: 0/0 is NaN; a nonzero total over a zero weight sum is +-inf."""
+    logits = np.array([[0.0, 1.0], [2.0, 0.0]])
+    weight = np.array([0.0, 0.0])
+    assert np.isnan(fs.cross_entropy(logits, np.array([0, 1]), weight=weight))
+    signed = np.array([1.0, -1.0])  # kept weights sum to 0, the weighted losses do not
+    loss = fs.cross_entropy(logits, np.array([0, 1]), weight=signed)
+    expected_total = float(fs.cross_entropy(logits, np.array([0, 1]), weight=signed,
+                                            reduction="sum"))
+    assert expected_total != 0 and loss == np.copysign(np.inf, expected_total)
+
+
 def test_input_never_modified():
     logits, target, axis = make_case(np.float64, 20, target_kind="probabilities", seed=8)
     before, before_target = logits.copy(), target.copy()
