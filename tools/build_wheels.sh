@@ -20,8 +20,9 @@
 #      ones; no build products) into the temporary directory.
 #   2. `python -m build` there: the sdist, then a wheel built from the sdist
 #      (so the sdist is known to hold everything the build needs).
-#   3. `auditwheel repair` (the lowest manylinux policy the wheel satisfies;
-#      libgomp is copied into fastsoftmax.libs/), `auditwheel show` of both.
+#   3. `auditwheel repair --strip` (the lowest manylinux policy the wheel
+#      satisfies; libgomp is copied into fastsoftmax.libs/; the debug info of
+#      Python's -g is stripped), `auditwheel show` of both.
 #   4. Installs the repaired wheel into a venv without setuptools, with
 #      CC=/bin/false CXX=/bin/false and --only-binary=:all: (nothing can
 #      compile), and runs tools/check_wheel.py --expect-bundled-openmp from a
@@ -104,7 +105,7 @@ say "built $(basename "$sdist") and, from it, $(basename "$wheel")"
 # 3. auditwheel (which runs patchelf from PATH)
 auditwheel() { PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" "$@"; }
 auditwheel show "$wheel"
-logged "$work/repair.log" auditwheel repair -w "$work/wheelhouse" "$wheel"
+logged "$work/repair.log" auditwheel repair --strip -w "$work/wheelhouse" "$wheel"
 repaired="$(ls "$work"/wheelhouse/*.whl)"
 case "$(basename "$repaired")" in
     *manylinux*) ;;
