@@ -57,3 +57,31 @@ def test_public_docstrings_are_numpydoc(name):
     if name in NUMERICAL:
         assert {"Notes", "References"} <= sections, name
         assert "Blanchard, D. J. Higham and N. J. Higham" in doc, name
+
+
+def _signature_text(function):
+    """``function``'s parameters as the README writes them: no annotations, ``*`` before keywords."""
+    import inspect
+
+    parts, star = [], False
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind is parameter.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        default = parameter.default
+        parts.append(parameter.name if default is parameter.empty
+                     else f"{parameter.name}={default!r}")
+    return ", ".join(parts)
+
+
+def test_readme_api_headings_match_the_signatures():
+    import fastsoftmax
+
+    if not README.exists():
+        pytest.skip("README.md is not beside the tests (installed elsewhere)")
+    headings = re.findall(r"^### `(\w+)\(([^`]*)\)`", README.read_text(), flags=re.M)
+    assert len(headings) >= 5
+    for name, parameters in headings:
+        if parameters == "...":
+            continue
+        assert parameters.replace('"', "'") == _signature_text(getattr(fastsoftmax, name)), name
