@@ -12,12 +12,13 @@ import math
 import os
 import sys
 from numbers import Real
-from typing import Any, Iterator, Literal, Optional, TextIO, TypeVar, Union, overload
+from typing import Any, Iterator, Literal, Optional, TextIO, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = [
     "softmax",
@@ -32,16 +33,7 @@ __all__ = [
     "show_config",
 ]
 
-# Type aliases for the annotations.  They are evaluated at runtime, so they
-# use Union/Optional, not ``X | Y`` (the package supports Python 3.9).  Not
-# exported from ``fastsoftmax``: users can spell them with numpy.typing alone.
-#   FloatArray: a float32/float64 ndarray, what every function returns or
-#     writes into ``out``.
-#   FloatScalarOrArray: logsumexp's result and cross_entropy's loss, which are
-#     NumPy scalars when 0-d (see each function's Returns).
-FloatArray = npt.NDArray[np.floating[Any]]
-FloatScalarOrArray = Union[np.floating[Any], FloatArray]
-Reduction = Literal["mean", "sum", "none"]
+# The type variables of _unalias's overloads (the aliases are in _typing).
 _MaybeArray1 = TypeVar("_MaybeArray1", bound=Optional[npt.NDArray[Any]])
 _MaybeArray2 = TypeVar("_MaybeArray2", bound=Optional[npt.NDArray[Any]])
 
@@ -699,8 +691,7 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     -----
     Two passes over each slice: ``sum(grad_output * output)``, in short blocks
     flushed into double lanes (compensated for float64), then the
-    elementwise result.
-    Passing ``out=grad_output`` reuses the incoming gradient's memory, as an
+    elementwise result.  Passing ``out=grad_output`` reuses the incoming gradient's memory, as an
     in-place autograd step would.
 
     Examples
@@ -745,8 +736,9 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     Notes
     -----
     Two passes over each slice: ``sum(grad_output)``, in short blocks flushed
-    into double lanes (compensated for float64), then ``grad_output - exp(output) * sum``
-    with the same vectorized exp as the forward pass.  ``output`` may hold any
+    into double lanes (compensated for float64), then
+    ``grad_output - exp(output) * sum`` with the same vectorized exp as the
+    forward pass.  ``output`` may hold any
     finite values, not only log-probabilities: ``exp`` saturates to ``inf``
     rather than wrapping.
 
@@ -762,9 +754,6 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
 
 
 # ---------------------------------------------------------------- cross-entropy
-
-_REDUCTIONS = ("mean", "sum", "none")
-
 
 def _check_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -934,8 +923,8 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     n_classes = logits.shape[axis]
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     ignore_index = _check_int(ignore_index, "ignore_index")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if type(label_smoothing) is not float and (  # (the ABC check costs ~1 us: skip it for floats)
             isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real)):
         raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")

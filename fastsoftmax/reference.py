@@ -26,10 +26,12 @@ emitted for any of these cases.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Union, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
+
+from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = [
     "softmax",
@@ -40,13 +42,6 @@ __all__ = [
     "cross_entropy",
 ]
 
-# The same annotation aliases as fastsoftmax._api (repeated so that this
-# module stays self-contained).
-FloatArray = npt.NDArray[np.floating[Any]]
-FloatScalarOrArray = Union[np.floating[Any], FloatArray]
-Reduction = Literal["mean", "sum", "none"]
-
-_REDUCTIONS = ("mean", "sum", "none")
 
 # Every public function runs under this: inf - inf, 0/0, exp overflow at masked
 # positions and log(0) are all expected here and produce the contract's values.
@@ -428,8 +423,8 @@ def cross_entropy(
     >>> float(cross_entropy([[0.0, 0.0, 0.0, 0.0]], [2]))  # log(4)
     1.3862943611198906
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     (logits,), dtype = _upcast(logits)
     target = np.asarray(target)
     axis = _normalize_axis(axis, logits.ndim)
