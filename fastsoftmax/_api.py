@@ -7,17 +7,17 @@ calls the C kernels in ``src/``.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import sys
 from numbers import Real
-from typing import Any, Iterator, Literal, Optional, TextIO, TypeVar, overload
+from typing import Any, Literal, Optional, TextIO, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._messages import shown
+from ._threads import get_num_threads, num_threads, resolve_threads, set_num_threads
 from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = [
@@ -50,146 +50,6 @@ _FLOAT64: np.dtype[np.floating[Any]] = np.dtype(np.float64)
 # 1/T must be a normal, finite number of the working dtype (see _softmax_like).
 _SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {
     dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
-
-
-# ---------------------------------------------------------------- threads
-
-# libgomp hangs in a forked child that enters a parallel region after the
-# parent used OpenMP threads (GCC bug 60035).  A forked child therefore runs
-# every call on one thread: slower, never stuck.
-_in_forked_child = False
-
-
-def _mark_forked_child() -> None:
-    global _in_forked_child
-    _in_forked_child = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked_child)
-
-
-# The process-wide thread count set by set_num_threads (None: OpenMP's maximum).
-_default_threads: int | None = None
-
-
-def get_num_threads() -> int:
-    """Number of threads a call with ``n_threads=None`` may use.
-
-    The count given to :func:`set_num_threads` (or :func:`num_threads`) if
-    any; otherwise OpenMP's maximum thread count, so it follows
-    ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits``.  It is 1 in a
-    build without OpenMP and in a child process created by ``fork`` (see
-    Notes).
-
-    Returns
-    -------
-    int
-        The thread count, at least 1.
-
-    Notes
-    -----
-    Small inputs (fewer than ``PARALLEL_MIN_ELEMENTS`` elements) always run on
-    one thread, whatever this returns, since starting threads would cost more
-    than the work.  libgomp can hang in a forked child that opens a parallel
-    region after its parent did (GCC bug 60035), so a forked child runs every
-    call on one thread.
-
-    Examples
-    --------
-    >>> import fastsoftmax
-    >>> fastsoftmax.get_num_threads() >= 1
-    True
-    """
-    if _in_forked_child or not _core.openmp_enabled():
-        return 1
-    if _default_threads is not None:
-        return _default_threads
-    return max(1, _core.max_threads())
-
-
-def set_num_threads(n: int | None) -> None:
-    """Set the thread count of every later call made with ``n_threads=None``.
-
-    For code that does not use threadpoolctl.  The setting is process-wide
-    (all Python threads) and takes precedence over ``OMP_NUM_THREADS`` and
-    threadpoolctl's limits; an explicit ``n_threads=`` still wins over it.
-
-    Parameters
-    ----------
-    n : int or None
-        A positive thread count, or None to follow OpenMP's maximum again.
-
-    Raises
-    ------
-    TypeError
-        If ``n`` is not an int or None.
-    ValueError
-        If ``n`` is not positive.
-
-    Examples
-    --------
-    >>> import fastsoftmax
-    >>> fastsoftmax.set_num_threads(1)
-    >>> fastsoftmax.get_num_threads()
-    1
-    >>> fastsoftmax.set_num_threads(None)
-    """
-    global _default_threads
-    if n is not None:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise TypeError(f"n must be a positive int or None, got {n!r}")
-        if n < 1:
-            raise ValueError(f"n must be a positive int or None, got {n!r}")
-        n = int(n)
-    _default_threads = n
-
-
-@contextlib.contextmanager
-def num_threads(n: int | None) -> Iterator[None]:
-    """Context manager: :func:`set_num_threads` ``(n)`` inside the block, the previous setting after.
-
-    Parameters
-    ----------
-    n : int or None
-        As in :func:`set_num_threads`.
-
-    Returns
-    -------
-    contextlib.AbstractContextManager
-        Sets the count on entry and restores the previous setting on exit,
-        also when the block raises.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastsoftmax
-    >>> with fastsoftmax.num_threads(1):
-    ...     p = fastsoftmax.softmax(np.zeros((1000, 1000)))
-    """
-    previous = _default_threads
-    set_num_threads(n)
-    try:
-        yield
-    finally:
-        set_num_threads(previous)
-
-
-def _resolve_threads(n_threads: int | None, size: int) -> int:
-    """The exact thread count for a call over ``size`` elements."""
-    if n_threads is None:
-        return 1 if size < PARALLEL_MIN_ELEMENTS else get_num_threads()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
-        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
-    n_threads = int(n_threads)
-    if n_threads == 0:
-        raise ValueError("n_threads must be nonzero: a positive count, or negative to count "
-                         "back from the maximum (-1 = all threads); got 0")
-    if _in_forked_child or not _core.openmp_enabled():
-        return 1
-    if n_threads < 0:
-        return max(1, _core.max_threads() + 1 + n_threads)
-    return n_threads
 
 
 def show_config(file: TextIO | None = None) -> None:
@@ -406,7 +266,7 @@ def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
     # The defaults skip their checks: a tiny call is mostly this function's overhead.
     scale = 1.0 if temperature is _DEFAULT_TEMPERATURE else _check_temperature(temperature)
     mask = None if where is None else _prepare_where(where, x.shape, axis)
-    threads = _resolve_threads(n_threads, x.size)
+    threads = resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
@@ -623,7 +483,7 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
         shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
     else:
         shape = x.shape[:axis] + x.shape[axis + 1:]
-    threads = _resolve_threads(n_threads, x.size)
+    threads = resolve_threads(n_threads, x.size)
     given_out = out is not None
     out, x = _prepare_out(out, shape, x.dtype, x)
     outer, n, inner = _reduction_view(x.shape, axis)
@@ -647,7 +507,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: int | Non
     grad_output = grad_output.astype(dtype, copy=False)
     output = output.astype(dtype, copy=False)
     axis = _normalize_axis(axis, output.ndim)
-    threads = _resolve_threads(n_threads, output.size)
+    threads = resolve_threads(n_threads, output.size)
     if out is None:
         out = np.empty(output.shape, dtype)
     else:
@@ -961,7 +821,7 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     else:
         denominator = float(math.prod(sample_shape))
 
-    threads = _resolve_threads(n_threads, logits.size)
+    threads = resolve_threads(n_threads, logits.size)
     grad: FloatArray | None = None
     if return_grad:
         if grad_out is None:

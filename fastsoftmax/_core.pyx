@@ -17,7 +17,7 @@ identical for every thread count.
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.math cimport log
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
@@ -90,6 +90,10 @@ cdef extern from "fs_threads.h" nogil:
     int FS_HAVE_OPENMP
     int fs_max_threads()
 
+cdef extern from "fs_openmp_runtime.h" nogil:
+    int fs_openmp_runtime_file(const char **path, uintptr_t *base)
+    int fs_openmp_runtime_users()
+
 cdef enum:
     # Columns handed to one thread start at multiples of this many elements
     # (a cache line or more), so threads never write into the same line.
@@ -137,6 +141,22 @@ def openmp_enabled():
 def max_threads():
     """OpenMP's current maximum thread count (1 without OpenMP)."""
     return fs_max_threads()
+
+
+def openmp_runtime():
+    """``(path, load address)`` of the OpenMP runtime library this module calls, or None
+    where that cannot be told (no OpenMP, not Linux with glibc)."""
+    cdef const char *path = NULL
+    cdef uintptr_t base = 0
+    if not fs_openmp_runtime_file(&path, &base):
+        return None
+    return path.decode(errors="surrogateescape"), base
+
+
+def openmp_runtime_users():
+    """How many other loaded libraries link this module's OpenMP runtime; -1 where that
+    cannot be told.  (src/fs_openmp_runtime.h: why fork safety needs it.)"""
+    return fs_openmp_runtime_users()
 
 
 # ---------------------------------------------------------------- kernel calls

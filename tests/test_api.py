@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _api, reference
+from fastsoftmax import _api, _threads, reference
 
 FUNCS = [fs.softmax, fs.log_softmax, fs.logsumexp]
 
@@ -140,8 +140,8 @@ def test_get_num_threads_follows_omp_num_threads(tmp_path):
 
 
 def test_small_inputs_run_on_one_thread():
-    assert _api._resolve_threads(None, _api.PARALLEL_MIN_ELEMENTS - 1) == 1
-    assert _api._resolve_threads(None, _api.PARALLEL_MIN_ELEMENTS) == fs.get_num_threads()
+    assert _threads.resolve_threads(None, _threads.PARALLEL_MIN_ELEMENTS - 1) == 1
+    assert _threads.resolve_threads(None, _threads.PARALLEL_MIN_ELEMENTS) == fs.get_num_threads()
 
 
 def test_show_config(capsys):

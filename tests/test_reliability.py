@@ -15,11 +15,13 @@
 The functions under test are listed in ``CALLS``: add cross_entropy & co. there.
 """
 import ctypes
+import ctypes.util
 import math
 import os
 import pickle
 import select
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -199,6 +201,142 @@ def test_fork_while_another_thread_is_inside_a_parallel_kernel(parent_used_threa
         stop.set()
         worker.join(timeout=FORK_TIMEOUT)
     assert not worker.is_alive()
+
+
+# A parent that ran OpenMP threads through another library, then forked; the
+# child imports fastsoftmax only then (so no at-fork hook of ours ran).  The
+# parent kills a child that does not answer within FORK_TIMEOUT and says so.
+_FORK_BEFORE_IMPORT = """
+import os, sys, signal, time
+{parent_setup}
+pid = os.fork()
+if pid == 0:
+    import numpy as np, fastsoftmax as fs
+    x = np.random.default_rng(0).standard_normal((512, 8192)).astype("f4")
+    p = fs.softmax(x, n_threads=2)
+    assert np.array_equal(p, fs.softmax(x, n_threads=1))
+    from fastsoftmax import _core
+    print("child", fs.get_num_threads(), os.path.realpath(_core.openmp_runtime()[0]), flush=True)
+    os._exit(0)
+deadline = time.monotonic() + {timeout}
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    if time.monotonic() > deadline:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        print("child hung", flush=True)
+        sys.exit(3)
+    time.sleep(0.05)
+"""
+
+# Another OpenMP user without PyTorch: libgomp driven through ctypes.
+_CTYPES_OPENMP_PARENT = """
+import ctypes
+gomp = ctypes.CDLL("libgomp.so.1")
+body = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: None)
+gomp.GOMP_parallel.argtypes = [type(body), ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+gomp.GOMP_parallel(body, None, 2, 0)  # a parallel region on 2 threads: libgomp's pool exists
+print("runtime", [line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line][0])
+"""
+
+_TORCH_OPENMP_PARENT = """
+import torch
+torch.set_num_threads(2)
+a = torch.randn(256, 4096)
+for _ in range(3):
+    torch.softmax(a, -1).sum()
+print("runtime", [line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line][0])
+"""
+
+
+def _fork_before_import(parent_setup):
+    """Run the scenario; returns (child's thread count, whether it shares the parent's runtime)."""
+    code = _FORK_BEFORE_IMPORT.format(parent_setup=parent_setup, timeout=FORK_TIMEOUT)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=FORK_TIMEOUT + 60)
+    assert "child hung" not in result.stdout, (
+        "a child forked after another library ran OpenMP threads hung in fastsoftmax "
+        "(GCC bug 60035)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    threads, child_runtime = lines["child"].split(" ", 1)
+    return int(threads), os.path.realpath(lines["runtime"]) == child_runtime
+
+
+needs_libgomp = pytest.mark.skipif(
+    not OPENMP or not sys.platform.startswith("linux") or ctypes.util.find_library("gomp") is None,
+    reason="the fork hang is libgomp's (Linux, OpenMP build)")
+
+
+@needs_libgomp
+def test_fork_before_import_after_another_library_ran_openmp_threads():
+    threads, shared = _fork_before_import(_CTYPES_OPENMP_PARENT)
+    if shared:  # the same libgomp: its stale pool would hang a parallel region
+        assert threads == 1
+
+
+@needs_libgomp
+def test_fork_before_import_after_torch_ran_openmp_threads():
+    pytest.importorskip("torch")
+    threads, shared = _fork_before_import(_TORCH_OPENMP_PARENT)
+    if shared:
+        assert threads == 1
+
+
+_NEVER_RAN_THREADS = """
+import os, sys, numpy as np, fastsoftmax as fs
+from fastsoftmax import _core
+print("parent", fs.get_num_threads(), _core.openmp_runtime_users(), flush=True)
+x = np.random.default_rng(0).standard_normal((64, 4096)).astype("f4")
+pid = os.fork()
+if pid == 0:
+    print("child", fs.get_num_threads(), flush=True)
+    p = fs.softmax(x, n_threads=2)  # the child's own pool...
+    pid = os.fork()
+    if pid == 0:                    # ...makes its own children single-threaded
+        print("grandchild", fs.get_num_threads(), flush=True)
+        assert np.array_equal(fs.softmax(x, n_threads=2), p)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status))
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not OPENMP or _core.max_threads() < 2, reason="needs OpenMP threads")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_child_of_a_process_that_never_ran_threads_keeps_them():
+    result = subprocess.run([sys.executable, "-c", _NEVER_RAN_THREADS], capture_output=True,
+                            text=True, timeout=FORK_TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    parent_threads, runtime_users = map(int, lines["parent"].split())
+    if runtime_users != 0:
+        pytest.skip("another loaded library links the OpenMP runtime: children are held to "
+                    "one thread, by design")
+    assert int(lines["child"]) == parent_threads > 1
+    assert int(lines["grandchild"]) == 1
+
+
+def _threads_in_worker():
+    return fs.get_num_threads()
+
+
+@pytest.mark.skipif(not OPENMP or _core.max_threads() < 2, reason="needs OpenMP threads")
+def test_forkserver_child_keeps_its_threads():
+    """Python 3.14's default start method: the server never ran OpenMP threads."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver on this platform")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["fastsoftmax"])
+    with ctx.Pool(1) as pool:
+        threads = pool.apply_async(_threads_in_worker).get(timeout=FORK_TIMEOUT)
+    assert threads == min(_core.max_threads(), fs._threads.MAX_THREADS)
 
 
 # ---------------------------------------------------------------- threads and the GIL

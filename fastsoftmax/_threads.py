@@ -1,0 +1,269 @@
+"""The thread policy: how many OpenMP threads a call runs on, and when it must run on one.
+
+Every call's thread count is decided here, by :func:`resolve_threads`, from the
+call's ``n_threads``, the settings (:func:`set_num_threads` process-wide,
+:func:`num_threads` for a block of code in the current thread or async task,
+OpenMP's own maximum, which ``OMP_NUM_THREADS`` and threadpoolctl set) and two
+safety rules:
+
+- **Bounds.**  A count above :data:`MAX_THREADS` is refused with a ValueError:
+  libgomp would try to start that many threads and abort the whole process
+  when it cannot ("Out of memory allocating ...").  OpenMP's own maximum is
+  capped at the same number.
+- **Fork.**  libgomp keeps its thread pool in the master thread's
+  thread-local state.  A child made by ``fork()`` (without exec) inherits that
+  state but not the pool's threads, and its first parallel region waits for
+  them forever (GCC bug 60035).  So every call runs on one thread in a process
+  whose OpenMP runtime may hold such a stale pool (see :func:`_note_fork`
+  and :func:`_forked_from_a_process_with_openmp`).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import enum
+import os
+from typing import Iterator, Union
+
+import numpy as np
+
+from . import _core
+from ._messages import shown
+
+# Below this many elements one thread is faster than opening a parallel region
+# (a few microseconds).  Measured on 2 cores, float32 softmax in rows of 256
+# with out=: 1 vs 2 threads 6.9 vs 8.3 us at 4096 elements, 10.6 vs 9.8 at
+# 8192, 18.0 vs 14.7 at 16384, 34.5 vs 22.6 at 32768.
+PARALLEL_MIN_ELEMENTS = 1 << 14
+
+# The most threads a call may use: 4 per CPU (oversubscription is legitimate,
+# e.g. to test), and at least 64 so that a count that works on a large machine
+# still works on a small one.  What it guards against is 2**31 - 1.
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
+
+_OPENMP = _core.openmp_enabled()
+
+
+# ---------------------------------------------------------------- fork safety
+
+def _mapping_at(pid: int | str, address: int) -> tuple[str, ...] | None:
+    """(offset, device, inode) of process ``pid``'s memory mapping that starts at ``address``."""
+    prefix = f"{address:08x}-"
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            for line in maps:
+                if line.startswith(prefix):
+                    return tuple(line.split()[2:5])
+    except OSError:  # not Linux, the parent has exited, or it belongs to another user
+        return None
+    return None
+
+
+def _forked_from_a_process_with_openmp() -> bool:
+    """Whether this process is a fork child (no exec) of one that had our OpenMP runtime loaded.
+
+    Asked once, when fastsoftmax is imported, for the case the at-fork hook
+    cannot see: another library (PyTorch shares libgomp.so.1 with us) ran
+    OpenMP threads, the process forked, and the child imports fastsoftmax.
+    A fork child's memory is a copy of its parent's, so the runtime sits at
+    the same address, from the same file, in both; a process that exec'd has
+    its own randomized layout.  We cannot see whether the parent's pool ever
+    had threads, so this assumes it may have (one thread, never a hang).
+    """
+    runtime = _core.openmp_runtime() if _OPENMP else None
+    if runtime is None:
+        return False
+    here = _mapping_at("self", runtime[1])
+    return here is not None and here == _mapping_at(os.getppid(), runtime[1])
+
+
+# True where a parallel region may wait forever for a stale pool's threads:
+# then every call runs on one thread.  Inherited by this process's own children.
+_pool_may_be_stale = _forked_from_a_process_with_openmp()
+# True once a call of this process ran on more than one thread.
+_ran_parallel = False
+
+
+def _note_fork() -> None:
+    """In a fork child: from now on one thread, if the parent's OpenMP runtime may have had a pool.
+
+    It may have if fastsoftmax ran a call on several threads there, or if
+    another loaded library links the same runtime (it may have started threads
+    that fastsoftmax never saw; unknown counts as yes).  A child whose parent
+    never started OpenMP threads, such as a forkserver child
+    (``multiprocessing``'s default from Python 3.14), keeps all its threads.
+    """
+    global _pool_may_be_stale
+    if _OPENMP and not _pool_may_be_stale:
+        _pool_may_be_stale = _ran_parallel or _core.openmp_runtime_users() != 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
+
+
+# ---------------------------------------------------------------- settings
+
+class _Unset(enum.Enum):
+    UNSET = 0
+
+
+# The process-wide count set by set_num_threads (None: OpenMP's maximum).
+_default_threads: int | None = None
+# The count of an enclosing ``with num_threads(k):`` block, in this thread or
+# async task only (a context variable: a block in one thread never leaks into
+# another, whatever order the blocks exit in).
+_scoped_threads: contextvars.ContextVar[Union[int, None, _Unset]] = contextvars.ContextVar(
+    "fastsoftmax_num_threads", default=_Unset.UNSET)
+
+
+def _check_count(n: object, name: str) -> int:
+    """``n`` as a thread count in [1, MAX_THREADS]; TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int or None, got {n!r}")
+    if n < 1:
+        raise ValueError(f"{name} must be a positive int or None, got {shown(n)}")
+    if n > MAX_THREADS:
+        raise ValueError(f"{name}={shown(n)} is more threads than allowed: at most "
+                         f"MAX_THREADS = {MAX_THREADS} (4 per CPU, at least 64)")
+    return int(n)
+
+
+def _openmp_maximum() -> int:
+    """OpenMP's maximum for the calling thread (OMP_NUM_THREADS, threadpoolctl), capped."""
+    return min(max(1, _core.max_threads()), MAX_THREADS)
+
+
+def get_num_threads() -> int:
+    """Number of threads a call with ``n_threads=None`` may use.
+
+    The count of an enclosing :func:`num_threads` block in this thread if
+    any, else the count given to :func:`set_num_threads`, else OpenMP's
+    maximum thread count, so it follows ``OMP_NUM_THREADS`` and
+    ``threadpoolctl.threadpool_limits``.  It is 1 in a build without OpenMP
+    and in a forked child whose OpenMP runtime may be unusable (see Notes).
+
+    Returns
+    -------
+    int
+        The thread count, between 1 and ``MAX_THREADS``.
+
+    Notes
+    -----
+    Small inputs (fewer than ``PARALLEL_MIN_ELEMENTS`` elements) always run on
+    one thread, whatever this returns, since starting threads would cost more
+    than the work.  libgomp hangs in a forked child that opens a parallel
+    region after its parent did (GCC bug 60035), so such a child runs every
+    call on one thread; the README's Threads section says how it is detected.
+    OpenMP's maximum is per thread in libgomp: a threadpoolctl limit set in
+    one Python thread does not apply to calls made from another.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.get_num_threads() >= 1
+    True
+    """
+    if _pool_may_be_stale or not _OPENMP:
+        return 1
+    scoped = _scoped_threads.get()
+    n = _default_threads if scoped is _Unset.UNSET else scoped
+    return _openmp_maximum() if n is None else n
+
+
+def set_num_threads(n: int | None) -> None:
+    """Set the thread count of every later call made with ``n_threads=None``.
+
+    For code that does not use threadpoolctl.  The setting is process-wide
+    (all Python threads) and takes precedence over ``OMP_NUM_THREADS`` and
+    threadpoolctl's limits; a :func:`num_threads` block and an explicit
+    ``n_threads=`` still win over it.
+
+    Parameters
+    ----------
+    n : int or None
+        A thread count from 1 to ``MAX_THREADS`` (4 per CPU, at least 64), or
+        None to follow OpenMP's maximum again.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int or None.
+    ValueError
+        If ``n`` is not positive or is above ``MAX_THREADS``.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.set_num_threads(1)
+    >>> fastsoftmax.get_num_threads()
+    1
+    >>> fastsoftmax.set_num_threads(None)
+    """
+    global _default_threads
+    _default_threads = None if n is None else _check_count(n, "n")
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None) -> Iterator[None]:
+    """Context manager: calls inside the block use ``n`` threads, in this thread only.
+
+    The setting belongs to the current thread (or async task): other threads
+    keep theirs, and blocks in several threads may open and close in any
+    order.  A thread started inside the block does not inherit it (use
+    :func:`set_num_threads` for a process-wide count).
+
+    Parameters
+    ----------
+    n : int or None
+        As in :func:`set_num_threads`; None follows OpenMP's maximum inside
+        the block, whatever :func:`set_num_threads` says.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Sets the count on entry and restores the previous one on exit, also
+        when the block raises.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax
+    >>> with fastsoftmax.num_threads(1):
+    ...     p = fastsoftmax.softmax(np.zeros((1000, 1000)))
+    """
+    token = _scoped_threads.set(None if n is None else _check_count(n, "n"))
+    try:
+        yield
+    finally:
+        _scoped_threads.reset(token)
+
+
+def resolve_threads(n_threads: int | None, size: int) -> int:
+    """The exact thread count for a call's ``n_threads`` over ``size`` elements.
+
+    Raises TypeError/ValueError for a bad ``n_threads``: not an int, 0, or
+    more than ``MAX_THREADS`` either way.
+    """
+    global _ran_parallel
+    if n_threads is None:
+        if size < PARALLEL_MIN_ELEMENTS:
+            return 1
+        threads = get_num_threads()
+    else:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+            raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
+        n = int(n_threads)
+        if n == 0:
+            raise ValueError("n_threads must be nonzero: a positive count, or negative to count "
+                             "back from the maximum (-1 = all threads); got 0")
+        if abs(n) > MAX_THREADS:
+            raise ValueError(f"n_threads={shown(n)} is more threads than allowed: at most "
+                             f"MAX_THREADS = {MAX_THREADS} (4 per CPU, at least 64), "
+                             f"or as many below -1")
+        if _pool_may_be_stale or not _OPENMP:
+            return 1
+        threads = n if n > 0 else max(1, _openmp_maximum() + 1 + n)
+    if threads > 1:
+        _ran_parallel = True
+    return threads
