@@ -33,15 +33,8 @@ __all__ = [
     "show_config",
 ]
 
-# The type variables of _unalias's overloads (the aliases are in _typing).
-_MaybeArray1 = TypeVar("_MaybeArray1", bound=Optional[npt.NDArray[Any]])
-_MaybeArray2 = TypeVar("_MaybeArray2", bound=Optional[npt.NDArray[Any]])
-
-# Below this many elements one thread is faster than opening a parallel region
-# (a few microseconds).  Measured on 2 cores, float32 softmax in rows of 256
-# with out=: 1 vs 2 threads 6.9 vs 8.3 us at 4096 elements, 10.6 vs 9.8 at
-# 8192, 18.0 vs 14.7 at 16384, 34.5 vs 22.6 at 32768.
-PARALLEL_MIN_ELEMENTS = 1 << 14
+# An optional input array of _unalias (the aliases are in _typing).
+_MaybeArray = TypeVar("_MaybeArray", bound=Optional[npt.NDArray[Any]])
 
 _OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
 _DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
@@ -193,35 +186,38 @@ def _check_out(out: object, shape: tuple[int, ...], dtype: np.dtype[Any],
     return out
 
 
-@overload
-def _unalias(out: FloatArray, a: _MaybeArray1, /) -> tuple[_MaybeArray1]: ...
-@overload
-def _unalias(out: FloatArray, a: _MaybeArray1, b: _MaybeArray2, /
-             ) -> tuple[_MaybeArray1, _MaybeArray2]: ...
-def _unalias(out: FloatArray, *inputs: npt.NDArray[Any] | None
-             ) -> tuple[npt.NDArray[Any] | None, ...]:
-    """The inputs, each copied if it overlaps ``out`` without being exactly it.
+def _unalias(out: FloatArray, a: _MaybeArray, *, in_place: bool = False) -> _MaybeArray:
+    """``a`` as a kernel that writes ``out`` may read it: a copy if it shares memory with ``out``.
 
-    The kernels may write an output element before reading another input
-    element: an exact alias (in place, same start and size) is safe, a shifted
-    overlap is not.  Every array here is C-contiguous.
+    Kernels write ``out`` while they still read their inputs, so an input in
+    ``out``'s memory would be read after it was overwritten, and a label read
+    from there could index anywhere.  Decided by the memory ranges, not by
+    identity, so a view of ``out`` (even as another dtype) is caught.
+    ``in_place=True`` marks the input a kernel is written to overwrite element
+    by element after reading it (``x`` for softmax, the logits for the
+    cross-entropy gradient, ``grad_output``/``output`` for the backward
+    helpers): it may be exactly ``out`` (same start and size), and is copied
+    only for a partial overlap.  Every array here is C-contiguous.
     """
-    return tuple(a.copy() if a is not None and _core.overlap(out, a) == 2 else a for a in inputs)
+    if a is None:
+        return a
+    shared = _core.overlap(out, a)
+    return a if shared == 0 or (shared == 1 and in_place) else a.copy()
 
 
 def _prepare_out(out: FloatArray | None, shape: tuple[int, ...], dtype: np.dtype[Any],
-                 x: FloatArray) -> tuple[FloatArray, FloatArray]:
+                 x: FloatArray, in_place: bool = True) -> tuple[FloatArray, FloatArray]:
     """A C-contiguous writeable array for the result: ``out`` checked, or a new one.
 
-    Returns ``(out, x)``; ``x`` is copied when ``out`` overlaps it without
-    being exactly it.
+    Returns ``(out, x)``, ``x`` copied if it shares memory with ``out``
+    (unless it is exactly ``out`` and ``in_place``: see :func:`_unalias`).
     """
     if out is None:
         return np.empty(shape, dtype=dtype), x
-    if out is x and x.flags.writeable:  # in place: x is already a C-contiguous float array
+    if out is x and in_place and x.flags.writeable:  # x is already a C-contiguous float array
         return out, x
     out = _check_out(out, shape, dtype)
-    return out, (x.copy() if _core.overlap(out, x) == 2 else x)
+    return out, _unalias(out, x, in_place=in_place)
 
 
 def _prepare_where(where: npt.ArrayLike | None, shape: tuple[int, ...],
@@ -268,6 +264,7 @@ def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
     mask = None if where is None else _prepare_where(where, x.shape, axis)
     threads = resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
+    mask = _unalias(out, mask)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
         return out
@@ -485,7 +482,10 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
         shape = x.shape[:axis] + x.shape[axis + 1:]
     threads = resolve_threads(n_threads, x.size)
     given_out = out is not None
-    out, x = _prepare_out(out, shape, x.dtype, x)
+    # Not in place: out is smaller than x, so a kernel writing it is not
+    # written to read x at the same offsets.
+    out, x = _prepare_out(out, shape, x.dtype, x, in_place=False)
+    mask = _unalias(out, mask)
     outer, n, inner = _reduction_view(x.shape, axis)
     if out.size:
         _core.softmax_family(x, out, mask, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
@@ -512,7 +512,8 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: int | Non
         out = np.empty(output.shape, dtype)
     else:
         out = _check_out(out, output.shape, dtype)
-        grad_output, output = _unalias(out, grad_output, output)
+        grad_output = _unalias(out, grad_output, in_place=True)
+        output = _unalias(out, output, in_place=True)
     if output.size:
         outer, n, inner = _reduction_view(output.shape, axis)
         _core.backward(grad_output, output, out, outer, n, inner, log, threads)
@@ -828,7 +829,12 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
             grad = np.empty(logits.shape, dtype)
         else:
             grad = _check_out(grad_out, logits.shape, dtype, "grad_out")
-            logits, probabilities = _unalias(grad, logits, probabilities)
+            # The gradient may overwrite the logits (the kernels are written
+            # for it); every other input must not sit in its memory.
+            logits = _unalias(grad, logits, in_place=True)
+            labels = _unalias(grad, labels)
+            probabilities = _unalias(grad, probabilities)
+            weight = _unalias(grad, weight)
 
     grad_scale = 1.0
     if reduction == "mean":
