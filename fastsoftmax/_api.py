@@ -106,7 +106,7 @@ def _as_float_array(x: npt.ArrayLike, name: str) -> FloatArray:
     return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
 
 
-def _view_as_ndarray(x: object, name: str) -> npt.NDArray[Any]:
+def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
     """``x`` as an ndarray, a view where NumPy can make one.
 
     DLPack first for the objects that offer it (PyTorch, JAX, CuPy...): it is
@@ -116,6 +116,7 @@ def _view_as_ndarray(x: object, name: str) -> npt.NDArray[Any]:
     """
     if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
         return np.asarray(x)
+    x = _resolve_lazy_bits(x)
     try:
         return np.from_dlpack(x)
     except Exception as dlpack_error:  # BufferError, RuntimeError, TypeError: any refusal
@@ -129,6 +130,22 @@ def _view_as_ndarray(x: object, name: str) -> npt.NDArray[Any]:
             raise TypeError(f"{name} ({kind}) cannot be viewed as a NumPy array on the CPU: "
                             f"{dlpack_error}") from dlpack_error
         return arr
+
+
+def _resolve_lazy_bits(x: Any) -> Any:
+    """``x`` with PyTorch's lazy negation and conjugation carried out.
+
+    torch marks ``t.conj().imag`` (and ``torch._neg_view(t)``) with a negative
+    bit instead of negating the memory, and its ``__dlpack__`` exports the
+    memory as it is: every value would come out with the wrong sign (its
+    ``.numpy()`` refuses such tensors for that reason).  ``resolve_neg()`` and
+    ``resolve_conj()`` make the negated copy; other objects pass unchanged.
+    """
+    for is_set, resolve in (("is_neg", "resolve_neg"), ("is_conj", "resolve_conj")):
+        flag = getattr(x, is_set, None)
+        if callable(flag) and flag():
+            x = getattr(x, resolve)()
+    return x
 
 
 @overload

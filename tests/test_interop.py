@@ -154,6 +154,72 @@ def test_torch_dtype_numpy_cannot_hold_is_refused():
     np.testing.assert_allclose(fs.softmax(torch.zeros(4, dtype=torch.bfloat16).float()), 0.25)
 
 
+# Lazy views: torch keeps a negation or a conjugation as a bit on the tensor,
+# which __dlpack__ does not carry; the memory holds the un-negated values.
+LAZY_NEGATIONS = {
+    "conj().imag": lambda v: torch.complex(torch.zeros_like(v), v).conj().imag,
+    "_neg_view": lambda v: torch._neg_view(v),
+}
+
+
+@needs_torch
+@pytest.mark.parametrize("make", sorted(LAZY_NEGATIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64] if torch else [])
+def test_torch_negative_bit_is_applied(make, dtype):
+    values = torch.tensor([[1.0, 2.0, 3.0, 0.5], [-4.0, 0.0, 2.5, 1.0]], dtype=dtype)
+    lazy = LAZY_NEGATIONS[make](values)
+    assert lazy.is_neg()
+    negated = (-values).numpy()
+    np.testing.assert_array_equal(fs.softmax(lazy), fs.softmax(negated))
+    np.testing.assert_array_equal(fs.logsumexp(lazy), fs.logsumexp(negated))
+    np.testing.assert_array_equal(fs.cross_entropy(lazy, torch.tensor([0, 1])),
+                                  fs.cross_entropy(negated, np.array([0, 1])))
+    probabilities = LAZY_NEGATIONS[make](-torch.from_numpy(fs.softmax(values.numpy())))
+    np.testing.assert_array_equal(
+        fs.cross_entropy(negated, probabilities, weight=LAZY_NEGATIONS[make](-values[0])),
+        fs.cross_entropy(negated, fs.softmax(values.numpy()), weight=values[0].numpy()))
+    np.testing.assert_array_equal(fs.softmax_backward(lazy, fs.softmax(negated)),
+                                  fs.softmax_backward(negated, fs.softmax(negated)))
+
+
+@needs_torch
+def test_torch_conjugate_bit_gives_the_complex_refusal():
+    lazy = torch.tensor([1 + 2j, 3 - 1j]).conj()
+    assert lazy.is_conj()
+    with pytest.raises(TypeError, match="x must hold real numbers.*complex"):
+        fs.softmax(lazy)
+
+
+@needs_torch
+def test_torch_views_with_an_offset_or_zero_strides():
+    base = torch.from_numpy(_logits(shape=(10, 33)))
+    offset = base[3:, 5:]            # a storage offset, and not contiguous
+    np.testing.assert_array_equal(fs.softmax(offset), fs.softmax(base.numpy()[3:, 5:]))
+    row = base[4:5, :].reshape(33)    # contiguous, with a storage offset
+    np.testing.assert_array_equal(fs.log_softmax(row), fs.log_softmax(base.numpy()[4]))
+    expanded = base[2].expand(6, 33)  # stride 0 along the rows
+    assert expanded.stride()[0] == 0
+    np.testing.assert_array_equal(fs.softmax(expanded), fs.softmax(np.tile(base.numpy()[2], (6, 1))))
+    np.testing.assert_array_equal(fs.softmax(expanded, axis=0), np.full((6, 33), 1 / 6, np.float32))
+    np.testing.assert_array_equal(base.numpy(), _logits(shape=(10, 33)))  # untouched
+
+
+def test_dlpack_read_only_and_negative_strides():
+    """A read-only DLPack export is read, never written; negative strides are copied."""
+    x = _logits(shape=(5, 40))
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(fs.softmax(DLPackOnly(frozen)), fs.softmax(x))
+    view = np.from_dlpack(DLPackOnly(frozen))
+    assert not view.flags.writeable
+    with pytest.raises(ValueError, match="out must be writeable"):
+        fs.softmax(x, out=view)
+    reversed_rows = DLPackOnly(x[::-1])
+    np.testing.assert_array_equal(fs.softmax(reversed_rows), fs.softmax(x[::-1].copy()))
+    np.testing.assert_array_equal(fs.logsumexp(DLPackOnly(x[:, ::-2]), axis=0),
+                                  fs.logsumexp(x[:, ::-2].copy(), axis=0))
+
+
 # ---------------------------------------------------------------- JAX, DLPack
 
 def test_jax_array_is_accepted():
