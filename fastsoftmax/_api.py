@@ -40,6 +40,7 @@ _OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
 _DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
 _FLOAT32: np.dtype[np.floating[Any]] = np.dtype(np.float32)
 _FLOAT64: np.dtype[np.floating[Any]] = np.dtype(np.float64)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 # 1/T must be a normal, finite number of the working dtype (see _softmax_like).
 _SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {
     dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
@@ -93,6 +94,8 @@ def _as_float_array(x: npt.ArrayLike, name: str) -> FloatArray:
         return x
     arr = _view_as_ndarray(x, name)
     dtype = arr.dtype
+    if not dtype.isnative:  # e.g. '>f4' on a little-endian CPU: converted with the dtype, once
+        dtype = dtype.newbyteorder("=")
     if dtype == _FLOAT32 or dtype == _FLOAT64:
         target = dtype
     elif dtype == np.float16:
@@ -162,7 +165,8 @@ def _normalize_axis(axis: int | None, ndim: int, name: str = "axis") -> int | No
         raise TypeError(f"{name} must be an int or None, got {axis!r}")
     axis = int(axis)
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{name}={axis} is out of range for an array of {ndim} dimension(s)")
+        raise ValueError(f"{name}={shown(axis)} is out of range for an array of {ndim} "
+                         f"dimension(s)")
     return axis + ndim if axis < 0 else axis
 
 
@@ -175,13 +179,21 @@ def _reduction_view(shape: tuple[int, ...], axis: int | None) -> tuple[int, int,
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
+def _as_python_float(value: float, name: str) -> float:
+    """``float(value)``, with a ValueError naming the argument for an int too large for a float."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
+
+
 def _check_temperature(temperature: float) -> float:
     """1 / temperature, for a finite temperature > 0."""
     if type(temperature) is float and 0.0 < temperature < math.inf:
         return 1.0 / temperature
     if isinstance(temperature, bool) or not isinstance(temperature, Real):
         raise TypeError(f"temperature must be a real number, got {temperature!r}")
-    t = float(temperature)
+    t = _as_python_float(temperature, "temperature")
     if not (math.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
     return 1.0 / t
@@ -193,7 +205,9 @@ def _check_out(out: object, shape: tuple[int, ...], dtype: np.dtype[Any],
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} (the result's), got {out.dtype}")
+        native = " in the machine's byte order" if out.dtype.newbyteorder("=") == dtype else ""
+        raise TypeError(f"{name} must have dtype {dtype}{native} (the result's), "
+                        f"got {out.dtype.str if native else out.dtype}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not out.flags.c_contiguous:
@@ -645,10 +659,12 @@ def _class_labels(target: npt.NDArray[Any], sample_shape: tuple[int, ...],
     if target.shape != sample_shape:
         raise ValueError(f"target of class indices must have the logits' shape without the class "
                          f"axis, {sample_shape}, got {target.shape}")
-    if target.dtype == np.uint64 and target.size and target.max() > np.iinfo(np.int64).max:
-        bad = int(np.argmax(target > np.iinfo(np.int64).max))
+    if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size \
+            and target.max() > _INT64_MAX:  # (any byte order) would wrap to negative labels
+        bad = int(np.argmax(target > _INT64_MAX))
+        position = tuple(int(i) for i in np.unravel_index(bad, target.shape))
         raise ValueError(f"target holds label {int(target.flat[bad])} at position "
-                         f"{np.unravel_index(bad, target.shape)}, outside [0, {n_classes})")
+                         f"{position}, outside [0, {n_classes})")
     return np.asarray(target, dtype=np.int64, order="C")
 
 
@@ -801,12 +817,15 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     n_classes = logits.shape[axis]
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     ignore_index = _check_int(ignore_index, "ignore_index")
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
+        raise ValueError(f"ignore_index must fit in int64 (the labels' type), "
+                         f"got {shown(ignore_index)}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if type(label_smoothing) is not float and (  # (the ABC check costs ~1 us: skip it for floats)
             isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real)):
         raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
+    if not 0.0 <= _as_python_float(label_smoothing, "label_smoothing") <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     label_smoothing = float(label_smoothing)
     if grad_out is not None and not return_grad:

@@ -223,3 +223,79 @@ def test_threadpoolctl_sees_and_limits_the_openmp_runtime():
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
         assert fs.get_num_threads() == 1
     assert fs.get_num_threads() == _api._core.max_threads()
+
+
+# ---------------------------------------------------------------- byte order and absurd values
+
+@pytest.mark.parametrize("name", sorted(_callers()))
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">f2", ">i4"])
+def test_non_native_byte_order_is_converted_once(name, dtype):
+    """'>f4' on a little-endian CPU is float32 with its bytes swapped: computed, as SciPy does."""
+    x = np.random.default_rng(9).standard_normal((4, 6)) * 3
+    if dtype == ">i4":
+        x = np.round(x)
+    swapped = x.astype(dtype)
+    native = x.astype(np.dtype(dtype).newbyteorder("="))
+    got, expected = _callers()[name](x=swapped), _callers()[name](x=native)
+    np.testing.assert_array_equal(got, expected)
+    assert np.asarray(got).dtype.isnative
+
+
+def test_non_native_byte_order_in_every_other_argument():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((5, 20))
+    labels = rng.integers(0, 20, 5)
+    weight = rng.random(20) + 0.5
+    p = fs.softmax(rng.standard_normal((5, 20)))
+    expected = fs.cross_entropy(x, labels, weight=weight, return_grad=True)
+    got = fs.cross_entropy(x.astype(">f8"), labels.astype(">i8"), weight=weight.astype(">f4"),
+                           return_grad=True)
+    np.testing.assert_allclose(got[0], fs.cross_entropy(x, labels, weight=weight.astype("f4")))
+    np.testing.assert_array_equal(fs.cross_entropy(x, labels.astype(">u8"), weight=weight.astype(">f8")),
+                                  expected[0])
+    np.testing.assert_array_equal(fs.cross_entropy(x, p.astype(">f8")), fs.cross_entropy(x, p))
+    np.testing.assert_array_equal(fs.softmax_backward(x.astype(">f8"), p.astype(">f8")),
+                                  fs.softmax_backward(x, p))
+    assert got[1].dtype == np.float64
+    huge = np.array([2**63 + 5, 1, 2, 3, 4], dtype=">u8")
+    with pytest.raises(ValueError, match=r"target holds label 9223372036854775813 at position \(0,\)"):
+        fs.cross_entropy(x, huge)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8"])
+def test_out_in_the_other_byte_order_is_refused_saying_so(dtype):
+    x = np.zeros((2, 3), np.dtype(dtype).newbyteorder("="))
+    with pytest.raises(TypeError, match=rf"out must have dtype {x.dtype} in the machine's byte "
+                                        rf"order \(the result's\), got {dtype}"):
+        fs.softmax(x, out=np.zeros((2, 3), dtype))
+    with pytest.raises(TypeError, match="grad_out must have dtype .* in the machine's byte order"):
+        fs.cross_entropy(x, [0, 1], return_grad=True, grad_out=np.zeros((2, 3), dtype))
+
+
+@pytest.mark.parametrize("absurd", [10**400, -10**400, 10**5000], ids=["1e400", "-1e400", "1e5000"])
+def test_absurd_ints_give_value_errors_naming_the_argument(absurd):
+    x = np.random.default_rng(11).standard_normal((4, 6))
+    bits = abs(absurd).bit_length()
+    cases = [
+        (lambda: fs.cross_entropy(x, [0, 1, 2, 3], ignore_index=absurd),
+         rf"ignore_index must fit in int64 .*got (a negative|an) int of {bits} bits"),
+        (lambda: fs.softmax(x, axis=absurd), rf"axis=(a negative|an) int of {bits} bits is out of range"),
+        (lambda: fs.logsumexp(x, axis=absurd), "axis=.* is out of range"),
+        (lambda: fs.cross_entropy(x, [0, 1, 2, 3], axis=absurd), "axis=.* is out of range"),
+    ]
+    if absurd > 0:
+        cases += [
+            (lambda: fs.softmax(x, temperature=absurd), "temperature is too large for a float"),
+            (lambda: fs.log_softmax(x, temperature=absurd), "temperature is too large for a float"),
+            (lambda: fs.cross_entropy(x, [0, 1, 2, 3], label_smoothing=absurd),
+             "label_smoothing is too large for a float"),
+        ]
+    else:
+        cases += [(lambda: fs.softmax(x, temperature=absurd), "temperature is too large")]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    # Large but representable values keep their ordinary errors.
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        fs.cross_entropy(x, [0, 1, 2, 3], label_smoothing=10**300)
+    np.testing.assert_array_equal(fs.softmax(x, temperature=10**300), np.full(x.shape, 1 / 6))
