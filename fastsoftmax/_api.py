@@ -295,7 +295,8 @@ def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
     mask = None if where is None else _prepare_where(where, x.shape, axis)
     threads = resolve_threads(n_threads, x.size)
     out, x = _prepare_out(out, x.shape, x.dtype, x)
-    mask = _unalias(out, mask)
+    if mask is not None:
+        mask = _unalias(out, mask)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
         return out
@@ -516,7 +517,8 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     # Not in place: out is smaller than x, so a kernel writing it is not
     # written to read x at the same offsets.
     out, x = _prepare_out(out, shape, x.dtype, x, in_place=False)
-    mask = _unalias(out, mask)
+    if mask is not None:
+        mask = _unalias(out, mask)
     outer, n, inner = _reduction_view(x.shape, axis)
     if out.size:
         _core.softmax_family(x, out, mask, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
