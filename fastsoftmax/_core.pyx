@@ -457,7 +457,8 @@ def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index
     ``[0, n_classes)`` nor ``ignore_index`` (-1 when all are valid), for the
     API layer's error message.  ``denominator`` is the mean's: the number of
     labels kept (not ``ignore_index``), or with ``weight`` (None or ``(n_classes,)``
-    float32/float64) the Kahan-compensated sum of their classes' weights.
+    float32/float64) the Kahan-compensated sum of their classes' weights (an
+    inf weight on a kept label gives an inf denominator, as torch's, not NaN).
     Replaces six NumPy passes (masks, count, fancy index, sum), which cost
     ~15 us even on a handful of labels.
     """
@@ -483,7 +484,9 @@ def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index
             term = w32[label] if w32 != NULL else (w64[label] if w64 != NULL else 1.0)
             term = term - carry  # Kahan: what the last addition lost, added back
             t = total + term
-            carry = (t - total) - term
+            # Once the total is inf or NaN (t - t != 0), (t - total) - term is
+            # inf - inf = NaN and would turn an inf denominator into NaN: no carry then.
+            carry = (t - total) - term if t - t == 0 else 0.0
             total = t
     return first_bad, total
 

@@ -27,6 +27,7 @@
 #define ACC_ADD(a, b) acc32_add((a), (b))
 #define ACC_SUB(a, b) acc32_sub((a), (b))
 #define ACC_LANE(a, i) ACC32_LANE((a), (i))
+#define ACC_KEEP_WHERE_FINITE(c, t) acc32_keep_where_finite((c), (t))
 #define VEXP vexp_f32
 #define VMAX vmax32
 #define VLOAD vload_f32
@@ -54,6 +55,7 @@
 #undef ACC_ADD
 #undef ACC_SUB
 #undef ACC_LANE
+#undef ACC_KEEP_WHERE_FINITE
 #undef VEXP
 #undef VMAX
 #undef VLOAD
@@ -90,6 +92,7 @@
 #define ACC_ADD(a, b) ((a) + (b))
 #define ACC_SUB(a, b) ((a) - (b))
 #define ACC_LANE(a, i) LANE((a), (i))
+#define ACC_KEEP_WHERE_FINITE(c, t) vkeep_where_finite64((c), (t))
 #define VEXP vexp_f64
 #define VMAX vmax64
 #define VLOAD vload_f64

@@ -94,17 +94,23 @@ static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_
 #define ACCUMULATE(total, a, e) \
     do { if (exact_sum) (total) = ACC_ADD((total), ACC_FROM(e)); else (a) += (e); } while (0)
 
-/* Add a block's partial sums to the running total: Kahan-compensated for double input. */
-#define ADD_TO_TOTAL(total, carry, v)                                  \
-    do {                                                               \
-        if (sizeof(REAL) == 8) {                                       \
-            const VACC y_ = ACC_SUB(ACC_FROM(v), (carry));             \
-            const VACC t_ = ACC_ADD((total), y_);                      \
-            (carry) = ACC_SUB(ACC_SUB(t_, (total)), y_);               \
-            (total) = t_;                                              \
-        } else {                                                       \
-            (total) = ACC_ADD((total), ACC_FROM(v));                   \
-        }                                                              \
+/*
+ * Add a block's partial sums to the running total: Kahan-compensated for
+ * double input.  A lane whose new total is inf or NaN keeps a zero carry:
+ * (t - total) - y would be inf - inf = NaN there and turn a sum of +inf (a
+ * gradient of inf, an inf weight) into NaN, where the float path, the
+ * reference and torch give inf.  A finite total meets the usual Kahan steps.
+ */
+#define ADD_TO_TOTAL(total, carry, v)                                          \
+    do {                                                                       \
+        if (sizeof(REAL) == 8) {                                               \
+            const VACC y_ = ACC_SUB(ACC_FROM(v), (carry));                     \
+            const VACC t_ = ACC_ADD((total), y_);                              \
+            (carry) = ACC_KEEP_WHERE_FINITE(ACC_SUB(ACC_SUB(t_, (total)), y_), t_); \
+            (total) = t_;                                                      \
+        } else {                                                               \
+            (total) = ACC_ADD((total), ACC_FROM(v));                           \
+        }                                                                      \
     } while (0)
 
 /*

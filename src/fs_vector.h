@@ -10,6 +10,7 @@
  *   VACC32           W32 lanes of double, where float sums accumulate, with
  *                    acc32_from/add/sub/narrow and ACC32_LANE
  *   vload/vstore     unaligned, whole vector; *_partial for the first k lanes
+ *   keep_where_finite  a Kahan carry zeroed where its total is inf or NaN
  *   vmax             lane-wise max that returns its *second* argument when the
  *                    first is NaN, so a max accumulator never becomes NaN
  *   AS_BITS/FROM_BITS  reinterpret as unsigned integers and back
@@ -91,6 +92,22 @@ static inline VF32 acc32_narrow(VACC32 a)
 #define ACC32_ZERO ((VACC32){{0}, {0}})
 #define ACC32_LANE(a, i) ((i) < W64 ? (a).lo[(i)] : (a).hi[(i) - W64])
 
+/*
+ * c in the lanes where t is finite, 0 where t is inf or NaN (t - t is 0 only
+ * for a finite t).  For a Kahan carry: once a running total is infinite, its
+ * carry (t - total) - y is inf - inf = NaN, which would turn the inf into NaN.
+ */
+static inline VF64 vkeep_where_finite64(VF64 c, VF64 t)
+{
+    return (VF64)((VU64)c & (VU64)(t - t == 0));
+}
+static inline VACC32 acc32_keep_where_finite(VACC32 c, VACC32 t)
+{
+    c.lo = vkeep_where_finite64(c.lo, t.lo);
+    c.hi = vkeep_where_finite64(c.hi, t.hi);
+    return c;
+}
+
 /* One mask byte per lane (`where=`), widened to all-ones / zero lanes. */
 typedef uint8_t VB32 __attribute__((vector_size(W32)));
 typedef uint8_t VB64 __attribute__((vector_size(W64)));
@@ -151,6 +168,9 @@ typedef double VACC32;
 #define acc32_narrow(a) ((float)(a))
 #define ACC32_ZERO 0.0
 #define ACC32_LANE(a, i) (a)
+/* As above: c where t is finite, else 0. */
+static inline double vkeep_where_finite64(double c, double t) { return t - t == 0 ? c : 0.0; }
+#define acc32_keep_where_finite(c, t) vkeep_where_finite64((c), (t))
 
 typedef uint8_t VB32;
 typedef uint8_t VB64;
