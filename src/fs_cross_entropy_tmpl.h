@@ -91,13 +91,16 @@ static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *we
  * exponentials e = exp(x - m) that the sum pass stored in grad:
  * g = e * p_factor - class_factor * w (index targets) or
  * g = e * p_factor - class_factor * w t' (probabilities).
+ * Index targets without smoothing have no class term (class_factor is 0):
+ * as in torch the other classes' weights never enter, so an inf or NaN
+ * weight on a class that is not the label leaves the gradient finite.
  */
 static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, fs_index n,
                             double p_factor, double class_factor, double eps)
 {
     const V vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
     const V keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
-    const int class_term = target || class_factor != 0;
+    const int class_term = target || eps > 0;
     for (fs_index i = 0; i < n; i += W) {
         const fs_index k = n - i < W ? n - i : W;
         V g = (k == W ? VLOAD(grad + i) : VLOAD_PARTIAL(grad + i, k, 0)) * vp;
@@ -227,13 +230,22 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     }
     if (!grad)
         return;
+    /*
+     * As in row_ce_grad: index targets without smoothing have no class term,
+     * so an inf or NaN weight on a class that is not the label never meets the
+     * 0 class_factor (0 * inf = NaN) and the gradient stays finite, as torch's.
+     */
+    const int class_term = target || eps > 0;
     for (fs_index k = 0; k < n; k++) {
         const V e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
-        const V w = VSPLAT(weight ? weight[k] : 1);
-        V class_term = class_factor * w;
-        if (target)
-            class_term = class_term * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
-        TILE_STORE(grad + k * stride, 0, SELECT(valid, e * p_factor - class_term, VSPLAT(0)));
+        V g = e * p_factor;
+        if (class_term) {
+            V c = class_factor * VSPLAT(weight ? weight[k] : 1);
+            if (target)
+                c = c * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
+            g = g - c;
+        }
+        TILE_STORE(grad + k * stride, 0, SELECT(valid, g, VSPLAT(0)));
     }
     for (fs_index i = 0; i < lanes; i++)
         if (label_term[i] != 0)
