@@ -19,6 +19,7 @@ from cython.parallel cimport prange
 from libc.math cimport log
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 cnp.import_array()
 
@@ -282,7 +283,7 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
     cdef double *chunk_sum = <double *> malloc(total * sizeof(double))
     cdef real *row_max = <real *> malloc(rows * sizeof(real))
     cdef double *row_sum = <double *> malloc(rows * sizeof(double))
-    cdef real m
+    cdef real m, value
     cdef double s
     if chunk_max == NULL or chunk_sum == NULL or row_max == NULL or row_sum == NULL:
         free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
@@ -324,11 +325,13 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
     if op == OP_LOGSUMEXP:
         for r in range(rows):
             if real is float:
-                out[r] = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n,
-                                                      _mask_at(mask, r * n), n, 1)
+                value = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n,
+                                                     _mask_at(mask, r * n), n, 1)
             else:
-                out[r] = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n,
-                                                      _mask_at(mask, r * n), n, 1)
+                value = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n,
+                                                     _mask_at(mask, r * n), n, 1)
+            # out may be unaligned (a NumPy array at an odd address): stored as bytes.
+            memcpy(out + r, &value, sizeof(real))
     else:
         for i in prange(total, num_threads=nthreads, schedule='dynamic'):
             r = i // per_row
@@ -460,13 +463,15 @@ def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index
     float32/float64) the Kahan-compensated sum of their classes' weights (an
     inf weight on a kept label gives an inf denominator, as torch's, not NaN).
     Replaces six NumPy passes (masks, count, fancy index, sum), which cost
-    ~15 us even on a handful of labels.
+    ~15 us even on a handful of labels.  Labels and weights are read through
+    memcpy: either array may be C-contiguous yet unaligned.
     """
     cdef const int64_t *y = <const int64_t *> cnp.PyArray_DATA(labels)
     cdef Py_ssize_t i, size = cnp.PyArray_SIZE(labels), first_bad = -1
     cdef const float *w32 = NULL
     cdef const double *w64 = NULL
     cdef double total = 0.0, carry = 0.0, term, t
+    cdef float term32
     cdef int64_t label
     if weight is not None:
         if cnp.PyArray_TYPE(<cnp.ndarray> weight) == cnp.NPY_FLOAT32:
@@ -475,13 +480,19 @@ def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index
             w64 = <const double *> cnp.PyArray_DATA(<cnp.ndarray> weight)
     with nogil:
         for i in range(size):
-            label = y[i]
+            memcpy(&label, y + i, sizeof(int64_t))
             if label == ignore_index:
                 continue
             if label < 0 or label >= n_classes:
                 first_bad = i
                 break
-            term = w32[label] if w32 != NULL else (w64[label] if w64 != NULL else 1.0)
+            if w32 != NULL:
+                memcpy(&term32, w32 + label, sizeof(float))
+                term = term32
+            elif w64 != NULL:
+                memcpy(&term, w64 + label, sizeof(double))
+            else:
+                term = 1.0
             term = term - carry  # Kahan: what the last addition lost, added back
             t = total + term
             # Once the total is inf or NaN (t - t != 0), (t - total) - term is

@@ -22,6 +22,9 @@
  * Labels are checked by the Python layer before any kernel runs; a kernel
  * that still meets one outside [0, C) does not read with it: it writes a NaN
  * loss and a NaN gradient for that sample.
+ *
+ * Every element access goes through VLOAD/SLOAD and their stores: NumPy
+ * arrays (logits, targets, weights, gradient, labels) may be unaligned.
  */
 
 /* The class terms of one sample, for the loss and the gradient pass. */
@@ -135,14 +138,14 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
     }
     if (!target && (label < 0 || label >= n)) { /* unreachable past the Python checks */
         for (fs_index i = 0; grad && i < n; i++)
-            grad[i] = (REAL)NAN;
+            SSTORE(grad + i, (REAL)NAN);
         return NAN;
     }
     const REAL m = FN(row_max)(x, NULL, n);
     double gap_sum = 0, mass = 0;
     if (target || eps > 0)
         FN(row_class_sums)(x, target, weight, n, m, eps, &gap_sum, &mass);
-    const double gap_y = target ? 0 : (double)m - x[label];
+    const double gap_y = target ? 0 : (double)m - SLOAD(x + label);
     const double sum = grad ? FN(row_sum_exp_stored)(x, grad, n, m, ahead)
                             : FN(row_sum_exp)(x, NULL, NULL, n, m, 1, ahead);
     const double log_sum = log(sum);
@@ -151,12 +154,12 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
             FN(row_ce_grad)(target, weight, grad, n, grad_scale * mass / sum, grad_scale, eps);
         return gap_sum + mass * log_sum;
     }
-    const double w_y = weight ? weight[label] : 1.0;
+    const double w_y = weight ? SLOAD(weight + label) : 1.0;
     const FN(ce_terms) t = FN(ce_index_terms)(gap_y, log_sum, gap_sum, w_y, weight_sum, eps, n);
     if (grad) {
         FN(row_ce_grad)(NULL, weight, grad, n, grad_scale * t.p_coef / sum,
                         grad_scale * t.class_coef, eps);
-        grad[label] -= (REAL)(grad_scale * (1 - eps) * w_y);
+        SSTORE(grad + label, SLOAD(grad + label) - (REAL)(grad_scale * (1 - eps) * w_y));
     }
     return t.loss;
 }
@@ -185,7 +188,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     if (target || eps > 0) {
         for (fs_index k = 0; k < n; k++) {
             const V gap = m[0] - TILE_LOAD(x + k * stride, 0, 0);
-            const V w = VSPLAT(weight ? weight[k] : 1);
+            const V w = VSPLAT(weight ? SLOAD(weight + k) : 1);
             if (target) {
                 const V wt = w * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
                 FN(acc_add)(&mass_acc, wt);
@@ -207,21 +210,23 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         const REAL mi = LANE(m[0], i);
         label_term[i] = 0;
         if (target) {
-            loss[i] = ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum;
+            sstore_f64(loss + i, ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum);
             LANE(p_factor, i) = (REAL)(grad_scale * ACC_LANE(masses, i) / sum);
             LANE(class_factor, i) = (REAL)grad_scale;
-        } else if (labels[i] == ignore_index) {
-            loss[i] = 0;
+        } else if (sload_i64(labels + i) == ignore_index) {
+            sstore_f64(loss + i, 0);
             continue;
-        } else if (labels[i] < 0 || labels[i] >= n) { /* unreachable past the Python checks */
-            loss[i] = NAN;
+        } else if (sload_i64(labels + i) < 0 || sload_i64(labels + i) >= n) {
+            /* unreachable past the Python checks */
+            sstore_f64(loss + i, NAN);
             LANE(p_factor, i) = (REAL)NAN;
         } else {
-            const double w_y = weight ? weight[labels[i]] : 1.0;
-            const FN(ce_terms) t = FN(ce_index_terms)((double)mi - x[labels[i] * stride + i],
+            const int64_t y = sload_i64(labels + i);
+            const double w_y = weight ? SLOAD(weight + y) : 1.0;
+            const FN(ce_terms) t = FN(ce_index_terms)((double)mi - SLOAD(x + y * stride + i),
                                                       log_sum, ACC_LANE(gaps, i), w_y, weight_sum,
                                                       eps, n);
-            loss[i] = t.loss;
+            sstore_f64(loss + i, t.loss);
             LANE(p_factor, i) = (REAL)(grad_scale * t.p_coef / sum);
             LANE(class_factor, i) = (REAL)(grad_scale * t.class_coef);
             label_term[i] = grad_scale * (1 - eps) * w_y;
@@ -240,7 +245,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         const V e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
         V g = e * p_factor;
         if (class_term) {
-            V c = class_factor * VSPLAT(weight ? weight[k] : 1);
+            V c = class_factor * VSPLAT(weight ? SLOAD(weight + k) : 1);
             if (target)
                 c = c * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
             g = g - c;
@@ -248,8 +253,10 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         TILE_STORE(grad + k * stride, 0, SELECT(valid, g, VSPLAT(0)));
     }
     for (fs_index i = 0; i < lanes; i++)
-        if (label_term[i] != 0)
-            grad[labels[i] * stride + i] -= (REAL)label_term[i];
+        if (label_term[i] != 0) {
+            REAL *at = grad + sload_i64(labels + i) * stride + i;
+            SSTORE(at, SLOAD(at) - (REAL)label_term[i]);
+        }
 }
 
 /*
@@ -299,9 +306,9 @@ static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const 
         const REAL *ts = target ? target + o * slab : NULL;
         REAL *gs = grad ? grad + o * slab : NULL;
         if (stride == 1) {
-            loss[o] = FN(ce_row)(xs, target ? 0 : labels[o], ts, weight, weight_sum, eps,
-                                 ignore_index, gs, grad_scale, n,
-                                 o + 1 < outer ? xs + slab : NULL);
+            sstore_f64(loss + o, FN(ce_row)(xs, target ? 0 : sload_i64(labels + o), ts, weight,
+                                            weight_sum, eps, ignore_index, gs, grad_scale, n,
+                                            o + 1 < outer ? xs + slab : NULL));
             continue;
         }
         for (fs_index j = 0; j < width; j += W) {

@@ -32,6 +32,8 @@
 #define VMAX vmax32
 #define VLOAD vload_f32
 #define VSTORE vstore_f32
+#define SLOAD sload_f32
+#define SSTORE sstore_f32
 #define VSPLAT vsplat_f32
 #define VLOAD_PARTIAL vload_partial_f32
 #define VSTORE_PARTIAL vstore_partial_f32
@@ -60,6 +62,8 @@
 #undef VMAX
 #undef VLOAD
 #undef VSTORE
+#undef SLOAD
+#undef SSTORE
 #undef VSPLAT
 #undef VLOAD_PARTIAL
 #undef VSTORE_PARTIAL
@@ -97,6 +101,8 @@
 #define VMAX vmax64
 #define VLOAD vload_f64
 #define VSTORE vstore_f64
+#define SLOAD sload_f64
+#define SSTORE sstore_f64
 #define VSPLAT vsplat_f64
 #define VLOAD_PARTIAL vload_partial_f64
 #define VSTORE_PARTIAL vstore_partial_f64

@@ -81,9 +81,11 @@ static REAL FN(row_max)(const REAL *x, const uint8_t *mask, fs_index n)
 /* True if a strided slice holds an unmasked NaN: only asked when its max is infinite. */
 static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_index stride)
 {
-    for (fs_index k = 0; k < n; k++)
-        if (x[k * stride] != x[k * stride] && (mask == NULL || mask[k * stride]))
+    for (fs_index k = 0; k < n; k++) {
+        const REAL v = SLOAD(x + k * stride);
+        if (v != v && (mask == NULL || mask[k * stride]))
             return 1;
+    }
     return 0;
 }
 

@@ -212,26 +212,30 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
  * back; every row meets the same lane arithmetic wherever it sits, so the
  * results do not depend on how rows are split between threads.
  */
-/* panel[k * W + i] = rows[i * n + k]: `lanes` rows of n into an (n, W) panel, zero lanes after. */
+/*
+ * panel[k * W + i] = rows[i * n + k]: `lanes` rows of n into an (n, W) panel,
+ * zero lanes after.  `rows` is the caller's array (maybe unaligned: SLOAD);
+ * the panel is our own stack array.
+ */
 FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const REAL *rows, fs_index n, fs_index lanes)
 {
     if (lanes == W) { /* the common case, without a test per element */
         for (fs_index k = 0; k < n; k++)
             for (fs_index i = 0; i < W; i++)
-                panel[k * W + i] = rows[i * n + k];
+                panel[k * W + i] = SLOAD(rows + i * n + k);
         return;
     }
     for (fs_index k = 0; k < n; k++)
         for (fs_index i = 0; i < W; i++)
-            panel[k * W + i] = i < lanes ? rows[i * n + k] : 0;
+            panel[k * W + i] = i < lanes ? SLOAD(rows + i * n + k) : 0;
 }
 
-/* rows[i * n + k] = panel[k * W + i] for the first `lanes` lanes. */
+/* rows[i * n + k] = panel[k * W + i] for the first `lanes` lanes (rows maybe unaligned). */
 FS_ALWAYS_INLINE void FN(scatter_rows)(REAL *rows, const REAL *panel, fs_index n, fs_index lanes)
 {
     for (fs_index i = 0; i < lanes; i++)
         for (fs_index k = 0; k < n; k++)
-            rows[i * n + k] = panel[k * W + i];
+            SSTORE(rows + i * n + k, panel[k * W + i]);
 }
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
@@ -314,7 +318,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
             const REAL max = FN(row_max)(xs, m, n);
             const double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1,
                                                o + 1 < outer ? xs + slab : NULL);
-            out[o] = FN(logsumexp_finish)(max, sum, xs, m, n, 1);
+            SSTORE(out + o, FN(logsumexp_finish)(max, sum, xs, m, n, 1));
         } else {
             FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, 2);
         }

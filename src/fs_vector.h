@@ -10,6 +10,7 @@
  *   VACC32           W32 lanes of double, where float sums accumulate, with
  *                    acc32_from/add/sub/narrow and ACC32_LANE
  *   vload/vstore     unaligned, whole vector; *_partial for the first k lanes
+ *   sload/sstore     one element, unaligned (every scalar access to an array)
  *   keep_where_finite  a Kahan carry zeroed where its total is inf or NaN
  *   vmax             lane-wise max that returns its *second* argument when the
  *                    first is NaN, so a max accumulator never becomes NaN
@@ -183,7 +184,14 @@ typedef uint8_t VB64;
 
 #endif /* FS_VBYTES */
 
-/* Loads and stores through memcpy: unaligned, and free of aliasing trouble. */
+/*
+ * Loads and stores through memcpy: unaligned, and free of aliasing trouble.
+ * The s* forms move one element: NumPy arrays may be C-contiguous yet not
+ * aligned to their element size (np.frombuffer at an odd offset), and a plain
+ * p[i] on them is undefined behaviour (which a vectorizer may turn into an
+ * aligned vector move that faults).  A memcpy of 4 or 8 bytes compiles to one
+ * scalar move, so these cost nothing over p[i].
+ */
 #define FS_DEFINE_MEMORY_OPS(V, REAL, SFX)                                          \
     static inline V vload_##SFX(const REAL *p)                                     \
     {                                                                              \
@@ -192,7 +200,14 @@ typedef uint8_t VB64;
         return v;                                                                  \
     }                                                                              \
     static inline void vstore_##SFX(REAL *p, V v) { memcpy(p, &v, sizeof v); }     \
-    static inline V vsplat_##SFX(REAL s) { return (V){0} + s; }
+    static inline V vsplat_##SFX(REAL s) { return (V){0} + s; }                    \
+    static inline REAL sload_##SFX(const REAL *p)                                  \
+    {                                                                              \
+        REAL s;                                                                    \
+        memcpy(&s, p, sizeof s);                                                   \
+        return s;                                                                  \
+    }                                                                              \
+    static inline void sstore_##SFX(REAL *p, REAL s) { memcpy(p, &s, sizeof s); }
 
 /*
  * The first k (< W) lanes from p, the rest `fill`, and the matching store: a
@@ -261,6 +276,14 @@ static inline void vstore_partial_f64(double *p, VF64 v, fs_index k)
 
 FS_DEFINE_MEMORY_OPS(VF32, float, f32)
 FS_DEFINE_MEMORY_OPS(VF64, double, f64)
+
+/* One class label, unaligned as above (an int64 array at an odd address is as legal). */
+static inline int64_t sload_i64(const int64_t *p)
+{
+    int64_t s;
+    memcpy(&s, p, sizeof s);
+    return s;
+}
 #ifdef FS_DEFINE_PARTIAL_OPS
 FS_DEFINE_PARTIAL_OPS(VF32, float, f32)
 FS_DEFINE_PARTIAL_OPS(VF64, double, f64)

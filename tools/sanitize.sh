@@ -14,13 +14,19 @@
 #      a temporary directory.  The checkout itself, and any editable install of
 #      it, are left alone.
 #   2. Builds the extension in place there with
-#        CC="gcc -fsanitize=address,undefined -fno-omit-frame-pointer -g"
+#        CC="gcc -fsanitize=address,undefined,alignment -fno-omit-frame-pointer -g"
+#      (UBSan's alignment check is named explicitly: NumPy hands the kernels
+#      C-contiguous arrays that are not aligned to their element size, which
+#      the kernels must only touch through memcpy, and x86 hardware forgives a
+#      misaligned access silently, so this check is what sees one; see
+#      tests/test_unaligned.py)
 #      (the flags are part of CC so that setup.py's OpenMP probe, which links an
 #      executable, is instrumented too and still finds OpenMP) and
 #      FASTSOFTMAX_EXTRA_CFLAGS=-O1, which setup.py puts last on each compile
 #      line, so it overrides setup.py's -O3.  It checks that the module links
 #      the ASan runtime.
-#   3. Runs `python -m pytest` in the copy with
+#   3. Runs `python -m pytest --capture=sys` in the copy (UBSan reports on file
+#      descriptor 2, see below, which pytest then leaves alone) with
 #        LD_PRELOAD=<libasan.so>:<libstdc++.so>  (the interpreter is not
 #                                  instrumented: the ASan runtime has to be loaded
 #                                  first; libstdc++ so that C++ exceptions in
@@ -35,16 +41,19 @@
 #                                  replaces the whole environment gets whatever
 #                                  fastsoftmax is installed instead)
 #   4. Fails (exit status 1) if pytest fails or the sanitizers reported
-#      anything, and prints the reports.  They are written to files
-#      (ASAN_OPTIONS/UBSAN_OPTIONS log_path=<build dir>/reports/), because
-#      pytest captures stderr and a halted process never shows it; reports of
-#      forked children and python subprocesses land there too.  The build
-#      directory is kept when anything failed.
+#      anything, and prints the reports.  ASan's are written to files
+#      (ASAN_OPTIONS log_path=<build dir>/reports/), because pytest captures
+#      stderr and a halted process never shows it; reports of forked children
+#      and python subprocesses land there too.  GCC 12's libubsan ignores
+#      log_path and writes to stderr: its reports reach the pytest log through
+#      --capture=sys (those of a python subprocess reach it only if the test
+#      prints the child's stderr).  The build directory is kept when anything
+#      failed.
 #
 # Environment knobs:
 #   PYTHON            the interpreter to build and test with (default: python3)
 #   SANITIZE_CC       compiler (default: gcc, else cc)
-#   SANITIZE_FLAGS    sanitizer flags (default: -fsanitize=address,undefined
+#   SANITIZE_FLAGS    sanitizer flags (default: -fsanitize=address,undefined,alignment
 #                     -fno-omit-frame-pointer -g); add e.g.
 #                     -fsanitize=float-cast-overflow for more checks
 #   SANITIZE_OPT      optimization level (default: -O1)
@@ -58,7 +67,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
 cc="${SANITIZE_CC:-$(command -v gcc || command -v cc)}"
-flags="${SANITIZE_FLAGS:--fsanitize=address,undefined -fno-omit-frame-pointer -g}"
+flags="${SANITIZE_FLAGS:--fsanitize=address,undefined,alignment -fno-omit-frame-pointer -g}"
 opt="${SANITIZE_OPT:--O1}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/fastsoftmax-sanitize.XXXXXX")"
@@ -116,7 +125,11 @@ export PYTHONDONTWRITEBYTECODE=1
 cd "$src"
 "$python" -c "import fastsoftmax, sys; assert fastsoftmax.__file__.startswith('$src'), fastsoftmax.__file__; fastsoftmax.show_config()"
 set +e
-"$python" -m pytest -p no:cacheprovider "$@" 2>&1 | tee "$log"
+# --capture=sys: pytest captures Python's sys.stdout/stderr but leaves file
+# descriptor 2 alone.  GCC's libubsan ignores log_path and reports on fd 2;
+# with pytest's default fd capture, a report that halts the process would be
+# swallowed with the captured output, leaving only "pytest failed".
+"$python" -m pytest -p no:cacheprovider --capture=sys "$@" 2>&1 | tee "$log"
 pytest_status=${PIPESTATUS[0]}
 set -e
 

@@ -1,0 +1,202 @@
+"""Unaligned arrays reach the kernels.
+
+NumPy arrays can be C-contiguous yet not aligned to their element size
+(``np.frombuffer(bytearray(4 * n + 1), np.float32, offset=1)``,
+``.flags.aligned`` False), and NumPy accepts such an array as ``out=``.  The
+kernels must then touch every element through memcpy (a plain ``x[i]`` is
+undefined behaviour: UBSan reports it, and a vectorizer may emit an aligned
+vector move that faults).  Every op runs here, in both dtypes, on every ISA,
+with rows on both sides of FS_SHORT_ROW = 16, panels of several tile widths
+and long rows split across threads, with every float (and label) input and
+every output unaligned: the results must equal those of aligned copies bit for
+bit.  Each case calls ``fastsoftmax._core`` directly, so the arrays surely
+reach the kernels unaligned whatever the API layer copies, and then the public
+function, which must accept the unaligned ``out=``/``grad_out=``.  On x86 the
+hardware forgives unaligned scalar loads, so a regression shows under
+``tools/sanitize.sh`` (UBSan's alignment check) rather than as wrong numbers.
+"""
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core
+from conftest import random_logits
+
+# (dtype, byte offset from an element-aligned address): float32 at an odd
+# address; float64 at 4 mod 8 (a float32-aligned buffer) and at an odd one.
+MISALIGNMENTS = [(np.float32, 1), (np.float64, 4), (np.float64, 1)]
+MISALIGNMENT_IDS = ["float32+1", "float64+4", "float64+1"]
+# (shape, axis): short rows (one per lane), rows of the row kernels, and panels
+# whose widths give a partial tile, whole tiles and two-vector tiles plus a rest.
+LAYOUTS = [((37, 5), -1), ((37, 16), -1), ((37, 17), -1), ((9, 100), -1),
+           ((3, 5, 5), 1), ((3, 17, 16), 1), ((2, 9, 40), 1), ((40, 3), 0)]
+LAYOUT_IDS = ["rows5", "rows16", "rows17", "rows100", "panel5x5", "panel17x16", "panel9x40",
+              "axis0"]
+LONG_ROW = (1, 2 * 16384 + 3)  # split across threads in FS_CHUNK pieces (_run_long_rows)
+
+
+def unaligned(a, offset):
+    """A copy of `a` (C-contiguous, writeable) that starts `offset` bytes past a 64-byte boundary."""
+    a = np.ascontiguousarray(a)
+    raw = np.zeros(a.nbytes + 128, np.uint8)
+    start = (offset - raw.ctypes.data) % 64
+    copy = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    copy[...] = a
+    assert copy.ctypes.data % 64 == offset and copy.flags.c_contiguous and copy.flags.writeable
+    assert not copy.flags.aligned
+    return copy
+
+
+def assert_bitwise(got, expected, what):
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, what
+    assert got.tobytes() == expected.tobytes(), (
+        f"{what}: differs at {np.argwhere(got.view(np.uint8) != expected.view(np.uint8))[:4]}")
+
+
+def reduction_view(shape, axis):
+    """(outer, n, inner) as the API hands it to _core."""
+    axis %= len(shape)
+    return (int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
+
+
+def threads_for(shape):
+    return 2 if shape == LONG_ROW else 1
+
+
+# ---------------------------------------------------------------- softmax, log_softmax, logsumexp
+
+@pytest.mark.parametrize("dtype,offset", MISALIGNMENTS, ids=MISALIGNMENT_IDS)
+@pytest.mark.parametrize("shape,axis", LAYOUTS + [(LONG_ROW, -1)], ids=LAYOUT_IDS + ["long_row"])
+def test_softmax_family(isa, dtype, offset, shape, axis):
+    x = random_logits(shape, dtype, seed=sum(shape))
+    x.flat[::7] = -np.inf
+    if shape != LONG_ROW:
+        # Slices whose max is infinite, which logsumexp scans for a NaN: all -inf, and a +inf.
+        first, last = [0] * len(shape), [-1] * len(shape)
+        first[axis], last[axis] = slice(None), 1
+        x[tuple(first)] = -np.inf
+        x[tuple(last)] = np.inf
+    where = np.random.default_rng(1).random(shape) > 0.3
+    outer, n, inner = reduction_view(shape, axis)
+    reduced = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+    xu = unaligned(x, offset)
+    for op, name in enumerate(("softmax", "log_softmax", "logsumexp")):
+        out_shape = reduced if name == "logsumexp" else shape
+        for temperature in ((1.0,) if name == "logsumexp" else (1.0, 0.7)):
+            for mask in (None, where):
+                what = f"{name} T={temperature} where={mask is not None}"
+                expected = np.empty(out_shape, dtype)
+                _core.softmax_family(x, expected, mask, outer, n, inner, 1 / temperature, op,
+                                     threads_for(shape))
+                got = unaligned(np.zeros(out_shape, dtype), offset)
+                _core.softmax_family(xu, got, mask, outer, n, inner, 1 / temperature, op,
+                                     threads_for(shape))
+                assert_bitwise(got, expected, f"_core {what}")
+                # The public function, into an unaligned out= (and in place for the first two).
+                func = getattr(fs, name)
+                kwargs = {} if name == "logsumexp" else {"temperature": temperature}
+                got = unaligned(np.zeros(out_shape, dtype), offset)
+                assert func(xu, axis, where=mask, out=got, n_threads=threads_for(shape),
+                            **kwargs) is got
+                assert_bitwise(got, expected, what)
+                if name != "logsumexp":
+                    inplace = unaligned(x, offset)
+                    func(inplace, axis, where=mask, out=inplace, **kwargs)
+                    assert_bitwise(inplace, expected, f"{what} in place")
+
+
+# ---------------------------------------------------------------- backward helpers
+
+@pytest.mark.parametrize("dtype,offset", MISALIGNMENTS, ids=MISALIGNMENT_IDS)
+@pytest.mark.parametrize("shape,axis", LAYOUTS, ids=LAYOUT_IDS)
+@pytest.mark.parametrize("log", [False, True])
+def test_backward(isa, dtype, offset, shape, axis, log):
+    x = random_logits(shape, dtype, seed=sum(shape))
+    y = (fs.log_softmax if log else fs.softmax)(x, axis)
+    g = random_logits(shape, dtype, seed=2, scale=1.0)
+    outer, n, inner = reduction_view(shape, axis)
+    expected = np.empty(shape, dtype)
+    _core.backward(g, y, expected, outer, n, inner, log, 1)
+    gu, yu = unaligned(g, offset), unaligned(y, offset)
+    got = unaligned(np.zeros(shape, dtype), offset)
+    _core.backward(gu, yu, got, outer, n, inner, log, 1)
+    assert_bitwise(got, expected, "_core backward")
+    func = fs.log_softmax_backward if log else fs.softmax_backward
+    got = unaligned(np.zeros(shape, dtype), offset)
+    assert func(gu, yu, axis, out=got) is got
+    assert_bitwise(got, expected, func.__name__)
+    assert_bitwise(func(gu, yu, axis, out=gu), expected, f"{func.__name__} into grad_output")
+
+
+# ---------------------------------------------------------------- cross_entropy
+
+def ce_inputs(shape, axis, dtype, targets):
+    """(logits, labels or probabilities, weight) for one layout, with ignored samples."""
+    rng = np.random.default_rng(sum(shape))
+    logits = random_logits(shape, dtype, seed=sum(shape) + 1)
+    n_classes = shape[axis]
+    sample_shape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+    if targets == "index":
+        target = rng.integers(0, n_classes, sample_shape)
+        target.flat[::5] = -100
+    else:
+        target = fs.softmax(rng.standard_normal(shape), axis).astype(dtype)
+    weight = (rng.random(n_classes) + 0.5).astype(dtype)
+    return logits, target, weight
+
+
+@pytest.mark.parametrize("dtype,offset", MISALIGNMENTS, ids=MISALIGNMENT_IDS)
+@pytest.mark.parametrize("shape,axis", LAYOUTS, ids=LAYOUT_IDS)
+@pytest.mark.parametrize("targets", ["index", "probabilities"])
+def test_cross_entropy(isa, dtype, offset, shape, axis, targets):
+    logits, target, weight = ce_inputs(shape, axis, dtype, targets)
+    outer, n, inner = reduction_view(shape, axis)
+    labels = target if targets == "index" else None
+    probabilities = None if targets == "index" else target
+    xu = unaligned(logits, offset)
+    # int64 labels at the same offset: unaligned too (for offsets that are not multiples of 8).
+    lu = None if labels is None else unaligned(labels, offset)
+    pu = None if probabilities is None else unaligned(probabilities, offset)
+    for w, smoothing in ((None, 0.0), (weight, 0.0), (weight, 0.2)):
+        wu = None if w is None else unaligned(w, offset)
+        weight_sum = float(n) if w is None else float(w.sum(dtype=np.float64))
+        what = f"weight={w is not None} smoothing={smoothing}"
+        if labels is not None:
+            stats = _core.label_stats(labels, n, -100, w)
+            assert _core.label_stats(lu, n, -100, wu) == stats, f"label_stats {what}"
+        for with_grad in (False, True):
+            loss = np.zeros((outer, inner))
+            grad = np.empty(shape, dtype) if with_grad else None
+            _core.cross_entropy(logits, labels, probabilities, w, weight_sum, smoothing, -100,
+                                loss, grad, 0.5, outer, n, inner, 1)
+            loss_u = unaligned(np.zeros((outer, inner)), offset)
+            grad_u = unaligned(np.zeros(shape, dtype), offset) if with_grad else None
+            _core.cross_entropy(xu, lu, pu, wu, weight_sum, smoothing, -100, loss_u, grad_u, 0.5,
+                                outer, n, inner, 1)
+            assert_bitwise(loss_u, loss, f"_core loss, {what}")
+            if with_grad:
+                assert_bitwise(grad_u, grad, f"_core gradient, {what}")
+            if with_grad:  # in place: the gradient over the unaligned logits
+                inplace = unaligned(logits, offset)
+                _core.cross_entropy(inplace, lu, pu, wu, weight_sum, smoothing, -100, loss_u,
+                                    inplace, 0.5, outer, n, inner, 1)
+                assert_bitwise(loss_u, loss, f"_core loss in place, {what}")
+                assert_bitwise(inplace, grad, f"_core gradient in place, {what}")
+        # The public function: unaligned logits, target, weight and grad_out.
+        expected = fs.cross_entropy(logits, target, axis=axis, weight=w, label_smoothing=smoothing,
+                                    reduction="none", return_grad=True)
+        grad_out = unaligned(np.zeros(shape, dtype), offset)
+        got = fs.cross_entropy(xu, lu if labels is not None else pu, axis=axis, weight=wu,
+                               label_smoothing=smoothing, reduction="none", return_grad=True,
+                               grad_out=grad_out)
+        assert got[1] is grad_out
+        assert_bitwise(got[0], expected[0], f"loss, {what}")
+        assert_bitwise(got[1], expected[1], f"gradient, {what}")
+        for reduction in ("mean", "sum"):
+            assert_bitwise(
+                fs.cross_entropy(xu, lu if labels is not None else pu, axis=axis, weight=wu,
+                                 label_smoothing=smoothing, reduction=reduction),
+                fs.cross_entropy(logits, target, axis=axis, weight=w, label_smoothing=smoothing,
+                                 reduction=reduction), f"{reduction} loss, {what}")
+
