@@ -21,7 +21,12 @@
  *
  * Labels are checked by the Python layer before any kernel runs; a kernel
  * that still meets one outside [0, C) does not read with it: it writes a NaN
- * loss and a NaN gradient for that sample.
+ * loss and a NaN gradient for that sample.  A kernel never indexes memory
+ * with a value it reads more than once: each label is read once into a local
+ * (a by-value argument, or a tile's label[]), checked there, and only that
+ * local is used.  The labels may share memory with the gradient, or another
+ * Python thread may change them while the GIL is released; a second read
+ * could then differ from the value checked and index out of bounds.
  *
  * Every element access goes through VLOAD/SLOAD and their stores: NumPy
  * arrays (logits, targets, weights, gradient, labels) may be unaligned.
@@ -180,6 +185,10 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     V m[1];
     VACC total[1], gaps = ACC_ZERO, masses = ACC_ZERO;
     FN(accumulator) gap_acc, mass_acc;
+    /* The tile's labels, each read once (see the top of this file). */
+    int64_t label[W] = {0};
+    for (fs_index i = 0; i < lanes; i++)
+        label[i] = target ? 0 : sload_i64(labels + i);
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
     FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
@@ -204,24 +213,24 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     /* Per sample: the loss, and the gradient's coefficients as lanes. */
     V p_factor = VSPLAT(0), class_factor = VSPLAT(0);
     VU_T valid = (VU_T)(VSPLAT(0) != VSPLAT(0));
-    double label_term[16];
+    double label_term[W] = {0};
+    int has_label_term[W] = {0};
     for (fs_index i = 0; i < lanes; i++) {
         const double sum = ACC_LANE(total[0], i), log_sum = log(sum);
         const REAL mi = LANE(m[0], i);
-        label_term[i] = 0;
+        const int64_t y = label[i];
+        has_label_term[i] = 0;
         if (target) {
             sstore_f64(loss + i, ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum);
             LANE(p_factor, i) = (REAL)(grad_scale * ACC_LANE(masses, i) / sum);
             LANE(class_factor, i) = (REAL)grad_scale;
-        } else if (sload_i64(labels + i) == ignore_index) {
+        } else if (y == ignore_index) {
             sstore_f64(loss + i, 0);
             continue;
-        } else if (sload_i64(labels + i) < 0 || sload_i64(labels + i) >= n) {
-            /* unreachable past the Python checks */
+        } else if (y < 0 || y >= n) { /* unreachable past the Python checks */
             sstore_f64(loss + i, NAN);
             LANE(p_factor, i) = (REAL)NAN;
         } else {
-            const int64_t y = sload_i64(labels + i);
             const double w_y = weight ? SLOAD(weight + y) : 1.0;
             const FN(ce_terms) t = FN(ce_index_terms)((double)mi - SLOAD(x + y * stride + i),
                                                       log_sum, ACC_LANE(gaps, i), w_y, weight_sum,
@@ -230,6 +239,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
             LANE(p_factor, i) = (REAL)(grad_scale * t.p_coef / sum);
             LANE(class_factor, i) = (REAL)(grad_scale * t.class_coef);
             label_term[i] = grad_scale * (1 - eps) * w_y;
+            has_label_term[i] = 1;
         }
         LANE(valid, i) = (VU_T_LANE)~(VU_T_LANE)0;
     }
@@ -252,9 +262,10 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         }
         TILE_STORE(grad + k * stride, 0, SELECT(valid, g, VSPLAT(0)));
     }
+    /* The label's own term, at the label checked above (this tile's copy, never re-read). */
     for (fs_index i = 0; i < lanes; i++)
-        if (label_term[i] != 0) {
-            REAL *at = grad + sload_i64(labels + i) * stride + i;
+        if (has_label_term[i]) {
+            REAL *at = grad + label[i] * stride + i;
             SSTORE(at, SLOAD(at) - (REAL)label_term[i]);
         }
 }
@@ -306,9 +317,10 @@ static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const 
         const REAL *ts = target ? target + o * slab : NULL;
         REAL *gs = grad ? grad + o * slab : NULL;
         if (stride == 1) {
-            sstore_f64(loss + o, FN(ce_row)(xs, target ? 0 : sload_i64(labels + o), ts, weight,
-                                            weight_sum, eps, ignore_index, gs, grad_scale, n,
-                                            o + 1 < outer ? xs + slab : NULL));
+            /* The label is read once, here, and passed by value (see the top of this file). */
+            const int64_t label = target ? 0 : sload_i64(labels + o);
+            sstore_f64(loss + o, FN(ce_row)(xs, label, ts, weight, weight_sum, eps, ignore_index,
+                                            gs, grad_scale, n, o + 1 < outer ? xs + slab : NULL));
             continue;
         }
         for (fs_index j = 0; j < width; j += W) {

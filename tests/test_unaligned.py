@@ -1,7 +1,7 @@
-"""Unaligned arrays reach the kernels.
+"""How the kernels touch memory: unaligned arrays, and class labels read only once.
 
-NumPy arrays can be C-contiguous yet not aligned to their element size
-(``np.frombuffer(bytearray(4 * n + 1), np.float32, offset=1)``,
+Unaligned arrays.  NumPy arrays can be C-contiguous yet not aligned to their
+element size (``np.frombuffer(bytearray(4 * n + 1), np.float32, offset=1)``,
 ``.flags.aligned`` False), and NumPy accepts such an array as ``out=``.  The
 kernels must then touch every element through memcpy (a plain ``x[i]`` is
 undefined behaviour: UBSan reports it, and a vectorizer may emit an aligned
@@ -14,7 +14,18 @@ reach the kernels unaligned whatever the API layer copies, and then the public
 function, which must accept the unaligned ``out=``/``grad_out=``.  On x86 the
 hardware forgives unaligned scalar loads, so a regression shows under
 ``tools/sanitize.sh`` (UBSan's alignment check) rather than as wrong numbers.
+
+Labels read once.  A cross-entropy kernel that checked a label and later read
+it again to index the gradient wrote out of bounds when the labels changed in
+between: when they share memory with the gradient it writes, or when another
+Python thread rewrites them while the kernel runs without the GIL.  Both run
+in a child process, so a crash fails the test instead of ending the run.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -200,3 +211,95 @@ def test_cross_entropy(isa, dtype, offset, shape, axis, targets):
                 fs.cross_entropy(logits, target, axis=axis, weight=w, label_smoothing=smoothing,
                                  reduction=reduction), f"{reduction} loss, {what}")
 
+
+# ---------------------------------------------------------------- labels read once
+
+def run_child(code, *args):
+    """Run `code` in a child python that imports this very fastsoftmax; its stdout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fs.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args, root], cwd=root,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (
+        f"child exited with {result.returncode} (a negative status is the signal that killed it: "
+        f"-11 is SIGSEGV)\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+LABELS_IN_THE_GRADIENT = """
+    import sys
+    import numpy as np
+    from fastsoftmax import _core
+
+    import fastsoftmax
+    isa, dtype, root = sys.argv[1], np.dtype(sys.argv[2]), sys.argv[3]
+    assert fastsoftmax.__file__.startswith(root), fastsoftmax.__file__
+    assert _core.set_isa(isa)
+    for shape, axis in (((2, 5, 8), 1), ((2, 20, 9), 1), ((16, 5), -1), ((16, 40), -1)):
+        n = shape[axis]
+        outer, inner = (shape[0], shape[2]) if axis == 1 else (shape[0], 1)
+        x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+        guard = 4096
+        memory = np.zeros(2 * guard + x.size, dtype)
+        grad = memory[guard:guard + x.size].reshape(shape)
+        # The labels are the gradient's first bytes: the kernel's own stores change them.
+        labels = grad.reshape(-1).view(np.int64)[:outer * inner].reshape(outer, inner)
+        labels[...] = np.arange(outer * inner).reshape(outer, inner) % n
+        loss = np.zeros((outer, inner))
+        _core.cross_entropy(x, labels, None, None, float(n), 0.0, -100, loss, grad, 1.0,
+                            outer, n, inner, 1)
+        assert (memory[:guard] == 0).all() and (memory[guard + x.size:] == 0).all(), shape
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_labels_sharing_memory_with_the_gradient(isa, dtype):
+    """A label overwritten by the gradient store was read again to index the gradient:
+    the panel kernel then wrote far out of bounds (SIGSEGV)."""
+    assert run_child(LABELS_IN_THE_GRADIENT, isa, np.dtype(dtype).name).strip() == "ok"
+
+
+LABELS_REWRITTEN_BY_A_THREAD = """
+    import sys
+    import threading
+    import time
+    import numpy as np
+    from fastsoftmax import _core
+
+    import fastsoftmax
+    isa, dtype, root = sys.argv[1], np.dtype(sys.argv[2]), sys.argv[3]
+    assert fastsoftmax.__file__.startswith(root), fastsoftmax.__file__
+    assert _core.set_isa(isa)
+    stop = False
+    def rewrite(labels):
+        while not stop:
+            labels[...] = 1
+            labels[...] = 1 << 40          # far outside [0, C)
+    for shape, axis in (((64, 5, 64), 1), ((4096, 5), -1), ((512, 40), -1)):
+        n = shape[axis]
+        outer, inner = (shape[0], shape[2]) if axis == 1 else (shape[0], 1)
+        x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+        labels = np.ones((outer, inner), np.int64)
+        loss, grad = np.zeros((outer, inner)), np.empty_like(x)
+        stop = False
+        thread = threading.Thread(target=rewrite, args=(labels,))
+        thread.start()
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            _core.cross_entropy(x, labels, None, None, float(n), 0.0, -100, loss, grad, 1.0,
+                                outer, n, inner, 1)
+            # Every sample saw label 1 or a bad label (NaN), never anything else.
+            good = ~np.isnan(loss)
+            assert np.isfinite(loss[good]).all()
+        stop = True
+        thread.join()
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_labels_rewritten_by_another_thread(isa, dtype):
+    """The GIL is released around the kernels: another thread may change the labels
+    between the kernel's check and its use.  The kernel must read each one once."""
+    assert run_child(LABELS_REWRITTEN_BY_A_THREAD, isa, np.dtype(dtype).name).strip() == "ok"
