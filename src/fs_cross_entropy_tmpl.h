@@ -253,14 +253,14 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     const int class_term = target || eps > 0;
     for (fs_index k = 0; k < n; k++) {
         const V e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
-        V g = e * p_factor;
+        V c = VSPLAT(0); /* e * p_factor - 0 rounds as e * p_factor, FMA or not */
         if (class_term) {
-            V c = class_factor * VSPLAT(weight ? SLOAD(weight + k) : 1);
+            c = class_factor * VSPLAT(weight ? SLOAD(weight + k) : 1);
             if (target)
                 c = c * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
-            g = g - c;
         }
-        TILE_STORE(grad + k * stride, 0, SELECT(valid, g, VSPLAT(0)));
+        /* One expression, as before the class-term test: the same FMA contraction, the same bits. */
+        TILE_STORE(grad + k * stride, 0, SELECT(valid, e * p_factor - c, VSPLAT(0)));
     }
     /* The label's own term, at the label checked above (this tile's copy, never re-read). */
     for (fs_index i = 0; i < lanes; i++)
