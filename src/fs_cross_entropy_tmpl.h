@@ -39,20 +39,52 @@ typedef struct {
     double class_coef;  /* index targets: class term = class_coef * w_c */
 } FN(ce_terms);
 
-/* Loss and gradient coefficients of one index-target sample from its sums. */
+/*
+ * Loss and gradient coefficients of one index-target sample from its sums.
+ * `class_loss` (NULL: from the sums) is the smoothing term's
+ * sum_c w_c (m - x_c + L) when it had to be added class by class.
+ */
 static FN(ce_terms) FN(ce_index_terms)(double gap_y, double log_sum, double gap_sum, double w_y,
-                                       double weight_sum, double eps, fs_index n)
+                                       double weight_sum, double eps, fs_index n,
+                                       const double *class_loss)
 {
     FN(ce_terms) t;
     t.loss = (1 - eps) * w_y * (gap_y + log_sum);
     t.p_coef = (1 - eps) * w_y;
     t.class_coef = 0;
     if (eps > 0) {  /* as torch: without smoothing the other classes' logits never enter */
-        t.loss += eps / (double)n * (gap_sum + weight_sum * log_sum);
+        t.loss += eps / (double)n * (class_loss ? *class_loss : gap_sum + weight_sum * log_sum);
         t.p_coef += eps * weight_sum / (double)n;
         t.class_coef = eps / (double)n;
     }
     return t;
+}
+
+/*
+ * Non-finite weights or targets.  The loss is written as
+ * sum_c a_c (m - x_c) + A L (a_c = w_c t'_c, A = sum a_c, L = log sum exp):
+ * with an infinite a_c on the class that holds the max (m - x_c = 0), or with
+ * L = 0 (one finite logit), that meets inf * 0 = NaN where torch's
+ * sum_c a_c (-log p_c) = sum_c a_c (m - x_c + L) is inf.  Such a sample (its
+ * weighted sums are not finite) is summed class by class, in that form.
+ */
+static int FN(ce_sums_finite)(double gap_sum, double mass_or_weight_sum)
+{
+    return isfinite(gap_sum) && isfinite(mass_or_weight_sum);
+}
+
+/* sum_c a_c ((m - x_c) + log_sum) of one sample, classes `stride` apart (t' = 1 without target). */
+static double FN(ce_loss_by_class)(const REAL *x, const REAL *target, const REAL *weight,
+                                   fs_index n, fs_index stride, REAL m, double log_sum, double eps)
+{
+    double loss = 0;
+    for (fs_index c = 0; c < n; c++) {
+        double a = weight ? (double)SLOAD(weight + c) : 1.0;
+        if (target)
+            a *= (1 - eps) * SLOAD(target + c * stride) + eps / (double)n;
+        loss += a * (((double)m - SLOAD(x + c * stride)) + log_sum);
+    }
+    return loss;
 }
 
 /* Sixteen ones: weights of 1 for the lanes of a tail, 0 past its end (VLOAD_PARTIAL). */
@@ -147,9 +179,19 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
         return NAN;
     }
     const REAL m = FN(row_max)(x, NULL, n);
-    double gap_sum = 0, mass = 0;
-    if (target || eps > 0)
+    double gap_sum = 0, mass = 0, class_loss = 0;
+    int by_class = 0;
+    if (target || eps > 0) {
         FN(row_class_sums)(x, target, weight, n, m, eps, &gap_sum, &mass);
+        /* Summed class by class (see ce_sums_finite) now, while x is intact: the
+           sum pass below may overwrite it with the gradient.  L from an extra,
+           read-only sum pass: the same operations, so the same bits. */
+        by_class = !FN(ce_sums_finite)(gap_sum, target ? mass : weight_sum);
+        if (by_class)
+            class_loss = FN(ce_loss_by_class)(
+                x, target, weight, n, 1, m, log(FN(row_sum_exp)(x, NULL, NULL, n, m, 1, NULL)),
+                eps);
+    }
     const double gap_y = target ? 0 : (double)m - SLOAD(x + label);
     const double sum = grad ? FN(row_sum_exp_stored)(x, grad, n, m, ahead)
                             : FN(row_sum_exp)(x, NULL, NULL, n, m, 1, ahead);
@@ -157,10 +199,11 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
     if (target) {
         if (grad)
             FN(row_ce_grad)(target, weight, grad, n, grad_scale * mass / sum, grad_scale, eps);
-        return gap_sum + mass * log_sum;
+        return by_class ? class_loss : gap_sum + mass * log_sum;
     }
     const double w_y = weight ? SLOAD(weight + label) : 1.0;
-    const FN(ce_terms) t = FN(ce_index_terms)(gap_y, log_sum, gap_sum, w_y, weight_sum, eps, n);
+    const FN(ce_terms) t = FN(ce_index_terms)(gap_y, log_sum, gap_sum, w_y, weight_sum, eps, n,
+                                              by_class ? &class_loss : NULL);
     if (grad) {
         FN(row_ce_grad)(NULL, weight, grad, n, grad_scale * t.p_coef / sum,
                         grad_scale * t.class_coef, eps);
@@ -219,9 +262,18 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         const double sum = ACC_LANE(total[0], i), log_sum = log(sum);
         const REAL mi = LANE(m[0], i);
         const int64_t y = label[i];
+        /* x is still intact here (the gradient is written below): see ce_sums_finite. */
+        const int by_class = (target || eps > 0) &&
+                             !FN(ce_sums_finite)(ACC_LANE(gaps, i),
+                                                 target ? ACC_LANE(masses, i) : weight_sum);
+        const double class_loss =
+            by_class ? FN(ce_loss_by_class)(x + i, target ? target + i : NULL, weight, n, stride,
+                                            mi, log_sum, eps)
+                     : 0;
         has_label_term[i] = 0;
         if (target) {
-            sstore_f64(loss + i, ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum);
+            sstore_f64(loss + i, by_class ? class_loss
+                                          : ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum);
             LANE(p_factor, i) = (REAL)(grad_scale * ACC_LANE(masses, i) / sum);
             LANE(class_factor, i) = (REAL)grad_scale;
         } else if (y == ignore_index) {
@@ -234,7 +286,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
             const double w_y = weight ? SLOAD(weight + y) : 1.0;
             const FN(ce_terms) t = FN(ce_index_terms)((double)mi - SLOAD(x + y * stride + i),
                                                       log_sum, ACC_LANE(gaps, i), w_y, weight_sum,
-                                                      eps, n);
+                                                      eps, n, by_class ? &class_loss : NULL);
             sstore_f64(loss + i, t.loss);
             LANE(p_factor, i) = (REAL)(grad_scale * t.p_coef / sum);
             LANE(class_factor, i) = (REAL)(grad_scale * t.class_coef);

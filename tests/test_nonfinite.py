@@ -10,12 +10,11 @@ inf, -inf or NaN, fastsoftmax must give the same; finite values agree within a
 loose relative tolerance.  float32 and float64 must agree on which entries are
 NaN and which are +-inf.
 
-Left out on purpose, a known defect of its own: an infinite class weight with
-label smoothing, or an infinite probability target, on the class that holds
-the sample's max logit or on a sample whose log-sum is exactly 0 (one finite
-logit).  The kernels write the loss as sum w t (m - x) + sum w t * log(sum),
-which meets inf * 0 there and gives NaN where torch's sum w t (-log p) is inf.
-The cases below keep such weights and targets off the max logit.
+An infinite weight or target on the class that holds a sample's max logit,
+or on a sample with one finite logit (log-sum exactly 0), once gave NaN where
+torch gives inf: the kernels write the loss as sum a (m - x) + A log(sum),
+which meets inf * 0 there.  Such samples are now summed class by class; the
+weight and target tests put the non-finite value both off and on the max.
 """
 import itertools
 
@@ -282,16 +281,20 @@ def test_index_targets_with_nonfinite_logits(isa, n_classes, layout, smoothing):
                             f"weights {'no' if w is None else 'yes'}")
 
 
-def logits_for_weights(n_classes, weighted, seed=4):
-    """Finite logits with some -inf, the `weighted` class never a sample's max (see the top)."""
+def logits_for_weights(n_classes, weighted, at_max, seed=4):
+    """Finite logits with some -inf; the `weighted` class each sample's min, or its max."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((SAMPLES, n_classes)) * 3
-    x[:, weighted] = x.min(axis=1) - 1.0
+    x[:, weighted] = x.max(axis=1) + 1.0 if at_max else x.min(axis=1) - 1.0
     y = labels_for(n_classes)
     x[1, y[1]] = -inf                          # an infinite loss
     x[2, _other(y, 2, n_classes)] = -inf       # a probability of 0
     if weighted != y[3]:
         x[3, weighted] = -inf                  # probability 0 on the weighted class
+    x[4] = -inf                                # one finite logit: log-sum exactly 0
+    x[4, weighted] = 2.0
+    x[5] = -inf                                # one finite logit, the label's
+    x[5, y[5]] = 2.0
     return x, y
 
 
@@ -300,12 +303,14 @@ def logits_for_weights(n_classes, weighted, seed=4):
 @pytest.mark.parametrize("value", [inf, nan])
 @pytest.mark.parametrize("present", [False, True], ids=["absent", "present"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_nonfinite_class_weight(isa, n_classes, layout, value, present, smoothing):
+@pytest.mark.parametrize("at_max", [False, True], ids=["off max", "at max"])
+def test_nonfinite_class_weight(isa, n_classes, layout, value, present, smoothing, at_max):
     """An inf/NaN weight on a class no label names left a NaN gradient column on the
     short-row and panel paths (0 * inf); on a kept label's class, the mean's denominator
-    became NaN instead of inf."""
+    became NaN instead of inf; with smoothing, on the class of the max logit, the loss
+    was NaN instead of inf."""
     weighted = 0 if present else n_classes - 1
-    x, labels = logits_for_weights(n_classes, weighted)
+    x, labels = logits_for_weights(n_classes, weighted, at_max)
     weight = np.random.default_rng(5).random(n_classes) + 0.5
     weight[weighted] = value
     check_cross_entropy(x, labels, weight, smoothing, layout,
@@ -339,7 +344,7 @@ def test_mean_denominator_with_an_infinite_weight(weight_dtype):
 
 
 def target_patterns(n_classes, seed=6):
-    """(SAMPLES, C) probabilities: finite, except inf/NaN entries off each sample's max logit."""
+    """(SAMPLES, C) probabilities (test_probability_targets then makes some non-finite)."""
     rng = np.random.default_rng(seed)
     return reference.softmax(rng.standard_normal((SAMPLES, n_classes)) * 2, axis=-1)
 
@@ -355,7 +360,7 @@ def test_probability_targets(isa, n_classes, layout, smoothing):
     for w in (None, weight):
         check_cross_entropy(x, target, w, smoothing, layout,
                             f"non-finite logits, weights {'no' if w is None else 'yes'}")
-    # Non-finite targets on finite logits, on a class that is not the sample's max.
+    # Non-finite targets: off the sample's max logit, on it, and with one finite logit.
     x = np.random.default_rng(8).standard_normal((SAMPLES, n_classes)) * 3
     low = np.argmin(x, axis=1)
     target[1, low[1]] = nan
@@ -365,6 +370,13 @@ def test_probability_targets(isa, n_classes, layout, smoothing):
     target[5] = nan
     x[6, low[6]], target[6, low[6]] = -inf, 0.0    # 0 * -inf: torch's loss is NaN
     x[7, low[7]], target[7, low[7]] = -inf, 0.3    # a target on a -inf logit: inf loss
+    high = np.argmax(x, axis=1)
+    target[8, high[8]] = inf                       # inf on the max logit: inf, not inf * 0
+    target[9, high[9]] = -inf
+    x[10], x[10, low[10]] = -inf, 1.0              # one finite logit: log-sum exactly 0
+    target[10, (low[10] + 1) % n_classes] = inf
+    x[11], x[11, low[11]] = -inf, 1.0
+    target[11, low[11]] = inf                      # ... and the inf on it: NaN, as torch
     for w in (None, weight):
         check_cross_entropy(x, target, w, smoothing, layout,
                             f"non-finite targets, weights {'no' if w is None else 'yes'}")
