@@ -14,7 +14,7 @@ safety rules:
   thread-local state.  A child made by ``fork()`` (without exec) inherits that
   state but not the pool's threads, and its first parallel region waits for
   them forever (GCC bug 60035).  So every call runs on one thread in a process
-  whose OpenMP runtime may hold such a stale pool (see :func:`_note_fork`
+  whose OpenMP runtime may hold such a stale pool (see :func:`_before_fork`
   and :func:`_forked_from_a_process_with_openmp`).
 """
 from __future__ import annotations
@@ -84,22 +84,37 @@ _pool_may_be_stale = _forked_from_a_process_with_openmp()
 _ran_parallel = False
 
 
-def _note_fork() -> None:
-    """In a fork child: from now on one thread, if the parent's OpenMP runtime may have had a pool.
+# Set just before each fork, in the parent: whether its OpenMP runtime may have
+# a thread pool that the child would inherit without the threads.
+_pool_at_fork = False
 
-    It may have if fastsoftmax ran a call on several threads there, or if
-    another loaded library links the same runtime (it may have started threads
-    that fastsoftmax never saw; unknown counts as yes).  A child whose parent
-    never started OpenMP threads, such as a forkserver child
-    (``multiprocessing``'s default from Python 3.14), keeps all its threads.
+
+def _before_fork() -> None:
+    """In the parent, just before a fork: may the OpenMP runtime have a pool of threads?
+
+    It may if fastsoftmax ran a call on several threads, or if another loaded
+    library links the same runtime (it may have started threads that
+    fastsoftmax never saw; unknown counts as yes).  Asked here, in the parent,
+    because the answer walks the loaded objects under the dynamic loader's
+    lock, which a thread that vanished in the fork could hold in the child.
+    """
+    global _pool_at_fork
+    _pool_at_fork = _OPENMP and (_pool_may_be_stale or _ran_parallel
+                                 or _core.openmp_runtime_users() != 0)
+
+
+def _after_fork_in_child() -> None:
+    """In a fork child: one thread from now on if the parent's runtime may have had a pool.
+
+    A child whose parent never started OpenMP threads, such as a forkserver
+    child (``multiprocessing``'s default from Python 3.14), keeps its threads.
     """
     global _pool_may_be_stale
-    if _OPENMP and not _pool_may_be_stale:
-        _pool_may_be_stale = _ran_parallel or _core.openmp_runtime_users() != 0
+    _pool_may_be_stale = _pool_at_fork
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_note_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 # ---------------------------------------------------------------- settings
