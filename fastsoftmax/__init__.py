@@ -2,30 +2,15 @@
 
 See ``fastsoftmax.reference`` for the plain NumPy versions the results are checked against.
 """
-from ._api import (
-    cross_entropy,
-    get_num_threads,
-    log_softmax,
-    log_softmax_backward,
-    logsumexp,
-    num_threads,
-    set_num_threads,
-    show_config,
-    softmax,
-    softmax_backward,
-)
+from . import _config, _cross_entropy, _softmax, _threads
+from ._config import *  # noqa: F403  (each module's __all__ lists its public names, once)
+from ._cross_entropy import *  # noqa: F403
+from ._softmax import *  # noqa: F403
+from ._threads import *  # noqa: F403
 from ._version import __version__
 
-__all__ = [
-    "softmax",
-    "log_softmax",
-    "logsumexp",
-    "cross_entropy",
-    "softmax_backward",
-    "log_softmax_backward",
-    "get_num_threads",
-    "set_num_threads",
-    "num_threads",
-    "show_config",
-    "__version__",
-]
+__all__ = ["__version__"]
+__all__ += _softmax.__all__
+__all__ += _cross_entropy.__all__
+__all__ += _threads.__all__
+__all__ += _config.__all__

@@ -30,6 +30,8 @@ import numpy as np
 from . import _core
 from ._messages import shown
 
+__all__ = ["get_num_threads", "set_num_threads", "num_threads"]
+
 # Below this many elements one thread is faster than opening a parallel region
 # (a few microseconds).  Measured on 2 cores, float32 softmax in rows of 256
 # with out=: 1 vs 2 threads 6.9 vs 8.3 us at 4096 elements, 10.6 vs 9.8 at

@@ -1,4 +1,4 @@
-"""Annotation aliases shared by ``fastsoftmax._api`` and ``fastsoftmax.reference``.
+"""Annotation aliases shared by the public functions and ``fastsoftmax.reference``.
 
 They are evaluated at runtime, so they use ``Union``, not ``X | Y`` (the
 package supports Python 3.9).  Not exported from ``fastsoftmax``: users can

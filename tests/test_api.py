@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _api, _threads, reference
+from fastsoftmax import _core, _threads, reference
 
 FUNCS = [fs.softmax, fs.log_softmax, fs.logsumexp]
 
@@ -136,7 +136,7 @@ def test_get_num_threads_follows_omp_num_threads(tmp_path):
     code = "import fastsoftmax; print(fastsoftmax.get_num_threads())"
     result = subprocess.run([sys.executable, "-c", code], env={"OMP_NUM_THREADS": "3"},
                             cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == ("3" if _api._core.openmp_enabled() else "1")
+    assert result.stdout.strip() == ("3" if _core.openmp_enabled() else "1")
 
 
 def test_small_inputs_run_on_one_thread():
@@ -148,7 +148,7 @@ def test_show_config(capsys):
     fs.show_config()
     text = capsys.readouterr().out
     assert f"fastsoftmax {fs.__version__}" in text
-    assert _api._core.isa() in text
+    assert _core.isa() in text
     assert "OpenMP:" in text and "threads:" in text
 
 
@@ -198,7 +198,7 @@ def test_set_num_threads_and_context_manager():
         fs.set_num_threads(1)
         assert fs.get_num_threads() == 1
         with fs.num_threads(3):
-            assert fs.get_num_threads() == (3 if _api._core.openmp_enabled() else 1)
+            assert fs.get_num_threads() == (3 if _core.openmp_enabled() else 1)
             np.testing.assert_array_equal(fs.softmax(x), expected)
         assert fs.get_num_threads() == 1
         with pytest.raises(RuntimeError):
@@ -216,13 +216,13 @@ def test_set_num_threads_and_context_manager():
 
 def test_threadpoolctl_sees_and_limits_the_openmp_runtime():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not _api._core.openmp_enabled():
+    if not _core.openmp_enabled():
         pytest.skip("built without OpenMP")
     info = threadpoolctl.threadpool_info()
     assert any(entry["user_api"] == "openmp" for entry in info), info
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
         assert fs.get_num_threads() == 1
-    assert fs.get_num_threads() == _api._core.max_threads()
+    assert fs.get_num_threads() == _core.max_threads()
 
 
 # ---------------------------------------------------------------- byte order and absurd values

@@ -22,7 +22,9 @@ def test_readme_examples_run():
         exec(compile(block, str(README), "exec"), namespace)
 
 
-@pytest.mark.parametrize("module_name", ["fastsoftmax._api", "fastsoftmax.reference"])
+@pytest.mark.parametrize("module_name", ["fastsoftmax._softmax", "fastsoftmax._cross_entropy",
+                                         "fastsoftmax._threads", "fastsoftmax._config",
+                                         "fastsoftmax.reference"])
 def test_docstring_examples(module_name):
     import doctest
     import importlib

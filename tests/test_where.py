@@ -114,13 +114,13 @@ def test_where_errors():
 def test_mask_is_not_expanded_for_leading_broadcast(monkeypatch):
     """A (T, T) mask on (B, T, T) reaches the kernels as the (T, T) array itself."""
     seen = []
-    real_call = fs._api._core.softmax_family
+    real_call = fs._softmax._core.softmax_family
 
     def spy(x, out, mask, *args):
         seen.append(None if mask is None else mask.shape)
         return real_call(x, out, mask, *args)
 
-    monkeypatch.setattr(fs._api._core, "softmax_family", spy)
+    monkeypatch.setattr(fs._softmax._core, "softmax_family", spy)
     fs.softmax(np.zeros((8, 16, 16)), where=np.tril(np.ones((16, 16), bool)))
     assert seen == [(16, 16)]
 

@@ -1,0 +1,42 @@
+"""``show_config``: how this build runs on this machine."""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from . import _core
+from ._threads import get_num_threads
+from ._version import __version__
+
+__all__ = ["show_config"]
+
+
+def show_config(file: TextIO | None = None) -> None:
+    """Print how this build of fastsoftmax runs on this machine.
+
+    Prints the version, the instruction set whose kernels were chosen for
+    this CPU (``avx512``, ``avx2``, ``baseline`` = SSE2/NEON, or ``scalar``),
+    the others available, whether OpenMP is enabled, and the default thread
+    count.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print; ``sys.stdout`` by default.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.show_config()  # doctest: +SKIP
+    fastsoftmax 0.1.0
+      kernels:  avx2 (available: avx2 baseline scalar)
+      OpenMP:   enabled
+      threads:  2
+    """
+    file = sys.stdout if file is None else file
+    print(f"fastsoftmax {__version__}", file=file)
+    print(f"  kernels:  {_core.isa()} (available: {' '.join(_core.available_isas())})", file=file)
+    print(f"  OpenMP:   {'enabled' if _core.openmp_enabled() else 'disabled (single-threaded build)'}",
+          file=file)
+    print(f"  threads:  {get_num_threads()}", file=file)
+
