@@ -19,6 +19,7 @@ from ._checks import (
     _unalias,
     _view_as_ndarray,
 )
+from ._docs import REFERENCES, fill_doc
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
@@ -92,6 +93,7 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = .
                   return_grad: bool, grad_out: FloatArray | None = ...,
                   n_threads: int | None = ...
                   ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray]: ...
+@fill_doc(references=REFERENCES)
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -1,
                   weight: npt.ArrayLike | None = None, ignore_index: int = -100,
                   reduction: Reduction = "mean", label_smoothing: float = 0.0,
@@ -166,9 +168,7 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
 
     References
     ----------
-    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurate and efficient
-       evaluation of the log-sum-exp and softmax functions", IMA Journal of
-       Numerical Analysis 41(4), 2311-2330, 2021.
+    %(references)s
 
     Examples
     --------

@@ -24,6 +24,7 @@ from ._checks import (
     _reduction_view,
     _unalias,
 )
+from ._docs import REFERENCES, accuracy, fill_doc
 from ._threads import resolve_threads
 from ._typing import FloatArray, FloatScalarOrArray
 
@@ -69,6 +70,8 @@ def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
     return out
 
 
+@fill_doc(accuracy=accuracy("a relative ``u |x - max| / T``, from rounding ``(x - max) / T``"),
+          references=REFERENCES)
 def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
             temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
             out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
@@ -118,18 +121,16 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     -----
     A slice holding a NaN or a +inf becomes all NaN; an all ``-inf`` slice
     becomes NaN (as SciPy and PyTorch).  Shifting by the max makes the result
-    exactly invariant to a shared offset, however large.  The float32 result
-    is within a relative 1e-6 of the exact value, plus the inherent
-    ``|x - max| / T * 2**-24`` of the rounded difference, which no algorithm
-    avoids [1]_; float64 within 1e-13 plus ``|x - max| / T * 2**-53``.  Sums
-    are accumulated in double (float32) or compensated (float64), so rows of
-    256k entries keep this accuracy.
+    exactly invariant to a shared offset, however large.
+
+    %(accuracy)s
+
+    Sums are accumulated in double (float32) or compensated (float64), so
+    rows of 256k entries keep this accuracy.
 
     References
     ----------
-    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurate and efficient
-       evaluation of the log-sum-exp and softmax functions", IMA Journal of
-       Numerical Analysis 41(4), 2311-2330, 2021.
+    %(references)s
 
     Examples
     --------
@@ -141,6 +142,8 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX)
 
 
+@fill_doc(accuracy=accuracy("``3u (|z| + max|z|)``, from rounding ``z = (x - max) / T``"),
+          references=REFERENCES)
 def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
                 temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
                 out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
@@ -177,17 +180,14 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     -----
     Computed as ``(x - max)/T - log(sum(exp((x - max)/T)))``, never as the log
     of a softmax, so tiny probabilities keep their full precision.  The sum
-    is accumulated in double lanes.  The result is within a relative 1e-6
-    (float32) or 1e-13 (float64) of the exact value, plus the inherent
-    ``3u (|z| + max|z|)`` of rounding ``z = (x - max) / T`` (``u = 2**-24``
-    or ``2**-53``), as the analysis of [1]_ predicts for the shifted formula.
-    NaN and infinities behave as in :func:`softmax`.
+    is accumulated in double lanes.  NaN and infinities behave as in
+    :func:`softmax`.
+
+    %(accuracy)s
 
     References
     ----------
-    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurate and efficient
-       evaluation of the log-sum-exp and softmax functions", IMA Journal of
-       Numerical Analysis 41(4), 2311-2330, 2021.
+    %(references)s
 
     Examples
     --------
@@ -199,6 +199,8 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX)
 
 
+@fill_doc(accuracy=accuracy("``2u max|x|``, from rounding ``x`` and the result"),
+          references=REFERENCES)
 def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False,
               where: npt.ArrayLike | None = None, out: FloatArray | None = None,
               n_threads: int | None = None) -> FloatScalarOrArray:
@@ -236,15 +238,14 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     -----
     ``max + log(sum(exp(x - max)))``, with the sum accumulated in double:
     the shift by the max makes every exponential at most 1, so nothing
-    overflows, and the result's error is bounded as for log_softmax [1]_.
-    A NaN in the slice gives NaN; a +inf gives +inf; an all ``-inf`` or empty
-    slice gives ``-inf``.
+    overflows.  A NaN in the slice gives NaN; a +inf gives +inf; an all
+    ``-inf`` or empty slice gives ``-inf``.
+
+    %(accuracy)s
 
     References
     ----------
-    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurate and efficient
-       evaluation of the log-sum-exp and softmax functions", IMA Journal of
-       Numerical Analysis 41(4), 2311-2330, 2021.
+    %(references)s
 
     Examples
     --------
