@@ -29,19 +29,78 @@ __all__ = ["cross_entropy"]
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
-def _class_labels(target: npt.NDArray[Any], sample_shape: tuple[int, ...],
-                  n_classes: int) -> npt.NDArray[np.int64]:
-    """Index targets as C-contiguous int64, of the samples' shape (their range: _label_stats)."""
+def _class_axis(axis: int, ndim: int) -> int:
+    """The class axis as a non-negative int: logits need one, so 0-d logits and None raise."""
+    if ndim == 0:
+        raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
+    class_axis = _normalize_axis(axis, ndim)
+    if class_axis is None:
+        raise TypeError("axis must be an int (the class axis), got None")
+    return class_axis
+
+
+def _check_options(ignore_index: int, reduction: str, label_smoothing: float, return_grad: bool,
+                   grad_out: FloatArray | None) -> tuple[int, float]:
+    """``(ignore_index, label_smoothing)`` checked, as int and float; the other options checked."""
+    if type(ignore_index) is not int:
+        ignore_index = _check_int(ignore_index, "ignore_index")
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
+        raise ValueError(f"ignore_index must fit in int64 (the labels' type), "
+                         f"got {shown(ignore_index)}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if type(label_smoothing) is not float:  # (the ABC check costs ~1 us: skip it for floats)
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real):
+            raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
+        smoothing = _as_python_float(label_smoothing, "label_smoothing")
+    else:
+        smoothing = label_smoothing
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out is given but return_grad is False")
+    return ignore_index, smoothing
+
+
+def _prepare_target(target: npt.ArrayLike, shape: tuple[int, ...], sample_shape: tuple[int, ...],
+                    n_classes: int, dtype: np.dtype[Any]
+                    ) -> tuple[npt.NDArray[np.int64] | None, FloatArray | None]:
+    """``(labels, None)`` for class indices, ``(None, probabilities)`` for class probabilities.
+
+    Labels become C-contiguous int64 of the samples' shape (their range is
+    checked by :func:`_label_stats`); probabilities a C-contiguous array of
+    the logits' ``shape`` and ``dtype``.
+    """
+    target = _view_as_ndarray(target, "target")
+    kind = target.dtype.kind
+    if kind == "f":
+        if target.shape != shape:
+            raise ValueError(f"target of class probabilities must have the logits' shape "
+                             f"{shape}, got {target.shape}")
+        return None, np.asarray(target, dtype=dtype, order="C")
+    if kind not in "iu":
+        raise TypeError(f"target must hold integer class indices or float class probabilities, "
+                        f"got dtype {target.dtype}")
     if target.shape != sample_shape:
         raise ValueError(f"target of class indices must have the logits' shape without the class "
                          f"axis, {sample_shape}, got {target.shape}")
-    if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size \
+    if kind == "u" and target.dtype.itemsize == 8 and target.size \
             and target.max() > _INT64_MAX:  # (any byte order) would wrap to negative labels
         bad = int(np.argmax(target > _INT64_MAX))
         position = tuple(int(i) for i in np.unravel_index(bad, target.shape))
         raise ValueError(f"target holds label {int(target.flat[bad])} at position "
                          f"{position}, outside [0, {n_classes})")
-    return np.asarray(target, dtype=np.int64, order="C")
+    return np.asarray(target, dtype=np.int64, order="C"), None
+
+
+def _prepare_weight(weight: npt.ArrayLike, dtype: np.dtype[Any],
+                    n_classes: int) -> tuple[FloatArray, float]:
+    """The class weights as a C-contiguous array of ``dtype``, and their sum."""
+    weight = _as_float_array(weight, "weight").astype(dtype, copy=False)
+    if weight.shape != (n_classes,):
+        raise ValueError(f"weight must have shape ({n_classes},) (one per class), "
+                         f"got {weight.shape}")
+    return weight, float(weight.sum(dtype=np.float64))
 
 
 def _label_stats(labels: npt.NDArray[np.int64], n_classes: int, ignore_index: int,
@@ -183,51 +242,17 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
            [ 0.1667,  0.1667, -0.3333]])
     """
     logits = _as_float_array(logits, "logits")
-    if logits.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
-    axis = _normalize_axis(axis, logits.ndim)
-    if axis is None:
-        raise TypeError("axis must be an int (the class axis), got None")
+    axis = _class_axis(axis, logits.ndim)
     dtype = logits.dtype
     n_classes = logits.shape[axis]
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
-    ignore_index = _check_int(ignore_index, "ignore_index")
-    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
-        raise ValueError(f"ignore_index must fit in int64 (the labels' type), "
-                         f"got {shown(ignore_index)}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if type(label_smoothing) is not float and (  # (the ABC check costs ~1 us: skip it for floats)
-            isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real)):
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
-    if not 0.0 <= _as_python_float(label_smoothing, "label_smoothing") <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    label_smoothing = float(label_smoothing)
-    if grad_out is not None and not return_grad:
-        raise ValueError("grad_out is given but return_grad is False")
-
-    target = _view_as_ndarray(target, "target")
-    labels: npt.NDArray[np.int64] | None
-    probabilities: FloatArray | None
-    if target.dtype.kind in "iu":
-        labels, probabilities = _class_labels(target, sample_shape, n_classes), None
-    elif target.dtype.kind == "f":
-        if target.shape != logits.shape:
-            raise ValueError(f"target of class probabilities must have the logits' shape "
-                             f"{logits.shape}, got {target.shape}")
-        labels, probabilities = None, np.asarray(target, dtype=dtype, order="C")
-    else:
-        raise TypeError(f"target must hold integer class indices or float class probabilities, "
-                        f"got dtype {target.dtype}")
-
-    if weight is not None:
-        weight = _as_float_array(weight, "weight").astype(dtype, copy=False)
-        if weight.shape != (n_classes,):
-            raise ValueError(f"weight must have shape ({n_classes},) (one per class), "
-                             f"got {weight.shape}")
-        weight_sum = float(weight.sum(dtype=np.float64))
-    else:
+    ignore_index, label_smoothing = _check_options(ignore_index, reduction, label_smoothing,
+                                                   return_grad, grad_out)
+    labels, probabilities = _prepare_target(target, logits.shape, sample_shape, n_classes, dtype)
+    if weight is None:
         weight_sum = float(n_classes)
+    else:
+        weight, weight_sum = _prepare_weight(weight, dtype, n_classes)
     if labels is not None:
         denominator = _label_stats(labels, n_classes, ignore_index, weight)
     else:
