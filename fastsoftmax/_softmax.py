@@ -97,7 +97,8 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
         C-contiguous, writeable array of ``x``'s shape and the result dtype to
         write into; may be ``x`` itself (in place).
     n_threads : int, optional
-        ``None``: automatic (OpenMP's maximum, one thread for small inputs).
+        ``None``: automatic (OpenMP's maximum, capped by the CPU quota unless
+        ``OMP_NUM_THREADS`` is set; one thread for small inputs).
         ``k > 0``: exactly ``k``.  Negative: counts back from the maximum
         (``-1`` all, ``-2`` all but one).  0 is an error.  Results are
         bitwise identical for every thread count.

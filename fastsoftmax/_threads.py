@@ -3,8 +3,14 @@
 Every call's thread count is decided here, by :func:`resolve_threads`, from the
 call's ``n_threads``, the settings (:func:`set_num_threads` process-wide,
 :func:`num_threads` for a block of code in the current thread or async task,
-OpenMP's own maximum, which ``OMP_NUM_THREADS`` and threadpoolctl set) and two
-safety rules:
+OpenMP's own maximum, which ``OMP_NUM_THREADS`` and threadpoolctl set) and
+three rules:
+
+- **The CPU quota.**  Unless ``OMP_NUM_THREADS`` is set, OpenMP's maximum is
+  capped by the CPUs this process may use (:data:`_CPU_LIMIT`: the cgroup's CPU
+  bandwidth limit, the affinity mask, ``os.process_cpu_count()``), as
+  scikit-learn's ``_openmp_effective_n_threads`` does: a container limited to
+  2 CPUs on a 64-core host runs 2 threads, not 64 time-sliced onto 2 CPUs.
 
 - **Bounds.**  A count above :data:`MAX_THREADS` is refused with a ValueError:
   libgomp would try to start that many threads and abort the whole process
@@ -22,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import enum
+import math
 import os
-from typing import Iterator, Union
+import sys
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
@@ -44,6 +52,94 @@ PARALLEL_MIN_ELEMENTS = 1 << 14
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
 
 _OPENMP = _core.openmp_enabled()
+
+
+# ---------------------------------------------------------------- the CPU quota
+
+_CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _read_text(path: str) -> Optional[str]:
+    """The text of a small kernel file (cgroup, /proc), or None if it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_v2_dirs() -> list[str]:
+    """This process's cgroup v2 directory and its ancestors' (a limit on any of them applies)."""
+    path = "/"
+    for line in (_read_text("/proc/self/cgroup") or "").splitlines():
+        if line.startswith("0::"):
+            path = os.path.normpath(line[3:].strip() or "/")
+    dirs = []
+    while True:
+        dirs.append(os.path.join(_CGROUP_ROOT, path.lstrip("/")).rstrip("/") or "/")
+        if path in ("/", "", "."):
+            return dirs
+        path = os.path.dirname(path)
+
+
+def _cgroup_cpu_limit() -> Optional[float]:
+    """The CPUs the cgroup's bandwidth limit allows (quota / period), or None for none.
+
+    cgroup v2: ``cpu.max`` ("max 100000", or "<quota> <period>") in this
+    process's cgroup and every ancestor (in a container with its own cgroup
+    namespace, ``/sys/fs/cgroup`` itself).  cgroup v1: ``cpu.cfs_quota_us``
+    (-1 for no limit) over ``cpu.cfs_period_us``.  The smallest limit wins.
+    """
+    limits = []
+    for directory in _cgroup_v2_dirs():
+        fields = (_read_text(os.path.join(directory, "cpu.max")) or "").split()
+        if len(fields) == 2 and fields[0] != "max":
+            limits.append((fields[0], fields[1]))
+    for v1 in ("cpu", "cpu,cpuacct"):
+        quota = _read_text(os.path.join(_CGROUP_ROOT, v1, "cpu.cfs_quota_us"))
+        period = _read_text(os.path.join(_CGROUP_ROOT, v1, "cpu.cfs_period_us"))
+        if quota is not None and period is not None:
+            limits.append((quota.strip(), period.strip()))
+    cpus = []
+    for quota, period in limits:
+        try:
+            q, p = int(quota), int(period)
+        except ValueError:
+            continue
+        if q > 0 and p > 0:
+            cpus.append(q / p)
+    return min(cpus) if cpus else None
+
+
+def _cpu_limit() -> int:
+    """The most CPUs this process may run on at once: at least 1.
+
+    The smallest of ``os.cpu_count()``, the affinity mask
+    (``os.sched_getaffinity``), ``os.process_cpu_count()`` (Python 3.13+) and
+    the cgroup's CPU quota rounded up (1.5 CPUs of quota: 2 threads), as
+    joblib/loky count for scikit-learn.
+    """
+    counts = [os.cpu_count() or 1]
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            counts.append(len(os.sched_getaffinity(0)))
+        except OSError:
+            pass
+    if sys.version_info >= (3, 13):
+        counts.append(os.process_cpu_count() or counts[0])
+    quota = _cgroup_cpu_limit()
+    if quota is not None:
+        counts.append(math.ceil(quota))
+    return max(1, min(counts))
+
+
+# The CPUs this process may use, read once at import (a few small file reads).
+_CPU_LIMIT = _cpu_limit()
+# An OMP_NUM_THREADS set in the environment is the user's explicit choice and
+# may exceed the quota (libgomp reads it once, when it loads, too).
+_OMP_NUM_THREADS_SET = bool(os.environ.get("OMP_NUM_THREADS"))
+# The cap on OpenMP's maximum for n_threads=None and negative counts.
+_AUTOMATIC_CAP = MAX_THREADS if _OMP_NUM_THREADS_SET else min(_CPU_LIMIT, MAX_THREADS)
 
 
 # ---------------------------------------------------------------- fork safety
@@ -147,8 +243,11 @@ def _check_count(n: object, name: str) -> int:
 
 
 def _openmp_maximum() -> int:
-    """OpenMP's maximum for the calling thread (OMP_NUM_THREADS, threadpoolctl), capped."""
-    return min(max(1, _core.max_threads()), MAX_THREADS)
+    """OpenMP's maximum for the calling thread (OMP_NUM_THREADS, threadpoolctl), capped.
+
+    Capped by the CPU quota unless OMP_NUM_THREADS is set, and by MAX_THREADS.
+    """
+    return min(max(1, _core.max_threads()), _AUTOMATIC_CAP)
 
 
 def get_num_threads() -> int:
@@ -157,8 +256,10 @@ def get_num_threads() -> int:
     The count of an enclosing :func:`num_threads` block in this thread if
     any, else the count given to :func:`set_num_threads`, else OpenMP's
     maximum thread count, so it follows ``OMP_NUM_THREADS`` and
-    ``threadpoolctl.threadpool_limits``.  It is 1 in a build without OpenMP
-    and in a forked child whose OpenMP runtime may be unusable (see Notes).
+    ``threadpoolctl.threadpool_limits``, capped by the CPUs the process may
+    use (its cgroup's CPU quota, its affinity mask) unless ``OMP_NUM_THREADS``
+    is set.  It is 1 in a build without OpenMP and in a forked child whose
+    OpenMP runtime may be unusable (see Notes).
 
     Returns
     -------

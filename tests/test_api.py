@@ -222,7 +222,7 @@ def test_threadpoolctl_sees_and_limits_the_openmp_runtime():
     assert any(entry["user_api"] == "openmp" for entry in info), info
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
         assert fs.get_num_threads() == 1
-    assert fs.get_num_threads() == _core.max_threads()
+    assert fs.get_num_threads() == _threads._openmp_maximum()
 
 
 # ---------------------------------------------------------------- byte order and absurd values

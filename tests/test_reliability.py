@@ -336,7 +336,7 @@ def test_forkserver_child_keeps_its_threads():
     ctx.set_forkserver_preload(["fastsoftmax"])
     with ctx.Pool(1) as pool:
         threads = pool.apply_async(_threads_in_worker).get(timeout=FORK_TIMEOUT)
-    assert threads == min(_core.max_threads(), fs._threads.MAX_THREADS)
+    assert threads == fs._threads._openmp_maximum()
 
 
 # ---------------------------------------------------------------- threads and the GIL

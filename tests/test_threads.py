@@ -187,3 +187,87 @@ def test_threadpoolctl_limit_is_per_thread():
 
     _in_two_threads(limited, other)
     assert seen == {"limited thread": 1, "other thread": default}
+
+
+# ---------------------------------------------------------------- the CPU quota
+
+def _fake_files(monkeypatch, files):
+    """Make _threads read ``files`` (path -> text) instead of the kernel's; others are absent."""
+    monkeypatch.setattr(_threads, "_read_text", files.get)
+
+
+@pytest.mark.parametrize("files,limit", [
+    ({}, None),
+    ({"/sys/fs/cgroup/cpu.max": "max 100000\n"}, None),
+    ({"/sys/fs/cgroup/cpu.max": "200000 100000\n"}, 2.0),
+    ({"/sys/fs/cgroup/cpu.max": "150000 100000\n"}, 1.5),
+    # v2 without a cgroup namespace: this process's cgroup and its ancestors, the smallest wins
+    ({"/proc/self/cgroup": "0::/system.slice/job.scope\n",
+      "/sys/fs/cgroup/system.slice/job.scope/cpu.max": "max 100000\n",
+      "/sys/fs/cgroup/system.slice/cpu.max": "400000 100000\n",
+      "/sys/fs/cgroup/cpu.max": "800000 100000\n"}, 4.0),
+    # v1
+    ({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n",
+      "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "50000\n",
+      "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 0.5),
+    ({"/sys/fs/cgroup/cpu.max": "garbage"}, None),
+])
+def test_cgroup_cpu_limit(monkeypatch, files, limit):
+    _fake_files(monkeypatch, files)
+    assert _threads._cgroup_cpu_limit() == limit
+
+
+def test_cpu_limit_rounds_the_quota_up_and_is_at_least_one(monkeypatch):
+    cpus = _threads._cpu_limit()
+    _fake_files(monkeypatch, {"/sys/fs/cgroup/cpu.max": "150000 100000"})
+    assert _threads._cpu_limit() == min(2, cpus)
+    _fake_files(monkeypatch, {"/sys/fs/cgroup/cpu.max": "1000 100000"})
+    assert _threads._cpu_limit() == 1
+
+
+@pytest.mark.skipif(not OPENMP, reason="built without OpenMP: always one thread")
+def test_quota_caps_the_automatic_count_only(monkeypatch):
+    """A container limited to 2 CPUs on a 64-core host: n_threads=None uses 2 threads.
+
+    An explicit n_threads=k, set_num_threads and num_threads still mean exactly k.
+    """
+    if _threads._pool_may_be_stale:
+        pytest.skip("a forked child runs on one thread")
+    monkeypatch.setattr(_threads._core, "max_threads", lambda: 64)
+    monkeypatch.setattr(_threads, "_AUTOMATIC_CAP", 2)
+    big = _threads.PARALLEL_MIN_ELEMENTS
+    assert fs.get_num_threads() == 2
+    assert _threads.resolve_threads(None, big) == 2
+    assert _threads.resolve_threads(-1, big) == 2
+    assert _threads.resolve_threads(5, big) == 5
+    with fs.num_threads(3):
+        assert _threads.resolve_threads(None, big) == 3
+    try:
+        fs.set_num_threads(4)
+        assert _threads.resolve_threads(None, big) == 4
+    finally:
+        fs.set_num_threads(None)
+
+
+_AFFINITY_CHILD = """
+import os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import fastsoftmax as fs
+from fastsoftmax import _threads
+print(_threads._CPU_LIMIT, fs.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no os.sched_setaffinity")
+@pytest.mark.skipif(not OPENMP, reason="built without OpenMP: always one thread")
+def test_affinity_mask_caps_the_automatic_count():
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this process may run on one CPU only")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", _AFFINITY_CHILD], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]
+    # An explicit OMP_NUM_THREADS still wins over the mask.
+    assert _child(_AFFINITY_CHILD, env={"OMP_NUM_THREADS": "2"}).split() == ["1", "2"]
