@@ -299,3 +299,34 @@ def test_absurd_ints_give_value_errors_naming_the_argument(absurd):
     with pytest.raises(ValueError, match="label_smoothing must be in"):
         fs.cross_entropy(x, [0, 1, 2, 3], label_smoothing=10**300)
     np.testing.assert_array_equal(fs.softmax(x, temperature=10**300), np.full(x.shape, 1 / 6))
+
+
+def test_self_check_and_check_wheel_pass_with_the_shared_checker():
+    """``python -m fastsoftmax`` and tools/check_wheel.py check with fastsoftmax._testing."""
+    import importlib.util
+    import pathlib
+
+    from fastsoftmax import _testing
+    from fastsoftmax.__main__ import self_check
+
+    assert self_check() == []
+    path = pathlib.Path(__file__).resolve().parent.parent / "tools" / "check_wheel.py"
+    if not path.exists():
+        pytest.skip("tools/ is not beside the tests")
+    spec = importlib.util.spec_from_file_location("check_wheel", path)
+    check_wheel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_wheel)
+    x = np.random.default_rng(0).standard_normal((5, 40)).astype(np.float32)
+    target = np.arange(5) % 40
+    check_wheel.check_case(fs, _testing, x, -1, target, 1, "ok")
+
+    class Tampered:  # fastsoftmax with a softmax 1e-4 off: check_wheel must fail it
+        def __getattr__(self, name):
+            return getattr(fs, name)
+
+        @staticmethod
+        def softmax(*args, **kwargs):
+            return fs.softmax(*args, **kwargs) * np.float32(1.0001)
+
+    with pytest.raises(check_wheel.CheckFailed, match="tampered softmax: .* outside the bound"):
+        check_wheel.check_case(Tampered(), _testing, x, -1, target, 1, "tampered")

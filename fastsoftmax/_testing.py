@@ -1,0 +1,123 @@
+"""The accuracy contract as code: the tolerances, and the checks that hold results to them.
+
+Private.  ``tests/conftest.py``, ``tools/check_wheel.py`` and ``python -m
+fastsoftmax`` all check results with these functions, so the contract is
+written once.  Needs only NumPy: it runs against an installed wheel too.
+
+The oracle is ``fastsoftmax.reference`` (plain NumPy in float64).  The bound
+for an output is the contract's relative tolerance (float32 1e-6, float64
+1e-13) plus the error that rounding ``(x - max) / T`` to the working precision
+causes by itself, which no algorithm working in that precision avoids
+(Blanchard, Higham & Higham 2021): about ``|z| * u`` relative for softmax and
+``u * max|z|`` absolute in the log domain, with ``z = (x - max) / T`` and ``u``
+the unit roundoff.  Outputs of softmax below the smallest normal number may be
+flushed to zero.  cross_entropy's loss is held to ``LOSS_RTOL`` (plus the log
+domain's rounding of ``z``), its gradient to ``GRAD_TOL`` times its largest
+entry, since entries near 0 carry the absolute rounding of ``p - onehot``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import reference
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+RTOL = {_F32: 1e-6, _F64: 1e-13}
+UNIT_ROUNDOFF = {_F32: 2.0**-24, _F64: 2.0**-53}
+# exp results under the smallest normal number are flushed to +0 (src/fs_exp.h).
+SOFTMAX_ATOL = {_F32: 2e-38, _F64: 3e-308}
+LOSS_RTOL = {_F32: 2e-6, _F64: 1e-12}
+GRAD_TOL = {_F32: 2e-6, _F64: 1e-13}
+
+_Axis = Optional[int]
+_Mask = Optional[npt.ArrayLike]
+_Bound = Union[float, npt.NDArray[np.float64]]
+
+
+def assert_within(got: npt.ArrayLike, expected: npt.ArrayLike, bound: _Bound, what: str) -> None:
+    """AssertionError unless ``|got - expected| <= bound`` (equal infinities and NaNs pass)."""
+    got64 = np.asarray(got, dtype=np.float64)
+    expected64 = np.asarray(expected, dtype=np.float64)
+    assert got64.shape == expected64.shape, f"{what}: shape {got64.shape} != {expected64.shape}"
+    with np.errstate(invalid="ignore"):
+        err = np.abs(got64 - expected64)
+    same_special = (got64 == expected64) | (np.isnan(got64) & np.isnan(expected64))
+    bad = ~((err <= bound) | same_special)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(bound, 1e-300), 0)),
+                             err.shape)
+        bound_i = bound[i] if isinstance(bound, np.ndarray) and bound.ndim else bound
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {bad.size} outside the bound; worst at {i}: "
+            f"got {got64[i]!r}, expected {expected64[i]!r}, bound {bound_i!r}")
+
+
+def _shifted(x: npt.ArrayLike, axis: _Axis, temperature: float,
+             where: _Mask = None) -> Tuple[npt.NDArray[np.float64], Any]:
+    """z = (x - max) / T in float64 and max |z| per slice, over the finite unmasked entries."""
+    x64 = np.asarray(x, dtype=np.float64)
+    keep = np.isfinite(x64) if where is None else np.isfinite(x64) & np.asarray(where)
+    kept = np.where(keep, x64, -np.inf)
+    with np.errstate(invalid="ignore"):
+        z = np.where(keep, (x64 - kept.max(axis=axis, keepdims=axis is not None, initial=-np.inf))
+                     / temperature, 0.0)
+    if axis is None:
+        return z, np.abs(z).max(initial=0.0)
+    return z, np.abs(z).max(axis=axis, keepdims=True, initial=0.0)
+
+
+def check_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
+                  temperature: float = 1.0, dtype: Optional[npt.DTypeLike] = None,
+                  where: _Mask = None) -> None:
+    """softmax's result ``got`` against the reference, to the contract's bound."""
+    dt = np.dtype(dtype or np.asarray(got).dtype)
+    expected = reference.softmax(x, axis=axis, temperature=temperature, where=where)
+    z, _ = _shifted(x, axis, temperature, where)
+    bound = expected * (RTOL[dt] + 3 * UNIT_ROUNDOFF[dt] * np.abs(z)) + SOFTMAX_ATOL[dt]
+    assert_within(got, expected, bound, "softmax")
+
+
+def check_log_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
+                      temperature: float = 1.0, dtype: Optional[npt.DTypeLike] = None,
+                      where: _Mask = None) -> None:
+    """log_softmax's result ``got`` against the reference, to the contract's bound."""
+    dt = np.dtype(dtype or np.asarray(got).dtype)
+    expected = reference.log_softmax(x, axis=axis, temperature=temperature, where=where)
+    z, zmax = _shifted(x, axis, temperature, where)
+    bound = RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * (np.abs(z) + zmax)
+    assert_within(got, expected, bound, "log_softmax")
+
+
+def check_logsumexp(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
+                    keepdims: bool = False, dtype: Optional[npt.DTypeLike] = None,
+                    where: _Mask = None) -> None:
+    """logsumexp's result ``got`` against the reference, to the contract's bound."""
+    dt = np.dtype(dtype or np.asarray(got).dtype)
+    expected = reference.logsumexp(x, axis=axis, keepdims=keepdims, where=where)
+    x64 = np.asarray(x, dtype=np.float64)
+    keep = np.isfinite(x64) if where is None else np.isfinite(x64) & np.asarray(where)
+    xmax = np.abs(np.where(keep, x64, 0.0)).max(axis=axis, keepdims=keepdims, initial=0.0)
+    bound = RTOL[dt] * np.abs(expected) + 2 * UNIT_ROUNDOFF[dt] * xmax
+    assert_within(got, expected, bound, "logsumexp")
+
+
+def check_cross_entropy(loss: npt.ArrayLike, grad: npt.ArrayLike, logits: npt.ArrayLike,
+                        target: npt.ArrayLike, axis: int = -1, **options: Any) -> None:
+    """cross_entropy's ``(loss, grad)`` against the reference's, for finite logits.
+
+    ``options`` are cross_entropy's keyword arguments (reduction, weight...).
+    """
+    x = np.asarray(logits)
+    dt = x.dtype
+    ref_loss, ref_grad = reference.cross_entropy(x, target, axis=axis, return_grad=True,
+                                                 **options)
+    _, zmax = _shifted(x, axis, 1.0)
+    assert_within(loss, ref_loss, LOSS_RTOL[dt] * np.abs(np.asarray(ref_loss, np.float64))
+                  + 6 * UNIT_ROUNDOFF[dt] * float(np.max(zmax, initial=0.0)),
+                  "cross_entropy loss")
+    # With one class the exact gradient is 0 and ours is p*c - c rounded: absolute scale 1.
+    scale = float(np.abs(ref_grad).max(initial=0.0)) or 1.0
+    assert_within(grad, ref_grad, GRAD_TOL[dt] * scale, "cross_entropy gradient")
