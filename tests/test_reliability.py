@@ -1,5 +1,8 @@
 """Reliability: fork safety, concurrency and the GIL, memory leaks, and (opt-in) arrays over 2**31.
 
+Every public op runs in them (``CALLS``): the softmax family, cross_entropy and
+the backward helpers.
+
 - Fork: a process that ran OpenMP threads then forks must give correct results
   in the child and never hang (libgomp deadlocks there, GCC bug 60035; the API
   makes a forked child run single-threaded).  Every wait has a timeout, so a
@@ -11,8 +14,6 @@
   grow the resident set, nor the bytes malloc holds, between two rounds.
 - Big arrays: one slice of more than 2**31 elements (opt-in:
   ``FASTSOFTMAX_TEST_BIG=1``; needs ~9 GB of free memory and about a minute).
-
-The functions under test are listed in ``CALLS``: add cross_entropy & co. there.
 """
 import ctypes
 import ctypes.util
@@ -37,12 +38,42 @@ from fastsoftmax import _core
 # Seconds a forked child may take before the test calls it hung (it needs well under 1 s).
 FORK_TIMEOUT = 60.0
 
-# (name, function, keyword arguments): every call the fork and concurrency tests make.
+
+def _labels(x, axis):
+    """Class labels for logits ``x`` with classes along ``axis``: the argmax, every 5th ignored."""
+    labels = np.argmax(x, axis=axis)
+    labels.flat[::5] = -100
+    return labels
+
+
+def _cross_entropy(x, axis, n_threads=None, out=None, **kw):
+    """cross_entropy of ``x`` against :func:`_labels`: ``(gradient into out, per-sample losses)``."""
+    loss, grad = fs.cross_entropy(x, _labels(x, axis), axis=axis, reduction="none",
+                                  return_grad=True, grad_out=out, n_threads=n_threads, **kw)
+    return grad, loss
+
+
+def _backward(func):
+    """A backward helper called as the forward ops are: ``x`` is both the incoming gradient
+    and the forward output (any finite values are valid for both)."""
+    def call(x, axis, n_threads=None, out=None):
+        return func(x, x, axis, out=out, n_threads=n_threads)
+    return call
+
+
+# (name, function, keyword arguments): every public op, called as
+# function(x, axis, n_threads=..., out=..., **kw); the fork, concurrency, GIL
+# and leak tests run each.  A function returns an array, or a tuple of arrays
+# whose first is ``out``.
 CALLS = [
     ("softmax", fs.softmax, {}),
     ("softmax_t", fs.softmax, {"temperature": 0.7}),
     ("log_softmax", fs.log_softmax, {}),
     ("logsumexp", fs.logsumexp, {}),
+    ("cross_entropy", _cross_entropy, {}),
+    ("cross_entropy_smoothed", _cross_entropy, {"label_smoothing": 0.1}),
+    ("softmax_backward", _backward(fs.softmax_backward), {}),
+    ("log_softmax_backward", _backward(fs.log_softmax_backward), {}),
 ]
 
 OPENMP = _core.openmp_enabled()
@@ -65,7 +96,13 @@ def _compute_all(inputs, n_threads):
             for x, axis in inputs for _, func, kw in CALLS]
 
 
+def _arrays(results):
+    """The arrays of a list of results, tuples (cross_entropy's) spread out."""
+    return [a for r in results for a in (r if isinstance(r, tuple) else (r,))]
+
+
 def _assert_same_bits(got, expected, what):
+    got, expected = _arrays(got), _arrays(expected)
     assert len(got) == len(expected), what
     for i, (g, e) in enumerate(zip(got, expected)):
         g, e = np.asarray(g), np.asarray(e)
@@ -348,16 +385,17 @@ def test_many_python_threads_at_once():
     jobs = []
     for i in range(240):
         x, axis = inputs[i % len(inputs)]
-        _, func, kw = CALLS[rng.integers(len(CALLS))]
+        _, func, kw = CALLS[(i // len(inputs)) % len(CALLS)]  # every op on every input
         jobs.append((x, axis, func, kw, [None, 1, 2, 3][rng.integers(4)], bool(rng.integers(2))))
     expected = [func(x, axis, n_threads=1, **kw) for x, axis, func, kw, _, _ in jobs]
-    shapes = [(np.shape(e), np.asarray(e).dtype) for e in expected]
+    firsts = [e[0] if isinstance(e, tuple) else e for e in expected]
+    shapes = [(np.shape(e), np.asarray(e).dtype) for e in firsts]
 
     def run(i):
         x, axis, func, kw, n_threads, use_out = jobs[i]
         out = np.empty(*shapes[i]) if use_out else None
         result = func(x, axis, n_threads=n_threads, out=out, **kw)
-        assert out is None or result is out
+        assert out is None or (result[0] if isinstance(result, tuple) else result) is out
         return result
 
     for _ in range(2):
@@ -366,14 +404,17 @@ def test_many_python_threads_at_once():
         _assert_same_bits(got, expected, "concurrent call")
 
 
-def test_gil_is_released_while_a_kernel_runs():
+@pytest.mark.parametrize("func,kw", [(func, kw) for _, func, kw in CALLS],
+                         ids=[name for name, _, _ in CALLS])
+def test_gil_is_released_while_a_kernel_runs(func, kw):
     """A pure-Python thread keeps making progress while another thread is inside a kernel.
 
     Were the GIL held, the Python thread would stall for the whole call.  This
     holds on one core and on a loaded machine: the OS still shares the CPU.
     """
     x = np.random.default_rng(7).standard_normal((64, 131072))  # 20-50 ms single-threaded
-    call = lambda: fs.logsumexp(x, n_threads=1)  # noqa: E731
+    out = np.empty_like(x) if func is not fs.logsumexp else None  # (no page faults in the call)
+    call = lambda: func(x, -1, n_threads=1, out=out, **kw)  # noqa: E731
     call()
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
@@ -492,6 +533,10 @@ def _calls_that_raise(x):
         lambda: fs.logsumexp(x, out=[0.0]),
         lambda: fs.softmax(x, n_threads=0),
         lambda: fs.softmax(x, n_threads="2"),
+        lambda: fs.cross_entropy(x, np.full(x.shape[0], x.shape[-1])),        # a label out of range
+        lambda: fs.cross_entropy(x, np.zeros(x.shape[0], np.int64), reduction="avg"),
+        lambda: fs.softmax_backward(x, x[:1]),                               # shapes differ
+        lambda: fs.log_softmax_backward(x, x, out=np.empty(3, x.dtype)),
     ]
     for call in bad:
         try:
@@ -524,6 +569,9 @@ def _leak_round(small_calls, large_calls):
         fs.softmax([1.0, 2.0, 3.0])                             # a list: converted
         fs.logsumexp(np.float32(1.0), None)                     # 0-d: a NumPy scalar back
         fs.softmax(small[0], -1, temperature=0.5)
+        if i % 10 == 0:  # every public op (cross_entropy, the backward helpers...)
+            for _, func, kw in CALLS:
+                func(small[0], -1, **kw)
         if i % 100 == 0:
             _calls_that_raise(small[0])
     large = rng.standard_normal((64, 16384)).astype(np.float32)
@@ -541,6 +589,8 @@ def _leak_round(small_calls, large_calls):
         if i % 10 == 0:
             fs.softmax(large, n_threads=2)
             _calls_that_raise(large)
+            for _, func, kw in CALLS:
+                func(large, -1, n_threads=1, **kw)
 
 
 # Growth allowed between the two rounds.  A leaked output of the large calls
