@@ -116,7 +116,8 @@ extensions = [
         include_dirs=[np.get_include(), "src"],
         depends=sorted(glob.glob("src/*.h")),  # a header edit rebuilds the extension
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=[os.environ["FASTSOFTMAX_EXTRA_CFLAGS"]] if os.environ.get("FASTSOFTMAX_EXTRA_CFLAGS") else [],
+        # Split as a shell would: "-DA=1 -DB='x y'" is two flags, not one.
+        extra_compile_args=shlex.split(os.environ.get("FASTSOFTMAX_EXTRA_CFLAGS", "")),
     )
 ]
 

@@ -7,7 +7,7 @@ Python lists).  Nothing here is fast; everything here is meant to be easy to
 read and to check by eye.  The test suite compares the compiled kernels against
 these functions, and users can do the same to check a result.
 
-The numerics contract (see ``DESIGN.md``) is defined by this module:
+The numerics contract (the README's Numerics section) is defined by this module:
 
 ==========================  ===================  ===================  ===========
 slice (over ``axis``)       softmax              log_softmax          logsumexp

@@ -1,4 +1,4 @@
-"""The numerics contract of DESIGN.md, row by row, on every instruction set and path.
+"""The numerics contract (fastsoftmax.reference's table, the README's Numerics section), row by row, on every instruction set and path.
 
 | case               | softmax    | log_softmax | logsumexp |
 | a NaN in the slice | NaN slice  | NaN slice   | NaN       |
