@@ -87,3 +87,33 @@ def test_readme_api_headings_match_the_signatures():
         if parameters == "...":
             continue
         assert parameters.replace('"', "'") == _signature_text(getattr(fastsoftmax, name)), name
+
+
+def test_fill_doc_inserts_shared_text_indented_and_refuses_typos():
+    """The docstring substitution (fastsoftmax._docs): once per piece, indented as its line."""
+    from fastsoftmax._docs import REFERENCES, fill_doc
+
+    def f():
+        """Summary.
+
+        References
+        ----------
+        %(references)s
+        """
+
+    assert fill_doc(references=REFERENCES)(f) is f  # no wrapper: nothing added to a call
+    assert "        .. [1] P. Blanchard" in f.__doc__
+    assert "           evaluation of the log-sum-exp" in f.__doc__
+    assert "%(" not in f.__doc__
+
+    def g():
+        """No place for it."""
+
+    with pytest.raises(ValueError, match="no place for"):
+        fill_doc(references=REFERENCES)(g)
+
+    def h():
+        """%(unknown)s"""
+
+    with pytest.raises(KeyError):
+        fill_doc(references=REFERENCES)(h)
