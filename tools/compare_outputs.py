@@ -13,6 +13,11 @@ float64, row lengths on both sides of the short-row, vector, unroll and
 runs, with 1 and 2 threads.  Inputs are finite: a change that is meant to fix
 non-finite results should not show here.  Exit status 1 on any difference,
 with a line per differing case.
+
+It tests whichever fastsoftmax ``import fastsoftmax`` finds, and prints its
+path: from another checkout of the repository (a git worktree) run it as
+``PYTHONPATH=. python tools/compare_outputs.py ...``, or an editable install
+elsewhere is what gets compared.
 """
 import argparse
 import sys
@@ -85,6 +90,7 @@ def main():
     parser.add_argument("mode", choices=["save", "compare"])
     parser.add_argument("path")
     args = parser.parse_args()
+    print(f"fastsoftmax from {fs.__file__}")
     results = _run()
     if args.mode == "save":
         np.savez_compressed(args.path, **results)
