@@ -36,7 +36,10 @@ __all__ = [
 # An optional input array of _unalias (the aliases are in _typing).
 _MaybeArray = TypeVar("_MaybeArray", bound=Optional[npt.NDArray[Any]])
 
-_OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
+# The kernels' operation numbers (fs_op in src/fs_kernels.h), one definition for every layer.
+from ._core import OP_LOG_SOFTMAX as _OP_LOG_SOFTMAX  # noqa: E402
+from ._core import OP_LOGSUMEXP as _OP_LOGSUMEXP  # noqa: E402
+from ._core import OP_SOFTMAX as _OP_SOFTMAX  # noqa: E402
 _DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
 _FLOAT32: np.dtype[np.floating[Any]] = np.dtype(np.float32)
 _FLOAT64: np.dtype[np.floating[Any]] = np.dtype(np.float64)

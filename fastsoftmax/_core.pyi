@@ -10,6 +10,11 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+# softmax_family's `op`: the C kernels' fs_op (src/fs_kernels.h).
+OP_SOFTMAX: int
+OP_LOG_SOFTMAX: int
+OP_LOGSUMEXP: int
+
 def isa() -> str: ...
 def available_isas() -> tuple[str, ...]: ...
 def set_isa(name: str) -> bool: ...

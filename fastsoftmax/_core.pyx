@@ -30,6 +30,13 @@ ctypedef fused real:
 cdef extern from "fs_kernels.h" nogil:
     ctypedef Py_ssize_t fs_index
     fs_index FS_CHUNK
+    ctypedef enum fs_op:
+        FS_OP_SOFTMAX
+        FS_OP_LOG_SOFTMAX
+        FS_OP_LOGSUMEXP
+        FS_OP_SOFTMAX_BACKWARD
+        FS_OP_LOG_SOFTMAX_BACKWARD
+        FS_OP_CROSS_ENTROPY
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
@@ -101,13 +108,11 @@ cdef enum:
     COLUMN_ALIGN = 16
     # Parts of the work per thread, taken dynamically (see _run_slabs).
     PARTS_PER_THREAD = 8
-    # Which softmax-family operation a loop runs (the kernels' `log` flag for the first two).
-    OP_SOFTMAX = 0
-    OP_LOG_SOFTMAX = 1
-    OP_LOGSUMEXP = 2
-    OP_SOFTMAX_BACKWARD = 3
-    OP_LOG_SOFTMAX_BACKWARD = 4
-    OP_CROSS_ENTROPY = 5
+
+# The operations' numbers for the Python layer (softmax_family's `op`): fs_kernels.h's fs_op.
+OP_SOFTMAX = FS_OP_SOFTMAX
+OP_LOG_SOFTMAX = FS_OP_LOG_SOFTMAX
+OP_LOGSUMEXP = FS_OP_LOGSUMEXP
 
 cdef const fs_kernel_table *kernels = fs_select_kernels(NULL)
 
@@ -179,7 +184,7 @@ cdef inline const uint8_t *_mask_at(Mask mask, fs_index offset) noexcept nogil:
 
 cdef struct Job:
     # One call's arrays and constants; `_block` runs any slab/column range of it.
-    int op
+    fs_op op
     const void *x          # logits, or the forward output y for the backward ops
     const void *x2         # grad_output (backward ops) or target probabilities (cross-entropy)
     void *out              # the result, or cross-entropy's gradient (NULL: none)
@@ -201,37 +206,37 @@ cdef void _block(const Job *job, const real *dtype_marker, fs_index a, fs_index 
     cdef const real *x = (<const real *> job.x) + at
     cdef const real *x2 = (<const real *> job.x2) + at if job.x2 != NULL else NULL
     cdef real *out
-    cdef int op = job.op
-    if op == OP_LOGSUMEXP:
+    cdef fs_op op = job.op
+    if op == FS_OP_LOGSUMEXP:
         out = (<real *> job.out) + reduced_at
     else:
         out = (<real *> job.out) + at if job.out != NULL else NULL
     if real is float:
-        if op == OP_LOGSUMEXP:
+        if op == FS_OP_LOGSUMEXP:
             kernels.logsumexp_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
-        elif op <= OP_LOG_SOFTMAX:
+        elif op == FS_OP_SOFTMAX or op == FS_OP_LOG_SOFTMAX:
             kernels.softmax_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
-                                <float> job.scale, op)
-        elif op == OP_CROSS_ENTROPY:
+                                <float> job.scale, op == FS_OP_LOG_SOFTMAX)
+        elif op == FS_OP_CROSS_ENTROPY:
             kernels.cross_entropy_f32(
                 x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
                 <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index,
                 job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
         else:
-            kernels.backward_f32(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
+            kernels.backward_f32(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
     else:
-        if op == OP_LOGSUMEXP:
+        if op == FS_OP_LOGSUMEXP:
             kernels.logsumexp_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
-        elif op <= OP_LOG_SOFTMAX:
+        elif op == FS_OP_SOFTMAX or op == FS_OP_LOG_SOFTMAX:
             kernels.softmax_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
-                                job.scale, op)
-        elif op == OP_CROSS_ENTROPY:
+                                job.scale, op == FS_OP_LOG_SOFTMAX)
+        elif op == FS_OP_CROSS_ENTROPY:
             kernels.cross_entropy_f64(
                 x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
                 <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index,
                 job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
         else:
-            kernels.backward_f64(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
+            kernels.backward_f64(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
 
 
 cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
@@ -268,7 +273,7 @@ cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noe
 
 
 cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_index n,
-                        real scale, int op, int nthreads) noexcept nogil:
+                        real scale, fs_op op, int nthreads) noexcept nogil:
     """Split each of a few long rows across threads, in the kernels' fixed chunks.
 
     Three parallel passes over all chunks of all rows (max, sum of exp, output),
@@ -310,11 +315,11 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
         length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
             chunk_sum[i] = kernels.chunk_sum_exp_f32(
-                x + at, _mask_at(mask, at), out + at if op == OP_SOFTMAX else NULL,
+                x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
         else:
             chunk_sum[i] = kernels.chunk_sum_exp_f64(
-                x + at, _mask_at(mask, at), out + at if op == OP_SOFTMAX else NULL,
+                x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
     for r in range(rows):
         s = 0.0
@@ -322,7 +327,7 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
             s = s + chunk_sum[r * per_row + c]
         row_sum[r] = s
 
-    if op == OP_LOGSUMEXP:
+    if op == FS_OP_LOGSUMEXP:
         for r in range(rows):
             if real is float:
                 value = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n,
@@ -337,7 +342,7 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
             r = i // per_row
             at = r * n + (i % per_row) * FS_CHUNK
             length = min(FS_CHUNK, (r + 1) * n - at)
-            if op == OP_SOFTMAX:
+            if op == FS_OP_SOFTMAX:
                 if real is float:
                     kernels.scale_span_f32(out + at, _mask_at(mask, at), length,
                                            <float> (1.0 / row_sum[r]))
@@ -357,8 +362,8 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
 
 cdef void _run(Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads and rows of several chunks: split the rows themselves.
-    if (job.op <= OP_LOGSUMEXP and nthreads > 1 and job.inner == 1 and job.outer < nthreads
-            and job.n >= 2 * FS_CHUNK):
+    if (job.op in (FS_OP_SOFTMAX, FS_OP_LOG_SOFTMAX, FS_OP_LOGSUMEXP) and nthreads > 1
+            and job.inner == 1 and job.outer < nthreads and job.n >= 2 * FS_CHUNK):
         if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.outer, job.n,
                           <real> job.scale, job.op, nthreads) == 0:
             return
@@ -375,7 +380,7 @@ cdef void _run_job(Job *job, int typenum, int nthreads):
             _run(job, <const double *> NULL, nthreads)
 
 
-cdef Job _new_job(int op, cnp.ndarray x, object out, Py_ssize_t outer, Py_ssize_t n,
+cdef Job _new_job(fs_op op, cnp.ndarray x, object out, Py_ssize_t outer, Py_ssize_t n,
                   Py_ssize_t inner):
     cdef Job job
     job.op = op
@@ -397,7 +402,7 @@ cdef Job _new_job(int op, cnp.ndarray x, object out, Py_ssize_t outer, Py_ssize_
 
 def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t outer, Py_ssize_t n,
                    Py_ssize_t inner, double scale, int op, int nthreads):
-    """Run one operation (0 softmax, 1 log_softmax, 2 logsumexp) over ``x`` into ``out``.
+    """Run one operation (OP_SOFTMAX, OP_LOG_SOFTMAX or OP_LOGSUMEXP) over ``x`` into ``out``.
 
     ``x`` and ``out`` are C-contiguous, of one float dtype, ``x`` viewed as
     ``(outer, n, inner)``; ``out`` is ``(outer, n, inner)``, or ``(outer, inner)``
@@ -406,7 +411,7 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     is a multiple of ``n * inner``: x's element ``i`` is kept where
     ``where.flat[i % where.size]``.
     """
-    cdef Job job = _new_job(op, x, out, outer, n, inner)
+    cdef Job job = _new_job(<fs_op> op, x, out, outer, n, inner)
     job.scale = scale
     if where is not None:
         job.mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
@@ -421,7 +426,7 @@ def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ss
     All three arrays are C-contiguous of one dtype and shape ``(outer, n, inner)``;
     ``out`` may be either input.
     """
-    cdef Job job = _new_job(OP_LOG_SOFTMAX_BACKWARD if log else OP_SOFTMAX_BACKWARD, output, out,
+    cdef Job job = _new_job(FS_OP_LOG_SOFTMAX_BACKWARD if log else FS_OP_SOFTMAX_BACKWARD, output, out,
                             outer, n, inner)
     job.x2 = cnp.PyArray_DATA(grad_output)
     _run_job(&job, cnp.PyArray_TYPE(output), nthreads)
@@ -438,7 +443,7 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     ``weight`` is None or ``(n,)`` in the logits' dtype; ``grad`` is None or
     like ``logits`` (and may be ``logits``).  All C-contiguous.
     """
-    cdef Job job = _new_job(OP_CROSS_ENTROPY, logits, grad, outer, n, inner)
+    cdef Job job = _new_job(FS_OP_CROSS_ENTROPY, logits, grad, outer, n, inner)
     if labels is not None:
         job.labels = <const int64_t *> cnp.PyArray_DATA(<cnp.ndarray> labels)
     if target is not None:

@@ -40,6 +40,20 @@ typedef ptrdiff_t fs_index;
  */
 #define FS_CHUNK ((fs_index)16384)
 
+/*
+ * The operations, one numbering for the C kernels, the Cython loops and the
+ * Python layer (fastsoftmax._core exports them as OP_SOFTMAX, ...).  The
+ * explicit values are that interface: do not reorder.
+ */
+typedef enum fs_op {
+    FS_OP_SOFTMAX = 0,
+    FS_OP_LOG_SOFTMAX = 1,
+    FS_OP_LOGSUMEXP = 2,
+    FS_OP_SOFTMAX_BACKWARD = 3,
+    FS_OP_LOG_SOFTMAX_BACKWARD = 4,
+    FS_OP_CROSS_ENTROPY = 5
+} fs_op;
+
 #define FS_DECLARE_KERNELS(REAL, SFX)                                                      \
     /* out = softmax((x - max) * scale), or log_softmax when `log` is nonzero. */          \
     void (*softmax_##SFX)(const REAL *x, const uint8_t *mask, fs_index mask_period,        \

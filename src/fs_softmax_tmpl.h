@@ -98,21 +98,21 @@ static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_in
 }
 
 /*
- * One tile of a panel: max, sum, then the output pass.  `op` is 0 softmax,
- * 1 log_softmax, 2 logsumexp (out then gets one value per column).
+ * One tile of a panel: max, sum, then the output pass.  `op` is FS_OP_SOFTMAX,
+ * FS_OP_LOG_SOFTMAX or FS_OP_LOGSUMEXP (out then gets one value per column).
  */
 FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
-                                     fs_index stride, REAL scale, const int op, const int nv,
+                                     fs_index stride, REAL scale, const fs_op op, const int nv,
                                      const int partial, fs_index tail, const int masked)
 {
     V m[2], result[2] = {VSPLAT(0), VSPLAT(0)};
     VACC total[2];
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
-    if (op == 0 && scale == 1)
+    if (op == FS_OP_SOFTMAX && scale == 1)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked);
-    else if (op == 0)
+    else if (op == FS_OP_SOFTMAX)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked);
-    else if (op == 1 && scale != 1)
+    else if (op == FS_OP_LOG_SOFTMAX && scale != 1)
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked);
     else
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked);
@@ -122,9 +122,9 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
         const int lanes = u == nv - 1 ? lanes_in_last : W;
         for (int i = 0; i < lanes; i++) {
             const double sum = ACC_LANE(total[u], i);
-            if (op == 0)
+            if (op == FS_OP_SOFTMAX)
                 LANE(result[u], i) = (REAL)(1.0 / sum);
-            else if (op == 1)
+            else if (op == FS_OP_LOG_SOFTMAX)
                 LANE(result[u], i) = (REAL)log(sum);
             else
                 LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * W + i,
@@ -133,7 +133,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
         }
     }
 
-    if (op == 2) { /* out is one row of `stride` values */
+    if (op == FS_OP_LOGSUMEXP) { /* out is one row of `stride` values */
         for (int u = 0; u < nv; u++)
             TILE_STORE(out + u * W, u, result[u]);
         return;
@@ -144,7 +144,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
         for (int u = 0; u < nv; u++) {
             const fs_index at = k * stride + u * W;
             V v;
-            if (op == 0) {
+            if (op == FS_OP_SOFTMAX) {
                 v = TILE_LOAD(out + at, u, 0) * result[u];
                 if (masked)
                     v = SELECT(TILE_MASK(mask + at, u), v, ZERO_V);
@@ -161,7 +161,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
 
 /* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
 FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
-                                fs_index width, fs_index stride, REAL scale, const int op,
+                                fs_index width, fs_index stride, REAL scale, const fs_op op,
                                 const int masked)
 {
 #define MASK_AT(j) (masked ? mask + (j) : NULL)
@@ -177,22 +177,22 @@ FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, f
 
 /* Dispatch one panel to its compile-time specialisation of op and masking. */
 static void FN(panel_any)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
-                          fs_index width, fs_index stride, REAL scale, int op)
+                          fs_index width, fs_index stride, REAL scale, fs_op op)
 {
     if (mask) {
-        if (op == 0)
-            FN(panel)(x, mask, out, n, width, stride, scale, 0, 1);
-        else if (op == 1)
-            FN(panel)(x, mask, out, n, width, stride, scale, 1, 1);
+        if (op == FS_OP_SOFTMAX)
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_SOFTMAX, 1);
+        else if (op == FS_OP_LOG_SOFTMAX)
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 1);
         else
-            FN(panel)(x, mask, out, n, width, stride, 1, 2, 1);
+            FN(panel)(x, mask, out, n, width, stride, 1, FS_OP_LOGSUMEXP, 1);
     } else {
-        if (op == 0)
-            FN(panel)(x, NULL, out, n, width, stride, scale, 0, 0);
-        else if (op == 1)
-            FN(panel)(x, NULL, out, n, width, stride, scale, 1, 0);
+        if (op == FS_OP_SOFTMAX)
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_SOFTMAX, 0);
+        else if (op == FS_OP_LOG_SOFTMAX)
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 0);
         else
-            FN(panel)(x, NULL, out, n, width, stride, 1, 2, 0);
+            FN(panel)(x, NULL, out, n, width, stride, 1, FS_OP_LOGSUMEXP, 0);
     }
 }
 
@@ -240,7 +240,7 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(REAL *rows, const REAL *panel, fs_index n
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
                                           fs_index mask_start, REAL *out, fs_index rows,
-                                          fs_index n, REAL scale, const int op, const int masked)
+                                          fs_index n, REAL scale, const fs_op op, const int masked)
 {
     REAL in[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
     uint8_t in_mask[FS_SHORT_ROW * W];
@@ -254,7 +254,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs
                     in_mask[k * W + i] = i < lanes ? row_mask[k] : 0;
             }
         FN(panel_tile)(in, masked ? in_mask : NULL, res, n, W, scale, op, 1, 0, W, masked);
-        if (op == 2) {
+        if (op == FS_OP_LOGSUMEXP) {
             memcpy(out + r, res, (size_t)lanes * sizeof(REAL));
             continue;
         }
@@ -264,7 +264,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs
 
 static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_period,
                            fs_index mask_start, REAL *out, fs_index rows, fs_index n, REAL scale,
-                           int op)
+                           fs_op op)
 {
 #define SHORT_ROWS_CASE(OP)                                                                      \
     do {                                                                                         \
@@ -273,12 +273,12 @@ static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_per
         else                                                                                     \
             FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, OP, 0);                      \
     } while (0)
-    if (op == 0)
-        SHORT_ROWS_CASE(0);
-    else if (op == 1)
-        SHORT_ROWS_CASE(1);
+    if (op == FS_OP_SOFTMAX)
+        SHORT_ROWS_CASE(FS_OP_SOFTMAX);
+    else if (op == FS_OP_LOG_SOFTMAX)
+        SHORT_ROWS_CASE(FS_OP_LOG_SOFTMAX);
     else
-        SHORT_ROWS_CASE(2);
+        SHORT_ROWS_CASE(FS_OP_LOGSUMEXP);
 #undef SHORT_ROWS_CASE
 }
 
@@ -288,7 +288,8 @@ static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_
 {
     const fs_index slab = n * stride;
     if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
-        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale, log_output ? 1 : 0);
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
+                       log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
@@ -298,7 +299,7 @@ static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_
                             o + 1 < outer ? x + (o + 1) * slab : NULL);
         else
             FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
-                          log_output ? 1 : 0);
+                          log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
     }
 }
 
@@ -308,7 +309,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
 {
     const fs_index slab = n * stride;
     if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
-        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, 2);
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, FS_OP_LOGSUMEXP);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
@@ -320,7 +321,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
                                                o + 1 < outer ? xs + slab : NULL);
             SSTORE(out + o, FN(logsumexp_finish)(max, sum, xs, m, n, 1));
         } else {
-            FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, 2);
+            FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, FS_OP_LOGSUMEXP);
         }
     }
 }
