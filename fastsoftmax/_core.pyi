@@ -40,7 +40,7 @@ def backward(
     outer: int,
     n: int,
     inner: int,
-    log: bool,
+    log_output: bool,
     nthreads: int,
 ) -> None: ...
 def cross_entropy(

@@ -37,59 +37,42 @@ cdef extern from "fs_kernels.h" nogil:
         FS_OP_SOFTMAX_BACKWARD
         FS_OP_LOG_SOFTMAX_BACKWARD
         FS_OP_CROSS_ENTROPY
+    # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
+    # passes kernel arguments to C uncast, so the C compiler still checks every
+    # call against the typed structs in fs_kernels.h; here an element pointer is
+    # `void *`, an element value `double` (float converts exactly both ways).
+    # Only for calls through table.f32 / table.f64: no C type has this name.
+    ctypedef struct fs_dtype_kernels:
+        void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
+                        fs_index mask_start, void *out, fs_index outer, fs_index n,
+                        fs_index width, fs_index stride, double scale,
+                        int log_output) noexcept nogil
+        void (*logsumexp)(const void *x, const uint8_t *mask, fs_index mask_period,
+                          fs_index mask_start, void *out, fs_index outer, fs_index n,
+                          fs_index width, fs_index stride) noexcept nogil
+        double (*row_max)(const void *x, const uint8_t *mask, fs_index n) noexcept nogil
+        double (*chunk_sum_exp)(const void *x, const uint8_t *mask, void *e_out, fs_index n,
+                                double shift, double scale) noexcept nogil
+        void (*scale_span)(void *out, const uint8_t *mask, fs_index n,
+                           double factor) noexcept nogil
+        void (*log_softmax_span)(const void *x, const uint8_t *mask, void *out, fs_index n,
+                                 double shift, double scale, double lse) noexcept nogil
+        double (*logsumexp_finish)(double max, double sum, const void *x, const uint8_t *mask,
+                                   fs_index n, fs_index stride) noexcept nogil
+        void (*exp_span)(const void *x, void *out, fs_index n) noexcept nogil
+        void (*backward)(const void *g, const void *y, void *out, fs_index outer, fs_index n,
+                         fs_index width, fs_index stride, int log_output) noexcept nogil
+        void (*cross_entropy)(const void *x, const int64_t *labels, const void *target,
+                              const void *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, void *grad, double grad_scale,
+                              fs_index outer, fs_index n, fs_index width,
+                              fs_index stride) noexcept nogil
+
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
-        void (*softmax_f32)(const float *x, const uint8_t *mask, fs_index mask_period,
-                            fs_index mask_start, float *out, fs_index outer, fs_index n,
-                            fs_index width, fs_index stride, float scale, int log) noexcept nogil
-        void (*logsumexp_f32)(const float *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, float *out, fs_index outer, fs_index n,
-                              fs_index width, fs_index stride) noexcept nogil
-        float (*row_max_f32)(const float *x, const uint8_t *mask, fs_index n) noexcept nogil
-        double (*chunk_sum_exp_f32)(const float *x, const uint8_t *mask, float *e_out,
-                                    fs_index n, float shift, float scale) noexcept nogil
-        void (*scale_span_f32)(float *out, const uint8_t *mask, fs_index n,
-                               float factor) noexcept nogil
-        void (*log_softmax_span_f32)(const float *x, const uint8_t *mask, float *out,
-                                     fs_index n, float shift, float scale,
-                                     float lse) noexcept nogil
-        float (*logsumexp_finish_f32)(float max, double sum, const float *x,
-                                      const uint8_t *mask, fs_index n,
-                                      fs_index stride) noexcept nogil
-        void (*exp_f32)(const float *x, float *out, fs_index n) noexcept nogil
-        void (*backward_f32)(const float *g, const float *y, float *out, fs_index outer,
-                             fs_index n, fs_index width, fs_index stride, int log) noexcept nogil
-        void (*cross_entropy_f32)(const float *x, const int64_t *labels, const float *target,
-                                  const float *weight, double weight_sum, double eps,
-                                  int64_t ignore_index, double *loss, float *grad,
-                                  double grad_scale, fs_index outer, fs_index n, fs_index width,
-                                  fs_index stride) noexcept nogil
-        void (*softmax_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
-                            fs_index mask_start, double *out, fs_index outer, fs_index n,
-                            fs_index width, fs_index stride, double scale, int log) noexcept nogil
-        void (*logsumexp_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, double *out, fs_index outer, fs_index n,
-                              fs_index width, fs_index stride) noexcept nogil
-        double (*row_max_f64)(const double *x, const uint8_t *mask, fs_index n) noexcept nogil
-        double (*chunk_sum_exp_f64)(const double *x, const uint8_t *mask, double *e_out,
-                                    fs_index n, double shift, double scale) noexcept nogil
-        void (*scale_span_f64)(double *out, const uint8_t *mask, fs_index n,
-                               double factor) noexcept nogil
-        void (*log_softmax_span_f64)(const double *x, const uint8_t *mask, double *out,
-                                     fs_index n, double shift, double scale,
-                                     double lse) noexcept nogil
-        double (*logsumexp_finish_f64)(double max, double sum, const double *x,
-                                      const uint8_t *mask, fs_index n,
-                                      fs_index stride) noexcept nogil
-        void (*exp_f64)(const double *x, double *out, fs_index n) noexcept nogil
-        void (*backward_f64)(const double *g, const double *y, double *out, fs_index outer,
-                             fs_index n, fs_index width, fs_index stride, int log) noexcept nogil
-        void (*cross_entropy_f64)(const double *x, const int64_t *labels, const double *target,
-                                  const double *weight, double weight_sum, double eps,
-                                  int64_t ignore_index, double *loss, double *grad,
-                                  double grad_scale, fs_index outer, fs_index n, fs_index width,
-                                  fs_index stride) noexcept nogil
+        fs_dtype_kernels f32
+        fs_dtype_kernels f64
 
     const fs_kernel_table *fs_select_kernels(const char *isa)
     const char *fs_available_isas()
@@ -213,30 +196,30 @@ cdef void _block(const Job *job, const real *dtype_marker, fs_index a, fs_index 
         out = (<real *> job.out) + at if job.out != NULL else NULL
     if real is float:
         if op == FS_OP_LOGSUMEXP:
-            kernels.logsumexp_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
+            kernels.f32.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
         elif op == FS_OP_SOFTMAX or op == FS_OP_LOG_SOFTMAX:
-            kernels.softmax_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
+            kernels.f32.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
                                 <float> job.scale, op == FS_OP_LOG_SOFTMAX)
         elif op == FS_OP_CROSS_ENTROPY:
-            kernels.cross_entropy_f32(
+            kernels.f32.cross_entropy(
                 x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
                 <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index,
                 job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
         else:
-            kernels.backward_f32(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
+            kernels.f32.backward(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
     else:
         if op == FS_OP_LOGSUMEXP:
-            kernels.logsumexp_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
+            kernels.f64.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
         elif op == FS_OP_SOFTMAX or op == FS_OP_LOG_SOFTMAX:
-            kernels.softmax_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
+            kernels.f64.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
                                 job.scale, op == FS_OP_LOG_SOFTMAX)
         elif op == FS_OP_CROSS_ENTROPY:
-            kernels.cross_entropy_f64(
+            kernels.f64.cross_entropy(
                 x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
                 <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index,
                 job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
         else:
-            kernels.backward_f64(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
+            kernels.f64.backward(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
 
 
 cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
@@ -299,9 +282,9 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
         at = r * n + (i % per_row) * FS_CHUNK        # flat offset of the chunk
         length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
-            chunk_max[i] = kernels.row_max_f32(x + at, _mask_at(mask, at), length)
+            chunk_max[i] = kernels.f32.row_max(x + at, _mask_at(mask, at), length)
         else:
-            chunk_max[i] = kernels.row_max_f64(x + at, _mask_at(mask, at), length)
+            chunk_max[i] = kernels.f64.row_max(x + at, _mask_at(mask, at), length)
     for r in range(rows):
         m = chunk_max[r * per_row]
         for c in range(1, per_row):
@@ -314,11 +297,11 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
         at = r * n + (i % per_row) * FS_CHUNK
         length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
-            chunk_sum[i] = kernels.chunk_sum_exp_f32(
+            chunk_sum[i] = kernels.f32.chunk_sum_exp(
                 x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
         else:
-            chunk_sum[i] = kernels.chunk_sum_exp_f64(
+            chunk_sum[i] = kernels.f64.chunk_sum_exp(
                 x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
     for r in range(rows):
@@ -330,10 +313,10 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
     if op == FS_OP_LOGSUMEXP:
         for r in range(rows):
             if real is float:
-                value = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n,
+                value = kernels.f32.logsumexp_finish(row_max[r], row_sum[r], x + r * n,
                                                      _mask_at(mask, r * n), n, 1)
             else:
-                value = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n,
+                value = kernels.f64.logsumexp_finish(row_max[r], row_sum[r], x + r * n,
                                                      _mask_at(mask, r * n), n, 1)
             # out may be unaligned (a NumPy array at an odd address): stored as bytes.
             memcpy(out + r, &value, sizeof(real))
@@ -344,17 +327,17 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
             length = min(FS_CHUNK, (r + 1) * n - at)
             if op == FS_OP_SOFTMAX:
                 if real is float:
-                    kernels.scale_span_f32(out + at, _mask_at(mask, at), length,
+                    kernels.f32.scale_span(out + at, _mask_at(mask, at), length,
                                            <float> (1.0 / row_sum[r]))
                 else:
-                    kernels.scale_span_f64(out + at, _mask_at(mask, at), length,
+                    kernels.f64.scale_span(out + at, _mask_at(mask, at), length,
                                            1.0 / row_sum[r])
             else:
                 if real is float:
-                    kernels.log_softmax_span_f32(x + at, _mask_at(mask, at), out + at, length,
+                    kernels.f32.log_softmax_span(x + at, _mask_at(mask, at), out + at, length,
                                                  row_max[r], scale, <float> log(row_sum[r]))
                 else:
-                    kernels.log_softmax_span_f64(x + at, _mask_at(mask, at), out + at, length,
+                    kernels.f64.log_softmax_span(x + at, _mask_at(mask, at), out + at, length,
                                                  row_max[r], scale, log(row_sum[r]))
     free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
     return 0
@@ -420,13 +403,13 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
 
 
 def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ssize_t outer,
-             Py_ssize_t n, Py_ssize_t inner, bint log, int nthreads):
-    """softmax_backward (or log_softmax_backward when ``log``) into ``out``.
+             Py_ssize_t n, Py_ssize_t inner, bint log_output, int nthreads):
+    """softmax_backward (or log_softmax_backward when ``log_output``) into ``out``.
 
     All three arrays are C-contiguous of one dtype and shape ``(outer, n, inner)``;
     ``out`` may be either input.
     """
-    cdef Job job = _new_job(FS_OP_LOG_SOFTMAX_BACKWARD if log else FS_OP_SOFTMAX_BACKWARD, output, out,
+    cdef Job job = _new_job(FS_OP_LOG_SOFTMAX_BACKWARD if log_output else FS_OP_SOFTMAX_BACKWARD, output, out,
                             outer, n, inner)
     job.x2 = cnp.PyArray_DATA(grad_output)
     _run_job(&job, cnp.PyArray_TYPE(output), nthreads)
@@ -527,7 +510,7 @@ def exp(cnp.ndarray x, cnp.ndarray out):
     cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         with nogil:
-            kernels.exp_f32(<const float *> cnp.PyArray_DATA(x), <float *> cnp.PyArray_DATA(out), size)
+            kernels.f32.exp_span(<const float *> cnp.PyArray_DATA(x), <float *> cnp.PyArray_DATA(out), size)
     else:
         with nogil:
-            kernels.exp_f64(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)
+            kernels.f64.exp_span(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)

@@ -118,14 +118,24 @@
 #include "fs_backward_tmpl.h"
 #include "fs_cross_entropy_tmpl.h"
 
-#define FS_TABLE_ENTRIES(SFX)                                                          \
-    softmax_block_##SFX, logsumexp_block_##SFX, row_max_##SFX, chunk_sum_exp_##SFX,    \
-        scale_span_##SFX, log_softmax_span_##SFX, logsumexp_finish_##SFX, exp_span_##SFX, \
-        backward_block_##SFX, cross_entropy_block_##SFX
+/* One dtype's kernels, by field name (fs_kernels.h's fs_kernels_f32 / fs_kernels_f64). */
+#define FS_DTYPE_TABLE(SFX)                              \
+    {                                                    \
+        .softmax = softmax_block_##SFX,                  \
+        .logsumexp = logsumexp_block_##SFX,              \
+        .row_max = row_max_##SFX,                        \
+        .chunk_sum_exp = chunk_sum_exp_##SFX,            \
+        .scale_span = scale_span_##SFX,                  \
+        .log_softmax_span = log_softmax_span_##SFX,      \
+        .logsumexp_finish = logsumexp_finish_##SFX,      \
+        .exp_span = exp_span_##SFX,                      \
+        .backward = backward_block_##SFX,                \
+        .cross_entropy = cross_entropy_block_##SFX,      \
+    }
 
 const fs_kernel_table FS_TABLE = {
-    FS_ISA_NAME,
-    FS_VBYTES,
-    FS_TABLE_ENTRIES(f32),
-    FS_TABLE_ENTRIES(f64),
+    .isa = FS_ISA_NAME,
+    .vector_bytes = FS_VBYTES,
+    .f32 = FS_DTYPE_TABLE(f32),
+    .f64 = FS_DTYPE_TABLE(f64),
 };
