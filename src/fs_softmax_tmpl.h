@@ -28,17 +28,17 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const REAL *x, const uint8_t *ma
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
                                                 const int masked)
 {
-    const V vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
-    const V ninf = VSPLAT(-INFINITY);
+    const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
+    const VEC ninf = VSPLAT(-INFINITY);
     const int scaled = 1; /* a multiply by 1 is exact: no need for two copies of this loop */
     fs_index i = 0;
-    for (; i + W <= n; i += W) {
-        V v = EXP_ARG(VLOAD(x + i)) - vlse;
-        VSTORE(out + i, masked ? SELECT(VMASK(mask + i), v, ninf) : v);
+    for (; i + LANES <= n; i += LANES) {
+        VEC v = EXP_ARG(VLOAD(x + i)) - vlse;
+        VSTORE(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v);
     }
     if (i < n) {
-        V v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
-        VSTORE_PARTIAL(out + i, masked ? SELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
+        VEC v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
+        VSTORE_PARTIAL(out + i, masked ? VSELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
                        n - i);
     }
 }
@@ -56,9 +56,9 @@ static void FN(log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out, 
 FS_ALWAYS_INLINE void FN(scale_span_impl)(REAL *out, const uint8_t *mask, fs_index n, REAL factor,
                                           const int masked)
 {
-    const V vfactor = VSPLAT(factor);
+    const VEC vfactor = VSPLAT(factor);
     fs_index i = 0;
-    for (; i + W <= n; i += W)
+    for (; i + LANES <= n; i += LANES)
         VSTORE(out + i, KEEP_MASKED(VLOAD(out + i) * vfactor, mask + i));
     if (i < n)
         VSTORE_PARTIAL(out + i, KEEP_MASKED_PARTIAL(VLOAD_PARTIAL(out + i, n - i, 0) * vfactor,
@@ -100,12 +100,14 @@ static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_in
 /*
  * One tile of a panel: max, sum, then the output pass.  `op` is FS_OP_SOFTMAX,
  * FS_OP_LOG_SOFTMAX or FS_OP_LOGSUMEXP (out then gets one value per column).
+ * Here `op` is an int, not an fs_op: GCC gives the enum an unsigned type, and
+ * that alone reorders a few instructions in these kernels.
  */
 FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
-                                     fs_index stride, REAL scale, const fs_op op, const int nv,
+                                     fs_index stride, REAL scale, const int op, const int nv,
                                      const int partial, fs_index tail, const int masked)
 {
-    V m[2], result[2] = {VSPLAT(0), VSPLAT(0)};
+    VEC m[2], result[2] = {VSPLAT(0), VSPLAT(0)};
     VACC total[2];
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
     if (op == FS_OP_SOFTMAX && scale == 1)
@@ -117,42 +119,42 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
     else
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked);
 
-    const int lanes_in_last = partial ? (int)tail : W;
+    const int lanes_in_last = partial ? (int)tail : LANES;
     for (int u = 0; u < nv; u++) {
-        const int lanes = u == nv - 1 ? lanes_in_last : W;
+        const int lanes = u == nv - 1 ? lanes_in_last : LANES;
         for (int i = 0; i < lanes; i++) {
-            const double sum = ACC_LANE(total[u], i);
+            const double sum = VACC_LANE(total[u], i);
             if (op == FS_OP_SOFTMAX)
                 LANE(result[u], i) = (REAL)(1.0 / sum);
             else if (op == FS_OP_LOG_SOFTMAX)
                 LANE(result[u], i) = (REAL)log(sum);
             else
-                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * W + i,
-                                                          masked ? mask + u * W + i : NULL, n,
+                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * LANES + i,
+                                                          masked ? mask + u * LANES + i : NULL, n,
                                                           stride);
         }
     }
 
     if (op == FS_OP_LOGSUMEXP) { /* out is one row of `stride` values */
         for (int u = 0; u < nv; u++)
-            TILE_STORE(out + u * W, u, result[u]);
+            TILE_STORE(out + u * LANES, u, result[u]);
         return;
     }
-    const V vscale = VSPLAT(scale);
+    const VEC vscale = VSPLAT(scale);
     const int scaled = 1;
     for (fs_index k = 0; k < n; k++) {
         for (int u = 0; u < nv; u++) {
-            const fs_index at = k * stride + u * W;
-            V v;
+            const fs_index at = k * stride + u * LANES;
+            VEC v;
             if (op == FS_OP_SOFTMAX) {
                 v = TILE_LOAD(out + at, u, 0) * result[u];
                 if (masked)
-                    v = SELECT(TILE_MASK(mask + at, u), v, ZERO_V);
+                    v = VSELECT(TILE_MASK(mask + at, u), v, ZERO_V);
             } else {
-                const V vshift = m[u];
+                const VEC vshift = m[u];
                 v = EXP_ARG(TILE_LOAD(x + at, u, 0)) - result[u];
                 if (masked)
-                    v = SELECT(TILE_MASK(mask + at, u), v, VSPLAT(-INFINITY));
+                    v = VSELECT(TILE_MASK(mask + at, u), v, VSPLAT(-INFINITY));
             }
             TILE_STORE(out + at, u, v);
         }
@@ -161,15 +163,15 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
 
 /* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
 FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
-                                fs_index width, fs_index stride, REAL scale, const fs_op op,
+                                fs_index width, fs_index stride, REAL scale, const int op,
                                 const int masked)
 {
 #define MASK_AT(j) (masked ? mask + (j) : NULL)
     fs_index j = 0;
-    for (; j + 2 * W <= width; j += 2 * W)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 2, 0, W, masked);
-    for (; j + W <= width; j += W)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, W, masked);
+    for (; j + 2 * LANES <= width; j += 2 * LANES)
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 2, 0, LANES, masked);
+    for (; j + LANES <= width; j += LANES)
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, LANES, masked);
     if (j < width)
         FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 1, width - j, masked);
 #undef MASK_AT
@@ -177,7 +179,7 @@ FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, f
 
 /* Dispatch one panel to its compile-time specialisation of op and masking. */
 static void FN(panel_any)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
-                          fs_index width, fs_index stride, REAL scale, fs_op op)
+                          fs_index width, fs_index stride, REAL scale, int op)
 {
     if (mask) {
         if (op == FS_OP_SOFTMAX)
@@ -204,8 +206,8 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
 }
 
 /*
- * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of W
- * rows is transposed into a small (n, W) panel on the stack, run through the
+ * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of LANES
+ * rows is transposed into a small (n, LANES) panel on the stack, run through the
  * panel tile (columns = rows), and transposed back.  A row of 10 classes thus
  * costs a tenth of a vector per step instead of a whole partial vector per
  * pass.  The last group's missing rows are zero lanes that are never written
@@ -213,47 +215,47 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
  * results do not depend on how rows are split between threads.
  */
 /*
- * panel[k * W + i] = rows[i * n + k]: `lanes` rows of n into an (n, W) panel,
+ * panel[k * LANES + i] = rows[i * n + k]: `lanes` rows of n into an (n, LANES) panel,
  * zero lanes after.  `rows` is the caller's array (maybe unaligned: SLOAD);
  * the panel is our own stack array.
  */
 FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const REAL *rows, fs_index n, fs_index lanes)
 {
-    if (lanes == W) { /* the common case, without a test per element */
+    if (lanes == LANES) { /* the common case, without a test per element */
         for (fs_index k = 0; k < n; k++)
-            for (fs_index i = 0; i < W; i++)
-                panel[k * W + i] = SLOAD(rows + i * n + k);
+            for (fs_index i = 0; i < LANES; i++)
+                panel[k * LANES + i] = SLOAD(rows + i * n + k);
         return;
     }
     for (fs_index k = 0; k < n; k++)
-        for (fs_index i = 0; i < W; i++)
-            panel[k * W + i] = i < lanes ? SLOAD(rows + i * n + k) : 0;
+        for (fs_index i = 0; i < LANES; i++)
+            panel[k * LANES + i] = i < lanes ? SLOAD(rows + i * n + k) : 0;
 }
 
-/* rows[i * n + k] = panel[k * W + i] for the first `lanes` lanes (rows maybe unaligned). */
+/* rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe unaligned). */
 FS_ALWAYS_INLINE void FN(scatter_rows)(REAL *rows, const REAL *panel, fs_index n, fs_index lanes)
 {
     for (fs_index i = 0; i < lanes; i++)
         for (fs_index k = 0; k < n; k++)
-            SSTORE(rows + i * n + k, panel[k * W + i]);
+            SSTORE(rows + i * n + k, panel[k * LANES + i]);
 }
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
                                           fs_index mask_start, REAL *out, fs_index rows,
-                                          fs_index n, REAL scale, const fs_op op, const int masked)
+                                          fs_index n, REAL scale, const int op, const int masked)
 {
-    REAL in[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
-    uint8_t in_mask[FS_SHORT_ROW * W];
-    for (fs_index r = 0; r < rows; r += W) {
-        const fs_index lanes = rows - r < W ? rows - r : W;
+    REAL in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    uint8_t in_mask[FS_SHORT_ROW * LANES];
+    for (fs_index r = 0; r < rows; r += LANES) {
+        const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         FN(gather_rows)(in, x + r * n, n, lanes);
         if (masked)
-            for (fs_index i = 0; i < W; i++) {
+            for (fs_index i = 0; i < LANES; i++) {
                 const uint8_t *row_mask = FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n);
                 for (fs_index k = 0; k < n; k++)
-                    in_mask[k * W + i] = i < lanes ? row_mask[k] : 0;
+                    in_mask[k * LANES + i] = i < lanes ? row_mask[k] : 0;
             }
-        FN(panel_tile)(in, masked ? in_mask : NULL, res, n, W, scale, op, 1, 0, W, masked);
+        FN(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
         if (op == FS_OP_LOGSUMEXP) {
             memcpy(out + r, res, (size_t)lanes * sizeof(REAL));
             continue;
@@ -264,7 +266,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs
 
 static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_period,
                            fs_index mask_start, REAL *out, fs_index rows, fs_index n, REAL scale,
-                           fs_op op)
+                           int op)
 {
 #define SHORT_ROWS_CASE(OP)                                                                      \
     do {                                                                                         \
@@ -287,7 +289,7 @@ static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_
                               fs_index width, fs_index stride, REAL scale, int log_output)
 {
     const fs_index slab = n * stride;
-    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
+    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
         return;
@@ -308,7 +310,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
                                 fs_index width, fs_index stride)
 {
     const fs_index slab = n * stride;
-    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
+    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, FS_OP_LOGSUMEXP);
         return;
     }
@@ -330,7 +332,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
 static void FN(exp_span)(const REAL *x, REAL *out, fs_index n)
 {
     fs_index i = 0;
-    for (; i + W <= n; i += W)
+    for (; i + LANES <= n; i += LANES)
         VSTORE(out + i, VEXP(VLOAD(x + i)));
     if (i < n)
         VSTORE_PARTIAL(out + i, VEXP(VLOAD_PARTIAL(x + i, n - i, 0)), n - i);
