@@ -21,7 +21,7 @@ FS_ALWAYS_INLINE VEC FN(vexp_any)(VEC z)
  * handled by the same pair of loops: a row reduces its lanes to one sum, a
  * panel keeps one sum per column.
  */
-FS_ALWAYS_INLINE double FN(row_backward_sum)(const REAL *g, const REAL *y, fs_index n,
+FS_ALWAYS_INLINE double FN(row_backward_sum)(const STORAGE *g, const STORAGE *y, fs_index n,
                                              const int log_output)
 {
     FN(accumulator) acc;
@@ -36,7 +36,8 @@ FS_ALWAYS_INLINE double FN(row_backward_sum)(const REAL *g, const REAL *y, fs_in
     return FN(hsum)(FN(acc_lanes)(&acc));
 }
 
-FS_ALWAYS_INLINE void FN(row_backward_output)(const REAL *g, const REAL *y, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(row_backward_output)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+                                              fs_index n,
                                               REAL sum, const int log_output)
 {
     const VEC vsum = VSPLAT(sum);
@@ -52,7 +53,8 @@ FS_ALWAYS_INLINE void FN(row_backward_output)(const REAL *g, const REAL *y, REAL
     }
 }
 
-FS_ALWAYS_INLINE void FN(panel_backward)(const REAL *g, const REAL *y, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+                                         fs_index n,
                                          fs_index width, fs_index stride, const int log_output)
 {
     for (fs_index j = 0; j < width; j += LANES) {
@@ -75,13 +77,13 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const REAL *g, const REAL *y, REAL *out
     }
 }
 
-static void FN(backward_block)(const REAL *g, const REAL *y, REAL *out, fs_index outer,
+static void FN(backward_block)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index outer,
                                fs_index n, fs_index width, fs_index stride, int log_output)
 {
     const fs_index slab = n * stride;
     for (fs_index o = 0; o < outer; o++) {
-        const REAL *gs = g + o * slab, *ys = y + o * slab;
-        REAL *os = out + o * slab;
+        const STORAGE *gs = g + o * slab, *ys = y + o * slab;
+        STORAGE *os = out + o * slab;
         if (stride == 1 && log_output)
             FN(row_backward_output)(gs, ys, os, n, (REAL)FN(row_backward_sum)(gs, ys, n, 1), 1);
         else if (stride == 1)

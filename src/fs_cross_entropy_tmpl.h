@@ -74,7 +74,7 @@ static int FN(ce_sums_finite)(double gap_sum, double mass_or_weight_sum)
 }
 
 /* sum_c a_c ((m - x_c) + log_sum) of one sample, classes `stride` apart (t' = 1 without target). */
-static double FN(ce_loss_by_class)(const REAL *x, const REAL *target, const REAL *weight,
+static double FN(ce_loss_by_class)(const STORAGE *x, const STORAGE *target, const STORAGE *weight,
                                    fs_index n, fs_index stride, REAL m, double log_sum, double eps)
 {
     double loss = 0;
@@ -88,7 +88,7 @@ static double FN(ce_loss_by_class)(const REAL *x, const REAL *target, const REAL
 }
 
 /* Sixteen ones: weights of 1 for the lanes of a tail, 0 past its end (VLOAD_PARTIAL). */
-static const REAL FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+static const STORAGE FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
 /* Class weights of lanes [i, i + k), 0 past them; 1 without weights. */
 #define CLASS_WEIGHTS(i, k) \
@@ -102,7 +102,8 @@ static const REAL FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
  * targets (needed only with smoothing), or with probability targets
  * mass = A = sum w t' and gap_sum = B = sum w t' (m - x).
  */
-static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *weight, fs_index n,
+static void FN(row_class_sums)(const STORAGE *x, const STORAGE *target, const STORAGE *weight,
+                               fs_index n,
                                REAL m, double eps, double *gap_sum, double *mass)
 {
     const VEC vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
@@ -135,7 +136,7 @@ static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *we
  * as in torch the other classes' weights never enter, so an inf or NaN
  * weight on a class that is not the label leaves the gradient finite.
  */
-static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, fs_index n,
+static void FN(row_ce_grad)(const STORAGE *target, const STORAGE *weight, STORAGE *grad, fs_index n,
                             double p_factor, double class_factor, double eps)
 {
     const VEC vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
@@ -164,13 +165,14 @@ static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, 
  * place over those.  Everything that reads x comes before the first write to
  * grad, so grad may be x itself.
  */
-static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const REAL *weight,
-                         double weight_sum, double eps, int64_t ignore_index, REAL *grad,
-                         double grad_scale, fs_index n, const REAL *ahead)
+static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
+                         const STORAGE *weight,
+                         double weight_sum, double eps, int64_t ignore_index, STORAGE *grad,
+                         double grad_scale, fs_index n, const STORAGE *ahead)
 {
     if (!target && label == ignore_index) {
         if (grad)
-            memset(grad, 0, (size_t)n * sizeof(REAL));
+            memset(grad, 0, (size_t)n * sizeof(STORAGE));
         return 0.0;
     }
     if (!target && (label < 0 || label >= n)) { /* unreachable past the Python checks */
@@ -218,9 +220,9 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
  * Columns [j, j + lanes) of one panel: one sample per lane, classes down the
  * n rows.  Labels, targets' rows and losses sit at the panel's column offsets.
  */
-static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *target,
-                              const REAL *weight, double weight_sum, double eps,
-                              int64_t ignore_index, double *loss, REAL *grad, double grad_scale,
+static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
+                              const STORAGE *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
                               fs_index n, fs_index stride, fs_index lanes)
 {
     const int nv = 1, partial = lanes < LANES;
@@ -317,7 +319,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     /* The label's own term, at the label checked above (this tile's copy, never re-read). */
     for (fs_index i = 0; i < lanes; i++)
         if (has_label_term[i]) {
-            REAL *at = grad + label[i] * stride + i;
+            STORAGE *at = grad + label[i] * stride + i;
             SSTORE(at, SLOAD(at) - (REAL)label_term[i]);
         }
 }
@@ -328,12 +330,13 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
  * into a stack panel, run through the panel tile, and the gradient is
  * transposed back.
  */
-static void FN(ce_short_rows)(const REAL *x, const int64_t *labels, const REAL *target,
-                              const REAL *weight, double weight_sum, double eps,
-                              int64_t ignore_index, double *loss, REAL *grad, double grad_scale,
+static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
+                              const STORAGE *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
                               fs_index rows, fs_index n)
 {
-    REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    STORAGE in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES],
+        res[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         FN(gather_rows)(in, x + r * n, n, lanes);
@@ -352,9 +355,9 @@ static void FN(ce_short_rows)(const REAL *x, const int64_t *labels, const REAL *
  * target (probabilities, laid out like x); loss gets one double per sample,
  * laid out like labels: rows `stride` apart, one row per slab.
  */
-static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const REAL *target,
-                                    const REAL *weight, double weight_sum, double eps,
-                                    int64_t ignore_index, double *loss, REAL *grad,
+static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
+                                    const STORAGE *weight, double weight_sum, double eps,
+                                    int64_t ignore_index, double *loss, STORAGE *grad,
                                     double grad_scale, fs_index outer, fs_index n, fs_index width,
                                     fs_index stride)
 {
@@ -365,9 +368,9 @@ static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const 
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
-        const REAL *xs = x + o * slab;
-        const REAL *ts = target ? target + o * slab : NULL;
-        REAL *gs = grad ? grad + o * slab : NULL;
+        const STORAGE *xs = x + o * slab;
+        const STORAGE *ts = target ? target + o * slab : NULL;
+        STORAGE *gs = grad ? grad + o * slab : NULL;
         if (stride == 1) {
             /* The label is read once, here, and passed by value (see the top of this file). */
             const int64_t label = target ? 0 : sload_i64(labels + o);

@@ -57,52 +57,53 @@ typedef enum fs_op {
 } fs_op;
 
 /*
- * The kernels of one element type (REAL): the table holds one such set per
- * dtype, f32 and f64, whose fields the ISA builds fill by name
- * (src/fs_isa_impl.h).  One macro, so the two dtypes cannot drift apart.
+ * The kernels of one element type: STORAGE is the arrays' element type, REAL
+ * the type scalars are passed in (the type the kernels compute in).  The table
+ * holds one such set per dtype, f32 and f64, whose fields the ISA builds fill
+ * by name (src/fs_isa_impl.h).  One macro, so the dtypes cannot drift apart.
  */
-#define FS_DEFINE_DTYPE_KERNELS(REAL, SFX)                                                 \
-    typedef struct fs_kernels_##SFX {                                                      \
-        /* out = softmax((x - max) * scale), or log_softmax when `log_output` is nonzero. */ \
-        void (*softmax)(const REAL *x, const uint8_t *mask, fs_index mask_period,          \
-                        fs_index mask_start, REAL *out, fs_index outer, fs_index n,        \
-                        fs_index width, fs_index stride, REAL scale, int log_output);      \
+#define FS_DEFINE_DTYPE_KERNELS(STORAGE, REAL, SFX)                                              \
+    typedef struct fs_kernels_##SFX {                                                            \
+        /* out = softmax((x - max) * scale), or log_softmax when `log_output` is nonzero. */     \
+        void (*softmax)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,             \
+                        fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,           \
+                        fs_index width, fs_index stride, REAL scale, int log_output);            \
         /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
-        void (*logsumexp)(const REAL *x, const uint8_t *mask, fs_index mask_period,        \
-                          fs_index mask_start, REAL *out, fs_index outer, fs_index n,      \
-                          fs_index width, fs_index stride);                                \
-        /* Chunk steps of a contiguous row, for one row split across threads. */           \
-        REAL (*row_max)(const REAL *x, const uint8_t *mask, fs_index n);                   \
-        /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */     \
-        /* exponentials into e_out unless it is NULL. */                                   \
-        double (*chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out,           \
-                                fs_index n, REAL shift, REAL scale);                       \
-        /* out *= factor */                                                                \
-        void (*scale_span)(REAL *out, const uint8_t *mask, fs_index n, REAL factor);       \
-        /* out = (x - shift) * scale - lse */                                              \
-        void (*log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out,            \
-                                 fs_index n, REAL shift, REAL scale, REAL lse);            \
-        /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */  \
-        /* the max is infinite, to tell +-inf from NaN. */                                 \
-        REAL (*logsumexp_finish)(REAL max, double sum, const REAL *x, const uint8_t *mask, \
-                                 fs_index n, fs_index stride);                             \
-        /* out = exp(x), elementwise: exposed to test the exp's accuracy. */               \
-        void (*exp_span)(const REAL *x, REAL *out, fs_index n);                            \
-        /* softmax_backward: out = y * (g - sum(g * y)); log_softmax_backward */           \
-        /* (log_output): out = g - exp(y) * sum(g).  out may be g or y. */                 \
-        void (*backward)(const REAL *g, const REAL *y, REAL *out, fs_index outer,          \
-                         fs_index n, fs_index width, fs_index stride, int log_output);     \
-        /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */ \
-        /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */   \
-        void (*cross_entropy)(const REAL *x, const int64_t *labels, const REAL *target,    \
-                              const REAL *weight, double weight_sum, double eps,           \
-                              int64_t ignore_index, double *loss, REAL *grad,              \
-                              double grad_scale, fs_index outer, fs_index n,               \
-                              fs_index width, fs_index stride);                            \
+        void (*logsumexp)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,           \
+                          fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,         \
+                          fs_index width, fs_index stride);                                      \
+        /* Chunk steps of a contiguous row, for one row split across threads. */                 \
+        REAL (*row_max)(const STORAGE *x, const uint8_t *mask, fs_index n);                      \
+        /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */           \
+        /* exponentials into e_out unless it is NULL. */                                         \
+        double (*chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,           \
+                                fs_index n, REAL shift, REAL scale);                             \
+        /* out *= factor */                                                                      \
+        void (*scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL factor);          \
+        /* out = (x - shift) * scale - lse */                                                    \
+        void (*log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE *out,            \
+                                 fs_index n, REAL shift, REAL scale, REAL lse);                  \
+        /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */         \
+        /* the max is infinite, to tell +-inf from NaN. */                                       \
+        REAL (*logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,    \
+                                 fs_index n, fs_index stride);                                   \
+        /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                     \
+        void (*exp_span)(const STORAGE *x, STORAGE *out, fs_index n);                            \
+        /* softmax_backward: out = y * (g - sum(g * y)); log_softmax_backward */                 \
+        /* (log_output): out = g - exp(y) * sum(g).  out may be g or y. */                       \
+        void (*backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index outer,       \
+                         fs_index n, fs_index width, fs_index stride, int log_output);           \
+        /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */      \
+        /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */         \
+        void (*cross_entropy)(const STORAGE *x, const int64_t *labels, const STORAGE *target,    \
+                              const STORAGE *weight, double weight_sum, double eps,              \
+                              int64_t ignore_index, double *loss, STORAGE *grad,                 \
+                              double grad_scale, fs_index outer, fs_index n,                     \
+                              fs_index width, fs_index stride);                                  \
     } fs_kernels_##SFX;
 
-FS_DEFINE_DTYPE_KERNELS(float, f32)
-FS_DEFINE_DTYPE_KERNELS(double, f64)
+FS_DEFINE_DTYPE_KERNELS(float, float, f32)
+FS_DEFINE_DTYPE_KERNELS(double, double, f64)
 
 typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */

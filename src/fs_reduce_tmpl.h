@@ -1,9 +1,10 @@
 /*
  * Reductions over the axis n, for one element type: max, and sum of exp.
  *
- * A template, written in the generic names of fs_type_bindings.h (REAL, VEC,
- * LANES, VACC, VLOAD, FN(), ...): fs_isa_impl.h includes it once per element
- * type, after that type's header (fs_type_f32.h, fs_type_f64.h).
+ * A template, written in the generic names of fs_type_bindings.h (STORAGE for
+ * the arrays' elements, REAL and VEC for what is computed, LANES, VACC, VLOAD,
+ * FN(), ...): fs_isa_impl.h includes it once per element type, after that
+ * type's header (fs_type_f32.h, fs_type_f64.h).
  *
  * Sums are accumulated in short blocks (FS_FLUSH_STEPS additions per lane,
  * in FS_UNROLL independent vectors to hide the add latency) whose partial sums
@@ -56,7 +57,7 @@ FS_ALWAYS_INLINE double FN(hsum)(VACC v)
  * Max of a contiguous row, ignoring NaN (the sum pass that follows turns a NaN
  * into a NaN result).  -inf for an empty, all -inf or fully masked row.
  */
-FS_ALWAYS_INLINE REAL FN(row_max_impl)(const REAL *x, const uint8_t *mask, fs_index n,
+FS_ALWAYS_INLINE REAL FN(row_max_impl)(const STORAGE *x, const uint8_t *mask, fs_index n,
                                        const int masked)
 {
     const VEC ninf = VSPLAT(-INFINITY);
@@ -75,13 +76,13 @@ FS_ALWAYS_INLINE REAL FN(row_max_impl)(const REAL *x, const uint8_t *mask, fs_in
     return FN(hmax)(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
 }
 
-static REAL FN(row_max)(const REAL *x, const uint8_t *mask, fs_index n)
+static REAL FN(row_max)(const STORAGE *x, const uint8_t *mask, fs_index n)
 {
     return mask ? FN(row_max_impl)(x, mask, n, 1) : FN(row_max_impl)(x, NULL, n, 0);
 }
 
 /* True if a strided slice holds an unmasked NaN: only asked when its max is infinite. */
-static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_index stride)
+static int FN(slice_has_nan)(const STORAGE *x, const uint8_t *mask, fs_index n, fs_index stride)
 {
     for (fs_index k = 0; k < n; k++) {
         const REAL v = SLOAD(x + k * stride);
@@ -161,10 +162,10 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
  * same offsets: this pass is bound by the exp, the next row's max pass by
  * memory, so fetching the next row now overlaps the two.
  */
-FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REAL *e_out,
+FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
-                                         const REAL *ahead)
+                                         const STORAGE *ahead)
 {
     const int exact_sum = exact && sizeof(REAL) == 4;
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale);
@@ -175,7 +176,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
         VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
         for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_UNROLL * LANES) {
             if (ahead)
-                for (size_t line = 0; line < FS_UNROLL * LANES * sizeof(REAL); line += 64)
+                for (size_t line = 0; line < FS_UNROLL * LANES * sizeof(STORAGE); line += 64)
                     FS_PREFETCH((const char *)(ahead + i) + line);
             VEC e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
             VEC e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + LANES))), mask + i + LANES);
@@ -227,9 +228,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
  * them.  The eight copies: store or not, T == 1 or not, masked or not.  Only
  * softmax stores, and it needs no exact sum (see the top of this file).
  */
-FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const REAL *x, const uint8_t *mask, REAL *e_out,
+FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
+                                                STORAGE *e_out,
                                                fs_index n, REAL shift, REAL scale,
-                                               const REAL *ahead)
+                                               const STORAGE *ahead)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
     return scale == 1                                                                       \
@@ -248,15 +250,15 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const REAL *x, const uint8_t *ma
 #undef SUM_EXP_CASE
 }
 
-static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
     return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL);
 }
 
 /* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
-static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
-                              REAL shift, REAL scale, const REAL *ahead)
+static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
+                              REAL shift, REAL scale, const STORAGE *ahead)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
@@ -268,8 +270,8 @@ static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, f
 }
 
 /* A row's exact sum of exp(x - shift), storing the exponentials (cross-entropy's gradient). */
-static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REAL shift,
-                                     const REAL *ahead)
+static double FN(row_sum_exp_stored)(const STORAGE *x, STORAGE *e_out, fs_index n, REAL shift,
+                                     const STORAGE *ahead)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
@@ -292,7 +294,7 @@ static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REA
     do { if (partial && (u) == nv - 1) VSTORE_PARTIAL((p), (v), tail); else VSTORE((p), (v)); } while (0)
 #define TILE_MASK(mp, u) ((partial && (u) == nv - 1) ? VMASK_PARTIAL((mp), tail) : VMASK(mp))
 
-FS_ALWAYS_INLINE void FN(tile_max)(const REAL *x, const uint8_t *mask, fs_index n,
+FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_index n,
                                    fs_index stride, VEC *m, const int nv, const int partial,
                                    fs_index tail, const int masked)
 {
@@ -307,7 +309,8 @@ FS_ALWAYS_INLINE void FN(tile_max)(const REAL *x, const uint8_t *mask, fs_index 
         }
 }
 
-FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
+                                       fs_index n,
                                        fs_index stride, const VEC *shift, REAL scale_, VACC *total,
                                        const int nv, const int partial, fs_index tail,
                                        const int store, const int scaled, const int masked)

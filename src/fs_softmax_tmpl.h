@@ -24,7 +24,7 @@
  */
 
 /* out = (x - shift) * scale - lse over a contiguous span (-inf where masked out). */
-FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const REAL *x, const uint8_t *mask, REAL *out,
+FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
                                                 const int masked)
 {
@@ -43,7 +43,7 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const REAL *x, const uint8_t *ma
     }
 }
 
-static void FN(log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
                                  REAL shift, REAL scale, REAL lse)
 {
     if (mask)
@@ -53,7 +53,8 @@ static void FN(log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out, 
 }
 
 /* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
-FS_ALWAYS_INLINE void FN(scale_span_impl)(REAL *out, const uint8_t *mask, fs_index n, REAL factor,
+FS_ALWAYS_INLINE void FN(scale_span_impl)(STORAGE *out, const uint8_t *mask, fs_index n,
+                                          REAL factor,
                                           const int masked)
 {
     const VEC vfactor = VSPLAT(factor);
@@ -66,7 +67,7 @@ FS_ALWAYS_INLINE void FN(scale_span_impl)(REAL *out, const uint8_t *mask, fs_ind
                        n - i);
 }
 
-static void FN(scale_span)(REAL *out, const uint8_t *mask, fs_index n, REAL factor)
+static void FN(scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL factor)
 {
     if (mask)
         FN(scale_span_impl)(out, mask, n, factor, 1);
@@ -75,7 +76,7 @@ static void FN(scale_span)(REAL *out, const uint8_t *mask, fs_index n, REAL fact
 }
 
 /* The one rule for a slice's logsumexp from its max and sum of exp(x - max). */
-static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, const uint8_t *mask,
+static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
                                  fs_index n, fs_index stride)
 {
     if (isinf(max)) /* all -inf (or empty, or masked) gives -inf, a +inf gives +inf, unless a NaN */
@@ -84,8 +85,9 @@ static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, const uint
 }
 
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
-static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n, REAL scale,
-                            int log_output, const REAL *ahead)
+static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
+                            REAL scale,
+                            int log_output, const STORAGE *ahead)
 {
     const REAL m = FN(row_max)(x, mask, n);
     if (log_output) {
@@ -103,7 +105,8 @@ static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_in
  * Here `op` is an int, not an fs_op: GCC gives the enum an unsigned type, and
  * that alone reorders a few instructions in these kernels.
  */
-FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
+                                     fs_index n,
                                      fs_index stride, REAL scale, const int op, const int nv,
                                      const int partial, fs_index tail, const int masked)
 {
@@ -162,7 +165,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
 }
 
 /* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
-FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
                                 fs_index width, fs_index stride, REAL scale, const int op,
                                 const int masked)
 {
@@ -178,7 +181,7 @@ FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, f
 }
 
 /* Dispatch one panel to its compile-time specialisation of op and masking. */
-static void FN(panel_any)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+static void FN(panel_any)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
                           fs_index width, fs_index stride, REAL scale, int op)
 {
     if (mask) {
@@ -217,9 +220,11 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
 /*
  * panel[k * LANES + i] = rows[i * n + k]: `lanes` rows of n into an (n, LANES) panel,
  * zero lanes after.  `rows` is the caller's array (maybe unaligned: SLOAD);
- * the panel is our own stack array.
+ * the panel is our own stack array, written directly (so a storage type must
+ * take its compute type by assignment, as float, double and _Float16 do).
  */
-FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const REAL *rows, fs_index n, fs_index lanes)
+FS_ALWAYS_INLINE void FN(gather_rows)(STORAGE *panel, const STORAGE *rows, fs_index n,
+                                      fs_index lanes)
 {
     if (lanes == LANES) { /* the common case, without a test per element */
         for (fs_index k = 0; k < n; k++)
@@ -233,18 +238,20 @@ FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const REAL *rows, fs_index n,
 }
 
 /* rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe unaligned). */
-FS_ALWAYS_INLINE void FN(scatter_rows)(REAL *rows, const REAL *panel, fs_index n, fs_index lanes)
+FS_ALWAYS_INLINE void FN(scatter_rows)(STORAGE *rows, const STORAGE *panel, fs_index n,
+                                       fs_index lanes)
 {
     for (fs_index i = 0; i < lanes; i++)
         for (fs_index k = 0; k < n; k++)
             SSTORE(rows + i * n + k, panel[k * LANES + i]);
 }
 
-FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                                          fs_index mask_start, REAL *out, fs_index rows,
+FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
+                                          fs_index mask_period,
+                                          fs_index mask_start, STORAGE *out, fs_index rows,
                                           fs_index n, REAL scale, const int op, const int masked)
 {
-    REAL in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    STORAGE in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
     uint8_t in_mask[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
@@ -257,15 +264,15 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs
             }
         FN(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
         if (op == FS_OP_LOGSUMEXP) {
-            memcpy(out + r, res, (size_t)lanes * sizeof(REAL));
+            memcpy(out + r, res, (size_t)lanes * sizeof(STORAGE));
             continue;
         }
         FN(scatter_rows)(out + r * n, res, n, lanes);
     }
 }
 
-static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                           fs_index mask_start, REAL *out, fs_index rows, fs_index n, REAL scale,
+static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                           fs_index mask_start, STORAGE *out, fs_index rows, fs_index n, REAL scale,
                            int op)
 {
 #define SHORT_ROWS_CASE(OP)                                                                      \
@@ -284,8 +291,8 @@ static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_per
 #undef SHORT_ROWS_CASE
 }
 
-static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, REAL *out, fs_index outer, fs_index n,
+static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                              fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride, REAL scale, int log_output)
 {
     const fs_index slab = n * stride;
@@ -305,8 +312,8 @@ static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_
     }
 }
 
-static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                                fs_index mask_start, REAL *out, fs_index outer, fs_index n,
+static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,
                                 fs_index width, fs_index stride)
 {
     const fs_index slab = n * stride;
@@ -315,7 +322,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
-        const REAL *xs = x + o * slab;
+        const STORAGE *xs = x + o * slab;
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
@@ -329,7 +336,7 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
 }
 
 /* exp over a span: for the accuracy tests, which call it on any x. */
-static void FN(exp_span)(const REAL *x, REAL *out, fs_index n)
+static void FN(exp_span)(const STORAGE *x, STORAGE *out, fs_index n)
 {
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES)
