@@ -20,9 +20,22 @@
 #include "fs_exp.h"
 #include "fs_type_bindings.h"
 
-#define FS_UNROLL 4       /* independent accumulators in a row's sum */
+/*
+ * The kernels' block sizes (fastsoftmax._core.kernel_info() reports them, and
+ * tests/test_kernel_boundaries.py tests the row lengths around them).
+ *
+ * FS_ROW_ACCUMULATORS is a constant, not a setting: a row's max and sum of exp
+ * (row_max_impl, sum_exp_impl) are written out for exactly four independent
+ * vector accumulators (m0..m3, a0..a3), which hide the add latency.  The
+ * static assertion stops an edit of the number alone, which would break their
+ * strides.  Changing it means rewriting both loops, and every sum's bits.
+ */
+#define FS_ROW_ACCUMULATORS 4
+_Static_assert(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
 #define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
+/* Vectors of adjacent columns one panel tile reduces together (its arrays' size). */
+#define FS_TILE_VECTORS 2
 
 #include "fs_type_f32.h"
 #include "fs_reduce_tmpl.h"

@@ -7,7 +7,7 @@
  * type's header (fs_type_f32.h, fs_type_f64.h).
  *
  * Sums are accumulated in short blocks (FS_FLUSH_STEPS additions per lane,
- * in FS_UNROLL independent vectors to hide the add latency) whose partial sums
+ * in FS_ROW_ACCUMULATORS independent vectors to hide the add latency) whose partial sums
  * are then added to a running total in double lanes (VACC).  For float input
  * the total is double, so a float lane adds at most 8 terms in float: a
  * 256k-long row keeps a relative error below 5e-7 (softmax needs no better).
@@ -63,7 +63,7 @@ FS_ALWAYS_INLINE REAL FN(row_max_impl)(const STORAGE *x, const uint8_t *mask, fs
     const VEC ninf = VSPLAT(-INFINITY);
     VEC m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     fs_index i = 0;
-    for (; i + 4 * LANES <= n; i += 4 * LANES) {
+    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES) {
         m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
         m1 = VMAX(LOAD_MASKED(x + i + LANES, mask + i + LANES, -INFINITY), m1);
         m2 = VMAX(LOAD_MASKED(x + i + 2 * LANES, mask + i + 2 * LANES, -INFINITY), m2);
@@ -172,11 +172,12 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
     VACC total = VACC_ZERO(), carry = VACC_ZERO();
     fs_index i = 0;
     (void)vscale;
-    for (; i + FS_UNROLL * FS_FLUSH_STEPS * LANES <= n;) {
+    for (; i + FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES <= n;) {
         VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
-        for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_UNROLL * LANES) {
+        for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
             if (ahead)
-                for (size_t line = 0; line < FS_UNROLL * LANES * sizeof(STORAGE); line += 64)
+                for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
+                     line += 64)
                     FS_PREFETCH((const char *)(ahead + i) + line);
             VEC e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
             VEC e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + LANES))), mask + i + LANES);
@@ -317,8 +318,8 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, ST
 {
     const int exact_sum = !store && sizeof(REAL) == 4;
     const VEC vscale = VSPLAT(scale_);
-    VEC a[2];
-    VACC carry[2];
+    VEC a[FS_TILE_VECTORS];
+    VACC carry[FS_TILE_VECTORS];
     (void)vscale;
     for (int u = 0; u < nv; u++) {
         total[u] = carry[u] = VACC_ZERO();

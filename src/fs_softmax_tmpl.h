@@ -110,8 +110,8 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STOR
                                      fs_index stride, REAL scale, const int op, const int nv,
                                      const int partial, fs_index tail, const int masked)
 {
-    VEC m[2], result[2] = {VSPLAT(0), VSPLAT(0)};
-    VACC total[2];
+    VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
+    VACC total[FS_TILE_VECTORS];
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
     if (op == FS_OP_SOFTMAX && scale == 1)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked);
@@ -171,8 +171,9 @@ FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, STORAGE *
 {
 #define MASK_AT(j) (masked ? mask + (j) : NULL)
     fs_index j = 0;
-    for (; j + 2 * LANES <= width; j += 2 * LANES)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 2, 0, LANES, masked);
+    for (; j + FS_TILE_VECTORS * LANES <= width; j += FS_TILE_VECTORS * LANES)
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, FS_TILE_VECTORS, 0, LANES,
+                       masked);
     for (; j + LANES <= width; j += LANES)
         FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, LANES, masked);
     if (j < width)
@@ -245,6 +246,10 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(STORAGE *rows, const STORAGE *panel, fs_i
         for (fs_index k = 0; k < n; k++)
             SSTORE(rows + i * n + k, panel[k * LANES + i]);
 }
+
+/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
+_Static_assert(FS_SHORT_ROW * LANES * sizeof(STORAGE) <= 1024,
+               "short-row stack panels (here and in ce_short_rows) stay within 1 KB each");
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           fs_index mask_period,
