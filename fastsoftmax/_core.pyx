@@ -42,6 +42,10 @@ cdef extern from "fs_kernels.h" nogil:
     # call against the typed structs in fs_kernels.h; here an element pointer is
     # `void *`, an element value `double` (float converts exactly both ways).
     # Only for calls through table.f32 / table.f64: no C type has this name.
+    ctypedef struct fs_block_sizes:
+        int lanes, unroll, flush_steps, short_row
+        fs_index chunk
+
     ctypedef struct fs_dtype_kernels:
         void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
                         fs_index mask_start, void *out, fs_index outer, fs_index n,
@@ -67,6 +71,7 @@ cdef extern from "fs_kernels.h" nogil:
                               int64_t ignore_index, double *loss, void *grad, double grad_scale,
                               fs_index outer, fs_index n, fs_index width,
                               fs_index stride) noexcept nogil
+        fs_block_sizes sizes
 
     ctypedef struct fs_kernel_table:
         const char *isa
@@ -120,6 +125,26 @@ def set_isa(str name):
         return False
     kernels = table
     return True
+
+
+cdef dict _block_sizes(fs_block_sizes sizes):
+    return {"lanes": sizes.lanes, "unroll": sizes.unroll, "flush_steps": sizes.flush_steps,
+            "short_row": sizes.short_row, "chunk": sizes.chunk}
+
+
+def kernel_info():
+    """The kernels' block sizes per instruction set (those ``available_isas()``
+    lists) and dtype, read from the C tables: ``{isa: {"float32": {"lanes",
+    "unroll", "flush_steps", "short_row", "chunk"}, "float64": {...}}}``.  Row
+    lengths on either side of each take different code paths (src/fs_kernels.h,
+    fs_block_sizes; tests/test_kernel_boundaries.py tests them)."""
+    cdef const fs_kernel_table *table
+    info = {}
+    for name in available_isas():
+        table = fs_select_kernels(name.encode())
+        info[name] = {"float32": _block_sizes(table.f32.sizes),
+                      "float64": _block_sizes(table.f64.sizes)}
+    return info
 
 
 def openmp_enabled():

@@ -62,6 +62,13 @@ _Static_assert(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0..
         .exp_span = exp_span_##SFX,                      \
         .backward = backward_block_##SFX,                \
         .cross_entropy = cross_entropy_block_##SFX,      \
+        .sizes = {                                       \
+            .lanes = FS_LANES_##SFX,                     \
+            .unroll = FS_ROW_ACCUMULATORS,               \
+            .flush_steps = FS_FLUSH_STEPS,               \
+            .short_row = FS_SHORT_ROW,                   \
+            .chunk = FS_CHUNK,                           \
+        },                                               \
     }
 
 const fs_kernel_table FS_TABLE = {

@@ -57,6 +57,19 @@ typedef enum fs_op {
 } fs_op;
 
 /*
+ * One dtype's block sizes in one ISA build, from the constants the kernels
+ * are compiled with (fastsoftmax._core.kernel_info() reports them): row
+ * lengths on either side of each take different code paths.
+ */
+typedef struct fs_block_sizes {
+    int lanes;       /* elements per vector */
+    int unroll;      /* vectors per step of a row's max and sum of exp */
+    int flush_steps; /* steps between flushes of float partial sums into double */
+    int short_row;   /* rows up to this long run one row per lane (where lanes > 1) */
+    fs_index chunk;  /* a long row is reduced in chunks of this many elements (FS_CHUNK) */
+} fs_block_sizes;
+
+/*
  * The kernels of one element type: STORAGE is the arrays' element type, REAL
  * the type scalars are passed in (the type the kernels compute in).  The table
  * holds one such set per dtype, f32 and f64, whose fields the ISA builds fill
@@ -100,6 +113,7 @@ typedef enum fs_op {
                               int64_t ignore_index, double *loss, STORAGE *grad,                 \
                               double grad_scale, fs_index outer, fs_index n,                     \
                               fs_index width, fs_index stride);                                  \
+        fs_block_sizes sizes;                                                                    \
     } fs_kernels_##SFX;
 
 FS_DEFINE_DTYPE_KERNELS(float, float, f32)
