@@ -190,61 +190,116 @@ cdef inline const uint8_t *_mask_at(Mask mask, fs_index offset) noexcept nogil:
     return mask.data + offset % mask.period
 
 
-cdef struct Job:
-    # One call's arrays and constants; `_block` runs any slab/column range of it.
-    fs_op op
-    const void *x          # logits, or the forward output y for the backward ops
-    const void *x2         # grad_output (backward ops) or target probabilities (cross-entropy)
-    void *out              # the result, or cross-entropy's gradient (NULL: none)
-    Mask mask
-    const int64_t *labels  # cross-entropy class indices (NULL with probability targets)
-    const void *weight     # cross-entropy class weights (NULL: none)
-    double weight_sum, eps, grad_scale, scale
-    int64_t ignore_index
-    double *loss           # cross-entropy: one loss per sample
+cdef struct Shape:
+    # The arrays seen as (outer, n, inner), n the reduced axis.
     fs_index outer, n, inner
 
 
-cdef void _block(const Job *job, const real *dtype_marker, fs_index a, fs_index b,
-                 fs_index j0, fs_index j1) noexcept nogil:
-    """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
-    cdef fs_index n = job.n, inner = job.inner
+# One call of each operation: its arrays and constants.  `_block` runs any
+# slab/column range of one; all pointers are to C-contiguous arrays.
+
+cdef struct SoftmaxJob:
+    # softmax, log_softmax (one value per element) or logsumexp (one per slice)
+    Shape shape
+    fs_op op
+    const void *x
+    void *out              # like x, or (outer, inner) for logsumexp; may be x
+    Mask mask
+    double scale           # 1 / temperature
+
+
+cdef struct BackwardJob:
+    # softmax_backward, or log_softmax_backward when log_output
+    Shape shape
+    const void *grad_output
+    const void *output     # the forward result y
+    void *out              # may be either input
+    bint log_output
+
+
+cdef struct CrossEntropyJob:
+    Shape shape
+    const void *logits
+    const int64_t *labels  # class indices, (outer, inner); NULL with probability targets
+    const void *target     # probabilities like logits; NULL with labels
+    const void *weight     # class weights, (n,); NULL: none
+    double weight_sum, eps, grad_scale
+    int64_t ignore_index
+    double *loss           # one loss per sample, (outer, inner)
+    void *grad             # like logits (may be logits), or NULL: no gradient
+
+
+ctypedef fused AnyJob:
+    SoftmaxJob
+    BackwardJob
+    CrossEntropyJob
+
+
+cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_index a, fs_index b,
+                         fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, inner = job.shape.inner
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
-    cdef fs_index reduced_at = a * inner + j0  # same, in the arrays without the reduced axis
     cdef const real *x = (<const real *> job.x) + at
-    cdef const real *x2 = (<const real *> job.x2) + at if job.x2 != NULL else NULL
     cdef real *out
-    cdef fs_op op = job.op
-    if op == FS_OP_LOGSUMEXP:
-        out = (<real *> job.out) + reduced_at
+    if job.op == FS_OP_LOGSUMEXP:
+        out = (<real *> job.out) + a * inner + j0  # out has no reduced axis
+        if real is float:
+            kernels.f32.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                  inner)
+        else:
+            kernels.f64.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                  inner)
     else:
-        out = (<real *> job.out) + at if job.out != NULL else NULL
+        out = (<real *> job.out) + at
+        if real is float:
+            kernels.f32.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                inner, <float> job.scale, job.op == FS_OP_LOG_SOFTMAX)
+        else:
+            kernels.f64.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                inner, job.scale, job.op == FS_OP_LOG_SOFTMAX)
+
+
+cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_index a,
+                          fs_index b, fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, inner = job.shape.inner
+    cdef fs_index at = a * n * inner + j0
+    cdef const real *g = (<const real *> job.grad_output) + at
+    cdef const real *y = (<const real *> job.output) + at
+    cdef real *out = (<real *> job.out) + at
     if real is float:
-        if op == FS_OP_LOGSUMEXP:
-            kernels.f32.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
-        elif op == FS_OP_SOFTMAX or op == FS_OP_LOG_SOFTMAX:
-            kernels.f32.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
-                                <float> job.scale, op == FS_OP_LOG_SOFTMAX)
-        elif op == FS_OP_CROSS_ENTROPY:
-            kernels.f32.cross_entropy(
-                x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
-                <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index,
-                job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
-        else:
-            kernels.f32.backward(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
+        kernels.f32.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
     else:
-        if op == FS_OP_LOGSUMEXP:
-            kernels.f64.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
-        elif op == FS_OP_SOFTMAX or op == FS_OP_LOG_SOFTMAX:
-            kernels.f64.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
-                                job.scale, op == FS_OP_LOG_SOFTMAX)
-        elif op == FS_OP_CROSS_ENTROPY:
-            kernels.f64.cross_entropy(
-                x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
-                <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index,
-                job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
-        else:
-            kernels.f64.backward(x2, x, out, b - a, n, j1 - j0, inner, op == FS_OP_LOG_SOFTMAX_BACKWARD)
+        kernels.f64.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
+
+
+cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
+                               fs_index b, fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, inner = job.shape.inner
+    cdef fs_index at = a * n * inner + j0     # flat offset of the first element
+    cdef fs_index sample_at = a * inner + j0   # same, in the per-sample arrays
+    cdef const real *x = (<const real *> job.logits) + at
+    cdef const real *target = (<const real *> job.target) + at if job.target != NULL else NULL
+    cdef const int64_t *labels = job.labels + sample_at if job.labels != NULL else NULL
+    cdef real *grad = (<real *> job.grad) + at if job.grad != NULL else NULL
+    if real is float:
+        kernels.f32.cross_entropy(x, labels, target, <const real *> job.weight, job.weight_sum,
+                                  job.eps, job.ignore_index, job.loss + sample_at, grad,
+                                  job.grad_scale, b - a, n, j1 - j0, inner)
+    else:
+        kernels.f64.cross_entropy(x, labels, target, <const real *> job.weight, job.weight_sum,
+                                  job.eps, job.ignore_index, job.loss + sample_at, grad,
+                                  job.grad_scale, b - a, n, j1 - j0, inner)
+
+
+cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a, fs_index b,
+                        fs_index j0, fs_index j1) noexcept nogil:
+    """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
+    if AnyJob is SoftmaxJob:
+        _softmax_block(job, dtype_marker, a, b, j0, j1)
+    elif AnyJob is BackwardJob:
+        _backward_block(job, dtype_marker, a, b, j0, j1)
+    else:
+        _cross_entropy_block(job, dtype_marker, a, b, j0, j1)
 
 
 cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
@@ -252,7 +307,7 @@ cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexc
     return (total * part) // parts
 
 
-cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
+cdef void _run_slabs(const AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     """Threads take whole slices: runs of slabs, or of columns when there are few slabs.
 
     The work is cut into PARTS_PER_THREAD parts per thread, handed out
@@ -260,7 +315,8 @@ cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noe
     call by one part, not by a whole share.  Every slice is computed the same
     way whichever part it falls in, so the cut never changes the results.
     """
-    cdef fs_index outer = job.outer, inner = job.inner, columns = inner // COLUMN_ALIGN
+    cdef fs_index outer = job.shape.outer, inner = job.shape.inner
+    cdef fs_index columns = inner // COLUMN_ALIGN
     cdef fs_index a, b, part, parts
     if nthreads == 1:
         _block(job, dtype_marker, 0, outer, 0, inner)
@@ -368,17 +424,18 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
     return 0
 
 
-cdef void _run(Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
+cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads and rows of several chunks: split the rows themselves.
-    if (job.op in (FS_OP_SOFTMAX, FS_OP_LOG_SOFTMAX, FS_OP_LOGSUMEXP) and nthreads > 1
-            and job.inner == 1 and job.outer < nthreads and job.n >= 2 * FS_CHUNK):
-        if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.outer, job.n,
-                          <real> job.scale, job.op, nthreads) == 0:
-            return
+    if AnyJob is SoftmaxJob:
+        if (nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
+                and job.shape.n >= 2 * FS_CHUNK):
+            if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.shape.outer,
+                              job.shape.n, <real> job.scale, job.op, nthreads) == 0:
+                return
     _run_slabs(job, dtype_marker, nthreads)
 
 
-cdef void _run_job(Job *job, int typenum, int nthreads):
+cdef void _run_job(AnyJob *job, int typenum, int nthreads):
     """Release the GIL and run a job in its dtype."""
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
@@ -388,24 +445,12 @@ cdef void _run_job(Job *job, int typenum, int nthreads):
             _run(job, <const double *> NULL, nthreads)
 
 
-cdef Job _new_job(fs_op op, cnp.ndarray x, object out, Py_ssize_t outer, Py_ssize_t n,
-                  Py_ssize_t inner):
-    cdef Job job
-    job.op = op
-    job.x = cnp.PyArray_DATA(x)
-    job.x2 = NULL
-    job.out = cnp.PyArray_DATA(<cnp.ndarray> out) if out is not None else NULL
-    job.mask.data = NULL
-    job.mask.period = 1
-    job.labels = NULL
-    job.weight = NULL
-    job.weight_sum = job.eps = job.grad_scale = job.scale = 0.0
-    job.ignore_index = 0
-    job.loss = NULL
-    job.outer = outer
-    job.n = n
-    job.inner = inner
-    return job
+cdef Shape _shape(Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner):
+    cdef Shape shape
+    shape.outer = outer
+    shape.n = n
+    shape.inner = inner
+    return shape
 
 
 def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t outer, Py_ssize_t n,
@@ -419,11 +464,17 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     is a multiple of ``n * inner``: x's element ``i`` is kept where
     ``where.flat[i % where.size]``.
     """
-    cdef Job job = _new_job(<fs_op> op, x, out, outer, n, inner)
-    job.scale = scale
+    cdef SoftmaxJob job
+    job.shape = _shape(outer, n, inner)
+    job.op = <fs_op> op
+    job.x = cnp.PyArray_DATA(x)
+    job.out = cnp.PyArray_DATA(out)
+    job.mask.data = NULL
+    job.mask.period = 1
     if where is not None:
         job.mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
         job.mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
+    job.scale = scale
     _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
@@ -434,9 +485,12 @@ def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ss
     All three arrays are C-contiguous of one dtype and shape ``(outer, n, inner)``;
     ``out`` may be either input.
     """
-    cdef Job job = _new_job(FS_OP_LOG_SOFTMAX_BACKWARD if log_output else FS_OP_SOFTMAX_BACKWARD, output, out,
-                            outer, n, inner)
-    job.x2 = cnp.PyArray_DATA(grad_output)
+    cdef BackwardJob job
+    job.shape = _shape(outer, n, inner)
+    job.grad_output = cnp.PyArray_DATA(grad_output)
+    job.output = cnp.PyArray_DATA(output)
+    job.out = cnp.PyArray_DATA(out)
+    job.log_output = log_output
     _run_job(&job, cnp.PyArray_TYPE(output), nthreads)
 
 
@@ -451,18 +505,24 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     ``weight`` is None or ``(n,)`` in the logits' dtype; ``grad`` is None or
     like ``logits`` (and may be ``logits``).  All C-contiguous.
     """
-    cdef Job job = _new_job(FS_OP_CROSS_ENTROPY, logits, grad, outer, n, inner)
+    cdef CrossEntropyJob job
+    job.shape = _shape(outer, n, inner)
+    job.logits = cnp.PyArray_DATA(logits)
+    job.labels = NULL
     if labels is not None:
         job.labels = <const int64_t *> cnp.PyArray_DATA(<cnp.ndarray> labels)
+    job.target = NULL
     if target is not None:
-        job.x2 = cnp.PyArray_DATA(<cnp.ndarray> target)
+        job.target = cnp.PyArray_DATA(<cnp.ndarray> target)
+    job.weight = NULL
     if weight is not None:
         job.weight = cnp.PyArray_DATA(<cnp.ndarray> weight)
     job.weight_sum = weight_sum
     job.eps = label_smoothing
+    job.grad_scale = grad_scale
     job.ignore_index = ignore_index
     job.loss = <double *> cnp.PyArray_DATA(loss)
-    job.grad_scale = grad_scale
+    job.grad = cnp.PyArray_DATA(<cnp.ndarray> grad) if grad is not None else NULL
     _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
