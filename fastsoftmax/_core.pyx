@@ -30,59 +30,54 @@ ctypedef fused real:
 cdef extern from "fs_kernels.h" nogil:
     ctypedef Py_ssize_t fs_index
     fs_index FS_CHUNK
+    ctypedef enum fs_op:
+        FS_OP_SOFTMAX
+        FS_OP_LOG_SOFTMAX
+        FS_OP_LOGSUMEXP
+        FS_OP_SOFTMAX_BACKWARD
+        FS_OP_LOG_SOFTMAX_BACKWARD
+        FS_OP_CROSS_ENTROPY
+    # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
+    # passes kernel arguments to C uncast, so the C compiler still checks every
+    # call against the typed structs in fs_kernels.h; here an element pointer is
+    # `void *`, an element value `double` (float converts exactly both ways).
+    # Only for calls through table.f32 / table.f64: no C type has this name.
+    ctypedef struct fs_block_sizes:
+        int lanes, unroll, flush_steps, short_row
+        fs_index chunk
+
+    ctypedef struct fs_dtype_kernels:
+        void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
+                        fs_index mask_start, void *out, fs_index outer, fs_index n,
+                        fs_index width, fs_index stride, double scale,
+                        int log_output) noexcept nogil
+        void (*logsumexp)(const void *x, const uint8_t *mask, fs_index mask_period,
+                          fs_index mask_start, void *out, fs_index outer, fs_index n,
+                          fs_index width, fs_index stride) noexcept nogil
+        double (*row_max)(const void *x, const uint8_t *mask, fs_index n) noexcept nogil
+        double (*chunk_sum_exp)(const void *x, const uint8_t *mask, void *e_out, fs_index n,
+                                double shift, double scale) noexcept nogil
+        void (*scale_span)(void *out, const uint8_t *mask, fs_index n,
+                           double factor) noexcept nogil
+        void (*log_softmax_span)(const void *x, const uint8_t *mask, void *out, fs_index n,
+                                 double shift, double scale, double lse) noexcept nogil
+        double (*logsumexp_finish)(double max, double sum, const void *x, const uint8_t *mask,
+                                   fs_index n, fs_index stride) noexcept nogil
+        void (*exp_span)(const void *x, void *out, fs_index n) noexcept nogil
+        void (*backward)(const void *g, const void *y, void *out, fs_index outer, fs_index n,
+                         fs_index width, fs_index stride, int log_output) noexcept nogil
+        void (*cross_entropy)(const void *x, const int64_t *labels, const void *target,
+                              const void *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, void *grad, double grad_scale,
+                              fs_index outer, fs_index n, fs_index width,
+                              fs_index stride) noexcept nogil
+        fs_block_sizes sizes
+
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
-        void (*softmax_f32)(const float *x, const uint8_t *mask, fs_index mask_period,
-                            fs_index mask_start, float *out, fs_index outer, fs_index n,
-                            fs_index width, fs_index stride, float scale, int log) noexcept nogil
-        void (*logsumexp_f32)(const float *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, float *out, fs_index outer, fs_index n,
-                              fs_index width, fs_index stride) noexcept nogil
-        float (*row_max_f32)(const float *x, const uint8_t *mask, fs_index n) noexcept nogil
-        double (*chunk_sum_exp_f32)(const float *x, const uint8_t *mask, float *e_out,
-                                    fs_index n, float shift, float scale) noexcept nogil
-        void (*scale_span_f32)(float *out, const uint8_t *mask, fs_index n,
-                               float factor) noexcept nogil
-        void (*log_softmax_span_f32)(const float *x, const uint8_t *mask, float *out,
-                                     fs_index n, float shift, float scale,
-                                     float lse) noexcept nogil
-        float (*logsumexp_finish_f32)(float max, double sum, const float *x,
-                                      const uint8_t *mask, fs_index n,
-                                      fs_index stride) noexcept nogil
-        void (*exp_f32)(const float *x, float *out, fs_index n) noexcept nogil
-        void (*backward_f32)(const float *g, const float *y, float *out, fs_index outer,
-                             fs_index n, fs_index width, fs_index stride, int log) noexcept nogil
-        void (*cross_entropy_f32)(const float *x, const int64_t *labels, const float *target,
-                                  const float *weight, double weight_sum, double eps,
-                                  int64_t ignore_index, double *loss, float *grad,
-                                  double grad_scale, fs_index outer, fs_index n, fs_index width,
-                                  fs_index stride) noexcept nogil
-        void (*softmax_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
-                            fs_index mask_start, double *out, fs_index outer, fs_index n,
-                            fs_index width, fs_index stride, double scale, int log) noexcept nogil
-        void (*logsumexp_f64)(const double *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, double *out, fs_index outer, fs_index n,
-                              fs_index width, fs_index stride) noexcept nogil
-        double (*row_max_f64)(const double *x, const uint8_t *mask, fs_index n) noexcept nogil
-        double (*chunk_sum_exp_f64)(const double *x, const uint8_t *mask, double *e_out,
-                                    fs_index n, double shift, double scale) noexcept nogil
-        void (*scale_span_f64)(double *out, const uint8_t *mask, fs_index n,
-                               double factor) noexcept nogil
-        void (*log_softmax_span_f64)(const double *x, const uint8_t *mask, double *out,
-                                     fs_index n, double shift, double scale,
-                                     double lse) noexcept nogil
-        double (*logsumexp_finish_f64)(double max, double sum, const double *x,
-                                      const uint8_t *mask, fs_index n,
-                                      fs_index stride) noexcept nogil
-        void (*exp_f64)(const double *x, double *out, fs_index n) noexcept nogil
-        void (*backward_f64)(const double *g, const double *y, double *out, fs_index outer,
-                             fs_index n, fs_index width, fs_index stride, int log) noexcept nogil
-        void (*cross_entropy_f64)(const double *x, const int64_t *labels, const double *target,
-                                  const double *weight, double weight_sum, double eps,
-                                  int64_t ignore_index, double *loss, double *grad,
-                                  double grad_scale, fs_index outer, fs_index n, fs_index width,
-                                  fs_index stride) noexcept nogil
+        fs_dtype_kernels f32
+        fs_dtype_kernels f64
 
     const fs_kernel_table *fs_select_kernels(const char *isa)
     const char *fs_available_isas()
@@ -101,13 +96,11 @@ cdef enum:
     COLUMN_ALIGN = 16
     # Parts of the work per thread, taken dynamically (see _run_slabs).
     PARTS_PER_THREAD = 8
-    # Which softmax-family operation a loop runs (the kernels' `log` flag for the first two).
-    OP_SOFTMAX = 0
-    OP_LOG_SOFTMAX = 1
-    OP_LOGSUMEXP = 2
-    OP_SOFTMAX_BACKWARD = 3
-    OP_LOG_SOFTMAX_BACKWARD = 4
-    OP_CROSS_ENTROPY = 5
+
+# The operations' numbers for the Python layer (softmax_family's `op`): fs_kernels.h's fs_op.
+OP_SOFTMAX = FS_OP_SOFTMAX
+OP_LOG_SOFTMAX = FS_OP_LOG_SOFTMAX
+OP_LOGSUMEXP = FS_OP_LOGSUMEXP
 
 cdef const fs_kernel_table *kernels = fs_select_kernels(NULL)
 
@@ -132,6 +125,26 @@ def set_isa(str name):
         return False
     kernels = table
     return True
+
+
+cdef dict _block_sizes(fs_block_sizes sizes):
+    return {"lanes": sizes.lanes, "unroll": sizes.unroll, "flush_steps": sizes.flush_steps,
+            "short_row": sizes.short_row, "chunk": sizes.chunk}
+
+
+def kernel_info():
+    """The kernels' block sizes per instruction set (those ``available_isas()``
+    lists) and dtype, read from the C tables: ``{isa: {"float32": {"lanes",
+    "unroll", "flush_steps", "short_row", "chunk"}, "float64": {...}}}``.  Row
+    lengths on either side of each take different code paths (src/fs_kernels.h,
+    fs_block_sizes; tests/test_kernel_boundaries.py tests them)."""
+    cdef const fs_kernel_table *table
+    info = {}
+    for name in available_isas():
+        table = fs_select_kernels(name.encode())
+        info[name] = {"float32": _block_sizes(table.f32.sizes),
+                      "float64": _block_sizes(table.f64.sizes)}
+    return info
 
 
 def openmp_enabled():
@@ -177,61 +190,116 @@ cdef inline const uint8_t *_mask_at(Mask mask, fs_index offset) noexcept nogil:
     return mask.data + offset % mask.period
 
 
-cdef struct Job:
-    # One call's arrays and constants; `_block` runs any slab/column range of it.
-    int op
-    const void *x          # logits, or the forward output y for the backward ops
-    const void *x2         # grad_output (backward ops) or target probabilities (cross-entropy)
-    void *out              # the result, or cross-entropy's gradient (NULL: none)
-    Mask mask
-    const int64_t *labels  # cross-entropy class indices (NULL with probability targets)
-    const void *weight     # cross-entropy class weights (NULL: none)
-    double weight_sum, eps, grad_scale, scale
-    int64_t ignore_index
-    double *loss           # cross-entropy: one loss per sample
+cdef struct Shape:
+    # The arrays seen as (outer, n, inner), n the reduced axis.
     fs_index outer, n, inner
 
 
-cdef void _block(const Job *job, const real *dtype_marker, fs_index a, fs_index b,
-                 fs_index j0, fs_index j1) noexcept nogil:
-    """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
-    cdef fs_index n = job.n, inner = job.inner
+# One call of each operation: its arrays and constants.  `_block` runs any
+# slab/column range of one; all pointers are to C-contiguous arrays.
+
+cdef struct SoftmaxJob:
+    # softmax, log_softmax (one value per element) or logsumexp (one per slice)
+    Shape shape
+    fs_op op
+    const void *x
+    void *out              # like x, or (outer, inner) for logsumexp; may be x
+    Mask mask
+    double scale           # 1 / temperature
+
+
+cdef struct BackwardJob:
+    # softmax_backward, or log_softmax_backward when log_output
+    Shape shape
+    const void *grad_output
+    const void *output     # the forward result y
+    void *out              # may be either input
+    bint log_output
+
+
+cdef struct CrossEntropyJob:
+    Shape shape
+    const void *logits
+    const int64_t *labels  # class indices, (outer, inner); NULL with probability targets
+    const void *target     # probabilities like logits; NULL with labels
+    const void *weight     # class weights, (n,); NULL: none
+    double weight_sum, eps, grad_scale
+    int64_t ignore_index
+    double *loss           # one loss per sample, (outer, inner)
+    void *grad             # like logits (may be logits), or NULL: no gradient
+
+
+ctypedef fused AnyJob:
+    SoftmaxJob
+    BackwardJob
+    CrossEntropyJob
+
+
+cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_index a, fs_index b,
+                         fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, inner = job.shape.inner
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
-    cdef fs_index reduced_at = a * inner + j0  # same, in the arrays without the reduced axis
     cdef const real *x = (<const real *> job.x) + at
-    cdef const real *x2 = (<const real *> job.x2) + at if job.x2 != NULL else NULL
     cdef real *out
-    cdef int op = job.op
-    if op == OP_LOGSUMEXP:
-        out = (<real *> job.out) + reduced_at
+    if job.op == FS_OP_LOGSUMEXP:
+        out = (<real *> job.out) + a * inner + j0  # out has no reduced axis
+        if real is float:
+            kernels.f32.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                  inner)
+        else:
+            kernels.f64.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                  inner)
     else:
-        out = (<real *> job.out) + at if job.out != NULL else NULL
+        out = (<real *> job.out) + at
+        if real is float:
+            kernels.f32.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                inner, <float> job.scale, job.op == FS_OP_LOG_SOFTMAX)
+        else:
+            kernels.f64.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
+                                inner, job.scale, job.op == FS_OP_LOG_SOFTMAX)
+
+
+cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_index a,
+                          fs_index b, fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, inner = job.shape.inner
+    cdef fs_index at = a * n * inner + j0
+    cdef const real *g = (<const real *> job.grad_output) + at
+    cdef const real *y = (<const real *> job.output) + at
+    cdef real *out = (<real *> job.out) + at
     if real is float:
-        if op == OP_LOGSUMEXP:
-            kernels.logsumexp_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
-        elif op <= OP_LOG_SOFTMAX:
-            kernels.softmax_f32(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
-                                <float> job.scale, op)
-        elif op == OP_CROSS_ENTROPY:
-            kernels.cross_entropy_f32(
-                x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
-                <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index,
-                job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
-        else:
-            kernels.backward_f32(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
+        kernels.f32.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
     else:
-        if op == OP_LOGSUMEXP:
-            kernels.logsumexp_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner)
-        elif op <= OP_LOG_SOFTMAX:
-            kernels.softmax_f64(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0, inner,
-                                job.scale, op)
-        elif op == OP_CROSS_ENTROPY:
-            kernels.cross_entropy_f64(
-                x, job.labels + reduced_at if job.labels != NULL else NULL, x2,
-                <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index,
-                job.loss + reduced_at, out, job.grad_scale, b - a, n, j1 - j0, inner)
-        else:
-            kernels.backward_f64(x2, x, out, b - a, n, j1 - j0, inner, op == OP_LOG_SOFTMAX_BACKWARD)
+        kernels.f64.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
+
+
+cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
+                               fs_index b, fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, inner = job.shape.inner
+    cdef fs_index at = a * n * inner + j0     # flat offset of the first element
+    cdef fs_index sample_at = a * inner + j0   # same, in the per-sample arrays
+    cdef const real *x = (<const real *> job.logits) + at
+    cdef const real *target = (<const real *> job.target) + at if job.target != NULL else NULL
+    cdef const int64_t *labels = job.labels + sample_at if job.labels != NULL else NULL
+    cdef real *grad = (<real *> job.grad) + at if job.grad != NULL else NULL
+    if real is float:
+        kernels.f32.cross_entropy(x, labels, target, <const real *> job.weight, job.weight_sum,
+                                  job.eps, job.ignore_index, job.loss + sample_at, grad,
+                                  job.grad_scale, b - a, n, j1 - j0, inner)
+    else:
+        kernels.f64.cross_entropy(x, labels, target, <const real *> job.weight, job.weight_sum,
+                                  job.eps, job.ignore_index, job.loss + sample_at, grad,
+                                  job.grad_scale, b - a, n, j1 - j0, inner)
+
+
+cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a, fs_index b,
+                        fs_index j0, fs_index j1) noexcept nogil:
+    """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
+    if AnyJob is SoftmaxJob:
+        _softmax_block(job, dtype_marker, a, b, j0, j1)
+    elif AnyJob is BackwardJob:
+        _backward_block(job, dtype_marker, a, b, j0, j1)
+    else:
+        _cross_entropy_block(job, dtype_marker, a, b, j0, j1)
 
 
 cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
@@ -239,7 +307,7 @@ cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexc
     return (total * part) // parts
 
 
-cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
+cdef void _run_slabs(const AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     """Threads take whole slices: runs of slabs, or of columns when there are few slabs.
 
     The work is cut into PARTS_PER_THREAD parts per thread, handed out
@@ -247,7 +315,8 @@ cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noe
     call by one part, not by a whole share.  Every slice is computed the same
     way whichever part it falls in, so the cut never changes the results.
     """
-    cdef fs_index outer = job.outer, inner = job.inner, columns = inner // COLUMN_ALIGN
+    cdef fs_index outer = job.shape.outer, inner = job.shape.inner
+    cdef fs_index columns = inner // COLUMN_ALIGN
     cdef fs_index a, b, part, parts
     if nthreads == 1:
         _block(job, dtype_marker, 0, outer, 0, inner)
@@ -268,7 +337,7 @@ cdef void _run_slabs(const Job *job, const real *dtype_marker, int nthreads) noe
 
 
 cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_index n,
-                        real scale, int op, int nthreads) noexcept nogil:
+                        real scale, fs_op op, int nthreads) noexcept nogil:
     """Split each of a few long rows across threads, in the kernels' fixed chunks.
 
     Three parallel passes over all chunks of all rows (max, sum of exp, output),
@@ -294,9 +363,9 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
         at = r * n + (i % per_row) * FS_CHUNK        # flat offset of the chunk
         length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
-            chunk_max[i] = kernels.row_max_f32(x + at, _mask_at(mask, at), length)
+            chunk_max[i] = kernels.f32.row_max(x + at, _mask_at(mask, at), length)
         else:
-            chunk_max[i] = kernels.row_max_f64(x + at, _mask_at(mask, at), length)
+            chunk_max[i] = kernels.f64.row_max(x + at, _mask_at(mask, at), length)
     for r in range(rows):
         m = chunk_max[r * per_row]
         for c in range(1, per_row):
@@ -309,12 +378,12 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
         at = r * n + (i % per_row) * FS_CHUNK
         length = min(FS_CHUNK, (r + 1) * n - at)
         if real is float:
-            chunk_sum[i] = kernels.chunk_sum_exp_f32(
-                x + at, _mask_at(mask, at), out + at if op == OP_SOFTMAX else NULL,
+            chunk_sum[i] = kernels.f32.chunk_sum_exp(
+                x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
         else:
-            chunk_sum[i] = kernels.chunk_sum_exp_f64(
-                x + at, _mask_at(mask, at), out + at if op == OP_SOFTMAX else NULL,
+            chunk_sum[i] = kernels.f64.chunk_sum_exp(
+                x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
                 length, row_max[r], scale)
     for r in range(rows):
         s = 0.0
@@ -322,13 +391,13 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
             s = s + chunk_sum[r * per_row + c]
         row_sum[r] = s
 
-    if op == OP_LOGSUMEXP:
+    if op == FS_OP_LOGSUMEXP:
         for r in range(rows):
             if real is float:
-                value = kernels.logsumexp_finish_f32(row_max[r], row_sum[r], x + r * n,
+                value = kernels.f32.logsumexp_finish(row_max[r], row_sum[r], x + r * n,
                                                      _mask_at(mask, r * n), n, 1)
             else:
-                value = kernels.logsumexp_finish_f64(row_max[r], row_sum[r], x + r * n,
+                value = kernels.f64.logsumexp_finish(row_max[r], row_sum[r], x + r * n,
                                                      _mask_at(mask, r * n), n, 1)
             # out may be unaligned (a NumPy array at an odd address): stored as bytes.
             memcpy(out + r, &value, sizeof(real))
@@ -337,35 +406,36 @@ cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_i
             r = i // per_row
             at = r * n + (i % per_row) * FS_CHUNK
             length = min(FS_CHUNK, (r + 1) * n - at)
-            if op == OP_SOFTMAX:
+            if op == FS_OP_SOFTMAX:
                 if real is float:
-                    kernels.scale_span_f32(out + at, _mask_at(mask, at), length,
+                    kernels.f32.scale_span(out + at, _mask_at(mask, at), length,
                                            <float> (1.0 / row_sum[r]))
                 else:
-                    kernels.scale_span_f64(out + at, _mask_at(mask, at), length,
+                    kernels.f64.scale_span(out + at, _mask_at(mask, at), length,
                                            1.0 / row_sum[r])
             else:
                 if real is float:
-                    kernels.log_softmax_span_f32(x + at, _mask_at(mask, at), out + at, length,
+                    kernels.f32.log_softmax_span(x + at, _mask_at(mask, at), out + at, length,
                                                  row_max[r], scale, <float> log(row_sum[r]))
                 else:
-                    kernels.log_softmax_span_f64(x + at, _mask_at(mask, at), out + at, length,
+                    kernels.f64.log_softmax_span(x + at, _mask_at(mask, at), out + at, length,
                                                  row_max[r], scale, log(row_sum[r]))
     free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
     return 0
 
 
-cdef void _run(Job *job, const real *dtype_marker, int nthreads) noexcept nogil:
+cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads and rows of several chunks: split the rows themselves.
-    if (job.op <= OP_LOGSUMEXP and nthreads > 1 and job.inner == 1 and job.outer < nthreads
-            and job.n >= 2 * FS_CHUNK):
-        if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.outer, job.n,
-                          <real> job.scale, job.op, nthreads) == 0:
-            return
+    if AnyJob is SoftmaxJob:
+        if (nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
+                and job.shape.n >= 2 * FS_CHUNK):
+            if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.shape.outer,
+                              job.shape.n, <real> job.scale, job.op, nthreads) == 0:
+                return
     _run_slabs(job, dtype_marker, nthreads)
 
 
-cdef void _run_job(Job *job, int typenum, int nthreads):
+cdef void _run_job(AnyJob *job, int typenum, int nthreads):
     """Release the GIL and run a job in its dtype."""
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
@@ -375,29 +445,17 @@ cdef void _run_job(Job *job, int typenum, int nthreads):
             _run(job, <const double *> NULL, nthreads)
 
 
-cdef Job _new_job(int op, cnp.ndarray x, object out, Py_ssize_t outer, Py_ssize_t n,
-                  Py_ssize_t inner):
-    cdef Job job
-    job.op = op
-    job.x = cnp.PyArray_DATA(x)
-    job.x2 = NULL
-    job.out = cnp.PyArray_DATA(<cnp.ndarray> out) if out is not None else NULL
-    job.mask.data = NULL
-    job.mask.period = 1
-    job.labels = NULL
-    job.weight = NULL
-    job.weight_sum = job.eps = job.grad_scale = job.scale = 0.0
-    job.ignore_index = 0
-    job.loss = NULL
-    job.outer = outer
-    job.n = n
-    job.inner = inner
-    return job
+cdef Shape _shape(Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner):
+    cdef Shape shape
+    shape.outer = outer
+    shape.n = n
+    shape.inner = inner
+    return shape
 
 
 def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t outer, Py_ssize_t n,
                    Py_ssize_t inner, double scale, int op, int nthreads):
-    """Run one operation (0 softmax, 1 log_softmax, 2 logsumexp) over ``x`` into ``out``.
+    """Run one operation (OP_SOFTMAX, OP_LOG_SOFTMAX or OP_LOGSUMEXP) over ``x`` into ``out``.
 
     ``x`` and ``out`` are C-contiguous, of one float dtype, ``x`` viewed as
     ``(outer, n, inner)``; ``out`` is ``(outer, n, inner)``, or ``(outer, inner)``
@@ -406,24 +464,33 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     is a multiple of ``n * inner``: x's element ``i`` is kept where
     ``where.flat[i % where.size]``.
     """
-    cdef Job job = _new_job(op, x, out, outer, n, inner)
-    job.scale = scale
+    cdef SoftmaxJob job
+    job.shape = _shape(outer, n, inner)
+    job.op = <fs_op> op
+    job.x = cnp.PyArray_DATA(x)
+    job.out = cnp.PyArray_DATA(out)
+    job.mask.data = NULL
+    job.mask.period = 1
     if where is not None:
         job.mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
         job.mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
+    job.scale = scale
     _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
 def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ssize_t outer,
-             Py_ssize_t n, Py_ssize_t inner, bint log, int nthreads):
-    """softmax_backward (or log_softmax_backward when ``log``) into ``out``.
+             Py_ssize_t n, Py_ssize_t inner, bint log_output, int nthreads):
+    """softmax_backward (or log_softmax_backward when ``log_output``) into ``out``.
 
     All three arrays are C-contiguous of one dtype and shape ``(outer, n, inner)``;
     ``out`` may be either input.
     """
-    cdef Job job = _new_job(OP_LOG_SOFTMAX_BACKWARD if log else OP_SOFTMAX_BACKWARD, output, out,
-                            outer, n, inner)
-    job.x2 = cnp.PyArray_DATA(grad_output)
+    cdef BackwardJob job
+    job.shape = _shape(outer, n, inner)
+    job.grad_output = cnp.PyArray_DATA(grad_output)
+    job.output = cnp.PyArray_DATA(output)
+    job.out = cnp.PyArray_DATA(out)
+    job.log_output = log_output
     _run_job(&job, cnp.PyArray_TYPE(output), nthreads)
 
 
@@ -438,18 +505,24 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     ``weight`` is None or ``(n,)`` in the logits' dtype; ``grad`` is None or
     like ``logits`` (and may be ``logits``).  All C-contiguous.
     """
-    cdef Job job = _new_job(OP_CROSS_ENTROPY, logits, grad, outer, n, inner)
+    cdef CrossEntropyJob job
+    job.shape = _shape(outer, n, inner)
+    job.logits = cnp.PyArray_DATA(logits)
+    job.labels = NULL
     if labels is not None:
         job.labels = <const int64_t *> cnp.PyArray_DATA(<cnp.ndarray> labels)
+    job.target = NULL
     if target is not None:
-        job.x2 = cnp.PyArray_DATA(<cnp.ndarray> target)
+        job.target = cnp.PyArray_DATA(<cnp.ndarray> target)
+    job.weight = NULL
     if weight is not None:
         job.weight = cnp.PyArray_DATA(<cnp.ndarray> weight)
     job.weight_sum = weight_sum
     job.eps = label_smoothing
+    job.grad_scale = grad_scale
     job.ignore_index = ignore_index
     job.loss = <double *> cnp.PyArray_DATA(loss)
-    job.grad_scale = grad_scale
+    job.grad = cnp.PyArray_DATA(<cnp.ndarray> grad) if grad is not None else NULL
     _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
@@ -522,7 +595,7 @@ def exp(cnp.ndarray x, cnp.ndarray out):
     cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         with nogil:
-            kernels.exp_f32(<const float *> cnp.PyArray_DATA(x), <float *> cnp.PyArray_DATA(out), size)
+            kernels.f32.exp_span(<const float *> cnp.PyArray_DATA(x), <float *> cnp.PyArray_DATA(out), size)
     else:
         with nogil:
-            kernels.exp_f64(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)
+            kernels.f64.exp_span(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)

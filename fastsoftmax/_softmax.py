@@ -30,7 +30,8 @@ from ._typing import FloatArray, FloatScalarOrArray
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
 
-_OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = 0, 1, 2
+# The kernels' operation numbers (fs_op in src/fs_kernels.h), one definition for every layer.
+_OP_SOFTMAX, _OP_LOG_SOFTMAX, _OP_LOGSUMEXP = _core.OP_SOFTMAX, _core.OP_LOG_SOFTMAX, _core.OP_LOGSUMEXP
 _DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
 # 1/T must be a normal, finite number of the working dtype (see _softmax_like).
 _SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {

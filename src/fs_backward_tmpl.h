@@ -10,10 +10,10 @@
  */
 
 /* exp over the whole float range: the backward pass may meet y > 0 (not a log-probability). */
-FS_ALWAYS_INLINE V FN(vexp_any)(V z)
+FS_ALWAYS_INLINE VEC FN(vexp_any)(VEC z)
 {
-    const V limit = VSPLAT(sizeof(REAL) == 4 ? 88.72283f : 709.782712893384);
-    return SELECT((VU_T)(z > limit), VSPLAT(INFINITY), VEXP(z));
+    const VEC limit = VSPLAT(sizeof(REAL) == 4 ? 88.72283f : 709.782712893384);
+    return VSELECT((VBITS)(z > limit), VSPLAT(INFINITY), VEXP(z));
 }
 
 /*
@@ -21,67 +21,69 @@ FS_ALWAYS_INLINE V FN(vexp_any)(V z)
  * handled by the same pair of loops: a row reduces its lanes to one sum, a
  * panel keeps one sum per column.
  */
-FS_ALWAYS_INLINE double FN(row_backward_sum)(const REAL *g, const REAL *y, fs_index n,
+FS_ALWAYS_INLINE double FN(row_backward_sum)(const STORAGE *g, const STORAGE *y, fs_index n,
                                              const int log_output)
 {
     FN(accumulator) acc;
     FN(acc_init)(&acc);
     fs_index i = 0;
-    for (; i + W <= n; i += W)
+    for (; i + LANES <= n; i += LANES)
         FN(acc_add)(&acc, log_output ? VLOAD(g + i) : VLOAD(g + i) * VLOAD(y + i));
     if (i < n) {
-        V gv = VLOAD_PARTIAL(g + i, n - i, 0);
+        VEC gv = VLOAD_PARTIAL(g + i, n - i, 0);
         FN(acc_add)(&acc, log_output ? gv : gv * VLOAD_PARTIAL(y + i, n - i, 0));
     }
     return FN(hsum)(FN(acc_lanes)(&acc));
 }
 
-FS_ALWAYS_INLINE void FN(row_backward_output)(const REAL *g, const REAL *y, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(row_backward_output)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+                                              fs_index n,
                                               REAL sum, const int log_output)
 {
-    const V vsum = VSPLAT(sum);
+    const VEC vsum = VSPLAT(sum);
     fs_index i = 0;
-    for (; i + W <= n; i += W) {
-        V gv = VLOAD(g + i), yv = VLOAD(y + i);
+    for (; i + LANES <= n; i += LANES) {
+        VEC gv = VLOAD(g + i), yv = VLOAD(y + i);
         VSTORE(out + i, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum));
     }
     if (i < n) {
-        V gv = VLOAD_PARTIAL(g + i, n - i, 0), yv = VLOAD_PARTIAL(y + i, n - i, 0);
+        VEC gv = VLOAD_PARTIAL(g + i, n - i, 0), yv = VLOAD_PARTIAL(y + i, n - i, 0);
         VSTORE_PARTIAL(out + i, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum),
                        n - i);
     }
 }
 
-FS_ALWAYS_INLINE void FN(panel_backward)(const REAL *g, const REAL *y, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+                                         fs_index n,
                                          fs_index width, fs_index stride, const int log_output)
 {
-    for (fs_index j = 0; j < width; j += W) {
-        const fs_index lanes = width - j < W ? width - j : W;
-        const int partial = lanes < W, nv = 1;
+    for (fs_index j = 0; j < width; j += LANES) {
+        const fs_index lanes = width - j < LANES ? width - j : LANES;
+        const int partial = lanes < LANES, nv = 1;
         const fs_index tail = lanes;
         FN(accumulator) acc;
         FN(acc_init)(&acc);
         for (fs_index k = 0; k < n; k++) {
             const fs_index at = k * stride + j;
-            V gv = TILE_LOAD(g + at, 0, 0);
+            VEC gv = TILE_LOAD(g + at, 0, 0);
             FN(acc_add)(&acc, log_output ? gv : gv * TILE_LOAD(y + at, 0, 0));
         }
-        const V vsum = ACC_NARROW(FN(acc_lanes)(&acc));
+        const VEC vsum = VACC_NARROW(FN(acc_lanes)(&acc));
         for (fs_index k = 0; k < n; k++) {
             const fs_index at = k * stride + j;
-            V gv = TILE_LOAD(g + at, 0, 0), yv = TILE_LOAD(y + at, 0, 0);
+            VEC gv = TILE_LOAD(g + at, 0, 0), yv = TILE_LOAD(y + at, 0, 0);
             TILE_STORE(out + at, 0, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum));
         }
     }
 }
 
-static void FN(backward_block)(const REAL *g, const REAL *y, REAL *out, fs_index outer,
+static void FN(backward_block)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index outer,
                                fs_index n, fs_index width, fs_index stride, int log_output)
 {
     const fs_index slab = n * stride;
     for (fs_index o = 0; o < outer; o++) {
-        const REAL *gs = g + o * slab, *ys = y + o * slab;
-        REAL *os = out + o * slab;
+        const STORAGE *gs = g + o * slab, *ys = y + o * slab;
+        STORAGE *os = out + o * slab;
         if (stride == 1 && log_output)
             FN(row_backward_output)(gs, ys, os, n, (REAL)FN(row_backward_sum)(gs, ys, n, 1), 1);
         else if (stride == 1)

@@ -74,7 +74,7 @@ static int FN(ce_sums_finite)(double gap_sum, double mass_or_weight_sum)
 }
 
 /* sum_c a_c ((m - x_c) + log_sum) of one sample, classes `stride` apart (t' = 1 without target). */
-static double FN(ce_loss_by_class)(const REAL *x, const REAL *target, const REAL *weight,
+static double FN(ce_loss_by_class)(const STORAGE *x, const STORAGE *target, const STORAGE *weight,
                                    fs_index n, fs_index stride, REAL m, double log_sum, double eps)
 {
     double loss = 0;
@@ -88,11 +88,12 @@ static double FN(ce_loss_by_class)(const REAL *x, const REAL *target, const REAL
 }
 
 /* Sixteen ones: weights of 1 for the lanes of a tail, 0 past its end (VLOAD_PARTIAL). */
-static const REAL FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+static const STORAGE FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+_Static_assert(LANES <= 16, "a tail of up to LANES - 1 lanes loads its weights from ones[16]");
 
 /* Class weights of lanes [i, i + k), 0 past them; 1 without weights. */
 #define CLASS_WEIGHTS(i, k) \
-    ((k) == W ? (weight ? VLOAD(weight + (i)) : VSPLAT(1)) \
+    ((k) == LANES ? (weight ? VLOAD(weight + (i)) : VSPLAT(1)) \
               : VLOAD_PARTIAL(weight ? weight + (i) : FN(ones), (k), 0))
 
 /* ---- rows: the class axis is the last ---- */
@@ -102,20 +103,21 @@ static const REAL FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
  * targets (needed only with smoothing), or with probability targets
  * mass = A = sum w t' and gap_sum = B = sum w t' (m - x).
  */
-static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *weight, fs_index n,
+static void FN(row_class_sums)(const STORAGE *x, const STORAGE *target, const STORAGE *weight,
+                               fs_index n,
                                REAL m, double eps, double *gap_sum, double *mass)
 {
-    const V vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    const VEC vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
     FN(accumulator) gaps, masses;
     FN(acc_init)(&gaps);
     FN(acc_init)(&masses);
-    for (fs_index i = 0; i < n; i += W) {
-        const fs_index k = n - i < W ? n - i : W;
-        const V gap = vm - (k == W ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, m));
-        const V w = CLASS_WEIGHTS(i, k);
+    for (fs_index i = 0; i < n; i += LANES) {
+        const fs_index k = n - i < LANES ? n - i : LANES;
+        const VEC gap = vm - (k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, m));
+        const VEC w = CLASS_WEIGHTS(i, k);
         if (target) {
-            const V t = k == W ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0);
-            const V wt = w * (t * keep + spread);
+            const VEC t = k == LANES ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0);
+            const VEC wt = w * (t * keep + spread);
             FN(acc_add)(&masses, wt);
             FN(acc_add)(&gaps, wt * gap);
         } else {
@@ -135,23 +137,23 @@ static void FN(row_class_sums)(const REAL *x, const REAL *target, const REAL *we
  * as in torch the other classes' weights never enter, so an inf or NaN
  * weight on a class that is not the label leaves the gradient finite.
  */
-static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, fs_index n,
+static void FN(row_ce_grad)(const STORAGE *target, const STORAGE *weight, STORAGE *grad, fs_index n,
                             double p_factor, double class_factor, double eps)
 {
-    const V vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
-    const V keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    const VEC vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
+    const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
     const int class_term = target || eps > 0;
-    for (fs_index i = 0; i < n; i += W) {
-        const fs_index k = n - i < W ? n - i : W;
-        V g = (k == W ? VLOAD(grad + i) : VLOAD_PARTIAL(grad + i, k, 0)) * vp;
+    for (fs_index i = 0; i < n; i += LANES) {
+        const fs_index k = n - i < LANES ? n - i : LANES;
+        VEC g = (k == LANES ? VLOAD(grad + i) : VLOAD_PARTIAL(grad + i, k, 0)) * vp;
         if (class_term) {
-            V c = vc * CLASS_WEIGHTS(i, k);
+            VEC c = vc * CLASS_WEIGHTS(i, k);
             if (target)
-                c = c * ((k == W ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0)) * keep +
+                c = c * ((k == LANES ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0)) * keep +
                          spread);
             g = g - c;
         }
-        if (k == W)
+        if (k == LANES)
             VSTORE(grad + i, g);
         else
             VSTORE_PARTIAL(grad + i, g, k);
@@ -164,13 +166,14 @@ static void FN(row_ce_grad)(const REAL *target, const REAL *weight, REAL *grad, 
  * place over those.  Everything that reads x comes before the first write to
  * grad, so grad may be x itself.
  */
-static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const REAL *weight,
-                         double weight_sum, double eps, int64_t ignore_index, REAL *grad,
-                         double grad_scale, fs_index n, const REAL *ahead)
+static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
+                         const STORAGE *weight,
+                         double weight_sum, double eps, int64_t ignore_index, STORAGE *grad,
+                         double grad_scale, fs_index n, const STORAGE *ahead)
 {
     if (!target && label == ignore_index) {
         if (grad)
-            memset(grad, 0, (size_t)n * sizeof(REAL));
+            memset(grad, 0, (size_t)n * sizeof(STORAGE));
         return 0.0;
     }
     if (!target && (label < 0 || label >= n)) { /* unreachable past the Python checks */
@@ -218,31 +221,31 @@ static double FN(ce_row)(const REAL *x, int64_t label, const REAL *target, const
  * Columns [j, j + lanes) of one panel: one sample per lane, classes down the
  * n rows.  Labels, targets' rows and losses sit at the panel's column offsets.
  */
-static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *target,
-                              const REAL *weight, double weight_sum, double eps,
-                              int64_t ignore_index, double *loss, REAL *grad, double grad_scale,
+static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
+                              const STORAGE *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
                               fs_index n, fs_index stride, fs_index lanes)
 {
-    const int nv = 1, partial = lanes < W;
+    const int nv = 1, partial = lanes < LANES;
     const fs_index tail = lanes;
-    V m[1];
-    VACC total[1], gaps = ACC_ZERO, masses = ACC_ZERO;
+    VEC m[1];
+    VACC total[1], gaps = VACC_ZERO(), masses = VACC_ZERO();
     FN(accumulator) gap_acc, mass_acc;
     /* The tile's labels, each read once (see the top of this file). */
-    int64_t label[W] = {0};
+    int64_t label[LANES] = {0};
     for (fs_index i = 0; i < lanes; i++)
         label[i] = target ? 0 : sload_i64(labels + i);
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
     FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
     FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0);
-    const V keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
     if (target || eps > 0) {
         for (fs_index k = 0; k < n; k++) {
-            const V gap = m[0] - TILE_LOAD(x + k * stride, 0, 0);
-            const V w = VSPLAT(weight ? SLOAD(weight + k) : 1);
+            const VEC gap = m[0] - TILE_LOAD(x + k * stride, 0, 0);
+            const VEC w = VSPLAT(weight ? SLOAD(weight + k) : 1);
             if (target) {
-                const V wt = w * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
+                const VEC wt = w * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
                 FN(acc_add)(&mass_acc, wt);
                 FN(acc_add)(&gap_acc, wt * gap);
             } else {
@@ -254,18 +257,18 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
     }
 
     /* Per sample: the loss, and the gradient's coefficients as lanes. */
-    V p_factor = VSPLAT(0), class_factor = VSPLAT(0);
-    VU_T valid = (VU_T)(VSPLAT(0) != VSPLAT(0));
-    double label_term[W] = {0};
-    int has_label_term[W] = {0};
+    VEC p_factor = VSPLAT(0), class_factor = VSPLAT(0);
+    VBITS valid = (VBITS)(VSPLAT(0) != VSPLAT(0));
+    double label_term[LANES] = {0};
+    int has_label_term[LANES] = {0};
     for (fs_index i = 0; i < lanes; i++) {
-        const double sum = ACC_LANE(total[0], i), log_sum = log(sum);
+        const double sum = VACC_LANE(total[0], i), log_sum = log(sum);
         const REAL mi = LANE(m[0], i);
         const int64_t y = label[i];
         /* x is still intact here (the gradient is written below): see ce_sums_finite. */
         const int by_class = (target || eps > 0) &&
-                             !FN(ce_sums_finite)(ACC_LANE(gaps, i),
-                                                 target ? ACC_LANE(masses, i) : weight_sum);
+                             !FN(ce_sums_finite)(VACC_LANE(gaps, i),
+                                                 target ? VACC_LANE(masses, i) : weight_sum);
         const double class_loss =
             by_class ? FN(ce_loss_by_class)(x + i, target ? target + i : NULL, weight, n, stride,
                                             mi, log_sum, eps)
@@ -273,8 +276,8 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         has_label_term[i] = 0;
         if (target) {
             sstore_f64(loss + i, by_class ? class_loss
-                                          : ACC_LANE(gaps, i) + ACC_LANE(masses, i) * log_sum);
-            LANE(p_factor, i) = (REAL)(grad_scale * ACC_LANE(masses, i) / sum);
+                                          : VACC_LANE(gaps, i) + VACC_LANE(masses, i) * log_sum);
+            LANE(p_factor, i) = (REAL)(grad_scale * VACC_LANE(masses, i) / sum);
             LANE(class_factor, i) = (REAL)grad_scale;
         } else if (y == ignore_index) {
             sstore_f64(loss + i, 0);
@@ -285,7 +288,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
         } else {
             const double w_y = weight ? SLOAD(weight + y) : 1.0;
             const FN(ce_terms) t = FN(ce_index_terms)((double)mi - SLOAD(x + y * stride + i),
-                                                      log_sum, ACC_LANE(gaps, i), w_y, weight_sum,
+                                                      log_sum, VACC_LANE(gaps, i), w_y, weight_sum,
                                                       eps, n, by_class ? &class_loss : NULL);
             sstore_f64(loss + i, t.loss);
             LANE(p_factor, i) = (REAL)(grad_scale * t.p_coef / sum);
@@ -293,7 +296,7 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
             label_term[i] = grad_scale * (1 - eps) * w_y;
             has_label_term[i] = 1;
         }
-        LANE(valid, i) = (VU_T_LANE)~(VU_T_LANE)0;
+        LANE(valid, i) = (BITS)~(BITS)0;
     }
     if (!grad)
         return;
@@ -304,44 +307,45 @@ static void FN(ce_panel_tile)(const REAL *x, const int64_t *labels, const REAL *
      */
     const int class_term = target || eps > 0;
     for (fs_index k = 0; k < n; k++) {
-        const V e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
-        V c = VSPLAT(0); /* e * p_factor - 0 rounds as e * p_factor, FMA or not */
+        const VEC e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
+        VEC c = VSPLAT(0); /* e * p_factor - 0 rounds as e * p_factor, FMA or not */
         if (class_term) {
             c = class_factor * VSPLAT(weight ? SLOAD(weight + k) : 1);
             if (target)
                 c = c * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
         }
         /* One expression, as before the class-term test: the same FMA contraction, the same bits. */
-        TILE_STORE(grad + k * stride, 0, SELECT(valid, e * p_factor - c, VSPLAT(0)));
+        TILE_STORE(grad + k * stride, 0, VSELECT(valid, e * p_factor - c, VSPLAT(0)));
     }
     /* The label's own term, at the label checked above (this tile's copy, never re-read). */
     for (fs_index i = 0; i < lanes; i++)
         if (has_label_term[i]) {
-            REAL *at = grad + label[i] * stride + i;
+            STORAGE *at = grad + label[i] * stride + i;
             SSTORE(at, SLOAD(at) - (REAL)label_term[i]);
         }
 }
 
 /*
  * Samples of at most FS_SHORT_ROW classes, one per lane, as in
- * fs_softmax_tmpl.h: W rows (and their probability targets) are transposed
+ * fs_softmax_tmpl.h: LANES rows (and their probability targets) are transposed
  * into a stack panel, run through the panel tile, and the gradient is
  * transposed back.
  */
-static void FN(ce_short_rows)(const REAL *x, const int64_t *labels, const REAL *target,
-                              const REAL *weight, double weight_sum, double eps,
-                              int64_t ignore_index, double *loss, REAL *grad, double grad_scale,
+static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
+                              const STORAGE *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
                               fs_index rows, fs_index n)
 {
-    REAL in[FS_SHORT_ROW * W], in_target[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
-    for (fs_index r = 0; r < rows; r += W) {
-        const fs_index lanes = rows - r < W ? rows - r : W;
+    STORAGE in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES],
+        res[FS_SHORT_ROW * LANES];
+    for (fs_index r = 0; r < rows; r += LANES) {
+        const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         FN(gather_rows)(in, x + r * n, n, lanes);
         if (target)
             FN(gather_rows)(in_target, target + r * n, n, lanes);
         FN(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
                           weight_sum, eps, ignore_index, loss + r, grad ? res : NULL, grad_scale,
-                          n, W, lanes);
+                          n, LANES, lanes);
         if (grad)
             FN(scatter_rows)(grad + r * n, res, n, lanes);
     }
@@ -352,22 +356,22 @@ static void FN(ce_short_rows)(const REAL *x, const int64_t *labels, const REAL *
  * target (probabilities, laid out like x); loss gets one double per sample,
  * laid out like labels: rows `stride` apart, one row per slab.
  */
-static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const REAL *target,
-                                    const REAL *weight, double weight_sum, double eps,
-                                    int64_t ignore_index, double *loss, REAL *grad,
+static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
+                                    const STORAGE *weight, double weight_sum, double eps,
+                                    int64_t ignore_index, double *loss, STORAGE *grad,
                                     double grad_scale, fs_index outer, fs_index n, fs_index width,
                                     fs_index stride)
 {
     const fs_index slab = n * stride;
-    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
+    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(ce_short_rows)(x, labels, target, weight, weight_sum, eps, ignore_index, loss, grad,
                           grad_scale, outer, n);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
-        const REAL *xs = x + o * slab;
-        const REAL *ts = target ? target + o * slab : NULL;
-        REAL *gs = grad ? grad + o * slab : NULL;
+        const STORAGE *xs = x + o * slab;
+        const STORAGE *ts = target ? target + o * slab : NULL;
+        STORAGE *gs = grad ? grad + o * slab : NULL;
         if (stride == 1) {
             /* The label is read once, here, and passed by value (see the top of this file). */
             const int64_t label = target ? 0 : sload_i64(labels + o);
@@ -375,8 +379,8 @@ static void FN(cross_entropy_block)(const REAL *x, const int64_t *labels, const 
                                             gs, grad_scale, n, o + 1 < outer ? xs + slab : NULL));
             continue;
         }
-        for (fs_index j = 0; j < width; j += W) {
-            const fs_index lanes = width - j < W ? width - j : W;
+        for (fs_index j = 0; j < width; j += LANES) {
+            const fs_index lanes = width - j < LANES ? width - j : LANES;
             FN(ce_panel_tile)(xs + j, target ? NULL : labels + o * stride + j, ts ? ts + j : NULL,
                               weight, weight_sum, eps, ignore_index, loss + o * stride + j,
                               gs ? gs + j : NULL, grad_scale, n, stride, lanes);

@@ -32,44 +32,44 @@
 #ifndef FS_EXP_H
 #define FS_EXP_H
 
-static inline VF32 vexp_f32(VF32 z)
+static inline vec_f32 vexp_f32(vec_f32 z)
 {
-    const VF32 magic = vsplat_f32(0x1.8000FEp23f); /* 1.5*2^23 + 127 */
-    const VF32 log2e = vsplat_f32(0x1.715476p+0f);
-    const VF32 ln2_hi = vsplat_f32(0x1.62e400p-1f);
-    const VF32 ln2_lo = vsplat_f32(0x1.7f7d1cp-20f);
+    const vec_f32 magic = vsplat_f32(0x1.8000FEp23f); /* 1.5*2^23 + 127 */
+    const vec_f32 log2e = vsplat_f32(0x1.715476p+0f);
+    const vec_f32 ln2_hi = vsplat_f32(0x1.62e400p-1f);
+    const vec_f32 ln2_lo = vsplat_f32(0x1.7f7d1cp-20f);
 
-    VF32 t = z * log2e + magic;                           /* 1 */
-    VF32 n = t - magic;
-    VF32 r = z - n * ln2_hi;                              /* 2 */
+    vec_f32 t = z * log2e + magic;                           /* 1 */
+    vec_f32 n = t - magic;
+    vec_f32 r = z - n * ln2_hi;                              /* 2 */
     r = r - n * ln2_lo;
-    VF32 s = FROM_BITS32(AS_BITS32(t) << 23);             /* 3 */
+    vec_f32 s = vfrom_bits_f32(vas_bits_f32(t) << 23);             /* 3 */
 
-    VF32 q = vsplat_f32(0x1.6b074ap-10f);                 /* 4 */
+    vec_f32 q = vsplat_f32(0x1.6b074ap-10f);                 /* 4 */
     q = q * r + vsplat_f32(0x1.1267b2p-7f);
     q = q * r + vsplat_f32(0x1.5557f6p-5f);
     q = q * r + vsplat_f32(0x1.555418p-3f);
     q = q * r + vsplat_f32(0x1.fffffcp-2f);
     q = q * r + vsplat_f32(1.0f);
-    VF32 e = s + (s * r) * q;
+    vec_f32 e = s + (s * r) * q;
 
-    return ZERO_WHERE_LESS32(e, z, vsplat_f32(-0x1.5d589ep+6f)); /* 5: -87.33654, the float just above ln(FLT_MIN) */
+    return vzero_where_less_f32(e, z, vsplat_f32(-0x1.5d589ep+6f)); /* 5: -87.33654, the float just above ln(FLT_MIN) */
 }
 
-static inline VF64 vexp_f64(VF64 z)
+static inline vec_f64 vexp_f64(vec_f64 z)
 {
-    const VF64 magic = vsplat_f64(0x1.80000000003FFp52); /* 1.5*2^52 + 1023 */
-    const VF64 log2e = vsplat_f64(0x1.71547652b82fep+0);
-    const VF64 ln2_hi = vsplat_f64(0x1.62e42fefa2000p-1);
-    const VF64 ln2_lo = vsplat_f64(0x1.9ef35793c7673p-41);
+    const vec_f64 magic = vsplat_f64(0x1.80000000003FFp52); /* 1.5*2^52 + 1023 */
+    const vec_f64 log2e = vsplat_f64(0x1.71547652b82fep+0);
+    const vec_f64 ln2_hi = vsplat_f64(0x1.62e42fefa2000p-1);
+    const vec_f64 ln2_lo = vsplat_f64(0x1.9ef35793c7673p-41);
 
-    VF64 t = z * log2e + magic;                           /* 1 */
-    VF64 n = t - magic;
-    VF64 r = z - n * ln2_hi;                              /* 2 */
+    vec_f64 t = z * log2e + magic;                           /* 1 */
+    vec_f64 n = t - magic;
+    vec_f64 r = z - n * ln2_hi;                              /* 2 */
     r = r - n * ln2_lo;
-    VF64 s = FROM_BITS64(AS_BITS64(t) << 52);             /* 3 */
+    vec_f64 s = vfrom_bits_f64(vas_bits_f64(t) << 52);             /* 3 */
 
-    VF64 q = vsplat_f64(0x1.ad582e392876bp-26);           /* 4 */
+    vec_f64 q = vsplat_f64(0x1.ad582e392876bp-26);           /* 4 */
     q = q * r + vsplat_f64(0x1.28af925a0e27ap-22);
     q = q * r + vsplat_f64(0x1.71df49e17e4fdp-19);
     q = q * r + vsplat_f64(0x1.a0199763ee633p-16);
@@ -80,9 +80,9 @@ static inline VF64 vexp_f64(VF64 z)
     q = q * r + vsplat_f64(0x1.55555555554b2p-3);
     q = q * r + vsplat_f64(0x1.000000000000bp-1);
     q = q * r + vsplat_f64(1.0);
-    VF64 e = s + (s * r) * q;
+    vec_f64 e = s + (s * r) * q;
 
-    return ZERO_WHERE_LESS64(e, z, vsplat_f64(-0x1.6232bdd7abcd2p+9)); /* 5: -708.39642 */
+    return vzero_where_less_f64(e, z, vsplat_f64(-0x1.6232bdd7abcd2p+9)); /* 5: -708.39642 */
 }
 
 #endif /* FS_EXP_H */

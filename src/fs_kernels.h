@@ -19,7 +19,9 @@
  * is contiguous.  Elements whose byte is 0 are excluded from every reduction.
  *
  * The kernels are compiled once per instruction set (src/fs_isa_*.c) and one
- * table of them is chosen at run time (src/fs_dispatch.c).
+ * table of them is chosen at run time (src/fs_dispatch.c).  C code written
+ * against the table's earlier flat names (table->softmax_f32) compiles with
+ * tools/fs_kernels_flat_names.h.
  */
 #ifndef FS_KERNELS_H
 #define FS_KERNELS_H
@@ -40,49 +42,88 @@ typedef ptrdiff_t fs_index;
  */
 #define FS_CHUNK ((fs_index)16384)
 
-#define FS_DECLARE_KERNELS(REAL, SFX)                                                      \
-    /* out = softmax((x - max) * scale), or log_softmax when `log` is nonzero. */          \
-    void (*softmax_##SFX)(const REAL *x, const uint8_t *mask, fs_index mask_period,        \
-                          fs_index mask_start, REAL *out, fs_index outer, fs_index n,      \
-                          fs_index width, fs_index stride, REAL scale, int log);           \
-    /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
-    void (*logsumexp_##SFX)(const REAL *x, const uint8_t *mask, fs_index mask_period,      \
-                            fs_index mask_start, REAL *out, fs_index outer, fs_index n,    \
-                            fs_index width, fs_index stride);                              \
-    /* Chunk steps of a contiguous row, for one row split across threads. */               \
-    REAL (*row_max_##SFX)(const REAL *x, const uint8_t *mask, fs_index n);                 \
-    /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */         \
-    /* exponentials into e_out unless it is NULL. */                                       \
-    double (*chunk_sum_exp_##SFX)(const REAL *x, const uint8_t *mask, REAL *e_out,         \
-                                  fs_index n, REAL shift, REAL scale);                     \
-    /* out *= factor */                                                                    \
-    void (*scale_span_##SFX)(REAL *out, const uint8_t *mask, fs_index n, REAL factor);     \
-    /* out = (x - shift) * scale - lse */                                                  \
-    void (*log_softmax_span_##SFX)(const REAL *x, const uint8_t *mask, REAL *out,          \
-                                   fs_index n, REAL shift, REAL scale, REAL lse);          \
-    /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */      \
-    /* the max is infinite, to tell +-inf from NaN. */                                     \
-    REAL (*logsumexp_finish_##SFX)(REAL max, double sum, const REAL *x,                    \
-                                   const uint8_t *mask, fs_index n, fs_index stride);      \
-    /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                   \
-    void (*exp_##SFX)(const REAL *x, REAL *out, fs_index n);                               \
-    /* softmax_backward: out = y * (g - sum(g * y)); log_softmax_backward (log): */        \
-    /* out = g - exp(y) * sum(g).  out may be g or y. */                                   \
-    void (*backward_##SFX)(const REAL *g, const REAL *y, REAL *out, fs_index outer,        \
-                           fs_index n, fs_index width, fs_index stride, int log);          \
-    /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */   \
-    /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */       \
-    void (*cross_entropy_##SFX)(const REAL *x, const int64_t *labels, const REAL *target,  \
-                                const REAL *weight, double weight_sum, double eps,         \
-                                int64_t ignore_index, double *loss, REAL *grad,            \
-                                double grad_scale, fs_index outer, fs_index n,             \
-                                fs_index width, fs_index stride);
+/*
+ * The operations, one numbering for the C kernels, the Cython loops and the
+ * Python layer (fastsoftmax._core exports them as OP_SOFTMAX, ...).  The
+ * explicit values are that interface: do not reorder.
+ */
+typedef enum fs_op {
+    FS_OP_SOFTMAX = 0,
+    FS_OP_LOG_SOFTMAX = 1,
+    FS_OP_LOGSUMEXP = 2,
+    FS_OP_SOFTMAX_BACKWARD = 3,
+    FS_OP_LOG_SOFTMAX_BACKWARD = 4,
+    FS_OP_CROSS_ENTROPY = 5
+} fs_op;
+
+/*
+ * One dtype's block sizes in one ISA build, from the constants the kernels
+ * are compiled with (fastsoftmax._core.kernel_info() reports them): row
+ * lengths on either side of each take different code paths.
+ */
+typedef struct fs_block_sizes {
+    int lanes;       /* elements per vector */
+    int unroll;      /* vectors per step of a row's max and sum of exp */
+    int flush_steps; /* steps between flushes of float partial sums into double */
+    int short_row;   /* rows up to this long run one row per lane (where lanes > 1) */
+    fs_index chunk;  /* a long row is reduced in chunks of this many elements (FS_CHUNK) */
+} fs_block_sizes;
+
+/*
+ * The kernels of one element type: STORAGE is the arrays' element type, REAL
+ * the type scalars are passed in (the type the kernels compute in).  The table
+ * holds one such set per dtype, f32 and f64, whose fields the ISA builds fill
+ * by name (src/fs_isa_impl.h).  One macro, so the dtypes cannot drift apart.
+ */
+#define FS_DEFINE_DTYPE_KERNELS(STORAGE, REAL, SFX)                                              \
+    typedef struct fs_kernels_##SFX {                                                            \
+        /* out = softmax((x - max) * scale), or log_softmax when `log_output` is nonzero. */     \
+        void (*softmax)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,             \
+                        fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,           \
+                        fs_index width, fs_index stride, REAL scale, int log_output);            \
+        /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
+        void (*logsumexp)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,           \
+                          fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,         \
+                          fs_index width, fs_index stride);                                      \
+        /* Chunk steps of a contiguous row, for one row split across threads. */                 \
+        REAL (*row_max)(const STORAGE *x, const uint8_t *mask, fs_index n);                      \
+        /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */           \
+        /* exponentials into e_out unless it is NULL. */                                         \
+        double (*chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,           \
+                                fs_index n, REAL shift, REAL scale);                             \
+        /* out *= factor */                                                                      \
+        void (*scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL factor);          \
+        /* out = (x - shift) * scale - lse */                                                    \
+        void (*log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE *out,            \
+                                 fs_index n, REAL shift, REAL scale, REAL lse);                  \
+        /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */         \
+        /* the max is infinite, to tell +-inf from NaN. */                                       \
+        REAL (*logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,    \
+                                 fs_index n, fs_index stride);                                   \
+        /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                     \
+        void (*exp_span)(const STORAGE *x, STORAGE *out, fs_index n);                            \
+        /* softmax_backward: out = y * (g - sum(g * y)); log_softmax_backward */                 \
+        /* (log_output): out = g - exp(y) * sum(g).  out may be g or y. */                       \
+        void (*backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index outer,       \
+                         fs_index n, fs_index width, fs_index stride, int log_output);           \
+        /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */      \
+        /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */         \
+        void (*cross_entropy)(const STORAGE *x, const int64_t *labels, const STORAGE *target,    \
+                              const STORAGE *weight, double weight_sum, double eps,              \
+                              int64_t ignore_index, double *loss, STORAGE *grad,                 \
+                              double grad_scale, fs_index outer, fs_index n,                     \
+                              fs_index width, fs_index stride);                                  \
+        fs_block_sizes sizes;                                                                    \
+    } fs_kernels_##SFX;
+
+FS_DEFINE_DTYPE_KERNELS(float, float, f32)
+FS_DEFINE_DTYPE_KERNELS(double, double, f64)
 
 typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */
     int vector_bytes;
-    FS_DECLARE_KERNELS(float, f32)
-    FS_DECLARE_KERNELS(double, f64)
+    fs_kernels_f32 f32;
+    fs_kernels_f64 f64;
 } fs_kernel_table;
 
 /* The table for `isa` (NULL: the best this CPU runs), or NULL if this build or CPU lacks it. */

@@ -1,11 +1,13 @@
 /*
  * Reductions over the axis n, for one element type: max, and sum of exp.
  *
- * A template: fs_isa_impl.h defines REAL, V, W, VACC, the mask helpers and the
- * FN() name suffix, then includes this file once for float and once for double.
+ * A template, written in the generic names of fs_type_bindings.h (STORAGE for
+ * the arrays' elements, REAL and VEC for what is computed, LANES, VACC, VLOAD,
+ * FN(), ...): fs_isa_impl.h includes it once per element type, after that
+ * type's header (fs_type_f32.h, fs_type_f64.h).
  *
  * Sums are accumulated in short blocks (FS_FLUSH_STEPS additions per lane,
- * in FS_UNROLL independent vectors to hide the add latency) whose partial sums
+ * in FS_ROW_ACCUMULATORS independent vectors to hide the add latency) whose partial sums
  * are then added to a running total in double lanes (VACC).  For float input
  * the total is double, so a float lane adds at most 8 terms in float: a
  * 256k-long row keeps a relative error below 5e-7 (softmax needs no better).
@@ -25,19 +27,20 @@
 #define ZERO_V VSPLAT(0)
 
 /* The elements of p whose mask lane is set, `fill` elsewhere. */
-#define LOAD_MASKED(p, mp, fill) (masked ? SELECT(VMASK(mp), VLOAD(p), VSPLAT(fill)) : VLOAD(p))
+#define LOAD_MASKED(p, mp, fill) (masked ? VSELECT(VMASK(mp), VLOAD(p), VSPLAT(fill)) : VLOAD(p))
 #define LOAD_MASKED_PARTIAL(p, mp, k, fill)                                         \
-    (masked ? SELECT(VMASK_PARTIAL((mp), (k)), VLOAD_PARTIAL((p), (k), (fill)), VSPLAT(fill)) \
+    (masked ? VSELECT(VMASK_PARTIAL((mp), (k)), VLOAD_PARTIAL((p), (k), (fill)), VSPLAT(fill)) \
             : VLOAD_PARTIAL((p), (k), (fill)))
 /* v with masked-out lanes set to +0, whatever they held (NaN included). */
-#define KEEP_MASKED(v, mp) (masked ? SELECT(VMASK(mp), (v), ZERO_V) : (v))
-#define KEEP_MASKED_PARTIAL(v, mp, k) (masked ? SELECT(VMASK_PARTIAL((mp), (k)), (v), ZERO_V) : (v))
+#define KEEP_MASKED(v, mp) (masked ? VSELECT(VMASK(mp), (v), ZERO_V) : (v))
+#define KEEP_MASKED_PARTIAL(v, mp, k) \
+    (masked ? VSELECT(VMASK_PARTIAL((mp), (k)), (v), ZERO_V) : (v))
 
 /* Largest lane of a max accumulator (which never holds NaN). */
-FS_ALWAYS_INLINE REAL FN(hmax)(V v)
+FS_ALWAYS_INLINE REAL FN(hmax)(VEC v)
 {
     REAL m = LANE(v, 0);
-    for (int i = 1; i < W; i++)
+    for (int i = 1; i < LANES; i++)
         m = LANE(v, i) > m ? LANE(v, i) : m;
     return m;
 }
@@ -45,8 +48,8 @@ FS_ALWAYS_INLINE REAL FN(hmax)(V v)
 FS_ALWAYS_INLINE double FN(hsum)(VACC v)
 {
     double s = 0.0;
-    for (int i = 0; i < W; i++)
-        s += ACC_LANE(v, i);
+    for (int i = 0; i < LANES; i++)
+        s += VACC_LANE(v, i);
     return s;
 }
 
@@ -54,32 +57,32 @@ FS_ALWAYS_INLINE double FN(hsum)(VACC v)
  * Max of a contiguous row, ignoring NaN (the sum pass that follows turns a NaN
  * into a NaN result).  -inf for an empty, all -inf or fully masked row.
  */
-FS_ALWAYS_INLINE REAL FN(row_max_impl)(const REAL *x, const uint8_t *mask, fs_index n,
+FS_ALWAYS_INLINE REAL FN(row_max_impl)(const STORAGE *x, const uint8_t *mask, fs_index n,
                                        const int masked)
 {
-    const V ninf = VSPLAT(-INFINITY);
-    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    const VEC ninf = VSPLAT(-INFINITY);
+    VEC m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     fs_index i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
+    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES) {
         m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
-        m1 = VMAX(LOAD_MASKED(x + i + W, mask + i + W, -INFINITY), m1);
-        m2 = VMAX(LOAD_MASKED(x + i + 2 * W, mask + i + 2 * W, -INFINITY), m2);
-        m3 = VMAX(LOAD_MASKED(x + i + 3 * W, mask + i + 3 * W, -INFINITY), m3);
+        m1 = VMAX(LOAD_MASKED(x + i + LANES, mask + i + LANES, -INFINITY), m1);
+        m2 = VMAX(LOAD_MASKED(x + i + 2 * LANES, mask + i + 2 * LANES, -INFINITY), m2);
+        m3 = VMAX(LOAD_MASKED(x + i + 3 * LANES, mask + i + 3 * LANES, -INFINITY), m3);
     }
-    for (; i + W <= n; i += W)
+    for (; i + LANES <= n; i += LANES)
         m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
     if (i < n)
         m0 = VMAX(LOAD_MASKED_PARTIAL(x + i, mask + i, n - i, -INFINITY), m0);
     return FN(hmax)(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
 }
 
-static REAL FN(row_max)(const REAL *x, const uint8_t *mask, fs_index n)
+static REAL FN(row_max)(const STORAGE *x, const uint8_t *mask, fs_index n)
 {
     return mask ? FN(row_max_impl)(x, mask, n, 1) : FN(row_max_impl)(x, NULL, n, 0);
 }
 
 /* True if a strided slice holds an unmasked NaN: only asked when its max is infinite. */
-static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_index stride)
+static int FN(slice_has_nan)(const STORAGE *x, const uint8_t *mask, fs_index n, fs_index stride)
 {
     for (fs_index k = 0; k < n; k++) {
         const REAL v = SLOAD(x + k * stride);
@@ -94,7 +97,7 @@ static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_
 
 /* Add one vector of terms into a block accumulator, or straight into double when `exact_sum`. */
 #define ACCUMULATE(total, a, e) \
-    do { if (exact_sum) (total) = ACC_ADD((total), ACC_FROM(e)); else (a) += (e); } while (0)
+    do { if (exact_sum) (total) = VACC_ADD((total), VACC_FROM(e)); else (a) += (e); } while (0)
 
 /*
  * Add a block's partial sums to the running total: Kahan-compensated for
@@ -103,16 +106,16 @@ static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_
  * gradient of inf, an inf weight) into NaN, where the float path, the
  * reference and torch give inf.  A finite total meets the usual Kahan steps.
  */
-#define ADD_TO_TOTAL(total, carry, v)                                          \
-    do {                                                                       \
-        if (sizeof(REAL) == 8) {                                               \
-            const VACC y_ = ACC_SUB(ACC_FROM(v), (carry));                     \
-            const VACC t_ = ACC_ADD((total), y_);                              \
-            (carry) = ACC_KEEP_WHERE_FINITE(ACC_SUB(ACC_SUB(t_, (total)), y_), t_); \
-            (total) = t_;                                                      \
-        } else {                                                               \
-            (total) = ACC_ADD((total), ACC_FROM(v));                           \
-        }                                                                      \
+#define ADD_TO_TOTAL(total, carry, v)                                                  \
+    do {                                                                               \
+        if (sizeof(REAL) == 8) {                                                       \
+            const VACC y_ = VACC_SUB(VACC_FROM(v), (carry));                           \
+            const VACC t_ = VACC_ADD((total), y_);                                     \
+            (carry) = VACC_KEEP_WHERE_FINITE(VACC_SUB(VACC_SUB(t_, (total)), y_), t_); \
+            (total) = t_;                                                              \
+        } else {                                                                       \
+            (total) = VACC_ADD((total), VACC_FROM(v));                                 \
+        }                                                                              \
     } while (0)
 
 /*
@@ -122,18 +125,18 @@ static int FN(slice_has_nan)(const REAL *x, const uint8_t *mask, fs_index n, fs_
  */
 typedef struct {
     VACC total, carry;
-    V block;
+    VEC block;
     int steps;
 } FN(accumulator);
 
 FS_ALWAYS_INLINE void FN(acc_init)(FN(accumulator) *acc)
 {
-    acc->total = acc->carry = ACC_ZERO;
+    acc->total = acc->carry = VACC_ZERO();
     acc->block = VSPLAT(0);
     acc->steps = 0;
 }
 
-FS_ALWAYS_INLINE void FN(acc_add)(FN(accumulator) *acc, V v)
+FS_ALWAYS_INLINE void FN(acc_add)(FN(accumulator) *acc, VEC v)
 {
     acc->block += v;
     if (++acc->steps == FS_FLUSH_STEPS) {
@@ -147,7 +150,7 @@ FS_ALWAYS_INLINE void FN(acc_add)(FN(accumulator) *acc, V v)
 FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
 {
     ADD_TO_TOTAL(acc->total, acc->carry, acc->block);
-    return ACC_SUB(acc->total, acc->carry);
+    return VACC_SUB(acc->total, acc->carry);
 }
 
 /*
@@ -159,31 +162,32 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
  * same offsets: this pass is bound by the exp, the next row's max pass by
  * memory, so fetching the next row now overlaps the two.
  */
-FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REAL *e_out,
+FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
-                                         const REAL *ahead)
+                                         const STORAGE *ahead)
 {
     const int exact_sum = exact && sizeof(REAL) == 4;
-    const V vshift = VSPLAT(shift), vscale = VSPLAT(scale);
-    VACC total = ACC_ZERO, carry = ACC_ZERO;
+    const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale);
+    VACC total = VACC_ZERO(), carry = VACC_ZERO();
     fs_index i = 0;
     (void)vscale;
-    for (; i + FS_UNROLL * FS_FLUSH_STEPS * W <= n;) {
-        V a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
-        for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_UNROLL * W) {
+    for (; i + FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES <= n;) {
+        VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
+        for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
             if (ahead)
-                for (size_t line = 0; line < FS_UNROLL * W * sizeof(REAL); line += 64)
+                for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
+                     line += 64)
                     FS_PREFETCH((const char *)(ahead + i) + line);
-            V e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
-            V e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + W))), mask + i + W);
-            V e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * W))), mask + i + 2 * W);
-            V e3 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 3 * W))), mask + i + 3 * W);
+            VEC e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
+            VEC e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + LANES))), mask + i + LANES);
+            VEC e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * LANES))), mask + i + 2 * LANES);
+            VEC e3 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 3 * LANES))), mask + i + 3 * LANES);
             if (store) {
                 VSTORE(e_out + i, e0);
-                VSTORE(e_out + i + W, e1);
-                VSTORE(e_out + i + 2 * W, e2);
-                VSTORE(e_out + i + 3 * W, e3);
+                VSTORE(e_out + i + LANES, e1);
+                VSTORE(e_out + i + 2 * LANES, e2);
+                VSTORE(e_out + i + 3 * LANES, e3);
             }
             ACCUMULATE(total, a0, e0);
             ACCUMULATE(total, a1, e1);
@@ -195,10 +199,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
         ADD_TO_TOTAL(total, carry, a2);
         ADD_TO_TOTAL(total, carry, a3);
     }
-    V a = ZERO_V;
+    VEC a = ZERO_V;
     int steps = 0;
-    for (; i + W <= n; i += W) {
-        V e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
+    for (; i + LANES <= n; i += LANES) {
+        VEC e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
         if (store)
             VSTORE(e_out + i, e);
         ACCUMULATE(total, a, e);
@@ -209,14 +213,14 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
         }
     }
     if (i < n) {
-        V e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY))), mask + i,
+        VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY))), mask + i,
                                   n - i);
         if (store)
             VSTORE_PARTIAL(e_out + i, e, n - i);
         ACCUMULATE(total, a, e);
     }
     ADD_TO_TOTAL(total, carry, a);
-    return FN(hsum)(ACC_SUB(total, carry));
+    return FN(hsum)(VACC_SUB(total, carry));
 }
 
 /*
@@ -225,9 +229,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const REAL *x, const uint8_t *mask, REA
  * them.  The eight copies: store or not, T == 1 or not, masked or not.  Only
  * softmax stores, and it needs no exact sum (see the top of this file).
  */
-FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const REAL *x, const uint8_t *mask, REAL *e_out,
+FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
+                                                STORAGE *e_out,
                                                fs_index n, REAL shift, REAL scale,
-                                               const REAL *ahead)
+                                               const STORAGE *ahead)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
     return scale == 1                                                                       \
@@ -246,15 +251,15 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const REAL *x, const uint8_t *ma
 #undef SUM_EXP_CASE
 }
 
-static double FN(chunk_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
+static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
     return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL);
 }
 
 /* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
-static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
-                              REAL shift, REAL scale, const REAL *ahead)
+static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
+                              REAL shift, REAL scale, const STORAGE *ahead)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
@@ -266,8 +271,8 @@ static double FN(row_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, f
 }
 
 /* A row's exact sum of exp(x - shift), storing the exponentials (cross-entropy's gradient). */
-static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REAL shift,
-                                     const REAL *ahead)
+static double FN(row_sum_exp_stored)(const STORAGE *x, STORAGE *e_out, fs_index n, REAL shift,
+                                     const STORAGE *ahead)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
@@ -290,44 +295,45 @@ static double FN(row_sum_exp_stored)(const REAL *x, REAL *e_out, fs_index n, REA
     do { if (partial && (u) == nv - 1) VSTORE_PARTIAL((p), (v), tail); else VSTORE((p), (v)); } while (0)
 #define TILE_MASK(mp, u) ((partial && (u) == nv - 1) ? VMASK_PARTIAL((mp), tail) : VMASK(mp))
 
-FS_ALWAYS_INLINE void FN(tile_max)(const REAL *x, const uint8_t *mask, fs_index n,
-                                   fs_index stride, V *m, const int nv, const int partial,
+FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_index n,
+                                   fs_index stride, VEC *m, const int nv, const int partial,
                                    fs_index tail, const int masked)
 {
     for (int u = 0; u < nv; u++)
         m[u] = VSPLAT(-INFINITY);
     for (fs_index k = 0; k < n; k++)
         for (int u = 0; u < nv; u++) {
-            V v = TILE_LOAD(x + k * stride + u * W, u, -INFINITY);
+            VEC v = TILE_LOAD(x + k * stride + u * LANES, u, -INFINITY);
             if (masked)
-                v = SELECT(TILE_MASK(mask + k * stride + u * W, u), v, VSPLAT(-INFINITY));
+                v = VSELECT(TILE_MASK(mask + k * stride + u * LANES, u), v, VSPLAT(-INFINITY));
             m[u] = VMAX(v, m[u]);
         }
 }
 
-FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL *e_out, fs_index n,
-                                       fs_index stride, const V *shift, REAL scale_, VACC *total,
+FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
+                                       fs_index n,
+                                       fs_index stride, const VEC *shift, REAL scale_, VACC *total,
                                        const int nv, const int partial, fs_index tail,
                                        const int store, const int scaled, const int masked)
 {
     const int exact_sum = !store && sizeof(REAL) == 4;
-    const V vscale = VSPLAT(scale_);
-    V a[2];
-    VACC carry[2];
+    const VEC vscale = VSPLAT(scale_);
+    VEC a[FS_TILE_VECTORS];
+    VACC carry[FS_TILE_VECTORS];
     (void)vscale;
     for (int u = 0; u < nv; u++) {
-        total[u] = carry[u] = ACC_ZERO;
+        total[u] = carry[u] = VACC_ZERO();
         a[u] = ZERO_V;
     }
     int steps = 0;
     for (fs_index k = 0; k < n; k++) {
         for (int u = 0; u < nv; u++) {
-            const V vshift = shift[u];
-            V e = VEXP(EXP_ARG(TILE_LOAD(x + k * stride + u * W, u, -INFINITY)));
+            const VEC vshift = shift[u];
+            VEC e = VEXP(EXP_ARG(TILE_LOAD(x + k * stride + u * LANES, u, -INFINITY)));
             if (masked)
-                e = SELECT(TILE_MASK(mask + k * stride + u * W, u), e, ZERO_V);
+                e = VSELECT(TILE_MASK(mask + k * stride + u * LANES, u), e, ZERO_V);
             if (store)
-                TILE_STORE(e_out + k * stride + u * W, u, e);
+                TILE_STORE(e_out + k * stride + u * LANES, u, e);
             ACCUMULATE(total[u], a[u], e);
         }
         if (++steps == FS_FLUSH_STEPS) {
@@ -340,6 +346,6 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const REAL *x, const uint8_t *mask, REAL 
     }
     for (int u = 0; u < nv; u++) {
         ADD_TO_TOTAL(total[u], carry[u], a[u]);
-        total[u] = ACC_SUB(total[u], carry[u]);
+        total[u] = VACC_SUB(total[u], carry[u]);
     }
 }

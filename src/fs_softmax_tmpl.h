@@ -24,26 +24,26 @@
  */
 
 /* out = (x - shift) * scale - lse over a contiguous span (-inf where masked out). */
-FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const REAL *x, const uint8_t *mask, REAL *out,
+FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
                                                 const int masked)
 {
-    const V vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
-    const V ninf = VSPLAT(-INFINITY);
+    const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
+    const VEC ninf = VSPLAT(-INFINITY);
     const int scaled = 1; /* a multiply by 1 is exact: no need for two copies of this loop */
     fs_index i = 0;
-    for (; i + W <= n; i += W) {
-        V v = EXP_ARG(VLOAD(x + i)) - vlse;
-        VSTORE(out + i, masked ? SELECT(VMASK(mask + i), v, ninf) : v);
+    for (; i + LANES <= n; i += LANES) {
+        VEC v = EXP_ARG(VLOAD(x + i)) - vlse;
+        VSTORE(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v);
     }
     if (i < n) {
-        V v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
-        VSTORE_PARTIAL(out + i, masked ? SELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
+        VEC v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
+        VSTORE_PARTIAL(out + i, masked ? VSELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
                        n - i);
     }
 }
 
-static void FN(log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
                                  REAL shift, REAL scale, REAL lse)
 {
     if (mask)
@@ -53,12 +53,13 @@ static void FN(log_softmax_span)(const REAL *x, const uint8_t *mask, REAL *out, 
 }
 
 /* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
-FS_ALWAYS_INLINE void FN(scale_span_impl)(REAL *out, const uint8_t *mask, fs_index n, REAL factor,
+FS_ALWAYS_INLINE void FN(scale_span_impl)(STORAGE *out, const uint8_t *mask, fs_index n,
+                                          REAL factor,
                                           const int masked)
 {
-    const V vfactor = VSPLAT(factor);
+    const VEC vfactor = VSPLAT(factor);
     fs_index i = 0;
-    for (; i + W <= n; i += W)
+    for (; i + LANES <= n; i += LANES)
         VSTORE(out + i, KEEP_MASKED(VLOAD(out + i) * vfactor, mask + i));
     if (i < n)
         VSTORE_PARTIAL(out + i, KEEP_MASKED_PARTIAL(VLOAD_PARTIAL(out + i, n - i, 0) * vfactor,
@@ -66,7 +67,7 @@ FS_ALWAYS_INLINE void FN(scale_span_impl)(REAL *out, const uint8_t *mask, fs_ind
                        n - i);
 }
 
-static void FN(scale_span)(REAL *out, const uint8_t *mask, fs_index n, REAL factor)
+static void FN(scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL factor)
 {
     if (mask)
         FN(scale_span_impl)(out, mask, n, factor, 1);
@@ -75,7 +76,7 @@ static void FN(scale_span)(REAL *out, const uint8_t *mask, fs_index n, REAL fact
 }
 
 /* The one rule for a slice's logsumexp from its max and sum of exp(x - max). */
-static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, const uint8_t *mask,
+static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
                                  fs_index n, fs_index stride)
 {
     if (isinf(max)) /* all -inf (or empty, or masked) gives -inf, a +inf gives +inf, unless a NaN */
@@ -84,8 +85,9 @@ static REAL FN(logsumexp_finish)(REAL max, double sum, const REAL *x, const uint
 }
 
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
-static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n, REAL scale,
-                            int log_output, const REAL *ahead)
+static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
+                            REAL scale,
+                            int log_output, const STORAGE *ahead)
 {
     const REAL m = FN(row_max)(x, mask, n);
     if (log_output) {
@@ -98,61 +100,64 @@ static void FN(softmax_row)(const REAL *x, const uint8_t *mask, REAL *out, fs_in
 }
 
 /*
- * One tile of a panel: max, sum, then the output pass.  `op` is 0 softmax,
- * 1 log_softmax, 2 logsumexp (out then gets one value per column).
+ * One tile of a panel: max, sum, then the output pass.  `op` is FS_OP_SOFTMAX,
+ * FS_OP_LOG_SOFTMAX or FS_OP_LOGSUMEXP (out then gets one value per column).
+ * Here `op` is an int, not an fs_op: GCC gives the enum an unsigned type, and
+ * that alone reorders a few instructions in these kernels.
  */
-FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
+                                     fs_index n,
                                      fs_index stride, REAL scale, const int op, const int nv,
                                      const int partial, fs_index tail, const int masked)
 {
-    V m[2], result[2] = {VSPLAT(0), VSPLAT(0)};
-    VACC total[2];
+    VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
+    VACC total[FS_TILE_VECTORS];
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
-    if (op == 0 && scale == 1)
+    if (op == FS_OP_SOFTMAX && scale == 1)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked);
-    else if (op == 0)
+    else if (op == FS_OP_SOFTMAX)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked);
-    else if (op == 1 && scale != 1)
+    else if (op == FS_OP_LOG_SOFTMAX && scale != 1)
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked);
     else
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked);
 
-    const int lanes_in_last = partial ? (int)tail : W;
+    const int lanes_in_last = partial ? (int)tail : LANES;
     for (int u = 0; u < nv; u++) {
-        const int lanes = u == nv - 1 ? lanes_in_last : W;
+        const int lanes = u == nv - 1 ? lanes_in_last : LANES;
         for (int i = 0; i < lanes; i++) {
-            const double sum = ACC_LANE(total[u], i);
-            if (op == 0)
+            const double sum = VACC_LANE(total[u], i);
+            if (op == FS_OP_SOFTMAX)
                 LANE(result[u], i) = (REAL)(1.0 / sum);
-            else if (op == 1)
+            else if (op == FS_OP_LOG_SOFTMAX)
                 LANE(result[u], i) = (REAL)log(sum);
             else
-                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * W + i,
-                                                          masked ? mask + u * W + i : NULL, n,
+                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * LANES + i,
+                                                          masked ? mask + u * LANES + i : NULL, n,
                                                           stride);
         }
     }
 
-    if (op == 2) { /* out is one row of `stride` values */
+    if (op == FS_OP_LOGSUMEXP) { /* out is one row of `stride` values */
         for (int u = 0; u < nv; u++)
-            TILE_STORE(out + u * W, u, result[u]);
+            TILE_STORE(out + u * LANES, u, result[u]);
         return;
     }
-    const V vscale = VSPLAT(scale);
+    const VEC vscale = VSPLAT(scale);
     const int scaled = 1;
     for (fs_index k = 0; k < n; k++) {
         for (int u = 0; u < nv; u++) {
-            const fs_index at = k * stride + u * W;
-            V v;
-            if (op == 0) {
+            const fs_index at = k * stride + u * LANES;
+            VEC v;
+            if (op == FS_OP_SOFTMAX) {
                 v = TILE_LOAD(out + at, u, 0) * result[u];
                 if (masked)
-                    v = SELECT(TILE_MASK(mask + at, u), v, ZERO_V);
+                    v = VSELECT(TILE_MASK(mask + at, u), v, ZERO_V);
             } else {
-                const V vshift = m[u];
+                const VEC vshift = m[u];
                 v = EXP_ARG(TILE_LOAD(x + at, u, 0)) - result[u];
                 if (masked)
-                    v = SELECT(TILE_MASK(mask + at, u), v, VSPLAT(-INFINITY));
+                    v = VSELECT(TILE_MASK(mask + at, u), v, VSPLAT(-INFINITY));
             }
             TILE_STORE(out + at, u, v);
         }
@@ -160,39 +165,40 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const REAL *x, const uint8_t *mask, REAL *o
 }
 
 /* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
-FS_ALWAYS_INLINE void FN(panel)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
                                 fs_index width, fs_index stride, REAL scale, const int op,
                                 const int masked)
 {
 #define MASK_AT(j) (masked ? mask + (j) : NULL)
     fs_index j = 0;
-    for (; j + 2 * W <= width; j += 2 * W)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 2, 0, W, masked);
-    for (; j + W <= width; j += W)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, W, masked);
+    for (; j + FS_TILE_VECTORS * LANES <= width; j += FS_TILE_VECTORS * LANES)
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, FS_TILE_VECTORS, 0, LANES,
+                       masked);
+    for (; j + LANES <= width; j += LANES)
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, LANES, masked);
     if (j < width)
         FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 1, width - j, masked);
 #undef MASK_AT
 }
 
 /* Dispatch one panel to its compile-time specialisation of op and masking. */
-static void FN(panel_any)(const REAL *x, const uint8_t *mask, REAL *out, fs_index n,
+static void FN(panel_any)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
                           fs_index width, fs_index stride, REAL scale, int op)
 {
     if (mask) {
-        if (op == 0)
-            FN(panel)(x, mask, out, n, width, stride, scale, 0, 1);
-        else if (op == 1)
-            FN(panel)(x, mask, out, n, width, stride, scale, 1, 1);
+        if (op == FS_OP_SOFTMAX)
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_SOFTMAX, 1);
+        else if (op == FS_OP_LOG_SOFTMAX)
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 1);
         else
-            FN(panel)(x, mask, out, n, width, stride, 1, 2, 1);
+            FN(panel)(x, mask, out, n, width, stride, 1, FS_OP_LOGSUMEXP, 1);
     } else {
-        if (op == 0)
-            FN(panel)(x, NULL, out, n, width, stride, scale, 0, 0);
-        else if (op == 1)
-            FN(panel)(x, NULL, out, n, width, stride, scale, 1, 0);
+        if (op == FS_OP_SOFTMAX)
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_SOFTMAX, 0);
+        else if (op == FS_OP_LOG_SOFTMAX)
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 0);
         else
-            FN(panel)(x, NULL, out, n, width, stride, 1, 2, 0);
+            FN(panel)(x, NULL, out, n, width, stride, 1, FS_OP_LOGSUMEXP, 0);
     }
 }
 
@@ -204,8 +210,8 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
 }
 
 /*
- * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of W
- * rows is transposed into a small (n, W) panel on the stack, run through the
+ * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of LANES
+ * rows is transposed into a small (n, LANES) panel on the stack, run through the
  * panel tile (columns = rows), and transposed back.  A row of 10 classes thus
  * costs a tenth of a vector per step instead of a whole partial vector per
  * pass.  The last group's missing rows are zero lanes that are never written
@@ -213,57 +219,65 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
  * results do not depend on how rows are split between threads.
  */
 /*
- * panel[k * W + i] = rows[i * n + k]: `lanes` rows of n into an (n, W) panel,
+ * panel[k * LANES + i] = rows[i * n + k]: `lanes` rows of n into an (n, LANES) panel,
  * zero lanes after.  `rows` is the caller's array (maybe unaligned: SLOAD);
- * the panel is our own stack array.
+ * the panel is our own stack array, written directly (so a storage type must
+ * take its compute type by assignment, as float, double and _Float16 do).
  */
-FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const REAL *rows, fs_index n, fs_index lanes)
+FS_ALWAYS_INLINE void FN(gather_rows)(STORAGE *panel, const STORAGE *rows, fs_index n,
+                                      fs_index lanes)
 {
-    if (lanes == W) { /* the common case, without a test per element */
+    if (lanes == LANES) { /* the common case, without a test per element */
         for (fs_index k = 0; k < n; k++)
-            for (fs_index i = 0; i < W; i++)
-                panel[k * W + i] = SLOAD(rows + i * n + k);
+            for (fs_index i = 0; i < LANES; i++)
+                panel[k * LANES + i] = SLOAD(rows + i * n + k);
         return;
     }
     for (fs_index k = 0; k < n; k++)
-        for (fs_index i = 0; i < W; i++)
-            panel[k * W + i] = i < lanes ? SLOAD(rows + i * n + k) : 0;
+        for (fs_index i = 0; i < LANES; i++)
+            panel[k * LANES + i] = i < lanes ? SLOAD(rows + i * n + k) : 0;
 }
 
-/* rows[i * n + k] = panel[k * W + i] for the first `lanes` lanes (rows maybe unaligned). */
-FS_ALWAYS_INLINE void FN(scatter_rows)(REAL *rows, const REAL *panel, fs_index n, fs_index lanes)
+/* rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe unaligned). */
+FS_ALWAYS_INLINE void FN(scatter_rows)(STORAGE *rows, const STORAGE *panel, fs_index n,
+                                       fs_index lanes)
 {
     for (fs_index i = 0; i < lanes; i++)
         for (fs_index k = 0; k < n; k++)
-            SSTORE(rows + i * n + k, panel[k * W + i]);
+            SSTORE(rows + i * n + k, panel[k * LANES + i]);
 }
 
-FS_ALWAYS_INLINE void FN(short_rows_impl)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                                          fs_index mask_start, REAL *out, fs_index rows,
+/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
+_Static_assert(FS_SHORT_ROW * LANES * sizeof(STORAGE) <= 1024,
+               "short-row stack panels (here and in ce_short_rows) stay within 1 KB each");
+
+FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
+                                          fs_index mask_period,
+                                          fs_index mask_start, STORAGE *out, fs_index rows,
                                           fs_index n, REAL scale, const int op, const int masked)
 {
-    REAL in[FS_SHORT_ROW * W], res[FS_SHORT_ROW * W];
-    uint8_t in_mask[FS_SHORT_ROW * W];
-    for (fs_index r = 0; r < rows; r += W) {
-        const fs_index lanes = rows - r < W ? rows - r : W;
+    STORAGE in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    uint8_t in_mask[FS_SHORT_ROW * LANES];
+    for (fs_index r = 0; r < rows; r += LANES) {
+        const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         FN(gather_rows)(in, x + r * n, n, lanes);
         if (masked)
-            for (fs_index i = 0; i < W; i++) {
+            for (fs_index i = 0; i < LANES; i++) {
                 const uint8_t *row_mask = FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n);
                 for (fs_index k = 0; k < n; k++)
-                    in_mask[k * W + i] = i < lanes ? row_mask[k] : 0;
+                    in_mask[k * LANES + i] = i < lanes ? row_mask[k] : 0;
             }
-        FN(panel_tile)(in, masked ? in_mask : NULL, res, n, W, scale, op, 1, 0, W, masked);
-        if (op == 2) {
-            memcpy(out + r, res, (size_t)lanes * sizeof(REAL));
+        FN(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
+        if (op == FS_OP_LOGSUMEXP) {
+            memcpy(out + r, res, (size_t)lanes * sizeof(STORAGE));
             continue;
         }
         FN(scatter_rows)(out + r * n, res, n, lanes);
     }
 }
 
-static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                           fs_index mask_start, REAL *out, fs_index rows, fs_index n, REAL scale,
+static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                           fs_index mask_start, STORAGE *out, fs_index rows, fs_index n, REAL scale,
                            int op)
 {
 #define SHORT_ROWS_CASE(OP)                                                                      \
@@ -273,22 +287,23 @@ static void FN(short_rows)(const REAL *x, const uint8_t *mask, fs_index mask_per
         else                                                                                     \
             FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, OP, 0);                      \
     } while (0)
-    if (op == 0)
-        SHORT_ROWS_CASE(0);
-    else if (op == 1)
-        SHORT_ROWS_CASE(1);
+    if (op == FS_OP_SOFTMAX)
+        SHORT_ROWS_CASE(FS_OP_SOFTMAX);
+    else if (op == FS_OP_LOG_SOFTMAX)
+        SHORT_ROWS_CASE(FS_OP_LOG_SOFTMAX);
     else
-        SHORT_ROWS_CASE(2);
+        SHORT_ROWS_CASE(FS_OP_LOGSUMEXP);
 #undef SHORT_ROWS_CASE
 }
 
-static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, REAL *out, fs_index outer, fs_index n,
+static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                              fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride, REAL scale, int log_output)
 {
     const fs_index slab = n * stride;
-    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
-        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale, log_output ? 1 : 0);
+    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
+                       log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
@@ -298,21 +313,21 @@ static void FN(softmax_block)(const REAL *x, const uint8_t *mask, fs_index mask_
                             o + 1 < outer ? x + (o + 1) * slab : NULL);
         else
             FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
-                          log_output ? 1 : 0);
+                          log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
     }
 }
 
-static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mask_period,
-                                fs_index mask_start, REAL *out, fs_index outer, fs_index n,
+static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,
                                 fs_index width, fs_index stride)
 {
     const fs_index slab = n * stride;
-    if (stride == 1 && n <= FS_SHORT_ROW && W > 1) {
-        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, 2);
+    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, FS_OP_LOGSUMEXP);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
-        const REAL *xs = x + o * slab;
+        const STORAGE *xs = x + o * slab;
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
@@ -320,16 +335,16 @@ static void FN(logsumexp_block)(const REAL *x, const uint8_t *mask, fs_index mas
                                                o + 1 < outer ? xs + slab : NULL);
             SSTORE(out + o, FN(logsumexp_finish)(max, sum, xs, m, n, 1));
         } else {
-            FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, 2);
+            FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, FS_OP_LOGSUMEXP);
         }
     }
 }
 
 /* exp over a span: for the accuracy tests, which call it on any x. */
-static void FN(exp_span)(const REAL *x, REAL *out, fs_index n)
+static void FN(exp_span)(const STORAGE *x, STORAGE *out, fs_index n)
 {
     fs_index i = 0;
-    for (; i + W <= n; i += W)
+    for (; i + LANES <= n; i += LANES)
         VSTORE(out + i, VEXP(VLOAD(x + i)));
     if (i < n)
         VSTORE_PARTIAL(out + i, VEXP(VLOAD_PARTIAL(x + i, n - i, 0)), n - i);

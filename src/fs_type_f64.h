@@ -1,0 +1,16 @@
+/*
+ * float64 arrays, computed in double (see fs_type_bindings.h).  Sums
+ * accumulate in the double lanes themselves (vacc_f64 is vec_f64), Kahan-
+ * compensated (fs_reduce_tmpl.h).  Storage is the compute type: loads and
+ * stores are fs_vector.h's plain double moves.  Included by fs_isa_impl.h
+ * before the templates' double copy.
+ */
+#undef FS_DTYPE
+#undef FS_COMPUTE
+#define FS_DTYPE f64
+#define FS_COMPUTE f64
+
+#ifndef FS_TYPE_F64_H
+#define FS_TYPE_F64_H
+typedef double storage_f64;
+#endif

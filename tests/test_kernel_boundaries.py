@@ -1,0 +1,112 @@
+"""Every op at the row lengths where the kernels change blocks, from the kernels' own sizes.
+
+``fastsoftmax._core.kernel_info()`` reports each ISA's block sizes per dtype
+(lanes per vector, vectors per unrolled step, steps per flush into double,
+the short-row limit, the chunk of a long row), read from the C constants.
+The row lengths here are each block size and its neighbours, so a change of
+vector width or unroll is tested where it matters without editing this file.
+Rows of twice the chunk also take the path that splits one row across
+threads, which must give the same bits as one thread.
+"""
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core, reference
+from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
+from test_cross_entropy import check_against_reference
+
+INFO = _core.kernel_info()
+DTYPES = [np.float32, np.float64]
+BACKWARD_TOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def _block_lengths(sizes):
+    """Each block size of one ISA and dtype, and its neighbours."""
+    lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
+    blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"], sizes["chunk"],
+              2 * sizes["chunk"]]
+    return sorted({n for block in blocks for n in (block - 1, block, block + 1) if n >= 1})
+
+
+CASES = [(isa, dtype, n) for isa in INFO for dtype in DTYPES
+         for n in _block_lengths(INFO[isa][np.dtype(dtype).name])]
+
+
+@pytest.fixture
+def on_isa(request):
+    previous = _core.isa()
+    yield lambda name: _core.set_isa(name)
+    _core.set_isa(previous)
+
+
+def test_kernel_info_describes_every_isa():
+    assert set(INFO) == set(_core.available_isas())
+    for isa, per_dtype in INFO.items():
+        assert set(per_dtype) == {"float32", "float64"}
+        for dtype, sizes in per_dtype.items():
+            assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row", "chunk"}
+            assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)
+        # float lanes are half as wide as double's, except one-lane plain C
+        assert per_dtype["float32"]["lanes"] in (1, 2 * per_dtype["float64"]["lanes"])
+
+
+def _rows_for(n, lanes):
+    """Several groups of short rows (one row per lane), a few rows otherwise."""
+    return 2 * lanes + 3 if n <= 64 else (2 if n <= 40000 else 1)
+
+
+@pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_softmax_family(on_isa, isa, dtype, n):
+    assert on_isa(isa)
+    x = random_logits((_rows_for(n, INFO[isa][np.dtype(dtype).name]["lanes"]), n), dtype, seed=n)
+    where = np.random.default_rng(n).random(x.shape) < 0.8
+    for kwargs in ({}, {"where": where}):
+        sm, ls = fs.softmax(x, **kwargs), fs.log_softmax(x, temperature=0.7, **kwargs)
+        lse = fs.logsumexp(x, **kwargs)
+        check_softmax(sm, x, **kwargs)
+        check_log_softmax(ls, x, temperature=0.7, **kwargs)
+        check_logsumexp(lse, x, **kwargs)
+        with fs.num_threads(2):
+            np.testing.assert_array_equal(fs.softmax(x, **kwargs), sm)
+            np.testing.assert_array_equal(fs.log_softmax(x, temperature=0.7, **kwargs), ls)
+            np.testing.assert_array_equal(fs.logsumexp(x, **kwargs), lse)
+
+
+@pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_cross_entropy(on_isa, isa, dtype, n):
+    assert on_isa(isa)
+    rows = _rows_for(n, INFO[isa][np.dtype(dtype).name]["lanes"])
+    rng = np.random.default_rng(n)
+    logits = random_logits((rows, n), dtype, seed=n)
+    labels = rng.integers(0, n, rows)
+    labels[::3] = -100
+    probabilities = reference.softmax(rng.standard_normal((rows, n)), axis=-1).astype(dtype)
+    weight = (rng.random(n) + 0.5).astype(dtype)
+    check_against_reference(logits, labels, -1, weight=weight, label_smoothing=0.1,
+                            reduction="none")
+    check_against_reference(logits, probabilities, -1, reduction="sum")
+    loss, grad = fs.cross_entropy(logits, labels, reduction="none", return_grad=True)
+    with fs.num_threads(2):
+        loss2, grad2 = fs.cross_entropy(logits, labels, reduction="none", return_grad=True)
+    np.testing.assert_array_equal(loss2, loss)
+    np.testing.assert_array_equal(grad2, grad)
+
+
+@pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("log", [False, True])
+def test_backward(on_isa, isa, dtype, n, log):
+    assert on_isa(isa)
+    rows = _rows_for(n, INFO[isa][np.dtype(dtype).name]["lanes"])
+    x = random_logits((rows, n), dtype, seed=n)
+    y = (fs.log_softmax if log else fs.softmax)(x)
+    g = random_logits((rows, n), dtype, seed=n + 1, scale=1.0)
+    func = fs.log_softmax_backward if log else fs.softmax_backward
+    ref = (reference.log_softmax_backward if log else reference.softmax_backward)(g, y)
+    got = func(g, y)
+    assert got.dtype == dtype
+    # Entries are differences of like-sized terms: compared on the scale of the slice.
+    scale = np.abs(g).max() * (1 + np.abs(ref).max())
+    np.testing.assert_allclose(got, ref, rtol=BACKWARD_TOL[dtype], atol=BACKWARD_TOL[dtype] * scale)
+    with fs.num_threads(2):
+        np.testing.assert_array_equal(func(g, y), got)
