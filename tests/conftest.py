@@ -11,6 +11,9 @@ from fastsoftmax import _core
 from fastsoftmax._testing import check_log_softmax, check_logsumexp, check_softmax  # noqa: F401
 
 ISAS = _core.available_isas()
+# The kernels' fixed chunk of a long row (FS_CHUNK): rows are reduced, and split
+# between threads, in pieces of this many elements.  The same for every ISA.
+CHUNK = _core.kernel_info()[ISAS[0]]["float32"]["chunk"]
 
 
 @pytest.fixture(params=ISAS)

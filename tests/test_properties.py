@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastsoftmax as fs
-from conftest import check_log_softmax, check_logsumexp, check_softmax
+from conftest import CHUNK, check_log_softmax, check_logsumexp, check_softmax
 from fastsoftmax import _core, reference
 
 _SCALE = float(os.environ.get("FASTSOFTMAX_HYPOTHESIS_SCALE", "1"))
@@ -322,7 +322,7 @@ def _long_rows(draw):
     """
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     rows = draw(st.integers(1, 2))
-    n = draw(st.one_of(st.integers(2 * 16384, 3 * 16384), st.integers(3 * 16384, 12 * 16384)))
+    n = draw(st.one_of(st.integers(2 * CHUNK, 3 * CHUNK), st.integers(3 * CHUNK, 12 * CHUNK)))
     x = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).standard_normal((rows, n))
     x *= draw(st.sampled_from([1.0, 30.0, 1e4]))
     for _ in range(draw(st.integers(0, 4))):  # special values at drawn places

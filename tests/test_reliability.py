@@ -34,6 +34,7 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core
+from conftest import CHUNK
 
 # Seconds a forked child may take before the test calls it hung (it needs well under 1 s).
 FORK_TIMEOUT = 60.0
@@ -85,7 +86,7 @@ def _inputs():
     rng = np.random.default_rng(42)
     return [
         (rng.standard_normal((64, 4096)).astype(np.float32) * 4, -1),   # many rows
-        (rng.standard_normal((1, 3 * 16384 + 17)) * 4, -1),              # one long row, split
+        (rng.standard_normal((1, 3 * CHUNK + 17)) * 4, -1),               # one long row, split
         (rng.standard_normal((4000, 37)).astype(np.float32), 0),         # panel, split by columns
         (rng.standard_normal((9, 300, 40)), 1),                          # panel over slabs
     ]
@@ -575,7 +576,7 @@ def _leak_round(small_calls, large_calls):
         if i % 100 == 0:
             _calls_that_raise(small[0])
     large = rng.standard_normal((64, 16384)).astype(np.float32)
-    long_row = rng.standard_normal((1, 48 * 16384 + 5)).astype(np.float32)  # 49 chunks
+    long_row = rng.standard_normal((1, 48 * CHUNK + 5)).astype(np.float32)  # 49 chunks
     shared = rng.standard_normal(large.size + 32).astype(np.float32)
     behind, ahead = shared[:-32].reshape(large.shape), shared[32:].reshape(large.shape)
     for i in range(large_calls):

@@ -2,8 +2,9 @@
 
 Row lengths cover every vector width and unroll boundary of every instruction
 set (1..70, 127-129, 255-257), a row over several kernel chunks (50257, and
-256000 = 15.6 chunks of 16384), and every axis of 1-D to 4-D arrays (the
-panel path, vectorized across the trailing axes).
+256000 = 15.6 chunks; tests/test_kernel_boundaries.py tries each chunk boundary),
+and every axis of 1-D to 4-D arrays (the panel path, vectorized across the
+trailing axes).
 """
 import numpy as np
 import pytest

@@ -31,7 +31,7 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core
-from conftest import random_logits
+from conftest import CHUNK, random_logits
 
 # (dtype, byte offset from an element-aligned address): float32 at an odd
 # address; float64 at 4 mod 8 (a float32-aligned buffer) and at an odd one.
@@ -43,7 +43,7 @@ LAYOUTS = [((37, 5), -1), ((37, 16), -1), ((37, 17), -1), ((9, 100), -1),
            ((3, 5, 5), 1), ((3, 17, 16), 1), ((2, 9, 40), 1), ((40, 3), 0)]
 LAYOUT_IDS = ["rows5", "rows16", "rows17", "rows100", "panel5x5", "panel17x16", "panel9x40",
               "axis0"]
-LONG_ROW = (1, 2 * 16384 + 3)  # split across threads in FS_CHUNK pieces (_run_long_rows)
+LONG_ROW = (1, 2 * CHUNK + 3)  # split across threads in FS_CHUNK pieces (_run_long_rows)
 
 
 def unaligned(a, offset):
