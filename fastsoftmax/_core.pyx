@@ -37,15 +37,17 @@ cdef extern from "fs_kernels.h" nogil:
         FS_OP_SOFTMAX_BACKWARD
         FS_OP_LOG_SOFTMAX_BACKWARD
         FS_OP_CROSS_ENTROPY
-    # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
-    # passes kernel arguments to C uncast, so the C compiler still checks every
-    # call against the typed structs in fs_kernels.h; here an element pointer is
-    # `void *`, an element value `double` (float converts exactly both ways).
-    # Only for calls through table.f32 / table.f64: no C type has this name.
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
 
+    # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
+    # passes kernel arguments to C uncast, so the C compiler still checks every
+    # call against the typed structs in fs_kernels.h (a pointer of the wrong
+    # dtype is a warning in GCC 12, an error from GCC 14 on); here an element
+    # pointer is `void *`, an element value `double` (float converts exactly
+    # both ways).  Only for calls through table.f32 / table.f64: no C type has
+    # this name.
     ctypedef struct fs_dtype_kernels:
         void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
                         fs_index mask_start, void *out, fs_index outer, fs_index n,

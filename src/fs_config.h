@@ -33,6 +33,22 @@
 #define FS_ALWAYS_INLINE static inline
 #endif
 
+/*
+ * A compile-time check: C11's _Static_assert (GCC and Clang have it in every
+ * mode), or else an array type of negative size.  MSVC compiles C as C11 only
+ * under /std:c11, which the build does not pass; __COUNTER__ keeps the
+ * fallback's names apart in templates included more than once.
+ */
+#if defined(__GNUC__) || defined(__clang__) || \
+    (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L)
+#define FS_STATIC_ASSERT(condition, why) _Static_assert(condition, why)
+#else
+#define FS_STATIC_ASSERT_NAME_(n) fs_static_assert_##n
+#define FS_STATIC_ASSERT_NAME(n) FS_STATIC_ASSERT_NAME_(n)
+#define FS_STATIC_ASSERT(condition, why) \
+    typedef char FS_STATIC_ASSERT_NAME(__COUNTER__)[(condition) ? 1 : -1]
+#endif
+
 /* A hint to fetch the cache line at p for reading; nothing where unsupported. */
 #if defined(__GNUC__) || defined(__clang__)
 #define FS_PREFETCH(p) __builtin_prefetch((p), 0, 3)

@@ -89,7 +89,7 @@ static double FN(ce_loss_by_class)(const STORAGE *x, const STORAGE *target, cons
 
 /* Sixteen ones: weights of 1 for the lanes of a tail, 0 past its end (VLOAD_PARTIAL). */
 static const STORAGE FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-_Static_assert(LANES <= 16, "a tail of up to LANES - 1 lanes loads its weights from ones[16]");
+FS_STATIC_ASSERT(LANES <= 16, "a tail of up to LANES - 1 lanes loads its weights from ones[16]");
 
 /* Class weights of lanes [i, i + k), 0 past them; 1 without weights. */
 #define CLASS_WEIGHTS(i, k) \

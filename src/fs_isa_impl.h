@@ -31,7 +31,7 @@
  * strides.  Changing it means rewriting both loops, and every sum's bits.
  */
 #define FS_ROW_ACCUMULATORS 4
-_Static_assert(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0..m3 and a0..a3");
+FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
 #define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /* Vectors of adjacent columns one panel tile reduces together (its arrays' size). */

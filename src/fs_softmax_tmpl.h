@@ -248,8 +248,8 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(STORAGE *rows, const STORAGE *panel, fs_i
 }
 
 /* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
-_Static_assert(FS_SHORT_ROW * LANES * sizeof(STORAGE) <= 1024,
-               "short-row stack panels (here and in ce_short_rows) stay within 1 KB each");
+FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(STORAGE) <= 1024,
+                 "short-row stack panels (here and in ce_short_rows) stay within 1 KB each");
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           fs_index mask_period,
