@@ -1,6 +1,6 @@
 """Type stub for the compiled ``fastsoftmax._core`` (``_core.pyx``).
 
-Nothing here validates its input: ``fastsoftmax._api`` passes C-contiguous
+Nothing here validates its input: the Python layer passes C-contiguous
 float32/float64 arrays of the right shapes and a thread count >= 1.  The
 ``Py_ssize_t``/``int``/``long long`` arguments are Python ints, ``double`` ones
 floats and ``bint`` ones bools.

@@ -2,9 +2,9 @@
 # cython: initializedcheck=False, embedsignature=False
 """The parallel loops: split validated arrays into blocks and call the C kernels.
 
-Everything here takes arrays that ``fastsoftmax._api`` has already checked:
-C-contiguous, float32 or float64, output of the right shape and dtype, and a
-thread count >= 1.  Nothing here validates or raises for bad input; the GIL is
+Everything here takes arrays that the Python layer (``fastsoftmax._checks``)
+has already checked: C-contiguous, float32 or float64, output of the right
+shape and dtype, and a thread count >= 1.  Nothing here validates or raises for bad input; the GIL is
 released around every kernel call.
 
 An array is seen as ``(outer, n, inner)`` with ``n`` the reduced axis.  Work is
