@@ -234,18 +234,7 @@ def _torch_one_thread():
     torch.set_num_threads(threads)
 
 
-def torch_cross_entropy(logits, target, axis, weight, reduction, smoothing):
-    """torch's loss and autograd gradient (of loss.sum() for 'none'), laid out like ours."""
-    x = torch.from_numpy(np.moveaxis(logits, axis, 1).copy()).requires_grad_(True)
-    if target.dtype.kind == "f":
-        t = torch.from_numpy(np.moveaxis(target, axis, 1).copy())
-    else:
-        t = torch.from_numpy(target.astype(np.int64))
-    w = None if weight is None else torch.from_numpy(weight)
-    loss = torch.nn.functional.cross_entropy(x, t, weight=w, reduction=reduction,
-                                             label_smoothing=smoothing)
-    loss.sum().backward()
-    return loss.detach().numpy(), np.moveaxis(x.grad.numpy(), 1, axis)
+from test_cross_entropy import torch_loss_and_grad as torch_cross_entropy  # noqa: E402
 
 
 def check_cross_entropy(logits, target, weight, smoothing, layout, what):
