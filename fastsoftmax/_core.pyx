@@ -10,15 +10,14 @@ released around every kernel call.
 An array is seen as ``(outer, n, inner)`` with ``n`` the reduced axis.  Work is
 split between threads by whole slices (rows, or runs of columns when the
 reduced axis is not the last), or, for a few very long rows, by the kernels'
-fixed-size chunks (``FS_CHUNK``) combined in chunk order.  Either way every
-slice sees the same operations in the same order, so the results are bitwise
-identical for every thread count.
+fixed-size chunks (``FS_CHUNK``) combined in chunk order, which the C
+kernels do themselves (src/fs_long_rows_tmpl.h).  Either way every slice sees
+the same operations in the same order, so the results are bitwise identical
+for every thread count.
 """
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.math cimport log
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
-from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 cnp.import_array()
@@ -56,15 +55,16 @@ cdef extern from "fs_kernels.h" nogil:
         void (*logsumexp)(const void *x, const uint8_t *mask, fs_index mask_period,
                           fs_index mask_start, void *out, fs_index outer, fs_index n,
                           fs_index width, fs_index stride) noexcept nogil
-        double (*row_max)(const void *x, const uint8_t *mask, fs_index n) noexcept nogil
-        double (*chunk_sum_exp)(const void *x, const uint8_t *mask, void *e_out, fs_index n,
-                                double shift, double scale) noexcept nogil
-        void (*scale_span)(void *out, const uint8_t *mask, fs_index n,
-                           double factor) noexcept nogil
-        void (*log_softmax_span)(const void *x, const uint8_t *mask, void *out, fs_index n,
-                                 double shift, double scale, double lse) noexcept nogil
-        double (*logsumexp_finish)(double max, double sum, const void *x, const uint8_t *mask,
-                                   fs_index n, fs_index stride) noexcept nogil
+        int (*softmax_long_rows)(const void *x, const uint8_t *mask, fs_index mask_period,
+                                 fs_index mask_start, void *out, fs_index rows, fs_index n,
+                                 double scale, int op, int nthreads) noexcept nogil
+        int (*backward_long_rows)(const void *g, const void *y, void *out, fs_index rows,
+                                  fs_index n, int log_output, int nthreads) noexcept nogil
+        int (*cross_entropy_long_rows)(const void *x, const int64_t *labels, const void *target,
+                                       const void *weight, double weight_sum, double eps,
+                                       int64_t ignore_index, double *loss, void *grad,
+                                       double grad_scale, fs_index rows, fs_index n,
+                                       int nthreads) noexcept nogil
         void (*exp_span)(const void *x, void *out, fs_index n) noexcept nogil
         void (*backward)(const void *g, const void *y, void *out, fs_index outer, fs_index n,
                          fs_index width, fs_index stride, int log_output) noexcept nogil
@@ -183,13 +183,6 @@ cdef struct Mask:
     # when there is no mask.
     const uint8_t *data
     fs_index period
-
-
-cdef inline const uint8_t *_mask_at(Mask mask, fs_index offset) noexcept nogil:
-    """The mask byte of x's element at flat `offset` (NULL without a mask)."""
-    if mask.data == NULL:
-        return NULL
-    return mask.data + offset % mask.period
 
 
 cdef struct Shape:
@@ -338,102 +331,37 @@ cdef void _run_slabs(const AnyJob *job, const real *dtype_marker, int nthreads) 
                 _block(job, dtype_marker, 0, outer, a, b)
 
 
-cdef int _run_long_rows(const real *x, Mask mask, real *out, fs_index rows, fs_index n,
-                        real scale, fs_op op, int nthreads) noexcept nogil:
-    """Split each of a few long rows across threads, in the kernels' fixed chunks.
-
-    Three parallel passes over all chunks of all rows (max, sum of exp, output),
-    with the per-row combinations in between done in chunk order: the same
-    arithmetic as the one-thread row kernel, so the same bits.  Returns -1 if
-    the scratch space could not be allocated (the caller then runs row-wise).
-    """
-    cdef fs_index per_row = (n + FS_CHUNK - 1) // FS_CHUNK
-    cdef fs_index total = rows * per_row
-    cdef fs_index i, r, c, at, length
-    cdef real *chunk_max = <real *> malloc(total * sizeof(real))
-    cdef double *chunk_sum = <double *> malloc(total * sizeof(double))
-    cdef real *row_max = <real *> malloc(rows * sizeof(real))
-    cdef double *row_sum = <double *> malloc(rows * sizeof(double))
-    cdef real m, value
-    cdef double s
-    if chunk_max == NULL or chunk_sum == NULL or row_max == NULL or row_sum == NULL:
-        free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
-        return -1
-
-    for i in prange(total, num_threads=nthreads, schedule='dynamic'):
-        r = i // per_row
-        at = r * n + (i % per_row) * FS_CHUNK        # flat offset of the chunk
-        length = min(FS_CHUNK, (r + 1) * n - at)
-        if real is float:
-            chunk_max[i] = kernels.f32.row_max(x + at, _mask_at(mask, at), length)
-        else:
-            chunk_max[i] = kernels.f64.row_max(x + at, _mask_at(mask, at), length)
-    for r in range(rows):
-        m = chunk_max[r * per_row]
-        for c in range(1, per_row):
-            if chunk_max[r * per_row + c] > m:
-                m = chunk_max[r * per_row + c]
-        row_max[r] = m
-
-    for i in prange(total, num_threads=nthreads, schedule='dynamic'):
-        r = i // per_row
-        at = r * n + (i % per_row) * FS_CHUNK
-        length = min(FS_CHUNK, (r + 1) * n - at)
-        if real is float:
-            chunk_sum[i] = kernels.f32.chunk_sum_exp(
-                x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
-                length, row_max[r], scale)
-        else:
-            chunk_sum[i] = kernels.f64.chunk_sum_exp(
-                x + at, _mask_at(mask, at), out + at if op == FS_OP_SOFTMAX else NULL,
-                length, row_max[r], scale)
-    for r in range(rows):
-        s = 0.0
-        for c in range(per_row):
-            s = s + chunk_sum[r * per_row + c]
-        row_sum[r] = s
-
-    if op == FS_OP_LOGSUMEXP:
-        for r in range(rows):
-            if real is float:
-                value = kernels.f32.logsumexp_finish(row_max[r], row_sum[r], x + r * n,
-                                                     _mask_at(mask, r * n), n, 1)
-            else:
-                value = kernels.f64.logsumexp_finish(row_max[r], row_sum[r], x + r * n,
-                                                     _mask_at(mask, r * n), n, 1)
-            # out may be unaligned (a NumPy array at an odd address): stored as bytes.
-            memcpy(out + r, &value, sizeof(real))
+cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
+    """Split a few long rows across threads in C (src/fs_long_rows_tmpl.h); -1 if it could not."""
+    cdef fs_index rows = job.shape.outer, n = job.shape.n
+    if AnyJob is SoftmaxJob and real is float:
+        return kernels.f32.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0, job.out,
+                                             rows, n, job.scale, job.op, nthreads)
+    elif AnyJob is SoftmaxJob:
+        return kernels.f64.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0, job.out,
+                                             rows, n, job.scale, job.op, nthreads)
+    elif AnyJob is BackwardJob and real is float:
+        return kernels.f32.backward_long_rows(job.grad_output, job.output, job.out, rows, n,
+                                              job.log_output, nthreads)
+    elif AnyJob is BackwardJob:
+        return kernels.f64.backward_long_rows(job.grad_output, job.output, job.out, rows, n,
+                                              job.log_output, nthreads)
+    elif real is float:
+        return kernels.f32.cross_entropy_long_rows(
+            job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
+            job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
     else:
-        for i in prange(total, num_threads=nthreads, schedule='dynamic'):
-            r = i // per_row
-            at = r * n + (i % per_row) * FS_CHUNK
-            length = min(FS_CHUNK, (r + 1) * n - at)
-            if op == FS_OP_SOFTMAX:
-                if real is float:
-                    kernels.f32.scale_span(out + at, _mask_at(mask, at), length,
-                                           <float> (1.0 / row_sum[r]))
-                else:
-                    kernels.f64.scale_span(out + at, _mask_at(mask, at), length,
-                                           1.0 / row_sum[r])
-            else:
-                if real is float:
-                    kernels.f32.log_softmax_span(x + at, _mask_at(mask, at), out + at, length,
-                                                 row_max[r], scale, <float> log(row_sum[r]))
-                else:
-                    kernels.f64.log_softmax_span(x + at, _mask_at(mask, at), out + at, length,
-                                                 row_max[r], scale, log(row_sum[r]))
-    free(chunk_max); free(chunk_sum); free(row_max); free(row_sum)
-    return 0
+        return kernels.f64.cross_entropy_long_rows(
+            job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
+            job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
 
 
 cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
-    # Fewer rows than threads and rows of several chunks: split the rows themselves.
-    if AnyJob is SoftmaxJob:
-        if (nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
-                and job.shape.n >= 2 * FS_CHUNK):
-            if _run_long_rows(<const real *> job.x, job.mask, <real *> job.out, job.shape.outer,
-                              job.shape.n, <real> job.scale, job.op, nthreads) == 0:
-                return
+    # Fewer rows than threads, each of several chunks: split the rows themselves.
+    if (nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
+            and job.shape.n >= 2 * FS_CHUNK):
+        if _long_rows(job, dtype_marker, nthreads) == 0:
+            return
     _run_slabs(job, dtype_marker, nthreads)
 
 

@@ -17,12 +17,12 @@ FS_ALWAYS_INLINE VEC FN(vexp_any)(VEC z)
 }
 
 /*
- * One tile (or a row, with stride 1 and a single "lane" run along it) is
- * handled by the same pair of loops: a row reduces its lanes to one sum, a
- * panel keeps one sum per column.
+ * Rows: the sum is taken chunk by chunk (FS_CHUNK elements), and the chunks'
+ * sums added in chunk order, so a row split across threads
+ * (fs_long_rows_tmpl.h) gets the same bits as one thread.
  */
-FS_ALWAYS_INLINE double FN(row_backward_sum)(const STORAGE *g, const STORAGE *y, fs_index n,
-                                             const int log_output)
+FS_ALWAYS_INLINE double FN(backward_sum_impl)(const STORAGE *g, const STORAGE *y, fs_index n,
+                                              const int log_output)
 {
     FN(accumulator) acc;
     FN(acc_init)(&acc);
@@ -36,9 +36,15 @@ FS_ALWAYS_INLINE double FN(row_backward_sum)(const STORAGE *g, const STORAGE *y,
     return FN(hsum)(FN(acc_lanes)(&acc));
 }
 
-FS_ALWAYS_INLINE void FN(row_backward_output)(const STORAGE *g, const STORAGE *y, STORAGE *out,
-                                              fs_index n,
-                                              REAL sum, const int log_output)
+/* One chunk's sum(g * y), or sum(g) when `log_output`. */
+FS_NOINLINE double FN(backward_chunk_sum)(const STORAGE *g, const STORAGE *y, fs_index n,
+                                     int log_output)
+{
+    return log_output ? FN(backward_sum_impl)(g, y, n, 1) : FN(backward_sum_impl)(g, y, n, 0);
+}
+
+FS_ALWAYS_INLINE void FN(backward_span_impl)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+                                             fs_index n, REAL sum, const int log_output)
 {
     const VEC vsum = VSPLAT(sum);
     fs_index i = 0;
@@ -51,6 +57,27 @@ FS_ALWAYS_INLINE void FN(row_backward_output)(const STORAGE *g, const STORAGE *y
         VSTORE_PARTIAL(out + i, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum),
                        n - i);
     }
+}
+
+/* The output over a span (elementwise: any cut into spans gives the same bits). */
+FS_NOINLINE void FN(backward_span)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index n,
+                              REAL sum, int log_output)
+{
+    if (log_output)
+        FN(backward_span_impl)(g, y, out, n, sum, 1);
+    else
+        FN(backward_span_impl)(g, y, out, n, sum, 0);
+}
+
+static void FN(row_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index n,
+                             int log_output)
+{
+    double sum = 0;
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        const double part = FN(backward_chunk_sum)(g + c, y + c, fs_chunk_length(n, c), log_output);
+        sum = c == 0 ? part : sum + part;
+    }
+    FN(backward_span)(g, y, out, n, (REAL)sum, log_output);
 }
 
 FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out,
@@ -84,10 +111,8 @@ static void FN(backward_block)(const STORAGE *g, const STORAGE *y, STORAGE *out,
     for (fs_index o = 0; o < outer; o++) {
         const STORAGE *gs = g + o * slab, *ys = y + o * slab;
         STORAGE *os = out + o * slab;
-        if (stride == 1 && log_output)
-            FN(row_backward_output)(gs, ys, os, n, (REAL)FN(row_backward_sum)(gs, ys, n, 1), 1);
-        else if (stride == 1)
-            FN(row_backward_output)(gs, ys, os, n, (REAL)FN(row_backward_sum)(gs, ys, n, 0), 0);
+        if (stride == 1)
+            FN(row_backward)(gs, ys, os, n, log_output);
         else if (log_output)
             FN(panel_backward)(gs, ys, os, n, width, stride, 1);
         else

@@ -25,12 +25,29 @@
 #define FS_X86_DISPATCH 0
 #endif
 
+/* OpenMP's header too, before any target pragma (the long-row driver's FS_PARALLEL_FOR). */
+#include "fs_threads.h"
+
 #if defined(__GNUC__) || defined(__clang__)
 #define FS_ALWAYS_INLINE static inline __attribute__((always_inline))
 #elif defined(_MSC_VER)
 #define FS_ALWAYS_INLINE static __forceinline
 #else
 #define FS_ALWAYS_INLINE static inline
+#endif
+
+/*
+ * A function compiled once, never inlined: the chunk steps that both a row
+ * kernel and the long-row driver (fs_long_rows_tmpl.h) call.  Inlined into
+ * two callers, one expression could be contracted into FMAs differently in
+ * each (-ffp-contract=fast), and a row's bits would depend on the thread count.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define FS_NOINLINE static __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define FS_NOINLINE static __declspec(noinline)
+#else
+#define FS_NOINLINE static
 #endif
 
 /*

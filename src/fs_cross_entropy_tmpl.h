@@ -99,15 +99,25 @@ FS_STATIC_ASSERT(LANES <= 16, "a tail of up to LANES - 1 lanes loads its weights
 /* ---- rows: the class axis is the last ---- */
 
 /*
- * The weighted sums of one row: gap_sum = sum_c w_c (m - x_c) for index
- * targets (needed only with smoothing), or with probability targets
- * mass = A = sum w t' and gap_sum = B = sum w t' (m - x).
+ * A row is computed in passes over its chunks of FS_CHUNK classes, and each
+ * pass's per-chunk results are added in chunk order.  ce_row runs the chunks
+ * one after another; cross_entropy_long_rows (fs_long_rows_tmpl.h) spreads
+ * them over threads.  Both call the same chunk functions and combine their
+ * results the same way, so a row gets the same bits from any thread count.
  */
-static void FN(row_class_sums)(const STORAGE *x, const STORAGE *target, const STORAGE *weight,
-                               fs_index n,
-                               REAL m, double eps, double *gap_sum, double *mass)
+
+/*
+ * The weighted sums of one chunk of a row of n_classes: sums[0] = gap_sum =
+ * sum_c w_c (m - x_c) for index targets (needed only with smoothing), or with
+ * probability targets sums[1] = mass = A = sum w t' and sums[0] = B =
+ * sum w t' (m - x).  `weight` and `target` start at the chunk, like x.
+ */
+FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const STORAGE *target,
+                                    const STORAGE *weight, fs_index n, fs_index n_classes, REAL m,
+                                    double eps, double sums[2])
 {
-    const VEC vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    const VEC vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps));
+    const VEC spread = VSPLAT((REAL)(eps / n_classes));
     FN(accumulator) gaps, masses;
     FN(acc_init)(&gaps);
     FN(acc_init)(&masses);
@@ -124,24 +134,37 @@ static void FN(row_class_sums)(const STORAGE *x, const STORAGE *target, const ST
             FN(acc_add)(&gaps, w * gap);
         }
     }
-    *gap_sum = FN(hsum)(FN(acc_lanes)(&gaps));
-    *mass = FN(hsum)(FN(acc_lanes)(&masses));
+    sums[0] = FN(hsum)(FN(acc_lanes)(&gaps));
+    sums[1] = FN(hsum)(FN(acc_lanes)(&masses));
 }
 
 /*
- * grad = grad_scale * (p * p_coef - class term) over a row, from the
- * exponentials e = exp(x - m) that the sum pass stored in grad:
- * g = e * p_factor - class_factor * w (index targets) or
- * g = e * p_factor - class_factor * w t' (probabilities).
- * Index targets without smoothing have no class term (class_factor is 0):
- * as in torch the other classes' weights never enter, so an inf or NaN
- * weight on a class that is not the label leaves the gradient finite.
+ * One chunk's sum of exp(x - m), summed exactly (see fs_reduce_tmpl.h), and
+ * stored into grad unless it is NULL: the gradient pass scales them in place.
  */
-static void FN(row_ce_grad)(const STORAGE *target, const STORAGE *weight, STORAGE *grad, fs_index n,
-                            double p_factor, double class_factor, double eps)
+FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, STORAGE *grad, fs_index n, REAL m,
+                                   const STORAGE *ahead)
+{
+    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 1, 0, 0, ahead)
+                : FN(chunk_sum_exp_ahead)(x, NULL, NULL, n, m, 1, ahead);
+}
+
+/*
+ * grad = grad_scale * (p * p_coef - class term) over one chunk of a row of
+ * n_classes, from the exponentials e = exp(x - m) that the sum pass stored in
+ * grad: g = e * p_factor - class_factor * w (index targets) or
+ * g = e * p_factor - class_factor * w t' (probabilities).  `target` and
+ * `weight` start at the chunk.  Index targets without smoothing have no class
+ * term (class_factor is 0): as in torch the other classes' weights never
+ * enter, so an inf or NaN weight on a class that is not the label leaves the
+ * gradient finite.
+ */
+FS_NOINLINE void FN(ce_chunk_grad)(const STORAGE *target, const STORAGE *weight, STORAGE *grad,
+                              fs_index n, fs_index n_classes, double p_factor, double class_factor,
+                              double eps)
 {
     const VEC vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
-    const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
+    const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n_classes));
     const int class_term = target || eps > 0;
     for (fs_index i = 0; i < n; i += LANES) {
         const fs_index k = n - i < LANES ? n - i : LANES;
@@ -160,59 +183,125 @@ static void FN(row_ce_grad)(const STORAGE *target, const STORAGE *weight, STORAG
     }
 }
 
+#ifndef FS_CE_STATUS_ONCE
+#define FS_CE_STATUS_ONCE
+/* A row's sample that no pass computes: its label is ignore_index, or out of range. */
+enum { FS_CE_COMPUTED = 0, FS_CE_IGNORED = 1, FS_CE_BAD_LABEL = 2 };
+#endif
+
+static int FN(ce_row_status)(int64_t label, int has_target, int64_t ignore_index, fs_index n)
+{
+    if (has_target)
+        return FS_CE_COMPUTED;
+    if (label == ignore_index)
+        return FS_CE_IGNORED;
+    /* unreachable past the Python checks: a NaN loss and gradient, and no read with it */
+    return label < 0 || label >= n ? FS_CE_BAD_LABEL : FS_CE_COMPUTED;
+}
+
+/* Such a sample's loss, and its gradient over a chunk: 0 if ignored, else NaN. */
+static double FN(ce_skipped_chunk)(STORAGE *grad, fs_index n, int status)
+{
+    if (grad && status == FS_CE_IGNORED)
+        memset(grad, 0, (size_t)n * sizeof(STORAGE));
+    for (fs_index i = 0; grad && status == FS_CE_BAD_LABEL && i < n; i++)
+        SSTORE(grad + i, (REAL)NAN);
+    return status == FS_CE_IGNORED ? 0.0 : NAN;
+}
+
+/* One row's sample between its passes. */
+typedef struct {
+    int64_t label;          /* index targets: read once, checked by ce_row_status */
+    REAL m;                 /* the max */
+    double sums[2];         /* ce_chunk_class_sums, added over the chunks (target or eps > 0) */
+    double sum;             /* sum of exp(x - m) */
+    int by_class;           /* the loss is summed class by class (see ce_sums_finite) */
+    double class_loss, gap_y;
+    double factors[2];      /* the gradient's p_factor and class_factor (ce_chunk_grad) */
+    double label_term;      /* subtracted at the label after that pass (index targets) */
+} FN(ce_row_state);
+
 /*
- * One sample in a row.  Passes: max; the weighted class sums (if needed);
- * the sum of exp, which also stores exp(x - m) into grad; the gradient, in
- * place over those.  Everything that reads x comes before the first write to
- * grad, so grad may be x itself.
+ * After the max and the class sums, before the sum pass may overwrite x with
+ * the gradient: the class-by-class loss where the sums are not finite (from an
+ * extra, read-only sum of exp: the same operations, so the same bits), and
+ * the label's gap m - x_y.
+ */
+FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, const STORAGE *target,
+                               const STORAGE *weight, double weight_sum, double eps, fs_index n)
+{
+    st->by_class = (target || eps > 0) &&
+                   !FN(ce_sums_finite)(st->sums[0], target ? st->sums[1] : weight_sum);
+    st->class_loss = st->by_class ? FN(ce_loss_by_class)(
+                                        x, target, weight, n, 1, st->m,
+                                        log(FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL)), eps)
+                                  : 0;
+    st->gap_y = target ? 0 : (double)st->m - SLOAD(x + st->label);
+}
+
+/* After the sum pass: the loss, and the gradient's factors and label term. */
+FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const STORAGE *weight,
+                                double weight_sum, double eps, fs_index n, double grad_scale)
+{
+    const double log_sum = log(st->sum);
+    if (has_target) {
+        st->factors[0] = grad_scale * st->sums[1] / st->sum;
+        st->factors[1] = grad_scale;
+        st->label_term = 0;
+        return st->by_class ? st->class_loss : st->sums[0] + st->sums[1] * log_sum;
+    }
+    const double w_y = weight ? SLOAD(weight + st->label) : 1.0;
+    const FN(ce_terms) t = FN(ce_index_terms)(st->gap_y, log_sum, st->sums[0], w_y, weight_sum,
+                                              eps, n, st->by_class ? &st->class_loss : NULL);
+    st->factors[0] = grad_scale * t.p_coef / st->sum;
+    st->factors[1] = grad_scale * t.class_coef;
+    st->label_term = grad_scale * (1 - eps) * w_y;
+    return t.loss;
+}
+
+/* The label's own term of the gradient, at the label checked before (never re-read). */
+static void FN(ce_subtract_label_term)(STORAGE *grad, int64_t label, double label_term)
+{
+    SSTORE(grad + label, SLOAD(grad + label) - (REAL)label_term);
+}
+
+/*
+ * One sample in a row, chunk by chunk.  Passes: max; the weighted class sums
+ * (if needed); the sum of exp, which also stores exp(x - m) into grad; the
+ * gradient, in place over those.  Everything that reads x comes before the
+ * first write to grad, so grad may be x itself.
  */
 static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
-                         const STORAGE *weight,
-                         double weight_sum, double eps, int64_t ignore_index, STORAGE *grad,
-                         double grad_scale, fs_index n, const STORAGE *ahead)
+                         const STORAGE *weight, double weight_sum, double eps,
+                         int64_t ignore_index, STORAGE *grad, double grad_scale, fs_index n,
+                         const STORAGE *ahead)
 {
-    if (!target && label == ignore_index) {
-        if (grad)
-            memset(grad, 0, (size_t)n * sizeof(STORAGE));
-        return 0.0;
+    const int status = FN(ce_row_status)(label, target != NULL, ignore_index, n);
+    if (status != FS_CE_COMPUTED)
+        return FN(ce_skipped_chunk)(grad, n, status);
+    FN(ce_row_state) st = {.label = label, .m = FN(row_max)(x, NULL, n)};
+    for (fs_index c = 0; (target || eps > 0) && c < n; c += FS_CHUNK) {
+        double part[2];
+        FN(ce_chunk_class_sums)(x + c, target ? target + c : NULL, weight ? weight + c : NULL,
+                                fs_chunk_length(n, c), n, st.m, eps, part);
+        st.sums[0] = c == 0 ? part[0] : st.sums[0] + part[0];
+        st.sums[1] = c == 0 ? part[1] : st.sums[1] + part[1];
     }
-    if (!target && (label < 0 || label >= n)) { /* unreachable past the Python checks */
-        for (fs_index i = 0; grad && i < n; i++)
-            SSTORE(grad + i, (REAL)NAN);
-        return NAN;
+    FN(ce_row_prepare)(&st, x, target, weight, weight_sum, eps, n);
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        const double part = FN(ce_chunk_sum_exp)(x + c, grad ? grad + c : NULL,
+                                                 fs_chunk_length(n, c), st.m,
+                                                 ahead ? ahead + c : NULL);
+        st.sum = c == 0 ? part : st.sum + part;
     }
-    const REAL m = FN(row_max)(x, NULL, n);
-    double gap_sum = 0, mass = 0, class_loss = 0;
-    int by_class = 0;
-    if (target || eps > 0) {
-        FN(row_class_sums)(x, target, weight, n, m, eps, &gap_sum, &mass);
-        /* Summed class by class (see ce_sums_finite) now, while x is intact: the
-           sum pass below may overwrite it with the gradient.  L from an extra,
-           read-only sum pass: the same operations, so the same bits. */
-        by_class = !FN(ce_sums_finite)(gap_sum, target ? mass : weight_sum);
-        if (by_class)
-            class_loss = FN(ce_loss_by_class)(
-                x, target, weight, n, 1, m, log(FN(row_sum_exp)(x, NULL, NULL, n, m, 1, NULL)),
-                eps);
-    }
-    const double gap_y = target ? 0 : (double)m - SLOAD(x + label);
-    const double sum = grad ? FN(row_sum_exp_stored)(x, grad, n, m, ahead)
-                            : FN(row_sum_exp)(x, NULL, NULL, n, m, 1, ahead);
-    const double log_sum = log(sum);
-    if (target) {
-        if (grad)
-            FN(row_ce_grad)(target, weight, grad, n, grad_scale * mass / sum, grad_scale, eps);
-        return by_class ? class_loss : gap_sum + mass * log_sum;
-    }
-    const double w_y = weight ? SLOAD(weight + label) : 1.0;
-    const FN(ce_terms) t = FN(ce_index_terms)(gap_y, log_sum, gap_sum, w_y, weight_sum, eps, n,
-                                              by_class ? &class_loss : NULL);
+    const double loss = FN(ce_row_finish)(&st, target != NULL, weight, weight_sum, eps, n,
+                                          grad_scale);
     if (grad) {
-        FN(row_ce_grad)(NULL, weight, grad, n, grad_scale * t.p_coef / sum,
-                        grad_scale * t.class_coef, eps);
-        SSTORE(grad + label, SLOAD(grad + label) - (REAL)(grad_scale * (1 - eps) * w_y));
+        FN(ce_chunk_grad)(target, weight, grad, n, n, st.factors[0], st.factors[1], eps);
+        if (!target)
+            FN(ce_subtract_label_term)(grad, label, st.label_term);
     }
-    return t.loss;
+    return loss;
 }
 
 /* ---- panels: the class axis is not the last (torch's (N, C, d1, ...)) ---- */

@@ -14,6 +14,8 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "fs_kernels.h"
 #include "fs_vector.h"
@@ -42,18 +44,24 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 #include "fs_softmax_tmpl.h"
 #include "fs_backward_tmpl.h"
 #include "fs_cross_entropy_tmpl.h"
+#include "fs_long_rows_tmpl.h"
 
 #include "fs_type_f64.h"
 #include "fs_reduce_tmpl.h"
 #include "fs_softmax_tmpl.h"
 #include "fs_backward_tmpl.h"
 #include "fs_cross_entropy_tmpl.h"
+#include "fs_long_rows_tmpl.h"
 
 /* One dtype's kernels, by field name (fs_kernels.h's fs_kernels_f32 / fs_kernels_f64). */
 #define FS_DTYPE_TABLE(SFX)                              \
     {                                                    \
         .softmax = softmax_block_##SFX,                  \
         .logsumexp = logsumexp_block_##SFX,              \
+        .softmax_long_rows = softmax_long_rows_##SFX,    \
+        .backward_long_rows = backward_long_rows_##SFX,  \
+        .cross_entropy_long_rows =                       \
+            cross_entropy_long_rows_##SFX,               \
         .row_max = row_max_##SFX,                        \
         .chunk_sum_exp = chunk_sum_exp_##SFX,            \
         .scale_span = scale_span_##SFX,                  \

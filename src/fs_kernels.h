@@ -42,6 +42,12 @@ typedef ptrdiff_t fs_index;
  */
 #define FS_CHUNK ((fs_index)16384)
 
+/* Length of the chunk that starts `start` elements into a row of n. */
+static inline fs_index fs_chunk_length(fs_index n, fs_index start)
+{
+    return n - start < FS_CHUNK ? n - start : FS_CHUNK;
+}
+
 /*
  * The operations, one numbering for the C kernels, the Cython loops and the
  * Python layer (fastsoftmax._core exports them as OP_SOFTMAX, ...).  The
@@ -85,7 +91,21 @@ typedef struct fs_block_sizes {
         void (*logsumexp)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,           \
                           fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,         \
                           fs_index width, fs_index stride);                                      \
-        /* Chunk steps of a contiguous row, for one row split across threads. */                 \
+        /* A few long rows split across threads (src/fs_long_rows_tmpl.h): rows shorter */      \
+        /* than the thread count, at least two chunks each.  Returns 0, or -1 without */         \
+        /* writing anything if scratch space could not be allocated. */                          \
+        int (*softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,    \
+                                 fs_index mask_start, STORAGE *out, fs_index rows, fs_index n,   \
+                                 REAL scale, int op, int nthreads);                              \
+        int (*backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *out,              \
+                                  fs_index rows, fs_index n, int log_output, int nthreads);      \
+        int (*cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,                  \
+                                       const STORAGE *target, const STORAGE *weight,             \
+                                       double weight_sum, double eps, int64_t ignore_index,      \
+                                       double *loss, STORAGE *grad, double grad_scale,           \
+                                       fs_index rows, fs_index n, int nthreads);                 \
+        /* The chunk steps of softmax_long_rows, for C test harnesses that rebuild the */        \
+        /* split themselves (the emulated-ISA harness); the product calls the above. */          \
         REAL (*row_max)(const STORAGE *x, const uint8_t *mask, fs_index n);                      \
         /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */           \
         /* exponentials into e_out unless it is NULL. */                                         \

@@ -270,19 +270,6 @@ static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_
     return sum;
 }
 
-/* A row's exact sum of exp(x - shift), storing the exponentials (cross-entropy's gradient). */
-static double FN(row_sum_exp_stored)(const STORAGE *x, STORAGE *e_out, fs_index n, REAL shift,
-                                     const STORAGE *ahead)
-{
-    double sum = 0.0;
-    for (fs_index c = 0; c < n; c += FS_CHUNK) {
-        fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
-        sum += FN(sum_exp_impl)(x + c, NULL, e_out + c, len, shift, 1, 1, 1, 0, 0,
-                                ahead ? ahead + c : NULL);
-    }
-    return sum;
-}
-
 /*
  * Panel tiles: `nv` vectors of adjacent columns (the last one holding only
  * `tail` lanes when `partial`), reduced down the n rows that are `stride`

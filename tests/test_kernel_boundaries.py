@@ -6,19 +6,23 @@ the short-row limit, the chunk of a long row), read from the C constants.
 The row lengths here are each block size and its neighbours, so a change of
 vector width or unroll is tested where it matters without editing this file.
 Rows of twice the chunk also take the path that splits one row across
-threads, which must give the same bits as one thread.
+threads (when there are fewer rows than threads), which must give the same
+bits as one thread: the checks run with 2 and 3 threads.
 """
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core, reference
-from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
+from conftest import CHUNK, check_log_softmax, check_logsumexp, check_softmax, random_logits
 from test_cross_entropy import check_against_reference
 
 INFO = _core.kernel_info()
 DTYPES = [np.float32, np.float64]
 BACKWARD_TOL = {np.float32: 2e-6, np.float64: 1e-13}
+# Thread counts whose results must equal one thread's bits: 3 > the 2 rows of
+# the longest cases, so their rows are split across threads in chunks.
+THREADS = (2, 3)
 
 
 def _block_lengths(sizes):
@@ -67,10 +71,11 @@ def test_softmax_family(on_isa, isa, dtype, n):
         check_softmax(sm, x, **kwargs)
         check_log_softmax(ls, x, temperature=0.7, **kwargs)
         check_logsumexp(lse, x, **kwargs)
-        with fs.num_threads(2):
-            np.testing.assert_array_equal(fs.softmax(x, **kwargs), sm)
-            np.testing.assert_array_equal(fs.log_softmax(x, temperature=0.7, **kwargs), ls)
-            np.testing.assert_array_equal(fs.logsumexp(x, **kwargs), lse)
+        for threads in THREADS:
+            with fs.num_threads(threads):
+                np.testing.assert_array_equal(fs.softmax(x, **kwargs), sm)
+                np.testing.assert_array_equal(fs.log_softmax(x, temperature=0.7, **kwargs), ls)
+                np.testing.assert_array_equal(fs.logsumexp(x, **kwargs), lse)
 
 
 @pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -86,11 +91,16 @@ def test_cross_entropy(on_isa, isa, dtype, n):
     check_against_reference(logits, labels, -1, weight=weight, label_smoothing=0.1,
                             reduction="none")
     check_against_reference(logits, probabilities, -1, reduction="sum")
-    loss, grad = fs.cross_entropy(logits, labels, reduction="none", return_grad=True)
-    with fs.num_threads(2):
-        loss2, grad2 = fs.cross_entropy(logits, labels, reduction="none", return_grad=True)
-    np.testing.assert_array_equal(loss2, loss)
-    np.testing.assert_array_equal(grad2, grad)
+    for target, kwargs in ((labels, {"weight": weight, "label_smoothing": 0.1}),
+                           (probabilities, {})):
+        loss, grad = fs.cross_entropy(logits, target, reduction="none", return_grad=True,
+                                      **kwargs)
+        for threads in THREADS:
+            with fs.num_threads(threads):
+                loss2, grad2 = fs.cross_entropy(logits, target, reduction="none",
+                                                return_grad=True, **kwargs)
+            np.testing.assert_array_equal(loss2, loss)
+            np.testing.assert_array_equal(grad2, grad)
 
 
 @pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -108,5 +118,79 @@ def test_backward(on_isa, isa, dtype, n, log):
     # Entries are differences of like-sized terms: compared on the scale of the slice.
     scale = np.abs(g).max() * (1 + np.abs(ref).max())
     np.testing.assert_allclose(got, ref, rtol=BACKWARD_TOL[dtype], atol=BACKWARD_TOL[dtype] * scale)
-    with fs.num_threads(2):
-        np.testing.assert_array_equal(func(g, y), got)
+    for threads in THREADS:
+        with fs.num_threads(threads):
+            np.testing.assert_array_equal(func(g, y), got)
+
+
+# ---- one long row split across threads: every cross_entropy option, in place too
+
+LONG_ROWS = [(rows, n) for rows in (1, 2) for n in (2 * CHUNK, 3 * CHUNK + 17)]
+
+
+def _long_row_cases(dtype, rows, n):
+    """(name, target, keyword arguments) for cross_entropy on `rows` rows of n classes."""
+    rng = np.random.default_rng(n + rows)
+    labels = rng.integers(0, n, rows)
+    weight = (rng.random(n) + 0.5).astype(dtype)
+    inf_weight = weight.copy()
+    inf_weight[labels[0]] = np.inf  # a non-finite weighted sum: summed class by class
+    probabilities = reference.softmax(rng.standard_normal((rows, n)), axis=-1).astype(dtype)
+    ignored = labels.copy()
+    ignored[-1] = -100
+    return [
+        ("labels", labels, {}),
+        ("ignored", ignored, {"weight": weight}),
+        ("smoothed", labels, {"weight": weight, "label_smoothing": 0.1}),
+        ("inf weight", labels, {"weight": inf_weight, "label_smoothing": 0.2}),
+        ("probabilities", probabilities, {"weight": weight, "label_smoothing": 0.05}),
+    ]
+
+
+@pytest.mark.parametrize("isa", list(INFO))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("rows,n", LONG_ROWS)
+def test_cross_entropy_long_rows_split_across_threads(on_isa, isa, dtype, rows, n):
+    """Fewer rows than threads: each row's chunks run on several threads (fs_long_rows_tmpl.h)."""
+    assert on_isa(isa)
+    logits = random_logits((rows, n), dtype, seed=n)
+    for name, target, kwargs in _long_row_cases(dtype, rows, n):
+        with np.errstate(invalid="ignore", over="ignore"):
+            if name != "inf weight":
+                check_against_reference(logits, target, -1, reduction="none", **kwargs)
+            loss, grad = fs.cross_entropy(logits, target, reduction="none", return_grad=True,
+                                          n_threads=1, **kwargs)
+            for threads in (2, 3, 4):
+                loss2, grad2 = fs.cross_entropy(logits, target, reduction="none",
+                                                return_grad=True, n_threads=threads, **kwargs)
+                np.testing.assert_array_equal(loss2, loss, err_msg=f"{name}, {threads} threads")
+                np.testing.assert_array_equal(grad2, grad, err_msg=f"{name}, {threads} threads")
+                # the gradient written over the logits: every read comes before the writes
+                buffer = logits.copy()
+                loss3, grad3 = fs.cross_entropy(buffer, target, reduction="none",
+                                                return_grad=True, grad_out=buffer,
+                                                n_threads=threads, **kwargs)
+                assert grad3 is buffer
+                np.testing.assert_array_equal(loss3, loss, err_msg=f"{name} in place")
+                np.testing.assert_array_equal(grad3, grad, err_msg=f"{name} in place")
+
+
+@pytest.mark.parametrize("isa", list(INFO))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("rows,n", LONG_ROWS)
+@pytest.mark.parametrize("log", [False, True])
+def test_backward_long_rows_split_across_threads(on_isa, isa, dtype, rows, n, log):
+    assert on_isa(isa)
+    x = random_logits((rows, n), dtype, seed=n)
+    y = (fs.log_softmax if log else fs.softmax)(x)
+    g = random_logits((rows, n), dtype, seed=n + 1, scale=1.0)
+    func = fs.log_softmax_backward if log else fs.softmax_backward
+    expected = func(g, y, n_threads=1)
+    for threads in (2, 3, 4):
+        np.testing.assert_array_equal(func(g, y, n_threads=threads), expected)
+        # in place over either input: every sum is taken before the first write
+        g_in_place, y_in_place = g.copy(), y.copy()
+        np.testing.assert_array_equal(func(g_in_place, y, out=g_in_place, n_threads=threads),
+                                      expected)
+        np.testing.assert_array_equal(func(g, y_in_place, out=y_in_place, n_threads=threads),
+                                      expected)

@@ -85,6 +85,17 @@ def _run():
     return results
 
 
+def _ulps(before, after):
+    """How far apart two differing float arrays are, in units of the last place."""
+    if before.shape != after.shape or before.dtype.kind != "f" or after.dtype != before.dtype:
+        return ""
+    both_nan = np.isnan(before) & np.isnan(after)
+    with np.errstate(invalid="ignore", over="ignore"):
+        gap = np.abs(after.astype(np.float64) - before) / np.spacing(np.abs(before).astype(before.dtype))
+    gap = np.where(both_nan | (before == after), 0, gap)
+    return f" (max {np.nanmax(gap):.3g} ulp)" if gap.size else ""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["save", "compare"])
@@ -104,7 +115,7 @@ def main():
     for name in missing:
         print(f"only in one run: {name}")
     for name in different:
-        print(f"differs: {name}")
+        print(f"differs: {name}{_ulps(saved[name], results[name])}")
     print(f"{len(results)} outputs compared: {len(different)} differ, {len(missing)} unmatched")
     return 1 if different or missing else 0
 

@@ -1,0 +1,258 @@
+/*
+ * A few long rows split across threads, for every op: the chunks of
+ * FS_CHUNK elements that the row kernels already reduce one after another
+ * are handed out to threads instead.  A template like fs_softmax_tmpl.h,
+ * included after the others.
+ *
+ * Each op runs in passes over all chunks of all rows (FS_PARALLEL_FOR, one
+ * chunk per iteration).  Between passes the per-chunk results are combined
+ * per row, in chunk order, by the calling thread: the same chunk functions and
+ * the same order of additions as the one-thread row kernels (softmax_row,
+ * logsumexp_block, row_backward, ce_row), so the same bits whatever the thread
+ * count.  The Cython layer takes this path when there are fewer rows than
+ * threads and every row has at least two chunks.
+ *
+ * The arrays are whole C-contiguous (rows, n) arrays (x's first element is at
+ * offset `mask_start` of the mask's period, as for softmax_block).  Each
+ * returns 0, or -1 without writing anything if its scratch space cannot be
+ * allocated (the caller then runs the rows on one thread each).
+ *
+ * The parallel loops call only static functions, never vector code inline:
+ * the loop bodies are outlined by the compiler, and a compiler that does not
+ * give the outlined function the file's target attributes still compiles them.
+ */
+
+#ifndef FS_LONG_ROWS_ONCE
+#define FS_LONG_ROWS_ONCE
+/* Chunk i of all rows' chunks (row-major): its row and its start in that row. */
+typedef struct {
+    fs_index n, per_row, total;
+} fs_chunks;
+
+static fs_chunks fs_chunks_of(fs_index rows, fs_index n)
+{
+    fs_chunks ch;
+    ch.n = n;
+    ch.per_row = (n + FS_CHUNK - 1) / FS_CHUNK;
+    ch.total = rows * ch.per_row;
+    return ch;
+}
+
+static fs_index fs_chunk_row(fs_chunks ch, fs_index i) { return i / ch.per_row; }
+static fs_index fs_chunk_start(fs_chunks ch, fs_index i) { return (i % ch.per_row) * FS_CHUNK; }
+/* Flat offset of chunk i's first element, and its length. */
+static fs_index fs_chunk_at(fs_chunks ch, fs_index i)
+{
+    return fs_chunk_row(ch, i) * ch.n + fs_chunk_start(ch, i);
+}
+static fs_index fs_chunk_len(fs_chunks ch, fs_index i)
+{
+    return fs_chunk_length(ch.n, fs_chunk_start(ch, i));
+}
+
+/* A row's chunk results added in chunk order, as the row kernels add them. */
+static double fs_sum_in_order(const double *chunk_values, fs_index per_row)
+{
+    double sum = chunk_values[0];
+    for (fs_index c = 1; c < per_row; c++)
+        sum += chunk_values[c];
+    return sum;
+}
+
+/* The largest of a row's chunk maxima (never NaN: row_max skips NaN). */
+static double fs_max_in_order(const double *chunk_values, fs_index per_row)
+{
+    double m = chunk_values[0];
+    for (fs_index c = 1; c < per_row; c++)
+        m = chunk_values[c] > m ? chunk_values[c] : m;
+    return m;
+}
+
+static const uint8_t *fs_mask_at(const uint8_t *mask, fs_index period, fs_index start,
+                                 fs_index offset)
+{
+    return mask ? mask + (start + offset) % period : NULL;
+}
+#endif /* FS_LONG_ROWS_ONCE */
+
+/* softmax, log_softmax (op) or logsumexp (out then holds one value per row). */
+static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                 fs_index mask_start, STORAGE *out, fs_index rows, fs_index n,
+                                 REAL scale, int op, int nthreads)
+{
+    const fs_chunks ch = fs_chunks_of(rows, n);
+    /* Per chunk: its max, then its sum of exp; per row: the max, the sum. */
+    double *chunk = (double *)malloc((size_t)ch.total * sizeof(double));
+    double *row = (double *)malloc((size_t)rows * 2 * sizeof(double));
+    if (!chunk || !row) {
+        free(chunk);
+        free(row);
+        return -1;
+    }
+    double *row_max = row, *row_sum = row + rows;
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++) {
+        const fs_index at = fs_chunk_at(ch, i);
+        chunk[i] = FN(row_max)(x + at, fs_mask_at(mask, mask_period, mask_start, at),
+                               fs_chunk_len(ch, i));
+    }
+    for (fs_index r = 0; r < rows; r++)
+        row_max[r] = fs_max_in_order(chunk + r * ch.per_row, ch.per_row);
+
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++) {
+        const fs_index at = fs_chunk_at(ch, i);
+        chunk[i] = FN(chunk_sum_exp)(x + at, fs_mask_at(mask, mask_period, mask_start, at),
+                                     op == FS_OP_SOFTMAX ? out + at : NULL, fs_chunk_len(ch, i),
+                                     (REAL)row_max[fs_chunk_row(ch, i)], scale);
+    }
+    for (fs_index r = 0; r < rows; r++)
+        row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
+
+    if (op == FS_OP_LOGSUMEXP) {
+        for (fs_index r = 0; r < rows; r++)
+            SSTORE(out + r, FN(logsumexp_finish)((REAL)row_max[r], row_sum[r], x + r * n,
+                                                 fs_mask_at(mask, mask_period, mask_start, r * n),
+                                                 n, 1));
+    } else {
+        FS_PARALLEL_FOR
+        for (fs_index i = 0; i < ch.total; i++) {
+            const fs_index at = fs_chunk_at(ch, i), r = fs_chunk_row(ch, i);
+            const uint8_t *m = fs_mask_at(mask, mask_period, mask_start, at);
+            if (op == FS_OP_SOFTMAX)
+                FN(scale_span)(out + at, m, fs_chunk_len(ch, i), (REAL)(1.0 / row_sum[r]));
+            else
+                FN(log_softmax_span)(x + at, m, out + at, fs_chunk_len(ch, i), (REAL)row_max[r],
+                                     scale, (REAL)log(row_sum[r]));
+        }
+    }
+    free(chunk);
+    free(row);
+    return 0;
+}
+
+/* softmax_backward, or log_softmax_backward when log_output (out may be g or y). */
+static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+                                  fs_index rows, fs_index n, int log_output, int nthreads)
+{
+    const fs_chunks ch = fs_chunks_of(rows, n);
+    double *chunk = (double *)malloc((size_t)ch.total * sizeof(double));
+    if (!chunk)
+        return -1;
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++) {
+        const fs_index at = fs_chunk_at(ch, i);
+        chunk[i] = FN(backward_chunk_sum)(g + at, y + at, fs_chunk_len(ch, i), log_output);
+    }
+    /* Every sum is taken before the first write: out may be either input. */
+    for (fs_index r = 0; r < rows; r++)
+        chunk[r * ch.per_row] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++) {
+        const fs_index at = fs_chunk_at(ch, i);
+        const REAL sum = (REAL)chunk[fs_chunk_row(ch, i) * ch.per_row];
+        FN(backward_span)(g + at, y + at, out + at, fs_chunk_len(ch, i), sum, log_output);
+    }
+    free(chunk);
+    return 0;
+}
+
+/*
+ * Cross-entropy of rows of n classes (the passes of ce_row); labels or target
+ * as for cross_entropy_block, one loss per row.  Each label is read once,
+ * here, before any pass (see the top of fs_cross_entropy_tmpl.h).
+ */
+static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
+                                       const STORAGE *target, const STORAGE *weight,
+                                       double weight_sum, double eps, int64_t ignore_index,
+                                       double *loss, STORAGE *grad, double grad_scale,
+                                       fs_index rows, fs_index n, int nthreads)
+{
+    const fs_chunks ch = fs_chunks_of(rows, n);
+    const int sums_needed = target || eps > 0;
+    /* Per chunk: its max, then its sum of exp, and two class sums; per row: state, status. */
+    double *chunk = (double *)malloc((size_t)ch.total * 3 * sizeof(double));
+    FN(ce_row_state) *st = (FN(ce_row_state) *)calloc((size_t)rows, sizeof(FN(ce_row_state)));
+    int *status = (int *)malloc((size_t)rows * sizeof(int));
+    if (!chunk || !st || !status) {
+        free(chunk);
+        free(st);
+        free(status);
+        return -1;
+    }
+    for (fs_index r = 0; r < rows; r++) {
+        st[r].label = target ? 0 : sload_i64(labels + r);
+        status[r] = FN(ce_row_status)(st[r].label, target != NULL, ignore_index, n);
+    }
+    /* chunk i's target and class weights: target is laid out like x, weight like one row */
+#define TARGET_AT(i) (target ? target + fs_chunk_at(ch, (i)) : NULL)
+#define WEIGHT_AT(i) (weight ? weight + fs_chunk_start(ch, (i)) : NULL)
+#define COMPUTED(i) (status[fs_chunk_row(ch, (i))] == FS_CE_COMPUTED)
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++)
+        if (COMPUTED(i))
+            chunk[i] = FN(row_max)(x + fs_chunk_at(ch, i), NULL, fs_chunk_len(ch, i));
+    for (fs_index r = 0; r < rows; r++)
+        if (status[r] == FS_CE_COMPUTED)
+            st[r].m = (REAL)fs_max_in_order(chunk + r * ch.per_row, ch.per_row);
+
+    double *class_sums = chunk + ch.total; /* two per chunk */
+    if (sums_needed) {
+        FS_PARALLEL_FOR
+        for (fs_index i = 0; i < ch.total; i++)
+            if (COMPUTED(i))
+                FN(ce_chunk_class_sums)(x + fs_chunk_at(ch, i), TARGET_AT(i), WEIGHT_AT(i),
+                                        fs_chunk_len(ch, i), n, st[fs_chunk_row(ch, i)].m, eps,
+                                        class_sums + 2 * i);
+    }
+    for (fs_index r = 0; r < rows; r++) {
+        if (status[r] != FS_CE_COMPUTED)
+            continue;
+        for (fs_index c = 0; sums_needed && c < ch.per_row; c++)
+            for (int k = 0; k < 2; k++) {
+                const double part = class_sums[2 * (r * ch.per_row + c) + k];
+                st[r].sums[k] = c == 0 ? part : st[r].sums[k] + part;
+            }
+        /* reads x, which the next pass may overwrite with the gradient */
+        FN(ce_row_prepare)(&st[r], x + r * n, target ? target + r * n : NULL, weight, weight_sum,
+                           eps, n);
+    }
+
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++)
+        if (COMPUTED(i))
+            chunk[i] = FN(ce_chunk_sum_exp)(x + fs_chunk_at(ch, i),
+                                            grad ? grad + fs_chunk_at(ch, i) : NULL,
+                                            fs_chunk_len(ch, i), st[fs_chunk_row(ch, i)].m, NULL);
+    for (fs_index r = 0; r < rows; r++) {
+        if (status[r] != FS_CE_COMPUTED) {
+            sstore_f64(loss + r, FN(ce_skipped_chunk)(NULL, 0, status[r]));
+            continue;
+        }
+        st[r].sum = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
+        sstore_f64(loss + r, FN(ce_row_finish)(&st[r], target != NULL, weight, weight_sum, eps,
+                                               n, grad_scale));
+    }
+
+    if (grad) {
+        FS_PARALLEL_FOR
+        for (fs_index i = 0; i < ch.total; i++) {
+            const fs_index r = fs_chunk_row(ch, i), at = fs_chunk_at(ch, i);
+            if (status[r] != FS_CE_COMPUTED)
+                FN(ce_skipped_chunk)(grad + at, fs_chunk_len(ch, i), status[r]);
+            else
+                FN(ce_chunk_grad)(TARGET_AT(i), WEIGHT_AT(i), grad + at, fs_chunk_len(ch, i), n,
+                                  st[r].factors[0], st[r].factors[1], eps);
+        }
+        for (fs_index r = 0; r < rows; r++)
+            if (status[r] == FS_CE_COMPUTED && !target)
+                FN(ce_subtract_label_term)(grad + r * n, st[r].label, st[r].label_term);
+    }
+#undef TARGET_AT
+#undef WEIGHT_AT
+#undef COMPUTED
+    free(chunk);
+    free(st);
+    free(status);
+    return 0;
+}
