@@ -106,6 +106,8 @@ def _float_labels(target: FloatArray, n_classes: int) -> npt.NDArray[np.int64]:
     Every value must be an integer that int64 holds; the first that is not
     (0.5, NaN, inf, 1e30) raises, with its value and position.
     """
+    if target.dtype.itemsize < 8:  # (exactly; float16 cannot compare with 2**63)
+        target = target.astype(np.float64)
     integral = np.isfinite(target) & (np.trunc(target) == target)
     integral &= (target >= -(2.0**63)) & (target < 2.0**63)  # (int64's range; the cast would wrap)
     if not integral.all():
@@ -290,8 +292,9 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         'mean' is the weighted mean ``sum(w[y] * loss) / sum(w[y])`` over the
         samples not ignored for index targets (NaN when all are ignored), and
         the plain mean over samples for probability targets.  With
-        ``sample_weight``, 'none' gives ``s * loss``, 'sum' ``sum(s * loss)``
-        and 'mean' ``sum(s * w[y] * loss) / sum(s * w[y])`` over the samples
+        ``sample_weight``, 'none' multiplies each sample's loss by its ``s``,
+        'sum' adds those products, and 'mean' is
+        ``sum(s * w[y] * loss) / sum(s * w[y])`` over the samples
         not ignored (``sum(s * loss) / sum(s)`` for probability targets), which
         is PyTorch's mean when ``s`` is 1 and scikit-learn's ``log_loss`` when
         ``w`` is 1.  A zero denominator gives IEEE's 0/0 = NaN or x/0 = ±inf
@@ -400,7 +403,8 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
             labels = _unalias(grad, labels)
             probabilities = _unalias(grad, probabilities)
             weight = _unalias(grad, weight)
-            sample_weights = _unalias(grad, sample_weights)
+            if sample_weights is not None:
+                sample_weights = _unalias(grad, sample_weights)
 
     grad_scale = 1.0
     if reduction == "mean":

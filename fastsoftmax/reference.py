@@ -269,7 +269,7 @@ def _normalize_axis(axis: int, ndim: int) -> int:
 
 def _float_labels(target: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """Float class labels (scikit-learn's ``y``: 2.0 is class 2) as int64; each must be an integer."""
-    if not np.all(np.isfinite(target) & (np.trunc(target) == target)):
+    if not np.all((np.trunc(target) == target) & (np.abs(target) < 2.0**63)):
         raise ValueError("float class labels must be integers")
     return target.astype(np.int64)
 
