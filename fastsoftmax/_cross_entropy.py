@@ -283,8 +283,9 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         images of ``(N, H, W)`` samples).  Converted to the logits' dtype, as
         ``weight``, and must be finite there; zero and negative weights are
         allowed, as in scikit-learn.  Each sample's loss and gradient are
-        multiplied by its weight (ignored samples stay 0); see
-        ``reduction``.  It costs one more pass over the gradient.
+        multiplied by its weight, as IEEE products (a zero weight on an
+        infinite loss gives NaN, as in scikit-learn; ignored samples stay 0);
+        see ``reduction``.  It costs one more pass over the gradient.
     ignore_index : int, default -100
         Index targets equal to it add neither loss nor gradient and leave the
         mean's denominator.  Not used with probability targets.

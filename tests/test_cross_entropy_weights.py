@@ -215,6 +215,23 @@ def test_zero_total_weight_gives_ieee_results():
     assert np.isnan(loss) and (grad == 0).all()
 
 
+def test_weights_multiply_as_ieee_products():
+    """A zero weight on an infinite loss gives NaN (as scikit-learn's and the reference's)."""
+    logits = np.array([[-np.inf, 0.0, 1.0], [0.0, 1.0, 2.0]])
+    labels = np.array([0, 1])                                   # sample 0: loss +inf
+    s = np.array([0.0, 2.0])
+    for reduction in REDUCTIONS:
+        loss, grad = fs.cross_entropy(logits, labels, sample_weight=s, reduction=reduction,
+                                      return_grad=True)
+        ref_loss, ref_grad = reference.cross_entropy(logits, labels, sample_weight=s,
+                                                     reduction=reduction, return_grad=True)
+        assert np.isnan(np.asarray(loss).flat[0]) and np.isnan(ref_loss).flat[0]
+        assert (grad[0] == 0).all()                             # 0 * a finite gradient
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-15)
+    assert fs.cross_entropy(logits, labels, sample_weight=s, reduction="none")[1] \
+        == 2 * fs.cross_entropy(logits, labels, reduction="none")[1]
+
+
 def test_edge_shapes():
     # One sample (1-D logits): a 0-d weight.
     logits = np.array([1.0, 2.0, 0.5])
