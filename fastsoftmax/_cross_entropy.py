@@ -69,28 +69,59 @@ def _prepare_target(target: npt.ArrayLike, shape: tuple[int, ...], sample_shape:
 
     Labels become C-contiguous int64 of the samples' shape (their range is
     checked by :func:`_label_stats`); probabilities a C-contiguous array of
-    the logits' ``shape`` and ``dtype``.
+    the logits' ``shape`` and ``dtype``.  A float target is told apart by its
+    number of dimensions: the logits' for probabilities, one fewer for labels
+    (scikit-learn's float ``y``), which must then hold integers.
     """
     target = _view_as_ndarray(target, "target")
     kind = target.dtype.kind
-    if kind == "f":
+    if kind == "f" and target.ndim == len(shape):
         if target.shape != shape:
             raise ValueError(f"target of class probabilities must have the logits' shape "
                              f"{shape}, got {target.shape}")
         return None, np.asarray(target, dtype=dtype, order="C")
-    if kind not in "iu":
+    if kind not in "iuf":
         raise TypeError(f"target must hold integer class indices or float class probabilities, "
                         f"got dtype {target.dtype}")
     if target.shape != sample_shape:
+        if kind == "f":
+            raise ValueError(f"a float target must have the logits' shape {shape} (class "
+                             f"probabilities) or their shape without the class axis "
+                             f"{sample_shape} (class labels), got {target.shape}")
         raise ValueError(f"target of class indices must have the logits' shape without the class "
                          f"axis, {sample_shape}, got {target.shape}")
+    if kind == "f":
+        return _float_labels(target, n_classes), None
     if kind == "u" and target.dtype.itemsize == 8 and target.size \
             and target.max() > _INT64_MAX:  # (any byte order) would wrap to negative labels
         bad = int(np.argmax(target > _INT64_MAX))
-        position = tuple(int(i) for i in np.unravel_index(bad, target.shape))
         raise ValueError(f"target holds label {int(target.flat[bad])} at position "
-                         f"{position}, outside [0, {n_classes})")
+                         f"{_position(bad, target.shape)}, outside [0, {n_classes})")
     return np.asarray(target, dtype=np.int64, order="C"), None
+
+
+def _float_labels(target: FloatArray, n_classes: int) -> npt.NDArray[np.int64]:
+    """Float class labels (scikit-learn's ``y``: 2.0 is class 2) as C-contiguous int64.
+
+    Every value must be an integer that int64 holds; the first that is not
+    (0.5, NaN, inf, 1e30) raises, with its value and position.
+    """
+    if target.dtype.itemsize < 8:  # (exactly; float16 cannot compare with 2**63)
+        target = target.astype(np.float64)
+    integral = np.isfinite(target) & (np.trunc(target) == target)
+    integral &= (target >= -(2.0**63)) & (target < 2.0**63)  # (int64's range; the cast would wrap)
+    if not integral.all():
+        bad = int(np.argmin(integral))
+        raise ValueError(f"target holds {float(target.flat[bad])!r} at position "
+                         f"{_position(bad, target.shape)}: a float target with the logits' shape "
+                         f"without the class axis holds class labels, which must be integers "
+                         f"(labels in [0, {n_classes}) or ignore_index)")
+    return np.asarray(target, dtype=np.int64, order="C")
+
+
+def _position(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The index tuple of ``flat_index`` in an array of ``shape``, as error messages show it."""
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape))
 
 
 def _prepare_weight(weight: npt.ArrayLike, dtype: np.dtype[Any],
@@ -103,6 +134,66 @@ def _prepare_weight(weight: npt.ArrayLike, dtype: np.dtype[Any],
     return weight, float(weight.sum(dtype=np.float64))
 
 
+def _prepare_sample_weight(sample_weight: npt.ArrayLike, dtype: np.dtype[Any],
+                           sample_shape: tuple[int, ...]) -> FloatArray:
+    """The per-sample weights checked, as a C-contiguous array of ``dtype`` and the samples' ndim.
+
+    They must broadcast to ``sample_shape`` without enlarging it (NumPy's
+    rules), and be finite once converted to ``dtype`` (as ``weight`` is);
+    zero and negative weights are allowed, as in scikit-learn.  Leading axes
+    of length 1 are added, so the class axis can be inserted at its place.
+    """
+    weights = _as_float_array(sample_weight, "sample_weight")
+    try:
+        broadcast: tuple[int, ...] | None = np.broadcast_shapes(weights.shape, sample_shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != sample_shape:
+        raise ValueError(f"sample_weight with shape {weights.shape} does not broadcast to the "
+                         f"samples' shape {sample_shape} (the logits' shape without the class "
+                         f"axis)")
+    with np.errstate(over="ignore"):  # a float64 weight beyond float32's range: caught below
+        converted = weights.astype(dtype, copy=False)
+    finite = np.isfinite(converted)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(f"sample_weight holds {float(weights.flat[bad])!r} at position "
+                         f"{_position(bad, weights.shape)}; sample weights must be finite "
+                         f"in the logits' dtype, {dtype}")
+    return converted.reshape((1,) * (len(sample_shape) - converted.ndim) + converted.shape)
+
+
+def _sample_weight_denominator(sample_weight: FloatArray, sample_shape: tuple[int, ...],
+                               labels: npt.NDArray[np.int64] | None, ignore_index: int,
+                               weight: FloatArray | None) -> float:
+    """The weighted mean's denominator: ``sum(s * w[y])`` over the labels kept, else ``sum(s)``.
+
+    Class labels must already be checked (:func:`_label_stats`).  Computed in
+    float64 with NumPy's pairwise sum.
+    """
+    terms = np.broadcast_to(sample_weight, sample_shape).astype(np.float64)
+    if labels is not None:
+        ignored = labels == ignore_index
+        if weight is not None and weight.size:  # (no classes: every label is ignored)
+            with np.errstate(invalid="ignore"):  # a zero weight times an inf class weight: NaN
+                terms *= weight.astype(np.float64)[np.where(ignored, 0, labels)]
+        terms[ignored] = 0.0
+    return float(np.add.reduce(terms.reshape(-1)))
+
+
+def _apply_sample_weight(losses: npt.NDArray[np.float64], grad: FloatArray | None,
+                         sample_weight: FloatArray, axis: int) -> None:
+    """Each sample's loss and gradient times its weight, in place: one more pass over the gradient.
+
+    IEEE's products: a zero weight on an infinite loss gives NaN, as in
+    scikit-learn.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.multiply(losses, sample_weight, out=losses)
+        if grad is not None:
+            np.multiply(grad, np.expand_dims(sample_weight, axis), out=grad)
+
+
 def _label_stats(labels: npt.NDArray[np.int64], n_classes: int, ignore_index: int,
                  weight: FloatArray | None) -> float:
     """The mean's denominator (labels kept, or their weights' sum), every label checked.
@@ -112,10 +203,9 @@ def _label_stats(labels: npt.NDArray[np.int64], n_classes: int, ignore_index: in
     """
     first_bad, denominator = _core.label_stats(labels, n_classes, ignore_index, weight)
     if first_bad >= 0:
-        position = tuple(int(i) for i in np.unravel_index(first_bad, labels.shape))
         raise ValueError(f"target holds label {int(labels.flat[first_bad])} at position "
-                         f"{position}, outside [0, {n_classes}) and not "
-                         f"ignore_index={ignore_index}")
+                         f"{_position(first_bad, labels.shape)}, outside [0, {n_classes}) and "
+                         f"not ignore_index={ignore_index}")
     return denominator
 
 
@@ -135,26 +225,30 @@ def _divide(total: float, denominator: float) -> float:
 
 @overload
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
-                  weight: npt.ArrayLike | None = ..., ignore_index: int = ...,
+                  weight: npt.ArrayLike | None = ..., sample_weight: npt.ArrayLike | None = ...,
+                  ignore_index: int = ...,
                   reduction: Reduction = ..., label_smoothing: float = ...,
                   return_grad: Literal[False] = ..., grad_out: None = ...,
                   n_threads: int | None = ...) -> FloatScalarOrArray: ...
 @overload
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
-                  weight: npt.ArrayLike | None = ..., ignore_index: int = ...,
+                  weight: npt.ArrayLike | None = ..., sample_weight: npt.ArrayLike | None = ...,
+                  ignore_index: int = ...,
                   reduction: Reduction = ..., label_smoothing: float = ...,
                   return_grad: Literal[True], grad_out: FloatArray | None = ...,
                   n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatArray]: ...
 @overload
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
-                  weight: npt.ArrayLike | None = ..., ignore_index: int = ...,
+                  weight: npt.ArrayLike | None = ..., sample_weight: npt.ArrayLike | None = ...,
+                  ignore_index: int = ...,
                   reduction: Reduction = ..., label_smoothing: float = ...,
                   return_grad: bool, grad_out: FloatArray | None = ...,
                   n_threads: int | None = ...
                   ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray]: ...
 @fill_doc(references=REFERENCES)
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -1,
-                  weight: npt.ArrayLike | None = None, ignore_index: int = -100,
+                  weight: npt.ArrayLike | None = None, sample_weight: npt.ArrayLike | None = None,
+                  ignore_index: int = -100,
                   reduction: Reduction = "mean", label_smoothing: float = 0.0,
                   return_grad: bool = False, grad_out: FloatArray | None = None,
                   n_threads: int | None = None
@@ -163,27 +257,49 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
 
     Follows ``torch.nn.functional.cross_entropy`` exactly: class weights,
     ``ignore_index``, the three reductions, label smoothing and probability
-    targets, and the gradient is what PyTorch autograd returns.
+    targets, and the gradient is what PyTorch autograd returns.  Adds
+    scikit-learn's per-sample weights and float labels (its ``y``).
 
     Parameters
     ----------
     logits : array_like, shape (..., C, ...)
         Unnormalized scores; float32 or float64 (others as in :func:`softmax`).
     target : array_like
-        Either integer class indices, of any int dtype, with the shape of
-        ``logits`` without the class axis; or float class probabilities with
-        the shape of ``logits``.
+        Either class indices with the shape of ``logits`` without the class
+        axis: integers of any int dtype, or floats holding integers (as
+        scikit-learn's ``y``: ``2.0`` is class 2, ``-100.0`` is ignored); or
+        float class probabilities with the shape of ``logits``.  A float
+        target is told apart by its number of dimensions alone: the logits'
+        for probabilities, one fewer for labels (so ``(N, N)`` logits take
+        ``(N, N)`` probabilities or ``(N,)`` labels).
     axis : int, default -1
         The class axis.  ``axis=1`` on ``(N, C, d1, ...)`` is PyTorch's layout.
     weight : array_like, shape (C,), optional
         A weight for each class.
+    sample_weight : array_like, optional
+        A weight ``s`` for each sample, as scikit-learn's ``sample_weight``:
+        of the logits' shape without the class axis, or broadcastable to it by
+        NumPy's rules (trailing axes line up: ``(N, 1, 1)`` weighs whole
+        images of ``(N, H, W)`` samples).  Converted to the logits' dtype, as
+        ``weight``, and must be finite there; zero and negative weights are
+        allowed, as in scikit-learn.  Each sample's loss and gradient are
+        multiplied by its weight, as IEEE products (a zero weight on an
+        infinite loss gives NaN, as in scikit-learn; ignored samples stay 0);
+        see ``reduction``.  It costs one more pass over the gradient.
     ignore_index : int, default -100
         Index targets equal to it add neither loss nor gradient and leave the
         mean's denominator.  Not used with probability targets.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
         'mean' is the weighted mean ``sum(w[y] * loss) / sum(w[y])`` over the
         samples not ignored for index targets (NaN when all are ignored), and
-        the plain mean over samples for probability targets.
+        the plain mean over samples for probability targets.  With
+        ``sample_weight``, 'none' multiplies each sample's loss by its ``s``,
+        'sum' adds those products, and 'mean' is
+        ``sum(s * w[y] * loss) / sum(s * w[y])`` over the samples
+        not ignored (``sum(s * loss) / sum(s)`` for probability targets), which
+        is PyTorch's mean when ``s`` is 1 and scikit-learn's ``log_loss`` when
+        ``w`` is 1.  A zero denominator gives IEEE's 0/0 = NaN or x/0 = ±inf
+        (scikit-learn raises for all-zero sample weights).
     label_smoothing : float in [0, 1], default 0.0
         Mixes the target with the uniform distribution, as PyTorch does.
     return_grad : bool, default False
@@ -207,12 +323,15 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     Raises
     ------
     TypeError
-        For non-real logits, a target that is neither integers nor floats,
-        non-int ``ignore_index`` or ``axis``, a bad ``grad_out`` type/dtype.
+        For non-real logits or ``sample_weight``, a target that is neither
+        integers nor floats, non-int ``ignore_index`` or ``axis``, a bad
+        ``grad_out`` type/dtype.
     ValueError
         For a target of the wrong shape, a label outside ``[0, C)`` that is not
-        ``ignore_index`` (the message gives the value and its position),
-        0-d logits, an unknown reduction, ``weight`` not of shape ``(C,)``,
+        ``ignore_index`` or a float label that is not an integer (the message
+        gives the value and its position), 0-d logits, an unknown reduction,
+        ``weight`` not of shape ``(C,)``, ``sample_weight`` that does not
+        broadcast to the samples' shape or is not finite (value and position),
         ``label_smoothing`` outside [0, 1] or NaN, a bad ``grad_out`` shape or
         layout, or ``grad_out`` without ``return_grad``.
 
@@ -240,6 +359,15 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     >>> grad.round(4)
     array([[-0.1072,  0.0876,  0.0196],
            [ 0.1667,  0.1667, -0.3333]])
+
+    scikit-learn's float labels and sample weights (``log_loss(y, p,
+    sample_weight=s)`` with ``p`` the softmax of the logits):
+
+    >>> y, s = np.array([0.0, 2.0]), np.array([3.0, 1.0])
+    >>> round(float(fastsoftmax.cross_entropy(logits, y, sample_weight=s)), 4)
+    0.4556
+    >>> fastsoftmax.cross_entropy(logits, y, sample_weight=s, reduction="none").round(4)
+    array([0.7239, 1.0986])
     """
     logits = _as_float_array(logits, "logits")
     axis = _class_axis(axis, logits.ndim)
@@ -257,6 +385,11 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         denominator = _label_stats(labels, n_classes, ignore_index, weight)
     else:
         denominator = float(math.prod(sample_shape))
+    sample_weights: FloatArray | None = None  # (checked, of the logits' dtype)
+    if sample_weight is not None:
+        sample_weights = _prepare_sample_weight(sample_weight, dtype, sample_shape)
+        denominator = _sample_weight_denominator(sample_weights, sample_shape, labels,
+                                                 ignore_index, weight)
 
     threads = resolve_threads(n_threads, logits.size)
     grad: FloatArray | None = None
@@ -271,6 +404,8 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
             labels = _unalias(grad, labels)
             probabilities = _unalias(grad, probabilities)
             weight = _unalias(grad, weight)
+            if sample_weights is not None:
+                sample_weights = _unalias(grad, sample_weights)
 
     grad_scale = 1.0
     if reduction == "mean":
@@ -283,6 +418,8 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
                             ignore_index, losses, grad, grad_scale, outer, n, inner, threads)
     elif grad is not None:
         grad[...] = 0
+    if sample_weights is not None:
+        _apply_sample_weight(losses, grad, sample_weights, axis)
 
     loss: FloatScalarOrArray
     if reduction == "none":

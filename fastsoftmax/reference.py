@@ -267,11 +267,19 @@ def _normalize_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
+def _float_labels(target: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Float class labels (scikit-learn's ``y``: 2.0 is class 2) as int64; each must be an integer."""
+    if not np.all((np.trunc(target) == target) & (np.abs(target) < 2.0**63)):
+        raise ValueError("float class labels must be integers")
+    return target.astype(np.int64)
+
+
 def _index_target_terms(
     log_probs: npt.NDArray[np.float64], labels: npt.NDArray[np.integer[Any]],
     class_weight: npt.NDArray[np.float64], ignore_index: int, label_smoothing: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_], float]:
-    """Per-sample losses, effective targets and 'mean' denominator for class-index targets.
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_],
+           npt.NDArray[np.float64]]:
+    """Per-sample losses, effective targets, ignored samples and 'mean' denominator terms.
 
     The effective target ``q`` is what the loss weighs each log-probability by
     (``loss = -sum_c q[c] * log_p[c]``); it gives the gradient.  torch's
@@ -280,7 +288,8 @@ def _index_target_terms(
         loss = (1 - eps) * w[y] * (-log_p[y])  +  eps / C * sum_c w[c] * (-log_p[c])
 
     with ignored samples contributing 0, and 'mean' dividing by ``sum w[y]``
-    over the non-ignored samples (NaN when all are ignored).  The smoothing
+    over the non-ignored samples (NaN when all are ignored): the last array
+    returned holds those terms, ``w[y]`` (0 where ignored).  The smoothing
     term is only added when ``eps > 0``, as torch does: otherwise a ``-inf``
     logit on a non-target class would turn the loss into ``0 * inf = NaN``.
     """
@@ -306,17 +315,18 @@ def _index_target_terms(
         effective_target = effective_target + smoothing_share * class_weight
     losses = np.where(ignored, 0.0, losses)
     effective_target = np.where(ignored[..., np.newaxis], 0.0, effective_target)
-    return losses, effective_target, ignored, np.sum(label_weight)
+    return losses, effective_target, ignored, label_weight
 
 
 def _probability_target_terms(
     log_probs: npt.NDArray[np.float64], probabilities: npt.NDArray[np.float64],
     class_weight: npt.NDArray[np.float64], label_smoothing: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_], float]:
-    """Per-sample losses, effective targets and 'mean' denominator for probability targets.
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_],
+           npt.NDArray[np.float64]]:
+    """Per-sample losses, effective targets, ignored samples and 'mean' denominator terms.
 
     torch: ``t' = t * (1 - eps) + eps / C``; ``loss = -sum_c w[c] * t'[c] * log_p[c]``;
-    'mean' divides by the number of samples, not by the weights.  The product
+    'mean' divides by the number of samples (terms of 1), not by the weights.  The product
     is taken literally, as torch does, so a 0 target on a ``-inf`` logit makes
     the loss NaN (the gradient stays finite).
     """
@@ -329,7 +339,7 @@ def _probability_target_terms(
     effective_target = smoothed * class_weight
     losses = -np.sum(effective_target * log_probs, axis=-1)
     nothing_ignored = np.zeros(losses.shape, dtype=bool)
-    return losses, effective_target, nothing_ignored, losses.size
+    return losses, effective_target, nothing_ignored, np.ones(losses.shape)
 
 
 @overload
@@ -339,6 +349,7 @@ def cross_entropy(
     *,
     axis: int = ...,
     weight: npt.ArrayLike | None = ...,
+    sample_weight: npt.ArrayLike | None = ...,
     ignore_index: int = ...,
     reduction: Reduction = ...,
     label_smoothing: float = ...,
@@ -351,6 +362,7 @@ def cross_entropy(
     *,
     axis: int = ...,
     weight: npt.ArrayLike | None = ...,
+    sample_weight: npt.ArrayLike | None = ...,
     ignore_index: int = ...,
     reduction: Reduction = ...,
     label_smoothing: float = ...,
@@ -363,6 +375,7 @@ def cross_entropy(
     *,
     axis: int = ...,
     weight: npt.ArrayLike | None = ...,
+    sample_weight: npt.ArrayLike | None = ...,
     ignore_index: int = ...,
     reduction: Reduction = ...,
     label_smoothing: float = ...,
@@ -375,6 +388,7 @@ def cross_entropy(
     *,
     axis: int = -1,
     weight: npt.ArrayLike | None = None,
+    sample_weight: npt.ArrayLike | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
@@ -388,13 +402,21 @@ def cross_entropy(
         Unnormalised scores, with the classes along `axis`.  torch's layout
         ``(N, C, d1, ...)`` is ``axis=1``; ``(C,)`` is a single sample.
     target : array_like
-        Either integer class indices (any int dtype) with the shape of `logits`
-        minus the class axis, or floating class probabilities with the shape of
-        `logits` (`ignore_index` does not apply to those).
+        Either class indices with the shape of `logits` minus the class axis
+        (any int dtype, or floats holding integers, as scikit-learn's ``y``),
+        or floating class probabilities with the shape of `logits`
+        (`ignore_index` does not apply to those).  A float target is labels
+        when it has one dimension fewer than `logits`.
     axis : int, optional
         The class axis.
     weight : array_like, optional
         ``(C,)`` per-class rescaling weights.
+    sample_weight : array_like, optional
+        Finite per-sample weights ``s`` (scikit-learn's), broadcastable to the
+        shape of `logits` minus the class axis: each sample's loss and
+        gradient are multiplied by its weight, and 'mean' divides by
+        ``sum(s * w[y])`` over non-ignored samples (``sum(s)`` for
+        probability targets).
     ignore_index : int, optional
         Class-index targets equal to it contribute neither loss nor gradient.
     reduction : {'mean', 'sum', 'none'}, optional
@@ -422,12 +444,17 @@ def cross_entropy(
     --------
     >>> float(cross_entropy([[0.0, 0.0, 0.0, 0.0]], [2]))  # log(4)
     1.3862943611198906
+    >>> cross_entropy([[0.0, 0.0], [0.0, 0.0]], [1.0, 0.0], sample_weight=[3.0, 1.0],
+    ...               reduction="none")  # float labels, losses log(2) times 3 and 1
+    array([2.07944154, 0.69314718])
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     (logits,), dtype = _upcast(logits)
     target = np.asarray(target)
     axis = _normalize_axis(axis, logits.ndim)
+    if target.dtype.kind == "f" and target.ndim == logits.ndim - 1:
+        target = _float_labels(target)
 
     # Work with the classes last; the gradient is moved back at the end.
     log_probs = _log_softmax_float64(np.moveaxis(logits, axis, -1), -1, 1.0, True)
@@ -436,14 +463,23 @@ def cross_entropy(
         np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
     )
     if np.issubdtype(target.dtype, np.integer):
-        losses, effective_target, ignored, mean_denominator = _index_target_terms(
+        losses, effective_target, ignored, denominator_terms = _index_target_terms(
             log_probs, target, class_weight, ignore_index, label_smoothing
         )
     else:
-        losses, effective_target, ignored, mean_denominator = _probability_target_terms(
+        losses, effective_target, ignored, denominator_terms = _probability_target_terms(
             log_probs, np.moveaxis(target.astype(np.float64), axis, -1),
             class_weight, label_smoothing,
         )
+    if sample_weight is not None:
+        # Each sample's loss, and so its effective target and gradient, times its weight.
+        s = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), losses.shape)
+        if not np.all(np.isfinite(s)):
+            raise ValueError("sample_weight must be finite")
+        losses = losses * s
+        effective_target = effective_target * s[..., np.newaxis]
+        denominator_terms = denominator_terms * s
+    mean_denominator = np.sum(denominator_terms)
 
     loss: FloatScalarOrArray
     if reduction == "none":

@@ -51,6 +51,9 @@ def _inputs(function, shape, axis, dtype, seed=0):
     if function == "cross_entropy_labels":
         return {"logits": x, "target": labels, "weight": weight}, {
             "axis": axis, "label_smoothing": 0.1}
+    if function == "cross_entropy_sample_weight":  # (the weights: read after the kernel wrote)
+        return {"logits": x, "target": labels, "weight": weight,
+                "sample_weight": rng.random(sample_shape).astype(dtype) - 0.2}, {"axis": axis}
     return {"logits": x, "target": probabilities, "weight": weight}, {"axis": axis}
 
 
@@ -58,6 +61,7 @@ def _call(function, inputs, kwargs, out):
     """Run ``function`` on the inputs into ``out`` (None: a fresh array); returns what it wrote."""
     if function.startswith("cross_entropy"):
         loss, grad = fs.cross_entropy(inputs["logits"], inputs["target"], weight=inputs["weight"],
+                                      sample_weight=inputs.get("sample_weight"),
                                       reduction="none", return_grad=True, grad_out=out, **kwargs)
         return loss, grad
     if function in ("softmax_backward", "log_softmax_backward"):
@@ -70,7 +74,8 @@ PAIRS = [(f, name) for f in ("softmax", "log_softmax", "logsumexp") for name in 
     + [(f, name) for f in ("softmax_backward", "log_softmax_backward")
        for name in ("grad_output", "output")] \
     + [("cross_entropy_labels", name) for name in ("logits", "target", "weight")] \
-    + [("cross_entropy_probabilities", name) for name in ("logits", "target", "weight")]
+    + [("cross_entropy_probabilities", name) for name in ("logits", "target", "weight")] \
+    + [("cross_entropy_sample_weight", "sample_weight")]
 
 
 def _place(placement, out_bytes, in_bytes):

@@ -98,6 +98,12 @@ def main() -> None:
     _, in_buffer = fastsoftmax.cross_entropy(x, labels, return_grad=True,  # overload
                                              grad_out=grad_buffer, n_threads=2)
     assert in_buffer is grad_buffer and np.array_equal(grad_only, in_buffer)
+    # scikit-learn's float labels and per-sample weights
+    float_labels = labels.astype(np.float64)
+    weighted, weighted_grad = fastsoftmax.cross_entropy(  # overload
+        x, float_labels, sample_weight=np.linspace(0.5, 2.0, 4), return_grad=True)
+    ref_weighted = reference.cross_entropy(x, float_labels, sample_weight=[0.5, 1.0, 1.5, 2.0])
+    assert weighted_grad.shape == x.shape and np.isfinite(float(weighted - ref_weighted))
     soft_targets = fastsoftmax.softmax(rng.standard_normal((4, 10)))
     fastsoftmax.cross_entropy(x, soft_targets, axis=-1, reduction="mean")
     assert loss_value(x, labels, True) == loss_value(x, labels, False) == mean_loss
