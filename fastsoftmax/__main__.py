@@ -29,8 +29,9 @@ def self_check() -> list[str]:
     rng = np.random.default_rng(0)
     failures: list[str] = []
     cases = [((64, 1000), -1), ((7, 33, 5), 1), ((1, 200000), -1), ((300, 4), 0)]
-    checks = {"softmax": _testing.check_softmax, "log_softmax": _testing.check_log_softmax,
-              "logsumexp": _testing.check_logsumexp}
+    checks: dict[str, Callable[..., None]] = {  # (check_logsumexp takes more arguments)
+        "softmax": _testing.check_softmax, "log_softmax": _testing.check_log_softmax,
+        "logsumexp": _testing.check_logsumexp}
     for dtype in (np.float32, np.float64):
         for shape, axis in cases:
             x = (rng.standard_normal(shape) * 3).astype(dtype)

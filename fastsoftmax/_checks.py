@@ -236,3 +236,31 @@ def _check_int(value: int, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {value!r}")
     return int(value)
 
+
+
+def _prepare_b(b: npt.ArrayLike, x: FloatArray
+               ) -> tuple[npt.NDArray[np.float64], tuple[int, ...], np.dtype[Any]]:
+    """logsumexp's ``b=`` as float64, with the shape it and ``x`` broadcast to and the result dtype.
+
+    As in SciPy, ``b`` and ``x`` broadcast against each other (NumPy's rules),
+    and the result dtype is NumPy's promotion of theirs: a float64 ``b`` makes
+    a float32 ``x``'s result float64, while a Python scalar keeps ``x``'s dtype
+    (it promotes weakly).  ``b`` holds real numbers: bools, ints and floats up
+    to float64 (they are exact in float64, except ints beyond 2**53).
+    """
+    weak = type(b) in (bool, int, float)
+    if type(b) is int:
+        b = _as_python_float(b, "b")
+    weights = _view_as_ndarray(b, "b")
+    dtype = weights.dtype
+    if dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise TypeError(f"b must hold real numbers (bools, ints or floats up to float64), "
+                        f"got dtype {dtype}")
+    try:
+        shape = np.broadcast_shapes(weights.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"b with shape {weights.shape} does not broadcast against x's shape "
+                         f"{x.shape}") from None
+    result = x.dtype if weak else np.result_type(x.dtype, dtype)
+    return (weights.astype(np.float64, copy=False), shape,
+            _FLOAT32 if result == _FLOAT32 else _FLOAT64)

@@ -6,12 +6,12 @@ count (``_threads``) and hands C-contiguous arrays to ``fastsoftmax._core``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _core, _logsumexp
 from ._checks import (
     _FLOAT32,
     _FLOAT64,
@@ -201,12 +201,30 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX)
 
 
+@overload
+def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: Literal[False] = ..., keepdims: bool = ...,
+              where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
+              n_threads: int | None = ...) -> FloatScalarOrArray: ...
+@overload
+def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: Literal[True], keepdims: bool = ...,
+              where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
+              n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
+@overload
+def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: bool, keepdims: bool = ...,
+              where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
+              n_threads: int | None = ...
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @fill_doc(accuracy=accuracy("``2u max|x|``, from rounding ``x`` and the result"),
           references=REFERENCES)
-def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False,
+def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | None = None,
+              return_sign: bool = False, keepdims: bool = False,
               where: npt.ArrayLike | None = None, out: FloatArray | None = None,
-              n_threads: int | None = None) -> FloatScalarOrArray:
-    """``log(sum(exp(x)))`` along an axis, without overflow or underflow.
+              n_threads: int | None = None
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
+    """``log(sum(b * exp(x)))`` along an axis, without overflow or underflow.
 
     Parameters
     ----------
@@ -214,27 +232,49 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
         Input of any shape (dtypes as in :func:`softmax`).
     axis : int or None, default -1
         The axis to reduce; ``None`` reduces the whole array.
+    b : array_like, optional
+        Weights: each ``exp(x)`` is multiplied by its ``b`` (bools, ints or
+        floats; negative and zero allowed), as in ``scipy.special.logsumexp``.
+        ``x`` and ``b`` broadcast against each other (NumPy's rules), and
+        ``axis``, ``where`` and the result refer to their broadcast shape.  A
+        term with ``b == 0`` is left out, even where ``x`` is NaN or inf.  The
+        result dtype is NumPy's promotion of ``x``'s and ``b``'s (a float64
+        ``b`` makes a float32 ``x``'s result float64; a Python scalar keeps
+        ``x``'s dtype).  With ``b``, the computation runs in NumPy in float64
+        and costs several temporaries the size of the broadcast shape.
+    return_sign : bool, default False
+        Also return the sign of the sum: the result is then ``log|sum|``.
+        Without it, a negative sum gives NaN, as in SciPy.
     keepdims : bool, default False
         Keep the reduced axis with length 1.
     where : array_like of bool, optional
         Mask broadcastable to ``x``; only True entries are summed.  A fully
         masked slice gives ``-inf``.
     out : ndarray, optional
-        C-contiguous, writeable array of the result's shape and dtype.
+        C-contiguous, writeable array of the result's shape and dtype.  With
+        ``return_sign``, it receives ``log|sum|``; the sign is a new array.
     n_threads : int, optional
-        As in :func:`softmax`.
+        As in :func:`softmax` (checked the same way with ``b``, where NumPy
+        computes on one thread).
 
     Returns
     -------
-    ndarray or scalar
+    res : ndarray or scalar
         ``x``'s shape without ``axis`` (or with it of length 1 when
         ``keepdims``).  A 0-d result is returned as a NumPy scalar unless
         ``out`` is given.
+    sign : ndarray or scalar
+        Only with ``return_sign=True``: the sign of the sum, of ``res``'s
+        shape and dtype (a NumPy scalar when 0-d): 1.0, -1.0, 0.0 where the
+        sum is 0 (``res`` is ``-inf``, also for an empty or fully masked
+        slice), NaN where ``res`` is NaN.
 
     Raises
     ------
     TypeError, ValueError
-        As in :func:`softmax`.
+        As in :func:`softmax`; a TypeError for a ``b`` that does not hold
+        real numbers, a ValueError for one that does not broadcast against
+        ``x``.
 
     Notes
     -----
@@ -244,6 +284,22 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     ``-inf`` or empty slice gives ``-inf``.
 
     %(accuracy)s
+
+    With ``b``, the dominant term ``b_k exp(x_k)`` (largest ``x + log|b|``)
+    is kept out of the sum, as SciPy does: the result is ``x_k + log|b_k| +
+    log1p(sum over i != k of (b_i / b_k) exp(x_i - x_k))``, so a result near
+    0 keeps its relative precision.  When the terms have one sign the bound
+    above holds, plus ``2u max|log|b||`` from rounding ``log|b|``; when terms
+    of both signs cancel, the error grows with the sum's condition number
+    ``sum|b exp(x)| / |sum b exp(x)|``, as for any algorithm in that
+    precision.  An infinite term decides alone (``+inf``, or NaN for
+    ``inf - inf``); a NaN kept term gives NaN.
+
+    Where SciPy 1.17 differs: its sign of an empty slice is -1 (here 0, as
+    for any zero sum); where its fallback overflows it gives NaN or inf and
+    fastsoftmax the value (``logsumexp([1000, 1000, 999], b=[1, -1, 1])`` is
+    999.0, SciPy gives NaN); and its ``b == 0`` does not hide a NaN or inf
+    when every other term is 0.
 
     References
     ----------
@@ -255,7 +311,13 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     >>> import fastsoftmax
     >>> float(fastsoftmax.logsumexp(np.array([1000.0, 1000.0])).round(6))
     1000.693147
+    >>> float(fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([-1.0, 1.0])))  # e^2 - e
+    1.5413248546129181
+    >>> fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([1.0, -1.0]), return_sign=True)
+    (np.float64(1.5413248546129181), np.float64(-1.0))
     """
+    if b is not None:
+        return _logsumexp.weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
     x = _as_float_array(x, "x")
     axis = _normalize_axis(axis, x.ndim)
     mask = _prepare_where(where, x.shape, axis)
@@ -276,6 +338,8 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     outer, n, inner = _reduction_view(x.shape, axis)
     if out.size:
         _core.softmax_family(x, out, mask, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
+    if return_sign:
+        return _logsumexp.with_sign(out, given_out)
     if out.ndim == 0 and not given_out:
         return out[()]
     return out

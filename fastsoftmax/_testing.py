@@ -93,15 +93,49 @@ def check_log_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
 
 def check_logsumexp(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
                     keepdims: bool = False, dtype: Optional[npt.DTypeLike] = None,
-                    where: _Mask = None) -> None:
-    """logsumexp's result ``got`` against the reference, to the contract's bound."""
+                    where: _Mask = None, b: Optional[npt.ArrayLike] = None,
+                    sign: Optional[npt.ArrayLike] = None) -> None:
+    """logsumexp's result ``got`` against the reference, to the contract's bound.
+
+    ``b``: the weights it was called with.  ``sign``: its sign, from
+    ``return_sign=True`` (then ``got`` is ``log|sum|``).  With ``b``, terms of
+    both signs cancel: the bound grows by ``RTOL (A - |S|) / |S|`` (``S`` the
+    sum, ``A`` the sum of the terms' magnitudes: 0 when they have one sign),
+    and by ``2u max|log|b||`` from rounding ``log|b|``; the sign is compared
+    where that excess leaves it determined (and where it is NaN).
+    """
     dt = np.dtype(dtype or np.asarray(got).dtype)
-    expected = reference.logsumexp(x, axis=axis, keepdims=keepdims, where=where)
-    x64 = np.asarray(x, dtype=np.float64)
-    keep = np.isfinite(x64) if where is None else np.isfinite(x64) & np.asarray(where)
-    xmax = np.abs(np.where(keep, x64, 0.0)).max(axis=axis, keepdims=keepdims, initial=0.0)
+    options: dict[str, Any] = {"axis": axis, "keepdims": keepdims, "where": where}
+    if b is None and sign is None:
+        expected, expected_sign = reference.logsumexp(x, **options), None
+    else:
+        expected, expected_sign = reference.logsumexp(x, b=b, return_sign=True, **options)
+        if sign is None:
+            expected = np.where(np.asarray(expected_sign) < 0, np.nan, expected)
+    x64, w = np.broadcast_arrays(np.asarray(x, dtype=np.float64),
+                                 np.asarray(1.0 if b is None else b, dtype=np.float64))
+    keep = np.isfinite(x64) & np.isfinite(w) & (w != 0)
+    keep = keep if where is None else keep & np.asarray(where)
+    reduce: dict[str, Any] = {"axis": axis, "keepdims": keepdims, "initial": 0.0}
+    xmax = np.abs(np.where(keep, x64, 0.0)).max(**reduce)
     bound = RTOL[dt] * np.abs(expected) + 2 * UNIT_ROUNDOFF[dt] * xmax
+    if expected_sign is None:
+        assert_within(got, expected, bound, "logsumexp")
+        return
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_b_max = np.abs(np.log(np.abs(np.where(keep, w, 1.0)))).max(**reduce)
+        shift = np.where(keep, x64, -np.inf).max(axis=axis, keepdims=True, initial=-np.inf)
+        terms = np.where(keep, w * np.exp(x64 - np.where(np.isfinite(shift), shift, 0.0)), 0.0)
+        size_of_sum = np.abs(terms.sum(axis=axis, keepdims=keepdims))
+        sum_of_sizes = np.abs(terms).sum(axis=axis, keepdims=keepdims)
+        excess = np.where(sum_of_sizes == size_of_sum, 0.0,
+                          (sum_of_sizes - size_of_sum) / size_of_sum)
+    bound = bound + 2 * UNIT_ROUNDOFF[dt] * log_b_max + RTOL[dt] * excess
     assert_within(got, expected, bound, "logsumexp")
+    if sign is not None:
+        got_sign, want = np.asarray(sign, np.float64), np.asarray(expected_sign, np.float64)
+        determined = (RTOL[dt] * excess < 0.5) | np.isnan(want)
+        assert_within(np.where(determined, got_sign, want), want, 0.0, "logsumexp sign")
 
 
 def check_cross_entropy(loss: npt.ArrayLike, grad: npt.ArrayLike, logits: npt.ArrayLike,

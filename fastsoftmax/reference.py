@@ -163,10 +163,82 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float =
     return _log_softmax_float64(x, axis, temperature, _mask(where)).astype(dtype)
 
 
+def _log_abs_weighted_sum(x: npt.NDArray[np.float64], w: npt.NDArray[np.float64]
+                          ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``log|sum(w * exp(x))|`` and the sum's sign over the last axis (of length > 0).
+
+    A term with ``w == 0`` is left out, even where ``x`` is NaN or inf.  The
+    terms are shifted by the largest ``x``, so they stay finite while ``sum|w|``
+    does.  With a ``+inf`` in ``x`` (or ``w``), only the infinite terms count.
+    Where the sum is near 1, ``sum - 1`` is formed without rounding the 1 in
+    (the largest term's ``w - 1`` plus the other terms) and its ``log1p`` taken,
+    so a result near 0 keeps its relative precision.
+    """
+    keep = w != 0
+    x = np.where(keep, x, -np.inf)
+    w = np.where(keep, w, 0.0)
+    top = np.max(x, axis=-1, keepdims=True)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    terms = np.where(keep, w * np.exp(x - shift), 0.0)
+    infinite = (x == np.inf) | np.isinf(w)
+    terms = np.where(top == np.inf, np.where(infinite, w * np.inf, 0.0), terms)
+    total = np.sum(terms, axis=-1)
+    k = np.argmax(x, axis=-1)[..., np.newaxis]  # one occurrence of the max: its term is w_k
+    others = terms.copy()
+    np.put_along_axis(others, k, 0.0, axis=-1)
+    others_sum, w_k = np.sum(others, axis=-1), np.take_along_axis(w, k, axis=-1)[..., 0]
+    abs_minus_1 = np.where(total < 0, -(others_sum + (w_k + 1.0)), others_sum + (w_k - 1.0))
+    near_1 = (np.abs(total) > 0.5) & (np.abs(total) < 2.0)
+    log_abs = np.where(near_1, np.log1p(abs_minus_1), np.log(np.abs(total)))
+    return shift[..., 0] + log_abs, np.sign(total)
+
+
+def _weighted_logsumexp(x: npt.ArrayLike, axis: int | None, b: npt.ArrayLike | None,
+                        keepdims: bool, where: npt.ArrayLike | None
+                        ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
+                                   np.dtype[Any]]:
+    """logsumexp's ``(log|sum|, sign, result dtype)`` with weights ``b`` (None: 1)."""
+    (x64,), dtype = _upcast(x)
+    if b is not None and type(b) not in (bool, int, float):  # Python scalars promote weakly
+        dtype = _result_dtype(np.zeros(0, dtype), np.asarray(b))
+    w = np.asarray(1.0 if b is None else b, dtype=np.float64)
+    x64, w = np.broadcast_arrays(x64, w)
+    w = np.where(_mask(where), w, 0.0)
+    ndim = x64.ndim
+    if axis is None:
+        x64, w = x64.reshape(-1), w.reshape(-1)
+    else:
+        x64, w = np.moveaxis(x64, axis, -1), np.moveaxis(w, axis, -1)
+    if x64.shape[-1] == 0:  # an empty sum is 0
+        log_abs, sign = np.full(x64.shape[:-1], -np.inf), np.zeros(x64.shape[:-1])
+    else:
+        log_abs, sign = _log_abs_weighted_sum(x64, w)
+    if keepdims:
+        if axis is None:
+            log_abs, sign = log_abs.reshape((1,) * ndim), sign.reshape((1,) * ndim)
+        else:
+            log_abs, sign = np.expand_dims(log_abs, axis), np.expand_dims(sign, axis)
+    return log_abs, sign, dtype
+
+
+@overload
+def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: Literal[False] = ..., keepdims: bool = ...,
+              where: npt.ArrayLike | None = ...) -> FloatScalarOrArray: ...
+@overload
+def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: Literal[True], keepdims: bool = ..., where: npt.ArrayLike | None = ...
+              ) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
+@overload
+def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: bool, keepdims: bool = ..., where: npt.ArrayLike | None = ...
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @_silently
-def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False,
-              where: npt.ArrayLike | None = None) -> FloatScalarOrArray:
-    """``log(sum(exp(x)))`` along `axis`, computed as ``max + log(sum(exp(x - max)))``.
+def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | None = None,
+              return_sign: bool = False, keepdims: bool = False,
+              where: npt.ArrayLike | None = None
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
+    """``log(sum(b * exp(x)))`` along `axis`, computed as ``max + log(sum(b * exp(x - max)))``.
 
     Parameters
     ----------
@@ -174,6 +246,16 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
         Input values.
     axis : int or None, optional
         Axis to reduce; ``None`` reduces the whole array.
+    b : array_like, optional
+        Weights of the exponentials, broadcast against `x` (as in
+        ``scipy.special.logsumexp``); may be negative or 0.  A term with
+        ``b == 0`` is left out, even if `x` is NaN or inf there.  The result
+        dtype is then the promotion of `x`'s and `b`'s (a Python scalar `b`
+        keeps `x`'s).  Accurate while each ``b * exp(x - max(x))`` is a
+        normal float64 (or 0) and their sum is finite.
+    return_sign : bool, optional
+        Return ``(log|sum|, sign)``: sign 1, -1, 0 for a zero sum (result
+        ``-inf``), NaN for NaN.  Without it, a negative sum gives NaN.
     keepdims : bool, optional
         Keep the reduced axis (all axes for ``axis=None``) with length 1.
     where : array_like of bool, optional
@@ -184,13 +266,20 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     -------
     ndarray or numpy scalar
         float32 for float16/float32 input, else float64; a NumPy scalar when the
-        result is 0-d.
+        result is 0-d.  With ``return_sign``, a pair of them.
 
     Examples
     --------
     >>> logsumexp([[0.0, 0.0], [1.0, -np.inf]])
     array([0.69314718, 1.        ])
+    >>> logsumexp([0.0, 0.0, 0.0], b=[2.0, -1.0, 0.0], return_sign=True)
+    (np.float64(0.0), np.float64(1.0))
     """
+    if b is not None or return_sign:
+        log_abs, sign, dtype = _weighted_logsumexp(x, axis, b, keepdims, where)
+        if not return_sign:
+            return np.where(sign < 0, np.nan, log_abs).astype(dtype)[()]
+        return log_abs.astype(dtype)[()], sign.astype(dtype)[()]
     (x,), dtype = _upcast(x)
     mask = _mask(where)
     slice_max = _slice_max(x, axis, mask)

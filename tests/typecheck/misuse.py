@@ -22,6 +22,10 @@ def misuse(x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> None:
     fastsoftmax.log_softmax(x, out=[0.0] * 10)  # E: out is an ndarray
     fastsoftmax.logsumexp(x, keepdims="yes")  # E: keepdims is a bool
     lse: npt.NDArray[np.floating[Any]] = fastsoftmax.logsumexp(x)  # E: may be a NumPy scalar
+    value, sign = fastsoftmax.logsumexp(x, b=x)  # E: no sign without return_sign=True
+    fastsoftmax.logsumexp(x, return_sign=True).shape  # E: a tuple, not the result
+    fastsoftmax.logsumexp(x, b=x, return_sign=1)  # E: return_sign is a bool
+    ref_value, ref_sign = reference.logsumexp(x, b=x)  # E: no sign without return_sign
     fastsoftmax.softmax_backward(x)  # E: output is required
     fastsoftmax.log_softmax_backward(x, x, axis=1.0)  # E: axis is an int or None
 

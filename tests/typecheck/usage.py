@@ -78,6 +78,12 @@ def main() -> None:
     assert np.isfinite(total) and lse_any.shape == (4,)
     lse_out = np.empty(10, np.float32)
     fastsoftmax.logsumexp(x, 0, where=x > -1.0, out=lse_out)
+    # logsumexp with weights (SciPy's b=) and the sum's sign
+    weighted: np.floating[Any] | FloatArray = fastsoftmax.logsumexp(x, b=np.arange(10) - 4.5)
+    value, sign = fastsoftmax.logsumexp(x, b=-2.0, return_sign=True)  # overload
+    assert np.all(sign == -1.0) and value.shape == (4,) and weighted.shape == (4,)
+    ref_value, ref_sign = reference.logsumexp(x, b=-2.0, return_sign=True)  # overload
+    np.testing.assert_allclose(ref_value, value, rtol=1e-6)
 
     # backward helpers
     upstream = rng.standard_normal(x.shape)
