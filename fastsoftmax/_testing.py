@@ -8,9 +8,13 @@ The oracle is ``fastsoftmax.reference`` (plain NumPy in float64).  The bound
 for an output is the contract's relative tolerance (float32 1e-6, float64
 1e-13) plus the error that rounding ``(x - max) / T`` to the working precision
 causes by itself, which no algorithm working in that precision avoids
-(Blanchard, Higham & Higham 2021): about ``|z| * u`` relative for softmax and
-``u * max|z|`` absolute in the log domain, with ``z = (x - max) / T`` and ``u``
-the unit roundoff.  Outputs of softmax below the smallest normal number may be
+(Blanchard, Higham & Higham 2021): about ``|z| * u`` relative for softmax and,
+in the log domain, ``u * (|z| + sum(p * |z|))`` absolute, with
+``z = (x - max) / T``, ``p`` the softmax and ``u`` the unit roundoff: an
+error of ``u |z_j|`` in one term moves ``log(sum(exp(z)))`` by ``p_j u |z_j|``.
+That term is tiny where one entry dominates (its ``z`` is 0, the others' ``p``
+tiny), so a result near 0 there, ``logsumexp([0, -40])`` or the dominant
+entry's log-probability, is held to the relative tolerance.  Outputs of softmax below the smallest normal number may be
 flushed to zero.  cross_entropy's loss is held to ``LOSS_RTOL`` (plus the log
 domain's rounding of ``z``), its gradient to ``GRAD_TOL`` times its largest
 entry, since entries near 0 carry the absolute rounding of ``p - onehot``.
@@ -69,6 +73,21 @@ def _shifted(x: npt.ArrayLike, axis: _Axis, temperature: float,
     return z, np.abs(z).max(axis=axis, keepdims=True, initial=0.0)
 
 
+def _spread(x: npt.ArrayLike, axis: _Axis, temperature: float, where: _Mask,
+            z: npt.NDArray[np.float64], zmax: Any) -> Any:
+    """``sum(p * |z|)`` per slice (keepdims): what rounding z moves ``log(sum(exp(z)))`` by, / u.
+
+    Where the softmax is not finite (NaN or inf in the slice) that bound does
+    not apply; ``max |z|`` stands in.
+    """
+    p = reference.softmax(x, axis=axis, temperature=temperature, where=where)
+    with np.errstate(invalid="ignore"):
+        spread = np.sum(np.where(p > 0, p * np.abs(z), 0.0), axis=axis,
+                        keepdims=axis is not None)
+        finite = np.all(np.isfinite(p), axis=axis, keepdims=axis is not None)
+    return np.where(finite, spread, zmax)
+
+
 def check_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
                   temperature: float = 1.0, dtype: Optional[npt.DTypeLike] = None,
                   where: _Mask = None) -> None:
@@ -87,7 +106,8 @@ def check_log_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
     dt = np.dtype(dtype or np.asarray(got).dtype)
     expected = reference.log_softmax(x, axis=axis, temperature=temperature, where=where)
     z, zmax = _shifted(x, axis, temperature, where)
-    bound = RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * (np.abs(z) + zmax)
+    spread = _spread(x, axis, temperature, where, z, zmax)
+    bound = RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * (np.abs(z) + spread)
     assert_within(got, expected, bound, "log_softmax")
 
 
@@ -117,11 +137,16 @@ def check_logsumexp(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
     keep = np.isfinite(x64) & np.isfinite(w) & (w != 0)
     keep = keep if where is None else keep & np.asarray(where)
     reduce: dict[str, Any] = {"axis": axis, "keepdims": keepdims, "initial": 0.0}
-    xmax = np.abs(np.where(keep, x64, 0.0)).max(**reduce)
-    bound = RTOL[dt] * np.abs(expected) + 2 * UNIT_ROUNDOFF[dt] * xmax
     if expected_sign is None:
+        z, zmax = _shifted(x, axis, 1.0, where)
+        spread = _spread(x, axis, 1.0, where, z, zmax)
+        if not keepdims and axis is not None:
+            spread = np.squeeze(spread, axis=axis)
+        bound = RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * spread
         assert_within(got, expected, bound, "logsumexp")
         return
+    xmax = np.abs(np.where(keep, x64, 0.0)).max(**reduce)
+    bound = RTOL[dt] * np.abs(expected) + 2 * UNIT_ROUNDOFF[dt] * xmax
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_b_max = np.abs(np.log(np.abs(np.where(keep, w, 1.0)))).max(**reduce)
         shift = np.where(keep, x64, -np.inf).max(axis=axis, keepdims=True, initial=-np.inf)

@@ -89,11 +89,29 @@ def _scaled_logits(x: npt.NDArray[np.float64], axis: int | None, temperature: fl
     return (x - _slice_max(x, axis, mask)) / temperature
 
 
+def _log_sum_exp_scaled(z: npt.NDArray[np.float64], axis: int | None,
+                        mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
+    """``log(sum(exp(z)))`` over slices (keepdims) of scaled logits ``z <= 0``.
+
+    ``z`` is exactly 0 at a slice's max, whose term is 1: the first such term is
+    left out and the others summed into ``log1p`` (SciPy gh-18295), so a slice
+    that one entry dominates keeps its relative precision (``log(1 + s)``
+    would round ``s < 1e-16`` away).  A slice without a finite max (NaN, inf)
+    keeps every term.
+    """
+    at_max = (z == 0) & mask
+    seen = (np.cumsum(at_max.reshape(-1)).reshape(z.shape) if axis is None
+            else np.cumsum(at_max, axis=axis))
+    first = at_max & (seen == 1)
+    rest = np.sum(np.where(first, 0.0, np.exp(z)), axis=axis, keepdims=True, where=mask)
+    dropped = np.any(first, axis=axis, keepdims=True)
+    return np.where(dropped, np.log1p(rest), np.log(rest))
+
+
 def _log_softmax_float64(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
                          mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     z = _scaled_logits(x, axis, temperature, mask)
-    log_normaliser = np.log(np.sum(np.exp(z), axis=axis, keepdims=True, where=mask))
-    return np.where(mask, z - log_normaliser, -np.inf)
+    return np.where(mask, z - _log_sum_exp_scaled(z, axis, mask), -np.inf)
 
 
 @_silently
@@ -283,10 +301,10 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     (x,), dtype = _upcast(x)
     mask = _mask(where)
     slice_max = _slice_max(x, axis, mask)
-    total = np.sum(np.exp(x - slice_max), axis=axis, keepdims=True, where=mask)
+    log_total = _log_sum_exp_scaled(x - slice_max, axis, mask)
     # An infinite max decides the result alone: -inf (all -inf, empty, fully
     # masked) or +inf; the general formula would give NaN from inf - inf.
-    result = np.where(np.isinf(slice_max), slice_max, slice_max + np.log(total))
+    result = np.where(np.isinf(slice_max), slice_max, slice_max + log_total)
     if not keepdims:
         result = np.squeeze(result, axis=axis)
     return result.astype(dtype)[()]

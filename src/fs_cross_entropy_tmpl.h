@@ -139,14 +139,18 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const STORAGE *target
 }
 
 /*
- * One chunk's sum of exp(x - m), summed exactly (see fs_reduce_tmpl.h), and
- * stored into grad unless it is NULL: the gradient pass scales them in place.
+ * One chunk's sum of exp(x - m), summed exactly, and stored into grad unless
+ * it is NULL: the gradient pass scales them in place.  The first term of the
+ * max is left out where *drop is nonzero on entry; *drop is then
+ * FS_DROP_DONE if the chunk held it, else FS_DROP_NONE (fs_reduce_tmpl.h).
  */
 FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, STORAGE *grad, fs_index n, REAL m,
-                                   const STORAGE *ahead)
+                                        const STORAGE *ahead, int *drop)
 {
-    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 1, 0, 0, ahead)
-                : FN(chunk_sum_exp_ahead)(x, NULL, NULL, n, m, 1, ahead);
+    const fs_index drop_at = *drop ? FN(find_first_max)(x, NULL, n, m) : -1;
+    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
+    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 1, 0, 0, ahead, drop_at)
+                : FN(chunk_sum_exp_ahead)(x, NULL, NULL, n, m, 1, ahead, drop_at);
 }
 
 /*
@@ -214,7 +218,8 @@ typedef struct {
     int64_t label;          /* index targets: read once, checked by ce_row_status */
     REAL m;                 /* the max */
     double sums[2];         /* ce_chunk_class_sums, added over the chunks (target or eps > 0) */
-    double sum;             /* sum of exp(x - m) */
+    double sum;             /* sum of exp(x - m), without the max's term if drop says so */
+    int drop;               /* FS_DROP_DONE: sum left out the max's term of 1 */
     int by_class;           /* the loss is summed class by class (see ce_sums_finite) */
     double class_loss, gap_y;
     double factors[2];      /* the gradient's p_factor and class_factor (ce_chunk_grad) */
@@ -232,10 +237,12 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
 {
     st->by_class = (target || eps > 0) &&
                    !FN(ce_sums_finite)(st->sums[0], target ? st->sums[1] : weight_sum);
-    st->class_loss = st->by_class ? FN(ce_loss_by_class)(
-                                        x, target, weight, n, 1, st->m,
-                                        log(FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL)), eps)
-                                  : 0;
+    if (st->by_class) {
+        int drop;
+        const double sum = FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL, &drop);
+        st->class_loss = FN(ce_loss_by_class)(x, target, weight, n, 1, st->m,
+                                              fs_log_sum(sum, drop), eps);
+    }
     st->gap_y = target ? 0 : (double)st->m - SLOAD(x + st->label);
 }
 
@@ -243,9 +250,10 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
 FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const STORAGE *weight,
                                 double weight_sum, double eps, fs_index n, double grad_scale)
 {
-    const double log_sum = log(st->sum);
+    const double log_sum = fs_log_sum(st->sum, st->drop);
+    const double whole_sum = fs_whole_sum(st->sum, st->drop);
     if (has_target) {
-        st->factors[0] = grad_scale * st->sums[1] / st->sum;
+        st->factors[0] = grad_scale * st->sums[1] / whole_sum;
         st->factors[1] = grad_scale;
         st->label_term = 0;
         return st->by_class ? st->class_loss : st->sums[0] + st->sums[1] * log_sum;
@@ -253,7 +261,7 @@ FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const
     const double w_y = weight ? SLOAD(weight + st->label) : 1.0;
     const FN(ce_terms) t = FN(ce_index_terms)(st->gap_y, log_sum, st->sums[0], w_y, weight_sum,
                                               eps, n, st->by_class ? &st->class_loss : NULL);
-    st->factors[0] = grad_scale * t.p_coef / st->sum;
+    st->factors[0] = grad_scale * t.p_coef / whole_sum;
     st->factors[1] = grad_scale * t.class_coef;
     st->label_term = grad_scale * (1 - eps) * w_y;
     return t.loss;
@@ -288,11 +296,14 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
         st.sums[1] = c == 0 ? part[1] : st.sums[1] + part[1];
     }
     FN(ce_row_prepare)(&st, x, target, weight, weight_sum, eps, n);
+    st.drop = FS_DROP_NONE; /* the chunks look for the max's first term until one holds it */
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        int drop = st.drop == FS_DROP_NONE;
         const double part = FN(ce_chunk_sum_exp)(x + c, grad ? grad + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
-                                                 ahead ? ahead + c : NULL);
+                                                 ahead ? ahead + c : NULL, &drop);
         st.sum = c == 0 ? part : st.sum + part;
+        st.drop = drop == FS_DROP_DONE ? FS_DROP_DONE : st.drop;
     }
     const double loss = FN(ce_row_finish)(&st, target != NULL, weight, weight_sum, eps, n,
                                           grad_scale);
@@ -319,6 +330,7 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     const fs_index tail = lanes;
     VEC m[1];
     VACC total[1], gaps = VACC_ZERO(), masses = VACC_ZERO();
+    VBITS started[1], looking[1]; /* the max's term, left out of the sums (fs_reduce_tmpl.h) */
     FN(accumulator) gap_acc, mass_acc;
     /* The tile's labels, each read once (see the top of this file). */
     int64_t label[LANES] = {0};
@@ -327,7 +339,8 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
     FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
-    FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0);
+    started[0] = looking[0] = FN(finite_lanes)(m[0]);
+    FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0, 1, looking);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
     if (target || eps > 0) {
         for (fs_index k = 0; k < n; k++) {
@@ -351,7 +364,9 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     double label_term[LANES] = {0};
     int has_label_term[LANES] = {0};
     for (fs_index i = 0; i < lanes; i++) {
-        const double sum = VACC_LANE(total[0], i), log_sum = log(sum);
+        const int drop = FN(lane_drop)(started[0], looking[0], i);
+        const double log_sum = fs_log_sum(VACC_LANE(total[0], i), drop);
+        const double sum = fs_whole_sum(VACC_LANE(total[0], i), drop);
         const REAL mi = LANE(m[0], i);
         const int64_t y = label[i];
         /* x is still intact here (the gradient is written below): see ce_sums_finite. */

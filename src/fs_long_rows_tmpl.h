@@ -59,6 +59,24 @@ static double fs_sum_in_order(const double *chunk_values, fs_index per_row)
     return sum;
 }
 
+/* The first of a row's chunks whose max is the row's: the one holding its first max. */
+static fs_index fs_first_max_chunk(const double *chunk_values, fs_index per_row, double max)
+{
+    fs_index c = 0;
+    while (c + 1 < per_row && chunk_values[c] != max)
+        c++;
+    return c;
+}
+
+/* A row's drop state from its chunks': FS_DROP_DONE if the chunk that looked held the term. */
+static int fs_row_drop(const int *chunk_drops, fs_index per_row)
+{
+    for (fs_index c = 0; c < per_row; c++)
+        if (chunk_drops[c] == FS_DROP_DONE)
+            return FS_DROP_DONE;
+    return FS_DROP_NONE;
+}
+
 /* The largest of a row's chunk maxima (never NaN: row_max skips NaN). */
 static double fs_max_in_order(const double *chunk_values, fs_index per_row)
 {
@@ -81,12 +99,14 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
                                  REAL scale, int op, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
-    /* Per chunk: its max, then its sum of exp; per row: the max, the sum. */
+    /* Per chunk: its max, then its sum of exp, and its drop state; per row: the max, the sum. */
     double *chunk = (double *)malloc((size_t)ch.total * sizeof(double));
     double *row = (double *)malloc((size_t)rows * 2 * sizeof(double));
-    if (!chunk || !row) {
+    int *drop = (int *)malloc((size_t)ch.total * sizeof(int));
+    if (!chunk || !row || !drop) {
         free(chunk);
         free(row);
+        free(drop);
         return -1;
     }
     double *row_max = row, *row_sum = row + rows;
@@ -96,22 +116,33 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
         chunk[i] = FN(row_max)(x + at, fs_mask_at(mask, mask_period, mask_start, at),
                                fs_chunk_len(ch, i));
     }
-    for (fs_index r = 0; r < rows; r++)
-        row_max[r] = fs_max_in_order(chunk + r * ch.per_row, ch.per_row);
+    /* The log ops leave out the max's first term (fs_reduce_tmpl.h), in its chunk. */
+    for (fs_index r = 0; r < rows; r++) {
+        const double *maxima = chunk + r * ch.per_row;
+        row_max[r] = fs_max_in_order(maxima, ch.per_row);
+        const fs_index first = fs_first_max_chunk(maxima, ch.per_row, row_max[r]);
+        for (fs_index c = 0; c < ch.per_row; c++)
+            drop[r * ch.per_row + c] =
+                op != FS_OP_SOFTMAX && c == first; /* look for it there */
+    }
 
     FS_PARALLEL_FOR
     for (fs_index i = 0; i < ch.total; i++) {
         const fs_index at = fs_chunk_at(ch, i);
-        chunk[i] = FN(chunk_sum_exp)(x + at, fs_mask_at(mask, mask_period, mask_start, at),
-                                     op == FS_OP_SOFTMAX ? out + at : NULL, fs_chunk_len(ch, i),
-                                     (REAL)row_max[fs_chunk_row(ch, i)], scale);
+        chunk[i] = FN(chunk_sum_exp_dropping)(
+            x + at, fs_mask_at(mask, mask_period, mask_start, at),
+            op == FS_OP_SOFTMAX ? out + at : NULL, fs_chunk_len(ch, i),
+            (REAL)row_max[fs_chunk_row(ch, i)], scale, &drop[i]);
     }
-    for (fs_index r = 0; r < rows; r++)
+    for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
+        drop[r * ch.per_row] = fs_row_drop(drop + r * ch.per_row, ch.per_row);
+    }
 
     if (op == FS_OP_LOGSUMEXP) {
         for (fs_index r = 0; r < rows; r++)
-            SSTORE(out + r, FN(logsumexp_finish)((REAL)row_max[r], row_sum[r], x + r * n,
+            SSTORE(out + r, FN(logsumexp_result)((REAL)row_max[r], row_sum[r],
+                                                 drop[r * ch.per_row], x + r * n,
                                                  fs_mask_at(mask, mask_period, mask_start, r * n),
                                                  n, 1));
     } else {
@@ -123,11 +154,12 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
                 FN(scale_span)(out + at, m, fs_chunk_len(ch, i), (REAL)(1.0 / row_sum[r]));
             else
                 FN(log_softmax_span)(x + at, m, out + at, fs_chunk_len(ch, i), (REAL)row_max[r],
-                                     scale, (REAL)log(row_sum[r]));
+                                     scale, (REAL)fs_log_sum(row_sum[r], drop[r * ch.per_row]));
         }
     }
     free(chunk);
     free(row);
+    free(drop);
     return 0;
 }
 
@@ -170,12 +202,15 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
     const int sums_needed = target || eps > 0;
-    /* Per chunk: its max, then its sum of exp, and two class sums; per row: state, status. */
+    /* Per chunk: its max, then its sum of exp, two class sums, its drop state; per row: */
+    /* the state and status. */
     double *chunk = (double *)malloc((size_t)ch.total * 3 * sizeof(double));
+    int *drop = (int *)malloc((size_t)ch.total * sizeof(int));
     FN(ce_row_state) *st = (FN(ce_row_state) *)calloc((size_t)rows, sizeof(FN(ce_row_state)));
     int *status = (int *)malloc((size_t)rows * sizeof(int));
-    if (!chunk || !st || !status) {
+    if (!chunk || !drop || !st || !status) {
         free(chunk);
+        free(drop);
         free(st);
         free(status);
         return -1;
@@ -192,9 +227,15 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
     for (fs_index i = 0; i < ch.total; i++)
         if (COMPUTED(i))
             chunk[i] = FN(row_max)(x + fs_chunk_at(ch, i), NULL, fs_chunk_len(ch, i));
-    for (fs_index r = 0; r < rows; r++)
-        if (status[r] == FS_CE_COMPUTED)
-            st[r].m = (REAL)fs_max_in_order(chunk + r * ch.per_row, ch.per_row);
+    /* The sum of exp leaves out the max's first term (fs_reduce_tmpl.h), in its chunk. */
+    for (fs_index r = 0; r < rows; r++) {
+        const double *maxima = chunk + r * ch.per_row;
+        const int computed = status[r] == FS_CE_COMPUTED;
+        st[r].m = computed ? (REAL)fs_max_in_order(maxima, ch.per_row) : 0;
+        const fs_index first = computed ? fs_first_max_chunk(maxima, ch.per_row, st[r].m) : -1;
+        for (fs_index c = 0; c < ch.per_row; c++)
+            drop[r * ch.per_row + c] = c == first; /* look for it there */
+    }
 
     double *class_sums = chunk + ch.total; /* two per chunk */
     if (sums_needed) {
@@ -223,13 +264,15 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
         if (COMPUTED(i))
             chunk[i] = FN(ce_chunk_sum_exp)(x + fs_chunk_at(ch, i),
                                             grad ? grad + fs_chunk_at(ch, i) : NULL,
-                                            fs_chunk_len(ch, i), st[fs_chunk_row(ch, i)].m, NULL);
+                                            fs_chunk_len(ch, i), st[fs_chunk_row(ch, i)].m, NULL,
+                                            &drop[i]);
     for (fs_index r = 0; r < rows; r++) {
         if (status[r] != FS_CE_COMPUTED) {
             sstore_f64(loss + r, FN(ce_skipped_chunk)(NULL, 0, status[r]));
             continue;
         }
         st[r].sum = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
+        st[r].drop = fs_row_drop(drop + r * ch.per_row, ch.per_row);
         sstore_f64(loss + r, FN(ce_row_finish)(&st[r], target != NULL, weight, weight_sum, eps,
                                                n, grad_scale));
     }
@@ -252,6 +295,7 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
 #undef WEIGHT_AT
 #undef COMPUTED
     free(chunk);
+    free(drop);
     free(st);
     free(status);
     return 0;

@@ -18,6 +18,17 @@
  * near-equal terms would otherwise lose accuracy in proportion to its length.
  * The order of every addition is fixed by the position of the element alone.
  *
+ * The dominant term.  exp(x - m) is exactly 1 where x is the max, so a sum
+ * S = 1 + s whose other terms s are tiny has lost them to rounding, and
+ * log(S) = log1p(s) with them: logsumexp([0, -40]) would be 0, not 4.2e-18.
+ * The log-domain ops therefore leave out one occurrence of the max (the
+ * first) and take log1p of the rest (SciPy gh-18295).  A row finds that
+ * element first (find_first_max: compares only, stopping at it), and its sum
+ * pass zeroes that one term (`drop_at`, its offset; -1: none), so the hot
+ * loop pays one scalar test per step.  A panel's lanes each track their own
+ * (tile_sum_exp's `looking`).  A max that is not finite is never dropped:
+ * its NaN or inf must reach the result.
+ *
  * `where=` masks: `mask` holds one byte per element of x at the same offsets
  * (NULL: no mask).  Each function has a `masked` copy, chosen once per call,
  * in which masked-out elements count as absent: -inf for the max, 0 in the
@@ -35,6 +46,18 @@
 #define KEEP_MASKED(v, mp) (masked ? VSELECT(VMASK(mp), (v), ZERO_V) : (v))
 #define KEEP_MASKED_PARTIAL(v, mp, k) \
     (masked ? VSELECT(VMASK_PARTIAL((mp), (k)), (v), ZERO_V) : (v))
+
+#ifndef FS_DROP_ONCE
+#define FS_DROP_ONCE
+/* Whether a sum left out the max's own term of 1. */
+enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
+
+/* log(sum of exp) from a sum that left out the max's term (drop) or kept it. */
+static double fs_log_sum(double sum, int drop) { return drop == FS_DROP_DONE ? log1p(sum) : log(sum); }
+
+/* The whole sum of exp, the max's term included. */
+static double fs_whole_sum(double sum, int drop) { return drop == FS_DROP_DONE ? 1.0 + sum : sum; }
+#endif
 
 /* Largest lane of a max accumulator (which never holds NaN). */
 FS_ALWAYS_INLINE REAL FN(hmax)(VEC v)
@@ -79,6 +102,47 @@ FS_ALWAYS_INLINE REAL FN(row_max_impl)(const STORAGE *x, const uint8_t *mask, fs
 static REAL FN(row_max)(const STORAGE *x, const uint8_t *mask, fs_index n)
 {
     return mask ? FN(row_max_impl)(x, mask, n, 1) : FN(row_max_impl)(x, NULL, n, 0);
+}
+
+/*
+ * Offset of the first element of a contiguous span that equals `max` and is
+ * kept by the mask, or -1 (also for a max that is not finite: never dropped).
+ * Compares only, four vectors per test, and stops there: the span is still in
+ * cache from the max pass.
+ */
+FS_ALWAYS_INLINE fs_index FN(find_first_max_impl)(const STORAGE *x, const uint8_t *mask,
+                                                  fs_index n, REAL max, const int masked)
+{
+    const VEC vmax = VSPLAT(max);
+#define HITS(at) ((VBITS)(VLOAD(x + (at)) == vmax))
+#define KEPT_HITS(at) (masked ? HITS(at) & VMASK(mask + (at)) : HITS(at))
+    fs_index i = 0;
+    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES)
+        if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) | HITS(i + 3 * LANES)) >= 0)
+            for (int u = 0; u < FS_ROW_ACCUMULATORS; u++) {
+                const int lane = VFIRST(KEPT_HITS(i + u * LANES));
+                if (lane >= 0)
+                    return i + u * LANES + lane;
+            }
+    for (; i + LANES <= n; i += LANES) {
+        const int lane = VFIRST(KEPT_HITS(i));
+        if (lane >= 0)
+            return i + lane;
+    }
+#undef HITS
+#undef KEPT_HITS
+    for (; i < n; i++)
+        if (SLOAD(x + i) == max && (!masked || mask[i]))
+            return i;
+    return -1;
+}
+
+static fs_index FN(find_first_max)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max)
+{
+    if (!isfinite(max))
+        return -1;
+    return mask ? FN(find_first_max_impl)(x, mask, n, max, 1)
+                : FN(find_first_max_impl)(x, NULL, n, max, 0);
 }
 
 /* True if a strided slice holds an unmasked NaN: only asked when its max is infinite. */
@@ -153,10 +217,16 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
     return VACC_SUB(acc->total, acc->carry);
 }
 
+/* 0, 1, 2, ...: each lane's number, to pick one lane by comparison. */
+static const STORAGE FN(lane_numbers)[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
+
 /*
  * sum(exp((x - shift) * scale)) over a contiguous span, storing each
  * exponential into e_out when `store`, and with `exact` adding float terms
  * straight into double.  Lanes past the end load -inf: exp gives 0 there.
+ * The term at offset `drop_at` (-1: none) is left out of the sum (the stored
+ * exponential stays).
  *
  * `ahead` (or NULL) is the span the caller reads next, prefetched at the
  * same offsets: this pass is bound by the exp, the next row's max pass by
@@ -165,13 +235,24 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
 FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
-                                         const STORAGE *ahead)
+                                         const STORAGE *ahead, fs_index drop_at)
 {
     const int exact_sum = exact && sizeof(REAL) == 4;
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale);
     VACC total = VACC_ZERO(), carry = VACC_ZERO();
     fs_index i = 0;
     (void)vscale;
+/*
+ * Zero the lane of e that holds the dropped term, if it lies in [at, at + LANES):
+ * by a compare with the lane numbers, not a store to LANE(e, k), which would
+ * keep e in memory through the whole loop.
+ */
+#define DROP_IN(e, at)                                                                        \
+    do {                                                                                      \
+        if ((size_t)(drop_at - (at)) < (size_t)LANES)                                         \
+            e = VSELECT((VBITS)(VLOAD(FN(lane_numbers)) == VSPLAT((REAL)(drop_at - (at)))),   \
+                        ZERO_V, e);                                                           \
+    } while (0)
     for (; i + FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES <= n;) {
         VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
         for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
@@ -189,6 +270,12 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
                 VSTORE(e_out + i + 2 * LANES, e2);
                 VSTORE(e_out + i + 3 * LANES, e3);
             }
+            if ((size_t)(drop_at - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
+                DROP_IN(e0, i);
+                DROP_IN(e1, i + LANES);
+                DROP_IN(e2, i + 2 * LANES);
+                DROP_IN(e3, i + 3 * LANES);
+            }
             ACCUMULATE(total, a0, e0);
             ACCUMULATE(total, a1, e1);
             ACCUMULATE(total, a2, e2);
@@ -205,6 +292,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
         VEC e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
         if (store)
             VSTORE(e_out + i, e);
+        DROP_IN(e, i);
         ACCUMULATE(total, a, e);
         if (++steps == FS_FLUSH_STEPS) {
             ADD_TO_TOTAL(total, carry, a);
@@ -217,29 +305,32 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
                                   n - i);
         if (store)
             VSTORE_PARTIAL(e_out + i, e, n - i);
+        DROP_IN(e, i);
         ACCUMULATE(total, a, e);
     }
+#undef DROP_IN
     ADD_TO_TOTAL(total, carry, a);
     return FN(hsum)(VACC_SUB(total, carry));
 }
 
 /*
- * One chunk (at most FS_CHUNK elements) of a row's sum of exp.  A row's sum is
- * the sum of its chunks' sums in order, whether one thread or several compute
- * them.  The eight copies: store or not, T == 1 or not, masked or not.  Only
- * softmax stores, and it needs no exact sum (see the top of this file).
+ * One chunk (at most FS_CHUNK elements) of a row's sum of exp, without the
+ * term at `drop_at` (-1: every term).  A row's sum is the sum of its chunks'
+ * sums in order, whether one thread or several compute them.  The eight
+ * copies: store or not, T == 1 or not, masked or not.  Only softmax stores,
+ * and it needs no exact sum (see the top of this file).
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
-                                                STORAGE *e_out,
-                                               fs_index n, REAL shift, REAL scale,
-                                               const STORAGE *ahead)
+                                                STORAGE *e_out, fs_index n, REAL shift,
+                                                REAL scale, const STORAGE *ahead,
+                                                fs_index drop_at)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
     return scale == 1                                                                       \
                ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 0, masked, \
-                                  ahead)                                                    \
+                                  ahead, drop_at)                                           \
                : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked, \
-                                  ahead)
+                                  ahead, drop_at)
     if (e_out) {
         if (mask)
             SUM_EXP_CASE(1, 1);
@@ -251,22 +342,45 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t 
 #undef SUM_EXP_CASE
 }
 
+/*
+ * One chunk's sum, leaving out the first term of the max (`shift`) where *drop
+ * is nonzero on entry; *drop is then FS_DROP_DONE if the chunk held it, else
+ * FS_DROP_NONE.  For the long-row driver (fs_long_rows_tmpl.h), whose chunk
+ * that holds a row's first max looks for it.
+ */
+FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *mask,
+                                              STORAGE *e_out, fs_index n, REAL shift, REAL scale,
+                                              int *drop)
+{
+    const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
+    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, drop_at);
+}
+
+/* The same, keeping every term: the kernel table's chunk step for C harnesses. */
 static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
-    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL);
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, -1);
 }
 
-/* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
+/*
+ * A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl.
+ * With `drop` (NULL: keep every term) the max's first term is left out, and
+ * *drop says whether it was (FS_DROP_DONE, or FS_DROP_NONE for a max that is
+ * not finite).
+ */
 static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
-                              REAL shift, REAL scale, const STORAGE *ahead)
+                              REAL shift, REAL scale, const STORAGE *ahead, int *drop)
 {
+    const fs_index drop_at = drop ? FN(find_first_max)(x, mask, n, shift) : -1;
     double sum = 0.0;
-    for (fs_index c = 0; c < n; c += FS_CHUNK) {
-        fs_index len = n - c < FS_CHUNK ? n - c : FS_CHUNK;
+    for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_ahead)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL,
-                                       len, shift, scale, ahead ? ahead + c : NULL);
-    }
+                                       fs_chunk_length(n, c), shift, scale,
+                                       ahead ? ahead + c : NULL, drop_at >= 0 ? drop_at - c : -1);
+    if (drop)
+        *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
     return sum;
 }
 
@@ -297,11 +411,18 @@ FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_ind
         }
 }
 
+/*
+ * The tile's sums of exp, one per lane, into total.  With `drop`, `looking`
+ * holds the lanes still to leave out their max's first term (see the top of
+ * this file): set on entry where the lane's max is finite, cleared as each is
+ * met.  The stored exponentials keep it.
+ */
 FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
                                        fs_index n,
                                        fs_index stride, const VEC *shift, REAL scale_, VACC *total,
                                        const int nv, const int partial, fs_index tail,
-                                       const int store, const int scaled, const int masked)
+                                       const int store, const int scaled, const int masked,
+                                       const int drop, VBITS *looking)
 {
     const int exact_sum = !store && sizeof(REAL) == 4;
     const VEC vscale = VSPLAT(scale_);
@@ -316,11 +437,19 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, ST
     for (fs_index k = 0; k < n; k++) {
         for (int u = 0; u < nv; u++) {
             const VEC vshift = shift[u];
-            VEC e = VEXP(EXP_ARG(TILE_LOAD(x + k * stride + u * LANES, u, -INFINITY)));
+            const VEC xv = TILE_LOAD(x + k * stride + u * LANES, u, -INFINITY);
+            VEC e = VEXP(EXP_ARG(xv));
             if (masked)
                 e = VSELECT(TILE_MASK(mask + k * stride + u * LANES, u), e, ZERO_V);
             if (store)
                 TILE_STORE(e_out + k * stride + u * LANES, u, e);
+            if (drop) {
+                VBITS hit = looking[u] & (VBITS)(xv == vshift);
+                if (masked)
+                    hit &= TILE_MASK(mask + k * stride + u * LANES, u);
+                e = VSELECT(hit, ZERO_V, e);
+                looking[u] &= ~hit;
+            }
             ACCUMULATE(total[u], a[u], e);
         }
         if (++steps == FS_FLUSH_STEPS) {
@@ -335,4 +464,13 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, ST
         ADD_TO_TOTAL(total[u], carry[u], a[u]);
         total[u] = VACC_SUB(total[u], carry[u]);
     }
+}
+
+/* The lanes of a tile's max that are finite: where tile_sum_exp looks for the max's term. */
+FS_ALWAYS_INLINE VBITS FN(finite_lanes)(VEC m) { return (VBITS)(m - m == ZERO_V); }
+
+/* A lane's drop state after tile_sum_exp (FS_DROP_DONE if its max's term was left out). */
+FS_ALWAYS_INLINE int FN(lane_drop)(VBITS started, VBITS looking, int lane)
+{
+    return LANE(started, lane) && !LANE(looking, lane) ? FS_DROP_DONE : FS_DROP_NONE;
 }

@@ -7,6 +7,8 @@
  *   softmax      m = max; e = exp((x - m)*scale) stored in out, summed; out *= 1/sum
  *   log_softmax  m = max; sum of exp (not stored); out = (x - m)*scale - log(sum)
  *   logsumexp    m = max; m + log(sum of exp(x - m))
+ * where the log ops take log(sum) as log1p of the sum without the max's own
+ * term (fs_reduce_tmpl.h: the dominant term).
  * Panels (any axis but the last) run the same passes on tiles of adjacent
  * columns, one column per lane, walking down the n rows.
  *
@@ -75,13 +77,23 @@ static void FN(scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL f
         FN(scale_span_impl)(out, NULL, n, factor, 0);
 }
 
-/* The one rule for a slice's logsumexp from its max and sum of exp(x - max). */
-static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
-                                 fs_index n, fs_index stride)
+/*
+ * The one rule for a slice's logsumexp from its max and sum of exp(x - max),
+ * that sum without the max's own term where `drop` says so (fs_reduce_tmpl.h).
+ */
+static REAL FN(logsumexp_result)(REAL max, double sum, int drop, const STORAGE *x,
+                                 const uint8_t *mask, fs_index n, fs_index stride)
 {
     if (isinf(max)) /* all -inf (or empty, or masked) gives -inf, a +inf gives +inf, unless a NaN */
         return FN(slice_has_nan)(x, mask, n, stride) ? (REAL)NAN : max;
-    return (REAL)((double)max + log(sum));
+    return (REAL)((double)max + fs_log_sum(sum, drop));
+}
+
+/* The same from a sum of every term: the kernel table's chunk step for C harnesses. */
+static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
+                                 fs_index n, fs_index stride)
+{
+    return FN(logsumexp_result)(max, sum, FS_DROP_NONE, x, mask, n, stride);
 }
 
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
@@ -91,10 +103,11 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
 {
     const REAL m = FN(row_max)(x, mask, n);
     if (log_output) {
-        const double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
-        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log(sum));
+        int drop;
+        const double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead, &drop);
+        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)fs_log_sum(sum, drop));
     } else {
-        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead);
+        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead, NULL);
         FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
     }
 }
@@ -112,29 +125,37 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STOR
 {
     VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
     VACC total[FS_TILE_VECTORS];
+    VBITS started[FS_TILE_VECTORS], looking[FS_TILE_VECTORS]; /* the max's term, log ops */
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
+    for (int u = 0; u < nv; u++)
+        started[u] = looking[u] = FN(finite_lanes)(m[u]);
     if (op == FS_OP_SOFTMAX && scale == 1)
-        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked);
+        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked,
+                         0, looking);
     else if (op == FS_OP_SOFTMAX)
-        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked);
+        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked,
+                         0, looking);
     else if (op == FS_OP_LOG_SOFTMAX && scale != 1)
-        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked);
+        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked,
+                         1, looking);
     else
-        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked);
+        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked,
+                         1, looking);
 
     const int lanes_in_last = partial ? (int)tail : LANES;
     for (int u = 0; u < nv; u++) {
         const int lanes = u == nv - 1 ? lanes_in_last : LANES;
         for (int i = 0; i < lanes; i++) {
             const double sum = VACC_LANE(total[u], i);
+            const int drop = FN(lane_drop)(started[u], looking[u], i);
             if (op == FS_OP_SOFTMAX)
                 LANE(result[u], i) = (REAL)(1.0 / sum);
             else if (op == FS_OP_LOG_SOFTMAX)
-                LANE(result[u], i) = (REAL)log(sum);
+                LANE(result[u], i) = (REAL)fs_log_sum(sum, drop);
             else
-                LANE(result[u], i) = FN(logsumexp_finish)(LANE(m[u], i), sum, x + u * LANES + i,
-                                                          masked ? mask + u * LANES + i : NULL, n,
-                                                          stride);
+                LANE(result[u], i) = FN(logsumexp_result)(
+                    LANE(m[u], i), sum, drop, x + u * LANES + i,
+                    masked ? mask + u * LANES + i : NULL, n, stride);
         }
     }
 
@@ -331,9 +352,10 @@ static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index 
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
+            int drop;
             const double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1,
-                                               o + 1 < outer ? xs + slab : NULL);
-            SSTORE(out + o, FN(logsumexp_finish)(max, sum, xs, m, n, 1));
+                                               o + 1 < outer ? xs + slab : NULL, &drop);
+            SSTORE(out + o, FN(logsumexp_result)(max, sum, drop, xs, m, n, 1));
         } else {
             FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, FS_OP_LOGSUMEXP);
         }

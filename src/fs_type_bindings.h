@@ -48,6 +48,7 @@
 #define VSELECT FS_COMPUTE_NAME(vselect)
 #define VMASK FS_COMPUTE_NAME(vmask)
 #define VMASK_PARTIAL FS_COMPUTE_NAME(vmask_partial)
+#define VFIRST FS_COMPUTE_NAME(vfirst)
 
 /* Sums: accumulator lanes of double (float's VACC holds LANES doubles). */
 #define VACC FS_COMPUTE_NAME(vacc)

@@ -166,6 +166,33 @@ static inline vec_f64 vmax_f64(vec_f64 a, vec_f64 b)
 }
 #endif
 
+/* The first lane of a comparison result that is set, or -1: one instruction and a bit scan. */
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
+#define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm512_test_epi32_mask((__m512i)(b), (__m512i)(b)))
+#define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm512_test_epi64_mask((__m512i)(b), (__m512i)(b)))
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
+#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
+#define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm256_movemask_ps((__m256)(b)))
+#define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm256_movemask_pd((__m256d)(b)))
+#elif (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && FS_VBYTES == 16
+#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
+#define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm_movemask_ps((__m128)(b)))
+#define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm_movemask_pd((__m128d)(b)))
+#else
+/* Any other vector width: the lanes in turn (comparison lanes are all ones or all zeros). */
+#define FS_DEFINE_FIRST(VB, SFX)                                                   \
+    static inline int vfirst_##SFX(VB b)                                           \
+    {                                                                              \
+        for (int i = 0; i < (int)(sizeof(VB) / sizeof(b[0])); i++)                 \
+            if (b[i])                                                              \
+                return i;                                                          \
+        return -1;                                                                 \
+    }
+FS_DEFINE_FIRST(vbits_f32, f32)
+FS_DEFINE_FIRST(vbits_f64, f64)
+#endif
+
 #else /* FS_VBYTES == 0: plain C, one lane */
 
 #define FS_LANES_f32 1
@@ -199,6 +226,8 @@ typedef uint8_t vmask_bytes_f64;
 #define vwiden_mask_f64(b) ((vbits_f64)((b) != 0 ? ~(uint64_t)0 : 0u))
 #define vselect_f32(m, a, b) ((m) ? (a) : (b))
 #define vselect_f64(m, a, b) ((m) ? (a) : (b))
+#define vfirst_f32(b) ((b) != 0 ? 0 : -1)
+#define vfirst_f64(b) ((b) != 0 ? 0 : -1)
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
 

@@ -1,0 +1,141 @@
+"""Results near zero when one entry dominates: relative accuracy, not just absolute.
+
+exp(x - max) is exactly 1 at the max, so ``log(1 + s)`` with the other terms
+``s`` tiny rounds them away: ``logsumexp([0, -40])`` was 0, not 4.25e-18
+(SciPy gh-18295).  The kernels leave the max's first term out of the sum and
+take ``log1p`` of the rest.  Checked here on every kernel path (a row, the
+short rows run one per lane, a panel over a leading axis, a long row split
+across threads), on every ISA, with masks, temperatures, repeated maxima and
+the dominant entry at every position of a step, against ``log1p`` of the
+other terms computed in float64.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from conftest import CHUNK
+
+RTOL = {np.float32: 1e-6, np.float64: 1e-13}
+# The gaps below the max (plus up to 3): float32 stops before exp(-gap) leaves the normal
+# range (exp results under 1.2e-38 are flushed to 0), float64 likewise under 2.2e-308.
+GAPS = {np.float32: [1.0, 10.0, 20.0, 36.0, 40.0, 60.0, 80.0],
+        np.float64: [1.0, 10.0, 20.0, 36.0, 40.0, 200.0, 700.0]}
+DTYPES = [np.float32, np.float64]
+# Row lengths for each path: short rows (one per lane), rows, a long row split in chunks.
+LENGTHS = [2, 7, 16, 17, 100, 2 * CHUNK + 5]
+
+
+def _exact_lse(row, temperature=1.0):
+    """max + log1p(sum of the other terms) in float64, the max's first term left out."""
+    z = (np.asarray(row, np.float64) - np.max(row)) / temperature
+    others = np.delete(z, int(np.argmax(row)))
+    return float(np.max(row)) / temperature + math.log1p(math.fsum(np.exp(others)))
+
+
+def _rows(dtype, n, gap, rng, max_at=None):
+    """Rows of n: one entry 0, the others at least `gap` below it, at random positions."""
+    rows = []
+    for position in ([max_at] if max_at is not None else rng.integers(0, n, 3)):
+        row = -(gap + rng.random(n) * 3)
+        row[position] = 0.0
+        rows.append(row)
+    return np.array(rows).astype(dtype)
+
+
+def _assert_relative(got, expected, dtype, what):
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    np.testing.assert_allclose(got, expected, rtol=RTOL[dtype], atol=0, err_msg=what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_logsumexp_and_log_softmax_near_zero(isa, dtype, n):
+    rng = np.random.default_rng(n)
+    for gap in GAPS[dtype]:
+        x = _rows(dtype, n, gap, rng)
+        expected = [_exact_lse(row) for row in x.astype(np.float64)]
+        for threads in (1, 3):
+            _assert_relative(fs.logsumexp(x, n_threads=threads), expected, dtype,
+                             f"logsumexp gap={gap} threads={threads}")
+            top = fs.log_softmax(x, n_threads=threads)[np.arange(len(x)), np.argmax(x, axis=1)]
+            _assert_relative(top, -np.array(expected), dtype, f"log_softmax gap={gap}")
+            # the same slices down a leading axis (a panel: one slice per lane)
+            if n <= 100:
+                _assert_relative(fs.logsumexp(np.ascontiguousarray(x.T), axis=0), expected,
+                                 dtype, f"logsumexp axis=0 gap={gap}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_the_dominant_entry_at_every_position_of_a_step(isa, dtype):
+    """Each lane of each unrolled vector, and the tails: the dropped term is found anywhere."""
+    n = 4 * 16 * 2 + 7  # two steps of the widest ISA, and a tail
+    rng = np.random.default_rng(0)
+    for position in range(n):
+        x = _rows(dtype, n, 40.0, rng, max_at=position)
+        _assert_relative(fs.logsumexp(x), [_exact_lse(x[0].astype(np.float64))], dtype,
+                         f"max at {position}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [10, 300, 2 * CHUNK + 5])
+def test_masked_temperature_and_repeated_max(isa, dtype, n):
+    rng = np.random.default_rng(n)
+    x = _rows(dtype, n, 40.0, rng)
+    # a masked-out entry above the max, and one equal to it before it: neither is the max's term
+    x[:, 0], x[:, 1] = 5.0, 0.0
+    where = np.ones(x.shape, bool)
+    where[:, :2] = False
+    expected = [_exact_lse(row[2:]) for row in x.astype(np.float64)]
+    for threads in (1, 3):
+        _assert_relative(fs.logsumexp(x, where=where, n_threads=threads), expected, dtype,
+                         "masked")
+    # a temperature divides every gap: exp(-40 / 2)
+    t_expected = [_exact_lse(row[2:], temperature=2.0) for row in x.astype(np.float64)]
+    got = fs.log_softmax(x, temperature=2.0, where=where)
+    top = got[np.arange(len(x)), 2 + np.argmax(x[:, 2:], axis=1)]
+    max_over_t = np.max(x[:, 2:], axis=1).astype(np.float64) / 2.0
+    _assert_relative(top, max_over_t - np.array(t_expected), dtype, "temperature")
+    # a repeated max: log(2 + tiny), both copies' log-probability -log(2 + tiny)
+    x2 = _rows(dtype, n, 40.0, rng)
+    x2[:, 3] = 0.0
+    x2[:, 5] = 0.0
+    _assert_relative(fs.logsumexp(x2), [_exact_lse(r) for r in x2.astype(np.float64)], dtype,
+                     "repeated max")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [5, 100, 2 * CHUNK + 5])
+def test_cross_entropy_of_the_dominant_class(isa, dtype, n):
+    """The loss of a confident, correct prediction is log1p(s), kept to relative accuracy."""
+    rng = np.random.default_rng(n)
+    x = _rows(dtype, n, 30.0, rng)
+    labels = np.argmax(x, axis=1)
+    expected = [_exact_lse(row) for row in x.astype(np.float64)]
+    for threads in (1, 3):
+        # (the gradient's bound stays absolute: p - 1 at the label cancels in the working dtype)
+        loss = fs.cross_entropy(x, labels, reduction="none", return_grad=True,
+                                n_threads=threads)[0]
+        _assert_relative(loss, expected, dtype, f"loss, {threads} threads")
+    panel = np.ascontiguousarray(x.T)[None]  # (1, C, N): the class axis first
+    loss = fs.cross_entropy(panel, labels[None], axis=1, reduction="none")
+    _assert_relative(loss[0], expected, dtype, "loss, class axis 1")
+
+
+def test_scipy_gh_18295_values():
+    """The issue's values: [0, -d] is log1p(exp(-d)), in float64 exactly as SciPy's fix gives."""
+    for d, expected in [(10.0, 4.539889921686465e-05), (20.0, 2.0611536181902037e-09),
+                        (36.0, 2.319522830243569e-16), (40.0, 4.248354255291589e-18)]:
+        assert fs.logsumexp(np.array([0.0, -d])) == pytest.approx(expected, rel=1e-15)
+        assert fs.log_softmax(np.array([0.0, -d]))[0] == pytest.approx(-expected, rel=1e-15)
+
+
+def test_non_finite_maxima_keep_their_answers(isa):
+    """A max that is not finite is never dropped: NaN and inf still decide the slice."""
+    assert np.isnan(fs.logsumexp(np.array([0.0, np.nan])))
+    assert fs.logsumexp(np.array([np.inf, 0.0])) == np.inf
+    assert fs.logsumexp(np.array([-np.inf, -np.inf])) == -np.inf
+    assert np.isnan(fs.log_softmax(np.array([np.inf, 0.0]))).all()
+    assert np.isnan(fs.log_softmax(np.array([-np.inf]))).all()
+    np.testing.assert_array_equal(fs.log_softmax(np.array([5.0])), [0.0])
