@@ -7,6 +7,11 @@ Python lists).  Nothing here is fast; everything here is meant to be easy to
 read and to check by eye.  The test suite compares the compiled kernels against
 these functions, and users can do the same to check a result.
 
+``axis`` is read as NumPy's reductions read it: an int, a tuple of ints (the
+slices span those axes together; ``()`` makes every element a slice of its
+own), or None (the whole array).  A 0-d array is one slice, itself, for
+``axis=0``, ``-1``, ``None`` and ``()``.
+
 The numerics contract (the README's Numerics section) is defined by this module:
 
 ==========================  ===================  ===================  ===========
@@ -31,7 +36,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
+from ._typing import REDUCTIONS, Axes, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = [
     "softmax",
@@ -62,12 +67,25 @@ def _upcast(*arrays: Any) -> tuple[list[npt.NDArray[np.float64]], np.dtype[Any]]
     return [a.astype(np.float64) for a in arrays], _result_dtype(*arrays)
 
 
+def _cast(x: npt.ArrayLike, dtype: npt.DTypeLike | None) -> npt.ArrayLike:
+    """``x`` cast to ``dtype`` (float32 or float64) when one is given, as ``dtype=`` asks."""
+    if dtype is None:
+        return x
+    try:
+        resolved = np.dtype(dtype)
+    except (TypeError, ValueError):
+        resolved = np.dtype(object)
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must name float32 or float64, got {dtype!r}")
+    return np.asarray(x).astype(resolved)
+
+
 def _mask(where: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | Literal[True]:
     """``where=None`` means every entry takes part; ``True`` broadcasts like that."""
     return True if where is None else np.asarray(where, dtype=bool)
 
 
-def _slice_max(x: npt.NDArray[np.float64], axis: int | None,
+def _slice_max(x: npt.NDArray[np.float64], axis: Axes,
                mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """Max over the unmasked entries of each slice (NaN if any is NaN), keepdims.
 
@@ -78,7 +96,7 @@ def _slice_max(x: npt.NDArray[np.float64], axis: int | None,
                   initial=-np.inf)
 
 
-def _scaled_logits(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
+def _scaled_logits(x: npt.NDArray[np.float64], axis: Axes, temperature: float,
                    mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """``(x - slice max) / temperature``: <= 0 on unmasked entries, so exp never overflows.
 
@@ -89,7 +107,7 @@ def _scaled_logits(x: npt.NDArray[np.float64], axis: int | None, temperature: fl
     return (x - _slice_max(x, axis, mask)) / temperature
 
 
-def _log_softmax_float64(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
+def _log_softmax_float64(x: npt.NDArray[np.float64], axis: Axes, temperature: float,
                          mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     z = _scaled_logits(x, axis, temperature, mask)
     log_normaliser = np.log(np.sum(np.exp(z), axis=axis, keepdims=True, where=mask))
@@ -97,34 +115,42 @@ def _log_softmax_float64(x: npt.NDArray[np.float64], axis: int | None, temperatu
 
 
 @_silently
-def softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0,
-            where: npt.ArrayLike | None = None) -> FloatArray:
+def softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
+            where: npt.ArrayLike | None = None, dtype: npt.DTypeLike | None = None
+            ) -> FloatArray:
     """Softmax ``exp(x / T) / sum(exp(x / T))`` over slices along `axis`.
 
     Parameters
     ----------
     x : array_like
         Logits.
-    axis : int or None, optional
-        Axis along which to normalise (negative counts from the end).  ``None``
-        treats the whole array as one slice, as ``scipy.special.softmax`` does.
+    axis : int, tuple of ints or None, optional
+        Axis along which to normalise (negative counts from the end); a tuple
+        normalises over those axes together.  ``None`` treats the whole array
+        as one slice, as ``scipy.special.softmax`` does.
     temperature : float, optional
         ``T > 0``; the logits are divided by it.
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored and get 0;
         a fully masked slice is all 0.
+    dtype : float32 or float64, optional
+        `x` is cast to it first, and the result has it.
 
     Returns
     -------
     ndarray
-        Same shape as `x`, float32 for float16/float32 input, else float64.
+        Same shape as `x`: `dtype` if given, else float32 for float16/float32
+        input, else float64.
 
     Examples
     --------
     >>> softmax([0.0, np.log(3.0)])
     array([0.25, 0.75])
+    >>> softmax(np.ones((2, 2, 2)), axis=(1, 2), dtype=np.float32)[0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]], dtype=float32)
     """
-    (x,), dtype = _upcast(x)
+    (x,), dtype = _upcast(_cast(x, dtype))
     mask = _mask(where)
     unnormalised = np.where(mask, np.exp(_scaled_logits(x, axis, temperature, mask)), 0.0)
     total = np.sum(unnormalised, axis=axis, keepdims=True)
@@ -133,38 +159,44 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0
 
 
 @_silently
-def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0,
-                where: npt.ArrayLike | None = None) -> FloatArray:
+def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
+                where: npt.ArrayLike | None = None, dtype: npt.DTypeLike | None = None
+                ) -> FloatArray:
     """Log of the softmax, ``x / T - logsumexp(x / T)``, over slices along `axis`.
 
     Parameters
     ----------
     x : array_like
         Logits.
-    axis : int or None, optional
-        Axis along which to normalise; ``None`` means the whole array.
+    axis : int, tuple of ints or None, optional
+        Axis or axes along which to normalise; ``None`` means the whole array.
     temperature : float, optional
         ``T > 0``; the logits are divided by it.
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored and get
         ``-inf``; a fully masked slice is all ``-inf``.
+    dtype : float32 or float64, optional
+        `x` is cast to it first, and the result has it.
 
     Returns
     -------
     ndarray
-        Same shape as `x`, float32 for float16/float32 input, else float64.
+        Same shape as `x`: `dtype` if given, else float32 for float16/float32
+        input, else float64.
 
     Examples
     --------
     >>> log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
+    >>> log_softmax(np.float32(5.0), axis=0, dtype=np.float64)  # 0-d: one slice, itself
+    array(0.)
     """
-    (x,), dtype = _upcast(x)
+    (x,), dtype = _upcast(_cast(x, dtype))
     return _log_softmax_float64(x, axis, temperature, _mask(where)).astype(dtype)
 
 
 @_silently
-def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False,
+def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, keepdims: bool = False,
               where: npt.ArrayLike | None = None) -> FloatScalarOrArray:
     """``log(sum(exp(x)))`` along `axis`, computed as ``max + log(sum(exp(x - max)))``.
 
@@ -172,10 +204,11 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     ----------
     x : array_like
         Input values.
-    axis : int or None, optional
-        Axis to reduce; ``None`` reduces the whole array.
+    axis : int, tuple of ints or None, optional
+        Axis or axes to reduce; ``None`` reduces the whole array, ``()``
+        nothing (the result is `x`).
     keepdims : bool, optional
-        Keep the reduced axis (all axes for ``axis=None``) with length 1.
+        Keep the reduced axes (all axes for ``axis=None``) with length 1.
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored, even if
         NaN or inf.  Empty and fully masked slices give ``-inf``.
@@ -190,6 +223,8 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
     --------
     >>> logsumexp([[0.0, 0.0], [1.0, -np.inf]])
     array([0.69314718, 1.        ])
+    >>> logsumexp(np.zeros((2, 3, 4)), axis=(0, 2)).round(6)
+    array([2.079442, 2.079442, 2.079442])
     """
     (x,), dtype = _upcast(x)
     mask = _mask(where)
@@ -205,7 +240,7 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, keepdims: bool = False
 
 @_silently
 def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
-                     axis: int | None = -1) -> FloatArray:
+                     axis: Axes = -1) -> FloatArray:
     """Vector-Jacobian product of softmax: ``y * (g - sum(g * y))``.
 
     Parameters
@@ -214,8 +249,8 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         ``g``, the gradient of a scalar loss with respect to the softmax output.
     output : array_like
         ``y``, the softmax output (same shape as `grad_output`).
-    axis : int or None, optional
-        The axis the softmax normalised over.
+    axis : int, tuple of ints or None, optional
+        The axis (or axes) the softmax normalised over.
 
     Returns
     -------
@@ -234,7 +269,7 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
 
 @_silently
 def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
-                         axis: int | None = -1) -> FloatArray:
+                         axis: Axes = -1) -> FloatArray:
     """Vector-Jacobian product of log_softmax: ``g - exp(y) * sum(g)``.
 
     Parameters
@@ -243,8 +278,8 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         ``g``, the gradient of a scalar loss with respect to the log_softmax output.
     output : array_like
         ``y``, the log_softmax output (same shape as `grad_output`).
-    axis : int or None, optional
-        The axis the log_softmax normalised over.
+    axis : int, tuple of ints or None, optional
+        The axis (or axes) the log_softmax normalised over.
 
     Returns
     -------
