@@ -199,13 +199,13 @@ def _reduction_view(shape: tuple[int, ...], axis: int | tuple[int, ...] | None
         return 1, math.prod(shape), 1
     if axis == len(shape) - 1:
         return (shape[0] if len(shape) == 2 else math.prod(shape[:-1])), shape[-1], 1
-    if isinstance(axis, tuple):
-        if not axis:
-            return math.prod(shape), 1, 1
-        assert not _scattered(axis), "gather scattered axes first"
-        first, last = axis[0], axis[-1] + 1
-        return math.prod(shape[:first]), math.prod(shape[first:last]), math.prod(shape[last:])
-    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    if type(axis) is int:  # (type() is: isinstance costs a tiny call 20 ns more)
+        return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    assert isinstance(axis, tuple) and not _scattered(axis), "gather scattered axes first"
+    if not axis:
+        return math.prod(shape), 1, 1
+    first, last = axis[0], axis[-1] + 1
+    return math.prod(shape[:first]), math.prod(shape[first:last]), math.prod(shape[last:])
 
 
 def _reduced_shape(shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool

@@ -59,7 +59,7 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     if mask is not None:
         mask = _unalias(out, mask)
-    if isinstance(axis, tuple) and _scattered(axis):
+    if type(axis) is tuple and _scattered(axis):
         # Axes apart in memory: computed on a copy with them last, then put back.
         gathered, mask, trailing = _gather_axes(x, mask, axis)
         result = _softmax_like(gathered, trailing, temperature, mask, None, n_threads, op)
@@ -320,16 +320,15 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, keepdims: bool = False,
     axis = _normalize_axes(axis, x.ndim)
     mask = _prepare_where(where, x.shape, axis)
     shape: tuple[int, ...]
-    if isinstance(axis, tuple):
+    if axis is None:
+        shape = (1,) * x.ndim if keepdims else ()
+    elif type(axis) is int:
+        shape = x.shape[:axis] + ((1,) if keepdims else ()) + x.shape[axis + 1:]
+    else:
+        assert isinstance(axis, tuple)
         shape = _reduced_shape(x.shape, axis, keepdims)
         if _scattered(axis):  # the kept axes keep their order: no copy back
             x, mask, axis = _gather_axes(x, mask, axis)
-    elif axis is None:
-        shape = (1,) * x.ndim if keepdims else ()
-    elif keepdims:
-        shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
-    else:
-        shape = x.shape[:axis] + x.shape[axis + 1:]
     threads = resolve_threads(n_threads, x.size)
     given_out = out is not None
     # Not in place: out is smaller than x, so a kernel writing it is not
@@ -367,7 +366,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
         output = _unalias(out, output, in_place=True)
     if not output.size:
         return out
-    if isinstance(axis, tuple) and _scattered(axis):
+    if type(axis) is tuple and _scattered(axis):
         # Axes apart in memory: computed on copies with them last, then put back.
         grad_output, _, trailing = _gather_axes(grad_output, None, axis)
         output, _, _ = _gather_axes(output, None, axis)
