@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any, Optional, TypeVar, overload
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
 from ._messages import shown
-from ._typing import FloatArray
+from ._typing import Axes, FloatArray
 
 # An optional input array of _unalias (the aliases are in _typing).
 _MaybeArray = TypeVar("_MaybeArray", bound=Optional[npt.NDArray[Any]])
+
+from numpy.exceptions import AxisError  # a ValueError (and IndexError), as NumPy raises
 
 _FLOAT32: np.dtype[np.floating[Any]] = np.dtype(np.float32)
 _FLOAT64: np.dtype[np.floating[Any]] = np.dtype(np.float64)
@@ -39,20 +41,46 @@ def _as_float_array(x: npt.ArrayLike, name: str) -> FloatArray:
             and x.flags.c_contiguous:
         return x
     arr = _view_as_ndarray(x, name)
-    dtype = arr.dtype
+    target = _computed_dtype(arr.dtype, name)
+    return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
+def _as_dtype_array(x: npt.ArrayLike, name: str, dtype: np.dtype[Any]) -> FloatArray:
+    """``x`` as a C-contiguous array of ``dtype`` (checked by :func:`_check_float_dtype`).
+
+    The input dtypes accepted are those of :func:`_as_float_array`; the cast
+    is one conversion, straight from the input's dtype.
+    """
+    arr = _view_as_ndarray(x, name)
+    _computed_dtype(arr.dtype, name)
+    return np.asarray(arr, dtype=dtype, order="C")
+
+
+def _computed_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
+    """The dtype an input of ``dtype`` is computed in; TypeError for one that is not real."""
     if not dtype.isnative:  # e.g. '>f4' on a little-endian CPU: converted with the dtype, once
         dtype = dtype.newbyteorder("=")
     if dtype == _FLOAT32 or dtype == _FLOAT64:
-        target = dtype
-    elif dtype == np.float16:
-        target = _FLOAT32
-    elif dtype.kind in "iub":
-        target = _FLOAT64
-    else:
-        raise TypeError(
-            f"{name} must hold real numbers (float32/float64, or float16, ints and bools, "
-            f"which are converted); got dtype {dtype}")
-    return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
+        return dtype
+    if dtype == np.float16:
+        return _FLOAT32
+    if dtype.kind in "iub":
+        return _FLOAT64
+    raise TypeError(
+        f"{name} must hold real numbers (float32/float64, or float16, ints and bools, "
+        f"which are converted); got dtype {dtype}")
+
+
+def _check_float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
+    """``dtype`` as float32 or float64 (native byte order); TypeError naming it otherwise."""
+    try:
+        resolved = np.dtype(dtype)
+    except (TypeError, ValueError):  # not a dtype at all
+        resolved = np.dtype(object)
+    if dtype is not None and resolved in (_FLOAT32, _FLOAT64):  # (np.dtype(None) is float64)
+        return _FLOAT32 if resolved == _FLOAT32 else _FLOAT64
+    raise TypeError(f"{name} must name float32 or float64 (in the machine's byte order), "
+                    f"got {dtype!r}")
 
 
 def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
@@ -97,32 +125,121 @@ def _resolve_lazy_bits(x: Any) -> Any:
     return x
 
 
-@overload
-def _normalize_axis(axis: int, ndim: int, name: str = ...) -> int: ...
-@overload
-def _normalize_axis(axis: int | None, ndim: int, name: str = ...) -> int | None: ...
-def _normalize_axis(axis: int | None, ndim: int, name: str = "axis") -> int | None:
-    """``axis`` as a non-negative int, or None for the whole array."""
+def _normalize_axis(axis: int | None, ndim: int, name: str = "axis",
+                    expected: str = "an int or None") -> int | None:
+    """``axis`` as a non-negative int, or None for the whole array.
+
+    A 0-d array accepts ``0`` and ``-1`` as NumPy's reductions do: its one
+    slice is itself, so they mean None.  ``expected`` names what a TypeError
+    says the argument may be.
+    """
     if type(axis) is int and -ndim <= axis < ndim:
         return axis % ndim
     if axis is None:
         return None
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{name} must be an int or None, got {axis!r}")
+        raise TypeError(f"{name} must be {expected}, got {axis!r}")
     axis = int(axis)
+    if ndim == 0 and axis in (0, -1):
+        return None
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{name}={shown(axis)} is out of range for an array of {ndim} "
-                         f"dimension(s)")
+        raise AxisError(f"{name}={shown(axis)} is out of range for an array of {ndim} "
+                        f"dimension(s)")
     return axis + ndim if axis < 0 else axis
 
 
-def _reduction_view(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
-    """(outer, n, inner) of ``shape`` reduced over ``axis`` (None: everything)."""
+_AXES = "an int, a tuple of ints or None"  # what the softmax family's axis may be
+
+
+def _normalize_axes(axis: Axes, ndim: int) -> int | tuple[int, ...] | None:
+    """The softmax family's ``axis``: an int, None, or a tuple of ints, as NumPy reads it.
+
+    Returns the canonical form every later step reads: a non-negative int
+    (one axis), None (all axes, also for a tuple naming every axis), or a
+    sorted tuple of two or more distinct axes, or ``()`` (no axis: every
+    element is a slice of its own).  Out-of-range axes raise
+    ``numpy.exceptions.AxisError`` (a ValueError), repeated ones ValueError,
+    anything but ints TypeError, as NumPy's reductions do; so a 0-d array
+    takes the int ``0``/``-1`` but not ``(0,)``.
+    """
+    if type(axis) is int and -ndim <= axis < ndim:  # the common call, kept cheapest
+        return axis % ndim
+    if not isinstance(axis, tuple):
+        return _normalize_axis(axis, ndim, expected=_AXES)
+    shown_axis = f"({', '.join(map(shown, axis))}{',' if len(axis) == 1 else ''})"
+    if any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axis):
+        raise TypeError(f"axis must be {_AXES}, got {shown_axis}")
+    axes = []
+    for a in axis:
+        if not -ndim <= a < ndim:
+            raise AxisError(f"axis={shown(int(a))} in {shown_axis} is out of range for an "
+                            f"array of {ndim} dimension(s)")
+        axes.append(int(a) % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis {shown_axis} names an axis more than once")
+    if len(axes) == ndim:
+        return None
+    return axes[0] if len(axes) == 1 else tuple(sorted(axes))
+
+
+def _scattered(axis: int | tuple[int, ...] | None) -> bool:
+    """True for a normalized tuple of axes that are not adjacent (the kernels need a copy)."""
+    return isinstance(axis, tuple) and len(axis) > 1 and axis[-1] - axis[0] != len(axis) - 1
+
+
+def _reduction_view(shape: tuple[int, ...], axis: int | tuple[int, ...] | None
+                    ) -> tuple[int, int, int]:
+    """(outer, n, inner) of ``shape`` reduced over a normalized ``axis`` (None: everything).
+
+    Adjacent axes are one axis of their product's length, ``()`` makes every
+    element a slice of one; scattered axes must have been gathered first
+    (:func:`_gather_axes`).
+    """
     if axis is None:
         return 1, math.prod(shape), 1
     if axis == len(shape) - 1:
         return (shape[0] if len(shape) == 2 else math.prod(shape[:-1])), shape[-1], 1
-    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    if type(axis) is int:  # (type() is: isinstance costs a tiny call 20 ns more)
+        return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    assert isinstance(axis, tuple) and not _scattered(axis), "gather scattered axes first"
+    if not axis:
+        return math.prod(shape), 1, 1
+    first, last = axis[0], axis[-1] + 1
+    return math.prod(shape[:first]), math.prod(shape[first:last]), math.prod(shape[last:])
+
+
+def _reduced_shape(shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool
+                   ) -> tuple[int, ...]:
+    """``shape`` without a normalized tuple's axes (of length 1 with ``keepdims``), as NumPy."""
+    if keepdims:
+        return tuple(1 if i in axis else side for i, side in enumerate(shape))
+    return tuple(side for i, side in enumerate(shape) if i not in axis)
+
+
+def _gather_axes(x: FloatArray, mask: npt.NDArray[np.bool_] | None, axis: tuple[int, ...]
+                 ) -> tuple[FloatArray, npt.NDArray[np.bool_] | None, tuple[int, ...]]:
+    """``x`` and its mask with the scattered reduced ``axis`` moved last, as C-contiguous copies.
+
+    Returns ``(x, mask, trailing_axes)``.  The other axes keep their order, so
+    a reduction's result needs no copy back; an elementwise result is put
+    back with :func:`_scatter_back`.  ``mask`` is the one
+    :func:`_prepare_where` gave for ``x``'s shape (a trailing block, or the
+    full shape).
+    """
+    ndim = x.ndim
+    trailing = tuple(range(ndim - len(axis), ndim))
+    moved = np.ascontiguousarray(np.moveaxis(x, axis, trailing))
+    if mask is not None:
+        padded = mask.reshape((1,) * (ndim - mask.ndim) + mask.shape)
+        mask = _prepare_where(np.moveaxis(padded, axis, trailing), moved.shape, trailing)
+    return moved, mask, trailing
+
+
+def _scatter_back(result: FloatArray, axis: tuple[int, ...], out: FloatArray) -> FloatArray:
+    """``out`` holding ``result`` (computed on :func:`_gather_axes`'s layout) in ``x``'s layout."""
+    trailing = tuple(range(result.ndim - len(axis), result.ndim))
+    out[...] = np.moveaxis(result, trailing, axis)
+    return out
 
 
 def _as_python_float(value: float, name: str) -> float:
@@ -198,7 +315,7 @@ def _prepare_out(out: FloatArray | None, shape: tuple[int, ...], dtype: np.dtype
 
 
 def _prepare_where(where: npt.ArrayLike | None, shape: tuple[int, ...],
-                   axis: int | None) -> npt.NDArray[np.bool_] | None:
+                   axis: int | tuple[int, ...] | None) -> npt.NDArray[np.bool_] | None:
     """A ``where=`` mask as the kernels read it: None, or a C-contiguous bool array.
 
     The kernels index the mask with x's flat index modulo the mask's size, so
@@ -222,7 +339,11 @@ def _prepare_where(where: npt.ArrayLike | None, shape: tuple[int, ...],
                          f"{tuple(shape)}")
     ndim = len(shape)
     padded = (1,) * (ndim - mask.ndim) + mask.shape
-    last_start = 0 if axis is None else axis
+    # The first reduced axis; with axis=() every element is a slice, any block will do.
+    if isinstance(axis, tuple):
+        last_start = axis[0] if axis else ndim
+    else:
+        last_start = 0 if axis is None else axis
     for start in range(last_start, -1, -1):  # the smallest trailing block that holds the mask
         if all(d == 1 for d in padded[:start]) and padded[start:] == tuple(shape[start:]):
             return np.ascontiguousarray(mask.reshape(shape[start:]))

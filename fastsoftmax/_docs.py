@@ -59,3 +59,21 @@ def fill_doc(**pieces: str) -> Callable[[_Function], _Function]:
             raise ValueError(f"{function.__name__}'s docstring has no place for {sorted(unused)}")
         return function
     return decorate
+
+
+def axes(copy: str) -> str:
+    """The Notes paragraph on tuples of axes and 0-d input.
+
+    ``copy`` completes "Axes apart in memory, such as ``(0, 2)``, are": what
+    such axes cost the function (under 70 characters a line).
+    """
+    return ("``axis`` follows NumPy's reductions.  A tuple of axes makes each slice\n"
+            "the sub-array those axes span (SciPy's ``axis=(1, 2)``, PyTorch's\n"
+            "``dim=(1, 2)``); ``()`` makes every element a slice of its own.\n"
+            "Adjacent axes, such as ``(1, 2)``, are read in place as one axis of\n"
+            "their product's length, with no copy.  Axes apart in memory, such as\n"
+            f"``(0, 2)``, are {copy}.\n"
+            "A 0-d array is one slice, itself, for ``axis=0``, ``-1``, ``None``\n"
+            "and ``()``; a tuple naming an axis the array lacks, such as ``(0,)``\n"
+            "for a 0-d array, raises ``numpy.exceptions.AxisError`` (a ValueError),\n"
+            "as in NumPy.")

@@ -3,8 +3,9 @@
 ``fastsoftmax.logsumexp`` (in ``_softmax``) runs the C kernels when ``b`` is
 None.  With weights, terms may be negative or zero, which the kernels do not
 handle, so :func:`weighted` computes ``log|sum(b * exp(x))|`` and its sign with
-NumPy in float64 (float32 input too), one row per slice.  The arguments are
-checked by ``_checks`` before anything is computed or written.
+NumPy in float64 (float32 input too), one row per slice: the reduced axes
+(one, several, or none) are moved last and flattened into the row.  The
+arguments are checked by ``_checks`` before anything is computed or written.
 
 Accuracy: the dominant term ``b_k exp(x_k)`` (largest ``x + log|b|``) is kept
 out of the sum, as SciPy does since gh-18295, and the result is
@@ -23,12 +24,13 @@ import numpy.typing as npt
 from ._checks import (
     _as_float_array,
     _check_out,
-    _normalize_axis,
+    _normalize_axes,
     _prepare_b,
     _prepare_where,
+    _reduced_shape,
 )
 from ._threads import resolve_threads
-from ._typing import FloatArray, FloatScalarOrArray
+from ._typing import Axes, FloatArray, FloatScalarOrArray
 
 __all__ = ["weighted", "with_sign"]
 
@@ -37,25 +39,30 @@ _SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
 _BLOCK = 1 << 15  # elements per block of rows: the float64 temporaries of one fit in cache
 
 
-def weighted(x: npt.ArrayLike, axis: int | None, b: npt.ArrayLike, return_sign: bool,
+def weighted(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike, return_sign: bool,
              keepdims: bool, where: npt.ArrayLike | None, out: FloatArray | None,
              n_threads: int | None
              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
-    """``logsumexp(x, axis, b=b, ...)``: every argument checked, then computed with NumPy."""
+    """``logsumexp(x, axis, b=b, ...)``: every argument checked, then computed with NumPy.
+
+    ``axis`` is read as without ``b`` (one axis, a tuple, ``()``, None; 0-d
+    input), on the shape ``x`` and ``b`` broadcast to.
+    """
     x = _as_float_array(x, "x")
     weights, shape, dtype = _prepare_b(b, x)
-    axis = _normalize_axis(axis, len(shape))
-    mask = _prepare_where(where, shape, axis)
-    result_shape = _reduced_shape(shape, axis, keepdims)
+    normalized = _normalize_axes(axis, len(shape))
+    mask = _prepare_where(where, shape, normalized)
+    reduced = _reduced_axes(normalized, len(shape))
+    result_shape = _reduced_shape(shape, reduced, keepdims)
     resolve_threads(n_threads, math.prod(shape))  # checked as for the kernels; NumPy uses one
     if out is not None:
         out = _check_out(out, result_shape, dtype)
-    n = math.prod(shape) if axis is None else shape[axis]
+    n = math.prod(shape[i] for i in reduced)
     if n == 0 or not math.prod(result_shape):  # an empty sum is 0: -inf, sign 0
         value, sign = np.full(result_shape, -np.inf), np.zeros(result_shape)
     else:
-        value, sign = _by_blocks(_rows(x, shape, axis), _rows(weights, shape, axis),
-                                 None if mask is None else _rows(mask, shape, axis))
+        value, sign = _by_blocks(_rows(x, shape, reduced, n), _rows(weights, shape, reduced, n),
+                                 None if mask is None else _rows(mask, shape, reduced, n))
         value, sign = value.reshape(result_shape), sign.reshape(result_shape)
     if not return_sign:
         value[sign < 0] = np.nan  # the log of a negative sum, as in SciPy
@@ -84,26 +91,27 @@ def _finish(result: FloatArray, out: FloatArray | None) -> FloatScalarOrArray:
     return result[()] if result.ndim == 0 else result
 
 
-def _reduced_shape(shape: tuple[int, ...], axis: int | None, keepdims: bool) -> tuple[int, ...]:
-    """The shape of a reduction of ``shape`` over ``axis`` (None: every axis)."""
+def _reduced_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    """The axes a normalized ``axis`` (:func:`_normalize_axes`) reduces, in order."""
     if axis is None:
-        return (1,) * len(shape) if keepdims else ()
-    return shape[:axis] + ((1,) if keepdims else ()) + shape[axis + 1:]
+        return tuple(range(ndim))
+    return (axis,) if isinstance(axis, int) else axis
 
 
-def _rows(a: npt.NDArray[Any], shape: tuple[int, ...], axis: int | None) -> npt.NDArray[Any]:
-    """``a`` broadcast to ``shape``, as a 2-d array with one row per slice, to be read only.
+def _rows(a: npt.NDArray[Any], shape: tuple[int, ...], reduced: tuple[int, ...], n: int
+          ) -> npt.NDArray[Any]:
+    """``a`` broadcast to ``shape``, as a 2-d array with one row of ``n`` per slice, to be read only.
 
-    The rows come in the C order of the result's elements.  A view where
-    NumPy can make one (``x`` itself for the last axis, a ``b`` broadcast over
-    leading axes), else a copy.
+    The ``reduced`` axes are moved last and flattened into the row (``()``:
+    rows of one element); the rows come in the C order of the result's
+    elements.  A view where NumPy can make one (``x`` itself for the last
+    axes, a ``b`` broadcast over leading axes), else a copy.
     """
     full = np.broadcast_to(a, shape)
-    if axis is None:
-        return full.reshape(1, -1)
-    if axis != len(shape) - 1:
-        full = np.moveaxis(full, axis, -1)
-    return full.reshape(-1, shape[axis])
+    trailing = tuple(range(len(shape) - len(reduced), len(shape)))
+    if reduced != trailing:
+        full = np.moveaxis(full, reduced, trailing)
+    return full.reshape(-1, n)
 
 
 def _by_blocks(x: npt.NDArray[Any], w: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None

@@ -15,18 +15,24 @@ from . import _core, _logsumexp
 from ._checks import (
     _FLOAT32,
     _FLOAT64,
+    _as_dtype_array,
     _as_float_array,
+    _check_float_dtype,
     _check_out,
     _check_temperature,
-    _normalize_axis,
+    _gather_axes,
+    _normalize_axes,
     _prepare_out,
     _prepare_where,
+    _reduced_shape,
     _reduction_view,
+    _scatter_back,
+    _scattered,
     _unalias,
 )
-from ._docs import REFERENCES, accuracy, fill_doc
+from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._threads import resolve_threads
-from ._typing import FloatArray, FloatScalarOrArray
+from ._typing import Axes, FloatArray, FloatScalarOrArray
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
 
@@ -38,11 +44,14 @@ _SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {
     dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
 
 
-def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
+def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
                   where: npt.ArrayLike | None, out: FloatArray | None, n_threads: int | None,
-                  op: int) -> FloatArray:
-    x = _as_float_array(x, "x")
-    axis = _normalize_axis(axis, x.ndim)
+                  op: int, dtype: npt.DTypeLike | None = None) -> FloatArray:
+    if dtype is None:
+        x = _as_float_array(x, "x")
+    else:
+        x = _as_dtype_array(x, "x", _check_float_dtype(dtype))
+    axis = _normalize_axes(axis, x.ndim)
     # The defaults skip their checks: a tiny call is mostly this function's overhead.
     scale = 1.0 if temperature is _DEFAULT_TEMPERATURE else _check_temperature(temperature)
     mask = None if where is None else _prepare_where(where, x.shape, axis)
@@ -50,6 +59,11 @@ def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
     out, x = _prepare_out(out, x.shape, x.dtype, x)
     if mask is not None:
         mask = _unalias(out, mask)
+    if type(axis) is tuple and _scattered(axis):
+        # Axes apart in memory: computed on a copy with them last, then put back.
+        gathered, mask, trailing = _gather_axes(x, mask, axis)
+        result = _softmax_like(gathered, trailing, temperature, mask, None, n_threads, op)
+        return _scatter_back(result, axis, out)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
         return out
@@ -71,11 +85,17 @@ def _softmax_like(x: npt.ArrayLike, axis: int | None, temperature: float,
     return out
 
 
+# What axes apart in memory cost softmax and log_softmax (Notes).
+_COPIED_BACK = ("computed on a copy of ``x`` with them moved last, and the\n"
+                "result is copied back into ``x``'s layout")
+
+
 @fill_doc(accuracy=accuracy("a relative ``u |x - max| / T``, from rounding ``(x - max) / T``"),
-          references=REFERENCES)
-def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
+          axes=axes(_COPIED_BACK), references=REFERENCES)
+def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
             temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
-            out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
+            out: FloatArray | None = None, n_threads: int | None = None,
+            dtype: npt.DTypeLike | None = None) -> FloatArray:
     """Softmax along an axis: ``exp(x/T - max) / sum(exp(x/T - max))``.
 
     Parameters
@@ -85,9 +105,11 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
         are; float16 is computed and returned as float32; integers, bools and
         lists become float64.  Complex, object and string input raise
         TypeError.  Non-contiguous input is copied once.
-    axis : int or None, default -1
-        The axis to normalize over.  ``None`` treats the whole array as one
-        slice, as ``scipy.special.softmax`` does by default.
+    axis : int, tuple of ints or None, default -1
+        The axis to normalize over, or a tuple of axes normalized over
+        together (each slice spans them all; see Notes).  ``None`` treats
+        the whole array as one slice, as ``scipy.special.softmax`` does by
+        default.
     temperature : float, default 1.0
         Divides the logits: ``softmax(x / temperature)``.  Finite and > 0.
     where : array_like of bool, optional
@@ -103,27 +125,38 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
         ``k > 0``: exactly ``k``.  Negative: counts back from the maximum
         (``-1`` all, ``-2`` all but one).  0 is an error.  Results are
         bitwise identical for every thread count.
+    dtype : dtype, optional
+        float32 or float64 (anything ``numpy.dtype`` reads as one of them):
+        ``x`` is cast to it before computing, and the result has it, as
+        PyTorch's ``dtype=`` (``dtype=np.float64`` computes float32 logits
+        in double).  ``out`` must then have this dtype.  Default: the dtype
+        ``x`` is computed in (above).
 
     Returns
     -------
     ndarray
-        Same shape as ``x``; each slice along ``axis`` sums to 1.
+        Same shape as ``x`` (0-d for 0-d ``x``); each slice along ``axis``
+        sums to 1.
 
     Raises
     ------
     TypeError
-        For a non-real dtype, a non-int ``axis`` or ``n_threads``, an ``out``
-        that is not an ndarray or has the wrong dtype.
+        For a non-real dtype of ``x``, an ``axis`` that is not an int, a tuple
+        of ints or None, a non-int ``n_threads``, a ``dtype`` other than
+        float32/float64 (float16, ints, complex...), an ``out`` that is not
+        an ndarray or has the wrong dtype.
     ValueError
-        For an axis out of range, a temperature that is not finite and
-        positive, an ``out`` of the wrong shape, non-contiguous or read-only,
-        or ``n_threads=0``.
+        For an axis out of range (``numpy.exceptions.AxisError``) or named
+        twice, a temperature that is not finite and positive, an ``out`` of
+        the wrong shape, non-contiguous or read-only, or ``n_threads=0``.
 
     Notes
     -----
     A slice holding a NaN or a +inf becomes all NaN; an all ``-inf`` slice
     becomes NaN (as SciPy and PyTorch).  Shifting by the max makes the result
     exactly invariant to a shared offset, however large.
+
+    %(axes)s
 
     %(accuracy)s
 
@@ -140,23 +173,32 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     >>> import fastsoftmax
     >>> fastsoftmax.softmax(np.array([1.0, 2.0, 3.0])).round(4)
     array([0.09  , 0.2447, 0.6652])
+    >>> fastsoftmax.softmax(np.ones((2, 2, 2)), axis=(1, 2))[0]   # each 2x2 block sums to 1
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    >>> fastsoftmax.softmax(np.float32([1, 2]), dtype=np.float64).dtype
+    dtype('float64')
+    >>> fastsoftmax.softmax(np.float32(3.0), axis=0)   # 0-d: one slice, itself
+    array(1., dtype=float32)
     """
-    return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX)
+    return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX, dtype)
 
 
 @fill_doc(accuracy=accuracy("``3u (|z| + max|z|)``, from rounding ``z = (x - max) / T``"),
-          references=REFERENCES)
-def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
+          axes=axes(_COPIED_BACK), references=REFERENCES)
+def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
                 temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
-                out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
+                out: FloatArray | None = None, n_threads: int | None = None,
+                dtype: npt.DTypeLike | None = None) -> FloatArray:
     """Log of the softmax along an axis: ``x/T - logsumexp(x/T)``, computed stably.
 
     Parameters
     ----------
     x : array_like
         Input logits of any shape (dtypes as in :func:`softmax`).
-    axis : int or None, default -1
-        The axis to normalize over; ``None`` for the whole array.
+    axis : int, tuple of ints or None, default -1
+        The axis (or tuple of axes) to normalize over, as in :func:`softmax`;
+        ``None`` for the whole array.
     temperature : float, default 1.0
         Divides the logits.  Finite and > 0.
     where : array_like of bool, optional
@@ -167,6 +209,9 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
         may be ``x`` itself.
     n_threads : int, optional
         As in :func:`softmax`.
+    dtype : dtype, optional
+        float32 or float64: ``x`` is cast to it before computing and the
+        result has it, as in :func:`softmax` (PyTorch's ``dtype=``).
 
     Returns
     -------
@@ -185,6 +230,8 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     is accumulated in double lanes.  NaN and infinities behave as in
     :func:`softmax`.
 
+    %(axes)s
+
     %(accuracy)s
 
     References
@@ -197,29 +244,34 @@ def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *,
     >>> import fastsoftmax
     >>> fastsoftmax.log_softmax(np.array([1.0, 2.0, 3.0])).round(4)
     array([-2.4076, -1.4076, -0.4076])
+    >>> fastsoftmax.log_softmax(np.zeros((2, 1, 2)), axis=(0, 2)).ravel()   # a copy: axes apart
+    array([-1.38629436, -1.38629436, -1.38629436, -1.38629436])
+    >>> fastsoftmax.log_softmax(np.float32([0, 0]), dtype="float64")
+    array([-0.69314718, -0.69314718])
     """
-    return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX)
+    return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX, dtype)
 
 
 @overload
-def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: Literal[False] = ..., keepdims: bool = ...,
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
               n_threads: int | None = ...) -> FloatScalarOrArray: ...
 @overload
-def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: Literal[True], keepdims: bool = ...,
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
               n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @overload
-def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: bool, keepdims: bool = ...,
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
               n_threads: int | None = ...
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @fill_doc(accuracy=accuracy("``2u max|x|``, from rounding ``x`` and the result"),
+          axes=axes("reduced on a copy of ``x`` with them moved last"),
           references=REFERENCES)
-def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | None = None,
+def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = None,
               return_sign: bool = False, keepdims: bool = False,
               where: npt.ArrayLike | None = None, out: FloatArray | None = None,
               n_threads: int | None = None
@@ -230,14 +282,17 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     ----------
     x : array_like
         Input of any shape (dtypes as in :func:`softmax`).
-    axis : int or None, default -1
-        The axis to reduce; ``None`` reduces the whole array.
+    axis : int, tuple of ints or None, default -1
+        The axis to reduce, or a tuple of axes reduced together (see Notes);
+        ``None`` reduces the whole array, ``()`` nothing (the result is
+        ``x``, as ``scipy.special.logsumexp``).
     b : array_like, optional
         Weights: each ``exp(x)`` is multiplied by its ``b`` (bools, ints or
         floats; negative and zero allowed), as in ``scipy.special.logsumexp``.
         ``x`` and ``b`` broadcast against each other (NumPy's rules), and
-        ``axis``, ``where`` and the result refer to their broadcast shape.  A
-        term with ``b == 0`` is left out, even where ``x`` is NaN or inf.  The
+        ``axis`` (any of the above: a tuple, ``()``, 0-d input), ``where``
+        and the result refer to their broadcast shape.  A term with
+        ``b == 0`` is left out, even where ``x`` is NaN or inf.  The
         result dtype is NumPy's promotion of ``x``'s and ``b``'s (a float64
         ``b`` makes a float32 ``x``'s result float64; a Python scalar keeps
         ``x``'s dtype).  With ``b``, the computation runs in NumPy in float64
@@ -246,7 +301,7 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
         Also return the sign of the sum: the result is then ``log|sum|``.
         Without it, a negative sum gives NaN, as in SciPy.
     keepdims : bool, default False
-        Keep the reduced axis with length 1.
+        Keep the reduced axes with length 1.
     where : array_like of bool, optional
         Mask broadcastable to ``x``; only True entries are summed.  A fully
         masked slice gives ``-inf``.
@@ -260,8 +315,8 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     Returns
     -------
     res : ndarray or scalar
-        ``x``'s shape without ``axis`` (or with it of length 1 when
-        ``keepdims``).  A 0-d result is returned as a NumPy scalar unless
+        ``x``'s shape without the reduced axes (or with them of length 1
+        when ``keepdims``).  A 0-d result is returned as a NumPy scalar unless
         ``out`` is given.
     sign : ndarray or scalar
         Only with ``return_sign=True``: the sign of the sum, of ``res``'s
@@ -282,6 +337,8 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     the shift by the max makes every exponential at most 1, so nothing
     overflows.  A NaN in the slice gives NaN; a +inf gives +inf; an all
     ``-inf`` or empty slice gives ``-inf``.
+
+    %(axes)s
 
     %(accuracy)s
 
@@ -311,6 +368,10 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     >>> import fastsoftmax
     >>> float(fastsoftmax.logsumexp(np.array([1000.0, 1000.0])).round(6))
     1000.693147
+    >>> fastsoftmax.logsumexp(np.zeros((2, 3, 4)), axis=(0, 2)).round(6)   # log(8)
+    array([2.079442, 2.079442, 2.079442])
+    >>> float(fastsoftmax.logsumexp(np.float64(2.0), axis=0))   # 0-d
+    2.0
     >>> float(fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([-1.0, 1.0])))  # e^2 - e
     1.5413248546129181
     >>> fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([1.0, -1.0]), return_sign=True)
@@ -319,15 +380,18 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     if b is not None:
         return _logsumexp.weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
     x = _as_float_array(x, "x")
-    axis = _normalize_axis(axis, x.ndim)
+    axis = _normalize_axes(axis, x.ndim)
     mask = _prepare_where(where, x.shape, axis)
     shape: tuple[int, ...]
     if axis is None:
         shape = (1,) * x.ndim if keepdims else ()
-    elif keepdims:
-        shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
+    elif type(axis) is int:
+        shape = x.shape[:axis] + ((1,) if keepdims else ()) + x.shape[axis + 1:]
     else:
-        shape = x.shape[:axis] + x.shape[axis + 1:]
+        assert isinstance(axis, tuple)
+        shape = _reduced_shape(x.shape, axis, keepdims)
+        if _scattered(axis):  # the kept axes keep their order: no copy back
+            x, mask, axis = _gather_axes(x, mask, axis)
     threads = resolve_threads(n_threads, x.size)
     given_out = out is not None
     # Not in place: out is smaller than x, so a kernel writing it is not
@@ -347,7 +411,7 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
 
 # ---------------------------------------------------------------- backward helpers
 
-def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: int | None,
+def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
               out: FloatArray | None, n_threads: int | None, log: bool) -> FloatArray:
     grad_output = _as_float_array(grad_output, "grad_output")
     output = _as_float_array(output, "output")
@@ -357,7 +421,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: int | Non
     dtype = np.result_type(grad_output.dtype, output.dtype)
     grad_output = grad_output.astype(dtype, copy=False)
     output = output.astype(dtype, copy=False)
-    axis = _normalize_axis(axis, output.ndim)
+    axis = _normalize_axes(axis, output.ndim)
     threads = resolve_threads(n_threads, output.size)
     if out is None:
         out = np.empty(output.shape, dtype)
@@ -365,14 +429,25 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: int | Non
         out = _check_out(out, output.shape, dtype)
         grad_output = _unalias(out, grad_output, in_place=True)
         output = _unalias(out, output, in_place=True)
-    if output.size:
-        outer, n, inner = _reduction_view(output.shape, axis)
-        _core.backward(grad_output, output, out, outer, n, inner, log, threads)
+    if not output.size:
+        return out
+    if type(axis) is tuple and _scattered(axis):
+        # Axes apart in memory: computed on copies with them last, then put back.
+        grad_output, _, trailing = _gather_axes(grad_output, None, axis)
+        output, _, _ = _gather_axes(output, None, axis)
+        result = np.empty(output.shape, dtype)
+        outer, n, inner = _reduction_view(output.shape, trailing)
+        _core.backward(grad_output, output, result, outer, n, inner, log, threads)
+        return _scatter_back(result, axis, out)
+    outer, n, inner = _reduction_view(output.shape, axis)
+    _core.backward(grad_output, output, out, outer, n, inner, log, threads)
     return out
 
 
+@fill_doc(axes=axes("computed on copies of both inputs with them moved last,\n"
+                    "and the result is copied back into their layout"))
 def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
-                     axis: int | None = -1, *, out: FloatArray | None = None,
+                     axis: Axes = -1, *, out: FloatArray | None = None,
                      n_threads: int | None = None) -> FloatArray:
     """Gradient of a loss through ``softmax``: ``output * (grad_output - sum(grad_output * output))``.
 
@@ -382,8 +457,8 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         d(loss)/d(softmax output), the same shape as ``output``.
     output : array_like
         The softmax output ``y = softmax(x, axis)``.
-    axis : int or None, default -1
-        The axis softmax normalized over.
+    axis : int, tuple of ints or None, default -1
+        The axis (or axes) softmax normalized over.
     out : ndarray, optional
         C-contiguous, writeable array for the result; may be either input.
     n_threads : int, optional
@@ -406,6 +481,8 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     elementwise result.  Passing ``out=grad_output`` reuses the incoming gradient's memory, as an
     in-place autograd step would.
 
+    %(axes)s
+
     Examples
     --------
     >>> import numpy as np
@@ -417,8 +494,10 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     return _backward(grad_output, output, axis, out, n_threads, False)
 
 
+@fill_doc(axes=axes("computed on copies of both inputs with them moved last,\n"
+                    "and the result is copied back into their layout"))
 def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
-                         axis: int | None = -1, *, out: FloatArray | None = None,
+                         axis: Axes = -1, *, out: FloatArray | None = None,
                          n_threads: int | None = None) -> FloatArray:
     """Gradient of a loss through ``log_softmax``: ``grad_output - exp(output) * sum(grad_output)``.
 
@@ -428,8 +507,8 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         d(loss)/d(log_softmax output), the same shape as ``output``.
     output : array_like
         The log_softmax output ``y = log_softmax(x, axis)``.
-    axis : int or None, default -1
-        The axis log_softmax normalized over.
+    axis : int, tuple of ints or None, default -1
+        The axis (or axes) log_softmax normalized over.
     out : ndarray, optional
         C-contiguous, writeable array for the result; may be either input.
     n_threads : int, optional
@@ -453,6 +532,8 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     forward pass.  ``output`` may hold any
     finite values, not only log-probabilities: ``exp`` saturates to ``inf``
     rather than wrapping.
+
+    %(axes)s
 
     Examples
     --------

@@ -11,6 +11,8 @@ import numpy.typing as npt
 
 # A float32/float64 ndarray: what every function returns or writes into ``out``.
 FloatArray = npt.NDArray[np.floating[Any]]
+# The softmax family's axis: one axis, several (NumPy's tuple), or None for all.
+Axes = Union[int, Tuple[int, ...], None]
 # logsumexp's result and cross_entropy's loss: NumPy scalars when 0-d.
 FloatScalarOrArray = Union[np.floating[Any], FloatArray]
 Reduction = Literal["mean", "sum", "none"]

@@ -7,6 +7,11 @@ Python lists).  Nothing here is fast; everything here is meant to be easy to
 read and to check by eye.  The test suite compares the compiled kernels against
 these functions, and users can do the same to check a result.
 
+``axis`` is read as NumPy's reductions read it: an int, a tuple of ints (the
+slices span those axes together; ``()`` makes every element a slice of its
+own), or None (the whole array).  A 0-d array is one slice, itself, for
+``axis=0``, ``-1``, ``None`` and ``()``.
+
 The numerics contract (the README's Numerics section) is defined by this module:
 
 ==========================  ===================  ===================  ===========
@@ -26,12 +31,14 @@ emitted for any of these cases.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
+from numpy.exceptions import AxisError
 
-from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
+from ._typing import REDUCTIONS, Axes, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = [
     "softmax",
@@ -62,12 +69,25 @@ def _upcast(*arrays: Any) -> tuple[list[npt.NDArray[np.float64]], np.dtype[Any]]
     return [a.astype(np.float64) for a in arrays], _result_dtype(*arrays)
 
 
+def _cast(x: npt.ArrayLike, dtype: npt.DTypeLike | None) -> npt.ArrayLike:
+    """``x`` cast to ``dtype`` (float32 or float64) when one is given, as ``dtype=`` asks."""
+    if dtype is None:
+        return x
+    try:
+        resolved = np.dtype(dtype)
+    except (TypeError, ValueError):
+        resolved = np.dtype(object)
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must name float32 or float64, got {dtype!r}")
+    return np.asarray(x).astype(resolved)
+
+
 def _mask(where: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | Literal[True]:
     """``where=None`` means every entry takes part; ``True`` broadcasts like that."""
     return True if where is None else np.asarray(where, dtype=bool)
 
 
-def _slice_max(x: npt.NDArray[np.float64], axis: int | None,
+def _slice_max(x: npt.NDArray[np.float64], axis: Axes,
                mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """Max over the unmasked entries of each slice (NaN if any is NaN), keepdims.
 
@@ -78,7 +98,7 @@ def _slice_max(x: npt.NDArray[np.float64], axis: int | None,
                   initial=-np.inf)
 
 
-def _scaled_logits(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
+def _scaled_logits(x: npt.NDArray[np.float64], axis: Axes, temperature: float,
                    mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """``(x - slice max) / temperature``: <= 0 on unmasked entries, so exp never overflows.
 
@@ -89,7 +109,39 @@ def _scaled_logits(x: npt.NDArray[np.float64], axis: int | None, temperature: fl
     return (x - _slice_max(x, axis, mask)) / temperature
 
 
-def _log_sum_exp_scaled(z: npt.NDArray[np.float64], axis: int | None,
+def _reduced_axes(axis: Axes, ndim: int) -> tuple[int, ...]:
+    """The axes ``axis`` reduces, sorted, as NumPy's reductions read it.
+
+    None: every axis; a 0-d array's ``0`` and ``-1``: none (it is one slice,
+    itself).  An axis out of range raises ``AxisError``, a repeated one
+    ValueError.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, tuple):
+        if ndim == 0 and axis in (0, -1):
+            return ()
+        axis = (axis,)
+    for a in axis:
+        if not -ndim <= a < ndim:
+            raise AxisError(f"axis {a} is out of bounds for an array of dimension {ndim}")
+    axes = sorted({a % ndim for a in axis})
+    if len(axes) != len(axis):
+        raise ValueError(f"repeated axis in {axis!r}")
+    return tuple(axes)
+
+
+def _slices_last(a: npt.NDArray[Any], axes: tuple[int, ...]) -> npt.NDArray[Any]:
+    """``a`` with the reduced ``axes`` moved last and flattened into one, of the slice's length.
+
+    A slice's entries come in C order; the other axes keep theirs.
+    """
+    kept = tuple(side for i, side in enumerate(a.shape) if i not in axes)
+    moved = np.moveaxis(a, axes, tuple(range(a.ndim - len(axes), a.ndim)))
+    return moved.reshape(kept + (math.prod(a.shape[i] for i in axes),))
+
+
+def _log_sum_exp_scaled(z: npt.NDArray[np.float64], axis: Axes,
                         mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     """``log(sum(exp(z)))`` over slices (keepdims) of scaled logits ``z <= 0``.
 
@@ -97,52 +149,62 @@ def _log_sum_exp_scaled(z: npt.NDArray[np.float64], axis: int | None,
     left out and the others summed into ``log1p`` (SciPy gh-18295), so a slice
     that one entry dominates keeps its relative precision (``log(1 + s)``
     would round ``s < 1e-16`` away).  A slice without a finite max (NaN, inf)
-    keeps every term.
+    keeps every term.  The slices are flattened (:func:`_slices_last`) to find
+    each one's first max.
     """
-    at_max = (z == 0) & mask
-    seen = (np.cumsum(at_max.reshape(-1)).reshape(z.shape) if axis is None
-            else np.cumsum(at_max, axis=axis))
-    first = at_max & (seen == 1)
-    rest = np.sum(np.where(first, 0.0, np.exp(z)), axis=axis, keepdims=True, where=mask)
-    dropped = np.any(first, axis=axis, keepdims=True)
-    return np.where(dropped, np.log1p(rest), np.log(rest))
+    axes = _reduced_axes(axis, z.ndim)
+    z_rows = _slices_last(z, axes)
+    keep = _slices_last(np.broadcast_to(mask, z.shape), axes)
+    at_max = (z_rows == 0) & keep
+    first = at_max & (np.cumsum(at_max, axis=-1) == 1)
+    rest = np.sum(np.where(first | ~keep, 0.0, np.exp(z_rows)), axis=-1)
+    dropped = np.any(first, axis=-1)
+    return np.expand_dims(np.where(dropped, np.log1p(rest), np.log(rest)), axes)
 
 
-def _log_softmax_float64(x: npt.NDArray[np.float64], axis: int | None, temperature: float,
+def _log_softmax_float64(x: npt.NDArray[np.float64], axis: Axes, temperature: float,
                          mask: npt.NDArray[np.bool_] | Literal[True]) -> npt.NDArray[np.float64]:
     z = _scaled_logits(x, axis, temperature, mask)
     return np.where(mask, z - _log_sum_exp_scaled(z, axis, mask), -np.inf)
 
 
 @_silently
-def softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0,
-            where: npt.ArrayLike | None = None) -> FloatArray:
+def softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
+            where: npt.ArrayLike | None = None, dtype: npt.DTypeLike | None = None
+            ) -> FloatArray:
     """Softmax ``exp(x / T) / sum(exp(x / T))`` over slices along `axis`.
 
     Parameters
     ----------
     x : array_like
         Logits.
-    axis : int or None, optional
-        Axis along which to normalise (negative counts from the end).  ``None``
-        treats the whole array as one slice, as ``scipy.special.softmax`` does.
+    axis : int, tuple of ints or None, optional
+        Axis along which to normalise (negative counts from the end); a tuple
+        normalises over those axes together.  ``None`` treats the whole array
+        as one slice, as ``scipy.special.softmax`` does.
     temperature : float, optional
         ``T > 0``; the logits are divided by it.
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored and get 0;
         a fully masked slice is all 0.
+    dtype : float32 or float64, optional
+        `x` is cast to it first, and the result has it.
 
     Returns
     -------
     ndarray
-        Same shape as `x`, float32 for float16/float32 input, else float64.
+        Same shape as `x`: `dtype` if given, else float32 for float16/float32
+        input, else float64.
 
     Examples
     --------
     >>> softmax([0.0, np.log(3.0)])
     array([0.25, 0.75])
+    >>> softmax(np.ones((2, 2, 2)), axis=(1, 2), dtype=np.float32)[0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]], dtype=float32)
     """
-    (x,), dtype = _upcast(x)
+    (x,), dtype = _upcast(_cast(x, dtype))
     mask = _mask(where)
     unnormalised = np.where(mask, np.exp(_scaled_logits(x, axis, temperature, mask)), 0.0)
     total = np.sum(unnormalised, axis=axis, keepdims=True)
@@ -151,33 +213,39 @@ def softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0
 
 
 @_silently
-def log_softmax(x: npt.ArrayLike, axis: int | None = -1, *, temperature: float = 1.0,
-                where: npt.ArrayLike | None = None) -> FloatArray:
+def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
+                where: npt.ArrayLike | None = None, dtype: npt.DTypeLike | None = None
+                ) -> FloatArray:
     """Log of the softmax, ``x / T - logsumexp(x / T)``, over slices along `axis`.
 
     Parameters
     ----------
     x : array_like
         Logits.
-    axis : int or None, optional
-        Axis along which to normalise; ``None`` means the whole array.
+    axis : int, tuple of ints or None, optional
+        Axis or axes along which to normalise; ``None`` means the whole array.
     temperature : float, optional
         ``T > 0``; the logits are divided by it.
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored and get
         ``-inf``; a fully masked slice is all ``-inf``.
+    dtype : float32 or float64, optional
+        `x` is cast to it first, and the result has it.
 
     Returns
     -------
     ndarray
-        Same shape as `x`, float32 for float16/float32 input, else float64.
+        Same shape as `x`: `dtype` if given, else float32 for float16/float32
+        input, else float64.
 
     Examples
     --------
     >>> log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
+    >>> log_softmax(np.float32(5.0), axis=0, dtype=np.float64)  # 0-d: one slice, itself
+    array(0.)
     """
-    (x,), dtype = _upcast(x)
+    (x,), dtype = _upcast(_cast(x, dtype))
     return _log_softmax_float64(x, axis, temperature, _mask(where)).astype(dtype)
 
 
@@ -211,7 +279,7 @@ def _log_abs_weighted_sum(x: npt.NDArray[np.float64], w: npt.NDArray[np.float64]
     return shift[..., 0] + log_abs, np.sign(total)
 
 
-def _weighted_logsumexp(x: npt.ArrayLike, axis: int | None, b: npt.ArrayLike | None,
+def _weighted_logsumexp(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike | None,
                         keepdims: bool, where: npt.ArrayLike | None
                         ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
                                    np.dtype[Any]]:
@@ -222,37 +290,31 @@ def _weighted_logsumexp(x: npt.ArrayLike, axis: int | None, b: npt.ArrayLike | N
     w = np.asarray(1.0 if b is None else b, dtype=np.float64)
     x64, w = np.broadcast_arrays(x64, w)
     w = np.where(_mask(where), w, 0.0)
-    ndim = x64.ndim
-    if axis is None:
-        x64, w = x64.reshape(-1), w.reshape(-1)
-    else:
-        x64, w = np.moveaxis(x64, axis, -1), np.moveaxis(w, axis, -1)
+    axes = _reduced_axes(axis, x64.ndim)
+    x64, w = _slices_last(x64, axes), _slices_last(w, axes)
     if x64.shape[-1] == 0:  # an empty sum is 0
         log_abs, sign = np.full(x64.shape[:-1], -np.inf), np.zeros(x64.shape[:-1])
     else:
         log_abs, sign = _log_abs_weighted_sum(x64, w)
     if keepdims:
-        if axis is None:
-            log_abs, sign = log_abs.reshape((1,) * ndim), sign.reshape((1,) * ndim)
-        else:
-            log_abs, sign = np.expand_dims(log_abs, axis), np.expand_dims(sign, axis)
+        log_abs, sign = np.expand_dims(log_abs, axes), np.expand_dims(sign, axes)
     return log_abs, sign, dtype
 
 
 @overload
-def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: Literal[False] = ..., keepdims: bool = ...,
               where: npt.ArrayLike | None = ...) -> FloatScalarOrArray: ...
 @overload
-def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: Literal[True], keepdims: bool = ..., where: npt.ArrayLike | None = ...
               ) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @overload
-def logsumexp(x: npt.ArrayLike, axis: int | None = ..., *, b: npt.ArrayLike | None = ...,
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: bool, keepdims: bool = ..., where: npt.ArrayLike | None = ...
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @_silently
-def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | None = None,
+def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = None,
               return_sign: bool = False, keepdims: bool = False,
               where: npt.ArrayLike | None = None
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
@@ -262,8 +324,9 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     ----------
     x : array_like
         Input values.
-    axis : int or None, optional
-        Axis to reduce; ``None`` reduces the whole array.
+    axis : int, tuple of ints or None, optional
+        Axis or axes to reduce; ``None`` reduces the whole array, ``()``
+        nothing (the result is `x`).
     b : array_like, optional
         Weights of the exponentials, broadcast against `x` (as in
         ``scipy.special.logsumexp``); may be negative or 0.  A term with
@@ -275,7 +338,7 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
         Return ``(log|sum|, sign)``: sign 1, -1, 0 for a zero sum (result
         ``-inf``), NaN for NaN.  Without it, a negative sum gives NaN.
     keepdims : bool, optional
-        Keep the reduced axis (all axes for ``axis=None``) with length 1.
+        Keep the reduced axes (all axes for ``axis=None``) with length 1.
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored, even if
         NaN or inf.  Empty and fully masked slices give ``-inf``.
@@ -290,6 +353,8 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
     --------
     >>> logsumexp([[0.0, 0.0], [1.0, -np.inf]])
     array([0.69314718, 1.        ])
+    >>> logsumexp(np.zeros((2, 3, 4)), axis=(0, 2)).round(6)
+    array([2.079442, 2.079442, 2.079442])
     >>> logsumexp([0.0, 0.0, 0.0], b=[2.0, -1.0, 0.0], return_sign=True)
     (np.float64(0.0), np.float64(1.0))
     """
@@ -312,7 +377,7 @@ def logsumexp(x: npt.ArrayLike, axis: int | None = -1, *, b: npt.ArrayLike | Non
 
 @_silently
 def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
-                     axis: int | None = -1) -> FloatArray:
+                     axis: Axes = -1) -> FloatArray:
     """Vector-Jacobian product of softmax: ``y * (g - sum(g * y))``.
 
     Parameters
@@ -321,8 +386,8 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         ``g``, the gradient of a scalar loss with respect to the softmax output.
     output : array_like
         ``y``, the softmax output (same shape as `grad_output`).
-    axis : int or None, optional
-        The axis the softmax normalised over.
+    axis : int, tuple of ints or None, optional
+        The axis (or axes) the softmax normalised over.
 
     Returns
     -------
@@ -341,7 +406,7 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
 
 @_silently
 def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
-                         axis: int | None = -1) -> FloatArray:
+                         axis: Axes = -1) -> FloatArray:
     """Vector-Jacobian product of log_softmax: ``g - exp(y) * sum(g)``.
 
     Parameters
@@ -350,8 +415,8 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         ``g``, the gradient of a scalar loss with respect to the log_softmax output.
     output : array_like
         ``y``, the log_softmax output (same shape as `grad_output`).
-    axis : int or None, optional
-        The axis the log_softmax normalised over.
+    axis : int, tuple of ints or None, optional
+        The axis (or axes) the log_softmax normalised over.
 
     Returns
     -------
@@ -608,4 +673,3 @@ def cross_entropy(
     grad = (total_target * probs - effective_target) * grad_scale
     grad = np.where(ignored[..., np.newaxis], 0.0, grad)
     return loss, np.moveaxis(grad, -1, axis).astype(dtype)
-

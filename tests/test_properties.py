@@ -3,7 +3,8 @@
 Each example draws an instruction set, a dtype (float16/32/64, signed and
 unsigned ints, bool), a 0-d to 4-d shape (zero-size dimensions included), a
 memory layout (contiguous, or a view with slice steps, negative steps and
-transposed axes), an axis (``None`` and negative ones included), a temperature,
+transposed axes), an axis (``None``, negative ones, and tuples of axes: adjacent,
+apart, empty; 0 and -1 for 0-d arrays), a temperature,
 and values from subnormal to +-1e30 (the dtype's max for float16) with NaN and
 +-inf sprinkled in.  Then for every function (``OPS``: add cross_entropy & co.
 there when they land) it checks:
@@ -193,20 +194,31 @@ def _problems(draw, nonfinite):
         with np.errstate(all="ignore"):
             base = (base.astype(np.float64) + offset).astype(dtype)
     x = draw(_views(base))
-    axis = draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1))) if x.ndim else None
+    axis = draw(_axes(x.ndim))
     temperature = draw(TEMPERATURES)
     return x, axis, temperature
+
+
+def _axes(ndim):
+    """None, one axis, or a tuple of distinct axes (any order, negative too, maybe empty)."""
+    if not ndim:
+        return st.sampled_from([None, 0, -1, ()])
+    one = st.integers(-ndim, ndim - 1)
+    several = st.lists(one, max_size=ndim, unique_by=lambda a: a % ndim).map(tuple)
+    return st.one_of(st.none(), one, several)
 
 
 # ---------------------------------------------------------------- the checks
 
 def _slices(a, axis):
-    """A 2-D (slices, n) copy of `a` with the reduced axis last."""
+    """A 2-D (slices, n) copy of `a` with the reduced axis (or axes, together) last."""
     a = np.asarray(a)
-    if axis is None:
+    if axis is None or a.ndim == 0:  # a 0-d array is one slice for any axis it takes
         return a.reshape(1, a.size)
-    moved = np.moveaxis(a, axis, -1)
-    return moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
+    axes = (axis,) if isinstance(axis, int) else axis
+    kept = a.ndim - len(axes)
+    moved = np.moveaxis(a, axes, range(kept, a.ndim))
+    return moved.reshape(math.prod(moved.shape[:kept]), math.prod(moved.shape[kept:]))
 
 
 def _same_nonfinite(got, expected, what):
@@ -346,18 +358,19 @@ def test_long_rows_split_across_threads(op, problem, isa):
 @_settings(30)
 @given(data=st.data())
 def test_zero_size_and_0d_inputs(data):
-    """Arrays with a zero-length side, on every axis, and 0-d arrays (axis=None only)."""
+    """Arrays with a zero-length side, on every axis, and 0-d arrays (axis None, 0, -1, ())."""
     dtype = data.draw(st.sampled_from(DTYPES))
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=3))
     zero = data.draw(st.integers(0, len(shape) - 1))
     x = np.zeros(tuple(0 if i == zero else s for i, s in enumerate(shape)), dtype)
     scalar = np.asarray(data.draw(_elements(dtype, True)), dtype=dtype)
     for op in OPS:
-        for axis in [None] + list(range(-x.ndim, x.ndim)):
+        for axis in [None, ()] + list(range(-x.ndim, x.ndim)) + [(0, -1)] * (x.ndim > 1):
             check_everything(op, x, axis, 1.0)
-        check_everything(op, scalar, None, 1.0)
+        for axis in (None, 0, -1, ()):  # a 0-d array is one slice, itself, as in NumPy
+            check_everything(op, scalar, axis, 1.0)
         with pytest.raises(ValueError):
-            op.call(fs, scalar, -1, 1.0)
+            op.call(fs, scalar, 1, 1.0)
 
 
 # ---------------------------------------------------------------- found by hypothesis

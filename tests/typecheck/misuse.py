@@ -15,7 +15,10 @@ from fastsoftmax import reference
 
 
 def misuse(x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> None:
-    fastsoftmax.softmax(x, axis="last")  # E: axis is an int or None
+    fastsoftmax.softmax(x, axis="last")  # E: axis is an int, a tuple of ints or None
+    fastsoftmax.softmax(x, axis=[0, 1])  # E: several axes are a tuple, as in NumPy
+    fastsoftmax.logsumexp(x, axis=(0, 1.0))  # E: a tuple of ints
+    fastsoftmax.softmax(x, -1, np.float64)  # E: dtype is keyword-only
     fastsoftmax.softmax(x, -1, 2.0)  # E: temperature is keyword-only
     fastsoftmax.softmax(x, temperature="hot")  # E: temperature is a float
     fastsoftmax.log_softmax(x, n_threads=1.5)  # E: n_threads is an int or None
@@ -27,7 +30,7 @@ def misuse(x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> None:
     fastsoftmax.logsumexp(x, b=x, return_sign=1)  # E: return_sign is a bool
     ref_value, ref_sign = reference.logsumexp(x, b=x)  # E: no sign without return_sign
     fastsoftmax.softmax_backward(x)  # E: output is required
-    fastsoftmax.log_softmax_backward(x, x, axis=1.0)  # E: axis is an int or None
+    fastsoftmax.log_softmax_backward(x, x, axis=1.0)  # E: axis is an int, a tuple or None
 
     loss, grad = fastsoftmax.cross_entropy(x, labels)  # E: no grad without return_grad=True
     fastsoftmax.cross_entropy(x, labels, return_grad=True).shape  # E: a tuple, not the loss

@@ -62,6 +62,18 @@ def main() -> None:
     fastsoftmax.softmax([1.0, 2.0, 3.0])
     fastsoftmax.softmax(x, where=np.arange(10) < 5)
     logp = fastsoftmax.log_softmax(x, 1, temperature=1.5, n_threads=-1)
+    # several axes at once, 0-d input, dtype=
+    maps = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    per_map: FloatArray = fastsoftmax.softmax(maps, axis=(2, 3))
+    assert per_map.shape == maps.shape
+    fastsoftmax.log_softmax(maps, (0, 2), where=np.ones((4, 4), bool))
+    assert fastsoftmax.softmax(np.float32(2.0), axis=0).shape == ()
+    p64: FloatArray = fastsoftmax.softmax(x, dtype=np.float64)
+    fastsoftmax.log_softmax(x, dtype="float32", out=np.empty_like(x))
+    assert p64.dtype == np.float64
+    axes: tuple[int, ...] = (0, 1)
+    fastsoftmax.softmax_backward(maps, per_map, axes)
+    reference.softmax(maps, axis=(1, 3), dtype=np.float32)
     np.testing.assert_allclose(p, reference.softmax(x), rtol=1e-5)
 
     # attention, with a broadcast causal mask
@@ -76,6 +88,9 @@ def main() -> None:
     lse_any: np.floating[Any] | FloatArray = fastsoftmax.logsumexp(x)
     total: float = float(fastsoftmax.logsumexp(x, axis=None))
     assert np.isfinite(total) and lse_any.shape == (4,)
+    lse_maps = fastsoftmax.logsumexp(maps, axis=(0, 2), keepdims=True)
+    assert lse_maps.shape == (1, 3, 1, 4)
+    assert float(fastsoftmax.logsumexp(np.float64(2.0), axis=0)) == 2.0
     lse_out = np.empty(10, np.float32)
     fastsoftmax.logsumexp(x, 0, where=x > -1.0, out=lse_out)
     # logsumexp with weights (SciPy's b=) and the sum's sign
