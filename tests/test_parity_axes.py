@@ -484,7 +484,9 @@ def test_dtype_float64_matches_torch(spelling):
     np.testing.assert_allclose(p, SOFTMAX_F64_PEER, rtol=1e-15)
     logp = fs.log_softmax(X32, dtype=spelling)
     assert logp.dtype == np.float64
-    np.testing.assert_allclose(logp, LOG_SOFTMAX_F64_PEER, rtol=1e-15)
+    # The contract's bound: torch's -0.07193748718125688 is 1.2e-15 from the exact
+    # -0.0719374871812568 (mpmath), which the log1p of the dominant term gives.
+    np.testing.assert_allclose(logp, LOG_SOFTMAX_F64_PEER, rtol=1e-13)
     np.testing.assert_array_equal(X32, before)  # cast into a new array, not in place
     # Computing in float32 and widening after would be off by ~1e-7: the cast comes first.
     assert not np.allclose(fs.softmax(X32).astype(np.float64), SOFTMAX_F64_PEER, rtol=1e-12)
