@@ -1,11 +1,11 @@
-"""logsumexp's ``b=`` (weights) and ``return_sign=``: SciPy's semantics, computed with NumPy.
+"""logsumexp: the C kernels, and SciPy's ``b=`` (weights) and ``return_sign=`` computed with NumPy.
 
-``fastsoftmax.logsumexp`` (in ``_softmax``) runs the C kernels when ``b`` is
-None.  With weights, terms may be negative or zero, which the kernels do not
-handle, so :func:`weighted` computes ``log|sum(b * exp(x))|`` and its sign with
-NumPy in float64 (float32 input too), one row per slice: the reduced axes
-(one, several, or none) are moved last and flattened into the row.  The
-arguments are checked by ``_checks`` before anything is computed or written.
+:func:`logsumexp` runs the C kernels when ``b`` is None.  With weights, terms
+may be negative or zero, which the kernels do not handle, so :func:`_weighted`
+computes ``log|sum(b * exp(x))|`` and its sign with NumPy in float64 (float32
+input too), one row per slice: the reduced axes (one, several, or none) are
+moved last and flattened into the row.  The arguments are checked by
+``_checks`` before anything is computed or written.
 
 Accuracy: the dominant term ``b_k exp(x_k)`` (largest ``x + log|b|``) is kept
 out of the sum, as SciPy does since gh-18295, and the result is
@@ -16,33 +16,198 @@ close to the dominant term keeps its relative precision (``log(1 + 1e-18)`` is
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _core
 from ._checks import (
     _as_float_array,
     _check_out,
+    _gather_axes,
     _normalize_axes,
     _prepare_b,
+    _prepare_out,
     _prepare_where,
     _reduced_shape,
+    _reduction_view,
+    _scattered,
+    _unalias,
 )
+from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._threads import resolve_threads
 from ._typing import Axes, FloatArray, FloatScalarOrArray
 
-__all__ = ["weighted", "with_sign"]
+__all__ = ["logsumexp"]
 
+_OP_LOGSUMEXP = _core.OP_LOGSUMEXP  # the kernels' operation number (as _softmax's _OP_*)
 _F64 = npt.NDArray[np.float64]
 _SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
 _BLOCK = 1 << 15  # elements per block of rows: the float64 temporaries of one fit in cache
 
 
-def weighted(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike, return_sign: bool,
-             keepdims: bool, where: npt.ArrayLike | None, out: FloatArray | None,
-             n_threads: int | None
-             ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
+@overload
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: Literal[False] = ..., keepdims: bool = ...,
+              where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
+              n_threads: int | None = ...) -> FloatScalarOrArray: ...
+@overload
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: Literal[True], keepdims: bool = ...,
+              where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
+              n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
+@overload
+def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
+              return_sign: bool, keepdims: bool = ...,
+              where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
+              n_threads: int | None = ...
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
+@fill_doc(accuracy=accuracy("``2u max|x|``, from rounding ``x`` and the result"),
+          axes=axes("reduced on a copy of ``x`` with them moved last"),
+          references=REFERENCES)
+def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = None,
+              return_sign: bool = False, keepdims: bool = False,
+              where: npt.ArrayLike | None = None, out: FloatArray | None = None,
+              n_threads: int | None = None
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
+    """``log(sum(b * exp(x)))`` along an axis, without overflow or underflow.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of any shape (dtypes as in :func:`softmax`).
+    axis : int, tuple of ints or None, default -1
+        The axis to reduce, or a tuple of axes reduced together (see Notes);
+        ``None`` reduces the whole array, ``()`` nothing (the result is
+        ``x``, as ``scipy.special.logsumexp``).
+    b : array_like, optional
+        Weights: each ``exp(x)`` is multiplied by its ``b`` (bools, ints or
+        floats; negative and zero allowed), as in ``scipy.special.logsumexp``.
+        ``x`` and ``b`` broadcast against each other (NumPy's rules), and
+        ``axis`` (any of the above: a tuple, ``()``, 0-d input), ``where``
+        and the result refer to their broadcast shape.  A term with
+        ``b == 0`` is left out, even where ``x`` is NaN or inf.  The
+        result dtype is NumPy's promotion of ``x``'s and ``b``'s (a float64
+        ``b`` makes a float32 ``x``'s result float64; a Python scalar keeps
+        ``x``'s dtype).  With ``b``, the computation runs in NumPy in float64
+        and costs several temporaries the size of the broadcast shape.
+    return_sign : bool, default False
+        Also return the sign of the sum: the result is then ``log|sum|``.
+        Without it, a negative sum gives NaN, as in SciPy.
+    keepdims : bool, default False
+        Keep the reduced axes with length 1.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x``; only True entries are summed.  A fully
+        masked slice gives ``-inf``.
+    out : ndarray, optional
+        C-contiguous, writeable array of the result's shape and dtype.  With
+        ``return_sign``, it receives ``log|sum|``; the sign is a new array.
+    n_threads : int, optional
+        As in :func:`softmax` (checked the same way with ``b``, where NumPy
+        computes on one thread).
+
+    Returns
+    -------
+    res : ndarray or scalar
+        ``x``'s shape without the reduced axes (or with them of length 1
+        when ``keepdims``).  A 0-d result is returned as a NumPy scalar unless
+        ``out`` is given.
+    sign : ndarray or scalar
+        Only with ``return_sign=True``: the sign of the sum, of ``res``'s
+        shape and dtype (a NumPy scalar when 0-d): 1.0, -1.0, 0.0 where the
+        sum is 0 (``res`` is ``-inf``, also for an empty or fully masked
+        slice), NaN where ``res`` is NaN.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As in :func:`softmax`; a TypeError for a ``b`` that does not hold
+        real numbers, a ValueError for one that does not broadcast against
+        ``x``.
+
+    Notes
+    -----
+    ``max + log(sum(exp(x - max)))``, with the sum accumulated in double:
+    the shift by the max makes every exponential at most 1, so nothing
+    overflows.  A NaN in the slice gives NaN; a +inf gives +inf; an all
+    ``-inf`` or empty slice gives ``-inf``.
+
+    %(axes)s
+
+    %(accuracy)s
+
+    With ``b``, the dominant term ``b_k exp(x_k)`` (largest ``x + log|b|``)
+    is kept out of the sum, as SciPy does: the result is ``x_k + log|b_k| +
+    log1p(sum over i != k of (b_i / b_k) exp(x_i - x_k))``, so a result near
+    0 keeps its relative precision.  When the terms have one sign the bound
+    above holds, plus ``2u max|log|b||`` from rounding ``log|b|``; when terms
+    of both signs cancel, the error grows with the sum's condition number
+    ``sum|b exp(x)| / |sum b exp(x)|``, as for any algorithm in that
+    precision.  An infinite term decides alone (``+inf``, or NaN for
+    ``inf - inf``); a NaN kept term gives NaN.
+
+    Where SciPy 1.17 differs: its sign of an empty slice is -1 (here 0, as
+    for any zero sum); where its fallback overflows it gives NaN or inf and
+    fastsoftmax the value (``logsumexp([1000, 1000, 999], b=[1, -1, 1])`` is
+    999.0, SciPy gives NaN); and its ``b == 0`` does not hide a NaN or inf
+    when every other term is 0.
+
+    References
+    ----------
+    %(references)s
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax
+    >>> float(fastsoftmax.logsumexp(np.array([1000.0, 1000.0])).round(6))
+    1000.693147
+    >>> fastsoftmax.logsumexp(np.zeros((2, 3, 4)), axis=(0, 2)).round(6)   # log(8)
+    array([2.079442, 2.079442, 2.079442])
+    >>> float(fastsoftmax.logsumexp(np.float64(2.0), axis=0))   # 0-d
+    2.0
+    >>> float(fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([-1.0, 1.0])))  # e^2 - e
+    1.5413248546129181
+    >>> fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([1.0, -1.0]), return_sign=True)
+    (np.float64(1.5413248546129181), np.float64(-1.0))
+    """
+    if b is not None:
+        return _weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
+    x = _as_float_array(x, "x")
+    axis = _normalize_axes(axis, x.ndim)
+    mask = _prepare_where(where, x.shape, axis)
+    shape: tuple[int, ...]
+    if axis is None:
+        shape = (1,) * x.ndim if keepdims else ()
+    elif type(axis) is int:
+        shape = x.shape[:axis] + ((1,) if keepdims else ()) + x.shape[axis + 1:]
+    else:
+        assert isinstance(axis, tuple)
+        shape = _reduced_shape(x.shape, axis, keepdims)
+        if _scattered(axis):  # the kept axes keep their order: no copy back
+            x, mask, axis = _gather_axes(x, mask, axis)
+    threads = resolve_threads(n_threads, x.size)
+    given_out = out is not None
+    # Not in place: out is smaller than x, so a kernel writing it is not
+    # written to read x at the same offsets.
+    out, x = _prepare_out(out, shape, x.dtype, x, in_place=False)
+    if mask is not None:
+        mask = _unalias(out, mask)
+    outer, n, inner = _reduction_view(x.shape, axis)
+    if out.size:
+        _core.softmax_family(x, out, mask, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
+    if return_sign:
+        return _with_sign(out, given_out)
+    if out.ndim == 0 and not given_out:
+        return out[()]
+    return out
+
+
+def _weighted(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike, return_sign: bool,
+              keepdims: bool, where: npt.ArrayLike | None, out: FloatArray | None,
+              n_threads: int | None
+              ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
     """``logsumexp(x, axis, b=b, ...)``: every argument checked, then computed with NumPy.
 
     ``axis`` is read as without ``b`` (one axis, a tuple, ``()``, None; 0-d
@@ -71,8 +236,8 @@ def weighted(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike, return_sign: bool,
     return (result, _finish(sign.astype(dtype, copy=False), None)) if return_sign else result
 
 
-def with_sign(result: FloatArray, given_out: bool
-              ) -> tuple[FloatScalarOrArray, FloatScalarOrArray]:
+def _with_sign(result: FloatArray, given_out: bool
+               ) -> tuple[FloatScalarOrArray, FloatScalarOrArray]:
     """``(result, sign)`` for an unweighted logsumexp's ``result``.
 
     The sum of exponentials is positive (sign 1) unless it is empty or every

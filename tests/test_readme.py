@@ -22,7 +22,8 @@ def test_readme_examples_run():
         exec(compile(block, str(README), "exec"), namespace)
 
 
-@pytest.mark.parametrize("module_name", ["fastsoftmax._softmax", "fastsoftmax._cross_entropy",
+@pytest.mark.parametrize("module_name", ["fastsoftmax._softmax", "fastsoftmax._logsumexp",
+                                         "fastsoftmax._cross_entropy",
                                          "fastsoftmax._threads", "fastsoftmax._config",
                                          "fastsoftmax.reference"])
 def test_docstring_examples(module_name):
