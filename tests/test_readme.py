@@ -25,7 +25,8 @@ def test_readme_examples_run():
 @pytest.mark.parametrize("module_name", ["fastsoftmax._softmax", "fastsoftmax._logsumexp",
                                          "fastsoftmax._cross_entropy",
                                          "fastsoftmax._threads", "fastsoftmax._config",
-                                         "fastsoftmax.reference"])
+                                         "fastsoftmax.reference",
+                                         "fastsoftmax._reference_cross_entropy"])
 def test_docstring_examples(module_name):
     import doctest
     import importlib
