@@ -155,6 +155,92 @@ def test_broadcasting_x_and_b_against_each_other():
             np.testing.assert_allclose(value, expected, rtol=1e-12)
 
 
+# Several axes and 0-d input with b, as without b (and as SciPy reads them).  X (2, 3, 2)
+# and B (3, 2), broadcast over X's first axis; SciPy 1.17.1's
+# logsumexp(X, axis, b=B, return_sign=True): {axis: (log|sum|, sign)}.
+X_AXES = np.array([[[0.5, -1.0], [2.0, 0.0], [1.0, 3.0]],
+                   [[-2.0, 1.5], [0.25, -0.5], [4.0, 1.0]]])
+B_AXES = np.array([[1.0, -2.0], [0.5, 0.0], [-1.0, 3.0]])
+SCIPY_AXES = {
+    (0, 2): ([2.0687698599372997, 1.4670769698781418, 2.4064967549704104], [-1.0, 1.0, 1.0]),
+    (1, 2): ([4.129483549063914, 4.000571003985725], [1.0, -1.0]),
+    (0, 1): ([3.935658172287748, 4.072649572479668], [-1.0, 1.0]),
+    (0, 1, 2): (2.0170985661755783, 1.0),
+    (): ([[[0.5, -0.3068528194400547], [1.3068528194400546, -inf], [1.0, 4.09861228866811]],
+          [[-2.0, 2.1931471805599454], [-0.4431471805599453, -inf], [4.0, 2.09861228866811]]],
+         [[[1.0, -1.0], [1.0, 0.0], [-1.0, 1.0]], [[1.0, -1.0], [1.0, 0.0], [-1.0, 1.0]]]),
+}
+
+
+@pytest.mark.parametrize("axis", list(SCIPY_AXES))
+def test_several_axes_match_scipy(axis):
+    expected_value, expected_sign = SCIPY_AXES[axis]
+    for func in (fs.logsumexp, reference.logsumexp):
+        value, sign = func(X_AXES, axis, b=B_AXES, return_sign=True)
+        assert_same(value, expected_value, rtol=RTOL[np.dtype(np.float64)])
+        assert_same(sign, expected_sign, rtol=0)
+        plain = func(X_AXES, axis, b=B_AXES)  # a negative sum is NaN, as in SciPy
+        assert_same(plain, np.where(np.array(expected_sign) < 0, nan, expected_value),
+                    rtol=RTOL[np.dtype(np.float64)])
+        kept = func(X_AXES, axis, b=B_AXES, keepdims=True)
+        assert kept.shape == tuple(1 if i in axis else n for i, n in enumerate(X_AXES.shape))
+    # (0, 1, 2) is every axis: as None; a one-axis tuple is that axis.
+    np.testing.assert_array_equal(fs.logsumexp(X_AXES, None, b=B_AXES),
+                                  fs.logsumexp(X_AXES, (2, 0, 1), b=B_AXES))
+    np.testing.assert_array_equal(fs.logsumexp(X_AXES, (1,), b=B_AXES),
+                                  fs.logsumexp(X_AXES, -2, b=B_AXES))
+
+
+@pytest.mark.parametrize("axes", [(0, 2), (1, 2), (0, 1, 3), (0, 3), ()])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_several_axes_with_where_out_and_threads(axes, dtype):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 4).astype(dtype)
+    b = rng.standard_normal((5, 6)).astype(dtype)
+    b[1] = np.abs(b[1])
+    where = rng.random((4, 1, 6)) < 0.7
+    for keepdims in (False, True):
+        value, sign = fs.logsumexp(x, axes, b=b, where=where, keepdims=keepdims,
+                                   return_sign=True)
+        check_logsumexp(value, x, axes, keepdims, b=b, where=where, sign=sign)
+        out = np.full(np.shape(value), 12345, dtype)
+        assert fs.logsumexp(x, axes, b=b, where=where, keepdims=keepdims, out=out,
+                            n_threads=2) is out
+        np.testing.assert_array_equal(out, np.where(sign < 0, nan, value))
+
+
+# SciPy 1.17.1: logsumexp(np.float64(2.0), axis, b=-3.0, return_sign=True) is
+# (log 3 + 2, -1) for axis 0, -1 and None; b=0.0 gives (-inf, 0).  (Its axis=()
+# and keepdims=True give shape (1,); fastsoftmax keeps NumPy's 0-d, as without b.)
+@pytest.mark.parametrize("axis", [0, -1, None, ()])
+def test_0d_input_with_b(axis):
+    x = np.float64(2.0)
+    for func in (fs.logsumexp, reference.logsumexp):
+        value, sign = func(x, axis, b=-3.0, return_sign=True)
+        assert isinstance(value, np.float64) and isinstance(sign, np.float64)
+        assert (value, sign) == (3.09861228866811, -1.0)
+        assert np.isnan(func(x, axis, b=-3.0))
+        assert func(x, axis, b=3.0) == 3.09861228866811
+        assert func(x, axis, b=0.0, return_sign=True) == (-inf, 0.0)
+        assert func(x, axis, b=3.0, keepdims=True).shape == ()
+    assert fs.logsumexp(np.float32(2.0), axis, b=np.float32(3.0)).dtype == np.float32
+
+
+def test_bad_axes_with_b_raise_before_anything_is_written():
+    from numpy.exceptions import AxisError
+
+    x, out = np.zeros((2, 3)), np.full(2, 7.0)
+    for axis, error, message in [((0, 0), ValueError, "names an axis more than once"),
+                                 ((0, 2), AxisError, "out of range"),
+                                 ((0, 1.0), TypeError, "axis must be an int, a tuple"),
+                                 ("1", TypeError, "axis must be an int, a tuple")]:
+        with pytest.raises(error, match=message):
+            fs.logsumexp(x, axis, b=1.0, out=out, return_sign=True)
+        assert np.all(out == 7.0)
+    with pytest.raises(AxisError):  # a 0-d array has no axis 0 in a tuple, as in NumPy
+        fs.logsumexp(np.float64(1.0), (0,), b=2.0)
+
+
 def test_where_leaves_entries_out_as_b_zero_does():
     x = np.array([[1.0, nan, 3.0], [inf, 2.0, -inf], [5.0, 6.0, 7.0]])
     b = np.array([2.0, -1.0, 0.5])
@@ -319,3 +405,26 @@ def test_random_weights_match_scipy_live(dtype, axis):
     theirs = special.logsumexp(x.astype(np.float64), axis, b=signed.astype(np.float64),
                                return_sign=True)
     np.testing.assert_array_equal(ours[1], theirs[1])  # the signs of a mixed-sign sum
+
+
+@pytest.mark.parametrize("axis", [(0, 2), (1, 2), (0, 1, 2), ()])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_several_axes_and_0d_match_scipy_live(axis, dtype):
+    special = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((3, 4, 5)) * 3).astype(dtype)
+    b = (np.abs(rng.standard_normal((4, 1))) + 0.1).astype(dtype)  # one sign
+    for weights in (b, -b):
+        for keepdims in (False, True):
+            ours = fs.logsumexp(x, axis, b=weights, keepdims=keepdims, return_sign=True)
+            theirs = special.logsumexp(x, axis, b=weights, keepdims=keepdims, return_sign=True)
+            for mine, scipys in zip(ours, theirs):
+                assert np.shape(mine) == np.shape(scipys)
+                np.testing.assert_allclose(mine, scipys, rtol=10 * RTOL[np.dtype(dtype)])
+    # 0-d input (SciPy's axis=() gives it shape (1,), fastsoftmax NumPy's 0-d: not compared).
+    x0 = np.array(1.5, dtype)
+    for axis0 in (0, -1, None):
+        for weights in (-2.0, np.array([0.5, -1.0], dtype)):  # (a 1-d b makes x 1-d)
+            ours = fs.logsumexp(x0, axis0, b=weights, return_sign=True)
+            theirs = special.logsumexp(x0, axis0, b=weights, return_sign=True)
+            np.testing.assert_allclose(ours, theirs, rtol=RTOL[np.dtype(dtype)])
