@@ -16,6 +16,7 @@ import pytest
 
 import fastsoftmax as fs
 from conftest import CHUNK
+from fastsoftmax import reference
 
 RTOL = {np.float32: 1e-6, np.float64: 1e-13}
 # The gaps below the max (plus up to 3): float32 stops before exp(-gap) leaves the normal
@@ -129,6 +130,36 @@ def test_scipy_gh_18295_values():
                         (36.0, 2.319522830243569e-16), (40.0, 4.248354255291589e-18)]:
         assert fs.logsumexp(np.array([0.0, -d])) == pytest.approx(expected, rel=1e-15)
         assert fs.log_softmax(np.array([0.0, -d]))[0] == pytest.approx(-expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("axes", [(0, 2), (1, 2), None])
+def test_several_axes_and_0d_keep_the_relative_precision(isa, axes):
+    """Over a tuple of axes, the kernels and the reference leave one max's term out too.
+
+    Slice 0 holds two maxima (the second is summed), slice 1 one max and three
+    entries 40 below it: its logsumexp is log1p(3 e^-40), 1.3e-17, and its
+    max's log-probability minus that.
+    """
+    if axes is None:  # one slice of 8: one max, seven entries 40 below it
+        x = np.full((2, 2, 2), -40.0)
+        x[1, 0, 1] = 0.0
+        lse = np.array(math.log1p(7 * math.exp(-40.0)))
+    else:
+        rows = np.array([[0.0, -40.0, 0.0, -40.0], [-40.0, -40.0, 0.0, -40.0]])
+        lse = np.array([math.log(2.0) + math.log1p(math.exp(-40.0)),
+                        math.log1p(3 * math.exp(-40.0))])
+        x = rows.reshape(2, 2, 2)  # (1, 2): the rows are x[0] and x[1]
+        if axes == (0, 2):
+            x = np.moveaxis(x, 0, 1)  # the rows are x[:, 0, :] and x[:, 1, :]
+    kept = lse if axes is None else np.expand_dims(lse, axes)
+    for module in (fs, reference):
+        _assert_relative(module.logsumexp(x, axes), lse, np.float64,
+                         f"{module.__name__}.logsumexp over {axes}")
+        _assert_relative(module.log_softmax(x, axes), x - np.asarray(kept), np.float64,
+                         f"{module.__name__}.log_softmax over {axes}")
+        # A 0-d array is one slice, its own max: exactly x and 0.
+        assert module.logsumexp(np.float64(-40.0), 0) == -40.0
+        assert module.log_softmax(np.float64(-40.0), ()) == 0.0
 
 
 def test_non_finite_maxima_keep_their_answers(isa):
