@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import reference
+from ._typing import Axes
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 RTOL = {_F32: 1e-6, _F64: 1e-13}
@@ -36,7 +37,7 @@ SOFTMAX_ATOL = {_F32: 2e-38, _F64: 3e-308}
 LOSS_RTOL = {_F32: 2e-6, _F64: 1e-12}
 GRAD_TOL = {_F32: 2e-6, _F64: 1e-13}
 
-_Axis = Optional[int]
+_Axis = Axes  # the checks take every axis the functions take: tuples too
 _Mask = Optional[npt.ArrayLike]
 _Bound = Union[float, npt.NDArray[np.float64]]
 
