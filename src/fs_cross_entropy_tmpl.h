@@ -238,10 +238,9 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
     st->by_class = (target || eps > 0) &&
                    !FN(ce_sums_finite)(st->sums[0], target ? st->sums[1] : weight_sum);
     if (st->by_class) {
-        int drop;
-        const double sum = FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL, &drop);
+        double sum = FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL);
         st->class_loss = FN(ce_loss_by_class)(x, target, weight, n, 1, st->m,
-                                              fs_log_sum(sum, drop), eps);
+                                              FN(row_log_sum)(x, NULL, n, st->m, 1, &sum), eps);
     }
     st->gap_y = target ? 0 : (double)st->m - SLOAD(x + st->label);
 }
@@ -330,7 +329,7 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     const fs_index tail = lanes;
     VEC m[1];
     VACC total[1], gaps = VACC_ZERO(), masses = VACC_ZERO();
-    VBITS started[1], looking[1]; /* the max's term, left out of the sums (fs_reduce_tmpl.h) */
+    double log_sums[1][LANES], sums[1][LANES]; /* per lane (tile_log_sums) */
     FN(accumulator) gap_acc, mass_acc;
     /* The tile's labels, each read once (see the top of this file). */
     int64_t label[LANES] = {0};
@@ -339,8 +338,8 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
     FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
-    started[0] = looking[0] = FN(finite_lanes)(m[0]);
-    FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0, 1, looking);
+    FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0, 0, NULL);
+    FN(tile_log_sums)(x, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, log_sums, sums);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
     if (target || eps > 0) {
         for (fs_index k = 0; k < n; k++) {
@@ -364,9 +363,7 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     double label_term[LANES] = {0};
     int has_label_term[LANES] = {0};
     for (fs_index i = 0; i < lanes; i++) {
-        const int drop = FN(lane_drop)(started[0], looking[0], i);
-        const double log_sum = fs_log_sum(VACC_LANE(total[0], i), drop);
-        const double sum = fs_whole_sum(VACC_LANE(total[0], i), drop);
+        const double log_sum = log_sums[0][i], sum = sums[0][i];
         const REAL mi = LANE(m[0], i);
         const int64_t y = label[i];
         /* x is still intact here (the gradient is written below): see ce_sums_finite. */

@@ -93,15 +93,21 @@ static const uint8_t *fs_mask_at(const uint8_t *mask, fs_index period, fs_index 
 }
 #endif /* FS_LONG_ROWS_ONCE */
 
-/* softmax, log_softmax (op) or logsumexp (out then holds one value per row). */
+/*
+ * softmax, log_softmax (op) or logsumexp (out then holds one value per row).
+ * The log ops take each row's log(sum) as row_log_sum does: a row whose log
+ * may have rounded a result near zero away is summed again (a fourth pass,
+ * over its chunks only), the chunk that holds its first max leaving that
+ * term out.
+ */
 static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, STORAGE *out, fs_index rows, fs_index n,
                                  REAL scale, int op, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
-    /* Per chunk: its max, then its sum of exp, and its drop state; per row: the max, the sum. */
+    /* Per chunk: its max, then its sum of exp, its drop state; per row: max, sum, log(sum). */
     double *chunk = (double *)malloc((size_t)ch.total * sizeof(double));
-    double *row = (double *)malloc((size_t)rows * 2 * sizeof(double));
+    double *row = (double *)malloc((size_t)rows * 3 * sizeof(double));
     int *drop = (int *)malloc((size_t)ch.total * sizeof(int));
     if (!chunk || !row || !drop) {
         free(chunk);
@@ -109,54 +115,74 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
         free(drop);
         return -1;
     }
-    double *row_max = row, *row_sum = row + rows;
+    double *row_max = row, *row_sum = row + rows, *row_log_sum = row + 2 * rows;
+#define MASK_AT(at) fs_mask_at(mask, mask_period, mask_start, (at))
     FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++) {
-        const fs_index at = fs_chunk_at(ch, i);
-        chunk[i] = FN(row_max)(x + at, fs_mask_at(mask, mask_period, mask_start, at),
+    for (fs_index i = 0; i < ch.total; i++)
+        chunk[i] = FN(row_max)(x + fs_chunk_at(ch, i), MASK_AT(fs_chunk_at(ch, i)),
                                fs_chunk_len(ch, i));
-    }
-    /* The log ops leave out the max's first term (fs_reduce_tmpl.h), in its chunk. */
+    /* where the row's first max is, should its term have to be left out */
     for (fs_index r = 0; r < rows; r++) {
         const double *maxima = chunk + r * ch.per_row;
         row_max[r] = fs_max_in_order(maxima, ch.per_row);
         const fs_index first = fs_first_max_chunk(maxima, ch.per_row, row_max[r]);
         for (fs_index c = 0; c < ch.per_row; c++)
-            drop[r * ch.per_row + c] =
-                op != FS_OP_SOFTMAX && c == first; /* look for it there */
+            drop[r * ch.per_row + c] = c == first;
     }
 
     FS_PARALLEL_FOR
     for (fs_index i = 0; i < ch.total; i++) {
         const fs_index at = fs_chunk_at(ch, i);
-        chunk[i] = FN(chunk_sum_exp_dropping)(
-            x + at, fs_mask_at(mask, mask_period, mask_start, at),
-            op == FS_OP_SOFTMAX ? out + at : NULL, fs_chunk_len(ch, i),
-            (REAL)row_max[fs_chunk_row(ch, i)], scale, &drop[i]);
+        chunk[i] = FN(chunk_sum_exp)(x + at, MASK_AT(at), op == FS_OP_SOFTMAX ? out + at : NULL,
+                                     fs_chunk_len(ch, i), (REAL)row_max[fs_chunk_row(ch, i)],
+                                     scale);
     }
+    int redo = 0;
     for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
-        drop[r * ch.per_row] = fs_row_drop(drop + r * ch.per_row, ch.per_row);
+        if (op == FS_OP_SOFTMAX)
+            continue;
+        row_log_sum[r] = log(row_sum[r]);
+        const int again = isfinite(row_max[r]) &&
+                          fs_log_sum_may_round(row_log_sum[r], FN(sum_error_units)(n),
+                                               LOG_SUM_RTOL);
+        for (fs_index c = 0; c < ch.per_row; c++) /* -1: the row is not summed again */
+            drop[r * ch.per_row + c] = again ? drop[r * ch.per_row + c] : -1;
+        redo |= again;
+    }
+    if (redo) {
+        FS_PARALLEL_FOR
+        for (fs_index i = 0; i < ch.total; i++)
+            if (drop[i] >= 0) {
+                const fs_index at = fs_chunk_at(ch, i);
+                chunk[i] = FN(chunk_sum_exp_dropping)(x + at, MASK_AT(at), NULL,
+                                                      fs_chunk_len(ch, i),
+                                                      (REAL)row_max[fs_chunk_row(ch, i)], scale,
+                                                      &drop[i]);
+            }
+        for (fs_index r = 0; r < rows; r++)
+            if (drop[r * ch.per_row] >= 0 &&
+                fs_row_drop(drop + r * ch.per_row, ch.per_row) == FS_DROP_DONE)
+                row_log_sum[r] = log1p(fs_sum_in_order(chunk + r * ch.per_row, ch.per_row));
     }
 
     if (op == FS_OP_LOGSUMEXP) {
         for (fs_index r = 0; r < rows; r++)
-            SSTORE(out + r, FN(logsumexp_result)((REAL)row_max[r], row_sum[r],
-                                                 drop[r * ch.per_row], x + r * n,
-                                                 fs_mask_at(mask, mask_period, mask_start, r * n),
-                                                 n, 1));
+            SSTORE(out + r, FN(logsumexp_result)((REAL)row_max[r], row_log_sum[r], x + r * n,
+                                                 MASK_AT(r * n), n, 1));
     } else {
         FS_PARALLEL_FOR
         for (fs_index i = 0; i < ch.total; i++) {
             const fs_index at = fs_chunk_at(ch, i), r = fs_chunk_row(ch, i);
-            const uint8_t *m = fs_mask_at(mask, mask_period, mask_start, at);
             if (op == FS_OP_SOFTMAX)
-                FN(scale_span)(out + at, m, fs_chunk_len(ch, i), (REAL)(1.0 / row_sum[r]));
+                FN(scale_span)(out + at, MASK_AT(at), fs_chunk_len(ch, i),
+                               (REAL)(1.0 / row_sum[r]));
             else
-                FN(log_softmax_span)(x + at, m, out + at, fs_chunk_len(ch, i), (REAL)row_max[r],
-                                     scale, (REAL)fs_log_sum(row_sum[r], drop[r * ch.per_row]));
+                FN(log_softmax_span)(x + at, MASK_AT(at), out + at, fs_chunk_len(ch, i),
+                                     (REAL)row_max[r], scale, (REAL)row_log_sum[r]);
         }
     }
+#undef MASK_AT
     free(chunk);
     free(row);
     free(drop);

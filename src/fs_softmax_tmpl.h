@@ -78,22 +78,22 @@ static void FN(scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL f
 }
 
 /*
- * The one rule for a slice's logsumexp from its max and sum of exp(x - max),
- * that sum without the max's own term where `drop` says so (fs_reduce_tmpl.h).
+ * The one rule for a slice's logsumexp from its max and the log of its sum of
+ * exp(x - max) (row_log_sum, tile_log_sums).
  */
-static REAL FN(logsumexp_result)(REAL max, double sum, int drop, const STORAGE *x,
-                                 const uint8_t *mask, fs_index n, fs_index stride)
+static REAL FN(logsumexp_result)(REAL max, double log_sum, const STORAGE *x, const uint8_t *mask,
+                                 fs_index n, fs_index stride)
 {
     if (isinf(max)) /* all -inf (or empty, or masked) gives -inf, a +inf gives +inf, unless a NaN */
         return FN(slice_has_nan)(x, mask, n, stride) ? (REAL)NAN : max;
-    return (REAL)((double)max + fs_log_sum(sum, drop));
+    return (REAL)((double)max + log_sum);
 }
 
-/* The same from a sum of every term: the kernel table's chunk step for C harnesses. */
+/* The same from the sum: the kernel table's chunk step for C harnesses. */
 static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
                                  fs_index n, fs_index stride)
 {
-    return FN(logsumexp_result)(max, sum, FS_DROP_NONE, x, mask, n, stride);
+    return FN(logsumexp_result)(max, log(sum), x, mask, n, stride);
 }
 
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
@@ -103,11 +103,11 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
 {
     const REAL m = FN(row_max)(x, mask, n);
     if (log_output) {
-        int drop;
-        const double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead, &drop);
-        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)fs_log_sum(sum, drop));
+        double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
+        const double log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
+        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log_sum);
     } else {
-        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead, NULL);
+        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead);
         FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
     }
 }
@@ -125,36 +125,37 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STOR
 {
     VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
     VACC total[FS_TILE_VECTORS];
-    VBITS started[FS_TILE_VECTORS], looking[FS_TILE_VECTORS]; /* the max's term, log ops */
+    double log_sum[FS_TILE_VECTORS][LANES], sum[FS_TILE_VECTORS][LANES]; /* the log ops */
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
-    for (int u = 0; u < nv; u++)
-        started[u] = looking[u] = FN(finite_lanes)(m[u]);
     if (op == FS_OP_SOFTMAX && scale == 1)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked,
-                         0, looking);
+                         0, NULL);
     else if (op == FS_OP_SOFTMAX)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked,
-                         0, looking);
-    else if (op == FS_OP_LOG_SOFTMAX && scale != 1)
+                         0, NULL);
+    else if (op == FS_OP_LOG_SOFTMAX && scale != 1) {
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked,
-                         1, looking);
-    else
+                         0, NULL);
+        FN(tile_log_sums)(x, mask, n, stride, m, scale, total, nv, partial, tail, 1, masked,
+                          log_sum, sum);
+    } else {
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked,
-                         1, looking);
+                         0, NULL);
+        FN(tile_log_sums)(x, mask, n, stride, m, 1, total, nv, partial, tail, 0, masked, log_sum,
+                          sum);
+    }
 
     const int lanes_in_last = partial ? (int)tail : LANES;
     for (int u = 0; u < nv; u++) {
         const int lanes = u == nv - 1 ? lanes_in_last : LANES;
         for (int i = 0; i < lanes; i++) {
-            const double sum = VACC_LANE(total[u], i);
-            const int drop = FN(lane_drop)(started[u], looking[u], i);
             if (op == FS_OP_SOFTMAX)
-                LANE(result[u], i) = (REAL)(1.0 / sum);
+                LANE(result[u], i) = (REAL)(1.0 / VACC_LANE(total[u], i));
             else if (op == FS_OP_LOG_SOFTMAX)
-                LANE(result[u], i) = (REAL)fs_log_sum(sum, drop);
+                LANE(result[u], i) = (REAL)log_sum[u][i];
             else
                 LANE(result[u], i) = FN(logsumexp_result)(
-                    LANE(m[u], i), sum, drop, x + u * LANES + i,
+                    LANE(m[u], i), log_sum[u][i], x + u * LANES + i,
                     masked ? mask + u * LANES + i : NULL, n, stride);
         }
     }
@@ -352,10 +353,9 @@ static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index 
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
-            int drop;
-            const double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1,
-                                               o + 1 < outer ? xs + slab : NULL, &drop);
-            SSTORE(out + o, FN(logsumexp_result)(max, sum, drop, xs, m, n, 1));
+            double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1, o + 1 < outer ? xs + slab : NULL);
+            const double log_sum = FN(row_log_sum)(xs, m, n, max, 1, &sum);
+            SSTORE(out + o, FN(logsumexp_result)(max, log_sum, xs, m, n, 1));
         } else {
             FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, FS_OP_LOGSUMEXP);
         }

@@ -57,11 +57,15 @@ def test_logsumexp_and_log_softmax_near_zero(isa, dtype, n):
     for gap in GAPS[dtype]:
         x = _rows(dtype, n, gap, rng)
         expected = [_exact_lse(row) for row in x.astype(np.float64)]
+        one_thread = fs.logsumexp(x, n_threads=1), fs.log_softmax(x, n_threads=1)
         for threads in (1, 3):
-            _assert_relative(fs.logsumexp(x, n_threads=threads), expected, dtype,
-                             f"logsumexp gap={gap} threads={threads}")
-            top = fs.log_softmax(x, n_threads=threads)[np.arange(len(x)), np.argmax(x, axis=1)]
+            lse, logp = fs.logsumexp(x, n_threads=threads), fs.log_softmax(x, n_threads=threads)
+            _assert_relative(lse, expected, dtype, f"logsumexp gap={gap} threads={threads}")
+            top = logp[np.arange(len(x)), np.argmax(x, axis=1)]
             _assert_relative(top, -np.array(expected), dtype, f"log_softmax gap={gap}")
+            # a long row split across threads is summed again the same way: the same bits
+            np.testing.assert_array_equal(lse, one_thread[0])
+            np.testing.assert_array_equal(logp, one_thread[1])
             # the same slices down a leading axis (a panel: one slice per lane)
             if n <= 100:
                 _assert_relative(fs.logsumexp(np.ascontiguousarray(x.T), axis=0), expected,
@@ -114,11 +118,17 @@ def test_cross_entropy_of_the_dominant_class(isa, dtype, n):
     x = _rows(dtype, n, 30.0, rng)
     labels = np.argmax(x, axis=1)
     expected = [_exact_lse(row) for row in x.astype(np.float64)]
+    first = fs.cross_entropy(x, labels, reduction="none", return_grad=True, n_threads=1)
     for threads in (1, 3):
         # (the gradient's bound stays absolute: p - 1 at the label cancels in the working dtype)
-        loss = fs.cross_entropy(x, labels, reduction="none", return_grad=True,
-                                n_threads=threads)[0]
+        loss, grad = fs.cross_entropy(x, labels, reduction="none", return_grad=True,
+                                      n_threads=threads)
         _assert_relative(loss, expected, dtype, f"loss, {threads} threads")
+        np.testing.assert_array_equal(loss, first[0])
+        np.testing.assert_array_equal(grad, first[1])
+        # the loss alone: the same sums, the same bits
+        np.testing.assert_array_equal(
+            fs.cross_entropy(x, labels, reduction="none", n_threads=threads), first[0])
     panel = np.ascontiguousarray(x.T)[None]  # (1, C, N): the class axis first
     loss = fs.cross_entropy(panel, labels[None], axis=1, reduction="none")
     _assert_relative(loss[0], expected, dtype, "loss, class axis 1")
