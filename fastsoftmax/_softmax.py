@@ -370,10 +370,15 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     -----
     Two passes over each slice: ``sum(grad_output)``, in short blocks flushed
     into double lanes (compensated for float64), then
-    ``grad_output - exp(output) * sum`` with the same vectorized exp as the
-    forward pass.  ``output`` may hold any
-    finite values, not only log-probabilities: ``exp`` saturates to ``inf``
-    rather than wrapping.
+    ``grad_output - exp(output) * sum`` with the forward pass's vectorized
+    exp, extended to the whole range: ``output`` may hold any values, not
+    only log-probabilities.  ``exp(output)`` is finite up to 88.72283
+    (float32) or 709.782712893384 (float64), the largest arguments with a
+    finite exp, and ``inf`` above, so the result saturates to a huge finite
+    number or to ``-inf``/``inf`` (by the sign of ``sum``), never NaN but
+    for ``inf * 0`` when ``sum`` is 0.  The product is computed in the
+    input's precision: in float32 it is infinite for ``output`` above
+    88.72283 even where the float64 ``fastsoftmax.reference`` is finite.
 
     %(axes)s
 

@@ -5,16 +5,12 @@
  *   softmax_backward      out = y * (g - sum(g * y))     (y = softmax output)
  *   log_softmax_backward  out = g - exp(y) * sum(g)      (y = log_softmax output)
  *
+ * The exp is VEXP_ANY, over the whole float range (fs_exp.h): y may be > 0,
+ * not a log-probability.
+ *
  * Two passes: the slice's sum (in double lanes), then the elementwise output.
  * `out` may be g or y itself.
  */
-
-/* exp over the whole float range: the backward pass may meet y > 0 (not a log-probability). */
-FS_ALWAYS_INLINE VEC FN(vexp_any)(VEC z)
-{
-    const VEC limit = VSPLAT(sizeof(REAL) == 4 ? 88.72283f : 709.782712893384);
-    return VSELECT((VBITS)(z > limit), VSPLAT(INFINITY), VEXP(z));
-}
 
 /*
  * Rows: the sum is taken chunk by chunk (FS_CHUNK elements), and the chunks'
@@ -50,11 +46,11 @@ FS_ALWAYS_INLINE void FN(backward_span_impl)(const STORAGE *g, const STORAGE *y,
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES) {
         VEC gv = VLOAD(g + i), yv = VLOAD(y + i);
-        VSTORE(out + i, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum));
+        VSTORE(out + i, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum));
     }
     if (i < n) {
         VEC gv = VLOAD_PARTIAL(g + i, n - i, 0), yv = VLOAD_PARTIAL(y + i, n - i, 0);
-        VSTORE_PARTIAL(out + i, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum),
+        VSTORE_PARTIAL(out + i, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum),
                        n - i);
     }
 }
@@ -99,7 +95,7 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STO
         for (fs_index k = 0; k < n; k++) {
             const fs_index at = k * stride + j;
             VEC gv = TILE_LOAD(g + at, 0, 0), yv = TILE_LOAD(y + at, 0, 0);
-            TILE_STORE(out + at, 0, log_output ? gv - FN(vexp_any)(yv) * vsum : yv * (gv - vsum));
+            TILE_STORE(out + at, 0, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum));
         }
     }
 }

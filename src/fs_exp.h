@@ -1,5 +1,6 @@
 /*
- * Vectorized exp for the kernels' arguments z = (x - max) * scale <= 0.
+ * Vectorized exp: vexp_f32/f64 for the kernels' arguments z = (x - max) * scale
+ * <= 0, and vexp_any_f32/f64 for any z (the backward pass, the accuracy tests).
  *
  * exp(z) = 2^n * exp(r), n = round(z / ln2), r = z - n*ln2 in [-ln2/2, ln2/2]:
  *
@@ -7,13 +8,14 @@
  *     z*log2(e) leaves no bits for a fraction, so the sum's low mantissa bits
  *     hold round-to-nearest(z*log2 e) as an integer.  MAGIC also carries the
  *     exponent bias (+127), which step 3 needs.  Subtracting MAGIC gives n as a
- *     float.  Valid while |z*log2 e| < 2^22: here n is in [-126, 0].
+ *     float.  Valid while |z*log2 e| < 2^22: here n is in [-126, 128].
  *  2. Cody-Waite reduction r = (z - n*LN2_HI) - n*LN2_LO.  LN2_HI has 16 (float)
  *     or 40 (double) significant bits, so n*LN2_HI is exact and z - n*LN2_HI is
  *     exact by Sterbenz, with or without a fused multiply-add.
- *  3. 2^n straight from bits: shifting the magic sum's integer bits left by
- *     the mantissa width puts n + bias in the exponent field (the sum's own
- *     exponent bits fall off the top).  Exact for n in [-126, 127].
+ *  3. 2^(n-k) straight from bits: shifting the magic sum's integer bits, less
+ *     k, left by the mantissa width puts n - k + bias in the exponent field
+ *     (the sum's own exponent bits fall off the top).  Exact for n - k in
+ *     [-126, 127].  k is 0 in vexp_f32, whose z <= 0 keeps n <= 0.
  *  4. exp(r) ~ 1 + r*q(r), q a degree-5 (float) / degree-10 (double)
  *     polynomial fitted for minimax relative error by tools/exp_coefficients.py
  *     (2.0e-9 and 3.5e-18 before rounding), evaluated by Horner's rule.  The
@@ -23,16 +25,32 @@
  *     flushed, an absolute error below 1.2e-38 (2.3e-308).  z = -inf gives +0.
  *     A NaN z compares false, is not flushed and propagates through 1-4.
  *
- * Accuracy for results in the normal range, measured by tests/test_exp.py
- * (every 97th float of [-104, 0] against libm in double; 10^6 doubles of
- * [-708, 0] against long double): with FMA (AVX2, AVX-512) at most 1.00 ULP
- * for float and 0.91 ULP for double; without (SSE2 baseline, plain C) 1.29 and
- * 1.19 ULP.  The test holds every build to 1.5 ULP.
+ * vexp_any: above z = 127.5*ln2 = 88.38 (1023.5*ln2 = 709.44), n reaches 128
+ * (1024) and 2^n is not a float: built as one power it is inf, and
+ * s + (s*r)*q is inf - inf = NaN for r < 0, although exp(z) is finite up to
+ * ln(FLT_MAX) = 88.72284 (709.78).  So, as SLEEF splits its scaling into two
+ * factors, vexp_any takes k = 1 where z > 0 and multiplies steps 1-5's
+ * exp(z)/2 by 2, which is exact, and overflows to +inf by itself when the
+ * rounded result exceeds FLT_MAX.  Where z <= 0, k = 0 and the factor is 1:
+ * the same bits as vexp.  z above the largest float with a finite exp
+ * (88.72283, 709.782712893384), where n would outgrow step 3, gives +inf.
+ * A vector with no lane above 88.0 (709.0) skips all this for vexp itself, so
+ * log-probabilities (the backward pass's usual y <= 0) pay one test and a
+ * predictable branch.  The forward kernels call vexp and pay nothing.
+ *
+ * Accuracy for results in the normal range: with FMA (AVX2, AVX-512) at most
+ * 1.06 ULP for float and 0.92 ULP for double; without (SSE2 baseline, plain C)
+ * 1.35 and 1.19 ULP.  Float: every float from -87.34 to 88.72 against libm in
+ * double (checked once); double: 3*10^6 random doubles on each side of 0
+ * against long double.  tests/test_exp.py sweeps every 97th float of
+ * [-104, 88.72], 10^6 doubles of [-708, 0] and of [0, 709.78], and the edges
+ * above, and holds every build to 1.5 ULP.
  */
 #ifndef FS_EXP_H
 #define FS_EXP_H
 
-static inline vec_f32 vexp_f32(vec_f32 z)
+/* Steps 1-5 with 2^(n-k) for 2^n: exp(z) / 2^k, k 0 or 1 in each lane. */
+FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
 {
     const vec_f32 magic = vsplat_f32(0x1.8000FEp23f); /* 1.5*2^23 + 127 */
     const vec_f32 log2e = vsplat_f32(0x1.715476p+0f);
@@ -43,7 +61,7 @@ static inline vec_f32 vexp_f32(vec_f32 z)
     vec_f32 n = t - magic;
     vec_f32 r = z - n * ln2_hi;                              /* 2 */
     r = r - n * ln2_lo;
-    vec_f32 s = vfrom_bits_f32(vas_bits_f32(t) << 23);             /* 3 */
+    vec_f32 s = vfrom_bits_f32(vas_bits_f32(t - k) << 23); /* 3 */
 
     vec_f32 q = vsplat_f32(0x1.6b074ap-10f);                 /* 4 */
     q = q * r + vsplat_f32(0x1.1267b2p-7f);
@@ -56,7 +74,7 @@ static inline vec_f32 vexp_f32(vec_f32 z)
     return vzero_where_less_f32(e, z, vsplat_f32(-0x1.5d589ep+6f)); /* 5: -87.33654, the float just above ln(FLT_MIN) */
 }
 
-static inline vec_f64 vexp_f64(vec_f64 z)
+FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
 {
     const vec_f64 magic = vsplat_f64(0x1.80000000003FFp52); /* 1.5*2^52 + 1023 */
     const vec_f64 log2e = vsplat_f64(0x1.71547652b82fep+0);
@@ -67,7 +85,7 @@ static inline vec_f64 vexp_f64(vec_f64 z)
     vec_f64 n = t - magic;
     vec_f64 r = z - n * ln2_hi;                              /* 2 */
     r = r - n * ln2_lo;
-    vec_f64 s = vfrom_bits_f64(vas_bits_f64(t) << 52);             /* 3 */
+    vec_f64 s = vfrom_bits_f64(vas_bits_f64(t - k) << 52); /* 3 */
 
     vec_f64 q = vsplat_f64(0x1.ad582e392876bp-26);           /* 4 */
     q = q * r + vsplat_f64(0x1.28af925a0e27ap-22);
@@ -83,6 +101,28 @@ static inline vec_f64 vexp_f64(vec_f64 z)
     vec_f64 e = s + (s * r) * q;
 
     return vzero_where_less_f64(e, z, vsplat_f64(-0x1.6232bdd7abcd2p+9)); /* 5: -708.39642 */
+}
+
+/* exp(z) for z <= 0 (correct up to z = 127.5*ln2, where n reaches 128). */
+static inline vec_f32 vexp_f32(vec_f32 z) { return vexp_scaled_f32(z, vsplat_f32(0.0f)); }
+static inline vec_f64 vexp_f64(vec_f64 z) { return vexp_scaled_f64(z, vsplat_f64(0.0)); }
+
+/* exp(z) for any z: +inf above the largest finite result, never NaN but for a NaN z. */
+static inline vec_f32 vexp_any_f32(vec_f32 z)
+{
+    if (!vany_greater_f32(z, 88.0f)) /* n <= 127 in every lane */
+        return vexp_f32(z);
+    const vec_f32 k = vselect_f32((vbits_f32)(z > vsplat_f32(0.0f)), vsplat_f32(1.0f), vsplat_f32(0.0f));
+    const vec_f32 e = vexp_scaled_f32(z, k) * (vsplat_f32(1.0f) + k);
+    return vselect_f32((vbits_f32)(z > vsplat_f32(0x1.62e42ep+6f)), vsplat_f32(INFINITY), e); /* 88.72283 */
+}
+static inline vec_f64 vexp_any_f64(vec_f64 z)
+{
+    if (!vany_greater_f64(z, 709.0)) /* n <= 1023 in every lane */
+        return vexp_f64(z);
+    const vec_f64 k = vselect_f64((vbits_f64)(z > vsplat_f64(0.0)), vsplat_f64(1.0), vsplat_f64(0.0));
+    const vec_f64 e = vexp_scaled_f64(z, k) * (vsplat_f64(1.0) + k);
+    return vselect_f64((vbits_f64)(z > vsplat_f64(0x1.62e42fefa39efp+9)), vsplat_f64(INFINITY), e); /* 709.782712893384 */
 }
 
 #endif /* FS_EXP_H */

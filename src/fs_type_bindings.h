@@ -45,6 +45,7 @@
 #define VSPLAT FS_COMPUTE_NAME(vsplat)
 #define VMAX FS_COMPUTE_NAME(vmax)
 #define VEXP FS_COMPUTE_NAME(vexp)
+#define VEXP_ANY FS_COMPUTE_NAME(vexp_any)
 #define VSELECT FS_COMPUTE_NAME(vselect)
 #define VMASK FS_COMPUTE_NAME(vmask)
 #define VMASK_PARTIAL FS_COMPUTE_NAME(vmask_partial)

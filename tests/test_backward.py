@@ -5,6 +5,7 @@ import pytest
 import fastsoftmax as fs
 from fastsoftmax import reference
 from conftest import random_logits
+from test_exp import LAST_FINITE
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
@@ -76,6 +77,67 @@ def test_log_softmax_backward_with_positive_output():
     g = np.array([[1.0, 1.0, 1.0]])
     y = np.array([[0.5, 100.0, 800.0]])
     np.testing.assert_allclose(fs.log_softmax_backward(g, y), reference.log_softmax_backward(g, y))
+
+
+# exp's arguments at the top of the range: finite results up to the largest argument with a
+# finite exp (88.72283, 709.782712893384), +inf above it, and both sides of 127.5 ln 2 (1023.5 ln 2),
+# where round(y / ln 2) reaches 128 (1024) and 2^n alone is no longer a float.
+TOP_OF_EXP = {
+    np.float32: [0.0, 1.0, 88.0, 88.3762, 88.37628, 88.5, LAST_FINITE[np.float32], 88.72284, 89.0, 1000.0],
+    np.float64: [0.0, 1.0, 709.0, 709.4361393, 709.4361394, 709.6, LAST_FINITE[np.float64],
+                 709.7827128933841, 710.0, 1e300],
+}
+
+
+def _as_panel_and_row(g, y):
+    """(g, y, axis) as given, along the last axis, and transposed to a panel along axis 0."""
+    yield g, y, -1
+    yield np.ascontiguousarray(g.T), np.ascontiguousarray(y.T), 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_softmax_backward_saturates_like_the_reference(isa, dtype):
+    # Not a log-probability, but the formula holds: exp(y) * sum(g) is the reference's huge finite
+    # number, or overflows to -inf or +inf where it does, never NaN from exp itself.
+    top = np.array(TOP_OF_EXP[dtype], dtype)
+    y = np.tile(np.tile(top, 5), (6, 1))  # 50 long: vectors and a tail on every ISA
+    g = np.zeros_like(y)
+    g[:, 0] = [1.0, -1.0, 0.5, 2.0, 1e-30, 0.0]  # sum(g) of each row
+    for gs, ys, axis in _as_panel_and_row(g, y):
+        ref = reference.log_softmax_backward(gs, ys, axis)
+        # The reference's exp is float64's.  In float32, exp(y) is +inf above 88.72283, and so
+        # is |exp(y) * sum(g)|, whatever sum(g) (inf * 0 = NaN, as in the reference above 709.78).
+        sums = np.broadcast_to(gs.sum(axis, keepdims=True), gs.shape)
+        over = ys > LAST_FINITE[dtype]
+        with np.errstate(invalid="ignore"):
+            ref[over] = -np.inf * np.sign(sums[over])
+        got = fs.log_softmax_backward(gs, ys, axis)
+        assert np.isinf(ref).any() and (np.abs(ref[np.isfinite(ref)]) > 1e38).any()
+        np.testing.assert_allclose(got, ref, rtol=TOL[dtype], atol=0)  # inf and NaN where ref has them
+        assert not np.isnan(got[sums != 0]).any()
+
+
+def test_log_softmax_backward_issue_examples(isa):
+    # The reference's values (fastsoftmax.reference, float64 NumPy), which NaN replaced before.
+    got = fs.log_softmax_backward(np.array([[1.0, 0.0]], np.float32), np.array([[0.0, 88.5]], np.float32))
+    np.testing.assert_allclose(got, [[0.0, -2.723088e38]], rtol=TOL[np.float32])
+    got = fs.log_softmax_backward(np.array([1.0]), np.array([709.6]))
+    np.testing.assert_allclose(got, [-1.4974914744969295e308], rtol=TOL[np.float64])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_backward_saturates_like_the_reference(isa, dtype):
+    # Outputs as large as exp's largest finite results: y * (g - sum(g * y)) is huge and finite or
+    # overflows as in the reference (sums themselves kept within the float range).
+    top = np.exp(np.array(TOP_OF_EXP[dtype][:7], np.float64)).astype(dtype)  # up to the largest finite
+    y = np.tile(np.tile(np.append(top, dtype(1e-30)), 5), (4, 1))
+    g = np.zeros_like(y)
+    g[:, 1] = [1.0, -1.0, 0.25, 1e-30]  # sum(g * y) = g[1] * e: finite
+    for gs, ys, axis in _as_panel_and_row(g, y):
+        ref = reference.softmax_backward(gs, ys, axis)
+        got = fs.softmax_backward(gs, ys, axis)
+        assert np.isinf(ref).any() and not np.isnan(ref).any()
+        np.testing.assert_allclose(got, ref, rtol=TOL[dtype], atol=0)
 
 
 @pytest.mark.parametrize("func", [fs.softmax_backward, fs.log_softmax_backward])

@@ -2,22 +2,56 @@
 
 As XNNPACK's f32-expminus ULP evaluation does: a sweep over the float inputs
 the kernels feed it (every 97th float of [-104, 0], 11.6 million values) and a
-million doubles of [-708, 0], measured in ULP of the correctly rounded result.
+million doubles of [-708, 0], measured in ULP of the correctly rounded result;
+then the same over the positive range the backward pass can meet, up to the
+largest finite result, and at the edges: overflow, underflow and the steps of
+2^n where n outgrows one float's exponent.
+
+``_core.exp`` is the full-range exp (vexp_any); test_same_bits_as_the_forward_exp
+ties it to the forward kernels' exp (vexp) on the arguments those meet.
 """
 import numpy as np
 import pytest
 
+import fastsoftmax as fs
 from fastsoftmax import _core
 
-MAX_ULP = 1.5  # measured: 1.00 (float) / 0.91 (double) with FMA, 1.29 / 1.19 without
+MAX_ULP = 1.5  # measured (src/fs_exp.h): 1.06 (float) / 0.92 (double) with FMA, 1.35 / 1.19 without
 FLT_MIN = np.finfo(np.float32).tiny
 DBL_MIN = np.finfo(np.float64).tiny
+# The largest arguments with a finite exp: ln(FLT_MAX) = 88.7228391..., ln(DBL_MAX) = 709.78271289338400.
+LAST_FINITE = {np.float32: np.float32(88.72283), np.float64: np.float64(709.782712893384)}
+# Where round(z / ln 2) reaches 128 (1024), and 2^n is no longer a float: 127.5 ln 2, 1023.5 ln 2.
+N_STEP = {np.float32: 88.37626552139303, np.float64: 709.436139303104}
 
 
 def _vector_exp(x):
     out = np.empty_like(x)
     _core.exp(x, out)
     return out
+
+
+def _floats_around(value, dtype, count):
+    """The `count` floats of `dtype` below `value`'s nearest, it, and the `count` above, in order."""
+    ints = np.int32 if dtype == np.float32 else np.int64
+    return np.sort((np.array(value, dtype).view(ints) + np.arange(-count, count + 1, dtype=ints)).view(dtype))
+
+
+def _ulp_error(x, got):
+    """|got - exp(x)| in ULP of the correctly rounded exp(x), exp(x) in long double."""
+    exact = np.exp(x.astype(np.longdouble))
+    spacing = np.spacing(exact.astype(x.dtype)).astype(np.longdouble)
+    return (np.abs(got.astype(np.longdouble) - exact) / spacing).astype(float)
+
+
+def _check_ulp(x, got):
+    ulp = _ulp_error(x, got)
+    assert ulp.max() <= MAX_ULP, f"max {ulp.max():.3f} ULP at x={x[np.argmax(ulp)]!r}"
+
+
+def _needs_long_double(dtype):
+    if dtype == np.float64 and np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip("long double is no wider than double here: no better oracle than libm")
 
 
 def test_float32_ulp_sweep(isa):
@@ -34,6 +68,18 @@ def test_float32_ulp_sweep(isa):
     assert (got >= 0).all()
 
 
+def test_float32_positive_ulp_sweep(isa):
+    # Every 97th float of [0, 88.72283], then every float from 88 to the last finite result,
+    # across the step to n = 128 at 88.376.
+    sweep = np.arange(0, LAST_FINITE[np.float32].view(np.uint32) + 1, 97, dtype=np.uint32)
+    top = np.arange(np.float32(88.0).view(np.uint32), LAST_FINITE[np.float32].view(np.uint32) + 1,
+                    dtype=np.uint32)
+    x = np.concatenate([sweep, top]).view(np.float32)
+    got = _vector_exp(x)
+    assert np.isfinite(got).all()
+    _check_ulp(x, got)
+
+
 def test_float64_ulp_sweep(isa):
     x = -np.random.default_rng(0).random(1_000_000) * 708.0
     x[:3] = [0.0, -1e-300, -708.0]
@@ -43,6 +89,74 @@ def test_float64_ulp_sweep(isa):
         pytest.skip("long double is no wider than double here: no better oracle than libm")
     ulp = (np.abs(got.astype(np.longdouble) - exact) / np.spacing(exact.astype(np.float64))).astype(float)
     assert ulp.max() <= MAX_ULP, f"max {ulp.max():.3f} ULP at x={x[np.argmax(ulp)]!r}"
+
+
+def test_float64_positive_ulp_sweep(isa):
+    _needs_long_double(np.float64)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.random(1_000_000) * LAST_FINITE[np.float64],
+                        709.0 + rng.random(100_000) * (LAST_FINITE[np.float64] - 709.0),
+                        _floats_around(N_STEP[np.float64], np.float64, 1000),
+                        _floats_around(LAST_FINITE[np.float64], np.float64, 1000)[:1001]])
+    got = _vector_exp(x)
+    assert np.isfinite(got).all()
+    _check_ulp(x, got)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_overflow_threshold(isa, dtype):
+    _needs_long_double(dtype)
+    last = LAST_FINITE[dtype]
+    assert np.exp(np.longdouble(last)) <= np.finfo(dtype).max  # the constant is the right one
+    around = _floats_around(last, dtype, 300)
+    got = _vector_exp(around)
+    below, above = around[:301], around[301:]
+    assert np.isfinite(got[:301]).all()
+    _check_ulp(below, got[:301])
+    # Above it exp rounds to inf (past FLT_MAX by more than half an ULP): +inf, never NaN.
+    assert (np.exp(above.astype(np.longdouble)) > np.finfo(dtype).max * (1 + np.finfo(dtype).eps / 2)).all()
+    assert (got[301:] == np.inf).all()
+    huge = np.array([np.nextafter(last, dtype(np.inf)), last + 1, 2 * last, 1e30, np.finfo(dtype).max,
+                     np.inf, np.nan], dtype)
+    got = _vector_exp(huge)
+    assert (got[:-1] == np.inf).all()
+    assert np.isnan(got[-1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_to_n_128(isa, dtype):
+    # On both sides of 127.5 ln 2 (1023.5 ln 2), where the scaling 2^n would be 2^128 (2^1024):
+    # each result finite and within the ULP bound, and increasing.
+    _needs_long_double(dtype)
+    x = _floats_around(N_STEP[dtype], dtype, 5000)
+    got = _vector_exp(x)
+    assert np.isfinite(got).all()
+    _check_ulp(x, got)
+    assert (np.diff(got) >= 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_underflow_threshold(isa, dtype):
+    # As README's Numerics says: results below the smallest normal number are flushed to +0;
+    # from there up, each is a normal result within the ULP bound.
+    _needs_long_double(dtype)
+    tiny = np.finfo(dtype).tiny
+    x = _floats_around(np.log(np.longdouble(tiny)), dtype, 2000)
+    got = _vector_exp(x)
+    normal = np.exp(x.astype(np.longdouble)) >= tiny
+    assert normal[-1] and not normal[0]
+    assert (got[~normal] == 0).all() and not np.signbit(got[~normal]).any()
+    _check_ulp(x[normal], got[normal])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_as_the_forward_exp(isa, dtype):
+    # The forward kernels use vexp, _core.exp uses vexp_any, which must give the same bits for
+    # z <= 0 (so the sweeps above hold for the forward kernels).  softmax([0, z]) is exp(z)
+    # itself once 1 + exp(z) rounds to 1: z < -37.
+    z = -np.linspace(40.0, 87.3 if dtype == np.float32 else 708.3, 100_003).astype(dtype)
+    x = np.stack([np.zeros_like(z), z], axis=1)
+    np.testing.assert_array_equal(fs.softmax(x)[:, 1], _vector_exp(z))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
