@@ -319,14 +319,20 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
 /*
  * Columns [j, j + lanes) of one panel: one sample per lane, classes down the
  * n rows.  Labels, targets' rows and losses sit at the panel's column offsets.
+ * With `whole_vectors` the panel's rows hold LANES readable columns even when
+ * fewer are samples (a short-row group's stack panel): the tile then loads
+ * whole vectors whatever `lanes` is, so a sample's arithmetic never depends on
+ * how many others share its group.  (A partial tile is other machine code, and
+ * -ffp-contract=fast may fuse its multiply-adds differently: GCC 13 did, and a
+ * row's gradient changed with the thread count.)
  */
 static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
                               const STORAGE *weight, double weight_sum, double eps,
                               int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
-                              fs_index n, fs_index stride, fs_index lanes)
+                              fs_index n, fs_index stride, fs_index lanes, int whole_vectors)
 {
-    const int nv = 1, partial = lanes < LANES;
-    const fs_index tail = lanes;
+    const int nv = 1, partial = !whole_vectors && lanes < LANES;
+    const fs_index tail = partial ? lanes : LANES;
     VEC m[1];
     VACC total[1], gaps = VACC_ZERO(), masses = VACC_ZERO();
     double log_sums[1][LANES], sums[1][LANES]; /* per lane (tile_log_sums) */
@@ -446,7 +452,7 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const STO
             FN(gather_rows)(in_target, target + r * n, n, lanes);
         FN(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
                           weight_sum, eps, ignore_index, loss + r, grad ? res : NULL, grad_scale,
-                          n, LANES, lanes);
+                          n, LANES, lanes, 1);
         if (grad)
             FN(scatter_rows)(grad + r * n, res, n, lanes);
     }
@@ -484,7 +490,7 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
             const fs_index lanes = width - j < LANES ? width - j : LANES;
             FN(ce_panel_tile)(xs + j, target ? NULL : labels + o * stride + j, ts ? ts + j : NULL,
                               weight, weight_sum, eps, ignore_index, loss + o * stride + j,
-                              gs ? gs + j : NULL, grad_scale, n, stride, lanes);
+                              gs ? gs + j : NULL, grad_scale, n, stride, lanes, 0);
         }
     }
 }
