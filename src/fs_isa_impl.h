@@ -41,6 +41,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 
 #include "fs_type_f32.h"
 #include "fs_reduce_tmpl.h"
+#include "fs_log_sum_tmpl.h"
 #include "fs_softmax_tmpl.h"
 #include "fs_backward_tmpl.h"
 #include "fs_cross_entropy_tmpl.h"
@@ -48,6 +49,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 
 #include "fs_type_f64.h"
 #include "fs_reduce_tmpl.h"
+#include "fs_log_sum_tmpl.h"
 #include "fs_softmax_tmpl.h"
 #include "fs_backward_tmpl.h"
 #include "fs_cross_entropy_tmpl.h"

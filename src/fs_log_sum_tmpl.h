@@ -1,0 +1,191 @@
+/*
+ * The log of a sum of exponentials, for the log-domain ops (log_softmax,
+ * logsumexp, cross_entropy), without losing a result near zero.  A template
+ * like fs_reduce_tmpl.h, which it builds on; included right after it.
+ *
+ * The dominant term.  exp(x - m) is exactly 1 where x is the max, so a sum
+ * S = 1 + s whose other terms s are tiny has lost them to rounding, and
+ * log(S) = log1p(s) with them: logsumexp([0, -40]) would be 0, not 4.2e-18.
+ * The log-domain ops therefore leave out one occurrence of the max (the
+ * first) and take log1p of the rest (SciPy gh-18295), where it matters:
+ * log(sum) is exact to the relative tolerance unless it is smaller than what
+ * the sum's own rounding moves it by (fs_log_sum_may_round), and only such a
+ * slice, one that an entry dominates, is summed again without that term
+ * (row_log_sum; tile lanes likewise).  A row finds the element first
+ * (find_first_max: compares only, stopping at it), and the sum pass zeroes
+ * that one term (`drop_at`, its offset; -1: none) at one scalar test per step.
+ * cross_entropy's rows, whose sum pass may overwrite x with the gradient,
+ * find it before that pass and always leave it out.  A max that is not
+ * finite is never dropped: its NaN or inf must reach the result.
+ */
+
+#ifndef FS_DROP_ONCE
+#define FS_DROP_ONCE
+/* Whether a sum left out the max's own term of 1. */
+enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
+
+/*
+ * Whether log(sum) may have rounded a result near zero away.  A computed sum
+ * of exponentials is within `units` * 2^-53 of the exact one, relatively
+ * (sum_error_units); log(sum) is then within that absolutely, which is within
+ * the relative tolerance `rtol` of log(sum) itself once log(sum) is larger
+ * than that over rtol, with a margin of 16.
+ */
+static int fs_log_sum_may_round(double log_sum, double units, double rtol)
+{
+    return log_sum < 16.0 * units * 0x1p-53 / rtol;
+}
+
+/* log(sum of exp) from a sum that left out the max's term (drop) or kept it. */
+static double fs_log_sum(double sum, int drop) { return drop == FS_DROP_DONE ? log1p(sum) : log(sum); }
+
+/* The whole sum of exp, the max's term included. */
+static double fs_whole_sum(double sum, int drop) { return drop == FS_DROP_DONE ? 1.0 + sum : sum; }
+#endif
+
+/* The accuracy log-domain results keep (the README's contract). */
+#define LOG_SUM_RTOL (sizeof(REAL) == 4 ? 1e-6 : 1e-13)
+
+/*
+ * A bound on the relative rounding error of an exact sum of n exponentials,
+ * in units of 2^-53: float terms go straight into double lanes (n additions
+ * at most, and the lanes' and chunks' sums); double terms into blocks of
+ * FS_FLUSH_STEPS whose compensated totals add little, plus the chunks' sums.
+ */
+FS_ALWAYS_INLINE double FN(sum_error_units)(fs_index n)
+{
+    return sizeof(REAL) == 4 ? 64.0 + (double)n : 64.0 + (double)n / FS_CHUNK;
+}
+
+/*
+ * Offset of the first element of a contiguous span that equals `max` and is
+ * kept by the mask, or -1 (also for a max that is not finite: never dropped).
+ * Compares only, four vectors per test, and stops there: the span is still in
+ * cache from the max pass.
+ */
+FS_ALWAYS_INLINE fs_index FN(find_first_max_impl)(const STORAGE *x, const uint8_t *mask,
+                                                  fs_index n, REAL max, const int masked)
+{
+    const VEC vmax = VSPLAT(max);
+#define HITS(at) ((VBITS)(VLOAD(x + (at)) == vmax))
+#define KEPT_HITS(at) (masked ? HITS(at) & VMASK(mask + (at)) : HITS(at))
+    fs_index i = 0;
+    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES)
+        if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) | HITS(i + 3 * LANES)) >= 0)
+            for (int u = 0; u < FS_ROW_ACCUMULATORS; u++) {
+                const int lane = VFIRST(KEPT_HITS(i + u * LANES));
+                if (lane >= 0)
+                    return i + u * LANES + lane;
+            }
+    for (; i + LANES <= n; i += LANES) {
+        const int lane = VFIRST(KEPT_HITS(i));
+        if (lane >= 0)
+            return i + lane;
+    }
+#undef HITS
+#undef KEPT_HITS
+    for (; i < n; i++)
+        if (SLOAD(x + i) == max && (!masked || mask[i]))
+            return i;
+    return -1;
+}
+
+static fs_index FN(find_first_max)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max)
+{
+    if (!isfinite(max))
+        return -1;
+    return mask ? FN(find_first_max_impl)(x, mask, n, max, 1)
+                : FN(find_first_max_impl)(x, NULL, n, max, 0);
+}
+
+/*
+ * One chunk's sum, leaving out the first term of the max (`shift`) where *drop
+ * is nonzero on entry; *drop is then FS_DROP_DONE if the chunk held it, else
+ * FS_DROP_NONE.  For the long-row driver (fs_long_rows_tmpl.h), whose chunk
+ * that holds a row's first max looks for it.
+ */
+FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *mask,
+                                              STORAGE *e_out, fs_index n, REAL shift, REAL scale,
+                                              int *drop)
+{
+    const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
+    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, drop_at);
+}
+
+/*
+ * log(sum of exp((x - max) * scale)) of a row whose sum pass gave *sum (every
+ * term kept): log(*sum), unless that may have rounded a result near zero away
+ * (see the top of this file); then the chunks are summed again, the one that
+ * holds the first max leaving its term out, *sum becomes 1 + that and its
+ * log1p is returned.  The long-row driver redoes a row with the same chunk
+ * function (fs_long_rows_tmpl.h), so the two give the same bits.
+ */
+static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max,
+                              REAL scale, double *sum)
+{
+    const double log_sum = log(*sum);
+    if (!isfinite(max) || !fs_log_sum_may_round(log_sum, FN(sum_error_units)(n), LOG_SUM_RTOL))
+        return log_sum;
+    double rest = 0.0;
+    int looking = 1;
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        int drop = looking;
+        const double part = FN(chunk_sum_exp_dropping)(x + c, mask ? mask + c : NULL, NULL,
+                                                       fs_chunk_length(n, c), max, scale, &drop);
+        rest = c == 0 ? part : rest + part;
+        looking = looking && drop != FS_DROP_DONE;
+    }
+    if (looking) /* no kept element equals the max: not for a finite max */
+        return log_sum;
+    *sum = 1.0 + rest;
+    return log1p(rest);
+}
+
+/* The lanes of a tile's max that are finite: where tile_sum_exp looks for the max's term. */
+FS_ALWAYS_INLINE VBITS FN(finite_lanes)(VEC m) { return (VBITS)(m - m == ZERO_V); }
+
+/* A lane's drop state after tile_sum_exp (FS_DROP_DONE if its max's term was left out). */
+FS_ALWAYS_INLINE int FN(lane_drop)(VBITS started, VBITS looking, int lane)
+{
+    return LANE(started, lane) && !LANE(looking, lane) ? FS_DROP_DONE : FS_DROP_NONE;
+}
+
+/*
+ * The log of each lane's sum of exp from a tile's sum pass (total, every term
+ * kept), into log_sum[u][lane], and the sum itself into sum[u][lane]: as
+ * row_log_sum does for a row, the lanes whose log may have rounded a result
+ * near zero away are summed again without their max's first term, and get
+ * log1p of that (and 1 + it).  A lane's result depends on its own column only.
+ */
+FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, fs_index n,
+                                        fs_index stride, const VEC *m, REAL scale,
+                                        const VACC *total, const int nv, const int partial,
+                                        fs_index tail, const int scaled, const int masked,
+                                        double log_sum[][LANES], double sum[][LANES])
+{
+    const double units = FN(sum_error_units)(n);
+    int redo = 0;
+    for (int u = 0; u < nv; u++)
+        for (int i = 0; i < LANES; i++) {
+            sum[u][i] = VACC_LANE(total[u], i);
+            log_sum[u][i] = log(sum[u][i]);
+            redo |= isfinite(LANE(m[u], i)) &&
+                    fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL);
+        }
+    if (!redo)
+        return;
+    VACC rest[FS_TILE_VECTORS];
+    VBITS started[FS_TILE_VECTORS], looking[FS_TILE_VECTORS];
+    for (int u = 0; u < nv; u++)
+        started[u] = looking[u] = FN(finite_lanes)(m[u]);
+    FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, rest, nv, partial, tail, 0, scaled,
+                     masked, 1, looking);
+    for (int u = 0; u < nv; u++)
+        for (int i = 0; i < LANES; i++)
+            if (FN(lane_drop)(started[u], looking[u], i) == FS_DROP_DONE &&
+                fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL)) {
+                sum[u][i] = 1.0 + VACC_LANE(rest[u], i);
+                log_sum[u][i] = log1p(VACC_LANE(rest[u], i));
+            }
+}
