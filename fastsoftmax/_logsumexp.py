@@ -63,7 +63,8 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = .
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
               n_threads: int | None = ...
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
-@fill_doc(accuracy=accuracy("``2u max|x|``, from rounding ``x`` and the result"),
+@fill_doc(accuracy=accuracy("``3u sum(p |x - max|)``, ``p = softmax(x)``: tiny where one\n"
+                            "entry dominates, so a result near 0 keeps its relative accuracy"),
           axes=axes("reduced on a copy of ``x`` with them moved last"),
           references=REFERENCES)
 def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = None,

@@ -183,7 +183,9 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX, dtype)
 
 
-@fill_doc(accuracy=accuracy("``3u (|z| + max|z|)``, from rounding ``z = (x - max) / T``"),
+@fill_doc(accuracy=accuracy("``3u (|z| + sum(p |z|))``, ``z = (x - max) / T``, ``p`` the\n"
+                            "softmax: the dominant entry's log-probability, near 0, keeps\n"
+                            "its relative accuracy"),
           axes=axes(_COPIED_BACK), references=REFERENCES)
 def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
                 temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
