@@ -55,14 +55,57 @@ FS_ALWAYS_INLINE void FN(backward_span_impl)(const STORAGE *g, const STORAGE *y,
     }
 }
 
+/*
+ * A float32 slice whose sum, finite in double, overflows float (y far from any
+ * softmax output: entries of 1e38): the vector path would make the whole
+ * slice inf or NaN.  Such a slice is computed element by element in double,
+ * and only its overflowing entries become infinite, as in the reference.
+ */
+FS_ALWAYS_INLINE int FN(sum_overflows)(double sum)
+{
+    return sizeof(REAL) == 4 && isfinite(sum) && isinf((REAL)sum);
+}
+
+/*
+ * A slice's sum in double, element by element, `stride` apart: for a float32
+ * sum that came out infinite, since its products and float blocks can
+ * overflow where the double sum does not.
+ */
+static double FN(backward_sum_wide)(const STORAGE *g, const STORAGE *y, fs_index n,
+                                    fs_index stride, int log_output)
+{
+    double sum = 0;
+    for (fs_index k = 0; k < n; k++)
+        sum += log_output ? (double)SLOAD(g + k * stride)
+                          : (double)SLOAD(g + k * stride) * SLOAD(y + k * stride);
+    return sum;
+}
+
+/* The sum to use: recomputed in double where a float32 sum came out infinite. */
+static double FN(backward_checked_sum)(double sum, const STORAGE *g, const STORAGE *y, fs_index n,
+                                       fs_index stride, int log_output)
+{
+    return sizeof(REAL) == 4 && isinf(sum) ? FN(backward_sum_wide)(g, y, n, stride, log_output)
+                                           : sum;
+}
+
+FS_ALWAYS_INLINE REAL FN(backward_element_wide)(REAL g, REAL y, double sum, int log_output)
+{
+    return (REAL)(log_output ? (double)g - exp((double)y) * sum : (double)y * ((double)g - sum));
+}
+
 /* The output over a span (elementwise: any cut into spans gives the same bits). */
 FS_NOINLINE void FN(backward_span)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index n,
-                              REAL sum, int log_output)
+                                   double sum, int log_output)
 {
-    if (log_output)
-        FN(backward_span_impl)(g, y, out, n, sum, 1);
-    else
-        FN(backward_span_impl)(g, y, out, n, sum, 0);
+    if (FN(sum_overflows)(sum)) {
+        for (fs_index i = 0; i < n; i++)
+            SSTORE(out + i, FN(backward_element_wide)(SLOAD(g + i), SLOAD(y + i), sum, log_output));
+    } else if (log_output) {
+        FN(backward_span_impl)(g, y, out, n, (REAL)sum, 1);
+    } else {
+        FN(backward_span_impl)(g, y, out, n, (REAL)sum, 0);
+    }
 }
 
 static void FN(row_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index n,
@@ -73,7 +116,8 @@ static void FN(row_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, f
         const double part = FN(backward_chunk_sum)(g + c, y + c, fs_chunk_length(n, c), log_output);
         sum = c == 0 ? part : sum + part;
     }
-    FN(backward_span)(g, y, out, n, (REAL)sum, log_output);
+    FN(backward_span)(g, y, out, n, FN(backward_checked_sum)(sum, g, y, n, 1, log_output),
+                      log_output);
 }
 
 FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out,
@@ -91,7 +135,24 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STO
             VEC gv = TILE_LOAD(g + at, 0, 0);
             FN(acc_add)(&acc, log_output ? gv : gv * TILE_LOAD(y + at, 0, 0));
         }
-        const VEC vsum = VACC_NARROW(FN(acc_lanes)(&acc));
+        const VACC sums = FN(acc_lanes)(&acc);
+        double wide[LANES]; /* see sum_overflows: a lane that needs it puts the tile in double */
+        int overflows = 0;
+        for (fs_index i = 0; i < lanes; i++) {
+            wide[i] = FN(backward_checked_sum)(VACC_LANE(sums, i), g + j + i, y + j + i, n, stride,
+                                               log_output);
+            overflows |= FN(sum_overflows)(wide[i]);
+        }
+        if (overflows) {
+            for (fs_index k = 0; k < n; k++)
+                for (fs_index i = 0; i < lanes; i++) {
+                    const fs_index at = k * stride + j + i;
+                    SSTORE(out + at, FN(backward_element_wide)(SLOAD(g + at), SLOAD(y + at),
+                                                               wide[i], log_output));
+                }
+            continue;
+        }
+        const VEC vsum = VACC_NARROW(sums);
         for (fs_index k = 0; k < n; k++) {
             const fs_index at = k * stride + j;
             VEC gv = TILE_LOAD(g + at, 0, 0), yv = TILE_LOAD(y + at, 0, 0);

@@ -204,11 +204,13 @@ static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *o
     }
     /* Every sum is taken before the first write: out may be either input. */
     for (fs_index r = 0; r < rows; r++)
-        chunk[r * ch.per_row] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
+        chunk[r * ch.per_row] = FN(backward_checked_sum)(
+            fs_sum_in_order(chunk + r * ch.per_row, ch.per_row), g + r * n, y + r * n, n, 1,
+            log_output);
     FS_PARALLEL_FOR
     for (fs_index i = 0; i < ch.total; i++) {
         const fs_index at = fs_chunk_at(ch, i);
-        const REAL sum = (REAL)chunk[fs_chunk_row(ch, i) * ch.per_row];
+        const double sum = chunk[fs_chunk_row(ch, i) * ch.per_row];
         FN(backward_span)(g + at, y + at, out + at, fs_chunk_len(ch, i), sum, log_output);
     }
     free(chunk);

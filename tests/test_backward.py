@@ -4,7 +4,7 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import reference
-from conftest import random_logits
+from conftest import CHUNK, random_logits
 from test_exp import LAST_FINITE
 
 DTYPES = [np.float32, np.float64]
@@ -151,3 +151,27 @@ def test_errors(func):
     out = np.zeros((2, 3), np.float32)
     with pytest.raises(TypeError, match="out must have dtype float64"):
         func(np.ones((2, 3)), np.ones((2, 3)), out=out)
+
+
+@pytest.mark.parametrize("n", [4, 40, 2 * CHUNK + 5])
+@pytest.mark.parametrize("layout", ["row", "panel"])
+def test_float32_sum_that_overflows_float(isa, n, layout):
+    """softmax_backward of outputs far from probabilities (1e38): sum(g * y) = 4e38 overflows
+    float32, not double.  Only the entries whose own result overflows become infinite, as in
+    the reference; before, the whole slice was -inf.  Every layout, 1 and 3 threads."""
+    g = np.zeros(n, np.float32)
+    y = np.linspace(0.0, 1e-3, n).astype(np.float32)  # times -4e38: finite
+    g[:2], y[:2] = 2.0, 1e38
+    y[2] = 1e-30
+    if layout == "panel" and n > 100:
+        return  # the panel path has no long-row split
+    ref = reference.softmax_backward(g, y)
+    assert np.isfinite(ref[2:]).all() and np.isinf(ref[:2]).all()
+    if layout == "row":
+        got = [fs.softmax_backward(g[None], y[None], n_threads=t)[0] for t in (1, 3)]
+    else:  # the same slice down a leading axis, beside columns of ordinary values
+        gp = np.stack([g, np.zeros(n, np.float32)], axis=1)
+        yp = np.stack([y, np.full(n, 1.0 / n, np.float32)], axis=1)
+        got = [fs.softmax_backward(gp, yp, axis=0, n_threads=t)[:, 0] for t in (1, 3)]
+    np.testing.assert_allclose(got[0], ref, rtol=2e-6)
+    np.testing.assert_array_equal(got[1], got[0])
