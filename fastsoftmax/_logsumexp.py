@@ -177,7 +177,7 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
         return _weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
     x = _as_float_array(x, "x")
     axis = _normalize_axes(axis, x.ndim)
-    mask = _prepare_where(where, x.shape, axis)
+    mask = None if where is None else _prepare_where(where, x.shape, axis)
     shape: tuple[int, ...]
     if axis is None:
         shape = (1,) * x.ndim if keepdims else ()
