@@ -21,7 +21,8 @@
 
 #ifndef FS_DROP_ONCE
 #define FS_DROP_ONCE
-/* Whether a sum left out the max's own term of 1. */
+/* Whether a sum left out the max's own term of 1 (DONE is not 1: a nonzero int on entry to */
+/* chunk_sum_exp_dropping asks it to look, and the long-row driver keeps both in one array). */
 enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
 
 /*
