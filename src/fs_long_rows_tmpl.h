@@ -94,6 +94,46 @@ static const uint8_t *fs_mask_at(const uint8_t *mask, fs_index period, fs_index 
 #endif /* FS_LONG_ROWS_ONCE */
 
 /*
+ * The log ops' row_log_sum for rows split in chunks: log_sum[r] is log(sum)
+ * from the sum pass; a row whose log may have rounded a result near zero away
+ * is summed again, its chunks in parallel, the chunk that holds its first max
+ * (drop[] says which: 1) leaving that term out, and gets log1p of that.
+ * `chunk` (the chunks' sums) is overwritten for those rows.
+ */
+static void FN(long_rows_log_sums)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                   fs_index mask_start, fs_chunks ch, REAL scale,
+                                   const double *row_max, double *log_sum, double *chunk,
+                                   int *drop, int nthreads)
+{
+    const fs_index rows = ch.total / ch.per_row;
+    int redo = 0;
+    for (fs_index r = 0; r < rows; r++) {
+        const int again = isfinite(row_max[r]) &&
+                          fs_log_sum_may_round(log_sum[r], FN(sum_error_units)(ch.n),
+                                               LOG_SUM_RTOL);
+        for (fs_index c = 0; c < ch.per_row; c++) /* -1: the row is not summed again */
+            drop[r * ch.per_row + c] = again ? drop[r * ch.per_row + c] : -1;
+        redo |= again;
+    }
+    if (!redo)
+        return;
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++)
+        if (drop[i] >= 0) {
+            const fs_index at = fs_chunk_at(ch, i);
+            chunk[i] = FN(chunk_sum_exp_dropping)(x + at,
+                                                  fs_mask_at(mask, mask_period, mask_start, at),
+                                                  NULL, fs_chunk_len(ch, i),
+                                                  (REAL)row_max[fs_chunk_row(ch, i)], scale,
+                                                  &drop[i]);
+        }
+    for (fs_index r = 0; r < rows; r++)
+        if (drop[r * ch.per_row] >= 0 &&
+            fs_row_drop(drop + r * ch.per_row, ch.per_row) == FS_DROP_DONE)
+            log_sum[r] = log1p(fs_sum_in_order(chunk + r * ch.per_row, ch.per_row));
+}
+
+/*
  * softmax, log_softmax (op) or logsumexp (out then holds one value per row).
  * The log ops take each row's log(sum) as row_log_sum does: a row whose log
  * may have rounded a result near zero away is summed again (a fourth pass,
@@ -137,34 +177,13 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
                                      fs_chunk_len(ch, i), (REAL)row_max[fs_chunk_row(ch, i)],
                                      scale);
     }
-    int redo = 0;
     for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
-        if (op == FS_OP_SOFTMAX)
-            continue;
-        row_log_sum[r] = log(row_sum[r]);
-        const int again = isfinite(row_max[r]) &&
-                          fs_log_sum_may_round(row_log_sum[r], FN(sum_error_units)(n),
-                                               LOG_SUM_RTOL);
-        for (fs_index c = 0; c < ch.per_row; c++) /* -1: the row is not summed again */
-            drop[r * ch.per_row + c] = again ? drop[r * ch.per_row + c] : -1;
-        redo |= again;
+        row_log_sum[r] = op == FS_OP_SOFTMAX ? 0 : log(row_sum[r]);
     }
-    if (redo) {
-        FS_PARALLEL_FOR
-        for (fs_index i = 0; i < ch.total; i++)
-            if (drop[i] >= 0) {
-                const fs_index at = fs_chunk_at(ch, i);
-                chunk[i] = FN(chunk_sum_exp_dropping)(x + at, MASK_AT(at), NULL,
-                                                      fs_chunk_len(ch, i),
-                                                      (REAL)row_max[fs_chunk_row(ch, i)], scale,
-                                                      &drop[i]);
-            }
-        for (fs_index r = 0; r < rows; r++)
-            if (drop[r * ch.per_row] >= 0 &&
-                fs_row_drop(drop + r * ch.per_row, ch.per_row) == FS_DROP_DONE)
-                row_log_sum[r] = log1p(fs_sum_in_order(chunk + r * ch.per_row, ch.per_row));
-    }
+    if (op != FS_OP_SOFTMAX)
+        FN(long_rows_log_sums)(x, mask, mask_period, mask_start, ch, scale, row_max, row_log_sum,
+                               chunk, drop, nthreads);
 
     if (op == FS_OP_LOGSUMEXP) {
         for (fs_index r = 0; r < rows; r++)
@@ -222,6 +241,83 @@ static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *o
  * as for cross_entropy_block, one loss per row.  Each label is read once,
  * here, before any pass (see the top of fs_cross_entropy_tmpl.h).
  */
+/* The arrays of one cross_entropy_long_rows call, and its rows' states, for its passes. */
+typedef struct {
+    const STORAGE *x, *target, *weight;
+    double weight_sum, eps;
+    fs_index n;
+    fs_chunks ch;
+    const int *status;   /* per row: FS_CE_COMPUTED, or why no pass runs */
+    FN(ce_row_state) *st; /* per row */
+} FN(ce_long_job);
+
+/* Chunk i's probability targets (laid out like x) and class weights (like one row). */
+static const STORAGE *FN(ce_target_at)(const FN(ce_long_job) *job, fs_index i)
+{
+    return job->target ? job->target + fs_chunk_at(job->ch, i) : NULL;
+}
+static const STORAGE *FN(ce_weight_at)(const FN(ce_long_job) *job, fs_index i)
+{
+    return job->weight ? job->weight + fs_chunk_start(job->ch, i) : NULL;
+}
+static int FN(ce_computed)(const FN(ce_long_job) *job, fs_index i)
+{
+    return job->status[fs_chunk_row(job->ch, i)] == FS_CE_COMPUTED;
+}
+
+/*
+ * The class sums (where needed), added per row in chunk order, then each
+ * row's ce_row_prepare, which reads x: all before the sum pass may overwrite
+ * x with the gradient.  `class_sums` holds two per chunk.
+ */
+static void FN(ce_long_rows_prepare)(const FN(ce_long_job) *job, double *class_sums,
+                                     int nthreads)
+{
+    const fs_chunks ch = job->ch;
+    const int sums_needed = job->target || job->eps > 0;
+    if (sums_needed) {
+        FS_PARALLEL_FOR
+        for (fs_index i = 0; i < ch.total; i++)
+            if (FN(ce_computed)(job, i))
+                FN(ce_chunk_class_sums)(job->x + fs_chunk_at(ch, i), FN(ce_target_at)(job, i),
+                                        FN(ce_weight_at)(job, i), fs_chunk_len(ch, i), job->n,
+                                        job->st[fs_chunk_row(ch, i)].m, job->eps,
+                                        class_sums + 2 * i);
+    }
+    for (fs_index r = 0; r < ch.total / ch.per_row; r++) {
+        FN(ce_row_state) *st = &job->st[r];
+        if (job->status[r] != FS_CE_COMPUTED)
+            continue;
+        for (fs_index c = 0; sums_needed && c < ch.per_row; c++)
+            for (int k = 0; k < 2; k++) {
+                const double part = class_sums[2 * (r * ch.per_row + c) + k];
+                st->sums[k] = c == 0 ? part : st->sums[k] + part;
+            }
+        FN(ce_row_prepare)(st, job->x + r * job->n, job->target ? job->target + r * job->n : NULL,
+                           job->weight, job->weight_sum, job->eps, job->n);
+    }
+}
+
+/* The gradient pass over the exponentials the sum pass stored, then each label's own term. */
+static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, STORAGE *grad, int nthreads)
+{
+    const fs_chunks ch = job->ch;
+    FS_PARALLEL_FOR
+    for (fs_index i = 0; i < ch.total; i++) {
+        const fs_index r = fs_chunk_row(ch, i), at = fs_chunk_at(ch, i);
+        if (job->status[r] != FS_CE_COMPUTED)
+            FN(ce_skipped_chunk)(grad + at, fs_chunk_len(ch, i), job->status[r]);
+        else
+            FN(ce_chunk_grad)(FN(ce_target_at)(job, i), FN(ce_weight_at)(job, i), grad + at,
+                              fs_chunk_len(ch, i), job->n, job->st[r].factors[0],
+                              job->st[r].factors[1], job->eps);
+    }
+    for (fs_index r = 0; r < ch.total / ch.per_row; r++)
+        if (job->status[r] == FS_CE_COMPUTED && !job->target)
+            FN(ce_subtract_label_term)(grad + r * job->n, job->st[r].label,
+                                       job->st[r].label_term);
+}
+
 static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                        const STORAGE *target, const STORAGE *weight,
                                        double weight_sum, double eps, int64_t ignore_index,
@@ -229,7 +325,6 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                        fs_index rows, fs_index n, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
-    const int sums_needed = target || eps > 0;
     /* Per chunk: its max, then its sum of exp, two class sums, its drop state; per row: */
     /* the state and status. */
     double *chunk = (double *)malloc((size_t)ch.total * 3 * sizeof(double));
@@ -247,15 +342,14 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
         st[r].label = target ? 0 : sload_i64(labels + r);
         status[r] = FN(ce_row_status)(st[r].label, target != NULL, ignore_index, n);
     }
-    /* chunk i's target and class weights: target is laid out like x, weight like one row */
-#define TARGET_AT(i) (target ? target + fs_chunk_at(ch, (i)) : NULL)
-#define WEIGHT_AT(i) (weight ? weight + fs_chunk_start(ch, (i)) : NULL)
-#define COMPUTED(i) (status[fs_chunk_row(ch, (i))] == FS_CE_COMPUTED)
+    const FN(ce_long_job) job = {.x = x, .target = target, .weight = weight,
+                                 .weight_sum = weight_sum, .eps = eps, .n = n, .ch = ch,
+                                 .status = status, .st = st};
     FS_PARALLEL_FOR
     for (fs_index i = 0; i < ch.total; i++)
-        if (COMPUTED(i))
+        if (FN(ce_computed)(&job, i))
             chunk[i] = FN(row_max)(x + fs_chunk_at(ch, i), NULL, fs_chunk_len(ch, i));
-    /* The sum of exp leaves out the max's first term (fs_reduce_tmpl.h), in its chunk. */
+    /* The sum of exp leaves out the max's first term (fs_log_sum_tmpl.h), in its chunk. */
     for (fs_index r = 0; r < rows; r++) {
         const double *maxima = chunk + r * ch.per_row;
         const int computed = status[r] == FS_CE_COMPUTED;
@@ -264,32 +358,11 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
         for (fs_index c = 0; c < ch.per_row; c++)
             drop[r * ch.per_row + c] = c == first; /* look for it there */
     }
-
-    double *class_sums = chunk + ch.total; /* two per chunk */
-    if (sums_needed) {
-        FS_PARALLEL_FOR
-        for (fs_index i = 0; i < ch.total; i++)
-            if (COMPUTED(i))
-                FN(ce_chunk_class_sums)(x + fs_chunk_at(ch, i), TARGET_AT(i), WEIGHT_AT(i),
-                                        fs_chunk_len(ch, i), n, st[fs_chunk_row(ch, i)].m, eps,
-                                        class_sums + 2 * i);
-    }
-    for (fs_index r = 0; r < rows; r++) {
-        if (status[r] != FS_CE_COMPUTED)
-            continue;
-        for (fs_index c = 0; sums_needed && c < ch.per_row; c++)
-            for (int k = 0; k < 2; k++) {
-                const double part = class_sums[2 * (r * ch.per_row + c) + k];
-                st[r].sums[k] = c == 0 ? part : st[r].sums[k] + part;
-            }
-        /* reads x, which the next pass may overwrite with the gradient */
-        FN(ce_row_prepare)(&st[r], x + r * n, target ? target + r * n : NULL, weight, weight_sum,
-                           eps, n);
-    }
+    FN(ce_long_rows_prepare)(&job, chunk + ch.total, nthreads);
 
     FS_PARALLEL_FOR
     for (fs_index i = 0; i < ch.total; i++)
-        if (COMPUTED(i))
+        if (FN(ce_computed)(&job, i))
             chunk[i] = FN(ce_chunk_sum_exp)(x + fs_chunk_at(ch, i),
                                             grad ? grad + fs_chunk_at(ch, i) : NULL,
                                             fs_chunk_len(ch, i), st[fs_chunk_row(ch, i)].m, NULL,
@@ -304,24 +377,8 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
         sstore_f64(loss + r, FN(ce_row_finish)(&st[r], target != NULL, weight, weight_sum, eps,
                                                n, grad_scale));
     }
-
-    if (grad) {
-        FS_PARALLEL_FOR
-        for (fs_index i = 0; i < ch.total; i++) {
-            const fs_index r = fs_chunk_row(ch, i), at = fs_chunk_at(ch, i);
-            if (status[r] != FS_CE_COMPUTED)
-                FN(ce_skipped_chunk)(grad + at, fs_chunk_len(ch, i), status[r]);
-            else
-                FN(ce_chunk_grad)(TARGET_AT(i), WEIGHT_AT(i), grad + at, fs_chunk_len(ch, i), n,
-                                  st[r].factors[0], st[r].factors[1], eps);
-        }
-        for (fs_index r = 0; r < rows; r++)
-            if (status[r] == FS_CE_COMPUTED && !target)
-                FN(ce_subtract_label_term)(grad + r * n, st[r].label, st[r].label_term);
-    }
-#undef TARGET_AT
-#undef WEIGHT_AT
-#undef COMPUTED
+    if (grad)
+        FN(ce_long_rows_gradient)(&job, grad, nthreads);
     free(chunk);
     free(drop);
     free(st);
