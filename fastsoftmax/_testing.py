@@ -11,7 +11,9 @@ causes by itself, which no algorithm working in that precision avoids
 (Blanchard, Higham & Higham 2021): about ``|z| * u`` relative for softmax and,
 in the log domain, ``u * (|z| + sum(p * |z|))`` absolute, with
 ``z = (x - max) / T``, ``p`` the softmax and ``u`` the unit roundoff: an
-error of ``u |z_j|`` in one term moves ``log(sum(exp(z)))`` by ``p_j u |z_j|``.
+error of ``u |z_j|`` in one term moves ``log(sum(exp(z)))`` by ``p_j u |z_j|``;
+plus, for terms flushed to zero (below the smallest normal number), that
+number per entry of the slice.
 That term is tiny where one entry dominates (its ``z`` is 0, the others' ``p``
 tiny), so a result near 0 there, ``logsumexp([0, -40])`` or the dominant
 entry's log-probability, is held to the relative tolerance.  Outputs of softmax below the smallest normal number may be
@@ -89,6 +91,13 @@ def _spread(x: npt.ArrayLike, axis: _Axis, temperature: float, where: _Mask,
     return np.where(finite, spread, zmax)
 
 
+def _flushed(z: npt.NDArray[np.float64], axis: _Axis, dt: np.dtype[Any]) -> Any:
+    """What the terms flushed to 0 (exp results below the smallest normal number) can move
+    ``log(sum(exp(z)))`` by: at most that number per entry of the slice (keepdims)."""
+    count = np.sum(np.ones_like(z), axis=axis, keepdims=axis is not None)
+    return count * SOFTMAX_ATOL[dt]
+
+
 def check_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
                   temperature: float = 1.0, dtype: Optional[npt.DTypeLike] = None,
                   where: _Mask = None) -> None:
@@ -108,7 +117,8 @@ def check_log_softmax(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
     expected = reference.log_softmax(x, axis=axis, temperature=temperature, where=where)
     z, zmax = _shifted(x, axis, temperature, where)
     spread = _spread(x, axis, temperature, where, z, zmax)
-    bound = RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * (np.abs(z) + spread)
+    bound = (RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * (np.abs(z) + spread)
+             + _flushed(z, axis, dt))
     assert_within(got, expected, bound, "log_softmax")
 
 
@@ -140,10 +150,10 @@ def check_logsumexp(got: npt.ArrayLike, x: npt.ArrayLike, axis: _Axis = -1,
     reduce: dict[str, Any] = {"axis": axis, "keepdims": keepdims, "initial": 0.0}
     if expected_sign is None:
         z, zmax = _shifted(x, axis, 1.0, where)
-        spread = _spread(x, axis, 1.0, where, z, zmax)
+        slack = 3 * UNIT_ROUNDOFF[dt] * _spread(x, axis, 1.0, where, z, zmax) + _flushed(z, axis, dt)
         if not keepdims and axis is not None:
-            spread = np.squeeze(spread, axis=axis)
-        bound = RTOL[dt] * np.abs(expected) + 3 * UNIT_ROUNDOFF[dt] * spread
+            slack = np.squeeze(slack, axis=axis)
+        bound = RTOL[dt] * np.abs(expected) + slack
         assert_within(got, expected, bound, "logsumexp")
         return
     xmax = np.abs(np.where(keep, x64, 0.0)).max(**reduce)
