@@ -129,14 +129,16 @@ def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
     n = x.shape[ax]
     k = _check_k(k, n)
     threads = resolve_threads(n_threads, x.size)
-    rows_view = np.moveaxis(x, ax, -1)
-    if not rows_view.flags.c_contiguous:
-        rows_view = np.ascontiguousarray(rows_view)  # the axis last: one copy
-    shape = rows_view.shape[:-1] + (k,)
+    last = ax == x.ndim - 1
+    # The axis last, contiguous: x itself, or one copy.
+    rows = x if last else np.ascontiguousarray(np.moveaxis(x, ax, -1))
+    shape = rows.shape[:-1] + (k,)
     values = np.empty(shape, x.dtype)
     indices = np.empty(shape, np.int64)
     if values.size:
-        _core.top_k(rows_view, values, indices, values.size // k, n, k, want_largest, threads)
+        _core.top_k(rows, values, indices, values.size // k, n, k, want_largest, threads)
+    if last:
+        return values, indices
     return _axis_back(values, ax), _axis_back(indices, ax)
 
 

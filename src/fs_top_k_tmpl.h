@@ -88,6 +88,12 @@ FS_ALWAYS_INLINE VBITS FN(top_k_hits)(VEC v, VEC t, const int largest)
                    : (VBITS)(v < t) | (VBITS)(t != t); /* a NaN root: any number beats it */
 }
 
+/* The same test on one element. */
+FS_ALWAYS_INLINE int FN(top_k_may_beat)(REAL v, REAL root_value, const int largest)
+{
+    return largest ? v > root_value || v != v : v < root_value || root_value != root_value;
+}
+
 FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index k,
                                          STORAGE *keys, int64_t *idx, const int largest)
 {
@@ -109,13 +115,26 @@ FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index 
         for (; i + step <= n; i += step)
             if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) | HITS(i + 3 * LANES)) >= 0)
                 break;
-        const fs_index end = i + step <= n ? i + step : n; /* the block hit, or the tail */
-        for (; i < end; i++) {
-            const BITS key = FN(top_k_key)(SLOAD(x + i), largest);
-            if (key > root) { /* i is above every index in the heap: a tie stays out */
-                FN(top_k_sift)(keys, idx, k, 0, key, i);
-                root = FN(top_k_key_at)(keys, 0);
-                root_value = SLOAD(x + idx[0]);
+        /* The block that hit (or the tail), vector by vector: a vector without a hit is
+         * skipped, even though an insertion may have raised the root since t was taken
+         * (the root only gets harder to beat, so t's hits are a superset). */
+        const fs_index end = i + step <= n ? i + step : n;
+        while (i < end) {
+            const fs_index stop = i + LANES <= end ? i + LANES : end;
+            if (stop - i == LANES && VFIRST(HITS(i)) < 0) {
+                i = stop;
+                continue;
+            }
+            for (; i < stop; i++) {
+                const REAL v = SLOAD(x + i);
+                if (!FN(top_k_may_beat)(v, root_value, largest))
+                    continue;
+                const BITS key = FN(top_k_key)(v, largest);
+                if (key > root) { /* i is above every index in the heap: a tie stays out */
+                    FN(top_k_sift)(keys, idx, k, 0, key, i);
+                    root = FN(top_k_key_at)(keys, 0);
+                    root_value = SLOAD(x + idx[0]);
+                }
             }
         }
     }
