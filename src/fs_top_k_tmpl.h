@@ -81,11 +81,15 @@ FS_NOINLINE void FN(top_k_sift)(STORAGE *keys, int64_t *idx, fs_index size, fs_i
     FN(top_k_set)(keys, idx, at, key, index);
 }
 
-/* Lanes of v that may beat a root of value t (a superset: the keys decide). */
+/*
+ * Lanes of v that may beat a root of value t (a superset: the keys decide):
+ * not (v <= t) for largest, which a NaN v passes (NaN ranks above everything);
+ * not (v >= t) for smallest, which every v passes when t is NaN.  One compare
+ * each (written as "== 0", which vectors and the one-lane plain C build share).
+ */
 FS_ALWAYS_INLINE VBITS FN(top_k_hits)(VEC v, VEC t, const int largest)
 {
-    return largest ? (VBITS)(v > t) | (VBITS)(v != v)  /* NaN ranks above everything */
-                   : (VBITS)(v < t) | (VBITS)(t != t); /* a NaN root: any number beats it */
+    return largest ? (VBITS)((VBITS)(v <= t) == 0) : (VBITS)((VBITS)(v >= t) == 0);
 }
 
 /* The same test on one element. */
