@@ -136,7 +136,8 @@ def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
     values = np.empty(shape, x.dtype)
     indices = np.empty(shape, np.int64)
     if values.size:
-        _core.top_k(rows, values, indices, values.size // k, n, k, want_largest, threads)
+        n_rows = values.size // k  # a thread takes whole rows: no more threads than rows
+        _core.top_k(rows, values, indices, n_rows, n, k, want_largest, min(threads, n_rows))
     if last:
         return values, indices
     return _axis_back(values, ax), _axis_back(indices, ax)
