@@ -51,10 +51,14 @@ FS_ALWAYS_INLINE void FN(top_k_set)(STORAGE *keys, int64_t *idx, fs_index j, BIT
     idx[j] = index;
 }
 
-/* Whether (ka, ia) ranks below (kb, ib): a lower key, or an equal key and a higher index. */
+/*
+ * Whether (ka, ia) ranks below (kb, ib): a lower key, or an equal key and a higher index.
+ * Bitwise, not short-circuit: the sift's choices are data-dependent, and branches on
+ * them mispredict about half the time.
+ */
 FS_ALWAYS_INLINE int FN(top_k_worse)(BITS ka, int64_t ia, BITS kb, int64_t ib)
 {
-    return ka < kb || (ka == kb && ia > ib);
+    return (ka < kb) | ((ka == kb) & (ia > ib));
 }
 
 /* Put (key, index) at slot `at` of a heap of `size` (worst at the root) and sift it down. */
@@ -68,10 +72,9 @@ FS_NOINLINE void FN(top_k_sift)(STORAGE *keys, int64_t *idx, fs_index size, fs_i
         BITS child_key = FN(top_k_key_at)(keys, child);
         if (child + 1 < size) {
             const BITS right = FN(top_k_key_at)(keys, child + 1);
-            if (FN(top_k_worse)(right, idx[child + 1], child_key, idx[child])) {
-                child++;
-                child_key = right;
-            }
+            const int take_right = FN(top_k_worse)(right, idx[child + 1], child_key, idx[child]);
+            child += take_right;
+            child_key = take_right ? right : child_key;
         }
         if (!FN(top_k_worse)(child_key, idx[child], key, index))
             break;
