@@ -265,3 +265,46 @@ def test_op(benchmark, measure, case, op, implementation):
     build = IMPLEMENTATIONS[implementation][1]
     result = measure(build(op, case))
     _check(op, case, result)
+
+
+# --- top_k: the k largest logits of each row and their indices ----------------------------------
+# A group of its own per shape (float32, k = 50, the sampling workloads' shapes): fastsoftmax.top_k,
+# torch.topk and NumPy's argpartition + a sort of the k, in the same run. bytes_read is x (the
+# floor of a one-pass kernel); bytes_written the values and indices.
+
+TOP_K = 50
+TOP_K_SHAPES = {"inference_row": (1, 128256), "inference_batch": (32, 50257)}
+
+
+def _np_top_k(x, k):
+    part = np.argpartition(-x, k - 1, axis=-1)[:, :k]
+    picked = np.take_along_axis(x, part, -1)
+    order = np.argsort(-picked, axis=-1, kind="stable")
+    return np.take_along_axis(picked, order, -1), np.take_along_axis(part, order, -1)
+
+
+def _top_k_call(implementation, x):
+    if implementation == "fastsoftmax":
+        fs = _import_or_skip("fastsoftmax")
+        if not hasattr(fs, "top_k"):
+            pytest.skip("fastsoftmax.top_k does not exist yet")
+        return partial(fs.top_k, x, TOP_K)
+    if implementation == "torch":
+        torch = _import_or_skip("torch")
+        return partial(torch.topk, torch.from_numpy(x), TOP_K)
+    return partial(_np_top_k, x, TOP_K)
+
+
+@pytest.mark.parametrize("implementation", ["fastsoftmax", "torch", "numpy"])
+@pytest.mark.parametrize("workload", list(TOP_K_SHAPES))
+def test_top_k(benchmark, measure, workload, implementation):
+    rows, classes = TOP_K_SHAPES[workload]
+    x = np.random.default_rng(SEED).standard_normal((rows, classes), dtype="float32")
+    benchmark.group = f"top_k {rows}x{classes} float32"
+    benchmark.extra_info.update(
+        implementation=implementation, op="top_k", workload=workload, shape=[rows, classes],
+        dtype="float32", bytes_read=x.nbytes, bytes_written=rows * TOP_K * (4 + 8))
+    values, indices = map(_to_numpy, measure(_top_k_call(implementation, x)))
+    expected = -np.sort(-x, axis=-1)[:, :TOP_K]  # no ties in normal float32 draws of this size
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(np.take_along_axis(x, indices, -1), expected)

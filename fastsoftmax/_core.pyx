@@ -36,6 +36,7 @@ cdef extern from "fs_kernels.h" nogil:
         FS_OP_SOFTMAX_BACKWARD
         FS_OP_LOG_SOFTMAX_BACKWARD
         FS_OP_CROSS_ENTROPY
+        FS_OP_TOP_K
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
@@ -73,6 +74,8 @@ cdef extern from "fs_kernels.h" nogil:
                               int64_t ignore_index, double *loss, void *grad, double grad_scale,
                               fs_index outer, fs_index n, fs_index width,
                               fs_index stride) noexcept nogil
+        void (*top_k)(const void *x, void *values, int64_t *indices, fs_index rows, fs_index n,
+                      fs_index k, int largest) noexcept nogil
         fs_block_sizes sizes
 
     ctypedef struct fs_kernel_table:
@@ -224,10 +227,22 @@ cdef struct CrossEntropyJob:
     void *grad             # like logits (may be logits), or NULL: no gradient
 
 
+cdef struct TopKJob:
+    # rows of n, always contiguous (inner == 1): the Python layer moves the axis last
+    Shape shape
+    fs_op op               # FS_OP_TOP_K
+    const void *x
+    void *values           # (outer, k)
+    int64_t *indices       # (outer, k)
+    fs_index k
+    bint largest
+
+
 ctypedef fused AnyJob:
     SoftmaxJob
     BackwardJob
     CrossEntropyJob
+    TopKJob
 
 
 cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_index a, fs_index b,
@@ -286,6 +301,17 @@ cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_mar
                                   job.grad_scale, b - a, n, j1 - j0, inner)
 
 
+cdef void _top_k_block(const TopKJob *job, const real *dtype_marker, fs_index a, fs_index b,
+                       fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, k = job.k
+    cdef const real *x = (<const real *> job.x) + a * n
+    cdef real *values = (<real *> job.values) + a * k
+    if real is float:
+        kernels.f32.top_k(x, values, job.indices + a * k, b - a, n, k, job.largest)
+    else:
+        kernels.f64.top_k(x, values, job.indices + a * k, b - a, n, k, job.largest)
+
+
 cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a, fs_index b,
                         fs_index j0, fs_index j1) noexcept nogil:
     """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
@@ -293,8 +319,10 @@ cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a,
         _softmax_block(job, dtype_marker, a, b, j0, j1)
     elif AnyJob is BackwardJob:
         _backward_block(job, dtype_marker, a, b, j0, j1)
-    else:
+    elif AnyJob is CrossEntropyJob:
         _cross_entropy_block(job, dtype_marker, a, b, j0, j1)
+    else:
+        _top_k_block(job, dtype_marker, a, b, j0, j1)
 
 
 cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
@@ -346,19 +374,21 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
     elif AnyJob is BackwardJob:
         return kernels.f64.backward_long_rows(job.grad_output, job.output, job.out, rows, n,
                                               job.log_output, nthreads)
-    elif real is float:
+    elif AnyJob is CrossEntropyJob and real is float:
         return kernels.f32.cross_entropy_long_rows(
             job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
             job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
-    else:
+    elif AnyJob is CrossEntropyJob:
         return kernels.f64.cross_entropy_long_rows(
             job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
             job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
+    else:
+        return -1  # top_k: a row is never split (each row is one thread's)
 
 
 cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads, each of several chunks: split the rows themselves.
-    if (nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
+    if (AnyJob is not TopKJob and nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
             and job.shape.n >= 2 * FS_CHUNK):
         if _long_rows(job, dtype_marker, nthreads) == 0:
             return
@@ -454,6 +484,23 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     job.loss = <double *> cnp.PyArray_DATA(loss)
     job.grad = cnp.PyArray_DATA(<cnp.ndarray> grad) if grad is not None else NULL
     _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
+
+
+def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t rows,
+          Py_ssize_t n, Py_ssize_t k, bint largest, int nthreads):
+    """The k best of each row of ``x`` (C-contiguous ``(rows, n)``), best first, into
+    ``values`` (``(rows, k)``, x's dtype) and ``indices`` (``(rows, k)``, int64), both
+    C-contiguous; ``0 <= k <= n``.  Whole rows go to threads (src/fs_top_k_tmpl.h).
+    """
+    cdef TopKJob job
+    job.shape = _shape(rows, n, 1)
+    job.op = FS_OP_TOP_K
+    job.x = cnp.PyArray_DATA(x)
+    job.values = cnp.PyArray_DATA(values)
+    job.indices = <int64_t *> cnp.PyArray_DATA(indices)
+    job.k = k
+    job.largest = largest
+    _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):

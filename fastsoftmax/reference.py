@@ -57,6 +57,7 @@ __all__ = [
     "softmax_backward",
     "log_softmax_backward",
     "cross_entropy",
+    "top_k",
 ]
 
 
@@ -340,3 +341,55 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     """
     (g, y), dtype = _upcast(grad_output, output)
     return (g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)).astype(dtype)
+
+
+def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
+          sorted: bool = True) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """The ``k`` largest (or smallest) entries along ``axis`` and their indices, by a stable sort.
+
+    The semantics of :func:`fastsoftmax.top_k` (and ``torch.topk``'s values):
+    descending for ``largest``, ascending otherwise (``sorted`` is ignored:
+    always sorted); NaN counts as larger than ``+inf``; ``-0.0`` equals
+    ``+0.0``; among equal values the lower index comes first.  A 0-d ``x``
+    takes ``k`` 0 or 1 and gives itself and index 0.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; the values come back in the result dtype (float32 for
+        float16/float32, float64 otherwise).
+    k : int
+        ``0 <= k <= x.shape[axis]``.
+    axis : int, optional
+        The one axis to select along.
+    largest, sorted : bool, optional
+        As in :func:`fastsoftmax.top_k`.
+
+    Returns
+    -------
+    values : ndarray
+        ``x``'s shape with ``axis`` of length ``k``.
+    indices : ndarray of int64
+        Their positions along ``axis``.
+
+    Examples
+    --------
+    >>> top_k([1.0, np.nan, 3.0, 3.0], 3)
+    (array([nan,  3.,  3.]), array([1, 2, 3]))
+    """
+    a = np.asarray(x)
+    a = a.astype(_result_dtype(a))
+    if a.ndim == 0:
+        if k not in (0, 1):
+            raise ValueError(f"k={k} is out of range for a 0-d array")
+        return a.copy(), np.zeros((), np.int64)
+    rows = np.moveaxis(a, axis, -1)
+    if not 0 <= k <= rows.shape[-1]:
+        raise ValueError(f"k={k} is out of range for an axis of length {rows.shape[-1]}")
+    nan = np.isnan(rows)
+    finite_order = np.where(nan, 0, -rows if largest else rows)  # -0.0 and 0.0 sort as equal
+    # lexsort: the last key first (NaN first for largest, last for smallest), then the
+    # values; stable, so equal values keep their index order.
+    order = np.lexsort((finite_order, ~nan if largest else nan), axis=-1)[..., :k]
+    values = np.take_along_axis(rows, order, axis=-1)
+    return np.moveaxis(values, -1, axis), np.moveaxis(order.astype(np.int64), -1, axis)

@@ -59,7 +59,8 @@ typedef enum fs_op {
     FS_OP_LOGSUMEXP = 2,
     FS_OP_SOFTMAX_BACKWARD = 3,
     FS_OP_LOG_SOFTMAX_BACKWARD = 4,
-    FS_OP_CROSS_ENTROPY = 5
+    FS_OP_CROSS_ENTROPY = 5,
+    FS_OP_TOP_K = 6
 } fs_op;
 
 /*
@@ -133,6 +134,10 @@ typedef struct fs_block_sizes {
                               int64_t ignore_index, double *loss, STORAGE *grad,                 \
                               double grad_scale, fs_index outer, fs_index n,                     \
                               fs_index width, fs_index stride);                                  \
+        /* The k best of each of `rows` contiguous rows of n, best first (src/fs_top_k_tmpl.h): */ \
+        /* values and indices are (rows, k); `largest` picks the largest, else the smallest. */  \
+        void (*top_k)(const STORAGE *x, STORAGE *values, int64_t *indices, fs_index rows,        \
+                      fs_index n, fs_index k, int largest);                                      \
         fs_block_sizes sizes;                                                                    \
     } fs_kernels_##SFX;
 

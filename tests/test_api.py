@@ -173,6 +173,7 @@ def _callers():
         "softmax_backward": lambda **kw: fs.softmax_backward(kw.pop("x", x), fs.softmax(x), **kw),
         "log_softmax_backward": lambda **kw: fs.log_softmax_backward(kw.pop("x", x), fs.log_softmax(x), **kw),
         "cross_entropy": lambda **kw: fs.cross_entropy(kw.pop("x", x), labels, **kw),
+        "top_k": lambda **kw: fs.top_k(kw.pop("x", x), 2, **kw),
     }
 
 

@@ -23,7 +23,7 @@ def test_readme_examples_run():
 
 
 @pytest.mark.parametrize("module_name", ["fastsoftmax._softmax", "fastsoftmax._logsumexp",
-                                         "fastsoftmax._cross_entropy",
+                                         "fastsoftmax._cross_entropy", "fastsoftmax._top_k",
                                          "fastsoftmax._threads", "fastsoftmax._config",
                                          "fastsoftmax.reference",
                                          "fastsoftmax._reference_cross_entropy"])

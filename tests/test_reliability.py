@@ -1,7 +1,7 @@
 """Reliability: fork safety, concurrency and the GIL, memory leaks, and (opt-in) arrays over 2**31.
 
-Every public op runs in them (``CALLS``): the softmax family, cross_entropy and
-the backward helpers.
+Every public op runs in them (``CALLS``): the softmax family, cross_entropy, the
+backward helpers and top_k.
 
 - Fork: a process that ran OpenMP threads then forks must give correct results
   in the child and never hang (libgomp deadlocks there, GCC bug 60035; the API
@@ -62,6 +62,16 @@ def _backward(func):
     return call
 
 
+def _top_k(x, axis, n_threads=None, out=None):
+    """top_k's 5 largest as ``(values, indices)``.  top_k has no out=: given one (of the
+    values' shape), the values are copied into it, so the out= rounds run it too."""
+    values, indices = fs.top_k(x, 5, axis, n_threads=n_threads)
+    if out is not None:
+        out[...] = values
+        values = out
+    return values, indices
+
+
 # (name, function, keyword arguments): every public op, called as
 # function(x, axis, n_threads=..., out=..., **kw); the fork, concurrency, GIL
 # and leak tests run each.  A function returns an array, or a tuple of arrays
@@ -75,6 +85,7 @@ CALLS = [
     ("cross_entropy_smoothed", _cross_entropy, {"label_smoothing": 0.1}),
     ("softmax_backward", _backward(fs.softmax_backward), {}),
     ("log_softmax_backward", _backward(fs.log_softmax_backward), {}),
+    ("top_k", _top_k, {}),
 ]
 
 OPENMP = _core.openmp_enabled()
@@ -414,7 +425,8 @@ def test_gil_is_released_while_a_kernel_runs(func, kw):
     holds on one core and on a loaded machine: the OS still shares the CPU.
     """
     x = np.random.default_rng(7).standard_normal((64, 131072))  # 20-50 ms single-threaded
-    out = np.empty_like(x) if func is not fs.logsumexp else None  # (no page faults in the call)
+    # (no page faults in the call; logsumexp and top_k return fewer values than x holds)
+    out = np.empty_like(x) if func not in (fs.logsumexp, _top_k) else None
     call = lambda: func(x, -1, n_threads=1, out=out, **kw)  # noqa: E731
     call()
     old_interval = sys.getswitchinterval()

@@ -133,6 +133,13 @@ def main() -> None:
     np.testing.assert_allclose(ref_grad, grad_only, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(float(ref_loss), mean_loss, rtol=1e-5)
 
+    # top_k
+    top_values, top_indices = fastsoftmax.top_k(x, 3, -1, largest=False, n_threads=1)
+    token_ids: npt.NDArray[np.int64] = top_indices
+    ref_values, ref_indices = reference.top_k(x, 3, largest=False)
+    np.testing.assert_array_equal(top_values, ref_values)
+    np.testing.assert_array_equal(token_ids, ref_indices)
+
     # threads
     threads: int = fastsoftmax.get_num_threads() + 1
     assert threads >= 2
