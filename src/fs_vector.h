@@ -153,17 +153,6 @@ typedef uint8_t vmask_bytes_f64 __attribute__((vector_size(FS_LANES_f64)));
 #define vmax_f32(a, b) ((vec_f32)_mm_max_ps((__m128)(a), (__m128)(b)))
 #define vmax_f64(a, b) ((vec_f64)_mm_max_pd((__m128d)(a), (__m128d)(b)))
 #endif
-/* Whether any lane of v is greater than the scalar c (a NaN lane is not). */
-#if FS_VBYTES == 64
-#define vany_greater_f32(v, c) (_mm512_cmp_ps_mask((__m512)(v), _mm512_set1_ps(c), _CMP_GT_OQ) != 0)
-#define vany_greater_f64(v, c) (_mm512_cmp_pd_mask((__m512d)(v), _mm512_set1_pd(c), _CMP_GT_OQ) != 0)
-#elif FS_VBYTES == 32
-#define vany_greater_f32(v, c) (_mm256_movemask_ps(_mm256_cmp_ps((__m256)(v), _mm256_set1_ps(c), _CMP_GT_OQ)) != 0)
-#define vany_greater_f64(v, c) (_mm256_movemask_pd(_mm256_cmp_pd((__m256d)(v), _mm256_set1_pd(c), _CMP_GT_OQ)) != 0)
-#else
-#define vany_greater_f32(v, c) (_mm_movemask_ps(_mm_cmpgt_ps((__m128)(v), _mm_set1_ps(c))) != 0)
-#define vany_greater_f64(v, c) (_mm_movemask_pd(_mm_cmpgt_pd((__m128d)(v), _mm_set1_pd(c))) != 0)
-#endif
 #else
 /* a > b is false for a NaN a, so the blend keeps b. */
 static inline vec_f32 vmax_f32(vec_f32 a, vec_f32 b)
@@ -176,19 +165,6 @@ static inline vec_f64 vmax_f64(vec_f64 a, vec_f64 b)
     vbits_f64 take_a = (vbits_f64)(a > b);
     return (vec_f64)(((vbits_f64)a & take_a) | ((vbits_f64)b & ~take_a));
 }
-/* The comparison's lanes ORed together 64 bits at a time (GCC makes it a few NEON instructions). */
-#define FS_DEFINE_ANY_GREATER(V, VB, REAL, SFX)                                     \
-    static inline int vany_greater_##SFX(V v, REAL c)                              \
-    {                                                                              \
-        VB m = (VB)(v > (V){0} + c);                                               \
-        uint64_t w[FS_VBYTES / 8], any = 0;                                        \
-        memcpy(w, &m, sizeof w);                                                   \
-        for (int i = 0; i < FS_VBYTES / 8; i++)                                    \
-            any |= w[i];                                                           \
-        return any != 0;                                                           \
-    }
-FS_DEFINE_ANY_GREATER(vec_f32, vbits_f32, float, f32)
-FS_DEFINE_ANY_GREATER(vec_f64, vbits_f64, double, f64)
 #endif
 
 /* The first lane of a comparison result that is set, or -1: one instruction and a bit scan. */
@@ -255,8 +231,6 @@ typedef uint8_t vmask_bytes_f64;
 #define vfirst_f64(b) ((b) != 0 ? 0 : -1)
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
-#define vany_greater_f32(v, c) ((v) > (c))
-#define vany_greater_f64(v, c) ((v) > (c))
 
 #endif /* FS_VBYTES */
 
@@ -393,5 +367,9 @@ FS_DEFINE_PARTIAL_OPS(vec_f64, double, f64)
 
 FS_DEFINE_MASK_OPS(vmask_bytes_f32, vbits_f32, vwiden_mask_f32, f32)
 FS_DEFINE_MASK_OPS(vmask_bytes_f64, vbits_f64, vwiden_mask_f64, f64)
+
+/* Whether any lane of v is greater than the scalar c (a NaN lane is not): a compare and vfirst. */
+#define vany_greater_f32(v, c) (vfirst_f32((vbits_f32)((v) > vsplat_f32(c))) >= 0)
+#define vany_greater_f64(v, c) (vfirst_f64((vbits_f64)((v) > vsplat_f64(c))) >= 0)
 
 #endif /* FS_VECTOR_H */
