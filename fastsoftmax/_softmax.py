@@ -255,6 +255,26 @@ def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
 
 # ---------------------------------------------------------------- backward helpers
 
+# Docstring text the two backward helpers share.
+_BACKWARD_AXES = axes("computed on copies of both inputs with them moved last,\n"
+                      "and the result is copied back into their layout")
+_BACKWARD_COMMON = """\
+out : ndarray, optional
+    C-contiguous, writeable array for the result; may be either input.
+n_threads : int, optional
+    As in :func:`softmax`.
+
+Returns
+-------
+ndarray
+    d(loss)/dx, the shape of ``output``, in the wider of the two dtypes.
+
+Raises
+------
+TypeError, ValueError
+    As in :func:`softmax`, and a ValueError when the shapes differ."""
+
+
 def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
               out: FloatArray | None, n_threads: int | None, log: bool) -> FloatArray:
     grad_output = _as_float_array(grad_output, "grad_output")
@@ -288,8 +308,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
     return out
 
 
-@fill_doc(axes=axes("computed on copies of both inputs with them moved last,\n"
-                    "and the result is copied back into their layout"))
+@fill_doc(axes=_BACKWARD_AXES, common=_BACKWARD_COMMON)
 def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
                      axis: Axes = -1, *, out: FloatArray | None = None,
                      n_threads: int | None = None) -> FloatArray:
@@ -303,20 +322,7 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         The softmax output ``y = softmax(x, axis)``.
     axis : int, tuple of ints or None, default -1
         The axis (or axes) softmax normalized over.
-    out : ndarray, optional
-        C-contiguous, writeable array for the result; may be either input.
-    n_threads : int, optional
-        As in :func:`softmax`.
-
-    Returns
-    -------
-    ndarray
-        d(loss)/dx, the shape of ``output``, in the wider of the two dtypes.
-
-    Raises
-    ------
-    TypeError, ValueError
-        As in :func:`softmax`, and a ValueError when the shapes differ.
+    %(common)s
 
     Notes
     -----
@@ -338,8 +344,7 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
     return _backward(grad_output, output, axis, out, n_threads, False)
 
 
-@fill_doc(axes=axes("computed on copies of both inputs with them moved last,\n"
-                    "and the result is copied back into their layout"))
+@fill_doc(axes=_BACKWARD_AXES, common=_BACKWARD_COMMON)
 def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
                          axis: Axes = -1, *, out: FloatArray | None = None,
                          n_threads: int | None = None) -> FloatArray:
@@ -353,20 +358,7 @@ def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
         The log_softmax output ``y = log_softmax(x, axis)``.
     axis : int, tuple of ints or None, default -1
         The axis (or axes) log_softmax normalized over.
-    out : ndarray, optional
-        C-contiguous, writeable array for the result; may be either input.
-    n_threads : int, optional
-        As in :func:`softmax`.
-
-    Returns
-    -------
-    ndarray
-        d(loss)/dx, the shape of ``output``, in the wider of the two dtypes.
-
-    Raises
-    ------
-    TypeError, ValueError
-        As in :func:`softmax`, and a ValueError when the shapes differ.
+    %(common)s
 
     Notes
     -----
