@@ -1,11 +1,12 @@
-"""fastsoftmax: softmax, log_softmax, logsumexp, cross-entropy and top_k for NumPy arrays, multithreaded and SIMD-vectorized.
+"""fastsoftmax: softmax, log_softmax, logsumexp, cross-entropy, top_k and token sampling for NumPy arrays, multithreaded and SIMD-vectorized.
 
 See ``fastsoftmax.reference`` for the plain NumPy versions the results are checked against.
 """
-from . import _config, _cross_entropy, _logsumexp, _softmax, _threads, _top_k
+from . import _config, _cross_entropy, _logsumexp, _sample, _softmax, _threads, _top_k
 from ._config import *  # noqa: F403  (each module's __all__ lists its public names, once)
 from ._cross_entropy import *  # noqa: F403
 from ._logsumexp import *  # noqa: F403
+from ._sample import *  # noqa: F403
 from ._softmax import *  # noqa: F403
 from ._threads import *  # noqa: F403
 from ._top_k import *  # noqa: F403
@@ -16,5 +17,6 @@ __all__ += _softmax.__all__
 __all__ += _logsumexp.__all__
 __all__ += _cross_entropy.__all__
 __all__ += _top_k.__all__
+__all__ += _sample.__all__
 __all__ += _threads.__all__
 __all__ += _config.__all__

@@ -37,6 +37,11 @@ cdef extern from "fs_kernels.h" nogil:
         FS_OP_LOG_SOFTMAX_BACKWARD
         FS_OP_CROSS_ENTROPY
         FS_OP_TOP_K
+        FS_OP_SAMPLE
+    ctypedef struct fs_sample_params:
+        pass
+    ctypedef struct fs_sample_result:
+        pass
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
@@ -76,6 +81,9 @@ cdef extern from "fs_kernels.h" nogil:
                               fs_index stride) noexcept nogil
         void (*top_k)(const void *x, void *values, int64_t *indices, fs_index rows, fs_index n,
                       fs_index k, int largest) noexcept nogil
+        void (*sample)(const void *x, fs_index rows, fs_index n, const fs_sample_params *params,
+                       fs_sample_result *results, int64_t *top_tokens, float *top_logprobs,
+                       fs_index n_top) noexcept nogil
         fs_block_sizes sizes
 
     ctypedef struct fs_kernel_table:
@@ -238,11 +246,24 @@ cdef struct TopKJob:
     bint largest
 
 
+cdef struct SampleJob:
+    # rows of n, contiguous; one fs_sample_params and fs_sample_result per row
+    Shape shape
+    fs_op op               # FS_OP_SAMPLE
+    const void *x
+    const fs_sample_params *params
+    fs_sample_result *results
+    int64_t *top_tokens    # (outer, n_top), or NULL when n_top == 0
+    float *top_logprobs
+    fs_index n_top
+
+
 ctypedef fused AnyJob:
     SoftmaxJob
     BackwardJob
     CrossEntropyJob
     TopKJob
+    SampleJob
 
 
 cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_index a, fs_index b,
@@ -312,6 +333,20 @@ cdef void _top_k_block(const TopKJob *job, const real *dtype_marker, fs_index a,
         kernels.f64.top_k(x, values, job.indices + a * k, b - a, n, k, job.largest)
 
 
+cdef void _sample_block(const SampleJob *job, const real *dtype_marker, fs_index a, fs_index b,
+                        fs_index j0, fs_index j1) noexcept nogil:
+    cdef fs_index n = job.shape.n, n_top = job.n_top
+    cdef const real *x = (<const real *> job.x) + a * n
+    cdef int64_t *top_tokens = job.top_tokens + a * n_top if n_top else NULL
+    cdef float *top_logprobs = job.top_logprobs + a * n_top if n_top else NULL
+    if real is float:
+        kernels.f32.sample(x, b - a, n, job.params + a, job.results + a, top_tokens,
+                           top_logprobs, n_top)
+    else:
+        kernels.f64.sample(x, b - a, n, job.params + a, job.results + a, top_tokens,
+                           top_logprobs, n_top)
+
+
 cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a, fs_index b,
                         fs_index j0, fs_index j1) noexcept nogil:
     """Run slabs [a, b) and columns [j0, j1) of a job (``dtype_marker`` only picks the dtype)."""
@@ -321,8 +356,10 @@ cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a,
         _backward_block(job, dtype_marker, a, b, j0, j1)
     elif AnyJob is CrossEntropyJob:
         _cross_entropy_block(job, dtype_marker, a, b, j0, j1)
-    else:
+    elif AnyJob is TopKJob:
         _top_k_block(job, dtype_marker, a, b, j0, j1)
+    else:
+        _sample_block(job, dtype_marker, a, b, j0, j1)
 
 
 cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexcept nogil:
@@ -383,12 +420,12 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
             job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
             job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
     else:
-        return -1  # top_k: a row is never split (each row is one thread's)
+        return -1  # top_k, sample: a row is never split (each row is one thread's)
 
 
 cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads, each of several chunks: split the rows themselves.
-    if (AnyJob is not TopKJob and nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
+    if (AnyJob is not TopKJob and AnyJob is not SampleJob and nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
             and job.shape.n >= 2 * FS_CHUNK):
         if _long_rows(job, dtype_marker, nthreads) == 0:
             return
@@ -501,6 +538,29 @@ def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t row
     job.k = k
     job.largest = largest
     _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
+
+
+def sample(cnp.ndarray logits, cnp.ndarray params, cnp.ndarray results,
+           cnp.ndarray top_tokens, cnp.ndarray top_logprobs, Py_ssize_t rows, Py_ssize_t n,
+           int nthreads):
+    """One token per row of ``logits`` (C-contiguous ``(rows, n)``, n >= 1).
+
+    ``params`` and ``results`` are C-contiguous structured arrays of ``rows``
+    fs_sample_params and fs_sample_result (fs_kernels.h; the Python layer's
+    PARAMS_DTYPE and RESULT_DTYPE); ``top_tokens`` (int64) and ``top_logprobs``
+    (float32) are C-contiguous ``(rows, n_top)``, n_top possibly 0.  Whole
+    rows go to threads (src/fs_sample_tmpl.h).
+    """
+    cdef SampleJob job
+    job.shape = _shape(rows, n, 1)
+    job.op = FS_OP_SAMPLE
+    job.x = cnp.PyArray_DATA(logits)
+    job.params = <const fs_sample_params *> cnp.PyArray_DATA(params)
+    job.results = <fs_sample_result *> cnp.PyArray_DATA(results)
+    job.n_top = cnp.PyArray_DIM(top_tokens, 1)
+    job.top_tokens = <int64_t *> cnp.PyArray_DATA(top_tokens) if job.n_top else NULL
+    job.top_logprobs = <float *> cnp.PyArray_DATA(top_logprobs) if job.n_top else NULL
+    _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):

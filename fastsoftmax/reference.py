@@ -48,6 +48,7 @@ from ._reference_base import (
     _upcast,
 )
 from ._reference_cross_entropy import cross_entropy
+from ._reference_sample import sample, sample_kept
 from ._typing import Axes, FloatArray, FloatScalarOrArray
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "log_softmax_backward",
     "cross_entropy",
     "top_k",
+    "sample",
+    "sample_kept",
 ]
 
 

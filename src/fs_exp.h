@@ -125,4 +125,30 @@ static inline vec_f64 vexp_any_f64(vec_f64 z)
     return vselect_f64((vbits_f64)(z > vsplat_f64(0x1.62e42fefa39efp+9)), vsplat_f64(INFINITY), e); /* 709.782712893384 */
 }
 
+/*
+ * The sampler's weights, exp((v - shift) * scale) computed in double, for one
+ * vector of a dtype's values: in its sum accumulator's double lanes (VACC:
+ * float's two double vectors, double's one).  For z = (v - shift) * scale <= 0:
+ * shift is the row's max.  fs_sample_tmpl.h takes every weight, one or a
+ * vector of them, from here, so all its sums and tests see the same bits.
+ */
+#if FS_VBYTES > 0
+static inline vacc_f32 vacc_weights_f32(vec_f32 v, double shift, double scale)
+{
+    vacc_f32 a = vacc_from_f32(v);
+    a.lo = vexp_f64((a.lo - vsplat_f64(shift)) * vsplat_f64(scale));
+    a.hi = vexp_f64((a.hi - vsplat_f64(shift)) * vsplat_f64(scale));
+    return a;
+}
+#else
+static inline vacc_f32 vacc_weights_f32(vec_f32 v, double shift, double scale)
+{
+    return vexp_f64(((double)v - shift) * scale);
+}
+#endif
+static inline vacc_f64 vacc_weights_f64(vec_f64 v, double shift, double scale)
+{
+    return vexp_f64((v - vsplat_f64(shift)) * vsplat_f64(scale));
+}
+
 #endif /* FS_EXP_H */

@@ -47,6 +47,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 #include "fs_cross_entropy_tmpl.h"
 #include "fs_long_rows_tmpl.h"
 #include "fs_top_k_tmpl.h"
+#include "fs_sample_tmpl.h"
 
 #include "fs_type_f64.h"
 #include "fs_reduce_tmpl.h"
@@ -56,6 +57,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 #include "fs_cross_entropy_tmpl.h"
 #include "fs_long_rows_tmpl.h"
 #include "fs_top_k_tmpl.h"
+#include "fs_sample_tmpl.h"
 
 /* One dtype's kernels, by field name (fs_kernels.h's fs_kernels_f32 / fs_kernels_f64). */
 #define FS_DTYPE_TABLE(SFX)                              \
@@ -75,6 +77,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
         .backward = backward_block_##SFX,                \
         .cross_entropy = cross_entropy_block_##SFX,      \
         .top_k = top_k_block_##SFX,                      \
+        .sample = sample_block_##SFX,                    \
         .sizes = {                                       \
             .lanes = FS_LANES_##SFX,                     \
             .unroll = FS_ROW_ACCUMULATORS,               \

@@ -60,8 +60,40 @@ typedef enum fs_op {
     FS_OP_SOFTMAX_BACKWARD = 3,
     FS_OP_LOG_SOFTMAX_BACKWARD = 4,
     FS_OP_CROSS_ENTROPY = 5,
-    FS_OP_TOP_K = 6
+    FS_OP_TOP_K = 6,
+    FS_OP_SAMPLE = 7
 } fs_op;
+
+/*
+ * One row's sampling parameters (src/fs_sample_tmpl.h), resolved by the
+ * Python layer (fastsoftmax/_sample.py): every field 8 bytes, so a NumPy
+ * structured array of them has this layout on every platform.
+ */
+typedef struct fs_sample_params {
+    double inv_temperature; /* 1 / temperature; 0: greedy (argmax) */
+    int64_t top_k;          /* max(top_k, min_keep), in [1, n); 0: no top-k filter */
+    double top_p;           /* in (0, 1]; 1: no top-p filter */
+    double min_p;           /* in [0, 1]; 0: no min-p filter */
+    int64_t min_keep;       /* in [1, n] */
+    double u;               /* the uniform draw, in [0, 1) */
+} fs_sample_params;
+
+/* Why a row has no token (fs_sample_result.status); 0 (FS_SAMPLE_OK): it has one. */
+typedef enum fs_sample_status {
+    FS_SAMPLE_OK = 0,
+    FS_SAMPLE_NAN = 1,       /* the row holds a NaN */
+    FS_SAMPLE_POS_INF = 2,   /* the row holds +inf */
+    FS_SAMPLE_NO_FINITE = 3, /* every entry is -inf */
+    FS_SAMPLE_NO_MEMORY = 4  /* scratch space could not be allocated */
+} fs_sample_status;
+
+/* One row's outcome: 8-byte fields, as fs_sample_params. */
+typedef struct fs_sample_result {
+    int64_t token;   /* the sampled id */
+    int64_t n_kept;  /* finite entries that survived the filters */
+    double logprob;  /* the token's log-probability under the filtered distribution */
+    int64_t status;  /* an fs_sample_status */
+} fs_sample_result;
 
 /*
  * One dtype's block sizes in one ISA build, from the constants the kernels
@@ -138,6 +170,11 @@ typedef struct fs_block_sizes {
         /* values and indices are (rows, k); `largest` picks the largest, else the smallest. */  \
         void (*top_k)(const STORAGE *x, STORAGE *values, int64_t *indices, fs_index rows,        \
                       fs_index n, fs_index k, int largest);                                      \
+        /* One token per row of `rows` contiguous rows of n (src/fs_sample_tmpl.h), and the */  \
+        /* n_top most likely ids with their log-probabilities, (rows, n_top), unless 0. */       \
+        void (*sample)(const STORAGE *x, fs_index rows, fs_index n,                              \
+                       const fs_sample_params *params, fs_sample_result *results,               \
+                       int64_t *top_tokens, float *top_logprobs, fs_index n_top);              \
         fs_block_sizes sizes;                                                                    \
     } fs_kernels_##SFX;
 

@@ -60,5 +60,7 @@
 #define VACC_LANE FS_COMPUTE_NAME(vacc_lane)
 #define VACC_NARROW FS_COMPUTE_NAME(vacc_narrow)
 #define VACC_KEEP_WHERE_FINITE FS_COMPUTE_NAME(vacc_keep_where_finite)
+/* exp((v - shift) * scale) in double, into VACC lanes (the sampler's weights, fs_exp.h) */
+#define VACC_WEIGHTS FS_COMPUTE_NAME(vacc_weights)
 
 #endif /* FS_TYPE_BINDINGS_H */

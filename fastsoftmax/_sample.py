@@ -1,0 +1,458 @@
+"""sample: one token per row of logits, Hugging Face's sampling chain fused into one kernel.
+
+Penalties, temperature, top-k, top-p, min-p and the draw, with Hugging
+Face's semantics and order.  The arguments are checked and resolved to one
+set of parameters per row here (also for ``fastsoftmax.reference.sample``);
+the penalties are applied here, to a copy; everything else runs in the C
+kernel (src/fs_sample_tmpl.h), one row per thread, without a sort of the row.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import Any, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._checks import _as_float_array, _check_int
+from ._messages import shown
+from ._threads import resolve_threads
+from ._typing import FloatArray
+
+__all__ = ["sample", "SampleResult"]
+
+# fs_kernels.h's fs_sample_params and fs_sample_result: 8-byte fields, no padding.
+PARAMS_DTYPE = np.dtype([("inv_temperature", np.float64), ("top_k", np.int64),
+                         ("top_p", np.float64), ("min_p", np.float64),
+                         ("min_keep", np.int64), ("u", np.float64)])
+RESULT_DTYPE = np.dtype([("token", np.int64), ("n_kept", np.int64), ("logprob", np.float64),
+                         ("status", np.int64)])
+# fs_sample_status
+_NAN, _POS_INF, _NO_FINITE, _NO_MEMORY = 1, 2, 3, 4
+
+# prev_tokens: (B, L) ints, or B sequences of ints (one per row, any lengths).
+PrevTokens = Union[npt.ArrayLike, Sequence[npt.ArrayLike], None]
+
+
+class SampleResult(NamedTuple):
+    """What :func:`sample` returns, per row of logits (scalars for 1-D logits).
+
+    A named tuple: unpack it, or read its fields by name.
+
+    Parameters
+    ----------
+    tokens : int64 ndarray of shape (B,), or an int64 scalar
+        The sampled token ids.
+    logprob : float32 ndarray of shape (B,), or a float32 scalar
+        Each token's log-probability under the final, filtered distribution
+        (0 for greedy rows).
+    n_kept : int64 ndarray of shape (B,), or an int64 scalar
+        How many tokens survived the filters with a finite logit (1 for
+        greedy rows).
+    top_tokens : int64 ndarray of shape (B, n) or (n,), or None
+        With ``logprobs=n > 0``: the n most likely ids of the distribution
+        after penalties and temperature, before the filters, most likely
+        first (ties: the lower id first).
+    top_logprobs : float32 ndarray like top_tokens, or None
+        Their log-probabilities under that distribution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax as fs
+    >>> tokens, logprob, n_kept, top_tokens, top_logprobs = fs.sample(
+    ...     np.float32([[0.0, 2.0, 1.0]]), temperature=0, logprobs=2)
+    >>> tokens, top_tokens
+    (array([1]), array([[1, 2]]))
+    """
+
+    tokens: Any
+    logprob: Any
+    n_kept: Any
+    top_tokens: Optional[npt.NDArray[np.int64]] = None
+    top_logprobs: Optional[npt.NDArray[np.float32]] = None
+
+
+class _Resolved(NamedTuple):
+    """sample's arguments, checked: logits as (B, V) and one set of parameters per row."""
+
+    logits: FloatArray             # (B, V), C-contiguous, float32 or float64, not yet penalised
+    params: npt.NDArray[Any]       # (B,) PARAMS_DTYPE
+    n_top: int                     # logprobs
+    one_row: bool                  # 1-D logits: scalar results
+    # The penalties: each row's distinct previous tokens as (rows, tokens, counts), or None
+    # when there are none or every row's penalties are neutral; then per-row factors.
+    prev: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    repetition: np.ndarray
+    presence: np.ndarray
+    frequency: np.ndarray
+
+    def penalised(self) -> FloatArray:
+        """The logits the filters see: a penalised copy, or the logits themselves."""
+        if self.prev is None:
+            return self.logits
+        return _apply_penalties(self.logits, self.prev, self.repetition, self.presence,
+                                self.frequency)
+
+
+def _name(name: str, row: int | None) -> str:
+    return name if row is None else f"{name}[{row}]"
+
+
+def _per_row(value: Any, name: str, rows: int, integer: bool) -> tuple[np.ndarray, bool]:
+    """``value`` as an int64/float64 array of length ``rows``, and whether it was an array.
+
+    A scalar applies to every row; an array must have one entry per row.
+    TypeError for a non-number (bools included), ValueError for a wrong length.
+    """
+    if np.ndim(value) == 0 and not isinstance(value, np.ndarray):
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a number or an array of one per row, got {value!r}")
+        if integer:
+            if not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an int or an array of one per row, "
+                                f"got {value!r}")
+            # Beyond int64, only the sign matters: every such count clips to the row length.
+            v = max(min(operator.index(value), 2**62), -2**62)
+            return np.full(rows, v, np.int64), False
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number or an array of one per row, "
+                            f"got {value!r}")
+        try:
+            return np.full(rows, float(value), np.float64), False
+        except OverflowError:
+            raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in ("iu" if integer else "iuf"):
+        kind = "an int" if integer else "a real number"
+        raise TypeError(f"{name} must be {kind} or an array of them, got an array of "
+                        f"dtype {arr.dtype}")
+    if arr.shape != (rows,):
+        raise ValueError(f"{name} must be a scalar or have one entry per row, shape "
+                         f"({rows},); got shape {arr.shape}")
+    if integer:
+        if arr.dtype == np.uint64:
+            arr = np.minimum(arr, 2**62)
+        return arr.astype(np.int64), True
+    return arr.astype(np.float64), True
+
+
+def _check_range(values: np.ndarray, is_array: bool, name: str, ok: np.ndarray,
+                 what: str) -> None:
+    """ValueError naming the first entry of ``values`` where ``ok`` is False."""
+    if not ok.all():
+        row = int(np.argmin(ok))
+        shown_name = _name(name, row if is_array else None)
+        raise ValueError(f"{shown_name}={shown(values[row].item())} is out of range: {what}")
+
+
+def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row: bool
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The (row, token, count) of every distinct previous token, or None for none."""
+    if prev_tokens is None:
+        return None
+    if isinstance(prev_tokens, np.ndarray) or one_row or not isinstance(prev_tokens, (list, tuple)):
+        arr = np.asarray(prev_tokens)
+        if one_row and arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[0] != rows:
+            want = "a 1-D sequence of ids" if one_row else f"shape ({rows}, L) or {rows} sequences"
+            raise ValueError(f"prev_tokens must be {want} (one row of previous tokens per row "
+                             f"of logits); got shape {arr.shape}")
+        per_row = list(arr)
+    else:
+        if len(prev_tokens) != rows:
+            raise ValueError(f"prev_tokens must hold one sequence of ids per row: {rows}, "
+                             f"got {len(prev_tokens)}")
+        per_row = [np.asarray(p) for p in prev_tokens]
+    flat_parts = []
+    for row, ids in enumerate(per_row):
+        if ids.ndim != 1:
+            raise ValueError(f"prev_tokens[{row}] must be 1-D, got shape {ids.shape}")
+        if ids.size == 0:
+            continue
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"prev_tokens must hold integer token ids, got dtype {ids.dtype} "
+                            f"in row {row}")
+        bad = (ids < 0) | (ids >= vocab)
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise ValueError(f"prev_tokens[{row}][{at}]={shown(ids[at].item())} is out of range: "
+                             f"token ids must be in [0, {vocab})")
+        flat_parts.append(row * vocab + ids.astype(np.int64))
+    if not flat_parts:
+        return None
+    flat, counts = np.unique(np.concatenate(flat_parts), return_counts=True)
+    return flat // vocab, flat % vocab, counts
+
+
+def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     repetition: np.ndarray, presence: np.ndarray, frequency: np.ndarray
+                     ) -> FloatArray:
+    """A copy of logits with the penalties applied to each row's previous tokens.
+
+    In float64, rounded once to the logits' dtype: Hugging Face's repetition
+    penalty (``s * r`` below 0, ``s / r`` otherwise), then OpenAI's
+    ``s -= frequency * count + presence``.
+    """
+    rows, tokens, counts = prev
+    s = logits[rows, tokens].astype(np.float64)
+    r = repetition[rows]
+    s = np.where(s < 0, s * r, s / r)
+    s = s - (frequency[rows] * counts + presence[rows])
+    out = logits.copy()
+    with np.errstate(over="ignore"):  # a penalty past the dtype's range: +-inf, reported per row
+        out[rows, tokens] = s.astype(logits.dtype)
+    return out
+
+
+def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, min_p: Any,
+             repetition_penalty: Any, presence_penalty: Any, frequency_penalty: Any,
+             prev_tokens: PrevTokens, min_tokens_to_keep: Any, rng: Any, u: Any,
+             logprobs: Any) -> _Resolved:
+    """Check every argument of :func:`sample` and resolve them per row, before any work."""
+    x = _as_float_array(logits, "logits")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"logits must be 1-D (V,) or 2-D (B, V), got shape {x.shape}")
+    one_row = x.ndim == 1
+    x2 = x.reshape(1, -1) if one_row else x
+    rows, vocab = x2.shape
+    if vocab == 0:
+        raise ValueError("logits must have at least one token (V >= 1), got V = 0")
+
+    def floats(value: Any, name: str) -> tuple[np.ndarray, bool]:
+        return _per_row(value, name, rows, integer=False)
+
+    def ints(value: Any, name: str) -> tuple[np.ndarray, bool]:
+        return _per_row(value, name, rows, integer=True)
+
+    t, t_arr = floats(temperature, "temperature")
+    with np.errstate(divide="ignore", over="ignore"):
+        inv_t = np.where(t > 0, 1.0 / np.where(t > 0, t, 1.0), 0.0)
+    _check_range(t, t_arr, "temperature", np.isfinite(t) & (t >= 0),
+                 "must be finite and >= 0 (0 for greedy)")
+    _check_range(t, t_arr, "temperature", np.isfinite(inv_t),
+                 "too small: 1/temperature overflows (use 0 for greedy)")
+    k, k_arr = ints(top_k, "top_k")
+    _check_range(k, k_arr, "top_k", k >= 0, "must be >= 0 (0 disables top-k)")
+    p, p_arr = floats(top_p, "top_p")
+    _check_range(p, p_arr, "top_p", (p > 0) & (p <= 1), "must be in (0, 1] (1 disables top-p)")
+    mp, mp_arr = floats(min_p, "min_p")
+    _check_range(mp, mp_arr, "min_p", (mp >= 0) & (mp <= 1), "must be in [0, 1] (0 disables min-p)")
+    rep, rep_arr = floats(repetition_penalty, "repetition_penalty")
+    _check_range(rep, rep_arr, "repetition_penalty", np.isfinite(rep) & (rep > 0),
+                 "must be finite and > 0 (1 disables it)")
+    pres, pres_arr = floats(presence_penalty, "presence_penalty")
+    _check_range(pres, pres_arr, "presence_penalty", np.isfinite(pres), "must be finite")
+    freq, freq_arr = floats(frequency_penalty, "frequency_penalty")
+    _check_range(freq, freq_arr, "frequency_penalty", np.isfinite(freq), "must be finite")
+    keep, keep_arr = ints(min_tokens_to_keep, "min_tokens_to_keep")
+    _check_range(keep, keep_arr, "min_tokens_to_keep", keep >= 1, "must be >= 1")
+    n_top = _check_int(logprobs, "logprobs")
+    if not 0 <= n_top <= vocab:
+        raise ValueError(f"logprobs={shown(n_top)} is out of range: must be in [0, {vocab}] "
+                         f"(the number of top tokens to report)")
+    draws = _resolve_uniforms(rng, u, rows, one_row, need=bool((t > 0).any()))
+    prev = _resolve_prev_tokens(prev_tokens, rows, vocab, one_row)
+
+    keep = np.minimum(keep, vocab)
+    k_eff = np.where(k > 0, np.minimum(np.maximum(k, keep), vocab), 0)
+    params = np.empty(rows, PARAMS_DTYPE)
+    params["inv_temperature"] = inv_t
+    params["top_k"] = np.where(k_eff < vocab, k_eff, 0)  # keeping all V is no filter
+    params["top_p"] = p
+    params["min_p"] = mp
+    params["min_keep"] = keep
+    params["u"] = draws
+    if prev is not None and not ((rep != 1) | (pres != 0) | (freq != 0))[prev[0]].any():
+        prev = None
+    return _Resolved(x2, params, n_top, one_row, prev, rep, pres, freq)
+
+
+def _resolve_uniforms(rng: Any, u: Any, rows: int, one_row: bool, need: bool) -> np.ndarray:
+    """The row's uniforms: ``rng.random(rows)``, ``u`` checked, or zeros when all rows are greedy."""
+    if rng is not None and u is not None:
+        raise ValueError("give rng or u, not both: u replaces the draw rng.random(B) would make")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng()), "
+                            f"got {type(rng).__name__}")
+        return rng.random(rows)
+    if u is None:
+        if need:
+            raise ValueError("sampling with temperature > 0 needs randomness: pass rng= (a "
+                             "numpy.random.Generator) or u= (one uniform in [0, 1) per row)")
+        return np.zeros(rows)
+    if one_row and np.ndim(u) == 0:
+        u = [u] if not isinstance(u, np.ndarray) else u.reshape(1)
+    draws, is_array = _per_row(u, "u", rows, integer=False)
+    _check_range(draws, is_array, "u", (draws >= 0) & (draws < 1), "uniforms must be in [0, 1)")
+    return draws
+
+
+def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,
+           min_p: Any = 0.0, repetition_penalty: Any = 1.0, presence_penalty: Any = 0.0,
+           frequency_penalty: Any = 0.0, prev_tokens: PrevTokens = None,
+           min_tokens_to_keep: Any = 1, rng: Optional[np.random.Generator] = None,
+           u: Any = None, logprobs: int = 0, n_threads: Optional[int] = None) -> SampleResult:
+    """Sample one token per row of logits, as Hugging Face's sampling chain does.
+
+    Penalties, temperature, top-k, top-p and min-p, then one inverse-CDF draw
+    per row, fused: no sort of the vocabulary (see Notes).  For the same
+    uniforms the tokens are Hugging Face's (up to the rounding of its float32
+    probabilities, which this computes in float64).
+
+    Parameters
+    ----------
+    logits : array_like, shape (V,) or (B, V)
+        One row of V logits per sequence.  float32 and float64 are read as
+        they are; float16 as float32; integers and bools as float64.  Never
+        modified (the penalties apply to a copy).
+    temperature : float or array_like of shape (B,), default 1.0
+        Divides the logits; ``0`` is greedy: the argmax of the penalised
+        logits, the lowest id among equal maxima, no filter and no draw.
+        Finite and ``>= 0``.
+    top_k : int or array_like of shape (B,), default 0
+        Keep the ``top_k`` largest logits and every logit equal to the
+        ``top_k``-th (ties included, as Hugging Face).  ``0`` disables it.
+    top_p : float or array_like of shape (B,), default 1.0
+        Nucleus sampling: keep the smallest set of most likely tokens whose
+        probability reaches ``top_p`` (renormalised after top-k).  In
+        ``(0, 1]``; ``1`` disables it.
+    min_p : float or array_like of shape (B,), default 0.0
+        Drop the tokens whose probability is below ``min_p`` times the
+        largest.  In ``[0, 1]``; ``0`` disables it.
+    repetition_penalty : float or array_like of shape (B,), default 1.0
+        Hugging Face's: each previous token's logit ``s`` becomes ``s * r``
+        if ``s < 0``, else ``s / r`` (once per token, however often it
+        occurred).  Finite and ``> 0``; ``1`` disables it.
+    presence_penalty : float or array_like of shape (B,), default 0.0
+        OpenAI's, after the repetition penalty: ``presence_penalty`` is
+        subtracted from the logit of each previous token.  Finite.
+    frequency_penalty : float or array_like of shape (B,), default 0.0
+        OpenAI's, with the presence penalty: ``frequency_penalty * count`` is
+        subtracted from the logit of each previous token that occurred
+        ``count`` times.  Finite.
+    prev_tokens : array_like of ints, optional
+        The tokens generated so far, which the penalties apply to: an (L,)
+        sequence for 1-D logits; a (B, L) array, or a list of B sequences of
+        any lengths, for 2-D.  Ids in ``[0, V)``.
+    min_tokens_to_keep : int or array_like of shape (B,), default 1
+        Top-k, top-p and min-p each keep at least this many tokens (>= 1).
+    rng : numpy.random.Generator, optional
+        Where the randomness comes from: the call draws exactly
+        ``u = rng.random(B)`` (one float64 per row, in row order, greedy rows
+        included), so the tokens do not depend on ``n_threads``.
+    u : float or array_like of shape (B,), optional
+        Those uniforms, in ``[0, 1)``, given directly (tests, replay) instead
+        of ``rng``.  Give ``rng`` or ``u``; neither only when every row is
+        greedy.
+    logprobs : int, default 0
+        With ``n > 0``, also return the n most likely tokens per row and their
+        log-probabilities after penalties and temperature, before the filters
+        (what OpenAI-style APIs return; temperature 1 for greedy rows).
+    n_threads : int, optional
+        As in :func:`softmax`.  Rows go to threads; a row is never split.
+
+    Returns
+    -------
+    SampleResult
+        ``(tokens, logprob, n_kept, top_tokens, top_logprobs)``: see
+        :class:`SampleResult`.  Scalars (and 1-D top arrays) for 1-D logits.
+
+    Raises
+    ------
+    TypeError
+        A parameter that is not a number (or an array of them), ``rng`` that
+        is not a ``numpy.random.Generator``, non-integer ``prev_tokens``.
+    ValueError
+        Logits that are not 1-D or 2-D, or have ``V = 0``; a parameter out of
+        its range or an array of the wrong length (the message names the
+        entry); ``u`` outside ``[0, 1)``; both ``rng`` and ``u``, or neither
+        with a temperature above 0; an id of ``prev_tokens`` outside
+        ``[0, V)``; ``logprobs`` outside ``[0, V]``; a row, after the
+        penalties, that holds a NaN or ``+inf`` or has no finite logit (the
+        message names the row).  All are raised before any work is done, but
+        for the rows' contents, found by the kernel (nothing of the caller's
+        has been written then either).
+
+    Notes
+    -----
+    The steps, in Hugging Face's order, each on what the last one kept:
+
+    1. Penalties, in float64, rounded once to the logits' dtype.
+    2. Temperature: the weights are ``exp((s - max) / T)``, in float64.
+    3. Top-k.  4. Top-p.  5. Min-p.  6. Normalise over the kept tokens.
+    7. The token is the first id, in ascending id order, whose cumulative
+       weight exceeds ``u`` times the kept tokens' total.
+
+    Ties: every filter keeps a prefix of one order, the *rank*: logit
+    descending, then id ascending.  So at the top-p cut (and under
+    ``min_tokens_to_keep``) of equal logits the lower ids are kept first, and
+    at top-k's all equal logits are kept.  Hugging Face sorts with
+    ``torch.sort``, which orders ties arbitrarily.  llama.cpp applies the
+    temperature last (after its filters), which changes top-p's and min-p's
+    sets; vLLM's CPU sampler applies top-k and top-p on temperature-scaled
+    logits as here.
+
+    Cost per row: top-k by the heap of :func:`top_k` (one pass); top-p or
+    min-p alone by one pass for the total and one compare pass that lists the
+    tokens the kept set can reach, then a sort of those only; no filter: two
+    passes (total, then one block of the draw).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax as fs
+    >>> logits = np.log(np.float32([0.5, 0.3, 0.15, 0.05]))
+    >>> int(fs.sample(logits, temperature=0).tokens)   # greedy: the argmax
+    0
+    >>> r = fs.sample(logits, top_p=0.7, u=0.9)        # keeps 0.5 and 0.3
+    >>> int(r.tokens), int(r.n_kept)                   # 0.9 * 0.8 falls in token 1's share
+    (1, 2)
+    >>> batch = np.log([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    >>> r = fs.sample(batch, top_k=[1, 2], rng=np.random.default_rng(0))   # per-row top_k
+    >>> r.n_kept
+    array([1, 2])
+    """
+    args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
+                    presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep, rng,
+                    u, logprobs)
+    rows, vocab = args.logits.shape
+    threads = min(resolve_threads(n_threads, args.logits.size), max(rows, 1))
+    results = np.zeros(rows, RESULT_DTYPE)
+    top_tokens = np.zeros((rows, args.n_top), np.int64)
+    top_logprobs = np.zeros((rows, args.n_top), np.float32)
+    if rows:
+        _core.sample(args.penalised(), args.params, results, top_tokens, top_logprobs, rows,
+                     vocab, threads)
+    _raise_for_status(results["status"], args.one_row)
+    tokens = results["token"]
+    logprob = results["logprob"].astype(np.float32)
+    n_kept = results["n_kept"]
+    tops = (top_tokens, top_logprobs) if args.n_top else (None, None)
+    if args.one_row:
+        return SampleResult(tokens[0], logprob[0], n_kept[0],
+                            *(None if a is None else a[0] for a in tops))
+    return SampleResult(tokens, logprob, n_kept, *tops)
+
+
+def _raise_for_status(status: np.ndarray, one_row: bool) -> None:
+    """The error for the first row the kernel could not sample, if any."""
+    bad = np.flatnonzero(status)
+    if bad.size == 0:
+        return
+    row = int(bad[0])
+    code = int(status[row])
+    if code == _NO_MEMORY:
+        raise MemoryError("sample: could not allocate the kernel's scratch space")
+    where = "logits" if one_row else f"logits row {row}"
+    if code == _NAN:
+        raise ValueError(f"{where} contains NaN (after the penalties): it has no distribution")
+    if code == _POS_INF:
+        raise ValueError(f"{where} contains +inf (after the penalties): its probabilities are "
+                         f"undefined (softmax of +inf is NaN)")
+    raise ValueError(f"{where} has no finite logit (all -inf after the penalties): nothing can "
+                     f"be sampled")

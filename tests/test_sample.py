@@ -1,0 +1,358 @@
+"""sample: against reference.sample (full sorts in float64), Hugging Face's processors, and
+the distribution it draws from.
+
+The kernel (src/fs_sample_tmpl.h) takes one of three paths per row: top-k by the heap
+(plus the k-th value's ties), top-p/min-p by a threshold list, or the unfiltered draw by
+blocks of FS_SAMPLE_BLOCK (1024) weights.  The vocabularies tested sit on either side of
+a vector, of the four-vector compare step, and of one and two blocks, for every ISA.
+"""
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core, reference
+from conftest import ISAS, random_logits
+
+BLOCK = 1024  # FS_SAMPLE_BLOCK
+_LANES = {_core.kernel_info()[isa][dt]["lanes"] for isa in ISAS for dt in ("float32", "float64")}
+BOUNDARY_VOCABS = sorted({1, 2, 3, 17, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 1}
+                         | {n + d for lanes in _LANES for n in (lanes, 4 * lanes)
+                            for d in (-1, 0, 1)} - {0})
+
+CONFIGS = {
+    "temperature": dict(temperature=0.7),
+    "greedy": dict(temperature=0),
+    "top_k": dict(top_k=50),
+    "top_p": dict(top_p=0.9),
+    "tiny_p": dict(top_p=1e-9),
+    "min_p": dict(min_p=0.05),
+    "min_p_one": dict(min_p=1.0),
+    "k_beyond_v": dict(top_k=10**30),
+    "hf_chain": dict(temperature=0.7, top_k=50, top_p=0.9),
+    "everything": dict(temperature=1.3, top_k=200, top_p=0.8, min_p=0.02, min_tokens_to_keep=3),
+    "keep_many": dict(top_p=0.1, min_p=0.5, min_tokens_to_keep=20),
+    "top_p_and_min_p": dict(top_p=0.95, min_p=0.01),
+    "hot": dict(temperature=50.0, top_p=0.5),
+}
+
+
+def assert_same(got, expected):
+    np.testing.assert_array_equal(got.tokens, expected.tokens)
+    np.testing.assert_array_equal(got.n_kept, expected.n_kept)
+    assert np.asarray(got.logprob).dtype == np.float32
+    np.testing.assert_allclose(got.logprob, expected.logprob, rtol=2e-6, atol=2e-6)
+    if expected.top_tokens is None:
+        assert got.top_tokens is None and got.top_logprobs is None
+    else:
+        np.testing.assert_array_equal(got.top_tokens, expected.top_tokens)
+        np.testing.assert_allclose(got.top_logprobs, expected.top_logprobs, rtol=2e-6, atol=2e-6)
+
+
+def both(x, **kwargs):
+    """fs.sample and reference.sample on the same arguments."""
+    return fs.sample(x, **kwargs), reference.sample(x, **kwargs)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("vocab", [1, 2, 17, 32000, 50257, 128256, 256000])
+def test_against_reference(vocab, config):
+    rows = {32000: 16, 50257: 4, 128256: 1, 256000: 1}.get(vocab, 64)
+    x = random_logits((rows, vocab), np.float32, seed=vocab)
+    before = x.copy()
+    u = np.random.default_rng(vocab).random(rows)
+    assert_same(*both(x, u=u, logprobs=min(vocab, 5), **CONFIGS[config]))
+    assert x.tobytes() == before.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_isa_at_the_block_boundaries(isa, dtype):
+    for vocab in BOUNDARY_VOCABS:
+        x = random_logits((6, vocab), dtype, seed=vocab)
+        x[1] = np.round(x[1])  # ties
+        x[2, 1::3] = -np.inf   # masked tokens
+        x[3] = np.arange(vocab)[::-1] * 0.01  # falling: the max first
+        u = np.array([0.0, 0.3, 0.5, 0.7, 0.999, 1 - 2**-53])
+        for config in CONFIGS.values():
+            assert_same(*both(x, u=u, logprobs=min(vocab, 3), n_threads=1, **config))
+
+
+@pytest.mark.parametrize("config", ["temperature", "top_p", "min_p", "everything", "keep_many"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kept_token_is_drawn_at_its_share(config, dtype):
+    """The kept set, probed: the midpoint of each kept token's share of the CDF draws it."""
+    for vocab in (40, 700, 2 * BLOCK + 5):
+        row = random_logits(vocab, dtype, seed=vocab, scale=1.0)
+        row[5:9] = row[4]  # a run of ties
+        kwargs = CONFIGS[config]
+        kept = reference.sample_kept(row, **kwargs)
+        tau = 1 / kwargs.get("temperature", 1.0)
+        ids = np.flatnonzero(kept)
+        w = np.exp((row[ids].astype(np.float64) - row.max()) * tau)
+        cdf = np.cumsum(w) / w.sum()
+        mid = (cdf - w / w.sum() / 2)
+        got = fs.sample(np.tile(row, (ids.size, 1)), u=mid, **kwargs)
+        np.testing.assert_array_equal(got.tokens, ids)
+        assert (got.n_kept == ids.size).all()
+
+
+def test_ties_are_broken_by_id():
+    x = np.array([1.0, 3.0, 2.0, 3.0, 3.0, 0.0])
+    # top-k keeps every tie of the k-th value
+    assert fs.sample(x, top_k=2, u=0.0).n_kept == 3
+    np.testing.assert_array_equal(reference.sample_kept(x, top_k=1), [0, 1, 0, 1, 1, 0])
+    # at the top-p cut within the ties, the lower ids are kept
+    np.testing.assert_array_equal(reference.sample_kept(x, top_p=0.5), [0, 1, 0, 1, 0, 0])
+    for u in np.linspace(0, 0.999, 13):
+        assert fs.sample(x, top_p=0.5, u=u).tokens in (1, 3)
+    np.testing.assert_array_equal(reference.sample_kept(x, top_p=1e-9, min_tokens_to_keep=2),
+                                  [0, 1, 0, 1, 0, 0])
+    # greedy: the lowest id of the maxima
+    assert fs.sample(x, temperature=0).tokens == 1
+
+
+def test_greedy_is_argmax():
+    x = random_logits((64, 5000), np.float32, seed=1)
+    x[:8, 100] = x[:8, 200] = x[:8].max(axis=1) + 1  # tied maxima
+    x[8:16, ::2] = -np.inf
+    r = fs.sample(x, temperature=0)
+    np.testing.assert_array_equal(r.tokens, np.argmax(x, axis=1))
+    assert (r.logprob == 0).all() and (r.n_kept == 1).all() and r.tokens.dtype == np.int64
+    # mixed rows: greedy ones take the argmax, whatever their u
+    t = np.where(np.arange(64) % 2 == 0, 0.0, 0.8)
+    r = fs.sample(x, temperature=t, top_k=5, rng=np.random.default_rng(2))
+    np.testing.assert_array_equal(r.tokens[::2], np.argmax(x[::2], axis=1))
+    assert_same(r, reference.sample(x, temperature=t, top_k=5, rng=np.random.default_rng(2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_penalties(dtype):
+    x = np.array([[2.0, -2.0, 1.0, 0.5], [0.0, 1.0, 2.0, 3.0]], dtype)
+    prev = [np.array([0, 1, 1]), np.array([3, 3, 3, 3, 0])]
+    kwargs = dict(repetition_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25,
+                  prev_tokens=prev, temperature=0, logprobs=4)
+    r = fs.sample(x, **kwargs)
+    # row 0: 2/2 - (0.25 + 0.5), -2*2 - (0.5 + 0.5), untouched 1.0, 0.5
+    # row 1: 0/2 - (0.25 + 0.5), 1, 2, 3/2 - (1.0 + 0.5)
+    penalised = np.array([[0.25, -5.0, 1.0, 0.5], [-0.75, 1.0, 2.0, 0.0]])
+    np.testing.assert_array_equal(r.tokens, [2, 2])
+    lp = penalised - np.log(np.exp(penalised).sum(axis=1, keepdims=True))
+    order = np.argsort(-penalised, axis=1, kind="stable")
+    np.testing.assert_array_equal(r.top_tokens, order)
+    np.testing.assert_allclose(r.top_logprobs, np.take_along_axis(lp, order, 1), rtol=1e-6)
+    assert_same(r, reference.sample(x, **kwargs))
+    assert (x[0] == [2.0, -2.0, 1.0, 0.5]).all()  # never modified
+
+
+def test_penalties_against_reference_many_rows():
+    rng = np.random.default_rng(7)
+    x = random_logits((32, 3000), np.float32, seed=7)
+    prev = rng.integers(0, 3000, (32, 400))
+    prev[:, 200:] = prev[:, :200]  # every token at least twice
+    kwargs = dict(repetition_penalty=rng.uniform(0.5, 2, 32), presence_penalty=0.3,
+                  frequency_penalty=rng.uniform(0, 1, 32), prev_tokens=prev,
+                  temperature=0.9, top_k=40, top_p=0.95, u=rng.random(32), logprobs=4)
+    assert_same(*both(x, **kwargs))
+    ragged = [row[: 10 * i] for i, row in enumerate(prev)]  # a list of B sequences, any lengths
+    assert_same(*both(x, **{**kwargs, "prev_tokens": ragged}))
+    # neutral penalties change nothing
+    plain = fs.sample(x, temperature=0.9, top_k=40, u=kwargs["u"])
+    assert_same(fs.sample(x, temperature=0.9, top_k=40, u=kwargs["u"], prev_tokens=prev), plain)
+
+
+def test_per_row_parameters():
+    rows = 12
+    x = random_logits((rows, 2000), np.float64, seed=3)
+    rng = np.random.default_rng(3)
+    kwargs = dict(temperature=rng.uniform(0.2, 2, rows), top_k=rng.integers(0, 100, rows),
+                  top_p=rng.uniform(0.05, 1, rows), min_p=rng.uniform(0, 0.3, rows),
+                  min_tokens_to_keep=rng.integers(1, 5, rows), u=rng.random(rows))
+    assert_same(*both(x, logprobs=2, **kwargs))
+    # each row as if sampled alone
+    one = fs.sample(x[5], **{k: v[5] for k, v in kwargs.items()})
+    batch = fs.sample(x, **kwargs)
+    assert one.tokens == batch.tokens[5] and one.n_kept == batch.n_kept[5]
+
+
+@pytest.mark.parametrize("config", ["hf_chain", "top_p", "temperature", "min_p"])
+def test_thread_count_never_changes_a_token(config):
+    x = random_logits((9, 70000), np.float32, seed=5)
+    u = np.random.default_rng(5).random(9)
+    first = fs.sample(x, u=u, logprobs=3, n_threads=1, **CONFIGS[config])
+    for threads in (2, 3, 4):
+        assert_same(fs.sample(x, u=u, logprobs=3, n_threads=threads, **CONFIGS[config]), first)
+
+
+def test_rng_draws_exactly_one_uniform_per_row():
+    x = random_logits((5, 300), np.float32)
+    rng = np.random.default_rng(11)
+    a = fs.sample(x, top_p=0.9, rng=rng)
+    after = rng.random()
+    replay = np.random.default_rng(11)
+    b = fs.sample(x, top_p=0.9, u=replay.random(5))
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    assert replay.random() == after
+    # greedy rows draw too, so the stream does not depend on the temperatures
+    rng = np.random.default_rng(11)
+    fs.sample(x, temperature=0, rng=rng)
+    assert rng.random() == after
+
+
+def test_distribution_chi_square():
+    """200k draws from one row with every filter on, against the exact filtered probabilities."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    row = np.array([2.0, 1.5, 1.4, 0.3, 0.2, 0.0, -0.5, -1.0, -3.0, -6.0, 1.0, 0.9], np.float32)
+    kwargs = dict(temperature=0.8, top_k=9, top_p=0.97, min_p=0.01)
+    draws = 200_000
+    r = fs.sample(np.broadcast_to(row, (draws, row.size)), rng=np.random.default_rng(2024),
+                  **kwargs)
+    kept = reference.sample_kept(row, **kwargs)
+    assert 3 <= kept.sum() < row.size
+    counts = np.bincount(r.tokens, minlength=row.size)
+    assert counts[~kept].sum() == 0  # no draw outside the kept set
+    w = np.exp((row[kept].astype(np.float64) - row.max()) / 0.8)
+    expected = draws * w / w.sum()
+    stat = ((counts[kept] - expected) ** 2 / expected).sum()
+    assert scipy_stats.chi2.sf(stat, kept.sum() - 1) > 1e-3
+    assert (r.n_kept == kept.sum()).all()
+
+
+def test_one_finite_token_is_always_drawn():
+    x = np.full((4, 1000), -np.inf, np.float32)
+    x[np.arange(4), [0, 999, 500, 3]] = [1.0, -1e30, 0.0, 3e38]
+    r = fs.sample(x, rng=np.random.default_rng(0), top_p=0.5, top_k=3)
+    np.testing.assert_array_equal(r.tokens, [0, 999, 500, 3])
+    assert (r.n_kept == 1).all() and (r.logprob == 0).all()
+    for config in CONFIGS.values():
+        assert_same(*both(x, u=[0.0, 0.5, 0.9, 1 - 2**-53], logprobs=2, **config))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bad_rows_name_the_row(dtype):
+    x = random_logits((3, 100), dtype)
+    for value, message in [(np.nan, "row 1 contains NaN"), (np.inf, r"row 1 contains \+inf")]:
+        bad = x.copy()
+        bad[1, 37] = value
+        for config in ({"temperature": 0}, {"top_k": 5}, {"top_p": 0.5}, {}, {"min_p": 0.1}):
+            with pytest.raises(ValueError, match=message):
+                fs.sample(bad, u=0.5, **config)
+            with pytest.raises(ValueError, match=message):
+                reference.sample(bad, u=0.5, **config)
+    bad = x.copy()
+    bad[2] = -np.inf
+    with pytest.raises(ValueError, match="row 2 has no finite logit"):
+        fs.sample(bad, u=0.5, top_k=3)
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        fs.sample(np.array([0.0, np.nan]), temperature=0)
+    # a penalty that overflows the dtype: +inf after the penalties
+    with pytest.raises(ValueError, match=r"row 0 contains \+inf"):
+        fs.sample(np.float32([[1.0, 2.0]]), u=0.1, prev_tokens=[[0]], presence_penalty=-1e39)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(top_k=-1), ValueError, r"top_k=-1 is out of range"),
+    (dict(top_k=1.5), TypeError, "top_k must be an int"),
+    (dict(top_k=True), TypeError, "top_k must be a number"),
+    (dict(top_p=0.0), ValueError, r"top_p=0.0 is out of range: must be in \(0, 1\]"),
+    (dict(top_p=1.5), ValueError, "top_p=1.5 is out of range"),
+    (dict(top_p=float("nan")), ValueError, "top_p=nan is out of range"),
+    (dict(min_p=-0.1), ValueError, "min_p=-0.1 is out of range"),
+    (dict(temperature=-1.0), ValueError, "temperature=-1.0 is out of range"),
+    (dict(temperature=float("inf")), ValueError, "temperature=inf is out of range"),
+    (dict(temperature=1e-320), ValueError, "1/temperature overflows"),
+    (dict(temperature="hot"), TypeError, "temperature must be a real number"),
+    (dict(repetition_penalty=0.0), ValueError, "repetition_penalty=0.0 is out of range"),
+    (dict(presence_penalty=float("inf")), ValueError, "presence_penalty=inf is out of range"),
+    (dict(min_tokens_to_keep=0), ValueError, "min_tokens_to_keep=0 is out of range"),
+    (dict(u=1.0), ValueError, r"u\[0\]=1.0 is out of range|u=1.0 is out of range"),
+    (dict(u=[0.1, -0.2, 0.3]), ValueError, r"u\[1\]=-0.2 is out of range"),
+    (dict(u=[0.1, 0.2]), ValueError, r"u must be a scalar or have one entry per row, shape \(3,\)"),
+    (dict(top_p=[0.5, 0.9]), ValueError, "top_p must be a scalar or have one entry per row"),
+    (dict(top_k=np.array([1.0, 2.0, 3.0])), TypeError, "top_k must be an int or an array"),
+    (dict(top_p=[0.5, 1.5, 0.9]), ValueError, r"top_p\[1\]=1.5 is out of range"),
+    (dict(u=0.5, rng=np.random.default_rng()), ValueError, "give rng or u, not both"),
+    (dict(rng=np.random.RandomState(0)), TypeError, "rng must be a numpy.random.Generator"),
+    (dict(u=None), ValueError, "needs randomness: pass rng= .* or u="),
+    (dict(prev_tokens=[[0], [1], [100]]), ValueError, r"prev_tokens\[2\]\[0\]=100 is out of range"),
+    (dict(prev_tokens=[[0], [-1], [1]]), ValueError, r"prev_tokens\[1\]\[0\]=-1 is out of range"),
+    (dict(prev_tokens=[[0], [1]]), ValueError, "one sequence of ids per row: 3, got 2"),
+    (dict(prev_tokens=np.zeros((3, 2))), TypeError, "prev_tokens must hold integer token ids"),
+    (dict(prev_tokens=np.zeros((2, 2), int)), ValueError, r"prev_tokens must be shape \(3, L\)"),
+    (dict(logprobs=101), ValueError, r"logprobs=101 is out of range: must be in \[0, 100\]"),
+    (dict(logprobs=-1), ValueError, "logprobs=-1 is out of range"),
+    (dict(logprobs=2.0), TypeError, "logprobs must be an int"),
+    (dict(n_threads=0), ValueError, "n_threads must be nonzero"),
+])
+def test_bad_arguments_raise_before_any_work(kwargs, error, match):
+    x = random_logits((3, 100), np.float32)
+    before = x.copy()
+    if "u" not in kwargs and "rng" not in kwargs:
+        kwargs = {"u": 0.5, **kwargs}
+    with pytest.raises(error, match=match):
+        fs.sample(x, **kwargs)
+    assert x.tobytes() == before.tobytes()
+
+
+def test_bad_logits():
+    with pytest.raises(ValueError, match=r"1-D \(V,\) or 2-D \(B, V\)"):
+        fs.sample(np.zeros((2, 2, 2)), u=0.5)
+    with pytest.raises(ValueError, match=r"1-D \(V,\) or 2-D \(B, V\)"):
+        fs.sample(np.float32(1.0), u=0.5)
+    with pytest.raises(ValueError, match="at least one token"):
+        fs.sample(np.zeros((2, 0)), u=[0.5, 0.5])
+    with pytest.raises(TypeError):
+        fs.sample(np.zeros(3, complex), u=0.5)
+
+
+def test_shapes_dtypes_and_empty_batches():
+    r = fs.sample(np.zeros((0, 10), np.float32), u=np.zeros(0), logprobs=2)
+    assert r.tokens.shape == (0,) and r.top_tokens.shape == (0, 2)
+    r = fs.sample(np.arange(5), temperature=0, logprobs=2)  # ints: computed in float64
+    assert r.tokens == 4 and r.top_tokens.tolist() == [4, 3]
+    assert isinstance(r.tokens, np.int64) and isinstance(r.logprob, np.float32)
+    half = random_logits((4, 300), np.float16)
+    assert_same(fs.sample(half, top_p=0.8, u=[0.1, 0.5, 0.7, 0.9]),
+                reference.sample(half.astype(np.float32), top_p=0.8, u=[0.1, 0.5, 0.7, 0.9]))
+    wide = random_logits((4, 600), np.float64)
+    assert_same(*both(wide[:, ::2], top_k=7, u=0.25))  # not contiguous: one copy
+    assert_same(*both(wide.T.copy().T, top_k=7, u=0.25))
+    tokens, logprob, n_kept, top_tokens, top_logprobs = fs.sample(wide, top_k=3, u=0.5)
+    assert top_tokens is None and top_logprobs is None
+
+
+def test_against_hugging_face():
+    """Tie-free logits: the kept set is isfinite() of Hugging Face's processors, and the token
+    the inverse-CDF draw on its final probabilities for the same u."""
+    torch = pytest.importorskip("torch")
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    rng = np.random.default_rng(42)
+    for vocab, rows in ((1000, 16), (32000, 4)):
+        x = random_logits((rows, vocab), np.float32, seed=vocab)
+        prev = rng.integers(0, vocab, (rows, 30))
+        u = rng.random(rows)
+        for kw in ({"temperature": 0.7, "top_k": 50, "top_p": 0.9},
+                   {"temperature": 1.0, "top_p": 0.8},
+                   {"temperature": 0.5, "min_p": 0.05},
+                   {"temperature": 1.2, "top_k": 20, "min_p": 0.1, "min_tokens_to_keep": 3},
+                   {"temperature": 0.8, "top_p": 0.6, "repetition_penalty": 1.3}):
+            keep = kw.get("min_tokens_to_keep", 1)
+            chain = []
+            if "repetition_penalty" in kw:
+                chain.append(lp.RepetitionPenaltyLogitsProcessor(kw["repetition_penalty"]))
+            chain.append(lp.TemperatureLogitsWarper(kw["temperature"]))
+            if "top_k" in kw:
+                chain.append(lp.TopKLogitsWarper(kw["top_k"], min_tokens_to_keep=keep))
+            if "top_p" in kw:
+                chain.append(lp.TopPLogitsWarper(kw["top_p"], min_tokens_to_keep=keep))
+            if "min_p" in kw:
+                chain.append(lp.MinPLogitsWarper(kw["min_p"], min_tokens_to_keep=keep))
+            scores = lp.LogitsProcessorList(chain)(torch.from_numpy(prev),
+                                                   torch.from_numpy(x.copy()))
+            hf_kept = torch.isfinite(scores).numpy()
+            ours = dict(kw, prev_tokens=prev)
+            np.testing.assert_array_equal(reference.sample_kept(x, **ours), hf_kept)
+            r = fs.sample(x, u=u, **ours)
+            np.testing.assert_array_equal(r.n_kept, hf_kept.sum(axis=1))
+            probs = torch.softmax(scores, dim=-1).double().numpy()
+            cdf = np.cumsum(probs, axis=1)
+            hf_tokens = (cdf <= u[:, None] * cdf[:, -1:]).sum(axis=1)
+            np.testing.assert_array_equal(r.tokens, hf_tokens)
