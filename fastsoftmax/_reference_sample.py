@@ -39,9 +39,11 @@ def _rows(args: _sample._Resolved) -> list[np.ndarray]:
     if args.prev is not None:
         for r, t, c in zip(*args.prev):
             prev[int(r)] += [int(t)] * int(c)
-    return [_penalised_row(row, prev[r], args.repetition[r], args.presence[r],
-                           args.frequency[r]).astype(np.float64)
-            for r, row in enumerate(args.logits)]
+    rows = args.logits.shape[0]
+    repetition, presence, frequency = (np.broadcast_to(v, (rows,)) for v in
+                                       (args.repetition, args.presence, args.frequency))
+    return [_penalised_row(row, prev[r], repetition[r], presence[r], frequency[r])
+            .astype(np.float64) for r, row in enumerate(args.logits)]
 
 
 def _check_row(s: np.ndarray, row: int, one_row: bool) -> None:

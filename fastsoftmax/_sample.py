@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,8 @@ _NAN, _POS_INF, _NO_FINITE, _NO_MEMORY = 1, 2, 3, 4
 
 # prev_tokens: (B, L) ints, or B sequences of ints (one per row, any lengths).
 PrevTokens = Union[npt.ArrayLike, Sequence[npt.ArrayLike], None]
+# A checked per-row parameter: one Python number for every row, or an array of one per row.
+PerRow = Union[int, float, np.ndarray]
 
 
 class SampleResult(NamedTuple):
@@ -85,9 +87,9 @@ class _Resolved(NamedTuple):
     # The penalties: each row's distinct previous tokens as (rows, tokens, counts), or None
     # when there are none or every row's penalties are neutral; then per-row factors.
     prev: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]
-    repetition: np.ndarray
-    presence: np.ndarray
-    frequency: np.ndarray
+    repetition: PerRow
+    presence: PerRow
+    frequency: PerRow
 
     def penalised(self) -> FloatArray:
         """The logits the filters see: a penalised copy, or the logits themselves."""
@@ -97,55 +99,71 @@ class _Resolved(NamedTuple):
                                 self.frequency)
 
 
-def _name(name: str, row: int | None) -> str:
-    return name if row is None else f"{name}[{row}]"
+_INF = float("inf")
+# Each per-row parameter: whether it is an int, the test of its range on a number or on
+# an array of them (NaN fails every test), and that range in words.
+_RULES: dict[str, tuple[bool, Callable[[Any], Any], str]] = {
+    "temperature": (False, lambda t: (t >= 0) & (t < _INF),
+                    "must be finite and >= 0 (0 for greedy)"),
+    "top_k": (True, lambda k: k >= 0, "must be >= 0 (0 disables top-k)"),
+    "top_p": (False, lambda p: (p > 0) & (p <= 1), "must be in (0, 1] (1 disables top-p)"),
+    "min_p": (False, lambda p: (p >= 0) & (p <= 1), "must be in [0, 1] (0 disables min-p)"),
+    "repetition_penalty": (False, lambda r: (r > 0) & (r < _INF),
+                           "must be finite and > 0 (1 disables it)"),
+    "presence_penalty": (False, lambda v: abs(v) < _INF, "must be finite"),
+    "frequency_penalty": (False, lambda v: abs(v) < _INF, "must be finite"),
+    "min_tokens_to_keep": (True, lambda k: k >= 1, "must be >= 1"),
+    "u": (False, lambda u: (u >= 0) & (u < 1), "uniforms must be in [0, 1)"),
+}
 
 
-def _per_row(value: Any, name: str, rows: int, integer: bool) -> tuple[np.ndarray, bool]:
-    """``value`` as an int64/float64 array of length ``rows``, and whether it was an array.
+def _per_row(value: Any, name: str, rows: int) -> PerRow:
+    """``value`` checked by its rule: a Python int/float, or an int64/float64 array of ``rows``.
 
-    A scalar applies to every row; an array must have one entry per row.
-    TypeError for a non-number (bools included), ValueError for a wrong length.
+    TypeError for a non-number (bools included) or an array of another dtype,
+    ValueError for an array of the wrong length or a value out of range (the
+    message names the entry).  Scalars stay Python numbers: most calls pass
+    scalars, and checking those needs no NumPy call.
     """
-    if np.ndim(value) == 0 and not isinstance(value, np.ndarray):
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a number or an array of one per row, got {value!r}")
+    integer, in_range, what = _RULES[name]
+    kind = "an int" if integer else "a real number"
+    number: int | float
+    if type(value) is float and not integer or type(value) is int:  # the common call, quickly
+        number = float(value) if not integer else max(min(value, 2**62), -2**62)
+        if not in_range(number):
+            raise ValueError(f"{name}={shown(number)} is out of range: {what}")
+        return number
+    if not isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) == 0:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, numbers.Integral if integer else numbers.Real):
+            raise TypeError(f"{name} must be {kind} or an array of one per row, got {value!r}")
         if integer:
-            if not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an int or an array of one per row, "
-                                f"got {value!r}")
-            # Beyond int64, only the sign matters: every such count clips to the row length.
-            v = max(min(operator.index(value), 2**62), -2**62)
-            return np.full(rows, v, np.int64), False
-        if not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a real number or an array of one per row, "
-                            f"got {value!r}")
-        try:
-            return np.full(rows, float(value), np.float64), False
-        except OverflowError:
-            raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
+            # Beyond int64 only the sign matters: every such count clips to the row length.
+            number = max(min(operator.index(value), 2**62), -2**62)
+        else:
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
+        if not in_range(number):
+            raise ValueError(f"{name}={shown(number)} is out of range: {what}")
+        return number
     arr = np.asarray(value)
     if arr.dtype.kind not in ("iu" if integer else "iuf"):
-        kind = "an int" if integer else "a real number"
         raise TypeError(f"{name} must be {kind} or an array of them, got an array of "
                         f"dtype {arr.dtype}")
     if arr.shape != (rows,):
         raise ValueError(f"{name} must be a scalar or have one entry per row, shape "
                          f"({rows},); got shape {arr.shape}")
     if integer:
-        if arr.dtype == np.uint64:
-            arr = np.minimum(arr, 2**62)
-        return arr.astype(np.int64), True
-    return arr.astype(np.float64), True
-
-
-def _check_range(values: np.ndarray, is_array: bool, name: str, ok: np.ndarray,
-                 what: str) -> None:
-    """ValueError naming the first entry of ``values`` where ``ok`` is False."""
+        arr = (np.minimum(arr, 2**62) if arr.dtype == np.uint64 else arr).astype(np.int64)
+    else:
+        arr = arr.astype(np.float64)
+    ok = in_range(arr)
     if not ok.all():
         row = int(np.argmin(ok))
-        shown_name = _name(name, row if is_array else None)
-        raise ValueError(f"{shown_name}={shown(values[row].item())} is out of range: {what}")
+        raise ValueError(f"{name}[{row}]={shown(arr[row].item())} is out of range: {what}")
+    return arr
 
 
 def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row: bool
@@ -189,8 +207,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
 
 
 def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.ndarray],
-                     repetition: np.ndarray, presence: np.ndarray, frequency: np.ndarray
-                     ) -> FloatArray:
+                     repetition: PerRow, presence: PerRow, frequency: PerRow) -> FloatArray:
     """A copy of logits with the penalties applied to each row's previous tokens.
 
     In float64, rounded once to the logits' dtype: Hugging Face's repetition
@@ -198,10 +215,12 @@ def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.
     ``s -= frequency * count + presence``.
     """
     rows, tokens, counts = prev
+    n = logits.shape[0]
     s = logits[rows, tokens].astype(np.float64)
-    r = repetition[rows]
+    r = np.broadcast_to(repetition, (n,))[rows]
     s = np.where(s < 0, s * r, s / r)
-    s = s - (frequency[rows] * counts + presence[rows])
+    s = s - (np.broadcast_to(frequency, (n,))[rows] * counts
+             + np.broadcast_to(presence, (n,))[rows])
     out = logits.copy()
     with np.errstate(over="ignore"):  # a penalty past the dtype's range: +-inf, reported per row
         out[rows, tokens] = s.astype(logits.dtype)
@@ -222,57 +241,57 @@ def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, mi
     if vocab == 0:
         raise ValueError("logits must have at least one token (V >= 1), got V = 0")
 
-    def floats(value: Any, name: str) -> tuple[np.ndarray, bool]:
-        return _per_row(value, name, rows, integer=False)
-
-    def ints(value: Any, name: str) -> tuple[np.ndarray, bool]:
-        return _per_row(value, name, rows, integer=True)
-
-    t, t_arr = floats(temperature, "temperature")
-    with np.errstate(divide="ignore", over="ignore"):
-        inv_t = np.where(t > 0, 1.0 / np.where(t > 0, t, 1.0), 0.0)
-    _check_range(t, t_arr, "temperature", np.isfinite(t) & (t >= 0),
-                 "must be finite and >= 0 (0 for greedy)")
-    _check_range(t, t_arr, "temperature", np.isfinite(inv_t),
-                 "too small: 1/temperature overflows (use 0 for greedy)")
-    k, k_arr = ints(top_k, "top_k")
-    _check_range(k, k_arr, "top_k", k >= 0, "must be >= 0 (0 disables top-k)")
-    p, p_arr = floats(top_p, "top_p")
-    _check_range(p, p_arr, "top_p", (p > 0) & (p <= 1), "must be in (0, 1] (1 disables top-p)")
-    mp, mp_arr = floats(min_p, "min_p")
-    _check_range(mp, mp_arr, "min_p", (mp >= 0) & (mp <= 1), "must be in [0, 1] (0 disables min-p)")
-    rep, rep_arr = floats(repetition_penalty, "repetition_penalty")
-    _check_range(rep, rep_arr, "repetition_penalty", np.isfinite(rep) & (rep > 0),
-                 "must be finite and > 0 (1 disables it)")
-    pres, pres_arr = floats(presence_penalty, "presence_penalty")
-    _check_range(pres, pres_arr, "presence_penalty", np.isfinite(pres), "must be finite")
-    freq, freq_arr = floats(frequency_penalty, "frequency_penalty")
-    _check_range(freq, freq_arr, "frequency_penalty", np.isfinite(freq), "must be finite")
-    keep, keep_arr = ints(min_tokens_to_keep, "min_tokens_to_keep")
-    _check_range(keep, keep_arr, "min_tokens_to_keep", keep >= 1, "must be >= 1")
+    t = _per_row(temperature, "temperature", rows)
+    k = _per_row(top_k, "top_k", rows)
+    p = _per_row(top_p, "top_p", rows)
+    mp = _per_row(min_p, "min_p", rows)
+    rep = _per_row(repetition_penalty, "repetition_penalty", rows)
+    pres = _per_row(presence_penalty, "presence_penalty", rows)
+    freq = _per_row(frequency_penalty, "frequency_penalty", rows)
+    keep = _per_row(min_tokens_to_keep, "min_tokens_to_keep", rows)
     n_top = _check_int(logprobs, "logprobs")
     if not 0 <= n_top <= vocab:
         raise ValueError(f"logprobs={shown(n_top)} is out of range: must be in [0, {vocab}] "
                          f"(the number of top tokens to report)")
-    draws = _resolve_uniforms(rng, u, rows, one_row, need=bool((t > 0).any()))
-    prev = _resolve_prev_tokens(prev_tokens, rows, vocab, one_row)
-
-    keep = np.minimum(keep, vocab)
-    k_eff = np.where(k > 0, np.minimum(np.maximum(k, keep), vocab), 0)
     params = np.empty(rows, PARAMS_DTYPE)
+    if isinstance(t, np.ndarray):
+        with np.errstate(divide="ignore", over="ignore"):
+            inv_t: PerRow = np.where(t > 0, 1.0 / np.where(t > 0, t, 1.0), 0.0)
+        overflowed = np.flatnonzero(inv_t == _INF)
+        sampled = bool((t > 0).any())
+        if overflowed.size:
+            row = int(overflowed[0])
+            raise ValueError(f"temperature[{row}]={t[row]!r} is too small: 1/temperature "
+                             f"overflows (use 0 for greedy)")
+    else:
+        inv_t = 1.0 / t if t > 0 else 0.0
+        sampled = t > 0
+        if inv_t == _INF:
+            raise ValueError(f"temperature={t!r} is too small: 1/temperature overflows "
+                             f"(use 0 for greedy)")
     params["inv_temperature"] = inv_t
-    params["top_k"] = np.where(k_eff < vocab, k_eff, 0)  # keeping all V is no filter
+    params["u"] = _resolve_uniforms(rng, u, rows, need=sampled)
+    prev = _resolve_prev_tokens(prev_tokens, rows, vocab, one_row)
+    if isinstance(keep, np.ndarray) or isinstance(k, np.ndarray):
+        keep = np.minimum(keep, vocab)
+        k_eff = np.where(k > 0, np.minimum(np.maximum(k, keep), vocab), 0)
+        params["top_k"] = np.where(k_eff < vocab, k_eff, 0)  # keeping all V is no filter
+    else:
+        keep = min(keep, vocab)
+        k_eff = min(max(k, keep), vocab) if k > 0 else 0
+        params["top_k"] = k_eff if k_eff < vocab else 0
     params["top_p"] = p
     params["min_p"] = mp
     params["min_keep"] = keep
-    params["u"] = draws
-    if prev is not None and not ((rep != 1) | (pres != 0) | (freq != 0))[prev[0]].any():
-        prev = None
+    if prev is not None:
+        penalised = np.broadcast_to((rep != 1) | (pres != 0) | (freq != 0), (rows,))
+        if not penalised[prev[0]].any():
+            prev = None
     return _Resolved(x2, params, n_top, one_row, prev, rep, pres, freq)
 
 
-def _resolve_uniforms(rng: Any, u: Any, rows: int, one_row: bool, need: bool) -> np.ndarray:
-    """The row's uniforms: ``rng.random(rows)``, ``u`` checked, or zeros when all rows are greedy."""
+def _resolve_uniforms(rng: Any, u: Any, rows: int, need: bool) -> PerRow:
+    """The rows' uniforms: ``rng.random(rows)``, ``u`` checked, or 0 when every row is greedy."""
     if rng is not None and u is not None:
         raise ValueError("give rng or u, not both: u replaces the draw rng.random(B) would make")
     if rng is not None:
@@ -284,12 +303,8 @@ def _resolve_uniforms(rng: Any, u: Any, rows: int, one_row: bool, need: bool) ->
         if need:
             raise ValueError("sampling with temperature > 0 needs randomness: pass rng= (a "
                              "numpy.random.Generator) or u= (one uniform in [0, 1) per row)")
-        return np.zeros(rows)
-    if one_row and np.ndim(u) == 0:
-        u = [u] if not isinstance(u, np.ndarray) else u.reshape(1)
-    draws, is_array = _per_row(u, "u", rows, integer=False)
-    _check_range(draws, is_array, "u", (draws >= 0) & (draws < 1), "uniforms must be in [0, 1)")
-    return draws
+        return 0.0
+    return _per_row(u, "u", rows)
 
 
 def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,

@@ -426,17 +426,31 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
         res->n_kept = n - n_ninf;
         res->logprob = (SLOAD(x + res->token) - max) * tau - log(row_total);
     } else {
-        if (!top_k) {
-            const double omega_p = top_p ? (1.0 - p->top_p) * row_total / (2.0 * (double)n) : 0.0;
-            const double omega = p->min_p > omega_p ? p->min_p : omega_p;
-            count = FN(sample_above)(x, n, max, tau, omega, p->min_keep, s);
-            if (count < 0)
-                return -1;
-        }
+        /* Without top-k, list the entries whose weight may reach an omega below which
+         * nothing is kept.  min_p is one.  For top-p, (1 - top_p) * total / n is one:
+         * the unlisted entries, each below it, then weigh less than the share top-p
+         * drops.  As that lists far more entries than the nucleus holds, an omega for
+         * a tail of 256 entries, then 8192, is tried first, and the list kept if its
+         * weight reaches top_p of the total (the nucleus then ends inside it). */
         double listed_total = 0.0; /* in rank order, as the oracle's cumulative sum */
-        for (fs_index j = 0; j < count; j++) {
-            s->list[j].weight = FN(sample_weight)(s->list[j].value, max, tau);
-            listed_total += s->list[j].weight;
+        for (fs_index tail = 256;; tail *= 32) {
+            double omega_p = 0.0;
+            if (!top_k) {
+                tail = tail < n ? tail : n;
+                omega_p = top_p ? (1.0 - p->top_p) * row_total / (2.0 * (double)tail) : 0.0;
+                const double omega = p->min_p > omega_p ? p->min_p : omega_p;
+                count = FN(sample_above)(x, n, max, tau, omega, p->min_keep, s);
+                if (count < 0)
+                    return -1;
+            }
+            listed_total = 0.0;
+            for (fs_index j = 0; j < count; j++) {
+                s->list[j].weight = FN(sample_weight)(s->list[j].value, max, tau);
+                listed_total += s->list[j].weight;
+            }
+            if (top_k || !top_p || tail == n || p->min_p >= omega_p ||
+                listed_total >= p->top_p * row_total)
+                break;
         }
         fs_index kept = count;
         if (top_p) {

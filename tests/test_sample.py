@@ -251,7 +251,7 @@ def test_bad_rows_name_the_row(dtype):
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(top_k=-1), ValueError, r"top_k=-1 is out of range"),
     (dict(top_k=1.5), TypeError, "top_k must be an int"),
-    (dict(top_k=True), TypeError, "top_k must be a number"),
+    (dict(top_k=True), TypeError, "top_k must be an int"),
     (dict(top_p=0.0), ValueError, r"top_p=0.0 is out of range: must be in \(0, 1\]"),
     (dict(top_p=1.5), ValueError, "top_p=1.5 is out of range"),
     (dict(top_p=float("nan")), ValueError, "top_p=nan is out of range"),
