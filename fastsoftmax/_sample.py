@@ -139,7 +139,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
             raise TypeError(f"{name} must be {kind} or an array of one per row, got {value!r}")
         if integer:
             # Beyond int64 only the sign matters: every such count clips to the row length.
-            number = max(min(operator.index(value), 2**62), -2**62)
+            number = max(min(operator.index(value), 2**62), -2**62)  # type: ignore[arg-type]
         else:
             try:
                 number = float(value)
@@ -272,17 +272,19 @@ def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, mi
     params["inv_temperature"] = inv_t
     params["u"] = _resolve_uniforms(rng, u, rows, need=sampled)
     prev = _resolve_prev_tokens(prev_tokens, rows, vocab, one_row)
+    # top-k keeps at least min_keep, and keeping all V is no filter (0)
     if isinstance(keep, np.ndarray) or isinstance(k, np.ndarray):
-        keep = np.minimum(keep, vocab)
-        k_eff = np.where(k > 0, np.minimum(np.maximum(k, keep), vocab), 0)
-        params["top_k"] = np.where(k_eff < vocab, k_eff, 0)  # keeping all V is no filter
+        keep_v = np.minimum(keep, vocab)
+        k_eff = np.where(k > 0, np.minimum(np.maximum(k, keep_v), vocab), 0)
+        params["top_k"] = np.where(k_eff < vocab, k_eff, 0)
+        params["min_keep"] = keep_v
     else:
-        keep = min(keep, vocab)
-        k_eff = min(max(k, keep), vocab) if k > 0 else 0
-        params["top_k"] = k_eff if k_eff < vocab else 0
+        keep_n = min(int(keep), vocab)
+        k_n = min(max(int(k), keep_n), vocab) if k > 0 else 0
+        params["top_k"] = k_n if k_n < vocab else 0
+        params["min_keep"] = keep_n
     params["top_p"] = p
     params["min_p"] = mp
-    params["min_keep"] = keep
     if prev is not None:
         penalised = np.broadcast_to((rep != 1) | (pres != 0) | (freq != 0), (rows,))
         if not penalised[prev[0]].any():
