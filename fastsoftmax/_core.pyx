@@ -41,7 +41,7 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_sample_params:
         pass
     ctypedef struct fs_sample_result:
-        pass
+        int64_t status
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
@@ -549,7 +549,8 @@ def sample(cnp.ndarray logits, cnp.ndarray params, cnp.ndarray results,
     fs_sample_params and fs_sample_result (fs_kernels.h; the Python layer's
     PARAMS_DTYPE and RESULT_DTYPE); ``top_tokens`` (int64) and ``top_logprobs``
     (float32) are C-contiguous ``(rows, n_top)``, n_top possibly 0.  Whole
-    rows go to threads (src/fs_sample_tmpl.h).
+    rows go to threads (src/fs_sample_tmpl.h).  Returns the first row whose
+    status is not FS_SAMPLE_OK, or -1.
     """
     cdef SampleJob job
     job.shape = _shape(rows, n, 1)
@@ -561,6 +562,11 @@ def sample(cnp.ndarray logits, cnp.ndarray params, cnp.ndarray results,
     job.top_tokens = <int64_t *> cnp.PyArray_DATA(top_tokens) if job.n_top else NULL
     job.top_logprobs = <float *> cnp.PyArray_DATA(top_logprobs) if job.n_top else NULL
     _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
+    cdef Py_ssize_t row
+    for row in range(rows):
+        if job.results[row].status != 0:
+            return row
+    return -1
 
 
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):

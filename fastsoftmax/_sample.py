@@ -156,9 +156,10 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
         raise ValueError(f"{name} must be a scalar or have one entry per row, shape "
                          f"({rows},); got shape {arr.shape}")
     if integer:
-        arr = (np.minimum(arr, 2**62) if arr.dtype == np.uint64 else arr).astype(np.int64)
+        arr = (np.minimum(arr, 2**62) if arr.dtype == np.uint64 else arr).astype(np.int64,
+                                                                                copy=False)
     else:
-        arr = arr.astype(np.float64)
+        arr = arr.astype(np.float64, copy=False)
     ok = in_range(arr)
     if not ok.all():
         row = int(np.argmin(ok))
@@ -439,36 +440,31 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
                     u, logprobs)
     rows, vocab = args.logits.shape
     threads = min(resolve_threads(n_threads, args.logits.size), max(rows, 1))
-    results = np.zeros(rows, RESULT_DTYPE)
-    top_tokens = np.zeros((rows, args.n_top), np.int64)
-    top_logprobs = np.zeros((rows, args.n_top), np.float32)
+    results = np.empty(rows, RESULT_DTYPE)  # the kernel writes every field of every row
+    top_tokens = np.empty((rows, args.n_top), np.int64)
+    top_logprobs = np.empty((rows, args.n_top), np.float32)
     if rows:
-        _core.sample(args.penalised(), args.params, results, top_tokens, top_logprobs, rows,
-                     vocab, threads)
-    _raise_for_status(results["status"], args.one_row)
-    tokens = results["token"]
-    logprob = results["logprob"].astype(np.float32)
-    n_kept = results["n_kept"]
+        bad = _core.sample(args.penalised(), args.params, results, top_tokens, top_logprobs,
+                           rows, vocab, threads)
+        if bad >= 0:
+            _raise_for_row(bad, int(results[bad]["status"]), args.one_row)
     tops = (top_tokens, top_logprobs) if args.n_top else (None, None)
     if args.one_row:
-        return SampleResult(tokens[0], logprob[0], n_kept[0],
+        only = results[0]
+        return SampleResult(only["token"], np.float32(only["logprob"]), only["n_kept"],
                             *(None if a is None else a[0] for a in tops))
-    return SampleResult(tokens, logprob, n_kept, *tops)
+    return SampleResult(results["token"].copy(), results["logprob"].astype(np.float32),
+                        results["n_kept"].copy(), *tops)
 
 
-def _raise_for_status(status: np.ndarray, one_row: bool) -> None:
-    """The error for the first row the kernel could not sample, if any."""
-    bad = np.flatnonzero(status)
-    if bad.size == 0:
-        return
-    row = int(bad[0])
-    code = int(status[row])
-    if code == _NO_MEMORY:
+def _raise_for_row(row: int, status: int, one_row: bool) -> None:
+    """The error for a row the kernel could not sample (fs_sample_status ``status``)."""
+    if status == _NO_MEMORY:
         raise MemoryError("sample: could not allocate the kernel's scratch space")
     where = "logits" if one_row else f"logits row {row}"
-    if code == _NAN:
+    if status == _NAN:
         raise ValueError(f"{where} contains NaN (after the penalties): it has no distribution")
-    if code == _POS_INF:
+    if status == _POS_INF:
         raise ValueError(f"{where} contains +inf (after the penalties): its probabilities are "
                          f"undefined (softmax of +inf is NaN)")
     raise ValueError(f"{where} has no finite logit (all -inf after the penalties): nothing can "

@@ -37,6 +37,17 @@ FS_ALWAYS_INLINE BITS FN(top_k_key)(REAL v, const int largest)
     return largest ? u : ~u;
 }
 
+/* The value a key stands for (NaN for NaN's key): top_k_key's inverse, up to the zero's sign. */
+FS_ALWAYS_INLINE REAL FN(top_k_value)(BITS key, const int largest)
+{
+    const BITS sign = (BITS)1 << (8 * sizeof(BITS) - 1);
+    BITS u = largest ? key : ~key;
+    u = (u & sign) ? (u & ~sign) : ~u;
+    REAL v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 FS_ALWAYS_INLINE BITS FN(top_k_key_at)(const STORAGE *keys, fs_index j)
 {
     BITS u;
@@ -101,20 +112,62 @@ FS_ALWAYS_INLINE int FN(top_k_may_beat)(REAL v, REAL root_value, const int large
     return largest ? v > root_value || v != v : v < root_value || root_value != root_value;
 }
 
+/*
+ * A lower bound of a row's k-th largest value, or -inf: the row is cut into
+ * FS_TOP_K_BLOCKS_PER_K * k blocks, and the k-th largest of their maxima is
+ * one (k distinct elements are at least it).  NaN is ignored: NaNs only rank
+ * higher.  Uses keys/idx (k entries) as a heap of the maxima.
+ */
+#define FS_TOP_K_BLOCKS_PER_K 4
+static REAL FN(top_k_bound)(const STORAGE *x, fs_index n, fs_index k, STORAGE *keys,
+                            int64_t *idx)
+{
+    const fs_index blocks = FS_TOP_K_BLOCKS_PER_K * k, len = n / blocks;
+    for (fs_index b = 0; b < blocks; b++) {
+        const fs_index at = b * len, end = b + 1 < blocks ? at + len : n;
+        const BITS key = FN(top_k_key)(FN(row_max)(x + at, NULL, end - at), 1);
+        if (b < k) {
+            FN(top_k_set)(keys, idx, b, key, b);
+            if (b == k - 1)
+                for (fs_index j = k / 2 - 1; j >= 0; j--)
+                    FN(top_k_sift)(keys, idx, k, j, FN(top_k_key_at)(keys, j), idx[j]);
+        } else if (key > FN(top_k_key_at)(keys, 0)) {
+            FN(top_k_sift)(keys, idx, k, 0, key, b);
+        }
+    }
+    return FN(top_k_value)(FN(top_k_key_at)(keys, 0), 1);
+}
+
 FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index k,
                                          STORAGE *keys, int64_t *idx, const int largest)
 {
 #define HITS(at) FN(top_k_hits)(VLOAD(x + (at)), t, largest)
     if (k == 0)
         return;
-    for (fs_index j = 0; j < k; j++)
-        FN(top_k_set)(keys, idx, j, FN(top_k_key)(SLOAD(x + j), largest), j);
-    for (fs_index j = k / 2 - 1; j >= 0; j--)
-        FN(top_k_sift)(keys, idx, k, j, FN(top_k_key_at)(keys, j), idx[j]);
+    fs_index i;
+    /* With room for blocks of 16 elements or more, largest starts from a heap of k stand-ins
+     * just below top_k_bound, which every element at or above the bound displaces (a
+     * stand-in's index is above any): the scan then skips what is below the bound from its
+     * first block on, where a heap of the row's first k would admit many that do not last. */
+    const REAL bound = largest && n >= 16 * FS_TOP_K_BLOCKS_PER_K * k
+                           ? FN(top_k_bound)(x, n, k, keys, idx) : (REAL)-INFINITY;
+    if (bound > -INFINITY) {
+        const REAL below = sizeof(REAL) == sizeof(float) ? (REAL)nextafterf((float)bound, -INFINITY)
+                                                        : (REAL)nextafter((double)bound, -INFINITY);
+        const BITS stand_in = FN(top_k_key)(below, 1);
+        for (fs_index j = 0; j < k; j++)
+            FN(top_k_set)(keys, idx, j, stand_in, INT64_MAX);
+        i = 0;
+    } else {
+        for (fs_index j = 0; j < k; j++)
+            FN(top_k_set)(keys, idx, j, FN(top_k_key)(SLOAD(x + j), largest), j);
+        for (fs_index j = k / 2 - 1; j >= 0; j--)
+            FN(top_k_sift)(keys, idx, k, j, FN(top_k_key_at)(keys, j), idx[j]);
+        i = k;
+    }
     BITS root = FN(top_k_key_at)(keys, 0);
-    REAL root_value = SLOAD(x + idx[0]);
+    REAL root_value = FN(top_k_value)(root, largest);
     const fs_index step = 4 * LANES;
-    fs_index i = k;
     while (i < n) {
         if (largest && root_value != root_value)
             break; /* a NaN root: no later element ranks above it */
@@ -140,7 +193,7 @@ FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index 
                 if (key > root) { /* i is above every index in the heap: a tie stays out */
                     FN(top_k_sift)(keys, idx, k, 0, key, i);
                     root = FN(top_k_key_at)(keys, 0);
-                    root_value = SLOAD(x + idx[0]);
+                    root_value = FN(top_k_value)(root, largest);
                 }
             }
         }

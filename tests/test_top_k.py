@@ -200,3 +200,23 @@ def test_reference_rejects_bad_k():
         reference.top_k(np.ones(3), 4)
     with pytest.raises(ValueError, match="out of range"):
         reference.top_k(np.float64(1.0), 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_bound_of_largest(isa, dtype):
+    """largest=True on rows of 64 k or more starts from a bound: the k-th largest of 4k block
+    maxima (fs_top_k_tmpl.h).  Around that length, with blocks that are all NaN, all -inf, or
+    ties of the bound itself."""
+    rng = np.random.default_rng(9)
+    for k in (1, 2, 3, 50):
+        for n in (64 * k - 1, 64 * k, 64 * k + 1, 64 * k + 17, 1000 * k):
+            x = _rows(n, dtype, seed=k)
+            extra = np.round(rng.standard_normal((3, n)) * 2).astype(dtype)
+            extra[0, : n // 3] = np.nan
+            extra[1, n // 4 : n // 2] = -np.inf
+            extra[2] = 1.0  # every block max equals the bound
+            x = np.concatenate([x, extra])
+            for kk in (k, 1):
+                got = fs.top_k(x, kk, n_threads=1)
+                values, indices = reference.top_k(x, kk)
+                _assert_same(got, (values, indices))
