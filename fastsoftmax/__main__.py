@@ -156,6 +156,34 @@ def cross_entropy_table() -> list[str]:
     return failures
 
 
+def sampling_line() -> list[str]:
+    """One line: sample (T=0.7, top-k 50, top-p 0.9) against Hugging Face's chain, with torch."""
+    try:
+        import torch  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+    except ImportError:
+        print("sampling: PyTorch is not installed, no comparison")
+        return []
+    from ._peers import hugging_face_chain
+    from .reference import sample_kept
+
+    chain = dict(temperature=0.7, top_k=50, top_p=0.9)
+    logits = np.random.default_rng(3).standard_normal((32, 50257), dtype=np.float32) * 3
+    rng = np.random.default_rng(4)
+    name, hf = hugging_face_chain(**chain)
+    scores = torch.from_numpy(logits)
+    kept = sample_kept(logits, **chain)
+    ours_tokens = fs.sample(logits, rng=rng, **chain).tokens
+    theirs_tokens = hf(scores).numpy()[:, 0]
+    rows = np.arange(logits.shape[0])
+    if not (kept[rows, ours_tokens].all() and kept[rows, theirs_tokens].all()):
+        return ["sample: a token outside the kept set"]
+    ours = _median_seconds(lambda: fs.sample(logits, rng=rng, **chain), 20)
+    theirs = _median_seconds(lambda: hf(scores), 5)
+    print(f"sample 32x50257 float32 (T=0.7, top_k=50, top_p=0.9): fastsoftmax {ours * 1e3:.3f} ms"
+          f"  {name} + multinomial {theirs * 1e3:.3f} ms  speedup {theirs / ours:.0f}x")
+    return []
+
+
 def main() -> int:
     fs.show_config()
     print()
@@ -168,6 +196,8 @@ def main() -> int:
     benchmark_table()
     print()
     failures = cross_entropy_table()
+    print()
+    failures += sampling_line()
     if failures:
         print("CHECK AGAINST PYTORCH FAILED:", *failures, sep="\n  ")
         return 1
