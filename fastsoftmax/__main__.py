@@ -166,21 +166,27 @@ def sampling_line() -> list[str]:
     from ._peers import hugging_face_chain
     from .reference import sample_kept
 
-    chain = dict(temperature=0.7, top_k=50, top_p=0.9)
+    temperature, top_k, top_p = 0.7, 50, 0.9
     logits = np.random.default_rng(3).standard_normal((32, 50257), dtype=np.float32) * 3
     rng = np.random.default_rng(4)
-    name, hf = hugging_face_chain(**chain)
+    name, hf = hugging_face_chain(temperature, top_k, top_p)
     scores = torch.from_numpy(logits)
-    kept = sample_kept(logits, **chain)
-    ours_tokens = fs.sample(logits, rng=rng, **chain).tokens
+    kept = sample_kept(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+
+    def ours() -> object:
+        return fs.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+
+    ours_tokens = np.asarray(fs.sample(logits, temperature=temperature, top_k=top_k,
+                                       top_p=top_p, rng=rng).tokens)
     theirs_tokens = hf(scores).numpy()[:, 0]
     rows = np.arange(logits.shape[0])
     if not (kept[rows, ours_tokens].all() and kept[rows, theirs_tokens].all()):
         return ["sample: a token outside the kept set"]
-    ours = _median_seconds(lambda: fs.sample(logits, rng=rng, **chain), 20)
-    theirs = _median_seconds(lambda: hf(scores), 5)
-    print(f"sample 32x50257 float32 (T=0.7, top_k=50, top_p=0.9): fastsoftmax {ours * 1e3:.3f} ms"
-          f"  {name} + multinomial {theirs * 1e3:.3f} ms  speedup {theirs / ours:.0f}x")
+    ours_s = _median_seconds(ours, 20)
+    theirs_s = _median_seconds(lambda: hf(scores), 5)
+    print(f"sample 32x50257 float32 (T=0.7, top_k=50, top_p=0.9): fastsoftmax "
+          f"{ours_s * 1e3:.3f} ms  {name} + multinomial {theirs_s * 1e3:.3f} ms  "
+          f"speedup {theirs_s / ours_s:.0f}x")
     return []
 
 

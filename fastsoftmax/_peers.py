@@ -21,6 +21,7 @@ def hugging_face_chain(temperature: float, top_k: int, top_p: float
     """
     import torch
 
+    lp: Any
     try:
         from transformers.generation import logits_process as lp
     except ImportError:
@@ -65,4 +66,5 @@ def numpy_chain(x: npt.NDArray[np.floating[Any]], u: npt.NDArray[np.float64], te
     p = np.where(np.cumsum(p, axis=-1) - p < top_p, p, 0.0)
     cdf = np.cumsum(p, axis=-1)
     pick = (cdf <= u[:, None] * cdf[:, -1:]).sum(axis=-1)
-    return ids[np.arange(x.shape[0]), np.minimum(pick, top_k - 1)]
+    tokens: npt.NDArray[np.int64] = ids[np.arange(x.shape[0]), np.minimum(pick, top_k - 1)]
+    return tokens
