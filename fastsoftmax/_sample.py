@@ -228,20 +228,25 @@ def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.
     return out
 
 
-def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, min_p: Any,
-             repetition_penalty: Any, presence_penalty: Any, frequency_penalty: Any,
-             prev_tokens: PrevTokens, min_tokens_to_keep: Any, rng: Any, u: Any,
-             logprobs: Any) -> _Resolved:
-    """Check every argument of :func:`sample` and resolve them per row, before any work."""
+def _rows_of(logits: npt.ArrayLike) -> tuple[FloatArray, bool]:
+    """logits as a C-contiguous float (B, V) array with V >= 1, and whether it was 1-D."""
     x = _as_float_array(logits, "logits")
     if x.ndim not in (1, 2):
         raise ValueError(f"logits must be 1-D (V,) or 2-D (B, V), got shape {x.shape}")
     one_row = x.ndim == 1
     x2 = x.reshape(1, -1) if one_row else x
-    rows, vocab = x2.shape
-    if vocab == 0:
+    if x2.shape[1] == 0:
         raise ValueError("logits must have at least one token (V >= 1), got V = 0")
+    return x2, one_row
 
+
+def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, min_p: Any,
+             repetition_penalty: Any, presence_penalty: Any, frequency_penalty: Any,
+             prev_tokens: PrevTokens, min_tokens_to_keep: Any, rng: Any, u: Any,
+             logprobs: Any) -> _Resolved:
+    """Check every argument of :func:`sample` and resolve them per row, before any work."""
+    x2, one_row = _rows_of(logits)
+    rows, vocab = x2.shape
     t = _per_row(temperature, "temperature", rows)
     k = _per_row(top_k, "top_k", rows)
     p = _per_row(top_p, "top_p", rows)
@@ -435,21 +440,42 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
     >>> r.n_kept
     array([1, 2])
     """
+    rest = (top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty,
+            min_tokens_to_keep, logprobs)
+    if (type(temperature) in _PLAIN and temperature == 0 and prev_tokens is None and rng is None
+            and u is None and tuple(map(type, rest)) == _DEFAULT_TYPES and rest == _DEFAULTS):
+        # Greedy with every other argument at its default (so valid): nothing to resolve.
+        x2, one_row = _rows_of(logits)
+        params = np.zeros(x2.shape[0], PARAMS_DTYPE)  # inv_temperature 0: greedy
+        return _run(x2, params, 0, one_row, n_threads)
     args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
                     presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep, rng,
                     u, logprobs)
-    rows, vocab = args.logits.shape
-    threads = min(resolve_threads(n_threads, args.logits.size), max(rows, 1))
+    return _run(args.penalised(), args.params, args.n_top, args.one_row, n_threads)
+
+
+# The greedy shortcut: a temperature of these types (not bool), and the other parameters'
+# defaults, compared by type first (an array or a bool never equals them by accident).
+_PLAIN = (int, float)
+_DEFAULTS = (0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, 0)
+_DEFAULT_TYPES = tuple(map(type, _DEFAULTS))
+
+
+def _run(logits: FloatArray, params: npt.NDArray[Any], n_top: int, one_row: bool,
+         n_threads: Optional[int]) -> SampleResult:
+    """The kernel over (B, V) logits with resolved parameters, and its results as a SampleResult."""
+    rows, vocab = logits.shape
+    threads = min(resolve_threads(n_threads, logits.size), max(rows, 1))
     results = np.empty(rows, RESULT_DTYPE)  # the kernel writes every field of every row
-    top_tokens = np.empty((rows, args.n_top), np.int64)
-    top_logprobs = np.empty((rows, args.n_top), np.float32)
+    top_tokens = np.empty((rows, n_top), np.int64)
+    top_logprobs = np.empty((rows, n_top), np.float32)
     if rows:
-        bad = _core.sample(args.penalised(), args.params, results, top_tokens, top_logprobs,
-                           rows, vocab, threads)
+        bad = _core.sample(logits, params, results, top_tokens, top_logprobs, rows, vocab,
+                           threads)
         if bad >= 0:
-            _raise_for_row(bad, int(results[bad]["status"]), args.one_row)
-    tops = (top_tokens, top_logprobs) if args.n_top else (None, None)
-    if args.one_row:
+            _raise_for_row(bad, int(results[bad]["status"]), one_row)
+    tops = (top_tokens, top_logprobs) if n_top else (None, None)
+    if one_row:
         only = results[0]
         return SampleResult(only["token"], np.float32(only["logprob"]), only["n_kept"],
                             *(None if a is None else a[0] for a in tops))

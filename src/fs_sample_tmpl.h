@@ -176,6 +176,33 @@ static REAL FN(sample_max)(const STORAGE *x, fs_index n, int *has_nan)
     return FN(hmax)(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
 }
 
+/*
+ * Greedy's pass: a row's first max (NaN ignored) and its value, and whether it holds a
+ * NaN.  The max of each block of FS_SAMPLE_BLOCK, keeping the first block that holds
+ * the largest, then that block alone searched for it: one pass, plus one block in cache.
+ * -1 when no entry is above -inf.
+ */
+static fs_index FN(sample_argmax)(const STORAGE *x, fs_index n, REAL *max, int *has_nan)
+{
+    REAL best = -INFINITY;
+    fs_index best_at = 0;
+    *has_nan = 0;
+    for (fs_index at = 0; at < n; at += FS_SAMPLE_BLOCK) {
+        int block_nan;
+        const REAL m = FN(sample_max)(x + at, fs_sample_block_length(n, at), &block_nan);
+        *has_nan |= block_nan;
+        if (m > best) {
+            best = m;
+            best_at = at;
+        }
+    }
+    *max = best;
+    if (!(best > -INFINITY))
+        return -1;
+    return best_at + FN(find_first_max)(x + best_at, NULL, fs_sample_block_length(n, best_at),
+                                        best);
+}
+
 /* The weights of x[0, n), n <= FS_SAMPLE_BLOCK, into w. */
 static void FN(sample_block_weights)(const STORAGE *x, fs_index n, double max, double tau,
                                      double *w)
@@ -399,7 +426,12 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
             return -1;
     } else {
         int has_nan;
-        max = FN(sample_max)(x, n, &has_nan);
+        REAL m;
+        if (greedy)
+            res->token = FN(sample_argmax)(x, n, &m, &has_nan);
+        else
+            m = FN(sample_max)(x, n, &has_nan);
+        max = m;
         res->status = fs_sample_status_of(max, has_nan);
         if (res->status != FS_SAMPLE_OK)
             return 0;
@@ -418,7 +450,6 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
         row_total = FN(sample_row_sum)(x, n, max, tau, sums, &n_ninf);
     }
     if (greedy) {
-        res->token = FN(find_first_max)(x, NULL, n, (REAL)max);
         res->n_kept = 1;
         res->logprob = 0.0;
     } else if (unfiltered) {

@@ -357,3 +357,19 @@ def test_against_hugging_face():
             cdf = np.cumsum(probs, axis=1)
             hf_tokens = (cdf <= u[:, None] * cdf[:, -1:]).sum(axis=1)
             np.testing.assert_array_equal(r.tokens, hf_tokens)
+
+
+def test_greedy_shortcut_matches_the_general_path():
+    """temperature=0 with every other argument at its default skips the argument resolution."""
+    x = random_logits((8, 3000), np.float32, seed=8)
+    x[:, 7] = x.max(axis=1)  # a tie with the max: the lower id wins
+    shortcut = fs.sample(x, temperature=0)
+    general = fs.sample(x, temperature=0.0, top_p=np.float64(1.0), logprobs=0)
+    assert_same(shortcut, general)
+    np.testing.assert_array_equal(shortcut.tokens, np.argmax(x, axis=1))
+    with pytest.raises(TypeError, match="min_tokens_to_keep must be an int"):
+        fs.sample(x, temperature=0, min_tokens_to_keep=True)
+    with pytest.raises(ValueError, match="logits row 3 contains NaN"):
+        bad = x.copy()
+        bad[3, 2999] = np.nan
+        fs.sample(bad, temperature=0)
