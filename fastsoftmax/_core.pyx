@@ -18,6 +18,7 @@ for every thread count.
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 cnp.import_array()
@@ -39,8 +40,10 @@ cdef extern from "fs_kernels.h" nogil:
         FS_OP_TOP_K
         FS_OP_SAMPLE
     ctypedef struct fs_sample_params:
-        pass
+        double inv_temperature
+        int64_t min_keep
     ctypedef struct fs_sample_result:
+        int64_t token
         int64_t status
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
@@ -567,6 +570,45 @@ def sample(cnp.ndarray logits, cnp.ndarray params, cnp.ndarray results,
         if job.results[row].status != 0:
             return row
     return -1
+
+
+def greedy(cnp.ndarray logits, Py_ssize_t rows, Py_ssize_t n, int nthreads):
+    """sample's greedy rows (temperature 0) over ``logits`` (C-contiguous ``(rows, n)``,
+    rows, n >= 1), with its own parameters and results: (tokens, first bad row or -1,
+    that row's fs_sample_status).  The shortcut of sample() when every other argument is
+    at its default: no NumPy arrays of parameters or results to make.
+    """
+    cdef SampleJob job
+    cdef cnp.ndarray tokens = cnp.PyArray_EMPTY(1, [rows], cnp.NPY_INT64, 0)
+    cdef int64_t *out = <int64_t *> cnp.PyArray_DATA(tokens)
+    cdef fs_sample_params *params = <fs_sample_params *> calloc(rows, sizeof(fs_sample_params))
+    cdef fs_sample_result *results = <fs_sample_result *> malloc(rows * sizeof(fs_sample_result))
+    cdef Py_ssize_t row, bad = -1
+    cdef int64_t status = 0
+    if params == NULL or results == NULL:
+        free(params)
+        free(results)
+        raise MemoryError("sample: could not allocate the kernel's parameters")
+    for row in range(rows):
+        params[row].inv_temperature = 0.0  # greedy
+        params[row].min_keep = 1
+    job.shape = _shape(rows, n, 1)
+    job.op = FS_OP_SAMPLE
+    job.x = cnp.PyArray_DATA(logits)
+    job.params = params
+    job.results = results
+    job.n_top = 0
+    job.top_tokens = NULL
+    job.top_logprobs = NULL
+    _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
+    for row in range(rows):
+        out[row] = results[row].token
+        if bad < 0 and results[row].status != 0:
+            bad = row
+            status = results[row].status
+    free(params)
+    free(results)
+    return tokens, bad, status
 
 
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):

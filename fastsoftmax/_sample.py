@@ -445,9 +445,7 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
     if (type(temperature) in _PLAIN and temperature == 0 and prev_tokens is None and rng is None
             and u is None and tuple(map(type, rest)) == _DEFAULT_TYPES and rest == _DEFAULTS):
         # Greedy with every other argument at its default (so valid): nothing to resolve.
-        x2, one_row = _rows_of(logits)
-        params = np.zeros(x2.shape[0], PARAMS_DTYPE)  # inv_temperature 0: greedy
-        return _run(x2, params, 0, one_row, n_threads)
+        return _greedy(logits, n_threads)
     args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
                     presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep, rng,
                     u, logprobs)
@@ -459,6 +457,21 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
 _PLAIN = (int, float)
 _DEFAULTS = (0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, 0)
 _DEFAULT_TYPES = tuple(map(type, _DEFAULTS))
+
+
+def _greedy(logits: npt.ArrayLike, n_threads: Optional[int]) -> SampleResult:
+    """sample(logits, temperature=0) with every other argument at its default."""
+    x2, one_row = _rows_of(logits)
+    rows, vocab = x2.shape
+    threads = min(resolve_threads(n_threads, x2.size), max(rows, 1))
+    if rows == 0:
+        return _run(x2, np.zeros(0, PARAMS_DTYPE), 0, one_row, threads)
+    tokens, bad, status = _core.greedy(x2, rows, vocab, threads)
+    if bad >= 0:
+        _raise_for_row(bad, status, one_row)
+    if one_row:
+        return SampleResult(tokens[0], np.float32(0.0), np.int64(1))
+    return SampleResult(tokens, np.zeros(rows, np.float32), np.ones(rows, np.int64))
 
 
 def _run(logits: FloatArray, params: npt.NDArray[Any], n_top: int, one_row: bool,
