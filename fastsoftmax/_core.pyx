@@ -611,6 +611,21 @@ def greedy(cnp.ndarray logits, Py_ssize_t rows, Py_ssize_t n, int nthreads):
     return tokens, bad, status
 
 
+def first_outside(cnp.ndarray values, double low, bint low_ok, double high, bint high_ok):
+    """The first index of a 1-D float64 array (any strides) outside a range, NaN counting as
+    outside, or -1: ``low``/``high`` are allowed when ``low_ok``/``high_ok``.  sample's check of
+    its per-row parameters, one C loop instead of NumPy temporaries.
+    """
+    cdef const char *p = <const char *> cnp.PyArray_DATA(values)
+    cdef Py_ssize_t i, n = cnp.PyArray_DIM(values, 0), stride = cnp.PyArray_STRIDE(values, 0)
+    cdef double v
+    for i in range(n):
+        v = (<const double *> (p + i * stride))[0]
+        if not ((v >= low if low_ok else v > low) and (v <= high if high_ok else v < high)):
+            return i
+    return -1
+
+
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):
     """``(first_bad, denominator)`` of int64 class labels, in one pass without the GIL.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -100,21 +100,27 @@ class _Resolved(NamedTuple):
 
 
 _INF = float("inf")
-# Each per-row parameter: whether it is an int, the test of its range on a number or on
-# an array of them (NaN fails every test), and that range in words.
-_RULES: dict[str, tuple[bool, Callable[[Any], Any], str]] = {
-    "temperature": (False, lambda t: (t >= 0) & (t < _INF),
-                    "must be finite and >= 0 (0 for greedy)"),
-    "top_k": (True, lambda k: k >= 0, "must be >= 0 (0 disables top-k)"),
-    "top_p": (False, lambda p: (p > 0) & (p <= 1), "must be in (0, 1] (1 disables top-p)"),
-    "min_p": (False, lambda p: (p >= 0) & (p <= 1), "must be in [0, 1] (0 disables min-p)"),
-    "repetition_penalty": (False, lambda r: (r > 0) & (r < _INF),
+# Each per-row parameter: whether it is an int, its range as (low, whether low is allowed,
+# high, whether high is allowed), NaN never inside, and that range in words.
+_Range = tuple[float, bool, float, bool]
+_RULES: dict[str, tuple[bool, _Range, str]] = {
+    "temperature": (False, (0, True, _INF, False), "must be finite and >= 0 (0 for greedy)"),
+    "top_k": (True, (0, True, _INF, False), "must be >= 0 (0 disables top-k)"),
+    "top_p": (False, (0, False, 1, True), "must be in (0, 1] (1 disables top-p)"),
+    "min_p": (False, (0, True, 1, True), "must be in [0, 1] (0 disables min-p)"),
+    "repetition_penalty": (False, (0, False, _INF, False),
                            "must be finite and > 0 (1 disables it)"),
-    "presence_penalty": (False, lambda v: abs(v) < _INF, "must be finite"),
-    "frequency_penalty": (False, lambda v: abs(v) < _INF, "must be finite"),
-    "min_tokens_to_keep": (True, lambda k: k >= 1, "must be >= 1"),
-    "u": (False, lambda u: (u >= 0) & (u < 1), "uniforms must be in [0, 1)"),
+    "presence_penalty": (False, (-_INF, False, _INF, False), "must be finite"),
+    "frequency_penalty": (False, (-_INF, False, _INF, False), "must be finite"),
+    "min_tokens_to_keep": (True, (1, True, _INF, False), "must be >= 1"),
+    "u": (False, (0, True, 1, False), "uniforms must be in [0, 1)"),
 }
+
+
+def _inside(value: float, low: float, low_ok: bool, high: float, high_ok: bool) -> bool:
+    """Whether a number lies in the range (False for NaN)."""
+    return ((value >= low) if low_ok else (value > low)) and \
+        ((value <= high) if high_ok else (value < high))
 
 
 def _per_row(value: Any, name: str, rows: int) -> PerRow:
@@ -125,12 +131,12 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     message names the entry).  Scalars stay Python numbers: most calls pass
     scalars, and checking those needs no NumPy call.
     """
-    integer, in_range, what = _RULES[name]
+    integer, bounds, what = _RULES[name]
     kind = "an int" if integer else "a real number"
     number: int | float
     if type(value) is float and not integer or type(value) is int:  # the common call, quickly
         number = float(value) if not integer else max(min(value, 2**62), -2**62)
-        if not in_range(number):
+        if not _inside(number, *bounds):
             raise ValueError(f"{name}={shown(number)} is out of range: {what}")
         return number
     if not isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) == 0:
@@ -145,7 +151,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
                 number = float(value)
             except OverflowError:
                 raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
-        if not in_range(number):
+        if not _inside(number, *bounds):
             raise ValueError(f"{name}={shown(number)} is out of range: {what}")
         return number
     arr = np.asarray(value)
@@ -160,9 +166,8 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
                                                                                 copy=False)
     else:
         arr = arr.astype(np.float64, copy=False)
-    ok = in_range(arr)
-    if not ok.all():
-        row = int(np.argmin(ok))
+    row = _core.first_outside(arr if not integer else arr.astype(np.float64), *bounds)
+    if row >= 0:
         raise ValueError(f"{name}[{row}]={shown(arr[row].item())} is out of range: {what}")
     return arr
 
