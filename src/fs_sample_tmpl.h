@@ -199,8 +199,9 @@ static fs_index FN(sample_argmax)(const STORAGE *x, fs_index n, REAL *max, int *
     *max = best;
     if (!(best > -INFINITY))
         return -1;
-    return best_at + FN(find_first_max)(x + best_at, NULL, fs_sample_block_length(n, best_at),
-                                        best);
+    const fs_index in_block = FN(find_first_max)(x + best_at, NULL,
+                                                 fs_sample_block_length(n, best_at), best);
+    return best_at + (in_block >= 0 ? in_block : 0); /* < 0: the row changed meanwhile */
 }
 
 /* The weights of x[0, n), n <= FS_SAMPLE_BLOCK, into w. */
@@ -301,7 +302,10 @@ static fs_index FN(sample_draw_row)(const STORAGE *x, fs_index n, double max, do
             }
         }
     }
-    return last >= 0 ? last : FN(find_first_max)(x, NULL, n, (REAL)max);
+    /* No weight at all from block b on: only if another thread changed the row meanwhile
+     * (its max had weight 1).  Still an id of the row. */
+    const fs_index at_max = last >= 0 ? last : FN(find_first_max)(x, NULL, n, (REAL)max);
+    return at_max >= 0 ? at_max : 0;
 }
 
 /*

@@ -373,3 +373,38 @@ def test_greedy_shortcut_matches_the_general_path():
         bad = x.copy()
         bad[3, 2999] = np.nan
         fs.sample(bad, temperature=0)
+
+
+def test_rows_changed_by_another_thread_meanwhile():
+    """The kernel runs without the GIL: another thread may write the logits during a call.
+    Every call must still return ids of the row (or raise for a NaN it saw), never crash."""
+    import threading
+
+    x = random_logits((16, 20000), np.float32, seed=12)
+    stop = threading.Event()
+
+    def scribble():
+        rng = np.random.default_rng(13)
+        while not stop.is_set():
+            rows = rng.integers(0, 16, 64)
+            cols = rng.integers(0, 20000, 64)
+            x[rows, cols] = rng.choice([np.nan, np.inf, -np.inf, 50.0, -50.0, 0.0], 64)
+            x[rows, cols[::-1]] = rng.standard_normal(64) * 3  # and back to finite
+
+    writer = threading.Thread(target=scribble)
+    writer.start()
+    try:
+        rng = np.random.default_rng(14)
+        for i in range(300):
+            config = list(CONFIGS.values())[i % len(CONFIGS)]
+            try:
+                r = fs.sample(x, rng=rng, logprobs=2, n_threads=2, **config)
+            except ValueError as error:
+                assert "logits row" in str(error)
+                continue
+            assert ((r.tokens >= 0) & (r.tokens < 20000)).all()
+            assert ((r.top_tokens >= 0) & (r.top_tokens < 20000)).all()
+            assert (r.n_kept <= 20000).all()
+    finally:
+        stop.set()
+        writer.join()
