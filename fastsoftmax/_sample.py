@@ -133,6 +133,8 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     """
     integer, bounds, what = _RULES[name]
     kind = "an int" if integer else "a real number"
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # a 0-d array is a scalar (a NumPy one)
     number: int | float
     if type(value) is float and not integer or type(value) is int:  # the common call, quickly
         number = float(value) if not integer else max(min(value, 2**62), -2**62)

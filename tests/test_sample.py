@@ -304,6 +304,19 @@ def test_bad_logits():
         fs.sample(np.zeros(3, complex), u=0.5)
 
 
+def test_scalars_of_every_kind():
+    """Python numbers, NumPy scalars and 0-d arrays are one value for every row."""
+    x = random_logits((3, 200), np.float32, seed=4)
+    expected = fs.sample(x, temperature=0.5, top_k=20, top_p=0.9, u=0.25)
+    for t, k, p, u in [(np.float32(0.5), np.int32(20), np.float64(0.9), np.float16(0.25)),
+                       (np.array(0.5), np.array(20), np.array(0.9), np.array(0.25))]:
+        assert_same(fs.sample(x, temperature=t, top_k=k, top_p=p, u=u), expected)
+    with pytest.raises(TypeError, match="top_k must be an int"):
+        fs.sample(x, top_k=np.array(2.0), u=0.25)
+    with pytest.raises(TypeError, match="temperature must be a real number"):
+        fs.sample(x, temperature=np.array(True), u=0.25)
+
+
 def test_shapes_dtypes_and_empty_batches():
     r = fs.sample(np.zeros((0, 10), np.float32), u=np.zeros(0), logprobs=2)
     assert r.tokens.shape == (0,) and r.top_tokens.shape == (0, 2)
