@@ -183,6 +183,29 @@ def test_thread_count_never_changes_a_token(config):
         assert_same(fs.sample(x, u=u, logprobs=3, n_threads=threads, **CONFIGS[config]), first)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fewer_rows_than_threads(isa, dtype):
+    """Rows of two chunks or more, fewer than the threads (where the other ops split a row):
+    each row is still one thread's, with the same bits at every thread count, and the
+    oracle's tokens."""
+    from conftest import CHUNK
+
+    for vocab in (2 * CHUNK - 1, 2 * CHUNK, 2 * CHUNK + 1, 3 * CHUNK + 17):
+        x = random_logits((2, vocab), dtype, seed=vocab)
+        x[1, ::5] = -np.inf
+        x[1, CHUNK + 3] = x[1].max() + 1  # the max in the second chunk
+        u = np.array([0.3, 0.8])
+        for config in CONFIGS.values():
+            first = fs.sample(x, u=u, logprobs=3, n_threads=1, **config)
+            assert_same(first, reference.sample(x, u=u, logprobs=3, **config))
+            for threads in (2, 3, 4):
+                got = fs.sample(x, u=u, logprobs=3, n_threads=threads, **config)
+                assert_same(got, first)
+                assert got.logprob.tobytes() == first.logprob.tobytes()
+        greedy = fs.sample(x, temperature=0, n_threads=3)
+        np.testing.assert_array_equal(greedy.tokens, np.argmax(x, axis=1))
+
+
 def test_rng_draws_exactly_one_uniform_per_row():
     x = random_logits((5, 300), np.float32)
     rng = np.random.default_rng(11)
