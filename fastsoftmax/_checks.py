@@ -26,23 +26,79 @@ from numpy.exceptions import AxisError  # a ValueError (and IndexError), as NumP
 
 _FLOAT32: np.dtype[np.floating[Any]] = np.dtype(np.float32)
 _FLOAT64: np.dtype[np.floating[Any]] = np.dtype(np.float64)
+_FLOAT16: np.dtype[np.floating[Any]] = np.dtype(np.float16)
+# bfloat16 as the kernels take it: its bit patterns, as uint16 tagged by metadata so that
+# nothing takes a plain uint16 array for one (fastsoftmax._core reads uint16 as bfloat16).
+_BFLOAT16: np.dtype[np.uint16] = np.dtype(np.uint16, metadata={"fastsoftmax": "bfloat16"})
 
 
 def _as_float_array(x: npt.ArrayLike, name: str) -> FloatArray:
     """``x`` as a C-contiguous float32/float64 array, converting at most once.
 
-    float32 and float64 are kept, float16 becomes float32, integers and bools
-    (and lists of them) become float64.  Complex, object, string and other
-    dtypes raise TypeError.  Objects NumPy can view without a copy (ndarray
-    subclasses such as memmaps, memoryviews, PyTorch CPU tensors and JAX
-    arrays) are viewed, not copied, when they are C-contiguous float32/float64.
+    float32 and float64 are kept, float16 and bfloat16 become float32 (exactly),
+    integers and bools (and lists of them) become float64.  Complex, object,
+    string and other dtypes raise TypeError.  Objects NumPy can view without a
+    copy (ndarray subclasses such as memmaps, memoryviews, PyTorch CPU tensors
+    and JAX arrays) are viewed, not copied, when they are C-contiguous
+    float32/float64.  For the inputs the kernels read as they are, see
+    :func:`_as_kernel_array`.
+    """
+    if type(x) is np.ndarray and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) \
+            and x.flags.c_contiguous:
+        return x
+    arr = _as_kernel_array(x, name)
+    return _widened(arr, _computed_dtype(arr.dtype, name))
+
+
+def _as_kernel_array(x: npt.ArrayLike, name: str) -> npt.NDArray[Any]:
+    """``x`` as a C-contiguous array the kernels read: float32, float64, or 16-bit.
+
+    As :func:`_as_float_array`, except that float16 and bfloat16 are kept as
+    they are (the kernels widen them in registers, and compute and return
+    float32): float16 as such, bfloat16 as its bit patterns (``_BFLOAT16``, a
+    uint16 view of the same memory), whether it comes as an ``ml_dtypes``
+    array, a PyTorch tensor or a JAX array.  So a C-contiguous 16-bit input
+    is not copied.  :func:`_computed_dtype` of the result is the dtype of what
+    is computed and returned.
     """
     if type(x) is np.ndarray and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) \
             and x.flags.c_contiguous:
         return x
     arr = _view_as_ndarray(x, name)
-    target = _computed_dtype(arr.dtype, name)
-    return np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d 1-d)
+    dtype = arr.dtype
+    if _is_bfloat16(dtype):
+        arr = arr.view(_BFLOAT16)
+    elif dtype == _FLOAT16:
+        arr = arr.astype(_FLOAT16, copy=False)  # (another byte order: converted once)
+    else:
+        return np.asarray(arr, dtype=_computed_dtype(dtype, name), order="C")
+    return np.asarray(arr, order="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
+def _result_dtype(x: npt.NDArray[Any]) -> np.dtype[Any]:
+    """The dtype the kernels compute and return for an array of :func:`_as_kernel_array`:
+    its own for float32 and float64, float32 for the 16-bit dtypes."""
+    dtype = x.dtype
+    return dtype if dtype is _FLOAT32 or dtype is _FLOAT64 else _computed_dtype(dtype, "x")
+
+
+def _is_bfloat16(dtype: np.dtype[Any]) -> bool:
+    """Whether ``dtype`` is bfloat16: ``ml_dtypes.bfloat16`` (JAX's, too), or ``_BFLOAT16``."""
+    return dtype is _BFLOAT16 or dtype.name == "bfloat16" or (
+        dtype.metadata is not None and dtype.metadata.get("fastsoftmax") == "bfloat16")
+
+
+def _widened(arr: npt.NDArray[Any], dtype: np.dtype[Any]) -> FloatArray:
+    """A C-contiguous array of :func:`_as_kernel_array` as float ``dtype``, exactly.
+
+    bfloat16's bit patterns are the top halves of float32's, so they widen by
+    a shift, without ``ml_dtypes``; the rest is NumPy's cast (none when
+    ``arr`` already has ``dtype``).
+    """
+    if _is_bfloat16(arr.dtype):
+        wide = (arr.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        return wide.astype(dtype, copy=False)
+    return arr.astype(dtype, copy=False)
 
 
 def _as_dtype_array(x: npt.ArrayLike, name: str, dtype: np.dtype[Any]) -> FloatArray:
@@ -53,6 +109,8 @@ def _as_dtype_array(x: npt.ArrayLike, name: str, dtype: np.dtype[Any]) -> FloatA
     """
     arr = _view_as_ndarray(x, name)
     _computed_dtype(arr.dtype, name)
+    if _is_bfloat16(arr.dtype):
+        return _widened(np.asarray(arr.view(_BFLOAT16), order="C"), dtype)
     return np.asarray(arr, dtype=dtype, order="C")
 
 
@@ -62,13 +120,13 @@ def _computed_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
         dtype = dtype.newbyteorder("=")
     if dtype == _FLOAT32 or dtype == _FLOAT64:
         return dtype
-    if dtype == np.float16:
+    if dtype == _FLOAT16 or _is_bfloat16(dtype):
         return _FLOAT32
     if dtype.kind in "iub":
         return _FLOAT64
     raise TypeError(
-        f"{name} must hold real numbers (float32/float64, or float16, ints and bools, "
-        f"which are converted); got dtype {dtype}")
+        f"{name} must hold real numbers (float32/float64, or float16, bfloat16, ints and "
+        f"bools, which are computed in float32 or float64); got dtype {dtype}")
 
 
 def _check_float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
@@ -95,6 +153,14 @@ def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
         return np.asarray(x)
     x = _resolve_lazy_bits(x)
     try:
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+            # DLPack's kDLBfloat has no NumPy dtype (np.from_dlpack refuses it): the same
+            # memory, viewed as int16 by torch itself, then tagged as bfloat16 bit patterns.
+            # An int16 view never requires grad, so torch's own refusal is repeated here.
+            if x.requires_grad:
+                raise BufferError("Can't export tensors that require gradient, "
+                                  "use tensor.detach()")
+            return np.from_dlpack(x.view(_torch_int16(x))).view(_BFLOAT16)
         return np.from_dlpack(x)
     except Exception as dlpack_error:  # BufferError, RuntimeError, TypeError: any refusal
         arr: npt.NDArray[Any] | None
@@ -107,6 +173,22 @@ def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
             raise TypeError(f"{name} ({kind}) cannot be viewed as a NumPy array on the CPU: "
                             f"{dlpack_error}") from dlpack_error
         return arr
+
+
+def _view_as_floats(x: Any, name: str) -> npt.NDArray[Any]:
+    """:func:`_view_as_ndarray`, with bfloat16 widened to float32: for the arguments that
+    are not read by the kernels, which NumPy then reads as floats (never as the bit
+    patterns' integers)."""
+    arr = _view_as_ndarray(x, name)
+    if _is_bfloat16(arr.dtype):
+        return _widened(np.asarray(arr.view(_BFLOAT16), order="C"), _FLOAT32)
+    return arr
+
+
+def _torch_int16(tensor: Any) -> Any:
+    """``torch.int16``, found through the tensor's own module (torch is not imported here)."""
+    import sys
+    return sys.modules[type(tensor).__module__.split(".")[0]].int16
 
 
 def _resolve_lazy_bits(x: Any) -> Any:
@@ -308,8 +390,8 @@ def _prepare_out(out: FloatArray | None, shape: tuple[int, ...], dtype: np.dtype
     """
     if out is None:
         return np.empty(shape, dtype=dtype), x
-    if out is x and in_place and x.flags.writeable:  # x is already a C-contiguous float array
-        return out, x
+    if out is x and in_place and x.dtype == dtype and x.flags.writeable:
+        return out, x  # x is already a C-contiguous array of the result's dtype
     out = _check_out(out, shape, dtype)
     return out, _unalias(out, x, in_place=in_place)
 
@@ -372,7 +454,7 @@ def _prepare_b(b: npt.ArrayLike, x: FloatArray
     weak = type(b) in (bool, int, float)
     if type(b) is int:
         b = _as_python_float(b, "b")
-    weights = _view_as_ndarray(b, "b")
+    weights = _view_as_floats(b, "b")
     dtype = weights.dtype
     if dtype.kind not in "biuf" or dtype.itemsize > 8:
         raise TypeError(f"b must hold real numbers (bools, ints or floats up to float64), "

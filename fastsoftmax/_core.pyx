@@ -17,15 +17,21 @@ for every thread count.
 """
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 cnp.import_array()
 
+# The input element type a job runs in: float32, float64, or a 16-bit float's
+# bits: uint16_t for IEEE float16, int16_t for bfloat16 (two C types only so
+# that each gets its own copy; the kernels read both as uint16_t patterns,
+# src/fs_half.h).  The 16-bit kinds compute in float and write float32 outputs.
 ctypedef fused real:
     float
     double
+    uint16_t
+    int16_t
 
 cdef extern from "fs_kernels.h" nogil:
     ctypedef Py_ssize_t fs_index
@@ -94,6 +100,8 @@ cdef extern from "fs_kernels.h" nogil:
         int vector_bytes
         fs_dtype_kernels f32
         fs_dtype_kernels f64
+        fs_dtype_kernels f16
+        fs_dtype_kernels bf16
 
     const fs_kernel_table *fs_select_kernels(const char *isa)
     const char *fs_available_isas()
@@ -269,41 +277,75 @@ ctypedef fused AnyJob:
     SampleJob
 
 
+cdef inline void *_computed_at(const void *p, fs_index offset,
+                               const real *dtype_marker) noexcept nogil:
+    """Element ``offset`` of an array in the job's compute type (outputs, soft targets,
+    class weights): double for float64 input, float for float32 and the 16-bit inputs."""
+    if real is double:
+        return <void *> ((<const double *> p) + offset)
+    return <void *> ((<const float *> p) + offset)
+
+
+# Each block below calls the kernel set of its input type.  Cython passes the
+# arguments uncast, so the C compiler checks every call against that set's
+# typed signature (fs_kernels.h); the 16-bit inputs are handed over as
+# `const void *`, since their marker types (uint16_t, int16_t) stand for
+# kernels that take uint16_t bit patterns.
+
 cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_index a, fs_index b,
                          fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
-    cdef const real *x = (<const real *> job.x) + at
-    cdef real *out
+    cdef const void *x = (<const real *> job.x) + at
+    cdef void *out
+    cdef bint log_output = job.op == FS_OP_LOG_SOFTMAX
     if job.op == FS_OP_LOGSUMEXP:
-        out = (<real *> job.out) + a * inner + j0  # out has no reduced axis
+        out = _computed_at(job.out, a * inner + j0, dtype_marker)  # out has no reduced axis
         if real is float:
-            kernels.f32.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
-                                  inner)
+            kernels.f32.logsumexp(<const float *> x, job.mask.data, job.mask.period, at,
+                                  <float *> out, b - a, n, j1 - j0, inner)
+        elif real is double:
+            kernels.f64.logsumexp(<const double *> x, job.mask.data, job.mask.period, at,
+                                  <double *> out, b - a, n, j1 - j0, inner)
+        elif real is uint16_t:
+            kernels.f16.logsumexp(x, job.mask.data, job.mask.period, at, <float *> out, b - a, n,
+                                  j1 - j0, inner)
         else:
-            kernels.f64.logsumexp(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
-                                  inner)
+            kernels.bf16.logsumexp(x, job.mask.data, job.mask.period, at, <float *> out, b - a,
+                                   n, j1 - j0, inner)
+        return
+    out = _computed_at(job.out, at, dtype_marker)
+    if real is float:
+        kernels.f32.softmax(<const float *> x, job.mask.data, job.mask.period, at, <float *> out,
+                            b - a, n, j1 - j0, inner, <float> job.scale, log_output)
+    elif real is double:
+        kernels.f64.softmax(<const double *> x, job.mask.data, job.mask.period, at,
+                            <double *> out, b - a, n, j1 - j0, inner, job.scale, log_output)
+    elif real is uint16_t:
+        kernels.f16.softmax(x, job.mask.data, job.mask.period, at, <float *> out, b - a, n,
+                            j1 - j0, inner, <float> job.scale, log_output)
     else:
-        out = (<real *> job.out) + at
-        if real is float:
-            kernels.f32.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
-                                inner, <float> job.scale, job.op == FS_OP_LOG_SOFTMAX)
-        else:
-            kernels.f64.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n, j1 - j0,
-                                inner, job.scale, job.op == FS_OP_LOG_SOFTMAX)
+        kernels.bf16.softmax(x, job.mask.data, job.mask.period, at, <float *> out, b - a, n,
+                             j1 - j0, inner, <float> job.scale, log_output)
 
 
 cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_index a,
                           fs_index b, fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
     cdef fs_index at = a * n * inner + j0
-    cdef const real *g = (<const real *> job.grad_output) + at
-    cdef const real *y = (<const real *> job.output) + at
-    cdef real *out = (<real *> job.out) + at
+    cdef const void *g = (<const real *> job.grad_output) + at
+    cdef const void *y = (<const real *> job.output) + at
+    cdef void *out = _computed_at(job.out, at, dtype_marker)
     if real is float:
-        kernels.f32.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
+        kernels.f32.backward(<const float *> g, <const float *> y, <float *> out, b - a, n,
+                             j1 - j0, inner, job.log_output)
+    elif real is double:
+        kernels.f64.backward(<const double *> g, <const double *> y, <double *> out, b - a, n,
+                             j1 - j0, inner, job.log_output)
+    elif real is uint16_t:
+        kernels.f16.backward(g, y, <float *> out, b - a, n, j1 - j0, inner, job.log_output)
     else:
-        kernels.f64.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
+        kernels.bf16.backward(g, y, <float *> out, b - a, n, j1 - j0, inner, job.log_output)
 
 
 cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
@@ -311,43 +353,68 @@ cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_mar
     cdef fs_index n = job.shape.n, inner = job.shape.inner
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
     cdef fs_index sample_at = a * inner + j0   # same, in the per-sample arrays
-    cdef const real *x = (<const real *> job.logits) + at
-    cdef const real *target = (<const real *> job.target) + at if job.target != NULL else NULL
+    cdef const void *x = (<const real *> job.logits) + at
+    cdef const void *target = (_computed_at(job.target, at, dtype_marker)
+                               if job.target != NULL else NULL)
     cdef const int64_t *labels = job.labels + sample_at if job.labels != NULL else NULL
-    cdef real *grad = (<real *> job.grad) + at if job.grad != NULL else NULL
+    cdef void *grad = _computed_at(job.grad, at, dtype_marker) if job.grad != NULL else NULL
     if real is float:
-        kernels.f32.cross_entropy(x, labels, target, <const real *> job.weight, job.weight_sum,
-                                  job.eps, job.ignore_index, job.loss + sample_at, grad,
+        kernels.f32.cross_entropy(<const float *> x, labels, <const float *> target,
+                                  <const float *> job.weight, job.weight_sum, job.eps,
+                                  job.ignore_index, job.loss + sample_at, <float *> grad,
                                   job.grad_scale, b - a, n, j1 - j0, inner)
+    elif real is double:
+        kernels.f64.cross_entropy(<const double *> x, labels, <const double *> target,
+                                  <const double *> job.weight, job.weight_sum, job.eps,
+                                  job.ignore_index, job.loss + sample_at, <double *> grad,
+                                  job.grad_scale, b - a, n, j1 - j0, inner)
+    elif real is uint16_t:
+        kernels.f16.cross_entropy(x, labels, <const float *> target, <const float *> job.weight,
+                                  job.weight_sum, job.eps, job.ignore_index,
+                                  job.loss + sample_at, <float *> grad, job.grad_scale, b - a, n,
+                                  j1 - j0, inner)
     else:
-        kernels.f64.cross_entropy(x, labels, target, <const real *> job.weight, job.weight_sum,
-                                  job.eps, job.ignore_index, job.loss + sample_at, grad,
-                                  job.grad_scale, b - a, n, j1 - j0, inner)
+        kernels.bf16.cross_entropy(x, labels, <const float *> target, <const float *> job.weight,
+                                   job.weight_sum, job.eps, job.ignore_index,
+                                   job.loss + sample_at, <float *> grad, job.grad_scale, b - a,
+                                   n, j1 - j0, inner)
 
 
 cdef void _top_k_block(const TopKJob *job, const real *dtype_marker, fs_index a, fs_index b,
                        fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, k = job.k
-    cdef const real *x = (<const real *> job.x) + a * n
-    cdef real *values = (<real *> job.values) + a * k
+    cdef const void *x = (<const real *> job.x) + a * n
+    cdef void *values = _computed_at(job.values, a * k, dtype_marker)
     if real is float:
-        kernels.f32.top_k(x, values, job.indices + a * k, b - a, n, k, job.largest)
+        kernels.f32.top_k(<const float *> x, <float *> values, job.indices + a * k, b - a, n, k,
+                          job.largest)
+    elif real is double:
+        kernels.f64.top_k(<const double *> x, <double *> values, job.indices + a * k, b - a, n,
+                          k, job.largest)
+    elif real is uint16_t:
+        kernels.f16.top_k(x, <float *> values, job.indices + a * k, b - a, n, k, job.largest)
     else:
-        kernels.f64.top_k(x, values, job.indices + a * k, b - a, n, k, job.largest)
+        kernels.bf16.top_k(x, <float *> values, job.indices + a * k, b - a, n, k, job.largest)
 
 
 cdef void _sample_block(const SampleJob *job, const real *dtype_marker, fs_index a, fs_index b,
                         fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, n_top = job.n_top
-    cdef const real *x = (<const real *> job.x) + a * n
+    cdef const void *x = (<const real *> job.x) + a * n
     cdef int64_t *top_tokens = job.top_tokens + a * n_top if n_top else NULL
     cdef float *top_logprobs = job.top_logprobs + a * n_top if n_top else NULL
     if real is float:
-        kernels.f32.sample(x, b - a, n, job.params + a, job.results + a, top_tokens,
+        kernels.f32.sample(<const float *> x, b - a, n, job.params + a, job.results + a,
+                           top_tokens, top_logprobs, n_top)
+    elif real is double:
+        kernels.f64.sample(<const double *> x, b - a, n, job.params + a, job.results + a,
+                           top_tokens, top_logprobs, n_top)
+    elif real is uint16_t:
+        kernels.f16.sample(x, b - a, n, job.params + a, job.results + a, top_tokens,
                            top_logprobs, n_top)
     else:
-        kernels.f64.sample(x, b - a, n, job.params + a, job.results + a, top_tokens,
-                           top_logprobs, n_top)
+        kernels.bf16.sample(x, b - a, n, job.params + a, job.results + a, top_tokens,
+                            top_logprobs, n_top)
 
 
 cdef inline void _block(const AnyJob *job, const real *dtype_marker, fs_index a, fs_index b,
@@ -402,26 +469,61 @@ cdef void _run_slabs(const AnyJob *job, const real *dtype_marker, int nthreads) 
 cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     """Split a few long rows across threads in C (src/fs_long_rows_tmpl.h); -1 if it could not."""
     cdef fs_index rows = job.shape.outer, n = job.shape.n
-    if AnyJob is SoftmaxJob and real is float:
-        return kernels.f32.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0, job.out,
-                                             rows, n, job.scale, job.op, nthreads)
-    elif AnyJob is SoftmaxJob:
-        return kernels.f64.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0, job.out,
-                                             rows, n, job.scale, job.op, nthreads)
-    elif AnyJob is BackwardJob and real is float:
-        return kernels.f32.backward_long_rows(job.grad_output, job.output, job.out, rows, n,
-                                              job.log_output, nthreads)
+    if AnyJob is SoftmaxJob:
+        if real is float:
+            return kernels.f32.softmax_long_rows(<const float *> job.x, job.mask.data,
+                                                 job.mask.period, 0, <float *> job.out, rows, n,
+                                                 job.scale, job.op, nthreads)
+        elif real is double:
+            return kernels.f64.softmax_long_rows(<const double *> job.x, job.mask.data,
+                                                 job.mask.period, 0, <double *> job.out, rows, n,
+                                                 job.scale, job.op, nthreads)
+        elif real is uint16_t:
+            return kernels.f16.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0,
+                                                 <float *> job.out, rows, n, job.scale, job.op,
+                                                 nthreads)
+        else:
+            return kernels.bf16.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0,
+                                                  <float *> job.out, rows, n, job.scale, job.op,
+                                                  nthreads)
     elif AnyJob is BackwardJob:
-        return kernels.f64.backward_long_rows(job.grad_output, job.output, job.out, rows, n,
-                                              job.log_output, nthreads)
-    elif AnyJob is CrossEntropyJob and real is float:
-        return kernels.f32.cross_entropy_long_rows(
-            job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
-            job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
+        if real is float:
+            return kernels.f32.backward_long_rows(<const float *> job.grad_output,
+                                                  <const float *> job.output, <float *> job.out,
+                                                  rows, n, job.log_output, nthreads)
+        elif real is double:
+            return kernels.f64.backward_long_rows(<const double *> job.grad_output,
+                                                  <const double *> job.output,
+                                                  <double *> job.out, rows, n, job.log_output,
+                                                  nthreads)
+        elif real is uint16_t:
+            return kernels.f16.backward_long_rows(job.grad_output, job.output, <float *> job.out,
+                                                  rows, n, job.log_output, nthreads)
+        else:
+            return kernels.bf16.backward_long_rows(job.grad_output, job.output,
+                                                   <float *> job.out, rows, n, job.log_output,
+                                                   nthreads)
     elif AnyJob is CrossEntropyJob:
-        return kernels.f64.cross_entropy_long_rows(
-            job.logits, job.labels, job.target, job.weight, job.weight_sum, job.eps,
-            job.ignore_index, job.loss, job.grad, job.grad_scale, rows, n, nthreads)
+        if real is float:
+            return kernels.f32.cross_entropy_long_rows(
+                <const float *> job.logits, job.labels, <const float *> job.target,
+                <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index, job.loss,
+                <float *> job.grad, job.grad_scale, rows, n, nthreads)
+        elif real is double:
+            return kernels.f64.cross_entropy_long_rows(
+                <const double *> job.logits, job.labels, <const double *> job.target,
+                <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index, job.loss,
+                <double *> job.grad, job.grad_scale, rows, n, nthreads)
+        elif real is uint16_t:
+            return kernels.f16.cross_entropy_long_rows(
+                job.logits, job.labels, <const float *> job.target, <const float *> job.weight,
+                job.weight_sum, job.eps, job.ignore_index, job.loss, <float *> job.grad,
+                job.grad_scale, rows, n, nthreads)
+        else:
+            return kernels.bf16.cross_entropy_long_rows(
+                job.logits, job.labels, <const float *> job.target, <const float *> job.weight,
+                job.weight_sum, job.eps, job.ignore_index, job.loss, <float *> job.grad,
+                job.grad_scale, rows, n, nthreads)
     else:
         return -1  # top_k, sample: a row is never split (each row is one thread's)
 
@@ -435,14 +537,26 @@ cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nog
     _run_slabs(job, dtype_marker, nthreads)
 
 
-cdef void _run_job(AnyJob *job, int typenum, int nthreads):
-    """Release the GIL and run a job in its dtype."""
+cdef int _run_job(AnyJob *job, int typenum, int nthreads) except -1:
+    """Release the GIL and run a job in the type of its input: ``typenum`` is the input
+    array's, NPY_FLOAT32, NPY_FLOAT64, NPY_HALF, or NPY_UINT16 for bfloat16 bit patterns
+    (the Python layer hands bfloat16 over as uint16 views, and converts integer arrays
+    to float64 before they get here).  TypeError for any other: never a guess."""
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
             _run(job, <const float *> NULL, nthreads)
-    else:
+    elif typenum == cnp.NPY_FLOAT64:
         with nogil:
             _run(job, <const double *> NULL, nthreads)
+    elif typenum == cnp.NPY_FLOAT16:
+        with nogil:
+            _run(job, <const uint16_t *> NULL, nthreads)
+    elif typenum == cnp.NPY_UINT16:
+        with nogil:
+            _run(job, <const int16_t *> NULL, nthreads)
+    else:
+        raise TypeError(f"fastsoftmax._core: no kernels for NumPy type number {typenum}")
+    return 0
 
 
 cdef Shape _shape(Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner):

@@ -11,13 +11,15 @@ import numpy.typing as npt
 from . import _core
 from ._checks import (
     _as_float_array,
+    _as_kernel_array,
     _as_python_float,
     _check_int,
     _check_out,
     _normalize_axis,
     _reduction_view,
+    _result_dtype,
     _unalias,
-    _view_as_ndarray,
+    _view_as_floats,
 )
 from ._docs import REFERENCES, fill_doc
 from ._messages import shown
@@ -73,7 +75,7 @@ def _prepare_target(target: npt.ArrayLike, shape: tuple[int, ...], sample_shape:
     number of dimensions: the logits' for probabilities, one fewer for labels
     (scikit-learn's float ``y``), which must then hold integers.
     """
-    target = _view_as_ndarray(target, "target")
+    target = _view_as_floats(target, "target")
     kind = target.dtype.kind
     if kind == "f" and target.ndim == len(shape):
         if target.shape != shape:
@@ -369,9 +371,9 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     >>> fastsoftmax.cross_entropy(logits, y, sample_weight=s, reduction="none").round(4)
     array([0.7239, 1.0986])
     """
-    logits = _as_float_array(logits, "logits")
+    logits = _as_kernel_array(logits, "logits")
     axis = _class_axis(axis, logits.ndim)
-    dtype = logits.dtype
+    dtype = _result_dtype(logits)
     n_classes = logits.shape[axis]
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     ignore_index, label_smoothing = _check_options(ignore_index, reduction, label_smoothing,

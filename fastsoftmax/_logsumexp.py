@@ -24,6 +24,7 @@ import numpy.typing as npt
 from . import _core
 from ._checks import (
     _as_float_array,
+    _as_kernel_array,
     _check_out,
     _gather_axes,
     _normalize_axes,
@@ -32,6 +33,7 @@ from ._checks import (
     _prepare_where,
     _reduced_shape,
     _reduction_view,
+    _result_dtype,
     _scattered,
     _unalias,
 )
@@ -175,7 +177,7 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     """
     if b is not None:
         return _weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
-    x = _as_float_array(x, "x")
+    x = _as_kernel_array(x, "x")
     axis = _normalize_axes(axis, x.ndim)
     mask = None if where is None else _prepare_where(where, x.shape, axis)
     shape: tuple[int, ...]
@@ -192,7 +194,7 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     given_out = out is not None
     # Not in place: out is smaller than x, so a kernel writing it is not
     # written to read x at the same offsets.
-    out, x = _prepare_out(out, shape, x.dtype, x, in_place=False)
+    out, x = _prepare_out(out, shape, _result_dtype(x), x, in_place=False)
     if mask is not None:
         mask = _unalias(out, mask)
     outer, n, inner = _reduction_view(x.shape, axis)

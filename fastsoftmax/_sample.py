@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import _as_float_array, _check_int
+from ._checks import _as_kernel_array, _check_int, _result_dtype, _widened
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import FloatArray
@@ -224,20 +224,23 @@ def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.
     """
     rows, tokens, counts = prev
     n = logits.shape[0]
-    s = logits[rows, tokens].astype(np.float64)
+    dtype = _result_dtype(logits)  # 16-bit logits: penalised in float32, as they are computed
+    out = _widened(logits, dtype)
+    if out is logits:
+        out = logits.copy()
+    s = out[rows, tokens].astype(np.float64)
     r = np.broadcast_to(repetition, (n,))[rows]
     s = np.where(s < 0, s * r, s / r)
     s = s - (np.broadcast_to(frequency, (n,))[rows] * counts
              + np.broadcast_to(presence, (n,))[rows])
-    out = logits.copy()
     with np.errstate(over="ignore"):  # a penalty past the dtype's range: +-inf, reported per row
-        out[rows, tokens] = s.astype(logits.dtype)
+        out[rows, tokens] = s.astype(dtype)
     return out
 
 
 def _rows_of(logits: npt.ArrayLike) -> tuple[FloatArray, bool]:
     """logits as a C-contiguous float (B, V) array with V >= 1, and whether it was 1-D."""
-    x = _as_float_array(logits, "logits")
+    x = _as_kernel_array(logits, "logits")
     if x.ndim not in (1, 2):
         raise ValueError(f"logits must be 1-D (V,) or 2-D (B, V), got shape {x.shape}")
     one_row = x.ndim == 1

@@ -16,7 +16,7 @@ from ._checks import (
     _FLOAT32,
     _FLOAT64,
     _as_dtype_array,
-    _as_float_array,
+    _as_kernel_array,
     _check_float_dtype,
     _check_out,
     _check_temperature,
@@ -25,9 +25,11 @@ from ._checks import (
     _prepare_out,
     _prepare_where,
     _reduction_view,
+    _result_dtype,
     _scatter_back,
     _scattered,
     _unalias,
+    _widened,
 )
 from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._threads import resolve_threads
@@ -47,15 +49,16 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
                   where: npt.ArrayLike | None, out: FloatArray | None, n_threads: int | None,
                   op: int, dtype: npt.DTypeLike | None = None) -> FloatArray:
     if dtype is None:
-        x = _as_float_array(x, "x")
+        x = _as_kernel_array(x, "x")
     else:
         x = _as_dtype_array(x, "x", _check_float_dtype(dtype))
+    result_dtype = _result_dtype(x)
     axis = _normalize_axes(axis, x.ndim)
     # The defaults skip their checks: a tiny call is mostly this function's overhead.
     scale = 1.0 if temperature is _DEFAULT_TEMPERATURE else _check_temperature(temperature)
     mask = None if where is None else _prepare_where(where, x.shape, axis)
     threads = resolve_threads(n_threads, x.size)
-    out, x = _prepare_out(out, x.shape, x.dtype, x)
+    out, x = _prepare_out(out, x.shape, result_dtype, x)
     if mask is not None:
         mask = _unalias(out, mask)
     if type(axis) is tuple and _scattered(axis):
@@ -66,13 +69,13 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
         return out
-    low, high = _SCALE_RANGE[x.dtype]
+    low, high = _SCALE_RANGE[result_dtype]
     if scale != 1.0 and not low <= scale <= high:
         # 1/T would round to 0 or inf in the working precision (and 0 * inf is
         # NaN).  Run this call in float64, where 1/T is finite for any float32
         # T; for a float64 T so small that 1/T overflows, scale x and T by
         # 2**64 first (exact), which leaves x/T unchanged.
-        x64, out64 = x.astype(np.float64), np.empty(x.shape, np.float64)
+        x64, out64 = _widened(x, _FLOAT64), np.empty(x.shape, np.float64)
         if math.isinf(scale):
             x64 = np.ldexp(x64, 64)
             scale = 1.0 / math.ldexp(float(temperature), 64)
@@ -277,14 +280,15 @@ TypeError, ValueError
 
 def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
               out: FloatArray | None, n_threads: int | None, log: bool) -> FloatArray:
-    grad_output = _as_float_array(grad_output, "grad_output")
-    output = _as_float_array(output, "output")
+    grad_output = _as_kernel_array(grad_output, "grad_output")
+    output = _as_kernel_array(output, "output")
     if grad_output.shape != output.shape:
         raise ValueError(f"grad_output and output must have the same shape, got "
                          f"{grad_output.shape} and {output.shape}")
-    dtype = np.result_type(grad_output.dtype, output.dtype)
-    grad_output = grad_output.astype(dtype, copy=False)
-    output = output.astype(dtype, copy=False)
+    dtype = np.result_type(_result_dtype(grad_output), _result_dtype(output))
+    if not (grad_output.dtype == output.dtype and _result_dtype(output) == dtype):
+        # Mixed dtypes: both widened to the result's (the kernels read one input type).
+        grad_output, output = _widened(grad_output, dtype), _widened(output, dtype)
     axis = _normalize_axes(axis, output.ndim)
     threads = resolve_threads(n_threads, output.size)
     if out is None:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import _as_float_array, _check_int, _normalize_axis
+from ._checks import _as_kernel_array, _check_int, _normalize_axis, _result_dtype, _widened
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import FloatArray
@@ -116,7 +116,7 @@ def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
     >>> fastsoftmax.top_k(np.float32([[3, 1, 2], [0, 4, 9]]), 1, axis=0, largest=False)
     (array([[0., 1., 2.]], dtype=float32), array([[1, 0, 0]]))
     """
-    x = _as_float_array(x, "x")
+    x = _as_kernel_array(x, "x")
     if axis is None or isinstance(axis, tuple):
         raise TypeError(f"axis must be an int (top_k selects along one axis), got {axis!r}")
     ax = _normalize_axis(axis, x.ndim, expected="an int")
@@ -125,7 +125,7 @@ def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
     if ax is None:  # 0-d: one slice of one entry
         _check_k(k, 1)
         resolve_threads(n_threads, 1)  # (checked, though one entry needs no thread)
-        return x.copy(), np.zeros((), np.int64)
+        return _widened(x, _result_dtype(x)).copy(), np.zeros((), np.int64)
     n = x.shape[ax]
     k = _check_k(k, n)
     threads = resolve_threads(n_threads, x.size)
@@ -133,7 +133,7 @@ def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
     # The axis last, contiguous: x itself, or one copy.
     rows = x if last else np.ascontiguousarray(np.moveaxis(x, ax, -1))
     shape = rows.shape[:-1] + (k,)
-    values = np.empty(shape, x.dtype)
+    values = np.empty(shape, _result_dtype(x))
     indices = np.empty(shape, np.int64)
     if values.size:
         n_rows = values.size // k  # a thread takes whole rows: no more threads than rows

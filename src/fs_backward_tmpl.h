@@ -39,18 +39,18 @@ FS_NOINLINE double FN(backward_chunk_sum)(const STORAGE *g, const STORAGE *y, fs
     return log_output ? FN(backward_sum_impl)(g, y, n, 1) : FN(backward_sum_impl)(g, y, n, 0);
 }
 
-FS_ALWAYS_INLINE void FN(backward_span_impl)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+FS_ALWAYS_INLINE void FN(backward_span_impl)(const STORAGE *g, const STORAGE *y, OUT *out,
                                              fs_index n, REAL sum, const int log_output)
 {
     const VEC vsum = VSPLAT(sum);
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES) {
         VEC gv = VLOAD(g + i), yv = VLOAD(y + i);
-        VSTORE(out + i, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum));
+        VSTORE_OUT(out + i, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum));
     }
     if (i < n) {
         VEC gv = VLOAD_PARTIAL(g + i, n - i, 0), yv = VLOAD_PARTIAL(y + i, n - i, 0);
-        VSTORE_PARTIAL(out + i, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum),
+        VSTORE_PARTIAL_OUT(out + i, log_output ? gv - VEXP_ANY(yv) * vsum : yv * (gv - vsum),
                        n - i);
     }
 }
@@ -95,12 +95,12 @@ FS_ALWAYS_INLINE REAL FN(backward_element_wide)(REAL g, REAL y, double sum, int 
 }
 
 /* The output over a span (elementwise: any cut into spans gives the same bits). */
-FS_NOINLINE void FN(backward_span)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index n,
+FS_NOINLINE void FN(backward_span)(const STORAGE *g, const STORAGE *y, OUT *out, fs_index n,
                                    double sum, int log_output)
 {
     if (FN(sum_overflows)(sum)) {
         for (fs_index i = 0; i < n; i++)
-            SSTORE(out + i, FN(backward_element_wide)(SLOAD(g + i), SLOAD(y + i), sum, log_output));
+            SSTORE_OUT(out + i, FN(backward_element_wide)(SLOAD(g + i), SLOAD(y + i), sum, log_output));
     } else if (log_output) {
         FN(backward_span_impl)(g, y, out, n, (REAL)sum, 1);
     } else {
@@ -108,7 +108,7 @@ FS_NOINLINE void FN(backward_span)(const STORAGE *g, const STORAGE *y, STORAGE *
     }
 }
 
-static void FN(row_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index n,
+static void FN(row_backward)(const STORAGE *g, const STORAGE *y, OUT *out, fs_index n,
                              int log_output)
 {
     double sum = 0;
@@ -120,7 +120,7 @@ static void FN(row_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, f
                       log_output);
 }
 
-FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, OUT *out,
                                          fs_index n,
                                          fs_index width, fs_index stride, const int log_output)
 {
@@ -147,7 +147,7 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STO
             for (fs_index k = 0; k < n; k++)
                 for (fs_index i = 0; i < lanes; i++) {
                     const fs_index at = k * stride + j + i;
-                    SSTORE(out + at, FN(backward_element_wide)(SLOAD(g + at), SLOAD(y + at),
+                    SSTORE_OUT(out + at, FN(backward_element_wide)(SLOAD(g + at), SLOAD(y + at),
                                                                wide[i], log_output));
                 }
             continue;
@@ -161,13 +161,13 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, STO
     }
 }
 
-static void FN(backward_block)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index outer,
+static void FN(backward_block)(const STORAGE *g, const STORAGE *y, OUT *out, fs_index outer,
                                fs_index n, fs_index width, fs_index stride, int log_output)
 {
     const fs_index slab = n * stride;
     for (fs_index o = 0; o < outer; o++) {
         const STORAGE *gs = g + o * slab, *ys = y + o * slab;
-        STORAGE *os = out + o * slab;
+        OUT *os = out + o * slab;
         if (stride == 1)
             FN(row_backward)(gs, ys, os, n, log_output);
         else if (log_output)

@@ -74,27 +74,27 @@ static int FN(ce_sums_finite)(double gap_sum, double mass_or_weight_sum)
 }
 
 /* sum_c a_c ((m - x_c) + log_sum) of one sample, classes `stride` apart (t' = 1 without target). */
-static double FN(ce_loss_by_class)(const STORAGE *x, const STORAGE *target, const STORAGE *weight,
+static double FN(ce_loss_by_class)(const STORAGE *x, const REAL *target, const REAL *weight,
                                    fs_index n, fs_index stride, REAL m, double log_sum, double eps)
 {
     double loss = 0;
     for (fs_index c = 0; c < n; c++) {
-        double a = weight ? (double)SLOAD(weight + c) : 1.0;
+        double a = weight ? (double)SLOAD_REAL(weight + c) : 1.0;
         if (target)
-            a *= (1 - eps) * SLOAD(target + c * stride) + eps / (double)n;
+            a *= (1 - eps) * SLOAD_REAL(target + c * stride) + eps / (double)n;
         loss += a * (((double)m - SLOAD(x + c * stride)) + log_sum);
     }
     return loss;
 }
 
 /* Sixteen ones: weights of 1 for the lanes of a tail, 0 past its end (VLOAD_PARTIAL). */
-static const STORAGE FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+static const REAL FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 FS_STATIC_ASSERT(LANES <= 16, "a tail of up to LANES - 1 lanes loads its weights from ones[16]");
 
 /* Class weights of lanes [i, i + k), 0 past them; 1 without weights. */
 #define CLASS_WEIGHTS(i, k) \
-    ((k) == LANES ? (weight ? VLOAD(weight + (i)) : VSPLAT(1)) \
-              : VLOAD_PARTIAL(weight ? weight + (i) : FN(ones), (k), 0))
+    ((k) == LANES ? (weight ? VLOAD_REAL(weight + (i)) : VSPLAT(1)) \
+              : VLOAD_PARTIAL_REAL(weight ? weight + (i) : FN(ones), (k), 0))
 
 /* ---- rows: the class axis is the last ---- */
 
@@ -112,8 +112,8 @@ FS_STATIC_ASSERT(LANES <= 16, "a tail of up to LANES - 1 lanes loads its weights
  * probability targets sums[1] = mass = A = sum w t' and sums[0] = B =
  * sum w t' (m - x).  `weight` and `target` start at the chunk, like x.
  */
-FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const STORAGE *target,
-                                    const STORAGE *weight, fs_index n, fs_index n_classes, REAL m,
+FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
+                                    const REAL *weight, fs_index n, fs_index n_classes, REAL m,
                                     double eps, double sums[2])
 {
     const VEC vm = VSPLAT(m), keep = VSPLAT((REAL)(1 - eps));
@@ -126,7 +126,7 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const STORAGE *target
         const VEC gap = vm - (k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, m));
         const VEC w = CLASS_WEIGHTS(i, k);
         if (target) {
-            const VEC t = k == LANES ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0);
+            const VEC t = k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0);
             const VEC wt = w * (t * keep + spread);
             FN(acc_add)(&masses, wt);
             FN(acc_add)(&gaps, wt * gap);
@@ -144,7 +144,7 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const STORAGE *target
  * max is left out where *drop is nonzero on entry; *drop is then
  * FS_DROP_DONE if the chunk held it, else FS_DROP_NONE (fs_reduce_tmpl.h).
  */
-FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, STORAGE *grad, fs_index n, REAL m,
+FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n, REAL m,
                                         const STORAGE *ahead, int *drop)
 {
     const fs_index drop_at = *drop ? FN(find_first_max)(x, NULL, n, m) : -1;
@@ -163,7 +163,7 @@ FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, STORAGE *grad, fs_inde
  * enter, so an inf or NaN weight on a class that is not the label leaves the
  * gradient finite.
  */
-FS_NOINLINE void FN(ce_chunk_grad)(const STORAGE *target, const STORAGE *weight, STORAGE *grad,
+FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *grad,
                               fs_index n, fs_index n_classes, double p_factor, double class_factor,
                               double eps)
 {
@@ -172,18 +172,18 @@ FS_NOINLINE void FN(ce_chunk_grad)(const STORAGE *target, const STORAGE *weight,
     const int class_term = target || eps > 0;
     for (fs_index i = 0; i < n; i += LANES) {
         const fs_index k = n - i < LANES ? n - i : LANES;
-        VEC g = (k == LANES ? VLOAD(grad + i) : VLOAD_PARTIAL(grad + i, k, 0)) * vp;
+        VEC g = (k == LANES ? VLOAD_OUT(grad + i) : VLOAD_PARTIAL_OUT(grad + i, k, 0)) * vp;
         if (class_term) {
             VEC c = vc * CLASS_WEIGHTS(i, k);
             if (target)
-                c = c * ((k == LANES ? VLOAD(target + i) : VLOAD_PARTIAL(target + i, k, 0)) * keep +
+                c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
                          spread);
             g = g - c;
         }
         if (k == LANES)
-            VSTORE(grad + i, g);
+            VSTORE_OUT(grad + i, g);
         else
-            VSTORE_PARTIAL(grad + i, g, k);
+            VSTORE_PARTIAL_OUT(grad + i, g, k);
     }
 }
 
@@ -204,12 +204,12 @@ static int FN(ce_row_status)(int64_t label, int has_target, int64_t ignore_index
 }
 
 /* Such a sample's loss, and its gradient over a chunk: 0 if ignored, else NaN. */
-static double FN(ce_skipped_chunk)(STORAGE *grad, fs_index n, int status)
+static double FN(ce_skipped_chunk)(OUT *grad, fs_index n, int status)
 {
     if (grad && status == FS_CE_IGNORED)
-        memset(grad, 0, (size_t)n * sizeof(STORAGE));
+        memset(grad, 0, (size_t)n * sizeof(OUT));
     for (fs_index i = 0; grad && status == FS_CE_BAD_LABEL && i < n; i++)
-        SSTORE(grad + i, (REAL)NAN);
+        SSTORE_OUT(grad + i, (REAL)NAN);
     return status == FS_CE_IGNORED ? 0.0 : NAN;
 }
 
@@ -232,8 +232,8 @@ typedef struct {
  * extra, read-only sum of exp: the same operations, so the same bits), and
  * the label's gap m - x_y.
  */
-FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, const STORAGE *target,
-                               const STORAGE *weight, double weight_sum, double eps, fs_index n)
+FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, const REAL *target,
+                               const REAL *weight, double weight_sum, double eps, fs_index n)
 {
     st->by_class = (target || eps > 0) &&
                    !FN(ce_sums_finite)(st->sums[0], target ? st->sums[1] : weight_sum);
@@ -246,7 +246,7 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
 }
 
 /* After the sum pass: the loss, and the gradient's factors and label term. */
-FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const STORAGE *weight,
+FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const REAL *weight,
                                 double weight_sum, double eps, fs_index n, double grad_scale)
 {
     const double log_sum = fs_log_sum(st->sum, st->drop);
@@ -257,7 +257,7 @@ FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const
         st->label_term = 0;
         return st->by_class ? st->class_loss : st->sums[0] + st->sums[1] * log_sum;
     }
-    const double w_y = weight ? SLOAD(weight + st->label) : 1.0;
+    const double w_y = weight ? SLOAD_REAL(weight + st->label) : 1.0;
     const FN(ce_terms) t = FN(ce_index_terms)(st->gap_y, log_sum, st->sums[0], w_y, weight_sum,
                                               eps, n, st->by_class ? &st->class_loss : NULL);
     st->factors[0] = grad_scale * t.p_coef / whole_sum;
@@ -267,9 +267,9 @@ FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const
 }
 
 /* The label's own term of the gradient, at the label checked before (never re-read). */
-static void FN(ce_subtract_label_term)(STORAGE *grad, int64_t label, double label_term)
+static void FN(ce_subtract_label_term)(OUT *grad, int64_t label, double label_term)
 {
-    SSTORE(grad + label, SLOAD(grad + label) - (REAL)label_term);
+    SSTORE_OUT(grad + label, SLOAD_OUT(grad + label) - (REAL)label_term);
 }
 
 /*
@@ -278,9 +278,9 @@ static void FN(ce_subtract_label_term)(STORAGE *grad, int64_t label, double labe
  * gradient, in place over those.  Everything that reads x comes before the
  * first write to grad, so grad may be x itself.
  */
-static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
-                         const STORAGE *weight, double weight_sum, double eps,
-                         int64_t ignore_index, STORAGE *grad, double grad_scale, fs_index n,
+static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
+                         const REAL *weight, double weight_sum, double eps,
+                         int64_t ignore_index, OUT *grad, double grad_scale, fs_index n,
                          const STORAGE *ahead)
 {
     const int status = FN(ce_row_status)(label, target != NULL, ignore_index, n);
@@ -326,9 +326,9 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const STORAGE *target,
  * -ffp-contract=fast may fuse its multiply-adds differently: GCC 13 did, and a
  * row's gradient changed with the thread count.)
  */
-static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
-                              const STORAGE *weight, double weight_sum, double eps,
-                              int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
+static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REAL *target,
+                              const REAL *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, OUT *grad, double grad_scale,
                               fs_index n, fs_index stride, fs_index lanes, int whole_vectors)
 {
     const int nv = 1, partial = !whole_vectors && lanes < LANES;
@@ -350,9 +350,9 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     if (target || eps > 0) {
         for (fs_index k = 0; k < n; k++) {
             const VEC gap = m[0] - TILE_LOAD(x + k * stride, 0, 0);
-            const VEC w = VSPLAT(weight ? SLOAD(weight + k) : 1);
+            const VEC w = VSPLAT(weight ? SLOAD_REAL(weight + k) : 1);
             if (target) {
-                const VEC wt = w * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
+                const VEC wt = w * (TILE_LOAD_REAL(target + k * stride, 0, 0) * keep + spread);
                 FN(acc_add)(&mass_acc, wt);
                 FN(acc_add)(&gap_acc, wt * gap);
             } else {
@@ -393,7 +393,7 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
             sstore_f64(loss + i, NAN);
             LANE(p_factor, i) = (REAL)NAN;
         } else {
-            const double w_y = weight ? SLOAD(weight + y) : 1.0;
+            const double w_y = weight ? SLOAD_REAL(weight + y) : 1.0;
             const FN(ce_terms) t = FN(ce_index_terms)((double)mi - SLOAD(x + y * stride + i),
                                                       log_sum, VACC_LANE(gaps, i), w_y, weight_sum,
                                                       eps, n, by_class ? &class_loss : NULL);
@@ -417,9 +417,9 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
         const VEC e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
         VEC c = VSPLAT(0); /* e * p_factor - 0 rounds as e * p_factor, FMA or not */
         if (class_term) {
-            c = class_factor * VSPLAT(weight ? SLOAD(weight + k) : 1);
+            c = class_factor * VSPLAT(weight ? SLOAD_REAL(weight + k) : 1);
             if (target)
-                c = c * (TILE_LOAD(target + k * stride, 0, 0) * keep + spread);
+                c = c * (TILE_LOAD_REAL(target + k * stride, 0, 0) * keep + spread);
         }
         /* One expression, as before the class-term test: the same FMA contraction, the same bits. */
         TILE_STORE(grad + k * stride, 0, VSELECT(valid, e * p_factor - c, VSPLAT(0)));
@@ -427,8 +427,8 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
     /* The label's own term, at the label checked above (this tile's copy, never re-read). */
     for (fs_index i = 0; i < lanes; i++)
         if (has_label_term[i]) {
-            STORAGE *at = grad + label[i] * stride + i;
-            SSTORE(at, SLOAD(at) - (REAL)label_term[i]);
+            OUT *at = grad + label[i] * stride + i;
+            SSTORE_OUT(at, SLOAD_OUT(at) - (REAL)label_term[i]);
         }
 }
 
@@ -438,19 +438,19 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const STO
  * into a stack panel, run through the panel tile, and the gradient is
  * transposed back.
  */
-static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
-                              const STORAGE *weight, double weight_sum, double eps,
-                              int64_t ignore_index, double *loss, STORAGE *grad, double grad_scale,
+static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REAL *target,
+                              const REAL *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, OUT *grad, double grad_scale,
                               fs_index rows, fs_index n)
 {
-    STORAGE in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES],
-        res[FS_SHORT_ROW * LANES];
+    REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES];
+    OUT res[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         FN(gather_rows)(in, x + r * n, n, lanes);
         if (target)
-            FN(gather_rows)(in_target, target + r * n, n, lanes);
-        FN(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
+            FS_COMPUTE_NAME(gather_rows)(in_target, target + r * n, n, lanes);
+        FS_COMPUTE_NAME(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
                           weight_sum, eps, ignore_index, loss + r, grad ? res : NULL, grad_scale,
                           n, LANES, lanes, 1);
         if (grad)
@@ -463,9 +463,9 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const STO
  * target (probabilities, laid out like x); loss gets one double per sample,
  * laid out like labels: rows `stride` apart, one row per slab.
  */
-static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, const STORAGE *target,
-                                    const STORAGE *weight, double weight_sum, double eps,
-                                    int64_t ignore_index, double *loss, STORAGE *grad,
+static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, const REAL *target,
+                                    const REAL *weight, double weight_sum, double eps,
+                                    int64_t ignore_index, double *loss, OUT *grad,
                                     double grad_scale, fs_index outer, fs_index n, fs_index width,
                                     fs_index stride)
 {
@@ -477,8 +477,8 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
     }
     for (fs_index o = 0; o < outer; o++) {
         const STORAGE *xs = x + o * slab;
-        const STORAGE *ts = target ? target + o * slab : NULL;
-        STORAGE *gs = grad ? grad + o * slab : NULL;
+        const REAL *ts = target ? target + o * slab : NULL;
+        OUT *gs = grad ? grad + o * slab : NULL;
         if (stride == 1) {
             /* The label is read once, here, and passed by value (see the top of this file). */
             const int64_t label = target ? 0 : sload_i64(labels + o);

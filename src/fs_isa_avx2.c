@@ -2,9 +2,9 @@
 #include "fs_config.h"
 #if FS_X86_DISPATCH
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #endif
 #define FS_VBYTES 32
 #define FS_ISA_NAME "avx2"

@@ -1,6 +1,6 @@
 /*
  * The body of one instruction-set build (src/fs_isa_*.c): the kernels for
- * float and double, and their table, named FS_TABLE.
+ * float, double, float16 and bfloat16 input, and their table, named FS_TABLE.
  *
  * The including file defines FS_VBYTES, FS_ISA_NAME and FS_TABLE, and turns
  * on the instruction set (a target pragma) before including this.
@@ -11,6 +11,14 @@
  * (EXP_ARG, TILE_LOAD, ...) are written in those generic names only, so both
  * copies define them identically, which C allows without an #undef.
  */
+/*
+ * The templates pass pointers to inputs (STORAGE) and to outputs (OUT), which
+ * differ in the 16-bit copies: a mix-up there must not compile.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic error "-Wincompatible-pointer-types"
+#pragma GCC diagnostic error "-Wimplicit-function-declaration"
+#endif
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +28,7 @@
 #include "fs_kernels.h"
 #include "fs_vector.h"
 #include "fs_exp.h"
+#include "fs_half.h"
 #include "fs_type_bindings.h"
 
 /*
@@ -50,6 +59,27 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 #include "fs_sample_tmpl.h"
 
 #include "fs_type_f64.h"
+#include "fs_reduce_tmpl.h"
+#include "fs_log_sum_tmpl.h"
+#include "fs_softmax_tmpl.h"
+#include "fs_backward_tmpl.h"
+#include "fs_cross_entropy_tmpl.h"
+#include "fs_long_rows_tmpl.h"
+#include "fs_top_k_tmpl.h"
+#include "fs_sample_tmpl.h"
+
+/* The 16-bit dtypes after float, whose panel tiles their short rows reuse. */
+#include "fs_type_f16.h"
+#include "fs_reduce_tmpl.h"
+#include "fs_log_sum_tmpl.h"
+#include "fs_softmax_tmpl.h"
+#include "fs_backward_tmpl.h"
+#include "fs_cross_entropy_tmpl.h"
+#include "fs_long_rows_tmpl.h"
+#include "fs_top_k_tmpl.h"
+#include "fs_sample_tmpl.h"
+
+#include "fs_type_bf16.h"
 #include "fs_reduce_tmpl.h"
 #include "fs_log_sum_tmpl.h"
 #include "fs_softmax_tmpl.h"
@@ -92,4 +122,6 @@ const fs_kernel_table FS_TABLE = {
     .vector_bytes = FS_VBYTES,
     .f32 = FS_DTYPE_TABLE(f32),
     .f64 = FS_DTYPE_TABLE(f64),
+    .f16 = FS_DTYPE_TABLE(f16),
+    .bf16 = FS_DTYPE_TABLE(bf16),
 };

@@ -109,66 +109,69 @@ typedef struct fs_block_sizes {
 } fs_block_sizes;
 
 /*
- * The kernels of one element type: STORAGE is the arrays' element type, REAL
- * the type scalars are passed in (the type the kernels compute in).  The table
- * holds one such set per dtype, f32 and f64, whose fields the ISA builds fill
- * by name (src/fs_isa_impl.h).  One macro, so the dtypes cannot drift apart.
+ * The kernels of one input element type: STORAGE is the inputs' element type,
+ * OUT the outputs', REAL the type scalars, soft targets and class weights are
+ * passed in (the type the kernels compute in).  float32 and float64 are all
+ * three; float16 and bfloat16 (uint16_t bit patterns, src/fs_half.h) compute
+ * in float with float outputs.  The table holds one such set per dtype, whose
+ * fields the ISA builds fill by name (src/fs_isa_impl.h).  One macro, so the
+ * dtypes cannot drift apart.
  */
-#define FS_DEFINE_DTYPE_KERNELS(STORAGE, REAL, SFX)                                              \
+#define FS_DEFINE_DTYPE_KERNELS(STORAGE, OUT, REAL, SFX)                                              \
     typedef struct fs_kernels_##SFX {                                                            \
         /* out = softmax((x - max) * scale), or log_softmax when `log_output` is nonzero. */     \
         void (*softmax)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,             \
-                        fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,           \
+                        fs_index mask_start, OUT *out, fs_index outer, fs_index n,           \
                         fs_index width, fs_index stride, REAL scale, int log_output);            \
         /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
         void (*logsumexp)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,           \
-                          fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,         \
+                          fs_index mask_start, OUT *out, fs_index outer, fs_index n,         \
                           fs_index width, fs_index stride);                                      \
         /* A few long rows split across threads (src/fs_long_rows_tmpl.h): rows shorter */      \
         /* than the thread count, at least two chunks each.  Returns 0, or -1 without */         \
         /* writing anything if scratch space could not be allocated. */                          \
         int (*softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,    \
-                                 fs_index mask_start, STORAGE *out, fs_index rows, fs_index n,   \
+                                 fs_index mask_start, OUT *out, fs_index rows, fs_index n,   \
                                  REAL scale, int op, int nthreads);                              \
-        int (*backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *out,              \
+        int (*backward_long_rows)(const STORAGE *g, const STORAGE *y, OUT *out,              \
                                   fs_index rows, fs_index n, int log_output, int nthreads);      \
         int (*cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,                  \
-                                       const STORAGE *target, const STORAGE *weight,             \
+                                       const REAL *target, const REAL *weight,             \
                                        double weight_sum, double eps, int64_t ignore_index,      \
-                                       double *loss, STORAGE *grad, double grad_scale,           \
+                                       double *loss, OUT *grad, double grad_scale,           \
                                        fs_index rows, fs_index n, int nthreads);                 \
         /* The chunk steps of softmax_long_rows, for C test harnesses that rebuild the */        \
         /* split themselves (the emulated-ISA harness); the product calls the above. */          \
         REAL (*row_max)(const STORAGE *x, const uint8_t *mask, fs_index n);                      \
         /* sum(exp((x - shift) * scale)) over at most FS_CHUNK elements; stores the */           \
         /* exponentials into e_out unless it is NULL. */                                         \
-        double (*chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,           \
+        double (*chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out,           \
                                 fs_index n, REAL shift, REAL scale);                             \
         /* out *= factor */                                                                      \
-        void (*scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL factor);          \
+        void (*scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL factor);          \
         /* out = (x - shift) * scale - lse */                                                    \
-        void (*log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE *out,            \
+        void (*log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out,            \
                                  fs_index n, REAL shift, REAL scale, REAL lse);                  \
         /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */         \
         /* the max is infinite, to tell +-inf from NaN. */                                       \
         REAL (*logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,    \
                                  fs_index n, fs_index stride);                                   \
         /* out = exp(x), elementwise: exposed to test the exp's accuracy. */                     \
-        void (*exp_span)(const STORAGE *x, STORAGE *out, fs_index n);                            \
+        void (*exp_span)(const STORAGE *x, OUT *out, fs_index n);                            \
         /* softmax_backward: out = y * (g - sum(g * y)); log_softmax_backward */                 \
         /* (log_output): out = g - exp(y) * sum(g).  out may be g or y. */                       \
-        void (*backward)(const STORAGE *g, const STORAGE *y, STORAGE *out, fs_index outer,       \
+        void (*backward)(const STORAGE *g, const STORAGE *y, OUT *out, fs_index outer,       \
                          fs_index n, fs_index width, fs_index stride, int log_output);           \
         /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */      \
         /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */         \
-        void (*cross_entropy)(const STORAGE *x, const int64_t *labels, const STORAGE *target,    \
-                              const STORAGE *weight, double weight_sum, double eps,              \
-                              int64_t ignore_index, double *loss, STORAGE *grad,                 \
+        void (*cross_entropy)(const STORAGE *x, const int64_t *labels, const REAL *target,    \
+                              const REAL *weight, double weight_sum, double eps,              \
+                              int64_t ignore_index, double *loss, OUT *grad,                 \
                               double grad_scale, fs_index outer, fs_index n,                     \
                               fs_index width, fs_index stride);                                  \
         /* The k best of each of `rows` contiguous rows of n, best first (src/fs_top_k_tmpl.h): */ \
         /* values and indices are (rows, k); `largest` picks the largest, else the smallest. */  \
-        void (*top_k)(const STORAGE *x, STORAGE *values, int64_t *indices, fs_index rows,        \
+        void (*top_k)(const STORAGE *x, OUT *values, int64_t *indices, fs_index rows,        \
                       fs_index n, fs_index k, int largest);                                      \
         /* One token per row of `rows` contiguous rows of n (src/fs_sample_tmpl.h), and the */  \
         /* n_top most likely ids with their log-probabilities, (rows, n_top), unless 0. */       \
@@ -178,14 +181,18 @@ typedef struct fs_block_sizes {
         fs_block_sizes sizes;                                                                    \
     } fs_kernels_##SFX;
 
-FS_DEFINE_DTYPE_KERNELS(float, float, f32)
-FS_DEFINE_DTYPE_KERNELS(double, double, f64)
+FS_DEFINE_DTYPE_KERNELS(float, float, float, f32)
+FS_DEFINE_DTYPE_KERNELS(double, double, double, f64)
+FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, f16)
+FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, bf16)
 
 typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */
     int vector_bytes;
     fs_kernels_f32 f32;
     fs_kernels_f64 f64;
+    fs_kernels_f16 f16;   /* IEEE float16 input, float results */
+    fs_kernels_bf16 bf16; /* bfloat16 input, float results */
 } fs_kernel_table;
 
 /* The table for `isa` (NULL: the best this CPU runs), or NULL if this build or CPU lacks it. */

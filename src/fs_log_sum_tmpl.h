@@ -106,7 +106,7 @@ static fs_index FN(find_first_max)(const STORAGE *x, const uint8_t *mask, fs_ind
  * that holds a row's first max looks for it.
  */
 FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *mask,
-                                              STORAGE *e_out, fs_index n, REAL shift, REAL scale,
+                                              OUT *e_out, fs_index n, REAL shift, REAL scale,
                                               int *drop)
 {
     const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;

@@ -141,7 +141,7 @@ static void FN(long_rows_log_sums)(const STORAGE *x, const uint8_t *mask, fs_ind
  * term out.
  */
 static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
-                                 fs_index mask_start, STORAGE *out, fs_index rows, fs_index n,
+                                 fs_index mask_start, OUT *out, fs_index rows, fs_index n,
                                  REAL scale, int op, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
@@ -187,7 +187,7 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
 
     if (op == FS_OP_LOGSUMEXP) {
         for (fs_index r = 0; r < rows; r++)
-            SSTORE(out + r, FN(logsumexp_result)((REAL)row_max[r], row_log_sum[r], x + r * n,
+            SSTORE_OUT(out + r, FN(logsumexp_result)((REAL)row_max[r], row_log_sum[r], x + r * n,
                                                  MASK_AT(r * n), n, 1));
     } else {
         FS_PARALLEL_FOR
@@ -209,7 +209,7 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
 }
 
 /* softmax_backward, or log_softmax_backward when log_output (out may be g or y). */
-static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *out,
+static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, OUT *out,
                                   fs_index rows, fs_index n, int log_output, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
@@ -243,7 +243,8 @@ static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, STORAGE *o
  */
 /* The arrays of one cross_entropy_long_rows call, and its rows' states, for its passes. */
 typedef struct {
-    const STORAGE *x, *target, *weight;
+    const STORAGE *x;
+    const REAL *target, *weight;
     double weight_sum, eps;
     fs_index n;
     fs_chunks ch;
@@ -252,11 +253,11 @@ typedef struct {
 } FN(ce_long_job);
 
 /* Chunk i's probability targets (laid out like x) and class weights (like one row). */
-static const STORAGE *FN(ce_target_at)(const FN(ce_long_job) *job, fs_index i)
+static const REAL *FN(ce_target_at)(const FN(ce_long_job) *job, fs_index i)
 {
     return job->target ? job->target + fs_chunk_at(job->ch, i) : NULL;
 }
-static const STORAGE *FN(ce_weight_at)(const FN(ce_long_job) *job, fs_index i)
+static const REAL *FN(ce_weight_at)(const FN(ce_long_job) *job, fs_index i)
 {
     return job->weight ? job->weight + fs_chunk_start(job->ch, i) : NULL;
 }
@@ -299,7 +300,7 @@ static void FN(ce_long_rows_prepare)(const FN(ce_long_job) *job, double *class_s
 }
 
 /* The gradient pass over the exponentials the sum pass stored, then each label's own term. */
-static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, STORAGE *grad, int nthreads)
+static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, OUT *grad, int nthreads)
 {
     const fs_chunks ch = job->ch;
     FS_PARALLEL_FOR
@@ -319,9 +320,9 @@ static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, STORAGE *grad,
 }
 
 static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
-                                       const STORAGE *target, const STORAGE *weight,
+                                       const REAL *target, const REAL *weight,
                                        double weight_sum, double eps, int64_t ignore_index,
-                                       double *loss, STORAGE *grad, double grad_scale,
+                                       double *loss, OUT *grad, double grad_scale,
                                        fs_index rows, fs_index n, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);

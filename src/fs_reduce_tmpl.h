@@ -156,7 +156,7 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
 }
 
 /* 0, 1, 2, ...: each lane's number, to pick one lane by comparison. */
-static const STORAGE FN(lane_numbers)[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static const REAL FN(lane_numbers)[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
 
 /*
@@ -170,7 +170,7 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * same offsets: this pass is bound by the exp, the next row's max pass by
  * memory, so fetching the next row now overlaps the two.
  */
-FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
+FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
                                          const STORAGE *ahead, fs_index drop_at)
@@ -188,7 +188,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
 #define DROP_IN(e, at)                                                                        \
     do {                                                                                      \
         if ((size_t)(drop_at - (at)) < (size_t)LANES)                                         \
-            e = VSELECT((VBITS)(VLOAD(FN(lane_numbers)) == VSPLAT((REAL)(drop_at - (at)))),   \
+            e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)(drop_at - (at)))),   \
                         ZERO_V, e);                                                           \
     } while (0)
     for (; i + FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES <= n;) {
@@ -203,10 +203,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
             VEC e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * LANES))), mask + i + 2 * LANES);
             VEC e3 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 3 * LANES))), mask + i + 3 * LANES);
             if (store) {
-                VSTORE(e_out + i, e0);
-                VSTORE(e_out + i + LANES, e1);
-                VSTORE(e_out + i + 2 * LANES, e2);
-                VSTORE(e_out + i + 3 * LANES, e3);
+                VSTORE_OUT(e_out + i, e0);
+                VSTORE_OUT(e_out + i + LANES, e1);
+                VSTORE_OUT(e_out + i + 2 * LANES, e2);
+                VSTORE_OUT(e_out + i + 3 * LANES, e3);
             }
             if ((size_t)(drop_at - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
                 DROP_IN(e0, i);
@@ -229,7 +229,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
     for (; i + LANES <= n; i += LANES) {
         VEC e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
         if (store)
-            VSTORE(e_out + i, e);
+            VSTORE_OUT(e_out + i, e);
         DROP_IN(e, i);
         ACCUMULATE(total, a, e);
         if (++steps == FS_FLUSH_STEPS) {
@@ -242,7 +242,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
         VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY))), mask + i,
                                   n - i);
         if (store)
-            VSTORE_PARTIAL(e_out + i, e, n - i);
+            VSTORE_PARTIAL_OUT(e_out + i, e, n - i);
         DROP_IN(e, i);
         ACCUMULATE(total, a, e);
     }
@@ -259,7 +259,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
  * and it needs no exact sum (see the top of this file).
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
-                                                STORAGE *e_out, fs_index n, REAL shift,
+                                                OUT *e_out, fs_index n, REAL shift,
                                                 REAL scale, const STORAGE *ahead,
                                                 fs_index drop_at)
 {
@@ -281,14 +281,14 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t 
 }
 
 /* The same, keeping every term: the kernel table's chunk step for C harnesses. */
-static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
+static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
     return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, -1);
 }
 
 /* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
-static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out, fs_index n,
+static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
                               REAL shift, REAL scale, const STORAGE *ahead)
 {
     double sum = 0.0;
@@ -307,8 +307,12 @@ static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_
  */
 #define TILE_LOAD(p, u, fill) \
     ((partial && (u) == nv - 1) ? VLOAD_PARTIAL((p), tail, (fill)) : VLOAD(p))
+#define TILE_LOAD_REAL(p, u, fill) \
+    ((partial && (u) == nv - 1) ? VLOAD_PARTIAL_REAL((p), tail, (fill)) : VLOAD_REAL(p))
+#define TILE_LOAD_OUT(p, u, fill) \
+    ((partial && (u) == nv - 1) ? VLOAD_PARTIAL_OUT((p), tail, (fill)) : VLOAD_OUT(p))
 #define TILE_STORE(p, u, v) \
-    do { if (partial && (u) == nv - 1) VSTORE_PARTIAL((p), (v), tail); else VSTORE((p), (v)); } while (0)
+    do { if (partial && (u) == nv - 1) VSTORE_PARTIAL_OUT((p), (v), tail); else VSTORE_OUT((p), (v)); } while (0)
 #define TILE_MASK(mp, u) ((partial && (u) == nv - 1) ? VMASK_PARTIAL((mp), tail) : VMASK(mp))
 
 FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_index n,
@@ -332,7 +336,7 @@ FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_ind
  * this file): set on entry where the lane's max is finite, cleared as each is
  * met.  The stored exponentials keep it.
  */
-FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, STORAGE *e_out,
+FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
                                        fs_index n,
                                        fs_index stride, const VEC *shift, REAL scale_, VACC *total,
                                        const int nv, const int partial, fs_index tail,

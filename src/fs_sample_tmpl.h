@@ -217,13 +217,15 @@ static void FN(sample_block_weights)(const STORAGE *x, fs_index n, double max, d
     }
 }
 
-/* One weight, through the same vector code as a row's. */
+/*
+ * One weight, through the same vector code as a row's (the compute type's copy:
+ * a 16-bit input widens exactly, so its weights come from the same float code).
+ */
 static double FN(sample_weight)(double value, double max, double tau)
 {
-    STORAGE one;
+    const REAL one = (REAL)value;
     double w;
-    SSTORE(&one, (REAL)value);
-    FN(sample_block_weights)(&one, 1, max, tau, &w);
+    FS_COMPUTE_NAME(sample_block_weights)(&one, 1, max, tau, &w);
     return w;
 }
 
@@ -353,10 +355,10 @@ static int FN(sample_best)(const STORAGE *x, fs_index n, fs_index k, fs_sample_s
 {
     if (fs_sample_reserve_heap(s, k) != 0 || fs_sample_reserve_list(s, k) != 0)
         return -1;
-    STORAGE *keys = (STORAGE *)s->keys;
+    OUT *keys = (OUT *)s->keys;
     FN(top_k_row_impl)(x, n, k, keys, s->ids, 1);
     for (fs_index j = 0; j < k; j++) {
-        s->list[j].value = SLOAD(keys + j);
+        s->list[j].value = SLOAD_OUT(keys + j);
         s->list[j].index = s->ids[j];
     }
     return 0;

@@ -26,7 +26,7 @@
  */
 
 /* out = (x - shift) * scale - lse over a contiguous span (-inf where masked out). */
-FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
+FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
                                                 const int masked)
 {
@@ -36,16 +36,16 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES) {
         VEC v = EXP_ARG(VLOAD(x + i)) - vlse;
-        VSTORE(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v);
+        VSTORE_OUT(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v);
     }
     if (i < n) {
         VEC v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
-        VSTORE_PARTIAL(out + i, masked ? VSELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
+        VSTORE_PARTIAL_OUT(out + i, masked ? VSELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
                        n - i);
     }
 }
 
-static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
+static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                                  REAL shift, REAL scale, REAL lse)
 {
     if (mask)
@@ -55,21 +55,21 @@ static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, STORAGE 
 }
 
 /* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
-FS_ALWAYS_INLINE void FN(scale_span_impl)(STORAGE *out, const uint8_t *mask, fs_index n,
+FS_ALWAYS_INLINE void FN(scale_span_impl)(OUT *out, const uint8_t *mask, fs_index n,
                                           REAL factor,
                                           const int masked)
 {
     const VEC vfactor = VSPLAT(factor);
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES)
-        VSTORE(out + i, KEEP_MASKED(VLOAD(out + i) * vfactor, mask + i));
+        VSTORE_OUT(out + i, KEEP_MASKED(VLOAD_OUT(out + i) * vfactor, mask + i));
     if (i < n)
-        VSTORE_PARTIAL(out + i, KEEP_MASKED_PARTIAL(VLOAD_PARTIAL(out + i, n - i, 0) * vfactor,
+        VSTORE_PARTIAL_OUT(out + i, KEEP_MASKED_PARTIAL(VLOAD_PARTIAL_OUT(out + i, n - i, 0) * vfactor,
                                                     mask + i, n - i),
                        n - i);
 }
 
-static void FN(scale_span)(STORAGE *out, const uint8_t *mask, fs_index n, REAL factor)
+static void FN(scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL factor)
 {
     if (mask)
         FN(scale_span_impl)(out, mask, n, factor, 1);
@@ -97,7 +97,7 @@ static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const u
 }
 
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
-static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
+static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                             REAL scale,
                             int log_output, const STORAGE *ahead)
 {
@@ -118,7 +118,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
  * Here `op` is an int, not an fs_op: GCC gives the enum an unsigned type, and
  * that alone reorders a few instructions in these kernels.
  */
-FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STORAGE *out,
+FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                      fs_index n,
                                      fs_index stride, REAL scale, const int op, const int nv,
                                      const int partial, fs_index tail, const int masked)
@@ -172,7 +172,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STOR
             const fs_index at = k * stride + u * LANES;
             VEC v;
             if (op == FS_OP_SOFTMAX) {
-                v = TILE_LOAD(out + at, u, 0) * result[u];
+                v = TILE_LOAD_OUT(out + at, u, 0) * result[u];
                 if (masked)
                     v = VSELECT(TILE_MASK(mask + at, u), v, ZERO_V);
             } else {
@@ -187,7 +187,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, STOR
 }
 
 /* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
-FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
+FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                                 fs_index width, fs_index stride, REAL scale, const int op,
                                 const int masked)
 {
@@ -204,7 +204,7 @@ FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, STORAGE *
 }
 
 /* Dispatch one panel to its compile-time specialisation of op and masking. */
-static void FN(panel_any)(const STORAGE *x, const uint8_t *mask, STORAGE *out, fs_index n,
+static void FN(panel_any)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                           fs_index width, fs_index stride, REAL scale, int op)
 {
     if (mask) {
@@ -246,7 +246,7 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
  * the panel is our own stack array, written directly (so a storage type must
  * take its compute type by assignment, as float, double and _Float16 do).
  */
-FS_ALWAYS_INLINE void FN(gather_rows)(STORAGE *panel, const STORAGE *rows, fs_index n,
+FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index n,
                                       fs_index lanes)
 {
     if (lanes == LANES) { /* the common case, without a test per element */
@@ -261,24 +261,25 @@ FS_ALWAYS_INLINE void FN(gather_rows)(STORAGE *panel, const STORAGE *rows, fs_in
 }
 
 /* rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe unaligned). */
-FS_ALWAYS_INLINE void FN(scatter_rows)(STORAGE *rows, const STORAGE *panel, fs_index n,
+FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const OUT *panel, fs_index n,
                                        fs_index lanes)
 {
     for (fs_index i = 0; i < lanes; i++)
         for (fs_index k = 0; k < n; k++)
-            SSTORE(rows + i * n + k, panel[k * LANES + i]);
+            SSTORE_OUT(rows + i * n + k, panel[k * LANES + i]);
 }
 
 /* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
-FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(STORAGE) <= 1024,
+FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 1024,
                  "short-row stack panels (here and in ce_short_rows) stay within 1 KB each");
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           fs_index mask_period,
-                                          fs_index mask_start, STORAGE *out, fs_index rows,
+                                          fs_index mask_start, OUT *out, fs_index rows,
                                           fs_index n, REAL scale, const int op, const int masked)
 {
-    STORAGE in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    REAL in[FS_SHORT_ROW * LANES];
+    OUT res[FS_SHORT_ROW * LANES];
     uint8_t in_mask[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
@@ -289,9 +290,9 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                 for (fs_index k = 0; k < n; k++)
                     in_mask[k * LANES + i] = i < lanes ? row_mask[k] : 0;
             }
-        FN(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
+        FS_COMPUTE_NAME(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
         if (op == FS_OP_LOGSUMEXP) {
-            memcpy(out + r, res, (size_t)lanes * sizeof(STORAGE));
+            memcpy(out + r, res, (size_t)lanes * sizeof(OUT));
             continue;
         }
         FN(scatter_rows)(out + r * n, res, n, lanes);
@@ -299,7 +300,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
 }
 
 static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
-                           fs_index mask_start, STORAGE *out, fs_index rows, fs_index n, REAL scale,
+                           fs_index mask_start, OUT *out, fs_index rows, fs_index n, REAL scale,
                            int op)
 {
 #define SHORT_ROWS_CASE(OP)                                                                      \
@@ -319,7 +320,7 @@ static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_
 }
 
 static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
-                              fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,
+                              fs_index mask_start, OUT *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride, REAL scale, int log_output)
 {
     const fs_index slab = n * stride;
@@ -340,7 +341,7 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
 }
 
 static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
-                                fs_index mask_start, STORAGE *out, fs_index outer, fs_index n,
+                                fs_index mask_start, OUT *out, fs_index outer, fs_index n,
                                 fs_index width, fs_index stride)
 {
     const fs_index slab = n * stride;
@@ -355,7 +356,7 @@ static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index 
             const REAL max = FN(row_max)(xs, m, n);
             double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1, o + 1 < outer ? xs + slab : NULL);
             const double log_sum = FN(row_log_sum)(xs, m, n, max, 1, &sum);
-            SSTORE(out + o, FN(logsumexp_result)(max, log_sum, xs, m, n, 1));
+            SSTORE_OUT(out + o, FN(logsumexp_result)(max, log_sum, xs, m, n, 1));
         } else {
             FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, FS_OP_LOGSUMEXP);
         }
@@ -366,11 +367,11 @@ static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index 
  * exp over a span: for the accuracy tests, which call it on any x.  VEXP_ANY
  * is VEXP wherever x <= 0, bit for bit (fs_exp.h), and extends it above.
  */
-static void FN(exp_span)(const STORAGE *x, STORAGE *out, fs_index n)
+static void FN(exp_span)(const STORAGE *x, OUT *out, fs_index n)
 {
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES)
-        VSTORE(out + i, VEXP_ANY(VLOAD(x + i)));
+        VSTORE_OUT(out + i, VEXP_ANY(VLOAD(x + i)));
     if (i < n)
-        VSTORE_PARTIAL(out + i, VEXP_ANY(VLOAD_PARTIAL(x + i, n - i, 0)), n - i);
+        VSTORE_PARTIAL_OUT(out + i, VEXP_ANY(VLOAD_PARTIAL(x + i, n - i, 0)), n - i);
 }

@@ -22,7 +22,7 @@
  * depend on how rows are split between threads.
  */
 
-FS_STATIC_ASSERT(sizeof(STORAGE) == sizeof(BITS), "top_k keeps its keys in the values output");
+FS_STATIC_ASSERT(sizeof(OUT) == sizeof(BITS), "top_k keeps its keys in the values output");
 
 /* The key top_k ranks by: larger is better.  Ordered like the values, NaN above +inf. */
 FS_ALWAYS_INLINE BITS FN(top_k_key)(REAL v, const int largest)
@@ -48,14 +48,14 @@ FS_ALWAYS_INLINE REAL FN(top_k_value)(BITS key, const int largest)
     return v;
 }
 
-FS_ALWAYS_INLINE BITS FN(top_k_key_at)(const STORAGE *keys, fs_index j)
+FS_ALWAYS_INLINE BITS FN(top_k_key_at)(const OUT *keys, fs_index j)
 {
     BITS u;
     memcpy(&u, keys + j, sizeof u);
     return u;
 }
 
-FS_ALWAYS_INLINE void FN(top_k_set)(STORAGE *keys, int64_t *idx, fs_index j, BITS key,
+FS_ALWAYS_INLINE void FN(top_k_set)(OUT *keys, int64_t *idx, fs_index j, BITS key,
                                    int64_t index)
 {
     memcpy(keys + j, &key, sizeof key);
@@ -73,7 +73,7 @@ FS_ALWAYS_INLINE int FN(top_k_worse)(BITS ka, int64_t ia, BITS kb, int64_t ib)
 }
 
 /* Put (key, index) at slot `at` of a heap of `size` (worst at the root) and sift it down. */
-FS_NOINLINE void FN(top_k_sift)(STORAGE *keys, int64_t *idx, fs_index size, fs_index at,
+FS_NOINLINE void FN(top_k_sift)(OUT *keys, int64_t *idx, fs_index size, fs_index at,
                                 BITS key, int64_t index)
 {
     for (;;) {
@@ -119,7 +119,7 @@ FS_ALWAYS_INLINE int FN(top_k_may_beat)(REAL v, REAL root_value, const int large
  * higher.  Uses keys/idx (k entries) as a heap of the maxima.
  */
 #define FS_TOP_K_BLOCKS_PER_K 4
-static REAL FN(top_k_bound)(const STORAGE *x, fs_index n, fs_index k, STORAGE *keys,
+static REAL FN(top_k_bound)(const STORAGE *x, fs_index n, fs_index k, OUT *keys,
                             int64_t *idx)
 {
     const fs_index blocks = FS_TOP_K_BLOCKS_PER_K * k, len = n / blocks;
@@ -139,7 +139,7 @@ static REAL FN(top_k_bound)(const STORAGE *x, fs_index n, fs_index k, STORAGE *k
 }
 
 FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index k,
-                                         STORAGE *keys, int64_t *idx, const int largest)
+                                         OUT *keys, int64_t *idx, const int largest)
 {
 #define HITS(at) FN(top_k_hits)(VLOAD(x + (at)), t, largest)
     if (k == 0)
@@ -207,11 +207,11 @@ FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index 
         FN(top_k_sift)(keys, idx, size, 0, last, last_index);
     }
     for (fs_index j = 0; j < k; j++)
-        SSTORE(keys + j, SLOAD(x + idx[j]));
+        SSTORE_OUT(keys + j, SLOAD(x + idx[j]));
 }
 
 /* values, indices: (rows, k), C-contiguous; x: (rows, n). */
-static void FN(top_k_block)(const STORAGE *x, STORAGE *values, int64_t *indices, fs_index rows,
+static void FN(top_k_block)(const STORAGE *x, OUT *values, int64_t *indices, fs_index rows,
                             fs_index n, fs_index k, int largest)
 {
     for (fs_index r = 0; r < rows; r++) {

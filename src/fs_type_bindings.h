@@ -3,15 +3,21 @@
  * suffix to one element type's helpers from fs_vector.h and fs_exp.h:
  * VLOAD is vload_<dtype>, VEXP is vexp_<compute>, VEC is vec_<compute>, ...
  *
- * A type header (fs_type_f32.h, fs_type_f64.h) sets the two suffixes:
- *   FS_DTYPE    the element type of the arrays (storage).  Loads and stores
- *               (VLOAD, SLOAD, ...) move it to and from the compute type, and
- *               the kernels are named by it (FN).
- *   FS_COMPUTE  the type the kernels compute in: vectors, exp, max, sums.
- * float32 and float64 are their own compute types, so their loads and stores
- * are plain moves.  A 16-bit float dtype would compute in f32: one new type
- * header with its storage type and converting loads/stores, plus its table
- * entries; the templates stay as they are.
+ * A type header (fs_type_f32.h, fs_type_f64.h, fs_type_f16.h, fs_type_bf16.h)
+ * sets three suffixes:
+ *   FS_DTYPE    the element type of the input arrays (storage).  Loads (VLOAD,
+ *               SLOAD, ...) widen it to the compute type, and the kernels are
+ *               named by it (FN).
+ *   FS_COMPUTE  the type the kernels compute in: vectors, exp, max, sums; also
+ *               the type of the arrays they take in it (soft targets, class
+ *               weights: REAL, moved by VLOAD_REAL, ...).
+ *   FS_OUT      the element type of the outputs (OUT, moved by VLOAD_OUT,
+ *               VSTORE_OUT, ...), and of anything a kernel writes and reads back.
+ * float32 and float64 are all three, so their moves are plain.  float16 and
+ * bfloat16 store 16-bit patterns and compute in f32 with f32 outputs
+ * (fs_half.h): their type headers and table entries are all they add; the
+ * templates stay as they are.  In those copies the input and output pointer
+ * types differ, so a template that mixes them up does not compile.
  *
  * The macros expand where the templates use them, so they are defined once and
  * follow whichever type header was included last: no #undef list to keep.
@@ -23,18 +29,30 @@
 #define FS_PASTE(name, sfx) FS_PASTE_(name, sfx)
 #define FS_STORAGE_NAME(name) FS_PASTE(name, FS_DTYPE)
 #define FS_COMPUTE_NAME(name) FS_PASTE(name, FS_COMPUTE)
+#define FS_OUT_NAME(name) FS_PASTE(name, FS_OUT)
 
 /* A kernel's name for this dtype: FN(row_max) is row_max_f32 or row_max_f64. */
 #define FN(name) FS_STORAGE_NAME(name)
 
-/* Storage: the arrays' element type and its moves to and from compute vectors. */
+/* Storage: the input arrays' element type and its loads into compute vectors. */
 #define STORAGE FS_STORAGE_NAME(storage)
 #define VLOAD FS_STORAGE_NAME(vload)
-#define VSTORE FS_STORAGE_NAME(vstore)
 #define VLOAD_PARTIAL FS_STORAGE_NAME(vload_partial)
-#define VSTORE_PARTIAL FS_STORAGE_NAME(vstore_partial)
 #define SLOAD FS_STORAGE_NAME(sload)
-#define SSTORE FS_STORAGE_NAME(sstore)
+
+/* Outputs: their element type and its moves (a kernel may write one and read it back). */
+#define OUT FS_OUT_NAME(storage)
+#define VLOAD_OUT FS_OUT_NAME(vload)
+#define VSTORE_OUT FS_OUT_NAME(vstore)
+#define VLOAD_PARTIAL_OUT FS_OUT_NAME(vload_partial)
+#define VSTORE_PARTIAL_OUT FS_OUT_NAME(vstore_partial)
+#define SLOAD_OUT FS_OUT_NAME(sload)
+#define SSTORE_OUT FS_OUT_NAME(sstore)
+
+/* Arrays in the compute type itself (soft targets, class weights, constants). */
+#define VLOAD_REAL FS_COMPUTE_NAME(vload)
+#define VLOAD_PARTIAL_REAL FS_COMPUTE_NAME(vload_partial)
+#define SLOAD_REAL FS_COMPUTE_NAME(sload)
 
 /* Compute: scalars, vectors of LANES of them, their bits, and the helpers on them. */
 #define REAL FS_COMPUTE_NAME(real)

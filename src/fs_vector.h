@@ -274,6 +274,12 @@ typedef vec_f64 vacc_f64;
  * tail never touches memory past its end.  AVX-512 and AVX2 use masked moves
  * (which do not fault on the masked-off lanes); elsewhere a short memcpy.
  */
+/*
+ * k < lanes, a power of two: FS_BELOW_LANES(k, V, E) is k itself, masked so
+ * that GCC sees the bound (its range analysis otherwise warns of a memcpy of
+ * 2^64 bytes where it cannot prove k >= 0).
+ */
+#define FS_BELOW_LANES(k, V, E) ((size_t)(k) & (sizeof(V) / sizeof(E) - 1))
 #if FS_X86_DISPATCH && FS_VBYTES == 64
 static inline __mmask16 fs_tail16(fs_index k) { return (__mmask16)((1u << k) - 1); }
 static inline vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
@@ -325,12 +331,12 @@ static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
     static inline V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
     {                                                                              \
         V v = vsplat_##SFX(fill);                                                  \
-        memcpy(&v, p, (size_t)k * sizeof(REAL));                                   \
+        memcpy(&v, p, FS_BELOW_LANES(k, V, REAL) * sizeof(REAL));                  \
         return v;                                                                  \
     }                                                                              \
     static inline void vstore_partial_##SFX(REAL *p, V v, fs_index k)              \
     {                                                                              \
-        memcpy(p, &v, (size_t)k * sizeof(REAL));                                   \
+        memcpy(p, &v, FS_BELOW_LANES(k, V, REAL) * sizeof(REAL));                  \
     }
 #endif
 
@@ -361,7 +367,7 @@ FS_DEFINE_PARTIAL_OPS(vec_f64, double, f64)
     {                                                                              \
         VB b;                                                                      \
         memset(&b, 0, sizeof b);                                                   \
-        memcpy(&b, p, (size_t)k);                                                  \
+        memcpy(&b, p, (size_t)k & (sizeof b - 1)); /* k < lanes, as FS_BELOW_LANES */ \
         return WIDEN(b);                                                           \
     }
 

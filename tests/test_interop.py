@@ -149,9 +149,13 @@ def test_torch_tensor_that_requires_grad_is_refused_with_the_fix():
 
 @needs_torch
 def test_torch_dtype_numpy_cannot_hold_is_refused():
+    """float8 has neither a NumPy dtype nor kernels: refused, saying which argument."""
     with pytest.raises(TypeError, match=r"^x \(torch\.Tensor\)"):
-        fs.softmax(torch.zeros(3, dtype=torch.bfloat16))
-    np.testing.assert_allclose(fs.softmax(torch.zeros(4, dtype=torch.bfloat16).float()), 0.25)
+        fs.softmax(torch.zeros(3, dtype=torch.float8_e4m3fn))
+    with pytest.raises(TypeError, match=r"^logits \(torch\.Tensor\)"):
+        fs.cross_entropy(torch.zeros(2, 3, dtype=torch.float8_e4m3fn), [0, 1])
+    np.testing.assert_allclose(fs.softmax(torch.zeros(4, dtype=torch.float8_e4m3fn).float()),
+                               0.25)
 
 
 # Lazy views: torch keeps a negation or a conjugation as a bit on the tensor,

@@ -1,0 +1,13 @@
+/*
+ * bfloat16 arrays (uint16_t bit patterns, fs_half.h), computed in float: the
+ * loads widen in registers, exactly, and every result is float32 (the outputs'
+ * type FS_OUT is the compute type), so a bfloat16 input gives bit for bit the
+ * float32 kernels' answer on the same values.  Included by fs_isa_impl.h
+ * before the templates' bfloat16 copy.
+ */
+#undef FS_DTYPE
+#undef FS_COMPUTE
+#undef FS_OUT
+#define FS_DTYPE bf16
+#define FS_COMPUTE f32
+#define FS_OUT f32
