@@ -129,6 +129,52 @@ def _computed_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
         f"bools, which are computed in float32 or float64); got dtype {dtype}")
 
 
+def _check_result_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
+    """``dtype`` as float32, float64, float16 or bfloat16 (``ml_dtypes``); TypeError otherwise.
+
+    The dtypes a softmax result may have: a 16-bit one is computed in float32
+    and rounded once (to nearest, ties to even).
+    """
+    try:
+        resolved = np.dtype(dtype)
+    except (TypeError, ValueError):  # not a dtype at all
+        resolved = np.dtype(object)
+    if dtype is not None and (resolved == _FLOAT16 or _is_bfloat16(resolved)):
+        return resolved.newbyteorder("=") if resolved == _FLOAT16 else resolved
+    try:
+        return _check_float_dtype(dtype, name)
+    except TypeError:
+        raise TypeError(f"{name} must name float32, float64, float16 or bfloat16 (in the "
+                        f"machine's byte order), got {dtype!r}") from None
+
+
+def _as_16_bit_array(x: npt.ArrayLike, name: str, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """``x`` as a C-contiguous array of the 16-bit ``dtype``, as the kernels read it.
+
+    Kept when it already has that type; otherwise cast once, rounding to nearest
+    even from its own precision (from float64 directly, not through float32).
+    """
+    arr = _as_kernel_array(x, name)
+    if _is_16_bit_of(arr, dtype):
+        return arr
+    wide = _widened(arr, _computed_dtype(arr.dtype, name))  # exact
+    return _kernel_view(np.asarray(wide, dtype=dtype))
+
+
+def _is_16_bit_of(arr: npt.NDArray[Any], dtype: np.dtype[Any]) -> bool:
+    """Whether ``arr`` (any form, bit patterns included) holds the 16-bit float ``dtype``."""
+    if dtype == _FLOAT16:
+        return arr.dtype == _FLOAT16
+    return _is_bfloat16(dtype) and _is_bfloat16(arr.dtype)
+
+
+def _kernel_view(a: _MaybeArray) -> _MaybeArray:
+    """An output as ``fastsoftmax._core`` writes it: a bfloat16 array as its bit patterns."""
+    if a is not None and a.dtype.itemsize == 2 and _is_bfloat16(a.dtype):
+        return a.view(_BFLOAT16)  # type: ignore[return-value]
+    return a
+
+
 def _check_float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
     """``dtype`` as float32 or float64 (native byte order); TypeError naming it otherwise."""
     try:

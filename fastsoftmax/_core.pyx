@@ -95,6 +95,21 @@ cdef extern from "fs_kernels.h" nogil:
                        fs_index n_top) noexcept nogil
         fs_block_sizes sizes
 
+    # fs_narrowing_kernels_f16_f16 and _bf16_bf16: 16-bit in and out, the elementwise ops.
+    ctypedef struct fs_narrowing_kernels:
+        void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
+                        fs_index mask_start, void *out, fs_index outer, fs_index n,
+                        fs_index width, fs_index stride, float scale,
+                        int log_output) noexcept nogil
+        int (*softmax_long_rows)(const void *x, const uint8_t *mask, fs_index mask_period,
+                                 fs_index mask_start, void *out, fs_index rows, fs_index n,
+                                 float scale, int op, int nthreads) noexcept nogil
+        void (*backward)(const void *g, const void *y, void *out, fs_index outer, fs_index n,
+                         fs_index width, fs_index stride, int log_output) noexcept nogil
+        int (*backward_long_rows)(const void *g, const void *y, void *out, fs_index rows,
+                                  fs_index n, int log_output, int nthreads) noexcept nogil
+        void (*narrow)(const float *x, void *out, fs_index n) noexcept nogil
+
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
@@ -102,6 +117,8 @@ cdef extern from "fs_kernels.h" nogil:
         fs_dtype_kernels f64
         fs_dtype_kernels f16
         fs_dtype_kernels bf16
+        fs_narrowing_kernels f16_f16
+        fs_narrowing_kernels bf16_bf16
 
     const fs_kernel_table *fs_select_kernels(const char *isa)
     const char *fs_available_isas()
@@ -223,6 +240,7 @@ cdef struct SoftmaxJob:
     void *out              # like x, or (outer, inner) for logsumexp; may be x
     Mask mask
     double scale           # 1 / temperature
+    bint narrow            # 16-bit input, out of the same 16-bit type (else out is float32)
 
 
 cdef struct BackwardJob:
@@ -232,6 +250,7 @@ cdef struct BackwardJob:
     const void *output     # the forward result y
     void *out              # may be either input
     bint log_output
+    bint narrow            # 16-bit inputs, out of the same 16-bit type (else out is float32)
 
 
 cdef struct CrossEntropyJob:
@@ -314,6 +333,15 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
             kernels.bf16.logsumexp(x, job.mask.data, job.mask.period, at, <float *> out, b - a,
                                    n, j1 - j0, inner)
         return
+    if job.narrow:  # 16-bit in and out: the same offsets in both
+        out = (<real *> job.out) + at
+        if real is uint16_t:
+            kernels.f16_f16.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n,
+                                    j1 - j0, inner, <float> job.scale, log_output)
+        elif real is int16_t:
+            kernels.bf16_bf16.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n,
+                                      j1 - j0, inner, <float> job.scale, log_output)
+        return
     out = _computed_at(job.out, at, dtype_marker)
     if real is float:
         kernels.f32.softmax(<const float *> x, job.mask.data, job.mask.period, at, <float *> out,
@@ -335,7 +363,15 @@ cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_i
     cdef fs_index at = a * n * inner + j0
     cdef const void *g = (<const real *> job.grad_output) + at
     cdef const void *y = (<const real *> job.output) + at
-    cdef void *out = _computed_at(job.out, at, dtype_marker)
+    cdef void *out
+    if job.narrow:  # 16-bit in and out: the same offsets in all three
+        out = (<real *> job.out) + at
+        if real is uint16_t:
+            kernels.f16_f16.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
+        elif real is int16_t:
+            kernels.bf16_bf16.backward(g, y, out, b - a, n, j1 - j0, inner, job.log_output)
+        return
+    out = _computed_at(job.out, at, dtype_marker)
     if real is float:
         kernels.f32.backward(<const float *> g, <const float *> y, <float *> out, b - a, n,
                              j1 - j0, inner, job.log_output)
@@ -470,6 +506,16 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
     """Split a few long rows across threads in C (src/fs_long_rows_tmpl.h); -1 if it could not."""
     cdef fs_index rows = job.shape.outer, n = job.shape.n
     if AnyJob is SoftmaxJob:
+        if job.narrow:
+            if real is uint16_t:
+                return kernels.f16_f16.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0,
+                                                         job.out, rows, n, <float> job.scale,
+                                                         job.op, nthreads)
+            elif real is int16_t:
+                return kernels.bf16_bf16.softmax_long_rows(job.x, job.mask.data,
+                                                           job.mask.period, 0, job.out, rows, n,
+                                                           <float> job.scale, job.op, nthreads)
+            return -1
         if real is float:
             return kernels.f32.softmax_long_rows(<const float *> job.x, job.mask.data,
                                                  job.mask.period, 0, <float *> job.out, rows, n,
@@ -487,6 +533,14 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
                                                   <float *> job.out, rows, n, job.scale, job.op,
                                                   nthreads)
     elif AnyJob is BackwardJob:
+        if job.narrow:
+            if real is uint16_t:
+                return kernels.f16_f16.backward_long_rows(job.grad_output, job.output, job.out,
+                                                          rows, n, job.log_output, nthreads)
+            elif real is int16_t:
+                return kernels.bf16_bf16.backward_long_rows(job.grad_output, job.output, job.out,
+                                                            rows, n, job.log_output, nthreads)
+            return -1
         if real is float:
             return kernels.f32.backward_long_rows(<const float *> job.grad_output,
                                                   <const float *> job.output, <float *> job.out,
@@ -559,6 +613,48 @@ cdef int _run_job(AnyJob *job, int typenum, int nthreads) except -1:
     return 0
 
 
+cdef bint _narrows(cnp.ndarray x, cnp.ndarray out) except -1:
+    """Whether a 16-bit ``x`` gets a result of its own type (else float32, or float64 for a
+    float64 ``x``).
+
+    The kernels with 16-bit outputs exist for the 16-bit inputs only, and write the
+    input's own type: any other pairing is the Python layer's mistake, refused here
+    rather than written past the end of ``out``.
+    """
+    cdef int x_type = cnp.PyArray_TYPE(x), out_type = cnp.PyArray_TYPE(out)
+    cdef Py_ssize_t out_size = cnp.PyArray_ITEMSIZE(out)
+    if out_size == 2 and x_type == out_type and (x_type == cnp.NPY_FLOAT16
+                                                 or x_type == cnp.NPY_UINT16):
+        return True
+    if out_size != (8 if x_type == cnp.NPY_FLOAT64 else 4):
+        raise TypeError(f"fastsoftmax._core: no kernels from type {x_type} to type {out_type}")
+    return False
+
+
+def narrow(cnp.ndarray x, cnp.ndarray out, int nthreads):
+    """``out = x`` rounded to nearest even: a C-contiguous float32 ``x`` into a C-contiguous
+    float16 (NPY_FLOAT16) or bfloat16 (NPY_UINT16 bit patterns) ``out`` of its size, with
+    the kernels' own rounding (cross_entropy's 16-bit gradient, and the tests)."""
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x), part, parts, a, b
+    cdef const float *src = <const float *> cnp.PyArray_DATA(x)
+    cdef uint16_t *dst = <uint16_t *> cnp.PyArray_DATA(out)
+    cdef int out_type = cnp.PyArray_TYPE(out)
+    if (cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32 or cnp.PyArray_SIZE(out) != size
+            or (out_type != cnp.NPY_FLOAT16 and out_type != cnp.NPY_UINT16)):
+        raise TypeError("fastsoftmax._core.narrow: float32 into float16 or bfloat16 bits")
+    parts = max(1, min(<Py_ssize_t> nthreads * PARTS_PER_THREAD, size // 65536))
+    with nogil:
+        for part in prange(parts, num_threads=max(1, min(nthreads, parts)),
+                           schedule='dynamic'):
+            a = _split(size, parts, part)
+            b = _split(size, parts, part + 1)
+            if out_type == cnp.NPY_FLOAT16:
+                kernels.f16_f16.narrow(src + a, dst + a, b - a)
+            else:
+                kernels.bf16_bf16.narrow(src + a, dst + a, b - a)
+    return out
+
+
 cdef Shape _shape(Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner):
     cdef Shape shape
     shape.outer = outer
@@ -589,6 +685,7 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
         job.mask.data = <const uint8_t *> cnp.PyArray_DATA(<cnp.ndarray> where)
         job.mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
     job.scale = scale
+    job.narrow = _narrows(x, out)
     _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
@@ -605,6 +702,7 @@ def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ss
     job.output = cnp.PyArray_DATA(output)
     job.out = cnp.PyArray_DATA(out)
     job.log_output = log_output
+    job.narrow = _narrows(output, out)
     _run_job(&job, cnp.PyArray_TYPE(output), nthreads)
 
 

@@ -10,11 +10,14 @@ import numpy.typing as npt
 
 from . import _core
 from ._checks import (
+    _FLOAT32,
     _as_float_array,
     _as_kernel_array,
     _as_python_float,
     _check_int,
     _check_out,
+    _is_16_bit_of,
+    _kernel_view,
     _normalize_axis,
     _reduction_view,
     _result_dtype,
@@ -399,7 +402,10 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         if grad_out is None:
             grad = np.empty(logits.shape, dtype)
         else:
-            grad = _check_out(grad_out, logits.shape, dtype, "grad_out")
+            # A grad_out of the logits' own 16-bit type asks for a 16-bit gradient.
+            grad_dtype = (grad_out.dtype if isinstance(grad_out, np.ndarray)
+                          and _is_16_bit_of(logits, grad_out.dtype) else dtype)
+            grad = _check_out(grad_out, logits.shape, grad_dtype, "grad_out")
             # The gradient may overwrite the logits (the kernels are written
             # for it); every other input must not sit in its memory.
             logits = _unalias(grad, logits, in_place=True)
@@ -413,15 +419,21 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     if reduction == "mean":
         grad_scale = 1.0 / denominator if denominator else math.inf
 
+    # A 16-bit gradient is computed in float32 and rounded once, at the end (so after
+    # the sample weights): the kernels keep intermediates in their gradient output.
+    narrowed = grad is not None and grad.dtype.itemsize == 2
+    work = np.empty(logits.shape, _FLOAT32) if narrowed else grad
     losses = np.zeros(sample_shape, np.float64)
     if logits.size:
         outer, n, inner = _reduction_view(logits.shape, axis)
         _core.cross_entropy(logits, labels, probabilities, weight, weight_sum, label_smoothing,
-                            ignore_index, losses, grad, grad_scale, outer, n, inner, threads)
-    elif grad is not None:
-        grad[...] = 0
+                            ignore_index, losses, work, grad_scale, outer, n, inner, threads)
+    elif work is not None:
+        work[...] = 0
     if sample_weights is not None:
-        _apply_sample_weight(losses, grad, sample_weights, axis)
+        _apply_sample_weight(losses, work, sample_weights, axis)
+    if narrowed:
+        _core.narrow(work, _kernel_view(grad), threads)
 
     loss: FloatScalarOrArray
     if reduction == "none":

@@ -16,11 +16,14 @@ from ._checks import (
     _FLOAT32,
     _FLOAT64,
     _as_dtype_array,
+    _as_16_bit_array,
     _as_kernel_array,
-    _check_float_dtype,
+    _check_result_dtype,
     _check_out,
     _check_temperature,
     _gather_axes,
+    _is_16_bit_of,
+    _kernel_view,
     _normalize_axes,
     _prepare_out,
     _prepare_where,
@@ -50,9 +53,13 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
                   op: int, dtype: npt.DTypeLike | None = None) -> FloatArray:
     if dtype is None:
         x = _as_kernel_array(x, "x")
+        result_dtype = _result_dtype(x)
+        if isinstance(out, np.ndarray) and _is_16_bit_of(x, out.dtype):
+            result_dtype = out.dtype  # an out= of x's own 16-bit type: a 16-bit result
     else:
-        x = _as_dtype_array(x, "x", _check_float_dtype(dtype))
-    result_dtype = _result_dtype(x)
+        result_dtype = _check_result_dtype(dtype)
+        x = (_as_16_bit_array(x, "x", result_dtype) if result_dtype.itemsize == 2
+             else _as_dtype_array(x, "x", result_dtype))
     axis = _normalize_axes(axis, x.ndim)
     # The defaults skip their checks: a tiny call is mostly this function's overhead.
     scale = 1.0 if temperature is _DEFAULT_TEMPERATURE else _check_temperature(temperature)
@@ -69,7 +76,7 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
         return out
-    low, high = _SCALE_RANGE[result_dtype]
+    low, high = _SCALE_RANGE[_FLOAT32 if result_dtype.itemsize == 2 else result_dtype]
     if scale != 1.0 and not low <= scale <= high:
         # 1/T would round to 0 or inf in the working precision (and 0 * inf is
         # NaN).  Run this call in float64, where 1/T is finite for any float32
@@ -83,7 +90,7 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
         with np.errstate(over="ignore"):  # a log-probability below -3.4e38 is -inf in float32
             out[...] = out64
         return out
-    _core.softmax_family(x, out, mask, outer, n, inner, scale, op, threads)
+    _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads)
     return out
 
 
@@ -289,6 +296,8 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
     if not (grad_output.dtype == output.dtype and _result_dtype(output) == dtype):
         # Mixed dtypes: both widened to the result's (the kernels read one input type).
         grad_output, output = _widened(grad_output, dtype), _widened(output, dtype)
+    elif isinstance(out, np.ndarray) and _is_16_bit_of(output, out.dtype):
+        dtype = out.dtype  # an out= of the inputs' own 16-bit type: a 16-bit result
     axis = _normalize_axes(axis, output.ndim)
     threads = resolve_threads(n_threads, output.size)
     if out is None:
@@ -305,10 +314,11 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
         output, _, _ = _gather_axes(output, None, axis)
         result = np.empty(output.shape, dtype)
         outer, n, inner = _reduction_view(output.shape, trailing)
-        _core.backward(grad_output, output, result, outer, n, inner, log, threads)
+        _core.backward(grad_output, output, _kernel_view(result), outer, n, inner, log,
+                       threads)
         return _scatter_back(result, axis, out)
     outer, n, inner = _reduction_view(output.shape, axis)
-    _core.backward(grad_output, output, out, outer, n, inner, log, threads)
+    _core.backward(grad_output, output, _kernel_view(out), outer, n, inner, log, threads)
     return out
 
 

@@ -443,8 +443,7 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REA
                               int64_t ignore_index, double *loss, OUT *grad, double grad_scale,
                               fs_index rows, fs_index n)
 {
-    REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES];
-    OUT res[FS_SHORT_ROW * LANES];
+    REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         FN(gather_rows)(in, x + r * n, n, lanes);

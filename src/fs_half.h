@@ -12,8 +12,11 @@
  *             in both).  Subnormal halves go through an int-to-float conversion,
  *             not a float multiply, so a process running with denormals-are-zero
  *             still reads them exactly.
- * The names follow fs_vector.h: vload/vload_partial/sload_<type>, FS_LANES_<type>.
- * There are no stores: the kernels' outputs are float (fs_type_bindings.h).
+ * Stores narrow a float to the nearest 16-bit value, ties to even (F16C's
+ * VCVTPS2PH for float16 where the instruction set has it, the same integer
+ * rules elsewhere), for the kernels whose outputs are 16-bit (fs_type_*_out.h).
+ * The names follow fs_vector.h: vload/vstore/vload_partial/vstore_partial/
+ * sload/sstore_<type>, FS_LANES_<type>.
  */
 #ifndef FS_HALF_H
 #define FS_HALF_H
@@ -70,6 +73,54 @@ static inline float sload_f16(const uint16_t *p)
     return fs_f16_to_f32(h);
 }
 
+/*
+ * Narrowing, for 16-bit outputs: round to nearest, ties to even, as F16C's
+ * VCVTPS2PH does (and the vector forms below).  Overflow gives inf; NaN stays
+ * NaN, made quiet, with the top bits of its payload.
+ */
+static inline uint16_t fs_f32_bits_to_bf16(uint32_t u)
+{
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) /* NaN */
+        return (uint16_t)((u >> 16) | 0x0040u);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* float16: the three ranges of fs_f32_to_f16 below, on one lane's bits. */
+static inline uint16_t fs_f32_bits_to_f16(uint32_t u)
+{
+    const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    uint32_t h;
+    if (a > 0x7F800000u) /* NaN */
+        h = 0x7E00u | ((a >> 13) & 0x03FFu);
+    else if (a >= 0x47800000u) /* 2^16 and up, inf included: inf */
+        h = 0x7C00u;
+    else if (a < 0x38800000u) { /* below 2^-14: subnormal or zero, rounded by a float add */
+        float v;
+        memcpy(&v, &a, sizeof v);
+        v += 0.5f; /* 0.5 = 2^-1: one float16 subnormal step (2^-24) is its ulp */
+        memcpy(&h, &v, sizeof h);
+        h -= 0x3F000000u;
+    } else /* normal: rebias the exponent, round the 13 dropped bits to even */
+        h = (a + ((uint32_t)(15 - 127) << 23) + 0x0FFFu + ((a >> 13) & 1u)) >> 13;
+    return (uint16_t)(sign | h);
+}
+
+static inline void sstore_bf16(uint16_t *p, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    const uint16_t h = fs_f32_bits_to_bf16(u);
+    memcpy(p, &h, sizeof h);
+}
+
+static inline void sstore_f16(uint16_t *p, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    const uint16_t h = fs_f32_bits_to_f16(u);
+    memcpy(p, &h, sizeof h);
+}
+
 #define FS_LANES_bf16 FS_LANES_f32
 #define FS_LANES_f16 FS_LANES_f32
 
@@ -103,10 +154,17 @@ static inline vec_f32 fs_fill_from(vec_f32 v, fs_index k, float fill)
     return vselect_f32((vbits_f32)(lane < (uint32_t)k), v, vsplat_f32(fill));
 }
 
+/* GCC splits the generic widening of 16 lanes into two halves: one VPMOVZXWD instead. */
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+#define fs_widen_bf16(h) ((vec_f32)_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)(h)), 16))
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
+#define fs_widen_bf16(h) ((vec_f32)_mm256_slli_epi32(_mm256_cvtepu16_epi32((__m128i)(h)), 16))
+#else
 static inline vec_f32 fs_widen_bf16(vhalf_bits h)
 {
     return vfrom_bits_f32(__builtin_convertvector(h, vbits_f32) << 16);
 }
+#endif
 
 /* The integer steps of fs_f16_bits_to_f32_bits, lane-wise (every lane takes all three forms). */
 static inline vec_f32 fs_widen_f16_steps(vhalf_bits h)
@@ -132,6 +190,72 @@ static inline vec_f32 fs_widen_f16_steps(vhalf_bits h)
 #define fs_widen_f16(h) fs_widen_f16_steps(h)
 #endif
 
+/* The low 16 bits of each 32-bit lane, packed (values known to fit). */
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+#define fs_pack_half_bits(b) ((vhalf_bits)_mm512_cvtepi32_epi16((__m512i)(b)))
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
+/* PACKUSDW packs within 128-bit halves: the permute puts the two halves' results together. */
+#define fs_pack_half_bits(b)                                                                  \
+    ((vhalf_bits)_mm256_castsi256_si128(_mm256_permute4x64_epi64(                             \
+        _mm256_packus_epi32((__m256i)(b), (__m256i)(b)), 0xD8)))
+#else
+#define fs_pack_half_bits(b) __builtin_convertvector((b), vhalf_bits)
+#endif
+
+static inline vhalf_bits fs_narrow_bf16(vec_f32 v)
+{
+    const vbits_f32 u = vas_bits_f32(v);
+    const vbits_f32 nan = (vbits_f32)((u & 0x7FFFFFFFu) > 0x7F800000u);
+    const vbits_f32 rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    return fs_pack_half_bits((nan & ((u >> 16) | 0x0040u)) | (~nan & rounded));
+}
+
+/* fs_f32_bits_to_f16, lane-wise: every lane computes all four forms and keeps its own. */
+static inline vhalf_bits fs_narrow_f16_steps(vec_f32 v)
+{
+    const vbits_f32 u = vas_bits_f32(v);
+    const vbits_f32 sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    const vbits_f32 nan = (vbits_f32)(a > 0x7F800000u);
+    const vbits_f32 huge = (vbits_f32)(a >= 0x47800000u) & ~nan;
+    const vbits_f32 tiny = (vbits_f32)(a < 0x38800000u);
+    const vbits_f32 normal = ~nan & ~huge & ~tiny;
+    const vbits_f32 small = vas_bits_f32(vfrom_bits_f32(a & tiny) + 0.5f) - 0x3F000000u;
+    const vbits_f32 h = (nan & (0x7E00u | ((a >> 13) & 0x03FFu))) | (huge & 0x7C00u) |
+                        (tiny & small) |
+                        (normal & ((a + ((uint32_t)(15 - 127) << 23) + 0x0FFFu +
+                                    ((a >> 13) & 1u)) >> 13));
+    return fs_pack_half_bits(sign | h);
+}
+
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+#define fs_narrow_f16(v) ((vhalf_bits)_mm512_cvtps_ph((__m512)(v), _MM_FROUND_TO_NEAREST_INT))
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
+#define fs_narrow_f16(v) ((vhalf_bits)_mm256_cvtps_ph((__m256)(v), _MM_FROUND_TO_NEAREST_INT))
+#else
+#define fs_narrow_f16(v) fs_narrow_f16_steps(v)
+#endif
+
+static inline void vstore_bf16(uint16_t *p, vec_f32 v)
+{
+    const vhalf_bits h = fs_narrow_bf16(v);
+    memcpy(p, &h, sizeof h);
+}
+static inline void vstore_f16(uint16_t *p, vec_f32 v)
+{
+    const vhalf_bits h = fs_narrow_f16(v);
+    memcpy(p, &h, sizeof h);
+}
+static inline void vstore_partial_bf16(uint16_t *p, vec_f32 v, fs_index k)
+{
+    const vhalf_bits h = fs_narrow_bf16(v);
+    memcpy(p, &h, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
+}
+static inline void vstore_partial_f16(uint16_t *p, vec_f32 v, fs_index k)
+{
+    const vhalf_bits h = fs_narrow_f16(v);
+    memcpy(p, &h, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
+}
+
 static inline vec_f32 vload_bf16(const uint16_t *p) { return fs_widen_bf16(fs_load_half_bits(p)); }
 static inline vec_f32 vload_f16(const uint16_t *p) { return fs_widen_f16(fs_load_half_bits(p)); }
 static inline vec_f32 vload_partial_bf16(const uint16_t *p, fs_index k, float fill)
@@ -149,6 +273,10 @@ static inline vec_f32 vload_partial_f16(const uint16_t *p, fs_index k, float fil
 #define vload_f16(p) sload_f16(p)
 #define vload_partial_bf16(p, k, fill) ((k) > 0 ? sload_bf16(p) : (fill))
 #define vload_partial_f16(p, k, fill) ((k) > 0 ? sload_f16(p) : (fill))
+#define vstore_bf16(p, v) sstore_bf16((p), (v))
+#define vstore_f16(p, v) sstore_f16((p), (v))
+#define vstore_partial_bf16(p, v, k) ((k) > 0 ? sstore_bf16((p), (v)) : (void)0)
+#define vstore_partial_f16(p, v, k) ((k) > 0 ? sstore_f16((p), (v)) : (void)0)
 
 #endif /* FS_VBYTES */
 

@@ -89,6 +89,21 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 #include "fs_top_k_tmpl.h"
 #include "fs_sample_tmpl.h"
 
+/* 16-bit outputs: the elementwise ops only (fs_kernels.h's fs_narrowing_kernels). */
+#include "fs_type_f16_out.h"
+#include "fs_reduce_tmpl.h"
+#include "fs_log_sum_tmpl.h"
+#include "fs_softmax_tmpl.h"
+#include "fs_backward_tmpl.h"
+#include "fs_long_rows_tmpl.h"
+
+#include "fs_type_bf16_out.h"
+#include "fs_reduce_tmpl.h"
+#include "fs_log_sum_tmpl.h"
+#include "fs_softmax_tmpl.h"
+#include "fs_backward_tmpl.h"
+#include "fs_long_rows_tmpl.h"
+
 /* One dtype's kernels, by field name (fs_kernels.h's fs_kernels_f32 / fs_kernels_f64). */
 #define FS_DTYPE_TABLE(SFX)                              \
     {                                                    \
@@ -117,6 +132,15 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
         },                                               \
     }
 
+#define FS_NARROWING_TABLE(SFX)                         \
+    {                                                   \
+        .softmax = softmax_block_##SFX,                 \
+        .softmax_long_rows = softmax_long_rows_##SFX,   \
+        .backward = backward_block_##SFX,               \
+        .backward_long_rows = backward_long_rows_##SFX, \
+        .narrow = narrow_span_##SFX,                    \
+    }
+
 const fs_kernel_table FS_TABLE = {
     .isa = FS_ISA_NAME,
     .vector_bytes = FS_VBYTES,
@@ -124,4 +148,6 @@ const fs_kernel_table FS_TABLE = {
     .f64 = FS_DTYPE_TABLE(f64),
     .f16 = FS_DTYPE_TABLE(f16),
     .bf16 = FS_DTYPE_TABLE(bf16),
+    .f16_f16 = FS_NARROWING_TABLE(f16_f16),
+    .bf16_bf16 = FS_NARROWING_TABLE(bf16_bf16),
 };

@@ -186,6 +186,31 @@ FS_DEFINE_DTYPE_KERNELS(double, double, double, f64)
 FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, f16)
 FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, bf16)
 
+/*
+ * The kernels with 16-bit outputs: float16 in and out, bfloat16 in and out
+ * (src/fs_type_*_out.h), for the ops whose result is elementwise.  Each output
+ * is the float the fs_kernels_f16/bf16 kernels compute, rounded once to the
+ * nearest 16-bit value (ties to even); `out` may be `x` (or g, y) itself.
+ */
+#define FS_DEFINE_NARROWING_KERNELS(SFX)                                                         \
+    typedef struct fs_narrowing_kernels_##SFX {                                                  \
+        void (*softmax)(const uint16_t *x, const uint8_t *mask, fs_index mask_period,            \
+                        fs_index mask_start, uint16_t *out, fs_index outer, fs_index n,          \
+                        fs_index width, fs_index stride, float scale, int log_output);           \
+        int (*softmax_long_rows)(const uint16_t *x, const uint8_t *mask, fs_index mask_period,   \
+                                 fs_index mask_start, uint16_t *out, fs_index rows, fs_index n,  \
+                                 float scale, int op, int nthreads);                             \
+        void (*backward)(const uint16_t *g, const uint16_t *y, uint16_t *out, fs_index outer,    \
+                         fs_index n, fs_index width, fs_index stride, int log_output);           \
+        int (*backward_long_rows)(const uint16_t *g, const uint16_t *y, uint16_t *out,           \
+                                  fs_index rows, fs_index n, int log_output, int nthreads);      \
+        /* out = x rounded: a float result stored as 16-bit (the vector rounding above) */       \
+        void (*narrow)(const float *x, uint16_t *out, fs_index n);                               \
+    } fs_narrowing_kernels_##SFX;
+
+FS_DEFINE_NARROWING_KERNELS(f16_f16)
+FS_DEFINE_NARROWING_KERNELS(bf16_bf16)
+
 typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */
     int vector_bytes;
@@ -193,6 +218,8 @@ typedef struct fs_kernel_table {
     fs_kernels_f64 f64;
     fs_kernels_f16 f16;   /* IEEE float16 input, float results */
     fs_kernels_bf16 bf16; /* bfloat16 input, float results */
+    fs_narrowing_kernels_f16_f16 f16_f16;    /* float16 input and results */
+    fs_narrowing_kernels_bf16_bf16 bf16_bf16; /* bfloat16 input and results */
 } fs_kernel_table;
 
 /* The table for `isa` (NULL: the best this CPU runs), or NULL if this build or CPU lacks it. */

@@ -193,7 +193,10 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
         FS_PARALLEL_FOR
         for (fs_index i = 0; i < ch.total; i++) {
             const fs_index at = fs_chunk_at(ch, i), r = fs_chunk_row(ch, i);
-            if (op == FS_OP_SOFTMAX)
+            if (op == FS_OP_SOFTMAX && FS_OUT_NARROWS)
+                FN(softmax_span)(x + at, MASK_AT(at), out + at, fs_chunk_len(ch, i),
+                                 (REAL)row_max[r], scale, (REAL)(1.0 / row_sum[r]));
+            else if (op == FS_OP_SOFTMAX)
                 FN(scale_span)(out + at, MASK_AT(at), fs_chunk_len(ch, i),
                                (REAL)(1.0 / row_sum[r]));
             else
@@ -236,6 +239,7 @@ static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, OUT *out,
     return 0;
 }
 
+#if !FS_OUT_NARROWS /* cross-entropy's kernels are not built with 16-bit outputs */
 /*
  * Cross-entropy of rows of n classes (the passes of ce_row); labels or target
  * as for cross_entropy_block, one loss per row.  Each label is read once,
@@ -386,3 +390,4 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
     free(status);
     return 0;
 }
+#endif /* !FS_OUT_NARROWS */

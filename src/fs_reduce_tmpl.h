@@ -161,8 +161,10 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
 
 /*
  * sum(exp((x - shift) * scale)) over a contiguous span, storing each
- * exponential into e_out when `store`, and with `exact` adding float terms
- * straight into double.  Lanes past the end load -inf: exp gives 0 there.
+ * exponential into e_out when `store` (unless the output type narrows: then
+ * `store` only picks softmax's way of summing, and the caller recomputes the
+ * exponentials, fs_softmax_tmpl.h's softmax_span), and with `exact` adding
+ * float terms straight into double.  Lanes past the end load -inf: exp gives 0 there.
  * The term at offset `drop_at` (-1: none) is left out of the sum (the stored
  * exponential stays).
  *
@@ -202,7 +204,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
             VEC e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + LANES))), mask + i + LANES);
             VEC e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * LANES))), mask + i + 2 * LANES);
             VEC e3 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 3 * LANES))), mask + i + 3 * LANES);
-            if (store) {
+            if (store && !FS_OUT_NARROWS) {
                 VSTORE_OUT(e_out + i, e0);
                 VSTORE_OUT(e_out + i + LANES, e1);
                 VSTORE_OUT(e_out + i + 2 * LANES, e2);
@@ -228,7 +230,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
     int steps = 0;
     for (; i + LANES <= n; i += LANES) {
         VEC e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
-        if (store)
+        if (store && !FS_OUT_NARROWS)
             VSTORE_OUT(e_out + i, e);
         DROP_IN(e, i);
         ACCUMULATE(total, a, e);
@@ -241,7 +243,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
     if (i < n) {
         VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY))), mask + i,
                                   n - i);
-        if (store)
+        if (store && !FS_OUT_NARROWS)
             VSTORE_PARTIAL_OUT(e_out + i, e, n - i);
         DROP_IN(e, i);
         ACCUMULATE(total, a, e);
@@ -360,7 +362,7 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, OU
             VEC e = VEXP(EXP_ARG(xv));
             if (masked)
                 e = VSELECT(TILE_MASK(mask + k * stride + u * LANES, u), e, ZERO_V);
-            if (store)
+            if (store && !FS_OUT_NARROWS)
                 TILE_STORE(e_out + k * stride + u * LANES, u, e);
             if (drop) {
                 VBITS hit = looking[u] & (VBITS)(xv == vshift);

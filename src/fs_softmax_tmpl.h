@@ -78,6 +78,40 @@ static void FN(scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL facto
 }
 
 /*
+ * out = exp((x - shift) * scale) * factor over a contiguous span (0 where
+ * masked out): softmax's last pass when the output type narrows, so that the
+ * exponentials never pass through it.  The same exp of the same argument as
+ * the sum pass, times the same factor: the float the float32 kernels store,
+ * rounded once.
+ */
+FS_ALWAYS_INLINE void FN(softmax_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
+                                            fs_index n, REAL shift, REAL scale, REAL factor,
+                                            const int masked)
+{
+    const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vfactor = VSPLAT(factor);
+    const int scaled = 1; /* a multiply by 1 is exact: the sum pass's unscaled exp, bit for bit */
+    fs_index i = 0;
+    for (; i + LANES <= n; i += LANES)
+        VSTORE_OUT(out + i, KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))) * vfactor, mask + i));
+    if (i < n)
+        VSTORE_PARTIAL_OUT(out + i,
+                           KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i,
+                                                                          -INFINITY))) *
+                                                   vfactor,
+                                               mask + i, n - i),
+                           n - i);
+}
+
+static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
+                             REAL shift, REAL scale, REAL factor)
+{
+    if (mask)
+        FN(softmax_span_impl)(x, mask, out, n, shift, scale, factor, 1);
+    else
+        FN(softmax_span_impl)(x, NULL, out, n, shift, scale, factor, 0);
+}
+
+/*
  * The one rule for a slice's logsumexp from its max and the log of its sum of
  * exp(x - max) (row_log_sum, tile_log_sums).
  */
@@ -89,12 +123,14 @@ static REAL FN(logsumexp_result)(REAL max, double log_sum, const STORAGE *x, con
     return (REAL)((double)max + log_sum);
 }
 
+#if !FS_OUT_NARROWS /* one value per slice, stored in float32 whatever the input */
 /* The same from the sum: the kernel table's chunk step for C harnesses. */
 static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
                                  fs_index n, fs_index stride)
 {
     return FN(logsumexp_result)(max, log(sum), x, mask, n, stride);
 }
+#endif
 
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
 static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
@@ -108,7 +144,10 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
         FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log_sum);
     } else {
         const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead);
-        FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
+        if (FS_OUT_NARROWS)
+            FN(softmax_span)(x, mask, out, n, m, scale, (REAL)(1.0 / sum));
+        else
+            FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
     }
 }
 
@@ -172,7 +211,12 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
             const fs_index at = k * stride + u * LANES;
             VEC v;
             if (op == FS_OP_SOFTMAX) {
-                v = TILE_LOAD_OUT(out + at, u, 0) * result[u];
+                if (FS_OUT_NARROWS) { /* the sum pass's exp, recomputed (see softmax_span) */
+                    const VEC vshift = m[u];
+                    v = VEXP(EXP_ARG(TILE_LOAD(x + at, u, -INFINITY))) * result[u];
+                } else {
+                    v = TILE_LOAD_OUT(out + at, u, 0) * result[u];
+                }
                 if (masked)
                     v = VSELECT(TILE_MASK(mask + at, u), v, ZERO_V);
             } else {
@@ -261,7 +305,7 @@ FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index
 }
 
 /* rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe unaligned). */
-FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const OUT *panel, fs_index n,
+FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
                                        fs_index lanes)
 {
     for (fs_index i = 0; i < lanes; i++)
@@ -278,8 +322,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           fs_index mask_start, OUT *out, fs_index rows,
                                           fs_index n, REAL scale, const int op, const int masked)
 {
-    REAL in[FS_SHORT_ROW * LANES];
-    OUT res[FS_SHORT_ROW * LANES];
+    REAL in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES]; /* in the compute type */
     uint8_t in_mask[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
@@ -292,7 +335,8 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
             }
         FS_COMPUTE_NAME(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
         if (op == FS_OP_LOGSUMEXP) {
-            memcpy(out + r, res, (size_t)lanes * sizeof(OUT));
+            for (fs_index i = 0; i < lanes; i++)
+                SSTORE_OUT(out + r + i, res[i]);
             continue;
         }
         FN(scatter_rows)(out + r * n, res, n, lanes);
@@ -340,6 +384,7 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
     }
 }
 
+#if !FS_OUT_NARROWS /* logsumexp and the exp test: float results only */
 static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                                 fs_index mask_start, OUT *out, fs_index outer, fs_index n,
                                 fs_index width, fs_index stride)
@@ -375,3 +420,16 @@ static void FN(exp_span)(const STORAGE *x, OUT *out, fs_index n)
     if (i < n)
         VSTORE_PARTIAL_OUT(out + i, VEXP_ANY(VLOAD_PARTIAL(x + i, n - i, 0)), n - i);
 }
+#endif /* !FS_OUT_NARROWS */
+
+#if FS_OUT_NARROWS
+/* out = x rounded to the output type: a float32 result made 16-bit (cross-entropy's gradient). */
+static void FN(narrow_span)(const REAL *x, OUT *out, fs_index n)
+{
+    fs_index i = 0;
+    for (; i + LANES <= n; i += LANES)
+        VSTORE_OUT(out + i, VLOAD_REAL(x + i));
+    if (i < n)
+        VSTORE_PARTIAL_OUT(out + i, VLOAD_PARTIAL_REAL(x + i, n - i, 0), n - i);
+}
+#endif

@@ -12,7 +12,10 @@
  *               the type of the arrays they take in it (soft targets, class
  *               weights: REAL, moved by VLOAD_REAL, ...).
  *   FS_OUT      the element type of the outputs (OUT, moved by VLOAD_OUT,
- *               VSTORE_OUT, ...), and of anything a kernel writes and reads back.
+ *               VSTORE_OUT, ...).  When it is narrower than the compute type
+ *               (FS_OUT_NARROWS: the 16-bit outputs of fs_type_*_out.h), a
+ *               stored value does not read back as it was computed, and the
+ *               templates never keep an intermediate there.
  * float32 and float64 are all three, so their moves are plain.  float16 and
  * bfloat16 store 16-bit patterns and compute in f32 with f32 outputs
  * (fs_half.h): their type headers and table entries are all they add; the
@@ -31,8 +34,12 @@
 #define FS_COMPUTE_NAME(name) FS_PASTE(name, FS_COMPUTE)
 #define FS_OUT_NAME(name) FS_PASTE(name, FS_OUT)
 
-/* A kernel's name for this dtype: FN(row_max) is row_max_f32 or row_max_f64. */
-#define FN(name) FS_STORAGE_NAME(name)
+/*
+ * A kernel's name for this type header: FN(row_max) is row_max_f32, row_max_f64,
+ * ..., row_max_bf16_bf16 (FS_NAME: the input dtype, and the output's when it differs
+ * from the compute type's: fs_type_*_out.h).
+ */
+#define FN(name) FS_PASTE(name, FS_NAME)
 
 /* Storage: the input arrays' element type and its loads into compute vectors. */
 #define STORAGE FS_STORAGE_NAME(storage)

@@ -8,6 +8,10 @@
 #undef FS_DTYPE
 #undef FS_COMPUTE
 #undef FS_OUT
+#undef FS_NAME
+#undef FS_OUT_NARROWS
 #define FS_DTYPE f16
 #define FS_COMPUTE f32
 #define FS_OUT f32
+#define FS_NAME f16
+#define FS_OUT_NARROWS 0

@@ -7,9 +7,13 @@
 #undef FS_DTYPE
 #undef FS_COMPUTE
 #undef FS_OUT
+#undef FS_NAME
+#undef FS_OUT_NARROWS
 #define FS_DTYPE f32
 #define FS_COMPUTE f32
 #define FS_OUT f32
+#define FS_NAME f32
+#define FS_OUT_NARROWS 0
 
 #ifndef FS_TYPE_F32_H
 #define FS_TYPE_F32_H

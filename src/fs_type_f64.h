@@ -8,9 +8,13 @@
 #undef FS_DTYPE
 #undef FS_COMPUTE
 #undef FS_OUT
+#undef FS_NAME
+#undef FS_OUT_NARROWS
 #define FS_DTYPE f64
 #define FS_COMPUTE f64
 #define FS_OUT f64
+#define FS_NAME f64
+#define FS_OUT_NARROWS 0
 
 #ifndef FS_TYPE_F64_H
 #define FS_TYPE_F64_H

@@ -1,0 +1,19 @@
+/*
+ * bfloat16 in and out: the kernels of fs_type_bf16.h, but storing their
+ * results as bfloat16, each rounded once from the float the float32 kernels
+ * compute (round to nearest even, fs_half.h).  FS_OUT_NARROWS tells the
+ * templates that a stored output cannot be read back unchanged, so the passes
+ * that would keep intermediates in `out` (softmax's exponentials) recompute
+ * them from x instead.  Only the ops with an elementwise result are built so
+ * (fs_kernels.h's fs_narrowing_kernels).  Included by fs_isa_impl.h.
+ */
+#undef FS_DTYPE
+#undef FS_COMPUTE
+#undef FS_OUT
+#undef FS_NAME
+#undef FS_OUT_NARROWS
+#define FS_DTYPE bf16
+#define FS_COMPUTE f32
+#define FS_OUT bf16
+#define FS_NAME bf16_bf16
+#define FS_OUT_NARROWS 1
