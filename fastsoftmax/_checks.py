@@ -140,7 +140,7 @@ def _check_result_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[A
     except (TypeError, ValueError):  # not a dtype at all
         resolved = np.dtype(object)
     if dtype is not None and (resolved == _FLOAT16 or _is_bfloat16(resolved)):
-        return resolved.newbyteorder("=") if resolved == _FLOAT16 else resolved
+        return resolved
     try:
         return _check_float_dtype(dtype, name)
     except TypeError:

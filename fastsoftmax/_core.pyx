@@ -175,8 +175,9 @@ cdef dict _block_sizes(fs_block_sizes sizes):
 
 def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
-    lists) and dtype, read from the C tables: ``{isa: {"float32": {"lanes",
-    "unroll", "flush_steps", "short_row", "chunk"}, "float64": {...}}}``.  Row
+    lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
+    "unroll", "flush_steps", "short_row", "chunk"}, "float64": {...}, "float16": {...},
+    "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,
     fs_block_sizes; tests/test_kernel_boundaries.py tests them)."""
     cdef const fs_kernel_table *table
@@ -184,7 +185,9 @@ def kernel_info():
     for name in available_isas():
         table = fs_select_kernels(name.encode())
         info[name] = {"float32": _block_sizes(table.f32.sizes),
-                      "float64": _block_sizes(table.f64.sizes)}
+                      "float64": _block_sizes(table.f64.sizes),
+                      "float16": _block_sizes(table.f16.sizes),
+                      "bfloat16": _block_sizes(table.bf16.sizes)}
     return info
 
 

@@ -432,7 +432,7 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         work[...] = 0
     if sample_weights is not None:
         _apply_sample_weight(losses, work, sample_weights, axis)
-    if narrowed:
+    if narrowed and work is not None and grad is not None:  # (the last two: for mypy)
         _core.narrow(work, _kernel_view(grad), threads)
 
     loss: FloatScalarOrArray

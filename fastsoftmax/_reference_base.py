@@ -24,8 +24,11 @@ _silently: np.errstate = np.errstate(all="ignore")  # type: ignore[type-arg, unu
 
 
 def _result_dtype(*arrays: npt.ArrayLike) -> np.dtype[Any]:
-    """float32 for float16/float32 inputs, float64 for everything else."""
-    dtype = np.result_type(*arrays)
+    """float32 for float16/bfloat16/float32 inputs, float64 for everything else."""
+    # bfloat16 (ml_dtypes) promotes as float32 here: np.result_type cannot promote it.
+    dtypes = [np.dtype(np.float32) if d.name == "bfloat16" else d
+              for d in (np.asarray(a).dtype for a in arrays)]
+    dtype = np.result_type(*dtypes)
     return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(np.float64)
 
 

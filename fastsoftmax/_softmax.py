@@ -111,9 +111,10 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     ----------
     x : array_like
         Input logits of any shape.  float32 and float64 are computed as they
-        are; float16 is computed and returned as float32; integers, bools and
-        lists become float64.  Complex, object and string input raise
-        TypeError.  Non-contiguous input is copied once.
+        are; float16 and bfloat16 (``ml_dtypes``, torch, JAX) are read without
+        a copy and computed and returned as float32; integers, bools and lists
+        become float64.  Complex, object and string input raise TypeError.
+        Non-contiguous input is copied once.
     axis : int, tuple of ints or None, default -1
         The axis to normalize over, or a tuple of axes normalized over
         together (each slice spans them all; see Notes).  ``None`` treats
@@ -127,7 +128,8 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
         their output is 0, and a fully masked slice is all 0, never NaN.
     out : ndarray, optional
         C-contiguous, writeable array of ``x``'s shape and the result dtype to
-        write into; may be ``x`` itself (in place).
+        write into; may be ``x`` itself (in place).  For 16-bit ``x``, an
+        ``out`` of ``x``'s own 16-bit dtype gives a 16-bit result.
     n_threads : int, optional
         ``None``: automatic (OpenMP's maximum, capped by the CPU quota unless
         ``OMP_NUM_THREADS`` is set; one thread for small inputs).
@@ -135,11 +137,12 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
         (``-1`` all, ``-2`` all but one).  0 is an error.  Results are
         bitwise identical for every thread count.
     dtype : dtype, optional
-        float32 or float64 (anything ``numpy.dtype`` reads as one of them):
-        ``x`` is cast to it before computing, and the result has it, as
-        PyTorch's ``dtype=`` (``dtype=np.float64`` computes float32 logits
-        in double).  ``out`` must then have this dtype.  Default: the dtype
-        ``x`` is computed in (above).
+        float32, float64, float16 or bfloat16 (anything ``numpy.dtype``
+        reads as one of them): ``x`` is cast to it before computing, and the
+        result has it, as PyTorch's ``dtype=`` (``dtype=np.float64`` computes
+        float32 logits in double; a 16-bit result is computed in float32 and
+        rounded once).  ``out`` must then have this dtype.  Default: the
+        dtype ``x`` is computed in (above).
 
     Returns
     -------
@@ -216,13 +219,15 @@ def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
         Mask broadcastable to ``x``; False entries are left out of the slice
         and their output is ``-inf`` (a fully masked slice is all ``-inf``).
     out : ndarray, optional
-        C-contiguous, writeable array of ``x``'s shape and the result dtype;
-        may be ``x`` itself.
+        C-contiguous, writeable array of ``x``'s shape and the result dtype
+        (or ``x``'s own 16-bit dtype, as in :func:`softmax`); may be ``x``
+        itself.
     n_threads : int, optional
         As in :func:`softmax`.
     dtype : dtype, optional
-        float32 or float64: ``x`` is cast to it before computing and the
-        result has it, as in :func:`softmax` (PyTorch's ``dtype=``).
+        float32, float64, float16 or bfloat16: ``x`` is cast to it before
+        computing and the result has it, as in :func:`softmax` (PyTorch's
+        ``dtype=``).
 
     Returns
     -------

@@ -64,17 +64,23 @@ __all__ = [
 ]
 
 
-def _cast(x: npt.ArrayLike, dtype: npt.DTypeLike | None) -> npt.ArrayLike:
-    """``x`` cast to ``dtype`` (float32 or float64) when one is given, as ``dtype=`` asks."""
+def _cast(x: npt.ArrayLike, dtype: npt.DTypeLike | None
+          ) -> tuple[npt.ArrayLike, np.dtype[Any] | None]:
+    """``x`` cast to ``dtype`` when one is given, as ``dtype=`` asks, and that dtype.
+
+    float32, float64, float16 or bfloat16 (``ml_dtypes``): the result is computed in
+    float64 all the same, and rounded to ``dtype`` once.
+    """
     if dtype is None:
-        return x
+        return x, None
     try:
         resolved = np.dtype(dtype)
     except (TypeError, ValueError):
         resolved = np.dtype(object)
-    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must name float32 or float64, got {dtype!r}")
-    return np.asarray(x).astype(resolved)
+    if resolved.name not in ("float32", "float64", "float16", "bfloat16") or \
+            not resolved.isnative:
+        raise TypeError(f"dtype must name float32, float64, float16 or bfloat16, got {dtype!r}")
+    return np.asarray(x).astype(resolved), resolved
 
 
 def _mask(where: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | Literal[True]:
@@ -101,14 +107,14 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored and get 0;
         a fully masked slice is all 0.
-    dtype : float32 or float64, optional
-        `x` is cast to it first, and the result has it.
+    dtype : float32, float64, float16 or bfloat16, optional
+        `x` is cast to it first, and the result has it (rounded once from float64).
 
     Returns
     -------
     ndarray
-        Same shape as `x`: `dtype` if given, else float32 for float16/float32
-        input, else float64.
+        Same shape as `x`: `dtype` if given, else float32 for
+        float16/bfloat16/float32 input, else float64.
 
     Examples
     --------
@@ -118,12 +124,13 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     array([[0.25, 0.25],
            [0.25, 0.25]], dtype=float32)
     """
-    (x,), dtype = _upcast(_cast(x, dtype))
+    cast, asked = _cast(x, dtype)
+    (x,), dtype = _upcast(cast)
     mask = _mask(where)
     unnormalised = np.where(mask, np.exp(_scaled_logits(x, axis, temperature, mask)), 0.0)
     total = np.sum(unnormalised, axis=axis, keepdims=True)
     # A fully masked slice divides 0 by 0 here; the mask replaces that NaN by 0.
-    return np.where(mask, unnormalised / total, 0.0).astype(dtype)
+    return np.where(mask, unnormalised / total, 0.0).astype(asked or dtype)
 
 
 @_silently
@@ -143,14 +150,14 @@ def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     where : array_like of bool, optional
         Broadcastable to `x`.  Entries where it is False are ignored and get
         ``-inf``; a fully masked slice is all ``-inf``.
-    dtype : float32 or float64, optional
-        `x` is cast to it first, and the result has it.
+    dtype : float32, float64, float16 or bfloat16, optional
+        `x` is cast to it first, and the result has it (rounded once from float64).
 
     Returns
     -------
     ndarray
-        Same shape as `x`: `dtype` if given, else float32 for float16/float32
-        input, else float64.
+        Same shape as `x`: `dtype` if given, else float32 for
+        float16/bfloat16/float32 input, else float64.
 
     Examples
     --------
@@ -159,8 +166,9 @@ def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     >>> log_softmax(np.float32(5.0), axis=0, dtype=np.float64)  # 0-d: one slice, itself
     array(0.)
     """
-    (x,), dtype = _upcast(_cast(x, dtype))
-    return _log_softmax_float64(x, axis, temperature, _mask(where)).astype(dtype)
+    cast, asked = _cast(x, dtype)
+    (x,), dtype = _upcast(cast)
+    return _log_softmax_float64(x, axis, temperature, _mask(where)).astype(asked or dtype)
 
 
 def _log_abs_weighted_sum(x: npt.NDArray[np.float64], w: npt.NDArray[np.float64]

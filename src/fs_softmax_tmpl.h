@@ -363,6 +363,19 @@ static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_
 #undef SHORT_ROWS_CASE
 }
 
+#if FS_OUT_NARROWS
+/* out = x rounded to the output type: a float32 result made 16-bit (cross-entropy's gradient). */
+static void FN(narrow_span)(const REAL *x, OUT *out, fs_index n)
+{
+    fs_index i = 0;
+    for (; i + LANES <= n; i += LANES)
+        VSTORE_OUT(out + i, VLOAD_REAL(x + i));
+    if (i < n)
+        VSTORE_PARTIAL_OUT(out + i, VLOAD_PARTIAL_REAL(x + i, n - i, 0), n - i);
+}
+
+#endif
+
 static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                               fs_index mask_start, OUT *out, fs_index outer, fs_index n,
                               fs_index width, fs_index stride, REAL scale, int log_output)
@@ -422,14 +435,3 @@ static void FN(exp_span)(const STORAGE *x, OUT *out, fs_index n)
 }
 #endif /* !FS_OUT_NARROWS */
 
-#if FS_OUT_NARROWS
-/* out = x rounded to the output type: a float32 result made 16-bit (cross-entropy's gradient). */
-static void FN(narrow_span)(const REAL *x, OUT *out, fs_index n)
-{
-    fs_index i = 0;
-    for (; i + LANES <= n; i += LANES)
-        VSTORE_OUT(out + i, VLOAD_REAL(x + i));
-    if (i < n)
-        VSTORE_PARTIAL_OUT(out + i, VLOAD_PARTIAL_REAL(x + i, n - i, 0), n - i);
-}
-#endif

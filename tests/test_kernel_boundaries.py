@@ -47,7 +47,9 @@ def on_isa(request):
 def test_kernel_info_describes_every_isa():
     assert set(INFO) == set(_core.available_isas())
     for isa, per_dtype in INFO.items():
-        assert set(per_dtype) == {"float32", "float64"}
+        assert set(per_dtype) == {"float32", "float64", "float16", "bfloat16"}
+        # the 16-bit inputs are computed in float32, by its blocks
+        assert per_dtype["float16"] == per_dtype["bfloat16"] == per_dtype["float32"]
         for dtype, sizes in per_dtype.items():
             assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row", "chunk"}
             assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)

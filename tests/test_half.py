@@ -1,0 +1,320 @@
+"""float16 and bfloat16 logits: read natively, computed in float32, results float32 or 16-bit.
+
+The contract these tests hold the 16-bit paths to (README, Numerics):
+- a 16-bit input gives bit for bit what the float32 kernels give on the same
+  values widened to float32 (the widening is exact), so the float32 accuracy
+  contract against the float64 reference carries over unchanged;
+- a 16-bit result is that float32 result rounded once to nearest, ties to
+  even (NumPy's and ml_dtypes' own casts round the same way), so it is within
+  one 16-bit ULP of the 16-bit rounding of the float64 reference.
+Both are checked on every ISA this machine runs, at the row lengths around
+every block size, for every op and axis, with NaN, infinities, subnormal and
+the largest finite 16-bit values, in place and not.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core, reference
+from conftest import CHUNK, check_log_softmax, check_logsumexp, check_softmax, random_logits
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+# The expected values are made with NumPy's and ml_dtypes' casts, which warn where they
+# overflow to inf or meet NaN: on purpose here.
+pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+HALVES = [F16, BF16]
+INFO = _core.kernel_info()
+
+
+def _lengths(isa):
+    """Each block size of float32's kernels (which the 16-bit inputs run) and its neighbours."""
+    sizes = INFO[isa]["float32"]
+    lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
+    blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"]]
+    return sorted({n for b in blocks for n in (b - 1, b, b + 1) if n >= 1})
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).view(np.uint16 if a.dtype.itemsize == 2 else
+                                        np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+
+
+def assert_same_bits(got, expected, what=""):
+    assert got.dtype == expected.dtype, (what, got.dtype, expected.dtype)
+    g, e = np.asarray(got), np.asarray(expected)
+    nan = np.isnan(g.astype(np.float32)) & np.isnan(e.astype(np.float32))
+    same = (_bits(g) == _bits(e)) | nan
+    assert same.all(), f"{what}: {int((~same).sum())} differ, first at {np.argmin(same)}"
+
+
+def _hostile(shape, dtype, seed):
+    """Logits with the 16-bit extremes: largest finite, subnormals, zeros of both signs."""
+    x = random_logits(shape, np.float32, seed=seed)
+    flat = x.reshape(-1)
+    info = ml_dtypes.finfo(dtype) if dtype == BF16 else np.finfo(dtype)
+    specials = [float(info.max), -float(info.max), float(info.smallest_subnormal),
+                -float(info.smallest_subnormal), 0.0, -0.0, float(info.tiny)]
+    rng = np.random.default_rng(seed)
+    at = rng.choice(flat.size, size=min(flat.size, len(specials)), replace=False)
+    flat[at] = specials[:len(at)]
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_every_op_at_every_block_length_is_float32_on_the_widened_values(isa, dtype):
+    for n in _lengths(isa) + [CHUNK + 1, 2 * CHUNK + 3]:
+        rows = 37 if n <= 64 else 3
+        x = _hostile((rows, n), dtype, seed=n)
+        wide = x.astype(np.float32)
+        for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+            for threads in (1, 2, 3):
+                assert_same_bits(op(x, n_threads=threads), op(wide, n_threads=threads),
+                                 f"{op.__name__} n={n} threads={threads}")
+        labels = np.arange(rows) % n
+        loss, grad = fs.cross_entropy(x, labels, return_grad=True, label_smoothing=0.1)
+        loss32, grad32 = fs.cross_entropy(wide, labels, return_grad=True, label_smoothing=0.1)
+        assert loss == loss32 and type(loss) is np.float32
+        assert_same_bits(grad, grad32, f"cross_entropy n={n}")
+        for backward in (fs.softmax_backward, fs.log_softmax_backward):
+            assert_same_bits(backward(x, x), backward(wide, wide), f"{backward.__name__} n={n}")
+        k = min(n, 5)
+        values, indices = fs.top_k(x, k)
+        values32, indices32 = fs.top_k(wide, k)
+        assert_same_bits(values, values32)
+        np.testing.assert_array_equal(indices, indices32)
+        draws = fs.sample(x, u=np.linspace(0, 0.99, rows), top_p=0.9, logprobs=min(n, 2))
+        draws32 = fs.sample(wide, u=np.linspace(0, 0.99, rows), top_p=0.9, logprobs=min(n, 2))
+        np.testing.assert_array_equal(draws.tokens, draws32.tokens)
+        assert_same_bits(draws.logprob, draws32.logprob)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("axis", [0, 1, 2, (0, 2), None])
+def test_every_axis_with_where_and_temperature(isa, dtype, axis):
+    x = _hostile((9, 33, 17), dtype, seed=3)
+    wide = x.astype(np.float32)
+    where = np.random.default_rng(4).random(x.shape) < 0.8
+    for op in (fs.softmax, fs.log_softmax):
+        got = op(x, axis=axis, where=where, temperature=0.7)
+        assert_same_bits(got, op(wide, axis=axis, where=where, temperature=0.7), str(axis))
+        assert_same_bits(op(x, axis=axis, dtype=dtype, temperature=0.7),
+                         op(wide, axis=axis, temperature=0.7).astype(dtype), f"{axis} 16-bit")
+    assert_same_bits(fs.logsumexp(x, axis=axis, where=where),
+                     fs.logsumexp(wide, axis=axis, where=where))
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_non_finite_values_behave_as_in_float32(isa, dtype):
+    rows = [[np.nan, 0, 1], [np.inf, 0, 1], [-np.inf, 0, 1], [-np.inf, -np.inf, -np.inf],
+            [np.inf, np.inf, 0], [np.inf, np.nan, -np.inf]]
+    x = np.array(rows, np.float32).astype(dtype)
+    wide = x.astype(np.float32)
+    for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+        assert_same_bits(op(x), op(wide), op.__name__)
+    for op in (fs.softmax, fs.log_softmax):
+        assert_same_bits(op(x, dtype=dtype), op(wide).astype(dtype), op.__name__)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((5, 1000), -1), ((2, 2 * CHUNK + 5), -1),
+                                        ((7, 40, 3), 1), ((33, 6), 0)])
+def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, axis):
+    x = _hostile(shape, dtype, seed=7)
+    for op in (fs.softmax, fs.log_softmax):
+        expected = op(x, axis=axis).astype(dtype)  # NumPy's / ml_dtypes' round to nearest even
+        for threads in (1, 2, 3):
+            assert_same_bits(op(x, axis=axis, dtype=dtype, n_threads=threads), expected)
+            out = np.empty(shape, dtype)
+            assert op(x, axis=axis, out=out, n_threads=threads) is out
+            assert_same_bits(out, expected)
+            in_place = x.copy()
+            op(in_place, axis=axis, out=in_place, n_threads=threads)
+            assert_same_bits(in_place, expected, "in place")
+    y = fs.softmax(x, axis=axis, dtype=dtype)
+    for backward in (fs.softmax_backward, fs.log_softmax_backward):
+        expected = backward(x, y, axis=axis).astype(dtype)
+        assert_same_bits(backward(x, y, axis=axis, out=np.empty(shape, dtype)), expected)
+        g = x.copy()
+        backward(g, y, axis=axis, out=g)
+        assert_same_bits(g, expected, "backward in place")
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("n", [10, 1000, CHUNK * 2 + 1])
+def test_cross_entropy_16_bit_gradient_in_place(isa, dtype, n):
+    x = _hostile((4, n), dtype, seed=n)
+    labels = np.array([0, n - 1, 1, n // 2])
+    weight = np.linspace(0.5, 2, n)
+    loss32, grad32 = fs.cross_entropy(x, labels, weight=weight, return_grad=True,
+                                      sample_weight=[1, 2, 3, 4])
+    expected = grad32.astype(dtype)
+    grad = np.empty(x.shape, dtype)
+    loss, out = fs.cross_entropy(x, labels, weight=weight, return_grad=True, grad_out=grad,
+                                 sample_weight=[1, 2, 3, 4])
+    assert out is grad and loss == loss32
+    assert_same_bits(grad, expected)
+    logits = x.copy()
+    loss, out = fs.cross_entropy(logits, labels, weight=weight, return_grad=True,
+                                 grad_out=logits, sample_weight=[1, 2, 3, 4])
+    assert out is logits and loss == loss32
+    assert_same_bits(logits, expected, "grad_out=logits")
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_accuracy_against_the_float64_reference_on_the_same_values(dtype):
+    x = random_logits((16, 5000), dtype, seed=11, scale=8)
+    check_softmax(fs.softmax(x), x)
+    check_log_softmax(fs.log_softmax(x), x)
+    check_logsumexp(fs.logsumexp(x), x)
+    assert fs.softmax(x).dtype == fs.logsumexp(x).dtype == np.float32
+    # A 16-bit result: within one 16-bit ULP of the reference rounded to 16 bits.
+    for op, ref in ((fs.softmax, reference.softmax), (fs.log_softmax, reference.log_softmax)):
+        got = op(x, dtype=dtype).astype(np.float64)
+        expected = ref(x).astype(np.float64).astype(dtype).astype(np.float64)
+        spacing = (ml_dtypes.finfo(dtype) if dtype == BF16 else np.finfo(dtype)).eps
+        one_ulp = np.maximum(np.abs(expected) * spacing, _smallest(dtype))
+        assert np.all(np.abs(got - expected) <= one_ulp), op.__name__
+
+
+def _smallest(dtype):
+    info = ml_dtypes.finfo(dtype) if dtype == BF16 else np.finfo(dtype)
+    return float(info.smallest_subnormal)
+
+
+def test_narrowing_rounds_to_nearest_even_as_numpy_and_ml_dtypes(isa):
+    rng = np.random.default_rng(5)
+    # Every 16-bit value and the midpoints either side of it, plus random floats
+    # over the whole range, the overflow thresholds and NaN payloads.
+    halves = np.arange(65536, dtype=np.uint32)
+    exact = (halves << 16).view(np.float32)
+    wide = np.concatenate([
+        exact, np.nextafter(exact, np.inf), np.nextafter(exact, -np.inf),
+        (((halves << 16) | 0x8000).view(np.float32)),  # bfloat16 ties
+        np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32),
+        rng.standard_normal(20000).astype(np.float32) * np.float32(2.0) ** rng.integers(
+            -140, 127, 20000).astype(np.float32),
+        np.array([65504, 65519.99, 65520, 65536, 3.4e38, 6e-8, 2.98e-8, 2.99e-8, 1e-45],
+                 np.float32),
+    ]).astype(np.float32)
+    for dtype in HALVES:
+        out = np.empty(wide.shape, dtype)
+        _core.narrow(wide, out.view(np.uint16) if dtype == BF16 else out, 1)
+        assert_same_bits(out, wide.astype(dtype), str(dtype))
+
+
+def test_16_bit_widening_is_exact_for_every_pattern(isa):
+    patterns = np.arange(65536, dtype=np.uint16)
+    for dtype in HALVES:
+        x = patterns.view(dtype).reshape(1, -1)
+        values, indices = fs.top_k(x, x.size)  # the values come back widened, sorted
+        expected = x.reshape(-1)[indices.reshape(-1)].astype(np.float32)
+        finite = ~np.isnan(expected)
+        np.testing.assert_array_equal(_bits(values.reshape(-1))[finite], _bits(expected)[finite])
+        assert np.isnan(values.reshape(-1)[~finite]).all()
+
+
+def test_dtype_and_out_combinations():
+    x = random_logits((3, 40), np.float32, seed=1)
+    h = x.astype(BF16)
+    assert fs.softmax(h).dtype == np.float32
+    assert fs.softmax(h, dtype=np.float64).dtype == np.float64
+    assert fs.softmax(x, dtype=BF16).dtype == BF16  # float32 logits cast to bfloat16 first
+    assert_same_bits(fs.softmax(x, dtype=BF16), fs.softmax(h).astype(BF16))
+    assert fs.softmax(x, dtype="float16").dtype == F16
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        fs.softmax(h, out=np.empty(h.shape, F16))  # another 16-bit type than x's
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        fs.softmax(x, out=np.empty(x.shape, BF16))  # float32 x: dtype=BF16 asks for that
+    with pytest.raises(TypeError, match="dtype must name float32, float64, float16 or bfloat16"):
+        fs.softmax(h, dtype=np.int16)
+    with pytest.raises(TypeError, match="grad_out must have dtype float32"):
+        fs.cross_entropy(h, [0, 1, 2], return_grad=True, grad_out=np.empty(h.shape, F16))
+    # Results of logsumexp stay float32: one value per slice.
+    assert fs.logsumexp(h, axis=-1).dtype == np.float32
+
+
+def test_16_bit_logits_as_other_arguments_are_read_as_floats():
+    """bfloat16 bit patterns never pass for integers: targets, b and weights are floats."""
+    logits = random_logits((2, 3), np.float32, seed=2)
+    target = np.array([[0.25, 0.25, 0.5], [1, 0, 0]], np.float32).astype(BF16)
+    assert fs.cross_entropy(logits, target) == fs.cross_entropy(logits,
+                                                                target.astype(np.float32))
+    b = np.array([1, 2, 3], np.float32).astype(BF16)
+    assert fs.logsumexp(logits, b=b, axis=-1).dtype == np.float32
+    np.testing.assert_array_equal(fs.logsumexp(logits, b=b, axis=-1),
+                                  fs.logsumexp(logits, b=b.astype(np.float32), axis=-1))
+
+
+def test_16_bit_input_is_not_copied():
+    x = random_logits((256, 4096), BF16, seed=3)
+    out = np.empty(x.shape, np.float32)
+    fs.softmax(x, out=out)
+    for arr in (x, x.astype(F16)):
+        tracemalloc.start()
+        fs.softmax(arr, out=out)
+        fs.log_softmax(arr, out=out)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < arr.nbytes // 4, peak
+
+
+def test_the_input_is_never_modified():
+    x = _hostile((5, 300), BF16, seed=9)
+    before = x.copy()
+    fs.softmax(x, dtype=BF16)
+    fs.log_softmax(x, out=np.empty(x.shape, BF16))
+    fs.cross_entropy(x, [0, 1, 2, 3, 4], return_grad=True, grad_out=np.empty(x.shape, BF16))
+    assert_same_bits(x, before)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float16"])
+def test_torch_16_bit_tensors_are_read_in_place(name):
+    torch = _torch()
+    dtype = getattr(torch, name)
+    t = torch.randn(64, 2048).to(dtype)
+    wide = t.float().numpy()
+    assert_same_bits(fs.softmax(t), fs.softmax(wide))
+    out = np.empty(t.shape, np.float32)
+    fs.softmax(t, out=out)
+    tracemalloc.start()
+    fs.softmax(t, out=out)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < t.numel() * 2 // 4, peak
+    # strided and lazily negated tensors: the values torch shows
+    assert_same_bits(fs.softmax(t[:, ::3]), fs.softmax(wide[:, ::3]))
+    neg = torch._neg_view(t)
+    assert_same_bits(fs.log_softmax(neg), fs.log_softmax(-wide))
+    with pytest.raises(TypeError, match="detach"):
+        fs.softmax(t.clone().requires_grad_(True))
+
+
+def test_against_torch_float64_on_the_same_values():
+    torch = _torch()
+    t = (torch.randn(32, 5000) * 4).to(torch.bfloat16)
+    expected = torch.softmax(t.double(), -1).numpy()
+    got = fs.softmax(t).astype(np.float64)
+    assert np.max(np.abs(got - expected) / expected) < 1e-5
+    expected = torch.log_softmax(t.double(), -1).numpy()
+    np.testing.assert_allclose(fs.log_softmax(t), expected, rtol=1e-6, atol=1e-5)
+    labels = torch.randint(0, 5000, (32,))
+    loss = torch.nn.functional.cross_entropy(t.double(), labels).item()
+    assert abs(float(fs.cross_entropy(t, labels.numpy())) - loss) < 1e-5 * abs(loss)
+
+
+def test_jax_bfloat16_arrays():
+    jnp = pytest.importorskip("jax.numpy")
+    x = jnp.asarray(random_logits((8, 300), np.float32, seed=4)).astype(jnp.bfloat16)
+    wide = np.asarray(x.astype(jnp.float32))
+    assert_same_bits(fs.softmax(x), fs.softmax(wide))
+    assert_same_bits(fs.log_softmax(x, dtype=BF16), fs.log_softmax(wide).astype(BF16))
