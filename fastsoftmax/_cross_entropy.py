@@ -186,6 +186,42 @@ def _sample_weight_denominator(sample_weight: FloatArray, sample_shape: tuple[in
     return float(np.add.reduce(terms.reshape(-1)))
 
 
+# Elements of float32 gradient per block of a 16-bit gradient: a buffer that stays in cache.
+_NARROW_BLOCK = 1 << 20
+
+
+def _narrowed_gradient(logits: npt.NDArray[Any], labels: npt.NDArray[np.int64] | None,
+                       probabilities: FloatArray | None, weight: FloatArray | None,
+                       weight_sum: float, label_smoothing: float, ignore_index: int,
+                       losses: npt.NDArray[np.float64], grad: npt.NDArray[Any],
+                       grad_scale: float, view: tuple[int, int, int], threads: int) -> None:
+    """cross_entropy with a 16-bit ``grad``, in blocks of slabs (``view`` is (outer, n, inner)).
+
+    Each block's gradient goes into one float32 buffer of at most ``_NARROW_BLOCK``
+    elements (a slab more if one is larger), which stays in cache, and is rounded once
+    into ``grad``: no float32 copy of the whole gradient.  Slabs are independent, so the
+    blocks give the bits of one call; ``grad`` may be ``logits`` (each block is read
+    before it is written).
+    """
+    outer, n, inner = view
+    slab = n * inner
+    per_block = max(1, min(outer, _NARROW_BLOCK // max(slab, 1)))
+    buffer = np.empty(per_block * slab, _FLOAT32)
+    x = logits.reshape(outer, slab)
+    target = None if probabilities is None else probabilities.reshape(outer, slab)
+    ids = None if labels is None else labels.reshape(outer, inner)
+    per_sample = losses.reshape(outer, inner)
+    out = _kernel_view(grad).reshape(outer, slab)
+    for a in range(0, outer, per_block):
+        b = min(outer, a + per_block)
+        work = buffer[:(b - a) * slab]
+        _core.cross_entropy(x[a:b], None if ids is None else ids[a:b],
+                            None if target is None else target[a:b], weight, weight_sum,
+                            label_smoothing, ignore_index, per_sample[a:b], work, grad_scale,
+                            b - a, n, inner, threads)
+        _core.narrow(work, out[a:b], threads)
+
+
 def _apply_sample_weight(losses: npt.NDArray[np.float64], grad: FloatArray | None,
                          sample_weight: FloatArray, axis: int) -> None:
     """Each sample's loss and gradient times its weight, in place: one more pass over the gradient.
@@ -422,18 +458,24 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     # A 16-bit gradient is computed in float32 and rounded once, at the end (so after
     # the sample weights): the kernels keep intermediates in their gradient output.
     narrowed = grad is not None and grad.dtype.itemsize == 2
-    work = np.empty(logits.shape, _FLOAT32) if narrowed else grad
     losses = np.zeros(sample_shape, np.float64)
-    if logits.size:
-        outer, n, inner = _reduction_view(logits.shape, axis)
-        _core.cross_entropy(logits, labels, probabilities, weight, weight_sum, label_smoothing,
-                            ignore_index, losses, work, grad_scale, outer, n, inner, threads)
-    elif work is not None:
-        work[...] = 0
-    if sample_weights is not None:
-        _apply_sample_weight(losses, work, sample_weights, axis)
-    if narrowed and work is not None and grad is not None:  # (the last two: for mypy)
-        _core.narrow(work, _kernel_view(grad), threads)
+    if narrowed and grad is not None and sample_weights is None and logits.size:
+        _narrowed_gradient(logits, labels, probabilities, weight, weight_sum, label_smoothing,
+                           ignore_index, losses, grad, grad_scale,
+                           _reduction_view(logits.shape, axis), threads)
+    else:
+        work = np.empty(logits.shape, _FLOAT32) if narrowed else grad
+        if logits.size:
+            outer, n, inner = _reduction_view(logits.shape, axis)
+            _core.cross_entropy(logits, labels, probabilities, weight, weight_sum,
+                                label_smoothing, ignore_index, losses, work, grad_scale, outer, n,
+                                inner, threads)
+        elif work is not None:
+            work[...] = 0
+        if sample_weights is not None:
+            _apply_sample_weight(losses, work, sample_weights, axis)
+        if narrowed and work is not None and grad is not None:  # (the last two: for mypy)
+            _core.narrow(work, _kernel_view(grad), threads)
 
     loss: FloatScalarOrArray
     if reduction == "none":

@@ -167,6 +167,30 @@ def test_cross_entropy_16_bit_gradient_in_place(isa, dtype, n):
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("shape,axis", [((40, 32000), -1), ((3, 7), -1), ((600, 40, 50), 1),
+                                        ((1, 3 * CHUNK), -1)])
+def test_cross_entropy_16_bit_gradient_in_blocks(dtype, shape, axis):
+    """Without sample weights the 16-bit gradient goes through a cache-sized float32 buffer,
+    block by block (more than one block here): the same bits as one float32 gradient."""
+    x = random_logits(shape, dtype, seed=2)
+    labels = np.random.default_rng(3).integers(0, shape[axis],
+                                               shape[:axis % len(shape)] +
+                                               shape[axis % len(shape) + 1:])
+    for smoothing, probabilities in ((0.0, False), (0.2, False), (0.0, True)):
+        target = fs.softmax(random_logits(shape, np.float32, seed=4), axis=axis) \
+            if probabilities else labels
+        loss32, grad32 = fs.cross_entropy(x, target, axis=axis, return_grad=True,
+                                          label_smoothing=smoothing)
+        for threads in (1, 3):
+            logits = x.copy()
+            loss, grad = fs.cross_entropy(logits, target, axis=axis, return_grad=True,
+                                          grad_out=logits, label_smoothing=smoothing,
+                                          n_threads=threads)
+            assert grad is logits and loss == loss32
+            assert_same_bits(grad, grad32.astype(dtype), f"{shape} {smoothing} {threads}")
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
 def test_accuracy_against_the_float64_reference_on_the_same_values(dtype):
     x = random_logits((16, 5000), dtype, seed=11, scale=8)
     check_softmax(fs.softmax(x), x)
