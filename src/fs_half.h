@@ -8,7 +8,7 @@
  *   float16   F16C's VCVTPH2PS where the instruction set has it (AVX2 and
  *             AVX-512 builds), elsewhere the integer steps of fs_f16_bits_to_f32,
  *             which give the same float for every one of the 65536 patterns
- *             (tools/sample_isa_check.c compares the tables; NaNs come out quiet
+ *             (tools/isa_check.c compares the tables; NaNs come out quiet
  *             in both).  Subnormal halves go through an int-to-float conversion,
  *             not a float multiply, so a process running with denormals-are-zero
  *             still reads them exactly.
