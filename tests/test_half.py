@@ -11,6 +11,8 @@ Both are checked on every ISA this machine runs, at the row lengths around
 every block size, for every op and axis, with NaN, infinities, subnormal and
 the largest finite 16-bit values, in place and not.
 """
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -337,8 +339,28 @@ def test_against_torch_float64_on_the_same_values():
 
 
 def test_jax_bfloat16_arrays():
-    jnp = pytest.importorskip("jax.numpy")
-    x = jnp.asarray(random_logits((8, 300), np.float32, seed=4)).astype(jnp.bfloat16)
-    wide = np.asarray(x.astype(jnp.float32))
-    assert_same_bits(fs.softmax(x), fs.softmax(wide))
-    assert_same_bits(fs.log_softmax(x, dtype=BF16), fs.log_softmax(wide).astype(BF16))
+    """In a child process: JAX starts threads that a later os.fork() (the fork tests) must
+    not inherit."""
+    pytest.importorskip("jax")
+    code = """
+import ml_dtypes, numpy as np, jax.numpy as jnp, fastsoftmax as fs
+x = jnp.asarray(np.random.default_rng(4).standard_normal((8, 300)).astype(np.float32) * 3)
+x = x.astype(jnp.bfloat16)
+wide = np.asarray(x.astype(jnp.float32))
+assert fs.softmax(x).tobytes() == fs.softmax(wide).tobytes()
+bf = np.dtype(ml_dtypes.bfloat16)
+assert fs.log_softmax(x, dtype=bf).tobytes() == fs.log_softmax(wide).astype(bf).tobytes()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_sample_with_penalties_on_16_bit_logits(dtype):
+    """Penalties run on a float32 copy of 16-bit logits: the draws of the float32 values."""
+    x = random_logits((3, 100), dtype, seed=6)
+    args = dict(u=[0.1, 0.5, 0.9], repetition_penalty=1.3, presence_penalty=0.2,
+                prev_tokens=[[1, 2, 2], [3], []], top_k=5)
+    got, expected = fs.sample(x, **args), fs.sample(x.astype(np.float32), **args)
+    np.testing.assert_array_equal(got.tokens, expected.tokens)
+    assert_same_bits(got.logprob, expected.logprob)
+    assert_same_bits(x, random_logits((3, 100), dtype, seed=6))  # the input is left alone
