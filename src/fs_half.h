@@ -6,10 +6,10 @@
  * loads them computes exactly what it computes on the same values as float32:
  *   bfloat16  the top half of a float: bits << 16 (NaN stays NaN, bit for bit)
  *   float16   F16C's VCVTPH2PS where the instruction set has it (AVX2 and
- *             AVX-512 builds), elsewhere the integer steps of fs_f16_bits_to_f32,
- *             which give the same float for every one of the 65536 patterns
- *             (tools/isa_check.c compares the tables; NaNs come out quiet
- *             in both).  Subnormal halves go through an int-to-float conversion,
+ *             AVX-512 builds), elsewhere the integer steps of
+ *             fs_f16_bits_to_f32_bits, which give the same float for every one
+ *             of the 65536 patterns (tests/test_half.py and tools/isa_check.c
+ *             check the tables; NaNs come out quiet in both).  Subnormal halves go through an int-to-float conversion,
  *             not a float multiply, so a process running with denormals-are-zero
  *             still reads them exactly.
  * Stores narrow a float to the nearest 16-bit value, ties to even (F16C's
@@ -85,7 +85,7 @@ static inline uint16_t fs_f32_bits_to_bf16(uint32_t u)
     return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
-/* float16: the three ranges of fs_f32_to_f16 below, on one lane's bits. */
+/* float16, from one lane's bits: NaN, overflow to inf, subnormal or zero, normal. */
 static inline uint16_t fs_f32_bits_to_f16(uint32_t u)
 {
     const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
