@@ -9,6 +9,7 @@ in ``src/``.  ``out=`` aliasing has one rule, :func:`_unalias`.
 from __future__ import annotations
 
 import math
+import sys
 from numbers import Real
 from typing import Any, Optional, TypeVar
 
@@ -89,14 +90,15 @@ def _is_bfloat16(dtype: np.dtype[Any]) -> bool:
 
 
 def _widened(arr: npt.NDArray[Any], dtype: np.dtype[Any]) -> FloatArray:
-    """A C-contiguous array of :func:`_as_kernel_array` as float ``dtype``, exactly.
+    """``arr`` as float ``dtype``, exactly: C-contiguous when ``arr`` is or when it is
+    bfloat16 (in any form: ``ml_dtypes``, or the bit patterns of ``_BFLOAT16``).
 
     bfloat16's bit patterns are the top halves of float32's, so they widen by
     a shift, without ``ml_dtypes``; the rest is NumPy's cast (none when
     ``arr`` already has ``dtype``).
     """
     if _is_bfloat16(arr.dtype):
-        wide = (arr.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        wide = (arr.view(np.uint16).astype(np.uint32, order="C") << 16).view(np.float32)
         return wide.astype(dtype, copy=False)
     return arr.astype(dtype, copy=False)
 
@@ -110,7 +112,7 @@ def _as_dtype_array(x: npt.ArrayLike, name: str, dtype: np.dtype[Any]) -> FloatA
     arr = _view_as_ndarray(x, name)
     _computed_dtype(arr.dtype, name)
     if _is_bfloat16(arr.dtype):
-        return _widened(np.asarray(arr.view(_BFLOAT16), order="C"), dtype)
+        return _widened(arr, dtype)
     return np.asarray(arr, dtype=dtype, order="C")
 
 
@@ -226,14 +228,11 @@ def _view_as_floats(x: Any, name: str) -> npt.NDArray[Any]:
     are not read by the kernels, which NumPy then reads as floats (never as the bit
     patterns' integers)."""
     arr = _view_as_ndarray(x, name)
-    if _is_bfloat16(arr.dtype):
-        return _widened(np.asarray(arr.view(_BFLOAT16), order="C"), _FLOAT32)
-    return arr
+    return _widened(arr, _FLOAT32) if _is_bfloat16(arr.dtype) else arr
 
 
 def _torch_int16(tensor: Any) -> Any:
     """``torch.int16``, found through the tensor's own module (torch is not imported here)."""
-    import sys
     return sys.modules[type(tensor).__module__.split(".")[0]].int16
 
 
