@@ -1,4 +1,5 @@
 """The Python layer: dtype conversion, axis/temperature/out/n_threads handling and their errors."""
+import os
 import subprocess
 import sys
 
@@ -135,7 +136,12 @@ def test_n_threads_argument(func):
 
 def test_get_num_threads_follows_omp_num_threads(tmp_path):
     code = "import fastsoftmax; print(fastsoftmax.get_num_threads())"
-    result = subprocess.run([sys.executable, "-c", code], env={"OMP_NUM_THREADS": "3"},
+    # Only OMP_NUM_THREADS (none of the runner's OpenMP settings), and PYTHONPATH where the
+    # package is found through it (a checkout built in place).
+    env = {"OMP_NUM_THREADS": "3"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    result = subprocess.run([sys.executable, "-c", code], env=env,
                             cwd=tmp_path, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ("3" if _core.openmp_enabled() else "1")
 
