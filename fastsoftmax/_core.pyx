@@ -70,6 +70,14 @@ cdef extern from "fs_kernels.h" nogil:
         void (*logsumexp)(const void *x, const uint8_t *mask, fs_index mask_period,
                           fs_index mask_start, void *out, fs_index outer, fs_index n,
                           fs_index width, fs_index stride) noexcept nogil
+        void (*logsumexp_parts)(const void *x, const uint8_t *mask, fs_index mask_period,
+                                fs_index mask_start, void *max, double *log_sum, fs_index outer,
+                                fs_index n, fs_index width, fs_index stride,
+                                double scale) noexcept nogil
+        void (*softmax_shifted)(const void *x, const uint8_t *mask, fs_index mask_period,
+                                fs_index mask_start, void *out, fs_index outer, fs_index n,
+                                fs_index width, fs_index stride, double scale, const void *shift,
+                                const void *adjust, int log_output) noexcept nogil
         int (*softmax_long_rows)(const void *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, void *out, fs_index rows, fs_index n,
                                  double scale, int op, int nthreads) noexcept nogil
@@ -244,6 +252,10 @@ cdef struct SoftmaxJob:
     Mask mask
     double scale           # 1 / temperature
     bint narrow            # 16-bit input, out of the same 16-bit type (else out is float32)
+    # The combining ops of fastsoftmax.dask (NULL otherwise), laid out as logsumexp's out:
+    double *log_sums       # logsumexp: out gets each slice's max, log_sums its log(sum)
+    const void *shift      # softmax, log_softmax: each slice's shift and adjustment are given
+    const void *adjust     # (softmax_shifted in fs_kernels.h), in the compute type
 
 
 cdef struct BackwardJob:
@@ -321,8 +333,64 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
     cdef const void *x = (<const real *> job.x) + at
     cdef void *out
     cdef bint log_output = job.op == FS_OP_LOG_SOFTMAX
+    cdef fs_index slice_at = a * inner + j0    # the same, in per-slice arrays
+    if job.op == FS_OP_LOGSUMEXP and job.log_sums != NULL:
+        out = _computed_at(job.out, slice_at, dtype_marker)
+        if real is float:
+            kernels.f32.logsumexp_parts(<const float *> x, job.mask.data, job.mask.period, at,
+                                        <float *> out, job.log_sums + slice_at, b - a, n, j1 - j0,
+                                        inner, <float> job.scale)
+        elif real is double:
+            kernels.f64.logsumexp_parts(<const double *> x, job.mask.data, job.mask.period, at,
+                                        <double *> out, job.log_sums + slice_at, b - a, n,
+                                        j1 - j0, inner, job.scale)
+        elif real is uint16_t:
+            kernels.f16.logsumexp_parts(x, job.mask.data, job.mask.period, at, <float *> out,
+                                        job.log_sums + slice_at, b - a, n, j1 - j0, inner,
+                                        <float> job.scale)
+        else:
+            kernels.bf16.logsumexp_parts(x, job.mask.data, job.mask.period, at, <float *> out,
+                                         job.log_sums + slice_at, b - a, n, j1 - j0, inner,
+                                         <float> job.scale)
+        return
+    if job.shift != NULL:
+        out = _computed_at(job.out, at, dtype_marker)
+        if real is float:
+            kernels.f32.softmax_shifted(<const float *> x, job.mask.data, job.mask.period, at,
+                                        <float *> out, b - a, n, j1 - j0, inner,
+                                        <float> job.scale,
+                                        <const float *> _computed_at(job.shift, slice_at,
+                                                                     dtype_marker),
+                                        <const float *> _computed_at(job.adjust, slice_at,
+                                                                     dtype_marker),
+                                        log_output)
+        elif real is double:
+            kernels.f64.softmax_shifted(<const double *> x, job.mask.data, job.mask.period, at,
+                                        <double *> out, b - a, n, j1 - j0, inner, job.scale,
+                                        <const double *> _computed_at(job.shift, slice_at,
+                                                                      dtype_marker),
+                                        <const double *> _computed_at(job.adjust, slice_at,
+                                                                      dtype_marker),
+                                        log_output)
+        elif real is uint16_t:
+            kernels.f16.softmax_shifted(x, job.mask.data, job.mask.period, at, <float *> out,
+                                        b - a, n, j1 - j0, inner, <float> job.scale,
+                                        <const float *> _computed_at(job.shift, slice_at,
+                                                                     dtype_marker),
+                                        <const float *> _computed_at(job.adjust, slice_at,
+                                                                     dtype_marker),
+                                        log_output)
+        else:
+            kernels.bf16.softmax_shifted(x, job.mask.data, job.mask.period, at, <float *> out,
+                                         b - a, n, j1 - j0, inner, <float> job.scale,
+                                         <const float *> _computed_at(job.shift, slice_at,
+                                                                      dtype_marker),
+                                         <const float *> _computed_at(job.adjust, slice_at,
+                                                                      dtype_marker),
+                                         log_output)
+        return
     if job.op == FS_OP_LOGSUMEXP:
-        out = _computed_at(job.out, a * inner + j0, dtype_marker)  # out has no reduced axis
+        out = _computed_at(job.out, slice_at, dtype_marker)  # out has no reduced axis
         if real is float:
             kernels.f32.logsumexp(<const float *> x, job.mask.data, job.mask.period, at,
                                   <float *> out, b - a, n, j1 - j0, inner)
@@ -585,10 +653,17 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
         return -1  # top_k, sample: a row is never split (each row is one thread's)
 
 
+cdef inline bint _combining(const AnyJob *job) noexcept nogil:
+    """Whether a job is one of fastsoftmax.dask's combining ops (whole rows per thread only)."""
+    if AnyJob is SoftmaxJob:
+        return job.log_sums != NULL or job.shift != NULL
+    return False
+
+
 cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     # Fewer rows than threads, each of several chunks: split the rows themselves.
     if (AnyJob is not TopKJob and AnyJob is not SampleJob and nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
-            and job.shape.n >= 2 * FS_CHUNK):
+            and job.shape.n >= 2 * FS_CHUNK and not _combining(job)):
         if _long_rows(job, dtype_marker, nthreads) == 0:
             return
     _run_slabs(job, dtype_marker, nthreads)
@@ -666,8 +741,22 @@ cdef Shape _shape(Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner):
     return shape
 
 
+cdef void *_slice_values(object values, cnp.ndarray like, Py_ssize_t size) except? NULL:
+    """The data of a per-slice array of the job: C-contiguous, ``size`` values of ``like``'s
+    type; anything else is the Python layer's mistake, refused before the kernel reads past
+    its end."""
+    if values is None:
+        return NULL
+    cdef cnp.ndarray array = <cnp.ndarray?> values
+    if (cnp.PyArray_TYPE(array) != cnp.PyArray_TYPE(like) or cnp.PyArray_SIZE(array) != size
+            or not cnp.PyArray_IS_C_CONTIGUOUS(array)):
+        raise TypeError("fastsoftmax._core: a per-slice array of the wrong type, size or layout")
+    return cnp.PyArray_DATA(array)
+
+
 def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t outer, Py_ssize_t n,
-                   Py_ssize_t inner, double scale, int op, int nthreads):
+                   Py_ssize_t inner, double scale, int op, int nthreads, object log_sums=None,
+                   object shift=None, object adjust=None):
     """Run one operation (OP_SOFTMAX, OP_LOG_SOFTMAX or OP_LOGSUMEXP) over ``x`` into ``out``.
 
     ``x`` and ``out`` are C-contiguous, of one float dtype, ``x`` viewed as
@@ -676,8 +765,29 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     ``where`` is None or a C-contiguous bool array whose size divides x's and
     is a multiple of ``n * inner``: x's element ``i`` is kept where
     ``where.flat[i % where.size]``.
+
+    fastsoftmax.dask's combining forms (``(outer, inner)`` C-contiguous arrays, and
+    float32 or float64 ``out``, never 16-bit): logsumexp with a float64 ``log_sums``
+    writes each slice's max into ``out`` and its log(sum(exp((x - max) * scale))) into
+    ``log_sums``; softmax and log_softmax with ``shift`` and ``adjust`` (of ``out``'s
+    type) compute each slice from them (``softmax_shifted`` in src/fs_kernels.h).
     """
     cdef SoftmaxJob job
+    cdef Py_ssize_t slices = outer * inner
+    job.log_sums = NULL
+    job.shift = job.adjust = NULL
+    if log_sums is not None or shift is not None:
+        if cnp.PyArray_ITEMSIZE(out) == 2 or (op == FS_OP_LOGSUMEXP) != (log_sums is not None):
+            raise TypeError("fastsoftmax._core: no combining kernels for this call")
+        if log_sums is not None:
+            job.log_sums = <double *> _slice_values(log_sums, cnp.PyArray_EMPTY(0, NULL,
+                                                                               cnp.NPY_FLOAT64,
+                                                                               0), slices)
+        else:
+            job.shift = _slice_values(shift, out, slices)
+            job.adjust = _slice_values(adjust, out, slices)
+            if job.adjust == NULL:
+                raise TypeError("fastsoftmax._core: shift without adjust")
     job.shape = _shape(outer, n, inner)
     job.op = <fs_op> op
     job.x = cnp.PyArray_DATA(x)

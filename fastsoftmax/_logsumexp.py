@@ -207,6 +207,83 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     return out
 
 
+def _reduced_shape_of(shape: tuple[int, ...], axis: int | tuple[int, ...] | None
+                      ) -> tuple[int, ...]:
+    """``shape`` without the normalized ``axis`` (None: every axis), as NumPy's reductions."""
+    if axis is None:
+        return ()
+    return _reduced_shape(shape, (axis,) if type(axis) is int else axis, False)
+
+
+def logsumexp_parts(x: npt.ArrayLike, axis: Axes = -1, *, scale: float = 1.0,
+                    where: npt.ArrayLike | None = None, n_threads: int | None = None
+                    ) -> tuple[_F64, _F64]:
+    """logsumexp's two halves per slice, for a caller that joins slices (fastsoftmax.dask).
+
+    Returns ``(top, log_sum)``, float64 arrays of the reduced shape (no
+    ``keepdims``): ``top`` is the slice's max (exact: a value of ``x``) and
+    ``log_sum`` is ``log(sum(exp((x - top) * scale)))`` as the kernels take it
+    (a sum close to 1 through log1p).  ``logsumexp`` is ``top * scale +
+    log_sum``.  Where that is not finite: ``top`` is NaN for a NaN result
+    (``log_sum`` NaN too when the NaN sits under a finite max), ``-inf`` for an
+    empty, all ``-inf`` or fully masked slice, ``+inf`` for one holding
+    ``+inf``, with ``log_sum`` 0.  :func:`combine_parts` joins them.
+
+    ``scale`` (1 / temperature) must be a normal number of the compute dtype:
+    the caller widens ``x`` first where it is not.
+    """
+    x = _as_kernel_array(x, "x")
+    axis = _normalize_axes(axis, x.ndim)
+    mask = None if where is None else _prepare_where(where, x.shape, axis)
+    shape = _reduced_shape_of(x.shape, axis)
+    if _scattered(axis):
+        assert isinstance(axis, tuple)
+        x, mask, axis = _gather_axes(x, mask, axis)
+    threads = resolve_threads(n_threads, x.size)
+    dtype = _result_dtype(x)
+    tiny, huge = np.finfo(dtype).tiny, np.finfo(dtype).max
+    if not tiny <= scale <= huge:
+        raise ValueError(f"scale {scale!r} is not a normal {dtype} number")
+    top, log_sum = np.empty(shape, dtype), np.zeros(shape, np.float64)
+    if top.size:
+        outer, n, inner = _reduction_view(x.shape, axis)
+        _core.softmax_family(x, top, mask, outer, n, inner, scale, _OP_LOGSUMEXP, threads,
+                             log_sums=log_sum)
+    return top.astype(np.float64), log_sum
+
+
+def combine_parts(top: _F64, log_sum: _F64, axis: int | tuple[int, ...], scale: float = 1.0
+                  ) -> tuple[_F64, _F64]:
+    """The halves of slices joined along ``axis`` from the halves of their pieces.
+
+    ``top`` and ``log_sum`` (float64, as :func:`logsumexp_parts` returns them,
+    or this function) hold one piece per index along ``axis``; the result
+    keeps ``axis`` with length 1.  Exact in float64 as far as the halves are:
+    with ``T`` the largest piece max, each piece adds
+    ``exp((top - T) * scale + log_sum)``, and the pieces whose max is ``T``
+    add ``expm1(log_sum)`` plus one, so that the sum without the dominant term
+    goes through log1p as in the kernels (a joined logsumexp near 0 keeps its
+    relative precision).  Any NaN piece makes the slice NaN; otherwise a
+    ``+inf`` max gives ``+inf``, and all ``-inf`` (empty, masked) gives ``-inf``.
+    """
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        joined = np.max(top, axis=axis, keepdims=True)  # NaN where a piece's max is NaN
+        joined[np.isnan(log_sum).any(axis=axis, keepdims=True)] = np.nan
+        finite = np.isfinite(joined)
+        base = np.where(finite, joined, 0.0)
+        at_top = top == base
+        terms = np.where(at_top, np.expm1(log_sum), np.exp((top - base) * scale + log_sum))
+        rest = terms.sum(axis=axis, keepdims=True) + (at_top.sum(axis=axis, keepdims=True) - 1)
+        joined_log_sum = np.where(finite, np.log1p(rest), 0.0)
+    return joined, joined_log_sum
+
+
+def logsumexp_from_parts(top: _F64, log_sum: _F64, scale: float = 1.0) -> _F64:
+    """``top * scale + log_sum`` where ``top`` is finite, else ``top`` (NaN, +-inf), in float64."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(top), top * scale + log_sum, top)
+
+
 def _weighted(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike, return_sign: bool,
               keepdims: bool, where: npt.ArrayLike | None, out: FloatArray | None,
               n_threads: int | None

@@ -48,9 +48,35 @@ _SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {
     dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
 
 
+def _shift_and_adjust(parts: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+                      dtype: np.dtype[Any], op: int, exponent: int = 0
+                      ) -> tuple[FloatArray, FloatArray]:
+    """The kernels' per-slice shift and adjustment (``softmax_shifted``) from logsumexp's halves.
+
+    ``parts`` is ``(top, log_sum)`` of every slice (``_logsumexp.logsumexp_parts``,
+    joined over the pieces of a slice).  A finite ``top`` is the shift, and the
+    adjustment is ``exp(-log_sum)`` (softmax) or ``log_sum`` (log_softmax).  A NaN
+    or infinite ``top`` makes the slice NaN, as softmax's rule for a slice holding
+    NaN or +inf or all -inf: shift +inf (so that no ``x - shift`` is positive) and
+    adjustment NaN; masked-out outputs stay 0 or -inf.  ``exponent``: x was scaled
+    by ``2**exponent`` (the tiny-temperature path), and the shift is too.
+    """
+    top, log_sum = parts
+    finite = np.isfinite(top)
+    shift = np.where(finite, np.ldexp(top, exponent), np.inf).astype(dtype)
+    adjust = log_sum if op == _OP_LOG_SOFTMAX else np.exp(-log_sum)
+    adjust = np.where(finite, adjust, np.nan).astype(dtype)
+    return np.ascontiguousarray(shift), np.ascontiguousarray(adjust)
+
+
 def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
                   where: npt.ArrayLike | None, out: FloatArray | None, n_threads: int | None,
-                  op: int, dtype: npt.DTypeLike | None = None) -> FloatArray:
+                  op: int, dtype: npt.DTypeLike | None = None,
+                  parts: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+                  ) -> FloatArray:
+    """softmax or log_softmax (``op``); with ``parts``, each slice's ``(top, log_sum)`` is
+    given (of the reduced shape, float64: fastsoftmax.dask, for slices split across
+    chunks) and only the output pass runs (``_shift_and_adjust``)."""
     if dtype is None:
         x = _as_kernel_array(x, "x")
         result_dtype = _result_dtype(x)
@@ -71,7 +97,8 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
     if type(axis) is tuple and _scattered(axis):
         # Axes apart in memory: computed on a copy with them last, then put back.
         gathered, mask, trailing = _gather_axes(x, mask, axis)
-        result = _softmax_like(gathered, trailing, temperature, mask, None, n_threads, op)
+        result = _softmax_like(gathered, trailing, temperature, mask, None, n_threads, op,
+                               parts=parts)
         return _scatter_back(result, axis, out)
     outer, n, inner = _reduction_view(x.shape, axis)
     if not x.size:
@@ -83,12 +110,22 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
         # T; for a float64 T so small that 1/T overflows, scale x and T by
         # 2**64 first (exact), which leaves x/T unchanged.
         x64, out64 = _widened(x, _FLOAT64), np.empty(x.shape, np.float64)
+        exponent = 0
         if math.isinf(scale):
-            x64 = np.ldexp(x64, 64)
+            x64, exponent = np.ldexp(x64, 64), 64
             scale = 1.0 / math.ldexp(float(temperature), 64)
-        _core.softmax_family(x64, out64, mask, outer, n, inner, scale, op, threads)
+        shift = adjust = None
+        if parts is not None:
+            shift, adjust = _shift_and_adjust(parts, _FLOAT64, op, exponent)
+        _core.softmax_family(x64, out64, mask, outer, n, inner, scale, op, threads,
+                             shift=shift, adjust=adjust)
         with np.errstate(over="ignore"):  # a log-probability below -3.4e38 is -inf in float32
             out[...] = out64
+        return out
+    if parts is not None:
+        shift, adjust = _shift_and_adjust(parts, result_dtype, op)
+        _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads,
+                             shift=shift, adjust=adjust)
         return out
     _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads)
     return out

@@ -109,6 +109,8 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
     {                                                    \
         .softmax = softmax_block_##SFX,                  \
         .logsumexp = logsumexp_block_##SFX,              \
+        .logsumexp_parts = logsumexp_parts_block_##SFX,  \
+        .softmax_shifted = softmax_shifted_block_##SFX,  \
         .softmax_long_rows = softmax_long_rows_##SFX,    \
         .backward_long_rows = backward_long_rows_##SFX,  \
         .cross_entropy_long_rows =                       \

@@ -127,6 +127,19 @@ typedef struct fs_block_sizes {
         void (*logsumexp)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,           \
                           fs_index mask_start, OUT *out, fs_index outer, fs_index n,         \
                           fs_index width, fs_index stride);                                      \
+        /* logsumexp's two halves, for a caller that combines slices (fastsoftmax.dask): */     \
+        /* max[s] = the slice's max (NaN if its logsumexp is, for an infinite max) and */        \
+        /* log_sum[s] = log(sum(exp((x - max) * scale))) (0 for an infinite max). */             \
+        void (*logsumexp_parts)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,     \
+                                fs_index mask_start, OUT *max, double *log_sum, fs_index outer,  \
+                                fs_index n, fs_index width, fs_index stride, REAL scale);        \
+        /* softmax from a shift and an adjustment per slice computed elsewhere (laid out */     \
+        /* as logsumexp's out): exp((x - shift) * scale) * adjust, or with log_output */        \
+        /* (x - shift) * scale - adjust.  shift >= every kept x of its slice, or +inf. */      \
+        void (*softmax_shifted)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,     \
+                                fs_index mask_start, OUT *out, fs_index outer, fs_index n,       \
+                                fs_index width, fs_index stride, REAL scale,                     \
+                                const REAL *shift, const REAL *adjust, int log_output);          \
         /* A few long rows split across threads (src/fs_long_rows_tmpl.h): rows shorter */      \
         /* than the thread count, at least two chunks each.  Returns 0, or -1 without */         \
         /* writing anything if scratch space could not be allocated. */                          \

@@ -187,8 +187,8 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
 
     if (op == FS_OP_LOGSUMEXP) {
         for (fs_index r = 0; r < rows; r++)
-            SSTORE_OUT(out + r, FN(logsumexp_result)((REAL)row_max[r], row_log_sum[r], x + r * n,
-                                                 MASK_AT(r * n), n, 1));
+            SSTORE_OUT(out + r, FN(logsumexp_result)((REAL)row_max[r], row_log_sum[r], scale,
+                                                     x + r * n, MASK_AT(r * n), n, 1, NULL));
     } else {
         FS_PARALLEL_FOR
         for (fs_index i = 0; i < ch.total; i++) {

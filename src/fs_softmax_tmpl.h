@@ -113,14 +113,26 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
 
 /*
  * The one rule for a slice's logsumexp from its max and the log of its sum of
- * exp(x - max) (row_log_sum, tile_log_sums).
+ * exp((x - max) * scale) (row_log_sum, tile_log_sums): max * scale + log_sum.
+ *
+ * With `parts` (not NULL), the two halves are returned apart instead, for a
+ * caller that combines slices (fastsoftmax.dask): the max, or NaN where the
+ * logsumexp is NaN because of an infinite max, and *parts = log_sum (0 where
+ * the max is infinite).  A NaN under a finite max makes log_sum NaN.
  */
-static REAL FN(logsumexp_result)(REAL max, double log_sum, const STORAGE *x, const uint8_t *mask,
-                                 fs_index n, fs_index stride)
+static REAL FN(logsumexp_result)(REAL max, double log_sum, REAL scale, const STORAGE *x,
+                                 const uint8_t *mask, fs_index n, fs_index stride, double *parts)
 {
-    if (isinf(max)) /* all -inf (or empty, or masked) gives -inf, a +inf gives +inf, unless a NaN */
+    if (isinf(max)) { /* all -inf (or empty, or masked) gives -inf, a +inf +inf, unless a NaN */
+        if (parts)
+            *parts = 0.0;
         return FN(slice_has_nan)(x, mask, n, stride) ? (REAL)NAN : max;
-    return (REAL)((double)max + log_sum);
+    }
+    if (parts) {
+        *parts = log_sum;
+        return max;
+    }
+    return (REAL)((double)max * scale + log_sum);
 }
 
 #if !FS_OUT_NARROWS /* one value per slice, stored in float32 whatever the input */
@@ -128,7 +140,7 @@ static REAL FN(logsumexp_result)(REAL max, double log_sum, const STORAGE *x, con
 static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,
                                  fs_index n, fs_index stride)
 {
-    return FN(logsumexp_result)(max, log(sum), x, mask, n, stride);
+    return FN(logsumexp_result)(max, log(sum), 1, x, mask, n, stride, NULL);
 }
 #endif
 
@@ -160,7 +172,8 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
 FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                      fs_index n,
                                      fs_index stride, REAL scale, const int op, const int nv,
-                                     const int partial, fs_index tail, const int masked)
+                                     const int partial, fs_index tail, const int masked,
+                                     double *parts)
 {
     VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
     VACC total[FS_TILE_VECTORS];
@@ -172,7 +185,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     else if (op == FS_OP_SOFTMAX)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked,
                          0, NULL);
-    else if (op == FS_OP_LOG_SOFTMAX && scale != 1) {
+    else if (op != FS_OP_SOFTMAX && scale != 1) { /* log ops; logsumexp: its halves */
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked,
                          0, NULL);
         FN(tile_log_sums)(x, mask, n, stride, m, scale, total, nv, partial, tail, 1, masked,
@@ -194,8 +207,9 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
                 LANE(result[u], i) = (REAL)log_sum[u][i];
             else
                 LANE(result[u], i) = FN(logsumexp_result)(
-                    LANE(m[u], i), log_sum[u][i], x + u * LANES + i,
-                    masked ? mask + u * LANES + i : NULL, n, stride);
+                    LANE(m[u], i), log_sum[u][i], scale, x + u * LANES + i,
+                    masked ? mask + u * LANES + i : NULL, n, stride,
+                    parts ? parts + u * LANES + i : NULL);
         }
     }
 
@@ -230,41 +244,48 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     }
 }
 
-/* Columns [0, width) of one (n, width) panel whose rows are `stride` apart. */
+/*
+ * Columns [0, width) of one (n, width) panel whose rows are `stride` apart;
+ * `parts` (logsumexp only, else NULL): see logsumexp_result.
+ */
 FS_ALWAYS_INLINE void FN(panel)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                                 fs_index width, fs_index stride, REAL scale, const int op,
-                                const int masked)
+                                const int masked, double *parts)
 {
 #define MASK_AT(j) (masked ? mask + (j) : NULL)
+#define PARTS_AT(j) (parts ? parts + (j) : NULL)
     fs_index j = 0;
     for (; j + FS_TILE_VECTORS * LANES <= width; j += FS_TILE_VECTORS * LANES)
         FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, FS_TILE_VECTORS, 0, LANES,
-                       masked);
+                       masked, PARTS_AT(j));
     for (; j + LANES <= width; j += LANES)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, LANES, masked);
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 0, LANES, masked,
+                       PARTS_AT(j));
     if (j < width)
-        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 1, width - j, masked);
+        FN(panel_tile)(x + j, MASK_AT(j), out + j, n, stride, scale, op, 1, 1, width - j, masked,
+                       PARTS_AT(j));
+#undef PARTS_AT
 #undef MASK_AT
 }
 
 /* Dispatch one panel to its compile-time specialisation of op and masking. */
 static void FN(panel_any)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
-                          fs_index width, fs_index stride, REAL scale, int op)
+                          fs_index width, fs_index stride, REAL scale, int op, double *parts)
 {
     if (mask) {
         if (op == FS_OP_SOFTMAX)
-            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_SOFTMAX, 1);
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_SOFTMAX, 1, NULL);
         else if (op == FS_OP_LOG_SOFTMAX)
-            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 1);
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 1, NULL);
         else
-            FN(panel)(x, mask, out, n, width, stride, 1, FS_OP_LOGSUMEXP, 1);
+            FN(panel)(x, mask, out, n, width, stride, scale, FS_OP_LOGSUMEXP, 1, parts);
     } else {
         if (op == FS_OP_SOFTMAX)
-            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_SOFTMAX, 0);
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_SOFTMAX, 0, NULL);
         else if (op == FS_OP_LOG_SOFTMAX)
-            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 0);
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_LOG_SOFTMAX, 0, NULL);
         else
-            FN(panel)(x, NULL, out, n, width, stride, 1, FS_OP_LOGSUMEXP, 0);
+            FN(panel)(x, NULL, out, n, width, stride, scale, FS_OP_LOGSUMEXP, 0, parts);
     }
 }
 
@@ -320,9 +341,11 @@ FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 1024,
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           fs_index mask_period,
                                           fs_index mask_start, OUT *out, fs_index rows,
-                                          fs_index n, REAL scale, const int op, const int masked)
+                                          fs_index n, REAL scale, const int op, const int masked,
+                                          double *parts)
 {
     REAL in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES]; /* in the compute type */
+    double lane_parts[LANES]; /* the tile writes every lane's: only `lanes` are rows */
     uint8_t in_mask[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
@@ -333,10 +356,14 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                 for (fs_index k = 0; k < n; k++)
                     in_mask[k * LANES + i] = i < lanes ? row_mask[k] : 0;
             }
-        FS_COMPUTE_NAME(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0, LANES, masked);
+        FS_COMPUTE_NAME(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0,
+                                    LANES, masked, parts ? lane_parts : NULL);
         if (op == FS_OP_LOGSUMEXP) {
-            for (fs_index i = 0; i < lanes; i++)
+            for (fs_index i = 0; i < lanes; i++) {
                 SSTORE_OUT(out + r + i, res[i]);
+                if (parts)
+                    parts[r + i] = lane_parts[i];
+            }
             continue;
         }
         FN(scatter_rows)(out + r * n, res, n, lanes);
@@ -345,14 +372,15 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
 
 static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                            fs_index mask_start, OUT *out, fs_index rows, fs_index n, REAL scale,
-                           int op)
+                           int op, double *parts)
 {
 #define SHORT_ROWS_CASE(OP)                                                                      \
     do {                                                                                         \
         if (mask)                                                                                \
-            FN(short_rows_impl)(x, mask, mask_period, mask_start, out, rows, n, scale, OP, 1);   \
+            FN(short_rows_impl)(x, mask, mask_period, mask_start, out, rows, n, scale, OP, 1,    \
+                                parts);                                                          \
         else                                                                                     \
-            FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, OP, 0);                      \
+            FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, OP, 0, parts);               \
     } while (0)
     if (op == FS_OP_SOFTMAX)
         SHORT_ROWS_CASE(FS_OP_SOFTMAX);
@@ -383,7 +411,7 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
     const fs_index slab = n * stride;
     if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
-                       log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
+                       log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
@@ -393,18 +421,24 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
                             o + 1 < outer ? x + (o + 1) * slab : NULL);
         else
             FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
-                          log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX);
+                          log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
     }
 }
 
 #if !FS_OUT_NARROWS /* logsumexp and the exp test: float results only */
-static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
-                                fs_index mask_start, OUT *out, fs_index outer, fs_index n,
-                                fs_index width, fs_index stride)
+/*
+ * logsumexp of every slice of ((x - max) * scale), or with `parts` its two
+ * halves apart (logsumexp_result): out gets the max, parts the log of the sum,
+ * laid out as out.
+ */
+static void FN(logsumexp_impl)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                               fs_index mask_start, OUT *out, fs_index outer, fs_index n,
+                               fs_index width, fs_index stride, REAL scale, double *parts)
 {
     const fs_index slab = n * stride;
     if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
-        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, 1, FS_OP_LOGSUMEXP);
+        FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale, FS_OP_LOGSUMEXP,
+                       parts);
         return;
     }
     for (fs_index o = 0; o < outer; o++) {
@@ -412,12 +446,101 @@ static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index 
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
-            double sum = FN(row_sum_exp)(xs, m, NULL, n, max, 1, o + 1 < outer ? xs + slab : NULL);
-            const double log_sum = FN(row_log_sum)(xs, m, n, max, 1, &sum);
-            SSTORE_OUT(out + o, FN(logsumexp_result)(max, log_sum, xs, m, n, 1));
+            double sum = FN(row_sum_exp)(xs, m, NULL, n, max, scale,
+                                         o + 1 < outer ? xs + slab : NULL);
+            const double log_sum = FN(row_log_sum)(xs, m, n, max, scale, &sum);
+            SSTORE_OUT(out + o, FN(logsumexp_result)(max, log_sum, scale, xs, m, n, 1,
+                                                     parts ? parts + o : NULL));
         } else {
-            FN(panel_any)(xs, m, out + o * stride, n, width, stride, 1, FS_OP_LOGSUMEXP);
+            FN(panel_any)(xs, m, out + o * stride, n, width, stride, scale, FS_OP_LOGSUMEXP,
+                          parts ? parts + o * stride : NULL);
         }
+    }
+}
+
+static void FN(logsumexp_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                fs_index mask_start, OUT *out, fs_index outer, fs_index n,
+                                fs_index width, fs_index stride)
+{
+    FN(logsumexp_impl)(x, mask, mask_period, mask_start, out, outer, n, width, stride, 1, NULL);
+}
+
+static void FN(logsumexp_parts_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                      fs_index mask_start, OUT *max, double *log_sum,
+                                      fs_index outer, fs_index n, fs_index width, fs_index stride,
+                                      REAL scale)
+{
+    FN(logsumexp_impl)(x, mask, mask_period, mask_start, max, outer, n, width, stride, scale,
+                       log_sum);
+}
+
+/*
+ * softmax (or log_softmax) of every slice from its shift and adjustment,
+ * computed elsewhere (fastsoftmax.dask: over a slice split across chunks):
+ *   softmax      out = exp((x - shift) * scale) * adjust    (adjust = 1 / sum)
+ *   log_softmax  out = (x - shift) * scale - adjust         (adjust = log(sum))
+ * shift and adjust hold one value per slice, laid out as logsumexp's out.  The
+ * shift must be at least every kept x of the slice (the slice's max), or +inf.
+ * Masked-out outputs are 0 or -inf, as in softmax_block.
+ */
+FS_ALWAYS_INLINE void FN(shifted_panel)(const STORAGE *x, const uint8_t *mask, OUT *out,
+                                        fs_index n, fs_index width, fs_index stride, REAL scale,
+                                        const REAL *shift, const REAL *adjust,
+                                        const int log_output, const int masked)
+{
+    const VEC vscale = VSPLAT(scale), ninf = VSPLAT(-INFINITY);
+    const int scaled = 1;
+    for (fs_index k = 0; k < n; k++) {
+        const STORAGE *xk = x + k * stride;
+        OUT *ok = out + k * stride;
+        const uint8_t *mk = masked ? mask + k * stride : NULL;
+        fs_index j = 0;
+        for (; j < width; j += LANES) {
+            const int partial = j + LANES > width;
+            const fs_index tail = width - j;
+            const VEC vshift = partial ? VLOAD_PARTIAL_REAL(shift + j, tail, INFINITY)
+                                       : VLOAD_REAL(shift + j);
+            const VEC vadjust = partial ? VLOAD_PARTIAL_REAL(adjust + j, tail, 0)
+                                        : VLOAD_REAL(adjust + j);
+            VEC v = EXP_ARG(partial ? VLOAD_PARTIAL(xk + j, tail, -INFINITY) : VLOAD(xk + j));
+            v = log_output ? v - vadjust : VEXP(v) * vadjust;
+            if (masked)
+                v = VSELECT(partial ? VMASK_PARTIAL(mk + j, tail) : VMASK(mk + j), v,
+                            log_output ? ninf : ZERO_V);
+            if (partial)
+                VSTORE_PARTIAL_OUT(ok + j, v, tail);
+            else
+                VSTORE_OUT(ok + j, v);
+        }
+    }
+}
+
+static void FN(softmax_shifted_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                      fs_index mask_start, OUT *out, fs_index outer, fs_index n,
+                                      fs_index width, fs_index stride, REAL scale,
+                                      const REAL *shift, const REAL *adjust, int log_output)
+{
+    const fs_index slab = n * stride;
+    for (fs_index o = 0; o < outer; o++) {
+        const STORAGE *xs = x + o * slab;
+        OUT *os = out + o * slab;
+        const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
+        if (stride == 1 && log_output)
+            FN(log_softmax_span)(xs, m, os, n, shift[o], scale, adjust[o]);
+        else if (stride == 1)
+            FN(softmax_span)(xs, m, os, n, shift[o], scale, adjust[o]);
+        else if (m && log_output)
+            FN(shifted_panel)(xs, m, os, n, width, stride, scale, shift + o * stride,
+                              adjust + o * stride, 1, 1);
+        else if (m)
+            FN(shifted_panel)(xs, m, os, n, width, stride, scale, shift + o * stride,
+                              adjust + o * stride, 0, 1);
+        else if (log_output)
+            FN(shifted_panel)(xs, NULL, os, n, width, stride, scale, shift + o * stride,
+                              adjust + o * stride, 1, 0);
+        else
+            FN(shifted_panel)(xs, NULL, os, n, width, stride, scale, shift + o * stride,
+                              adjust + o * stride, 0, 0);
     }
 }
 
