@@ -189,6 +189,22 @@ def _check_float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[An
                     f"got {dtype!r}")
 
 
+def _refuse_lazy(x: Any, name: str) -> None:
+    """TypeError for a dask collection (a dask array, an xarray object backed by one).
+
+    Its ``__array__`` would compute all of it into this process's memory, silently:
+    out of memory for an array stored out of core.  ``fastsoftmax.dask`` computes it
+    chunk by chunk instead.  (xarray's objects have ``__dask_graph__`` even when backed
+    by NumPy; it returns None then.)
+    """
+    graph = getattr(x, "__dask_graph__", None)
+    if callable(graph) and graph() is not None:
+        raise TypeError(f"{name} is a dask collection ({type(x).__module__}."
+                        f"{type(x).__qualname__}); fastsoftmax's NumPy functions would load "
+                        f"all of it into memory. Use fastsoftmax.dask (the same functions, "
+                        f"lazy, chunk by chunk), or .compute() it first")
+
+
 def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
     """``x`` as an ndarray, a view where NumPy can make one.
 
@@ -196,8 +212,12 @@ def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
     the protocol made for zero-copy exchange, and its errors say what is wrong
     ("use tensor.detach()", a device that is not the CPU).  ``np.asarray`` (the
     buffer protocol, ``__array__``) is the fallback and the path for the rest.
+    A dask collection is refused (:func:`_refuse_lazy`), never computed.
     """
-    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
+    if isinstance(x, np.ndarray):
+        return np.asarray(x)
+    _refuse_lazy(x, name)
+    if not hasattr(x, "__dlpack__"):
         return np.asarray(x)
     x = _resolve_lazy_bits(x)
     try:

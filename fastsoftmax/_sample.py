@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import _as_kernel_array, _check_int, _result_dtype, _widened
+from ._checks import _as_kernel_array, _check_int, _refuse_lazy, _result_dtype, _widened
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import FloatArray
@@ -156,6 +156,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
         if not _inside(number, *bounds):
             raise ValueError(f"{name}={shown(number)} is out of range: {what}")
         return number
+    _refuse_lazy(value, name)
     arr = np.asarray(value)
     if arr.dtype.kind not in ("iu" if integer else "iuf"):
         raise TypeError(f"{name} must be {kind} or an array of them, got an array of "
@@ -179,6 +180,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
     """The (row, token, count) of every distinct previous token, or None for none."""
     if prev_tokens is None:
         return None
+    _refuse_lazy(prev_tokens, "prev_tokens")
     if isinstance(prev_tokens, np.ndarray) or one_row or not isinstance(prev_tokens, (list, tuple)):
         arr = np.asarray(prev_tokens)
         if one_row and arr.ndim == 1:
