@@ -410,6 +410,65 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     >>> fastsoftmax.cross_entropy(logits, y, sample_weight=s, reduction="none").round(4)
     array([0.7239, 1.0986])
     """
+    losses, grad, denominator, dtype = losses_and_gradient(
+        logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing,
+        return_grad, grad_out, n_threads)
+    loss: FloatScalarOrArray
+    if reduction == "none":
+        loss = losses.astype(dtype)
+        if loss.ndim == 0:
+            loss = loss[()]
+    else:
+        total = float(np.add.reduce(losses.reshape(-1)))  # (pairwise, as .sum(), 1 us sooner)
+        loss = dtype.type(_divide(total, denominator) if reduction == "mean" else total)
+    return (loss, grad) if return_grad else loss
+
+
+def _denominator(labels: npt.NDArray[np.int64] | None, sample_shape: tuple[int, ...],
+                 n_classes: int, ignore_index: int, weight: FloatArray | None,
+                 sample_weights: FloatArray | None) -> float:
+    """The mean's denominator (labels kept, their class weights, times the sample weights; or
+    the samples), every label checked (:func:`_label_stats`)."""
+    if labels is not None:
+        denominator = _label_stats(labels, n_classes, ignore_index, weight)
+    else:
+        denominator = float(math.prod(sample_shape))
+    if sample_weights is not None:
+        denominator = _sample_weight_denominator(sample_weights, sample_shape, labels,
+                                                 ignore_index, weight)
+    return denominator
+
+
+def mean_denominator(logits_shape: tuple[int, ...], target: npt.ArrayLike, axis: int,
+                     weight: npt.ArrayLike | None, sample_weight: npt.ArrayLike | None,
+                     ignore_index: int, dtype: np.dtype[Any]) -> float:
+    """The mean's denominator of one chunk of samples, its labels checked: fastsoftmax.dask
+    adds them up over the chunks, and hands the total to :func:`losses_and_gradient`."""
+    n_classes = logits_shape[axis]
+    sample_shape = logits_shape[:axis] + logits_shape[axis + 1:]
+    labels, _ = _prepare_target(target, logits_shape, sample_shape, n_classes, dtype)
+    weights = None if weight is None else _prepare_weight(weight, dtype, n_classes)[0]
+    sample_weights = (None if sample_weight is None
+                      else _prepare_sample_weight(sample_weight, dtype, sample_shape))
+    return _denominator(labels, sample_shape, n_classes, ignore_index, weights, sample_weights)
+
+
+def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
+                        weight: npt.ArrayLike | None, sample_weight: npt.ArrayLike | None,
+                        ignore_index: int, reduction: Reduction, label_smoothing: float,
+                        return_grad: bool, grad_out: FloatArray | None, n_threads: int | None,
+                        denominator: float | None = None
+                        ) -> tuple[npt.NDArray[np.float64], FloatArray | None, float,
+                                   np.dtype[Any]]:
+    """cross_entropy before its reduction: ``(losses, grad, denominator, dtype)``.
+
+    ``losses`` are float64, one per sample (times its sample weight), ``grad``
+    the gradient of the reduced loss (or None), ``denominator`` the mean's, and
+    ``dtype`` the result dtype.  A ``denominator`` given (fastsoftmax.dask: the
+    total over every chunk of samples, :func:`mean_denominator`) takes the
+    place of this call's own in the gradient's scale; the labels are checked all
+    the same.
+    """
     logits = _as_kernel_array(logits, "logits")
     axis = _class_axis(axis, logits.ndim)
     dtype = _result_dtype(logits)
@@ -422,15 +481,13 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         weight_sum = float(n_classes)
     else:
         weight, weight_sum = _prepare_weight(weight, dtype, n_classes)
-    if labels is not None:
-        denominator = _label_stats(labels, n_classes, ignore_index, weight)
-    else:
-        denominator = float(math.prod(sample_shape))
     sample_weights: FloatArray | None = None  # (checked, of the logits' dtype)
     if sample_weight is not None:
         sample_weights = _prepare_sample_weight(sample_weight, dtype, sample_shape)
-        denominator = _sample_weight_denominator(sample_weights, sample_shape, labels,
-                                                 ignore_index, weight)
+    own_denominator = _denominator(labels, sample_shape, n_classes, ignore_index, weight,
+                                   sample_weights)
+    if denominator is None:
+        denominator = own_denominator
 
     threads = resolve_threads(n_threads, logits.size)
     grad: FloatArray | None = None
@@ -476,13 +533,4 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
             _apply_sample_weight(losses, work, sample_weights, axis)
         if narrowed and work is not None and grad is not None:  # (the last two: for mypy)
             _core.narrow(work, _kernel_view(grad), threads)
-
-    loss: FloatScalarOrArray
-    if reduction == "none":
-        loss = losses.astype(dtype)
-        if loss.ndim == 0:
-            loss = loss[()]
-    else:
-        total = float(np.add.reduce(losses.reshape(-1)))  # (pairwise, as .sum(), 1 us sooner)
-        loss = dtype.type(_divide(total, denominator) if reduction == "mean" else total)
-    return (loss, grad) if return_grad else loss
+    return losses, grad, denominator, dtype
