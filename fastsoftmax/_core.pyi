@@ -33,6 +33,9 @@ def softmax_family(
     scale: float,
     op: int,
     nthreads: int,
+    log_sums: NDArray[np.float64] | None = None,
+    shift: NDArray[np.floating[Any]] | None = None,
+    adjust: NDArray[np.floating[Any]] | None = None,
 ) -> None: ...
 def backward(
     grad_output: NDArray[np.floating[Any]],

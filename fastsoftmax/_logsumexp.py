@@ -212,7 +212,7 @@ def _reduced_shape_of(shape: tuple[int, ...], axis: int | tuple[int, ...] | None
     """``shape`` without the normalized ``axis`` (None: every axis), as NumPy's reductions."""
     if axis is None:
         return ()
-    return _reduced_shape(shape, (axis,) if type(axis) is int else axis, False)
+    return _reduced_shape(shape, (axis,) if isinstance(axis, int) else axis, False)
 
 
 def logsumexp_parts(x: npt.ArrayLike, axis: Axes = -1, *, scale: float = 1.0,

@@ -43,9 +43,12 @@ array([2.7918, 2.7918, 2.7918, 2.7918])
 """
 from __future__ import annotations
 
+# dask's own API carries few type hints: calling it is not an error of this module.
+# mypy: disallow-untyped-calls=False, warn-return-any=False
+
 import math
 from functools import partial
-from typing import Any, Literal, Sequence, Union, overload
+from typing import Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -64,8 +67,9 @@ from ._cross_entropy import (
     losses_and_gradient,
     mean_denominator,
 )
-from ._logsumexp import combine_parts, logsumexp as _logsumexp_numpy, logsumexp_from_parts
-from ._logsumexp import logsumexp_parts
+from ._docs import fill_doc
+from ._logsumexp import combine_parts, logsumexp_from_parts, logsumexp_parts
+from ._logsumexp import logsumexp as _logsumexp_numpy
 from ._softmax import _OP_LOG_SOFTMAX, _OP_SOFTMAX, _softmax_like
 from ._threads import resolve_threads
 from ._typing import Axes, Reduction
@@ -97,7 +101,7 @@ def _result_dtype_of(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
     return _result_dtype(_as_kernel_array(np.empty(0, dtype), name))
 
 
-def _meta(ndim: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+def _meta(ndim: int, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """An empty array of the result's type: given to dask, so that it never calls a
     function on an empty chunk to guess it."""
     return np.empty((0,) * ndim, dtype)
@@ -280,8 +284,8 @@ def logsumexp(x: _DaskOrArray, axis: Axes = -1, *, keepdims: bool = False,
                           meta=_meta(x.ndim, PARTS), axis=reduced, temperature=1.0,
                           n_threads=n_threads)
     joined = _join(parts, reduced, bool(keepdims), 1.0, split_every)
-    return joined.map_blocks(_lse_of_joined, dtype=dtype, meta=_meta(joined.ndim, dtype),
-                             result_dtype=dtype)
+    return da.map_blocks(_lse_of_joined, joined, dtype=dtype, meta=_meta(joined.ndim, dtype),
+                         result_dtype=dtype)
 
 
 def _softmax_family(x: _DaskOrArray, axis: Axes, temperature: float, where: Any,
@@ -309,33 +313,38 @@ def _softmax_family(x: _DaskOrArray, axis: Axes, temperature: float, where: Any,
     return result if computed == dtype else result.astype(dtype)
 
 
+# The arguments and result that softmax and log_softmax share (fill_doc).
+_SOFTMAX_PARAMETERS = """Parameters
+----------
+x : dask array or array_like
+    Logits, chunked any way; the normalized axes may be split across
+    chunks (two passes then, see the module's notes).
+axis : int, tuple of ints or None, default -1
+    As :func:`fastsoftmax.softmax`.
+temperature : float, default 1.0
+    Divides the logits; finite and > 0.
+where : dask array or array_like of bool, optional
+    Mask broadcastable to ``x``, rechunked like it: False entries give
+    %(masked)s, and so does every entry of a fully masked slice.
+n_threads : int or None, default 1
+    fastsoftmax's threads within each task (None: automatic).
+split_every : int or dict, optional
+    The fan-in of the reduction that joins a split slice's halves.
+
+Returns
+-------
+dask.array.Array
+    ``x``'s shape and chunks; float32 for float32, float16 and bfloat16,
+    float64 otherwise."""
+
+
+@fill_doc(parameters=_SOFTMAX_PARAMETERS % {"masked": "0"})
 def softmax(x: _DaskOrArray, axis: Axes = -1, *, temperature: float = 1.0,
             where: _DaskOrArray | None = None, n_threads: int | None = 1,
             split_every: int | dict[int, int] | None = None) -> da.Array:
     """Lazy :func:`fastsoftmax.softmax` of a dask array, chunked like ``x``.
 
-    Parameters
-    ----------
-    x : dask array or array_like
-        Logits, chunked any way; the normalized axes may be split across
-        chunks (two passes then, see the module's notes).
-    axis : int, tuple of ints or None, default -1
-        As :func:`fastsoftmax.softmax`.
-    temperature : float, default 1.0
-        Divides the logits; finite and > 0.
-    where : dask array or array_like of bool, optional
-        Mask broadcastable to ``x``: False entries give 0, a fully masked
-        slice all 0.
-    n_threads : int or None, default 1
-        fastsoftmax's threads within each task (None: automatic).
-    split_every : int or dict, optional
-        The fan-in of the reduction that joins a split slice's halves.
-
-    Returns
-    -------
-    dask.array.Array
-        ``x``'s shape and chunks; float32 for float32, float16 and bfloat16,
-        float64 otherwise.
+    %(parameters)s
 
     Examples
     --------
@@ -348,12 +357,13 @@ def softmax(x: _DaskOrArray, axis: Axes = -1, *, temperature: float = 1.0,
     return _softmax_family(x, axis, temperature, where, n_threads, split_every, _OP_SOFTMAX)
 
 
+@fill_doc(parameters=_SOFTMAX_PARAMETERS % {"masked": "``-inf``"})
 def log_softmax(x: _DaskOrArray, axis: Axes = -1, *, temperature: float = 1.0,
                 where: _DaskOrArray | None = None, n_threads: int | None = 1,
                 split_every: int | dict[int, int] | None = None) -> da.Array:
-    """Lazy :func:`fastsoftmax.log_softmax` of a dask array (masked-out entries ``-inf``).
+    """Lazy :func:`fastsoftmax.log_softmax` of a dask array, chunked like ``x``.
 
-    Arguments and result as :func:`softmax`.
+    %(parameters)s
 
     Examples
     --------
@@ -441,13 +451,20 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
         the logits' samples.  Labels are checked when computed: one outside
         ``[0, C)`` raises ValueError then, with its value and its position
         within its chunk.
-    axis, ignore_index, reduction, label_smoothing
-        As :func:`fastsoftmax.cross_entropy`.
+    axis : int, default -1
+        The class axis, as :func:`fastsoftmax.cross_entropy`.
     weight : array_like, shape (C,), optional
         Class weights: small, so given as one array (a dask array is computed
         once, here).
     sample_weight : dask array or array_like, optional
         A weight per sample, broadcast to the samples' shape and chunks.
+    ignore_index : int, default -100
+        The label whose samples add nothing (as :func:`fastsoftmax.cross_entropy`).
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        As :func:`fastsoftmax.cross_entropy`; the mean's denominator is
+        summed over every chunk of samples first.
+    label_smoothing : float, default 0.0
+        In [0, 1], as :func:`fastsoftmax.cross_entropy`.
     return_grad : bool, default False
         Also return the gradient of the reduced loss.
     n_threads : int or None, default 1
@@ -477,37 +494,37 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
     >>> grad.chunks
     ((2, 2), (3,))
     """
-    logits = _as_dask(logits, "logits")
-    dtype = _result_dtype_of(logits.dtype, "logits")
-    axis = _class_axis(axis, logits.ndim)
+    scores = _as_dask(logits, "logits")
+    dtype = _result_dtype_of(scores.dtype, "logits")
+    axis = _class_axis(axis, scores.ndim)
     ignore_index, label_smoothing = _check_options(ignore_index, reduction, label_smoothing,
                                                    return_grad, None)
     _check_threads(n_threads)
-    n_classes = logits.shape[axis]
+    n_classes = scores.shape[axis]
     if weight is not None:
         if isinstance(weight, da.Array):
             weight = weight.compute()
         weight = _prepare_weight(weight, dtype, n_classes)[0]
-    if len(logits.chunks[axis]) > 1:
-        logits = logits.rechunk({axis: -1})
-    sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
-    sample_chunks = logits.chunks[:axis] + logits.chunks[axis + 1:]
-    target = _as_dask(target, "target")
-    probabilities = target.dtype.kind == "f" and target.ndim == logits.ndim
+    if len(scores.chunks[axis]) > 1:
+        scores = scores.rechunk({axis: -1})
+    sample_shape = scores.shape[:axis] + scores.shape[axis + 1:]
+    sample_chunks = scores.chunks[:axis] + scores.chunks[axis + 1:]
+    truth = _as_dask(target, "target")
+    probabilities = truth.dtype.kind == "f" and truth.ndim == scores.ndim
     if probabilities:
-        if target.shape != logits.shape:
+        if truth.shape != scores.shape:
             raise ValueError(f"target of class probabilities must have the logits' shape "
-                             f"{logits.shape}, got {target.shape}")
-        target = target.rechunk(logits.chunks)
+                             f"{scores.shape}, got {truth.shape}")
+        truth = truth.rechunk(scores.chunks)
     else:
-        if target.dtype.kind not in "iuf":
+        if truth.dtype.kind not in "iuf":
             raise TypeError(f"target must hold integer class indices or float class "
-                            f"probabilities, got dtype {target.dtype}")
-        if target.shape != sample_shape:
+                            f"probabilities, got dtype {truth.dtype}")
+        if truth.shape != sample_shape:
             raise ValueError(f"target of class labels must have the logits' shape without "
-                             f"the class axis, {sample_shape}, got {target.shape}")
-        target = target.rechunk(sample_chunks)
-    letters = "abcdefghijklmnopqrstuvwxyz"[:logits.ndim]
+                             f"the class axis, {sample_shape}, got {truth.shape}")
+        truth = truth.rechunk(sample_chunks)
+    letters = "abcdefghijklmnopqrstuvwxyz"[:scores.ndim]
     logits_index = letters
     sample_index = letters[:axis] + letters[axis + 1:]
     target_index = logits_index if probabilities else sample_index
@@ -524,7 +541,7 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
     denominator = None
     if reduction == "mean":
         shares = da.blockwise(
-            _chunk_denominator, sample_index, target, target_index, *samples,
+            _chunk_denominator, sample_index, truth, target_index, *samples,
             dtype=np.float64, meta=_meta(len(sample_index), np.float64),
             adjust_chunks={letter: 1 for letter in sample_index}, concatenate=True,
             axis=axis, n_classes=n_classes, probabilities=probabilities, weight=weight,
@@ -539,15 +556,15 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
             if not samples:
                 extra = [None, None]  # (blockwise's placeholder for no sample weights)
             extra += [denominator, ""]
-        pairs = da.blockwise(_chunk_losses, logits_index, logits, logits_index, target,
-                             target_index, *extra, dtype=object, meta=_meta(logits.ndim, object),
+        pairs = da.blockwise(_chunk_losses, logits_index, scores, logits_index, truth,
+                             target_index, *extra, dtype=object, meta=_meta(scores.ndim, object),
                              concatenate=True, **options)
-        losses = pairs.map_blocks(_first, chunks=_one_per_chunk(logits, (axis,)),
-                                  dtype=np.float64, meta=_meta(logits.ndim, np.float64),
+        losses = pairs.map_blocks(_first, chunks=_one_per_chunk(scores, (axis,)),
+                                  dtype=np.float64, meta=_meta(scores.ndim, np.float64),
                                   axis=axis).squeeze(axis=axis)
-        grad = pairs.map_blocks(_second, dtype=dtype, meta=_meta(logits.ndim, dtype))
+        grad = pairs.map_blocks(_second, dtype=dtype, meta=_meta(scores.ndim, dtype))
     else:
-        losses = da.blockwise(_chunk_losses, sample_index, logits, logits_index, target,
+        losses = da.blockwise(_chunk_losses, sample_index, scores, logits_index, truth,
                               target_index, *extra, dtype=np.float64,
                               meta=_meta(len(sample_index), np.float64), concatenate=True,
                               **options)
