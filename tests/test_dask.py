@@ -8,6 +8,7 @@ scheduler and on a two-process ``distributed.LocalCluster``.
 """
 import logging
 import math
+import os
 
 import numpy as np
 import pytest
@@ -381,12 +382,20 @@ def test_local_schedulers(scheduler):
 
 @pytest.fixture(scope="module")
 def cluster_client():
+    """A two-process LocalCluster.  distributed sets OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's)
+    in this process's environment to start its workers and leaves it there: restored after,
+    or every later test's child process would run one thread."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, \
-            distributed.Client(cluster) as client:
-        yield client
+    saved = dict(os.environ)
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, \
+                distributed.Client(cluster) as client:
+            yield client
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_distributed_local_cluster(cluster_client):

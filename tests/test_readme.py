@@ -1,5 +1,6 @@
 """The README's Python examples and the docstrings' examples run (and so stay true)."""
 import importlib.util
+import os
 import pathlib
 import re
 import textwrap
@@ -17,12 +18,17 @@ def test_readme_examples_run():
     have_torch = importlib.util.find_spec("torch") is not None
     have_distributed = importlib.util.find_spec("distributed") is not None
     namespace = {}
-    for block in map(textwrap.dedent, blocks):  # blocks inside list items are indented
-        if "import torch" in block and not have_torch:
-            continue
-        if "distributed" in block and not have_distributed:  # (it brings dask)
-            continue
-        exec(compile(block, str(README), "exec"), namespace)
+    saved_environment = dict(os.environ)  # distributed's LocalCluster sets OMP_NUM_THREADS=1
+    try:
+        for block in map(textwrap.dedent, blocks):  # blocks inside list items are indented
+            if "import torch" in block and not have_torch:
+                continue
+            if "distributed" in block and not have_distributed:  # (it brings dask)
+                continue
+            exec(compile(block, str(README), "exec"), namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environment)
 
 
 @pytest.mark.parametrize("module_name", ["fastsoftmax._softmax", "fastsoftmax._logsumexp",
