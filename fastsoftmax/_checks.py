@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._messages import shown
+from ._pool import fresh
 from ._typing import Axes, FloatArray
 
 # An optional input array of _unalias (the aliases are in _typing).
@@ -454,7 +455,7 @@ def _prepare_out(out: FloatArray | None, shape: tuple[int, ...], dtype: np.dtype
     (unless it is exactly ``out`` and ``in_place``: see :func:`_unalias`).
     """
     if out is None:
-        return np.empty(shape, dtype=dtype), x
+        return fresh(shape, dtype), x
     if out is x and in_place and x.dtype == dtype and x.flags.writeable:
         return out, x  # x is already a C-contiguous array of the result's dtype
     out = _check_out(out, shape, dtype)

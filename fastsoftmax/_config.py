@@ -16,8 +16,8 @@ def show_config(file: TextIO | None = None) -> None:
 
     Prints the version, the instruction set whose kernels were chosen for
     this CPU (``avx512``, ``avx2``, ``baseline`` = SSE2/NEON, or ``scalar``),
-    the others available, whether OpenMP is enabled, and the default thread
-    count.
+    the others available, whether OpenMP is enabled, the default thread
+    count, and the output pool's bound (:func:`set_output_pool`).
 
     Parameters
     ----------
@@ -32,6 +32,7 @@ def show_config(file: TextIO | None = None) -> None:
       kernels:  avx2 (available: avx2 baseline scalar)
       OpenMP:   enabled
       threads:  2
+      output pool: at most 256 MB or two results (0 MB idle in 0 blocks)
     """
     file = sys.stdout if file is None else file
     print(f"fastsoftmax {__version__}", file=file)
@@ -39,4 +40,8 @@ def show_config(file: TextIO | None = None) -> None:
     print(f"  OpenMP:   {'enabled' if _core.openmp_enabled() else 'disabled (single-threaded build)'}",
           file=file)
     print(f"  threads:  {get_num_threads()}", file=file)
+    idle, blocks, bound, keeps_two = _core.pool_state()
+    kept = (f"at most {bound / 2**20:g} MB" + (" or two results" if keeps_two else "")
+            if bound or keeps_two else "off")
+    print(f"  output pool: {kept} ({idle / 2**20:g} MB idle in {blocks} blocks)", file=file)
 

@@ -1024,3 +1024,111 @@ def exp(cnp.ndarray x, cnp.ndarray out):
     else:
         with nogil:
             kernels.f64.exp_span(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)
+
+
+# ---------------------------------------------------------------- the output pool
+# Large fresh outputs (fastsoftmax/_pool.py) come from blocks kept here after their
+# array died, instead of new pages that the OS must zero on every call.  Every
+# function below runs with the GIL held, which is what makes the pool thread-safe.
+
+cdef list _idle_blocks = []          # (capacity, raw address) of blocks no array uses
+cdef Py_ssize_t _idle_bytes = 0
+cdef Py_ssize_t _pool_limit = 0      # idle bytes kept at most (0: keep none)...
+cdef bint _pool_keeps_two = False    # ... or two blocks of the size being returned, if larger
+cdef enum:
+    POOL_ALIGN = 64                  # a cache line: the kernels' vector loads stay aligned
+
+
+cdef void _release(void *raw, Py_ssize_t capacity) noexcept:
+    """A block whose array died: kept for the next output if the bound allows, else freed."""
+    global _idle_bytes
+    cdef Py_ssize_t bound = _pool_limit
+    if _pool_keeps_two and 2 * capacity > bound:
+        bound = 2 * capacity
+    if _idle_blocks is not None and _idle_bytes + capacity <= bound:
+        _idle_blocks.append((capacity, <uintptr_t> raw))
+        _idle_bytes += capacity
+    else:
+        free(raw)
+
+
+cdef class PooledBlock:
+    """The memory of one pooled output, exported (buffer protocol) to the one ndarray made
+    on it; back to the pool when that array and every view of it are gone, so a block is
+    never in two live arrays."""
+    cdef void *raw
+    cdef char *data
+    cdef Py_ssize_t capacity
+    cdef Py_ssize_t length[1]
+    cdef Py_ssize_t step[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self.data
+        view.obj = self
+        view.len = self.length[0]
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = "B"
+        view.ndim = 1
+        view.shape = self.length
+        view.strides = self.step
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        if self.raw != NULL:
+            _release(self.raw, self.capacity)
+            self.raw = NULL
+
+
+def take_block(Py_ssize_t nbytes):
+    """A block of at least ``nbytes`` (a pooled one of at most twice that, else a new one)."""
+    global _idle_bytes
+    cdef PooledBlock block = PooledBlock.__new__(PooledBlock)
+    cdef Py_ssize_t i, best = -1, best_capacity = 0, capacity
+    for i in range(len(_idle_blocks)):
+        capacity = _idle_blocks[i][0]
+        if nbytes <= capacity <= 2 * nbytes and (best < 0 or capacity < best_capacity):
+            best, best_capacity = i, capacity
+    if best >= 0:
+        capacity, address = _idle_blocks.pop(best)
+        _idle_bytes -= capacity
+        block.raw = <void *> <uintptr_t> address
+    else:
+        capacity = nbytes
+        block.raw = malloc(capacity + POOL_ALIGN)
+        if block.raw == NULL:
+            raise MemoryError(f"fastsoftmax: cannot allocate an output of {nbytes} bytes")
+    block.capacity = capacity
+    block.data = <char *> ((<uintptr_t> block.raw + POOL_ALIGN - 1) & ~(<uintptr_t> POOL_ALIGN - 1))
+    block.length[0] = nbytes
+    block.step[0] = 1
+    return block
+
+
+def set_pool_bound(Py_ssize_t limit, bint keeps_two):
+    """Keep at most ``limit`` idle bytes (or two blocks of a returned size, with
+    ``keeps_two``); idle blocks beyond the new bound are freed now, oldest first."""
+    global _pool_limit, _pool_keeps_two, _idle_bytes
+    _pool_limit, _pool_keeps_two = limit, keeps_two
+    while _idle_blocks and _idle_bytes > limit:
+        capacity, address = _idle_blocks.pop(0)
+        _idle_bytes -= capacity
+        free(<void *> <uintptr_t> address)
+
+
+def forget_pool():
+    """Free every idle block (a forked child starts with an empty pool)."""
+    global _idle_bytes
+    while _idle_blocks:
+        capacity, address = _idle_blocks.pop()
+        free(<void *> <uintptr_t> address)
+    _idle_bytes = 0
+
+
+def pool_state():
+    """(idle bytes, idle blocks, the bound in bytes, whether two blocks may exceed it)."""
+    return _idle_bytes, len(_idle_blocks), _pool_limit, _pool_keeps_two

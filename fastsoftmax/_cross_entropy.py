@@ -26,6 +26,7 @@ from ._checks import (
 )
 from ._docs import REFERENCES, fill_doc
 from ._messages import shown
+from ._pool import fresh
 from ._threads import resolve_threads
 from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
 
@@ -493,7 +494,7 @@ def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
     grad: FloatArray | None = None
     if return_grad:
         if grad_out is None:
-            grad = np.empty(logits.shape, dtype)
+            grad = fresh(logits.shape, dtype)
         else:
             # A grad_out of the logits' own 16-bit type asks for a 16-bit gradient.
             grad_dtype = (grad_out.dtype if isinstance(grad_out, np.ndarray)

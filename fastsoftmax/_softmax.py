@@ -35,6 +35,7 @@ from ._checks import (
     _widened,
 )
 from ._docs import REFERENCES, accuracy, axes, fill_doc
+from ._pool import fresh
 from ._threads import resolve_threads
 from ._typing import Axes, FloatArray
 
@@ -343,7 +344,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
     axis = _normalize_axes(axis, output.ndim)
     threads = resolve_threads(n_threads, output.size)
     if out is None:
-        out = np.empty(output.shape, dtype)
+        out = fresh(output.shape, dtype)
     else:
         out = _check_out(out, output.shape, dtype)
         grad_output = _unalias(out, grad_output, in_place=True)

@@ -1,0 +1,104 @@
+"""Fresh outputs without page faults: a bounded pool of large output buffers.
+
+A new output the size of the logits (262 MB for 2048 x 32000 float32) costs more
+than the softmax itself: the OS maps new pages and zeroes every one of them on
+first touch, on every call, even with NumPy's hugepage advice.  So outputs of at
+least ``MIN_BYTES`` are carved from blocks that earlier outputs left behind.
+
+Each such output is an ordinary ndarray whose memory belongs to a
+``_core.PooledBlock``: when the array and every view of it are gone, the block
+goes back to the pool, never earlier, so a reused block is never in two live
+arrays.  The pool holds idle blocks only, bounded by bytes (``set_output_pool``),
+and forgets them in a forked child.  No process-wide NumPy allocator is touched:
+only fastsoftmax's own results come from it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+
+__all__ = ["set_output_pool"]
+
+MIN_BYTES = 1 << 20            # smaller outputs come from np.empty (malloc reuses those)
+DEFAULT_MAX_BYTES = 256 << 20  # the default bound, or two of the largest outputs
+ENVIRONMENT_VARIABLE = "FASTSOFTMAX_OUTPUT_POOL"
+_enabled = True  # set_output_pool keeps it
+
+
+def set_output_pool(max_bytes: int | None = None) -> None:
+    """Bound the memory that fastsoftmax keeps for its next large outputs.
+
+    Results of at least 1 MB that fastsoftmax allocates itself (without
+    ``out=``) reuse the memory of earlier results once those are garbage, so
+    that repeated calls of one shape do not pay the OS for new zeroed pages
+    each time.  Only idle memory is kept, and at most this much.
+
+    Parameters
+    ----------
+    max_bytes : int or None, default None
+        None: the default bound, the larger of 256 MB and two blocks of the
+        size being returned (so two 2048 x 32000 float32 results alternate
+        without a page fault).  An int >= 0: at most that many idle bytes;
+        0 disables the pool (every result from ``np.empty``) and frees what it
+        holds.  At import, the environment variable ``FASTSOFTMAX_OUTPUT_POOL``
+        sets it the same way (a number of bytes, 0 to disable).
+
+    Raises
+    ------
+    TypeError
+        For a ``max_bytes`` that is not an int or None.
+    ValueError
+        For a negative ``max_bytes``.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.set_output_pool(64 * 2**20)   # keep at most 64 MB of idle outputs
+    >>> fastsoftmax.set_output_pool(0)            # no pool: every result is new memory
+    >>> fastsoftmax.set_output_pool()             # back to the default
+    """
+    global _enabled
+    if max_bytes is None:
+        _core.set_pool_bound(DEFAULT_MAX_BYTES, True)
+        _enabled = True
+        return
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+        raise TypeError(f"max_bytes must be an int or None, got {max_bytes!r}")
+    if max_bytes < 0:
+        raise ValueError(f"max_bytes must be >= 0 (0 disables the pool), got {max_bytes!r}")
+    _core.set_pool_bound(min(int(max_bytes), int(np.iinfo(np.intp).max)), False)
+    _enabled = max_bytes > 0
+
+
+def fresh(shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """A new C-contiguous array for a result, as ``np.empty``: pooled memory when large."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < MIN_BYTES or not _enabled:
+        return np.empty(shape, dtype)
+    block = _core.take_block(nbytes)
+    return np.frombuffer(memoryview(block), dtype, nbytes // dtype.itemsize).reshape(shape)
+
+
+def _configure_from_environment() -> None:
+    value = os.environ.get(ENVIRONMENT_VARIABLE)
+    if value is None or not value.strip():
+        set_output_pool()
+        return
+    try:
+        set_output_pool(int(value))
+    except ValueError:
+        warnings.warn(f"{ENVIRONMENT_VARIABLE}={value!r} is not a number of bytes >= 0; "
+                      f"the default bound is used", RuntimeWarning, stacklevel=2)
+        set_output_pool()
+
+
+_configure_from_environment()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_core.forget_pool)

@@ -1,0 +1,209 @@
+"""The output pool: large fresh results reuse dead results' memory, never a live array's."""
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core, _pool
+
+MB = 1 << 20
+X = np.random.default_rng(3).standard_normal((64, 8192)).astype(np.float32)  # 2 MB
+
+
+@pytest.fixture(autouse=True)
+def default_pool():
+    fs.set_output_pool()
+    _core.forget_pool()
+    yield
+    fs.set_output_pool()
+    _core.forget_pool()
+
+
+def _idle_bytes():
+    return _core.pool_state()[0]
+
+
+def _fresh_results():
+    """One fresh result of each function that allocates a large one, and its expected value."""
+    labels = np.arange(64) % 8192
+    y = fs.softmax(X, out=np.empty_like(X))
+    return [
+        (lambda: fs.softmax(X), y),
+        (lambda: fs.log_softmax(X), fs.log_softmax(X, out=np.empty_like(X))),
+        (lambda: fs.cross_entropy(X, labels, return_grad=True)[1],
+         fs.cross_entropy(X, labels, return_grad=True, grad_out=np.empty_like(X))[1]),
+        (lambda: fs.softmax_backward(X, y), fs.softmax_backward(X, y, out=np.empty_like(X))),
+        (lambda: fs.softmax(X, dtype=np.float64), fs.softmax(X, dtype=np.float64,
+                                                             out=np.empty(X.shape))),
+    ]
+
+
+def test_results_are_plain_writeable_arrays_from_the_pool():
+    for make, expected in _fresh_results():
+        got = make()
+        assert type(got) is np.ndarray and got.flags.c_contiguous and got.flags.writeable
+        assert got.ctypes.data % 64 == 0
+        np.testing.assert_array_equal(got, expected)
+        del got
+        assert _idle_bytes() > 0  # its block went back
+        again = make()  # ... and is taken again
+        np.testing.assert_array_equal(again, expected)
+
+
+def test_a_reused_block_never_holds_a_live_array():
+    live = []
+    for round_ in range(6):
+        for make, expected in _fresh_results():
+            result = make()
+            for other in live:
+                assert not np.shares_memory(result, other)
+            np.testing.assert_array_equal(result, expected)
+            if round_ % 2:  # a view keeps the block as much as the array does
+                live.append(result[1:, ::2])
+                live.append(result[:1].reshape(-1))
+            del result
+    # every live view still holds its own values
+    for other in live:
+        assert np.isfinite(other).all()
+
+
+def test_results_alive_at_once_are_all_distinct():
+    results = [fs.softmax(X) for _ in range(10)]
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            assert not np.shares_memory(a, b)
+    expected = fs.softmax(X, out=np.empty_like(X))
+    for a in results:
+        np.testing.assert_array_equal(a, expected)
+
+
+@pytest.mark.parametrize("bound", [0, 1 * MB, 5 * MB, 64 * MB])
+def test_the_bound_holds(bound):
+    fs.set_output_pool(bound)
+    results = [fs.softmax(X) for _ in range(40)]  # 80 MB alive
+    del results
+    gc.collect()
+    assert _idle_bytes() <= bound
+    if bound == 0:
+        assert fs.softmax(X).base is None  # the pool is off: plain np.empty
+    fs.set_output_pool(1 * MB)  # lowering the bound frees the blocks beyond it now
+    assert _idle_bytes() <= 1 * MB
+
+
+def test_the_default_bound_keeps_two_blocks_of_a_large_size():
+    size = (_pool.DEFAULT_MAX_BYTES // 4) * 3  # 192 MB each: two exceed 256 MB
+    a = np.frombuffer(_core.take_block(size), np.uint8)
+    b = np.frombuffer(_core.take_block(size), np.uint8)
+    c = np.frombuffer(_core.take_block(size), np.uint8)
+    del a, b, c
+    assert _idle_bytes() == 2 * size
+
+
+def test_small_results_do_not_use_the_pool():
+    small = fs.softmax(np.ones((4, 16)))
+    assert small.base is None and _idle_bytes() == 0
+
+
+def test_rss_stays_flat_over_1000_calls():
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("reads RSS from /proc")
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    labels = np.arange(64)
+    for _ in range(20):  # warm up: the blocks this loop needs are in the pool
+        fs.softmax(X)
+        fs.cross_entropy(X, labels, return_grad=True)
+    before = rss()
+    for _ in range(1000):
+        fs.softmax(X)
+        fs.cross_entropy(X, labels, return_grad=True)
+    assert rss() - before < 16 * MB
+
+
+def test_threads_take_and_return_blocks_at_once():
+    expected = fs.softmax(X, out=np.empty_like(X))
+    errors = []
+
+    def work():
+        try:
+            kept = []
+            for i in range(50):
+                result = fs.softmax(X, n_threads=1)
+                if not np.array_equal(result, expected):
+                    errors.append("wrong values")
+                if i % 5 == 0:
+                    kept.append(result)
+            for i, a in enumerate(kept):
+                if not np.array_equal(a, expected):
+                    errors.append("a kept result was overwritten")
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_a_pooled_result_pickles_and_copies_as_any_array():
+    result = fs.softmax(X)
+    for copy in (pickle.loads(pickle.dumps(result)), result.copy(), np.array(result)):
+        np.testing.assert_array_equal(copy, result)
+        assert not np.shares_memory(copy, result)
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
+                                          (True, TypeError)])
+def test_bad_bounds(value, error):
+    with pytest.raises(error, match="max_bytes"):
+        fs.set_output_pool(value)
+
+
+_CHILD = """
+import os, numpy as np, fastsoftmax as fs
+from fastsoftmax import _core
+x = np.ones((64, 8192), np.float32)
+del_me = fs.softmax(x); del del_me
+print("parent", _core.pool_state()[0] > 0, flush=True)
+pid = os.fork()
+if pid == 0:
+    idle = _core.pool_state()[0]
+    y = fs.softmax(x)
+    os.write(1, f"child {idle} {bool(np.allclose(y, 1 / 8192))}\\n".encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_an_empty_pool():
+    result = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["parent True", "child 0 True"]
+
+
+@pytest.mark.parametrize("value, pooled, warns", [("0", False, False), ("4194304", True, False),
+                                                  ("lots", True, True)])
+def test_the_environment_variable(value, pooled, warns):
+    code = ("import warnings, numpy as np\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import fastsoftmax as fs\n"
+            "print(fs.softmax(np.ones((64, 8192), np.float32)).base is not None, len(w) > 0)")
+    env = dict(os.environ, FASTSOFTMAX_OUTPUT_POOL=value)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(pooled), str(warns)]
