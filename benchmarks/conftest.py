@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: fastsoftmax against NumPy, SciPy, PyTorch and JAX.
+"""pytest-benchmark suite: fastsoftmax against NumPy, SciPy, PyTorch, JAX and ONNX Runtime.
 
 Run the suite and write JSON (under 10 minutes on a 2-core machine), then make the report:
 
@@ -12,7 +12,8 @@ big workloads once, and each result is checked):
 
 `python -m pytest` puts the repository root on sys.path, so it benchmarks the in-tree fastsoftmax
 (built in place); plain `pytest` benchmarks the installed one. Cases of a fastsoftmax function
-that does not exist, or of a peer (scipy, torch, jax) that is not installed, are skipped.
+that does not exist, or of a peer (scipy, torch, jax, onnxruntime with onnx) that is not
+installed, are skipped.
 Narrow a run with -k on the test ids (workload-dtype-op-implementation), e.g.
 `-k "bandwidth or tiny_call"` or `-k "bandwidth or (training_logits and float32)"`; keep the
 `bandwidth` tests in any run whose report should show the "× floor" column.
@@ -86,7 +87,7 @@ def cpu_model():
 def machine_summary():
     """What the report's header names: CPU, cores, library versions and thread counts."""
     versions, threads = {}, {}
-    for name in ("numpy", "scipy", "torch", "jax", "fastsoftmax"):
+    for name in ("numpy", "scipy", "torch", "jax", "onnxruntime", "onnx", "fastsoftmax"):
         try:
             module = importlib.import_module(name)
         except Exception:  # not installed, or broken: the report says "not installed"

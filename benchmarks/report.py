@@ -8,6 +8,9 @@ Prints a header naming the machine that ran the benchmarks, then two Markdown ta
      with the memory-bandwidth floor;
   2. per fastsoftmax variant: its speedup over each peer (peer time / fastsoftmax time, so > 1
      means fastsoftmax is faster) and over the fastest peer, and its time as a multiple of the floor.
+A line of notes under the header says what each cross-entropy op measures (extra_info["computes"]:
+cross_entropy is loss+grad, cross_entropy_loss the loss alone, all that ONNX Runtime's inference
+graph gives) and the thread setting of peers that record one (extra_info["intra_op_num_threads"]).
 The floor is (bytes_read + bytes_written) / bandwidth, the bandwidth being the better of the
 `bandwidth` group's parallel copy and sum. The PNG shows the speedup over the fastest peer.
 Only the standard library is needed, plus matplotlib for the PNG.
@@ -55,12 +58,14 @@ class Results:
     bandwidth_probe: str | None
     groups: list
     implementations: list  # ours first, then peers, each in order of first appearance
+    computes: dict = field(default_factory=dict)  # op -> what it measures, e.g. "loss+grad"
+    intra_op_threads: dict = field(default_factory=dict)  # implementation -> its thread setting
 
 
 def load(path):
     with open(path) as f:
         data = json.load(f)
-    groups, probes, impls = {}, {}, []
+    groups, probes, impls, computes, intra_op = {}, {}, [], {}, {}
     for bench in data["benchmarks"]:
         info, median = bench["extra_info"], bench["stats"]["median"]
         if "bytes_read" not in info:  # not one of ours (e.g. a JSON of several suites)
@@ -72,6 +77,10 @@ def load(path):
         impl = info["implementation"]
         if impl not in impls:
             impls.append(impl)
+        if "computes" in info:
+            computes.setdefault(info["op"], info["computes"])
+        if "intra_op_num_threads" in info:
+            intra_op.setdefault(impl, info["intra_op_num_threads"])
         group = groups.get(bench["group"])
         if group is None:
             shape = "x".join(map(str, info["shape"]))
@@ -90,6 +99,8 @@ def load(path):
         bandwidth_probe=best_probe,
         groups=ranked,
         implementations=sorted(impls, key=lambda name: not name.startswith(OURS)),
+        computes=computes,
+        intra_op_threads=intra_op,
     )
 
 
@@ -160,6 +171,13 @@ def render(results):
         parts.append(f"Bandwidth: {results.bandwidth / 1e9:.2f} GB/s (best of the parallel copy/sum probes: {probe})")
     else:
         parts.append("Bandwidth: not measured (the `bandwidth` tests were not in this run), so no floor.")
+    notes = [f"`{op}` measures {what}" for op, what in results.computes.items()]
+    notes += [
+        f"{impl} runs with intra_op_num_threads={n}" + (" (its default: it picks the count)" if n == 0 else "")
+        for impl, n in results.intra_op_threads.items()
+    ]
+    if notes:
+        parts.append("Notes: " + "; ".join(notes) + ".")
 
     header = ["op", "workload", "shape", "dtype", "bandwidth floor", *results.implementations]
     rows = [

@@ -1,9 +1,21 @@
-"""fastsoftmax vs NumPy / SciPy / PyTorch / JAX on the workloads users run.
+"""fastsoftmax vs NumPy / SciPy / PyTorch / JAX / ONNX Runtime on the workloads users run.
 
 One benchmark group per op x workload x dtype, so each group is exactly one comparison. Each
 result's extra_info carries the bytes a perfect kernel must move, from which benchmarks/report.py
 computes the memory-bandwidth floor. Every result is also checked against a float64 reference on
 its first and last rows, so that a fast but wrong (or wrong-axis) call cannot win a group.
+
+Cross-entropy comes in two ops, told apart in extra_info["computes"]: `cross_entropy` is the mean
+loss and its gradient (what training needs: fastsoftmax, NumPy, PyTorch autograd, JAX
+value_and_grad), `cross_entropy_loss` the mean loss alone (what an inference graph computes:
+ONNX Runtime's SoftmaxCrossEntropyLoss, against fastsoftmax.cross_entropy without return_grad).
+
+ONNX Runtime (onnxruntime + onnx) runs one-node graphs built with onnx.helper (Softmax,
+LogSoftmax, ReduceLogSumExp, SoftmaxCrossEntropyLoss; opset 18, last axis) on the CPU execution
+provider, through an IOBinding of the NumPy input and a preallocated NumPy output, as a CPU
+inference user would; intra_op_num_threads is ORT's default (0: ORT picks), matching the
+automatic threads every other contender here runs with. Its output is checked once before it
+is timed (into a buffer first filled with NaN, so that a stale result cannot pass).
 """
 
 import importlib
@@ -23,7 +35,13 @@ WORKLOADS = {
     "tiny_call": (1, 4),  # nothing but per-call overhead
 }
 DTYPES = ("float32", "float64")
-OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")  # cross_entropy: loss + gradient
+# The mean loss without its gradient: all that an inference graph (ONNX Runtime) can compute, so
+# it is a group of its own rather than a peer of the loss+grad cross_entropy.
+LOSS_ONLY = "cross_entropy_loss"
+ALL_OPS = OPS + (LOSS_ONLY,)
+# What each cross-entropy op measures (extra_info["computes"], shown by benchmarks/report.py).
+COMPUTES = {"cross_entropy": "loss+grad", LOSS_ONLY: "loss"}
 SEED = 20240601
 
 # Sanity-check tolerances: loose, since tests/ holds the accuracy contract; these only catch a
@@ -75,6 +93,8 @@ class Case:
             return self.x.nbytes, n_rows * item
         if op == "cross_entropy":  # logits + labels in; gradient + scalar loss out
             return self.x.nbytes + self.target.nbytes, self.x.nbytes + item
+        if op == LOSS_ONLY:  # logits + labels in; the scalar loss out
+            return self.x.nbytes + self.target.nbytes, item
         return self.x.nbytes, self.x.nbytes
 
 
@@ -150,9 +170,12 @@ def _import_or_skip(name):
 
 def _fastsoftmax(op, case, *, preallocated):
     fs = _import_or_skip("fastsoftmax")
-    fn = getattr(fs, op, None)
+    name = "cross_entropy" if op == LOSS_ONLY else op
+    fn = getattr(fs, name, None)
     if fn is None:
-        pytest.skip(f"fastsoftmax.{op} does not exist yet")
+        pytest.skip(f"fastsoftmax.{name} does not exist yet")
+    if op == LOSS_ONLY:  # no out= for a scalar, hence no fastsoftmax_out case
+        return partial(fn, case.x, case.target)
     if op == "cross_entropy":
         kwargs = {"grad_out": case.out_full} if preallocated else {}
         return partial(fn, case.x, case.target, return_grad=True, **kwargs)
@@ -207,15 +230,83 @@ def _jax(op, case):
     return lambda: jax.block_until_ready(fn(*args))
 
 
+# ONNX Runtime: a one-node graph per op. Opset 18 is the first whose ReduceLogSumExp takes its axes
+# as an input (as every opset-18+ Reduce* does); all four ops have CPU kernels for float32 and
+# float64 there (onnxruntime 1.32; an older one without a float64 kernel skips those cases).
+ORT_OPSET = 18
+
+
+def _onnx_model(onnx, op, dtype):
+    helper = onnx.helper
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inputs = [helper.make_tensor_value_info("x", elem, ["N", "C"])]
+    initializers = []
+    if op == "softmax" or op == "log_softmax":
+        node = helper.make_node("Softmax" if op == "softmax" else "LogSoftmax", ["x"], ["y"], axis=-1)
+        out_shape = ["N", "C"]
+    elif op == "logsumexp":
+        initializers.append(helper.make_tensor("axes", onnx.TensorProto.INT64, [1], [-1]))
+        node = helper.make_node("ReduceLogSumExp", ["x", "axes"], ["y"], keepdims=0)
+        out_shape = ["N"]
+    elif op == LOSS_ONLY:  # scores (N, C): the class axis is axis 1, the last one
+        inputs.append(helper.make_tensor_value_info("target", onnx.TensorProto.INT64, ["N"]))
+        node = helper.make_node("SoftmaxCrossEntropyLoss", ["x", "target"], ["y"], reduction="mean")
+        out_shape = []
+    else:
+        raise ValueError(op)
+    outputs = [helper.make_tensor_value_info("y", elem, out_shape)]
+    graph = helper.make_graph([node], op, inputs, outputs, initializer=initializers)
+    opsets = [helper.make_opsetid("", ORT_OPSET)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _onnxruntime(op, case, n_threads=None):
+    """run_with_iobinding into a preallocated output; n_threads None is ORT's own default."""
+    ort = _import_or_skip("onnxruntime")
+    onnx = _import_or_skip("onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 0 if n_threads is None else n_threads  # 0: ORT picks
+    model = _onnx_model(onnx, op, case.dtype).SerializeToString()
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except ort.capi.onnxruntime_pybind11_state.NotImplemented as exc:  # no kernel for this dtype
+        pytest.skip(f"onnxruntime {ort.__version__} cannot run {op} on {case.dtype}: {exc}")
+
+    if op == LOSS_ONLY:
+        out = np.full((), 0, dtype=case.x.dtype)
+    else:
+        out = case.out_rows if op == "logsumexp" else case.out_full
+    binding = session.io_binding()
+    # Bound by address: ORT reads the NumPy input and writes the NumPy output in place, no copies.
+    binding.bind_input("x", "cpu", 0, case.x.dtype, list(case.x.shape), case.x.ctypes.data)
+    if op == LOSS_ONLY:
+        binding.bind_input("target", "cpu", 0, np.int64, list(case.target.shape), case.target.ctypes.data)
+    binding.bind_output("y", "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
+
+    def run():
+        session.run_with_iobinding(binding)
+        return out
+
+    # Checked before it may be timed, into NaN so that whatever was in the buffer cannot pass.
+    out.fill(np.nan)
+    _check(op, case, run())
+    out_ptr = binding.get_outputs()[0].data_ptr()
+    assert out_ptr == out.ctypes.data, "onnxruntime did not write into the bound output"
+    return run
+
+
 # name -> (ops it provides, builder). Names starting with "fastsoftmax" are ours, all others are
 # peers (benchmarks/report.py relies on that).
 IMPLEMENTATIONS = {
-    "fastsoftmax": (OPS, partial(_fastsoftmax, preallocated=False)),
+    "fastsoftmax": (ALL_OPS, partial(_fastsoftmax, preallocated=False)),
     "fastsoftmax_out": (OPS, partial(_fastsoftmax, preallocated=True)),
     "numpy": (OPS, _numpy),
     "scipy": (("softmax", "log_softmax", "logsumexp"), _scipy),
     "torch": (OPS, _torch),
     "jax": (OPS, _jax),
+    "onnxruntime": (("softmax", "log_softmax", "logsumexp", LOSS_ONLY), _onnxruntime),
 }
 
 
@@ -233,6 +324,11 @@ def _check(op, case, result):
     rows = sorted({0, len(case.x) - 1})
     x = case.x[rows].astype(np.float64)
     close = partial(np.testing.assert_allclose, rtol=RTOL[case.dtype], atol=ATOL[case.dtype])
+    if op == LOSS_ONLY:
+        loss = _to_numpy(result)
+        assert loss.shape == ()
+        close(loss, case.reference_loss)
+        return
     if op == "cross_entropy":
         loss, grad = map(_to_numpy, result)
         assert grad.shape == case.x.shape
@@ -247,7 +343,7 @@ def _check(op, case, result):
 
 @pytest.mark.parametrize(
     "op, implementation",
-    [(op, name) for op in OPS for name, (ops, _) in IMPLEMENTATIONS.items() if op in ops],
+    [(op, name) for op in ALL_OPS for name, (ops, _) in IMPLEMENTATIONS.items() if op in ops],
 )
 def test_op(benchmark, measure, case, op, implementation):
     shape = "x".join(map(str, case.x.shape))
@@ -262,6 +358,10 @@ def test_op(benchmark, measure, case, op, implementation):
         bytes_read=bytes_read,
         bytes_written=bytes_written,
     )
+    if op in COMPUTES:
+        benchmark.extra_info["computes"] = COMPUTES[op]
+    if implementation == "onnxruntime":
+        benchmark.extra_info["intra_op_num_threads"] = 0  # ORT's default: it picks the count
     build = IMPLEMENTATIONS[implementation][1]
     result = measure(build(op, case))
     _check(op, case, result)
