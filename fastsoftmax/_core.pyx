@@ -1132,3 +1132,57 @@ def forget_pool():
 def pool_state():
     """(idle bytes, idle blocks, the bound in bytes, whether two blocks may exceed it)."""
     return _idle_bytes, len(_idle_blocks), _pool_limit, _pool_keeps_two
+
+
+# ---------------------------------------------------------------- small calls
+# A tiny call is mostly overhead: its checks, the output's allocation, Python frames.
+# small_call does the common case in one step; everything else takes the full path.
+
+import numpy as _np
+
+cdef object _NATIVE_FLOAT32 = _np.dtype(_np.float32)  # the exact dtypes _checks keeps as they are
+cdef object _NATIVE_FLOAT64 = _np.dtype(_np.float64)
+
+
+def small_call(object x, int op, Py_ssize_t limit):
+    """softmax, log_softmax or logsumexp (``op``) of a small array over its last axis,
+    with every other argument at its default, or None where that is not the call.
+
+    The call: ``x`` an ndarray (not a subclass) of native float32 or float64,
+    C-contiguous, with a dimension and 1 to ``limit - 1`` elements (so one
+    thread, as the full path would pick).  The result is the full path's: a
+    new array, logsumexp's 0-d result a NumPy scalar.  The kernel runs with the
+    GIL held: it takes microseconds, less than releasing the GIL costs.
+    """
+    if type(x) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray> x
+    cdef object dtype = <object> cnp.PyArray_DESCR(a)
+    cdef int ndim = cnp.PyArray_NDIM(a)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(a)
+    if ((dtype is not _NATIVE_FLOAT32 and dtype is not _NATIVE_FLOAT64) or ndim == 0
+            or size == 0 or size >= limit or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+        return None
+    cdef int typenum = cnp.PyArray_TYPE(a)
+    cdef bint reduces = op == FS_OP_LOGSUMEXP
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(ndim - 1 if reduces else ndim,
+                                             cnp.PyArray_DIMS(a), typenum, 0)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(a, ndim - 1)
+    cdef SoftmaxJob job
+    job.shape = _shape(size // n, n, 1)
+    job.op = <fs_op> op
+    job.x = cnp.PyArray_DATA(a)
+    job.out = cnp.PyArray_DATA(out)
+    job.mask.data = NULL
+    job.mask.period = 1
+    job.scale = 1.0
+    job.narrow = False
+    job.log_sums = NULL
+    job.shift = job.adjust = NULL
+    if typenum == cnp.NPY_FLOAT32:
+        _run(&job, <const float *> NULL, 1)
+    else:
+        _run(&job, <const double *> NULL, 1)
+    if reduces and ndim == 1:
+        return out[()]
+    return out

@@ -38,7 +38,7 @@ from ._checks import (
     _unalias,
 )
 from ._docs import REFERENCES, accuracy, axes, fill_doc
-from ._threads import resolve_threads
+from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
 from ._typing import Axes, FloatArray, FloatScalarOrArray
 
 __all__ = ["logsumexp"]
@@ -177,6 +177,11 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     """
     if b is not None:
         return _weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
+    if (type(axis) is int and axis == -1 and return_sign is False and keepdims is False
+            and where is None and out is None and n_threads is None):
+        small = _core.small_call(x, _OP_LOGSUMEXP, PARALLEL_MIN_ELEMENTS)  # (None: not one)
+        if small is not None:
+            return small  # type: ignore[no-any-return]
     x = _as_kernel_array(x, "x")
     axis = _normalize_axes(axis, x.ndim)
     mask = None if where is None else _prepare_where(where, x.shape, axis)

@@ -36,7 +36,7 @@ from ._checks import (
 )
 from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._pool import fresh
-from ._threads import resolve_threads
+from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
 from ._typing import Axes, FloatArray
 
 __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
@@ -231,6 +231,11 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     >>> fastsoftmax.softmax(np.float32(3.0), axis=0)   # 0-d: one slice, itself
     array(1., dtype=float32)
     """
+    if (type(axis) is int and axis == -1 and temperature is _DEFAULT_TEMPERATURE
+            and where is None and out is None and n_threads is None and dtype is None):
+        small = _core.small_call(x, _OP_SOFTMAX, PARALLEL_MIN_ELEMENTS)  # (None: not a small call)
+        if small is not None:
+            return small  # type: ignore[no-any-return]
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX, dtype)
 
 
@@ -303,6 +308,11 @@ def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     >>> fastsoftmax.log_softmax(np.float32([0, 0]), dtype="float64")
     array([-0.69314718, -0.69314718])
     """
+    if (type(axis) is int and axis == -1 and temperature is _DEFAULT_TEMPERATURE
+            and where is None and out is None and n_threads is None and dtype is None):
+        small = _core.small_call(x, _OP_LOG_SOFTMAX, PARALLEL_MIN_ELEMENTS)  # (None: not a small call)
+        if small is not None:
+            return small  # type: ignore[no-any-return]
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX, dtype)
 
 
