@@ -19,6 +19,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.math cimport INFINITY, NAN, copysign
 from libc.string cimport memcpy
 
 cnp.import_array()
@@ -1186,3 +1187,62 @@ def small_call(object x, int op, Py_ssize_t limit):
     if reduces and ndim == 1:
         return out[()]
     return out
+
+
+cdef object _NATIVE_INT64 = _np.dtype(_np.int64)
+
+
+def small_cross_entropy(object logits, object target, long long ignore_index, bint mean,
+                        Py_ssize_t limit):
+    """cross_entropy's loss (``mean``, else the sum) of small (N, C) logits and int64 labels,
+    with every option but ``ignore_index`` and ``reduction`` at its default, or None where
+    that is not the call.
+
+    The call: ``logits`` a C-contiguous ndarray (not a subclass) of native float32 or
+    float64 with 1 to ``limit - 1`` elements, ``target`` a C-contiguous native int64
+    ndarray of shape (N,) whose labels are all classes or ``ignore_index`` (a bad label
+    returns None: the full path raises its error).  The result is the full path's, bit
+    for bit: the same kernel on one thread, the same float64 sum and division.
+    """
+    if type(logits) is not cnp.ndarray or type(target) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray x = <cnp.ndarray> logits, labels = <cnp.ndarray> target
+    cdef object dtype = <object> cnp.PyArray_DESCR(x)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
+    if ((dtype is not _NATIVE_FLOAT32 and dtype is not _NATIVE_FLOAT64)
+            or cnp.PyArray_NDIM(x) != 2 or size == 0 or size >= limit
+            or not cnp.PyArray_IS_C_CONTIGUOUS(x)):
+        return None
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(x, 0), n = cnp.PyArray_DIM(x, 1)
+    if (<object> cnp.PyArray_DESCR(labels) is not _NATIVE_INT64 or cnp.PyArray_NDIM(labels) != 1
+            or cnp.PyArray_DIM(labels, 0) != rows or not cnp.PyArray_IS_C_CONTIGUOUS(labels)):
+        return None
+    first_bad, denominator = label_stats(labels, n, ignore_index, None)
+    if first_bad >= 0:
+        return None
+    cdef cnp.npy_intp length = rows
+    cdef cnp.ndarray losses = cnp.PyArray_ZEROS(1, &length, cnp.NPY_FLOAT64, 0)
+    cdef CrossEntropyJob job
+    job.shape = _shape(rows, n, 1)
+    job.logits = cnp.PyArray_DATA(x)
+    job.labels = <const int64_t *> cnp.PyArray_DATA(labels)
+    job.target = NULL
+    job.weight = NULL
+    job.weight_sum = <double> n
+    job.eps = 0.0
+    job.grad_scale = 1.0
+    job.ignore_index = ignore_index
+    job.loss = <double *> cnp.PyArray_DATA(losses)
+    job.grad = NULL
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        _run(&job, <const float *> NULL, 1)
+    else:
+        _run(&job, <const double *> NULL, 1)
+    cdef double total = float(_np.add.reduce(losses)), d = denominator
+    if not mean:
+        return dtype.type(total)
+    if d != 0:
+        return dtype.type(total / d)
+    if total == 0 or total != total:  # 0/0, NaN/0: NaN; else +-inf, as IEEE and the full path
+        return dtype.type(NAN)
+    return dtype.type(copysign(INFINITY, total) * copysign(1.0, d))

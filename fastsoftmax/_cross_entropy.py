@@ -27,7 +27,7 @@ from ._checks import (
 from ._docs import REFERENCES, fill_doc
 from ._messages import shown
 from ._pool import fresh
-from ._threads import resolve_threads
+from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
 from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = ["cross_entropy"]
@@ -411,6 +411,15 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     >>> fastsoftmax.cross_entropy(logits, y, sample_weight=s, reduction="none").round(4)
     array([0.7239, 1.0986])
     """
+    if (type(axis) is int and axis == -1 and weight is None and sample_weight is None
+            and (reduction == "mean" or reduction == "sum") and type(label_smoothing) is float
+            and label_smoothing == 0.0 and return_grad is False and grad_out is None
+            and n_threads is None and type(ignore_index) is int
+            and _INT64_MIN <= ignore_index <= _INT64_MAX):
+        small = _core.small_cross_entropy(logits, target, ignore_index, reduction == "mean",
+                                          PARALLEL_MIN_ELEMENTS)  # (None: not a small call)
+        if small is not None:
+            return small  # type: ignore[no-any-return]
     losses, grad, denominator, dtype = losses_and_gradient(
         logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing,
         return_grad, grad_out, n_threads)

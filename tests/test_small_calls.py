@@ -87,3 +87,74 @@ def test_any_other_argument_takes_the_full_path():
     assert fs.logsumexp(x, keepdims=True).shape == (3, 1)
     assert fs.logsumexp(x[0]).shape == ()
     assert np.asarray(fs.softmax(x, dtype=np.float64)).dtype == np.float64
+
+
+# -- cross_entropy's loss ------------------------------------------------------------------
+
+CE_SHAPES = [(1, 1), (1, 4), (4, 10), (3, 17), (64, 255), (1, PARALLEL_MIN_ELEMENTS - 1)]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", CE_SHAPES, ids=str)
+def test_small_cross_entropy_matches_the_full_path(shape, dtype, reduction):
+    rows, classes = shape
+    x = (RNG.standard_normal(shape) * 4).astype(dtype)
+    labels = RNG.integers(0, classes, rows)
+    for ignore_index, kept in ((-100, labels), (0, labels), (-100, np.full(rows, -100))):
+        want = fs.cross_entropy(x, kept, reduction=reduction, ignore_index=ignore_index,
+                                n_threads=1)
+        got = fs.cross_entropy(x, kept, reduction=reduction, ignore_index=ignore_index)
+        assert type(got) is type(want)
+        np.testing.assert_array_equal(got, want)
+    x[0, 0] = np.inf  # non-finite logits too
+    np.testing.assert_array_equal(fs.cross_entropy(x, labels, reduction=reduction),
+                                  fs.cross_entropy(x, labels, reduction=reduction, n_threads=1))
+
+
+def test_small_cross_entropy_skips_the_full_path(monkeypatch):
+    from fastsoftmax import _cross_entropy
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("took the full path")
+
+    monkeypatch.setattr(_cross_entropy, "losses_and_gradient", refuse)
+    assert np.isfinite(fs.cross_entropy(np.ones((4, 10), np.float32), np.arange(4)))
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 10, 1, 2]), np.array([0, -1, 1, 2]),
+                                    np.array([0, 1, 2, 2**40])], ids=range(3))
+def test_small_cross_entropy_bad_labels_raise_the_full_paths_error(labels):
+    x = np.ones((4, 10), np.float32)
+    with pytest.raises(ValueError) as fast:
+        fs.cross_entropy(x, labels)
+    with pytest.raises(ValueError) as full:
+        fs.cross_entropy(x, labels, n_threads=1)
+    assert str(fast.value) == str(full.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, y: fs.cross_entropy(x, y.astype(np.int32)),
+    lambda x, y: fs.cross_entropy(x, y.astype(np.float64)),
+    lambda x, y: fs.cross_entropy(x, y, reduction="none"),
+    lambda x, y: fs.cross_entropy(x, y, weight=np.ones(10)),
+    lambda x, y: fs.cross_entropy(x, y, label_smoothing=0.1),
+    lambda x, y: fs.cross_entropy(x, y, ignore_index=np.int64(3)),
+    lambda x, y: fs.cross_entropy(x.T.copy(), y, axis=0),
+    lambda x, y: fs.cross_entropy(x[:, ::2].copy(), y % 5),
+    lambda x, y: fs.cross_entropy(x[0], y[0]),
+], ids=range(9))
+def test_small_cross_entropy_other_calls_are_unchanged(call):
+    x = RNG.standard_normal((4, 10)).astype(np.float32)
+    y = np.array([1, 2, 3, 4])
+    # The same call with n_threads=1 (the full path) gives the same bits.
+    import fastsoftmax._cross_entropy as module
+    got = call(x, y)
+    original = module.cross_entropy
+    try:
+        module_fs_call = lambda *a, **k: original(*a, **dict(k, n_threads=1))  # noqa: E731
+        fs.cross_entropy = module_fs_call
+        want = call(x, y)
+    finally:
+        fs.cross_entropy = original
+    np.testing.assert_array_equal(got, want)
