@@ -1041,16 +1041,23 @@ cdef enum:
 
 
 cdef void _release(void *raw, Py_ssize_t capacity) noexcept:
-    """A block whose array died: kept for the next output if the bound allows, else freed."""
+    """A block whose array died: kept for the next output, the oldest idle blocks freed to
+    make room under the bound (the newest is the likeliest to fit the next call: a pool
+    full of an earlier, larger shape's blocks must not make every new shape fault); freed
+    itself where it alone exceeds the bound."""
     global _idle_bytes
     cdef Py_ssize_t bound = _pool_limit
     if _pool_keeps_two and 2 * capacity > bound:
         bound = 2 * capacity
-    if _idle_blocks is not None and _idle_bytes + capacity <= bound:
-        _idle_blocks.append((capacity, <uintptr_t> raw))
-        _idle_bytes += capacity
-    else:
+    if _idle_blocks is None or capacity > bound:  # (None: the module is being torn down)
         free(raw)
+        return
+    while _idle_blocks and _idle_bytes + capacity > bound:
+        oldest_capacity, address = _idle_blocks.pop(0)
+        _idle_bytes -= oldest_capacity
+        free(<void *> <uintptr_t> address)
+    _idle_blocks.append((capacity, <uintptr_t> raw))
+    _idle_bytes += capacity
 
 
 cdef class PooledBlock:

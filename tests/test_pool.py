@@ -105,6 +105,19 @@ def test_the_default_bound_keeps_two_blocks_of_a_large_size():
     assert _idle_bytes() == 2 * size
 
 
+def test_a_new_shape_evicts_an_earlier_larger_one():
+    """Idle blocks of an earlier, larger shape make room: the new shape's blocks are kept."""
+    big = [np.frombuffer(_core.take_block(130 * MB), np.uint8) for _ in range(2)]
+    del big  # two blocks of one size: kept, 260 MB
+    assert _core.pool_state()[:2] == (260 * MB, 2)
+    first = fs.softmax(X)  # 2 MB: too small for them, and no room beside them
+    address = first.ctypes.data
+    del first
+    assert _core.pool_state()[:2] == (132 * MB, 2)  # the oldest big block went
+    again = fs.softmax(X)
+    assert again.ctypes.data == address  # the small block was kept, and is reused
+
+
 def test_small_results_do_not_use_the_pool():
     small = fs.softmax(np.ones((4, 16)))
     assert small.base is None and _idle_bytes() == 0
