@@ -395,18 +395,19 @@ def _chunk_losses(logits: npt.NDArray[Any], target: npt.NDArray[Any],
                   weight: npt.NDArray[Any] | None, ignore_index: int, reduction: Reduction,
                   label_smoothing: float, return_grad: bool, n_threads: int | None
                   ) -> Any:
-    """One chunk of samples: its float64 losses, or (losses, gradient) with ``return_grad``
-    (the gradient scaled by the mean's denominator over every chunk)."""
+    """One chunk of samples: its float64 losses (with the class axis kept, length 1), or
+    (losses, gradient) with ``return_grad`` (the gradient scaled by the mean's
+    denominator over every chunk)."""
     losses, grad, _, _ = losses_and_gradient(
         logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing,
         return_grad, None, n_threads,
         denominator=None if denominator is None else float(denominator))
+    losses = np.expand_dims(losses, axis)
     return (losses, grad) if return_grad else losses
 
 
-def _first(pair: tuple[Any, Any], *, axis: int) -> Any:
-    # With the class axis kept (length 1): dask's drop_axis would concatenate the pairs.
-    return np.expand_dims(pair[0], axis)
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
 def _second(pair: tuple[Any, Any]) -> Any:
@@ -560,14 +561,16 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
                              target_index, *extra, dtype=object, meta=_meta(scores.ndim, object),
                              concatenate=True, **options)
         losses = pairs.map_blocks(_first, chunks=_one_per_chunk(scores, (axis,)),
-                                  dtype=np.float64, meta=_meta(scores.ndim, np.float64),
-                                  axis=axis).squeeze(axis=axis)
+                                  dtype=np.float64, meta=_meta(scores.ndim, np.float64))
         grad = pairs.map_blocks(_second, dtype=dtype, meta=_meta(scores.ndim, dtype))
     else:
-        losses = da.blockwise(_chunk_losses, sample_index, scores, logits_index, truth,
+        # The class axis kept (length 1), not contracted: a contraction would make each
+        # logits chunk a stored task of its own instead of fusing with what produces it.
+        losses = da.blockwise(_chunk_losses, logits_index, scores, logits_index, truth,
                               target_index, *extra, dtype=np.float64,
-                              meta=_meta(len(sample_index), np.float64), concatenate=True,
-                              **options)
+                              meta=_meta(scores.ndim, np.float64),
+                              adjust_chunks={logits_index[axis]: 1}, **options)
+    losses = losses.squeeze(axis=axis)
     if reduction == "none":
         loss = losses.astype(dtype)
     else:
