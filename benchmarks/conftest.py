@@ -1,6 +1,7 @@
 """pytest-benchmark suite: fastsoftmax against NumPy, SciPy, PyTorch, JAX and ONNX Runtime.
 
-Run the suite and write JSON (under 10 minutes on a 2-core machine), then make the report:
+Run the suite and write JSON (under 10 minutes on a 2-core machine, plus about 6 for the
+dask front end's 25 GB workloads: add `-k "not dask"` to leave them out), then make the report:
 
     python -m pytest benchmarks/ --benchmark-json=bench.json
     python benchmarks/report.py bench.json --markdown bench.md --png bench.png
