@@ -89,7 +89,8 @@ static double fs_max_in_order(const double *chunk_values, fs_index per_row)
 static const uint8_t *fs_mask_at(const uint8_t *mask, fs_index period, fs_index start,
                                  fs_index offset)
 {
-    return mask ? mask + (start + offset) % period : NULL;
+    /* (An empty array's mask has period 0, and nothing is read through it.) */
+    return mask ? mask + (period ? (start + offset) % period : 0) : NULL;
 }
 #endif /* FS_LONG_ROWS_ONCE */
 

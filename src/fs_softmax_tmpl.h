@@ -293,7 +293,8 @@ static void FN(panel_any)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_in
 static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_index start,
                                     fs_index offset)
 {
-    return mask ? mask + (start + offset) % period : NULL;
+    /* (An empty array's mask has period 0, and nothing is read through it.) */
+    return mask ? mask + (period ? (start + offset) % period : 0) : NULL;
 }
 
 /*

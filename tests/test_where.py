@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import reference
+from fastsoftmax import _logsumexp, reference
 from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
 
 DTYPES = [np.float32, np.float64]
@@ -133,3 +133,19 @@ def test_masks_on_many_short_rows(isa, dtype, n):
     where[3] = False
     check_masked(x, where, -1)
     check_masked(np.broadcast_to(x[:1], (41, n)).copy(), where[0], -1)
+
+
+@pytest.mark.parametrize("shape, axis", [((3, 0), -1), ((0, 3), -1), ((0, 5), 0), ((4, 0, 2), 1),
+                                         ((2, 0), None), ((3, 0, 9), -1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masks_of_empty_arrays(shape, axis, dtype):
+    """A mask of no elements (period 0 in the kernels): every op, every path, no division by it."""
+    x = np.ones(shape, dtype)
+    mask = np.ones(shape, bool)
+    assert fs.softmax(x, axis=axis, where=mask).shape == shape
+    assert fs.log_softmax(x, axis=axis, where=mask).shape == shape
+    expected = np.full(np.sum(x, axis=axis).shape, -np.inf, dtype)
+    np.testing.assert_array_equal(fs.logsumexp(x, axis=axis, where=mask), expected)
+    top, log_sum = _logsumexp.logsumexp_parts(x, axis, where=mask)  # fastsoftmax.dask's halves
+    np.testing.assert_array_equal(top, expected)
+    np.testing.assert_array_equal(log_sum, np.zeros_like(top))
