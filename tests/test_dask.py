@@ -414,3 +414,38 @@ def test_docstrings_are_numpydoc(name):
                   for part in line.split(",")}
     assert set(inspect.signature(function).parameters) <= documented, name
     assert "Returns\n-------" in doc and ">>> " in doc, name
+
+
+# -- the kernels behind the joins, on every ISA this CPU runs ----------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, axis", [((37, 53), -1), ((37, 5), -1), ((37, 53), 0),
+                                         ((6, 9, 11), 1), ((3, 40000), -1)], ids=_ids)
+def test_join_kernels_on_every_isa(isa, shape, axis, dtype):
+    """logsumexp_parts and softmax_shifted on rows, short rows, panels, long rows, masks:
+    split in two along the axis, joined, and held to the NumPy functions on the whole."""
+    from fastsoftmax import _logsumexp, _softmax
+
+    x = (RNG.standard_normal(shape) * 3).astype(dtype)
+    x.flat[::17] = -np.inf
+    mask = RNG.random(shape) < 0.8
+    half = shape[axis] // 2
+    pieces = np.split(x, [half], axis=axis)
+    masks = np.split(mask, [half], axis=axis)
+    for where, where_pieces in ((None, [None, None]), (mask, masks)):
+        parts = [_logsumexp.logsumexp_parts(p, axis, scale=1.25, where=w)
+                 for p, w in zip(pieces, where_pieces)]
+        top = np.stack([p[0] for p in parts], axis=axis)
+        log_sum = np.stack([p[1] for p in parts], axis=axis)
+        joined = _logsumexp.combine_parts(top, log_sum, axis, 1.25)
+        lse = _logsumexp.logsumexp_from_parts(*joined, 1.25)
+        want = fs.logsumexp(x / dtype(0.8), axis=axis, keepdims=True, where=where)
+        np.testing.assert_allclose(lse, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        halves = tuple(np.squeeze(j, axis=axis) for j in joined)
+        for op, function in ((_softmax._OP_SOFTMAX, fs.softmax),
+                             (_softmax._OP_LOG_SOFTMAX, fs.log_softmax)):
+            got = np.concatenate([_softmax._softmax_like(p, axis, 0.8, w, None, 1, op,
+                                                         parts=halves)
+                                  for p, w in zip(pieces, where_pieces)], axis=axis)
+            np.testing.assert_allclose(got, function(x, axis=axis, temperature=0.8, where=where),
+                                       rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-30)
