@@ -136,11 +136,12 @@ def test_n_threads_argument(func):
 
 def test_get_num_threads_follows_omp_num_threads(tmp_path):
     code = "import fastsoftmax; print(fastsoftmax.get_num_threads())"
-    # Only OMP_NUM_THREADS (none of the runner's OpenMP settings), and PYTHONPATH where the
-    # package is found through it (a checkout built in place).
-    env = {"OMP_NUM_THREADS": "3"}
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # None of the runner's OpenMP settings (or fastsoftmax's), but the rest of its
+    # environment: what finds and loads this build (PYTHONPATH for a checkout built in
+    # place, LD_PRELOAD for tools/sanitize.sh's instrumented one).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMP_", "GOMP_", "KMP_", "FASTSOFTMAX_"))}
+    env["OMP_NUM_THREADS"] = "3"
     result = subprocess.run([sys.executable, "-c", code], env=env,
                             cwd=tmp_path, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ("3" if _core.openmp_enabled() else "1")
