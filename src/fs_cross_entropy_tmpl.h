@@ -446,9 +446,9 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REA
     REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
-        FN(gather_rows)(in, x + r * n, n, lanes);
+        FN(gather_rows)(in, x + r * n, n, lanes, (rows - r) * n);
         if (target)
-            FS_COMPUTE_NAME(gather_rows)(in_target, target + r * n, n, lanes);
+            FS_COMPUTE_NAME(gather_rows)(in_target, target + r * n, n, lanes, (rows - r) * n);
         FS_COMPUTE_NAME(ce_panel_tile)(in, target ? NULL : labels + r, target ? in_target : NULL, weight,
                           weight_sum, eps, ignore_index, loss + r, grad ? res : NULL, grad_scale,
                           n, LANES, lanes, 1);

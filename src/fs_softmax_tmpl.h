@@ -200,10 +200,12 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     const int lanes_in_last = partial ? (int)tail : LANES;
     for (int u = 0; u < nv; u++) {
         const int lanes = u == nv - 1 ? lanes_in_last : LANES;
+        if (op == FS_OP_SOFTMAX) { /* every lane at once (those past `lanes` are never stored) */
+            result[u] = VACC_NARROW(VACC_INVERSE(total[u]));
+            continue;
+        }
         for (int i = 0; i < lanes; i++) {
-            if (op == FS_OP_SOFTMAX)
-                LANE(result[u], i) = (REAL)(1.0 / VACC_LANE(total[u], i));
-            else if (op == FS_OP_LOG_SOFTMAX)
+            if (op == FS_OP_LOG_SOFTMAX)
                 LANE(result[u], i) = (REAL)log_sum[u][i];
             else
                 LANE(result[u], i) = FN(logsumexp_result)(
@@ -307,32 +309,63 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
  * results do not depend on how rows are split between threads.
  */
 /*
- * panel[k * LANES + i] = rows[i * n + k]: `lanes` rows of n into an (n, LANES) panel,
- * zero lanes after.  `rows` is the caller's array (maybe unaligned: SLOAD);
- * the panel is our own stack array, written directly (so a storage type must
- * take its compute type by assignment, as float, double and _Float16 do).
+ * panel[k * LANES + i] = rows[i * n + k]: `lanes` rows of n into an (n, LANES)
+ * panel, zero lanes after.  `rows` is the caller's array (maybe unaligned),
+ * of which `readable` elements (at least lanes * n) may be read: each row is
+ * loaded a vector at a time, running on into the next rows (the lanes past n
+ * become panel rows past n, never read), and LANES such vectors are transposed
+ * in registers (vtranspose, fs_vector.h) into whole panel rows.  Only where a
+ * load would pass `readable` does it take the first lanes alone.  The panel is
+ * our own stack array, in the compute type.
  */
 FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index n,
-                                      fs_index lanes)
+                                      fs_index lanes, fs_index readable)
 {
-    if (lanes == LANES) { /* the common case, without a test per element */
-        for (fs_index k = 0; k < n; k++)
-            for (fs_index i = 0; i < LANES; i++)
-                panel[k * LANES + i] = SLOAD(rows + i * n + k);
-        return;
+    for (fs_index c = 0; c < n; c += LANES) {
+        VEC t[LANES];
+        for (fs_index i = 0; i < LANES; i++) {
+            const fs_index at = i * n + c;
+            if (i >= lanes)
+                t[i] = ZERO_V;
+            else if (at + LANES <= readable)
+                t[i] = VLOAD(rows + at);
+            else
+                t[i] = VLOAD_PARTIAL(rows + at, readable - at, 0);
+        }
+        VTRANSPOSE(t);
+        const fs_index columns = n - c < LANES ? n - c : LANES;
+        for (fs_index k = 0; k < columns; k++)
+            VSTORE_REAL(panel + (c + k) * LANES, t[k]);
     }
-    for (fs_index k = 0; k < n; k++)
-        for (fs_index i = 0; i < LANES; i++)
-            panel[k * LANES + i] = i < lanes ? SLOAD(rows + i * n + k) : 0;
 }
 
-/* rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe unaligned). */
+/*
+ * rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe
+ * unaligned): panel rows transposed back in registers, and each row stored a
+ * whole vector at a time.  A vector that runs past its row's end writes junk
+ * into the next row, which is stored after it: rows in order, and a row's last
+ * block (the only one that runs over, into the next row's first) before its
+ * first.  Nothing is written past the `lanes` rows: there a store keeps only
+ * the lanes inside (another thread's rows may follow, or x itself in place).
+ */
 FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
                                        fs_index lanes)
 {
-    for (fs_index i = 0; i < lanes; i++)
-        for (fs_index k = 0; k < n; k++)
-            SSTORE_OUT(rows + i * n + k, panel[k * LANES + i]);
+    const fs_index writable = lanes * n;
+    for (fs_index c = (n - 1) / LANES * LANES; c >= 0; c -= LANES) {
+        const fs_index columns = n - c < LANES ? n - c : LANES;
+        VEC t[LANES];
+        for (fs_index k = 0; k < LANES; k++)
+            t[k] = k < columns ? VLOAD_REAL(panel + (c + k) * LANES) : ZERO_V;
+        VTRANSPOSE(t);
+        for (fs_index i = 0; i < lanes; i++) {
+            const fs_index at = i * n + c;
+            if (at + LANES <= writable)
+                VSTORE_OUT(rows + at, t[i]);
+            else
+                VSTORE_PARTIAL_OUT(rows + at, t[i], writable - at);
+        }
+    }
 }
 
 /* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
@@ -350,7 +383,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
     uint8_t in_mask[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
-        FN(gather_rows)(in, x + r * n, n, lanes);
+        FN(gather_rows)(in, x + r * n, n, lanes, (rows - r) * n);
         if (masked)
             for (fs_index i = 0; i < LANES; i++) {
                 const uint8_t *row_mask = FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n);

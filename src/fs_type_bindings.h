@@ -59,6 +59,7 @@
 /* Arrays in the compute type itself (soft targets, class weights, constants). */
 #define VLOAD_REAL FS_COMPUTE_NAME(vload)
 #define VLOAD_PARTIAL_REAL FS_COMPUTE_NAME(vload_partial)
+#define VSTORE_REAL FS_COMPUTE_NAME(vstore)
 #define SLOAD_REAL FS_COMPUTE_NAME(sload)
 
 /* Compute: scalars, vectors of LANES of them, their bits, and the helpers on them. */
@@ -75,6 +76,7 @@
 #define VMASK FS_COMPUTE_NAME(vmask)
 #define VMASK_PARTIAL FS_COMPUTE_NAME(vmask_partial)
 #define VFIRST FS_COMPUTE_NAME(vfirst)
+#define VTRANSPOSE FS_COMPUTE_NAME(vtranspose)
 
 /* Sums: accumulator lanes of double (float's VACC holds LANES doubles). */
 #define VACC FS_COMPUTE_NAME(vacc)
@@ -84,6 +86,9 @@
 #define VACC_SUB FS_COMPUTE_NAME(vacc_sub)
 #define VACC_LANE FS_COMPUTE_NAME(vacc_lane)
 #define VACC_NARROW FS_COMPUTE_NAME(vacc_narrow)
+#define VACC_INVERSE FS_COMPUTE_NAME(vacc_inverse)
+#define VACC_LOG FS_COMPUTE_NAME(vacc_log)
+#define VACC_LOG1P FS_COMPUTE_NAME(vacc_log1p)
 #define VACC_KEEP_WHERE_FINITE FS_COMPUTE_NAME(vacc_keep_where_finite)
 /* exp((v - shift) * scale) in double, into VACC lanes (the sampler's weights, fs_exp.h) */
 #define VACC_WEIGHTS FS_COMPUTE_NAME(vacc_weights)

@@ -11,7 +11,7 @@
  *   real_f32, bits_f32     a float and its bits as an unsigned integer
  *   vec_f32, vbits_f32     FS_LANES_f32 lanes of them
  *   vacc_f32               FS_LANES_f32 lanes of double, where float sums
- *                          accumulate: vacc_zero/from/add/sub/narrow/lane_f32
+ *                          accumulate: vacc_zero/from/add/sub/inverse/narrow/lane_f32
  *                          (vacc_f64 is vec_f64 itself)
  *   vload/vstore_f32       unaligned, whole vector; *_partial for the first k lanes
  *   sload/sstore_f32       one element, unaligned (every scalar access to an array)
@@ -25,6 +25,7 @@
  *   vzero_where_less_f32   e, with lanes where z < c set to +0 (NaN z compares false)
  *   vmask/vselect_f32      lanes of a `where=` mask (one byte per element) and a
  *                          lane-wise choice by them
+ *   vtranspose_f32(r)      the LANES x LANES matrix of vectors r[0..LANES-1], transposed
  *   LANE(v, i)             one lane, of any vector type
  * and likewise _f64.
  *
@@ -112,6 +113,13 @@ static inline vec_f32 vacc_narrow_f32(vacc_f32 a)
     memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
     return v;
 }
+/* 1 / a lane by lane, correctly rounded as each scalar division is. */
+static inline vacc_f32 vacc_inverse_f32(vacc_f32 a)
+{
+    a.lo = 1.0 / a.lo;
+    a.hi = 1.0 / a.hi;
+    return a;
+}
 #define vacc_zero_f32() ((vacc_f32){{0}, {0}})
 #define vacc_lane_f32(a, i) ((i) < FS_LANES_f64 ? (a).lo[(i)] : (a).hi[(i) - FS_LANES_f64])
 
@@ -194,6 +202,85 @@ FS_DEFINE_FIRST(vbits_f32, f32)
 FS_DEFINE_FIRST(vbits_f64, f64)
 #endif
 
+
+/*
+ * vtranspose_f32(r): the LANES x LANES matrix whose rows are r[0..LANES-1],
+ * transposed in registers (the short-row kernels' gather and scatter, which
+ * otherwise move every element through the stack one at a time and then
+ * stall reading it back as vectors).  One butterfly stage per bit of the
+ * lane number: stage B exchanges that bit between row and column, pairing
+ * rows i and i + B (for i without bit B) through two two-vector shuffles:
+ *   lo: a's lanes where bit B of the lane is clear, b's (moved down by B) where set
+ *   hi: a's (moved up by B) where clear, b's own where set
+ * Every stage is a shuffle that each ISA has in one or two instructions
+ * (unpack/blend, shufps, vperm2f128 or vshuff32x4 on x86; trn1/trn2 on NEON).
+ * __builtin_shufflevector is GCC >= 12's and Clang's spelling, __builtin_shuffle
+ * with a mask vector older GCC's.
+ */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define FS_SHUFFLE(a, b, VB, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define FS_SHUFFLE(a, b, VB, ...) __builtin_shuffle((a), (b), (VB){__VA_ARGS__})
+#endif
+/* The shuffle indices (into a's lanes, then b's) of stage B for L lanes. */
+#define FS_TRANSPOSE_LO_2_1 0, 2
+#define FS_TRANSPOSE_HI_2_1 1, 3
+#define FS_TRANSPOSE_LO_4_1 0, 4, 2, 6
+#define FS_TRANSPOSE_HI_4_1 1, 5, 3, 7
+#define FS_TRANSPOSE_LO_4_2 0, 1, 4, 5
+#define FS_TRANSPOSE_HI_4_2 2, 3, 6, 7
+#define FS_TRANSPOSE_LO_8_1 0, 8, 2, 10, 4, 12, 6, 14
+#define FS_TRANSPOSE_HI_8_1 1, 9, 3, 11, 5, 13, 7, 15
+#define FS_TRANSPOSE_LO_8_2 0, 1, 8, 9, 4, 5, 12, 13
+#define FS_TRANSPOSE_HI_8_2 2, 3, 10, 11, 6, 7, 14, 15
+#define FS_TRANSPOSE_LO_8_4 0, 1, 2, 3, 8, 9, 10, 11
+#define FS_TRANSPOSE_HI_8_4 4, 5, 6, 7, 12, 13, 14, 15
+#define FS_TRANSPOSE_LO_16_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define FS_TRANSPOSE_HI_16_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define FS_TRANSPOSE_LO_16_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define FS_TRANSPOSE_HI_16_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define FS_TRANSPOSE_LO_16_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define FS_TRANSPOSE_HI_16_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define FS_TRANSPOSE_LO_16_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define FS_TRANSPOSE_HI_16_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define FS_TRANSPOSE_STAGE(V, VB, r, L, B)                                              \
+    for (int i_ = 0; i_ < (L); i_++)                                                   \
+        if (!(i_ & (B))) {                                                             \
+            const V a_ = (r)[i_], b_ = (r)[i_ + (B)];                                  \
+            (r)[i_] = FS_SHUFFLE(a_, b_, VB, FS_TRANSPOSE_LO_##L##_##B);               \
+            (r)[i_ + (B)] = FS_SHUFFLE(a_, b_, VB, FS_TRANSPOSE_HI_##L##_##B);          \
+        }
+#define FS_TRANSPOSE_2(V, VB, r) FS_TRANSPOSE_STAGE(V, VB, r, 2, 1)
+#define FS_TRANSPOSE_4(V, VB, r) \
+    FS_TRANSPOSE_STAGE(V, VB, r, 4, 1) FS_TRANSPOSE_STAGE(V, VB, r, 4, 2)
+#define FS_TRANSPOSE_8(V, VB, r)                                                       \
+    FS_TRANSPOSE_STAGE(V, VB, r, 8, 1) FS_TRANSPOSE_STAGE(V, VB, r, 8, 2)               \
+    FS_TRANSPOSE_STAGE(V, VB, r, 8, 4)
+#define FS_TRANSPOSE_16(V, VB, r)                                                      \
+    FS_TRANSPOSE_STAGE(V, VB, r, 16, 1) FS_TRANSPOSE_STAGE(V, VB, r, 16, 2)             \
+    FS_TRANSPOSE_STAGE(V, VB, r, 16, 4) FS_TRANSPOSE_STAGE(V, VB, r, 16, 8)
+#define FS_TRANSPOSE_N_(L) FS_TRANSPOSE_##L
+#define FS_TRANSPOSE_N(L) FS_TRANSPOSE_N_(L)
+/* (FS_LANES_* are expressions; these are the same numbers as literals, for the names above.) */
+#if FS_VBYTES == 64
+#define FS_LANES_LITERAL_f32 16
+#define FS_LANES_LITERAL_f64 8
+#elif FS_VBYTES == 32
+#define FS_LANES_LITERAL_f32 8
+#define FS_LANES_LITERAL_f64 4
+#else
+#define FS_LANES_LITERAL_f32 4
+#define FS_LANES_LITERAL_f64 2
+#endif
+FS_ALWAYS_INLINE void vtranspose_f32(vec_f32 *r)
+{
+    FS_TRANSPOSE_N(FS_LANES_LITERAL_f32)(vec_f32, vbits_f32, r)
+}
+FS_ALWAYS_INLINE void vtranspose_f64(vec_f64 *r)
+{
+    FS_TRANSPOSE_N(FS_LANES_LITERAL_f64)(vec_f64, vbits_f64, r)
+}
+
 #else /* FS_VBYTES == 0: plain C, one lane */
 
 #define FS_LANES_f32 1
@@ -217,6 +304,7 @@ typedef double vacc_f32;
 #define vacc_narrow_f32(a) ((float)(a))
 #define vacc_zero_f32() 0.0
 #define vacc_lane_f32(a, i) (a)
+#define vacc_inverse_f32(a) (1.0 / (a))
 /* As above: c where t is finite, else 0. */
 static inline double vkeep_where_finite_f64(double c, double t) { return t - t == 0 ? c : 0.0; }
 #define vacc_keep_where_finite_f32(c, t) vkeep_where_finite_f64((c), (t))
@@ -231,6 +319,9 @@ typedef uint8_t vmask_bytes_f64;
 #define vfirst_f64(b) ((b) != 0 ? 0 : -1)
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
+/* A 1 x 1 matrix is its own transpose. */
+#define vtranspose_f32(r) ((void)(r))
+#define vtranspose_f64(r) ((void)(r))
 
 #endif /* FS_VBYTES */
 
@@ -242,6 +333,7 @@ typedef vec_f64 vacc_f64;
 #define vacc_sub_f64(a, b) ((a) - (b))
 #define vacc_lane_f64(a, i) LANE((a), (i))
 #define vacc_narrow_f64(a) (a)
+#define vacc_inverse_f64(a) (vsplat_f64(1.0) / (a))
 #define vacc_keep_where_finite_f64(c, t) vkeep_where_finite_f64((c), (t))
 
 /*
