@@ -28,6 +28,7 @@
 #include "fs_kernels.h"
 #include "fs_vector.h"
 #include "fs_exp.h"
+#include "fs_log.h"
 #include "fs_half.h"
 #include "fs_type_bindings.h"
 

@@ -167,13 +167,15 @@ FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, f
 {
     const double units = FN(sum_error_units)(n);
     int redo = 0;
-    for (int u = 0; u < nv; u++)
+    for (int u = 0; u < nv; u++) {
+        const VACC logs = VACC_LOG(total[u]); /* every lane's at once (fs_log.h) */
         for (int i = 0; i < LANES; i++) {
             sum[u][i] = VACC_LANE(total[u], i);
-            log_sum[u][i] = log(sum[u][i]);
+            log_sum[u][i] = VACC_LANE(logs, i);
             redo |= isfinite(LANE(m[u], i)) &&
                     fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL);
         }
+    }
     if (!redo)
         return;
     VACC rest[FS_TILE_VECTORS];
@@ -182,11 +184,13 @@ FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, f
         started[u] = looking[u] = FN(finite_lanes)(m[u]);
     FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, rest, nv, partial, tail, 0, scaled,
                      masked, 1, looking);
-    for (int u = 0; u < nv; u++)
+    for (int u = 0; u < nv; u++) {
+        const VACC logs = VACC_LOG1P(rest[u]);
         for (int i = 0; i < LANES; i++)
             if (FN(lane_drop)(started[u], looking[u], i) == FS_DROP_DONE &&
                 fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL)) {
                 sum[u][i] = 1.0 + VACC_LANE(rest[u], i);
-                log_sum[u][i] = log1p(VACC_LANE(rest[u], i));
+                log_sum[u][i] = VACC_LANE(logs, i);
             }
+    }
 }
