@@ -1,0 +1,173 @@
+"""The short-row kernels (rows of at most 16 elements, one row per vector lane).
+
+Groups of LANES rows are transposed in registers on the way in and out
+(src/fs_softmax_tmpl.h's gather_rows / scatter_rows), and the log ops take the
+log of every lane's sum at once (src/fs_log.h).  These tests hit every row
+length up to one past the short-row limit and row counts on either side of
+each ISA's lane count, in place and next to memory that may not be touched,
+and hold the vector log to the long-double reference.
+"""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core
+from fastsoftmax._testing import check_cross_entropy
+from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
+
+DTYPES = [np.float32, np.float64]
+
+
+def _short_row_limit(isa):
+    return _core.kernel_info()[isa]["float32"]["short_row"]
+
+
+def _lanes(isa, dtype):
+    return _core.kernel_info()[isa][np.dtype(dtype).name]["lanes"]
+
+
+def _row_counts(lanes):
+    """Row counts around one and several groups of `lanes` rows."""
+    return sorted({1, 2, lanes - 1, lanes, lanes + 1, 2 * lanes + 1, 3 * lanes - 1} - {0})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_length_and_group(isa, dtype):
+    """Every row length up to the limit + 1, row counts around each group boundary."""
+    lanes = _lanes(isa, dtype)
+    for n in range(1, _short_row_limit(isa) + 2):
+        for rows in _row_counts(lanes):
+            x = random_logits((rows, n), dtype, seed=1000 * n + rows)
+            check_softmax(fs.softmax(x), x)
+            check_log_softmax(fs.log_softmax(x), x)
+            check_logsumexp(fs.logsumexp(x, axis=-1), x)
+            check_softmax(fs.softmax(x, temperature=0.7), x, temperature=0.7)
+            labels = np.random.default_rng(n).integers(0, n, rows)
+            loss, grad = fs.cross_entropy(x, labels, reduction="none", return_grad=True)
+            check_cross_entropy(loss, grad, x, labels, reduction="none")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_in_place_matches_fresh_output(isa, dtype):
+    """out=x: every row read before any is written over (a store may run into the next row)."""
+    lanes = _lanes(isa, dtype)
+    for n in range(1, _short_row_limit(isa) + 1):
+        for rows in _row_counts(lanes):
+            x = random_logits((rows, n), dtype, seed=7 * n + rows)
+            for func in (fs.softmax, fs.log_softmax):
+                expected = func(x)
+                y = x.copy()
+                assert func(y, out=y) is y
+                np.testing.assert_array_equal(y, expected, err_msg=f"{func.__name__} n={n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_row_does_not_depend_on_its_neighbours(isa, dtype):
+    """A NaN, inf, -inf or masked-out row at each lane position leaves the others' bits alone."""
+    lanes = _lanes(isa, dtype)
+    rows = 2 * lanes + 1
+    for n in (1, 3, lanes, 10, _short_row_limit(isa)):
+        x = random_logits((rows, n), dtype, seed=n)
+        clean = {f: f(x) for f in (fs.softmax, fs.log_softmax)}
+        clean_lse = fs.logsumexp(x, axis=-1)
+        for at in range(lanes + 1):
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[at] = bad
+                others = np.arange(rows) != at
+                for func, expected in clean.items():
+                    np.testing.assert_array_equal(func(y)[others], expected[others])
+                np.testing.assert_array_equal(fs.logsumexp(y, axis=-1)[others], clean_lse[others])
+            where = np.ones_like(x, dtype=bool)
+            where[at] = False
+            lse = fs.logsumexp(x, axis=-1, where=where)
+            assert lse[at] == -np.inf
+            np.testing.assert_array_equal(lse[np.arange(rows) != at],
+                                          clean_lse[np.arange(rows) != at])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_slices_of_one_array_agree(isa, dtype):
+    """Any run of rows gives each row the bits it has in the whole (threads take such runs)."""
+    lanes = _lanes(isa, dtype)
+    x = random_logits((4 * lanes + 3, 10), dtype, seed=3)
+    whole = fs.log_softmax(x, n_threads=1)
+    for start in range(lanes + 1):
+        np.testing.assert_array_equal(fs.log_softmax(x[start:], n_threads=1), whole[start:])
+        np.testing.assert_array_equal(fs.log_softmax(x[: len(x) - start], n_threads=1),
+                                      whole[: len(x) - start])
+
+
+def test_vector_log_against_long_double(isa):
+    """float64 logsumexp of short rows, whose logs are vector logs, to a few units of 2**-53.
+
+    Rows [0, a1, ...] have max 0, so the result is log of the sum itself (in [1, 16]);
+    dominated rows [0, -40, ...] take the log1p of the rest.  Both are held far
+    tighter than the contract's 1e-13: an error in the log's polynomial or its
+    reduction shows here.
+    """
+    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip("long double is double here: no finer reference")
+    rng = np.random.default_rng(11)
+    for n in range(2, _short_row_limit(isa) + 1):
+        x = rng.uniform(-6.0, 0.0, (257, n))
+        x[:, 0] = 0.0
+        x[200:, 1:] -= 40.0  # dominated: log1p of a rest near 1e-17
+        got = fs.logsumexp(x, axis=-1)
+        exact = np.log1p(np.exp(x[:, 1:].astype(np.longdouble)).sum(axis=1))
+        error = np.abs(got - exact) / exact
+        assert float(error.max()) < 2e-15, (n, float(error.max()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect guard pages: Linux")
+def test_rows_that_end_at_a_guard_page():
+    """Short rows that end where readable memory ends: no load or store passes their end.
+
+    The arrays sit against a PROT_NONE page in a child process (a fault there is a
+    crash, reported here as a failure), for every ISA, dtype and row length.
+    """
+    script = textwrap.dedent("""
+        import ctypes, mmap
+        import numpy as np
+        import fastsoftmax as fs
+        from fastsoftmax import _core
+        libc = ctypes.CDLL(None, use_errno=True)
+        PAGE = mmap.PAGESIZE
+
+        def at_guard(shape, dtype):
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            pages = -(-nbytes // PAGE) + 1
+            buf = mmap.mmap(-1, pages * PAGE)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+            assert libc.mprotect(ctypes.c_void_p(base + (pages - 1) * PAGE), PAGE, 0) == 0
+            start = (pages - 1) * PAGE - nbytes
+            a = np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=start)
+            return a.reshape(shape), buf
+
+        keep = []
+        for isa in _core.available_isas():
+            _core.set_isa(isa)
+            for dtype in (np.float32, np.float64):
+                for n in range(1, 18):
+                    for rows in (1, 3, 5, 9, 17, 33):
+                        x, bx = at_guard((rows, n), dtype)
+                        o, bo = at_guard((rows, n), dtype)
+                        l, bl = at_guard((rows,), dtype)
+                        x[...] = np.random.default_rng(n).standard_normal((rows, n))
+                        fs.softmax(x, out=o, n_threads=1)
+                        fs.log_softmax(x, out=o, n_threads=1)
+                        fs.logsumexp(x, axis=-1, out=l, n_threads=1)
+                        fs.softmax(x, out=x, n_threads=1)
+                        labels = np.zeros(rows, np.int64)
+                        fs.cross_entropy(x, labels, reduction="none", return_grad=True,
+                                         grad_out=o, n_threads=1)
+                        keep += [bx, bo, bl]
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
