@@ -37,6 +37,21 @@ static int fs_log_sum_may_round(double log_sum, double units, double rtol)
     return log_sum < 16.0 * units * 0x1p-53 / rtol;
 }
 
+/*
+ * Whether a result computed from a sum whose relative error is within `units`
+ * * 2^-53 may be off by more than the relative tolerance `rtol` of itself:
+ * log(sum) is off by that much absolutely, so a result of at least that over
+ * rtol is safe, with a margin of 16 (NaN is not: the exact sum gives NaN too).
+ */
+static double fs_smallest_safe_result(double units, double rtol)
+{
+    return 16.0 * units * 0x1p-53 / rtol;
+}
+static int fs_result_may_round(double result, double units, double rtol)
+{
+    return fabs(result) < fs_smallest_safe_result(units, rtol);
+}
+
 /* log(sum of exp) from a sum that left out the max's term (drop) or kept it. */
 static double fs_log_sum(double sum, int drop) { return drop == FS_DROP_DONE ? log1p(sum) : log(sum); }
 
@@ -57,6 +72,13 @@ FS_ALWAYS_INLINE double FN(sum_error_units)(fs_index n)
 {
     return sizeof(REAL) == 4 ? 64.0 + (double)n : 64.0 + (double)n / FS_CHUNK;
 }
+
+/*
+ * The same bound for float terms added in float blocks of FS_FLUSH_STEPS per
+ * lane before each flush into double (row_sum_exp_blocked): each block's sum
+ * is within FS_FLUSH_STEPS * 2^-24 of itself, relatively.
+ */
+#define BLOCKED_SUM_ERROR_UNITS(n) (FS_FLUSH_STEPS * 0x1p29 + FN(sum_error_units)(n))
 
 /*
  * Offset of the first element of a contiguous span that equals `max` and is

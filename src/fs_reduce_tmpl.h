@@ -289,6 +289,31 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
     return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, -1);
 }
 
+/*
+ * A row's sum of exp in float blocks flushed to double, as softmax sums, but
+ * without storing the exponentials: for logsumexp of a float row, whose caller
+ * checks that the result is large enough for the blocks' rounding not to
+ * matter (fs_softmax_tmpl.h's logsumexp_impl).  Chunk by chunk, in order.
+ */
+#if !FS_OUT_NARROWS /* logsumexp: float results only */
+FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask, fs_index n,
+                                           REAL shift, REAL scale, const STORAGE *ahead)
+{
+#define BLOCKED_CASE(scaled, masked)                                                            \
+    FN(sum_exp_impl)(x + c, mask ? mask + c : NULL, NULL, fs_chunk_length(n, c), shift, scale, \
+                     0, 0, scaled, masked, ahead ? ahead + c : NULL, -1)
+    double sum = 0.0;
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        if (mask)
+            sum += scale == 1 ? BLOCKED_CASE(0, 1) : BLOCKED_CASE(1, 1);
+        else
+            sum += scale == 1 ? BLOCKED_CASE(0, 0) : BLOCKED_CASE(1, 0);
+    }
+#undef BLOCKED_CASE
+    return sum;
+}
+#endif
+
 /* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
 static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
                               REAL shift, REAL scale, const STORAGE *ahead)

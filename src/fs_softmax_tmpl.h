@@ -480,8 +480,29 @@ static void FN(logsumexp_impl)(const STORAGE *x, const uint8_t *mask, fs_index m
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
-            double sum = FN(row_sum_exp)(xs, m, NULL, n, max, scale,
-                                         o + 1 < outer ? xs + slab : NULL);
+            const STORAGE *ahead = o + 1 < outer ? xs + slab : NULL;
+            const double units = BLOCKED_SUM_ERROR_UNITS(n), low = (double)max * scale;
+            if (sizeof(REAL) == 4 && !parts && n < 2 * FS_CHUNK && isfinite(max) &&
+                (low >= 0 || low + log((double)n) <= -fs_smallest_safe_result(units, LOG_SUM_RTOL))) {
+                /*
+                 * Float terms in float blocks first, as softmax sums them (the exact
+                 * double sum costs half as much again); the exact way below only
+                 * where the result is too near 0 for the blocks' rounding.  The
+                 * result lies in [low, low + log(n)]: a negative max whose range
+                 * reaches near 0 (log-probabilities, whose logsumexp is about 0)
+                 * goes the exact way at once, rather than twice.  Rows from
+                 * 2 * FS_CHUNK elements may be split across threads
+                 * (fs_long_rows_tmpl.h), which sum exactly: they always do, so a
+                 * row's bits never depend on the thread count.
+                 */
+                const double result =
+                    low + log(FN(row_sum_exp_blocked)(xs, m, n, max, scale, ahead));
+                if (!fs_result_may_round(result, units, LOG_SUM_RTOL)) {
+                    SSTORE_OUT(out + o, (REAL)result);
+                    continue;
+                }
+            }
+            double sum = FN(row_sum_exp)(xs, m, NULL, n, max, scale, ahead);
             const double log_sum = FN(row_log_sum)(xs, m, n, max, scale, &sum);
             SSTORE_OUT(out + o, FN(logsumexp_result)(max, log_sum, scale, xs, m, n, 1,
                                                      parts ? parts + o : NULL));

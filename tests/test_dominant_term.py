@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from conftest import CHUNK
+from conftest import CHUNK, check_logsumexp
 from fastsoftmax import reference
 
 RTOL = {np.float32: 1e-6, np.float64: 1e-13}
@@ -180,3 +180,25 @@ def test_non_finite_maxima_keep_their_answers(isa):
     assert np.isnan(fs.log_softmax(np.array([np.inf, 0.0]))).all()
     assert np.isnan(fs.log_softmax(np.array([-np.inf]))).all()
     np.testing.assert_array_equal(fs.log_softmax(np.array([5.0])), [0.0])
+
+
+@pytest.mark.parametrize("n", [100, 5000, 2 * CHUNK - 1, 2 * CHUNK, 2 * CHUNK + 5])
+def test_float32_logsumexp_of_every_size_of_result(isa, n):
+    """float32 rows' logsumexp is summed in float blocks unless the result is near 0.
+
+    A result of at least ~7.6 keeps the contract with float blocks (their
+    rounding moves log(sum) by at most ~5e-7); nearer 0 the row is summed
+    exactly, and a negative max whose range reaches 0 (log-probabilities) is
+    summed exactly at once.  Results from -20 to 20 straddle every branch, on
+    rows short enough never to be split and on those that may be; a row split
+    across threads gives the one-thread bits.
+    """
+    rng = np.random.default_rng(n)
+    base = rng.standard_normal((1, n)) * 3
+    exact_base = reference.logsumexp(base, axis=-1)[0]
+    for target in (-20.0, -7.7, -7.5, -3.0, -1e-3, -1e-6, 0.0, 1e-6, 1e-3, 3.0, 7.5, 7.7, 20.0):
+        x = (base - exact_base + target).astype(np.float32)
+        for threads in (1, 2):
+            check_logsumexp(fs.logsumexp(x, axis=-1, n_threads=threads), x)
+        np.testing.assert_array_equal(fs.logsumexp(x, axis=-1, n_threads=1),
+                                      fs.logsumexp(x, axis=-1, n_threads=2))
