@@ -123,12 +123,9 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
         with np.errstate(over="ignore"):  # a log-probability below -3.4e38 is -inf in float32
             out[...] = out64
         return out
-    if parts is not None:
-        shift, adjust = _shift_and_adjust(parts, result_dtype, op)
-        _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads,
-                             shift=shift, adjust=adjust)
-        return out
-    _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads)
+    shift, adjust = (None, None) if parts is None else _shift_and_adjust(parts, result_dtype, op)
+    _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads,
+                         shift=shift, adjust=adjust)
     return out
 
 
