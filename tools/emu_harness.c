@@ -7,8 +7,10 @@
  *
  *   cc -O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -Isrc \
  *      tools/emu_harness.c src/fs_dispatch.c src/fs_isa_*.c -lm
- *   ./a.out ISA [ISA ...] [--exp-step N]     (ISA: avx512 avx2 baseline scalar; default step 97;
- *                                             --exp-step 1 sweeps every float)
+ *   ./a.out ISA [ISA ...] [--exp-step N]     (ISA: avx512 avx2 baseline scalar, or "available"
+ *                                             for every one this CPU runs; default step 97;
+ *                                             --exp-step 1 sweeps every float;
+ *                                             --f16-ties-either: see narrowed_ok, for Bochs)
  *
  * The last line is "N passed, N failed"; the exit status is 1 on any failure, or if a named
  * ISA is not available (the emulator did not give the CPU features: that must fail too).
@@ -155,6 +157,23 @@ static double as_real(double v) { return DT == F64 ? v : (double)(float)v; }
 /* The 16-bit-output kernels (float16 in and out, bfloat16 in and out). */
 #define NARROW(FIELD, ...) (DT == F16 ? T->f16_f16.FIELD(__VA_ARGS__) : T->bf16_bf16.FIELD(__VA_ARGS__))
 static uint16_t round16(double v) { return DT == F16 ? float_to_half((float)v) : float_to_bf16((float)v); }
+/*
+ * Whether h is the float v rounded to the 16-bit type: to nearest, ties to even (any NaN for
+ * a NaN).  With --f16-ties-either a float16 tie may go to either neighbour: Bochs 2.7
+ * emulates VCVTPS2PH (the AVX-512 table's float16 rounding, _mm512_cvtps_ph) with ties
+ * away from zero whatever the rounding immediate, where real AVX-512 hardware rounds ties
+ * to even (the native stage holds the same code to that).  Only the Bochs stage passes it.
+ */
+static int f16_ties_either;
+static int narrowed_ok(uint16_t h, double v)
+{
+    if (isnan(v)) return (h & 0x7fff) > (DT == F16 ? 0x7c00 : 0x7f80);
+    const uint16_t want = round16(v);
+    if (h == want) return 1;
+    if (!f16_ties_either || DT != F16) return 0;
+    const double a = half_to_double(h), b = half_to_double(want);
+    return a != b && fabs(a - v) == fabs(b - v); /* v halfway between the two: a tie */
+}
 
 /* ---------------------------------------------------------------- checks */
 static int same(double got, double want) { return got == want || (isnan(got) && isnan(want)); }
@@ -231,9 +250,24 @@ static double want_logsumexp(const slice_ref *s)
     return s->m + s->log_sum;         /* scale 1 */
 }
 static double softmax_bound(double want, double z) { return want * (RTOL() + 3 * U() * fabs(z)) + ATOL(); }
+/*
+ * The log domain's bound: the README's (RTOL relative, 3u (|z| + sum p|z|) from rounding z,
+ * the flushed terms), plus the rounding of the terms exp(z) themselves, which the README's
+ * wording leaves out: the kernels compute exp in the working precision (within 1.06-1.35
+ * ULP, about 2.7u relative) and each term moves log(sum) by p times its error, so by at
+ * most 3u (1 - p_max) in all (the max's own term, exp(0) = 1, is exact).  That vanishes
+ * where one entry dominates, as the README promises; it matters only where log(sum) is
+ * near 0 with no dominant entry (logsumexp([-0.46, -0.98]) = 1e-9 in float32 is off by
+ * ~0.6u absolute on every ISA: no float kernel can hold that to 1e-6 relative).
+ */
+static double exp_rounding(const slice_ref *s) { return 3 * U() * (1 - 1 / s->sum); }
 static double log_bound(double want, double z, const slice_ref *s, idx n)
 {
-    return RTOL() * fabs(want) + 3 * U() * (fabs(z) + s->spread) + (double)n * ATOL();
+    return RTOL() * fabs(want) + 3 * U() * (fabs(z) + s->spread) + exp_rounding(s) + (double)n * ATOL();
+}
+static double lse_bound(double want, const slice_ref *s, idx n)
+{
+    return RTOL() * fabs(want) + 3 * U() * s->spread + exp_rounding(s) + (double)n * ATOL();
 }
 
 /* ---------------------------------------------------------------- softmax family */
@@ -345,8 +379,7 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
             }
             const slice_ref *R = &refs[s], *R1 = &refs1[s];
             const double want_lse = want_logsumexp(R1);
-            expect(out_get(lse, s), want_lse, RTOL() * fabs(want_lse) + 3 * U() * R1->spread + n * ATOL(),
-                   "logsumexp", s);
+            expect(out_get(lse, s), want_lse, lse_bound(want_lse, R1, n), "logsumexp", s);
             /* logsumexp_parts: the max (NaN for a NaN slice with an infinite max) and log(sum) */
             if (R->nan) expect_true(isnan(out_get(mx, s)) || isnan(parts[s]), "logsumexp_parts of a NaN slice", s);
             else if (!isfinite(R->m)) {
@@ -354,8 +387,7 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
                 expect(parts[s], 0, 0, "logsumexp_parts log_sum (infinite max)", s);
             } else {
                 expect(out_get(mx, s), R->m, 0, "logsumexp_parts max", s);
-                expect(parts[s], R->log_sum, RTOL() * fabs(R->log_sum) + 3 * U() * R->spread + n * ATOL(),
-                       "logsumexp_parts log_sum", s);
+                expect(parts[s], R->log_sum, lse_bound(R->log_sum, R, n), "logsumexp_parts log_sum", s);
             }
             const double sft = out_get(shift, s), adj = out_get(adjust, s), adjl = out_get(adjust_l, s);
             for (idx r = 0; r < n; r++) {
@@ -367,9 +399,9 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
                 expect(got, p, softmax_bound(p, z), "softmax", i);
                 expect(got_l, lp, log_bound(lp, z, R, n), "log_softmax", i);
                 if (DT >= F16) { /* the 16-bit results: the float results rounded once */
-                    expect_true(sm16[i] == round16(got) || (isnan(got) && (sm16[i] & 0x7fff) > (DT == F16 ? 0x7c00 : 0x7f80)),
+                    expect_true(narrowed_ok(sm16[i], got),
                                 "16-bit softmax is not the float softmax rounded", i);
-                    expect_true(ls16[i] == round16(got_l) || (isnan(got_l) && (ls16[i] & 0x7fff) > (DT == F16 ? 0x7c00 : 0x7f80)),
+                    expect_true(narrowed_ok(ls16[i], got_l),
                                 "16-bit log_softmax is not the float log_softmax rounded", i);
                 }
                 if (R->nan || R->pinf) continue; /* softmax_shifted: only ordinary slices */
@@ -432,7 +464,7 @@ static void long_rows(idx rows, idx n, int masked, int special, double scale)
             expect_true(NARROW(softmax_long_rows, x, mask, size, 0, a16, rows, n, (float)sc, op, 3) == 0,
                         "16-bit softmax_long_rows returned an error", 0);
             for (idx i = 0; i < size; i++)
-                if (a16[i] != round16(out_get(a, i)) && !isnan(out_get(a, i)))
+                if (!narrowed_ok(a16[i], out_get(a, i)))
                     expect_true(0, "16-bit softmax_long_rows is not the float result rounded", i);
         }
         for (idx r = 0; r < rows; r++) {
@@ -443,7 +475,7 @@ static void long_rows(idx rows, idx n, int masked, int special, double scale)
             const slice_ref R = reference(v, keep, n, as_real(sc));
             if (op == 2) {
                 const double w = want_logsumexp(&R);
-                expect(out_get(a, r), w, RTOL() * fabs(w) + 3 * U() * R.spread + n * ATOL(), "long-row logsumexp", r);
+                expect(out_get(a, r), w, lse_bound(w, &R, n), "long-row logsumexp", r);
                 continue;
             }
             for (idx c = 0; c < n; c++) {
@@ -476,7 +508,7 @@ static void long_rows(idx rows, idx n, int masked, int special, double scale)
             expect(sum, R.sum, RTOL() * R.sum + 3 * U() * R.spread * R.sum, "chunk_sum_exp over the chunks", r);
             if (op == 2) {
                 const double got = CALL(logsumexp_finish, m, sum, xr, mr, n, 1), w = want_logsumexp(&R);
-                expect(got, w, RTOL() * fabs(w) + 3 * U() * R.spread + n * ATOL(), "logsumexp_finish", r);
+                expect(got, w, lse_bound(w, &R, n), "logsumexp_finish", r);
                 continue;
             }
             for (idx c0 = 0; c0 < n; c0 += FS_CHUNK) {
@@ -559,7 +591,7 @@ static void backward(idx outer, idx n, idx stride, int log_)
     if (DT >= F16) {
         NARROW(backward, g, y, o16, outer, n, stride, stride, log_);
         for (idx i = 0; i < size; i++)
-            if (o16[i] != round16(out_get(out, i))) expect_true(0, "16-bit backward is not the float result rounded", i);
+            if (!narrowed_ok(o16[i], out_get(out, i))) expect_true(0, "16-bit backward is not the float result rounded", i);
     }
     end_case();
     free(g); free(y); free(out); free(ref); free(mag); free(o16);
@@ -580,7 +612,7 @@ static void backward_long(idx rows, idx n, int log_)
     if (DT >= F16) {
         expect_true(NARROW(backward_long_rows, g, y, o16, rows, n, log_, 3) == 0, "16-bit backward_long_rows error", 0);
         for (idx i = 0; i < size; i++)
-            if (o16[i] != round16(out_get(a, i))) expect_true(0, "16-bit backward_long_rows is not the float result rounded", i);
+            if (!narrowed_ok(o16[i], out_get(a, i))) expect_true(0, "16-bit backward_long_rows is not the float result rounded", i);
     }
     end_case();
     free(g); free(y); free(a); free(b); free(ref); free(mag); free(o16);
@@ -900,11 +932,11 @@ static double exp_ulp(double got, long double want)
 }
 static void exp_checks(long step)
 {
-    /* README / src/fs_exp.h: 1.06 (float) and 0.92 (double) ULP where the kernels have FMA
-     * (AVX2, AVX-512), 1.35 and 1.19 without (SSE2, plain C; aarch64 builds, which contract
+    /* README / src/fs_exp.h: 1.06 (float) and 0.94 (double) ULP where the kernels have FMA
+     * (AVX2, AVX-512), 1.35 and 1.22 without (SSE2, plain C; aarch64 builds, which contract
      * to FMA, are held to that too). */
     const int fma_isa = T->vector_bytes >= 32;
-    const double bound = DT == F64 ? (fma_isa ? 0.92 : 1.19) : (fma_isa ? 1.06 : 1.35);
+    const double bound = DT == F64 ? (fma_isa ? 0.94 : 1.22) : (fma_isa ? 1.06 : 1.35);
     const double tiny = DT == F64 ? DBL_MIN : FLT_MIN, huge = DT == F64 ? DBL_MAX : FLT_MAX;
     double worst = 0, worst_x = 0;
     long total = 0;
@@ -979,6 +1011,7 @@ static void narrow_checks(void)
     enum { N = 70000 };
     float *f = malloc(sizeof(float) * N);
     uint16_t *h = calloc(N + 8, 2);
+    long ties_away = 0;
     for (idx i = 0; i < N; i++) {
         uint32_t b = (uint32_t)(urand() * 4294967296.0);
         if (i % 4 == 0) b = (b & 0x8000ffffu) | (0x38000000u + ((uint32_t)i << 12 & 0x07ff0000u)); /* near f16's range */
@@ -992,11 +1025,16 @@ static void narrow_checks(void)
     NARROW(narrow, f, h, N);
     for (idx i = 0; i < N; i++) {
         const uint16_t want = round16(f[i]);
-        const int nan = isnan(f[i]) && (h[i] & 0x7fff) > (DT == F16 ? 0x7c00 : 0x7f80);
-        if (h[i] != want && !nan && case_fails < 4)
+        if (narrowed_ok(h[i], f[i])) {
+            ties_away += h[i] != want && !isnan(f[i]);
+            continue;
+        }
+        if (case_fails++ < 4)
             printf("FAIL [%s %s] narrow(%.9g) = 0x%04x, want 0x%04x\n", T->isa, DT_NAME[DT], f[i], h[i], want);
-        if (h[i] != want && !nan) case_fails++;
     }
+    if (ties_away)
+        printf("  [%s %s] narrow: %ld ties not rounded to even (allowed by --f16-ties-either)\n", T->isa,
+               DT_NAME[DT], ties_away);
     expect(h[N], 0xabcd, 0, "narrow wrote past its end", N);
     end_case();
     free(f); free(h);
@@ -1075,6 +1113,7 @@ int main(int argc, char **argv)
     int n_isas = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--exp-step") && i + 1 < argc) exp_step = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--f16-ties-either")) f16_ties_either = 1;
         else if (n_isas < 8) isas[n_isas++] = argv[i];
     }
     if (exp_step < 1) exp_step = 1;
@@ -1082,6 +1121,13 @@ int main(int argc, char **argv)
     if (n_isas == 0) {
         printf("usage: %s ISA [ISA ...] [--exp-step N]\n", argv[0]);
         return 2;
+    }
+    /* "available": every table this build and CPU run (the x86 ones natively, in CI) */
+    char names[64];
+    snprintf(names, sizeof names, "%s", fs_available_isas());
+    if (n_isas == 1 && !strcmp(isas[0], "available")) {
+        n_isas = 0;
+        for (char *name = strtok(names, " "); name && n_isas < 8; name = strtok(NULL, " ")) isas[n_isas++] = name;
     }
     for (int k = 0; k < n_isas; k++) {
         T = fs_select_kernels(isas[k]);
