@@ -180,8 +180,12 @@ RC
     return "${st:-1}"
 }
 
-# Prints a stage's harness output: the summary and every failure.
-summarize() { tr -d '\r' < "$1" | grep -E 'FAIL|exp max|passed, .* failed|^flags|not finish|bochs\.log|^\[' | grep -v '^\[ *[0-9.]*\]' | sed 's/^flags\t*: /  cpu flags: /' | cut -c1-400 || true; }
+# Prints a stage's harness output: the summary lines and the first 30 failures.
+summarize() {
+    tr -d '\r' < "$1" | grep -E 'FAIL|exp max|ties not|passed, .* failed|^flags|not finish|bochs\.log|^\[' |
+        grep -v '^\[ *[0-9.]*\]' | sed 's/^flags\t*: /  cpu flags: /' | cut -c1-400 |
+        awk '/FAIL/ { if (++n > 30) { if (n == 31) print "  (more FAIL lines in the log)"; next } } { print }' || true
+}
 
 if want bochs || want native; then
     t0=$(now)
