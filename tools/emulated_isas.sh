@@ -8,7 +8,8 @@
 #           code (SIGILL); Bochs can.
 #   arm64   aarch64 NEON ("baseline") and plain C ("scalar"): the harness cross-compiled,
 #           run under qemu-user.
-#   native  the x86 tables this CPU runs (AVX2, SSE2, plain C): the same harness, natively.
+#   native  the x86 tables this CPU runs (AVX2, SSE2, plain C, and AVX-512 where it has it):
+#           the same harness, natively.
 #   logic   the 16-lane (64-byte) template with its portable code paths instead of the
 #           _mm512 intrinsics, compiled for AVX2 and dispatched on an AVX2 CPU: the whole
 #           pytest suite against it (the AVX-512 table's block logic: 16 float / 8 double
