@@ -33,6 +33,12 @@ fi
 if [ ! -x "$root/venv/bin/python" ]; then
     mirror=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
     log "making the arm64 root at $root (about 30 min)"
+    # An interrupted mmdebstrap can leave /proc, /sys, /dev/pts mounted in its half-made
+    # root: never rm -r through those.
+    if grep -q " $root.part/" /proc/mounts; then
+        echo "arm64_suite: file systems are still mounted under $root.part: unmount them first" >&2
+        exit 1
+    fi
     rm -rf "$root.part"
     mmdebstrap --arch=arm64 --variant=apt \
         --include=python3,python3-dev,python3-venv,gcc,libc6-dev,ca-certificates \
