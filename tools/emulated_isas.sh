@@ -17,7 +17,7 @@
 #           by ISA for that table only, FASTSOFTMAX_TEST_ISAS=avx512).
 # Exit status non-zero if any stage fails, including an emulator that does not finish.
 #
-#   bash tools/emulated_isas.sh          (CI: .ci/run; ~N min on 2 cores, see README)
+#   bash tools/emulated_isas.sh          (CI runs it from .ci/run; its time: README, Development)
 #
 # Settings (environment):
 #   EMU_STAGES      stages to run, default "bochs arm64 native logic"
