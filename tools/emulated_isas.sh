@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Run the kernels of every instruction set the project ships, including those that no
+# development or CI machine here runs natively (AVX-512, aarch64), on an x86-64 Debian
+# machine, as root (it installs what it lacks with apt-get):
+#   bochs   AVX-512: tools/emu_harness.c (every kernel-table entry, every dtype, against a
+#           double-precision reference) built static, in an initramfs booted by Debian's
+#           kernel under Bochs's Skylake-X CPU.  QEMU's TCG and valgrind cannot run EVEX
+#           code (SIGILL); Bochs can.
+#   arm64   aarch64 NEON ("baseline") and plain C ("scalar"): the harness cross-compiled,
+#           run under qemu-user.
+#   native  the x86 tables this CPU runs (AVX2, SSE2, plain C, and AVX-512 where it has it):
+#           the same harness, natively.
+#   logic   the 16-lane (64-byte) template with its portable code paths instead of the
+#           _mm512 intrinsics, compiled for AVX2 and dispatched on an AVX2 CPU: the whole
+#           pytest suite against it (the AVX-512 table's block logic: 16 float / 8 double
+#           lanes, its tails and tiles, through every Python path; the tests parametrized
+#           by ISA for that table only, FASTSOFTMAX_TEST_ISAS=avx512).
+# Exit status non-zero if any stage fails, including an emulator that does not finish.
+#
+#   bash tools/emulated_isas.sh          (CI runs it from .ci/run; its time: README, Development)
+#
+# Settings (environment):
+#   EMU_STAGES      stages to run, default "bochs arm64 native logic"
+#   EMU_EXP_STEP    the exp sweep takes every N-th float32 under emulation (default 997;
+#                   the native stage uses 97)
+#   BOCHS_TIMEOUT   seconds before Bochs is killed and the stage fails (default 1500)
+#   EMU_CACHE       where Debian's kernel image is kept between runs
+#                   (default /var/cache/fastsoftmax-emu)
+#   EMU_KEEP=1      keep the work folder (printed) for a look at the logs
+#   PYTHON          the python with the test requirements (default: python3 on PATH)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+stages=${EMU_STAGES:-bochs arm64 native logic}
+exp_step=${EMU_EXP_STEP:-997}
+bochs_timeout=${BOCHS_TIMEOUT:-1500}
+cache=${EMU_CACHE:-/var/cache/fastsoftmax-emu}
+python=${PYTHON:-python3}
+work=$(mktemp -d "${TMPDIR:-/tmp}/emulated-isas.XXXXXX")
+bochs_pid=
+cleanup() {
+    # Bochs ignores SIGTERM: whatever of it is still running is killed by id.
+    if [ -n "$bochs_pid" ]; then kill -9 "$bochs_pid" 2>/dev/null || true; fi
+    if [ -f "$work/bochs/pids" ]; then
+        while read -r p; do kill -9 "$p" 2>/dev/null || true; done < "$work/bochs/pids"
+    fi
+    if [ "${EMU_KEEP:-0}" = 1 ]; then echo "emulated_isas: work folder kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+want() { case " $stages " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+log() { echo "emulated_isas: $*"; }
+# Same flags as setup.py's build of the kernels (no -march, no -ffast-math: the ISA files
+# carry their own target pragmas).  OpenMP on, so the long-row entries run 3 threads.
+CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -I$repo/src"
+kernel_sources="$repo/src/fs_dispatch.c $repo/src/fs_isa_avx512.c $repo/src/fs_isa_avx2.c $repo/src/fs_isa_baseline.c $repo/src/fs_isa_scalar.c $repo/tools/emu_harness.c"
+
+# ---------------------------------------------------------------- what it needs
+need=()
+if want bochs; then
+    for p in bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso cpio; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+fi
+if want arm64; then
+    command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+    command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Compiles CC's objects of the kernels and the harness into DIR, two at a time (2 cores).
+compile_all() {
+    local cc=$1 dir=$2 f pids=()
+    mkdir -p "$dir"
+    for f in $kernel_sources; do
+        # shellcheck disable=SC2086
+        $cc $CFLAGS_KERNELS -c "$f" -o "$dir/$(basename "$f" .c).o" & pids+=($!)
+        if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    done
+    for f in "${pids[@]}"; do wait "$f"; done
+}
+declare -A took result
+now() { date +%s; }
+
+# ---------------------------------------------------------------- bochs (AVX-512)
+# Fetches Debian's kernel image (not installed: only /boot/vmlinuz is taken out of it).
+kernel_image() {
+    mkdir -p "$cache"
+    if [ ! -s "$cache/vmlinuz" ]; then
+        local pkg deb
+        pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+        if [ -z "$pkg" ]; then apt-get update -q >/dev/null; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); fi
+        (cd "$cache" && { apt-get download -q "$pkg" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download -q "$pkg" >/dev/null 2>&1; }; })
+        deb=$(ls "$cache"/"$pkg"_*.deb | head -n 1)
+        dpkg-deb --fsys-tarfile "$deb" | tar -x --wildcards -O './boot/vmlinuz-*' > "$cache/vmlinuz.part"
+        mv "$cache/vmlinuz.part" "$cache/vmlinuz" && rm -f "$deb"
+    fi
+}
+
+# Boots the harness for the avx512 table; output in $work/bochs/serial.log; exit status:
+# the harness's, or 124 if Bochs did not finish in time.
+run_bochs() {
+    local d=$work/bochs
+    cd "$d"
+    kernel_image
+    mkdir -p root/dev iso/isolinux
+    cp "$work/x86/harness" root/harness
+    gcc -O2 -static -o root/init "$repo/tools/emu_init.c"
+    mknod root/dev/console c 5 1
+    (cd root && find . | cpio -o -H newc --quiet | gzip -1) > iso/initrd.gz
+    cp "$cache/vmlinuz" iso/vmlinuz
+    cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 iso/isolinux/
+    # clearcpuid=xsaves,xsavec: Bochs 2.7 reports the standard XSAVE size for the compacted
+    # format, so Linux disables XSAVE ("XSAVE consistency problem") and with it AVX and
+    # AVX-512.  The harness's arguments follow "--".  --f16-ties-either: Bochs 2.7 rounds
+    # float16 ties away from zero in VCVTPS2PH, real AVX-512 CPUs to even (found by this
+    # harness; the native stage checks ties to even where the CPU has AVX-512).
+    cat > iso/isolinux/isolinux.cfg <<CFG
+DEFAULT emu
+PROMPT 0
+LABEL emu
+  KERNEL /vmlinuz
+  APPEND initrd=/initrd.gz console=ttyS0,115200 clearcpuid=xsaves,xsavec quiet loglevel=3 -- avx512 --exp-step $exp_step --f16-ties-either
+CFG
+    xorriso -as mkisofs -quiet -o boot.iso -b isolinux/isolinux.bin -c isolinux/boot.cat \
+        -no-emul-boot -boot-load-size 4 -boot-info-table iso 2>/dev/null
+    # Debian's Bochs has no 'nogui' display: 'term' (curses), which needs a terminal, so it
+    # runs on a pty (python's pty.spawn, which copies the screen to /dev/null); the serial
+    # port goes to a file.  It has the debugger compiled in: "c" continues at start.
+    cat > bochsrc <<RC
+megs: 512
+cpu: model=corei7_skylake_x, count=1, ips=200000000
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+ata0-master: type=cdrom, path=boot.iso, status=inserted
+boot: cdrom
+com1: enabled=1, mode=file, dev=serial.log
+display_library: term
+clock: sync=none
+log: bochs.log
+panic: action=fatal
+RC
+    echo c > debugger.rc
+    : > serial.log
+    TERM=xterm "$python" -c 'import pty, sys; pty.spawn(sys.argv[1:])' \
+        bochs -q -f bochsrc -rc debugger.rc < /dev/null > /dev/null 2>&1 &
+    local spawn=$! deadline=$(( $(now) + bochs_timeout )) bx= drain= idx
+    echo "$spawn" >> pids
+    while kill -0 "$spawn" 2>/dev/null && [ "$(now)" -lt "$deadline" ]; do
+        # The term display also opens a pty of its own that nobody reads; once it fills,
+        # Bochs blocks: read it away (its number from the ptmx fd's fdinfo).
+        if [ -z "$drain" ]; then
+            bx=$(cat /proc/"$spawn"/task/*/children 2>/dev/null | awk '{print $1}')
+            if [ -n "$bx" ]; then
+                echo "$bx" >> pids
+                idx=$(grep -h '^tty-index:' /proc/"$bx"/fdinfo/* 2>/dev/null | awk '{print $2}' | head -n 1 || true)
+                if [ -n "$idx" ]; then
+                    cat "/dev/pts/$idx" > /dev/null 2>&1 & drain=$!
+                    echo "$drain" >> pids
+                fi
+            fi
+        fi
+        if grep -q EMU_DONE serial.log; then break; fi
+        sleep 2
+    done
+    # Done, dead or out of time: SIGKILL by id (Bochs ignores SIGTERM).
+    local p
+    while read -r p; do kill -9 "$p" 2>/dev/null || true; done < pids
+    wait "$spawn" 2>/dev/null || true
+    if ! grep -q EMU_DONE serial.log; then
+        echo "Bochs did not finish within ${bochs_timeout} s (or died); bochs.log:" >> serial.log
+        tail -5 bochs.log >> serial.log 2>/dev/null || true
+        return 124
+    fi
+    local st
+    st=$(tr -d '\r' < serial.log | sed -n 's/^emu_init: harness exit status \([0-9]*\).*/\1/p' | tail -n 1)
+    return "${st:-1}"
+}
+
+# Prints a stage's harness output: the summary lines and the first 30 failures.
+summarize() {
+    tr -d '\r' < "$1" | grep -E 'FAIL|exp max|ties not|passed, .* failed|^flags|not finish|bochs\.log|^\[' |
+        grep -v '^\[ *[0-9.]*\]' | sed 's/^flags\t*: /  cpu flags: /' | cut -c1-400 |
+        awk '/FAIL/ { if (++n > 30) { if (n == 31) print "  (more FAIL lines in the log)"; next } } { print }' || true
+}
+
+if want bochs || want native; then
+    t0=$(now)
+    compile_all gcc "$work/x86"
+    gcc -static -fopenmp -o "$work/x86/harness" "$work"/x86/*.o -lm
+    took[x86-build]=$(( $(now) - t0 )); result[x86-build]=0
+fi
+if want bochs; then
+    mkdir -p "$work/bochs"
+    log "bochs: AVX-512 table under Bochs (in the background, up to ${bochs_timeout} s)"
+    ( t0=$(now); s=0; run_bochs > "$work/bochs/stage.log" 2>&1 || s=$?; echo "$s $(( $(now) - t0 ))" > "$work/bochs/done" ) &
+    bochs_pid=$!
+fi
+
+if want native; then
+    t0=$(now); s=0
+    "$work/x86/harness" available > "$work/native.log" 2>&1 || s=$?
+    took[native]=$(( $(now) - t0 )); result[native]=$s
+    log "native: the x86 tables this CPU runs"; summarize "$work/native.log"
+fi
+
+if want arm64; then
+    t0=$(now); s=0
+    compile_all aarch64-linux-gnu-gcc "$work/arm64"
+    aarch64-linux-gnu-gcc -fopenmp -o "$work/arm64/harness" "$work"/arm64/*.o -lm
+    QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$work/arm64/harness" baseline scalar \
+        --exp-step "$exp_step" > "$work/arm64.log" 2>&1 || s=$?
+    took[arm64]=$(( $(now) - t0 )); result[arm64]=$s
+    log "arm64: NEON and plain-C tables under qemu-user"; summarize "$work/arm64.log"
+fi
+
+if want logic; then
+    # The AVX-512 table's source, its _mm512 paths switched to the portable ones
+    # (FS_AVX512_LOGIC), compiled for AVX2 and chosen where the CPU has AVX2.  Each edit
+    # must apply exactly as often as counted: a changed source fails here, not silently.
+    t0=$(now); s=0
+    dest=$work/avx512-logic
+    bash "$repo/tools/copy_sources.sh" "$repo" "$dest"
+    patch_count() { # FILE FROM TO COUNT
+        local n
+        n=$(grep -cF -- "$2" "$1" || true)
+        if [ "$n" != "$4" ]; then echo "emulated_isas: logic patch: '$2' occurs $n times in $1, expected $4" >&2; return 1; fi
+        FROM=$2 TO=$3 perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/g' "$1"
+    }
+    {
+        patch_count "$dest/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
+            '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 2 &&
+        patch_count "$dest/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
+            '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
+        patch_count "$dest/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
+            '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 1 &&
+        patch_count "$dest/src/fs_vector.h" '#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)' \
+            '#if (defined(__x86_64__) || defined(__i386__) || defined(_M_X64)) && !(defined(FS_AVX512_LOGIC) && FS_VBYTES == 64)' 1 &&
+        patch_count "$dest/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx2,fma")' \
+            '#pragma GCC target("avx2,fma,f16c")
+#define FS_AVX512_LOGIC 1' 1 &&
+        patch_count "$dest/src/fs_dispatch.c" '__builtin_cpu_supports("avx512f")' '__builtin_cpu_supports("avx2")' 1
+    } || s=1
+    if [ $s = 0 ]; then
+        "$python" -c 'import Cython' 2>/dev/null || "$python" -m pip install -q "Cython>=3.0" "setuptools>=77"
+        # Any _mm512 intrinsic still reachable fails this build (target mismatch under avx2).
+        (cd "$dest" && "$python" setup.py build_ext --inplace > build.log 2>&1) || { tail -20 "$dest/build.log"; s=1; }
+    fi
+    if [ $s = 0 ]; then
+        (cd "$dest" && PYTHONPATH=$dest "$python" - "$dest" <<'PY') || s=1
+import sys
+import fastsoftmax, fastsoftmax._core as c
+assert fastsoftmax.__file__.startswith(sys.argv[1]), f"imported {fastsoftmax.__file__}, not the logic build"
+info = c.kernel_info()["avx512"]
+assert c.available_isas()[0] == "avx512" and c.isa() == "avx512", c.available_isas()
+assert info["float32"]["lanes"] == 16 and info["float64"]["lanes"] == 8, info
+print("emulated_isas: logic build:", c.available_isas(), "float32 lanes", info["float32"]["lanes"])
+PY
+    fi
+    if [ $s = 0 ]; then
+        log "logic: the whole pytest suite against the 16-lane template built for AVX2"
+        # The tests parametrized by ISA run for the avx512 table only: the others are the
+        # same code CI's first pytest pass has just run (tests/conftest.py).
+        (cd "$dest" && PYTHONPATH=$dest FASTSOFTMAX_TEST_ISAS=avx512 "$python" -m pytest -q -p no:cacheprovider) \
+            > "$work/logic.log" 2>&1 || s=$?
+        grep -E '^(FAILED|ERROR)|passed|failed' "$work/logic.log" | tail -30 || true
+    fi
+    took[logic]=$(( $(now) - t0 )); result[logic]=$s
+fi
+
+if want bochs; then
+    wait "$bochs_pid" || true
+    bochs_pid=
+    read -r s secs < "$work/bochs/done" || { s=1; secs=0; }
+    took[bochs]=$secs; result[bochs]=$s
+    log "bochs: AVX-512 table"; summarize "$work/bochs/serial.log"; summarize "$work/bochs/stage.log"
+fi
+
+status=0
+log "stage     status  seconds"
+for st in x86-build native arm64 logic bochs; do
+    if [ -n "${took[$st]:-}" ]; then
+        printf 'emulated_isas: %-9s %-7s %s\n' "$st" "${result[$st]:--}" "${took[$st]}"
+        if [ "${result[$st]:-0}" != 0 ]; then status=1; fi
+    fi
+done
+if [ $status != 0 ]; then log "FAILED"; else log "all stages passed"; fi
+exit $status
