@@ -10,12 +10,21 @@
  * A claim is a run of `per` consecutive parts (per = 1 unless a job has more
  * than FS_MAX_CLAIMS parts).  Threads take claims by raising the low bits of
  * `state`.  A worker does it with a compare-and-swap that also checks the
- * generation, so it can never take a claim of a later job with the function
- * and context it read for an earlier one: if its CAS succeeds, the job it read
- * was still unfinished (it had an untaken claim), hence still the caller's.
- * The description's fields are atomics, read relaxed, so a late worker's read
- * of a finished job's fields while the next caller rewrites them is no data
- * race; it is never acted on, because the CAS then fails.
+ * generation it read the description under, so it never runs a claim with
+ * another job's function and context:
+ *
+ *   - Before rewriting the description, the owner closes the previous
+ *     generation: it stores a new generation whose claim counter is already
+ *     past any job's claims (FS_CLOSED), and only then writes the fields, with
+ *     release stores, and publishes the generation after that.
+ *   - A worker reads `state` (acquire), then the fields (acquire), then CASes
+ *     `state` from the value it read.  If any field it read is the next job's,
+ *     that field's release store comes after the close, so the close happens
+ *     before the CAS, which therefore fails (the generation changed).  If the
+ *     CAS succeeds, every field was this generation's.
+ *
+ * The fields are atomics, so a late worker's read of them while the next owner
+ * rewrites them is no data race; it is never acted on.
  *
  * Completion.  `done` counts finished claims of the current generation; the
  * caller waits until it equals the number of claims, that is, only for claims
@@ -28,11 +37,14 @@
  *
  * Sleeping.  An idle worker spins for a short while (the next call, or the
  * next phase of the long-row driver, usually comes within microseconds), then
- * sleeps on the `wake` condition.  A caller wakes sleepers only if `sleepers`
- * says there are any; `sleepers` and `state` are both seq_cst, and each side
- * writes its own then reads the other's, so either the caller sees the
- * sleeper or the sleeper sees the new job (no lost wake-up).  The caller's
- * wait for taken claims works the same way with `caller_waiting` and `done`.
+ * sleeps on its own condition.  A job of k threads wakes workers 0 .. k - 2
+ * only, and only those whose `sleeping` flag is set: a pool that an earlier
+ * call grew to 63 workers does not wake 63 threads for every 2-thread call.
+ * The flag and `state` are both seq_cst, and each side writes its own then
+ * reads the other's, so either the caller sees the sleeper or the sleeper sees
+ * the new job (no lost wake-up).  A worker that a job does not need goes back
+ * to sleep at once, without spinning.  The caller's wait for taken claims
+ * works the same way with `caller_waiting` and `done`.
  */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _GNU_SOURCE
@@ -117,6 +129,8 @@ int fs_pool_set_openmp(int on) { return FS_EXCHANGE(&fs_use_openmp, on != 0); }
 
 #define FS_GEN_SHIFT 24
 #define FS_CLAIM_MASK (((uint64_t)1 << FS_GEN_SHIFT) - 1)
+/* The claim counter of a closed generation: no claim can be taken in it. */
+#define FS_CLOSED FS_CLAIM_MASK
 /* At most this many claims per job (the claim counter may pass it by one). */
 #define FS_MAX_CLAIMS ((int64_t)1 << 22)
 /* Workers a process starts at most (MAX_THREADS in fastsoftmax/_threads.py is far below). */
@@ -135,14 +149,18 @@ static struct {
     int64_t done;            /* claims of the current generation finished */
     int busy;                /* a caller owns the job slot */
     int caller_waiting;      /* the owner sleeps on `finished` */
-    int sleepers;            /* workers sleeping on `wake` */
+    int sleepers;            /* workers asleep (a fast path: none, nothing to wake) */
     int workers;             /* workers started; grows under `lock` */
     int spawn_failed;        /* pthread_create failed: start no more */
     pthread_mutex_t lock;
-    pthread_cond_t wake, finished;
-} fs_pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
-             .wake = PTHREAD_COND_INITIALIZER,
-             .finished = PTHREAD_COND_INITIALIZER};
+    pthread_cond_t finished;
+} fs_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
+
+/* Worker i's sleep: its flag (atomic) and condition, set up when it starts. */
+static struct {
+    int sleeping;
+    pthread_cond_t wake;
+} fs_slot[FS_MAX_WORKERS];
 
 static pthread_once_t fs_pool_once = PTHREAD_ONCE_INIT;
 
@@ -199,22 +217,26 @@ static void fs_claim_done(int64_t claims)
     }
 }
 
-/* A worker's share of the job published as `seen` (state read with acquire). */
-static void fs_help(int id, uint64_t seen)
+/*
+ * A worker's share of the job published as `seen` (state read with acquire);
+ * 0 if the job does not want this worker.
+ */
+static int fs_help(int id, uint64_t seen)
 {
     if (id >= LOAD(&fs_pool.helpers, RELAXED))
-        return;
-    /* Possibly a later job's fields: then the CAS below fails and none is used. */
-    const fs_part_fn fn = LOAD(&fs_pool.fn, RELAXED);
-    void *const ctx = LOAD(&fs_pool.ctx, RELAXED);
-    const int64_t nparts = LOAD(&fs_pool.nparts, RELAXED);
-    const int64_t per = LOAD(&fs_pool.per, RELAXED);
-    const int64_t claims = LOAD(&fs_pool.claims, RELAXED);
+        return 0;
+    /* Possibly a later job's fields: then the CAS below fails and none is used (acquire: */
+    /* see the top of this file). */
+    const fs_part_fn fn = LOAD(&fs_pool.fn, ACQUIRE);
+    void *const ctx = LOAD(&fs_pool.ctx, ACQUIRE);
+    const int64_t nparts = LOAD(&fs_pool.nparts, ACQUIRE);
+    const int64_t per = LOAD(&fs_pool.per, ACQUIRE);
+    const int64_t claims = LOAD(&fs_pool.claims, ACQUIRE);
     const uint64_t gen = seen >> FS_GEN_SHIFT;
     uint64_t expected = seen;
     for (;;) {
         if (expected >> FS_GEN_SHIFT != gen || (int64_t)(expected & FS_CLAIM_MASK) >= claims)
-            return;
+            return 1;
         if (__atomic_compare_exchange_n(&fs_pool.state, &expected, expected + 1, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             fs_run_claim(fn, ctx, (int64_t)(expected & FS_CLAIM_MASK), per, nparts);
@@ -238,16 +260,19 @@ static void *fs_worker_main(void *arg)
         const uint64_t state = LOAD(&fs_pool.state, ACQUIRE);
         if (state >> FS_GEN_SHIFT != seen_gen) {
             seen_gen = state >> FS_GEN_SHIFT;
-            fs_help(id, state);
+            /* Wanted: spin for the next job, it likely wants this worker too.  Else sleep. */
+            if (fs_help(id, state) && fs_spin_until(fs_new_generation, &seen_gen))
+                continue;
+        } else if (fs_spin_until(fs_new_generation, &seen_gen)) {
             continue;
         }
-        if (fs_spin_until(fs_new_generation, &seen_gen))
-            continue;
         pthread_mutex_lock(&fs_pool.lock);
+        STORE(&fs_slot[id].sleeping, 1, SEQ_CST);
         __atomic_add_fetch(&fs_pool.sleepers, 1, __ATOMIC_SEQ_CST);
         while (LOAD(&fs_pool.state, SEQ_CST) >> FS_GEN_SHIFT == seen_gen)
-            pthread_cond_wait(&fs_pool.wake, &fs_pool.lock);
+            pthread_cond_wait(&fs_slot[id].wake, &fs_pool.lock);
         __atomic_sub_fetch(&fs_pool.sleepers, 1, __ATOMIC_SEQ_CST);
+        STORE(&fs_slot[id].sleeping, 0, RELAXED);
         pthread_mutex_unlock(&fs_pool.lock);
     }
     return NULL;
@@ -271,15 +296,15 @@ static void fs_pool_child(void)
     STORE(&fs_pool.claims, 0, RELAXED);
     STORE(&fs_pool.helpers, 0, RELAXED);
     STORE(&fs_pool.done, 0, RELAXED);
-    STORE(&fs_pool.state, gen << FS_GEN_SHIFT, RELAXED);
+    STORE(&fs_pool.state, gen << FS_GEN_SHIFT | FS_CLOSED, RELAXED);
     STORE(&fs_pool.busy, 0, RELAXED);
     STORE(&fs_pool.caller_waiting, 0, RELAXED);
     STORE(&fs_pool.sleepers, 0, RELAXED);
     STORE(&fs_pool.workers, 0, RELAXED);
     STORE(&fs_pool.spawn_failed, 0, RELAXED);
     pthread_mutex_init(&fs_pool.lock, NULL);
-    pthread_cond_init(&fs_pool.wake, NULL);
     pthread_cond_init(&fs_pool.finished, NULL);
+    /* (The workers' slots are set up again as each new worker starts.) */
 }
 
 static void fs_pool_register_fork(void)
@@ -303,6 +328,8 @@ static int fs_start_workers(int wanted)
         pthread_sigmask(SIG_SETMASK, &all, &old);
         while (have < wanted) {
             pthread_t thread;
+            STORE(&fs_slot[have].sleeping, 0, RELAXED);
+            pthread_cond_init(&fs_slot[have].wake, NULL);
             if (fs_spawn_disabled ||
                 pthread_create(&thread, NULL, fs_worker_main, (void *)(intptr_t)have) != 0) {
                 /* No more threads (a limit, no memory): the callers do the work. */
@@ -345,20 +372,32 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
         return;
     }
 
-    STORE(&fs_pool.fn, fn, RELAXED);
-    STORE(&fs_pool.ctx, ctx, RELAXED);
-    STORE(&fs_pool.nparts, nparts, RELAXED);
-    STORE(&fs_pool.per, per, RELAXED);
-    STORE(&fs_pool.claims, claims, RELAXED);
-    STORE(&fs_pool.helpers, helpers, RELAXED);
+    /* Close the last generation, so that no late worker's CAS succeeds in it (its job is */
+    /* done, but its claim counter may be below the new job's count), then describe the */
+    /* job and publish it (release: the description and the caller's data before it). */
+    const uint64_t gen = (LOAD(&fs_pool.state, RELAXED) >> FS_GEN_SHIFT) + 2;
+    STORE(&fs_pool.state, (gen - 1) << FS_GEN_SHIFT | FS_CLOSED, SEQ_CST);
+    STORE(&fs_pool.fn, fn, RELEASE);
+    STORE(&fs_pool.ctx, ctx, RELEASE);
+    STORE(&fs_pool.nparts, nparts, RELEASE);
+    STORE(&fs_pool.per, per, RELEASE);
+    STORE(&fs_pool.claims, claims, RELEASE);
+    STORE(&fs_pool.helpers, helpers, RELEASE);
     STORE(&fs_pool.done, 0, RELAXED);
-    const uint64_t gen = (LOAD(&fs_pool.state, RELAXED) >> FS_GEN_SHIFT) + 1;
-    /* Publish (release: the description and the caller's data before it). */
     STORE(&fs_pool.state, gen << FS_GEN_SHIFT, SEQ_CST);
     if (LOAD(&fs_pool.sleepers, SEQ_CST) > 0) {
-        pthread_mutex_lock(&fs_pool.lock);
-        pthread_cond_broadcast(&fs_pool.wake);
-        pthread_mutex_unlock(&fs_pool.lock);
+        /* Wake the sleepers among the workers this job wants (a flag read is cheap; a */
+        /* lock and a signal are not). */
+        int locked = 0;
+        for (int i = 0; i < helpers; i++)
+            if (LOAD(&fs_slot[i].sleeping, SEQ_CST)) {
+                if (!locked)
+                    pthread_mutex_lock(&fs_pool.lock);
+                locked = 1;
+                pthread_cond_signal(&fs_slot[i].wake);
+            }
+        if (locked)
+            pthread_mutex_unlock(&fs_pool.lock);
     }
 
     /* The owner alone publishes, so the generation cannot change under it: a plain add. */
