@@ -45,6 +45,15 @@
  * the new job (no lost wake-up).  A worker that a job does not need goes back
  * to sleep at once, without spinning.  The caller's wait for taken claims
  * works the same way with `caller_waiting` and `done`.
+ *
+ * Backing off.  A worker that took a claim and was then descheduled (other
+ * processes hold the cores) still makes the owner wait, for a time slice of
+ * the OS.  So the owner times its own claims and its wait for the workers'
+ * last ones; a wait far longer than a claim takes (FS_SLOW_WAIT) means the
+ * machine is oversubscribed, and the next jobs run on their calling thread
+ * alone: FS_BACKOFF_MIN of them, doubling to FS_BACKOFF_MAX while it keeps
+ * happening, back to the minimum after a job whose wait was short.  Results
+ * are the same on any number of threads, so this only changes the time.
  */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _GNU_SOURCE
@@ -133,6 +142,10 @@ int fs_pool_set_openmp(int on) { return FS_EXCHANGE(&fs_use_openmp, on != 0); }
 #define FS_CLOSED FS_CLAIM_MASK
 /* At most this many claims per job (the claim counter may pass it by one). */
 #define FS_MAX_CLAIMS ((int64_t)1 << 22)
+/* The back-off (see the top): jobs run alone after a slow wait, and the slow wait. */
+#define FS_BACKOFF_MIN 8
+#define FS_BACKOFF_MAX 256
+#define FS_SLOW_WAIT(claim_ns) (4 * (claim_ns) + 50000)
 /* Workers a process starts at most (MAX_THREADS in fastsoftmax/_threads.py is far below). */
 #define FS_MAX_WORKERS 1024
 
@@ -152,6 +165,8 @@ static struct {
     int sleepers;            /* workers asleep (a fast path: none, nothing to wake) */
     int workers;             /* workers started; grows under `lock` */
     int spawn_failed;        /* pthread_create failed: start no more */
+    /* The owner's (under `busy`): jobs still to run alone, and the next back-off. */
+    int skip, backoff;
     pthread_mutex_t lock;
     pthread_cond_t finished;
 } fs_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
@@ -302,6 +317,7 @@ static void fs_pool_child(void)
     STORE(&fs_pool.sleepers, 0, RELAXED);
     STORE(&fs_pool.workers, 0, RELAXED);
     STORE(&fs_pool.spawn_failed, 0, RELAXED);
+    fs_pool.skip = fs_pool.backoff = 0;
     pthread_mutex_init(&fs_pool.lock, NULL);
     pthread_cond_init(&fs_pool.finished, NULL);
     /* (The workers' slots are set up again as each new worker starts.) */
@@ -359,6 +375,12 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
         fs_run_serial(nparts, fn, ctx); /* another call owns the pool: never wait for it */
         return;
     }
+    if (fs_pool.skip > 0) { /* backing off (see the top) */
+        fs_pool.skip--;
+        STORE(&fs_pool.busy, 0, RELEASE);
+        fs_run_serial(nparts, fn, ctx);
+        return;
+    }
     const int64_t per = nparts / FS_MAX_CLAIMS + 1;
     const int64_t claims = (nparts + per - 1) / per;
     int64_t wanted = nthreads - 1;
@@ -401,6 +423,8 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
     }
 
     /* The owner alone publishes, so the generation cannot change under it: a plain add. */
+    const int64_t start = fs_now_ns();
+    int64_t mine = 0;
     for (;;) {
         const int64_t claim =
             (int64_t)(__atomic_fetch_add(&fs_pool.state, 1, __ATOMIC_ACQ_REL) & FS_CLAIM_MASK);
@@ -408,16 +432,29 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
             break;
         fs_run_claim(fn, ctx, claim, per, nparts);
         fs_claim_done(claims);
+        mine++;
     }
 
     /* Every claim is taken: wait for those still running on workers, only those. */
-    if (!fs_spin_until(fs_all_done, &claims)) {
+    const int64_t finished = fs_all_done(&claims) ? 0 : fs_now_ns();
+    if (finished && !fs_spin_until(fs_all_done, &claims)) {
         pthread_mutex_lock(&fs_pool.lock);
         STORE(&fs_pool.caller_waiting, 1, SEQ_CST);
         while (LOAD(&fs_pool.done, SEQ_CST) != claims)
             pthread_cond_wait(&fs_pool.finished, &fs_pool.lock);
         STORE(&fs_pool.caller_waiting, 0, RELAXED);
         pthread_mutex_unlock(&fs_pool.lock);
+    }
+    if (mine > 0) {
+        const int64_t waited = finished ? fs_now_ns() - finished : 0;
+        if (waited > FS_SLOW_WAIT((finished - start) / mine)) {
+            fs_pool.backoff = fs_pool.backoff < FS_BACKOFF_MIN ? FS_BACKOFF_MIN
+                            : fs_pool.backoff < FS_BACKOFF_MAX ? 2 * fs_pool.backoff
+                                                                : FS_BACKOFF_MAX;
+            fs_pool.skip = fs_pool.backoff;
+        } else {
+            fs_pool.backoff = 0;
+        }
     }
     STORE(&fs_pool.busy, 0, RELEASE);
 }

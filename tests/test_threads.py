@@ -516,3 +516,23 @@ def test_calls_run_when_no_worker_can_start():
 def test_show_config_names_the_executor(capsys):
     fs.show_config()
     assert f"executor: {_core.executor()}" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+def test_pool_stress_in_c(tmp_path):
+    """tools/pool_stress.c against src/fs_pool.c: concurrent callers, forks, no spinning.
+
+    (tools/pool_tsan.sh runs the same under ThreadSanitizer.)
+    """
+    import shutil
+
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = os.path.join(root, "tools", "pool_stress.c")
+    if cc is None or not os.path.exists(source):
+        pytest.skip("no C compiler, or not a source checkout")
+    exe = str(tmp_path / "pool_stress")
+    subprocess.run([cc, "-O2", "-pthread", "-I", os.path.join(root, "src"), source,
+                    os.path.join(root, "src", "fs_pool.c"), "-o", exe], check=True, timeout=120)
+    result = subprocess.run([exe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
