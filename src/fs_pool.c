@@ -48,12 +48,15 @@
  *
  * Backing off.  A worker that took a claim and was then descheduled (other
  * processes hold the cores) still makes the owner wait, for a time slice of
- * the OS.  So the owner times its own claims and its wait for the workers'
- * last ones; a wait far longer than a claim takes (FS_SLOW_WAIT) means the
- * machine is oversubscribed, and the next jobs run on their calling thread
- * alone: FS_BACKOFF_MIN of them, doubling to FS_BACKOFF_MAX while it keeps
- * happening, back to the minimum after a job whose wait was short.  Results
- * are the same on any number of threads, so this only changes the time.
+ * the OS.  So the owner times its own claims and the whole job: a job that
+ * took longer than the owner alone would have taken for every claim at its
+ * own pace (plus FS_SLACK_NS) lost to one thread, and so did one that spent
+ * most of its time waiting for a worker's claims; then the next jobs run on
+ * their calling thread alone: FS_BACKOFF_MIN of them, doubling to
+ * FS_BACKOFF_MAX while it keeps happening, back to normal after a job that
+ * gained.  A large job on a loaded machine still runs threaded as long as its
+ * waits cost less than its threads gain.  Results are the same on any number
+ * of threads, so this only changes the time.
  */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _GNU_SOURCE
@@ -145,7 +148,7 @@ int fs_pool_set_openmp(int on) { return FS_EXCHANGE(&fs_use_openmp, on != 0); }
 /* The back-off (see the top): jobs run alone after a slow wait, and the slow wait. */
 #define FS_BACKOFF_MIN 8
 #define FS_BACKOFF_MAX 256
-#define FS_SLOW_WAIT(claim_ns) (4 * (claim_ns) + 50000)
+#define FS_SLACK_NS 20000
 /* Workers a process starts at most (MAX_THREADS in fastsoftmax/_threads.py is far below). */
 #define FS_MAX_WORKERS 1024
 
@@ -446,8 +449,13 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
         pthread_mutex_unlock(&fs_pool.lock);
     }
     if (mine > 0) {
-        const int64_t waited = finished ? fs_now_ns() - finished : 0;
-        if (waited > FS_SLOW_WAIT((finished - start) / mine)) {
+        /* All claims at the owner's pace, against the time the job took (no wait: gained). */
+        const double alone = (double)(finished - start) * (double)claims / (double)mine;
+        const int64_t end = finished ? fs_now_ns() : 0;
+        /* Lost to one thread, or spent most of the job waiting (then the next, similar */
+        /* jobs likely lose: the owner's own claims were slowed by the same load). */
+        if (finished && ((double)(end - start) > alone + FS_SLACK_NS ||
+                         2 * (end - finished) > end - start)) {
             fs_pool.backoff = fs_pool.backoff < FS_BACKOFF_MIN ? FS_BACKOFF_MIN
                             : fs_pool.backoff < FS_BACKOFF_MAX ? 2 * fs_pool.backoff
                                                                 : FS_BACKOFF_MAX;
