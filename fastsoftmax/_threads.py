@@ -48,10 +48,18 @@ from ._messages import shown
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads"]
 
-# Below this many elements one thread is faster than opening a parallel region
-# (a few microseconds).  Measured on 2 cores, float32 softmax in rows of 256
-# with out=: 1 vs 2 threads 6.9 vs 8.3 us at 4096 elements, 10.6 vs 9.8 at
-# 8192, 18.0 vs 14.7 at 16384, 34.5 vs 22.6 at 32768.
+# Below this many elements one thread is faster than handing parts to other
+# threads (a few microseconds).  Measured on 2 cores, float32 softmax in rows of
+# 256 with out=, with OpenMP regions on a quiet machine: 1 vs 2 threads 6.9 vs
+# 8.3 us at 4096 elements, 10.6 vs 9.8 at 8192, 18.0 vs 14.7 at 16384, 34.5 vs
+# 22.6 at 32768.  Re-measured with the executor (src/fs_pool.h) on the same
+# machine kept at a load of about 5 by other users (min of 15 runs; 1 thread /
+# the executor / OpenMP regions): 6.9 / 7.4 / 9.9 us at 4096, 11.9 / 13.2 / 13.2
+# at 16384, 30.8 / 32.3 / 24.6 at 65536; with two more busy processes 6.4 / 7.0 /
+# 9.5 at 4096, 11.8 / 12.9 / 12.0 at 16384.  Under such load a second thread
+# gains nothing below 64k elements whatever runs it, and the executor's calls
+# cost at most ~1.3 us more than one thread's, so the threshold stays where the
+# quiet measurement put it.
 PARALLEL_MIN_ELEMENTS = 1 << 14
 
 # The most threads a call may use: 4 per CPU (oversubscription is legitimate,
