@@ -31,9 +31,10 @@
  * some thread took.  The owner resets `done` before publishing; a worker only
  * adds to it after a successful claim, so it always counts the current job.
  *
- * Generation numbers have 40 bits: for a worker to mistake a new job for the
- * one it read, it would have to stay descheduled between two instructions for
- * 2^40 calls (weeks at a million calls a second).
+ * Generation numbers have 40 bits, two per job (closed, then published): for a
+ * worker to mistake a new job for the one it read, it would have to stay
+ * descheduled between two instructions for 2^39 jobs (six days at a million
+ * jobs a second).
  *
  * Sleeping.  An idle worker spins for a short while (the next call, or the
  * next phase of the long-row driver, usually comes within microseconds), then

@@ -16,6 +16,10 @@
  * after the caller took the last part finds nothing left and never touches
  * the finished job (the counter carries the job's generation number).
  *
+ * A worker that took a part and was then descheduled still delays the call.
+ * When a call loses to one thread that way, the next calls run on the calling
+ * thread alone for a while (8 calls, doubling to 256 while it repeats).
+ *
  * Results do not depend on which thread runs a part: callers make each part's
  * work, and every combination of parts' results, independent of the thread
  * count.
