@@ -28,6 +28,7 @@ from setuptools.command.build_ext import build_ext
 
 KERNEL_SOURCES = [
     "src/fs_dispatch.c",
+    "src/fs_pool.c",  # the executor (threads); not a kernel, but C like them
     "src/fs_isa_avx512.c",
     "src/fs_isa_avx2.c",
     "src/fs_isa_baseline.c",
@@ -136,6 +137,10 @@ class BuildExt(build_ext):
             compile_flags, link_flags = [], []
         else:
             compile_flags, link_flags = openmp
+        if compiler.compiler_type != "msvc" and sys.platform != "darwin":
+            # The executor (src/fs_pool.c) runs on POSIX threads, with or without OpenMP
+            # (glibc before 2.34 keeps them in libpthread).
+            compile_flags, link_flags = compile_flags + ["-pthread"], link_flags + ["-pthread"]
         for ext in self.extensions:
             ext.extra_compile_args = opt + compile_flags + ext.extra_compile_args
             ext.extra_link_args = link_flags + ext.extra_link_args

@@ -3,7 +3,7 @@
 The public functions (``_softmax``, ``_cross_entropy``) are the only layer that
 raises, and every check happens before anything is written, so a bad call
 leaves ``out`` and the input untouched.  Nothing here loops over elements: the
-work goes to ``fastsoftmax._core`` (Cython, OpenMP), which calls the C kernels
+work goes to ``fastsoftmax._core`` (Cython, threads), which calls the C kernels
 in ``src/``.  ``out=`` aliasing has one rule, :func:`_unalias`.
 """
 from __future__ import annotations

@@ -16,8 +16,11 @@ def show_config(file: TextIO | None = None) -> None:
 
     Prints the version, the instruction set whose kernels were chosen for
     this CPU (``avx512``, ``avx2``, ``baseline`` = SSE2/NEON, or ``scalar``),
-    the others available, whether OpenMP is enabled, the default thread
-    count, and the output pool's bound (:func:`set_output_pool`).
+    the others available, whether OpenMP is enabled (its settings, such as
+    ``OMP_NUM_THREADS``, give the default thread count), the executor that
+    runs the threads (``pthreads``: fastsoftmax's own pool; see the README's
+    Threads section), the default thread count, and the output pool's bound
+    (:func:`set_output_pool`).
 
     Parameters
     ----------
@@ -31,6 +34,7 @@ def show_config(file: TextIO | None = None) -> None:
     fastsoftmax 0.1.0
       kernels:  avx2 (available: avx2 baseline scalar)
       OpenMP:   enabled
+      executor: pthreads (1 worker started)
       threads:  2
       output pool: at most 256 MB or two results (0 MB idle in 0 blocks)
     """
@@ -38,6 +42,9 @@ def show_config(file: TextIO | None = None) -> None:
     print(f"fastsoftmax {__version__}", file=file)
     print(f"  kernels:  {_core.isa()} (available: {' '.join(_core.available_isas())})", file=file)
     print(f"  OpenMP:   {'enabled' if _core.openmp_enabled() else 'disabled (single-threaded build)'}",
+          file=file)
+    workers = _core.pool_workers()
+    print(f"  executor: {_core.executor()} ({workers} worker{'' if workers == 1 else 's'} started)",
           file=file)
     print(f"  threads:  {get_num_threads()}", file=file)
     idle, blocks, bound, keeps_two = _core.pool_state()

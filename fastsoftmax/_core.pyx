@@ -14,9 +14,13 @@ fixed-size chunks (``FS_CHUNK``) combined in chunk order, which the C
 kernels do themselves (src/fs_long_rows_tmpl.h).  Either way every slice sees
 the same operations in the same order, so the results are bitwise identical
 for every thread count.
+
+The threads are fastsoftmax's own executor (src/fs_pool.h), not OpenMP
+regions: the calling thread takes parts of the work from a shared counter
+with the pool's workers and waits only for parts a worker actually took, so a
+call never waits for a worker the OS has not scheduled.
 """
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport INFINITY, NAN, copysign
@@ -136,6 +140,15 @@ cdef extern from "fs_threads.h" nogil:
     int FS_HAVE_OPENMP
     int fs_max_threads()
 
+cdef extern from "fs_pool.h" nogil:
+    ctypedef void (*fs_part_fn)(void *ctx, int64_t part) noexcept nogil
+    void fs_parallel_run(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
+    const char *fs_pool_kind()
+    int fs_pool_workers()
+    int fs_pool_set_spin_us(int us)
+    int fs_pool_set_openmp(int on)
+    int fs_pool_fail_spawn(int on)
+
 cdef extern from "fs_openmp_runtime.h" nogil:
     int fs_openmp_runtime_file(const char **path, uintptr_t *base)
     int fs_openmp_runtime_users()
@@ -208,6 +221,66 @@ def openmp_enabled():
 def max_threads():
     """OpenMP's current maximum thread count (1 without OpenMP)."""
     return fs_max_threads()
+
+
+def executor():
+    """Which executor runs multi-threaded calls: "pthreads" (fastsoftmax's own pool,
+    src/fs_pool.h), "openmp" (an OpenMP loop, where there are no POSIX threads) or
+    "serial"."""
+    return fs_pool_kind().decode()
+
+
+def pool_workers():
+    """How many worker threads the pool has started in this process (0 until a call
+    first runs on several threads, and in a fresh fork child)."""
+    return fs_pool_workers()
+
+
+def _pool_settings(spin_us=None, openmp=None, fail_spawn=None):
+    """Test and measurement knobs of the executor (src/fs_pool.h); each given one is set,
+    and the previous values are returned as a dict.  ``spin_us``: how long idle workers spin
+    before sleeping (negative: the default).  ``openmp``: run the parts in an OpenMP loop,
+    the old executor, to compare with.  ``fail_spawn``: act as if no thread can be
+    started."""
+    old = {}
+    if spin_us is not None:
+        old["spin_us"] = fs_pool_set_spin_us(spin_us)
+    if openmp is not None:
+        old["openmp"] = bool(fs_pool_set_openmp(openmp))
+    if fail_spawn is not None:
+        old["fail_spawn"] = bool(fs_pool_fail_spawn(fail_spawn))
+    return old
+
+
+cdef struct SelfTest:
+    int64_t *out
+    int64_t parts
+
+
+cdef void _self_test_part(void *arg, int64_t part) noexcept nogil:
+    cdef const SelfTest *t = <const SelfTest *> arg
+    t.out[part] += 3 * part + 1
+
+
+def _pool_self_test(int nthreads, Py_ssize_t parts, int repeats=1):
+    """Run ``repeats`` jobs of ``parts`` parts on ``nthreads`` threads, each part adding
+    ``3 * part + 1`` to its own element; True if every part ran exactly once in each."""
+    cdef int64_t *out = <int64_t *> calloc(max(1, parts), sizeof(int64_t))
+    cdef SelfTest t
+    cdef Py_ssize_t i
+    cdef int r
+    cdef bint ok = True
+    if out == NULL:
+        raise MemoryError()
+    t.out = out
+    t.parts = parts
+    with nogil:
+        for r in range(repeats):
+            fs_parallel_run(nthreads, parts, _self_test_part, &t)
+        for i in range(parts):
+            ok = ok and out[i] == repeats * (3 * i + 1)
+    free(out)
+    return ok
 
 
 def openmp_runtime():
@@ -545,33 +618,92 @@ cdef inline fs_index _split(fs_index total, fs_index parts, fs_index part) noexc
     return (total * part) // parts
 
 
+cdef enum:
+    # The job kinds and input types of a Slabs (AnyJob's and real's members, in order).
+    KIND_SOFTMAX, KIND_BACKWARD, KIND_CROSS_ENTROPY, KIND_TOP_K, KIND_SAMPLE
+    TYPE_F32, TYPE_F64, TYPE_F16, TYPE_BF16
+
+
+cdef struct Slabs:
+    # One _run_slabs call, for its parts (_slab_part), which the executor calls with
+    # this struct only: the job's fused types travel as the two numbers below.
+    const void *job
+    int kind               # KIND_*: which AnyJob member `job` points to
+    int dtype              # TYPE_*: which `real` the job runs in
+    fs_index outer, inner, columns, parts
+    bint by_columns        # parts are runs of columns (else runs of slabs)
+
+
+cdef inline void _typed_block(const AnyJob *job, int dtype, fs_index a, fs_index b, fs_index j0,
+                              fs_index j1) noexcept nogil:
+    """_block in the job's input type, given as a TYPE_* number."""
+    if dtype == TYPE_F32:
+        _block(job, <const float *> NULL, a, b, j0, j1)
+    elif dtype == TYPE_F64:
+        _block(job, <const double *> NULL, a, b, j0, j1)
+    elif dtype == TYPE_F16:
+        _block(job, <const uint16_t *> NULL, a, b, j0, j1)
+    else:
+        _block(job, <const int16_t *> NULL, a, b, j0, j1)
+
+
+cdef void _slab_part(void *arg, int64_t part) noexcept nogil:
+    """Part ``part`` of a _run_slabs call: its run of slabs or of columns."""
+    cdef const Slabs *s = <const Slabs *> arg
+    cdef fs_index a, b, j0 = 0, j1 = s.inner
+    if s.by_columns:
+        a, b = 0, s.outer
+        j0 = _split(s.columns, s.parts, part) * COLUMN_ALIGN
+        j1 = s.inner if part == s.parts - 1 else _split(s.columns, s.parts, part + 1) * COLUMN_ALIGN
+        if j1 <= j0:
+            return
+    else:
+        a = _split(s.outer, s.parts, part)
+        b = _split(s.outer, s.parts, part + 1)
+        if b <= a:
+            return
+    if s.kind == KIND_SOFTMAX:
+        _typed_block(<const SoftmaxJob *> s.job, s.dtype, a, b, j0, j1)
+    elif s.kind == KIND_BACKWARD:
+        _typed_block(<const BackwardJob *> s.job, s.dtype, a, b, j0, j1)
+    elif s.kind == KIND_CROSS_ENTROPY:
+        _typed_block(<const CrossEntropyJob *> s.job, s.dtype, a, b, j0, j1)
+    elif s.kind == KIND_TOP_K:
+        _typed_block(<const TopKJob *> s.job, s.dtype, a, b, j0, j1)
+    else:
+        _typed_block(<const SampleJob *> s.job, s.dtype, a, b, j0, j1)
+
+
 cdef void _run_slabs(const AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
     """Threads take whole slices: runs of slabs, or of columns when there are few slabs.
 
-    The work is cut into PARTS_PER_THREAD parts per thread, handed out
-    dynamically: a thread that the OS delays (a busy machine) holds up the
-    call by one part, not by a whole share.  Every slice is computed the same
-    way whichever part it falls in, so the cut never changes the results.
+    The work is cut into PARTS_PER_THREAD parts per thread, which the calling
+    thread and the executor's workers take one at a time from a shared counter
+    (src/fs_pool.h): a thread that the OS delays (a busy machine) holds up the
+    call by at most the one part it took, and one that never starts holds up
+    nothing.  Every slice is computed the same way whichever part it falls in
+    and whichever thread runs it, so neither changes the results.
     """
     cdef fs_index outer = job.shape.outer, inner = job.shape.inner
-    cdef fs_index columns = inner // COLUMN_ALIGN
-    cdef fs_index a, b, part, parts
+    cdef Slabs s
     if nthreads == 1:
         _block(job, dtype_marker, 0, outer, 0, inner)
-    elif outer >= nthreads or inner == 1:
-        parts = min(outer, <fs_index> nthreads * PARTS_PER_THREAD)
-        for part in prange(parts, num_threads=nthreads, schedule='dynamic'):
-            a = _split(outer, parts, part)
-            b = _split(outer, parts, part + 1)
-            if b > a:
-                _block(job, dtype_marker, a, b, 0, inner)
+        return
+    s.job = job
+    s.kind = (KIND_SOFTMAX if AnyJob is SoftmaxJob else KIND_BACKWARD if AnyJob is BackwardJob
+              else KIND_CROSS_ENTROPY if AnyJob is CrossEntropyJob
+              else KIND_TOP_K if AnyJob is TopKJob else KIND_SAMPLE)
+    s.dtype = (TYPE_F32 if real is float else TYPE_F64 if real is double
+               else TYPE_F16 if real is uint16_t else TYPE_BF16)
+    s.outer = outer
+    s.inner = inner
+    s.columns = inner // COLUMN_ALIGN
+    s.by_columns = not (outer >= nthreads or inner == 1)
+    if s.by_columns:
+        s.parts = max(1, min(s.columns, <fs_index> nthreads * PARTS_PER_THREAD))
     else:
-        parts = max(1, min(columns, <fs_index> nthreads * PARTS_PER_THREAD))
-        for part in prange(parts, num_threads=nthreads, schedule='dynamic'):
-            a = _split(columns, parts, part) * COLUMN_ALIGN
-            b = inner if part == parts - 1 else _split(columns, parts, part + 1) * COLUMN_ALIGN
-            if b > a:
-                _block(job, dtype_marker, 0, outer, a, b)
+        s.parts = min(outer, <fs_index> nthreads * PARTS_PER_THREAD)
+    fs_parallel_run(nthreads, s.parts, _slab_part, &s)
 
 
 cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
@@ -710,27 +842,40 @@ cdef bint _narrows(cnp.ndarray x, cnp.ndarray out) except -1:
     return False
 
 
+cdef struct Narrowing:
+    # One narrow() call, for its parts (_narrow_part).
+    const float *src
+    uint16_t *dst
+    Py_ssize_t size, parts
+    bint f16               # float16 (else bfloat16)
+
+
+cdef void _narrow_part(void *arg, int64_t part) noexcept nogil:
+    cdef const Narrowing *w = <const Narrowing *> arg
+    cdef Py_ssize_t a = _split(w.size, w.parts, part), b = _split(w.size, w.parts, part + 1)
+    if w.f16:
+        kernels.f16_f16.narrow(w.src + a, w.dst + a, b - a)
+    else:
+        kernels.bf16_bf16.narrow(w.src + a, w.dst + a, b - a)
+
+
 def narrow(cnp.ndarray x, cnp.ndarray out, int nthreads):
     """``out = x`` rounded to nearest even: a C-contiguous float32 ``x`` into a C-contiguous
     float16 (NPY_FLOAT16) or bfloat16 (NPY_UINT16 bit patterns) ``out`` of its size, with
     the kernels' own rounding (cross_entropy's 16-bit gradient, and the tests)."""
-    cdef Py_ssize_t size = cnp.PyArray_SIZE(x), part, parts, a, b
-    cdef const float *src = <const float *> cnp.PyArray_DATA(x)
-    cdef uint16_t *dst = <uint16_t *> cnp.PyArray_DATA(out)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
     cdef int out_type = cnp.PyArray_TYPE(out)
+    cdef Narrowing w
     if (cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32 or cnp.PyArray_SIZE(out) != size
             or (out_type != cnp.NPY_FLOAT16 and out_type != cnp.NPY_UINT16)):
         raise TypeError("fastsoftmax._core.narrow: float32 into float16 or bfloat16 bits")
-    parts = max(1, min(<Py_ssize_t> nthreads * PARTS_PER_THREAD, size // 65536))
+    w.src = <const float *> cnp.PyArray_DATA(x)
+    w.dst = <uint16_t *> cnp.PyArray_DATA(out)
+    w.size = size
+    w.parts = max(1, min(<Py_ssize_t> nthreads * PARTS_PER_THREAD, size // 65536))
+    w.f16 = out_type == cnp.NPY_FLOAT16
     with nogil:
-        for part in prange(parts, num_threads=max(1, min(nthreads, parts)),
-                           schedule='dynamic'):
-            a = _split(size, parts, part)
-            b = _split(size, parts, part + 1)
-            if out_type == cnp.NPY_FLOAT16:
-                kernels.f16_f16.narrow(src + a, dst + a, b - a)
-            else:
-                kernels.bf16_bf16.narrow(src + a, dst + a, b - a)
+        fs_parallel_run(nthreads, w.parts, _narrow_part, &w)
     return out
 
 

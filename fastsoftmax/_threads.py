@@ -1,4 +1,4 @@
-"""The thread policy: how many OpenMP threads a call runs on, and when it must run on one.
+"""The thread policy: how many threads a call runs on, and when it must run on one.
 
 Every call's thread count is decided here, by :func:`resolve_threads`, from the
 call's ``n_threads``, the settings (:func:`set_num_threads` process-wide,
@@ -16,12 +16,20 @@ three rules:
   libgomp would try to start that many threads and abort the whole process
   when it cannot ("Out of memory allocating ...").  OpenMP's own maximum is
   capped at the same number.
-- **Fork.**  libgomp keeps its thread pool in the master thread's
-  thread-local state.  A child made by ``fork()`` (without exec) inherits that
-  state but not the pool's threads, and its first parallel region waits for
-  them forever (GCC bug 60035).  So every call runs on one thread in a process
-  whose OpenMP runtime may hold such a stale pool (see :func:`_before_fork`
-  and :func:`_forked_from_a_process_with_openmp`).
+- **Fork** (the OpenMP executor only).  libgomp keeps its thread pool in the
+  master thread's thread-local state.  A child made by ``fork()`` (without
+  exec) inherits that state but not the pool's threads, and its first parallel
+  region waits for them forever (GCC bug 60035).  So where the calls run in
+  OpenMP regions (``_core.executor() == "openmp"``: builds without POSIX
+  threads), every call runs on one thread in a process whose OpenMP runtime
+  may hold such a stale pool (see :func:`_before_fork` and
+  :func:`_forked_from_a_process_with_openmp`).  fastsoftmax's own executor
+  (``"pthreads"``, src/fs_pool.h) opens no OpenMP region and starts a fork
+  child with an empty pool of its own, so there the rule does not apply: a
+  fork child keeps its threads.
+
+The count is carried out by the executor (src/fs_pool.h); OpenMP supplies only
+its settings (``omp_get_max_threads``).
 """
 from __future__ import annotations
 
@@ -40,10 +48,18 @@ from ._messages import shown
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads"]
 
-# Below this many elements one thread is faster than opening a parallel region
-# (a few microseconds).  Measured on 2 cores, float32 softmax in rows of 256
-# with out=: 1 vs 2 threads 6.9 vs 8.3 us at 4096 elements, 10.6 vs 9.8 at
-# 8192, 18.0 vs 14.7 at 16384, 34.5 vs 22.6 at 32768.
+# Below this many elements one thread is faster than handing parts to other
+# threads (a few microseconds).  Measured on 2 cores, float32 softmax in rows of
+# 256 with out=, with OpenMP regions on a quiet machine: 1 vs 2 threads 6.9 vs
+# 8.3 us at 4096 elements, 10.6 vs 9.8 at 8192, 18.0 vs 14.7 at 16384, 34.5 vs
+# 22.6 at 32768.  Re-measured with the executor (src/fs_pool.h) on the same
+# machine kept at a load of about 5 by other users (min of 15 runs; 1 thread /
+# the executor / OpenMP regions): 6.9 / 7.4 / 9.9 us at 4096, 11.9 / 13.2 / 13.2
+# at 16384, 30.8 / 32.3 / 24.6 at 65536; with two more busy processes 6.4 / 7.0 /
+# 9.5 at 4096, 11.8 / 12.9 / 12.0 at 16384.  Under such load a second thread
+# gains nothing below 64k elements whatever runs it, and the executor's calls
+# cost at most ~1.3 us more than one thread's, so the threshold stays where the
+# quiet measurement put it.
 PARALLEL_MIN_ELEMENTS = 1 << 14
 
 # The most threads a call may use: 4 per CPU (oversubscription is legitimate,
@@ -52,6 +68,9 @@ PARALLEL_MIN_ELEMENTS = 1 << 14
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
 
 _OPENMP = _core.openmp_enabled()
+# Whether calls run in OpenMP parallel regions, which a stale libgomp pool hangs (the fork
+# rule); fastsoftmax's own executor ("pthreads") opens none.
+_OPENMP_REGIONS = _core.executor() == "openmp"
 
 
 # ---------------------------------------------------------------- the CPU quota
@@ -175,9 +194,10 @@ def _forked_from_a_process_with_openmp() -> bool:
     return here is not None and here == _mapping_at(os.getppid(), runtime[1])
 
 
-# True where a parallel region may wait forever for a stale pool's threads:
-# then every call runs on one thread.  Inherited by this process's own children.
-_pool_may_be_stale = _forked_from_a_process_with_openmp()
+# True where a parallel region may wait forever for a stale pool's threads: then
+# every call runs on one thread if calls open OpenMP regions (_OPENMP_REGIONS).
+# Inherited by this process's own children.
+_pool_may_be_stale = _OPENMP_REGIONS and _forked_from_a_process_with_openmp()
 # True once a call of this process ran on more than one thread.
 _ran_parallel = False
 
@@ -197,8 +217,8 @@ def _before_fork() -> None:
     lock, which a thread that vanished in the fork could hold in the child.
     """
     global _pool_at_fork
-    _pool_at_fork = _OPENMP and (_pool_may_be_stale or _ran_parallel
-                                 or _core.openmp_runtime_users() != 0)
+    _pool_at_fork = _OPENMP_REGIONS and (_pool_may_be_stale or _ran_parallel
+                                         or _core.openmp_runtime_users() != 0)
 
 
 def _after_fork_in_child() -> None:
@@ -258,8 +278,9 @@ def get_num_threads() -> int:
     maximum thread count, so it follows ``OMP_NUM_THREADS`` and
     ``threadpoolctl.threadpool_limits``, capped by the CPUs the process may
     use (its cgroup's CPU quota, its affinity mask) unless ``OMP_NUM_THREADS``
-    is set.  It is 1 in a build without OpenMP and in a forked child whose
-    OpenMP runtime may be unusable (see Notes).
+    is set.  It is 1 in a build without OpenMP and, where the calls run in
+    OpenMP regions, in a forked child whose OpenMP runtime may be unusable
+    (see Notes).
 
     Returns
     -------
@@ -269,10 +290,12 @@ def get_num_threads() -> int:
     Notes
     -----
     Small inputs (fewer than ``PARALLEL_MIN_ELEMENTS`` elements) always run on
-    one thread, whatever this returns, since starting threads would cost more
-    than the work.  libgomp hangs in a forked child that opens a parallel
-    region after its parent did (GCC bug 60035), so such a child runs every
-    call on one thread; the README's Threads section says how it is detected.
+    one thread, whatever this returns, since waking threads would cost more
+    than the work.  The threads are fastsoftmax's own pool; in a build whose
+    threads are OpenMP regions instead (no POSIX threads), libgomp hangs in a
+    forked child that opens a parallel region after its parent did (GCC bug
+    60035), so such a child runs every call on one thread; the README's
+    Threads section says how it is detected.
     OpenMP's maximum is per thread in libgomp: a threadpoolctl limit set in
     one Python thread does not apply to calls made from another.
 

@@ -25,7 +25,7 @@
 #define FS_X86_DISPATCH 0
 #endif
 
-/* OpenMP's header too, before any target pragma (the long-row driver's FS_PARALLEL_FOR). */
+/* OpenMP's header and the executor's (the long-row driver's passes), before any target pragma. */
 #include "fs_threads.h"
 
 #if defined(__GNUC__) || defined(__clang__)

@@ -4,22 +4,25 @@
  * are handed out to threads instead.  A template like fs_softmax_tmpl.h,
  * included after the others.
  *
- * Each op runs in passes over all chunks of all rows (FS_PARALLEL_FOR, one
- * chunk per iteration).  Between passes the per-chunk results are combined
- * per row, in chunk order, by the calling thread: the same chunk functions and
- * the same order of additions as the one-thread row kernels (softmax_row,
- * logsumexp_block, row_backward, ce_row), so the same bits whatever the thread
- * count.  The Cython layer takes this path when there are fewer rows than
- * threads and every row has at least two chunks.
+ * Each op runs in passes over all chunks of all rows: one fs_parallel_run
+ * job per pass (src/fs_pool.h), one chunk per part.  The calling thread takes
+ * chunks too and waits only for chunks some thread took, so a pass never waits
+ * on a worker the OS has not scheduled.  Between passes the per-chunk results
+ * are combined per row, in chunk order, by the calling thread: the same chunk
+ * functions and the same order of additions as the one-thread row kernels
+ * (softmax_row, logsumexp_block, row_backward, ce_row), so the same bits
+ * whatever the thread count or whichever thread ran a chunk.  The Cython
+ * layer takes this path when there are fewer rows than threads and every row
+ * has at least two chunks.
  *
  * The arrays are whole C-contiguous (rows, n) arrays (x's first element is at
  * offset `mask_start` of the mask's period, as for softmax_block).  Each
  * returns 0, or -1 without writing anything if its scratch space cannot be
  * allocated (the caller then runs the rows on one thread each).
  *
- * The parallel loops call only static functions, never vector code inline:
- * the loop bodies are outlined by the compiler, and a compiler that does not
- * give the outlined function the file's target attributes still compiles them.
+ * A pass's part functions (FN(..._part)) are ordinary static functions of
+ * this file, so they get the file's target attributes; the pool calls them
+ * through a pointer.  Their arguments travel in one struct per call (FN(..._job)).
  */
 
 #ifndef FS_LONG_ROWS_ONCE
@@ -94,6 +97,76 @@ static const uint8_t *fs_mask_at(const uint8_t *mask, fs_index period, fs_index 
 }
 #endif /* FS_LONG_ROWS_ONCE */
 
+/* One softmax_long_rows call, for its passes' parts. */
+typedef struct {
+    const STORAGE *x;
+    const uint8_t *mask;
+    fs_index mask_period, mask_start;
+    OUT *out;
+    fs_chunks ch;
+    REAL scale;
+    int op;
+    double *chunk;           /* per chunk: its max, then its sum of exp */
+    int *drop;               /* per chunk: its drop state */
+    const double *row_max, *row_sum, *row_log_sum;
+} FN(softmax_long_job);
+
+static const uint8_t *FN(softmax_long_mask)(const FN(softmax_long_job) *job, fs_index at)
+{
+    return fs_mask_at(job->mask, job->mask_period, job->mask_start, at);
+}
+
+/* Pass 1: chunk i's max. */
+static void FN(softmax_long_max_part)(void *arg, int64_t i)
+{
+    const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
+    const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
+    job->chunk[i] = FN(row_max)(job->x + at, FN(softmax_long_mask)(job, at),
+                                fs_chunk_len(job->ch, (fs_index)i));
+}
+
+/* Pass 2: chunk i's sum of exp (softmax stores the exponentials too). */
+static void FN(softmax_long_sum_part)(void *arg, int64_t i)
+{
+    const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
+    const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
+    job->chunk[i] = FN(chunk_sum_exp)(job->x + at, FN(softmax_long_mask)(job, at),
+                                      job->op == FS_OP_SOFTMAX ? job->out + at : NULL,
+                                      fs_chunk_len(job->ch, (fs_index)i),
+                                      (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)],
+                                      job->scale);
+}
+
+/* Pass 3 of the log ops, for the rows summed again: chunk i's sum, maybe dropping the max. */
+static void FN(softmax_long_resum_part)(void *arg, int64_t i)
+{
+    const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
+    if (job->drop[i] < 0)
+        return;
+    const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
+    job->chunk[i] = FN(chunk_sum_exp_dropping)(
+        job->x + at, FN(softmax_long_mask)(job, at), NULL, fs_chunk_len(job->ch, (fs_index)i),
+        (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, &job->drop[i]);
+}
+
+/* The last pass of softmax and log_softmax: chunk i's results. */
+static void FN(softmax_long_store_part)(void *arg, int64_t i)
+{
+    const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
+    const fs_chunks ch = job->ch;
+    const fs_index at = fs_chunk_at(ch, (fs_index)i), r = fs_chunk_row(ch, (fs_index)i);
+    const fs_index len = fs_chunk_len(ch, (fs_index)i);
+    const uint8_t *mask = FN(softmax_long_mask)(job, at);
+    if (job->op == FS_OP_SOFTMAX && FS_OUT_NARROWS)
+        FN(softmax_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
+                         job->scale, (REAL)(1.0 / job->row_sum[r]));
+    else if (job->op == FS_OP_SOFTMAX)
+        FN(scale_span)(job->out + at, mask, len, (REAL)(1.0 / job->row_sum[r]));
+    else
+        FN(log_softmax_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
+                             job->scale, (REAL)job->row_log_sum[r]);
+}
+
 /*
  * The log ops' row_log_sum for rows split in chunks: log_sum[r] is log(sum)
  * from the sum pass; a row whose log may have rounded a result near zero away
@@ -101,11 +174,12 @@ static const uint8_t *fs_mask_at(const uint8_t *mask, fs_index period, fs_index 
  * (drop[] says which: 1) leaving that term out, and gets log1p of that.
  * `chunk` (the chunks' sums) is overwritten for those rows.
  */
-static void FN(long_rows_log_sums)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
-                                   fs_index mask_start, fs_chunks ch, REAL scale,
-                                   const double *row_max, double *log_sum, double *chunk,
-                                   int *drop, int nthreads)
+static void FN(long_rows_log_sums)(FN(softmax_long_job) *job, double *log_sum, int nthreads)
 {
+    const fs_chunks ch = job->ch;
+    const double *row_max = job->row_max;
+    double *chunk = job->chunk;
+    int *drop = job->drop;
     const fs_index rows = ch.total / ch.per_row;
     int redo = 0;
     for (fs_index r = 0; r < rows; r++) {
@@ -118,16 +192,7 @@ static void FN(long_rows_log_sums)(const STORAGE *x, const uint8_t *mask, fs_ind
     }
     if (!redo)
         return;
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++)
-        if (drop[i] >= 0) {
-            const fs_index at = fs_chunk_at(ch, i);
-            chunk[i] = FN(chunk_sum_exp_dropping)(x + at,
-                                                  fs_mask_at(mask, mask_period, mask_start, at),
-                                                  NULL, fs_chunk_len(ch, i),
-                                                  (REAL)row_max[fs_chunk_row(ch, i)], scale,
-                                                  &drop[i]);
-        }
+    fs_parallel_run(nthreads, ch.total, FN(softmax_long_resum_part), job);
     for (fs_index r = 0; r < rows; r++)
         if (drop[r * ch.per_row] >= 0 &&
             fs_row_drop(drop + r * ch.per_row, ch.per_row) == FS_DROP_DONE)
@@ -157,11 +222,12 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
         return -1;
     }
     double *row_max = row, *row_sum = row + rows, *row_log_sum = row + 2 * rows;
+    FN(softmax_long_job) job = {.x = x, .mask = mask, .mask_period = mask_period,
+                                .mask_start = mask_start, .out = out, .ch = ch, .scale = scale,
+                                .op = op, .chunk = chunk, .drop = drop, .row_max = row_max,
+                                .row_sum = row_sum, .row_log_sum = row_log_sum};
 #define MASK_AT(at) fs_mask_at(mask, mask_period, mask_start, (at))
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++)
-        chunk[i] = FN(row_max)(x + fs_chunk_at(ch, i), MASK_AT(fs_chunk_at(ch, i)),
-                               fs_chunk_len(ch, i));
+    fs_parallel_run(nthreads, ch.total, FN(softmax_long_max_part), &job);
     /* where the row's first max is, should its term have to be left out */
     for (fs_index r = 0; r < rows; r++) {
         const double *maxima = chunk + r * ch.per_row;
@@ -171,45 +237,53 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
             drop[r * ch.per_row + c] = c == first;
     }
 
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++) {
-        const fs_index at = fs_chunk_at(ch, i);
-        chunk[i] = FN(chunk_sum_exp)(x + at, MASK_AT(at), op == FS_OP_SOFTMAX ? out + at : NULL,
-                                     fs_chunk_len(ch, i), (REAL)row_max[fs_chunk_row(ch, i)],
-                                     scale);
-    }
+    fs_parallel_run(nthreads, ch.total, FN(softmax_long_sum_part), &job);
     for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
         row_log_sum[r] = op == FS_OP_SOFTMAX ? 0 : log(row_sum[r]);
     }
     if (op != FS_OP_SOFTMAX)
-        FN(long_rows_log_sums)(x, mask, mask_period, mask_start, ch, scale, row_max, row_log_sum,
-                               chunk, drop, nthreads);
+        FN(long_rows_log_sums)(&job, row_log_sum, nthreads);
 
     if (op == FS_OP_LOGSUMEXP) {
         for (fs_index r = 0; r < rows; r++)
             SSTORE_OUT(out + r, FN(logsumexp_result)((REAL)row_max[r], row_log_sum[r], scale,
                                                      x + r * n, MASK_AT(r * n), n, 1, NULL));
     } else {
-        FS_PARALLEL_FOR
-        for (fs_index i = 0; i < ch.total; i++) {
-            const fs_index at = fs_chunk_at(ch, i), r = fs_chunk_row(ch, i);
-            if (op == FS_OP_SOFTMAX && FS_OUT_NARROWS)
-                FN(softmax_span)(x + at, MASK_AT(at), out + at, fs_chunk_len(ch, i),
-                                 (REAL)row_max[r], scale, (REAL)(1.0 / row_sum[r]));
-            else if (op == FS_OP_SOFTMAX)
-                FN(scale_span)(out + at, MASK_AT(at), fs_chunk_len(ch, i),
-                               (REAL)(1.0 / row_sum[r]));
-            else
-                FN(log_softmax_span)(x + at, MASK_AT(at), out + at, fs_chunk_len(ch, i),
-                                     (REAL)row_max[r], scale, (REAL)row_log_sum[r]);
-        }
+        fs_parallel_run(nthreads, ch.total, FN(softmax_long_store_part), &job);
     }
 #undef MASK_AT
     free(chunk);
     free(row);
     free(drop);
     return 0;
+}
+
+/* One backward_long_rows call, for its passes' parts. */
+typedef struct {
+    const STORAGE *g, *y;
+    OUT *out;
+    fs_chunks ch;
+    int log_output;
+    double *chunk;   /* per chunk: its sum; then at each row's first chunk, the row's */
+} FN(backward_long_job);
+
+static void FN(backward_long_sum_part)(void *arg, int64_t i)
+{
+    const FN(backward_long_job) *job = (const FN(backward_long_job) *)arg;
+    const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
+    job->chunk[i] = FN(backward_chunk_sum)(job->g + at, job->y + at,
+                                           fs_chunk_len(job->ch, (fs_index)i), job->log_output);
+}
+
+static void FN(backward_long_store_part)(void *arg, int64_t i)
+{
+    const FN(backward_long_job) *job = (const FN(backward_long_job) *)arg;
+    const fs_chunks ch = job->ch;
+    const fs_index at = fs_chunk_at(ch, (fs_index)i);
+    const double sum = job->chunk[fs_chunk_row(ch, (fs_index)i) * ch.per_row];
+    FN(backward_span)(job->g + at, job->y + at, job->out + at, fs_chunk_len(ch, (fs_index)i), sum,
+                      job->log_output);
 }
 
 /* softmax_backward, or log_softmax_backward when log_output (out may be g or y). */
@@ -220,22 +294,15 @@ static int FN(backward_long_rows)(const STORAGE *g, const STORAGE *y, OUT *out,
     double *chunk = (double *)malloc((size_t)ch.total * sizeof(double));
     if (!chunk)
         return -1;
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++) {
-        const fs_index at = fs_chunk_at(ch, i);
-        chunk[i] = FN(backward_chunk_sum)(g + at, y + at, fs_chunk_len(ch, i), log_output);
-    }
+    FN(backward_long_job) job = {.g = g, .y = y, .out = out, .ch = ch, .log_output = log_output,
+                                 .chunk = chunk};
+    fs_parallel_run(nthreads, ch.total, FN(backward_long_sum_part), &job);
     /* Every sum is taken before the first write: out may be either input. */
     for (fs_index r = 0; r < rows; r++)
         chunk[r * ch.per_row] = FN(backward_checked_sum)(
             fs_sum_in_order(chunk + r * ch.per_row, ch.per_row), g + r * n, y + r * n, n, 1,
             log_output);
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++) {
-        const fs_index at = fs_chunk_at(ch, i);
-        const double sum = chunk[fs_chunk_row(ch, i) * ch.per_row];
-        FN(backward_span)(g + at, y + at, out + at, fs_chunk_len(ch, i), sum, log_output);
-    }
+    fs_parallel_run(nthreads, ch.total, FN(backward_long_store_part), &job);
     free(chunk);
     return 0;
 }
@@ -255,6 +322,10 @@ typedef struct {
     fs_chunks ch;
     const int *status;   /* per row: FS_CE_COMPUTED, or why no pass runs */
     FN(ce_row_state) *st; /* per row */
+    double *chunk;       /* per chunk: its max, then its sum of exp */
+    double *class_sums;  /* two per chunk */
+    int *drop;           /* per chunk: its drop state */
+    OUT *grad;           /* or NULL */
 } FN(ce_long_job);
 
 /* Chunk i's probability targets (laid out like x) and class weights (like one row). */
@@ -271,25 +342,65 @@ static int FN(ce_computed)(const FN(ce_long_job) *job, fs_index i)
     return job->status[fs_chunk_row(job->ch, i)] == FS_CE_COMPUTED;
 }
 
+/* The passes' parts, over chunk i of a FN(ce_long_job). */
+static void FN(ce_long_class_sums_part)(void *arg, int64_t i)
+{
+    const FN(ce_long_job) *job = (const FN(ce_long_job) *)arg;
+    const fs_chunks ch = job->ch;
+    if (FN(ce_computed)(job, (fs_index)i))
+        FN(ce_chunk_class_sums)(job->x + fs_chunk_at(ch, (fs_index)i),
+                                FN(ce_target_at)(job, (fs_index)i),
+                                FN(ce_weight_at)(job, (fs_index)i),
+                                fs_chunk_len(ch, (fs_index)i), job->n,
+                                job->st[fs_chunk_row(ch, (fs_index)i)].m, job->eps,
+                                job->class_sums + 2 * i);
+}
+
+static void FN(ce_long_max_part)(void *arg, int64_t i)
+{
+    const FN(ce_long_job) *job = (const FN(ce_long_job) *)arg;
+    if (FN(ce_computed)(job, (fs_index)i))
+        job->chunk[i] = FN(row_max)(job->x + fs_chunk_at(job->ch, (fs_index)i), NULL,
+                                    fs_chunk_len(job->ch, (fs_index)i));
+}
+
+static void FN(ce_long_sum_part)(void *arg, int64_t i)
+{
+    const FN(ce_long_job) *job = (const FN(ce_long_job) *)arg;
+    const fs_chunks ch = job->ch;
+    if (FN(ce_computed)(job, (fs_index)i))
+        job->chunk[i] = FN(ce_chunk_sum_exp)(
+            job->x + fs_chunk_at(ch, (fs_index)i),
+            job->grad ? job->grad + fs_chunk_at(ch, (fs_index)i) : NULL,
+            fs_chunk_len(ch, (fs_index)i), job->st[fs_chunk_row(ch, (fs_index)i)].m, NULL,
+            &job->drop[i]);
+}
+
+static void FN(ce_long_grad_part)(void *arg, int64_t i)
+{
+    const FN(ce_long_job) *job = (const FN(ce_long_job) *)arg;
+    const fs_chunks ch = job->ch;
+    const fs_index r = fs_chunk_row(ch, (fs_index)i), at = fs_chunk_at(ch, (fs_index)i);
+    if (job->status[r] != FS_CE_COMPUTED)
+        FN(ce_skipped_chunk)(job->grad + at, fs_chunk_len(ch, (fs_index)i), job->status[r]);
+    else
+        FN(ce_chunk_grad)(FN(ce_target_at)(job, (fs_index)i), FN(ce_weight_at)(job, (fs_index)i),
+                          job->grad + at, fs_chunk_len(ch, (fs_index)i), job->n,
+                          job->st[r].factors[0], job->st[r].factors[1], job->eps);
+}
+
 /*
  * The class sums (where needed), added per row in chunk order, then each
  * row's ce_row_prepare, which reads x: all before the sum pass may overwrite
  * x with the gradient.  `class_sums` holds two per chunk.
  */
-static void FN(ce_long_rows_prepare)(const FN(ce_long_job) *job, double *class_sums,
-                                     int nthreads)
+static void FN(ce_long_rows_prepare)(const FN(ce_long_job) *job, int nthreads)
 {
     const fs_chunks ch = job->ch;
+    const double *class_sums = job->class_sums;
     const int sums_needed = job->target || job->eps > 0;
-    if (sums_needed) {
-        FS_PARALLEL_FOR
-        for (fs_index i = 0; i < ch.total; i++)
-            if (FN(ce_computed)(job, i))
-                FN(ce_chunk_class_sums)(job->x + fs_chunk_at(ch, i), FN(ce_target_at)(job, i),
-                                        FN(ce_weight_at)(job, i), fs_chunk_len(ch, i), job->n,
-                                        job->st[fs_chunk_row(ch, i)].m, job->eps,
-                                        class_sums + 2 * i);
-    }
+    if (sums_needed)
+        fs_parallel_run(nthreads, ch.total, FN(ce_long_class_sums_part), (void *)job);
     for (fs_index r = 0; r < ch.total / ch.per_row; r++) {
         FN(ce_row_state) *st = &job->st[r];
         if (job->status[r] != FS_CE_COMPUTED)
@@ -308,16 +419,7 @@ static void FN(ce_long_rows_prepare)(const FN(ce_long_job) *job, double *class_s
 static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, OUT *grad, int nthreads)
 {
     const fs_chunks ch = job->ch;
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++) {
-        const fs_index r = fs_chunk_row(ch, i), at = fs_chunk_at(ch, i);
-        if (job->status[r] != FS_CE_COMPUTED)
-            FN(ce_skipped_chunk)(grad + at, fs_chunk_len(ch, i), job->status[r]);
-        else
-            FN(ce_chunk_grad)(FN(ce_target_at)(job, i), FN(ce_weight_at)(job, i), grad + at,
-                              fs_chunk_len(ch, i), job->n, job->st[r].factors[0],
-                              job->st[r].factors[1], job->eps);
-    }
+    fs_parallel_run(nthreads, ch.total, FN(ce_long_grad_part), (void *)job);
     for (fs_index r = 0; r < ch.total / ch.per_row; r++)
         if (job->status[r] == FS_CE_COMPUTED && !job->target)
             FN(ce_subtract_label_term)(grad + r * job->n, job->st[r].label,
@@ -350,11 +452,9 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
     }
     const FN(ce_long_job) job = {.x = x, .target = target, .weight = weight,
                                  .weight_sum = weight_sum, .eps = eps, .n = n, .ch = ch,
-                                 .status = status, .st = st};
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++)
-        if (FN(ce_computed)(&job, i))
-            chunk[i] = FN(row_max)(x + fs_chunk_at(ch, i), NULL, fs_chunk_len(ch, i));
+                                 .status = status, .st = st, .chunk = chunk,
+                                 .class_sums = chunk + ch.total, .drop = drop, .grad = grad};
+    fs_parallel_run(nthreads, ch.total, FN(ce_long_max_part), (void *)&job);
     /* The sum of exp leaves out the max's first term (fs_log_sum_tmpl.h), in its chunk. */
     for (fs_index r = 0; r < rows; r++) {
         const double *maxima = chunk + r * ch.per_row;
@@ -364,15 +464,9 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
         for (fs_index c = 0; c < ch.per_row; c++)
             drop[r * ch.per_row + c] = c == first; /* look for it there */
     }
-    FN(ce_long_rows_prepare)(&job, chunk + ch.total, nthreads);
+    FN(ce_long_rows_prepare)(&job, nthreads);
 
-    FS_PARALLEL_FOR
-    for (fs_index i = 0; i < ch.total; i++)
-        if (FN(ce_computed)(&job, i))
-            chunk[i] = FN(ce_chunk_sum_exp)(x + fs_chunk_at(ch, i),
-                                            grad ? grad + fs_chunk_at(ch, i) : NULL,
-                                            fs_chunk_len(ch, i), st[fs_chunk_row(ch, i)].m, NULL,
-                                            &drop[i]);
+    fs_parallel_run(nthreads, ch.total, FN(ce_long_sum_part), (void *)&job);
     for (fs_index r = 0; r < rows; r++) {
         if (status[r] != FS_CE_COMPUTED) {
             sstore_f64(loss + r, FN(ce_skipped_chunk)(NULL, 0, status[r]));

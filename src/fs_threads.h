@@ -1,6 +1,16 @@
-/* OpenMP, where the build has it; one thread where it does not. */
+/*
+ * Threads: OpenMP's settings, where the build has OpenMP, and fastsoftmax's
+ * own executor (fs_pool.h), which runs every parallel pass.
+ *
+ * OpenMP is used for its maximum thread count only (omp_get_max_threads:
+ * OMP_NUM_THREADS, threadpoolctl's limits), which fastsoftmax/_threads.py
+ * turns into each call's thread count; no OpenMP parallel region runs (see
+ * fs_pool.h for why: their end barriers wait for descheduled threads).
+ */
 #ifndef FS_THREADS_H
 #define FS_THREADS_H
+
+#include "fs_pool.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -9,20 +19,6 @@ static inline int fs_max_threads(void) { return omp_get_max_threads(); }
 #else
 #define FS_HAVE_OPENMP 0
 static inline int fs_max_threads(void) { return 1; }
-#endif
-
-/*
- * The loop that follows runs on `nthreads` threads (a variable of that name
- * must be in scope), its iterations handed out one at a time: the kernels'
- * long-row driver (fs_long_rows_tmpl.h), whose iterations are whole chunks.
- * Nothing without OpenMP: the loop then runs on the calling thread.
- */
-#if defined(_OPENMP) && defined(_MSC_VER) && !defined(__clang__)
-#define FS_PARALLEL_FOR __pragma(omp parallel for schedule(dynamic) num_threads(nthreads))
-#elif defined(_OPENMP)
-#define FS_PARALLEL_FOR _Pragma("omp parallel for schedule(dynamic) num_threads(nthreads)")
-#else
-#define FS_PARALLEL_FOR
 #endif
 
 #endif /* FS_THREADS_H */

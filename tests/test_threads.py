@@ -1,6 +1,8 @@
-"""The thread policy (fastsoftmax/_threads.py): bounds, the thread-local block, OpenMP's per-thread limit.
+"""The thread policy (fastsoftmax/_threads.py): bounds, the thread-local block, OpenMP's per-thread limit;
+and the executor (src/fs_pool.h): the same bits on every thread count, concurrent callers, fork.
 
-Forks are tested in test_reliability.py.  Calls that once ended the process
+The policy's fork rule is tested in test_reliability.py; the executor's own fork
+safety (a child forked mid-call starts with an empty pool that works) here.  Calls that once ended the process
 (an absurd thread count reached libgomp, which aborted allocating the
 threads) run in a child interpreter, so a regression fails a test instead of
 killing the run.
@@ -9,6 +11,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -271,3 +275,264 @@ def test_affinity_mask_caps_the_automatic_count():
     assert result.stdout.split() == ["1", "1"]
     # An explicit OMP_NUM_THREADS still wins over the mask.
     assert _child(_AFFINITY_CHILD, env={"OMP_NUM_THREADS": "2"}).split() == ["1", "2"]
+
+
+# ---------------------------------------------------------------- the executor (src/fs_pool.h)
+
+POOL = _core.executor() == "pthreads"
+CPUS = os.cpu_count() or 1
+# 1..8 threads, and more threads than this machine has cores (its workers time-share).
+THREAD_COUNTS = sorted(set(range(1, 9)) | {2 * CPUS + 1, min(4 * CPUS, _threads.MAX_THREADS)})
+CHUNK = _core.kernel_info()[_core.isa()]["float32"]["chunk"]
+
+
+def _ops(dtype):
+    """(name, call(x, n_threads)) of every threaded op; cross_entropy returns loss and grad."""
+    def ce(x, t):
+        labels = np.arange(x.shape[0]) % x.shape[-1]
+        return fs.cross_entropy(x, labels, return_grad=True, reduction="none", n_threads=t)
+
+    def ce_soft(x, t):
+        target = fs.softmax(x[::-1].copy(), n_threads=1)
+        return fs.cross_entropy(x, target, label_smoothing=0.1, return_grad=True, n_threads=t)
+
+    return [("softmax", lambda x, t: fs.softmax(x, n_threads=t)),
+            ("log_softmax", lambda x, t: fs.log_softmax(x, n_threads=t)),
+            ("logsumexp", lambda x, t: fs.logsumexp(x, n_threads=t)),
+            ("softmax/T", lambda x, t: fs.softmax(x, temperature=0.7, n_threads=t)),
+            ("softmax axis 0", lambda x, t: fs.softmax(x, axis=0, n_threads=t)),
+            ("logsumexp axis 0", lambda x, t: fs.logsumexp(x, axis=0, n_threads=t)),
+            ("backward", lambda x, t: fs.softmax_backward(x, x, n_threads=t)),
+            ("log backward", lambda x, t: fs.log_softmax_backward(x, x, n_threads=t)),
+            ("cross_entropy", ce),
+            ("cross_entropy soft", ce_soft)]
+
+
+# Rows: many (threads take runs of rows), few long ones (the long-row driver splits
+# them in chunks), and a wide few-row array whose axis-0 ops split columns.
+SHAPES = [(257, 300), (1, 5 * CHUNK + 17), (3, 2 * CHUNK + 1), (6, 40 * 16 + 3)]
+
+
+def _same(a, b):
+    if isinstance(a, tuple):
+        return all(_same(u, v) for u, v in zip(a, b))
+    return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+
+
+def _expected(x, dtype):
+    return {name: op(x, 1) for name, op in _ops(dtype)}
+
+
+def _inputs(dtype=np.float32):
+    rng = np.random.default_rng(15)
+    out = []
+    for shape in SHAPES:
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        x.flat[::97] = -np.inf  # masked-out logits in some rows
+        x[0, 0] = np.inf if shape[0] > 2 else x[0, 0]
+        out.append(x)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_same_bits_on_every_thread_count(dtype):
+    """Every op, every split (rows, columns, long rows), threads 1..8 and past the cores."""
+    for x in _inputs(dtype):
+        expected = _expected(x, dtype)
+        for t in THREAD_COUNTS:
+            for name, op in _ops(dtype):
+                assert _same(op(x, t), expected[name]), (name, x.shape, t)
+
+
+def test_narrow_same_bits_on_every_thread_count():
+    x = np.random.default_rng(1).standard_normal(3 * 65536 * 8 + 5).astype(np.float32)
+    for kind in (np.float16, np.uint16):
+        expected = _core.narrow(x, np.empty(x.size, kind), 1)
+        for t in THREAD_COUNTS:
+            assert np.array_equal(_core.narrow(x, np.empty(x.size, kind), t), expected)
+
+
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+@pytest.mark.parametrize("nthreads", THREAD_COUNTS)
+def test_pool_runs_every_part_once(nthreads):
+    """Parts fewer than, equal to and many more than the threads, one after another."""
+    for parts in (0, 1, 2, nthreads - 1, nthreads, nthreads + 1, 3 * nthreads + 7, 1000):
+        assert _core._pool_self_test(nthreads, max(0, parts), repeats=50), parts
+
+
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+def test_pool_without_spinning_and_with_the_openmp_loop():
+    """Workers that sleep at once (every call wakes them) and the old OpenMP executor: same bits."""
+    x = _inputs()[1]
+    expected = _expected(x, np.float32)
+    for settings in ({"spin_us": 0}, {"openmp": OPENMP}):
+        old = _core._pool_settings(**settings)
+        try:
+            for _ in range(20):
+                assert _core._pool_self_test(3, 17, repeats=5)
+            for t in (2, 3, 5):
+                for name, op in _ops(np.float32):
+                    assert _same(op(x, t), expected[name]), (settings, name, t)
+        finally:
+            _core._pool_settings(**old)
+
+
+def test_concurrent_python_threads():
+    """Several Python threads calling at once, the GIL released: each gets its own right answer.
+
+    One call owns the pool at a time; the others run on their own thread (src/fs_pool.h).
+    """
+    inputs = _inputs()
+    expected = [_expected(x, np.float32) for x in inputs]
+    errors = []
+    start = threading.Barrier(6, timeout=60)
+
+    def caller(k):
+        try:
+            start.wait()
+            for i in range(12):
+                j = (k + i) % len(inputs)
+                for name, op in _ops(np.float32):
+                    t = 1 + (k + i) % 5
+                    if not _same(op(inputs[j], t), expected[j][name]):
+                        errors.append((k, name, j, t))
+                assert _core._pool_self_test(2 + k % 3, 50 + k, repeats=20)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    assert not errors, errors[:5]
+
+
+def test_nested_in_a_dask_like_thread_pool():
+    """Tasks of a thread pool (as dask's threaded scheduler runs them) calling with threads."""
+    x = np.random.default_rng(2).standard_normal((64, 3 * CHUNK // 4)).astype(np.float32)
+    chunks = np.array_split(x, 16)
+    expected = [fs.log_softmax(c, n_threads=1) for c in chunks]
+
+    def task(i):
+        with fs.num_threads(1 + i % 4):
+            return fs.log_softmax(chunks[i], n_threads=None if i % 2 else 3)
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            results = list(pool.map(task, range(len(chunks))))
+            assert all(np.array_equal(r, e) for r, e in zip(results, expected))
+
+
+def _wait_child(pid, timeout=60):
+    """The exit status of child ``pid``; kills it and fails if it runs past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail(f"fork child hung for {timeout} s")
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork of a threaded process
+def test_fork_while_calls_run_in_other_threads():
+    """Children forked while two other threads are inside multi-threaded calls.
+
+    Each child must start with an empty pool (no workers, no job), run
+    multi-threaded calls on a pool of its own, and get the same bits.  The
+    child lifts the policy's one-thread rule (which exists for libgomp's pool,
+    not this one) so that its calls really do use threads.
+    """
+    x = _inputs()[1]
+    expected = _expected(x, np.float32)
+    stop = threading.Event()
+    errors = []
+
+    def busy(t):
+        try:
+            while not stop.is_set():
+                assert _same(fs.softmax(x, n_threads=t), expected["softmax"])
+                assert _core._pool_self_test(t, 64, repeats=3)
+        except BaseException as e:
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=busy, args=(t,)) for t in (3, 4)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(8):
+            time.sleep(0.002 * k)
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    ok = _core.pool_workers() == 0
+                    _threads._pool_may_be_stale = False
+                    for t in (2, 4):
+                        ok = ok and _core._pool_self_test(t, 100, repeats=20)
+                        for name, op in _ops(np.float32):
+                            ok = ok and _same(op(x, t), expected[name])
+                    ok = ok and _core.pool_workers() >= 1
+                    code = 0 if ok else 3
+                finally:
+                    os._exit(code)
+            assert _wait_child(pid) == 0, f"fork child {k} gave wrong answers or a stale pool"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+
+
+_NO_THREADS_CHILD = """
+import numpy as np, fastsoftmax as fs
+from fastsoftmax import _core
+_core._pool_settings(fail_spawn=True)
+x = np.random.default_rng(0).standard_normal((2, 200000)).astype('f4')
+y = np.random.default_rng(0).standard_normal((300, 500)).astype('f4')
+for a in (x, y):
+    for t in (2, 8):
+        assert np.array_equal(fs.softmax(a, n_threads=t), fs.softmax(a, n_threads=1))
+        assert np.array_equal(fs.logsumexp(a, n_threads=t), fs.logsumexp(a, n_threads=1))
+assert _core._pool_self_test(4, 100, repeats=10)
+print(_core.pool_workers())
+"""
+
+
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+def test_calls_run_when_no_worker_can_start():
+    """pthread_create failing (a thread limit, no memory): the calling thread does the work."""
+    assert _child(_NO_THREADS_CHILD).split() == ["0"]
+
+
+def test_show_config_names_the_executor(capsys):
+    fs.show_config()
+    assert f"executor: {_core.executor()}" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+def test_pool_stress_in_c(tmp_path):
+    """tools/pool_stress.c against src/fs_pool.c: concurrent callers, forks, no spinning.
+
+    (tools/pool_tsan.sh runs the same under ThreadSanitizer.)
+    """
+    import shutil
+
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = os.path.join(root, "tools", "pool_stress.c")
+    if cc is None or not os.path.exists(source):
+        pytest.skip("no C compiler, or not a source checkout")
+    exe = str(tmp_path / "pool_stress")
+    subprocess.run([cc, "-O2", "-pthread", "-I", os.path.join(root, "src"), source,
+                    os.path.join(root, "src", "fs_pool.c"), "-o", exe], check=True, timeout=120)
+    result = subprocess.run([exe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr

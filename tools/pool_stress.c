@@ -1,0 +1,92 @@
+/*
+ * A stress test of the executor (src/fs_pool.c) on its own, for ThreadSanitizer:
+ * tools/pool_tsan.sh builds it with -fsanitize=thread and runs it.
+ *
+ * Several caller threads run jobs of 1..70 parts on 1..8 threads at once (one
+ * owns the pool, the others run alone), each part adding its own value to its
+ * own element, so a part run twice, run with another job's context or not run
+ * shows in the sums; the main thread forks meanwhile, and each child checks it
+ * starts with no workers and runs jobs on a pool of its own.  Prints "ok" and
+ * exits 0, or says what failed.  NOFORK=1 leaves the forks out (ThreadSanitizer
+ * does not support threads started in the child of a threaded process well).
+ */
+#include "fs_pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    int64_t *out;
+} job_ctx;
+
+static void part(void *arg, int64_t i)
+{
+    job_ctx *c = (job_ctx *)arg;
+    c->out[i] += i * 3 + 1;
+}
+
+static int check(int nthreads, int64_t n)
+{
+    int64_t *out = (int64_t *)calloc((size_t)(n > 0 ? n : 1), sizeof(int64_t));
+    job_ctx c = {out};
+    int bad = 0;
+    fs_parallel_run(nthreads, n, part, &c);
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] != i * 3 + 1) {
+            printf("part %lld of %lld on %d threads: %lld\n", (long long)i, (long long)n,
+                   nthreads, (long long)out[i]);
+            bad = 1;
+            break;
+        }
+    free(out);
+    return bad;
+}
+
+static void *caller(void *arg)
+{
+    const int seed = (int)(intptr_t)arg;
+    int bad = 0;
+    for (int k = 0; k < 20000 && !bad; k++)
+        bad = check(1 + (k + seed) % 8, (k * 7 + seed) % 71);
+    return (void *)(intptr_t)bad;
+}
+
+int main(void)
+{
+    enum { CALLERS = 4 };
+    pthread_t threads[CALLERS];
+    int bad = 0;
+    for (int i = 0; i < CALLERS; i++)
+        pthread_create(&threads[i], NULL, caller, (void *)(intptr_t)i);
+    const int forks = getenv("NOFORK") ? 0 : 20;
+    for (int f = 0; f < forks; f++) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            int child_bad = fs_pool_workers() != 0;
+            for (int k = 0; k < 2000 && !child_bad; k++)
+                child_bad = check(2 + k % 4, 50);
+            _exit(child_bad);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            printf("fork child %d failed (status %d)\n", f, status);
+            bad = 1;
+        }
+    }
+    for (int i = 0; i < CALLERS; i++) {
+        void *result;
+        pthread_join(threads[i], &result);
+        bad |= (int)(intptr_t)result;
+    }
+    bad |= check(4, 9000000); /* more parts than claims: runs of parts per claim */
+    fs_pool_set_spin_us(0);    /* workers asleep at every call */
+    for (int k = 0; k < 5000 && !bad; k++)
+        bad |= check(3, 10);
+    printf("%s (%d workers)\n", bad ? "FAILED" : "ok", fs_pool_workers());
+    return bad;
+}
