@@ -116,9 +116,9 @@ def test_mask_is_not_expanded_for_leading_broadcast(monkeypatch):
     seen = []
     real_call = fs._softmax._core.softmax_family
 
-    def spy(x, out, mask, *args):
+    def spy(x, out, mask, *args, **kwargs):
         seen.append(None if mask is None else mask.shape)
-        return real_call(x, out, mask, *args)
+        return real_call(x, out, mask, *args, **kwargs)
 
     monkeypatch.setattr(fs._softmax._core, "softmax_family", spy)
     fs.softmax(np.zeros((8, 16, 16)), where=np.tril(np.ones((16, 16), bool)))
