@@ -69,12 +69,12 @@ inc="$inc -I$root/venv/lib/python3.11/site-packages/numpy/_core/include"
 cflags="-fPIC -g0 -fwrapv -O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -DNPY_NO_DEPRECATED_API=NPY_2_0_API_VERSION"
 mkdir -p build-arm64
 pids=()
-for f in fastsoftmax/_core.c src/fs_dispatch.c src/fs_isa_avx512.c src/fs_isa_avx2.c src/fs_isa_baseline.c src/fs_isa_scalar.c; do
+for f in fastsoftmax/_core.c src/fs_dispatch.c src/fs_pool.c src/fs_isa_avx512.c src/fs_isa_avx2.c src/fs_isa_baseline.c src/fs_isa_scalar.c; do
     # shellcheck disable=SC2086
     aarch64-linux-gnu-gcc $cflags $inc -c "$f" -o "build-arm64/$(basename "$f" .c).o" & pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-aarch64-linux-gnu-gcc -shared -fopenmp build-arm64/*.o -o fastsoftmax/_core.cpython-311-aarch64-linux-gnu.so
+aarch64-linux-gnu-gcc -shared -fopenmp -pthread build-arm64/*.o -o fastsoftmax/_core.cpython-311-aarch64-linux-gnu.so
 log "extension built in $(( $(date +%s) - t_build )) s"
 
 # 3. The suite, in the root (proc and dev bound in; never delete the root while they are).

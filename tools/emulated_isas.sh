@@ -53,7 +53,7 @@ log() { echo "emulated_isas: $*"; }
 # Same flags as setup.py's build of the kernels (no -march, no -ffast-math: the ISA files
 # carry their own target pragmas).  OpenMP on, so the long-row entries run 3 threads.
 CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -I$repo/src"
-kernel_sources="$repo/src/fs_dispatch.c $repo/src/fs_isa_avx512.c $repo/src/fs_isa_avx2.c $repo/src/fs_isa_baseline.c $repo/src/fs_isa_scalar.c $repo/tools/emu_harness.c"
+kernel_sources="$repo/src/fs_dispatch.c $repo/src/fs_pool.c $repo/src/fs_isa_avx512.c $repo/src/fs_isa_avx2.c $repo/src/fs_isa_baseline.c $repo/src/fs_isa_scalar.c $repo/tools/emu_harness.c"
 
 # ---------------------------------------------------------------- what it needs
 need=()
@@ -191,7 +191,7 @@ summarize() {
 if want bochs || want native; then
     t0=$(now)
     compile_all gcc "$work/x86"
-    gcc -static -fopenmp -o "$work/x86/harness" "$work"/x86/*.o -lm
+    gcc -static -fopenmp -pthread -o "$work/x86/harness" "$work"/x86/*.o -lm
     took[x86-build]=$(( $(now) - t0 )); result[x86-build]=0
 fi
 if want bochs; then
@@ -211,7 +211,7 @@ fi
 if want arm64; then
     t0=$(now); s=0
     compile_all aarch64-linux-gnu-gcc "$work/arm64"
-    aarch64-linux-gnu-gcc -fopenmp -o "$work/arm64/harness" "$work"/arm64/*.o -lm
+    aarch64-linux-gnu-gcc -fopenmp -pthread -o "$work/arm64/harness" "$work"/arm64/*.o -lm
     QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$work/arm64/harness" baseline scalar \
         --exp-step "$exp_step" > "$work/arm64.log" 2>&1 || s=$?
     took[arm64]=$(( $(now) - t0 )); result[arm64]=$s

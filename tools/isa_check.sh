@@ -10,14 +10,14 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 flags="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -Isrc"
-sources="tools/isa_check.c src/fs_dispatch.c src/fs_isa_avx512.c src/fs_isa_avx2.c src/fs_isa_baseline.c src/fs_isa_scalar.c"
-gcc $flags -o "$tmp/native" $sources -lm
+sources="tools/isa_check.c src/fs_dispatch.c src/fs_pool.c src/fs_isa_avx512.c src/fs_isa_avx2.c src/fs_isa_baseline.c src/fs_isa_scalar.c"
+gcc $flags -pthread -o "$tmp/native" $sources -lm
 runs=()
 for isa in avx512 avx2 baseline scalar; do
     if "$tmp/native" "$isa" > "$tmp/x86-$isa.txt" 2>/dev/null; then runs+=("x86-$isa"); fi
 done
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64-static >/dev/null; then
-    aarch64-linux-gnu-gcc $flags -o "$tmp/arm64" $sources -lm
+    aarch64-linux-gnu-gcc $flags -pthread -o "$tmp/arm64" $sources -lm
     for isa in baseline scalar; do
         QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$tmp/arm64" "$isa" \
             > "$tmp/arm64-$isa.txt"
