@@ -26,14 +26,10 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_SOURCES = [
-    "src/fs_dispatch.c",
-    "src/fs_pool.c",  # the executor (threads); not a kernel, but C like them
-    "src/fs_isa_avx512.c",
-    "src/fs_isa_avx2.c",
-    "src/fs_isa_baseline.c",
-    "src/fs_isa_scalar.c",
-]
+# Every C file in src/: the kernels of each ISA (fs_isa_*.c), their dispatch, and the executor
+# (fs_pool.c).  The scripts that build the kernels without setup.py (tools/isa_check.sh,
+# tools/emulated_isas.sh, tools/arm64_suite.sh) take the same glob, so a new file needs no list.
+KERNEL_SOURCES = sorted(glob.glob("src/*.c"))
 
 
 def _compiler_accepts(compiler, compile_flags, link_flags, source):

@@ -69,7 +69,7 @@ inc="$inc -I$root/venv/lib/python3.11/site-packages/numpy/_core/include"
 cflags="-fPIC -g0 -fwrapv -O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -DNPY_NO_DEPRECATED_API=NPY_2_0_API_VERSION"
 mkdir -p build-arm64
 pids=()
-for f in fastsoftmax/_core.c src/fs_dispatch.c src/fs_pool.c src/fs_isa_avx512.c src/fs_isa_avx2.c src/fs_isa_baseline.c src/fs_isa_scalar.c; do
+for f in fastsoftmax/_core.c src/*.c; do  # every C file in src/, as setup.py builds
     # shellcheck disable=SC2086
     aarch64-linux-gnu-gcc $cflags $inc -c "$f" -o "build-arm64/$(basename "$f" .c).o" & pids+=($!)
 done

@@ -53,7 +53,7 @@ log() { echo "emulated_isas: $*"; }
 # Same flags as setup.py's build of the kernels (no -march, no -ffast-math: the ISA files
 # carry their own target pragmas).  OpenMP on, so the long-row entries run 3 threads.
 CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -I$repo/src"
-kernel_sources="$repo/src/fs_dispatch.c $repo/src/fs_pool.c $repo/src/fs_isa_avx512.c $repo/src/fs_isa_avx2.c $repo/src/fs_isa_baseline.c $repo/src/fs_isa_scalar.c $repo/tools/emu_harness.c"
+kernel_sources="$(echo "$repo"/src/*.c) $repo/tools/emu_harness.c"  # every C file in src/, as setup.py
 
 # ---------------------------------------------------------------- what it needs
 need=()
