@@ -184,6 +184,29 @@ def _fastsoftmax(op, case, *, preallocated):
     return partial(fn, case.x)
 
 
+def _fastsoftmax_ordinary_stores(op, case):
+    """fastsoftmax with out= and streaming stores off (fastsoftmax.set_stream_threshold): in the
+    same group as fastsoftmax_out, which streams where the workload is at least the threshold,
+    so the pair shows what streaming gains or costs at each size."""
+    import sys
+
+    fs = _import_or_skip("fastsoftmax")
+    if not hasattr(fs, "set_stream_threshold"):
+        pytest.skip("fastsoftmax.set_stream_threshold does not exist yet")
+    if case.x.nbytes < 2**20:
+        pytest.skip("a workload this small never streams")
+    call = _fastsoftmax(op, case, preallocated=True)
+
+    def run():
+        fs.set_stream_threshold(sys.maxsize)
+        try:
+            return call()
+        finally:
+            fs.set_stream_threshold()
+
+    return run
+
+
 def _numpy(op, case):
     args = (case.x, case.target) if op == "cross_entropy" else (case.x,)
     return partial(NUMPY_OPS[op], *args)
@@ -302,6 +325,7 @@ def _onnxruntime(op, case, n_threads=None):
 IMPLEMENTATIONS = {
     "fastsoftmax": (ALL_OPS, partial(_fastsoftmax, preallocated=False)),
     "fastsoftmax_out": (OPS, partial(_fastsoftmax, preallocated=True)),
+    "fastsoftmax_out_ordinary_stores": (("softmax", "log_softmax"), _fastsoftmax_ordinary_stores),
     "numpy": (OPS, _numpy),
     "scipy": (("softmax", "log_softmax", "logsumexp"), _scipy),
     "torch": (OPS, _torch),

@@ -19,8 +19,9 @@ def show_config(file: TextIO | None = None) -> None:
     the others available, whether OpenMP is enabled (its settings, such as
     ``OMP_NUM_THREADS``, give the default thread count), the executor that
     runs the threads (``pthreads``: fastsoftmax's own pool; see the README's
-    Threads section), the default thread count, and the output pool's bound
-    (:func:`set_output_pool`).
+    Threads section), the default thread count, the output pool's bound
+    (:func:`set_output_pool`), and from what size softmax and log_softmax
+    stream their output past the caches (:func:`set_stream_threshold`).
 
     Parameters
     ----------
@@ -37,6 +38,7 @@ def show_config(file: TextIO | None = None) -> None:
       executor: pthreads (1 worker started)
       threads:  2
       output pool: at most 256 MB or two results (0 MB idle in 0 blocks)
+      streaming stores: from 64 MB of input and output
     """
     file = sys.stdout if file is None else file
     print(f"fastsoftmax {__version__}", file=file)
@@ -51,4 +53,8 @@ def show_config(file: TextIO | None = None) -> None:
     kept = (f"at most {bound / 2**20:g} MB" + (" or two results" if keeps_two else "")
             if bound or keeps_two else "off")
     print(f"  output pool: {kept} ({idle / 2**20:g} MB idle in {blocks} blocks)", file=file)
+    bound = _core.stream_min_bytes()
+    streams = ("none in these kernels" if not _core.can_stream() else "off" if bound >= sys.maxsize
+               else f"from {bound / 2**20:g} MB of input and output")
+    print(f"  streaming stores: {streams}", file=file)
 

@@ -25,6 +25,7 @@ from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport INFINITY, NAN, copysign
 from libc.string cimport memcpy
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
 
@@ -41,6 +42,7 @@ ctypedef fused real:
 cdef extern from "fs_kernels.h" nogil:
     ctypedef Py_ssize_t fs_index
     fs_index FS_CHUNK
+    int FS_LOG_OUTPUT, FS_STREAM_OUTPUT
     ctypedef enum fs_op:
         FS_OP_SOFTMAX
         FS_OP_LOG_SOFTMAX
@@ -71,7 +73,7 @@ cdef extern from "fs_kernels.h" nogil:
         void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
                         fs_index mask_start, void *out, fs_index outer, fs_index n,
                         fs_index width, fs_index stride, double scale,
-                        int log_output) noexcept nogil
+                        int flags) noexcept nogil
         void (*logsumexp)(const void *x, const uint8_t *mask, fs_index mask_period,
                           fs_index mask_start, void *out, fs_index outer, fs_index n,
                           fs_index width, fs_index stride) noexcept nogil
@@ -85,7 +87,7 @@ cdef extern from "fs_kernels.h" nogil:
                                 const void *adjust, int log_output) noexcept nogil
         int (*softmax_long_rows)(const void *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, void *out, fs_index rows, fs_index n,
-                                 double scale, int op, int nthreads) noexcept nogil
+                                 double scale, int op, int flags, int nthreads) noexcept nogil
         int (*backward_long_rows)(const void *g, const void *y, void *out, fs_index rows,
                                   fs_index n, int log_output, int nthreads) noexcept nogil
         int (*cross_entropy_long_rows)(const void *x, const int64_t *labels, const void *target,
@@ -113,10 +115,10 @@ cdef extern from "fs_kernels.h" nogil:
         void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
                         fs_index mask_start, void *out, fs_index outer, fs_index n,
                         fs_index width, fs_index stride, float scale,
-                        int log_output) noexcept nogil
+                        int flags) noexcept nogil
         int (*softmax_long_rows)(const void *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, void *out, fs_index rows, fs_index n,
-                                 float scale, int op, int nthreads) noexcept nogil
+                                 float scale, int op, int flags, int nthreads) noexcept nogil
         void (*backward)(const void *g, const void *y, void *out, fs_index outer, fs_index n,
                          fs_index width, fs_index stride, int log_output) noexcept nogil
         int (*backward_long_rows)(const void *g, const void *y, void *out, fs_index rows,
@@ -126,6 +128,7 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
+        int can_stream
         fs_dtype_kernels f32
         fs_dtype_kernels f64
         fs_dtype_kernels f16
@@ -326,6 +329,7 @@ cdef struct SoftmaxJob:
     Mask mask
     double scale           # 1 / temperature
     bint narrow            # 16-bit input, out of the same 16-bit type (else out is float32)
+    int stream             # FS_STREAM_OUTPUT or 0: the kernels' flag (see softmax_family)
     # The combining ops of fastsoftmax.dask (NULL otherwise), laid out as logsumexp's out:
     double *log_sums       # logsumexp: out gets each slice's max, log_sums its log(sum)
     const void *shift      # softmax, log_softmax: each slice's shift and adjustment are given
@@ -407,6 +411,7 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
     cdef const void *x = (<const real *> job.x) + at
     cdef void *out
     cdef bint log_output = job.op == FS_OP_LOG_SOFTMAX
+    cdef int flags = (FS_LOG_OUTPUT if log_output else 0) | job.stream
     cdef fs_index slice_at = a * inner + j0    # the same, in per-slice arrays
     if job.op == FS_OP_LOGSUMEXP and job.log_sums != NULL:
         out = _computed_at(job.out, slice_at, dtype_marker)
@@ -482,24 +487,24 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
         out = (<real *> job.out) + at
         if real is uint16_t:
             kernels.f16_f16.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n,
-                                    j1 - j0, inner, <float> job.scale, log_output)
+                                    j1 - j0, inner, <float> job.scale, flags)
         elif real is int16_t:
             kernels.bf16_bf16.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n,
-                                      j1 - j0, inner, <float> job.scale, log_output)
+                                      j1 - j0, inner, <float> job.scale, flags)
         return
     out = _computed_at(job.out, at, dtype_marker)
     if real is float:
         kernels.f32.softmax(<const float *> x, job.mask.data, job.mask.period, at, <float *> out,
-                            b - a, n, j1 - j0, inner, <float> job.scale, log_output)
+                            b - a, n, j1 - j0, inner, <float> job.scale, flags)
     elif real is double:
         kernels.f64.softmax(<const double *> x, job.mask.data, job.mask.period, at,
-                            <double *> out, b - a, n, j1 - j0, inner, job.scale, log_output)
+                            <double *> out, b - a, n, j1 - j0, inner, job.scale, flags)
     elif real is uint16_t:
         kernels.f16.softmax(x, job.mask.data, job.mask.period, at, <float *> out, b - a, n,
-                            j1 - j0, inner, <float> job.scale, log_output)
+                            j1 - j0, inner, <float> job.scale, flags)
     else:
         kernels.bf16.softmax(x, job.mask.data, job.mask.period, at, <float *> out, b - a, n,
-                             j1 - j0, inner, <float> job.scale, log_output)
+                             j1 - j0, inner, <float> job.scale, flags)
 
 
 cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_index a,
@@ -714,28 +719,29 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
             if real is uint16_t:
                 return kernels.f16_f16.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0,
                                                          job.out, rows, n, <float> job.scale,
-                                                         job.op, nthreads)
+                                                         job.op, job.stream, nthreads)
             elif real is int16_t:
                 return kernels.bf16_bf16.softmax_long_rows(job.x, job.mask.data,
                                                            job.mask.period, 0, job.out, rows, n,
-                                                           <float> job.scale, job.op, nthreads)
+                                                           <float> job.scale, job.op, job.stream,
+                                                           nthreads)
             return -1
         if real is float:
             return kernels.f32.softmax_long_rows(<const float *> job.x, job.mask.data,
                                                  job.mask.period, 0, <float *> job.out, rows, n,
-                                                 job.scale, job.op, nthreads)
+                                                 job.scale, job.op, job.stream, nthreads)
         elif real is double:
             return kernels.f64.softmax_long_rows(<const double *> job.x, job.mask.data,
                                                  job.mask.period, 0, <double *> job.out, rows, n,
-                                                 job.scale, job.op, nthreads)
+                                                 job.scale, job.op, job.stream, nthreads)
         elif real is uint16_t:
             return kernels.f16.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0,
                                                  <float *> job.out, rows, n, job.scale, job.op,
-                                                 nthreads)
+                                                 job.stream, nthreads)
         else:
             return kernels.bf16.softmax_long_rows(job.x, job.mask.data, job.mask.period, 0,
                                                   <float *> job.out, rows, n, job.scale, job.op,
-                                                  nthreads)
+                                                  job.stream, nthreads)
     elif AnyJob is BackwardJob:
         if job.narrow:
             if real is uint16_t:
@@ -945,6 +951,13 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
         job.mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
     job.scale = scale
     job.narrow = _narrows(x, out)
+    # Stream the result past the caches when it and x will not both fit in the
+    # last-level cache, so nothing of it is there to be read back soon; never in
+    # place, where the result's lines are x's, already in the cache.
+    job.stream = 0
+    if (op != FS_OP_LOGSUMEXP and job.shift == NULL and job.out != job.x
+            and cnp.PyArray_NBYTES(x) >= _stream_min_bytes - cnp.PyArray_NBYTES(out)):
+        job.stream = FS_STREAM_OUTPUT
     _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
@@ -1287,6 +1300,32 @@ def pool_state():
     return _idle_bytes, len(_idle_blocks), _pool_limit, _pool_keeps_two
 
 
+# ---------------------------------------------------------------- streaming stores
+
+# softmax and log_softmax calls whose input and output take at least this many
+# bytes together write the output with streaming stores (softmax_family);
+# fastsoftmax._stream sets it from the last-level cache's size.
+cdef Py_ssize_t _stream_min_bytes = PY_SSIZE_T_MAX
+
+
+def set_stream_min_bytes(Py_ssize_t nbytes):
+    """Stream the outputs of calls whose input and output take at least ``nbytes`` (>= 0)."""
+    global _stream_min_bytes
+    if nbytes < 0:
+        raise ValueError(f"fastsoftmax._core: a negative byte count {nbytes}")
+    _stream_min_bytes = nbytes
+
+
+def stream_min_bytes():
+    """The bound set_stream_min_bytes set (PY_SSIZE_T_MAX: nothing streams)."""
+    return _stream_min_bytes
+
+
+def can_stream():
+    """Whether the chosen kernels have streaming stores (x86-64's vector builds)."""
+    return bool(kernels.can_stream)
+
+
 # ---------------------------------------------------------------- small calls
 # A tiny call is mostly overhead: its checks, the output's allocation, Python frames.
 # small_call does the common case in one step; everything else takes the full path.
@@ -1330,6 +1369,7 @@ def small_call(object x, int op, Py_ssize_t limit):
     job.mask.period = 1
     job.scale = 1.0
     job.narrow = False
+    job.stream = 0
     job.log_sums = NULL
     job.shift = job.adjust = NULL
     if typenum == cnp.NPY_FLOAT32:

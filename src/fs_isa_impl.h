@@ -147,6 +147,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
 const fs_kernel_table FS_TABLE = {
     .isa = FS_ISA_NAME,
     .vector_bytes = FS_VBYTES,
+    .can_stream = FS_CAN_STREAM,
     .f32 = FS_DTYPE_TABLE(f32),
     .f64 = FS_DTYPE_TABLE(f64),
     .f16 = FS_DTYPE_TABLE(f16),

@@ -65,6 +65,19 @@ typedef enum fs_op {
 } fs_op;
 
 /*
+ * The `flags` of the softmax kernels (softmax, softmax_long_rows), or'ed:
+ *   FS_LOG_OUTPUT     log_softmax rather than softmax (softmax only: the long
+ *                     rows take the op itself)
+ *   FS_STREAM_OUTPUT  the output is larger than the last-level cache and will
+ *                     not be read back soon: the last pass writes it with
+ *                     streaming stores (fs_vector.h) where the ISA has them.
+ *                     The same bits either way; never useful in place, where
+ *                     the output's lines are already in the cache.
+ */
+#define FS_LOG_OUTPUT 1
+#define FS_STREAM_OUTPUT 2
+
+/*
  * One row's sampling parameters (src/fs_sample_tmpl.h), resolved by the
  * Python layer (fastsoftmax/_sample.py): every field 8 bytes, so a NumPy
  * structured array of them has this layout on every platform.
@@ -119,10 +132,10 @@ typedef struct fs_block_sizes {
  */
 #define FS_DEFINE_DTYPE_KERNELS(STORAGE, OUT, REAL, SFX)                                              \
     typedef struct fs_kernels_##SFX {                                                            \
-        /* out = softmax((x - max) * scale), or log_softmax when `log_output` is nonzero. */     \
+        /* out = softmax((x - max) * scale), or log_softmax with FS_LOG_OUTPUT in `flags`. */    \
         void (*softmax)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,             \
                         fs_index mask_start, OUT *out, fs_index outer, fs_index n,           \
-                        fs_index width, fs_index stride, REAL scale, int log_output);            \
+                        fs_index width, fs_index stride, REAL scale, int flags);                 \
         /* out[slab, column] = log(sum(exp(x))) over the n rows; out rows are `stride` apart. */ \
         void (*logsumexp)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,           \
                           fs_index mask_start, OUT *out, fs_index outer, fs_index n,         \
@@ -142,10 +155,11 @@ typedef struct fs_block_sizes {
                                 const REAL *shift, const REAL *adjust, int log_output);          \
         /* A few long rows split across threads (src/fs_long_rows_tmpl.h): rows shorter */      \
         /* than the thread count, at least two chunks each.  Returns 0, or -1 without */         \
-        /* writing anything if scratch space could not be allocated. */                          \
+        /* writing anything if scratch space could not be allocated.  `flags`: */                \
+        /* FS_STREAM_OUTPUT or 0. */                                                             \
         int (*softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,    \
                                  fs_index mask_start, OUT *out, fs_index rows, fs_index n,   \
-                                 REAL scale, int op, int nthreads);                              \
+                                 REAL scale, int op, int flags, int nthreads);                   \
         int (*backward_long_rows)(const STORAGE *g, const STORAGE *y, OUT *out,              \
                                   fs_index rows, fs_index n, int log_output, int nthreads);      \
         int (*cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,                  \
@@ -209,10 +223,10 @@ FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, bf16)
     typedef struct fs_narrowing_kernels_##SFX {                                                  \
         void (*softmax)(const uint16_t *x, const uint8_t *mask, fs_index mask_period,            \
                         fs_index mask_start, uint16_t *out, fs_index outer, fs_index n,          \
-                        fs_index width, fs_index stride, float scale, int log_output);           \
+                        fs_index width, fs_index stride, float scale, int flags);                \
         int (*softmax_long_rows)(const uint16_t *x, const uint8_t *mask, fs_index mask_period,   \
                                  fs_index mask_start, uint16_t *out, fs_index rows, fs_index n,  \
-                                 float scale, int op, int nthreads);                             \
+                                 float scale, int op, int flags, int nthreads);                  \
         void (*backward)(const uint16_t *g, const uint16_t *y, uint16_t *out, fs_index outer,    \
                          fs_index n, fs_index width, fs_index stride, int log_output);           \
         int (*backward_long_rows)(const uint16_t *g, const uint16_t *y, uint16_t *out,           \
@@ -227,6 +241,7 @@ FS_DEFINE_NARROWING_KERNELS(bf16_bf16)
 typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */
     int vector_bytes;
+    int can_stream;  /* FS_STREAM_OUTPUT streams (fs_vector.h's FS_CAN_STREAM) */
     fs_kernels_f32 f32;
     fs_kernels_f64 f64;
     fs_kernels_f16 f16;   /* IEEE float16 input, float results */

@@ -106,6 +106,7 @@ typedef struct {
     fs_chunks ch;
     REAL scale;
     int op;
+    int stream;              /* the last pass streams its stores (FS_STREAM_OUTPUT) */
     double *chunk;           /* per chunk: its max, then its sum of exp */
     int *drop;               /* per chunk: its drop state */
     const double *row_max, *row_sum, *row_log_sum;
@@ -125,11 +126,22 @@ static void FN(softmax_long_max_part)(void *arg, int64_t i)
                                 fs_chunk_len(job->ch, (fs_index)i));
 }
 
-/* Pass 2: chunk i's sum of exp (softmax stores the exponentials too). */
+/*
+ * Pass 2: chunk i's sum of exp (softmax stores the exponentials too, unless its
+ * last pass streams: then it sums them the same way and stores nothing).
+ */
 static void FN(softmax_long_sum_part)(void *arg, int64_t i)
 {
     const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
     const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
+#if FS_STREAMS
+    if (job->stream && job->op == FS_OP_SOFTMAX) {
+        job->chunk[i] = FN(chunk_sum_exp_blocked)(
+            job->x + at, FN(softmax_long_mask)(job, at), fs_chunk_len(job->ch, (fs_index)i),
+            (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL);
+        return;
+    }
+#endif
     job->chunk[i] = FN(chunk_sum_exp)(job->x + at, FN(softmax_long_mask)(job, at),
                                       job->op == FS_OP_SOFTMAX ? job->out + at : NULL,
                                       fs_chunk_len(job->ch, (fs_index)i),
@@ -157,6 +169,17 @@ static void FN(softmax_long_store_part)(void *arg, int64_t i)
     const fs_index at = fs_chunk_at(ch, (fs_index)i), r = fs_chunk_row(ch, (fs_index)i);
     const fs_index len = fs_chunk_len(ch, (fs_index)i);
     const uint8_t *mask = FN(softmax_long_mask)(job, at);
+#if FS_STREAMS
+    if (job->stream) {
+        const int log_output = job->op != FS_OP_SOFTMAX;
+        FN(result_span_streamed)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
+                                 job->scale,
+                                 (REAL)(log_output ? job->row_log_sum[r] : 1.0 / job->row_sum[r]),
+                                 log_output);
+        vstream_fence(); /* before the pool hears that this part is done */
+        return;
+    }
+#endif
     if (job->op == FS_OP_SOFTMAX && FS_OUT_NARROWS)
         FN(softmax_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
                          job->scale, (REAL)(1.0 / job->row_sum[r]));
@@ -200,15 +223,15 @@ static void FN(long_rows_log_sums)(FN(softmax_long_job) *job, double *log_sum, i
 }
 
 /*
- * softmax, log_softmax (op) or logsumexp (out then holds one value per row).
- * The log ops take each row's log(sum) as row_log_sum does: a row whose log
+ * softmax, log_softmax (op) or logsumexp (out then holds one value per row),
+ * with FS_STREAM_OUTPUT in `flags` or not (fs_kernels.h).  The log ops take each row's log(sum) as row_log_sum does: a row whose log
  * may have rounded a result near zero away is summed again (a fourth pass,
  * over its chunks only), the chunk that holds its first max leaving that
  * term out.
  */
 static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, OUT *out, fs_index rows, fs_index n,
-                                 REAL scale, int op, int nthreads)
+                                 REAL scale, int op, int flags, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
     /* Per chunk: its max, then its sum of exp, its drop state; per row: max, sum, log(sum). */
@@ -224,7 +247,10 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
     double *row_max = row, *row_sum = row + rows, *row_log_sum = row + 2 * rows;
     FN(softmax_long_job) job = {.x = x, .mask = mask, .mask_period = mask_period,
                                 .mask_start = mask_start, .out = out, .ch = ch, .scale = scale,
-                                .op = op, .chunk = chunk, .drop = drop, .row_max = row_max,
+                                .op = op,
+                                .stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) &&
+                                          op != FS_OP_LOGSUMEXP,
+                                .chunk = chunk, .drop = drop, .row_max = row_max,
                                 .row_sum = row_sum, .row_log_sum = row_log_sum};
 #define MASK_AT(at) fs_mask_at(mask, mask_period, mask_start, (at))
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_max_part), &job);

@@ -25,10 +25,30 @@
  * within that period.
  */
 
+/*
+ * Whether this copy streams its last pass when asked (FS_STREAM_OUTPUT): where
+ * the ISA has streaming stores, for float outputs (16-bit ones never do).
+ */
+#undef FS_STREAMS
+#define FS_STREAMS (FS_CAN_STREAM && !FS_OUT_NARROWS)
+
+/* One whole vector of results: a streaming store when `stream` (out aligned), else ordinary. */
+FS_ALWAYS_INLINE void FN(store_result)(OUT *out, VEC v, const int stream)
+{
+#if FS_STREAMS
+    if (stream) {
+        VSTREAM_OUT(out, v);
+        return;
+    }
+#endif
+    (void)stream;
+    VSTORE_OUT(out, v);
+}
+
 /* out = (x - shift) * scale - lse over a contiguous span (-inf where masked out). */
 FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
-                                                const int masked)
+                                                const int masked, const int stream)
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
     const VEC ninf = VSPLAT(-INFINITY);
@@ -36,7 +56,7 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES) {
         VEC v = EXP_ARG(VLOAD(x + i)) - vlse;
-        VSTORE_OUT(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v);
+        FN(store_result)(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v, stream);
     }
     if (i < n) {
         VEC v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
@@ -49,9 +69,9 @@ static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out
                                  REAL shift, REAL scale, REAL lse)
 {
     if (mask)
-        FN(log_softmax_span_impl)(x, mask, out, n, shift, scale, lse, 1);
+        FN(log_softmax_span_impl)(x, mask, out, n, shift, scale, lse, 1, 0);
     else
-        FN(log_softmax_span_impl)(x, NULL, out, n, shift, scale, lse, 0);
+        FN(log_softmax_span_impl)(x, NULL, out, n, shift, scale, lse, 0, 0);
 }
 
 /* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
@@ -86,13 +106,14 @@ static void FN(scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL facto
  */
 FS_ALWAYS_INLINE void FN(softmax_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                             fs_index n, REAL shift, REAL scale, REAL factor,
-                                            const int masked)
+                                            const int masked, const int stream)
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vfactor = VSPLAT(factor);
     const int scaled = 1; /* a multiply by 1 is exact: the sum pass's unscaled exp, bit for bit */
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES)
-        VSTORE_OUT(out + i, KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))) * vfactor, mask + i));
+        FN(store_result)(out + i, KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))) * vfactor, mask + i),
+                         stream);
     if (i < n)
         VSTORE_PARTIAL_OUT(out + i,
                            KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i,
@@ -106,10 +127,54 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
                              REAL shift, REAL scale, REAL factor)
 {
     if (mask)
-        FN(softmax_span_impl)(x, mask, out, n, shift, scale, factor, 1);
+        FN(softmax_span_impl)(x, mask, out, n, shift, scale, factor, 1, 0);
     else
-        FN(softmax_span_impl)(x, NULL, out, n, shift, scale, factor, 0);
+        FN(softmax_span_impl)(x, NULL, out, n, shift, scale, factor, 0, 0);
 }
+
+#if FS_STREAMS
+/*
+ * The last pass of softmax (exp((x - shift) * scale) * adjust, as softmax_span:
+ * the exponentials are computed again rather than read back from the output)
+ * or of log_softmax ((x - shift) * scale - adjust), its stores streamed past
+ * the caches: for outputs larger than the last-level cache (FS_STREAM_OUTPUT,
+ * fs_kernels.h), where an ordinary store would read each output line from
+ * memory before writing it.  The elements before out's first vector-aligned
+ * one (all of them when out is not aligned to its element size) take ordinary
+ * stores, and so does the tail.  Every element gets the same bits as
+ * softmax_span or log_softmax_span gives it.  The caller calls vstream_fence()
+ * before it returns.
+ */
+static void FN(result_span_streamed)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
+                                     REAL shift, REAL scale, REAL adjust, int log_output)
+{
+    const uintptr_t address = (uintptr_t)out;
+    fs_index head = n;
+    if (address % sizeof(OUT) == 0) {
+        const fs_index to_aligned =
+            (fs_index)((FS_VBYTES - address % FS_VBYTES) % FS_VBYTES / sizeof(OUT));
+        head = to_aligned < n ? to_aligned : n;
+    }
+    const uint8_t *body_mask = mask ? mask + head : NULL;
+    if (log_output) {
+        FN(log_softmax_span)(x, mask, out, head, shift, scale, adjust);
+        if (mask)
+            FN(log_softmax_span_impl)(x + head, body_mask, out + head, n - head, shift, scale,
+                                      adjust, 1, 1);
+        else
+            FN(log_softmax_span_impl)(x + head, NULL, out + head, n - head, shift, scale, adjust,
+                                      0, 1);
+    } else {
+        FN(softmax_span)(x, mask, out, head, shift, scale, adjust);
+        if (mask)
+            FN(softmax_span_impl)(x + head, body_mask, out + head, n - head, shift, scale, adjust,
+                                  1, 1);
+        else
+            FN(softmax_span_impl)(x + head, NULL, out + head, n - head, shift, scale, adjust, 0,
+                                  1);
+    }
+}
+#endif
 
 /*
  * The one rule for a slice's logsumexp from its max and the log of its sum of
@@ -147,13 +212,25 @@ static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const u
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
 static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                             REAL scale,
-                            int log_output, const STORAGE *ahead)
+                            int log_output, int stream, const STORAGE *ahead)
 {
     const REAL m = FN(row_max)(x, mask, n);
+    (void)stream;
     if (log_output) {
         double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
         const double log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
+#if FS_STREAMS
+        if (stream) {
+            FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)log_sum, 1);
+            return;
+        }
+#endif
         FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log_sum);
+#if FS_STREAMS
+    } else if (stream) { /* the sum softmax_span's factor comes from below, without the stores */
+        const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
+        FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)(1.0 / sum), 0);
+#endif
     } else {
         const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead);
         if (FS_OUT_NARROWS)
@@ -440,9 +517,12 @@ static void FN(narrow_span)(const REAL *x, OUT *out, fs_index n)
 
 static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                               fs_index mask_start, OUT *out, fs_index outer, fs_index n,
-                              fs_index width, fs_index stride, REAL scale, int log_output)
+                              fs_index width, fs_index stride, REAL scale, int flags)
 {
     const fs_index slab = n * stride;
+    const int log_output = flags & FS_LOG_OUTPUT;
+    /* rows only: the short rows' stores overlap, and panels write a tile's rows apart */
+    const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && stride == 1;
     if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
@@ -451,12 +531,14 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
     for (fs_index o = 0; o < outer; o++) {
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1)
-            FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output,
+            FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output, stream,
                             o + 1 < outer ? x + (o + 1) * slab : NULL);
         else
             FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
                           log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
     }
+    if (stream)
+        vstream_fence();
 }
 
 #if !FS_OUT_NARROWS /* logsumexp and the exp test: float results only */

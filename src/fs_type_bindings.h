@@ -55,6 +55,8 @@
 #define VSTORE_PARTIAL_OUT FS_OUT_NAME(vstore_partial)
 #define SLOAD_OUT FS_OUT_NAME(sload)
 #define SSTORE_OUT FS_OUT_NAME(sstore)
+/* A streaming store (fs_vector.h): float outputs only, where FS_CAN_STREAM; 16-bit ones never stream. */
+#define VSTREAM_OUT FS_OUT_NAME(vstream)
 
 /* Arrays in the compute type itself (soft targets, class weights, constants). */
 #define VLOAD_REAL FS_COMPUTE_NAME(vload)

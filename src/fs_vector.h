@@ -14,6 +14,8 @@
  *                          accumulate: vacc_zero/from/add/sub/inverse/narrow/lane_f32
  *                          (vacc_f64 is vec_f64 itself)
  *   vload/vstore_f32       unaligned, whole vector; *_partial for the first k lanes
+ *   vstream_f32            a streaming store past the caches, to an aligned vector
+ *                          (vstream_fence after the last; FS_CAN_STREAM says if real)
  *   sload/sstore_f32       one element, unaligned (every scalar access to an array)
  *   vsplat_f32             every lane one value
  *   vkeep_where_finite_f64 a Kahan carry zeroed where its total is inf or NaN
@@ -434,6 +436,40 @@ static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
 
 FS_DEFINE_MEMORY_OPS(vec_f32, float, f32)
 FS_DEFINE_MEMORY_OPS(vec_f64, double, f64)
+
+/*
+ * Streaming (non-temporal) stores, for a last pass whose output is larger than
+ * the last-level cache (fs_softmax_tmpl.h): an ordinary store first reads the
+ * line it writes from memory, and then evicts something to keep it; a
+ * streaming store does neither.  vstream_f32(p, v) needs p aligned to the
+ * vector.  x86 orders them weakly: vstream_fence() makes them visible before
+ * any later store, so a kernel that streamed calls it before it returns (the
+ * thread that waits for its results then sees them).  FS_CAN_STREAM is 0
+ * where there are none (aarch64's STNP is only a hint, and the plain-C build):
+ * there nothing streams, and the callers keep their ordinary passes.
+ */
+#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64
+#define FS_CAN_STREAM 1
+#define vstream_f32(p, v) _mm512_stream_ps((p), (__m512)(v))
+#define vstream_f64(p, v) _mm512_stream_pd((p), (__m512d)(v))
+#elif (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 32
+#define FS_CAN_STREAM 1
+#define vstream_f32(p, v) _mm256_stream_ps((p), (__m256)(v))
+#define vstream_f64(p, v) _mm256_stream_pd((p), (__m256d)(v))
+#elif (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 16
+#define FS_CAN_STREAM 1
+#define vstream_f32(p, v) _mm_stream_ps((p), (__m128)(v))
+#define vstream_f64(p, v) _mm_stream_pd((p), (__m128d)(v))
+#else
+#define FS_CAN_STREAM 0
+#define vstream_f32(p, v) vstore_f32((p), (v))
+#define vstream_f64(p, v) vstore_f64((p), (v))
+#endif
+#if FS_CAN_STREAM
+#define vstream_fence() _mm_sfence()
+#else
+#define vstream_fence() ((void)0)
+#endif
 
 /* One class label, unaligned as above (an int64 array at an odd address is as legal). */
 static inline int64_t sload_i64(const int64_t *p)

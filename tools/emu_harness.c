@@ -21,9 +21,11 @@
  * longer, row counts around multiples of 4/8/16, panels (width and stride not 1, partial
  * tiles, column sub-ranges that must leave the other columns alone), where= masks (whole
  * array, broadcast with a period, an offset start, fully masked slices), temperatures
- * (scale != 1), slices holding NaN, +inf, -inf or only -inf; the long-row entries
+ * (scale != 1), slices holding NaN, +inf, -inf or only -inf; streamed last passes
+ * (FS_STREAM_OUTPUT, at an aligned and a misaligned output: bitwise the ordinary ones);
+ * the long-row entries
  * (softmax_long_rows, backward_long_rows, cross_entropy_long_rows) on rows longer than
- * 2 * FS_CHUNK with 1 and 3 threads (bitwise equal), and the chunk steps (row_max,
+ * 2 * FS_CHUNK with 1 and 3 threads and streamed (bitwise equal), and the chunk steps (row_max,
  * chunk_sum_exp, scale_span, log_softmax_span, logsumexp_finish) rebuilt into a row;
  * backward; cross-entropy (labels, ignore_index, probability targets, class weights, label
  * smoothing, gradient); top_k; sample (filters, draw, logprobs, top logprobs, bad rows);
@@ -280,6 +282,11 @@ static const char *const MASK_NAME[] = {"none", "full", "slab-period", "offset-s
  * scale `scale`.  special SP_MIXED gives slice (o, j) a kind by (o * stride + j) % 5:
  * ordinary, all -inf, a NaN, a +inf, some -inf.
  */
+static int bits_equal(const void *a, const void *b, idx n, size_t size)
+{
+    return memcmp(a, b, (size_t)n * size) == 0;
+}
+
 static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, int mask_mode,
                    int special)
 {
@@ -331,6 +338,19 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
                (float)scale, 0);
         NARROW(softmax, (const uint16_t *)xj, mask, period, start, ls16 + j0, outer, n, width, stride,
                (float)scale, 1);
+    }
+    if (stride == 1) { /* streamed last passes (FS_STREAM_OUTPUT), one element off alignment too */
+        for (idx shift_by = 0; shift_by < 2; shift_by++)
+            for (int log_ = 0; log_ < 2; log_++) {
+                void *streamed = out_alloc(size + 1);
+                CALL_VOID(softmax, xj, mask, period, start, out_at(streamed, shift_by + j0), outer, n,
+                          width, stride, scale, log_ | FS_STREAM_OUTPUT);
+                expect_true(bits_equal(out_at(streamed, shift_by + j0), out_at(log_ ? ls : sm, j0),
+                                       size - j0, out_bytes()),
+                            log_ ? "streamed log_softmax differs from the ordinary one's bits"
+                                 : "streamed softmax differs from the ordinary one's bits", 0);
+                free(streamed);
+            }
     }
 
     /* The references, and softmax_shifted's inputs from them (as fastsoftmax.dask makes them:
@@ -419,10 +439,6 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
 }
 
 /* ---------------------------------------------------------------- long rows */
-static int bits_equal(const void *a, const void *b, idx n, size_t size)
-{
-    return memcmp(a, b, (size_t)n * size) == 0;
-}
 
 /* softmax_long_rows (1 and 3 threads, bitwise equal), against the reference and against
  * the block kernel on the same rows (bitwise: a row's result never depends on the split),
@@ -451,17 +467,25 @@ static void long_rows(idx rows, idx n, int masked, int special, double scale)
         snprintf(ctx, sizeof ctx, "long rows: rows=%ld n=%ld mask=%d special=%d scale=%g op=%s",
                  (long)rows, (long)n, masked, special, se, OPS[op]);
         const double sc = op == 2 ? 1.0 : scale;
-        const int ra = (int)CALL(softmax_long_rows, x, mask, size, 0, a, rows, n, sc, op, 1);
-        const int rb = (int)CALL(softmax_long_rows, x, mask, size, 0, b, rows, n, sc, op, 3);
+        const int ra = (int)CALL(softmax_long_rows, x, mask, size, 0, a, rows, n, sc, op, 0, 1);
+        const int rb = (int)CALL(softmax_long_rows, x, mask, size, 0, b, rows, n, sc, op, 0, 3);
         expect_true(ra == 0 && rb == 0, "softmax_long_rows returned an error", 0);
         expect_true(bits_equal(a, b, op == 2 ? rows : size, out_bytes()),
                     "softmax_long_rows: 1 and 3 threads differ", 0);
+        if (op < 2) { /* streamed (FS_STREAM_OUTPUT): the same bits */
+            void *streamed = out_alloc(size);
+            const int rs = (int)CALL(softmax_long_rows, x, mask, size, 0, streamed, rows, n, sc, op,
+                                     FS_STREAM_OUTPUT, 3);
+            expect_true(rs == 0 && bits_equal(a, streamed, size, out_bytes()),
+                        "streamed softmax_long_rows differs from the ordinary one's bits", 0);
+            free(streamed);
+        }
         if (op < 2) CALL_VOID(softmax, x, mask, size, 0, blk, rows, n, 1, 1, sc, op);
         else CALL_VOID(logsumexp, x, mask, size, 0, blk, rows, n, 1, 1);
         expect_true(bits_equal(a, blk, op == 2 ? rows : size, out_bytes()),
                     "softmax_long_rows differs from the block kernel's bits", 0);
         if (DT >= F16 && op < 2) {
-            expect_true(NARROW(softmax_long_rows, x, mask, size, 0, a16, rows, n, (float)sc, op, 3) == 0,
+            expect_true(NARROW(softmax_long_rows, x, mask, size, 0, a16, rows, n, (float)sc, op, 0, 3) == 0,
                         "16-bit softmax_long_rows returned an error", 0);
             for (idx i = 0; i < size; i++)
                 if (!narrowed_ok(a16[i], out_get(a, i)))

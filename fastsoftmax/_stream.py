@@ -1,0 +1,138 @@
+"""Streaming stores: when softmax and log_softmax write their output past the caches.
+
+The last pass of softmax writes every output element once.  With ordinary
+stores the CPU first reads each output line from memory, then keeps it in the
+cache, evicting something else; for an output much larger than the last-level
+cache neither helps, and the read costs a third of the call's memory traffic.
+Streaming (non-temporal) stores skip both.  For an output that fits in the
+cache they would be a loss: its lines would go to memory, and a caller that
+reads the result next would fetch them back.  So the kernels stream only when
+the call's input and output together take at least the last-level cache's
+size, but at most 64 MB (``set_stream_threshold``), never in place, and only
+where the ISA has such stores (x86-64; ``show_config`` says).  The results are
+bitwise the same either way.
+
+Why at most 64 MB: a large last-level cache is shared by many cores (and, in a
+cloud VM, by other tenants), and one call gets a fraction of it.  On a 2-core
+VM reporting 480 MB of L3, 1 thread, float32 (``benchmarks/`` measures it):
+streamed / ordinary time was 1.12 for softmax at 32 x 50257 (13 MB of input
+and output: still in the cache), 1.01 at 47 MB, 0.82 at 62 MB and 0.87-0.89
+from 125 MB to 2 GB; log_softmax, which has no exponentials to recompute,
+1.00, 0.98, 0.73 and 0.68 there.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import warnings
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["set_stream_threshold"]
+
+ENVIRONMENT_VARIABLE = "FASTSOFTMAX_STREAM_MIN_BYTES"
+MAX_DEFAULT_BYTES = 64 << 20     # the automatic threshold's cap (see above)
+
+
+def _size_in_bytes(text: str) -> int:
+    """sysfs's cache sizes: "32768K", "480M", "1G" or a plain number."""
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+@functools.lru_cache(maxsize=None)
+def last_level_cache_bytes() -> int | None:
+    """The size of this machine's largest data cache (the last level), or None if unknown."""
+    sizes = []
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            with open(os.path.join(index, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(index, "size")) as f:
+                size = _size_in_bytes(f.read())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            sizes.append(size)
+    if sizes:
+        return max(sizes)
+    for name in ("SC_LEVEL3_CACHE_SIZE", "SC_LEVEL2_CACHE_SIZE"):
+        try:
+            size = os.sysconf(name)
+        except (ValueError, OSError, AttributeError):
+            continue
+        if size > 0:
+            return size
+    return None
+
+
+def default_threshold() -> int:
+    """The automatic threshold: the last-level cache's size, at most MAX_DEFAULT_BYTES."""
+    size = last_level_cache_bytes()
+    return min(size, MAX_DEFAULT_BYTES) if size else MAX_DEFAULT_BYTES
+
+
+def set_stream_threshold(min_bytes: int | None = None) -> None:
+    """Choose from what size softmax and log_softmax stream their output past the caches.
+
+    A call whose input and output take at least ``min_bytes`` together writes
+    its output with streaming (non-temporal) stores: the CPU then neither reads
+    each output line from memory before writing it nor evicts the input to keep
+    it.  That saves a third of the memory traffic of an output far larger than
+    the last-level cache, and costs a trip to memory when the result would
+    have been read back from the cache.  Results are bitwise the same either
+    way.  In-place calls (``out=x``) never stream, nor do rows of 16 or fewer
+    elements or reductions over an axis other than the last, and only x86-64's
+    vector kernels have such stores (``show_config`` says).
+
+    Parameters
+    ----------
+    min_bytes : int or None, default None
+        None: the size of this machine's last-level cache, at most 64 MB
+        (a large cache is shared between cores: see the README).  An int >= 0: that many bytes; ``0`` streams every
+        call, ``sys.maxsize`` none.  At import, the environment variable
+        ``FASTSOFTMAX_STREAM_MIN_BYTES`` sets it the same way.
+
+    Raises
+    ------
+    TypeError
+        For a ``min_bytes`` that is not an int or None.
+    ValueError
+        For a negative ``min_bytes``.
+
+    Examples
+    --------
+    >>> import sys
+    >>> import fastsoftmax
+    >>> fastsoftmax.set_stream_threshold(sys.maxsize)  # never stream
+    >>> fastsoftmax.set_stream_threshold(64 * 2**20)   # from 64 MB of input and output
+    >>> fastsoftmax.set_stream_threshold()             # back to the cache's size
+    """
+    if min_bytes is None:
+        _core.set_stream_min_bytes(default_threshold())
+        return
+    if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)):
+        raise TypeError(f"min_bytes must be an int or None, got {min_bytes!r}")
+    if min_bytes < 0:
+        raise ValueError(f"min_bytes must be >= 0 (0 streams every call), got {min_bytes!r}")
+    _core.set_stream_min_bytes(min(int(min_bytes), int(np.iinfo(np.intp).max)))
+
+
+def _configure_from_environment() -> None:
+    value = os.environ.get(ENVIRONMENT_VARIABLE)
+    if value is None or not value.strip():
+        set_stream_threshold()
+        return
+    try:
+        set_stream_threshold(int(value))
+    except ValueError:
+        warnings.warn(f"{ENVIRONMENT_VARIABLE}={value!r} is not a number of bytes >= 0; "
+                      f"the last-level cache's size is used", RuntimeWarning, stacklevel=2)
+        set_stream_threshold()
+
+
+_configure_from_environment()

@@ -1,0 +1,248 @@
+"""Streaming stores: softmax and log_softmax write large outputs past the caches.
+
+The last pass streams (src/fs_softmax_tmpl.h's result_span_streamed; FS_STREAM_OUTPUT
+in src/fs_kernels.h) when the input and output together take at least the threshold
+(``fastsoftmax.set_stream_threshold``), and its results must be the ordinary pass's,
+bit for bit.  These tests set the threshold to 0 so that small arrays take that path:
+row lengths around each ISA's vector and unroll sizes, outputs at every element offset
+from vector alignment and one not aligned to its element size, masks, temperatures,
+non-finite values, long rows split across threads, 16-bit inputs, other axes and in
+place.  Then the threshold's own API.
+"""
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core, _stream
+from conftest import CHUNK, random_logits
+
+DTYPES = [np.float32, np.float64]
+OPS = [fs.softmax, fs.log_softmax]
+VECTOR_BYTES = 64  # the widest vector (AVX-512): offsets up to it reach every alignment
+
+
+@pytest.fixture
+def streaming():
+    """Every softmax and log_softmax call streams (where the kernels can); restored after."""
+    _core.set_stream_min_bytes(0)
+    yield
+    fs.set_stream_threshold()
+
+
+def _ordinary(op, x, **kwargs):
+    previous = _core.stream_min_bytes()
+    _core.set_stream_min_bytes(sys.maxsize)
+    try:
+        return op(x, **kwargs)
+    finally:
+        _core.set_stream_min_bytes(previous)
+
+
+def _out_at(shape, dtype, byte_offset):
+    """An uninitialized output whose first element lies byte_offset past a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + 2 * VECTOR_BYTES, np.uint8)
+    start = (-raw.ctypes.data) % VECTOR_BYTES + byte_offset
+    out = raw[start:start + size].view(dtype).reshape(shape)
+    out.fill(np.nan)
+    return out
+
+
+def assert_same_bits(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    mismatch = np.flatnonzero(got.reshape(-1).view(np.uint8) != want.reshape(-1).view(np.uint8))
+    assert mismatch.size == 0, (
+        f"{mismatch.size} bytes differ, first at byte {mismatch[0]}: "
+        f"{got.reshape(-1)[mismatch[0] // got.itemsize]!r} != "
+        f"{want.reshape(-1)[mismatch[0] // want.itemsize]!r}")
+
+
+def _lengths(isa, dtype):
+    """Row lengths on either side of the vector, the unrolled step and the flush block."""
+    info = _core.kernel_info()[isa][np.dtype(dtype).name]
+    lanes, step = info["lanes"], info["lanes"] * info["unroll"]
+    block = step * info["flush_steps"]
+    lengths = {info["short_row"] + 1, 2 * lanes - 1, 2 * lanes + 1, 3 * step, 3 * step + lanes - 1,
+               block - 1, block + 1, 2 * block + lanes + 1}
+    return sorted(n for n in lengths if n > 0)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_rows_are_the_ordinary_bits(isa, dtype, op, streaming):
+    """Every length, every element offset from vector alignment: the same bits."""
+    itemsize = np.dtype(dtype).itemsize
+    for n in _lengths(isa, dtype):
+        for rows in (1, 3):
+            x = random_logits((rows, n), dtype, seed=n + rows)
+            want = _ordinary(op, x)
+            for offset in range(0, VECTOR_BYTES + itemsize, itemsize):
+                out = _out_at(x.shape, dtype, offset)
+                op(x, out=out)
+                assert_same_bits(out, want)
+            out = _out_at(x.shape, dtype, 1)  # not aligned to its element size: no streaming
+            op(x, out=out)
+            assert_same_bits(out, want)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_with_mask_and_temperature(isa, dtype, op, streaming):
+    rng = np.random.default_rng(5)
+    for n in (_lengths(isa, dtype)[-1], 1000):
+        x = random_logits((4, n), dtype, seed=n)
+        where = rng.random(x.shape) < 0.7
+        where[1] = False  # a row with nothing kept
+        for kwargs in ({"where": where}, {"temperature": 0.7}, {"where": where[2],
+                                                                  "temperature": 1.9}):
+            want = _ordinary(op, x, **kwargs)
+            for offset in (0, np.dtype(dtype).itemsize):
+                out = _out_at(x.shape, dtype, offset)
+                op(x, out=out, **kwargs)
+                assert_same_bits(out, want)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_non_finite_rows(isa, dtype, op, streaming):
+    """NaN, +inf and -inf rows give the ordinary pass's NaN, inf and zeros exactly."""
+    x = random_logits((6, 300), dtype, seed=2)
+    x[0, 17] = np.nan
+    x[1, 250] = np.inf
+    x[2, :] = -np.inf
+    x[3, ::3] = -np.inf
+    x[4, 5] = np.finfo(dtype).max
+    x[5, 7] = -np.finfo(dtype).max
+    want = _ordinary(op, x)
+    out = _out_at(x.shape, dtype, 0)
+    with np.errstate(all="ignore"):
+        op(x, out=out)
+    assert_same_bits(out, want)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_long_rows(dtype, op, n_threads, streaming):
+    """Rows split across threads (fewer rows than threads) and whole rows per thread."""
+    rng = np.random.default_rng(9)
+    for shape in [(1, 2 * CHUNK + 5), (2, 3 * CHUNK - 1), (5, CHUNK + 3)]:
+        x = random_logits(shape, dtype, seed=shape[1])
+        where = rng.random(shape) < 0.9
+        for kwargs in ({}, {"where": where, "temperature": 0.5}):
+            want = _ordinary(op, x, n_threads=1, **kwargs)
+            out = _out_at(shape, dtype, 3 * np.dtype(dtype).itemsize)
+            op(x, out=out, n_threads=n_threads, **kwargs)
+            assert_same_bits(out, want)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+def test_streamed_16_bit_inputs(isa, op, streaming):
+    """float16 logits: float32 results stream, float16 ones never do; both as ordinary."""
+    x = random_logits((3, 777), np.float32, seed=4).astype(np.float16)
+    want = _ordinary(op, x)
+    assert_same_bits(op(x), want)
+    want16 = _ordinary(op, x, out=np.empty(x.shape, np.float16))
+    assert_same_bits(op(x, out=np.empty(x.shape, np.float16)), want16)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_in_place_and_other_axes(isa, dtype, op, streaming):
+    """In place (never streamed) and panels (axis not last) are as without streaming."""
+    x = random_logits((7, 5, 333), dtype, seed=8)
+    for axis in (0, 1, -1):
+        assert_same_bits(op(x, axis=axis), _ordinary(op, x, axis=axis))
+    y = x.copy()
+    op(y, out=y)
+    assert_same_bits(y, _ordinary(op, x))
+
+
+def test_fresh_outputs_stream_too(streaming):
+    """Without out=, the pooled or new result is streamed into just the same."""
+    x = random_logits((64, 5000), np.float32, seed=1)
+    for _ in range(3):
+        assert_same_bits(fs.softmax(x), _ordinary(fs.softmax, x))
+        assert_same_bits(fs.log_softmax(x), _ordinary(fs.log_softmax, x))
+
+
+# ---------------------------------------------------------------- the threshold
+
+
+def test_threshold_default_is_the_cache_at_most_64_mb():
+    fs.set_stream_threshold()
+    cache = _stream.last_level_cache_bytes()
+    expected = min(cache, 64 << 20) if cache else 64 << 20
+    assert _core.stream_min_bytes() == expected
+    fs.set_stream_threshold(12345)
+    assert _core.stream_min_bytes() == 12345
+    fs.set_stream_threshold(np.int64(7))
+    assert _core.stream_min_bytes() == 7
+    fs.set_stream_threshold(2**80)  # beyond any array: clipped, never streams
+    assert _core.stream_min_bytes() == sys.maxsize
+    fs.set_stream_threshold(None)
+    assert _core.stream_min_bytes() == expected
+
+
+@pytest.mark.parametrize("bad", [1.5, "64", True, [1]])
+def test_threshold_rejects_non_integers(bad):
+    before = _core.stream_min_bytes()
+    with pytest.raises(TypeError, match="min_bytes"):
+        fs.set_stream_threshold(bad)
+    assert _core.stream_min_bytes() == before
+
+
+def test_threshold_rejects_negative():
+    before = _core.stream_min_bytes()
+    with pytest.raises(ValueError, match=r"min_bytes must be >= 0.*-1"):
+        fs.set_stream_threshold(-1)
+    assert _core.stream_min_bytes() == before
+
+
+def test_cache_sizes_parse():
+    assert _stream._size_in_bytes("32768K\n") == 32 << 20
+    assert _stream._size_in_bytes("480M") == 480 << 20
+    assert _stream._size_in_bytes("1G") == 1 << 30
+    assert _stream._size_in_bytes("512") == 512
+
+
+def test_only_x86_vector_kernels_stream(isa):
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert _core.can_stream() == (x86 and isa != "scalar")
+
+
+@pytest.mark.parametrize("value, expected", [("123", "123"), (" 0 ", "0"),
+                                             ("lots", "default"), ("-5", "default")])
+def test_environment_variable(value, expected):
+    code = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:
+            import fastsoftmax
+        from fastsoftmax import _core, _stream
+        print(_core.stream_min_bytes(), _stream.default_threshold(), len(caught))
+    """)
+    env = dict(os.environ, FASTSOFTMAX_STREAM_MIN_BYTES=value)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            check=True)
+    bound, default, warned = result.stdout.split()
+    if expected == "default":
+        assert bound == default and warned == "1", result.stdout
+    else:
+        assert bound == expected and warned == "0", result.stdout
+
+
+def test_show_config_says_when_outputs_stream(capsys):
+    fs.set_stream_threshold(64 << 20)
+    fs.show_config()
+    line = [s for s in capsys.readouterr().out.splitlines() if "streaming stores" in s]
+    assert line == (["  streaming stores: from 64 MB of input and output"] if _core.can_stream()
+                    else ["  streaming stores: none in these kernels"])
+    fs.set_stream_threshold()
