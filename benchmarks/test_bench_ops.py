@@ -185,9 +185,9 @@ def _fastsoftmax(op, case, *, preallocated):
 
 
 def _fastsoftmax_ordinary_stores(op, case):
-    """fastsoftmax with out= and streaming stores off (fastsoftmax.set_stream_threshold): in the
-    same group as fastsoftmax_out, which streams where the workload is at least the threshold,
-    so the pair shows what streaming gains or costs at each size."""
+    """fastsoftmax with out=/grad_out= and streaming stores off (fastsoftmax.set_stream_threshold):
+    in the same group as fastsoftmax_out, which streams where the workload is at least the
+    threshold, so the pair shows what streaming gains or costs at each size."""
     import sys
 
     fs = _import_or_skip("fastsoftmax")
@@ -325,7 +325,8 @@ def _onnxruntime(op, case, n_threads=None):
 IMPLEMENTATIONS = {
     "fastsoftmax": (ALL_OPS, partial(_fastsoftmax, preallocated=False)),
     "fastsoftmax_out": (OPS, partial(_fastsoftmax, preallocated=True)),
-    "fastsoftmax_out_ordinary_stores": (("softmax", "log_softmax"), _fastsoftmax_ordinary_stores),
+    "fastsoftmax_out_ordinary_stores": (("softmax", "log_softmax", "cross_entropy"),
+                                        _fastsoftmax_ordinary_stores),
     "numpy": (OPS, _numpy),
     "scipy": (("softmax", "log_softmax", "logsumexp"), _scipy),
     "torch": (OPS, _torch),

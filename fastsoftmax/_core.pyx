@@ -94,7 +94,7 @@ cdef extern from "fs_kernels.h" nogil:
                                        const void *weight, double weight_sum, double eps,
                                        int64_t ignore_index, double *loss, void *grad,
                                        double grad_scale, fs_index rows, fs_index n,
-                                       int nthreads) noexcept nogil
+                                       int flags, int nthreads) noexcept nogil
         void (*exp_span)(const void *x, void *out, fs_index n) noexcept nogil
         void (*backward)(const void *g, const void *y, void *out, fs_index outer, fs_index n,
                          fs_index width, fs_index stride, int log_output) noexcept nogil
@@ -102,7 +102,7 @@ cdef extern from "fs_kernels.h" nogil:
                               const void *weight, double weight_sum, double eps,
                               int64_t ignore_index, double *loss, void *grad, double grad_scale,
                               fs_index outer, fs_index n, fs_index width,
-                              fs_index stride) noexcept nogil
+                              fs_index stride, int flags) noexcept nogil
         void (*top_k)(const void *x, void *values, int64_t *indices, fs_index rows, fs_index n,
                       fs_index k, int largest) noexcept nogil
         void (*sample)(const void *x, fs_index rows, fs_index n, const fs_sample_params *params,
@@ -356,6 +356,7 @@ cdef struct CrossEntropyJob:
     int64_t ignore_index
     double *loss           # one loss per sample, (outer, inner)
     void *grad             # like logits (may be logits), or NULL: no gradient
+    int stream             # FS_STREAM_OUTPUT or 0: the kernels' flag (see cross_entropy)
 
 
 cdef struct TopKJob:
@@ -548,22 +549,22 @@ cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_mar
         kernels.f32.cross_entropy(<const float *> x, labels, <const float *> target,
                                   <const float *> job.weight, job.weight_sum, job.eps,
                                   job.ignore_index, job.loss + sample_at, <float *> grad,
-                                  job.grad_scale, b - a, n, j1 - j0, inner)
+                                  job.grad_scale, b - a, n, j1 - j0, inner, job.stream)
     elif real is double:
         kernels.f64.cross_entropy(<const double *> x, labels, <const double *> target,
                                   <const double *> job.weight, job.weight_sum, job.eps,
                                   job.ignore_index, job.loss + sample_at, <double *> grad,
-                                  job.grad_scale, b - a, n, j1 - j0, inner)
+                                  job.grad_scale, b - a, n, j1 - j0, inner, job.stream)
     elif real is uint16_t:
         kernels.f16.cross_entropy(x, labels, <const float *> target, <const float *> job.weight,
                                   job.weight_sum, job.eps, job.ignore_index,
                                   job.loss + sample_at, <float *> grad, job.grad_scale, b - a, n,
-                                  j1 - j0, inner)
+                                  j1 - j0, inner, job.stream)
     else:
         kernels.bf16.cross_entropy(x, labels, <const float *> target, <const float *> job.weight,
                                    job.weight_sum, job.eps, job.ignore_index,
                                    job.loss + sample_at, <float *> grad, job.grad_scale, b - a,
-                                   n, j1 - j0, inner)
+                                   n, j1 - j0, inner, job.stream)
 
 
 cdef void _top_k_block(const TopKJob *job, const real *dtype_marker, fs_index a, fs_index b,
@@ -772,22 +773,22 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
             return kernels.f32.cross_entropy_long_rows(
                 <const float *> job.logits, job.labels, <const float *> job.target,
                 <const float *> job.weight, job.weight_sum, job.eps, job.ignore_index, job.loss,
-                <float *> job.grad, job.grad_scale, rows, n, nthreads)
+                <float *> job.grad, job.grad_scale, rows, n, job.stream, nthreads)
         elif real is double:
             return kernels.f64.cross_entropy_long_rows(
                 <const double *> job.logits, job.labels, <const double *> job.target,
                 <const double *> job.weight, job.weight_sum, job.eps, job.ignore_index, job.loss,
-                <double *> job.grad, job.grad_scale, rows, n, nthreads)
+                <double *> job.grad, job.grad_scale, rows, n, job.stream, nthreads)
         elif real is uint16_t:
             return kernels.f16.cross_entropy_long_rows(
                 job.logits, job.labels, <const float *> job.target, <const float *> job.weight,
                 job.weight_sum, job.eps, job.ignore_index, job.loss, <float *> job.grad,
-                job.grad_scale, rows, n, nthreads)
+                job.grad_scale, rows, n, job.stream, nthreads)
         else:
             return kernels.bf16.cross_entropy_long_rows(
                 job.logits, job.labels, <const float *> job.target, <const float *> job.weight,
                 job.weight_sum, job.eps, job.ignore_index, job.loss, <float *> job.grad,
-                job.grad_scale, rows, n, nthreads)
+                job.grad_scale, rows, n, job.stream, nthreads)
     else:
         return -1  # top_k, sample: a row is never split (each row is one thread's)
 
@@ -1007,6 +1008,10 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     job.ignore_index = ignore_index
     job.loss = <double *> cnp.PyArray_DATA(loss)
     job.grad = cnp.PyArray_DATA(<cnp.ndarray> grad) if grad is not None else NULL
+    job.stream = 0  # the gradient streams past the caches as softmax's output does
+    if (job.grad != NULL and job.grad != job.logits and cnp.PyArray_NBYTES(logits)
+            >= _stream_min_bytes - cnp.PyArray_NBYTES(<cnp.ndarray> grad)):
+        job.stream = FS_STREAM_OUTPUT
     _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
@@ -1303,8 +1308,9 @@ def pool_state():
 # ---------------------------------------------------------------- streaming stores
 
 # softmax and log_softmax calls whose input and output take at least this many
-# bytes together write the output with streaming stores (softmax_family);
-# fastsoftmax._stream sets it from the last-level cache's size.
+# bytes together write the output with streaming stores (softmax_family), and
+# cross_entropy its gradient; fastsoftmax._stream sets it from the last-level
+# cache's size.
 cdef Py_ssize_t _stream_min_bytes = PY_SSIZE_T_MAX
 
 
@@ -1426,6 +1432,7 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     job.ignore_index = ignore_index
     job.loss = <double *> cnp.PyArray_DATA(losses)
     job.grad = NULL
+    job.stream = 0
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:

@@ -156,23 +156,28 @@ FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n,
 /*
  * grad = grad_scale * (p * p_coef - class term) over one chunk of a row of
  * n_classes, from the exponentials e = exp(x - m) that the sum pass stored in
- * grad: g = e * p_factor - class_factor * w (index targets) or
+ * grad (ce_chunk_grad), or from x (ce_chunk_grad_streamed, below): g = e * p_factor - class_factor * w (index targets) or
  * g = e * p_factor - class_factor * w t' (probabilities).  `target` and
  * `weight` start at the chunk.  Index targets without smoothing have no class
  * term (class_factor is 0): as in torch the other classes' weights never
  * enter, so an inf or NaN weight on a class that is not the label leaves the
  * gradient finite.
  */
-FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *grad,
-                              fs_index n, fs_index n_classes, double p_factor, double class_factor,
-                              double eps)
+FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *target,
+                                       const REAL *weight, OUT *grad, fs_index n,
+                                       fs_index n_classes, double p_factor, double class_factor,
+                                       double eps, const int stream)
 {
     const VEC vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n_classes));
+    const VEC vm = VSPLAT(m);
     const int class_term = target || eps > 0;
     for (fs_index i = 0; i < n; i += LANES) {
         const fs_index k = n - i < LANES ? n - i : LANES;
-        VEC g = (k == LANES ? VLOAD_OUT(grad + i) : VLOAD_PARTIAL_OUT(grad + i, k, 0)) * vp;
+        /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
+        const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
+                        : (k == LANES ? VLOAD_OUT(grad + i) : VLOAD_PARTIAL_OUT(grad + i, k, 0));
+        VEC g = e * vp;
         if (class_term) {
             VEC c = vc * CLASS_WEIGHTS(i, k);
             if (target)
@@ -181,11 +186,38 @@ FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *
             g = g - c;
         }
         if (k == LANES)
-            VSTORE_OUT(grad + i, g);
+            FN(store_result)(grad + i, g, stream);
         else
             VSTORE_PARTIAL_OUT(grad + i, g, k);
     }
 }
+
+FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *grad,
+                                   fs_index n, fs_index n_classes, double p_factor,
+                                   double class_factor, double eps)
+{
+    FN(ce_grad_impl)(NULL, 0, target, weight, grad, n, n_classes, p_factor, class_factor, eps, 0);
+}
+
+#if FS_STREAMS
+/*
+ * The same from x, the chunk's exponentials exp(x - m) computed again rather
+ * than stored by the sum pass and read back, and the gradient written with
+ * streaming stores from grad's first vector-aligned element
+ * (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's result_span_streamed): the same
+ * bits.  The caller calls vstream_fence() before grad is read again.
+ */
+FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const REAL *target,
+                                            const REAL *weight, OUT *grad, fs_index n,
+                                            fs_index n_classes, double p_factor,
+                                            double class_factor, double eps)
+{
+    const fs_index head = FN(stream_head)(grad, n);
+    FN(ce_grad_impl)(x, m, target, weight, grad, head, n_classes, p_factor, class_factor, eps, 0);
+    FN(ce_grad_impl)(x + head, m, target ? target + head : NULL, weight ? weight + head : NULL,
+                     grad + head, n - head, n_classes, p_factor, class_factor, eps, 1);
+}
+#endif
 
 #ifndef FS_CE_STATUS_ONCE
 #define FS_CE_STATUS_ONCE
@@ -276,12 +308,14 @@ static void FN(ce_subtract_label_term)(OUT *grad, int64_t label, double label_te
  * One sample in a row, chunk by chunk.  Passes: max; the weighted class sums
  * (if needed); the sum of exp, which also stores exp(x - m) into grad; the
  * gradient, in place over those.  Everything that reads x comes before the
- * first write to grad, so grad may be x itself.
+ * first write to grad, so grad may be x itself.  With `stream`
+ * (FS_STREAM_OUTPUT, never in place), the sum pass stores nothing and the
+ * gradient pass computes the exponentials again and streams its stores.
  */
 static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
                          const REAL *weight, double weight_sum, double eps,
                          int64_t ignore_index, OUT *grad, double grad_scale, fs_index n,
-                         const STORAGE *ahead)
+                         const STORAGE *ahead, int stream)
 {
     const int status = FN(ce_row_status)(label, target != NULL, ignore_index, n);
     if (status != FS_CE_COMPUTED)
@@ -298,7 +332,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     st.drop = FS_DROP_NONE; /* the chunks look for the max's first term until one holds it */
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         int drop = st.drop == FS_DROP_NONE;
-        const double part = FN(ce_chunk_sum_exp)(x + c, grad ? grad + c : NULL,
+        const double part = FN(ce_chunk_sum_exp)(x + c, grad && !stream ? grad + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
                                                  ahead ? ahead + c : NULL, &drop);
         st.sum = c == 0 ? part : st.sum + part;
@@ -306,8 +340,16 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     }
     const double loss = FN(ce_row_finish)(&st, target != NULL, weight, weight_sum, eps, n,
                                           grad_scale);
-    if (grad) {
+#if FS_STREAMS
+    if (grad && stream) {
+        FN(ce_chunk_grad_streamed)(x, st.m, target, weight, grad, n, n, st.factors[0],
+                                   st.factors[1], eps);
+        vstream_fence(); /* before the label's term reads grad back */
+    } else
+#endif
+    if (grad)
         FN(ce_chunk_grad)(target, weight, grad, n, n, st.factors[0], st.factors[1], eps);
+    if (grad) {
         if (!target)
             FN(ce_subtract_label_term)(grad, label, st.label_term);
     }
@@ -466,9 +508,10 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
                                     const REAL *weight, double weight_sum, double eps,
                                     int64_t ignore_index, double *loss, OUT *grad,
                                     double grad_scale, fs_index outer, fs_index n, fs_index width,
-                                    fs_index stride)
+                                    fs_index stride, int flags)
 {
     const fs_index slab = n * stride;
+    const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && grad && (const void *)grad != x;
     if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(ce_short_rows)(x, labels, target, weight, weight_sum, eps, ignore_index, loss, grad,
                           grad_scale, outer, n);
@@ -482,7 +525,8 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
             /* The label is read once, here, and passed by value (see the top of this file). */
             const int64_t label = target ? 0 : sload_i64(labels + o);
             sstore_f64(loss + o, FN(ce_row)(xs, label, ts, weight, weight_sum, eps, ignore_index,
-                                            gs, grad_scale, n, o + 1 < outer ? xs + slab : NULL));
+                                            gs, grad_scale, n, o + 1 < outer ? xs + slab : NULL,
+                                            stream));
             continue;
         }
         for (fs_index j = 0; j < width; j += LANES) {

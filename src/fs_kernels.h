@@ -65,12 +65,13 @@ typedef enum fs_op {
 } fs_op;
 
 /*
- * The `flags` of the softmax kernels (softmax, softmax_long_rows), or'ed:
+ * The `flags` of the softmax and cross-entropy kernels, or'ed:
  *   FS_LOG_OUTPUT     log_softmax rather than softmax (softmax only: the long
  *                     rows take the op itself)
- *   FS_STREAM_OUTPUT  the output is larger than the last-level cache and will
- *                     not be read back soon: the last pass writes it with
- *                     streaming stores (fs_vector.h) where the ISA has them.
+ *   FS_STREAM_OUTPUT  the output (cross-entropy's gradient) is larger than
+ *                     the last-level cache and will not be read back soon: the
+ *                     last pass writes it with streaming stores (fs_vector.h)
+ *                     where the ISA has them.
  *                     The same bits either way; never useful in place, where
  *                     the output's lines are already in the cache.
  */
@@ -166,7 +167,7 @@ typedef struct fs_block_sizes {
                                        const REAL *target, const REAL *weight,             \
                                        double weight_sum, double eps, int64_t ignore_index,      \
                                        double *loss, OUT *grad, double grad_scale,           \
-                                       fs_index rows, fs_index n, int nthreads);                 \
+                                       fs_index rows, fs_index n, int flags, int nthreads);      \
         /* The chunk steps of softmax_long_rows, for C test harnesses that rebuild the */        \
         /* split themselves (the emulated-ISA harness); the product calls the above. */          \
         REAL (*row_max)(const STORAGE *x, const uint8_t *mask, fs_index n);                      \
@@ -191,11 +192,12 @@ typedef struct fs_block_sizes {
                          fs_index n, fs_index width, fs_index stride, int log_output);           \
         /* Cross-entropy per sample (src/fs_cross_entropy_tmpl.h): labels or target, one */      \
         /* loss per sample laid out like labels, the gradient (may be x) unless NULL. */         \
+        /* `flags`: FS_STREAM_OUTPUT (the gradient) or 0, here and in the long rows. */          \
         void (*cross_entropy)(const STORAGE *x, const int64_t *labels, const REAL *target,    \
                               const REAL *weight, double weight_sum, double eps,              \
                               int64_t ignore_index, double *loss, OUT *grad,                 \
                               double grad_scale, fs_index outer, fs_index n,                     \
-                              fs_index width, fs_index stride);                                  \
+                              fs_index width, fs_index stride, int flags);                       \
         /* The k best of each of `rows` contiguous rows of n, best first (src/fs_top_k_tmpl.h): */ \
         /* values and indices are (rows, k); `largest` picks the largest, else the smallest. */  \
         void (*top_k)(const STORAGE *x, OUT *values, int64_t *indices, fs_index rows,        \

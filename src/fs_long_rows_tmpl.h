@@ -352,6 +352,7 @@ typedef struct {
     double *class_sums;  /* two per chunk */
     int *drop;           /* per chunk: its drop state */
     OUT *grad;           /* or NULL */
+    int stream;          /* the gradient pass streams its stores (FS_STREAM_OUTPUT) */
 } FN(ce_long_job);
 
 /* Chunk i's probability targets (laid out like x) and class weights (like one row). */
@@ -397,7 +398,7 @@ static void FN(ce_long_sum_part)(void *arg, int64_t i)
     if (FN(ce_computed)(job, (fs_index)i))
         job->chunk[i] = FN(ce_chunk_sum_exp)(
             job->x + fs_chunk_at(ch, (fs_index)i),
-            job->grad ? job->grad + fs_chunk_at(ch, (fs_index)i) : NULL,
+            job->grad && !job->stream ? job->grad + fs_chunk_at(ch, (fs_index)i) : NULL,
             fs_chunk_len(ch, (fs_index)i), job->st[fs_chunk_row(ch, (fs_index)i)].m, NULL,
             &job->drop[i]);
 }
@@ -409,6 +410,15 @@ static void FN(ce_long_grad_part)(void *arg, int64_t i)
     const fs_index r = fs_chunk_row(ch, (fs_index)i), at = fs_chunk_at(ch, (fs_index)i);
     if (job->status[r] != FS_CE_COMPUTED)
         FN(ce_skipped_chunk)(job->grad + at, fs_chunk_len(ch, (fs_index)i), job->status[r]);
+#if FS_STREAMS
+    else if (job->stream) {
+        FN(ce_chunk_grad_streamed)(job->x + at, job->st[r].m, FN(ce_target_at)(job, (fs_index)i),
+                                   FN(ce_weight_at)(job, (fs_index)i), job->grad + at,
+                                   fs_chunk_len(ch, (fs_index)i), job->n, job->st[r].factors[0],
+                                   job->st[r].factors[1], job->eps);
+        vstream_fence(); /* before the pool hears that this part is done */
+    }
+#endif
     else
         FN(ce_chunk_grad)(FN(ce_target_at)(job, (fs_index)i), FN(ce_weight_at)(job, (fs_index)i),
                           job->grad + at, fs_chunk_len(ch, (fs_index)i), job->n,
@@ -441,7 +451,10 @@ static void FN(ce_long_rows_prepare)(const FN(ce_long_job) *job, int nthreads)
     }
 }
 
-/* The gradient pass over the exponentials the sum pass stored, then each label's own term. */
+/*
+ * The gradient pass over the exponentials the sum pass stored (or, streamed,
+ * from x), then each label's own term.
+ */
 static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, OUT *grad, int nthreads)
 {
     const fs_chunks ch = job->ch;
@@ -456,7 +469,7 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                        const REAL *target, const REAL *weight,
                                        double weight_sum, double eps, int64_t ignore_index,
                                        double *loss, OUT *grad, double grad_scale,
-                                       fs_index rows, fs_index n, int nthreads)
+                                       fs_index rows, fs_index n, int flags, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
     /* Per chunk: its max, then its sum of exp, two class sums, its drop state; per row: */
@@ -479,7 +492,9 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
     const FN(ce_long_job) job = {.x = x, .target = target, .weight = weight,
                                  .weight_sum = weight_sum, .eps = eps, .n = n, .ch = ch,
                                  .status = status, .st = st, .chunk = chunk,
-                                 .class_sums = chunk + ch.total, .drop = drop, .grad = grad};
+                                 .class_sums = chunk + ch.total, .drop = drop, .grad = grad,
+                                 .stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && grad &&
+                                           (const void *)grad != x};
     fs_parallel_run(nthreads, ch.total, FN(ce_long_max_part), (void *)&job);
     /* The sum of exp leaves out the max's first term (fs_log_sum_tmpl.h), in its chunk. */
     for (fs_index r = 0; r < rows; r++) {

@@ -134,6 +134,20 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
 
 #if FS_STREAMS
 /*
+ * How many of a span's n outputs come before its first vector-aligned one, where
+ * streaming stores may start: all n when out is not even aligned to its element
+ * size (NumPy allows that), so none of them streams.
+ */
+static fs_index FN(stream_head)(const OUT *out, fs_index n)
+{
+    const uintptr_t address = (uintptr_t)out;
+    if (address % sizeof(OUT) != 0)
+        return n;
+    const fs_index to_aligned = (fs_index)((FS_VBYTES - address % FS_VBYTES) % FS_VBYTES / sizeof(OUT));
+    return to_aligned < n ? to_aligned : n;
+}
+
+/*
  * The last pass of softmax (exp((x - shift) * scale) * adjust, as softmax_span:
  * the exponentials are computed again rather than read back from the output)
  * or of log_softmax ((x - shift) * scale - adjust), its stores streamed past
@@ -148,13 +162,7 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
 static void FN(result_span_streamed)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                                      REAL shift, REAL scale, REAL adjust, int log_output)
 {
-    const uintptr_t address = (uintptr_t)out;
-    fs_index head = n;
-    if (address % sizeof(OUT) == 0) {
-        const fs_index to_aligned =
-            (fs_index)((FS_VBYTES - address % FS_VBYTES) % FS_VBYTES / sizeof(OUT));
-        head = to_aligned < n ? to_aligned : n;
-    }
+    const fs_index head = FN(stream_head)(out, n);
     const uint8_t *body_mask = mask ? mask + head : NULL;
     if (log_output) {
         FN(log_softmax_span)(x, mask, out, head, shift, scale, adjust);

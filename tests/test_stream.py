@@ -1,7 +1,9 @@
-"""Streaming stores: softmax and log_softmax write large outputs past the caches.
+"""Streaming stores: softmax, log_softmax and cross_entropy's gradient write large outputs
+past the caches.
 
-The last pass streams (src/fs_softmax_tmpl.h's result_span_streamed; FS_STREAM_OUTPUT
-in src/fs_kernels.h) when the input and output together take at least the threshold
+The last pass streams (src/fs_softmax_tmpl.h's result_span_streamed,
+src/fs_cross_entropy_tmpl.h's ce_chunk_grad_streamed; FS_STREAM_OUTPUT in
+src/fs_kernels.h) when the input and output together take at least the threshold
 (``fastsoftmax.set_stream_threshold``), and its results must be the ordinary pass's,
 bit for bit.  These tests set the threshold to 0 so that small arrays take that path:
 row lengths around each ISA's vector and unroll sizes, outputs at every element offset
@@ -246,3 +248,71 @@ def test_show_config_says_when_outputs_stream(capsys):
     assert line == (["  streaming stores: from 64 MB of input and output"] if _core.can_stream()
                     else ["  streaming stores: none in these kernels"])
     fs.set_stream_threshold()
+
+
+# ---------------------------------------------------------------- cross_entropy's gradient
+
+
+def _cross_entropy_cases(n, rows, dtype, rng):
+    x = random_logits((rows, n), dtype, seed=n)
+    labels = rng.integers(0, n, rows)
+    labels[-1] = -100  # ignored: a zero gradient row
+    probabilities = rng.random((rows, n)).astype(dtype)
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    weight = rng.random(n).astype(dtype) + 0.5
+    return x, [(labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
+               (probabilities, {}), (probabilities, {"weight": weight})]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_cross_entropy_gradient(isa, dtype, streaming):
+    """Labels, probabilities, class weights, smoothing, ignored rows: the same loss and bits."""
+    rng = np.random.default_rng(3)
+    itemsize = np.dtype(dtype).itemsize
+    for n in (_lengths(isa, dtype)[-1], 1001):
+        x, cases = _cross_entropy_cases(n, 5, dtype, rng)
+        for target, kwargs in cases:
+            want_loss, want = _ordinary(fs.cross_entropy, x, target=target, return_grad=True,
+                                        **kwargs)
+            for offset in (0, itemsize, 5 * itemsize, 1):
+                grad = _out_at(x.shape, dtype, offset)
+                loss, got = fs.cross_entropy(x, target, return_grad=True, grad_out=grad, **kwargs)
+                assert got is grad
+                assert_same_bits(np.asarray(loss), np.asarray(want_loss))
+                assert_same_bits(grad, want)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_cross_entropy_long_rows(dtype, n_threads, streaming):
+    rng = np.random.default_rng(4)
+    for rows, n in [(1, 2 * CHUNK + 3), (2, 3 * CHUNK - 1)]:
+        x, cases = _cross_entropy_cases(n, rows, dtype, rng)
+        for target, kwargs in cases:
+            if np.ndim(target) == 1:
+                target = rng.integers(0, n, rows)  # (no ignored row: every row computed here)
+            want_loss, want = _ordinary(fs.cross_entropy, x, target=target, return_grad=True,
+                                        n_threads=1, **kwargs)
+            grad = _out_at(x.shape, dtype, 2 * np.dtype(dtype).itemsize)
+            loss, _ = fs.cross_entropy(x, target, return_grad=True, grad_out=grad,
+                                       n_threads=n_threads, **kwargs)
+            assert_same_bits(np.asarray(loss), np.asarray(want_loss))
+            assert_same_bits(grad, want)
+
+
+def test_streamed_cross_entropy_in_place_and_16_bit(streaming):
+    x = random_logits((4, 3000), np.float32, seed=6)
+    labels = np.array([0, 2999, 17, 5])
+    want_loss, want = _ordinary(fs.cross_entropy, x, target=labels, return_grad=True)
+    y = x.copy()
+    loss, grad = fs.cross_entropy(y, labels, return_grad=True, grad_out=y)
+    assert grad is y
+    assert_same_bits(y, want)
+    h = x.astype(np.float16)
+    for grad_out in (None, np.empty(h.shape, np.float16)):
+        kwargs = {} if grad_out is None else {"grad_out": grad_out}
+        _, want16 = _ordinary(fs.cross_entropy, h, target=labels, return_grad=True,
+                              **({} if grad_out is None else
+                                 {"grad_out": np.empty(h.shape, np.float16)}))
+        _, got16 = fs.cross_entropy(h, labels, return_grad=True, **kwargs)
+        assert_same_bits(got16, want16)

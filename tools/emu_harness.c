@@ -28,7 +28,7 @@
  * 2 * FS_CHUNK with 1 and 3 threads and streamed (bitwise equal), and the chunk steps (row_max,
  * chunk_sum_exp, scale_span, log_softmax_span, logsumexp_finish) rebuilt into a row;
  * backward; cross-entropy (labels, ignore_index, probability targets, class weights, label
- * smoothing, gradient); top_k; sample (filters, draw, logprobs, top logprobs, bad rows);
+ * smoothing, gradient, streamed gradient); top_k; sample (filters, draw, logprobs, top logprobs, bad rows);
  * exp_span (ULP sweep, specials, tails that must not be overrun); narrow.
  */
 #include <float.h>
@@ -734,9 +734,21 @@ static void cross_entropy(idx outer, idx n, idx stride, int probs, int weighted,
     const double gscale = 0.5;
     snprintf(ctx, sizeof ctx, "cross_entropy outer=%ld n=%ld stride=%ld probs=%d weight=%d eps=%g grad=%d",
              (long)outer, (long)n, (long)stride, probs, weighted, eps, with_grad);
-    CALL_VOID(cross_entropy, x, lab, t, w, wsum, eps, -100, loss, grad, gscale, outer, n, stride, stride);
+    CALL_VOID(cross_entropy, x, lab, t, w, wsum, eps, -100, loss, grad, gscale, outer, n, stride, stride,
+              0);
     ce_reference(x, lab, t, w, wsum, eps, gscale, outer, n, stride, rl, rg, zmax, amax);
     ce_check(loss, grad, rl, rg, zmax, amax, samples, size, "cross_entropy");
+    if (grad) { /* the gradient streamed (FS_STREAM_OUTPUT), one element off alignment: the same bits */
+        void *streamed = out_alloc(size + 1);
+        double *streamed_loss = malloc(sizeof(double) * (size_t)samples);
+        CALL_VOID(cross_entropy, x, lab, t, w, wsum, eps, -100, streamed_loss, out_at(streamed, 1),
+                  gscale, outer, n, stride, stride, FS_STREAM_OUTPUT);
+        expect_true(bits_equal(out_at(streamed, 1), grad, size, out_bytes()) &&
+                        bits_equal(streamed_loss, loss, samples, 8),
+                    "streamed cross_entropy differs from the ordinary one's bits", 0);
+        free(streamed);
+        free(streamed_loss);
+    }
     end_case();
     free(x); free(t); free(w); free(grad); free(lab); free(loss); free(rl); free(zmax); free(amax); free(rg);
 }
@@ -753,15 +765,19 @@ static void cross_entropy_long(idx rows, idx n, int probs, int weighted, double 
     if (lab && rows > 3) lab[3] = -100;
     snprintf(ctx, sizeof ctx, "cross_entropy_long_rows rows=%ld n=%ld probs=%d weight=%d eps=%g",
              (long)rows, (long)n, probs, weighted, eps);
-    expect_true(CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, la, ga, 1.0 / 3, rows, n, 1) == 0 &&
-                CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, lb, gb, 1.0 / 3, rows, n, 3) == 0,
+    expect_true(CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, la, ga, 1.0 / 3, rows, n, 0, 1) == 0 &&
+                CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, lb, gb, 1.0 / 3, rows, n, 0, 3) == 0,
                 "cross_entropy_long_rows returned an error", 0);
     expect_true(bits_equal(la, lb, rows, 8) && bits_equal(ga, gb, size, out_bytes()),
                 "cross_entropy_long_rows: 1 and 3 threads differ", 0);
+    expect_true(CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, lb, gb, 1.0 / 3, rows, n,
+                     FS_STREAM_OUTPUT, 3) == 0 &&
+                    bits_equal(la, lb, rows, 8) && bits_equal(ga, gb, size, out_bytes()),
+                "streamed cross_entropy_long_rows differs from the ordinary one's bits", 0);
     ce_reference(x, lab, t, w, wsum, eps, 1.0 / 3, rows, n, 1, rl, rg, zmax, amax);
     ce_check(la, ga, rl, rg, zmax, amax, rows, size, "cross_entropy_long_rows");
     /* and without a gradient: the same losses */
-    expect_true(CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, lb, NULL, 1.0 / 3, rows, n, 3) == 0,
+    expect_true(CALL(cross_entropy_long_rows, x, lab, t, w, wsum, eps, -100, lb, NULL, 1.0 / 3, rows, n, 0, 3) == 0,
                 "cross_entropy_long_rows (no gradient) returned an error", 0);
     expect_true(bits_equal(la, lb, rows, 8), "cross_entropy_long_rows: loss differs without the gradient", 0);
     end_case();
