@@ -38,7 +38,7 @@ def show_config(file: TextIO | None = None) -> None:
       executor: pthreads (1 worker started)
       threads:  2
       output pool: at most 256 MB or two results (0 MB idle in 0 blocks)
-      streaming stores: from 64 MB of input and output
+      streaming stores: from 96 MB of input and output
     """
     file = sys.stdout if file is None else file
     print(f"fastsoftmax {__version__}", file=file)

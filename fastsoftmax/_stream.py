@@ -8,18 +8,21 @@ Streaming (non-temporal) stores skip both.  For an output that fits in the
 cache they would be a loss: its lines would go to memory, and a caller that
 reads the result next would fetch them back.  So the kernels stream only when
 the call's input and output together take at least the last-level cache's
-size, but at most 64 MB (``set_stream_threshold``), never in place, and only
+size, but at most 96 MB (``set_stream_threshold``), never in place, and only
 where the ISA has such stores (x86-64; ``show_config`` says).  The results are
 bitwise the same either way.  cross_entropy's gradient streams by the same rule.
 
-Why at most 64 MB: a large last-level cache is shared by many cores (and, in a
+Why at most 96 MB: a large last-level cache is shared by many cores (and, in a
 cloud VM, by other tenants), and one call gets a fraction of it.  On a 2-core
-VM reporting 480 MB of L3, 1 thread, float32 (``benchmarks/`` measures it):
-streamed / ordinary time was 1.12 for softmax at 32 x 50257 (13 MB of input
+VM reporting 480 MB of L3, float32 (``benchmarks/`` measures it), streamed /
+ordinary time on 1 thread was 1.12 for softmax at 32 x 50257 (13 MB of input
 and output: still in the cache), 1.01 at 47 MB, 0.82 at 62 MB and 0.87-0.89
-from 125 MB to 2 GB; log_softmax, which has no exponentials to recompute,
-1.00, 0.98, 0.73 and 0.68 there; the cross-entropy loss and gradient 1.18 at
-13 MB, 1.05 at 66 MB, 0.89 at 98 MB and 0.82-0.90 from 131 MB to 524 MB.
+from 125 MB to 2 GB; for log_softmax, which has no exponentials to recompute,
+1.00, 0.98, 0.73 and 0.68 there; for the cross-entropy loss and gradient 1.18
+at 13 MB, 1.05 at 66 MB, 0.89 at 98 MB and 0.82-0.90 from 131 MB to 524 MB.
+On 2 threads, whose working sets share the cache: softmax 1.15 at 47 MB, 1.33
+at 67 MB (16384 x 512), 0.71 at 131 MB and 0.81-0.88 beyond; log_softmax 0.91,
+1.07, 0.56 and 0.62-0.66.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from . import _core
 __all__ = ["set_stream_threshold"]
 
 ENVIRONMENT_VARIABLE = "FASTSOFTMAX_STREAM_MIN_BYTES"
-MAX_DEFAULT_BYTES = 64 << 20     # the automatic threshold's cap (see above)
+MAX_DEFAULT_BYTES = 96 << 20     # the automatic threshold's cap (see above)
 
 
 def _size_in_bytes(text: str) -> int:
@@ -94,7 +97,7 @@ def set_stream_threshold(min_bytes: int | None = None) -> None:
     Parameters
     ----------
     min_bytes : int or None, default None
-        None: the size of this machine's last-level cache, at most 64 MB
+        None: the size of this machine's last-level cache, at most 96 MB
         (a large cache is shared between cores: see the README).  An int >= 0: that many bytes; ``0`` streams every
         call, ``sys.maxsize`` none.  At import, the environment variable
         ``FASTSOFTMAX_STREAM_MIN_BYTES`` sets it the same way.

@@ -153,6 +153,12 @@ FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n,
                 : FN(chunk_sum_exp_ahead)(x, NULL, NULL, n, m, 1, ahead, drop_at);
 }
 
+/* The label's own term of the gradient, at the label checked before (never re-read). */
+static void FN(ce_subtract_label_term)(OUT *grad, int64_t label, double label_term)
+{
+    SSTORE_OUT(grad + label, SLOAD_OUT(grad + label) - (REAL)label_term);
+}
+
 /*
  * grad = grad_scale * (p * p_coef - class term) over one chunk of a row of
  * n_classes, from the exponentials e = exp(x - m) that the sum pass stored in
@@ -166,7 +172,7 @@ FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n,
 FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *target,
                                        const REAL *weight, OUT *grad, fs_index n,
                                        fs_index n_classes, double p_factor, double class_factor,
-                                       double eps, const int stream)
+                                       double eps, fs_index label, const int stream)
 {
     const VEC vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n_classes));
@@ -185,8 +191,9 @@ FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *tar
                          spread);
             g = g - c;
         }
+        /* the label's vector stays in the cache, for its own term read back after */
         if (k == LANES)
-            FN(store_result)(grad + i, g, stream);
+            FN(store_result)(grad + i, g, stream && (size_t)(label - i) >= (size_t)k);
         else
             VSTORE_PARTIAL_OUT(grad + i, g, k);
     }
@@ -196,7 +203,8 @@ FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *
                                    fs_index n, fs_index n_classes, double p_factor,
                                    double class_factor, double eps)
 {
-    FN(ce_grad_impl)(NULL, 0, target, weight, grad, n, n_classes, p_factor, class_factor, eps, 0);
+    FN(ce_grad_impl)(NULL, 0, target, weight, grad, n, n_classes, p_factor, class_factor, eps, -1,
+                     0);
 }
 
 #if FS_STREAMS
@@ -205,17 +213,27 @@ FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *
  * than stored by the sum pass and read back, and the gradient written with
  * streaming stores from grad's first vector-aligned element
  * (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's result_span_streamed): the same
- * bits.  The caller calls vstream_fence() before grad is read again.
+ * bits.  The vector that holds `label` (an index into this chunk, or -1) takes
+ * an ordinary store, and the label's own term is then subtracted there as
+ * ce_subtract_label_term does: read back from the cache, not from a line still
+ * on its way to memory.  (Folding the term into the vector instead changed
+ * how GCC fused the other lanes' multiply-adds, and so their bits.)  The
+ * caller calls vstream_fence() before it returns.
  */
 FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const REAL *target,
                                             const REAL *weight, OUT *grad, fs_index n,
                                             fs_index n_classes, double p_factor,
-                                            double class_factor, double eps)
+                                            double class_factor, double eps, fs_index label,
+                                            double label_term)
 {
     const fs_index head = FN(stream_head)(grad, n);
-    FN(ce_grad_impl)(x, m, target, weight, grad, head, n_classes, p_factor, class_factor, eps, 0);
+    FN(ce_grad_impl)(x, m, target, weight, grad, head, n_classes, p_factor, class_factor, eps, -1,
+                     0);
     FN(ce_grad_impl)(x + head, m, target ? target + head : NULL, weight ? weight + head : NULL,
-                     grad + head, n - head, n_classes, p_factor, class_factor, eps, 1);
+                     grad + head, n - head, n_classes, p_factor, class_factor, eps,
+                     label >= head ? label - head : -1, 1);
+    if (label >= 0 && label < n)
+        FN(ce_subtract_label_term)(grad, label, label_term);
 }
 #endif
 
@@ -298,12 +316,6 @@ FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const
     return t.loss;
 }
 
-/* The label's own term of the gradient, at the label checked before (never re-read). */
-static void FN(ce_subtract_label_term)(OUT *grad, int64_t label, double label_term)
-{
-    SSTORE_OUT(grad + label, SLOAD_OUT(grad + label) - (REAL)label_term);
-}
-
 /*
  * One sample in a row, chunk by chunk.  Passes: max; the weighted class sums
  * (if needed); the sum of exp, which also stores exp(x - m) into grad; the
@@ -343,13 +355,12 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
 #if FS_STREAMS
     if (grad && stream) {
         FN(ce_chunk_grad_streamed)(x, st.m, target, weight, grad, n, n, st.factors[0],
-                                   st.factors[1], eps);
-        vstream_fence(); /* before the label's term reads grad back */
-    } else
+                                   st.factors[1], eps, target ? -1 : label, st.label_term);
+        return loss;
+    }
 #endif
-    if (grad)
-        FN(ce_chunk_grad)(target, weight, grad, n, n, st.factors[0], st.factors[1], eps);
     if (grad) {
+        FN(ce_chunk_grad)(target, weight, grad, n, n, st.factors[0], st.factors[1], eps);
         if (!target)
             FN(ce_subtract_label_term)(grad, label, st.label_term);
     }
@@ -536,4 +547,6 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
                               gs ? gs + j : NULL, grad_scale, n, stride, lanes, 0);
         }
     }
+    if (stream)
+        vstream_fence();
 }

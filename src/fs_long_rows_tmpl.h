@@ -415,7 +415,9 @@ static void FN(ce_long_grad_part)(void *arg, int64_t i)
         FN(ce_chunk_grad_streamed)(job->x + at, job->st[r].m, FN(ce_target_at)(job, (fs_index)i),
                                    FN(ce_weight_at)(job, (fs_index)i), job->grad + at,
                                    fs_chunk_len(ch, (fs_index)i), job->n, job->st[r].factors[0],
-                                   job->st[r].factors[1], job->eps);
+                                   job->st[r].factors[1], job->eps,
+                                   job->target ? -1 : job->st[r].label - fs_chunk_start(ch, (fs_index)i),
+                                   job->st[r].label_term);
         vstream_fence(); /* before the pool hears that this part is done */
     }
 #endif
@@ -460,7 +462,7 @@ static void FN(ce_long_rows_gradient)(const FN(ce_long_job) *job, OUT *grad, int
     const fs_chunks ch = job->ch;
     fs_parallel_run(nthreads, ch.total, FN(ce_long_grad_part), (void *)job);
     for (fs_index r = 0; r < ch.total / ch.per_row; r++)
-        if (job->status[r] == FS_CE_COMPUTED && !job->target)
+        if (job->status[r] == FS_CE_COMPUTED && !job->target && !job->stream) /* (streamed: done) */
             FN(ce_subtract_label_term)(grad + r * job->n, job->st[r].label,
                                        job->st[r].label_term);
 }
