@@ -236,8 +236,10 @@ if want logic; then
             '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 2 &&
         patch_count "$dest/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
             '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
+        # (the float->double widening, and the streaming stores: the latter then have none,
+        # FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
         patch_count "$dest/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
-            '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 1 &&
+            '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 2 &&
         patch_count "$dest/src/fs_vector.h" '#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)' \
             '#if (defined(__x86_64__) || defined(__i386__) || defined(_M_X64)) && !(defined(FS_AVX512_LOGIC) && FS_VBYTES == 64)' 1 &&
         patch_count "$dest/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx2,fma")' \
