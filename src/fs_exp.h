@@ -12,23 +12,28 @@
  *  2. Cody-Waite reduction r = (z - n*LN2_HI) - n*LN2_LO.  LN2_HI has 16 (float)
  *     or 40 (double) significant bits, so n*LN2_HI is exact and z - n*LN2_HI is
  *     exact by Sterbenz, with or without a fused multiply-add.
- *  3. 2^(n-k) straight from bits: shifting the magic sum's integer bits, less
- *     k, left by the mantissa width puts n - k + bias in the exponent field
- *     (the sum's own exponent bits fall off the top).  Exact for n - k in
- *     [-126, 127].  k is 0 in vexp_f32, whose z <= 0 keeps n <= 0.
- *  4. exp(r) ~ 1 + r*q(r), q a degree-5 (float) / degree-10 (double)
+ *  3. p * 2^(n-k): with AVX-512, VSCALEFPS/PD (fs_vector.h's vscalef_flush,
+ *     which does step 5 in the same instruction); elsewhere 2^(n-k) straight
+ *     from bits: shifting the magic sum's integer bits, less k, left by the
+ *     mantissa width puts n - k + bias in the exponent field (the sum's own
+ *     exponent bits fall off the top), exact for n - k in [-126, 127].  k is
+ *     0 in vexp_f32, whose z <= 0 keeps n <= 0.  Scaling by a power of two is
+ *     exact for every result step 5 keeps, so both give the same bits.
+ *  4. exp(r) ~ p = 1 + r*q(r), q a degree-5 (float) / degree-10 (double)
  *     polynomial fitted for minimax relative error by tools/exp_coefficients.py
- *     (2.0e-9 and 3.5e-18 before rounding), evaluated by Horner's rule.  The
- *     result is s + (s*r)*q, which adds the dominant term s last.
+ *     (2.0e-9 and 3.5e-18 before rounding), evaluated by Horner's rule, its
+ *     last step adding the dominant term 1 (one rounding with FMA).  2^n * p
+ *     is the same number as 2^n + (2^n * r) * q rounded once, with one
+ *     instruction fewer where VSCALEF builds and applies 2^n.
  *  5. z below ln(FLT_MIN) = -87.34 (ln(DBL_MIN) = -708.40 for double) gives
  *     +0 instead of a subnormal: a result under the smallest normal number is
  *     flushed, an absolute error below 1.2e-38 (2.3e-308).  z = -inf gives +0.
  *     A NaN z compares false, is not flushed and propagates through 1-4.
  *
  * vexp_any: above z = 127.5*ln2 = 88.38 (1023.5*ln2 = 709.44), n reaches 128
- * (1024) and 2^n is not a float: built as one power it is inf, and
- * s + (s*r)*q is inf - inf = NaN for r < 0, although exp(z) is finite up to
- * ln(FLT_MAX) = 88.72284 (709.78).  So, as SLEEF splits its scaling into two
+ * (1024) and 2^n is not a float: built as one power from bits it is inf, and
+ * so is 2^n * p, although exp(z) is finite up to ln(FLT_MAX) = 88.72284
+ * (709.78).  So, as SLEEF splits its scaling into two
  * factors, vexp_any takes k = 1 where z > 0 and multiplies steps 1-5's
  * exp(z)/2 by 2, which is exact, and overflows to +inf by itself when the
  * rounded result exceeds FLT_MAX.  Where z <= 0, k = 0 and the factor is 1:
@@ -62,7 +67,7 @@ FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
     vec_f32 n = t - magic;
     vec_f32 r = z - n * ln2_hi;                              /* 2 */
     r = r - n * ln2_lo;
-    vec_f32 s = vfrom_bits_f32(vas_bits_f32(t - k) << 23); /* 3 */
+    const vec_f32 cutoff = vsplat_f32(-0x1.5d589ep+6f); /* 5: -87.33654, the float just above ln(FLT_MIN) */
 
     vec_f32 q = vsplat_f32(0x1.6b074ap-10f);                 /* 4 */
     q = q * r + vsplat_f32(0x1.1267b2p-7f);
@@ -70,9 +75,13 @@ FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
     q = q * r + vsplat_f32(0x1.555418p-3f);
     q = q * r + vsplat_f32(0x1.fffffcp-2f);
     q = q * r + vsplat_f32(1.0f);
-    vec_f32 e = s + (s * r) * q;
-
-    return vzero_where_less_f32(e, z, vsplat_f32(-0x1.5d589ep+6f)); /* 5: -87.33654, the float just above ln(FLT_MIN) */
+    const vec_f32 p = q * r + vsplat_f32(1.0f);
+#if FS_HAS_SCALEF
+    return vscalef_flush_f32(p, n - k, z, cutoff);            /* 3 and 5 */
+#else
+    const vec_f32 s = vfrom_bits_f32(vas_bits_f32(t - k) << 23); /* 3 */
+    return vzero_where_less_f32(s * p, z, cutoff);           /* 5 */
+#endif
 }
 
 FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
@@ -86,7 +95,6 @@ FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
     vec_f64 n = t - magic;
     vec_f64 r = z - n * ln2_hi;                              /* 2 */
     r = r - n * ln2_lo;
-    vec_f64 s = vfrom_bits_f64(vas_bits_f64(t - k) << 52); /* 3 */
 
     vec_f64 q = vsplat_f64(0x1.ad582e392876bp-26);           /* 4 */
     q = q * r + vsplat_f64(0x1.28af925a0e27ap-22);
@@ -99,9 +107,14 @@ FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
     q = q * r + vsplat_f64(0x1.55555555554b2p-3);
     q = q * r + vsplat_f64(0x1.000000000000bp-1);
     q = q * r + vsplat_f64(1.0);
-    vec_f64 e = s + (s * r) * q;
-
-    return vzero_where_less_f64(e, z, vsplat_f64(-0x1.6232bdd7abcd2p+9)); /* 5: -708.39642 */
+    const vec_f64 p = q * r + vsplat_f64(1.0);
+    const vec_f64 cutoff = vsplat_f64(-0x1.6232bdd7abcd2p+9); /* 5: -708.39642 */
+#if FS_HAS_SCALEF
+    return vscalef_flush_f64(p, n - k, z, cutoff);            /* 3 and 5 */
+#else
+    const vec_f64 s = vfrom_bits_f64(vas_bits_f64(t - k) << 52); /* 3 */
+    return vzero_where_less_f64(s * p, z, cutoff);           /* 5 */
+#endif
 }
 
 /* exp(z) for z <= 0 (correct up to z = 127.5*ln2, where n reaches 128). */

@@ -204,6 +204,26 @@ FS_DEFINE_FIRST(vbits_f32, f32)
 FS_DEFINE_FIRST(vbits_f64, f64)
 #endif
 
+/*
+ * vscalef_flush_f32(p, n, z, c): p * 2^n for whole numbers n held as floats (the
+ * exp's last step), and +0 in the lanes where z < c (a NaN z compares false and
+ * keeps its NaN).  AVX-512's VSCALEFPS does both in one instruction, its
+ * zero-masking taking the comparison's mask register; elsewhere fs_exp.h builds
+ * 2^n from bits and clears the flushed lanes itself (FS_HAS_SCALEF 0).  For the
+ * results the exp keeps (normal numbers), p * 2^n is exact either way.
+ */
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+#define FS_HAS_SCALEF 1
+#define vscalef_flush_f32(p, n, z, c) \
+    ((vec_f32)_mm512_maskz_scalef_ps(_mm512_cmp_ps_mask((__m512)(z), (__m512)(c), _CMP_NLT_UQ), \
+                                     (__m512)(p), (__m512)(n)))
+#define vscalef_flush_f64(p, n, z, c) \
+    ((vec_f64)_mm512_maskz_scalef_pd(_mm512_cmp_pd_mask((__m512d)(z), (__m512d)(c), _CMP_NLT_UQ), \
+                                     (__m512d)(p), (__m512d)(n)))
+#else
+#define FS_HAS_SCALEF 0
+#endif
+
 
 /*
  * vtranspose_f32(r): the LANES x LANES matrix whose rows are r[0..LANES-1],
