@@ -15,7 +15,9 @@
  * (find_first_max: compares only, stopping at it), and the sum pass zeroes
  * that one term (`drop_at`, its offset; -1: none) at one scalar test per step.
  * cross_entropy's rows, whose sum pass may overwrite x with the gradient,
- * find it before that pass and always leave it out.  A max that is not
+ * find it before that pass and always leave it out; log_softmax's rows always
+ * leave it out too, which lets them sum in float blocks (row_log_sum_dropped).
+ * A max that is not
  * finite is never dropped: its NaN or inf must reach the result.
  */
 
@@ -52,8 +54,20 @@ static int fs_result_may_round(double result, double units, double rtol)
     return fabs(result) < fs_smallest_safe_result(units, rtol);
 }
 
+/*
+ * log1p(s) for s >= 0: libm's log of 1 + s where s >= 1, several times faster
+ * than its log1p and as accurate there (rounding 1 + s moves the log by at most
+ * 2^-53, relatively 1.6e-16 of a log of at least log 2); log1p below, where
+ * 1 + s would lose the low bits of a small s.  log_softmax and cross_entropy
+ * take one per row.
+ */
+static double fs_log1p_nonnegative(double s) { return s >= 1.0 ? log(1.0 + s) : log1p(s); }
+
 /* log(sum of exp) from a sum that left out the max's term (drop) or kept it. */
-static double fs_log_sum(double sum, int drop) { return drop == FS_DROP_DONE ? log1p(sum) : log(sum); }
+static double fs_log_sum(double sum, int drop)
+{
+    return drop == FS_DROP_DONE ? fs_log1p_nonnegative(sum) : log(sum);
+}
 
 /* The whole sum of exp, the max's term included. */
 static double fs_whole_sum(double sum, int drop) { return drop == FS_DROP_DONE ? 1.0 + sum : sum; }
@@ -136,6 +150,46 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *m
     return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, drop_at);
 }
 
+/* The same in float blocks (chunk_sum_exp_blocked), for log_softmax; `ahead` as there. */
+FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const uint8_t *mask,
+                                                      fs_index n, REAL shift, REAL scale,
+                                                      const STORAGE *ahead, int *drop)
+{
+    const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
+    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
+    return FN(chunk_sum_exp_blocked)(x, mask, n, shift, scale, ahead, drop_at);
+}
+
+/*
+ * log_softmax's log(sum of exp((x - max) * scale)) of a row: the max's own term
+ * (the first max) always left out, the rest summed in float blocks as softmax
+ * sums (adding each float term into double instead costs half as much again),
+ * and log1p of that.  Leaving the term out is what lets the blocks' rounding
+ * through: with s the rest and d its relative error (at most FS_FLUSH_STEPS
+ * float roundings, 4.8e-7), log1p(s) is off by about d * s / (1 + s), never
+ * more than d * log1p(s) - relatively d however one entry dominates - and each
+ * result (x - max) * scale - log1p(s) is at least log1p(s) in magnitude.  A
+ * row without a finite max keeps every term (its sum is NaN, or 0 when fully
+ * masked).  The long-row driver sums its chunks with the same function and
+ * adds them in the same order (fs_long_rows_tmpl.h), so the two give the same
+ * bits.  Double rows: the same, with their usual sum.
+ */
+static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, fs_index n,
+                                      REAL max, REAL scale, const STORAGE *ahead)
+{
+    double rest = 0.0;
+    int looking = 1;
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        int drop = looking;
+        const double part = FN(chunk_sum_exp_dropping_blocked)(
+            x + c, mask ? mask + c : NULL, fs_chunk_length(n, c), max, scale,
+            ahead ? ahead + c : NULL, &drop);
+        rest = c == 0 ? part : rest + part;
+        looking = looking && drop != FS_DROP_DONE;
+    }
+    return fs_log_sum(rest, looking ? FS_DROP_NONE : FS_DROP_DONE);
+}
+
 /*
  * log(sum of exp((x - max) * scale)) of a row whose sum pass gave *sum (every
  * term kept): log(*sum), unless that may have rounded a result near zero away
@@ -144,6 +198,7 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *m
  * log1p is returned.  The long-row driver redoes a row with the same chunk
  * function (fs_long_rows_tmpl.h), so the two give the same bits.
  */
+#if !FS_OUT_NARROWS /* logsumexp and cross_entropy: float results only */
 static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max,
                               REAL scale, double *sum)
 {
@@ -164,6 +219,7 @@ static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n,
     *sum = 1.0 + rest;
     return log1p(rest);
 }
+#endif
 
 /* The lanes of a tile's max that are finite: where tile_sum_exp looks for the max's term. */
 FS_ALWAYS_INLINE VBITS FN(finite_lanes)(VEC m) { return (VBITS)(m - m == ZERO_V); }

@@ -134,11 +134,18 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
 {
     const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
     const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
+    if (job->op == FS_OP_LOG_SOFTMAX) { /* as row_log_sum_dropped sums a chunk */
+        job->chunk[i] = FN(chunk_sum_exp_dropping_blocked)(
+            job->x + at, FN(softmax_long_mask)(job, at), fs_chunk_len(job->ch, (fs_index)i),
+            (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL,
+            &job->drop[i]);
+        return;
+    }
 #if FS_STREAMS
     if (job->stream && job->op == FS_OP_SOFTMAX) {
         job->chunk[i] = FN(chunk_sum_exp_blocked)(
             job->x + at, FN(softmax_long_mask)(job, at), fs_chunk_len(job->ch, (fs_index)i),
-            (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL);
+            (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL, -1);
         return;
     }
 #endif
@@ -224,10 +231,12 @@ static void FN(long_rows_log_sums)(FN(softmax_long_job) *job, double *log_sum, i
 
 /*
  * softmax, log_softmax (op) or logsumexp (out then holds one value per row),
- * with FS_STREAM_OUTPUT in `flags` or not (fs_kernels.h).  The log ops take each row's log(sum) as row_log_sum does: a row whose log
- * may have rounded a result near zero away is summed again (a fourth pass,
- * over its chunks only), the chunk that holds its first max leaving that
- * term out.
+ * with FS_STREAM_OUTPUT in `flags` or not (fs_kernels.h).  log_softmax takes
+ * each row's log(sum) as row_log_sum_dropped does: in its sum pass, the chunk
+ * that holds the row's first max leaves that term out.  logsumexp takes it as
+ * row_log_sum does: a row whose log may have rounded a result near zero away
+ * is summed again (a fourth pass, over its chunks only), the chunk that holds
+ * its first max leaving that term out.
  */
 static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, OUT *out, fs_index rows, fs_index n,
@@ -266,9 +275,12 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_sum_part), &job);
     for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
-        row_log_sum[r] = op == FS_OP_SOFTMAX ? 0 : log(row_sum[r]);
+        row_log_sum[r] = op == FS_OP_SOFTMAX ? 0
+                         : op == FS_OP_LOG_SOFTMAX
+                             ? fs_log_sum(row_sum[r], fs_row_drop(drop + r * ch.per_row, ch.per_row))
+                             : log(row_sum[r]);
     }
-    if (op != FS_OP_SOFTMAX)
+    if (op == FS_OP_LOGSUMEXP)
         FN(long_rows_log_sums)(&job, row_log_sum, nthreads);
 
     if (op == FS_OP_LOGSUMEXP) {

@@ -292,24 +292,27 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
 /*
  * One chunk's sum of exp in float blocks flushed to double, as softmax sums
  * (bit for bit: chunk_sum_exp with e_out), but without storing the
- * exponentials: for logsumexp of a float row, whose caller checks that the
- * result is large enough for the blocks' rounding not to matter
+ * exponentials, and without the term at `drop_at` (-1: every term): for
+ * log_softmax, which always leaves the max's term out (fs_log_sum_tmpl.h's
+ * row_log_sum_dropped), for logsumexp of a float row, whose caller checks
+ * that the result is large enough for the blocks' rounding not to matter
  * (fs_softmax_tmpl.h's logsumexp_impl), and for softmax whose last pass
- * recomputes the exponentials to stream them out.
+ * recomputes the exponentials to stream them out.  Double terms: the sum
+ * chunk_sum_exp gives.
  */
-#if !FS_OUT_NARROWS /* logsumexp and streamed softmax: float results only */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask,
                                                   fs_index n, REAL shift, REAL scale,
-                                                  const STORAGE *ahead)
+                                                  const STORAGE *ahead, fs_index drop_at)
 {
 #define BLOCKED_CASE(scaled, masked) \
-    FN(sum_exp_impl)(x, mask, NULL, n, shift, scale, 0, 0, scaled, masked, ahead, -1)
+    FN(sum_exp_impl)(x, mask, NULL, n, shift, scale, 0, 0, scaled, masked, ahead, drop_at)
     if (mask)
         return scale == 1 ? BLOCKED_CASE(0, 1) : BLOCKED_CASE(1, 1);
     return scale == 1 ? BLOCKED_CASE(0, 0) : BLOCKED_CASE(1, 0);
 #undef BLOCKED_CASE
 }
 
+#if !FS_OUT_NARROWS /* logsumexp and streamed softmax: float results only */
 /* The same over a row: its chunks' sums added in order, as row_sum_exp adds them. */
 FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask, fs_index n,
                                            REAL shift, REAL scale, const STORAGE *ahead)
@@ -317,7 +320,7 @@ FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_blocked)(x + c, mask ? mask + c : NULL, fs_chunk_length(n, c),
-                                         shift, scale, ahead ? ahead + c : NULL);
+                                         shift, scale, ahead ? ahead + c : NULL, -1);
     return sum;
 }
 #endif

@@ -8,7 +8,8 @@
  *   log_softmax  m = max; sum of exp (not stored); out = (x - m)*scale - log(sum)
  *   logsumexp    m = max; m + log(sum of exp(x - m))
  * where the log ops take log(sum) as log1p of the sum without the max's own
- * term (fs_reduce_tmpl.h: the dominant term).
+ * term (fs_log_sum_tmpl.h: the dominant term): log_softmax always, logsumexp
+ * where the sum is dominated by that term.
  * Panels (any axis but the last) run the same passes on tiles of adjacent
  * columns, one column per lane, walking down the n rows.
  *
@@ -225,8 +226,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     const REAL m = FN(row_max)(x, mask, n);
     (void)stream;
     if (log_output) {
-        double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
-        const double log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
+        const double log_sum = FN(row_log_sum_dropped)(x, mask, n, m, scale, ahead);
 #if FS_STREAMS
         if (stream) {
             FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)log_sum, 1);
@@ -565,15 +565,16 @@ static void FN(logsumexp_impl)(const STORAGE *x, const uint8_t *mask, fs_index m
                        parts);
         return;
     }
+    const double log_n = log((double)n), units = BLOCKED_SUM_ERROR_UNITS(n);
     for (fs_index o = 0; o < outer; o++) {
         const STORAGE *xs = x + o * slab;
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1) {
             const REAL max = FN(row_max)(xs, m, n);
             const STORAGE *ahead = o + 1 < outer ? xs + slab : NULL;
-            const double units = BLOCKED_SUM_ERROR_UNITS(n), low = (double)max * scale;
+            const double low = (double)max * scale;
             if (sizeof(REAL) == 4 && !parts && n < 2 * FS_CHUNK && isfinite(max) &&
-                (low >= 0 || low + log((double)n) <= -fs_smallest_safe_result(units, LOG_SUM_RTOL))) {
+                (low >= 0 || low + log_n <= -fs_smallest_safe_result(units, LOG_SUM_RTOL))) {
                 /*
                  * Float terms in float blocks first, as softmax sums them (the exact
                  * double sum costs half as much again); the exact way below only

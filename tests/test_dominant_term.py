@@ -202,3 +202,36 @@ def test_float32_logsumexp_of_every_size_of_result(isa, n):
             check_logsumexp(fs.logsumexp(x, axis=-1, n_threads=threads), x)
         np.testing.assert_array_equal(fs.logsumexp(x, axis=-1, n_threads=1),
                                       fs.logsumexp(x, axis=-1, n_threads=2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [17, 300, CHUNK + 3, 2 * CHUNK + 5, 3 * CHUNK])
+def test_log_softmax_keeps_every_entry_whatever_the_weight_of_the_max(isa, dtype, n):
+    """log_softmax's rows leave the max's term out and sum the rest in float blocks.
+
+    That keeps every log-probability within the relative bound however much of
+    the mass the max holds: the rest ``s`` from 1e-3 of it (the max dominates)
+    to many times it, across ``s = 1`` where ``log1p(s)`` gives way to
+    ``log(1 + s)``, with the max first, in the middle, last and (long rows) at
+    the start of a later chunk.  A long row split across threads gives the
+    one-thread bits.
+    """
+    rng = np.random.default_rng(n)
+    positions = sorted({0, n // 2, n - 1} | ({CHUNK} if n > CHUNK else set()))
+    for rest in (1e-3, 0.3, 0.999, 1.0, 1.001, 3.0, 100.0):
+        if rest > (n - 1) / 2:  # every other term must stay below the max
+            continue
+        rows = []
+        for position in positions:
+            others = rng.standard_normal(n - 1) * 0.3
+            others -= math.log(math.fsum(np.exp(others)) / rest)  # their exps sum to `rest`
+            rows.append(np.insert(others, position, 0.0))
+        x = np.array(rows).astype(dtype)
+        expected = reference.log_softmax(x.astype(np.float64))
+        one_thread = fs.log_softmax(x, n_threads=1)
+        _assert_relative(one_thread, expected, dtype, f"rest={rest}")
+        for threads in (2, 3):
+            np.testing.assert_array_equal(fs.log_softmax(x, n_threads=threads), one_thread)
+        out = np.empty_like(x)
+        assert fs.log_softmax(x, out=out) is out
+        np.testing.assert_array_equal(out, one_thread)
