@@ -45,6 +45,14 @@
 #define FS_ROW_ACCUMULATORS 4
 FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
+/*
+ * log_softmax rows from this long sum in float blocks without the max's term
+ * (row_log_sum_dropped); shorter ones add every term into double, which costs
+ * less there than the search for the max's term (about even at 192-256 with
+ * AVX2 and AVX-512).  Below 2 * FS_CHUNK: a row split across threads is
+ * always summed the blocked way.
+ */
+#define FS_BLOCKED_LOG_SUM_FROM 256
 #define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /* Vectors of adjacent columns one panel tile reduces together (its arrays' size). */
 #define FS_TILE_VECTORS 2
@@ -132,6 +140,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0
             .flush_steps = FS_FLUSH_STEPS,               \
             .short_row = FS_SHORT_ROW,                   \
             .chunk = FS_CHUNK,                           \
+            .blocked_log_sum_from = FS_BLOCKED_LOG_SUM_FROM, \
         },                                               \
     }
 

@@ -198,7 +198,6 @@ static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, fs_
  * log1p is returned.  The long-row driver redoes a row with the same chunk
  * function (fs_long_rows_tmpl.h), so the two give the same bits.
  */
-#if !FS_OUT_NARROWS /* logsumexp and cross_entropy: float results only */
 static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max,
                               REAL scale, double *sum)
 {
@@ -219,7 +218,6 @@ static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n,
     *sum = 1.0 + rest;
     return log1p(rest);
 }
-#endif
 
 /* The lanes of a tile's max that are finite: where tile_sum_exp looks for the max's term. */
 FS_ALWAYS_INLINE VBITS FN(finite_lanes)(VEC m) { return (VBITS)(m - m == ZERO_V); }

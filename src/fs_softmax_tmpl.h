@@ -226,7 +226,13 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     const REAL m = FN(row_max)(x, mask, n);
     (void)stream;
     if (log_output) {
-        const double log_sum = FN(row_log_sum_dropped)(x, mask, n, m, scale, ahead);
+        double log_sum;
+        if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's search */
+            double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
+            log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
+        } else {
+            log_sum = FN(row_log_sum_dropped)(x, mask, n, m, scale, ahead);
+        }
 #if FS_STREAMS
         if (stream) {
             FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)log_sum, 1);

@@ -16,7 +16,7 @@ import pytest
 
 import fastsoftmax as fs
 from conftest import CHUNK, check_logsumexp
-from fastsoftmax import reference
+from fastsoftmax import _core, reference
 
 RTOL = {np.float32: 1e-6, np.float64: 1e-13}
 # The gaps below the max (plus up to 3): float32 stops before exp(-gap) leaves the normal
@@ -204,10 +204,15 @@ def test_float32_logsumexp_of_every_size_of_result(isa, n):
                                       fs.logsumexp(x, axis=-1, n_threads=2))
 
 
+# log_softmax's rows from this long sum in float blocks; shorter ones in double.
+BLOCKED_FROM = _core.kernel_info()[_core.isa()]["float32"]["blocked_log_sum_from"]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("n", [17, 300, CHUNK + 3, 2 * CHUNK + 5, 3 * CHUNK])
+@pytest.mark.parametrize("n", [17, BLOCKED_FROM - 1, BLOCKED_FROM, 300, CHUNK + 3,
+                               2 * CHUNK + 5, 3 * CHUNK])
 def test_log_softmax_keeps_every_entry_whatever_the_weight_of_the_max(isa, dtype, n):
-    """log_softmax's rows leave the max's term out and sum the rest in float blocks.
+    """log_softmax's long rows leave the max's term out and sum the rest in float blocks.
 
     That keeps every log-probability within the relative bound however much of
     the mass the max holds: the rest ``s`` from 1e-3 of it (the max dominates)

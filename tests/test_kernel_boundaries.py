@@ -2,7 +2,8 @@
 
 ``fastsoftmax._core.kernel_info()`` reports each ISA's block sizes per dtype
 (lanes per vector, vectors per unrolled step, steps per flush into double,
-the short-row limit, the chunk of a long row), read from the C constants.
+the short-row limit, the row length from which log_softmax sums in float
+blocks, the chunk of a long row), read from the C constants.
 The row lengths here are each block size and its neighbours, so a change of
 vector width or unroll is tested where it matters without editing this file.
 Rows of twice the chunk also take the path that splits one row across
@@ -28,8 +29,8 @@ THREADS = (2, 3)
 def _block_lengths(sizes):
     """Each block size of one ISA and dtype, and its neighbours."""
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
-    blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"], sizes["chunk"],
-              2 * sizes["chunk"]]
+    blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
+              sizes["blocked_log_sum_from"], sizes["chunk"], 2 * sizes["chunk"]]
     return sorted({n for block in blocks for n in (block - 1, block, block + 1) if n >= 1})
 
 
@@ -51,7 +52,8 @@ def test_kernel_info_describes_every_isa():
         # the 16-bit inputs are computed in float32, by its blocks
         assert per_dtype["float16"] == per_dtype["bfloat16"] == per_dtype["float32"]
         for dtype, sizes in per_dtype.items():
-            assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row", "chunk"}
+            assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row", "chunk",
+                                  "blocked_log_sum_from"}
             assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)
         # float lanes are half as wide as double's, except one-lane plain C
         assert per_dtype["float32"]["lanes"] in (1, 2 * per_dtype["float64"]["lanes"])
