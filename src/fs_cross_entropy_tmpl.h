@@ -139,18 +139,22 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
 }
 
 /*
- * One chunk's sum of exp(x - m), summed exactly, and stored into grad unless
- * it is NULL: the gradient pass scales them in place.  The first term of the
- * max is left out where *drop is nonzero on entry; *drop is then
- * FS_DROP_DONE if the chunk held it, else FS_DROP_NONE (fs_reduce_tmpl.h).
+ * One chunk's sum of exp(x - m) in float blocks (as softmax sums), stored into
+ * grad unless it is NULL: the gradient pass scales them in place.  The first
+ * term of the max is left out where *drop is nonzero on entry; *drop is then
+ * FS_DROP_DONE if the chunk held it, else FS_DROP_NONE (fs_log_sum_tmpl.h).
+ * A row always leaves that term out, so the blocks' rounding keeps the loss
+ * within the relative bound, as log_softmax's (row_log_sum_dropped): each
+ * sample's loss is a sum of terms w (m - x + log1p(s)), none smaller than
+ * log1p(s) times its weight.
  */
 FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n, REAL m,
                                         const STORAGE *ahead, int *drop)
 {
     const fs_index drop_at = *drop ? FN(find_first_max)(x, NULL, n, m) : -1;
     *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
-    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 1, 0, 0, ahead, drop_at)
-                : FN(chunk_sum_exp_ahead)(x, NULL, NULL, n, m, 1, ahead, drop_at);
+    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 0, 0, 0, ahead, drop_at)
+                : FN(chunk_sum_exp_blocked)(x, NULL, n, m, 1, ahead, drop_at);
 }
 
 /* The label's own term of the gradient, at the label checked before (never re-read). */

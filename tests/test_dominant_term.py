@@ -208,18 +208,27 @@ def test_float32_logsumexp_of_every_size_of_result(isa, n):
 BLOCKED_FROM = _core.kernel_info()[_core.isa()]["float32"]["blocked_log_sum_from"]
 
 
+def _cross_entropy_losses(x, labels, eps):
+    """Each row's loss from the float64 log-probabilities: a sum of positive terms."""
+    nll = -reference.log_softmax(x.astype(np.float64))
+    return (1 - eps) * nll[np.arange(len(x)), labels] + eps * nll.mean(axis=1)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("n", [17, BLOCKED_FROM - 1, BLOCKED_FROM, 300, CHUNK + 3,
                                2 * CHUNK + 5, 3 * CHUNK])
-def test_log_softmax_keeps_every_entry_whatever_the_weight_of_the_max(isa, dtype, n):
-    """log_softmax's long rows leave the max's term out and sum the rest in float blocks.
+def test_log_softmax_and_cross_entropy_keep_every_entry_whatever_the_weight_of_the_max(
+        isa, dtype, n):
+    """log_softmax's long rows and cross_entropy's rows leave the max's term out and sum the
+    rest in float blocks.
 
-    That keeps every log-probability within the relative bound however much of
-    the mass the max holds: the rest ``s`` from 1e-3 of it (the max dominates)
-    to many times it, across ``s = 1`` where ``log1p(s)`` gives way to
-    ``log(1 + s)``, with the max first, in the middle, last and (long rows) at
-    the start of a later chunk.  A long row split across threads gives the
-    one-thread bits.
+    That keeps every log-probability and every loss within the relative bound
+    however much of the mass the max holds: the rest ``s`` from 1e-3 of it (the
+    max dominates) to many times it, across ``s = 1`` where ``log1p(s)`` gives
+    way to ``log(1 + s)``, with the max first, in the middle, last and (long
+    rows) at the start of a later chunk.  The losses: labels on the max (the
+    loss is log1p(s) alone) and off it, with and without label smoothing.  A
+    long row split across threads gives the one-thread bits.
     """
     rng = np.random.default_rng(n)
     positions = sorted({0, n // 2, n - 1} | ({CHUNK} if n > CHUNK else set()))
@@ -240,3 +249,14 @@ def test_log_softmax_keeps_every_entry_whatever_the_weight_of_the_max(isa, dtype
         out = np.empty_like(x)
         assert fs.log_softmax(x, out=out) is out
         np.testing.assert_array_equal(out, one_thread)
+        for labels in (np.array(positions), (np.array(positions) + 1) % n):
+            for eps in (0.0, 0.1):
+                what = f"cross_entropy, rest={rest}, label_smoothing={eps}"
+                loss = fs.cross_entropy(x, labels, reduction="none", label_smoothing=eps,
+                                        n_threads=1)
+                _assert_relative(loss, _cross_entropy_losses(x, labels, eps), dtype, what)
+                for threads in (1, 3):  # with the gradient: the same sums, the same bits
+                    loss_too, _ = fs.cross_entropy(x, labels, reduction="none",
+                                                   label_smoothing=eps, return_grad=True,
+                                                   n_threads=threads)
+                    np.testing.assert_array_equal(loss_too, loss, err_msg=what)
