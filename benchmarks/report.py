@@ -11,8 +11,10 @@ Prints a header naming the machine that ran the benchmarks, then two Markdown ta
 A line of notes under the header says what each cross-entropy op measures (extra_info["computes"]:
 cross_entropy is loss+grad, cross_entropy_loss the loss alone, all that ONNX Runtime's inference
 graph gives) and the thread setting of peers that record one (extra_info["intra_op_num_threads"]).
-The floor is (bytes_read + bytes_written) / bandwidth, the bandwidth being the better of the
-`bandwidth` group's parallel copy and sum. The PNG shows the speedup over the fastest peer.
+The floor is the larger of two lower bounds: (bytes_read + bytes_written) / bandwidth, the
+bandwidth being the better of the `bandwidth` group's parallel copy and read, and bytes_read over
+the read probe's rate alone (a machine may copy faster, per byte moved, than it reads alone; a
+JSON from before the read probe, with a `sum` probe instead, gets the first bound only). The PNG shows the speedup over the fastest peer.
 Only the standard library is needed, plus matplotlib for the PNG.
 """
 
@@ -36,6 +38,7 @@ class Group:
     shape: str
     dtype: str
     bytes_moved: int
+    bytes_read: int
     times: dict = field(default_factory=dict)  # implementation -> median seconds
 
     @property
@@ -56,6 +59,7 @@ class Results:
     machine: dict
     bandwidth: float | None  # bytes/second
     bandwidth_probe: str | None
+    read_bandwidth: float | None  # bytes/second read alone (the `read` probe), if measured
     groups: list
     implementations: list  # ours first, then peers, each in order of first appearance
     computes: dict = field(default_factory=dict)  # op -> what it measures, e.g. "loss+grad"
@@ -84,7 +88,8 @@ def load(path):
         group = groups.get(bench["group"])
         if group is None:
             shape = "x".join(map(str, info["shape"]))
-            group = groups[bench["group"]] = Group(info["op"], info["workload"], shape, info["dtype"], moved)
+            group = groups[bench["group"]] = Group(info["op"], info["workload"], shape, info["dtype"],
+                                                   moved, info["bytes_read"])
         group.times[impl] = median
     # Group by op first, then workload, then dtype, each in the order the suite ran them.
     order = {key: {} for key in ("op", "workload", "dtype")}
@@ -97,6 +102,7 @@ def load(path):
         machine=data.get("machine_info", {}),
         bandwidth=probes.get(best_probe),
         bandwidth_probe=best_probe,
+        read_bandwidth=probes.get("read"),
         groups=ranked,
         implementations=sorted(impls, key=lambda name: not name.startswith(OURS)),
         computes=computes,
@@ -153,7 +159,12 @@ def machine_header(machine):
 
 
 def floor_seconds(results, group):
-    return group.bytes_moved / results.bandwidth if results.bandwidth else None
+    """The least time the group's bytes can take: all of them at the best rate measured, and
+    the bytes read at the read probe's rate, whichever is longer (None without probes)."""
+    if not results.bandwidth:
+        return None
+    moved = group.bytes_moved / results.bandwidth
+    return max(moved, group.bytes_read / results.read_bandwidth) if results.read_bandwidth else moved
 
 
 def speedups(group, ours_s):
@@ -168,7 +179,9 @@ def render(results):
     parts = [machine_header(results.machine)]
     if results.bandwidth:
         probe = results.bandwidth_probe
-        parts.append(f"Bandwidth: {results.bandwidth / 1e9:.2f} GB/s (best of the parallel copy/sum probes: {probe})")
+        parts.append(f"Bandwidth: {results.bandwidth / 1e9:.2f} GB/s (best of the parallel copy/read probes: {probe})"
+                     + (f"; reading alone {results.read_bandwidth / 1e9:.2f} GB/s"
+                        if results.read_bandwidth else ""))
     else:
         parts.append("Bandwidth: not measured (the `bandwidth` tests were not in this run), so no floor.")
     notes = [f"`{op}` measures {what}" for op, what in results.computes.items()]
