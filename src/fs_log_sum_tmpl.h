@@ -150,14 +150,27 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *m
     return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, drop_at);
 }
 
-/* The same in float blocks (chunk_sum_exp_blocked), for log_softmax; `ahead` as there. */
+/*
+ * The same in float blocks (chunk_sum_exp_blocked: the same sum, bit for bit),
+ * for log_softmax; `ahead` as there.  Unless diff_out is NULL, each difference
+ * x - shift is stored there for the output pass (FS_STORE_DIFF).
+ */
 FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const uint8_t *mask,
-                                                      fs_index n, REAL shift, REAL scale,
-                                                      const STORAGE *ahead, int *drop)
+                                                      OUT *diff_out, fs_index n, REAL shift,
+                                                      REAL scale, const STORAGE *ahead,
+                                                      int *drop)
 {
     const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
     *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
-    return FN(chunk_sum_exp_blocked)(x, mask, n, shift, scale, ahead, drop_at);
+    if (!diff_out)
+        return FN(chunk_sum_exp_blocked)(x, mask, n, shift, scale, ahead, drop_at);
+#define DIFF_CASE(scaled, masked)                                                            \
+    FN(sum_exp_impl)(x, mask, diff_out, n, shift, scale, FS_STORE_DIFF, 0, scaled, masked, \
+                     ahead, drop_at)
+    if (mask)
+        return scale == 1 ? DIFF_CASE(0, 1) : DIFF_CASE(1, 1);
+    return scale == 1 ? DIFF_CASE(0, 0) : DIFF_CASE(1, 0);
+#undef DIFF_CASE
 }
 
 /*
@@ -172,18 +185,19 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const ui
  * row without a finite max keeps every term (its sum is NaN, or 0 when fully
  * masked).  The long-row driver sums its chunks with the same function and
  * adds them in the same order (fs_long_rows_tmpl.h), so the two give the same
- * bits.  Double rows: the same, with their usual sum.
+ * bits.  Double rows: the same, with their usual sum.  diff_out: as in
+ * chunk_sum_exp_dropping_blocked.
  */
-static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, fs_index n,
-                                      REAL max, REAL scale, const STORAGE *ahead)
+static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, OUT *diff_out,
+                                      fs_index n, REAL max, REAL scale, const STORAGE *ahead)
 {
     double rest = 0.0;
     int looking = 1;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         int drop = looking;
         const double part = FN(chunk_sum_exp_dropping_blocked)(
-            x + c, mask ? mask + c : NULL, fs_chunk_length(n, c), max, scale,
-            ahead ? ahead + c : NULL, &drop);
+            x + c, mask ? mask + c : NULL, diff_out ? diff_out + c : NULL, fs_chunk_length(n, c),
+            max, scale, ahead ? ahead + c : NULL, &drop);
         rest = c == 0 ? part : rest + part;
         looking = looking && drop != FS_DROP_DONE;
     }

@@ -136,7 +136,7 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
     const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
     if (job->op == FS_OP_LOG_SOFTMAX) { /* as row_log_sum_dropped sums a chunk */
         job->chunk[i] = FN(chunk_sum_exp_dropping_blocked)(
-            job->x + at, FN(softmax_long_mask)(job, at), fs_chunk_len(job->ch, (fs_index)i),
+            job->x + at, FN(softmax_long_mask)(job, at), NULL, fs_chunk_len(job->ch, (fs_index)i),
             (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL,
             &job->drop[i]);
         return;

@@ -96,6 +96,21 @@ static int FN(slice_has_nan)(const STORAGE *x, const uint8_t *mask, fs_index n, 
 
 /* The exp argument: (x - shift) * scale; `scaled` is a constant, so T == 1 costs no multiply. */
 #define EXP_ARG(v) (scaled ? ((v) - vshift) * vscale : (v) - vshift)
+/* The same from the difference d = x - shift (which log_softmax's sum pass may store). */
+#define EXP_ARG_OF_DIFF(d) (scaled ? (d) * vscale : (d))
+
+#ifndef FS_STORE_ONCE
+#define FS_STORE_ONCE
+/*
+ * What a sum pass stores per element (sum_exp_impl's `store`): nothing, the
+ * exponential (softmax: its last pass scales them), or the difference x - shift
+ * (log_softmax: its last pass computes d * scale - log_sum from it, the same
+ * expression with the same d as from x, so the same bits, and its output's
+ * cache lines were fetched while the exp kept the core busy, not in a pass of
+ * a few instructions per vector).  The output types that narrow store nothing.
+ */
+enum { FS_STORE_NONE = 0, FS_STORE_EXP = 1, FS_STORE_DIFF = 2 };
+#endif
 
 /* Add one vector of terms into a block accumulator, or straight into double when `exact_sum`. */
 #define ACCUMULATE(total, a, e) \
@@ -161,9 +176,10 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
 
 /*
  * sum(exp((x - shift) * scale)) over a contiguous span, storing each
- * exponential into e_out when `store` (unless the output type narrows: then
- * `store` only picks softmax's way of summing, and the caller recomputes the
- * exponentials, fs_softmax_tmpl.h's softmax_span), and with `exact` adding
+ * exponential (FS_STORE_EXP) or difference x - shift (FS_STORE_DIFF) into e_out
+ * when `store` says so (unless the output type narrows: then FS_STORE_EXP only
+ * picks softmax's way of summing, and the caller recomputes the exponentials,
+ * fs_softmax_tmpl.h's softmax_span), and with `exact` adding
  * float terms straight into double.  Lanes past the end load -inf: exp gives 0 there.
  * The term at offset `drop_at` (-1: none) is left out of the sum (the stored
  * exponential stays).
@@ -200,15 +216,19 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
                 for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
                      line += 64)
                     FS_PREFETCH((const char *)(ahead + i) + line);
-            VEC e0 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
-            VEC e1 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + LANES))), mask + i + LANES);
-            VEC e2 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 2 * LANES))), mask + i + 2 * LANES);
-            VEC e3 = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i + 3 * LANES))), mask + i + 3 * LANES);
-            if (store && !FS_OUT_NARROWS) {
-                VSTORE_OUT(e_out + i, e0);
-                VSTORE_OUT(e_out + i + LANES, e1);
-                VSTORE_OUT(e_out + i + 2 * LANES, e2);
-                VSTORE_OUT(e_out + i + 3 * LANES, e3);
+            const VEC d0 = VLOAD(x + i) - vshift, d1 = VLOAD(x + i + LANES) - vshift;
+            const VEC d2 = VLOAD(x + i + 2 * LANES) - vshift;
+            const VEC d3 = VLOAD(x + i + 3 * LANES) - vshift;
+            VEC e0 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d0)), mask + i);
+            VEC e1 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d1)), mask + i + LANES);
+            VEC e2 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d2)), mask + i + 2 * LANES);
+            VEC e3 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d3)), mask + i + 3 * LANES);
+            if (store != FS_STORE_NONE && !FS_OUT_NARROWS) {
+                const int diff = store == FS_STORE_DIFF;
+                VSTORE_OUT(e_out + i, diff ? d0 : e0);
+                VSTORE_OUT(e_out + i + LANES, diff ? d1 : e1);
+                VSTORE_OUT(e_out + i + 2 * LANES, diff ? d2 : e2);
+                VSTORE_OUT(e_out + i + 3 * LANES, diff ? d3 : e3);
             }
             if ((size_t)(drop_at - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
                 DROP_IN(e0, i);
@@ -229,9 +249,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
     VEC a = ZERO_V;
     int steps = 0;
     for (; i + LANES <= n; i += LANES) {
-        VEC e = KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))), mask + i);
-        if (store && !FS_OUT_NARROWS)
-            VSTORE_OUT(e_out + i, e);
+        const VEC d = VLOAD(x + i) - vshift;
+        VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask + i);
+        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)
+            VSTORE_OUT(e_out + i, store == FS_STORE_DIFF ? d : e);
         DROP_IN(e, i);
         ACCUMULATE(total, a, e);
         if (++steps == FS_FLUSH_STEPS) {
@@ -241,10 +262,10 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
         }
     }
     if (i < n) {
-        VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i, -INFINITY))), mask + i,
-                                  n - i);
-        if (store && !FS_OUT_NARROWS)
-            VSTORE_PARTIAL_OUT(e_out + i, e, n - i);
+        const VEC d = VLOAD_PARTIAL(x + i, n - i, -INFINITY) - vshift;
+        VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG_OF_DIFF(d)), mask + i, n - i);
+        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)
+            VSTORE_PARTIAL_OUT(e_out + i, store == FS_STORE_DIFF ? d : e, n - i);
         DROP_IN(e, i);
         ACCUMULATE(total, a, e);
     }

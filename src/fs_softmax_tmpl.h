@@ -46,33 +46,47 @@ FS_ALWAYS_INLINE void FN(store_result)(OUT *out, VEC v, const int stream)
     VSTORE_OUT(out, v);
 }
 
-/* out = (x - shift) * scale - lse over a contiguous span (-inf where masked out). */
+/*
+ * out = (x - shift) * scale - lse over a contiguous span (-inf where masked
+ * out), or with x NULL, out = d * scale - lse from the differences d = x - shift
+ * that the sum pass stored in out (FS_STORE_DIFF): the same expression of the
+ * same d, so the same bits.
+ */
 FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
                                                 const int masked, const int stream)
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
     const VEC ninf = VSPLAT(-INFINITY);
-    const int scaled = 1; /* a multiply by 1 is exact: no need for two copies of this loop */
     fs_index i = 0;
+    /* a multiply by 1 is exact: no need for two copies of this loop */
+#define DIFF(at) (x ? VLOAD(x + (at)) - vshift : VLOAD_OUT(out + (at)))
+#define DIFF_PARTIAL(at, k) \
+    (x ? VLOAD_PARTIAL(x + (at), (k), 0) - vshift : VLOAD_PARTIAL_OUT(out + (at), (k), 0))
     for (; i + LANES <= n; i += LANES) {
-        VEC v = EXP_ARG(VLOAD(x + i)) - vlse;
+        VEC v = DIFF(i) * vscale - vlse;
         FN(store_result)(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v, stream);
     }
     if (i < n) {
-        VEC v = EXP_ARG(VLOAD_PARTIAL(x + i, n - i, 0)) - vlse;
+        VEC v = DIFF_PARTIAL(i, n - i) * vscale - vlse;
         VSTORE_PARTIAL_OUT(out + i, masked ? VSELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
                        n - i);
     }
+#undef DIFF
+#undef DIFF_PARTIAL
 }
 
+/* x NULL: from the differences in out, as in log_softmax_span_impl. */
 static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                                  REAL shift, REAL scale, REAL lse)
 {
-    if (mask)
-        FN(log_softmax_span_impl)(x, mask, out, n, shift, scale, lse, 1, 0);
+#define SPAN_CASE(x_, mask_, masked) \
+    FN(log_softmax_span_impl)(x_, mask_, out, n, shift, scale, lse, masked, 0)
+    if (x)
+        mask ? SPAN_CASE(x, mask, 1) : SPAN_CASE(x, NULL, 0);
     else
-        FN(log_softmax_span_impl)(x, NULL, out, n, shift, scale, lse, 0, 0);
+        mask ? SPAN_CASE(NULL, mask, 1) : SPAN_CASE(NULL, NULL, 0);
+#undef SPAN_CASE
 }
 
 /* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
@@ -227,11 +241,14 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     (void)stream;
     if (log_output) {
         double log_sum;
+        /* whether the sum pass stores each x - max into out, for the output pass to read back */
+        const int diffs_stored = n >= FS_BLOCKED_LOG_SUM_FROM && !stream && !FS_OUT_NARROWS;
         if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's search */
             double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
             log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
         } else {
-            log_sum = FN(row_log_sum_dropped)(x, mask, n, m, scale, ahead);
+            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? out : NULL, n, m, scale,
+                                              ahead);
         }
 #if FS_STREAMS
         if (stream) {
@@ -239,7 +256,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
             return;
         }
 #endif
-        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log_sum);
+        FN(log_softmax_span)(diffs_stored ? NULL : x, mask, out, n, m, scale, (REAL)log_sum);
 #if FS_STREAMS
     } else if (stream) { /* the sum softmax_span's factor comes from below, without the stores */
         const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
