@@ -5,11 +5,13 @@
  * Rows (stride 1), three passes over a row that usually sits in L2 after the
  * first:
  *   softmax      m = max; e = exp((x - m)*scale) stored in out, summed; out *= 1/sum
- *   log_softmax  m = max; sum of exp (not stored); out = (x - m)*scale - log(sum)
+ *   log_softmax  m = max; sum of exp (x - m stored in out, rows of
+ *                FS_BLOCKED_LOG_SUM_FROM or more); out = (x - m)*scale - log(sum)
  *   logsumexp    m = max; m + log(sum of exp(x - m))
  * where the log ops take log(sum) as log1p of the sum without the max's own
- * term (fs_log_sum_tmpl.h: the dominant term): log_softmax always, logsumexp
- * where the sum is dominated by that term.
+ * term (fs_log_sum_tmpl.h: the dominant term): log_softmax's longer rows
+ * always, its shorter ones and logsumexp where the sum is dominated by that
+ * term.
  * Panels (any axis but the last) run the same passes on tiles of adjacent
  * columns, one column per lane, walking down the n rows.
  *
@@ -59,7 +61,7 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
     const VEC ninf = VSPLAT(-INFINITY);
     fs_index i = 0;
-    /* a multiply by 1 is exact: no need for two copies of this loop */
+    /* always times scale: a multiply by 1 is exact, so T == 1 needs no copy of its own */
 #define DIFF(at) (x ? VLOAD(x + (at)) - vshift : VLOAD_OUT(out + (at)))
 #define DIFF_PARTIAL(at, k) \
     (x ? VLOAD_PARTIAL(x + (at), (k), 0) - vshift : VLOAD_PARTIAL_OUT(out + (at), (k), 0))
