@@ -127,16 +127,19 @@ static void FN(softmax_long_max_part)(void *arg, int64_t i)
 }
 
 /*
- * Pass 2: chunk i's sum of exp (softmax stores the exponentials too, unless its
- * last pass streams: then it sums them the same way and stores nothing).
+ * Pass 2: chunk i's sum of exp (softmax stores the exponentials too, and
+ * log_softmax the differences x - max, unless their last pass streams: then
+ * they sum the same way and store nothing).
  */
 static void FN(softmax_long_sum_part)(void *arg, int64_t i)
 {
     const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
     const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
     if (job->op == FS_OP_LOG_SOFTMAX) { /* as row_log_sum_dropped sums a chunk */
+        OUT *diff_out = FN(log_softmax_stores_diffs)(job->stream) ? job->out + at : NULL;
         job->chunk[i] = FN(chunk_sum_exp_dropping_blocked)(
-            job->x + at, FN(softmax_long_mask)(job, at), NULL, fs_chunk_len(job->ch, (fs_index)i),
+            job->x + at, FN(softmax_long_mask)(job, at), diff_out,
+            fs_chunk_len(job->ch, (fs_index)i),
             (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL,
             &job->drop[i]);
         return;
@@ -192,9 +195,10 @@ static void FN(softmax_long_store_part)(void *arg, int64_t i)
                          job->scale, (REAL)(1.0 / job->row_sum[r]));
     else if (job->op == FS_OP_SOFTMAX)
         FN(scale_span)(job->out + at, mask, len, (REAL)(1.0 / job->row_sum[r]));
-    else
-        FN(log_softmax_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
-                             job->scale, (REAL)job->row_log_sum[r]);
+    else /* from the differences its sum pass stored (log_softmax_stores_diffs: not streamed) */
+        FN(log_softmax_span)(FN(log_softmax_stores_diffs)(0) ? NULL : job->x + at, mask,
+                             job->out + at, len, (REAL)job->row_max[r], job->scale,
+                             (REAL)job->row_log_sum[r]);
 }
 
 /*

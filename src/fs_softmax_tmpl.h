@@ -78,6 +78,13 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
 #undef DIFF_PARTIAL
 }
 
+/*
+ * Whether log_softmax's blocked sum pass stores each x - max into out for the
+ * output pass to read back (FS_STORE_DIFF): unless that pass streams from x,
+ * or the output type narrows (a difference would not survive it).
+ */
+static int FN(log_softmax_stores_diffs)(int stream) { return !stream && !FS_OUT_NARROWS; }
+
 /* x NULL: from the differences in out, as in log_softmax_span_impl. */
 static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                                  REAL shift, REAL scale, REAL lse)
@@ -243,8 +250,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     (void)stream;
     if (log_output) {
         double log_sum;
-        /* whether the sum pass stores each x - max into out, for the output pass to read back */
-        const int diffs_stored = n >= FS_BLOCKED_LOG_SUM_FROM && !stream && !FS_OUT_NARROWS;
+        const int diffs_stored = n >= FS_BLOCKED_LOG_SUM_FROM && FN(log_softmax_stores_diffs)(stream);
         if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's search */
             double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
             log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
