@@ -154,7 +154,7 @@ FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n,
     const fs_index drop_at = *drop ? FN(find_first_max)(x, NULL, n, m) : -1;
     *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
     return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 0, 0, 0, ahead, drop_at)
-                : FN(chunk_sum_exp_blocked)(x, NULL, n, m, 1, ahead, drop_at);
+                : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, drop_at);
 }
 
 /* The label's own term of the gradient, at the label checked before (never re-read). */

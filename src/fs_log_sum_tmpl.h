@@ -162,15 +162,7 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const ui
 {
     const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
     *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
-    if (!diff_out)
-        return FN(chunk_sum_exp_blocked)(x, mask, n, shift, scale, ahead, drop_at);
-#define DIFF_CASE(scaled, masked)                                                            \
-    FN(sum_exp_impl)(x, mask, diff_out, n, shift, scale, FS_STORE_DIFF, 0, scaled, masked, \
-                     ahead, drop_at)
-    if (mask)
-        return scale == 1 ? DIFF_CASE(0, 1) : DIFF_CASE(1, 1);
-    return scale == 1 ? DIFF_CASE(0, 0) : DIFF_CASE(1, 0);
-#undef DIFF_CASE
+    return FN(chunk_sum_exp_blocked)(x, mask, diff_out, n, shift, scale, ahead, drop_at);
 }
 
 /*

@@ -147,7 +147,8 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
 #if FS_STREAMS
     if (job->stream && job->op == FS_OP_SOFTMAX) {
         job->chunk[i] = FN(chunk_sum_exp_blocked)(
-            job->x + at, FN(softmax_long_mask)(job, at), fs_chunk_len(job->ch, (fs_index)i),
+            job->x + at, FN(softmax_long_mask)(job, at), NULL,
+            fs_chunk_len(job->ch, (fs_index)i),
             (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL, -1);
         return;
     }

@@ -319,17 +319,22 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
  * that the result is large enough for the blocks' rounding not to matter
  * (fs_softmax_tmpl.h's logsumexp_impl), and for softmax whose last pass
  * recomputes the exponentials to stream them out.  Double terms: the sum
- * chunk_sum_exp gives.
+ * chunk_sum_exp gives.  Unless diff_out is NULL, each difference x - shift is
+ * stored there (FS_STORE_DIFF: log_softmax's output pass reads it back).
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask,
-                                                  fs_index n, REAL shift, REAL scale,
-                                                  const STORAGE *ahead, fs_index drop_at)
+                                                  OUT *diff_out, fs_index n, REAL shift,
+                                                  REAL scale, const STORAGE *ahead,
+                                                  fs_index drop_at)
 {
-#define BLOCKED_CASE(scaled, masked) \
-    FN(sum_exp_impl)(x, mask, NULL, n, shift, scale, 0, 0, scaled, masked, ahead, drop_at)
-    if (mask)
-        return scale == 1 ? BLOCKED_CASE(0, 1) : BLOCKED_CASE(1, 1);
-    return scale == 1 ? BLOCKED_CASE(0, 0) : BLOCKED_CASE(1, 0);
+#define BLOCKED_CASE(store, scaled, masked)                                                   \
+    FN(sum_exp_impl)(x, mask, diff_out, n, shift, scale, store, 0, scaled, masked, ahead, drop_at)
+#define BLOCKED_SCALED(store, masked) \
+    (scale == 1 ? BLOCKED_CASE(store, 0, masked) : BLOCKED_CASE(store, 1, masked))
+    if (diff_out)
+        return mask ? BLOCKED_SCALED(FS_STORE_DIFF, 1) : BLOCKED_SCALED(FS_STORE_DIFF, 0);
+    return mask ? BLOCKED_SCALED(FS_STORE_NONE, 1) : BLOCKED_SCALED(FS_STORE_NONE, 0);
+#undef BLOCKED_SCALED
 #undef BLOCKED_CASE
 }
 
@@ -340,8 +345,9 @@ FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK)
-        sum += FN(chunk_sum_exp_blocked)(x + c, mask ? mask + c : NULL, fs_chunk_length(n, c),
-                                         shift, scale, ahead ? ahead + c : NULL, -1);
+        sum += FN(chunk_sum_exp_blocked)(x + c, mask ? mask + c : NULL, NULL,
+                                         fs_chunk_length(n, c), shift, scale,
+                                         ahead ? ahead + c : NULL, -1);
     return sum;
 }
 #endif
