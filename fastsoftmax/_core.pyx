@@ -24,7 +24,7 @@ cimport numpy as cnp
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport INFINITY, NAN, copysign
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
@@ -1117,6 +1117,89 @@ def first_outside(cnp.ndarray values, double low, bint low_ok, double high, bint
     return -1
 
 
+cdef double _pairwise_sum(const double *a, Py_ssize_t n) noexcept nogil:
+    """NumPy's pairwise sum (``np.add.reduce`` of contiguous float64), in its order: runs of up
+    to 128 in eight interleaved partial sums, longer runs halved at a multiple of 8, under 8
+    terms one by one from 0.0.  The same bits as NumPy's sum, without its 1 us of ufunc set-up.
+    """
+    cdef double r[8]
+    cdef double res
+    cdef Py_ssize_t i, j, half
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    if n <= 128:
+        for j in range(8):
+            r[j] = a[j]
+        i = 8
+        while i < n - n % 8:
+            for j in range(8):
+                r[j] += a[i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[i]
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(a, half) + _pairwise_sum(a + half, n - half)
+
+
+def pairwise_sum(cnp.ndarray values):
+    """The sum of a float64 array's elements in NumPy's pairwise order (as ``.sum()``), as a
+    float: cross_entropy's reductions and their denominators, on the small-call path and the
+    full path alike, so that both give the same bits.
+    """
+    if cnp.PyArray_TYPE(values) != cnp.NPY_FLOAT64:
+        raise TypeError(f"pairwise_sum takes float64 values, not {values.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(values):
+        values = _np.ascontiguousarray(values)
+    cdef const double *a = <const double *> cnp.PyArray_DATA(values)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(values)
+    cdef double total
+    if n < 4096:  # (releasing the GIL costs more than a short sum)
+        return _pairwise_sum(a, n)
+    with nogil:
+        total = _pairwise_sum(a, n)
+    return total
+
+
+cdef Py_ssize_t _label_stats(const int64_t *y, Py_ssize_t size, Py_ssize_t n_classes,
+                             long long ignore_index, const float *w32, const double *w64,
+                             double *denominator) noexcept nogil:
+    """:func:`label_stats` over C arrays (``w32``/``w64`` the weights or both NULL): the first
+    bad label's index or -1, and the denominator in ``*denominator``."""
+    cdef Py_ssize_t i, first_bad = -1
+    cdef double total = 0.0, carry = 0.0, term, t
+    cdef float term32
+    cdef int64_t label
+    for i in range(size):
+        memcpy(&label, y + i, sizeof(int64_t))
+        if label == ignore_index:
+            continue
+        if label < 0 or label >= n_classes:
+            first_bad = i
+            break
+        if w32 != NULL:
+            memcpy(&term32, w32 + label, sizeof(float))
+            term = term32
+        elif w64 != NULL:
+            memcpy(&term, w64 + label, sizeof(double))
+        else:
+            term = 1.0
+        term = term - carry  # Kahan: what the last addition lost, added back
+        t = total + term
+        # Once the total is inf or NaN (t - t != 0), (t - total) - term is
+        # inf - inf = NaN and would turn an inf denominator into NaN: no carry then.
+        carry = (t - total) - term if t - t == 0 else 0.0
+        total = t
+    denominator[0] = total
+    return first_bad
+
+
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):
     """``(first_bad, denominator)`` of int64 class labels, in one pass without the GIL.
 
@@ -1131,38 +1214,20 @@ def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index
     memcpy: either array may be C-contiguous yet unaligned.
     """
     cdef const int64_t *y = <const int64_t *> cnp.PyArray_DATA(labels)
-    cdef Py_ssize_t i, size = cnp.PyArray_SIZE(labels), first_bad = -1
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(labels), first_bad
     cdef const float *w32 = NULL
     cdef const double *w64 = NULL
-    cdef double total = 0.0, carry = 0.0, term, t
-    cdef float term32
-    cdef int64_t label
+    cdef double total
     if weight is not None:
         if cnp.PyArray_TYPE(<cnp.ndarray> weight) == cnp.NPY_FLOAT32:
             w32 = <const float *> cnp.PyArray_DATA(<cnp.ndarray> weight)
         else:
             w64 = <const double *> cnp.PyArray_DATA(<cnp.ndarray> weight)
-    with nogil:
-        for i in range(size):
-            memcpy(&label, y + i, sizeof(int64_t))
-            if label == ignore_index:
-                continue
-            if label < 0 or label >= n_classes:
-                first_bad = i
-                break
-            if w32 != NULL:
-                memcpy(&term32, w32 + label, sizeof(float))
-                term = term32
-            elif w64 != NULL:
-                memcpy(&term, w64 + label, sizeof(double))
-            else:
-                term = 1.0
-            term = term - carry  # Kahan: what the last addition lost, added back
-            t = total + term
-            # Once the total is inf or NaN (t - t != 0), (t - total) - term is
-            # inf - inf = NaN and would turn an inf denominator into NaN: no carry then.
-            carry = (t - total) - term if t - t == 0 else 0.0
-            total = t
+    if size < 4096:  # (releasing the GIL costs more than a few labels)
+        first_bad = _label_stats(y, size, n_classes, ignore_index, w32, w64, &total)
+    else:
+        with nogil:
+            first_bad = _label_stats(y, size, n_classes, ignore_index, w32, w64, &total)
     return first_bad, total
 
 
@@ -1392,6 +1457,21 @@ def small_call(object x, int op, Py_ssize_t limit):
 cdef object _NATIVE_INT64 = _np.dtype(_np.int64)
 
 
+cdef extern from "numpy/arrayobject.h":
+    # (not in numpy's .pxd) a NumPy scalar of `descr` holding the value at `data`
+    object _PyArray_Scalar "PyArray_Scalar" (void *data, cnp.dtype descr, object base)
+
+
+cdef object _float_scalar(double value, object dtype):
+    """``dtype.type(value)`` for a native float32 or float64 dtype, the same rounding (a C
+    cast, as NumPy's), without the array machinery NumPy's constructor goes through."""
+    cdef float narrow
+    if dtype is _NATIVE_FLOAT32:
+        narrow = <float> value
+        return _PyArray_Scalar(&narrow, <cnp.dtype> dtype, None)
+    return _PyArray_Scalar(&value, <cnp.dtype> dtype, None)
+
+
 def small_cross_entropy(object logits, object target, long long ignore_index, bint mean,
                         Py_ssize_t limit):
     """cross_entropy's loss (``mean``, else the sum) of small (N, C) logits and int64 labels,
@@ -1417,11 +1497,20 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     if (<object> cnp.PyArray_DESCR(labels) is not _NATIVE_INT64 or cnp.PyArray_NDIM(labels) != 1
             or cnp.PyArray_DIM(labels, 0) != rows or not cnp.PyArray_IS_C_CONTIGUOUS(labels)):
         return None
-    first_bad, denominator = label_stats(labels, n, ignore_index, None)
-    if first_bad >= 0:
+    cdef double denominator
+    if _label_stats(<const int64_t *> cnp.PyArray_DATA(labels), rows, n, ignore_index, NULL, NULL,
+                    &denominator) >= 0:
         return None
-    cdef cnp.npy_intp length = rows
-    cdef cnp.ndarray losses = cnp.PyArray_ZEROS(1, &length, cnp.NPY_FLOAT64, 0)
+    # The losses: on the stack for a few rows (an ndarray's allocation would cost more than
+    # their kernel), else in a zeroed buffer of our own.
+    cdef double few_losses[64]
+    cdef double *losses = few_losses
+    if rows > 64:
+        losses = <double *> calloc(rows, sizeof(double))
+        if losses == NULL:
+            raise MemoryError()
+    else:
+        memset(few_losses, 0, sizeof(few_losses))
     cdef CrossEntropyJob job
     job.shape = _shape(rows, n, 1)
     job.logits = cnp.PyArray_DATA(x)
@@ -1432,18 +1521,21 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     job.eps = 0.0
     job.grad_scale = 1.0
     job.ignore_index = ignore_index
-    job.loss = <double *> cnp.PyArray_DATA(losses)
+    job.loss = losses
     job.grad = NULL
     job.stream = 0
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:
         _run(&job, <const double *> NULL, 1)
-    cdef double total = float(_np.add.reduce(losses)), d = denominator
+    cdef double total = _pairwise_sum(losses, rows)
+    cdef double d = denominator
+    if losses != few_losses:
+        free(losses)
     if not mean:
-        return dtype.type(total)
+        return _float_scalar(total, dtype)
     if d != 0:
-        return dtype.type(total / d)
+        return _float_scalar(total / d, dtype)
     if total == 0 or total != total:  # 0/0, NaN/0: NaN; else +-inf, as IEEE and the full path
-        return dtype.type(NAN)
-    return dtype.type(copysign(INFINITY, total) * copysign(1.0, d))
+        return _float_scalar(NAN, dtype)
+    return _float_scalar(copysign(INFINITY, total) * copysign(1.0, d), dtype)

@@ -184,7 +184,7 @@ def _sample_weight_denominator(sample_weight: FloatArray, sample_shape: tuple[in
             with np.errstate(invalid="ignore"):  # a zero weight times an inf class weight: NaN
                 terms *= weight.astype(np.float64)[np.where(ignored, 0, labels)]
         terms[ignored] = 0.0
-    return float(np.add.reduce(terms.reshape(-1)))
+    return _core.pairwise_sum(terms)
 
 
 # Elements of float32 gradient per block of a 16-bit gradient: a buffer that stays in cache.
@@ -429,7 +429,7 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
         if loss.ndim == 0:
             loss = loss[()]
     else:
-        total = float(np.add.reduce(losses.reshape(-1)))  # (pairwise, as .sum(), 1 us sooner)
+        total = _core.pairwise_sum(losses)  # (NumPy's pairwise order, as .sum())
         loss = dtype.type(_divide(total, denominator) if reduction == "mean" else total)
     return (loss, grad) if return_grad else loss
 

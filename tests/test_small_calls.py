@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _logsumexp, _softmax
+from fastsoftmax import _core, _logsumexp, _softmax
 from fastsoftmax._threads import PARALLEL_MIN_ELEMENTS
 
 RNG = np.random.default_rng(11)
@@ -91,7 +91,9 @@ def test_any_other_argument_takes_the_full_path():
 
 # -- cross_entropy's loss ------------------------------------------------------------------
 
-CE_SHAPES = [(1, 1), (1, 4), (4, 10), (3, 17), (64, 255), (1, PARALLEL_MIN_ELEMENTS - 1)]
+# (64 rows and fewer keep their losses on the stack, more in a heap buffer.)
+CE_SHAPES = [(1, 1), (1, 4), (4, 10), (3, 17), (64, 255), (65, 3), (300, 7),
+             (1, PARALLEL_MIN_ELEMENTS - 1)]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -107,6 +109,11 @@ def test_small_cross_entropy_matches_the_full_path(shape, dtype, reduction):
         got = fs.cross_entropy(x, kept, reduction=reduction, ignore_index=ignore_index)
         assert type(got) is type(want)
         np.testing.assert_array_equal(got, want)
+        # (and the small path did take the call)
+        small = _core.small_cross_entropy(x, kept, ignore_index, reduction == "mean",
+                                          PARALLEL_MIN_ELEMENTS)
+        assert type(small) is type(want)
+        np.testing.assert_array_equal(small, want)
     x[0, 0] = np.inf  # non-finite logits too
     np.testing.assert_array_equal(fs.cross_entropy(x, labels, reduction=reduction),
                                   fs.cross_entropy(x, labels, reduction=reduction, n_threads=1))
@@ -158,3 +165,25 @@ def test_small_cross_entropy_other_calls_are_unchanged(call):
     finally:
         fs.cross_entropy = original
     np.testing.assert_array_equal(got, want)
+
+
+# -- the loss's sum ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [*range(0, 140), 255, 256, 257, 1000, 4095, 4096, 65537])
+def test_pairwise_sum_gives_numpys_bits(n):
+    # cross_entropy's mean and sum, on the small-call and full paths, add their float64
+    # losses in NumPy's pairwise order: every run length (under 8, up to 128, halved) and
+    # the GIL's threshold, with terms of mixed signs and magnitudes.
+    values = RNG.standard_normal(n) * 10.0 ** RNG.integers(-8, 8, n)
+    assert _core.pairwise_sum(values) == float(np.add.reduce(values))
+    assert _core.pairwise_sum(values[::-1]) == float(np.add.reduce(values[::-1].copy()))
+
+
+def test_pairwise_sum_keeps_ieee_results_and_refuses_other_dtypes():
+    assert np.isnan(_core.pairwise_sum(np.array([np.inf, 1.0, -np.inf])))
+    assert _core.pairwise_sum(np.array([np.inf] * 9)) == np.inf
+    assert np.copysign(1.0, _core.pairwise_sum(np.array([-0.0, -0.0]))) == 1.0  # as NumPy: 0.0 + ...
+    assert _core.pairwise_sum(np.zeros((0,))) == 0.0
+    with pytest.raises(TypeError, match="float32"):
+        _core.pairwise_sum(np.ones(3, np.float32))
