@@ -1236,6 +1236,11 @@ def overlap(cnp.ndarray a, cnp.ndarray b):
     start and size: in place), 2 partly.  A pointer comparison, for the API
     layer's out= checks, far cheaper than numpy.may_share_memory.
     """
+    return _overlap(a, b)
+
+
+cdef int _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """:func:`overlap`, for Cython callers."""
     cdef char *a0 = <char *> cnp.PyArray_DATA(a)
     cdef char *b0 = <char *> cnp.PyArray_DATA(b)
     cdef Py_ssize_t a_bytes = cnp.PyArray_NBYTES(a), b_bytes = cnp.PyArray_NBYTES(b)
@@ -1409,13 +1414,17 @@ cdef object _NATIVE_FLOAT32 = _np.dtype(_np.float32)  # the exact dtypes _checks
 cdef object _NATIVE_FLOAT64 = _np.dtype(_np.float64)
 
 
-def small_call(object x, int op, Py_ssize_t limit):
+def small_call(object x, int op, Py_ssize_t limit, object out=None):
     """softmax, log_softmax or logsumexp (``op``) of a small array over its last axis,
-    with every other argument at its default, or None where that is not the call.
+    with every other argument but ``out`` at its default, or None where that is not the call.
 
     The call: ``x`` an ndarray (not a subclass) of native float32 or float64,
     C-contiguous, with a dimension and 1 to ``limit - 1`` elements (so one
-    thread, as the full path would pick).  The result is the full path's: a
+    thread, as the full path would pick).  ``out``: None, or an ndarray (not a
+    subclass) of x's dtype and the result's shape, C-contiguous and writeable,
+    sharing no memory with x, or for softmax and log_softmax exactly x's (in
+    place); any other ``out`` returns None, and the full path checks it and
+    raises its error.  The result is the full path's: ``out`` itself, else a
     new array, logsumexp's 0-d result a NumPy scalar.  The kernel runs with the
     GIL held: it takes microseconds, less than releasing the GIL costs.
     """
@@ -1430,14 +1439,30 @@ def small_call(object x, int op, Py_ssize_t limit):
         return None
     cdef int typenum = cnp.PyArray_TYPE(a)
     cdef bint reduces = op == FS_OP_LOGSUMEXP
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(ndim - 1 if reduces else ndim,
-                                             cnp.PyArray_DIMS(a), typenum, 0)
+    cdef int result_ndim = ndim - 1 if reduces else ndim, i, shared
+    cdef cnp.ndarray result
+    if out is None:
+        result = cnp.PyArray_EMPTY(result_ndim, cnp.PyArray_DIMS(a), typenum, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return None
+        result = <cnp.ndarray> out
+        if (<object> cnp.PyArray_DESCR(result) is not dtype
+                or cnp.PyArray_NDIM(result) != result_ndim
+                or not cnp.PyArray_IS_C_CONTIGUOUS(result) or not cnp.PyArray_ISWRITEABLE(result)):
+            return None
+        for i in range(result_ndim):
+            if cnp.PyArray_DIM(result, i) != cnp.PyArray_DIM(a, i):
+                return None
+        shared = _overlap(result, a)
+        if shared == 2 or (shared == 1 and reduces):  # the full path copies x first
+            return None
     cdef Py_ssize_t n = cnp.PyArray_DIM(a, ndim - 1)
     cdef SoftmaxJob job
     job.shape = _shape(size // n, n, 1)
     job.op = <fs_op> op
     job.x = cnp.PyArray_DATA(a)
-    job.out = cnp.PyArray_DATA(out)
+    job.out = cnp.PyArray_DATA(result)
     job.mask.data = NULL
     job.mask.period = 1
     job.scale = 1.0
@@ -1449,9 +1474,9 @@ def small_call(object x, int op, Py_ssize_t limit):
         _run(&job, <const float *> NULL, 1)
     else:
         _run(&job, <const double *> NULL, 1)
-    if reduces and ndim == 1:
-        return out[()]
-    return out
+    if reduces and ndim == 1 and out is None:
+        return result[()]
+    return result
 
 
 cdef object _NATIVE_INT64 = _np.dtype(_np.int64)

@@ -8,6 +8,8 @@ from fastsoftmax._threads import PARALLEL_MIN_ELEMENTS
 
 RNG = np.random.default_rng(11)
 FUNCTIONS = [fs.softmax, fs.log_softmax, fs.logsumexp]
+OPS = {fs.softmax: _core.OP_SOFTMAX, fs.log_softmax: _core.OP_LOG_SOFTMAX,
+       fs.logsumexp: _core.OP_LOGSUMEXP}
 # Shapes around the kernels' block sizes and the fast path's own limit.
 SHAPES = [(1,), (4,), (1, 4), (3, 7), (2, 3, 5), (5, 16), (5, 17), (33, 31), (1, 1000),
           (PARALLEL_MIN_ELEMENTS - 1,), (1, PARALLEL_MIN_ELEMENTS - 1)]
@@ -87,6 +89,93 @@ def test_any_other_argument_takes_the_full_path():
     assert fs.logsumexp(x, keepdims=True).shape == (3, 1)
     assert fs.logsumexp(x[0]).shape == ()
     assert np.asarray(fs.softmax(x, dtype=np.float64)).dtype == np.float64
+
+
+# -- out= ---------------------------------------------------------------------------------
+
+
+def _result_shape(function, shape):
+    return shape[:-1] if function is fs.logsumexp else shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+def test_small_calls_with_out_match_the_full_path(function, shape, dtype):
+    x = (RNG.standard_normal(shape) * 5).astype(dtype)
+    x.flat[::5] = np.nan if x.size > 3 else x.flat[::5]
+    want = _full_path(function, x)
+    out = np.full(_result_shape(function, shape), 7.0, dtype)
+    assert function(x, out=out) is out  # out itself, even for logsumexp's 0-d result
+    np.testing.assert_array_equal(out, want)
+    # and the small path did take the call
+    out[...] = 7.0
+    op = OPS[function]
+    assert _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, out) is out
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("function", [fs.softmax, fs.log_softmax], ids=lambda f: f.__name__)
+def test_small_calls_in_place_match_the_full_path(function, no_full_path):
+    x = (RNG.standard_normal((33, 31)) * 5).astype(np.float32)
+    want = function(x.copy())
+    assert function(x, out=x) is x
+    np.testing.assert_array_equal(x, want)
+
+
+def _declined_outs(function, x):
+    """out= arguments the small path leaves to the full path, and what the full path does."""
+    shape = _result_shape(function, x.shape)
+    right = np.empty(shape, x.dtype)
+    buffer = np.empty(x.size * 2, x.dtype)
+    outs = {
+        "other dtype": (np.empty(shape, np.float64), TypeError),
+        "big-endian": (np.empty(shape, x.dtype.newbyteorder(">")), TypeError),
+        "other shape": (np.empty(shape + (1,), x.dtype), ValueError),
+        "non-contiguous": (np.empty(shape + (2,), x.dtype)[..., 0], ValueError),
+        "read-only": (right.copy(), ValueError),
+        "list": ([0.0] * right.size, TypeError),
+        "subclass": (right.view(type("Sub", (np.ndarray,), {})), None),
+        "partial overlap": (None, None),  # out inside x's memory, not x: the full path copies x
+    }
+    outs["read-only"][0].flags.writeable = False
+    x_in_buffer = buffer[1:1 + x.size].reshape(x.shape)
+    x_in_buffer[...] = x
+    outs["partial overlap"] = (buffer[:right.size].reshape(shape), None)
+    return outs, x_in_buffer
+
+
+@pytest.mark.parametrize("name", ["other dtype", "big-endian", "other shape", "non-contiguous",
+                                  "read-only", "list", "subclass", "partial overlap"])
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+def test_other_outs_take_the_full_path_unchanged(function, name):
+    x = (RNG.standard_normal((3, 7)) * 5).astype(np.float32)
+    outs, x_in_buffer = _declined_outs(function, x)
+    out, error = outs[name]
+    if name == "partial overlap":
+        x = x_in_buffer
+    op = OPS[function]
+    assert _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, out) is None
+    if error is not None:
+        with pytest.raises(error) as fast:
+            function(x, out=out)
+        with pytest.raises(error) as full:
+            function(x, out=out, n_threads=1)
+        assert str(fast.value) == str(full.value)
+        return
+    want = _full_path(function, x.copy())
+    assert function(x, out=out) is out
+    np.testing.assert_array_equal(out, want)
+
+
+def test_logsumexp_of_one_column_into_its_own_memory_takes_the_full_path():
+    # (k, 1) logits and a (k,) out over the same bytes overlap exactly: the full path copies x.
+    x = (RNG.standard_normal((5, 1)) * 5)
+    out = x.reshape(5)
+    want = _full_path(fs.logsumexp, x.copy())
+    assert _core.small_call(x, OPS[fs.logsumexp], PARALLEL_MIN_ELEMENTS, out) is None
+    assert fs.logsumexp(x, out=out) is out
+    np.testing.assert_array_equal(out, want)
 
 
 # -- cross_entropy's loss ------------------------------------------------------------------
