@@ -1117,6 +1117,10 @@ def first_outside(cnp.ndarray values, double low, bint low_ok, double high, bint
     return -1
 
 
+# Loops over a few labels or losses keep the GIL: releasing and taking it back costs more.
+cdef Py_ssize_t _NOGIL_FROM = 4096
+
+
 cdef double _pairwise_sum(const double *a, Py_ssize_t n) noexcept nogil:
     """NumPy's pairwise sum (``np.add.reduce`` of contiguous float64), in its order: runs of up
     to 128 in eight interleaved partial sums, longer runs halved at a multiple of 8, under 8
@@ -1160,7 +1164,7 @@ def pairwise_sum(cnp.ndarray values):
     cdef const double *a = <const double *> cnp.PyArray_DATA(values)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(values)
     cdef double total
-    if n < 4096:  # (releasing the GIL costs more than a short sum)
+    if n < _NOGIL_FROM:
         return _pairwise_sum(a, n)
     with nogil:
         total = _pairwise_sum(a, n)
@@ -1201,7 +1205,8 @@ cdef Py_ssize_t _label_stats(const int64_t *y, Py_ssize_t size, Py_ssize_t n_cla
 
 
 def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, object weight):
-    """``(first_bad, denominator)`` of int64 class labels, in one pass without the GIL.
+    """``(first_bad, denominator)`` of int64 class labels, in one pass (without the GIL from
+    ``_NOGIL_FROM`` labels).
 
     ``first_bad`` is the flat index of the first label that is neither in
     ``[0, n_classes)`` nor ``ignore_index`` (-1 when all are valid), for the
@@ -1223,7 +1228,7 @@ def label_stats(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index
             w32 = <const float *> cnp.PyArray_DATA(<cnp.ndarray> weight)
         else:
             w64 = <const double *> cnp.PyArray_DATA(<cnp.ndarray> weight)
-    if size < 4096:  # (releasing the GIL costs more than a few labels)
+    if size < _NOGIL_FROM:
         first_bad = _label_stats(y, size, n_classes, ignore_index, w32, w64, &total)
     else:
         with nogil:
