@@ -196,8 +196,8 @@ static void FN(softmax_long_store_part)(void *arg, int64_t i)
                          job->scale, (REAL)(1.0 / job->row_sum[r]));
     else if (job->op == FS_OP_SOFTMAX)
         FN(scale_span)(job->out + at, mask, len, (REAL)(1.0 / job->row_sum[r]));
-    else /* from the differences its sum pass stored (log_softmax_stores_diffs: not streamed) */
-        FN(log_softmax_span)(FN(log_softmax_stores_diffs)(0) ? NULL : job->x + at, mask,
+    else /* from x, or from the differences its sum pass stored: the same decision as there */
+        FN(log_softmax_span)(FN(log_softmax_stores_diffs)(job->stream) ? NULL : job->x + at, mask,
                              job->out + at, len, (REAL)job->row_max[r], job->scale,
                              (REAL)job->row_log_sum[r]);
 }

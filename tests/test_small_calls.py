@@ -124,29 +124,35 @@ def test_small_calls_in_place_match_the_full_path(function, no_full_path):
 
 
 def _declined_outs(function, x):
-    """out= arguments the small path leaves to the full path, and what the full path does."""
+    """out= arguments the small path leaves to the full path, each with the error the full
+    path raises (None: it computes), and a copy of x in the memory just after the partial
+    overlap's out."""
     shape = _result_shape(function, x.shape)
-    right = np.empty(shape, x.dtype)
+    read_only = np.empty(shape, x.dtype)
+    read_only.flags.writeable = False
     buffer = np.empty(x.size * 2, x.dtype)
+    x_in_buffer = buffer[1:1 + x.size].reshape(x.shape)
+    x_in_buffer[...] = x
     outs = {
         "other dtype": (np.empty(shape, np.float64), TypeError),
         "big-endian": (np.empty(shape, x.dtype.newbyteorder(">")), TypeError),
         "other shape": (np.empty(shape + (1,), x.dtype), ValueError),
         "non-contiguous": (np.empty(shape + (2,), x.dtype)[..., 0], ValueError),
-        "read-only": (right.copy(), ValueError),
-        "list": ([0.0] * right.size, TypeError),
-        "subclass": (right.view(type("Sub", (np.ndarray,), {})), None),
-        "partial overlap": (None, None),  # out inside x's memory, not x: the full path copies x
+        "read-only": (read_only, ValueError),
+        "list": ([0.0] * read_only.size, TypeError),
+        "subclass": (np.empty(shape, x.dtype).view(type("Sub", (np.ndarray,), {})), None),
+        # out inside x's memory, not x: the full path copies x first
+        "partial overlap": (buffer[:read_only.size].reshape(shape), None),
     }
-    outs["read-only"][0].flags.writeable = False
-    x_in_buffer = buffer[1:1 + x.size].reshape(x.shape)
-    x_in_buffer[...] = x
-    outs["partial overlap"] = (buffer[:right.size].reshape(shape), None)
+    assert list(outs) == DECLINED_OUTS
     return outs, x_in_buffer
 
 
-@pytest.mark.parametrize("name", ["other dtype", "big-endian", "other shape", "non-contiguous",
-                                  "read-only", "list", "subclass", "partial overlap"])
+DECLINED_OUTS = ["other dtype", "big-endian", "other shape", "non-contiguous", "read-only",
+                 "list", "subclass", "partial overlap"]
+
+
+@pytest.mark.parametrize("name", DECLINED_OUTS)
 @pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
 def test_other_outs_take_the_full_path_unchanged(function, name):
     x = (RNG.standard_normal((3, 7)) * 5).astype(np.float32)
