@@ -29,7 +29,7 @@ FS_ALWAYS_INLINE double FN(backward_sum_impl)(const STORAGE *g, const STORAGE *y
         VEC gv = VLOAD_PARTIAL(g + i, n - i, 0);
         FN(acc_add)(&acc, log_output ? gv : gv * VLOAD_PARTIAL(y + i, n - i, 0));
     }
-    return FN(hsum)(FN(acc_lanes)(&acc));
+    return VACC_SUM_LANES(FN(acc_lanes)(&acc));
 }
 
 /* One chunk's sum(g * y), or sum(g) when `log_output`. */

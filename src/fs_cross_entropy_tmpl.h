@@ -134,8 +134,8 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
             FN(acc_add)(&gaps, w * gap);
         }
     }
-    sums[0] = FN(hsum)(FN(acc_lanes)(&gaps));
-    sums[1] = FN(hsum)(FN(acc_lanes)(&masses));
+    sums[0] = VACC_SUM_LANES(FN(acc_lanes)(&gaps));
+    sums[1] = VACC_SUM_LANES(FN(acc_lanes)(&masses));
 }
 
 /*

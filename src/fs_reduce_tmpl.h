@@ -38,23 +38,6 @@
 #define KEEP_MASKED_PARTIAL(v, mp, k) \
     (masked ? VSELECT(VMASK_PARTIAL((mp), (k)), (v), ZERO_V) : (v))
 
-/* Largest lane of a max accumulator (which never holds NaN). */
-FS_ALWAYS_INLINE REAL FN(hmax)(VEC v)
-{
-    REAL m = LANE(v, 0);
-    for (int i = 1; i < LANES; i++)
-        m = LANE(v, i) > m ? LANE(v, i) : m;
-    return m;
-}
-
-FS_ALWAYS_INLINE double FN(hsum)(VACC v)
-{
-    double s = 0.0;
-    for (int i = 0; i < LANES; i++)
-        s += VACC_LANE(v, i);
-    return s;
-}
-
 /*
  * Max of a contiguous row, ignoring NaN (the sum pass that follows turns a NaN
  * into a NaN result).  -inf for an empty, all -inf or fully masked row.
@@ -75,7 +58,7 @@ FS_ALWAYS_INLINE REAL FN(row_max_impl)(const STORAGE *x, const uint8_t *mask, fs
         m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
     if (i < n)
         m0 = VMAX(LOAD_MASKED_PARTIAL(x + i, mask + i, n - i, -INFINITY), m0);
-    return FN(hmax)(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
+    return VMAX_LANES(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
 }
 
 static REAL FN(row_max)(const STORAGE *x, const uint8_t *mask, fs_index n)
@@ -271,7 +254,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
     }
 #undef DROP_IN
     ADD_TO_TOTAL(total, carry, a);
-    return FN(hsum)(VACC_SUB(total, carry));
+    return VACC_SUM_LANES(VACC_SUB(total, carry));
 }
 
 /*

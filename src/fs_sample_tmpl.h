@@ -173,7 +173,7 @@ static REAL FN(sample_max)(const STORAGE *x, fs_index n, int *has_nan)
         nan |= (VBITS)(a != a);
     }
     *has_nan = VFIRST(nan) >= 0;
-    return FN(hmax)(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
+    return VMAX_LANES(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
 }
 
 /*

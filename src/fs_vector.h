@@ -177,6 +177,35 @@ static inline vec_f64 vmax_f64(vec_f64 a, vec_f64 b)
 }
 #endif
 
+/*
+ * vsum_lanes_f64(v), vmax_lanes_f32/f64(v): a vector's lanes reduced to one
+ * value by halving: the upper half of the lanes is added (or maxed) onto the
+ * lower half, lane by lane, until one lane is left.  That is log2(LANES)
+ * dependent steps where a walk from lane 0 takes LANES - 1; every row's max
+ * and sum end in one, and on rows of a few hundred elements the walk's chain
+ * was a third of the row's time.  The order is part of a sum's bits: every
+ * path, thread count and ISA sums a vector's lanes in this one.  (The max's
+ * order only decides which of a +0 and a -0 wins, and both give one result.)
+ */
+#define FS_DEFINE_LANES_REDUCTION(NAME, V, T, STEP)                                \
+    FS_ALWAYS_INLINE T NAME(V v)                                                   \
+    {                                                                              \
+        enum { lanes_ = sizeof(V) / sizeof(T) };                                   \
+        T t[lanes_];                                                               \
+        memcpy(t, &v, sizeof t);                                                   \
+        _Pragma("GCC unroll 8") for (int w = lanes_ / 2; w > 0; w /= 2)            \
+            _Pragma("GCC unroll 16") for (int i = 0; i < w; i++)                   \
+                t[i] = STEP(t[i], t[i + w]);                                       \
+        return t[0];                                                               \
+    }
+#define FS_ADD_STEP(a, b) ((a) + (b))
+#define FS_MAX_STEP(a, b) ((b) > (a) ? (b) : (a))
+FS_DEFINE_LANES_REDUCTION(vsum_lanes_f64, vec_f64, double, FS_ADD_STEP)
+FS_DEFINE_LANES_REDUCTION(vmax_lanes_f32, vec_f32, float, FS_MAX_STEP)
+FS_DEFINE_LANES_REDUCTION(vmax_lanes_f64, vec_f64, double, FS_MAX_STEP)
+/* Float's double lanes: lo holds the lower half of them, so its first halving is lo + hi. */
+FS_ALWAYS_INLINE double vacc_sum_lanes_f32(vacc_f32 a) { return vsum_lanes_f64(a.lo + a.hi); }
+
 /* The first lane of a comparison result that is set, or -1: one instruction and a bit scan. */
 #if FS_X86_DISPATCH && FS_VBYTES == 64
 #define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
@@ -341,6 +370,11 @@ typedef uint8_t vmask_bytes_f64;
 #define vfirst_f64(b) ((b) != 0 ? 0 : -1)
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
+/* One lane is its own sum and max. */
+#define vsum_lanes_f64(v) (v)
+#define vmax_lanes_f32(v) (v)
+#define vmax_lanes_f64(v) (v)
+#define vacc_sum_lanes_f32(a) (a)
 /* A 1 x 1 matrix is its own transpose. */
 #define vtranspose_f32(r) ((void)(r))
 #define vtranspose_f64(r) ((void)(r))
@@ -357,6 +391,7 @@ typedef vec_f64 vacc_f64;
 #define vacc_narrow_f64(a) (a)
 #define vacc_inverse_f64(a) (vsplat_f64(1.0) / (a))
 #define vacc_keep_where_finite_f64(c, t) vkeep_where_finite_f64((c), (t))
+#define vacc_sum_lanes_f64(a) vsum_lanes_f64(a)
 
 /*
  * Loads and stores through memcpy: unaligned, and free of aliasing trouble.
