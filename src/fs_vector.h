@@ -22,6 +22,8 @@
  *                          (vacc_keep_where_finite_f32 on float's accumulator)
  *   vmax_f32               lane-wise max that returns its *second* argument when
  *                          the first is NaN, so a max accumulator never becomes NaN
+ *   vmax_lanes_f32         the largest lane of such an accumulator (vsum_lanes_f64,
+ *                          vacc_sum_lanes_f32: the sum of the lanes), in a tree
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
  *   vzero_where_less_f32   e, with lanes where z < c set to +0 (NaN z compares false)
@@ -184,8 +186,10 @@ static inline vec_f64 vmax_f64(vec_f64 a, vec_f64 b)
  * dependent steps where a walk from lane 0 takes LANES - 1; every row's max
  * and sum end in one, and on rows of a few hundred elements the walk's chain
  * was a third of the row's time.  The order is part of a sum's bits: every
- * path, thread count and ISA sums a vector's lanes in this one.  (The max's
- * order only decides which of a +0 and a -0 wins, and both give one result.)
+ * path and thread count sums a vector's lanes in this one (each ISA with its
+ * own number of lanes).  A max reduces a max accumulator, which never holds
+ * NaN; its order only decides which of a +0 and a -0 wins, and both give one
+ * result.
  */
 #define FS_DEFINE_LANES_REDUCTION(NAME, V, T, STEP)                                \
     FS_ALWAYS_INLINE T NAME(V v)                                                   \
