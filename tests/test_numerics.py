@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import reference
+from fastsoftmax import _core, reference
+from fastsoftmax._testing import check_softmax
 
 DTYPES = [np.float32, np.float64]
 # Row lengths that put the special value in a full vector, an unrolled block,
@@ -123,3 +124,37 @@ def test_subnormal_outputs_flush_to_zero_not_garbage(isa):
     x = np.array([0.0, -88.0, -100.0, -103.0, -200.0], np.float32)
     p = fs.softmax(x)
     assert p[0] == 1.0 and (p[1:] >= 0).all() and (p[1:] < 2e-38).all()
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [2, 9, 17, 40, 300, 1100])
+def test_a_max_of_both_signed_zeros_gives_one_result(isa, dtype, n):
+    """A row whose max is both +0 and -0 gives the same bits whichever sits where.
+
+    A vector's lanes are reduced in a tree (fs_vector.h, vmax_lanes), which may pick
+    either zero as the max; x - max, exp and the log then give the same result
+    for both.  The zeros sit in lanes that meet at every level of the tree.
+    """
+    lanes = _core.kernel_info()[isa]["float32" if dtype == np.float32 else "float64"]["lanes"]
+    for p, q in {(0, 1), (0, lanes // 2), (1, lanes // 2 + 1), (0, lanes), (0, n - 1)}:
+        if p >= n or q >= n or p == q:
+            continue
+        rows = np.full((2, n), -1.5, dtype)
+        rows[:, ::3] = -0.25
+        rows[0, p], rows[0, q] = 0.0, -0.0
+        rows[1, p], rows[1, q] = -0.0, 0.0
+        target = np.array([p, p])  # +0 in one row, -0 in the other
+        results = [
+            fs.softmax(rows), fs.log_softmax(rows), fs.logsumexp(rows, axis=-1),
+            fs.softmax(rows, temperature=0.7), fs.log_softmax(rows, temperature=0.7),
+            fs.cross_entropy(rows, target, reduction="none"),
+            fs.cross_entropy(rows, target, reduction="none", return_grad=True)[1],
+        ]
+        for r in results:
+            np.testing.assert_array_equal(_bits(r[0]), _bits(r[1]))
+        check_softmax(results[0], rows, -1)
