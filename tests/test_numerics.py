@@ -138,7 +138,8 @@ def test_a_max_of_both_signed_zeros_gives_one_result(isa, dtype, n):
 
     A vector's lanes are reduced in a tree (fs_vector.h, vmax_lanes), which may pick
     either zero as the max; x - max, exp and the log then give the same result
-    for both.  The zeros sit in lanes that meet at every level of the tree.
+    for both.  The zeros sit in lanes that meet at the tree's first and last levels,
+    in two vectors of one row, and at the row's two ends.
     """
     lanes = _core.kernel_info()[isa]["float32" if dtype == np.float32 else "float64"]["lanes"]
     for p, q in {(0, 1), (0, lanes // 2), (1, lanes // 2 + 1), (0, lanes), (0, n - 1)}:
