@@ -37,13 +37,13 @@
  * tests/test_kernel_boundaries.py tests the row lengths around them).
  *
  * FS_ROW_ACCUMULATORS is a constant, not a setting: a row's max and sum of exp
- * (row_max_impl, sum_exp_impl) are written out for exactly four independent
+ * (rows_max_impl, rows_sum_exp_impl) are written out for exactly four independent
  * vector accumulators (m0..m3, a0..a3), which hide the add latency.  The
  * static assertion stops an edit of the number alone, which would break their
  * strides.  Changing it means rewriting both loops, and every sum's bits.
  */
 #define FS_ROW_ACCUMULATORS 4
-FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "row_max_impl and sum_exp_impl use m0..m3 and a0..a3");
+FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
 /*
  * log_softmax rows from this long sum in float blocks without the max's term

@@ -39,31 +39,82 @@
     (masked ? VSELECT(VMASK_PARTIAL((mp), (k)), (v), ZERO_V) : (v))
 
 /*
- * Max of a contiguous row, ignoring NaN (the sum pass that follows turns a NaN
- * into a NaN result).  -inf for an empty, all -inf or fully masked row.
+ * A row's passes are a chain of latencies when the row is short: max, then
+ * the exponentials, their sum, the sum of its lanes, 1 / sum, the output pass.
+ * Rows of one length walked together (`rows` of them, at most FS_ROWS_AT_ONCE,
+ * a constant per copy) give the core independent chains to interleave.  Each
+ * row meets the operations it meets alone, in the same order, so its bits do
+ * not depend on which rows it is walked with: a thread's block may start on
+ * any row.  Only rows shorter than one blocked step of the sum (FS_PAIRED_BELOW)
+ * are paired; longer ones keep the core busy on their own, and their blocked
+ * loop would need twice the registers.
  */
-FS_ALWAYS_INLINE REAL FN(row_max_impl)(const STORAGE *x, const uint8_t *mask, fs_index n,
-                                       const int masked)
+#define FS_ROWS_AT_ONCE 2
+#define FS_PAIRED_BELOW (FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES)
+/*
+ * STEP(0), and STEP(1) when two rows are walked: a row's variables carry its
+ * number (x0, x1, total0, total1, ...), so that each is a register of its own
+ * rather than an array element the compiler may keep in memory.
+ */
+#define EACH_ROW(STEP) do { STEP(0); if (rows == 2) STEP(1); } while (0)
+/* Row r's pointers, as EACH_ROW names them (with one row, row 1's are row 0's, unused). */
+#define ROW_POINTERS(r) \
+    const STORAGE *const x##r = x[(r) < rows ? (r) : 0]; \
+    const uint8_t *const mask##r = mask[(r) < rows ? (r) : 0]
+
+/*
+ * Max of each of `rows` contiguous rows of n elements (x[r], mask[r]) into
+ * max[r], ignoring NaN (the sum pass that follows turns a NaN into a NaN
+ * result).  -inf for an empty, all -inf or fully masked row.
+ */
+FS_ALWAYS_INLINE void FN(rows_max_impl)(const STORAGE *const *x, const uint8_t *const *mask,
+                                        fs_index n, REAL *max, const int rows, const int masked)
 {
+    ROW_POINTERS(0);
+    ROW_POINTERS(1);
     const VEC ninf = VSPLAT(-INFINITY);
-    VEC m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    VEC m0_0 = ninf, m1_0 = ninf, m2_0 = ninf, m3_0 = ninf;
+    VEC m0_1 = ninf, m1_1 = ninf, m2_1 = ninf, m3_1 = ninf;
     fs_index i = 0;
-    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES) {
-        m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
-        m1 = VMAX(LOAD_MASKED(x + i + LANES, mask + i + LANES, -INFINITY), m1);
-        m2 = VMAX(LOAD_MASKED(x + i + 2 * LANES, mask + i + 2 * LANES, -INFINITY), m2);
-        m3 = VMAX(LOAD_MASKED(x + i + 3 * LANES, mask + i + 3 * LANES, -INFINITY), m3);
-    }
+#define MAX_OF(r, u) \
+    m##u##_##r = VMAX(LOAD_MASKED(x##r + i + u * LANES, mask##r + i + u * LANES, -INFINITY), m##u##_##r)
+#define MAX_STEP(r) do { MAX_OF(r, 0); MAX_OF(r, 1); MAX_OF(r, 2); MAX_OF(r, 3); } while (0)
+#define MAX_VECTOR(r) MAX_OF(r, 0)
+#define MAX_PARTIAL(r) \
+    m0_##r = VMAX(LOAD_MASKED_PARTIAL(x##r + i, mask##r + i, n - i, -INFINITY), m0_##r)
+#define MAX_RESULT(r) max[r] = VMAX_LANES(VMAX(VMAX(m0_##r, m1_##r), VMAX(m2_##r, m3_##r)))
+    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES)
+        EACH_ROW(MAX_STEP);
     for (; i + LANES <= n; i += LANES)
-        m0 = VMAX(LOAD_MASKED(x + i, mask + i, -INFINITY), m0);
+        EACH_ROW(MAX_VECTOR);
     if (i < n)
-        m0 = VMAX(LOAD_MASKED_PARTIAL(x + i, mask + i, n - i, -INFINITY), m0);
-    return VMAX_LANES(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
+        EACH_ROW(MAX_PARTIAL);
+    EACH_ROW(MAX_RESULT);
+#undef MAX_OF
+#undef MAX_STEP
+#undef MAX_VECTOR
+#undef MAX_PARTIAL
+#undef MAX_RESULT
 }
 
 static REAL FN(row_max)(const STORAGE *x, const uint8_t *mask, fs_index n)
 {
-    return mask ? FN(row_max_impl)(x, mask, n, 1) : FN(row_max_impl)(x, NULL, n, 0);
+    REAL max;
+    if (mask)
+        FN(rows_max_impl)(&x, &mask, n, &max, 1, 1);
+    else
+        FN(rows_max_impl)(&x, &mask, n, &max, 1, 0);
+    return max;
+}
+
+/* The maxima of two rows of n elements (either mask may be NULL only if both are). */
+static void FN(row_pair_max)(const STORAGE *const *x, const uint8_t *const *mask, fs_index n,
+                             REAL *max)
+{
+    if (mask[0])
+        FN(rows_max_impl)(x, mask, n, max, 2, 1);
+    else
+        FN(rows_max_impl)(x, mask, n, max, 2, 0);
 }
 
 /* True if a strided slice holds an unmasked NaN: only asked when its max is infinite. */
@@ -158,103 +209,144 @@ static const REAL FN(lane_numbers)[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 
 FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
 
 /*
- * sum(exp((x - shift) * scale)) over a contiguous span, storing each
- * exponential (FS_STORE_EXP) or difference x - shift (FS_STORE_DIFF) into e_out
- * when `store` says so (unless the output type narrows: then FS_STORE_EXP only
+ * sum(exp((x[r] - shift[r]) * scale)) over each of `rows` contiguous spans of
+ * n elements (rows_max_impl's pairs) into sum[r], storing each exponential
+ * (FS_STORE_EXP) or difference x - shift (FS_STORE_DIFF) into e_out[r] when
+ * `store` says so (unless the output type narrows: then FS_STORE_EXP only
  * picks softmax's way of summing, and the caller recomputes the exponentials,
- * fs_softmax_tmpl.h's softmax_span), and with `exact` adding
- * float terms straight into double.  Lanes past the end load -inf: exp gives 0 there.
- * The term at offset `drop_at` (-1: none) is left out of the sum (the stored
- * exponential stays).
+ * fs_softmax_tmpl.h's softmax_span), and with `exact` adding float terms
+ * straight into double.  Lanes past the end load -inf: exp gives 0 there.
+ * The term at offset drop_at[r] (-1: none) is left out of row r's sum (the
+ * stored exponential stays).  Pairs (rows == 2) are shorter than
+ * FS_PAIRED_BELOW, which the blocked loop never reaches.
  *
- * `ahead` (or NULL) is the span the caller reads next, prefetched at the
- * same offsets: this pass is bound by the exp, the next row's max pass by
- * memory, so fetching the next row now overlaps the two.
+ * `ahead` (or NULL; one row only) is the span the caller reads next,
+ * prefetched at the same offsets: this pass is bound by the exp, the next
+ * row's max pass by memory, so fetching the next row now overlaps the two.
  */
+FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
+                                            OUT *const *e_out, fs_index n, const REAL *shift,
+                                            REAL scale, const int store, const int exact,
+                                            const int scaled, const int masked,
+                                            const STORAGE *ahead, const fs_index *drop_at,
+                                            double *sum, const int rows)
+{
+    ROW_POINTERS(0);
+    ROW_POINTERS(1);
+    OUT *const out0 = e_out[0], *const out1 = e_out[rows - 1];
+    const fs_index drop0 = drop_at[0], drop1 = drop_at[rows - 1];
+    const int exact_sum = exact && sizeof(REAL) == 4;
+    const VEC vscale = VSPLAT(scale);
+    const VEC vshift0 = VSPLAT(shift[0]), vshift1 = VSPLAT(shift[rows - 1]);
+    VACC total0 = VACC_ZERO(), carry0 = VACC_ZERO(), total1 = VACC_ZERO(), carry1 = VACC_ZERO();
+    fs_index i = 0;
+    (void)vscale;
+/*
+ * Zero the lane of e that holds the dropped term `at`, if it lies in
+ * [from, from + LANES): by a compare with the lane numbers, not a store to
+ * LANE(e, k), which would keep e in memory through the whole loop.
+ */
+#define DROP_IN(e, from, at)                                                                  \
+    do {                                                                                      \
+        if ((size_t)((at) - (from)) < (size_t)LANES)                                          \
+            e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)((at) - (from)))), \
+                        ZERO_V, e);                                                           \
+    } while (0)
+    if (rows == 1) /* rows walked together are shorter than this loop's block */
+        for (; i + FS_PAIRED_BELOW <= n;) {
+            VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
+            for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
+                if (ahead)
+                    for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
+                         line += 64)
+                        FS_PREFETCH((const char *)(ahead + i) + line);
+                const VEC d0 = VLOAD(x0 + i) - vshift0, d1 = VLOAD(x0 + i + LANES) - vshift0;
+                const VEC d2 = VLOAD(x0 + i + 2 * LANES) - vshift0;
+                const VEC d3 = VLOAD(x0 + i + 3 * LANES) - vshift0;
+                VEC e0 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d0)), mask0 + i);
+                VEC e1 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d1)), mask0 + i + LANES);
+                VEC e2 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d2)), mask0 + i + 2 * LANES);
+                VEC e3 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d3)), mask0 + i + 3 * LANES);
+                if (store != FS_STORE_NONE && !FS_OUT_NARROWS) {
+                    const int diff = store == FS_STORE_DIFF;
+                    VSTORE_OUT(out0 + i, diff ? d0 : e0);
+                    VSTORE_OUT(out0 + i + LANES, diff ? d1 : e1);
+                    VSTORE_OUT(out0 + i + 2 * LANES, diff ? d2 : e2);
+                    VSTORE_OUT(out0 + i + 3 * LANES, diff ? d3 : e3);
+                }
+                if ((size_t)(drop0 - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
+                    DROP_IN(e0, i, drop0);
+                    DROP_IN(e1, i + LANES, drop0);
+                    DROP_IN(e2, i + 2 * LANES, drop0);
+                    DROP_IN(e3, i + 3 * LANES, drop0);
+                }
+                ACCUMULATE(total0, a0, e0);
+                ACCUMULATE(total0, a1, e1);
+                ACCUMULATE(total0, a2, e2);
+                ACCUMULATE(total0, a3, e3);
+            }
+            ADD_TO_TOTAL(total0, carry0, a0);
+            ADD_TO_TOTAL(total0, carry0, a1);
+            ADD_TO_TOTAL(total0, carry0, a2);
+            ADD_TO_TOTAL(total0, carry0, a3);
+        }
+    VEC block0 = ZERO_V, block1 = ZERO_V;
+    int steps = 0;
+#define SUM_VECTOR(r)                                                             \
+    do {                                                                          \
+        const VEC d = VLOAD(x##r + i) - vshift##r;                                \
+        VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i);               \
+        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                            \
+            VSTORE_OUT(out##r + i, store == FS_STORE_DIFF ? d : e);               \
+        DROP_IN(e, i, drop##r);                                                   \
+        ACCUMULATE(total##r, block##r, e);                                        \
+    } while (0)
+#define SUM_PARTIAL(r)                                                                     \
+    do {                                                                                   \
+        const VEC d = VLOAD_PARTIAL(x##r + i, n - i, -INFINITY) - vshift##r;               \
+        VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i, n - i);         \
+        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                                     \
+            VSTORE_PARTIAL_OUT(out##r + i, store == FS_STORE_DIFF ? d : e, n - i);         \
+        DROP_IN(e, i, drop##r);                                                            \
+        ACCUMULATE(total##r, block##r, e);                                                 \
+    } while (0)
+#define FLUSH_BLOCK(r)                                  \
+    do {                                                \
+        ADD_TO_TOTAL(total##r, carry##r, block##r);     \
+        block##r = ZERO_V;                              \
+    } while (0)
+#define SUM_RESULT(r)                                                     \
+    do {                                                                  \
+        ADD_TO_TOTAL(total##r, carry##r, block##r);                       \
+        sum[r] = VACC_SUM_LANES(VACC_SUB(total##r, carry##r));            \
+    } while (0)
+    for (; i + LANES <= n; i += LANES) {
+        EACH_ROW(SUM_VECTOR);
+        if (++steps == FS_FLUSH_STEPS) {
+            EACH_ROW(FLUSH_BLOCK);
+            steps = 0;
+        }
+    }
+    if (i < n)
+        EACH_ROW(SUM_PARTIAL);
+    EACH_ROW(SUM_RESULT);
+#undef SUM_VECTOR
+#undef SUM_PARTIAL
+#undef FLUSH_BLOCK
+#undef SUM_RESULT
+#undef DROP_IN
+}
+
+/* One span's sum of exp, as rows_sum_exp_impl gives it for one row. */
 FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
                                          const STORAGE *ahead, fs_index drop_at)
 {
-    const int exact_sum = exact && sizeof(REAL) == 4;
-    const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale);
-    VACC total = VACC_ZERO(), carry = VACC_ZERO();
-    fs_index i = 0;
-    (void)vscale;
-/*
- * Zero the lane of e that holds the dropped term, if it lies in [at, at + LANES):
- * by a compare with the lane numbers, not a store to LANE(e, k), which would
- * keep e in memory through the whole loop.
- */
-#define DROP_IN(e, at)                                                                        \
-    do {                                                                                      \
-        if ((size_t)(drop_at - (at)) < (size_t)LANES)                                         \
-            e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)(drop_at - (at)))),   \
-                        ZERO_V, e);                                                           \
-    } while (0)
-    for (; i + FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES <= n;) {
-        VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
-        for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
-            if (ahead)
-                for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
-                     line += 64)
-                    FS_PREFETCH((const char *)(ahead + i) + line);
-            const VEC d0 = VLOAD(x + i) - vshift, d1 = VLOAD(x + i + LANES) - vshift;
-            const VEC d2 = VLOAD(x + i + 2 * LANES) - vshift;
-            const VEC d3 = VLOAD(x + i + 3 * LANES) - vshift;
-            VEC e0 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d0)), mask + i);
-            VEC e1 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d1)), mask + i + LANES);
-            VEC e2 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d2)), mask + i + 2 * LANES);
-            VEC e3 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d3)), mask + i + 3 * LANES);
-            if (store != FS_STORE_NONE && !FS_OUT_NARROWS) {
-                const int diff = store == FS_STORE_DIFF;
-                VSTORE_OUT(e_out + i, diff ? d0 : e0);
-                VSTORE_OUT(e_out + i + LANES, diff ? d1 : e1);
-                VSTORE_OUT(e_out + i + 2 * LANES, diff ? d2 : e2);
-                VSTORE_OUT(e_out + i + 3 * LANES, diff ? d3 : e3);
-            }
-            if ((size_t)(drop_at - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
-                DROP_IN(e0, i);
-                DROP_IN(e1, i + LANES);
-                DROP_IN(e2, i + 2 * LANES);
-                DROP_IN(e3, i + 3 * LANES);
-            }
-            ACCUMULATE(total, a0, e0);
-            ACCUMULATE(total, a1, e1);
-            ACCUMULATE(total, a2, e2);
-            ACCUMULATE(total, a3, e3);
-        }
-        ADD_TO_TOTAL(total, carry, a0);
-        ADD_TO_TOTAL(total, carry, a1);
-        ADD_TO_TOTAL(total, carry, a2);
-        ADD_TO_TOTAL(total, carry, a3);
-    }
-    VEC a = ZERO_V;
-    int steps = 0;
-    for (; i + LANES <= n; i += LANES) {
-        const VEC d = VLOAD(x + i) - vshift;
-        VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask + i);
-        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)
-            VSTORE_OUT(e_out + i, store == FS_STORE_DIFF ? d : e);
-        DROP_IN(e, i);
-        ACCUMULATE(total, a, e);
-        if (++steps == FS_FLUSH_STEPS) {
-            ADD_TO_TOTAL(total, carry, a);
-            a = ZERO_V;
-            steps = 0;
-        }
-    }
-    if (i < n) {
-        const VEC d = VLOAD_PARTIAL(x + i, n - i, -INFINITY) - vshift;
-        VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG_OF_DIFF(d)), mask + i, n - i);
-        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)
-            VSTORE_PARTIAL_OUT(e_out + i, store == FS_STORE_DIFF ? d : e, n - i);
-        DROP_IN(e, i);
-        ACCUMULATE(total, a, e);
-    }
-#undef DROP_IN
-    ADD_TO_TOTAL(total, carry, a);
-    return VACC_SUM_LANES(VACC_SUB(total, carry));
+    double sum;
+    FN(rows_sum_exp_impl)(&x, &mask, &e_out, n, &shift, scale, store, exact, scaled, masked,
+                          ahead, &drop_at, &sum, 1);
+    return sum;
 }
 
 /*
@@ -319,6 +411,38 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_
     return mask ? BLOCKED_SCALED(FS_STORE_NONE, 1) : BLOCKED_SCALED(FS_STORE_NONE, 0);
 #undef BLOCKED_SCALED
 #undef BLOCKED_CASE
+}
+
+/*
+ * The sums of exp of two rows of n < FS_PAIRED_BELOW elements into sum[0] and
+ * sum[1], walked together.  Each row gets the sum, bit for bit, and the stores
+ * into e_out[r] that the one-row sums give it alone: chunk_sum_exp_ahead for
+ * FS_STORE_EXP (softmax's, never exact) and for FS_STORE_NONE with `exact`,
+ * chunk_sum_exp_blocked for FS_STORE_DIFF and FS_STORE_NONE without.
+ * drop_at[r] as their drop_at; either mask may be NULL only if both are.
+ */
+static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *mask,
+                                 OUT *const *e_out, fs_index n, const REAL *shift, REAL scale,
+                                 int store, int exact, const fs_index *drop_at, double *sum)
+{
+#define PAIR_CASE(store_, exact_, scaled_, masked_)                                          \
+    FN(rows_sum_exp_impl)(x, mask, e_out, n, shift, scale, store_, exact_, scaled_, masked_, \
+                          NULL, drop_at, sum, 2)
+#define PAIR_SCALED(store_, exact_, masked_)                             \
+    (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_) : PAIR_CASE(store_, exact_, 1, masked_))
+#define PAIR_MASKED(store_, exact_) \
+    (mask[0] ? PAIR_SCALED(store_, exact_, 1) : PAIR_SCALED(store_, exact_, 0))
+    if (store == FS_STORE_EXP)
+        PAIR_MASKED(FS_STORE_EXP, 0);
+    else if (store == FS_STORE_DIFF)
+        PAIR_MASKED(FS_STORE_DIFF, 0);
+    else if (exact)
+        PAIR_MASKED(FS_STORE_NONE, 1);
+    else
+        PAIR_MASKED(FS_STORE_NONE, 0);
+#undef PAIR_MASKED
+#undef PAIR_SCALED
+#undef PAIR_CASE
 }
 
 #if !FS_OUT_NARROWS /* logsumexp and streamed softmax: float results only */

@@ -12,6 +12,9 @@
  * term (fs_log_sum_tmpl.h: the dominant term): log_softmax's longer rows
  * always, its shorter ones and logsumexp where the sum is dominated by that
  * term.
+ * Rows shorter than FS_PAIRED_BELOW go two at a time (softmax_row_pair,
+ * logsumexp_rows: fs_reduce_tmpl.h's rows_max_impl says why), each with the
+ * bits it gets alone.
  * Panels (any axis but the last) run the same passes on tiles of adjacent
  * columns, one column per lane, walking down the n rows.
  *
@@ -276,6 +279,49 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
             FN(softmax_span)(x, mask, out, n, m, scale, (REAL)(1.0 / sum));
         else
             FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
+    }
+}
+
+/*
+ * Two rows of n < FS_PAIRED_BELOW elements, walked together (rows_max_impl):
+ * each gets the bits softmax_row gives it alone, without streaming.  The
+ * output passes run one row after the other: they are bound by throughput,
+ * not by a chain of latencies.
+ */
+static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *mask,
+                                 OUT *const *out, fs_index n, REAL scale, int log_output)
+{
+    const fs_index keep_all[2] = {-1, -1};
+    REAL m[2];
+    double sum[2];
+    FN(row_pair_max)(x, mask, n, m);
+    if (log_output && n < FS_BLOCKED_LOG_SUM_FROM) { /* row_sum_exp's exact sums */
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_NONE, 1, keep_all, sum);
+        for (int r = 0; r < 2; r++) {
+            const double log_sum = FN(row_log_sum)(x[r], mask[r], n, m[r], scale, &sum[r]);
+            FN(log_softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)log_sum);
+        }
+    } else if (log_output) { /* row_log_sum_dropped's, in one chunk */
+        const int diffs_stored = FN(log_softmax_stores_diffs)(0);
+        fs_index drop_at[2];
+        for (int r = 0; r < 2; r++)
+            drop_at[r] = FN(find_first_max)(x[r], mask[r], n, m[r]);
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale,
+                             diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop_at, sum);
+        for (int r = 0; r < 2; r++) {
+            const double log_sum =
+                fs_log_sum(sum[r], drop_at[r] >= 0 ? FS_DROP_DONE : FS_DROP_NONE);
+            FN(log_softmax_span)(diffs_stored ? NULL : x[r], mask[r], out[r], n, m[r], scale,
+                                 (REAL)log_sum);
+        }
+    } else {
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_EXP, 0, keep_all, sum);
+        for (int r = 0; r < 2; r++) {
+            if (FS_OUT_NARROWS)
+                FN(softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)(1.0 / sum[r]));
+            else
+                FN(scale_span)(out[r], mask[r], n, (REAL)(1.0 / sum[r]));
+        }
     }
 }
 
@@ -567,7 +613,17 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
         return;
     }
-    for (fs_index o = 0; o < outer; o++) {
+    fs_index o = 0;
+    if (stride == 1 && !stream && n < FS_PAIRED_BELOW)
+        for (; o + 2 <= outer; o += 2) {
+            const STORAGE *pair_x[2] = {x + o * slab, x + (o + 1) * slab};
+            const uint8_t *pair_mask[2] = {
+                FN(slab_mask)(mask, mask_period, mask_start, o * slab),
+                FN(slab_mask)(mask, mask_period, mask_start, (o + 1) * slab)};
+            OUT *pair_out[2] = {out + o * slab, out + (o + 1) * slab};
+            FN(softmax_row_pair)(pair_x, pair_mask, pair_out, n, scale, log_output);
+        }
+    for (; o < outer; o++) {
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1)
             FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output, stream,
@@ -581,6 +637,83 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
 }
 
 #if !FS_OUT_NARROWS /* logsumexp and the exp test: float results only */
+/*
+ * The sums of exp of the rows (one or two, as in logsumexp_rows) that
+ * want[r] names, into sum[r]: exact (row_sum_exp) or in float blocks
+ * (row_sum_exp_blocked).  Two rows that both want theirs are walked together,
+ * with the same bits.
+ */
+static void FN(wanted_sums)(const STORAGE *const *x, const uint8_t *const *mask, fs_index n,
+                            const REAL *max, REAL scale, int exact, const STORAGE *ahead,
+                            const int *want, double *sum, int rows)
+{
+    if (rows == 2 && want[0] && want[1]) {
+        const fs_index keep_all[2] = {-1, -1};
+        OUT *const no_out[2] = {NULL, NULL};
+        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact, keep_all, sum);
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        if (want[r])
+            sum[r] = exact ? FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale, ahead)
+                           : FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale, ahead);
+}
+
+/*
+ * logsumexp of `rows` contiguous rows of n elements (x[r], mask[r]: one, or
+ * two shorter than FS_PAIRED_BELOW, walked together with the same bits) into
+ * out[r], or with `parts` its two halves (logsumexp_result).  `ahead` as in
+ * row_sum_exp, for one row.
+ */
+static void FN(logsumexp_rows)(const STORAGE *const *x, const uint8_t *const *mask, OUT *out,
+                               double *parts, fs_index n, REAL scale, const STORAGE *ahead,
+                               int rows)
+{
+    const double log_n = log((double)n), units = BLOCKED_SUM_ERROR_UNITS(n);
+    REAL max[2];
+    double low[2], sum[2];
+    int want[2] = {0, 0};
+    if (rows == 2)
+        FN(row_pair_max)(x, mask, n, max);
+    else
+        max[0] = FN(row_max)(x[0], mask[0], n);
+    for (int r = 0; r < rows; r++) {
+        low[r] = (double)max[r] * scale;
+        /*
+         * Float terms in float blocks first, as softmax sums them (the exact
+         * double sum costs half as much again); the exact way below only
+         * where the result is too near 0 for the blocks' rounding.  The
+         * result lies in [low, low + log(n)]: a negative max whose range
+         * reaches near 0 (log-probabilities, whose logsumexp is about 0)
+         * goes the exact way at once, rather than twice.  Rows from
+         * 2 * FS_CHUNK elements may be split across threads
+         * (fs_long_rows_tmpl.h), which sum exactly: they always do, so a
+         * row's bits never depend on the thread count.
+         */
+        want[r] = sizeof(REAL) == 4 && !parts && n < 2 * FS_CHUNK && isfinite(max[r]) &&
+                  (low[r] >= 0 ||
+                   low[r] + log_n <= -fs_smallest_safe_result(units, LOG_SUM_RTOL));
+    }
+    FN(wanted_sums)(x, mask, n, max, scale, 0, ahead, want, sum, rows);
+    for (int r = 0; r < rows; r++) {
+        if (want[r]) {
+            const double result = low[r] + log(sum[r]);
+            want[r] = fs_result_may_round(result, units, LOG_SUM_RTOL);
+            if (!want[r])
+                SSTORE_OUT(out + r, (REAL)result);
+        } else {
+            want[r] = 1;
+        }
+    }
+    FN(wanted_sums)(x, mask, n, max, scale, 1, ahead, want, sum, rows);
+    for (int r = 0; r < rows; r++)
+        if (want[r]) {
+            const double log_sum = FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r]);
+            SSTORE_OUT(out + r, FN(logsumexp_result)(max[r], log_sum, scale, x[r], mask[r], n, 1,
+                                                     parts ? parts + r : NULL));
+        }
+}
+
 /*
  * logsumexp of every slice of ((x - max) * scale), or with `parts` its two
  * halves apart (logsumexp_result): out gets the max, parts the log of the sum,
@@ -596,42 +729,25 @@ static void FN(logsumexp_impl)(const STORAGE *x, const uint8_t *mask, fs_index m
                        parts);
         return;
     }
-    const double log_n = log((double)n), units = BLOCKED_SUM_ERROR_UNITS(n);
-    for (fs_index o = 0; o < outer; o++) {
+    fs_index o = 0;
+    if (stride == 1 && n < FS_PAIRED_BELOW)
+        for (; o + 2 <= outer; o += 2) {
+            const STORAGE *pair_x[2] = {x + o * slab, x + (o + 1) * slab};
+            const uint8_t *pair_mask[2] = {
+                FN(slab_mask)(mask, mask_period, mask_start, o * slab),
+                FN(slab_mask)(mask, mask_period, mask_start, (o + 1) * slab)};
+            FN(logsumexp_rows)(pair_x, pair_mask, out + o, parts ? parts + o : NULL, n, scale,
+                               NULL, 2);
+        }
+    for (; o < outer; o++) {
         const STORAGE *xs = x + o * slab;
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
-        if (stride == 1) {
-            const REAL max = FN(row_max)(xs, m, n);
-            const STORAGE *ahead = o + 1 < outer ? xs + slab : NULL;
-            const double low = (double)max * scale;
-            if (sizeof(REAL) == 4 && !parts && n < 2 * FS_CHUNK && isfinite(max) &&
-                (low >= 0 || low + log_n <= -fs_smallest_safe_result(units, LOG_SUM_RTOL))) {
-                /*
-                 * Float terms in float blocks first, as softmax sums them (the exact
-                 * double sum costs half as much again); the exact way below only
-                 * where the result is too near 0 for the blocks' rounding.  The
-                 * result lies in [low, low + log(n)]: a negative max whose range
-                 * reaches near 0 (log-probabilities, whose logsumexp is about 0)
-                 * goes the exact way at once, rather than twice.  Rows from
-                 * 2 * FS_CHUNK elements may be split across threads
-                 * (fs_long_rows_tmpl.h), which sum exactly: they always do, so a
-                 * row's bits never depend on the thread count.
-                 */
-                const double result =
-                    low + log(FN(row_sum_exp_blocked)(xs, m, n, max, scale, ahead));
-                if (!fs_result_may_round(result, units, LOG_SUM_RTOL)) {
-                    SSTORE_OUT(out + o, (REAL)result);
-                    continue;
-                }
-            }
-            double sum = FN(row_sum_exp)(xs, m, NULL, n, max, scale, ahead);
-            const double log_sum = FN(row_log_sum)(xs, m, n, max, scale, &sum);
-            SSTORE_OUT(out + o, FN(logsumexp_result)(max, log_sum, scale, xs, m, n, 1,
-                                                     parts ? parts + o : NULL));
-        } else {
+        if (stride == 1)
+            FN(logsumexp_rows)(&xs, &m, out + o, parts ? parts + o : NULL, n, scale,
+                               o + 1 < outer ? xs + slab : NULL, 1);
+        else
             FN(panel_any)(xs, m, out + o * stride, n, width, stride, scale, FS_OP_LOGSUMEXP,
                           parts ? parts + o * stride : NULL);
-        }
     }
 }
 

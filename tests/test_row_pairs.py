@@ -1,0 +1,121 @@
+"""Rows walked two at a time get the bits each gets alone.
+
+Rows shorter than one blocked step of the sum (``unroll * flush_steps * lanes``
+elements, from ``_core.kernel_info()``) are walked in pairs: the two rows' max
+and sum passes run in one loop, so that the core has two independent chains of
+latencies.  Each row must still meet its own operations in its own order: a
+row's result may not depend on the row it is paired with, nor on whether it is
+paired at all (a thread's block of rows may start on any row, and an odd row
+count leaves the last row alone).
+
+Each case here puts two rows of different kinds side by side, for every
+ordered pair of kinds, and compares every result with the same row computed
+alone.  The kinds take every branch a row's result can take: the float blocks
+of logsumexp and its exact sum, the dominant term's second sum, infinite and
+NaN maxima, fully masked rows.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _core
+
+DTYPES = [np.float32, np.float64, np.float16]
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def _row_kinds(n, dtype, rng):
+    """Rows of n elements, each sending a row down a different branch."""
+    logits = rng.standard_normal(n) * 3
+    log_probabilities = logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+    dominant = rng.standard_normal(n) - 60.0
+    dominant[rng.integers(n)] = 0.0
+    with_nan, with_inf = logits.copy(), logits.copy()
+    with_nan[rng.integers(n)] = np.nan
+    with_inf[rng.integers(n)] = np.inf
+    far_below = rng.standard_normal(n) - 200.0
+    tied = np.full(n, 1.5)
+    kinds = {
+        "logits": logits,                        # logsumexp: the float blocks
+        "log_probabilities": log_probabilities,  # logsumexp near 0: the exact sum
+        "dominant": dominant,                    # one term dominates: the second sum
+        "all_minus_inf": np.full(n, -np.inf),
+        "nan": with_nan,
+        "plus_inf": with_inf,
+        "far_below": far_below,                  # a negative max far from 0: the blocks
+        "tied": tied,                            # every element is the max
+    }
+    if dtype == np.float16:  # float16 ends at 65504: keep the kinds in its range
+        kinds["far_below"] = rng.standard_normal(n) - 20.0
+    return {name: row.astype(dtype) for name, row in kinds.items()}
+
+
+def _paired_lengths(sizes):
+    """Row lengths that are walked in pairs, at each block boundary below the pair limit."""
+    lanes, short = sizes["lanes"], sizes["short_row"]
+    paired_below = sizes["unroll"] * sizes["flush_steps"] * lanes
+    candidates = {short + 1, lanes + 1, 2 * lanes - 1, sizes["unroll"] * lanes,
+                  sizes["unroll"] * lanes + 1, sizes["blocked_log_sum_from"] - 1,
+                  sizes["blocked_log_sum_from"], paired_below - 1, paired_below,
+                  paired_below + 1}
+    return sorted(n for n in candidates if short < n)
+
+
+def _ops(temperature):
+    ops = {
+        "softmax": lambda x, **kw: fs.softmax(x, temperature=temperature, **kw),
+        "log_softmax": lambda x, **kw: fs.log_softmax(x, temperature=temperature, **kw),
+    }
+    if temperature == 1.0:  # logsumexp has none
+        ops["logsumexp"] = fs.logsumexp
+    return ops
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "where"])
+def test_a_row_gets_the_same_bits_paired_or_alone(isa, dtype, masked):
+    sizes = _core.kernel_info()[isa][np.dtype(dtype).name]
+    for n in _paired_lengths(sizes):
+        rng = np.random.default_rng(n)
+        kinds = _row_kinds(n, dtype, rng)
+        masks = {name: rng.random(n) < 0.7 for name in kinds}
+        masks["logits"][:] = False  # a fully masked row among them
+        names = list(kinds)
+        pairs = list(itertools.product(names, repeat=2))
+        # Two rows per case, walked as one pair on one thread (rows 2c and 2c + 1).
+        x = np.stack([np.stack([kinds[a], kinds[b]]) for a, b in pairs])
+        where = np.stack([np.stack([masks[a], masks[b]]) for a, b in pairs])
+        for temperature in (1.0, 0.7):
+            for op_name, op in _ops(temperature).items():
+                kw = {"where": where} if masked else {}
+                with fs.num_threads(1):
+                    together = op(x, **kw)
+                for case, (a, b) in enumerate(pairs):
+                    for row in range(2):
+                        kw = {"where": where[case, row:row + 1]} if masked else {}
+                        alone = op(x[case, row:row + 1], **kw)
+                        got = together[case, row:row + 1]
+                        assert got.dtype == alone.dtype
+                        assert (_bits(got) == _bits(alone)).all(), (
+                            f"{op_name} n={n} T={temperature}: row {row} of the pair "
+                            f"({a}, {b}) differs from the row alone")
+
+
+@pytest.mark.parametrize("rows", [2, 3, 4, 5, 8, 9])
+def test_every_thread_split_of_paired_rows_gives_one_result(isa, rows):
+    """Threads cut the rows anywhere, so a row is paired with different partners."""
+    sizes = _core.kernel_info()[isa]["float32"]
+    n = sizes["short_row"] + 7
+    x = (np.random.default_rng(rows).standard_normal((rows, n)) * 3).astype(np.float32)
+    for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+        with fs.num_threads(1):
+            one = op(x)
+        for threads in (2, 3, 4):
+            with fs.num_threads(threads):
+                assert (_bits(op(x)) == _bits(one)).all(), (op.__name__, threads)
