@@ -149,3 +149,25 @@ def test_masks_of_empty_arrays(shape, axis, dtype):
     top, log_sum = _logsumexp.logsumexp_parts(x, axis, where=mask)  # fastsoftmax.dask's halves
     np.testing.assert_array_equal(top, expected)
     np.testing.assert_array_equal(log_sum, np.zeros_like(top))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_any_nonzero_mask_byte_is_true(isa, dtype, axis):
+    """A bool array may hold bytes other than 0 and 1 (a uint8 array viewed as bool).
+
+    NumPy counts every nonzero byte as True; so must each ISA's widening of mask bytes
+    into lanes, in whole vectors and in the partial ones at a slice's end, on rows,
+    short rows and panels.
+    """
+    for n in (5, 16, 17, 31, 33, 100, 515):
+        x = random_logits((9, n), dtype, seed=n)
+        rng = np.random.default_rng(n)
+        raw = rng.choice(np.array([0, 1, 2, 64, 128, 255], np.uint8), size=x.shape)
+        raw[3] = 0  # a fully masked slice
+        odd = raw.view(np.bool_)
+        plain = raw != 0
+        for op in OPS:
+            got = getattr(fs, op)(x, axis, where=odd)
+            want = getattr(fs, op)(x, axis, where=plain)
+            np.testing.assert_array_equal(got, want, err_msg=f"{op} n={n}")
