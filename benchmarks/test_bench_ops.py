@@ -433,3 +433,92 @@ def test_top_k(benchmark, measure, workload, implementation):
     expected = -np.sort(-x, axis=-1)[:, :TOP_K]  # no ties in normal float32 draws of this size
     np.testing.assert_array_equal(values, expected)
     np.testing.assert_array_equal(np.take_along_axis(x, indices, -1), expected)
+
+
+# --- softmax with a mask: causal attention -------------------------------------------------------
+# Scores of a batch of heads (8, 512, 512) under a causal (512, 512) mask broadcast over the batch,
+# float32: fastsoftmax's where= (with and without out=), what PyTorch users write
+# (masked_fill with -inf, then softmax), JAX's softmax(where=), NumPy's np.where + softmax, and an
+# ONNX Runtime graph of Where and Softmax. bytes_read is the scores and the mask once (a kernel
+# that reads the broadcast mask once per head moves more); bytes_written the probabilities.
+
+MASKED_SHAPE = (8, 512, 512)
+MASKED_IMPLEMENTATIONS = ("fastsoftmax", "fastsoftmax_out", "torch", "jax", "numpy",
+                          "onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def masked_case():
+    x = np.random.default_rng(SEED).standard_normal(MASKED_SHAPE, dtype="float32")
+    causal = np.tril(np.ones(MASKED_SHAPE[1:], bool))
+    return x, causal, np.full_like(x, 0)
+
+
+def _np_masked_softmax(x, mask):
+    return _np_softmax(np.where(mask, x, -np.inf))
+
+
+def _onnx_masked_softmax(x, mask, out):
+    ort = _import_or_skip("onnxruntime")
+    onnx = _import_or_skip("onnx")
+    helper = onnx.helper
+    elem = helper.np_dtype_to_tensor_dtype(x.dtype)
+    ninf = helper.make_tensor("ninf", elem, [], [-np.inf])
+    nodes = [helper.make_node("Where", ["mask", "x", "ninf"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    graph = helper.make_graph(
+        nodes, "masked_softmax",
+        [helper.make_tensor_value_info("x", elem, list(x.shape)),
+         helper.make_tensor_value_info("mask", onnx.TensorProto.BOOL, list(mask.shape))],
+        [helper.make_tensor_value_info("y", elem, list(x.shape))], initializer=[ninf])
+    opsets = [helper.make_opsetid("", ORT_OPSET)]
+    model = helper.make_model(graph, opset_imports=opsets,
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(model.SerializeToString(), ort.SessionOptions(),
+                                   providers=["CPUExecutionProvider"])
+    binding = session.io_binding()
+    binding.bind_input("x", "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
+    binding.bind_input("mask", "cpu", 0, np.bool_, list(mask.shape), mask.ctypes.data)
+    binding.bind_output("y", "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
+
+    def run():
+        session.run_with_iobinding(binding)
+        return out
+
+    out.fill(np.nan)  # checked by the caller, from a buffer that cannot pass by accident
+    return run
+
+
+def _masked_call(implementation, x, mask, out):
+    if implementation.startswith("fastsoftmax"):
+        fs = _import_or_skip("fastsoftmax")
+        kwargs = {"out": out} if implementation == "fastsoftmax_out" else {}
+        return partial(fs.softmax, x, where=mask, **kwargs)
+    if implementation == "torch":
+        torch = _import_or_skip("torch")
+        scores, masked_out = torch.from_numpy(x), torch.from_numpy(~mask)
+        return lambda: scores.masked_fill(masked_out, float("-inf")).softmax(-1)
+    if implementation == "jax":
+        jax = _import_or_skip("jax")
+        fn = jax.jit(lambda s, m: jax.nn.softmax(s, axis=-1, where=m))
+        args = (jax.device_put(x), jax.device_put(mask))
+        return lambda: jax.block_until_ready(fn(*args))
+    if implementation == "onnxruntime":
+        return _onnx_masked_softmax(x, mask, out)
+    return partial(_np_masked_softmax, x, mask)
+
+
+@pytest.mark.parametrize("implementation", MASKED_IMPLEMENTATIONS)
+def test_masked_softmax(benchmark, measure, masked_case, implementation):
+    x, mask, out = masked_case
+    benchmark.group = f"softmax where=causal {'x'.join(map(str, x.shape))} float32"
+    benchmark.extra_info.update(
+        implementation=implementation, op="softmax where=", workload="causal_attention",
+        shape=list(x.shape), dtype="float32", bytes_read=x.nbytes + mask.nbytes,
+        bytes_written=x.nbytes)
+    got = _to_numpy(measure(_masked_call(implementation, x, mask, out)))
+    assert got.shape == x.shape
+    heads = [0, len(x) - 1]  # first and last head, in float64
+    expected = _np_masked_softmax(x[heads].astype(np.float64), mask)
+    np.testing.assert_allclose(got[heads], expected, rtol=RTOL["float32"], atol=ATOL["float32"])
