@@ -220,9 +220,11 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * stored exponential stays).  Pairs (rows == 2) are shorter than
  * FS_PAIRED_BELOW, which the blocked loop never reaches.
  *
- * `ahead` (or NULL; one row only) is the span the caller reads next,
- * prefetched at the same offsets: this pass is bound by the exp, the next
- * row's max pass by memory, so fetching the next row now overlaps the two.
+ * `ahead` (or NULL) is what the caller reads next, prefetched as this pass
+ * goes: this pass is bound by the exp, the next row's max pass by memory, so
+ * fetching the next row now overlaps the two.  For one row, the next row
+ * (prefetched at the same offsets); for a pair, the next pair's 2n contiguous
+ * elements (twice as far into them as into this pair's rows).
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
                                             OUT *const *e_out, fs_index n, const REAL *shift,
@@ -321,6 +323,9 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         sum[r] = VACC_SUM_LANES(VACC_SUB(total##r, carry##r));            \
     } while (0)
     for (; i + LANES <= n; i += LANES) {
+        if (rows == 2 && ahead)
+            for (size_t line = 0; line < 2 * LANES * sizeof(STORAGE); line += 64)
+                FS_PREFETCH((const char *)(ahead + 2 * i) + line);
         EACH_ROW(SUM_VECTOR);
         if (++steps == FS_FLUSH_STEPS) {
             EACH_ROW(FLUSH_BLOCK);
@@ -419,15 +424,17 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_
  * into e_out[r] that the one-row sums give it alone: chunk_sum_exp_ahead for
  * FS_STORE_EXP (softmax's, never exact) and for FS_STORE_NONE with `exact`,
  * chunk_sum_exp_blocked for FS_STORE_DIFF and FS_STORE_NONE without.
- * drop_at[r] as their drop_at; either mask may be NULL only if both are.
+ * drop_at[r] as their drop_at, `ahead` as in rows_sum_exp_impl; either mask may
+ * be NULL only if both are.
  */
 static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *mask,
                                  OUT *const *e_out, fs_index n, const REAL *shift, REAL scale,
-                                 int store, int exact, const fs_index *drop_at, double *sum)
+                                 int store, int exact, const fs_index *drop_at,
+                                 const STORAGE *ahead, double *sum)
 {
 #define PAIR_CASE(store_, exact_, scaled_, masked_)                                          \
     FN(rows_sum_exp_impl)(x, mask, e_out, n, shift, scale, store_, exact_, scaled_, masked_, \
-                          NULL, drop_at, sum, 2)
+                          ahead, drop_at, sum, 2)
 #define PAIR_SCALED(store_, exact_, masked_)                             \
     (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_) : PAIR_CASE(store_, exact_, 1, masked_))
 #define PAIR_MASKED(store_, exact_) \

@@ -286,17 +286,18 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
  * Two rows of n < FS_PAIRED_BELOW elements, walked together (rows_max_impl):
  * each gets the bits softmax_row gives it alone, without streaming.  The
  * output passes run one row after the other: they are bound by throughput,
- * not by a chain of latencies.
+ * not by a chain of latencies.  `ahead`: the next pair's two rows, or NULL.
  */
 static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *mask,
-                                 OUT *const *out, fs_index n, REAL scale, int log_output)
+                                 OUT *const *out, fs_index n, REAL scale, int log_output,
+                                 const STORAGE *ahead)
 {
     const fs_index keep_all[2] = {-1, -1};
     REAL m[2];
     double sum[2];
     FN(row_pair_max)(x, mask, n, m);
     if (log_output && n < FS_BLOCKED_LOG_SUM_FROM) { /* row_sum_exp's exact sums */
-        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_NONE, 1, keep_all, sum);
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_NONE, 1, keep_all, ahead, sum);
         for (int r = 0; r < 2; r++) {
             const double log_sum = FN(row_log_sum)(x[r], mask[r], n, m[r], scale, &sum[r]);
             FN(log_softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)log_sum);
@@ -307,7 +308,8 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
         for (int r = 0; r < 2; r++)
             drop_at[r] = FN(find_first_max)(x[r], mask[r], n, m[r]);
         FN(row_pair_sum_exp)(x, mask, out, n, m, scale,
-                             diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop_at, sum);
+                             diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop_at, ahead,
+                             sum);
         for (int r = 0; r < 2; r++) {
             const double log_sum =
                 fs_log_sum(sum[r], drop_at[r] >= 0 ? FS_DROP_DONE : FS_DROP_NONE);
@@ -315,7 +317,7 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
                                  (REAL)log_sum);
         }
     } else {
-        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_EXP, 0, keep_all, sum);
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_EXP, 0, keep_all, ahead, sum);
         for (int r = 0; r < 2; r++) {
             if (FS_OUT_NARROWS)
                 FN(softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)(1.0 / sum[r]));
@@ -621,7 +623,8 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
                 FN(slab_mask)(mask, mask_period, mask_start, o * slab),
                 FN(slab_mask)(mask, mask_period, mask_start, (o + 1) * slab)};
             OUT *pair_out[2] = {out + o * slab, out + (o + 1) * slab};
-            FN(softmax_row_pair)(pair_x, pair_mask, pair_out, n, scale, log_output);
+            FN(softmax_row_pair)(pair_x, pair_mask, pair_out, n, scale, log_output,
+                                 o + 4 <= outer ? x + (o + 2) * slab : NULL);
         }
     for (; o < outer; o++) {
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
@@ -650,20 +653,23 @@ static void FN(wanted_sums)(const STORAGE *const *x, const uint8_t *const *mask,
     if (rows == 2 && want[0] && want[1]) {
         const fs_index keep_all[2] = {-1, -1};
         OUT *const no_out[2] = {NULL, NULL};
-        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact, keep_all, sum);
+        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact, keep_all, ahead,
+                             sum);
         return;
     }
-    for (int r = 0; r < rows; r++)
+    for (int r = 0; r < rows; r++) /* one row's ahead: the next row */
         if (want[r])
-            sum[r] = exact ? FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale, ahead)
-                           : FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale, ahead);
+            sum[r] = exact ? FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale,
+                                             rows == 1 ? ahead : NULL)
+                           : FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale,
+                                                     rows == 1 ? ahead : NULL);
 }
 
 /*
  * logsumexp of `rows` contiguous rows of n elements (x[r], mask[r]: one, or
  * two shorter than FS_PAIRED_BELOW, walked together with the same bits) into
  * out[r], or with `parts` its two halves (logsumexp_result).  `ahead` as in
- * row_sum_exp, for one row.
+ * rows_sum_exp_impl: the next row, or the next pair's two.
  */
 static void FN(logsumexp_rows)(const STORAGE *const *x, const uint8_t *const *mask, OUT *out,
                                double *parts, fs_index n, REAL scale, const STORAGE *ahead,
@@ -737,7 +743,7 @@ static void FN(logsumexp_impl)(const STORAGE *x, const uint8_t *mask, fs_index m
                 FN(slab_mask)(mask, mask_period, mask_start, o * slab),
                 FN(slab_mask)(mask, mask_period, mask_start, (o + 1) * slab)};
             FN(logsumexp_rows)(pair_x, pair_mask, out + o, parts ? parts + o : NULL, n, scale,
-                               NULL, 2);
+                               o + 4 <= outer ? x + (o + 2) * slab : NULL, 2);
         }
     for (; o < outer; o++) {
         const STORAGE *xs = x + o * slab;
