@@ -183,9 +183,11 @@ static inline vec_f64 vmax_f64(vec_f64 a, vec_f64 b)
  * kin, SSE2's interleave with zeros) or a byte test per lane: GCC 12 compiles
  * __builtin_convertvector from bytes into a byte-by-byte scalar sequence,
  * which made a `where=` call cost 2.8 (AVX2) to 6 (AVX-512) times an unmasked
- * one.  Other targets keep the conversion.
+ * one.  Other targets keep the conversion (and so does the AVX-512 template
+ * compiled for AVX2 by tools/emulated_isas.sh, which turns the first
+ * FS_X86_DISPATCH && FS_VBYTES == 64 case off).
  */
-#if defined(__x86_64__) || defined(_M_X64)
+#if FS_X86_DISPATCH
 /* The bytes of b (a vector of 2, 4, 8 or 16 of them) in the low bytes of an SSE register. */
 #define FS_MASK_M128(b) fs_mask_bytes_m128(&(b), sizeof(b))
 static inline __m128i fs_mask_bytes_m128(const void *b, size_t size)
@@ -199,13 +201,15 @@ static inline __m128i fs_mask_bytes_m128(const void *b, size_t size)
     memcpy(&bits, b, size);
     return _mm_cvtsi64_si128((long long)bits);
 }
-#if FS_VBYTES == 64
+#endif
+#if FS_X86_DISPATCH && FS_VBYTES == 64
 #define vwiden_mask_f32(b) ((vbits_f32)((vbits_f32)_mm512_cvtepu8_epi32(FS_MASK_M128(b)) != 0))
 #define vwiden_mask_f64(b) ((vbits_f64)((vbits_f64)_mm512_cvtepu8_epi64(FS_MASK_M128(b)) != 0))
-#elif FS_VBYTES == 32
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
 #define vwiden_mask_f32(b) ((vbits_f32)((vbits_f32)_mm256_cvtepu8_epi32(FS_MASK_M128(b)) != 0))
 #define vwiden_mask_f64(b) ((vbits_f64)((vbits_f64)_mm256_cvtepu8_epi64(FS_MASK_M128(b)) != 0))
-#else /* SSE2 has no zero-extending moves (SSE4.1 does): interleave with zero bytes */
+#elif FS_X86_DISPATCH && FS_VBYTES == 16
+/* SSE2 has no zero-extending moves (SSE4.1 does): interleave with zero bytes */
 #define FS_WIDEN_BYTES_4(v) \
     _mm_unpacklo_epi16(_mm_unpacklo_epi8((v), _mm_setzero_si128()), _mm_setzero_si128())
 #define vwiden_mask_f32(b) ((vbits_f32)((vbits_f32)FS_WIDEN_BYTES_4(FS_MASK_M128(b)) != 0))
@@ -216,7 +220,6 @@ static inline vbits_f64 fs_widen_mask_sse2_f64(__m128i bytes)
     return (vbits_f64)_mm_unpacklo_epi32(set, set);
 }
 #define vwiden_mask_f64(b) fs_widen_mask_sse2_f64(FS_MASK_M128(b))
-#endif
 #elif FS_VBYTES == 16 && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /*
  * 4 (float) or 2 (double) bytes as one integer in every lane, each lane
