@@ -41,15 +41,14 @@
 /*
  * A row's passes are a chain of latencies when the row is short: max, then
  * the exponentials, their sum, the sum of its lanes, 1 / sum, the output pass.
- * Rows of one length walked together (`rows` of them, at most FS_ROWS_AT_ONCE,
- * a constant per copy) give the core independent chains to interleave.  Each
+ * Two rows of one length walked together (`rows`, 1 or 2, a constant per
+ * copy) give the core independent chains to interleave.  Each
  * row meets the operations it meets alone, in the same order, so its bits do
  * not depend on which rows it is walked with: a thread's block may start on
  * any row.  Only rows shorter than one blocked step of the sum (FS_PAIRED_BELOW)
  * are paired; longer ones keep the core busy on their own, and their blocked
  * loop would need twice the registers.
  */
-#define FS_ROWS_AT_ONCE 2
 #define FS_PAIRED_BELOW (FS_ROW_ACCUMULATORS * FS_FLUSH_STEPS * LANES)
 /*
  * STEP(0), and STEP(1) when two rows are walked: a row's variables carry its
