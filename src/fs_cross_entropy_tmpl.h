@@ -503,6 +503,14 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REA
     REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
+        const fs_index ahead = FN(short_rows_ahead)(r, rows, n); /* as short_rows_impl */
+        if (ahead >= 0) {
+            FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE));
+            if (target)
+                FN(prefetch_span)(target + ahead * n, LANES * n * (fs_index)sizeof(REAL));
+            if (grad)
+                FN(prefetch_span)(grad + ahead * n, LANES * n * (fs_index)sizeof(OUT));
+        }
         FN(gather_rows)(in, x + r * n, n, lanes, (rows - r) * n);
         if (target)
             FS_COMPUTE_NAME(gather_rows)(in_target, target + r * n, n, lanes, (rows - r) * n);
