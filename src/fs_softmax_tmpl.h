@@ -548,10 +548,15 @@ FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 1024,
  */
 #define FS_SHORT_ROWS_AHEAD 2048
 
-/* The first row of the group to hint while working on the group at row r, or -1 past `rows`. */
+/*
+ * The first row of the group to hint while working on the group at row r, or
+ * -1 past `rows` (and for rows of 0 elements, which have no lines).
+ */
 FS_ALWAYS_INLINE fs_index FN(short_rows_ahead)(fs_index r, fs_index rows, fs_index n)
 {
     const fs_index group_bytes = LANES * n * (fs_index)sizeof(STORAGE);
+    if (group_bytes == 0)
+        return -1;
     const fs_index at = r + (FS_SHORT_ROWS_AHEAD + group_bytes - 1) / group_bytes * LANES;
     return at + LANES <= rows ? at : -1;
 }
