@@ -28,18 +28,6 @@
 enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
 
 /*
- * Whether log(sum) may have rounded a result near zero away.  A computed sum
- * of exponentials is within `units` * 2^-53 of the exact one, relatively
- * (sum_error_units); log(sum) is then within that absolutely, which is within
- * the relative tolerance `rtol` of log(sum) itself once log(sum) is larger
- * than that over rtol, with a margin of 16.
- */
-static int fs_log_sum_may_round(double log_sum, double units, double rtol)
-{
-    return log_sum < 16.0 * units * 0x1p-53 / rtol;
-}
-
-/*
  * Whether a result computed from a sum whose relative error is within `units`
  * * 2^-53 may be off by more than the relative tolerance `rtol` of itself:
  * log(sum) is off by that much absolutely, so a result of at least that over
@@ -48,6 +36,17 @@ static int fs_log_sum_may_round(double log_sum, double units, double rtol)
 static double fs_smallest_safe_result(double units, double rtol)
 {
     return 16.0 * units * 0x1p-53 / rtol;
+}
+
+/*
+ * Whether log(sum) may have rounded a result near zero away.  A computed sum
+ * of exponentials is within `units` * 2^-53 of the exact one, relatively
+ * (sum_error_units); log(sum) is then within that absolutely: a safe result
+ * above, if log(sum) is one.
+ */
+static int fs_log_sum_may_round(double log_sum, double units, double rtol)
+{
+    return log_sum < fs_smallest_safe_result(units, rtol);
 }
 static int fs_result_may_round(double result, double units, double rtol)
 {
@@ -275,4 +274,30 @@ FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, f
                 log_sum[u][i] = VACC_LANE(logs, i);
             }
     }
+}
+
+/*
+ * The log of each lane's sum of exp as vectors, logs[u], when no lane may need
+ * its sum again (fs_log_sum_may_round: a NaN log does not): returns 0, and
+ * log_sum and sum are left unwritten.  Else returns 1 after tile_log_sums,
+ * whose arrays then hold every lane's log and sum.  What slices dominated by
+ * one entry pay (and fully masked ones, whose log is -inf), the rest skip: a
+ * pass over the lanes one by one.
+ */
+FS_ALWAYS_INLINE int FN(tile_logs)(const STORAGE *x, const uint8_t *mask, fs_index n,
+                                   fs_index stride, const VEC *m, REAL scale, const VACC *total,
+                                   const int nv, const int partial, fs_index tail,
+                                   const int scaled, const int masked, VACC *logs,
+                                   double log_sum[][LANES], double sum[][LANES])
+{
+    const double smallest_safe = fs_smallest_safe_result(FN(sum_error_units)(n), LOG_SUM_RTOL);
+    int lanewise = 0;
+    for (int u = 0; u < nv; u++) {
+        logs[u] = VACC_LOG(total[u]); /* every lane's at once (fs_log.h) */
+        lanewise |= VACC_ANY_LESS(logs[u], smallest_safe);
+    }
+    if (lanewise)
+        FN(tile_log_sums)(x, mask, n, stride, m, scale, total, nv, partial, tail, scaled, masked,
+                          log_sum, sum);
+    return lanewise;
 }

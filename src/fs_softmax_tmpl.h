@@ -340,8 +340,9 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
                                      double *parts)
 {
     VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
-    VACC total[FS_TILE_VECTORS];
+    VACC total[FS_TILE_VECTORS], logs[FS_TILE_VECTORS];
     double log_sum[FS_TILE_VECTORS][LANES], sum[FS_TILE_VECTORS][LANES]; /* the log ops */
+    int lanewise = 0; /* the log ops: whether log_sum holds the logs (else logs: tile_logs) */
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
     if (op == FS_OP_SOFTMAX && scale == 1)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked,
@@ -352,13 +353,13 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     else if (op != FS_OP_SOFTMAX && scale != 1) { /* log ops; logsumexp: its halves */
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked,
                          0, NULL);
-        FN(tile_log_sums)(x, mask, n, stride, m, scale, total, nv, partial, tail, 1, masked,
-                          log_sum, sum);
+        lanewise = FN(tile_logs)(x, mask, n, stride, m, scale, total, nv, partial, tail, 1,
+                                 masked, logs, log_sum, sum);
     } else {
         FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked,
                          0, NULL);
-        FN(tile_log_sums)(x, mask, n, stride, m, 1, total, nv, partial, tail, 0, masked, log_sum,
-                          sum);
+        lanewise = FN(tile_logs)(x, mask, n, stride, m, 1, total, nv, partial, tail, 0, masked,
+                                 logs, log_sum, sum);
     }
 
     const int lanes_in_last = partial ? (int)tail : LANES;
@@ -368,6 +369,28 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
             result[u] = VACC_NARROW(VACC_INVERSE(total[u]));
             continue;
         }
+        if (op == FS_OP_LOG_SOFTMAX && !lanewise) { /* (REAL)log_sum, every lane at once */
+            result[u] = VACC_NARROW(logs[u]);
+            continue;
+        }
+        if (op == FS_OP_LOGSUMEXP && !lanewise && !parts) {
+            /* logsumexp_result's max * scale + log_sum, every lane at once: the product of
+             * two floats is exact in double, so the one rounding is the sum's, fused or not.
+             * A lane whose max is not finite takes logsumexp_result itself. */
+            const VACC scaled_max = VACC_MUL(VACC_FROM(m[u]), VACC_FROM(VSPLAT(scale)));
+            result[u] = VACC_NARROW(VACC_ADD(scaled_max, logs[u]));
+            if (VFIRST(~FN(finite_lanes)(m[u])) < 0)
+                continue;
+            for (int i = 0; i < lanes; i++)
+                if (!isfinite(LANE(m[u], i)))
+                    LANE(result[u], i) = FN(logsumexp_result)(
+                        LANE(m[u], i), VACC_LANE(logs[u], i), scale, x + u * LANES + i,
+                        masked ? mask + u * LANES + i : NULL, n, stride, NULL);
+            continue;
+        }
+        if (!lanewise)
+            for (int i = 0; i < LANES; i++)
+                log_sum[u][i] = VACC_LANE(logs[u], i);
         for (int i = 0; i < lanes; i++) {
             if (op == FS_OP_LOG_SOFTMAX)
                 LANE(result[u], i) = (REAL)log_sum[u][i];

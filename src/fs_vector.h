@@ -11,7 +11,7 @@
  *   real_f32, bits_f32     a float and its bits as an unsigned integer
  *   vec_f32, vbits_f32     FS_LANES_f32 lanes of them
  *   vacc_f32               FS_LANES_f32 lanes of double, where float sums
- *                          accumulate: vacc_zero/from/add/sub/inverse/narrow/lane_f32
+ *                          accumulate: vacc_zero/from/add/sub/mul/inverse/narrow/lane_f32
  *                          (vacc_f64 is vec_f64 itself)
  *   vload/vstore_f32       unaligned, whole vector; *_partial for the first k lanes
  *   vstream_f32            a streaming store past the caches, to an aligned vector
@@ -25,6 +25,7 @@
  *   vmax_lanes_f32         the largest lane of such an accumulator (vsum_lanes_f64,
  *                          vacc_sum_lanes_f32: the sum of the lanes), in a tree
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
+ *   vany_less_f64          whether any lane is below one (vacc_any_less_f32: of an accumulator)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
  *   vzero_where_less_f32   e, with lanes where z < c set to +0 (NaN z compares false)
  *   vmask/vselect_f32      lanes of a `where=` mask (one byte per element) and a
@@ -106,6 +107,12 @@ static inline vacc_f32 vacc_sub_f32(vacc_f32 a, vacc_f32 b)
 {
     a.lo -= b.lo;
     a.hi -= b.hi;
+    return a;
+}
+static inline vacc_f32 vacc_mul_f32(vacc_f32 a, vacc_f32 b)
+{
+    a.lo *= b.lo;
+    a.hi *= b.hi;
     return a;
 }
 static inline vec_f32 vacc_narrow_f32(vacc_f32 a)
@@ -424,6 +431,7 @@ typedef double vacc_f32;
 #define vacc_from_f32(v) ((double)(v))
 #define vacc_add_f32(a, b) ((a) + (b))
 #define vacc_sub_f32(a, b) ((a) - (b))
+#define vacc_mul_f32(a, b) ((a) * (b))
 #define vacc_narrow_f32(a) ((float)(a))
 #define vacc_zero_f32() 0.0
 #define vacc_lane_f32(a, i) (a)
@@ -459,6 +467,7 @@ typedef vec_f64 vacc_f64;
 #define vacc_from_f64(v) (v)
 #define vacc_add_f64(a, b) ((a) + (b))
 #define vacc_sub_f64(a, b) ((a) - (b))
+#define vacc_mul_f64(a, b) ((a) * (b))
 #define vacc_lane_f64(a, i) LANE((a), (i))
 #define vacc_narrow_f64(a) (a)
 #define vacc_inverse_f64(a) (vsplat_f64(1.0) / (a))
@@ -632,5 +641,14 @@ FS_DEFINE_MASK_OPS(vmask_bytes_f64, vbits_f64, vwiden_mask_f64, f64)
 /* Whether any lane of v is greater than the scalar c (a NaN lane is not): a compare and vfirst. */
 #define vany_greater_f32(v, c) (vfirst_f32((vbits_f32)((v) > vsplat_f32(c))) >= 0)
 #define vany_greater_f64(v, c) (vfirst_f64((vbits_f64)((v) > vsplat_f64(c))) >= 0)
+/* Whether any lane of v is less than the scalar c (a NaN lane is not). */
+#define vany_less_f64(v, c) (vfirst_f64((vbits_f64)((v) < vsplat_f64(c))) >= 0)
+/* The same over an accumulator's double lanes (a float one has two vectors of them). */
+#if FS_VBYTES > 0
+#define vacc_any_less_f32(a, c) (vany_less_f64((a).lo, (c)) || vany_less_f64((a).hi, (c)))
+#else
+#define vacc_any_less_f32(a, c) ((a) < (c))
+#endif
+#define vacc_any_less_f64(a, c) vany_less_f64((a), (c))
 
 #endif /* FS_VECTOR_H */

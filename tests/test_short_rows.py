@@ -90,6 +90,53 @@ def test_a_row_does_not_depend_on_its_neighbours(isa, dtype):
                                           clean_lse[np.arange(rows) != at])
 
 
+def _special_rows(n, dtype):
+    """Rows whose log ops take the lane-by-lane way or their own rules, by name."""
+    finite_tail = np.full(n, -3.0)
+    nan, inf = np.array(finite_tail), np.array(finite_tail)
+    nan[n // 2] = np.nan
+    inf[n - 1] = np.inf
+    dominated = np.full(n, -40.0)
+    dominated[0] = 0.0
+    one_finite = np.full(n, -np.inf)
+    one_finite[n - 1] = 2.5
+    rows = {"nan": nan, "+inf": inf, "all -inf": np.full(n, -np.inf),
+            "dominated": dominated, "one finite": one_finite, "1e30 offset": finite_tail + 1e30}
+    return {name: row.astype(dtype) for name, row in rows.items()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_special_rows_get_their_own_results_in_any_group(isa, dtype):
+    """A special row (NaN, +inf, all -inf, dominated by one entry, ...) at each lane position
+    gets the bits it gets alone, and the reference's value as a panel column: the log ops
+    take every lane's log and result at once, and a lane that needs more (its sum again
+    without its max's term, an infinite max) its own way, without moving the other lanes."""
+    lanes = _lanes(isa, dtype)
+    rows = lanes + 2
+    for n in (1, 2, 10, _short_row_limit(isa)):
+        x = random_logits((rows, n), dtype, seed=11 * n)
+        for name, special in _special_rows(n, dtype).items():
+            for at in range(lanes + 1):
+                y = x.copy()
+                y[at] = special
+                alone = y[at:at + 1]
+                what = f"{name} n={n} at={at}"
+                for func in (fs.softmax, fs.log_softmax):
+                    np.testing.assert_array_equal(func(y)[at], func(alone)[0],
+                                                  err_msg=f"{func.__name__} {what}")
+                np.testing.assert_array_equal(fs.logsumexp(y, axis=-1)[at],
+                                              fs.logsumexp(alone, axis=-1)[0], err_msg=what)
+                panel = np.ascontiguousarray(y.T)  # columns: the panel kernels
+                check_softmax(fs.softmax(panel, axis=0), panel, axis=0)
+                check_log_softmax(fs.log_softmax(panel, axis=0), panel, axis=0)
+                check_logsumexp(fs.logsumexp(panel, axis=0), panel, axis=0)
+        rows_alone = {name: row[None] for name, row in _special_rows(n, dtype).items()}
+        assert fs.logsumexp(rows_alone["all -inf"], axis=-1)[0] == -np.inf
+        assert fs.logsumexp(rows_alone["+inf"], axis=-1)[0] == np.inf
+        assert np.isnan(fs.logsumexp(rows_alone["nan"], axis=-1)[0])
+        check_logsumexp(fs.logsumexp(rows_alone["dominated"], axis=-1), rows_alone["dominated"])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_row_slices_of_one_array_agree(isa, dtype):
     """Any run of rows gives each row the bits it has in the whole (threads take such runs)."""
