@@ -373,10 +373,12 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
             result[u] = VACC_NARROW(logs[u]);
             continue;
         }
-        if (op == FS_OP_LOGSUMEXP && !lanewise && !parts) {
-            /* logsumexp_result's max * scale + log_sum, every lane at once: the product of
-             * two floats is exact in double, so the one rounding is the sum's, fused or not.
-             * A lane whose max is not finite takes logsumexp_result itself. */
+        if (op == FS_OP_LOGSUMEXP && !lanewise && !parts && (sizeof(REAL) == 4 || scale == 1)) {
+            /* logsumexp_result's max * scale + log_sum, every lane at once.  max * scale is
+             * exact in double (two floats' product, or a product by 1: logsumexp's scale,
+             * while logsumexp_parts's come with `parts`), so the one rounding is the sum's,
+             * fused or not, and the lanes get logsumexp_result's bits.  A lane whose max is
+             * not finite takes logsumexp_result itself. */
             const VACC scaled_max = VACC_MUL(VACC_FROM(m[u]), VACC_FROM(VSPLAT(scale)));
             result[u] = VACC_NARROW(VACC_ADD(scaled_max, logs[u]));
             if (VFIRST(~FN(finite_lanes)(m[u])) < 0)
