@@ -66,11 +66,19 @@
     typedef char FS_STATIC_ASSERT_NAME(__COUNTER__)[(condition) ? 1 : -1]
 #endif
 
-/* A hint to fetch the cache line at p for reading; nothing where unsupported. */
+/*
+ * Hints to fetch the cache line at p for reading; nothing where unsupported.
+ * FS_PREFETCH brings it into every level (L1 too), FS_PREFETCH_L2 into L2 and
+ * beyond only: for a next row of more than L1 holds, fetched over a whole pass
+ * (prefetcht1 on x86, PLDL2KEEP on AArch64), which in L1 would only push out
+ * the lines the pass is reading.
+ */
 #if defined(__GNUC__) || defined(__clang__)
 #define FS_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#define FS_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
 #else
 #define FS_PREFETCH(p) ((void)(p))
+#define FS_PREFETCH_L2(p) ((void)(p))
 #endif
 
 #endif /* FS_CONFIG_H */

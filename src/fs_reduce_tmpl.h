@@ -222,8 +222,9 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * `ahead` (or NULL) is what the caller reads next, prefetched as this pass
  * goes: this pass is bound by the exp, the next row's max pass by memory, so
  * fetching the next row now overlaps the two.  For one row, the next row
- * (prefetched at the same offsets); for a pair, the next pair's 2n contiguous
- * elements (twice as far into them as into this pair's rows).
+ * (prefetched at the same offsets, into L2: a row this long outgrows L1); for
+ * a pair, the next pair's 2n contiguous elements (twice as far into them as
+ * into this pair's rows).
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
                                             OUT *const *e_out, fs_index n, const REAL *shift,
@@ -260,7 +261,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                 if (ahead)
                     for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
                          line += 64)
-                        FS_PREFETCH((const char *)(ahead + i) + line);
+                        FS_PREFETCH_L2((const char *)(ahead + i) + line);
                 const VEC d0 = VLOAD(x0 + i) - vshift0, d1 = VLOAD(x0 + i + LANES) - vshift0;
                 const VEC d2 = VLOAD(x0 + i + 2 * LANES) - vshift0;
                 const VEC d3 = VLOAD(x0 + i + 3 * LANES) - vshift0;
