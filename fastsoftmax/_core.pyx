@@ -1176,10 +1176,24 @@ cdef Py_ssize_t _label_stats(const int64_t *y, Py_ssize_t size, Py_ssize_t n_cla
                              double *denominator) noexcept nogil:
     """:func:`label_stats` over C arrays (``w32``/``w64`` the weights or both NULL): the first
     bad label's index or -1, and the denominator in ``*denominator``."""
-    cdef Py_ssize_t i, first_bad = -1
+    cdef Py_ssize_t i, first_bad = -1, kept = 0
     cdef double total = 0.0, carry = 0.0, term, t
     cdef float term32
     cdef int64_t label
+    if w32 == NULL and w64 == NULL:
+        # Unweighted, the denominator is a count: exact as an integer, and the
+        # same number the compensated sum of ones below gives, without its chain
+        # of four dependent additions per label (2.2 ms of 1000000 labels).
+        for i in range(size):
+            memcpy(&label, y + i, sizeof(int64_t))
+            if label == ignore_index:
+                continue
+            if label < 0 or label >= n_classes:
+                first_bad = i
+                break
+            kept += 1
+        denominator[0] = <double> kept
+        return first_bad
     for i in range(size):
         memcpy(&label, y + i, sizeof(int64_t))
         if label == ignore_index:
