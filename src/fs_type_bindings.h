@@ -88,6 +88,8 @@
 #define VACC_ADD FS_COMPUTE_NAME(vacc_add)
 #define VACC_SUB FS_COMPUTE_NAME(vacc_sub)
 #define VACC_MUL FS_COMPUTE_NAME(vacc_mul)
+#define VACC_DIV FS_COMPUTE_NAME(vacc_div)
+#define VACC_SPLAT FS_COMPUTE_NAME(vacc_splat)
 #define VACC_ANY_LESS FS_COMPUTE_NAME(vacc_any_less)
 #define VACC_LANE FS_COMPUTE_NAME(vacc_lane)
 #define VACC_SUM_LANES FS_COMPUTE_NAME(vacc_sum_lanes)

@@ -11,8 +11,8 @@
  *   real_f32, bits_f32     a float and its bits as an unsigned integer
  *   vec_f32, vbits_f32     FS_LANES_f32 lanes of them
  *   vacc_f32               FS_LANES_f32 lanes of double, where float sums
- *                          accumulate: vacc_zero/from/add/sub/mul/inverse/narrow/lane_f32
- *                          (vacc_f64 is vec_f64 itself)
+ *                          accumulate: vacc_zero/splat/from/add/sub/mul/div/inverse/
+ *                          narrow/lane_f32 (vacc_f64 is vec_f64 itself)
  *   vload/vstore_f32       unaligned, whole vector; *_partial for the first k lanes
  *   vstream_f32            a streaming store past the caches, to an aligned vector
  *                          (vstream_fence after the last; FS_CAN_STREAM says if real)
@@ -124,6 +124,13 @@ static inline vec_f32 vacc_narrow_f32(vacc_f32 a)
     memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
     return v;
 }
+/* a / b lane by lane, correctly rounded as each scalar division is. */
+static inline vacc_f32 vacc_div_f32(vacc_f32 a, vacc_f32 b)
+{
+    a.lo /= b.lo;
+    a.hi /= b.hi;
+    return a;
+}
 /* 1 / a lane by lane, correctly rounded as each scalar division is. */
 static inline vacc_f32 vacc_inverse_f32(vacc_f32 a)
 {
@@ -132,6 +139,13 @@ static inline vacc_f32 vacc_inverse_f32(vacc_f32 a)
     return a;
 }
 #define vacc_zero_f32() ((vacc_f32){{0}, {0}})
+/* A double in every lane (not rounded to float). */
+static inline vacc_f32 vacc_splat_f32(double d)
+{
+    vacc_f32 a;
+    a.lo = a.hi = (vec_f64){0} + d; /* (vsplat_f64, defined below) */
+    return a;
+}
 #define vacc_lane_f32(a, i) ((i) < FS_LANES_f64 ? (a).lo[(i)] : (a).hi[(i) - FS_LANES_f64])
 
 /*
@@ -432,8 +446,10 @@ typedef double vacc_f32;
 #define vacc_add_f32(a, b) ((a) + (b))
 #define vacc_sub_f32(a, b) ((a) - (b))
 #define vacc_mul_f32(a, b) ((a) * (b))
+#define vacc_div_f32(a, b) ((a) / (b))
 #define vacc_narrow_f32(a) ((float)(a))
 #define vacc_zero_f32() 0.0
+#define vacc_splat_f32(d) ((double)(d))
 #define vacc_lane_f32(a, i) (a)
 #define vacc_inverse_f32(a) (1.0 / (a))
 /* As above: c where t is finite, else 0. */
@@ -464,10 +480,12 @@ typedef uint8_t vmask_bytes_f64;
 /* Double sums accumulate in the double lanes themselves. */
 typedef vec_f64 vacc_f64;
 #define vacc_zero_f64() vsplat_f64(0)
+#define vacc_splat_f64(d) vsplat_f64(d)
 #define vacc_from_f64(v) (v)
 #define vacc_add_f64(a, b) ((a) + (b))
 #define vacc_sub_f64(a, b) ((a) - (b))
 #define vacc_mul_f64(a, b) ((a) * (b))
+#define vacc_div_f64(a, b) ((a) / (b))
 #define vacc_lane_f64(a, i) LANE((a), (i))
 #define vacc_narrow_f64(a) (a)
 #define vacc_inverse_f64(a) (vsplat_f64(1.0) / (a))

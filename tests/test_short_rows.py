@@ -52,6 +52,46 @@ def test_every_length_and_group(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["rows", "panels"])
+def test_cross_entropy_sample_terms_in_every_lane_state(isa, dtype, layout):
+    """A group's per-sample terms (src/fs_cross_entropy_tmpl.h's ce_plain_terms, and the lane
+    by lane loop they fall back to) with the lanes of one group in every state at once:
+    labelled, ignore_index, missing (the last group's), weighted, and rows dominated by
+    their label's logit (whose logs are taken again lane by lane); the class axis last
+    (short rows) or not (panels of (N, C, d) samples)."""
+    lanes = _lanes(isa, dtype)
+    for n in range(1, _short_row_limit(isa) + 2):
+        for rows in _row_counts(lanes):
+            rng = np.random.default_rng(97 * n + rows)
+            x = random_logits((rows, n), dtype, seed=31 * n + rows)
+            labels = rng.integers(0, n, rows)
+            labels[rng.random(rows) < 0.25] = -100
+            dominated = rng.random(rows) < 0.25
+            x[dominated, np.maximum(labels[dominated], 0)] = 60  # exp(-60) terms: log1p again
+            weight = (rng.random(n) + 0.25).astype(dtype)
+            for options in ({}, {"weight": weight}, {"ignore_index": 0}, {"label_smoothing": 0.1}):
+                if layout == "rows":
+                    logits, target, axis = x, labels, -1
+                else:  # (rows // 2 + 1, n, 2) samples: a panel's columns are two of them
+                    pad = rows + rows % 2
+                    logits = np.zeros((pad, n), dtype)
+                    logits[:rows] = x
+                    logits = np.ascontiguousarray(logits.reshape(pad // 2, 2, n).transpose(0, 2, 1))
+                    target = np.concatenate([labels, [-100] * (pad - rows)]).reshape(pad // 2, 2)
+                    axis = 1
+                target = np.where(target == -100, options.get("ignore_index", -100), target)
+                for reduction in ("none", "mean"):
+                    loss, grad = fs.cross_entropy(logits, target, axis=axis, reduction=reduction,
+                                                  return_grad=True, **options)
+                    check_cross_entropy(loss, grad, logits, target, axis=axis,
+                                        reduction=reduction, **options)
+            everything_ignored = np.full(rows, -100)
+            loss, grad = fs.cross_entropy(x, everything_ignored, reduction="none",
+                                          return_grad=True)
+            assert (loss == 0).all() and (grad == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_in_place_matches_fresh_output(isa, dtype):
     """out=x: every row read before any is written over (a store may run into the next row)."""
     lanes = _lanes(isa, dtype)
