@@ -1517,10 +1517,17 @@ cdef object _float_scalar(double value, object dtype):
 
 
 def small_cross_entropy(object logits, object target, long long ignore_index, bint mean,
-                        Py_ssize_t limit):
+                        Py_ssize_t limit, bint return_grad=False, object grad_out=None):
     """cross_entropy's loss (``mean``, else the sum) of small (N, C) logits and int64 labels,
-    with every option but ``ignore_index`` and ``reduction`` at its default, or None where
-    that is not the call.
+    with every option but ``ignore_index``, ``reduction``, ``return_grad`` and ``grad_out``
+    at its default, or None where that is not the call: the loss, or with ``return_grad``
+    the pair ``(loss, grad)``.
+
+    ``grad_out`` (with ``return_grad``): None for a new gradient, or an ndarray (not a
+    subclass) of the logits' dtype and shape, C-contiguous and writeable, sharing no memory
+    with the labels and either none with the logits or exactly theirs (in place); any other
+    returns None before anything is written, and the full path checks it and raises its
+    error or copies what it must.
 
     The call: ``logits`` a C-contiguous ndarray (not a subclass) of native float32 or
     float64 with 1 to ``limit - 1`` elements, ``target`` a C-contiguous native int64
@@ -1545,6 +1552,23 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     if _label_stats(<const int64_t *> cnp.PyArray_DATA(labels), rows, n, ignore_index, NULL, NULL,
                     &denominator) >= 0:
         return None
+    # The gradient: the full path's scale, 1 / denominator (inf for none) or 1 for the sum.
+    cdef cnp.ndarray grad = None
+    cdef double grad_scale = 1.0
+    if grad_out is not None:
+        if not return_grad or type(grad_out) is not cnp.ndarray:
+            return None
+        grad = <cnp.ndarray> grad_out
+        if (<object> cnp.PyArray_DESCR(grad) is not dtype or cnp.PyArray_NDIM(grad) != 2
+                or cnp.PyArray_DIM(grad, 0) != rows or cnp.PyArray_DIM(grad, 1) != n
+                or not cnp.PyArray_IS_C_CONTIGUOUS(grad) or not cnp.PyArray_ISWRITEABLE(grad)
+                or _overlap(grad, x) == 2 or _overlap(grad, labels) != 0):
+            return None
+    if return_grad:
+        if grad is None:
+            grad = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
+        if mean:
+            grad_scale = 1.0 / denominator if denominator != 0 else INFINITY
     # The losses: on the stack for a few rows (an ndarray's allocation would cost more than
     # their kernel), else in a zeroed buffer of our own.
     cdef double few_losses[64]
@@ -1563,23 +1587,29 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     job.weight = NULL
     job.weight_sum = <double> n
     job.eps = 0.0
-    job.grad_scale = 1.0
+    job.grad_scale = grad_scale
     job.ignore_index = ignore_index
     job.loss = losses
-    job.grad = NULL
+    job.grad = NULL if grad is None else cnp.PyArray_DATA(grad)
     job.stream = 0
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:
         _run(&job, <const double *> NULL, 1)
     cdef double total = _pairwise_sum(losses, rows)
-    cdef double d = denominator
     if losses != few_losses:
         free(losses)
+    loss = _float_scalar(_mean_or_sum(total, denominator, mean), dtype)
+    return (loss, grad) if return_grad else loss
+
+
+cdef double _mean_or_sum(double total, double denominator, bint mean) noexcept nogil:
+    """The full path's reduction of the losses' ``total``: itself, or divided by the mean's
+    ``denominator`` as IEEE divides (0/0 and NaN/0 NaN, else a signed inf)."""
     if not mean:
-        return _float_scalar(total, dtype)
-    if d != 0:
-        return _float_scalar(total / d, dtype)
-    if total == 0 or total != total:  # 0/0, NaN/0: NaN; else +-inf, as IEEE and the full path
-        return _float_scalar(NAN, dtype)
-    return _float_scalar(copysign(INFINITY, total) * copysign(1.0, d), dtype)
+        return total
+    if denominator != 0:
+        return total / denominator
+    if total == 0 or total != total:
+        return NAN
+    return copysign(INFINITY, total) * copysign(1.0, denominator)

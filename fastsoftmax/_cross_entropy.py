@@ -413,12 +413,12 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     """
     if (type(axis) is int and axis == -1 and weight is None and sample_weight is None
             and (reduction == "mean" or reduction == "sum") and type(label_smoothing) is float
-            and label_smoothing == 0.0 and return_grad is False and grad_out is None
+            and label_smoothing == 0.0 and (return_grad is False or return_grad is True)
             and n_threads is None and type(ignore_index) is int
             and _INT64_MIN <= ignore_index <= _INT64_MAX):
         small = _core.small_cross_entropy(logits, target, ignore_index, reduction == "mean",
-                                          PARALLEL_MIN_ELEMENTS)  # (None: not a small call)
-        if small is not None:
+                                          PARALLEL_MIN_ELEMENTS, return_grad, grad_out)
+        if small is not None:  # (None: not a small call, or one for the full path's checks)
             return small  # type: ignore[no-any-return]
     losses, grad, denominator, dtype = losses_and_gradient(
         logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing,

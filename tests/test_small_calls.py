@@ -214,6 +214,90 @@ def test_small_cross_entropy_matches_the_full_path(shape, dtype, reduction):
                                   fs.cross_entropy(x, labels, reduction=reduction, n_threads=1))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", CE_SHAPES, ids=str)
+def test_small_cross_entropy_with_gradient_matches_the_full_path(shape, dtype, reduction):
+    """return_grad=True: a fresh gradient of the full path's bits, its scale 1/denominator
+    (inf when every label is ignored) or 1, and no memory shared with the logits."""
+    rows, classes = shape
+    x = (RNG.standard_normal(shape) * 4).astype(dtype)
+    labels = RNG.integers(0, classes, rows)
+    for ignore_index, kept in ((-100, labels), (0, labels), (-100, np.full(rows, -100))):
+        want_loss, want_grad = fs.cross_entropy(x, kept, reduction=reduction, return_grad=True,
+                                                ignore_index=ignore_index, n_threads=1)
+        for loss, grad in (fs.cross_entropy(x, kept, reduction=reduction, return_grad=True,
+                                            ignore_index=ignore_index),
+                           _core.small_cross_entropy(x, kept, ignore_index, reduction == "mean",
+                                                     PARALLEL_MIN_ELEMENTS, True)):
+            assert type(loss) is type(want_loss)
+            np.testing.assert_array_equal(loss, want_loss)
+            assert type(grad) is np.ndarray and grad.dtype == dtype and grad.shape == shape
+            assert grad.flags.c_contiguous and grad.flags.owndata
+            np.testing.assert_array_equal(grad, want_grad)
+    x[0, 0] = np.inf  # non-finite logits too
+    for got, want in zip(fs.cross_entropy(x, labels, reduction=reduction, return_grad=True),
+                         fs.cross_entropy(x, labels, reduction=reduction, return_grad=True,
+                                          n_threads=1)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_cross_entropy_grad_out(dtype):
+    """grad_out: filled and returned; in place over the logits; and every grad_out the small
+    path declines (overlaps, a wrong dtype, shape or layout, read-only, without return_grad)
+    gets the full path's copy or error, with nothing written before it."""
+    x = (RNG.standard_normal((5, 10)) * 3).astype(dtype)
+    labels = np.array([1, 2, -100, 4, 9])
+    want_loss, want_grad = fs.cross_entropy(x, labels, return_grad=True, n_threads=1)
+    out = np.full_like(x, 7.0)
+    loss, grad = fs.cross_entropy(x, labels, return_grad=True, grad_out=out)
+    assert grad is out and loss == want_loss
+    np.testing.assert_array_equal(out, want_grad)
+    inplace = x.copy()
+    loss, grad = fs.cross_entropy(inplace, labels, return_grad=True, grad_out=inplace)
+    assert grad is inplace and loss == want_loss
+    np.testing.assert_array_equal(inplace, want_grad)
+    # Partly over the logits: the small path declines, the full path reads a copy.
+    both = np.concatenate([x.ravel(), np.zeros(10, dtype)])
+    logits, shifted = both[:50].reshape(5, 10), both[10:].reshape(5, 10)
+    assert _core.small_cross_entropy(logits, labels, -100, True, PARALLEL_MIN_ELEMENTS, True,
+                                     shifted) is None
+    loss, grad = fs.cross_entropy(logits, labels, return_grad=True, grad_out=shifted)
+    assert grad is shifted and loss == want_loss
+    np.testing.assert_array_equal(shifted, want_grad)
+    # Over the labels' memory: declined, and the full path copies the labels first.
+    raw = np.zeros(x.nbytes, np.uint8)
+    label_view = raw[:40].view(np.int64)
+    label_view[:] = labels
+    over_labels = raw.view(dtype).reshape(5, 10)
+    assert _core.small_cross_entropy(x, label_view, -100, True, PARALLEL_MIN_ELEMENTS, True,
+                                     over_labels) is None
+    loss, grad = fs.cross_entropy(x, label_view, return_grad=True, grad_out=over_labels)
+    assert loss == want_loss
+    np.testing.assert_array_equal(grad, want_grad)
+    # Wrong grad_out: the full path's errors, and the array left as it was.
+    other = np.float64 if dtype == np.float32 else np.float32
+    read_only = np.zeros_like(x)
+    read_only.flags.writeable = False
+    for bad in (np.zeros((5, 10), other), np.zeros((5, 9), dtype), np.zeros((10, 5), dtype).T,
+                read_only, [[0.0] * 10] * 5):
+        before = np.array(bad, copy=True)
+        with pytest.raises((TypeError, ValueError)) as fast:
+            fs.cross_entropy(x, labels, return_grad=True, grad_out=bad)
+        with pytest.raises(type(fast.value)) as full:
+            fs.cross_entropy(x, labels, return_grad=True, grad_out=bad, n_threads=1)
+        assert str(fast.value) == str(full.value)
+        np.testing.assert_array_equal(np.asarray(bad), before)
+    with pytest.raises(ValueError, match="grad_out"):
+        fs.cross_entropy(x, labels, grad_out=np.zeros_like(x))
+    # A bad label: nothing written to grad_out.
+    out[...] = 7.0
+    with pytest.raises(ValueError, match="label 10"):
+        fs.cross_entropy(x, np.array([1, 2, 3, 4, 10]), return_grad=True, grad_out=out)
+    assert (out == 7.0).all()
+
+
 def test_small_cross_entropy_skips_the_full_path(monkeypatch):
     from fastsoftmax import _cross_entropy
 
@@ -222,6 +306,8 @@ def test_small_cross_entropy_skips_the_full_path(monkeypatch):
 
     monkeypatch.setattr(_cross_entropy, "losses_and_gradient", refuse)
     assert np.isfinite(fs.cross_entropy(np.ones((4, 10), np.float32), np.arange(4)))
+    loss, grad = fs.cross_entropy(np.ones((4, 10), np.float32), np.arange(4), return_grad=True)
+    assert np.isfinite(loss) and grad.shape == (4, 10)
 
 
 @pytest.mark.parametrize("labels", [np.array([0, 10, 1, 2]), np.array([0, -1, 1, 2]),
@@ -245,7 +331,10 @@ def test_small_cross_entropy_bad_labels_raise_the_full_paths_error(labels):
     lambda x, y: fs.cross_entropy(x.T.copy(), y, axis=0),
     lambda x, y: fs.cross_entropy(x[:, ::2].copy(), y % 5),
     lambda x, y: fs.cross_entropy(x[0], y[0]),
-], ids=range(9))
+    lambda x, y: fs.cross_entropy(x, y, return_grad=True, grad_out=np.empty_like(x)),
+    lambda x, y: fs.cross_entropy(x, y, return_grad=1),
+    lambda x, y: fs.cross_entropy(x, y, reduction="none", return_grad=True),
+], ids=range(12))
 def test_small_cross_entropy_other_calls_are_unchanged(call):
     x = RNG.standard_normal((4, 10)).astype(np.float32)
     y = np.array([1, 2, 3, 4])
@@ -259,7 +348,10 @@ def test_small_cross_entropy_other_calls_are_unchanged(call):
         want = call(x, y)
     finally:
         fs.cross_entropy = original
-    np.testing.assert_array_equal(got, want)
+    got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))  # (loss, grad)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
 
 
 # -- the loss's sum ------------------------------------------------------------------------
