@@ -220,3 +220,32 @@ def test_the_environment_variable(value, pooled, warns):
                             env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(pooled), str(warns)]
+
+
+@pytest.mark.parametrize("case", ["short rows", "rows", "panels", "16-bit gradient",
+                                  "sample weights"])
+def test_cross_entropy_writes_every_pooled_loss(case):
+    """cross_entropy's per-sample losses (1 MB or more) come from the pool unzeroed: the
+    kernels write every one, 0 for an ignored label, over a block that held NaNs."""
+    samples = 200_000  # 1.6 MB of float64 losses
+    rng = np.random.default_rng(5)
+    classes, shape, axis = {"short rows": (3, (samples, 3), -1), "rows": (40, (samples, 40), -1),
+                            "panels": (3, (samples // 4, 3, 4), 1)}.get(case, (5, (samples, 5), -1))
+    dtype = np.float16 if case == "16-bit gradient" else np.float64
+    logits = rng.standard_normal(shape).astype(dtype)
+    sample_shape = shape[:1] + shape[2:] if axis == 1 else shape[:1]
+    labels = rng.integers(0, classes, sample_shape)
+    labels[rng.random(sample_shape) < 0.3] = -100
+    options = {"sample_weight": rng.random(sample_shape)} if case == "sample weights" else {}
+    for _ in range(2):  # the first call may find the pool empty
+        junk = fs.softmax(np.full(samples, np.nan))  # 1.6 MB of NaN, back in the pool below
+        junk_at = junk.ctypes.data
+        del junk
+        gc.collect()
+        loss, grad = fs.cross_entropy(logits, labels, axis=axis, reduction="none",
+                                      return_grad=True, **options)
+        if dtype == np.float64 and not options:  # the losses are the result: in junk's block
+            assert loss.ctypes.data == junk_at
+        assert np.isfinite(loss).all() and (loss[labels == -100] == 0).all()
+        want = fs.reference.cross_entropy(logits, labels, axis=axis, reduction="none", **options)
+        np.testing.assert_allclose(loss, want, rtol=1e-2 if dtype == np.float16 else 1e-12)
