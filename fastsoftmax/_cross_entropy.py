@@ -237,13 +237,14 @@ def _apply_sample_weight(losses: npt.NDArray[np.float64], grad: FloatArray | Non
 
 
 def _label_stats(labels: npt.NDArray[np.int64], n_classes: int, ignore_index: int,
-                 weight: FloatArray | None) -> float:
+                 weight: FloatArray | None, threads: int = 1) -> float:
     """The mean's denominator (labels kept, or their weights' sum), every label checked.
 
     Each label must be a class or ``ignore_index``; the first that is neither
-    raises, with its value and position.
+    raises, with its value and position.  Unweighted labels are counted on up to
+    ``threads`` threads.
     """
-    first_bad, denominator = _core.label_stats(labels, n_classes, ignore_index, weight)
+    first_bad, denominator = _core.label_stats(labels, n_classes, ignore_index, weight, threads)
     if first_bad >= 0:
         raise ValueError(f"target holds label {int(labels.flat[first_bad])} at position "
                          f"{_position(first_bad, labels.shape)}, outside [0, {n_classes}) and "
@@ -436,11 +437,11 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
 
 def _denominator(labels: npt.NDArray[np.int64] | None, sample_shape: tuple[int, ...],
                  n_classes: int, ignore_index: int, weight: FloatArray | None,
-                 sample_weights: FloatArray | None) -> float:
+                 sample_weights: FloatArray | None, threads: int = 1) -> float:
     """The mean's denominator (labels kept, their class weights, times the sample weights; or
-    the samples), every label checked (:func:`_label_stats`)."""
+    the samples), every label checked (:func:`_label_stats`, on up to ``threads`` threads)."""
     if labels is not None:
-        denominator = _label_stats(labels, n_classes, ignore_index, weight)
+        denominator = _label_stats(labels, n_classes, ignore_index, weight, threads)
     else:
         denominator = float(math.prod(sample_shape))
     if sample_weights is not None:
@@ -494,12 +495,12 @@ def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
     sample_weights: FloatArray | None = None  # (checked, of the logits' dtype)
     if sample_weight is not None:
         sample_weights = _prepare_sample_weight(sample_weight, dtype, sample_shape)
+    threads = resolve_threads(n_threads, logits.size)
     own_denominator = _denominator(labels, sample_shape, n_classes, ignore_index, weight,
-                                   sample_weights)
+                                   sample_weights, threads)
     if denominator is None:
         denominator = own_denominator
 
-    threads = resolve_threads(n_threads, logits.size)
     grad: FloatArray | None = None
     if return_grad:
         if grad_out is None:

@@ -173,6 +173,34 @@ def test_bad_labels_on_the_multithreaded_path():
         assert (grad == 7.0).all()   # nothing written
 
 
+def test_labels_counted_in_parts_on_threads():
+    """Unweighted labels are checked and counted in parts of 65536 on the threads: the first
+    bad label is the first part's that has one, whatever comes after, at every part edge;
+    and the count (the mean's denominator) is every thread count's."""
+    rows, part = 300_007, 65536
+    logits = np.zeros((rows, 3), np.float32)
+    labels = np.arange(rows) % 4  # 3 is ignore_index below: a quarter ignored
+    with pytest.raises(ValueError, match="label -3 at position"):
+        fs.cross_entropy(logits, np.full(rows, -3), n_threads=2)
+    for position in (0, part - 1, part, part + 1, 2 * part, rows - 1):
+        bad = labels.copy()
+        bad[position] = 7
+        if position + part < rows:
+            bad[position + part] = -1  # a later part's bad label is not the one reported
+        for threads in (1, 2):
+            with pytest.raises(ValueError, match=rf"label 7 at position \({position},\)"):
+                fs.cross_entropy(logits, bad, ignore_index=3, n_threads=threads)
+    kept = int(np.count_nonzero(labels != 3))
+    results = [fs.cross_entropy(logits, labels, ignore_index=3, return_grad=True, n_threads=t)
+               for t in (1, 2, 3)]
+    for loss, grad in results:
+        assert loss == results[0][0]
+        np.testing.assert_array_equal(grad, results[0][1])
+    assert loss == pytest.approx(np.log(3), rel=1e-6)
+    np.testing.assert_array_equal(grad[labels == 3], 0)
+    assert grad[0, 0] == pytest.approx((1 / 3 - 1) / kept, rel=1e-6)  # label 0: scale 1 / kept
+
+
 @pytest.mark.parametrize("weight_dtype", [None, np.float32, np.float64])
 @pytest.mark.parametrize("ignore_index", [-100, 3])
 def test_mean_denominator_counts_kept_labels_and_their_weights(weight_dtype, ignore_index):
