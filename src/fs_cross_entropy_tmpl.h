@@ -423,7 +423,6 @@ FS_ALWAYS_INLINE void FN(ce_plain_terms)(const STORAGE *x, const int64_t *label,
         }
 }
 
-
 /*
  * Columns [j, j + lanes) of one panel: one sample per lane, classes down the
  * n rows.  Labels, targets' rows and losses sit at the panel's column offsets.
