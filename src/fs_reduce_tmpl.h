@@ -222,9 +222,10 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * `ahead` (or NULL) is what the caller reads next, prefetched as this pass
  * goes: this pass is bound by the exp, the next row's max pass by memory, so
  * fetching the next row now overlaps the two.  For one row, the next row
- * (prefetched at the same offsets, into L2: a row this long outgrows L1); for
- * a pair, the next pair's 2n contiguous elements (twice as far into them as
- * into this pair's rows).
+ * (prefetched at the same offsets: into L1 up to FS_PREFETCH_L1_ROW_BYTES, as
+ * pairs' rows, and into L2 beyond, where a row outgrows L1); for a pair, the
+ * next pair's 2n contiguous elements (twice as far into them as into this
+ * pair's rows).
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
                                             OUT *const *e_out, fs_index n, const REAL *shift,
@@ -254,14 +255,19 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
             e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)((at) - (from)))), \
                         ZERO_V, e);                                                           \
     } while (0)
+    const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
     if (rows == 1) /* rows walked together are shorter than this loop's block */
         for (; i + FS_PAIRED_BELOW <= n;) {
             VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
             for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
                 if (ahead)
                     for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
-                         line += 64)
-                        FS_PREFETCH_L2((const char *)(ahead + i) + line);
+                         line += 64) {
+                        if (next_row_fits_l1)
+                            FS_PREFETCH((const char *)(ahead + i) + line);
+                        else
+                            FS_PREFETCH_L2((const char *)(ahead + i) + line);
+                    }
                 const VEC d0 = VLOAD(x0 + i) - vshift0, d1 = VLOAD(x0 + i + LANES) - vshift0;
                 const VEC d2 = VLOAD(x0 + i + 2 * LANES) - vshift0;
                 const VEC d3 = VLOAD(x0 + i + 3 * LANES) - vshift0;
