@@ -75,6 +75,14 @@ FS_ALWAYS_INLINE void FN(rows_max_impl)(const STORAGE *const *x, const uint8_t *
     VEC m0_0 = ninf, m1_0 = ninf, m2_0 = ninf, m3_0 = ninf;
     VEC m0_1 = ninf, m1_1 = ninf, m2_1 = ninf, m3_1 = ninf;
     fs_index i = 0;
+    /* A row walked alone loads from an aligned address on (fs_elements_before_aligned). */
+    if (rows == 1 && n >= FS_PAIRED_BELOW) {
+        const fs_index head = fs_elements_before_aligned(x0, sizeof(STORAGE), LANES);
+        if (head > 0 && head < n) {
+            m0_0 = VMAX(LOAD_MASKED_PARTIAL(x0, mask0, head, -INFINITY), m0_0);
+            i = head;
+        }
+    }
 #define MAX_OF(r, u) \
     m##u##_##r = VMAX(LOAD_MASKED(x##r + i + u * LANES, mask##r + i + u * LANES, -INFINITY), m##u##_##r)
 #define MAX_STEP(r) do { MAX_OF(r, 0); MAX_OF(r, 1); MAX_OF(r, 2); MAX_OF(r, 3); } while (0)

@@ -38,6 +38,25 @@
 #undef FS_STREAMS
 #define FS_STREAMS (FS_CAN_STREAM && !FS_OUT_NARROWS)
 
+/* How many of n outputs come before out's first aligned vector (fs_elements_before_aligned). */
+FS_ALWAYS_INLINE fs_index FN(aligned_output_head)(const OUT *out, fs_index n)
+{
+    const fs_index head = fs_elements_before_aligned(out, sizeof(OUT), LANES);
+    return head < n ? head : n;
+}
+
+/*
+ * The outputs an element-wise last pass stores as one partial vector first, so
+ * that its whole-vector stores do not split cache lines: those before the first
+ * aligned vector, in spans of FS_PAIRED_BELOW or more.  Shorter ones are bound
+ * by a chain of latencies, not by their stores (rows_max_impl), and a partial
+ * vector there costs more than it saves.
+ */
+FS_ALWAYS_INLINE fs_index FN(output_peel)(const OUT *out, fs_index n)
+{
+    return n >= FS_PAIRED_BELOW ? FN(aligned_output_head)(out, n) : 0;
+}
+
 /* One whole vector of results: a streaming store when `stream` (out aligned), else ordinary. */
 FS_ALWAYS_INLINE void FN(store_result)(OUT *out, VEC v, const int stream)
 {
@@ -63,22 +82,29 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
     const VEC ninf = VSPLAT(-INFINITY);
-    fs_index i = 0;
     /* always times scale: a multiply by 1 is exact, so T == 1 needs no copy of its own */
 #define DIFF(at) (x ? VLOAD(x + (at)) - vshift : VLOAD_OUT(out + (at)))
 #define DIFF_PARTIAL(at, k) \
     (x ? VLOAD_PARTIAL(x + (at), (k), 0) - vshift : VLOAD_PARTIAL_OUT(out + (at), (k), 0))
+#define STORE_PARTIAL(at, k)                                                                 \
+    do {                                                                                     \
+        const VEC v = DIFF_PARTIAL(at, k) * vscale - vlse;                                   \
+        VSTORE_PARTIAL_OUT(out + (at),                                                       \
+                           masked ? VSELECT(VMASK_PARTIAL(mask + (at), k), v, ninf) : v, k); \
+    } while (0)
+    const fs_index head = FN(output_peel)(out, n);
+    if (head > 0)
+        STORE_PARTIAL(0, head);
+    fs_index i = head;
     for (; i + LANES <= n; i += LANES) {
         VEC v = DIFF(i) * vscale - vlse;
         FN(store_result)(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v, stream);
     }
-    if (i < n) {
-        VEC v = DIFF_PARTIAL(i, n - i) * vscale - vlse;
-        VSTORE_PARTIAL_OUT(out + i, masked ? VSELECT(VMASK_PARTIAL(mask + i, n - i), v, ninf) : v,
-                       n - i);
-    }
+    if (i < n)
+        STORE_PARTIAL(i, n - i);
 #undef DIFF
 #undef DIFF_PARTIAL
+#undef STORE_PARTIAL
 }
 
 /*
@@ -107,13 +133,20 @@ FS_ALWAYS_INLINE void FN(scale_span_impl)(OUT *out, const uint8_t *mask, fs_inde
                                           const int masked)
 {
     const VEC vfactor = VSPLAT(factor);
-    fs_index i = 0;
+#define SCALE_PARTIAL(at, k)                                                                  \
+    VSTORE_PARTIAL_OUT(out + (at),                                                            \
+                       KEEP_MASKED_PARTIAL(VLOAD_PARTIAL_OUT(out + (at), k, 0) * vfactor,     \
+                                           mask + (at), k),                                   \
+                       k)
+    const fs_index head = FN(output_peel)(out, n);
+    if (head > 0)
+        SCALE_PARTIAL(0, head);
+    fs_index i = head;
     for (; i + LANES <= n; i += LANES)
         VSTORE_OUT(out + i, KEEP_MASKED(VLOAD_OUT(out + i) * vfactor, mask + i));
     if (i < n)
-        VSTORE_PARTIAL_OUT(out + i, KEEP_MASKED_PARTIAL(VLOAD_PARTIAL_OUT(out + i, n - i, 0) * vfactor,
-                                                    mask + i, n - i),
-                       n - i);
+        SCALE_PARTIAL(i, n - i);
+#undef SCALE_PARTIAL
 }
 
 static void FN(scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL factor)
@@ -137,17 +170,22 @@ FS_ALWAYS_INLINE void FN(softmax_span_impl)(const STORAGE *x, const uint8_t *mas
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vfactor = VSPLAT(factor);
     const int scaled = 1; /* a multiply by 1 is exact: the sum pass's unscaled exp, bit for bit */
-    fs_index i = 0;
+#define EXP_PARTIAL(at, k)                                                                     \
+    VSTORE_PARTIAL_OUT(                                                                        \
+        out + (at),                                                                            \
+        KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + (at), k, -INFINITY))) * vfactor,    \
+                            mask + (at), k),                                                   \
+        k)
+    const fs_index head = FN(output_peel)(out, n);
+    if (head > 0)
+        EXP_PARTIAL(0, head);
+    fs_index i = head;
     for (; i + LANES <= n; i += LANES)
         FN(store_result)(out + i, KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))) * vfactor, mask + i),
                          stream);
     if (i < n)
-        VSTORE_PARTIAL_OUT(out + i,
-                           KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + i, n - i,
-                                                                          -INFINITY))) *
-                                                   vfactor,
-                                               mask + i, n - i),
-                           n - i);
+        EXP_PARTIAL(i, n - i);
+#undef EXP_PARTIAL
 }
 
 static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
@@ -167,11 +205,7 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
  */
 static fs_index FN(stream_head)(const OUT *out, fs_index n)
 {
-    const uintptr_t address = (uintptr_t)out;
-    if (address % sizeof(OUT) != 0)
-        return n;
-    const fs_index to_aligned = (fs_index)((FS_VBYTES - address % FS_VBYTES) % FS_VBYTES / sizeof(OUT));
-    return to_aligned < n ? to_aligned : n;
+    return (uintptr_t)out % sizeof(OUT) != 0 ? n : FN(aligned_output_head)(out, n);
 }
 
 /*

@@ -493,6 +493,24 @@ typedef vec_f64 vacc_f64;
 #define vacc_sum_lanes_f64(a) vsum_lanes_f64(a)
 
 /*
+ * How many elements of `size` bytes come before the first one at or after p
+ * where a vector of `lanes` of them is aligned to its own size: 0 to lanes - 1,
+ * or 0 when p is not a multiple of `size` (NumPy allows that), where none ever
+ * is.  A vector load or store at another address straddles two cache lines
+ * once in a few accesses (each one, for AVX-512's 64 bytes), and such a split
+ * access costs about two: NumPy aligns its arrays to 16 bytes only, so a pass
+ * bound by loads or stores runs a partial vector first, where its result does
+ * not depend on which lane an element meets (a max, an element-wise output).
+ */
+FS_ALWAYS_INLINE fs_index fs_elements_before_aligned(const void *p, size_t size, size_t lanes)
+{
+    const uintptr_t address = (uintptr_t)p, vector = size * lanes;
+    if (address % size != 0)
+        return 0;
+    return (fs_index)((vector - address % vector) % vector / size);
+}
+
+/*
  * Loads and stores through memcpy: unaligned, and free of aliasing trouble.
  * The s* forms move one element: NumPy arrays may be C-contiguous yet not
  * aligned to their element size (np.frombuffer at an odd offset), and a plain

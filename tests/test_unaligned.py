@@ -31,7 +31,8 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core
-from conftest import CHUNK, random_logits
+from conftest import (CHUNK, check_log_softmax, check_logsumexp, check_softmax,
+                      random_logits)
 
 # (dtype, byte offset from an element-aligned address): float32 at an odd
 # address; float64 at 4 mod 8 (a float32-aligned buffer) and at an odd one.
@@ -46,7 +47,7 @@ LAYOUT_IDS = ["rows5", "rows16", "rows17", "rows100", "panel5x5", "panel17x16", 
 LONG_ROW = (1, 2 * CHUNK + 3)  # split across threads in FS_CHUNK pieces (_run_long_rows)
 
 
-def unaligned(a, offset):
+def placed(a, offset):
     """A copy of `a` (C-contiguous, writeable) that starts `offset` bytes past a 64-byte boundary."""
     a = np.ascontiguousarray(a)
     raw = np.zeros(a.nbytes + 128, np.uint8)
@@ -54,6 +55,12 @@ def unaligned(a, offset):
     copy = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
     copy[...] = a
     assert copy.ctypes.data % 64 == offset and copy.flags.c_contiguous and copy.flags.writeable
+    return copy
+
+
+def unaligned(a, offset):
+    """placed(a, offset) where that is not a multiple of a's element size."""
+    copy = placed(a, offset)
     assert not copy.flags.aligned
     return copy
 
@@ -115,6 +122,69 @@ def test_softmax_family(isa, dtype, offset, shape, axis):
                     inplace = unaligned(x, offset)
                     func(inplace, axis, where=mask, out=inplace, **kwargs)
                     assert_bitwise(inplace, expected, f"{what} in place")
+
+
+# ---------------------------------------------------------------- vector alignment
+
+VECTOR_BYTES = 64  # the widest vector (AVX-512): offsets below it reach every alignment
+
+
+def _row_lengths(isa, dtype):
+    """Around the vector, the unrolled step and the blocked step: where rows go alone."""
+    info = _core.kernel_info()[isa][np.dtype(dtype).name]
+    lanes, step = info["lanes"], info["lanes"] * info["unroll"]
+    block = step * info["flush_steps"]
+    lengths = {info["short_row"] + 1, lanes - 1, lanes + 1, 2 * lanes - 1, step + 1,
+               block - 1, block, block + 1, block + lanes - 1, 3 * block + 2}
+    return sorted(n for n in lengths if n > info["short_row"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=str)
+def test_every_vector_offset_gives_the_same_bits(isa, dtype):
+    """A row's max pass and its element-wise last pass start with a partial vector up to
+    the first vector-aligned address of x (the max) or of out (the last pass), so that
+    NumPy's 16-byte alignment does not split their loads and stores across cache lines.
+    Neither result depends on which lane an element meets: x and out at every element
+    offset, apart and together and in place, give the bits of 64-byte aligned arrays."""
+    itemsize = np.dtype(dtype).itemsize
+    out_dtype = np.float32 if dtype == np.float16 else dtype
+    rng = np.random.default_rng(3)
+    for n in _row_lengths(isa, dtype) + [CHUNK + 5]:
+        rows = 1 if n > CHUNK else 3
+        x = random_logits((rows, n), dtype, seed=n)
+        x[0, ::5] = -np.inf
+        x[-1, n // 2] = 40  # a max that dominates its row's sum
+        x[0, 2] = 45  # a max among the first elements, where the partial vector reads
+        where = rng.random(x.shape) > 0.2
+        for name in ("softmax", "log_softmax", "logsumexp"):
+            func = getattr(fs, name)
+            out_shape = (rows,) if name == "logsumexp" else (rows, n)
+            cases = [{}, {"where": where}]
+            if name != "logsumexp":
+                cases.append({"temperature": 0.7})
+            for kwargs, threads in [(k, 1) for k in cases] + [({}, 2)]:
+                what = f"{name} n={n} {sorted(kwargs)} threads={threads}"
+                expected = placed(np.zeros(out_shape, out_dtype), 0)
+                func(placed(x, 0), out=expected, n_threads=threads, **kwargs)
+                check = {"softmax": check_softmax, "log_softmax": check_log_softmax,
+                         "logsumexp": check_logsumexp}[name]
+                check(expected, x.astype(out_dtype), axis=-1, where=kwargs.get("where"),
+                      **({"temperature": kwargs["temperature"]} if "temperature" in kwargs
+                         else {}))
+                for offset in range(itemsize, VECTOR_BYTES, itemsize):
+                    for x_at, out_at in ((offset, 0), (0, offset), (offset, offset)):
+                        got = placed(np.full(out_shape, np.nan, out_dtype), out_at)
+                        func(placed(x, x_at), out=got, n_threads=threads, **kwargs)
+                        assert_bitwise(got, expected, f"{what} x at +{x_at} out at +{out_at}")
+                    if name != "logsumexp" and dtype != np.float16:
+                        inplace = placed(x, offset)
+                        func(inplace, out=inplace, n_threads=threads, **kwargs)
+                        assert_bitwise(inplace, expected, f"{what} in place at +{offset}")
+        if dtype == np.float16:  # 16-bit results: the last pass stores half as many bytes
+            expected = fs.softmax(placed(x, 0), out=placed(np.zeros(x.shape, dtype), 0))
+            for offset in range(itemsize, VECTOR_BYTES, itemsize):
+                got = fs.softmax(placed(x, offset), out=placed(np.zeros(x.shape, dtype), offset))
+                assert_bitwise(got, expected, f"float16 softmax n={n} at +{offset}")
 
 
 # ---------------------------------------------------------------- backward helpers

@@ -23,6 +23,7 @@
  * array, broadcast with a period, an offset start, fully masked slices), temperatures
  * (scale != 1), slices holding NaN, +inf, -inf or only -inf; streamed last passes
  * (FS_STREAM_OUTPUT, at an aligned and a misaligned output: bitwise the ordinary ones);
+ * x and out off their vector alignment (bitwise the aligned ones);
  * the long-row entries
  * (softmax_long_rows, backward_long_rows, cross_entropy_long_rows) on rows longer than
  * 2 * FS_CHUNK with 1 and 3 threads and streamed (bitwise equal), and the chunk steps (row_max,
@@ -351,6 +352,32 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
                                  : "streamed softmax differs from the ordinary one's bits", 0);
                 free(streamed);
             }
+        /* x and out elements off their alignment, apart and together: the row passes peel a
+         * partial vector up to an aligned address (fs_elements_before_aligned), which must not
+         * change a bit. */
+        static const idx x_out_shifts[][2] = {{1, 0}, {0, 1}, {3, 3}};
+        for (int k = 0; k < 3; k++) {
+            const idx sx = x_out_shifts[k][0], so = x_out_shifts[k][1];
+            void *xs = in_alloc(size + sx), *lse_s = out_alloc(outer * stride);
+            memcpy(in_at(xs, sx), x, (size_t)size * in_bytes());
+            for (int log_ = 0; log_ < 2; log_++) {
+                void *os = out_alloc(size + so);
+                CALL_VOID(softmax, in_at(xs, sx + j0), mask, period, start, out_at(os, so + j0),
+                          outer, n, width, stride, scale, log_);
+                expect_true(bits_equal(out_at(os, so + j0), out_at(log_ ? ls : sm, j0), size - j0,
+                                       out_bytes()),
+                            log_ ? "log_softmax off alignment differs from the aligned bits"
+                                 : "softmax off alignment differs from the aligned bits", 0);
+                free(os);
+            }
+            CALL_VOID(logsumexp, in_at(xs, sx + j0), mask, period, start, out_at(lse_s, j0),
+                      outer, n, width, stride);
+            expect_true(bits_equal(out_at(lse_s, j0), out_at(lse, j0), outer * stride - j0,
+                                   out_bytes()),
+                        "logsumexp off alignment differs from the aligned bits", 0);
+            free(xs);
+            free(lse_s);
+        }
     }
 
     /* The references, and softmax_shifted's inputs from them (as fastsoftmax.dask makes them:
