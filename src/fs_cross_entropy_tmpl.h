@@ -151,10 +151,8 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
 FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n, REAL m,
                                         const STORAGE *ahead, int *drop)
 {
-    const fs_index drop_at = *drop ? FN(find_first_max)(x, NULL, n, m) : -1;
-    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
-    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, 1, 0, 0, 0, ahead, drop_at)
-                : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, drop_at);
+    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, FS_STORE_EXP, 0, 0, 0, ahead, 1, drop)
+                : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, 1, drop);
 }
 
 /* The label's own term of the gradient, at the label checked before (never re-read). */

@@ -48,8 +48,8 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
  * (row_log_sum_dropped); shorter ones add every term into double, which costs
- * less there than the search for the max's term (about even at 192-256 with
- * AVX2 and AVX-512).  Below 2 * FS_CHUNK: a row split across threads is
+ * less there than the look for the max's term in the sum pass and its test
+ * per vector.  Below 2 * FS_CHUNK: a row split across threads is
  * always summed the blocked way.
  */
 #define FS_BLOCKED_LOG_SUM_FROM 256

@@ -11,21 +11,16 @@
  * log(sum) is exact to the relative tolerance unless it is smaller than what
  * the sum's own rounding moves it by (fs_log_sum_may_round), and only such a
  * slice, one that an entry dominates, is summed again without that term
- * (row_log_sum; tile lanes likewise).  A row finds the element first
- * (find_first_max: compares only, stopping at it), and the sum pass zeroes
- * that one term (`drop_at`, its offset; -1: none) at one scalar test per step.
- * cross_entropy's rows, whose sum pass may overwrite x with the gradient,
- * find it before that pass and always leave it out; log_softmax's rows always
- * leave it out too, which lets them sum in float blocks (row_log_sum_dropped).
+ * (row_log_sum; tile lanes likewise).  A row's sum pass finds the element as
+ * it goes and zeroes that one term (rows_sum_exp_impl's `look`).
+ * cross_entropy's rows always leave it out; so do log_softmax's, which lets
+ * them sum in float blocks (row_log_sum_dropped).
  * A max that is not
  * finite is never dropped: its NaN or inf must reach the result.
  */
 
 #ifndef FS_DROP_ONCE
 #define FS_DROP_ONCE
-/* Whether a sum left out the max's own term of 1 (DONE is not 1: a nonzero int on entry to */
-/* chunk_sum_exp_dropping asks it to look, and the long-row driver keeps both in one array). */
-enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
 
 /*
  * Whether a result computed from a sum whose relative error is within `units`
@@ -94,59 +89,21 @@ FS_ALWAYS_INLINE double FN(sum_error_units)(fs_index n)
 #define BLOCKED_SUM_ERROR_UNITS(n) (FS_FLUSH_STEPS * 0x1p29 + FN(sum_error_units)(n))
 
 /*
- * Offset of the first element of a contiguous span that equals `max` and is
- * kept by the mask, or -1 (also for a max that is not finite: never dropped).
- * Compares only, four vectors per test, and stops there: the span is still in
- * cache from the max pass.
- */
-FS_ALWAYS_INLINE fs_index FN(find_first_max_impl)(const STORAGE *x, const uint8_t *mask,
-                                                  fs_index n, REAL max, const int masked)
-{
-    const VEC vmax = VSPLAT(max);
-#define HITS(at) ((VBITS)(VLOAD(x + (at)) == vmax))
-#define KEPT_HITS(at) (masked ? HITS(at) & VMASK(mask + (at)) : HITS(at))
-    fs_index i = 0;
-    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES)
-        if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) | HITS(i + 3 * LANES)) >= 0)
-            for (int u = 0; u < FS_ROW_ACCUMULATORS; u++) {
-                const int lane = VFIRST(KEPT_HITS(i + u * LANES));
-                if (lane >= 0)
-                    return i + u * LANES + lane;
-            }
-    for (; i + LANES <= n; i += LANES) {
-        const int lane = VFIRST(KEPT_HITS(i));
-        if (lane >= 0)
-            return i + lane;
-    }
-#undef HITS
-#undef KEPT_HITS
-    for (; i < n; i++)
-        if (SLOAD(x + i) == max && (!masked || mask[i]))
-            return i;
-    return -1;
-}
-
-static fs_index FN(find_first_max)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max)
-{
-    if (!isfinite(max))
-        return -1;
-    return mask ? FN(find_first_max_impl)(x, mask, n, max, 1)
-                : FN(find_first_max_impl)(x, NULL, n, max, 0);
-}
-
-/*
  * One chunk's sum, leaving out the first term of the max (`shift`) where *drop
  * is nonzero on entry; *drop is then FS_DROP_DONE if the chunk held it, else
  * FS_DROP_NONE.  For the long-row driver (fs_long_rows_tmpl.h), whose chunk
  * that holds a row's first max looks for it.
  */
 FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *mask,
-                                              OUT *e_out, fs_index n, REAL shift, REAL scale,
-                                              int *drop)
+                                              fs_index n, REAL shift, REAL scale, int *drop)
 {
-    const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
-    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
-    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, drop_at);
+#define DROPPING_CASE(scaled, masked)                                                      \
+    FN(sum_exp_impl)(x, mask, NULL, n, shift, scale, FS_STORE_NONE, 1, scaled, masked, NULL, \
+                     1, drop)
+    if (mask)
+        return scale == 1 ? DROPPING_CASE(0, 1) : DROPPING_CASE(1, 1);
+    return scale == 1 ? DROPPING_CASE(0, 0) : DROPPING_CASE(1, 0);
+#undef DROPPING_CASE
 }
 
 /*
@@ -159,9 +116,7 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const ui
                                                       REAL scale, const STORAGE *ahead,
                                                       int *drop)
 {
-    const fs_index drop_at = *drop ? FN(find_first_max)(x, mask, n, shift) : -1;
-    *drop = drop_at >= 0 ? FS_DROP_DONE : FS_DROP_NONE;
-    return FN(chunk_sum_exp_blocked)(x, mask, diff_out, n, shift, scale, ahead, drop_at);
+    return FN(chunk_sum_exp_blocked)(x, mask, diff_out, n, shift, scale, ahead, 1, drop);
 }
 
 /*
@@ -213,7 +168,7 @@ static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n,
     int looking = 1;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         int drop = looking;
-        const double part = FN(chunk_sum_exp_dropping)(x + c, mask ? mask + c : NULL, NULL,
+        const double part = FN(chunk_sum_exp_dropping)(x + c, mask ? mask + c : NULL,
                                                        fs_chunk_length(n, c), max, scale, &drop);
         rest = c == 0 ? part : rest + part;
         looking = looking && drop != FS_DROP_DONE;

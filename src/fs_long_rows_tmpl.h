@@ -149,7 +149,8 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
         job->chunk[i] = FN(chunk_sum_exp_blocked)(
             job->x + at, FN(softmax_long_mask)(job, at), NULL,
             fs_chunk_len(job->ch, (fs_index)i),
-            (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL, -1);
+            (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL, 0,
+            NULL);
         return;
     }
 #endif
@@ -168,7 +169,7 @@ static void FN(softmax_long_resum_part)(void *arg, int64_t i)
         return;
     const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
     job->chunk[i] = FN(chunk_sum_exp_dropping)(
-        job->x + at, FN(softmax_long_mask)(job, at), NULL, fs_chunk_len(job->ch, (fs_index)i),
+        job->x + at, FN(softmax_long_mask)(job, at), fs_chunk_len(job->ch, (fs_index)i),
         (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, &job->drop[i]);
 }
 

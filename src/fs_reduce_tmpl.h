@@ -17,8 +17,8 @@
  * For double input the running total is compensated (Kahan): a long row of
  * near-equal terms would otherwise lose accuracy in proportion to its length.
  * The order of every addition is fixed by the position of the element alone.
- * A sum pass can leave out one term (`drop_at`): fs_log_sum_tmpl.h uses it
- * for the log-domain ops' dominant term.
+ * A sum pass can look for the max's first term and leave it out (`look`,
+ * `drop`): fs_log_sum_tmpl.h uses it for the log-domain ops' dominant term.
  *
  * `where=` masks: `mask` holds one byte per element of x at the same offsets
  * (NULL: no mask).  Each function has a `masked` copy, chosen once per call,
@@ -151,6 +151,12 @@ static int FN(slice_has_nan)(const STORAGE *x, const uint8_t *mask, fs_index n, 
  * a few instructions per vector).  The output types that narrow store nothing.
  */
 enum { FS_STORE_NONE = 0, FS_STORE_EXP = 1, FS_STORE_DIFF = 2 };
+/*
+ * Whether a sum left out the max's own term of 1 (sum_exp_impl's `drop`; DONE
+ * is not 1: a nonzero int on entry asks the sum to look for it, and the
+ * long-row driver keeps both in one array).
+ */
+enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
 #endif
 
 /* Add one vector of terms into a block accumulator, or straight into double when `exact_sum`. */
@@ -223,9 +229,16 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * picks softmax's way of summing, and the caller recomputes the exponentials,
  * fs_softmax_tmpl.h's softmax_span), and with `exact` adding float terms
  * straight into double.  Lanes past the end load -inf: exp gives 0 there.
- * The term at offset drop_at[r] (-1: none) is left out of row r's sum (the
- * stored exponential stays).  Pairs (rows == 2) are shorter than
- * FS_PAIRED_BELOW, which the blocked loop never reaches.
+ * With `look` (a constant per copy), a row r whose drop[r] is nonzero on entry
+ * has the first term of its max left out of its sum (the stored exponential
+ * stays): the first element, kept by the mask, where x - shift is 0.  The sum
+ * finds it as it goes, testing the largest of each step's differences for 0
+ * until it does (then no more), and drop[r] is FS_DROP_DONE on return if it
+ * did, else FS_DROP_NONE (never for a finite shift that is the row's max: for
+ * a shift that is not finite, x - shift is never 0).  A separate search pass
+ * cost as much again as the test, and more on short rows, whose sum and
+ * search each ended in a mispredicted exit.  Pairs (rows == 2) are shorter
+ * than FS_PAIRED_BELOW, which the blocked loop never reaches.
  *
  * `ahead` (or NULL) is what the caller reads next, prefetched as this pass
  * goes: this pass is bound by the exp, the next row's max pass by memory, so
@@ -239,13 +252,15 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                                             OUT *const *e_out, fs_index n, const REAL *shift,
                                             REAL scale, const int store, const int exact,
                                             const int scaled, const int masked,
-                                            const STORAGE *ahead, const fs_index *drop_at,
+                                            const STORAGE *ahead, const int look, int *drop,
                                             double *sum, const int rows)
 {
     ROW_POINTERS(0);
     ROW_POINTERS(1);
     OUT *const out0 = e_out[0], *const out1 = e_out[rows - 1];
-    const fs_index drop0 = drop_at[0], drop1 = drop_at[rows - 1];
+    /* The offset of the term each row leaves out, once found (-1: none yet, or none at all). */
+    fs_index drop0 = -1, drop1 = -1;
+    int looking0 = look && drop[0], looking1 = look && rows == 2 && drop[1];
     const int exact_sum = exact && sizeof(REAL) == 4;
     const VEC vscale = VSPLAT(scale);
     const VEC vshift0 = VSPLAT(shift[0]), vshift1 = VSPLAT(shift[rows - 1]);
@@ -263,6 +278,12 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
             e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)((at) - (from)))), \
                         ZERO_V, e);                                                           \
     } while (0)
+/*
+ * d with the lanes the mask leaves out set to -1, never 0: where a row may
+ * look for its max's term.  The first lane of such a vector where it is 0.
+ */
+#define KEPT_DIFF(d, r, at) (masked ? VSELECT(VMASK(mask##r + (at)), (d), VSPLAT(-1)) : (d))
+#define FIRST_ZERO(kd) VFIRST((VBITS)((kd) == ZERO_V))
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
     if (rows == 1) /* rows walked together are shorter than this loop's block */
         for (; i + FS_PAIRED_BELOW <= n;) {
@@ -290,6 +311,23 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                     VSTORE_OUT(out0 + i + 2 * LANES, diff ? d2 : e2);
                     VSTORE_OUT(out0 + i + 3 * LANES, diff ? d3 : e3);
                 }
+                if (look && looking0) {
+                    /* the differences are <= 0: a 0 is their largest (a NaN lane may hide
+                     * one, in a row whose result is NaN anyway) */
+                    const VEC k0 = KEPT_DIFF(d0, 0, i), k1 = KEPT_DIFF(d1, 0, i + LANES);
+                    const VEC k2 = KEPT_DIFF(d2, 0, i + 2 * LANES);
+                    const VEC k3 = KEPT_DIFF(d3, 0, i + 3 * LANES);
+                    if (FIRST_ZERO(VMAX(VMAX(k0, k1), VMAX(k2, k3))) >= 0) { /* once */
+                        const VEC kept[FS_ROW_ACCUMULATORS] = {k0, k1, k2, k3};
+                        for (int u = 0; looking0 && u < FS_ROW_ACCUMULATORS; u++) {
+                            const int lane = FIRST_ZERO(kept[u]);
+                            if (lane >= 0) {
+                                drop0 = i + u * LANES + lane;
+                                looking0 = 0;
+                            }
+                        }
+                    }
+                }
                 if ((size_t)(drop0 - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
                     DROP_IN(e0, i, drop0);
                     DROP_IN(e1, i + LANES, drop0);
@@ -308,12 +346,24 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         }
     VEC block0 = ZERO_V, block1 = ZERO_V;
     int steps = 0;
+/* Look for row r's max's term in the vector of differences at i, kept as kd. */
+#define LOOK_IN(r, kd)                                                            \
+    do {                                                                          \
+        if (look && looking##r) {                                                 \
+            const int lane_ = FIRST_ZERO(kd);                                     \
+            if (lane_ >= 0) {                                                     \
+                drop##r = i + lane_;                                              \
+                looking##r = 0;                                                   \
+            }                                                                     \
+        }                                                                         \
+    } while (0)
 #define SUM_VECTOR(r)                                                             \
     do {                                                                          \
         const VEC d = VLOAD(x##r + i) - vshift##r;                                \
         VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i);               \
         if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                            \
             VSTORE_OUT(out##r + i, store == FS_STORE_DIFF ? d : e);               \
+        LOOK_IN(r, KEPT_DIFF(d, r, i));                                           \
         DROP_IN(e, i, drop##r);                                                   \
         ACCUMULATE(total##r, block##r, e);                                        \
     } while (0)
@@ -323,6 +373,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i, n - i);         \
         if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                                     \
             VSTORE_PARTIAL_OUT(out##r + i, store == FS_STORE_DIFF ? d : e, n - i);         \
+        LOOK_IN(r, masked ? VSELECT(VMASK_PARTIAL(mask##r + i, n - i), d, VSPLAT(-1)) : d); \
         DROP_IN(e, i, drop##r);                                                            \
         ACCUMULATE(total##r, block##r, e);                                                 \
     } while (0)
@@ -335,6 +386,8 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     do {                                                                  \
         ADD_TO_TOTAL(total##r, carry##r, block##r);                       \
         sum[r] = VACC_SUM_LANES(VACC_SUB(total##r, carry##r));            \
+        if (look)                                                         \
+            drop[r] = drop##r >= 0 ? FS_DROP_DONE : FS_DROP_NONE;         \
     } while (0)
     for (; i + LANES <= n; i += LANES) {
         if (rows == 2 && ahead)
@@ -353,39 +406,41 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #undef SUM_PARTIAL
 #undef FLUSH_BLOCK
 #undef SUM_RESULT
+#undef LOOK_IN
 #undef DROP_IN
+#undef KEPT_DIFF
+#undef FIRST_ZERO
 }
 
-/* One span's sum of exp, as rows_sum_exp_impl gives it for one row. */
+/* One span's sum of exp, as rows_sum_exp_impl gives it for one row (`look`, *drop as there). */
 FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
-                                         const STORAGE *ahead, fs_index drop_at)
+                                         const STORAGE *ahead, const int look, int *drop)
 {
     double sum;
     FN(rows_sum_exp_impl)(&x, &mask, &e_out, n, &shift, scale, store, exact, scaled, masked,
-                          ahead, &drop_at, &sum, 1);
+                          ahead, look, drop, &sum, 1);
     return sum;
 }
 
 /*
- * One chunk (at most FS_CHUNK elements) of a row's sum of exp, without the
- * term at `drop_at` (-1: every term).  A row's sum is the sum of its chunks'
- * sums in order, whether one thread or several compute them.  The eight
- * copies: store or not, T == 1 or not, masked or not.  Only softmax stores,
- * and it needs no exact sum (see the top of this file).
+ * One chunk (at most FS_CHUNK elements) of a row's sum of exp, every term
+ * kept.  A row's sum is the sum of its chunks' sums in order, whether one
+ * thread or several compute them.  The eight copies: store or not, T == 1 or
+ * not, masked or not.  Only softmax stores, and it needs no exact sum (see the
+ * top of this file).
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
                                                 OUT *e_out, fs_index n, REAL shift,
-                                                REAL scale, const STORAGE *ahead,
-                                                fs_index drop_at)
+                                                REAL scale, const STORAGE *ahead)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
     return scale == 1                                                                       \
                ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 0, masked, \
-                                  ahead, drop_at)                                           \
+                                  ahead, 0, NULL)                                           \
                : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked, \
-                                  ahead, drop_at)
+                                  ahead, 0, NULL)
     if (e_out) {
         if (mask)
             SUM_EXP_CASE(1, 1);
@@ -397,19 +452,19 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t 
 #undef SUM_EXP_CASE
 }
 
-/* The same, keeping every term: the kernel table's chunk step for C harnesses. */
+/* The same without `ahead`: the kernel table's chunk step for C harnesses. */
 static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
-    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, -1);
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL);
 }
 
 /*
  * One chunk's sum of exp in float blocks flushed to double, as softmax sums
  * (bit for bit: chunk_sum_exp with e_out), but without storing the
- * exponentials, and without the term at `drop_at` (-1: every term): for
- * log_softmax, which always leaves the max's term out (fs_log_sum_tmpl.h's
- * row_log_sum_dropped), for logsumexp of a float row, whose caller checks
+ * exponentials, and with `look` (a constant per copy) leaving the max's first
+ * term out as rows_sum_exp_impl does: for log_softmax, which always leaves it
+ * out (fs_log_sum_tmpl.h's row_log_sum_dropped), for logsumexp of a float row, whose caller checks
  * that the result is large enough for the blocks' rounding not to matter
  * (fs_softmax_tmpl.h's logsumexp_impl), and for softmax whose last pass
  * recomputes the exponentials to stream them out.  Double terms: the sum
@@ -419,10 +474,11 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask,
                                                   OUT *diff_out, fs_index n, REAL shift,
                                                   REAL scale, const STORAGE *ahead,
-                                                  fs_index drop_at)
+                                                  const int look, int *drop)
 {
-#define BLOCKED_CASE(store, scaled, masked)                                                   \
-    FN(sum_exp_impl)(x, mask, diff_out, n, shift, scale, store, 0, scaled, masked, ahead, drop_at)
+#define BLOCKED_CASE(store, scaled, masked)                                                 \
+    FN(sum_exp_impl)(x, mask, diff_out, n, shift, scale, store, 0, scaled, masked, ahead, \
+                     look, drop)
 #define BLOCKED_SCALED(store, masked) \
     (scale == 1 ? BLOCKED_CASE(store, 0, masked) : BLOCKED_CASE(store, 1, masked))
     if (diff_out)
@@ -437,30 +493,34 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_
  * sum[1], walked together.  Each row gets the sum, bit for bit, and the stores
  * into e_out[r] that the one-row sums give it alone: chunk_sum_exp_ahead for
  * FS_STORE_EXP (softmax's, never exact) and for FS_STORE_NONE with `exact`,
- * chunk_sum_exp_blocked for FS_STORE_DIFF and FS_STORE_NONE without.
- * drop_at[r] as their drop_at, `ahead` as in rows_sum_exp_impl; either mask may
- * be NULL only if both are.
+ * chunk_sum_exp_blocked for FS_STORE_DIFF and FS_STORE_NONE without; the
+ * last two look for each row's max's first term and leave it out as
+ * rows_sum_exp_impl does, unless drop is NULL (drop[r] as there).  `ahead` as
+ * in rows_sum_exp_impl; either mask may be NULL only if both are.
  */
 static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *mask,
                                  OUT *const *e_out, fs_index n, const REAL *shift, REAL scale,
-                                 int store, int exact, const fs_index *drop_at,
-                                 const STORAGE *ahead, double *sum)
+                                 int store, int exact, int *drop, const STORAGE *ahead,
+                                 double *sum)
 {
-#define PAIR_CASE(store_, exact_, scaled_, masked_)                                          \
+#define PAIR_CASE(store_, exact_, scaled_, masked_, look_)                                   \
     FN(rows_sum_exp_impl)(x, mask, e_out, n, shift, scale, store_, exact_, scaled_, masked_, \
-                          ahead, drop_at, sum, 2)
-#define PAIR_SCALED(store_, exact_, masked_)                             \
-    (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_) : PAIR_CASE(store_, exact_, 1, masked_))
-#define PAIR_MASKED(store_, exact_) \
-    (mask[0] ? PAIR_SCALED(store_, exact_, 1) : PAIR_SCALED(store_, exact_, 0))
+                          ahead, look_, drop, sum, 2)
+#define PAIR_SCALED(store_, exact_, masked_, look_)          \
+    (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_, look_) \
+                : PAIR_CASE(store_, exact_, 1, masked_, look_))
+#define PAIR_MASKED(store_, exact_, look_)                                 \
+    (mask[0] ? PAIR_SCALED(store_, exact_, 1, look_) : PAIR_SCALED(store_, exact_, 0, look_))
+#define PAIR_LOOKING(store_) (drop ? PAIR_MASKED(store_, 0, 1) : PAIR_MASKED(store_, 0, 0))
     if (store == FS_STORE_EXP)
-        PAIR_MASKED(FS_STORE_EXP, 0);
+        PAIR_MASKED(FS_STORE_EXP, 0, 0);
     else if (store == FS_STORE_DIFF)
-        PAIR_MASKED(FS_STORE_DIFF, 0);
+        PAIR_LOOKING(FS_STORE_DIFF);
     else if (exact)
-        PAIR_MASKED(FS_STORE_NONE, 1);
+        PAIR_MASKED(FS_STORE_NONE, 1, 0);
     else
-        PAIR_MASKED(FS_STORE_NONE, 0);
+        PAIR_LOOKING(FS_STORE_NONE);
+#undef PAIR_LOOKING
 #undef PAIR_MASKED
 #undef PAIR_SCALED
 #undef PAIR_CASE
@@ -475,7 +535,7 @@ FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask
     for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_blocked)(x + c, mask ? mask + c : NULL, NULL,
                                          fs_chunk_length(n, c), shift, scale,
-                                         ahead ? ahead + c : NULL, -1);
+                                         ahead ? ahead + c : NULL, 0, NULL);
     return sum;
 }
 #endif
@@ -488,7 +548,7 @@ static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
     for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_ahead)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL,
                                        fs_chunk_length(n, c), shift, scale,
-                                       ahead ? ahead + c : NULL, -1);
+                                       ahead ? ahead + c : NULL);
     return sum;
 }
 

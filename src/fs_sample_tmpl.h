@@ -177,6 +177,33 @@ static REAL FN(sample_max)(const STORAGE *x, fs_index n, int *has_nan)
 }
 
 /*
+ * Offset of the first element of x[0, n) that equals `max`, or -1 (also for a
+ * max that is not finite).  Compares only, four vectors per test, and stops
+ * there.
+ */
+static fs_index FN(find_first_max)(const STORAGE *x, fs_index n, REAL max)
+{
+    if (!isfinite(max))
+        return -1;
+    const VEC vmax = VSPLAT(max);
+#define HITS(at) ((VBITS)(VLOAD(x + (at)) == vmax))
+    fs_index i = 0;
+    for (; i + FS_ROW_ACCUMULATORS * LANES <= n; i += FS_ROW_ACCUMULATORS * LANES)
+        if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) | HITS(i + 3 * LANES)) >= 0)
+            break; /* in these four vectors: the loop below finds it */
+    for (; i + LANES <= n; i += LANES) {
+        const int lane = VFIRST(HITS(i));
+        if (lane >= 0)
+            return i + lane;
+    }
+#undef HITS
+    for (; i < n; i++)
+        if (SLOAD(x + i) == max)
+            return i;
+    return -1;
+}
+
+/*
  * Greedy's pass: a row's first max (NaN ignored) and its value, and whether it holds a
  * NaN.  The max of each block of FS_SAMPLE_BLOCK, keeping the first block that holds
  * the largest, then that block alone searched for it: one pass, plus one block in cache.
@@ -199,8 +226,8 @@ static fs_index FN(sample_argmax)(const STORAGE *x, fs_index n, REAL *max, int *
     *max = best;
     if (!(best > -INFINITY))
         return -1;
-    const fs_index in_block = FN(find_first_max)(x + best_at, NULL,
-                                                 fs_sample_block_length(n, best_at), best);
+    const fs_index in_block = FN(find_first_max)(x + best_at, fs_sample_block_length(n, best_at),
+                                                 best);
     return best_at + (in_block >= 0 ? in_block : 0); /* < 0: the row changed meanwhile */
 }
 
@@ -306,7 +333,7 @@ static fs_index FN(sample_draw_row)(const STORAGE *x, fs_index n, double max, do
     }
     /* No weight at all from block b on: only if another thread changed the row meanwhile
      * (its max had weight 1).  Still an id of the row. */
-    const fs_index at_max = last >= 0 ? last : FN(find_first_max)(x, NULL, n, (REAL)max);
+    const fs_index at_max = last >= 0 ? last : FN(find_first_max)(x, n, (REAL)max);
     return at_max >= 0 ? at_max : 0;
 }
 

@@ -288,7 +288,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     if (log_output) {
         double log_sum;
         const int diffs_stored = n >= FS_BLOCKED_LOG_SUM_FROM && FN(log_softmax_stores_diffs)(stream);
-        if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's search */
+        if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's look */
             double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
             log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
         } else {
@@ -326,32 +326,27 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
                                  OUT *const *out, fs_index n, REAL scale, int log_output,
                                  const STORAGE *ahead)
 {
-    const fs_index keep_all[2] = {-1, -1};
     REAL m[2];
     double sum[2];
     FN(row_pair_max)(x, mask, n, m);
     if (log_output && n < FS_BLOCKED_LOG_SUM_FROM) { /* row_sum_exp's exact sums */
-        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_NONE, 1, keep_all, ahead, sum);
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_NONE, 1, NULL, ahead, sum);
         for (int r = 0; r < 2; r++) {
             const double log_sum = FN(row_log_sum)(x[r], mask[r], n, m[r], scale, &sum[r]);
             FN(log_softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)log_sum);
         }
     } else if (log_output) { /* row_log_sum_dropped's, in one chunk */
         const int diffs_stored = FN(log_softmax_stores_diffs)(0);
-        fs_index drop_at[2];
-        for (int r = 0; r < 2; r++)
-            drop_at[r] = FN(find_first_max)(x[r], mask[r], n, m[r]);
+        int drop[2] = {1, 1}; /* each row looks for its max's first term */
         FN(row_pair_sum_exp)(x, mask, out, n, m, scale,
-                             diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop_at, ahead,
-                             sum);
+                             diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop, ahead, sum);
         for (int r = 0; r < 2; r++) {
-            const double log_sum =
-                fs_log_sum(sum[r], drop_at[r] >= 0 ? FS_DROP_DONE : FS_DROP_NONE);
+            const double log_sum = fs_log_sum(sum[r], drop[r]);
             FN(log_softmax_span)(diffs_stored ? NULL : x[r], mask[r], out[r], n, m[r], scale,
                                  (REAL)log_sum);
         }
     } else {
-        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_EXP, 0, keep_all, ahead, sum);
+        FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_EXP, 0, NULL, ahead, sum);
         for (int r = 0; r < 2; r++) {
             if (FS_OUT_NARROWS)
                 FN(softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)(1.0 / sum[r]));
@@ -748,9 +743,8 @@ static void FN(wanted_sums)(const STORAGE *const *x, const uint8_t *const *mask,
                             const int *want, double *sum, int rows)
 {
     if (rows == 2 && want[0] && want[1]) {
-        const fs_index keep_all[2] = {-1, -1};
         OUT *const no_out[2] = {NULL, NULL};
-        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact, keep_all, ahead,
+        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact, NULL, ahead,
                              sum);
         return;
     }

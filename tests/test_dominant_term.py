@@ -83,6 +83,68 @@ def test_the_dominant_entry_at_every_position_of_a_step(isa, dtype):
                          f"max at {position}")
 
 
+def _sum_lengths(isa, dtype):
+    """Rows that sum in float blocks and look for the max's term as they go (see below)."""
+    info = _core.kernel_info()[isa][dtype.__name__]
+    step = info["lanes"] * info["unroll"] * info["flush_steps"]  # one blocked step of the sum
+    lengths = {info["blocked_log_sum_from"] + 1, step - 1, 2 * step + info["lanes"] + 3}
+    return sorted(n for n in lengths if n >= info["blocked_log_sum_from"])
+
+
+def _others_log1p(x, skip):
+    """log1p of the sum of exp(x) over each row's entries but those `skip` marks, in float64."""
+    x = np.asarray(x, np.float64)
+    return np.array([math.log1p(math.fsum(np.exp(row[~keep]))) for row, keep in zip(x, skip)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
+    """log_softmax's and cross_entropy's rows find the max's first term while they sum.
+
+    Rows of blocked_log_sum_from or more elements sum in float blocks without
+    that term of 1, and look for it in the sum pass itself: rows shorter than
+    one blocked step of the sum two at a time, longer ones in the blocked
+    loop, then the tail vectors.  Row p of an n x n batch has its max at p, for
+    rows within one step, over two and a tail: a term missed, or one taken
+    from the wrong place, leaves a 1 in a float block and rounds the others
+    (40 below it) away.  An entry equal to the max that the mask leaves out,
+    just before it, must not be taken; a second max after it is summed, its
+    result -log(2 + tiny).  Rows split among threads keep their bits.
+    """
+    rng = np.random.default_rng(1)
+    for n in _sum_lengths(isa, dtype):
+        x = -(40.0 + rng.random((n, n)) * 3)
+        on_diagonal = np.eye(n, dtype=bool)
+        x[on_diagonal] = 0.0
+        x = x.astype(dtype)
+        rest = _others_log1p(x, on_diagonal)
+        logp = fs.log_softmax(x, n_threads=1)
+        _assert_relative(np.diagonal(logp), -rest, dtype, f"log_softmax n={n}")
+        loss = fs.cross_entropy(x, np.arange(n), reduction="none", n_threads=1)
+        _assert_relative(loss, rest, dtype, f"cross_entropy n={n}")
+        np.testing.assert_array_equal(fs.log_softmax(x, n_threads=3), logp)
+
+        # a masked-out copy of the max just before it
+        masked_x, where = x.copy(), np.ones((n, n), bool)
+        before = np.roll(on_diagonal, -1, axis=1)  # (p, p - 1); row 0's is its last entry
+        masked_x[before], where[before] = 0.0, False
+        got = fs.log_softmax(masked_x, where=where, n_threads=1)
+        _assert_relative(np.diagonal(got), -_others_log1p(x, on_diagonal | before), dtype,
+                         f"masked log_softmax n={n}")
+        np.testing.assert_array_equal(fs.log_softmax(masked_x, where=where, n_threads=3), got)
+
+        # a second max 5 entries after the first (wrapping around): log(2 + the rest)
+        tied = x.copy()
+        after = np.roll(on_diagonal, 5, axis=1)
+        tied[after] = 0.0
+        both = on_diagonal | after
+        expected = -np.log(2.0 + np.expm1(_others_log1p(tied, both)))
+        first = np.minimum(np.arange(n), (np.arange(n) + 5) % n)
+        got = fs.log_softmax(tied, n_threads=1)
+        _assert_relative(got[np.arange(n), first], expected, dtype, f"tied max n={n}")
+        np.testing.assert_array_equal(fs.log_softmax(tied, n_threads=3), got)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("n", [10, 300, 2 * CHUNK + 5])
 def test_masked_temperature_and_repeated_max(isa, dtype, n):
