@@ -49,10 +49,12 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
  * log_softmax rows from this long sum in float blocks without the max's term
  * (row_log_sum_dropped); shorter ones add every term into double, which costs
  * less there than the look for the max's term in the sum pass and its test
- * per vector.  Below 2 * FS_CHUNK: a row split across threads is
- * always summed the blocked way.
+ * per vector: about even at 192 through Python (one thread, AVX-512, 2026-12-02;
+ * at 128-160 a C harness had the blocks ahead by 1-3%, Python behind by 2-5%),
+ * and the blocks 3-12% ahead at 224-255.  Below 2 * FS_CHUNK: a row split
+ * across threads is always summed the blocked way.
  */
-#define FS_BLOCKED_LOG_SUM_FROM 256
+#define FS_BLOCKED_LOG_SUM_FROM 192
 #define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /* Vectors of adjacent columns one panel tile reduces together (its arrays' size). */
 #define FS_TILE_VECTORS 2
