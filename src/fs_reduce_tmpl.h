@@ -283,7 +283,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
  * look for its max's term.  The first lane of such a vector where it is 0.
  */
 #define KEPT_DIFF(d, r, at) (masked ? VSELECT(VMASK(mask##r + (at)), (d), VSPLAT(-1)) : (d))
-#define FIRST_ZERO(kd) VFIRST((VBITS)((kd) == ZERO_V))
+#define FIRST_ZERO(kd) VFIRST_EQUAL((kd), ZERO_V)
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
     if (rows == 1) /* rows walked together are shorter than this loop's block */
         for (; i + FS_PAIRED_BELOW <= n;) {

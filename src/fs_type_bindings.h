@@ -79,6 +79,7 @@
 #define VMASK FS_COMPUTE_NAME(vmask)
 #define VMASK_PARTIAL FS_COMPUTE_NAME(vmask_partial)
 #define VFIRST FS_COMPUTE_NAME(vfirst)
+#define VFIRST_EQUAL FS_COMPUTE_NAME(vfirst_equal)
 #define VTRANSPOSE FS_COMPUTE_NAME(vtranspose)
 
 /* Sums: accumulator lanes of double (float's VACC holds LANES doubles). */

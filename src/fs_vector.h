@@ -25,6 +25,7 @@
  *   vmax_lanes_f32         the largest lane of such an accumulator (vsum_lanes_f64,
  *                          vacc_sum_lanes_f32: the sum of the lanes), in a tree
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
+ *   vfirst_equal_f32       the first lane where a == b, or -1
  *   vany_less_f64          whether any lane is below one (vacc_any_less_f32: of an accumulator)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
  *   vzero_where_less_f32   e, with lanes where z < c set to +0 (NaN z compares false)
@@ -304,6 +305,11 @@ FS_ALWAYS_INLINE double vacc_sum_lanes_f32(vacc_f32 a) { return vsum_lanes_f64(a
 #define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
 #define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm512_test_epi32_mask((__m512i)(b), (__m512i)(b)))
 #define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm512_test_epi64_mask((__m512i)(b), (__m512i)(b)))
+/* (from the comparison's mask register: GCC does not fold a vbits round trip back into it) */
+#define vfirst_equal_f32(a, b) \
+    FS_FIRST_BIT((unsigned)_mm512_cmp_ps_mask((__m512)(a), (__m512)(b), _CMP_EQ_OQ))
+#define vfirst_equal_f64(a, b) \
+    FS_FIRST_BIT((unsigned)_mm512_cmp_pd_mask((__m512d)(a), (__m512d)(b), _CMP_EQ_OQ))
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
 #define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
 #define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm256_movemask_ps((__m256)(b)))
@@ -324,6 +330,11 @@ FS_ALWAYS_INLINE double vacc_sum_lanes_f32(vacc_f32 a) { return vsum_lanes_f64(a
     }
 FS_DEFINE_FIRST(vbits_f32, f32)
 FS_DEFINE_FIRST(vbits_f64, f64)
+#endif
+#ifndef vfirst_equal_f32
+/* The first lane where a == b, or -1. */
+#define vfirst_equal_f32(a, b) vfirst_f32((vbits_f32)((a) == (b)))
+#define vfirst_equal_f64(a, b) vfirst_f64((vbits_f64)((a) == (b)))
 #endif
 
 /*
@@ -464,6 +475,8 @@ typedef uint8_t vmask_bytes_f64;
 #define vselect_f64(m, a, b) ((m) ? (a) : (b))
 #define vfirst_f32(b) ((b) != 0 ? 0 : -1)
 #define vfirst_f64(b) ((b) != 0 ? 0 : -1)
+#define vfirst_equal_f32(a, b) ((a) == (b) ? 0 : -1)
+#define vfirst_equal_f64(a, b) ((a) == (b) ? 0 : -1)
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
 /* One lane is its own sum and max. */
