@@ -732,28 +732,47 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
 }
 
 #if !FS_OUT_NARROWS /* logsumexp and the exp test: float results only */
+#ifndef FS_SUM_WAY_ONCE
+#define FS_SUM_WAY_ONCE
+/* How logsumexp_rows sums a row: not yet (or no more), and the three ways below. */
+enum { FS_SUM_NONE = 0, FS_SUM_EXACT, FS_SUM_BLOCKED, FS_SUM_BLOCKED_DROPPED };
+#endif
+
 /*
- * The sums of exp of the rows (one or two, as in logsumexp_rows) that
- * want[r] names, into sum[r]: exact (row_sum_exp) or in float blocks
- * (row_sum_exp_blocked).  Two rows that both want theirs are walked together,
- * with the same bits.
+ * The log of the sum of exp of the rows (one or two, as in logsumexp_rows),
+ * each summed the way how[r] says, into log_sum[r]: FS_SUM_EXACT as
+ * row_log_sum gives it (its exact sum left in sum[r]), FS_SUM_BLOCKED as the
+ * log of a sum in float blocks, FS_SUM_BLOCKED_DROPPED as row_log_sum_dropped
+ * gives it (float blocks without the max's first term).  Two rows summed the
+ * same way are walked together, with the same bits.
  */
-static void FN(wanted_sums)(const STORAGE *const *x, const uint8_t *const *mask, fs_index n,
-                            const REAL *max, REAL scale, int exact, const STORAGE *ahead,
-                            const int *want, double *sum, int rows)
+static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *mask, fs_index n,
+                                const REAL *max, REAL scale, const STORAGE *ahead,
+                                const int *how, double *sum, double *log_sum, int rows)
 {
-    if (rows == 2 && want[0] && want[1]) {
+    if (rows == 2 && how[0] != FS_SUM_NONE && how[0] == how[1]) {
         OUT *const no_out[2] = {NULL, NULL};
-        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact, NULL, ahead,
-                             sum);
+        const int exact = how[0] == FS_SUM_EXACT, dropped = how[0] == FS_SUM_BLOCKED_DROPPED;
+        int drop[2] = {1, 1}; /* with `dropped`, each row looks for its max's first term */
+        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact,
+                             dropped ? drop : NULL, ahead, sum);
+        for (int r = 0; r < 2; r++)
+            log_sum[r] = exact     ? FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r])
+                         : dropped ? fs_log_sum(sum[r], drop[r])
+                                   : log(sum[r]);
         return;
     }
-    for (int r = 0; r < rows; r++) /* one row's ahead: the next row */
-        if (want[r])
-            sum[r] = exact ? FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale,
-                                             rows == 1 ? ahead : NULL)
-                           : FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale,
-                                                     rows == 1 ? ahead : NULL);
+    for (int r = 0; r < rows; r++) { /* one row's ahead: the next row */
+        const STORAGE *next = rows == 1 ? ahead : NULL;
+        if (how[r] == FS_SUM_EXACT) {
+            sum[r] = FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale, next);
+            log_sum[r] = FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r]);
+        } else if (how[r] == FS_SUM_BLOCKED) {
+            log_sum[r] = log(FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale, next));
+        } else if (how[r] == FS_SUM_BLOCKED_DROPPED) {
+            log_sum[r] = FN(row_log_sum_dropped)(x[r], mask[r], NULL, n, max[r], scale, next);
+        }
+    }
 }
 
 /*
@@ -767,9 +786,10 @@ static void FN(logsumexp_rows)(const STORAGE *const *x, const uint8_t *const *ma
                                int rows)
 {
     const double log_n = log((double)n), units = BLOCKED_SUM_ERROR_UNITS(n);
+    const double safe = fs_smallest_safe_result(units, LOG_SUM_RTOL);
     REAL max[2];
-    double low[2], sum[2];
-    int want[2] = {0, 0};
+    double low[2], sum[2], log_sum[2];
+    int how[2] = {FS_SUM_NONE, FS_SUM_NONE};
     if (rows == 2)
         FN(row_pair_max)(x, mask, n, max);
     else
@@ -777,38 +797,43 @@ static void FN(logsumexp_rows)(const STORAGE *const *x, const uint8_t *const *ma
     for (int r = 0; r < rows; r++) {
         low[r] = (double)max[r] * scale;
         /*
-         * Float terms in float blocks first, as softmax sums them (the exact
-         * double sum costs half as much again); the exact way below only
-         * where the result is too near 0 for the blocks' rounding.  The
-         * result lies in [low, low + log(n)]: a negative max whose range
-         * reaches near 0 (log-probabilities, whose logsumexp is about 0)
-         * goes the exact way at once, rather than twice.  Rows from
-         * 2 * FS_CHUNK elements may be split across threads
+         * Float terms in float blocks where the blocks' rounding (at most
+         * `safe` * LOG_SUM_RTOL / 16 in log(sum)) keeps the result within the
+         * bound: the exact double sum costs half as much again.  The result
+         * lies in [low, low + log(n)]:
+         *   - low >= safe: the result is too large for that rounding to matter.
+         *   - 0 <= low < safe: the result is low + log1p(s), s the other terms
+         *     than the max's first (row_log_sum_dropped), at least log1p(s),
+         *     which the blocks move by at most their relative error (4.8e-7)
+         *     of itself.  Looking for that term costs a little, so only these
+         *     rows do (before, they were summed again the exact way).
+         *   - low + log(n) <= -safe: the result is far below 0 (and checked).
+         * Rows whose range reaches near 0 from below (log-probabilities,
+         * whose logsumexp is about 0) go the exact way at once, rather than
+         * twice.  Rows from 2 * FS_CHUNK elements may be split across threads
          * (fs_long_rows_tmpl.h), which sum exactly: they always do, so a
          * row's bits never depend on the thread count.
          */
-        want[r] = sizeof(REAL) == 4 && !parts && n < 2 * FS_CHUNK && isfinite(max[r]) &&
-                  (low[r] >= 0 ||
-                   low[r] + log_n <= -fs_smallest_safe_result(units, LOG_SUM_RTOL));
+        if (sizeof(REAL) == 4 && !parts && n < 2 * FS_CHUNK && isfinite(max[r]))
+            how[r] = low[r] >= safe                ? FS_SUM_BLOCKED
+                     : low[r] >= 0                 ? FS_SUM_BLOCKED_DROPPED
+                     : low[r] + log_n <= -safe     ? FS_SUM_BLOCKED
+                                                   : FS_SUM_NONE;
     }
-    FN(wanted_sums)(x, mask, n, max, scale, 0, ahead, want, sum, rows);
+    FN(log_sums_by_way)(x, mask, n, max, scale, ahead, how, sum, log_sum, rows);
     for (int r = 0; r < rows; r++) {
-        if (want[r]) {
-            const double result = low[r] + log(sum[r]);
-            want[r] = fs_result_may_round(result, units, LOG_SUM_RTOL);
-            if (!want[r])
-                SSTORE_OUT(out + r, (REAL)result);
-        } else {
-            want[r] = 1;
-        }
+        const int done = how[r] != FS_SUM_NONE &&
+                         (low[r] >= 0 || !fs_result_may_round(low[r] + log_sum[r], units,
+                                                              LOG_SUM_RTOL));
+        if (done)
+            SSTORE_OUT(out + r, (REAL)(low[r] + log_sum[r]));
+        how[r] = done ? FS_SUM_NONE : FS_SUM_EXACT;
     }
-    FN(wanted_sums)(x, mask, n, max, scale, 1, ahead, want, sum, rows);
+    FN(log_sums_by_way)(x, mask, n, max, scale, ahead, how, sum, log_sum, rows);
     for (int r = 0; r < rows; r++)
-        if (want[r]) {
-            const double log_sum = FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r]);
-            SSTORE_OUT(out + r, FN(logsumexp_result)(max[r], log_sum, scale, x[r], mask[r], n, 1,
-                                                     parts ? parts + r : NULL));
-        }
+        if (how[r] == FS_SUM_EXACT)
+            SSTORE_OUT(out + r, FN(logsumexp_result)(max[r], log_sum[r], scale, x[r], mask[r], n,
+                                                     1, parts ? parts + r : NULL));
 }
 
 /*

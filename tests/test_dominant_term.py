@@ -322,3 +322,37 @@ def test_log_softmax_and_cross_entropy_keep_every_entry_whatever_the_weight_of_t
                                                    label_smoothing=eps, return_grad=True,
                                                    n_threads=threads)
                     np.testing.assert_array_equal(loss_too, loss, err_msg=what)
+
+
+@pytest.mark.parametrize("n", [100, 300, 1000])
+def test_logsumexp_sums_each_row_its_own_way(isa, n):
+    """float32 logsumexp picks per row: float blocks, blocks without the max's term, exact.
+
+    Maxima from -20 to 12 straddle each way's bounds (7.6 in magnitude: the
+    blocks' rounding over the tolerance, times 16; 0 for the blocks without
+    the max's term), with the rest of the row from 1e-3 of the max's term (it
+    dominates) to 3 times it.  Every result keeps the relative bound, and a row
+    gets the same bits alone, in the batch and next to rows of other ways
+    (rows shorter than one blocked step are walked in pairs).
+    """
+    rng = np.random.default_rng(n)
+    rows = []
+    for top in (-20.0, -8.0, -1e-3, 0.0, 1e-3, 0.5, 3.0, 7.5, 7.7, 12.0):
+        for rest in (1e-3, 3.0):
+            others = rng.standard_normal(n - 1) * 0.3
+            others -= math.log(math.fsum(np.exp(others)) / rest)  # their exps sum to `rest`
+            rows.append(np.insert(others, int(rng.integers(0, n)), 0.0) + top)
+    x = np.array(rows, np.float32)
+    got = fs.logsumexp(x, n_threads=1)
+    # the README's bound: 1e-6 relative, plus what rounding z = x - max costs by itself,
+    # 3u * sum(p |z|), which is all there is where a negative max cancels log1p(s)
+    x64 = x.astype(np.float64)
+    expected = reference.logsumexp(x64, axis=-1)
+    z = x64 - x64.max(axis=-1, keepdims=True)
+    rounding = 3 * 2.0**-24 * (reference.softmax(x64) * np.abs(z)).sum(axis=-1)
+    assert np.all(np.abs(got - expected) <= 1e-6 * np.abs(expected) + rounding), f"n={n}"
+    alone = np.array([fs.logsumexp(row[None], n_threads=1)[0] for row in x])
+    np.testing.assert_array_equal(got, alone)
+    shuffled = rng.permutation(len(x))
+    np.testing.assert_array_equal(fs.logsumexp(x[shuffled], n_threads=1), got[shuffled])
+    np.testing.assert_array_equal(fs.logsumexp(x, n_threads=2), got)
