@@ -151,7 +151,8 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
 FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n, REAL m,
                                         const STORAGE *ahead, int *drop)
 {
-    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, FS_STORE_EXP, 0, 0, 0, ahead, 1, drop)
+    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, FS_STORE_EXP_UNJOINED, 0, 0, 0, ahead, 1,
+                                   drop)
                 : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, 1, drop);
 }
 

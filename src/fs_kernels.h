@@ -176,11 +176,12 @@ typedef struct fs_block_sizes {
         /* exponentials into e_out unless it is NULL. */                                         \
         double (*chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out,           \
                                 fs_index n, REAL shift, REAL scale);                             \
-        /* out *= factor */                                                                      \
-        void (*scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL factor);          \
-        /* out = (x - shift) * scale - lse */                                                    \
+        /* out *= factor, where chunk_sum_exp stored exp((x - shift) * scale) in out */          \
+        void (*scale_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,          \
+                           REAL shift, REAL scale, REAL factor);                                 \
+        /* out = (x - shift) * scale - lse (from_diffs: from x - shift stored in out) */         \
         void (*log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out,            \
-                                 fs_index n, REAL shift, REAL scale, REAL lse);                  \
+                                 fs_index n, REAL shift, REAL scale, REAL lse, int from_diffs);  \
         /* logsumexp of a row from its max and sum of exp(x - max); reads x only when */         \
         /* the max is infinite, to tell +-inf from NaN. */                                       \
         REAL (*logsumexp_finish)(REAL max, double sum, const STORAGE *x, const uint8_t *mask,    \

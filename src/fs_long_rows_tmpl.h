@@ -196,11 +196,12 @@ static void FN(softmax_long_store_part)(void *arg, int64_t i)
         FN(softmax_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
                          job->scale, (REAL)(1.0 / job->row_sum[r]));
     else if (job->op == FS_OP_SOFTMAX)
-        FN(scale_span)(job->out + at, mask, len, (REAL)(1.0 / job->row_sum[r]));
+        FN(scale_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r], job->scale,
+                       (REAL)(1.0 / job->row_sum[r]));
     else /* from x, or from the differences its sum pass stored: the same decision as there */
-        FN(log_softmax_span)(FN(log_softmax_stores_diffs)(job->stream) ? NULL : job->x + at, mask,
-                             job->out + at, len, (REAL)job->row_max[r], job->scale,
-                             (REAL)job->row_log_sum[r]);
+        FN(log_softmax_span)(job->x + at, mask, job->out + at, len, (REAL)job->row_max[r],
+                             job->scale, (REAL)job->row_log_sum[r],
+                             FN(log_softmax_stores_diffs)(job->stream));
 }
 
 /*

@@ -149,8 +149,12 @@ static int FN(slice_has_nan)(const STORAGE *x, const uint8_t *mask, fs_index n, 
  * expression with the same d as from x, so the same bits, and its output's
  * cache lines were fetched while the exp kept the core busy, not in a pass of
  * a few instructions per vector).  The output types that narrow store nothing.
+ * Both go to out's aligned addresses where joined_head says so; the
+ * exponentials UNJOINED always go at x's lanes: cross_entropy's gradient pass
+ * reads them back there, a pass so light that its loop's own cost is what
+ * counts (a head and tail of its own and partial exps made it 10-20% slower).
  */
-enum { FS_STORE_NONE = 0, FS_STORE_EXP = 1, FS_STORE_DIFF = 2 };
+enum { FS_STORE_NONE = 0, FS_STORE_EXP = 1, FS_STORE_DIFF = 2, FS_STORE_EXP_UNJOINED = 3 };
 /*
  * Whether a sum left out the max's own term of 1 (sum_exp_impl's `drop`; DONE
  * is not 1: a nonzero int on entry asks the sum to look for it, and the
@@ -215,6 +219,24 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
 {
     ADD_TO_TOTAL(acc->total, acc->carry, acc->block);
     return VACC_SUB(acc->total, acc->carry);
+}
+
+/*
+ * How many of a span's first results its sum pass stores alone, before whole
+ * vectors at out's aligned addresses (VJOIN; 0: whole vectors from the span's
+ * first element on, at x's lanes).  Then the last pass, which reads them back
+ * at out's aligned addresses (fs_softmax_tmpl.h's output_peel), finds each in
+ * one store.  Rows walked alone join; pairs' rows are bound by their chains of
+ * latencies, not by their stores, and a row of FS_CHUNK or more pays for the
+ * unjoined stores once, less than the joins' permutes cost it where its output
+ * stays in L2 (float32 1x128256 softmax, out 16 bytes past a line, C harness,
+ * AVX-512: 0.214 ns per element unjoined, 0.223 joined).
+ */
+FS_ALWAYS_INLINE fs_index FN(joined_head)(const OUT *out, fs_index n)
+{
+    return FS_HAS_JOIN && !FS_OUT_NARROWS && n >= FS_PAIRED_BELOW && n < FS_CHUNK
+               ? fs_elements_before_aligned(out, sizeof(OUT), LANES)
+               : 0;
 }
 
 /* 0, 1, 2, ...: each lane's number, to pick one lane by comparison. */
@@ -285,6 +307,40 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define KEPT_DIFF(d, r, at) (masked ? VSELECT(VMASK(mask##r + (at)), (d), VSPLAT(-1)) : (d))
 #define FIRST_ZERO(kd) VFIRST_EQUAL((kd), ZERO_V)
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
+    /*
+     * A row walked alone stores whole vectors at out's aligned addresses
+     * (joined_head): each vector of results joined (VJOIN) with the one before
+     * it, the first out_head results stored alone, the last vector's rest at
+     * the end.  Every store lands in a span already loaded, so out may be x (in
+     * place).
+     */
+    const fs_index out_head = rows == 1 && (store == FS_STORE_EXP || store == FS_STORE_DIFF)
+                                  ? FN(joined_head)(out0, n)
+                                  : 0;
+#if FS_HAS_JOIN
+    const VJOIN_INDEX join_at = VJOIN_AT(out_head);
+    VEC pending = ZERO_V; /* the results at [i - LANES, i), of which those from out_head on wait */
+/* Store the results v at [at, at + LANES) of row r (at > 0 where out_head > 0): through pending. */
+#define STORE_RESULTS(r, v, at)                                                                  \
+    do {                                                                                         \
+        if (rows == 1 && out_head > 0) {                                                         \
+            VSTORE_OUT(out0 + (at) - LANES + out_head, VJOIN(pending, (v), join_at));            \
+            pending = (v);                                                                       \
+        } else {                                                                                 \
+            VSTORE_OUT(out##r + (at), (v));                                                      \
+        }                                                                                        \
+    } while (0)
+/* The last vector's waiting results, before a partial vector or the end. */
+#define STORE_PENDING()                                                                            \
+    do {                                                                                           \
+        if (rows == 1 && out_head > 0)                                                             \
+            VSTORE_PARTIAL_OUT(out0 + i - LANES + out_head, VJOIN(pending, pending, join_at),      \
+                               LANES - out_head);                                                 \
+    } while (0)
+#else
+#define STORE_RESULTS(r, v, at) VSTORE_OUT(out##r + (at), (v))
+#define STORE_PENDING() ((void)out_head)
+#endif
     if (rows == 1) /* rows walked together are shorter than this loop's block */
         for (; i + FS_PAIRED_BELOW <= n;) {
             VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
@@ -306,10 +362,16 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                 VEC e3 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d3)), mask0 + i + 3 * LANES);
                 if (store != FS_STORE_NONE && !FS_OUT_NARROWS) {
                     const int diff = store == FS_STORE_DIFF;
-                    VSTORE_OUT(out0 + i, diff ? d0 : e0);
-                    VSTORE_OUT(out0 + i + LANES, diff ? d1 : e1);
-                    VSTORE_OUT(out0 + i + 2 * LANES, diff ? d2 : e2);
-                    VSTORE_OUT(out0 + i + 3 * LANES, diff ? d3 : e3);
+#if FS_HAS_JOIN
+                    if (out_head > 0 && i == 0) { /* once: before out's first aligned vector */
+                        VSTORE_PARTIAL_OUT(out0, diff ? d0 : e0, out_head);
+                        pending = diff ? d0 : e0;
+                    } else
+#endif
+                        STORE_RESULTS(0, diff ? d0 : e0, i);
+                    STORE_RESULTS(0, diff ? d1 : e1, i + LANES);
+                    STORE_RESULTS(0, diff ? d2 : e2, i + 2 * LANES);
+                    STORE_RESULTS(0, diff ? d3 : e3, i + 3 * LANES);
                 }
                 if (look && looking0) {
                     /* the differences are <= 0: a 0 is their largest (a NaN lane may hide
@@ -362,7 +424,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         const VEC d = VLOAD(x##r + i) - vshift##r;                                \
         VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i);               \
         if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                            \
-            VSTORE_OUT(out##r + i, store == FS_STORE_DIFF ? d : e);               \
+            STORE_RESULTS(r, store == FS_STORE_DIFF ? d : e, i);                  \
         LOOK_IN(r, KEPT_DIFF(d, r, i));                                           \
         DROP_IN(e, i, drop##r);                                                   \
         ACCUMULATE(total##r, block##r, e);                                        \
@@ -399,9 +461,12 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
             steps = 0;
         }
     }
+    STORE_PENDING();
     if (i < n)
         EACH_ROW(SUM_PARTIAL);
     EACH_ROW(SUM_RESULT);
+#undef STORE_RESULTS
+#undef STORE_PENDING
 #undef SUM_VECTOR
 #undef SUM_PARTIAL
 #undef FLUSH_BLOCK

@@ -71,30 +71,54 @@ FS_ALWAYS_INLINE void FN(store_result)(OUT *out, VEC v, const int stream)
 }
 
 /*
+ * An element-wise last pass that reads back what the sum pass stored in out
+ * (softmax's exponentials, log_softmax's differences) must find each vector it
+ * loads in one store that the core can forward to it, or the load waits until
+ * that store, and every store before it, has reached the cache: for an output
+ * that is not in the cache, a trip to memory.  So:
+ *  - whole vectors are read back at out's aligned addresses, where the sum pass
+ *    stored them (rows_sum_exp_impl's joins);
+ *  - the partial vectors, the head before out's first aligned vector and the
+ *    tail, are computed from x again, with the same bits (a partial load takes
+ *    nothing from the partial store that wrote it), unless out is x (in place:
+ *    x holds the stored values by then, and its lines are in the cache) or the
+ *    sum pass cannot join (FS_HAS_JOIN 0: its whole vectors do not forward
+ *    either, and an exp costs more than the partial loads' wait: AVX2, same
+ *    harness as below but the output written each call, 0.35 → 0.38);
+ *  - the head is stored last: a partial store counts, for the loads after it,
+ *    as a store of its whole vector, which reaches into the first aligned one.
+ * C harness over the kernel table, AVX-512, float32 16384x512 into outputs
+ * just written elsewhere, out 16 bytes past a cache line, ns per element:
+ * softmax 0.39-0.41 before, 0.32-0.33 after (0.32 with out on a line, before
+ * and after); log_softmax 0.40-0.49, 0.36.
+ */
+
+/*
  * out = (x - shift) * scale - lse over a contiguous span (-inf where masked
- * out), or with x NULL, out = d * scale - lse from the differences d = x - shift
- * that the sum pass stored in out (FS_STORE_DIFF): the same expression of the
- * same d, so the same bits.
+ * out), or with `from_diffs`, out = d * scale - lse from the differences
+ * d = x - shift that the sum pass stored in out (FS_STORE_DIFF), but for the
+ * partial vectors: the same expression of the same d, so the same bits.
  */
 FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                                 fs_index n, REAL shift, REAL scale, REAL lse,
-                                                const int masked, const int stream)
+                                                const int from_diffs, const int masked,
+                                                const int stream)
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vlse = VSPLAT(lse);
     const VEC ninf = VSPLAT(-INFINITY);
     /* always times scale: a multiply by 1 is exact, so T == 1 needs no copy of its own */
-#define DIFF(at) (x ? VLOAD(x + (at)) - vshift : VLOAD_OUT(out + (at)))
-#define DIFF_PARTIAL(at, k) \
-    (x ? VLOAD_PARTIAL(x + (at), (k), 0) - vshift : VLOAD_PARTIAL_OUT(out + (at), (k), 0))
+#define DIFF(at) (from_diffs ? VLOAD_OUT(out + (at)) : VLOAD(x + (at)) - vshift)
 #define STORE_PARTIAL(at, k)                                                                 \
     do {                                                                                     \
-        const VEC v = DIFF_PARTIAL(at, k) * vscale - vlse;                                   \
+        const VEC d = from_diffs && !partials_from_x                                         \
+                          ? VLOAD_PARTIAL_OUT(out + (at), (k), 0)                            \
+                          : VLOAD_PARTIAL(x + (at), (k), 0) - vshift;                        \
+        const VEC v = d * vscale - vlse;                                                     \
         VSTORE_PARTIAL_OUT(out + (at),                                                       \
                            masked ? VSELECT(VMASK_PARTIAL(mask + (at), k), v, ninf) : v, k); \
     } while (0)
     const fs_index head = FN(output_peel)(out, n);
-    if (head > 0)
-        STORE_PARTIAL(0, head);
+    const int partials_from_x = FS_HAS_JOIN && (const void *)x != (const void *)out;
     fs_index i = head;
     for (; i + LANES <= n; i += LANES) {
         VEC v = DIFF(i) * vscale - vlse;
@@ -102,8 +126,9 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
     }
     if (i < n)
         STORE_PARTIAL(i, n - i);
+    if (head > 0) /* last (the top of this file) */
+        STORE_PARTIAL(0, head);
 #undef DIFF
-#undef DIFF_PARTIAL
 #undef STORE_PARTIAL
 }
 
@@ -114,47 +139,75 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
  */
 static int FN(log_softmax_stores_diffs)(int stream) { return !stream && !FS_OUT_NARROWS; }
 
-/* x NULL: from the differences in out, as in log_softmax_span_impl. */
+/* from_diffs: from the differences in out, as in log_softmax_span_impl. */
 static void FN(log_softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
-                                 REAL shift, REAL scale, REAL lse)
+                                 REAL shift, REAL scale, REAL lse, int from_diffs)
 {
-#define SPAN_CASE(x_, mask_, masked) \
-    FN(log_softmax_span_impl)(x_, mask_, out, n, shift, scale, lse, masked, 0)
-    if (x)
-        mask ? SPAN_CASE(x, mask, 1) : SPAN_CASE(x, NULL, 0);
+#define SPAN_CASE(from_diffs_, mask_, masked) \
+    FN(log_softmax_span_impl)(x, mask_, out, n, shift, scale, lse, from_diffs_, masked, 0)
+    if (from_diffs)
+        mask ? SPAN_CASE(1, mask, 1) : SPAN_CASE(1, NULL, 0);
     else
-        mask ? SPAN_CASE(NULL, mask, 1) : SPAN_CASE(NULL, NULL, 0);
+        mask ? SPAN_CASE(0, mask, 1) : SPAN_CASE(0, NULL, 0);
 #undef SPAN_CASE
 }
 
-/* out *= factor over a contiguous span (0 where masked out, even if factor is NaN or inf). */
-FS_ALWAYS_INLINE void FN(scale_span_impl)(OUT *out, const uint8_t *mask, fs_index n,
-                                          REAL factor,
+/*
+ * The first k < LANES results of softmax's last pass at x and out, from x:
+ * exp((x - shift) * scale) * factor (0 where masked out), the exp of the sum
+ * pass's argument (a multiply by 1 is exact: with T == 1, the sum pass's
+ * unscaled exp, bit for bit), times the factor, rounded once.  Not inlined:
+ * a row calls it at most twice, and a copy of the exp in each caller made
+ * short rows' passes slower.
+ */
+FS_NOINLINE void FN(softmax_partial)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index k,
+                                     REAL shift, REAL scale, REAL factor)
+{
+    const VEC e = VEXP((VLOAD_PARTIAL(x, k, -INFINITY) - VSPLAT(shift)) * VSPLAT(scale));
+    const VEC v = e * VSPLAT(factor);
+    VSTORE_PARTIAL_OUT(out, mask ? VSELECT(VMASK_PARTIAL(mask, k), v, ZERO_V) : v, k);
+}
+
+/*
+ * out *= factor over a contiguous span whose exponentials exp((x - shift) *
+ * scale) the sum pass stored in out, but for the partial vectors, computed
+ * from x unless out is x (0 where masked out, even if factor is NaN or inf).
+ */
+FS_ALWAYS_INLINE void FN(scale_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
+                                          fs_index n, REAL shift, REAL scale, REAL factor,
                                           const int masked)
 {
     const VEC vfactor = VSPLAT(factor);
-#define SCALE_PARTIAL(at, k)                                                                  \
-    VSTORE_PARTIAL_OUT(out + (at),                                                            \
-                       KEEP_MASKED_PARTIAL(VLOAD_PARTIAL_OUT(out + (at), k, 0) * vfactor,     \
-                                           mask + (at), k),                                   \
-                       k)
+    const int partials_from_x = FS_HAS_JOIN && (const void *)x != (const void *)out;
+#define SCALE_PARTIAL(at, k)                                                                      \
+    do {                                                                                          \
+        if (partials_from_x)                                                                      \
+            FN(softmax_partial)(x + (at), masked ? mask + (at) : NULL, out + (at), k, shift,      \
+                                scale, factor);                                                   \
+        else                                                                                      \
+            VSTORE_PARTIAL_OUT(out + (at),                                                        \
+                               KEEP_MASKED_PARTIAL(VLOAD_PARTIAL_OUT(out + (at), k, 0) * vfactor, \
+                                                   mask + (at), k),                               \
+                               k);                                                                \
+    } while (0)
     const fs_index head = FN(output_peel)(out, n);
-    if (head > 0)
-        SCALE_PARTIAL(0, head);
     fs_index i = head;
     for (; i + LANES <= n; i += LANES)
         VSTORE_OUT(out + i, KEEP_MASKED(VLOAD_OUT(out + i) * vfactor, mask + i));
     if (i < n)
         SCALE_PARTIAL(i, n - i);
+    if (head > 0) /* last (the top of this file) */
+        SCALE_PARTIAL(0, head);
 #undef SCALE_PARTIAL
 }
 
-static void FN(scale_span)(OUT *out, const uint8_t *mask, fs_index n, REAL factor)
+static void FN(scale_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
+                           REAL shift, REAL scale, REAL factor)
 {
     if (mask)
-        FN(scale_span_impl)(out, mask, n, factor, 1);
+        FN(scale_span_impl)(x, mask, out, n, shift, scale, factor, 1);
     else
-        FN(scale_span_impl)(out, NULL, n, factor, 0);
+        FN(scale_span_impl)(x, NULL, out, n, shift, scale, factor, 0);
 }
 
 /*
@@ -169,23 +222,16 @@ FS_ALWAYS_INLINE void FN(softmax_span_impl)(const STORAGE *x, const uint8_t *mas
                                             const int masked, const int stream)
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vfactor = VSPLAT(factor);
-    const int scaled = 1; /* a multiply by 1 is exact: the sum pass's unscaled exp, bit for bit */
-#define EXP_PARTIAL(at, k)                                                                     \
-    VSTORE_PARTIAL_OUT(                                                                        \
-        out + (at),                                                                            \
-        KEEP_MASKED_PARTIAL(VEXP(EXP_ARG(VLOAD_PARTIAL(x + (at), k, -INFINITY))) * vfactor,    \
-                            mask + (at), k),                                                   \
-        k)
+    const int scaled = 1; /* as softmax_partial */
     const fs_index head = FN(output_peel)(out, n);
     if (head > 0)
-        EXP_PARTIAL(0, head);
+        FN(softmax_partial)(x, masked ? mask : NULL, out, head, shift, scale, factor);
     fs_index i = head;
     for (; i + LANES <= n; i += LANES)
         FN(store_result)(out + i, KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))) * vfactor, mask + i),
                          stream);
     if (i < n)
-        EXP_PARTIAL(i, n - i);
-#undef EXP_PARTIAL
+        FN(softmax_partial)(x + i, masked ? mask + i : NULL, out + i, n - i, shift, scale, factor);
 }
 
 static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
@@ -226,13 +272,13 @@ static void FN(result_span_streamed)(const STORAGE *x, const uint8_t *mask, OUT 
     const fs_index head = FN(stream_head)(out, n);
     const uint8_t *body_mask = mask ? mask + head : NULL;
     if (log_output) {
-        FN(log_softmax_span)(x, mask, out, head, shift, scale, adjust);
+        FN(log_softmax_span)(x, mask, out, head, shift, scale, adjust, 0);
         if (mask)
             FN(log_softmax_span_impl)(x + head, body_mask, out + head, n - head, shift, scale,
-                                      adjust, 1, 1);
+                                      adjust, 0, 1, 1);
         else
             FN(log_softmax_span_impl)(x + head, NULL, out + head, n - head, shift, scale, adjust,
-                                      0, 1);
+                                      0, 0, 1);
     } else {
         FN(softmax_span)(x, mask, out, head, shift, scale, adjust);
         if (mask)
@@ -301,7 +347,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
             return;
         }
 #endif
-        FN(log_softmax_span)(diffs_stored ? NULL : x, mask, out, n, m, scale, (REAL)log_sum);
+        FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log_sum, diffs_stored);
 #if FS_STREAMS
     } else if (stream) { /* the sum softmax_span's factor comes from below, without the stores */
         const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
@@ -312,7 +358,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
         if (FS_OUT_NARROWS)
             FN(softmax_span)(x, mask, out, n, m, scale, (REAL)(1.0 / sum));
         else
-            FN(scale_span)(out, mask, n, (REAL)(1.0 / sum));
+            FN(scale_span)(x, mask, out, n, m, scale, (REAL)(1.0 / sum));
     }
 }
 
@@ -333,7 +379,7 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
         FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_NONE, 1, NULL, ahead, sum);
         for (int r = 0; r < 2; r++) {
             const double log_sum = FN(row_log_sum)(x[r], mask[r], n, m[r], scale, &sum[r]);
-            FN(log_softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)log_sum);
+            FN(log_softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)log_sum, 0);
         }
     } else if (log_output) { /* row_log_sum_dropped's, in one chunk */
         const int diffs_stored = FN(log_softmax_stores_diffs)(0);
@@ -342,8 +388,8 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
                              diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop, ahead, sum);
         for (int r = 0; r < 2; r++) {
             const double log_sum = fs_log_sum(sum[r], drop[r]);
-            FN(log_softmax_span)(diffs_stored ? NULL : x[r], mask[r], out[r], n, m[r], scale,
-                                 (REAL)log_sum);
+            FN(log_softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)log_sum,
+                                 diffs_stored);
         }
     } else {
         FN(row_pair_sum_exp)(x, mask, out, n, m, scale, FS_STORE_EXP, 0, NULL, ahead, sum);
@@ -351,7 +397,7 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
             if (FS_OUT_NARROWS)
                 FN(softmax_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)(1.0 / sum[r]));
             else
-                FN(scale_span)(out[r], mask[r], n, (REAL)(1.0 / sum[r]));
+                FN(scale_span)(x[r], mask[r], out[r], n, m[r], scale, (REAL)(1.0 / sum[r]));
         }
     }
 }
@@ -941,7 +987,7 @@ static void FN(softmax_shifted_block)(const STORAGE *x, const uint8_t *mask, fs_
         OUT *os = out + o * slab;
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1 && log_output)
-            FN(log_softmax_span)(xs, m, os, n, shift[o], scale, adjust[o]);
+            FN(log_softmax_span)(xs, m, os, n, shift[o], scale, adjust[o], 0);
         else if (stride == 1)
             FN(softmax_span)(xs, m, os, n, shift[o], scale, adjust[o]);
         else if (m && log_output)

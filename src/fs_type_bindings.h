@@ -81,6 +81,9 @@
 #define VFIRST FS_COMPUTE_NAME(vfirst)
 #define VFIRST_EQUAL FS_COMPUTE_NAME(vfirst_equal)
 #define VTRANSPOSE FS_COMPUTE_NAME(vtranspose)
+#define VJOIN FS_COMPUTE_NAME(vjoin)
+#define VJOIN_AT FS_COMPUTE_NAME(vjoin_at)
+#define VJOIN_INDEX FS_COMPUTE_NAME(vjoin_index)
 
 /* Sums: accumulator lanes of double (float's VACC holds LANES doubles). */
 #define VACC FS_COMPUTE_NAME(vacc)

@@ -564,9 +564,10 @@ static void long_rows(idx rows, idx n, int masked, int special, double scale)
             }
             for (idx c0 = 0; c0 < n; c0 += FS_CHUNK) {
                 const idx len = fs_chunk_length(n, c0);
-                if (op == 0) CALL_VOID(scale_span, out_at(steps, r * n + c0), mr ? mr + c0 : NULL, len, 1 / sum);
+                if (op == 0) CALL_VOID(scale_span, in_at(xr, c0), mr ? mr + c0 : NULL, out_at(steps, r * n + c0),
+                                       len, m, 1.0, 1 / sum);
                 else CALL_VOID(log_softmax_span, in_at(xr, c0), mr ? mr + c0 : NULL, out_at(steps, r * n + c0),
-                               len, m, 1.0, log(sum));
+                               len, m, 1.0, log(sum), 0);
             }
             /* log_softmax_span is held to what it is given, log(sum): a harness's plain log, not the
              * driver's log1p of a dominated row (which the long-row entry is checked for above) */

@@ -232,11 +232,11 @@ if want logic; then
         FROM=$2 TO=$3 perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/g' "$1"
     }
     {
-        # (vfirst, the exp's VSCALEF, the partial loads and stores and the mask widening: the
-        # logic build takes the generic exp, whose bits are the same for every normal result,
-        # and the generic widening)
+        # (vfirst, the stores' join, the exp's VSCALEF, the partial loads and stores and the
+        # mask widening: the logic build takes the generic exp, whose bits are the same for
+        # every normal result, and the generic join and widening)
         patch_count "$dest/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
-            '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
+            '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 5 &&
         patch_count "$dest/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
             '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
         # (the float->double widening, and the streaming stores: the latter then have none,
