@@ -142,14 +142,15 @@ def _row_lengths(isa, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=str)
 def test_every_vector_offset_gives_the_same_bits(isa, dtype):
     """A row's max pass and its element-wise last pass start with a partial vector up to
-    the first vector-aligned address of x (the max) or of out (the last pass), so that
-    NumPy's 16-byte alignment does not split their loads and stores across cache lines.
-    Neither result depends on which lane an element meets: x and out at every element
-    offset, apart and together and in place, give the bits of 64-byte aligned arrays."""
+    the first vector-aligned address of x (the max) or of out (the last pass), and its sum
+    pass stores whole vectors at out's aligned addresses (VJOIN), so that NumPy's 16-byte
+    alignment does not split their loads and stores across cache lines.  No result
+    depends on which lane an element meets: x and out at every element offset, apart and
+    together and in place, give the bits of 64-byte aligned arrays."""
     itemsize = np.dtype(dtype).itemsize
     out_dtype = np.float32 if dtype == np.float16 else dtype
     rng = np.random.default_rng(3)
-    for n in _row_lengths(isa, dtype) + [CHUNK + 5]:
+    for n in _row_lengths(isa, dtype) + [CHUNK - 1, CHUNK + 5]:
         rows = 1 if n > CHUNK else 3
         x = random_logits((rows, n), dtype, seed=n)
         x[0, ::5] = -np.inf
@@ -280,6 +281,44 @@ def test_cross_entropy(isa, dtype, offset, shape, axis, targets):
                                  label_smoothing=smoothing, reduction=reduction),
                 fs.cross_entropy(logits, target, axis=axis, weight=w, label_smoothing=smoothing,
                                  reduction=reduction), f"{reduction} loss, {what}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_cross_entropy_gradient_at_every_vector_offset(isa, dtype):
+    """The gradient's sum pass stores the exponentials at the logits' lanes (unlike
+    softmax's, which go to out's aligned addresses) and its gradient pass reads them back
+    there: logits and grad_out at every element offset, apart, together and in place,
+    with the label in the first vector, the last or between, give the bits of 64-byte
+    aligned arrays."""
+    itemsize = np.dtype(dtype).itemsize
+    for n in _row_lengths(isa, dtype) + [CHUNK - 1, CHUNK, CHUNK + 5]:
+        rows = 1 if n > CHUNK else 3
+        x = random_logits((rows, n), dtype, seed=n)
+        labels = np.array([0, n - 1, n // 2][:rows])
+        probabilities = fs.softmax(random_logits((rows, n), dtype, seed=n + 1), axis=-1)
+        weight = (np.random.default_rng(n).random(n) + 0.5).astype(dtype)
+        for target, kwargs in ((labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
+                               (probabilities, {})):
+            for threads in (1, 2):
+                what = f"n={n} {'labels' if target is labels else 'probabilities'} " \
+                       f"{sorted(kwargs)} threads={threads}"
+                expected_grad = placed(np.zeros((rows, n), dtype), 0)
+                expected_loss, _ = fs.cross_entropy(placed(x, 0), target, reduction="none",
+                                                    return_grad=True, grad_out=expected_grad,
+                                                    n_threads=threads, **kwargs)
+                for offset in range(itemsize, VECTOR_BYTES, itemsize):
+                    for x_at, grad_at in ((offset, 0), (0, offset), (offset, offset)):
+                        grad = placed(np.full((rows, n), np.nan, dtype), grad_at)
+                        loss, _ = fs.cross_entropy(placed(x, x_at), target, reduction="none",
+                                                   return_grad=True, grad_out=grad,
+                                                   n_threads=threads, **kwargs)
+                        where = f"{what} logits at +{x_at} grad at +{grad_at}"
+                        assert_bitwise(grad, expected_grad, where)
+                        assert_bitwise(loss, expected_loss, f"loss, {where}")
+                    inplace = placed(x, offset)
+                    fs.cross_entropy(inplace, target, reduction="none", return_grad=True,
+                                     grad_out=inplace, n_threads=threads, **kwargs)
+                    assert_bitwise(inplace, expected_grad, f"{what} in place at +{offset}")
 
 
 # ---------------------------------------------------------------- labels read once
