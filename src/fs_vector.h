@@ -344,8 +344,8 @@ FS_DEFINE_FIRST(vbits_f64, f64)
  * its output's aligned addresses (fs_reduce_tmpl.h): a vector store that
  * straddles two cache lines costs about two, and NumPy aligns arrays to 16
  * bytes only, so a 64-byte store into its outputs nearly always straddles.
- * AVX-512 joins with one two-source permute; elsewhere (the logic build) the
- * lanes in turn.  FS_HAS_JOIN is 0 for narrower vectors: a 16-byte store
+ * AVX-512 joins with one two-source permute; elsewhere (the logic build)
+ * through memory.  FS_HAS_JOIN is 0 for narrower vectors: a 16-byte store
  * suits NumPy's alignment, and half of AVX2's 32-byte ones straddle, for less
  * than AVX2's join would cost, two one-source permutes and a blend (C harness,
  * float32 16384x512 softmax into the same output each call, 16 bytes past a
@@ -369,24 +369,21 @@ static inline vjoin_index_f64 vjoin_at_f64(fs_index at)
 #define vjoin_f64(a, b, at) ((vec_f64)_mm512_permutex2var_pd((__m512d)(a), (at), (__m512d)(b)))
 #else
 #define FS_HAS_JOIN (FS_VBYTES == 64)
-#define FS_DEFINE_JOIN(V, VB, SFX)                                                 \
-    typedef VB vjoin_index_##SFX;                                                  \
-    static inline VB vjoin_at_##SFX(fs_index at)                                   \
+/* (through memory: a lane-by-lane version gave wrong doubles in the logic build, GCC 12) */
+#define FS_DEFINE_JOIN(V, REAL, SFX)                                               \
+    typedef fs_index vjoin_index_##SFX;                                            \
+    static inline fs_index vjoin_at_##SFX(fs_index at) { return at; }              \
+    static inline V vjoin_##SFX(V a, V b, fs_index at)                             \
     {                                                                              \
-        VB index;                                                                  \
-        for (int j = 0; j < FS_LANES_##SFX; j++)                                   \
-            index[j] = at + j;                                                     \
-        return index;                                                              \
-    }                                                                              \
-    static inline V vjoin_##SFX(V a, V b, VB at)                                   \
-    {                                                                              \
+        REAL both[2 * FS_LANES_##SFX];                                             \
         V joined;                                                                  \
-        for (int j = 0; j < FS_LANES_##SFX; j++)                                   \
-            joined[j] = at[j] < FS_LANES_##SFX ? a[at[j]] : b[at[j] - FS_LANES_##SFX]; \
+        memcpy(both, &a, sizeof a);                                                \
+        memcpy(both + FS_LANES_##SFX, &b, sizeof b);                               \
+        memcpy(&joined, both + at, sizeof joined);                                 \
         return joined;                                                             \
     }
-FS_DEFINE_JOIN(vec_f32, vbits_f32, f32)
-FS_DEFINE_JOIN(vec_f64, vbits_f64, f64)
+FS_DEFINE_JOIN(vec_f32, float, f32)
+FS_DEFINE_JOIN(vec_f64, double, f64)
 #endif
 
 /*
