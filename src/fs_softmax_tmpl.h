@@ -171,7 +171,8 @@ FS_NOINLINE void FN(softmax_partial)(const STORAGE *x, const uint8_t *mask, OUT 
 /*
  * out *= factor over a contiguous span whose exponentials exp((x - shift) *
  * scale) the sum pass stored in out, but for the partial vectors, computed
- * from x unless out is x (0 where masked out, even if factor is NaN or inf).
+ * from x where the sum pass joins and out is not x (the top of this file); 0
+ * where masked out, even if factor is NaN or inf.
  */
 FS_ALWAYS_INLINE void FN(scale_span_impl)(const STORAGE *x, const uint8_t *mask, OUT *out,
                                           fs_index n, REAL shift, REAL scale, REAL factor,
