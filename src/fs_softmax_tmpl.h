@@ -797,16 +797,25 @@ static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *m
                                 const REAL *max, REAL scale, const STORAGE *ahead,
                                 const int *how, double *sum, double *log_sum, int rows)
 {
-    if (rows == 2 && how[0] != FS_SUM_NONE && how[0] == how[1]) {
+#define BLOCKED_WAY(way) ((way) == FS_SUM_BLOCKED || (way) == FS_SUM_BLOCKED_DROPPED)
+    /*
+     * A blocked row and a blocked-dropped one also go together (rows with
+     * maxima either side of `safe`, as N(0, 3^2) rows of a few hundred have):
+     * the pair's walk looks only in the row that asks, and gives the other the
+     * bits of its own way.
+     */
+    const int exact_pair = rows == 2 && how[0] == FS_SUM_EXACT && how[1] == FS_SUM_EXACT;
+    const int blocked_pair = rows == 2 && BLOCKED_WAY(how[0]) && BLOCKED_WAY(how[1]);
+#undef BLOCKED_WAY
+    if (exact_pair || blocked_pair) {
         OUT *const no_out[2] = {NULL, NULL};
-        const int exact = how[0] == FS_SUM_EXACT, dropped = how[0] == FS_SUM_BLOCKED_DROPPED;
-        int drop[2] = {1, 1}; /* with `dropped`, each row looks for its max's first term */
-        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact,
-                             dropped ? drop : NULL, ahead, sum);
+        /* drop[r] nonzero: row r looks for its max's first term */
+        int drop[2] = {how[0] == FS_SUM_BLOCKED_DROPPED, how[1] == FS_SUM_BLOCKED_DROPPED};
+        FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact_pair,
+                             drop[0] || drop[1] ? drop : NULL, ahead, sum);
         for (int r = 0; r < 2; r++)
-            log_sum[r] = exact     ? FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r])
-                         : dropped ? fs_log_sum(sum[r], drop[r])
-                                   : log(sum[r]);
+            log_sum[r] = exact_pair ? FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r])
+                                    : fs_log_sum(sum[r], drop[r]);
         return;
     }
     for (int r = 0; r < rows; r++) { /* one row's ahead: the next row */
