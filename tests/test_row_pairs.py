@@ -44,6 +44,7 @@ def _row_kinds(n, dtype, rng):
     tied = np.full(n, 1.5)
     kinds = {
         "logits": logits,                        # logsumexp: the float blocks
+        "high_max": logits - logits.max() + 12,  # max past 7.6: the blocks, whatever n
         "log_probabilities": log_probabilities,  # logsumexp near 0: the exact sum
         "dominant": dominant,                    # one term dominates: the second sum
         "all_minus_inf": np.full(n, -np.inf),
