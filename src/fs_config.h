@@ -91,4 +91,21 @@
  */
 #define FS_PREFETCH_L1_ROW_BYTES 8192
 
+/*
+ * A sum pass that also stores (softmax's exponentials, log_softmax's
+ * differences, cross_entropy's), over a chunk of more than
+ * FS_PREFETCH_SHARE_FROM_BYTES, hints only the first 1/2^this of the next
+ * row's chunk into L2, at a 2^this of the pace: its own stores' line fetches
+ * queue behind the hints, and a whole next row's worth slowed it down.
+ * AVX-512, float32, one thread, x and out 16 bytes past a line, rows in L3:
+ * 32x50257, 256x16384 and 16x32000 took 4-10% less time in a C harness over
+ * the kernel table (a half or an eighth gained less, none 0-5%), 6-11% less
+ * through Python; 2048x32000 into an output in memory took 3-7% more, but a
+ * call that size streams its output (fastsoftmax/_stream.py) and its sum pass
+ * stores nothing.  Rows of 1024x4096 took about 5% more through Python (and
+ * 2-7% less in the harness): rows of 32 KB or less keep the whole hint.
+ */
+#define FS_PREFETCH_STORING_SHARE_LOG2 2
+#define FS_PREFETCH_SHARE_FROM_BYTES 32768
+
 #endif /* FS_CONFIG_H */

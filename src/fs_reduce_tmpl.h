@@ -266,9 +266,10 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * goes: this pass is bound by the exp, the next row's max pass by memory, so
  * fetching the next row now overlaps the two.  For one row, the next row
  * (prefetched at the same offsets: into L1 up to FS_PREFETCH_L1_ROW_BYTES, as
- * pairs' rows, and into L2 beyond, where a row outgrows L1); for a pair, the
- * next pair's 2n contiguous elements (twice as far into them as into this
- * pair's rows).
+ * pairs' rows, and into L2 beyond, where a row outgrows L1; a pass that also
+ * stores, over a long chunk, hints only its first share:
+ * FS_PREFETCH_STORING_SHARE_LOG2); for a pair, the next pair's 2n contiguous
+ * elements (twice as far into them as into this pair's rows).
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
                                             OUT *const *e_out, fs_index n, const REAL *shift,
@@ -307,6 +308,11 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define KEPT_DIFF(d, r, at) (masked ? VSELECT(VMASK(mask##r + (at)), (d), VSPLAT(-1)) : (d))
 #define FIRST_ZERO(kd) VFIRST_EQUAL((kd), ZERO_V)
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
+    /* log2 of how much of the step each hint covers: all of the next row, or its first share */
+    const int hint_shift = store != FS_STORE_NONE && !FS_OUT_NARROWS &&
+                                   n * (fs_index)sizeof(STORAGE) > FS_PREFETCH_SHARE_FROM_BYTES
+                               ? FS_PREFETCH_STORING_SHARE_LOG2
+                               : 0;
     /*
      * A row walked alone stores whole vectors at out's aligned addresses
      * (joined_head): each vector of results joined (VJOIN) with the one before
@@ -345,13 +351,16 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         for (; i + FS_PAIRED_BELOW <= n;) {
             VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
             for (int step = 0; step < FS_FLUSH_STEPS; step++, i += FS_ROW_ACCUMULATORS * LANES) {
-                if (ahead)
+                /* one step in 2^hint_shift hints the next step's worth of the next row's share */
+                const fs_index step_number = i / (FS_ROW_ACCUMULATORS * LANES);
+                if (ahead && (step_number & (((fs_index)1 << hint_shift) - 1)) == 0)
                     for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
                          line += 64) {
+                        const char *next = (const char *)(ahead + (i >> hint_shift)) + line;
                         if (next_row_fits_l1)
-                            FS_PREFETCH((const char *)(ahead + i) + line);
+                            FS_PREFETCH(next);
                         else
-                            FS_PREFETCH_L2((const char *)(ahead + i) + line);
+                            FS_PREFETCH_L2(next);
                     }
                 const VEC d0 = VLOAD(x0 + i) - vshift0, d1 = VLOAD(x0 + i + LANES) - vshift0;
                 const VEC d2 = VLOAD(x0 + i + 2 * LANES) - vshift0;
