@@ -791,19 +791,15 @@ enum { FS_SUM_NONE = 0, FS_SUM_EXACT, FS_SUM_BLOCKED, FS_SUM_BLOCKED_DROPPED };
  * row_log_sum gives it (its exact sum left in sum[r]), FS_SUM_BLOCKED as the
  * log of a sum in float blocks, FS_SUM_BLOCKED_DROPPED as row_log_sum_dropped
  * gives it (float blocks without the max's first term).  Two rows summed the
- * same way are walked together, with the same bits.
+ * same way are walked together, with the same bits, and so are a blocked row
+ * and a blocked-dropped one (maxima either side of `safe`, as N(0, 3^2) rows
+ * of a few hundred have): the pair's walk looks only in the row that asks.
  */
 static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *mask, fs_index n,
                                 const REAL *max, REAL scale, const STORAGE *ahead,
                                 const int *how, double *sum, double *log_sum, int rows)
 {
 #define BLOCKED_WAY(way) ((way) == FS_SUM_BLOCKED || (way) == FS_SUM_BLOCKED_DROPPED)
-    /*
-     * A blocked row and a blocked-dropped one also go together (rows with
-     * maxima either side of `safe`, as N(0, 3^2) rows of a few hundred have):
-     * the pair's walk looks only in the row that asks, and gives the other the
-     * bits of its own way.
-     */
     const int exact_pair = rows == 2 && how[0] == FS_SUM_EXACT && how[1] == FS_SUM_EXACT;
     const int blocked_pair = rows == 2 && BLOCKED_WAY(how[0]) && BLOCKED_WAY(how[1]);
 #undef BLOCKED_WAY
