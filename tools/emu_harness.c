@@ -359,7 +359,7 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
         for (int k = 0; k < 3; k++) {
             const idx sx = x_out_shifts[k][0], so = x_out_shifts[k][1];
             void *xs = in_alloc(size + sx), *lse_s = out_alloc(outer * stride);
-            memcpy(in_at(xs, sx), x, (size_t)size * in_bytes());
+            memcpy((char *)xs + sx * (idx)in_bytes(), x, (size_t)size * in_bytes());
             for (int log_ = 0; log_ < 2; log_++) {
                 void *os = out_alloc(size + so);
                 CALL_VOID(softmax, in_at(xs, sx + j0), mask, period, start, out_at(os, so + j0),

@@ -15,12 +15,15 @@
 #           pytest suite against it (the AVX-512 table's block logic: 16 float / 8 double
 #           lanes, its tails and tiles, through every Python path; the tests parametrized
 #           by ISA for that table only, FASTSOFTMAX_TEST_ISAS=avx512).
+#   isa_check tools/isa_check.sh (the sampler, top_k and 16-bit kernels of every table, line
+#           for line the same) over binaries linked from the x86 and aarch64 objects the
+#           stages above compile, so the kernels are compiled once per architecture.
 # Exit status non-zero if any stage fails, including an emulator that does not finish.
 #
 #   bash tools/emulated_isas.sh          (CI runs it from .ci/run; its time: README, Development)
 #
 # Settings (environment):
-#   EMU_STAGES      stages to run, default "bochs arm64 native logic"
+#   EMU_STAGES      stages to run, default "bochs arm64 native logic isa_check"
 #   EMU_EXP_STEP    the exp sweep takes every N-th float32 under emulation (default 997;
 #                   the native stage uses 97)
 #   BOCHS_TIMEOUT   seconds before Bochs is killed and the stage fails (default 1500)
@@ -31,7 +34,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-stages=${EMU_STAGES:-bochs arm64 native logic}
+stages=${EMU_STAGES:-bochs arm64 native logic isa_check}
 exp_step=${EMU_EXP_STEP:-997}
 bochs_timeout=${BOCHS_TIMEOUT:-1500}
 cache=${EMU_CACHE:-/var/cache/fastsoftmax-emu}
@@ -53,7 +56,9 @@ log() { echo "emulated_isas: $*"; }
 # Same flags as setup.py's build of the kernels (no -march, no -ffast-math: the ISA files
 # carry their own target pragmas).  OpenMP on, so the long-row entries run 3 threads.
 CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -I$repo/src"
-kernel_sources="$(echo "$repo"/src/*.c) $repo/tools/emu_harness.c"  # every C file in src/, as setup.py
+kernel_sources="$(echo "$repo"/src/*.c)"  # every C file in src/, as setup.py
+# Each compiled with the kernels; each has a main() and is linked with them alone.
+programs="$repo/tools/emu_harness.c $repo/tools/isa_check.c"
 
 # ---------------------------------------------------------------- what it needs
 need=()
@@ -62,7 +67,7 @@ if want bochs; then
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
 fi
-if want arm64; then
+if want arm64 || want isa_check; then
     command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
     command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 fi
@@ -72,16 +77,23 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Compiles CC's objects of the kernels and the harness into DIR, two at a time (2 cores).
+# Compiles CC's objects of the kernels and of the programs into DIR, two at a time (2 cores).
 compile_all() {
     local cc=$1 dir=$2 f pids=()
     mkdir -p "$dir"
-    for f in $kernel_sources; do
+    for f in $kernel_sources $programs; do
         # shellcheck disable=SC2086
         $cc $CFLAGS_KERNELS -c "$f" -o "$dir/$(basename "$f" .c).o" & pids+=($!)
         if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
     done
     for f in "${pids[@]}"; do wait "$f"; done
+}
+# Links DIR/PROGRAM from DIR's kernel objects and PROGRAM.o: CC DIR PROGRAM [link flags].
+link_program() {
+    local cc=$1 dir=$2 program=$3 f objects=()
+    shift 3
+    for f in $kernel_sources; do objects+=("$dir/$(basename "$f" .c).o"); done
+    "$cc" "$@" -fopenmp -pthread -o "$dir/$program" "$dir/$program.o" "${objects[@]}" -lm
 }
 declare -A took result
 now() { date +%s; }
@@ -108,7 +120,7 @@ run_bochs() {
     cd "$d"
     kernel_image
     mkdir -p root/dev iso/isolinux
-    cp "$work/x86/harness" root/harness
+    cp "$work/x86/emu_harness" root/harness
     gcc -O2 -static -o root/init "$repo/tools/emu_init.c"
     mknod root/dev/console c 5 1
     (cd root && find . | cpio -o -H newc --quiet | gzip -1) > iso/initrd.gz
@@ -188,10 +200,11 @@ summarize() {
         awk '/FAIL/ { if (++n > 30) { if (n == 31) print "  (more FAIL lines in the log)"; next } } { print }' || true
 }
 
-if want bochs || want native; then
+if want bochs || want native || want isa_check; then
     t0=$(now)
     compile_all gcc "$work/x86"
-    gcc -static -fopenmp -pthread -o "$work/x86/harness" "$work"/x86/*.o -lm
+    link_program gcc "$work/x86" emu_harness -static
+    link_program gcc "$work/x86" isa_check
     took[x86-build]=$(( $(now) - t0 )); result[x86-build]=0
 fi
 if want bochs; then
@@ -203,19 +216,32 @@ fi
 
 if want native; then
     t0=$(now); s=0
-    "$work/x86/harness" available > "$work/native.log" 2>&1 || s=$?
+    "$work/x86/emu_harness" available > "$work/native.log" 2>&1 || s=$?
     took[native]=$(( $(now) - t0 )); result[native]=$s
     log "native: the x86 tables this CPU runs"; summarize "$work/native.log"
 fi
 
+if want arm64 || want isa_check; then
+    t0=$(now)
+    compile_all aarch64-linux-gnu-gcc "$work/arm64"
+    link_program aarch64-linux-gnu-gcc "$work/arm64" emu_harness
+    link_program aarch64-linux-gnu-gcc "$work/arm64" isa_check
+    took[arm64-build]=$(( $(now) - t0 )); result[arm64-build]=0
+fi
 if want arm64; then
     t0=$(now); s=0
-    compile_all aarch64-linux-gnu-gcc "$work/arm64"
-    aarch64-linux-gnu-gcc -fopenmp -pthread -o "$work/arm64/harness" "$work"/arm64/*.o -lm
-    QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$work/arm64/harness" baseline scalar \
+    QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$work/arm64/emu_harness" baseline scalar \
         --exp-step "$exp_step" > "$work/arm64.log" 2>&1 || s=$?
     took[arm64]=$(( $(now) - t0 )); result[arm64]=$s
     log "arm64: NEON and plain-C tables under qemu-user"; summarize "$work/arm64.log"
+fi
+
+if want isa_check; then
+    t0=$(now); s=0
+    log "isa_check: the sampler, top_k and 16-bit kernels of every table, line for line"
+    ISA_CHECK_X86=$work/x86/isa_check ISA_CHECK_ARM64=$work/arm64/isa_check \
+        bash "$repo/tools/isa_check.sh" 2>&1 | sed 's/^/  /' || s=$?
+    took[isa_check]=$(( $(now) - t0 )); result[isa_check]=$s
 fi
 
 if want logic; then
@@ -253,7 +279,12 @@ if want logic; then
     if [ $s = 0 ]; then
         "$python" -c 'import Cython' 2>/dev/null || "$python" -m pip install -q "Cython>=3.0" "setuptools>=77"
         # Any _mm512 intrinsic still reachable fails this build (target mismatch under avx2).
-        (cd "$dest" && "$python" setup.py build_ext --inplace > build.log 2>&1) || { tail -20 "$dest/build.log"; s=1; }
+        # The 16-lane file's 64-byte vectors, split in two for AVX2, took 400 s to compile
+        # (2 cores, gcc 12), 60% of it in debug info and the RTL GCSE passes: this build
+        # drops both.  Neither changes a result bit (-g never changes the code; GCSE only
+        # removes recomputations of the same value), and the build is never shipped.
+        (cd "$dest" && FASTSOFTMAX_EXTRA_CFLAGS="-g0 -fno-gcse -fno-gcse-after-reload" \
+            "$python" setup.py build_ext --inplace > build.log 2>&1) || { tail -20 "$dest/build.log"; s=1; }
     fi
     if [ $s = 0 ]; then
         (cd "$dest" && PYTHONPATH=$dest "$python" - "$dest" <<'PY') || s=1
@@ -286,10 +317,10 @@ if want bochs; then
 fi
 
 status=0
-log "stage     status  seconds"
-for st in x86-build native arm64 logic bochs; do
+log "stage       status  seconds"
+for st in x86-build native arm64-build arm64 isa_check logic bochs; do
     if [ -n "${took[$st]:-}" ]; then
-        printf 'emulated_isas: %-9s %-7s %s\n' "$st" "${result[$st]:--}" "${took[$st]}"
+        printf 'emulated_isas: %-11s %-7s %s\n' "$st" "${result[$st]:--}" "${took[$st]}"
         if [ "${result[$st]:-0}" != 0 ]; then status=1; fi
     fi
 done

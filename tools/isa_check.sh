@@ -5,21 +5,34 @@
 # qemu-user are installed (gcc-aarch64-linux-gnu, qemu-user-static), the NEON and
 # plain-C tables of an aarch64 build.  Exit status 1 on any difference.
 #   bash tools/isa_check.sh
+# Prebuilt binaries of tools/isa_check.c linked with every src/*.c may be given instead:
+# ISA_CHECK_X86 (x86-64) and ISA_CHECK_ARM64 (aarch64).  tools/emulated_isas.sh links them
+# from the kernel objects it has compiled anyway, so CI compiles the kernels once per
+# architecture, not twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 flags="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -Isrc"
 sources="tools/isa_check.c $(echo src/*.c)"  # every C file in src/, as setup.py builds
-gcc $flags -pthread -o "$tmp/native" $sources -lm
+native=${ISA_CHECK_X86:-}
+if [ -z "$native" ]; then
+    native=$tmp/native
+    gcc $flags -pthread -o "$native" $sources -lm
+fi
 runs=()
 for isa in avx512 avx2 baseline scalar; do
-    if "$tmp/native" "$isa" > "$tmp/x86-$isa.txt" 2>/dev/null; then runs+=("x86-$isa"); fi
+    if "$native" "$isa" > "$tmp/x86-$isa.txt" 2>/dev/null; then runs+=("x86-$isa"); fi
 done
-if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64-static >/dev/null; then
-    aarch64-linux-gnu-gcc $flags -pthread -o "$tmp/arm64" $sources -lm
+arm64=${ISA_CHECK_ARM64:-}
+if [ -z "$arm64" ] && command -v aarch64-linux-gnu-gcc >/dev/null \
+        && command -v qemu-aarch64-static >/dev/null; then
+    arm64=$tmp/arm64
+    aarch64-linux-gnu-gcc $flags -pthread -o "$arm64" $sources -lm
+fi
+if [ -n "$arm64" ]; then
     for isa in baseline scalar; do
-        QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$tmp/arm64" "$isa" \
+        QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$arm64" "$isa" \
             > "$tmp/arm64-$isa.txt"
         runs+=("arm64-$isa")
     done
