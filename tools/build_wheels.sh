@@ -21,8 +21,8 @@
 #   2. `python -m build` there: the sdist, then a wheel built from the sdist
 #      (so the sdist is known to hold everything the build needs).
 #   3. `auditwheel repair --strip` (the lowest manylinux policy the wheel
-#      satisfies; libgomp is copied into fastsoftmax.libs/; the debug info of
-#      Python's -g is stripped), `auditwheel show` of both.
+#      satisfies; libgomp is copied into fastsoftmax.libs/; symbol tables are
+#      stripped: setup.py compiles without debug info), `auditwheel show` of both.
 #   4. Installs the repaired wheel into a venv without setuptools, with
 #      CC=/bin/false CXX=/bin/false and --only-binary=:all: (nothing can
 #      compile), and runs tools/check_wheel.py --expect-bundled-openmp from a
