@@ -60,7 +60,7 @@ python="${PYTHON:-python3}"
 gcc="$(command -v gcc || command -v cc)"
 check_wheel="$repo/tools/check_wheel.py"
 # The builds below must not be steered by a developer's own settings.
-unset FASTSOFTMAX_NO_OPENMP FASTSOFTMAX_EXTRA_CFLAGS PYTHONPATH CC CXX LDSHARED CFLAGS LDFLAGS
+unset FASTSOFTMAX_NO_OPENMP FASTSOFTMAX_EXTRA_CFLAGS FASTSOFTMAX_KEEP_OBJECTS PYTHONPATH CC CXX LDSHARED CFLAGS LDFLAGS
 export PYTHONNOUSERSITE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/fastsoftmax-wheels.XXXXXX")"
