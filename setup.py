@@ -4,8 +4,9 @@ OpenMP is probed per compiler.  Where the compiler has none (Apple clang
 without libomp, say), the extension is built single-threaded and a warning
 says so; the install never fails for that reason.  Set FASTSOFTMAX_NO_OPENMP=1
 to build without OpenMP on purpose.  FASTSOFTMAX_KEEP_OBJECTS=DIR copies the
-kernels' object files into DIR (tools/emulated_isas.sh links its test harness
-from them: CI compiles the x86 kernels once).
+extension's object files into DIR (tools/emulated_isas.sh links its test harness
+and its build of the AVX-512 template for AVX2 from them: CI compiles the x86
+kernels once).
 
 Flags are portable: -O3, -fno-math-errno and FMA contraction.  No tuning for
 the build machine's own CPU (the wheel must run on any x86-64; the kernels
@@ -151,14 +152,16 @@ class BuildExt(build_ext):
             self.force = True  # an up-to-date extension would compile no objects to keep
         super().build_extensions()
         if keep:
-            _keep_kernel_objects(compiler, self.build_temp, keep)
+            for ext in self.extensions:
+                _keep_objects(compiler, ext.sources, self.build_temp, keep)
 
 
-def _keep_kernel_objects(compiler, build_temp, directory):
-    """Copy the object of each file in KERNEL_SOURCES into `directory`, as <name>.o."""
+def _keep_objects(compiler, sources, build_temp, directory):
+    """Copy the object of each of `sources` into `directory`, as <name>.o (the Cython
+    module's too: _core.o, which a link of the extension with other kernels needs)."""
     os.makedirs(directory, exist_ok=True)
-    objects = compiler.object_filenames(KERNEL_SOURCES, output_dir=build_temp)
-    for source, obj in zip(KERNEL_SOURCES, objects):
+    objects = compiler.object_filenames(sources, output_dir=build_temp)
+    for source, obj in zip(sources, objects):
         name = os.path.splitext(os.path.basename(source))[0] + ".o"
         shutil.copyfile(obj, os.path.join(directory, name))
 

@@ -14,19 +14,21 @@
 #           _mm512 intrinsics, compiled for AVX2 and dispatched on an AVX2 CPU: the whole
 #           pytest suite against it (the AVX-512 table's block logic: 16 float / 8 double
 #           lanes, its tails and tiles, through every Python path; the tests parametrized
-#           by ISA for that table only, FASTSOFTMAX_TEST_ISAS=avx512).  Built with that
-#           table and the plain-C one only: the AVX2 and SSE2 tables are those the first
-#           pytest pass tests.
+#           by ISA for that table only, FASTSOFTMAX_TEST_ISAS=avx512).  An extension with
+#           that table and the plain-C one only (the AVX2 and SSE2 tables are those the
+#           first pytest pass tests): the two files the logic edits change are compiled
+#           here, the rest (the Cython module, the plain-C table, the executor) are the
+#           x86 build's objects, linked as setup.py links them.
 #   isa_check tools/isa_check.sh (the sampler, top_k and 16-bit kernels of every table, line
 #           for line the same) over binaries linked from the x86 and aarch64 objects the
 #           stages above compile, so the kernels are compiled once per architecture.
+# The x86 objects are setup.py's (FASTSOFTMAX_KEEP_OBJECTS): EMU_X86_OBJECTS, or a build in
+# a copy of the sources.  What needs none of them, the aarch64 objects and the logic
+# build's two, is compiled in the background from the start, so that CI can start this
+# script before its own install and let it wait for those objects (EMU_X86_READY).
 # Exit status non-zero if any stage fails, including an emulator that does not finish.
 #
 #   bash tools/emulated_isas.sh          (CI runs it from .ci/run; its time: README, Development)
-#   bash tools/emulated_isas.sh --deps-only
-#                                        installs what the stages need and fetches the kernel
-#                                        image, then stops (.ci/run does this in the
-#                                        background while pip installs: it waits on the network)
 #
 # Settings (environment):
 #   EMU_STAGES      stages to run, default "bochs arm64 native logic isa_check"
@@ -37,16 +39,19 @@
 #                   (default /var/cache/fastsoftmax-emu)
 #   EMU_KEEP=1      keep the work folder (printed) for a look at the logs
 #   PYTHON          the python with the test requirements (default: python3 on PATH)
-#   EMU_X86_OBJECTS a folder with the x86 kernels' objects that setup.py compiled
-#                   (FASTSOFTMAX_KEEP_OBJECTS): linked instead of compiling them again, so
-#                   the harness runs the very objects of the extension (CI sets both)
+#   EMU_X86_OBJECTS a folder with the objects of the extension that setup.py compiled
+#                   (FASTSOFTMAX_KEEP_OBJECTS), so the harness runs the very objects of the
+#                   extension.  Without it, setup.py builds them in a copy of the sources
+#                   (with PYTHON, which then needs numpy; Cython is installed if missing).
+#   EMU_X86_READY   a file that appears once EMU_X86_OBJECTS is complete: the stages that
+#                   need those objects (or PYTHON's packages) wait for it, up to
+#                   EMU_X86_WAIT seconds (default 3600); the others start at once.  CI sets
+#                   all three and starts this script before its install.
 set -euo pipefail
-deps_only=0
-case "${1:-}" in
-    --deps-only) deps_only=1 ;;
-    "") ;;
-    *) echo "emulated_isas: unknown argument: $1" >&2; exit 2 ;;
-esac
+if [ $# -gt 0 ]; then
+    echo "emulated_isas: no arguments (settings are environment variables): $*" >&2
+    exit 2
+fi
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 stages=${EMU_STAGES:-bochs arm64 native logic isa_check}
@@ -55,10 +60,11 @@ bochs_timeout=${BOCHS_TIMEOUT:-1500}
 cache=${EMU_CACHE:-/var/cache/fastsoftmax-emu}
 python=${PYTHON:-python3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/emulated-isas.XXXXXX")
-bochs_pid=
+declare -A bg_pid  # stage -> pid of the subshell running it in the background
 cleanup() {
+    local p
+    for p in "${bg_pid[@]}"; do kill "$p" 2>/dev/null || true; done
     # Bochs ignores SIGTERM: whatever of it is still running is killed by id.
-    if [ -n "$bochs_pid" ]; then kill -9 "$bochs_pid" 2>/dev/null || true; fi
     if [ -f "$work/bochs/pids" ]; then
         while read -r p; do kill -9 "$p" 2>/dev/null || true; done < "$work/bochs/pids"
     fi
@@ -70,48 +76,55 @@ want() { case " $stages " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "emulated_isas: $*"; }
 # Same flags as setup.py's build of the kernels (no -march, no -ffast-math: the ISA files
 # carry their own target pragmas).  OpenMP on, so the long-row entries run 3 threads.
-CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -I$repo/src"
+CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp"
+# What setup.py's objects get besides, from Python's CFLAGS and its own: objects of a
+# shared library, POSIX threads, and -fwrapv (the one flag there that can change code).
+CFLAGS_EXTENSION="-fPIC -pthread -fwrapv"
 kernel_sources="$(echo "$repo"/src/*.c)"  # every C file in src/, as setup.py
 # Each compiled with the kernels; each has a main() and is linked with them alone.
 programs="$repo/tools/emu_harness.c $repo/tools/isa_check.c"
 
 # ---------------------------------------------------------------- what it needs
-need=()
-if want bochs; then
-    for p in bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso cpio; do
-        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-    done
-fi
-if want arm64 || want isa_check; then
-    command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
-    command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
-fi
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+install_deps() {
+    local need=() p
+    if want bochs; then
+        for p in bochs bochsbios vgabios bochs-term isolinux syslinux-common xorriso cpio; do
+            dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+        done
+    fi
+    if want arm64 || want isa_check; then
+        command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+        command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+    fi
+    if [ ${#need[@]} -gt 0 ]; then
+        log "installing ${need[*]}"
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
+}
 
 # Compiles CC's objects of the kernels (unless KERNEL_OBJECTS is given: a folder of them,
-# copied) and of the programs into DIR, two at a time (2 cores).
+# copied) and of the programs into DIR, two at a time (2 cores).  (Its callers may run in
+# the background, where set -e does not hold: each failure is returned.)
 compile_all() {
-    local cc=$1 dir=$2 kernel_objects=${3:-} f pids=() to_compile=$programs
-    mkdir -p "$dir"
+    local cc=$1 dir=$2 kernel_objects=${3:-} f pids=() to_compile=$programs st=0
+    mkdir -p "$dir" || return 1
     if [ -n "$kernel_objects" ]; then
         for f in $kernel_sources; do
             f="$(basename "$f" .c).o"
             [ -f "$kernel_objects/$f" ] || { log "no $f in $kernel_objects"; return 1; }
-            cp "$kernel_objects/$f" "$dir/$f"
+            cp "$kernel_objects/$f" "$dir/$f" || return 1
         done
     else
         to_compile="$kernel_sources $programs"
     fi
     for f in $to_compile; do
         # shellcheck disable=SC2086
-        $cc $CFLAGS_KERNELS -c "$f" -o "$dir/$(basename "$f" .c).o" & pids+=($!)
-        if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+        $cc $CFLAGS_KERNELS -I"$repo/src" -c "$f" -o "$dir/$(basename "$f" .c).o" & pids+=($!)
+        if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}" || st=1; pids=("${pids[@]:1}"); fi
     done
-    for f in "${pids[@]}"; do wait "$f"; done
+    for f in "${pids[@]}"; do wait "$f" || st=1; done
+    return $st
 }
 # Links DIR/PROGRAM from DIR's kernel objects and PROGRAM.o: CC DIR PROGRAM [link flags].
 link_program() {
@@ -122,6 +135,25 @@ link_program() {
 }
 declare -A took result
 now() { date +%s; }
+# Runs STAGE (a command) in the background, its output in $work/STAGE.log; finish_stage
+# waits for it.
+start_stage() {
+    local stage=$1
+    shift
+    ( t0=$(now); s=0; "$@" > "$work/$stage.log" 2>&1 || s=$?; echo "$s $(( $(now) - t0 ))" > "$work/$stage.done" ) &
+    bg_pid[$stage]=$!
+}
+# Waits for a background STAGE and records its status and seconds; returns its status,
+# after printing the end of its log if it failed.
+finish_stage() {
+    local stage=$1 s secs
+    wait "${bg_pid[$stage]}" || true
+    unset "bg_pid[$stage]"
+    read -r s secs < "$work/$stage.done" || { s=1; secs=0; }
+    took[$stage]=$secs; result[$stage]=$s
+    if [ "$s" != 0 ]; then log "$stage failed (status $s):"; tail -20 "$work/$stage.log"; fi
+    return "$s"
+}
 
 # ---------------------------------------------------------------- bochs (AVX-512)
 # Fetches Debian's cloud kernel image (not installed: only /boot/vmlinuz is taken out of
@@ -141,12 +173,6 @@ kernel_image() {
         mv "$cache/vmlinuz-cloud.part" "$cache/vmlinuz-cloud" && rm -f "$deb"
     fi
 }
-if [ "$deps_only" = 1 ]; then
-    if want bochs; then kernel_image; fi
-    log "--deps-only: what the stages ($stages) need is in place"
-    exit 0
-fi
-
 # Boots the harness for the avx512 table; output in $work/bochs/serial.log; exit status:
 # the harness's, or 124 if Bochs did not finish in time.
 run_bochs() {
@@ -237,35 +263,153 @@ summarize() {
         awk '/FAIL/ { if (++n > 30) { if (n == 31) print "  (more FAIL lines in the log)"; next } } { print }' || true
 }
 
-if want bochs || want native || want isa_check; then
-    t0=$(now)
-    compile_all gcc "$work/x86" "${EMU_X86_OBJECTS:-}"
-    link_program gcc "$work/x86" emu_harness -static
-    link_program gcc "$work/x86" isa_check
-    took[x86-build]=$(( $(now) - t0 )); result[x86-build]=0
+# ---------------------------------------------------------------- the x86 objects
+# setup.py's objects of the extension, into $x86_objects: EMU_X86_OBJECTS (once
+# EMU_X86_READY exists, if given), or a build in a copy of the sources.
+x86_objects=
+python_can_build() {
+    "$python" -c 'import Cython, numpy' 2>/dev/null || "$python" -m pip install -q "Cython>=3.0" "setuptools>=77"
+}
+get_x86_objects() {
+    if [ -n "${EMU_X86_OBJECTS:-}" ]; then
+        if [ -n "${EMU_X86_READY:-}" ]; then
+            local limit=${EMU_X86_WAIT:-3600} deadline
+            deadline=$(( $(now) + limit ))
+            log "waiting for $EMU_X86_READY (the x86 objects)"
+            while [ ! -e "$EMU_X86_READY" ]; do
+                if [ "$(now)" -ge "$deadline" ]; then log "no $EMU_X86_READY after $limit s"; return 1; fi
+                sleep 2
+            done
+        fi
+        x86_objects=$EMU_X86_OBJECTS
+        return 0
+    fi
+    x86_objects=$work/x86-objects
+    log "x86 objects: setup.py build_ext in a copy of the sources"
+    python_can_build || return 1
+    bash "$repo/tools/copy_sources.sh" "$repo" "$work/x86-source" || return 1
+    (cd "$work/x86-source" && FASTSOFTMAX_KEEP_OBJECTS=$x86_objects "$python" setup.py build_ext --inplace \
+        > build.log 2>&1) || { tail -20 "$work/x86-source/build.log"; return 1; }
+}
+
+# ---------------------------------------------------------------- aarch64 objects
+arm64_build() {
+    compile_all aarch64-linux-gnu-gcc "$work/arm64" &&
+        link_program aarch64-linux-gnu-gcc "$work/arm64" emu_harness &&
+        link_program aarch64-linux-gnu-gcc "$work/arm64" isa_check
+}
+
+# ---------------------------------------------------------------- the logic build
+# The AVX-512 table's source, its _mm512 paths switched to the portable ones
+# (FS_AVX512_LOGIC), compiled for AVX2 and chosen where the CPU has AVX2.  Each edit
+# must apply exactly as often as counted: a changed source fails here, not silently.
+logic=$work/avx512-logic
+# The files the edits change: compiled here.  The extension's other objects are the x86
+# build's (the edits to the headers change nothing outside FS_AVX512_LOGIC's file).
+logic_compiled="fs_isa_avx512 fs_dispatch"
+patch_count() { # FILE FROM TO COUNT
+    local n
+    n=$(grep -cF -- "$2" "$1" || true)
+    if [ "$n" != "$4" ]; then echo "emulated_isas: logic patch: '$2' occurs $n times in $1, expected $4" >&2; return 1; fi
+    FROM=$2 TO=$3 perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/g' "$1"
+}
+logic_objects() {
+    bash "$repo/tools/copy_sources.sh" "$repo" "$logic" || return 1
+    # (vfirst, the stores' join, the exp's VSCALEF, the partial loads and stores and the
+    # mask widening: the logic build takes the generic exp, whose bits are the same for
+    # every normal result, and the generic join and widening)
+    patch_count "$logic/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
+        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 5 &&
+    patch_count "$logic/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
+        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
+    # (the float->double widening, and the streaming stores: the latter then have none,
+    # FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
+    patch_count "$logic/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
+        '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 2 &&
+    patch_count "$logic/src/fs_vector.h" '#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)' \
+        '#if (defined(__x86_64__) || defined(__i386__) || defined(_M_X64)) && !(defined(FS_AVX512_LOGIC) && FS_VBYTES == 64)' 1 &&
+    patch_count "$logic/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx2,fma")' \
+        '#pragma GCC target("avx2,fma,f16c")
+#define FS_AVX512_LOGIC 1' 1 &&
+    patch_count "$logic/src/fs_dispatch.c" '__builtin_cpu_supports("avx512f")' '__builtin_cpu_supports("avx2")' 1 &&
+    # (the AVX2 and SSE2 tables left out: CI's first pass has just tested them; the tables
+    # that remain, avx512 and the plain-C fallback, are those the tests see)
+    patch_count "$logic/src/fs_dispatch.c" '    &fs_kernels_avx2,' '' 1 &&
+    patch_count "$logic/src/fs_dispatch.c" '    &fs_kernels_baseline,' '' 1 &&
+    patch_count "$logic/src/fs_dispatch.c" 'if (table == &fs_kernels_avx2)' 'if (0)' 1 &&
+    rm "$logic/src/fs_isa_avx2.c" "$logic/src/fs_isa_baseline.c" || return 1
+    # Any _mm512 intrinsic still reachable fails this build (target mismatch under avx2).
+    # The 16-lane file's 64-byte vectors, split in two for AVX2, take long to compile:
+    # with gcc 12 -O3, 320 s on a 2-core Xeon, a third of it in the RTL GCSE passes.
+    # This build, never shipped, is compiled at -O2 and without those passes: 455 s
+    # (-O3 without GCSE) -> 271 s on a 2-core EPYC.  Neither level reassociates or
+    # contracts differently (no fast-math; FMA contraction is on at both), and Bochs
+    # runs the real table's -O3 objects.
+    local f
+    mkdir -p "$logic/obj" || return 1
+    for f in $logic_compiled; do
+        # shellcheck disable=SC2086
+        gcc $CFLAGS_KERNELS $CFLAGS_EXTENSION -O2 -fno-gcse -fno-gcse-after-reload -I"$logic/src" \
+            -c "$logic/src/$f.c" -o "$logic/obj/$f.o" || return 1
+    done
+}
+# Links the logic build's extension into its copy of the package, as setup.py links one:
+# Python's LDSHARED, the objects, OpenMP and POSIX threads.
+logic_link() {
+    local f objects=("$x86_objects/_core.o") ldshared suffix
+    for f in "$logic"/src/*.c; do
+        f=$(basename "$f" .c)
+        case " $logic_compiled " in
+            *" $f "*) objects+=("$logic/obj/$f.o") ;;
+            *) objects+=("$x86_objects/$f.o") ;;
+        esac
+    done
+    ldshared=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("LDSHARED"))') &&
+    suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))') || return 1
+    # shellcheck disable=SC2086
+    $ldshared "${objects[@]}" -fopenmp -pthread -lm -o "$logic/fastsoftmax/_core$suffix"
+}
+
+# ---------------------------------------------------------------- the stages
+# In the background from the start, what needs no x86 object: the logic build's two
+# objects (while apt-get waits on the network), then, with the cross compiler, the
+# aarch64 objects.
+if want logic; then start_stage logic-build logic_objects; fi
+install_deps
+if want arm64 || want isa_check; then start_stage arm64-build arm64_build; fi
+
+x86_ok=0
+if want bochs || want native || want isa_check || want logic; then
+    t0=$(now); s=0
+    get_x86_objects || s=1
+    took[x86-objects]=$(( $(now) - t0 )); result[x86-objects]=$s
+    if [ $s = 0 ] && { want bochs || want native || want isa_check; }; then
+        t0=$(now)
+        { compile_all gcc "$work/x86" "$x86_objects" &&
+            link_program gcc "$work/x86" emu_harness -static &&
+            link_program gcc "$work/x86" isa_check; } || s=1
+        took[x86-build]=$(( $(now) - t0 )); result[x86-build]=$s
+    fi
+    if [ $s = 0 ]; then x86_ok=1; fi
 fi
-if want bochs; then
+if want bochs && [ $x86_ok = 1 ]; then
     mkdir -p "$work/bochs"
     log "bochs: AVX-512 table under Bochs (in the background, up to ${bochs_timeout} s)"
-    ( t0=$(now); s=0; run_bochs > "$work/bochs/stage.log" 2>&1 || s=$?; echo "$s $(( $(now) - t0 ))" > "$work/bochs/done" ) &
-    bochs_pid=$!
+    start_stage bochs run_bochs
 fi
 
-if want native; then
+if want native && [ $x86_ok = 1 ]; then
     t0=$(now); s=0
     "$work/x86/emu_harness" available > "$work/native.log" 2>&1 || s=$?
     took[native]=$(( $(now) - t0 )); result[native]=$s
     log "native: the x86 tables this CPU runs"; summarize "$work/native.log"
 fi
 
+arm64_ok=0
 if want arm64 || want isa_check; then
-    t0=$(now)
-    compile_all aarch64-linux-gnu-gcc "$work/arm64"
-    link_program aarch64-linux-gnu-gcc "$work/arm64" emu_harness
-    link_program aarch64-linux-gnu-gcc "$work/arm64" isa_check
-    took[arm64-build]=$(( $(now) - t0 )); result[arm64-build]=0
+    if finish_stage arm64-build; then arm64_ok=1; fi
 fi
-if want arm64; then
+if want arm64 && [ $arm64_ok = 1 ]; then
     t0=$(now); s=0
     QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static "$work/arm64/emu_harness" baseline scalar \
         --exp-step "$exp_step" > "$work/arm64.log" 2>&1 || s=$?
@@ -273,7 +417,7 @@ if want arm64; then
     log "arm64: NEON and plain-C tables under qemu-user"; summarize "$work/arm64.log"
 fi
 
-if want isa_check; then
+if want isa_check && [ $x86_ok = 1 ] && [ $arm64_ok = 1 ]; then
     t0=$(now); s=0
     log "isa_check: the sampler, top_k and 16-bit kernels of every table, line for line"
     ISA_CHECK_X86=$work/x86/isa_check ISA_CHECK_ARM64=$work/arm64/isa_check \
@@ -282,58 +426,12 @@ if want isa_check; then
 fi
 
 if want logic; then
-    # The AVX-512 table's source, its _mm512 paths switched to the portable ones
-    # (FS_AVX512_LOGIC), compiled for AVX2 and chosen where the CPU has AVX2.  Each edit
-    # must apply exactly as often as counted: a changed source fails here, not silently.
-    t0=$(now); s=0
-    dest=$work/avx512-logic
-    bash "$repo/tools/copy_sources.sh" "$repo" "$dest"
-    patch_count() { # FILE FROM TO COUNT
-        local n
-        n=$(grep -cF -- "$2" "$1" || true)
-        if [ "$n" != "$4" ]; then echo "emulated_isas: logic patch: '$2' occurs $n times in $1, expected $4" >&2; return 1; fi
-        FROM=$2 TO=$3 perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/g' "$1"
-    }
-    {
-        # (vfirst, the stores' join, the exp's VSCALEF, the partial loads and stores and the
-        # mask widening: the logic build takes the generic exp, whose bits are the same for
-        # every normal result, and the generic join and widening)
-        patch_count "$dest/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
-            '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 5 &&
-        patch_count "$dest/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
-            '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
-        # (the float->double widening, and the streaming stores: the latter then have none,
-        # FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
-        patch_count "$dest/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
-            '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 2 &&
-        patch_count "$dest/src/fs_vector.h" '#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)' \
-            '#if (defined(__x86_64__) || defined(__i386__) || defined(_M_X64)) && !(defined(FS_AVX512_LOGIC) && FS_VBYTES == 64)' 1 &&
-        patch_count "$dest/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx2,fma")' \
-            '#pragma GCC target("avx2,fma,f16c")
-#define FS_AVX512_LOGIC 1' 1 &&
-        patch_count "$dest/src/fs_dispatch.c" '__builtin_cpu_supports("avx512f")' '__builtin_cpu_supports("avx2")' 1 &&
-        # (the AVX2 and SSE2 tables left out: CI's first pass has just tested them, and
-        # their two files are half of what the rest of this build would compile; the tables
-        # that remain, avx512 and the plain-C fallback, are those the tests see)
-        patch_count "$dest/src/fs_dispatch.c" '    &fs_kernels_avx2,' '' 1 &&
-        patch_count "$dest/src/fs_dispatch.c" '    &fs_kernels_baseline,' '' 1 &&
-        patch_count "$dest/src/fs_dispatch.c" 'if (table == &fs_kernels_avx2)' 'if (0)' 1 &&
-        rm "$dest/src/fs_isa_avx2.c" "$dest/src/fs_isa_baseline.c"
-    } || s=1
+    s=0
+    finish_stage logic-build || s=1
+    t0=$(now)
+    if [ $s = 0 ] && [ $x86_ok = 1 ]; then logic_link || s=1; else s=1; fi
     if [ $s = 0 ]; then
-        "$python" -c 'import Cython' 2>/dev/null || "$python" -m pip install -q "Cython>=3.0" "setuptools>=77"
-        # Any _mm512 intrinsic still reachable fails this build (target mismatch under avx2).
-        # The 16-lane file's 64-byte vectors, split in two for AVX2, take long to compile:
-        # with gcc 12 -O3, 320 s on a 2-core Xeon, a third of it in the RTL GCSE passes.
-        # This build, never shipped, is compiled at -O2 and without those passes: 455 s
-        # (-O3 without GCSE) -> 271 s on a 2-core EPYC.  Neither level reassociates or
-        # contracts differently (no fast-math; FMA contraction is on at both), and Bochs
-        # runs the real table's -O3 objects.
-        (cd "$dest" && FASTSOFTMAX_EXTRA_CFLAGS="-O2 -fno-gcse -fno-gcse-after-reload" \
-            "$python" setup.py build_ext --inplace > build.log 2>&1) || { tail -20 "$dest/build.log"; s=1; }
-    fi
-    if [ $s = 0 ]; then
-        (cd "$dest" && PYTHONPATH=$dest "$python" - "$dest" <<'PY') || s=1
+        (cd "$logic" && PYTHONPATH=$logic "$python" - "$logic" <<'PY') || s=1
 import sys
 import fastsoftmax, fastsoftmax._core as c
 assert fastsoftmax.__file__.startswith(sys.argv[1]), f"imported {fastsoftmax.__file__}, not the logic build"
@@ -349,7 +447,7 @@ PY
         # same code CI's first pytest pass has just run (tests/conftest.py).  Without
         # tests/test_typing.py: mypy reads the Python sources, the same as in the first pass
         # (and took 45 s of the 2-core machine's time).
-        (cd "$dest" && PYTHONPATH=$dest FASTSOFTMAX_TEST_ISAS=avx512 "$python" -m pytest -q -p no:cacheprovider \
+        (cd "$logic" && PYTHONPATH=$logic FASTSOFTMAX_TEST_ISAS=avx512 "$python" -m pytest -q -p no:cacheprovider \
             --ignore=tests/test_typing.py) \
             > "$work/logic.log" 2>&1 || s=$?
         grep -E '^(FAILED|ERROR)|passed|failed' "$work/logic.log" | tail -30 || true
@@ -357,17 +455,14 @@ PY
     took[logic]=$(( $(now) - t0 )); result[logic]=$s
 fi
 
-if want bochs; then
-    wait "$bochs_pid" || true
-    bochs_pid=
-    read -r s secs < "$work/bochs/done" || { s=1; secs=0; }
-    took[bochs]=$secs; result[bochs]=$s
-    log "bochs: AVX-512 table"; summarize "$work/bochs/serial.log"; summarize "$work/bochs/stage.log"
+if want bochs && [ $x86_ok = 1 ]; then
+    finish_stage bochs || true
+    log "bochs: AVX-512 table"; summarize "$work/bochs/serial.log"; summarize "$work/bochs.log"
 fi
 
 status=0
 log "stage       status  seconds"
-for st in x86-build native arm64-build arm64 isa_check logic bochs; do
+for st in x86-objects x86-build native arm64-build arm64 isa_check logic-build logic bochs; do
     if [ -n "${took[$st]:-}" ]; then
         printf 'emulated_isas: %-11s %-7s %s\n' "$st" "${result[$st]:--}" "${took[$st]}"
         if [ "${result[$st]:-0}" != 0 ]; then status=1; fi
