@@ -267,8 +267,8 @@ summarize() {
 # setup.py's objects of the extension, into $x86_objects: EMU_X86_OBJECTS (once
 # EMU_X86_READY exists, if given), or a build in a copy of the sources.
 x86_objects=
-python_can_build() {
-    "$python" -c 'import Cython, numpy' 2>/dev/null || "$python" -m pip install -q "Cython>=3.0" "setuptools>=77"
+python_can_build() {  # (numpy it must have: the tests need it too)
+    "$python" -c 'import Cython' 2>/dev/null || "$python" -m pip install -q "Cython>=3.0" "setuptools>=77"
 }
 get_x86_objects() {
     if [ -n "${EMU_X86_OBJECTS:-}" ]; then
