@@ -121,6 +121,7 @@ typedef struct fs_block_sizes {
     int short_row;   /* rows up to this long run one row per lane (where lanes > 1) */
     fs_index chunk;  /* a long row is reduced in chunks of this many elements (FS_CHUNK) */
     int blocked_log_sum_from; /* log_softmax rows from this long sum in float blocks */
+    int stream_scratch; /* streamed softmax rows up to this long keep their exps in a scratch row */
 } fs_block_sizes;
 
 /*

@@ -244,6 +244,12 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
         FN(softmax_span_impl)(x, NULL, out, n, shift, scale, factor, 0, 0);
 }
 
+/*
+ * The longest row whose streamed softmax keeps its exponentials in a scratch
+ * row (FS_STREAM_SCRATCH_BYTES, fs_isa_impl.h; softmax_row).
+ */
+enum { FN(stream_scratch_length) = FS_STREAM_SCRATCH_BYTES / (int)sizeof(OUT) };
+
 #if FS_STREAMS
 /*
  * How many of a span's n outputs come before its first vector-aligned one, where
@@ -289,6 +295,49 @@ static void FN(result_span_streamed)(const STORAGE *x, const uint8_t *mask, OUT 
             FN(softmax_span_impl)(x + head, NULL, out + head, n - head, shift, scale, adjust, 0,
                                   1);
     }
+}
+
+/*
+ * softmax's streamed last pass from the exponentials e that the sum pass
+ * stored in a scratch row: out = e * factor, 0 where masked out even if factor
+ * is NaN or inf, which is what scale_span computes from the same e, bit for
+ * bit.  Whole vectors from out's first aligned one (stream_head) on stream;
+ * the head before it and the tail take ordinary stores.  The caller calls
+ * vstream_fence() before it returns.
+ */
+FS_ALWAYS_INLINE void FN(scale_streamed_impl)(const OUT *e, const uint8_t *mask, OUT *out,
+                                              fs_index n, REAL factor, const int masked)
+{
+    const VEC vfactor = VSPLAT(factor);
+#define SCALED(at) KEEP_MASKED(VLOAD_OUT(e + (at)) * vfactor, mask + (at))
+#define STORE_SCALED_PARTIAL(at, k)                                                      \
+    VSTORE_PARTIAL_OUT(out + (at),                                                       \
+                       KEEP_MASKED_PARTIAL(VLOAD_PARTIAL_OUT(e + (at), (k), 0) * vfactor, \
+                                           mask + (at), (k)),                            \
+                       (k))
+    const fs_index head = FN(stream_head)(out, n); /* n where none may stream */
+    fs_index i = 0;
+    for (; i + LANES <= head; i += LANES)
+        VSTORE_OUT(out + i, SCALED(i));
+    if (i < head) {
+        STORE_SCALED_PARTIAL(i, head - i);
+        i = head;
+    }
+    for (; i + LANES <= n; i += LANES)
+        VSTREAM_OUT(out + i, SCALED(i));
+    if (i < n)
+        STORE_SCALED_PARTIAL(i, n - i);
+#undef SCALED
+#undef STORE_SCALED_PARTIAL
+}
+
+static void FN(scale_streamed)(const OUT *e, const uint8_t *mask, OUT *out, fs_index n,
+                               REAL factor)
+{
+    if (mask)
+        FN(scale_streamed_impl)(e, mask, out, n, factor, 1);
+    else
+        FN(scale_streamed_impl)(e, NULL, out, n, factor, 0);
 }
 #endif
 
@@ -350,6 +399,11 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
 #endif
         FN(log_softmax_span)(x, mask, out, n, m, scale, (REAL)log_sum, diffs_stored);
 #if FS_STREAMS
+    } else if (stream && n <= FN(stream_scratch_length)) {
+        /* the exponentials kept in L1 for the last pass, which then computes none */
+        OUT scratch[FN(stream_scratch_length)] __attribute__((aligned(64)));
+        const double sum = FN(row_sum_exp)(x, mask, scratch, n, m, scale, ahead);
+        FN(scale_streamed)(scratch, mask, out, n, (REAL)(1.0 / sum));
     } else if (stream) { /* the sum softmax_span's factor comes from below, without the stores */
         const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
         FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)(1.0 / sum), 0);

@@ -67,12 +67,14 @@ def assert_same_bits(got, want):
 
 
 def _lengths(isa, dtype):
-    """Row lengths on either side of the vector, the unrolled step and the flush block."""
+    """Row lengths on either side of the vector, the unrolled step, the flush block and the
+    longest row whose softmax streams from a scratch row."""
     info = _core.kernel_info()[isa][np.dtype(dtype).name]
     lanes, step = info["lanes"], info["lanes"] * info["unroll"]
     block = step * info["flush_steps"]
+    scratch = info["stream_scratch"]
     lengths = {info["short_row"] + 1, 2 * lanes - 1, 2 * lanes + 1, 3 * step, 3 * step + lanes - 1,
-               block - 1, block + 1, 2 * block + lanes + 1}
+               block - 1, block + 1, 2 * block + lanes + 1, scratch - 1, scratch, scratch + 1}
     return sorted(n for n in lengths if n > 0)
 
 
@@ -113,9 +115,10 @@ def test_streamed_with_mask_and_temperature(isa, dtype, op, streaming):
 
 @pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_streamed_non_finite_rows(isa, dtype, op, streaming):
+@pytest.mark.parametrize("n", [300, 1000])
+def test_streamed_non_finite_rows(isa, dtype, op, n, streaming):
     """NaN, +inf and -inf rows give the ordinary pass's NaN, inf and zeros exactly."""
-    x = random_logits((6, 300), dtype, seed=2)
+    x = random_logits((6, n), dtype, seed=2)
     x[0, 17] = np.nan
     x[1, 250] = np.inf
     x[2, :] = -np.inf
