@@ -56,5 +56,8 @@ def show_config(file: TextIO | None = None) -> None:
     bound = _core.stream_min_bytes()
     streams = ("none in these kernels" if not _core.can_stream() else "off" if bound >= sys.maxsize
                else f"from {bound / 2**20:g} MB of input and output")
+    if _core.can_stream() and bound < sys.maxsize and not _core.stream_recomputes():
+        scratch_kb = _core.kernel_info()[_core.isa()]["float32"]["stream_scratch"] * 4 / 1024
+        streams += f" (not softmax rows over {scratch_kb:g} KB, nor cross_entropy's gradient)"
     print(f"  streaming stores: {streams}", file=file)
 

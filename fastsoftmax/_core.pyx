@@ -129,7 +129,7 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_kernel_table:
         const char *isa
         int vector_bytes
-        int can_stream
+        int can_stream, stream_recomputes
         fs_dtype_kernels f32
         fs_dtype_kernels f64
         fs_dtype_kernels f16
@@ -1493,6 +1493,14 @@ def stream_min_bytes():
 def can_stream():
     """Whether the chosen kernels have streaming stores (x86-64's vector builds)."""
     return bool(kernels.can_stream)
+
+
+def stream_recomputes():
+    """Whether the chosen kernels also stream the outputs whose last pass computes the
+    exponentials again: softmax rows longer than kernel_info()'s stream_scratch and
+    cross_entropy's gradient (AVX-512 only: elsewhere the exp costs more than the streaming
+    saves)."""
+    return bool(kernels.stream_recomputes)
 
 
 # ---------------------------------------------------------------- small calls

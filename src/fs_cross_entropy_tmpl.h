@@ -595,7 +595,8 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
                                     fs_index stride, int flags)
 {
     const fs_index slab = n * stride;
-    const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && grad && (const void *)grad != x;
+    const int stream = FS_STREAMS && FS_STREAM_RECOMPUTES && (flags & FS_STREAM_OUTPUT) && grad &&
+                       (const void *)grad != x;
     if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(ce_short_rows)(x, labels, target, weight, weight_sum, eps, ignore_index, loss, grad,
                           grad_scale, outer, n);

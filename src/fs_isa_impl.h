@@ -68,6 +68,19 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
  * reads, L1 holds it, and any thread's stack has room for it.
  */
 #define FS_STREAM_SCRATCH_BYTES 16384
+/*
+ * Whether a streamed last pass may compute its exponentials again: softmax
+ * rows longer than the scratch row, and cross_entropy's gradient.  Where it
+ * may not, those take ordinary stores even when asked to stream (log_softmax,
+ * which has no exponential in its last pass, still streams).  Only AVX-512's
+ * exp is cheap enough beside the memory traffic a streamed output saves
+ * (2-core Xeon VM, float32, one thread: streamed / ordinary time 0.82-0.89 for
+ * softmax from 125 MB on, 0.82-0.90 for the loss and gradient; fastsoftmax/
+ * _stream.py).  AVX2 (Zen 3, same measure through Python): softmax 1.24 at
+ * 2048x32000, 1.13 at 512x16384, 1.54 at 256x8192; loss and gradient 1.31,
+ * 1.20 and 1.43.  SSE2's exp has half AVX2's lanes.
+ */
+#define FS_STREAM_RECOMPUTES (FS_VBYTES == 64)
 /* Vectors of adjacent columns one panel tile reduces together (its arrays' size). */
 #define FS_TILE_VECTORS 2
 
@@ -172,6 +185,7 @@ const fs_kernel_table FS_TABLE = {
     .isa = FS_ISA_NAME,
     .vector_bytes = FS_VBYTES,
     .can_stream = FS_CAN_STREAM,
+    .stream_recomputes = FS_CAN_STREAM && FS_STREAM_RECOMPUTES,
     .f32 = FS_DTYPE_TABLE(f32),
     .f64 = FS_DTYPE_TABLE(f64),
     .f16 = FS_DTYPE_TABLE(f16),

@@ -247,6 +247,9 @@ typedef struct fs_kernel_table {
     const char *isa; /* "avx512", "avx2", "baseline" or "scalar" */
     int vector_bytes;
     int can_stream;  /* FS_STREAM_OUTPUT streams (fs_vector.h's FS_CAN_STREAM) */
+    /* ...also softmax rows past the scratch row and cross_entropy's gradient, whose
+     * streamed last pass computes the exponentials again (fs_isa_impl.h) */
+    int stream_recomputes;
     fs_kernels_f32 f32;
     fs_kernels_f64 f64;
     fs_kernels_f16 f16;   /* IEEE float16 input, float results */

@@ -265,7 +265,8 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
                                 .mask_start = mask_start, .out = out, .ch = ch, .scale = scale,
                                 .op = op,
                                 .stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) &&
-                                          op != FS_OP_LOGSUMEXP,
+                                          (op == FS_OP_LOG_SOFTMAX ||
+                                           (op == FS_OP_SOFTMAX && FS_STREAM_RECOMPUTES)),
                                 .chunk = chunk, .drop = drop, .row_max = row_max,
                                 .row_sum = row_sum, .row_log_sum = row_log_sum};
 #define MASK_AT(at) fs_mask_at(mask, mask_period, mask_start, (at))
@@ -514,7 +515,8 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                  .weight_sum = weight_sum, .eps = eps, .n = n, .ch = ch,
                                  .status = status, .st = st, .chunk = chunk,
                                  .class_sums = chunk + ch.total, .drop = drop, .grad = grad,
-                                 .stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && grad &&
+                                 .stream = FS_STREAMS && FS_STREAM_RECOMPUTES &&
+                                           (flags & FS_STREAM_OUTPUT) && grad &&
                                            (const void *)grad != x};
     fs_parallel_run(nthreads, ch.total, FN(ce_long_max_part), (void *)&job);
     /* The sum of exp leaves out the max's first term (fs_log_sum_tmpl.h), in its chunk. */

@@ -404,7 +404,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
         OUT scratch[FN(stream_scratch_length)] __attribute__((aligned(64)));
         const double sum = FN(row_sum_exp)(x, mask, scratch, n, m, scale, ahead);
         FN(scale_streamed)(scratch, mask, out, n, (REAL)(1.0 / sum));
-    } else if (stream) { /* the sum softmax_span's factor comes from below, without the stores */
+    } else if (stream && FS_STREAM_RECOMPUTES) { /* the sum comes from below, without stores */
         const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
         FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)(1.0 / sum), 0);
 #endif
