@@ -52,9 +52,12 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
  * per vector: about even at 192 through Python (one thread, AVX-512, 2026-12-02;
  * at 128-160 a C harness had the blocks ahead by 1-3%, Python behind by 2-5%),
  * and the blocks 3-12% ahead at 224-255.  Below 2 * FS_CHUNK: a row split
- * across threads is always summed the blocked way.
+ * across threads is always summed the blocked way.  An ISA file may set its
+ * own (fs_isa_avx2.c); kernel_info() reports each.
  */
+#ifndef FS_BLOCKED_LOG_SUM_FROM
 #define FS_BLOCKED_LOG_SUM_FROM 192
+#endif
 #define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /*
  * softmax rows whose output takes up to this many bytes keep their
