@@ -12,6 +12,13 @@ size, but at most 96 MB (``set_stream_threshold``), never in place, and only
 where the ISA has such stores (x86-64; ``show_config`` says).  The results are
 bitwise the same either way.  cross_entropy's gradient streams by the same rule.
 
+A streamed softmax row of up to 16 KB keeps its exponentials in a scratch row
+in L1 for the last pass.  Longer rows, and cross_entropy's gradient, compute
+them again there instead, which pays only with the AVX-512 kernels' exp: the
+others store those outputs the ordinary way (``_core.stream_recomputes()``;
+figures in the README's Streaming paragraph and src/fs_isa_impl.h).  The
+figures below are the AVX-512 kernels'.
+
 Why at most 96 MB: a large last-level cache is shared by many cores (and, in a
 cloud VM, by other tenants), and one call gets a fraction of it.  On a 2-core
 VM reporting 480 MB of L3, float32 (``benchmarks/`` measures it), streamed /
@@ -92,7 +99,9 @@ def set_stream_threshold(min_bytes: int | None = None) -> None:
     been read back from the cache.  Results are bitwise the same either way.
     In-place calls (``out=x``, ``grad_out=logits``) never stream, nor do rows
     of 16 or fewer elements or reductions over an axis other than the last,
-    and only x86-64's vector kernels have such stores (``show_config`` says).
+    and only x86-64's vector kernels have such stores (``show_config`` says);
+    below AVX-512, softmax rows over 16 KB and cross_entropy's gradient keep
+    ordinary stores, whose exponentials would otherwise be computed twice.
 
     Parameters
     ----------
