@@ -71,7 +71,9 @@ typedef enum fs_op {
  *   FS_STREAM_OUTPUT  the output (cross-entropy's gradient) is larger than
  *                     the last-level cache and will not be read back soon: the
  *                     last pass writes it with streaming stores (fs_vector.h)
- *                     where the ISA has them.
+ *                     where the ISA has them; a last pass that would compute
+ *                     its exponentials again (softmax rows past the scratch
+ *                     row, the gradient) only where stream_recomputes.
  *                     The same bits either way; never useful in place, where
  *                     the output's lines are already in the cache.
  */
