@@ -64,7 +64,8 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
  * exponentials in a scratch row on the stack when the last pass streams
  * (fs_softmax_tmpl.h's softmax_row): the sum pass stores them there, in L1,
  * and the last pass scales them from there.  Longer rows compute every
- * exponential again in the last pass.  AVX2 (Zen 3, one thread, float32,
+ * exponential again in the last pass where FS_STREAM_RECOMPUTES, and take
+ * ordinary stores elsewhere.  AVX2 (Zen 3, one thread, float32,
  * streamed, C harness over the kernel table): 16384x512 0.95-0.98 ns per
  * element with the exp computed twice, 0.53-0.79 from the scratch row (0.58
  * with ordinary stores); 2048x4096 0.80 and 0.52.  16 KB: beside the row it
