@@ -34,7 +34,8 @@ from ._typing import Axes
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 RTOL = {_F32: 1e-6, _F64: 1e-13}
 UNIT_ROUNDOFF = {_F32: 2.0**-24, _F64: 2.0**-53}
-# exp results under the smallest normal number are flushed to +0 (src/fs_exp.h).
+# exp results under the smallest normal number are +0 or subnormal, within it of the
+# exact value either way (src/fs_exp.h, step 5).
 SOFTMAX_ATOL = {_F32: 2e-38, _F64: 3e-308}
 LOSS_RTOL = {_F32: 2e-6, _F64: 1e-12}
 GRAD_TOL = {_F32: 2e-6, _F64: 1e-13}
@@ -92,7 +93,7 @@ def _spread(x: npt.ArrayLike, axis: _Axis, temperature: float, where: _Mask,
 
 
 def _flushed(z: npt.NDArray[np.float64], axis: _Axis, dt: np.dtype[Any]) -> Any:
-    """What the terms flushed to 0 (exp results below the smallest normal number) can move
+    """What the terms below the smallest normal number (+0 or subnormal exp results) can move
     ``log(sum(exp(z)))`` by: at most that number per entry of the slice (keepdims)."""
     count = np.sum(np.ones_like(z), axis=axis, keepdims=axis is not None)
     return count * SOFTMAX_ATOL[dt]

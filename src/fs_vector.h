@@ -21,14 +21,14 @@
  *   vkeep_where_finite_f64 a Kahan carry zeroed where its total is inf or NaN
  *                          (vacc_keep_where_finite_f32 on float's accumulator)
  *   vmax_f32               lane-wise max that returns its *second* argument when
- *                          the first is NaN, so a max accumulator never becomes NaN
+ *                          either is NaN, so a max accumulator never becomes NaN
+ *                          (and the exp's vmax(floor, z) keeps a NaN z)
  *   vmax_lanes_f32         the largest lane of such an accumulator (vsum_lanes_f64,
  *                          vacc_sum_lanes_f32: the sum of the lanes), in a tree
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
  *   vfirst_equal_f32       the first lane where a == b, or -1
  *   vany_less_f64          whether any lane is below one (vacc_any_less_f32: of an accumulator)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
- *   vzero_where_less_f32   e, with lanes where z < c set to +0 (NaN z compares false)
  *   vmask/vselect_f32      lanes of a `where=` mask (one byte per element) and a
  *                          lane-wise choice by them
  *   vtranspose_f32(r)      the LANES x LANES matrix of vectors r[0..LANES-1], transposed
@@ -64,9 +64,6 @@ typedef uint64_t vbits_f64 __attribute__((vector_size(FS_VBYTES)));
 #define vas_bits_f64(v) ((vbits_f64)(v))
 #define vfrom_bits_f32(u) ((vec_f32)(u))
 #define vfrom_bits_f64(u) ((vec_f64)(u))
-/* A vector comparison gives -1 (all bits set) in true lanes and 0 elsewhere. */
-#define vzero_where_less_f32(e, z, c) ((vec_f32)((vbits_f32)(e) & ~(vbits_f32)((z) < (c))))
-#define vzero_where_less_f64(e, z, c) ((vec_f64)((vbits_f64)(e) & ~(vbits_f64)((z) < (c))))
 /*
  * Float sums accumulate in double: a float vector widens into two native
  * double vectors.  (A single double vector twice the native width made GCC
@@ -391,7 +388,7 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
  * exp's last step), and +0 in the lanes where z < c (a NaN z compares false and
  * keeps its NaN).  AVX-512's VSCALEFPS does both in one instruction, its
  * zero-masking taking the comparison's mask register; elsewhere fs_exp.h builds
- * 2^n from bits and clears the flushed lanes itself (FS_HAS_SCALEF 0).  For the
+ * 2^n from bits after raising z to a floor whose 2^n is +0 (FS_HAS_SCALEF 0).  For the
  * results the exp keeps (normal numbers), p * 2^n is exact either way.
  */
 #if FS_X86_DISPATCH && FS_VBYTES == 64
@@ -500,8 +497,6 @@ static inline vbits_f32 vas_bits_f32(vec_f32 v) { vbits_f32 u; memcpy(&u, &v, si
 static inline vbits_f64 vas_bits_f64(vec_f64 v) { vbits_f64 u; memcpy(&u, &v, sizeof u); return u; }
 static inline vec_f32 vfrom_bits_f32(vbits_f32 u) { vec_f32 v; memcpy(&v, &u, sizeof v); return v; }
 static inline vec_f64 vfrom_bits_f64(vbits_f64 u) { vec_f64 v; memcpy(&v, &u, sizeof v); return v; }
-#define vzero_where_less_f32(e, z, c) ((z) < (c) ? 0.0f : (e))
-#define vzero_where_less_f64(e, z, c) ((z) < (c) ? 0.0 : (e))
 typedef double vacc_f32;
 #define vacc_from_f32(v) ((double)(v))
 #define vacc_add_f32(a, b) ((a) + (b))

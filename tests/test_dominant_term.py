@@ -20,7 +20,7 @@ from fastsoftmax import _core, reference
 
 RTOL = {np.float32: 1e-6, np.float64: 1e-13}
 # The gaps below the max (plus up to 3): float32 stops before exp(-gap) leaves the normal
-# range (exp results under 1.2e-38 are flushed to 0), float64 likewise under 2.2e-308.
+# range (exp results under 1.2e-38 are +0 or subnormal), float64 likewise under 2.2e-308.
 GAPS = {np.float32: [1.0, 10.0, 20.0, 36.0, 40.0, 60.0, 80.0],
         np.float64: [1.0, 10.0, 20.0, 36.0, 40.0, 200.0, 700.0]}
 DTYPES = [np.float32, np.float64]

@@ -63,7 +63,7 @@ def test_float32_ulp_sweep(isa):
     normal = exact >= FLT_MIN
     ulp = np.abs(got[normal] - exact[normal]) / np.spacing(exact[normal].astype(np.float32))
     assert ulp.max() <= MAX_ULP, f"max {ulp.max():.3f} ULP at x={x[normal][np.argmax(ulp)]!r}"
-    # Results under FLT_MIN are flushed to +0 or computed: either way within FLT_MIN.
+    # Results under FLT_MIN are +0 or subnormal: either way within FLT_MIN.
     assert (np.abs(got[~normal] - exact[~normal]) < FLT_MIN).all()
     assert (got >= 0).all()
 
@@ -137,16 +137,27 @@ def test_step_to_n_128(isa, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_underflow_threshold(isa, dtype):
-    # As README's Numerics says: results below the smallest normal number are flushed to +0;
-    # from there up, each is a normal result within the ULP bound.
+    # As README's Numerics says: from the smallest normal number up, each result is normal
+    # and within the ULP bound; below it, +0 or the subnormal 2^n * p (n = -126 or -1022)
+    # rounded, never anything else, never negative; and +0 for every argument more than
+    # ln(2)/2 below ln(tiny), where n is -127 (-1023) or less, on every ISA.
     _needs_long_double(dtype)
     tiny = np.finfo(dtype).tiny
-    x = _floats_around(np.log(np.longdouble(tiny)), dtype, 2000)
+    log_tiny = np.log(np.longdouble(tiny))
+    near = _floats_around(log_tiny, dtype, 2000)
+    band = np.linspace(float(log_tiny) - 1.0, float(log_tiny), 20_001).astype(dtype)
+    x = np.concatenate([band, near])
     got = _vector_exp(x)
-    normal = np.exp(x.astype(np.longdouble)) >= tiny
+    exact = np.exp(x.astype(np.longdouble))
+    normal = exact >= tiny
     assert normal[-1] and not normal[0]
-    assert (got[~normal] == 0).all() and not np.signbit(got[~normal]).any()
     _check_ulp(x[normal], got[normal])
+    below, below_exact = got[~normal], exact[~normal]
+    assert not np.signbit(below).any() and (np.abs(below - below_exact) < tiny).all()
+    computed = below != 0  # the subnormal product: as accurate as its rounding allows
+    assert (np.abs(below[computed] - below_exact[computed]) <= tiny * 2.0**-20).all()
+    far = x < log_tiny - np.log(np.longdouble(2)) / 2 * (1 + 1e-6)
+    assert far.sum() > 1000 and (got[far] == 0).all() and not np.signbit(got[far]).any()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
