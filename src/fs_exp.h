@@ -33,7 +33,7 @@
  *     -88 (-709), where n is -127 (-1023): 2^n built from bits is then +0 and
  *     so is the product, for every z below Z_FLOOR, -inf included.  That one
  *     max replaces a compare and a mask after step 3, which on AVX2 made the
- *     sum of exp 6-8% faster (Zen 3; the compare takes an FMA port there).
+ *     sum of exp 5-8% faster (Zen 3; the compare takes an FMA port there).
  *     The arguments between -87.68 and -87.34 (-708.74 and -708.40), where n
  *     is -126 (-1022), then get the subnormal product 2^n * p rounded, not +0.
  *     Either way a result under the smallest normal number is within
