@@ -183,6 +183,25 @@ def test_special_inputs(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_nan_propagates(isa, dtype):
+    # NaNs of either sign, quiet or signaling, with payload bits in every part of the
+    # mantissa: the exp builds 2^n from the bits of z * log2(e) + MAGIC, which carry a
+    # NaN's payload, so only the polynomial's NaN may decide the result.
+    if dtype == np.float32:
+        uint, width, exponent, sign = np.uint32, 23, 0x7F800000, 0x80000000
+    else:
+        uint, width, exponent, sign = np.uint64, 52, 0x7FF0000000000000, 0x8000000000000000
+    payloads = [1 << b for b in range(width)] + [(1 << width) - 1, 0x1FF, 0x1FF << 8]
+    bits = [exponent | p for p in payloads]
+    bits += [sign | b for b in bits]
+    x = np.array(bits, uint).view(dtype)
+    assert np.isnan(x).all()
+    for values in (x, np.resize(x, 1000)):  # whole vectors and tails
+        assert np.isnan(_vector_exp(values)).all()
+        assert np.isnan(fs.softmax(np.stack([values, np.zeros_like(values)], axis=-1))[:, 0]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_tail_length(isa, dtype):
     for n in range(1, 70):
         x = -np.linspace(0, 20, n).astype(dtype)
