@@ -12,12 +12,12 @@ causes by itself, which no algorithm working in that precision avoids
 in the log domain, ``u * (|z| + sum(p * |z|))`` absolute, with
 ``z = (x - max) / T``, ``p`` the softmax and ``u`` the unit roundoff: an
 error of ``u |z_j|`` in one term moves ``log(sum(exp(z)))`` by ``p_j u |z_j|``;
-plus, for terms flushed to zero (below the smallest normal number), that
+plus, for terms below the smallest normal number (+0 or subnormal), that
 number per entry of the slice.
 That term is tiny where one entry dominates (its ``z`` is 0, the others' ``p``
 tiny), so a result near 0 there, ``logsumexp([0, -40])`` or the dominant
 entry's log-probability, is held to the relative tolerance.  Outputs of softmax below the smallest normal number may be
-flushed to zero.  cross_entropy's loss is held to ``LOSS_RTOL`` (plus the log
++0 or subnormal.  cross_entropy's loss is held to ``LOSS_RTOL`` (plus the log
 domain's rounding of ``z``), its gradient to ``GRAD_TOL`` times its largest
 entry, since entries near 0 carry the absolute rounding of ``p - onehot``.
 """
