@@ -388,8 +388,8 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
  * exp's last step), and +0 in the lanes where z < c (a NaN z compares false and
  * keeps its NaN).  AVX-512's VSCALEFPS does both in one instruction, its
  * zero-masking taking the comparison's mask register; elsewhere fs_exp.h builds
- * 2^n from bits after raising z to a floor whose 2^n is +0 (FS_HAS_SCALEF 0).  For the
- * results the exp keeps (normal numbers), p * 2^n is exact either way.
+ * 2^n from bits after raising z to a floor whose 2^n is +0 (FS_HAS_SCALEF 0).
+ * For normal results, p * 2^n is exact either way.
  */
 #if FS_X86_DISPATCH && FS_VBYTES == 64
 #define FS_HAS_SCALEF 1
