@@ -562,9 +562,10 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REA
                               fs_index rows, fs_index n)
 {
     REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    const fs_index lead = FN(short_rows_lead)(n);
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
-        const fs_index ahead = FN(short_rows_ahead)(r, rows, n); /* as short_rows_impl */
+        const fs_index ahead = FN(short_rows_ahead)(r, rows, lead); /* as short_rows_impl */
         if (ahead >= 0) {
             FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE));
             if (target)

@@ -704,16 +704,20 @@ FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 1024,
 #define FS_SHORT_ROWS_AHEAD 2048
 
 /*
- * The first row of the group to hint while working on the group at row r, or
- * -1 past `rows` (and for rows of 0 elements, which have no lines).
+ * How many rows ahead of the group at hand the group to hint starts: whole
+ * groups covering FS_SHORT_ROWS_AHEAD bytes of input, or 0 for rows of 0
+ * elements, which have no lines.  Once per call: the division is slow.
  */
-FS_ALWAYS_INLINE fs_index FN(short_rows_ahead)(fs_index r, fs_index rows, fs_index n)
+FS_ALWAYS_INLINE fs_index FN(short_rows_lead)(fs_index n)
 {
     const fs_index group_bytes = LANES * n * (fs_index)sizeof(STORAGE);
-    if (group_bytes == 0)
-        return -1;
-    const fs_index at = r + (FS_SHORT_ROWS_AHEAD + group_bytes - 1) / group_bytes * LANES;
-    return at + LANES <= rows ? at : -1;
+    return group_bytes == 0 ? 0 : (FS_SHORT_ROWS_AHEAD + group_bytes - 1) / group_bytes * LANES;
+}
+
+/* The first row of the group to hint at `lead` rows past r, or -1 past `rows` (or no lead). */
+FS_ALWAYS_INLINE fs_index FN(short_rows_ahead)(fs_index r, fs_index rows, fs_index lead)
+{
+    return lead > 0 && r + lead + LANES <= rows ? r + lead : -1;
 }
 
 /* Hint every cache line of `bytes` bytes from p. */
@@ -732,9 +736,14 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
     REAL in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES]; /* in the compute type */
     double lane_parts[LANES]; /* the tile writes every lane's: only `lanes` are rows */
     uint8_t in_mask[FS_SHORT_ROW * LANES];
+    const fs_index lead = FN(short_rows_lead)(n);
+    /* Where the next row's mask starts (slab_mask's offset), moved on row by row without
+     * a division each: a row's mask lies whole in one period, as slab_mask's does. */
+    const fs_index mask_step = masked && mask_period > 0 ? n % mask_period : 0;
+    fs_index mask_at = masked && mask_period > 0 ? mask_start % mask_period : 0;
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
-        const fs_index ahead = FN(short_rows_ahead)(r, rows, n);
+        const fs_index ahead = FN(short_rows_ahead)(r, rows, lead);
         if (ahead >= 0) {
             FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE));
             if (op != FS_OP_LOGSUMEXP)
@@ -743,9 +752,10 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
         FN(gather_rows)(in, x + r * n, n, lanes, (rows - r) * n);
         if (masked)
             for (fs_index i = 0; i < LANES; i++) {
-                const uint8_t *row_mask = FN(slab_mask)(mask, mask_period, mask_start, (r + i) * n);
                 for (fs_index k = 0; k < n; k++)
-                    in_mask[k * LANES + i] = i < lanes ? row_mask[k] : 0;
+                    in_mask[k * LANES + i] = i < lanes ? mask[mask_at + k] : 0;
+                mask_at += mask_step;
+                mask_at -= mask_at >= mask_period ? mask_period : 0;
             }
         FS_COMPUTE_NAME(panel_tile)(in, masked ? in_mask : NULL, res, n, LANES, scale, op, 1, 0,
                                     LANES, masked, parts ? lane_parts : NULL);
