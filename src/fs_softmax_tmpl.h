@@ -796,19 +796,24 @@ FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, 
 }
 
 /*
- * Unmasked softmax and log_softmax rows of n <= LANES elements (a single block
- * of the transposes) through a copy of short_rows_impl for that very n, whose
- * loops then unroll and whose panels stay in registers; returns 0 for anything
- * else, which takes the general copy.  The same source with a constant n: the
- * same operations in the same order, but the compiler may fuse a multiply and
- * an add in one copy and not the other, so a result can move by a rounding
- * (tests/test_short_rows.py holds the two within 2 ULP).  Zen 3, AVX2, one
- * thread, float32, C harness over the kernel table, 32768 rows in cache, min
- * of alternated runs: softmax 7.9 -> 4.0-4.8 ns per row of 4, 9.8 -> 7.1-7.6
- * of 8; log_softmax 15.8 -> 12.0 of 8.  Not for longer rows (two blocks and more vectors than registers:
- * 6-10% at 10-16), logsumexp (no gain), masks, or the 16-bit types (each copy
- * costs code: float32 and float64 only).  Not inlined, so that the general
- * copy's code stays as it was (inlined, it made rows of 10 20% slower).
+ * Unmasked softmax rows, and log_softmax rows at temperature 1, of n <= LANES
+ * elements (a single block of the transposes) through a copy of short_rows_impl
+ * for that very n, whose loops then unroll and whose panels stay in registers;
+ * returns 0 for anything else, which takes the general copy.  Both copies give
+ * the same bits (tests/test_short_rows.py), which the 16-bit kernels, always
+ * the general copy, rely on: their results are the float32 kernel's rounded
+ * (tools/isa_check.c).  That is why log_softmax at another temperature is left
+ * out: with the panel in registers the compiler computes (x - max) * scale once
+ * for the exp and the output, and then does not fuse it with the output's
+ * subtraction as the general copy does, a rounding apart (float32 on aarch64,
+ * float64 on AVX2).  At scale 1 the product is exact, fused or not.  Zen 3,
+ * AVX2, one thread, float32, C harness over the kernel table, 32768 rows in
+ * cache, min of alternated runs: softmax 7.9 -> 4.0-4.8 ns per row of 4, 9.8
+ * -> 7.1-7.6 of 8; log_softmax 15.8 -> 12.0 of 8.  Not for longer rows (two
+ * blocks and more vectors than registers: 6-10% at 10-16), logsumexp (no
+ * gain), masks, or the 16-bit types (each copy costs code: float32 and float64
+ * only).  Not inlined, so that the general copy's code stays as it was
+ * (inlined, it made rows of 10 20% slower).
  */
 FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                      REAL scale, int op)
@@ -817,7 +822,7 @@ FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, 
         return 0;
     if (op == FS_OP_SOFTMAX)
         return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_SOFTMAX);
-    if (op == FS_OP_LOG_SOFTMAX)
+    if (op == FS_OP_LOG_SOFTMAX && scale == 1)
         return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_LOG_SOFTMAX);
     return 0;
 }
