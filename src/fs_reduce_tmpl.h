@@ -293,11 +293,14 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 /*
  * Zero the lane of e that holds the dropped term `at`, if it lies in
  * [from, from + LANES): by a compare with the lane numbers, not a store to
- * LANE(e, k), which would keep e in memory through the whole loop.
+ * LANE(e, k), which would keep e in memory through the whole loop.  Only a
+ * copy that looks can have a term to drop: `look &&` says so to the compiler,
+ * which cannot prove the test false from drop == -1 (i is signed), and kept
+ * it in every step of softmax's sum (4096x256 float32, AVX2: 7% of the time).
  */
 #define DROP_IN(e, from, at)                                                                  \
     do {                                                                                      \
-        if ((size_t)((at) - (from)) < (size_t)LANES)                                          \
+        if (look && (size_t)((at) - (from)) < (size_t)LANES)                                  \
             e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)((at) - (from)))), \
                         ZERO_V, e);                                                           \
     } while (0)
@@ -399,7 +402,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                         }
                     }
                 }
-                if ((size_t)(drop0 - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
+                if (look && (size_t)(drop0 - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
                     DROP_IN(e0, i, drop0);
                     DROP_IN(e1, i + LANES, drop0);
                     DROP_IN(e2, i + 2 * LANES, drop0);
