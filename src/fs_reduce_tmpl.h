@@ -244,6 +244,24 @@ static const REAL FN(lane_numbers)[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 
 FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
 
 /*
+ * What a one-row sum pass does for the rows on either side of it as it goes
+ * (fs_softmax_tmpl.h's softmax_rows_pipelined): the max of the next row
+ * (`next`, or NULL), and the previous row's last pass (`prev`, or NULL) on
+ * what its own sum pass stored there: exponentials times `prev_factor` (1 /
+ * sum: softmax_row's scale_span), or differences times `prev_factor` (the
+ * temperature's scale) less `prev_lse` (log_softmax_span).  All three walk
+ * the same offsets of rows of one length.  Done one row apart, the passes of
+ * a row no longer wait on each other: the sum on the max, the last pass on the
+ * sum.
+ */
+typedef struct {
+    const STORAGE *next;
+    REAL next_max; /* set by the sum pass when next is not NULL */
+    OUT *prev;
+    REAL prev_factor, prev_lse;
+} FN(neighbours);
+
+/*
  * sum(exp((x[r] - shift[r]) * scale)) over each of `rows` contiguous spans of
  * n elements (rows_max_impl's pairs) into sum[r], storing each exponential
  * (FS_STORE_EXP) or difference x - shift (FS_STORE_DIFF) into e_out[r] when
@@ -270,13 +288,18 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * stores, over a long chunk, hints only its first share:
  * FS_PREFETCH_STORING_SHARE_LOG2); for a pair, the next pair's 2n contiguous
  * elements (twice as far into them as into this pair's rows).
+ *
+ * `side` (NULL but for one row, unmasked): the neighbours' work above, done at
+ * the offsets this pass walks.  The max it takes is the value rows_max_impl
+ * gives, whatever the order of the comparisons, but for the sign of a zero
+ * max, which no softmax result depends on.
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
                                             OUT *const *e_out, fs_index n, const REAL *shift,
                                             REAL scale, const int store, const int exact,
                                             const int scaled, const int masked,
                                             const STORAGE *ahead, const int look, int *drop,
-                                            double *sum, const int rows)
+                                            double *sum, const int rows, FN(neighbours) *side)
 {
     ROW_POINTERS(0);
     ROW_POINTERS(1);
@@ -290,6 +313,27 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     VACC total0 = VACC_ZERO(), carry0 = VACC_ZERO(), total1 = VACC_ZERO(), carry1 = VACC_ZERO();
     fs_index i = 0;
     (void)vscale;
+    const STORAGE *const next = side ? side->next : NULL;
+    OUT *const prev = side ? side->prev : NULL;
+    const VEC prev_factor = VSPLAT(side ? side->prev_factor : 0);
+    const VEC prev_lse = VSPLAT(side ? side->prev_lse : 0);
+    VEC next_max = VSPLAT(-INFINITY);
+    (void)prev_factor;
+    (void)prev_lse;
+/* The previous row's result from what its sum pass stored (the expressions of the last passes). */
+#define PREV_RESULT(stored) \
+    (store == FS_STORE_DIFF ? (stored) * prev_factor - prev_lse : (stored) * prev_factor)
+/* The neighbours' work at the `count` vectors from `at`. */
+#define NEIGHBOURS(at, count)                                                                  \
+    do {                                                                                       \
+        if (side && next)                                                                      \
+            for (int u_ = 0; u_ < (count); u_++)                                               \
+                next_max = VMAX(VLOAD(next + (at) + u_ * LANES), next_max);                   \
+        if (side && prev)                                                                      \
+            for (int u_ = 0; u_ < (count); u_++)                                               \
+                VSTORE_OUT(prev + (at) + u_ * LANES,                                           \
+                           PREV_RESULT(VLOAD_OUT(prev + (at) + u_ * LANES)));                  \
+    } while (0)
 /*
  * Zero the lane of e that holds the dropped term `at`, if it lies in
  * [from, from + LANES): by a compare with the lane numbers, not a store to
@@ -368,6 +412,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                 const VEC d0 = VLOAD(x0 + i) - vshift0, d1 = VLOAD(x0 + i + LANES) - vshift0;
                 const VEC d2 = VLOAD(x0 + i + 2 * LANES) - vshift0;
                 const VEC d3 = VLOAD(x0 + i + 3 * LANES) - vshift0;
+                NEIGHBOURS(i, FS_ROW_ACCUMULATORS);
                 VEC e0 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d0)), mask0 + i);
                 VEC e1 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d1)), mask0 + i + LANES);
                 VEC e2 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d2)), mask0 + i + 2 * LANES);
@@ -468,15 +513,23 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
             for (size_t line = 0; line < 2 * LANES * sizeof(STORAGE); line += 64)
                 FS_PREFETCH((const char *)(ahead + 2 * i) + line);
         EACH_ROW(SUM_VECTOR);
+        NEIGHBOURS(i, 1);
         if (++steps == FS_FLUSH_STEPS) {
             EACH_ROW(FLUSH_BLOCK);
             steps = 0;
         }
     }
     STORE_PENDING();
-    if (i < n)
+    if (i < n) {
         EACH_ROW(SUM_PARTIAL);
+        if (side && next)
+            next_max = VMAX(VLOAD_PARTIAL(next + i, n - i, -INFINITY), next_max);
+        if (side && prev)
+            VSTORE_PARTIAL_OUT(prev + i, PREV_RESULT(VLOAD_PARTIAL_OUT(prev + i, n - i, 0)), n - i);
+    }
     EACH_ROW(SUM_RESULT);
+    if (side && next)
+        side->next_max = VMAX_LANES(next_max);
 #undef STORE_RESULTS
 #undef STORE_PENDING
 #undef SUM_VECTOR
@@ -485,6 +538,8 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #undef SUM_RESULT
 #undef LOOK_IN
 #undef DROP_IN
+#undef NEIGHBOURS
+#undef PREV_RESULT
 #undef KEPT_DIFF
 #undef FIRST_ZERO
 }
@@ -497,7 +552,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
 {
     double sum;
     FN(rows_sum_exp_impl)(&x, &mask, &e_out, n, &shift, scale, store, exact, scaled, masked,
-                          ahead, look, drop, &sum, 1);
+                          ahead, look, drop, &sum, 1, NULL);
     return sum;
 }
 
@@ -582,7 +637,7 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 {
 #define PAIR_CASE(store_, exact_, scaled_, masked_, look_)                                   \
     FN(rows_sum_exp_impl)(x, mask, e_out, n, shift, scale, store_, exact_, scaled_, masked_, \
-                          ahead, look_, drop, sum, 2)
+                          ahead, look_, drop, sum, 2, NULL)
 #define PAIR_SCALED(store_, exact_, masked_, look_)          \
     (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_, look_) \
                 : PAIR_CASE(store_, exact_, 1, masked_, look_))
@@ -602,6 +657,32 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 #undef PAIR_SCALED
 #undef PAIR_CASE
 }
+
+#if !FS_OUT_NARROWS
+/*
+ * The sum pass of one unmasked row of FS_PAIRED_BELOW to FS_CHUNK elements,
+ * with its neighbours' work (`side`, as in rows_sum_exp_impl): softmax's
+ * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives,
+ * bit for bit; or log_softmax's, storing the differences, the max's first term
+ * left out as row_log_sum_dropped leaves it (*drop as in rows_sum_exp_impl).
+ */
+static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
+                                     REAL scale, const STORAGE *ahead, int log_output,
+                                     int *drop, FN(neighbours) *side)
+{
+    const uint8_t *no_mask = NULL;
+    double sum;
+#define BESIDE_CASE(store, scaled, look)                                                    \
+    FN(rows_sum_exp_impl)(&x, &no_mask, &out, n, &shift, scale, store, 0, scaled, 0, ahead, \
+                          look, drop, &sum, 1, side)
+    if (log_output)
+        scale == 1 ? BESIDE_CASE(FS_STORE_DIFF, 0, 1) : BESIDE_CASE(FS_STORE_DIFF, 1, 1);
+    else
+        scale == 1 ? BESIDE_CASE(FS_STORE_EXP, 0, 0) : BESIDE_CASE(FS_STORE_EXP, 1, 0);
+#undef BESIDE_CASE
+    return sum;
+}
+#endif
 
 #if !FS_OUT_NARROWS /* logsumexp and streamed softmax: float results only */
 /* The same over a row: its chunks' sums added in order, as row_sum_exp adds them. */

@@ -1,4 +1,4 @@
-"""Rows walked two at a time get the bits each gets alone.
+"""Rows walked together get the bits each gets alone.
 
 Rows shorter than one blocked step of the sum (``unroll * flush_steps * lanes``
 elements, from ``_core.kernel_info()``) are walked in pairs: the two rows' max
@@ -13,6 +13,12 @@ ordered pair of kinds, and compares every result with the same row computed
 alone.  The kinds take every branch a row's result can take: the float blocks
 of logsumexp and its exact sum, the dominant term's second sum, infinite and
 NaN maxima, fully masked rows.
+
+Unmasked softmax rows from that length up to one chunk are pipelined instead:
+a row's sum pass also takes the next row's max and does the previous row's last
+pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
+follows every other, at the lengths where the blocked sum, its vector tail and
+its partial vector begin and end, in place and with unaligned outputs.
 """
 import itertools
 
@@ -118,6 +124,74 @@ def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
     rows = PARALLEL_MIN_ELEMENTS // n + 1 + extra_rows
     x = (np.random.default_rng(extra_rows).standard_normal((rows, n)) * 3).astype(np.float32)
     for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+        with fs.num_threads(1):
+            one = op(x)
+        for threads in (2, 3, 4):
+            with fs.num_threads(threads):
+                assert (_bits(op(x)) == _bits(one)).all(), (op.__name__, threads)
+
+
+def _pipelined_lengths(sizes):
+    """Row lengths that are pipelined, at each boundary of the sum's loops, and the
+    first one past the chunk (not pipelined: the same results either way)."""
+    lanes, chunk = sizes["lanes"], sizes["chunk"]
+    block = sizes["unroll"] * sizes["flush_steps"] * lanes
+    flush = sizes["flush_steps"] * lanes  # the vector tail flushes its block here
+    candidates = {block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
+                  block + flush, block + flush + 1, 2 * block - 1, 2 * block + 1,
+                  chunk - 1, chunk, chunk + 1}
+    return sorted(candidates)
+
+
+def _neighbour_sequence(names, n):
+    """Every ordered pair of kinds as neighbours for short rows; for long ones (to keep
+    the test quick) each kind between two others, and twice in a row."""
+    if n <= 4096:
+        return [name for pair in itertools.product(names, repeat=2) for name in pair]
+    return names + names[::-1] + names[::2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", [fs.softmax, fs.log_softmax], ids=lambda f: f.__name__)
+def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
+    sizes = _core.kernel_info()[isa][np.dtype(dtype).name]
+    for n in _pipelined_lengths(sizes):
+        rng = np.random.default_rng(n)
+        kinds = _row_kinds(n, dtype, rng)
+        kinds["zero_max"] = np.minimum(kinds["logits"], 0).astype(dtype)
+        kinds["zero_max"][:2] = [0.0, -0.0]  # a zero max of either sign
+        for name, at in (("max_first", 0), ("max_last", n - 1)):  # the ends of the max's loop
+            kinds[name] = kinds["logits"].copy()
+            kinds[name][at] = kinds["logits"].max() + 4
+        sequence = _neighbour_sequence(list(kinds), n)
+        x = np.stack([kinds[name] for name in sequence])
+        for temperature in (1.0, 0.7):
+            alone = np.concatenate([op(x[r:r + 1], temperature=temperature)
+                                    for r in range(len(x))])
+            with fs.num_threads(1):
+                together = op(x, temperature=temperature)
+                in_place = x.astype(alone.dtype)  # float16 gives float32 results
+                op(in_place, temperature=temperature, out=in_place)
+                unaligned = np.empty(x.size + 1, alone.dtype)[1:].reshape(x.shape)
+                op(x, temperature=temperature, out=unaligned)
+            for name, got in (("together", together), ("in place", in_place),
+                              ("unaligned out", unaligned)):
+                same = (_bits(got) == _bits(alone)).all(axis=1)
+                differ = [(r, sequence[r - 1] if r else None, sequence[r])
+                          for r in np.flatnonzero(~same)[:5]]
+                assert same.all(), (f"{op.__name__} n={n} T={temperature} {name}: rows "
+                                    f"(index, previous kind, kind) {differ} differ from the "
+                                    "rows alone")
+
+
+def test_every_thread_split_of_pipelined_rows_gives_one_result(isa):
+    """Each thread's block of rows starts its pipeline afresh, on any row."""
+    sizes = _core.kernel_info()[isa]["float32"]
+    n = sizes["unroll"] * sizes["flush_steps"] * sizes["lanes"] + 3
+    rows = PARALLEL_MIN_ELEMENTS // n + 5
+    x = (np.random.default_rng(7).standard_normal((rows, n)) * 3).astype(np.float32)
+    x[::5, 3] = np.nan
+    for op in (fs.softmax, fs.log_softmax):
         with fs.num_threads(1):
             one = op(x)
         for threads in (2, 3, 4):
