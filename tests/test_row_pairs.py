@@ -18,7 +18,8 @@ Unmasked softmax rows from that length up to one chunk are pipelined instead:
 a row's sum pass also takes the next row's max and does the previous row's last
 pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
 follows every other, at the lengths where the blocked sum, its vector tail and
-its partial vector begin and end, in place and with unaligned outputs.
+its partial vector begin and end, in place, with unaligned outputs, and against a
+``where=`` mask that keeps everything (masked rows are not pipelined).
 """
 import itertools
 
@@ -174,8 +175,10 @@ def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
                 op(in_place, temperature=temperature, out=in_place)
                 unaligned = np.empty(x.size + 1, alone.dtype)[1:].reshape(x.shape)
                 op(x, temperature=temperature, out=unaligned)
+                # a mask that keeps everything: the rows one at a time, as masked rows go
+                masked = op(x, temperature=temperature, where=np.ones(x.shape, bool))
             for name, got in (("together", together), ("in place", in_place),
-                              ("unaligned out", unaligned)):
+                              ("unaligned out", unaligned), ("where all", masked)):
                 same = (_bits(got) == _bits(alone)).all(axis=1)
                 differ = [(r, sequence[r - 1] if r else None, sequence[r])
                           for r in np.flatnonzero(~same)[:5]]
