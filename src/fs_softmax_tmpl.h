@@ -486,10 +486,9 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
                                    r + 2 < rows ? x + (r + 2) * n : NULL, log_output, &drop,
                                    &side);
         side.prev = out + r * n;
-        if (log_output) { /* row_log_sum_dropped's log of one chunk's sum */
+        if (log_output) { /* row_log_sum_dropped's log of one chunk's sum; drop is DONE or NONE */
             side.prev_factor = scale;
-            side.prev_lse = (REAL)fs_log_sum(sum, drop == FS_DROP_DONE ? FS_DROP_DONE
-                                                                        : FS_DROP_NONE);
+            side.prev_lse = (REAL)fs_log_sum(sum, drop);
         } else {
             side.prev_factor = (REAL)(1.0 / sum);
         }
