@@ -14,7 +14,7 @@ alone.  The kinds take every branch a row's result can take: the float blocks
 of logsumexp and its exact sum, the dominant term's second sum, infinite and
 NaN maxima, fully masked rows.
 
-Unmasked softmax rows from that length up to one chunk are pipelined instead:
+Unmasked softmax and log_softmax rows from that length up to one chunk are pipelined:
 a row's sum pass also takes the next row's max and does the previous row's last
 pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
 follows every other, at the lengths where the blocked sum, its vector tail and
