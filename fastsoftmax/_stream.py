@@ -12,12 +12,18 @@ size, but at most 96 MB (``set_stream_threshold``), never in place, and only
 where the ISA has such stores (x86-64; ``show_config`` says).  The results are
 bitwise the same either way.  cross_entropy's gradient streams by the same rule.
 
-A streamed softmax row of up to 16 KB keeps its exponentials in a scratch row
-in L1 for the last pass.  Longer rows, and cross_entropy's gradient, compute
-them again there instead, which pays only with the AVX-512 kernels' exp: the
-others store those outputs the ordinary way (``_core.stream_recomputes()``;
-figures in the README's Streaming paragraph and src/fs_isa_impl.h).  The
-figures below are the AVX-512 kernels'.
+Only whole cache lines stream; the ends of a row that do not fill one take
+ordinary stores.  Contiguous unmasked rows of up to one chunk (16384 elements)
+keep what their sum pass stores (softmax's exponentials, log_softmax's
+differences) in scratch rows for the last pass, which then reads nothing from
+x.  Other softmax rows of up to 16 KB keep their exponentials in a scratch
+row too.  Longer ones, and cross_entropy's gradient, compute them again in
+the last pass, which pays only with the AVX-512 kernels' exp: the others store
+those outputs the ordinary way (``_core.stream_recomputes()``; figures in the
+README's Streaming paragraph and src/fs_isa_impl.h).  log_softmax rows short
+enough for exact sums (``kernel_info()``'s ``blocked_log_sum_from``) never
+stream.  The figures below are the AVX-512 kernels' on an Intel VM, before
+the scratch rows above; the README has this machine's and a Zen 4's since.
 
 Why at most 96 MB: a large last-level cache is shared by many cores (and, in a
 cloud VM, by other tenants), and one call gets a fraction of it.  On a 2-core
@@ -98,10 +104,12 @@ def set_stream_threshold(min_bytes: int | None = None) -> None:
     last-level cache, and costs a trip to memory when the result would have
     been read back from the cache.  Results are bitwise the same either way.
     In-place calls (``out=x``, ``grad_out=logits``) never stream, nor do rows
-    of 16 or fewer elements or reductions over an axis other than the last,
-    and only x86-64's vector kernels have such stores (``show_config`` says);
-    below AVX-512, softmax rows over 16 KB and cross_entropy's gradient keep
-    ordinary stores, whose exponentials would otherwise be computed twice.
+    of 16 or fewer elements, log_softmax rows short enough for exact sums, or
+    reductions over an axis other than the last, and only x86-64's vector
+    kernels have such stores (``show_config`` says); below AVX-512, softmax
+    rows that are masked and over 16 KB or longer than 16384 elements, and
+    cross_entropy's gradient, keep ordinary stores, whose exponentials would
+    otherwise be computed twice.
 
     Parameters
     ----------

@@ -82,6 +82,12 @@
 #endif
 
 /*
+ * The cache line, in bytes: the unit of streaming stores (fs_softmax_tmpl.h's
+ * stream_head).  64 on every x86-64 core, the only targets that stream.
+ */
+#define FS_CACHE_LINE_BYTES 64
+
+/*
  * The longest next row (in bytes) that a row's sum pass hints into L1
  * (FS_PREFETCH) rather than L2: one that fits beside the row being read and
  * written.  AVX-512, float32, one thread, alternated builds: rows of 512 and

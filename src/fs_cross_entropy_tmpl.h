@@ -213,9 +213,9 @@ FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *
 #if FS_STREAMS
 /*
  * The same from x, the chunk's exponentials exp(x - m) computed again rather
- * than stored by the sum pass and read back, and the gradient written with
- * streaming stores from grad's first vector-aligned element
- * (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's result_span_streamed): the same
+ * than stored by the sum pass and read back, and the gradient's whole cache
+ * lines written with streaming stores (FS_STREAM_OUTPUT: see
+ * fs_softmax_tmpl.h's result_span_streamed and stream_head): the same
  * bits.  The vector that holds `label` (an index into this chunk, or -1) takes
  * an ordinary store, and the label's own term is then subtracted there as
  * ce_subtract_label_term does: read back from the cache, not from a line still
@@ -229,12 +229,15 @@ FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const REAL
                                             double class_factor, double eps, fs_index label,
                                             double label_term)
 {
-    const fs_index head = FN(stream_head)(grad, n);
-    FN(ce_grad_impl)(x, m, target, weight, grad, head, n_classes, p_factor, class_factor, eps, -1,
-                     0);
-    FN(ce_grad_impl)(x + head, m, target ? target + head : NULL, weight ? weight + head : NULL,
-                     grad + head, n - head, n_classes, p_factor, class_factor, eps,
-                     label >= head ? label - head : -1, 1);
+    const fs_index head = FN(stream_head)(grad, n), end = FN(stream_end)(head, n);
+    /* the head, the whole lines (streamed), the tail; label: an index into each, or -1 */
+    const fs_index from[3] = {0, head, end}, to[3] = {head, end, n};
+    for (int part = 0; part < 3; part++) {
+        const fs_index at = from[part];
+        FN(ce_grad_impl)(x + at, m, target ? target + at : NULL, weight ? weight + at : NULL,
+                         grad + at, to[part] - at, n_classes, p_factor, class_factor, eps,
+                         label >= at && label < to[part] ? label - at : -1, part == 1);
+    }
     if (label >= 0 && label < n)
         FN(ce_subtract_label_term)(grad, label, label_term);
 }

@@ -249,17 +249,34 @@ FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
  * (`next`, or NULL), and the previous row's last pass (`prev`, or NULL) on
  * what its own sum pass stored there: exponentials times `prev_factor` (1 /
  * sum: softmax_row's scale_span), or differences times `prev_factor` (the
- * temperature's scale) less `prev_lse` (log_softmax_span).  All three walk
- * the same offsets of rows of one length.  Done one row apart, the passes of
- * a row no longer wait on each other: the sum on the max, the last pass on the
- * sum.
+ * temperature's scale) less `prev_lse` (log_softmax_span), into `prev_out`.
+ * All three walk the same offsets of rows of one length.  Done one row apart,
+ * the passes of a row no longer wait on each other: the sum on the max, the
+ * last pass on the sum.
+ *
+ * Unstreamed, prev_out is prev (the output row) and prev_head 0.  Streamed
+ * (`side_streams`), prev is a scratch row and prev_out the output row, whose
+ * whole cache lines, from prev_head to prev_end (fs_softmax_tmpl.h's
+ * stream_head and stream_end), take streaming stores: the pass does the vector
+ * at prev_head + i as it walks offset i, where it lies within them, and the
+ * head and the tail left over take ordinary stores at the end.
  */
 typedef struct {
     const STORAGE *next;
     REAL next_max; /* set by the sum pass when next is not NULL */
-    OUT *prev;
+    const OUT *prev;
+    OUT *prev_out;
+    fs_index prev_head, prev_end;
     REAL prev_factor, prev_lse;
 } FN(neighbours);
+
+/* A streamed neighbour's store, where the copy can stream (no copy that cannot is asked to). */
+#undef FS_STORE_STREAMED_OUT
+#if FS_CAN_STREAM && !FS_OUT_NARROWS
+#define FS_STORE_STREAMED_OUT VSTREAM_OUT
+#else
+#define FS_STORE_STREAMED_OUT VSTORE_OUT
+#endif
 
 /*
  * sum(exp((x[r] - shift[r]) * scale)) over each of `rows` contiguous spans of
@@ -290,16 +307,18 @@ typedef struct {
  * elements (twice as far into them as into this pair's rows).
  *
  * `side` (NULL but for one row, unmasked): the neighbours' work above, done at
- * the offsets this pass walks.  The max it takes is the value rows_max_impl
- * gives, whatever the order of the comparisons, but for the sign of a zero
- * max, which no softmax result depends on.
+ * the offsets this pass walks, its last pass streamed when `side_streams` (a
+ * constant per copy).  The max it takes is the value rows_max_impl gives,
+ * whatever the order of the comparisons, but for the sign of a zero max,
+ * which no softmax result depends on.
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
                                             OUT *const *e_out, fs_index n, const REAL *shift,
                                             REAL scale, const int store, const int exact,
                                             const int scaled, const int masked,
                                             const STORAGE *ahead, const int look, int *drop,
-                                            double *sum, const int rows, FN(neighbours) *side)
+                                            double *sum, const int rows, FN(neighbours) *side,
+                                            const int side_streams)
 {
     ROW_POINTERS(0);
     ROW_POINTERS(1);
@@ -314,25 +333,48 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     fs_index i = 0;
     (void)vscale;
     const STORAGE *const next = side ? side->next : NULL;
-    OUT *const prev = side ? side->prev : NULL;
+    const OUT *const prev = side ? side->prev : NULL;
+    OUT *const prev_out = side ? side->prev_out : NULL;
+    const fs_index prev_head = side && side_streams ? side->prev_head : 0;
+    const fs_index prev_end = side && side_streams ? side->prev_end : n;
     const VEC prev_factor = VSPLAT(side ? side->prev_factor : 0);
     const VEC prev_lse = VSPLAT(side ? side->prev_lse : 0);
     VEC next_max = VSPLAT(-INFINITY);
     (void)prev_factor;
     (void)prev_lse;
+    (void)prev_out;
+    (void)prev_head;
+    (void)prev_end;
 /* The previous row's result from what its sum pass stored (the expressions of the last passes). */
 #define PREV_RESULT(stored) \
     (store == FS_STORE_DIFF ? (stored) * prev_factor - prev_lse : (stored) * prev_factor)
+/* The previous row's results at [at, at + LANES): streamed, only within its whole lines. */
+#define PREV_VECTOR(at)                                                                   \
+    do {                                                                                  \
+        if (!side_streams)                                                                \
+            VSTORE_OUT(prev_out + (at), PREV_RESULT(VLOAD_OUT(prev + (at))));            \
+        else if ((at) + LANES <= prev_end)                                                \
+            FS_STORE_STREAMED_OUT(prev_out + (at), PREV_RESULT(VLOAD_OUT(prev + (at)))); \
+    } while (0)
+/* The previous row's results over [from, to): ordinary stores, whole vectors and a partial one. */
+#define PREV_ORDINARY(from, to)                                                                 \
+    do {                                                                                        \
+        fs_index a_ = (from);                                                                   \
+        for (; a_ + LANES <= (to); a_ += LANES)                                                 \
+            VSTORE_OUT(prev_out + a_, PREV_RESULT(VLOAD_OUT(prev + a_)));                      \
+        if (a_ < (to))                                                                          \
+            VSTORE_PARTIAL_OUT(prev_out + a_,                                                   \
+                               PREV_RESULT(VLOAD_PARTIAL_OUT(prev + a_, (to) - a_, 0)), (to) - a_); \
+    } while (0)
 /* The neighbours' work at the `count` vectors from `at`. */
-#define NEIGHBOURS(at, count)                                                                  \
-    do {                                                                                       \
-        if (side && next)                                                                      \
-            for (int u_ = 0; u_ < (count); u_++)                                               \
-                next_max = VMAX(VLOAD(next + (at) + u_ * LANES), next_max);                   \
-        if (side && prev)                                                                      \
-            for (int u_ = 0; u_ < (count); u_++)                                               \
-                VSTORE_OUT(prev + (at) + u_ * LANES,                                           \
-                           PREV_RESULT(VLOAD_OUT(prev + (at) + u_ * LANES)));                  \
+#define NEIGHBOURS(at, count)                                                        \
+    do {                                                                             \
+        if (side && next)                                                            \
+            for (int u_ = 0; u_ < (count); u_++)                                     \
+                next_max = VMAX(VLOAD(next + (at) + u_ * LANES), next_max);         \
+        if (side && prev)                                                            \
+            for (int u_ = 0; u_ < (count); u_++)                                     \
+                PREV_VECTOR(prev_head + (at) + u_ * LANES);                          \
     } while (0)
 /*
  * Zero the lane of e that holds the dropped term `at`, if it lies in
@@ -524,8 +566,13 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         EACH_ROW(SUM_PARTIAL);
         if (side && next)
             next_max = VMAX(VLOAD_PARTIAL(next + i, n - i, -INFINITY), next_max);
-        if (side && prev)
-            VSTORE_PARTIAL_OUT(prev + i, PREV_RESULT(VLOAD_PARTIAL_OUT(prev + i, n - i, 0)), n - i);
+        if (side && prev && !side_streams)
+            VSTORE_PARTIAL_OUT(prev_out + i, PREV_RESULT(VLOAD_PARTIAL_OUT(prev + i, n - i, 0)),
+                               n - i);
+    }
+    if (side && prev && side_streams) { /* what the streamed lines left: less than a line each */
+        PREV_ORDINARY(0, prev_head);
+        PREV_ORDINARY(prev_end, n);
     }
     EACH_ROW(SUM_RESULT);
     if (side && next)
@@ -539,6 +586,8 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #undef LOOK_IN
 #undef DROP_IN
 #undef NEIGHBOURS
+#undef PREV_VECTOR
+#undef PREV_ORDINARY
 #undef PREV_RESULT
 #undef KEPT_DIFF
 #undef FIRST_ZERO
@@ -552,7 +601,7 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
 {
     double sum;
     FN(rows_sum_exp_impl)(&x, &mask, &e_out, n, &shift, scale, store, exact, scaled, masked,
-                          ahead, look, drop, &sum, 1, NULL);
+                          ahead, look, drop, &sum, 1, NULL, 0);
     return sum;
 }
 
@@ -637,7 +686,7 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 {
 #define PAIR_CASE(store_, exact_, scaled_, masked_, look_)                                   \
     FN(rows_sum_exp_impl)(x, mask, e_out, n, shift, scale, store_, exact_, scaled_, masked_, \
-                          ahead, look_, drop, sum, 2, NULL)
+                          ahead, look_, drop, sum, 2, NULL, 0)
 #define PAIR_SCALED(store_, exact_, masked_, look_)          \
     (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_, look_) \
                 : PAIR_CASE(store_, exact_, 1, masked_, look_))
@@ -661,24 +710,28 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 #if !FS_OUT_NARROWS
 /*
  * The sum pass of one unmasked row of FS_PAIRED_BELOW to FS_CHUNK elements,
- * with its neighbours' work (`side`, as in rows_sum_exp_impl): softmax's
+ * with its neighbours' work (`side`, as in rows_sum_exp_impl, streamed when
+ * `stream`, which only a copy that can stream is asked for): softmax's
  * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives,
  * bit for bit; or log_softmax's, storing the differences, the max's first term
  * left out as row_log_sum_dropped leaves it (*drop as in rows_sum_exp_impl).
  */
 static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
                                      REAL scale, const STORAGE *ahead, int log_output,
-                                     int *drop, FN(neighbours) *side)
+                                     int *drop, FN(neighbours) *side, int stream)
 {
     const uint8_t *no_mask = NULL;
     double sum;
-#define BESIDE_CASE(store, scaled, look)                                                    \
+#define BESIDE_CASE(store, scaled, look, streams)                                           \
     FN(rows_sum_exp_impl)(&x, &no_mask, &out, n, &shift, scale, store, 0, scaled, 0, ahead, \
-                          look, drop, &sum, 1, side)
-    if (log_output)
-        scale == 1 ? BESIDE_CASE(FS_STORE_DIFF, 0, 1) : BESIDE_CASE(FS_STORE_DIFF, 1, 1);
+                          look, drop, &sum, 1, side, streams)
+#define BESIDE_SCALED(store, look, streams)                                               \
+    (scale == 1 ? BESIDE_CASE(store, 0, look, streams) : BESIDE_CASE(store, 1, look, streams))
+    if (FS_CAN_STREAM && stream)
+        log_output ? BESIDE_SCALED(FS_STORE_DIFF, 1, 1) : BESIDE_SCALED(FS_STORE_EXP, 0, 1);
     else
-        scale == 1 ? BESIDE_CASE(FS_STORE_EXP, 0, 0) : BESIDE_CASE(FS_STORE_EXP, 1, 0);
+        log_output ? BESIDE_SCALED(FS_STORE_DIFF, 1, 0) : BESIDE_SCALED(FS_STORE_EXP, 0, 0);
+#undef BESIDE_SCALED
 #undef BESIDE_CASE
     return sum;
 }

@@ -595,12 +595,16 @@ FS_ALWAYS_INLINE fs_index fs_elements_before_aligned(const void *p, size_t size,
 
 /*
  * The first k (< W) lanes from p, the rest `fill`, and the matching store: a
- * tail never touches memory past its end.  AVX-512 uses masked moves (which do
- * not fault on the masked-off lanes), and so do AVX2's loads; AVX2's stores
- * write 4, 2 and 1 lanes as k's bits say, because VMASKMOVPS/PD's store form
- * is slow on AMD's cores: Zen 3, streamed float32 softmax of 16384x512, out
- * 16 bytes past a line (a partial store at each end of each row), C harness
- * over the kernel table, 0.88-0.92 ns per element with it, 0.60-0.79 without.
+ * tail never touches memory past its end.  Loads use masked moves (which do
+ * not fault on the masked-off lanes).  Stores write 8, 4, 2 and 1 lanes as k's
+ * bits say, because masked stores are slow on AMD's cores beside streaming
+ * stores, where the partial stores at the ends of streamed rows are:
+ *  - AVX2's VMASKMOVPS/PD, Zen 3: streamed float32 softmax of 16384x512, out
+ *    16 bytes past a line, C harness over the kernel table, 0.88-0.92 ns per
+ *    element with it, 0.60-0.79 without;
+ *  - AVX-512's masked VMOVUPS, Zen 4: a C loop writing rows of 512 floats with
+ *    streaming stores, the first and last partial line with one masked store
+ *    each, took 4.2x the time of the same with these (5.1 ms against 1.2).
  * k is the same for every row of a call, so the branches predict.  Elsewhere
  * a short memcpy.
  */
@@ -618,7 +622,25 @@ static inline vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
 }
 static inline void vstore_partial_f32(float *p, vec_f32 v, fs_index k)
 {
-    _mm512_mask_storeu_ps(p, fs_tail16(k), (__m512)v);
+    __m256 half = _mm512_castps512_ps256((__m512)v);
+    if (k & 8) {
+        _mm256_storeu_ps(p, half);
+        half = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1));
+        p += 8;
+    }
+    __m128 part = _mm256_castps256_ps128(half);
+    if (k & 4) {
+        _mm_storeu_ps(p, part);
+        part = _mm256_extractf128_ps(half, 1);
+        p += 4;
+    }
+    if (k & 2) {
+        _mm_storel_pi((__m64 *)p, part);
+        part = _mm_movehl_ps(part, part);
+        p += 2;
+    }
+    if (k & 1)
+        _mm_store_ss(p, part);
 }
 static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
 {
@@ -626,7 +648,20 @@ static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill
 }
 static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
 {
-    _mm512_mask_storeu_pd(p, (__mmask8)fs_tail16(k), (__m512d)v);
+    __m256d half = _mm512_castpd512_pd256((__m512d)v);
+    if (k & 4) {
+        _mm256_storeu_pd(p, half);
+        half = _mm512_extractf64x4_pd((__m512d)v, 1);
+        p += 4;
+    }
+    __m128d part = _mm256_castpd256_pd128(half);
+    if (k & 2) {
+        _mm_storeu_pd(p, part);
+        part = _mm256_extractf128_pd(half, 1);
+        p += 2;
+    }
+    if (k & 1)
+        _mm_store_sd(p, part);
 }
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
 /* Lanes below k all ones: the sign bits VMASKMOV reads. */

@@ -4,11 +4,13 @@ The checks and their tolerances live in ``fastsoftmax._testing`` (the same code
 checks an installed wheel, ``tools/check_wheel.py``, and ``python -m
 fastsoftmax``); its docstring states the bounds.
 """
+import contextlib
 import os
 
 import numpy as np
 import pytest
 
+import fastsoftmax as fs
 from fastsoftmax import _core
 from fastsoftmax._testing import check_log_softmax, check_logsumexp, check_softmax  # noqa: F401
 
@@ -37,3 +39,28 @@ def random_logits(shape, dtype, seed=0, scale=3.0):
     """Normal logits with a spread like a model's."""
     rng = np.random.default_rng(seed)
     return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# The widest vector (AVX-512): byte offsets up to it reach every alignment.
+VECTOR_BYTES = 64
+
+
+def out_at(shape, dtype, byte_offset):
+    """A NaN-filled output whose first element lies byte_offset past a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + 2 * VECTOR_BYTES, np.uint8)
+    start = (-raw.ctypes.data) % VECTOR_BYTES + byte_offset
+    out = raw[start:start + size].view(dtype).reshape(shape)
+    out.fill(np.nan)
+    return out
+
+
+@contextlib.contextmanager
+def streaming_every_call():
+    """Every softmax, log_softmax and cross_entropy call streams (where the kernels can)."""
+    _core.set_stream_min_bytes(0)
+    try:
+        yield
+    finally:
+        fs.set_stream_threshold()

@@ -18,8 +18,9 @@ Unmasked softmax and log_softmax rows from that length up to one chunk are pipel
 a row's sum pass also takes the next row's max and does the previous row's last
 pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
 follows every other, at the lengths where the blocked sum, its vector tail and
-its partial vector begin and end, in place, with unaligned outputs, and against a
-``where=`` mask that keeps everything (masked rows are not pipelined).
+its partial vector begin and end, in place, with unaligned outputs, against a
+``where=`` mask that keeps everything (masked rows are not pipelined), and streamed
+(through two scratch rows, at the offsets where out's aligned vectors begin).
 """
 import itertools
 
@@ -29,6 +30,7 @@ import pytest
 import fastsoftmax as fs
 from fastsoftmax import _core
 from fastsoftmax._threads import PARALLEL_MIN_ELEMENTS
+from conftest import out_at, streaming_every_call
 
 DTYPES = [np.float32, np.float64, np.float16]
 
@@ -104,16 +106,22 @@ def test_a_row_gets_the_same_bits_paired_or_alone(isa, dtype, masked):
             for op_name, op in _ops(temperature).items():
                 kw = {"where": where} if masked else {}
                 with fs.num_threads(1):
-                    together = op(x, **kw)
+                    results = {"walked together": op(x, **kw)}
+                    if op_name != "logsumexp":  # and streamed, one element off alignment
+                        with streaming_every_call():
+                            dtype_out = results["walked together"].dtype
+                            results["streamed"] = op(x, out=out_at(x.shape, dtype_out,
+                                                                   dtype_out.itemsize), **kw)
                 for case, (a, b) in enumerate(pairs):
                     for row in range(2):
                         kw = {"where": where[case, row:row + 1]} if masked else {}
                         alone = op(x[case, row:row + 1], **kw)
-                        got = together[case, row:row + 1]
-                        assert got.dtype == alone.dtype
-                        assert (_bits(got) == _bits(alone)).all(), (
-                            f"{op_name} n={n} T={temperature}: row {row} of the pair "
-                            f"({a}, {b}) differs from the row alone")
+                        for how, together in results.items():
+                            got = together[case, row:row + 1]
+                            assert got.dtype == alone.dtype
+                            assert (_bits(got) == _bits(alone)).all(), (
+                                f"{op_name} n={n} T={temperature} {how}: row {row} of the pair "
+                                f"({a}, {b}) differs from the row alone")
 
 
 @pytest.mark.parametrize("extra_rows", [0, 1, 2, 3])
@@ -133,14 +141,15 @@ def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
 
 
 def _pipelined_lengths(sizes):
-    """Row lengths that are pipelined, at each boundary of the sum's loops, and the
-    first one past the chunk (not pipelined: the same results either way)."""
-    lanes, chunk = sizes["lanes"], sizes["chunk"]
+    """Row lengths that are pipelined, at each boundary of the sum's loops, at the
+    longest streamed row kept in a scratch row, and the first one past the chunk (not
+    pipelined: the same results either way)."""
+    lanes, chunk, scratch = sizes["lanes"], sizes["chunk"], sizes["stream_scratch"]
     block = sizes["unroll"] * sizes["flush_steps"] * lanes
     flush = sizes["flush_steps"] * lanes  # the vector tail flushes its block here
     candidates = {block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
                   block + flush, block + flush + 1, 2 * block - 1, 2 * block + 1,
-                  chunk - 1, chunk, chunk + 1}
+                  scratch - 1, scratch, scratch + 1, chunk - 1, chunk, chunk + 1}
     return sorted(candidates)
 
 
@@ -177,8 +186,15 @@ def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
                 op(x, temperature=temperature, out=unaligned)
                 # a mask that keeps everything: the rows one at a time, as masked rows go
                 masked = op(x, temperature=temperature, where=np.ones(x.shape, bool))
-            for name, got in (("together", together), ("in place", in_place),
-                              ("unaligned out", unaligned), ("where all", masked)):
+            results = [("together", together), ("in place", in_place),
+                       ("unaligned out", unaligned), ("where all", masked)]
+            # streamed through scratch rows: out aligned, and its vectors a few elements in
+            with fs.num_threads(1), streaming_every_call():
+                for offset in (0, 1, 3):
+                    streamed = out_at(x.shape, alone.dtype, offset * alone.itemsize)
+                    op(x, temperature=temperature, out=streamed)
+                    results.append((f"streamed out at +{offset}", streamed))
+            for name, got in results:
                 same = (_bits(got) == _bits(alone)).all(axis=1)
                 differ = [(r, sequence[r - 1] if r else None, sequence[r])
                           for r in np.flatnonzero(~same)[:5]]
@@ -200,3 +216,6 @@ def test_every_thread_split_of_pipelined_rows_gives_one_result(isa):
         for threads in (2, 3, 4):
             with fs.num_threads(threads):
                 assert (_bits(op(x)) == _bits(one)).all(), (op.__name__, threads)
+                with streaming_every_call():
+                    streamed = op(x, out=out_at(x.shape, x.dtype, 4))
+                assert (_bits(streamed) == _bits(one)).all(), (op.__name__, threads, "streamed")

@@ -22,19 +22,17 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core, _stream
-from conftest import CHUNK, random_logits
+from conftest import CHUNK, VECTOR_BYTES, out_at, random_logits, streaming_every_call
 
 DTYPES = [np.float32, np.float64]
 OPS = [fs.softmax, fs.log_softmax]
-VECTOR_BYTES = 64  # the widest vector (AVX-512): offsets up to it reach every alignment
 
 
 @pytest.fixture
 def streaming():
     """Every softmax and log_softmax call streams (where the kernels can); restored after."""
-    _core.set_stream_min_bytes(0)
-    yield
-    fs.set_stream_threshold()
+    with streaming_every_call():
+        yield
 
 
 def _ordinary(op, x, **kwargs):
@@ -44,17 +42,6 @@ def _ordinary(op, x, **kwargs):
         return op(x, **kwargs)
     finally:
         _core.set_stream_min_bytes(previous)
-
-
-def _out_at(shape, dtype, byte_offset):
-    """An uninitialized output whose first element lies byte_offset past a 64-byte boundary."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    raw = np.empty(size + 2 * VECTOR_BYTES, np.uint8)
-    start = (-raw.ctypes.data) % VECTOR_BYTES + byte_offset
-    out = raw[start:start + size].view(dtype).reshape(shape)
-    out.fill(np.nan)
-    return out
 
 
 def assert_same_bits(got, want):
@@ -88,10 +75,10 @@ def test_streamed_rows_are_the_ordinary_bits(isa, dtype, op, streaming):
             x = random_logits((rows, n), dtype, seed=n + rows)
             want = _ordinary(op, x)
             for offset in range(0, VECTOR_BYTES + itemsize, itemsize):
-                out = _out_at(x.shape, dtype, offset)
+                out = out_at(x.shape, dtype, offset)
                 op(x, out=out)
                 assert_same_bits(out, want)
-            out = _out_at(x.shape, dtype, 1)  # not aligned to its element size: no streaming
+            out = out_at(x.shape, dtype, 1)  # not aligned to its element size: no streaming
             op(x, out=out)
             assert_same_bits(out, want)
 
@@ -108,7 +95,7 @@ def test_streamed_with_mask_and_temperature(isa, dtype, op, streaming):
                                                                   "temperature": 1.9}):
             want = _ordinary(op, x, **kwargs)
             for offset in (0, np.dtype(dtype).itemsize):
-                out = _out_at(x.shape, dtype, offset)
+                out = out_at(x.shape, dtype, offset)
                 op(x, out=out, **kwargs)
                 assert_same_bits(out, want)
 
@@ -126,7 +113,7 @@ def test_streamed_non_finite_rows(isa, dtype, op, n, streaming):
     x[4, 5] = np.finfo(dtype).max
     x[5, 7] = -np.finfo(dtype).max
     want = _ordinary(op, x)
-    out = _out_at(x.shape, dtype, 0)
+    out = out_at(x.shape, dtype, 0)
     with np.errstate(all="ignore"):
         op(x, out=out)
     assert_same_bits(out, want)
@@ -143,7 +130,7 @@ def test_streamed_long_rows(dtype, op, n_threads, streaming):
         where = rng.random(shape) < 0.9
         for kwargs in ({}, {"where": where, "temperature": 0.5}):
             want = _ordinary(op, x, n_threads=1, **kwargs)
-            out = _out_at(shape, dtype, 3 * np.dtype(dtype).itemsize)
+            out = out_at(shape, dtype, 3 * np.dtype(dtype).itemsize)
             op(x, out=out, n_threads=n_threads, **kwargs)
             assert_same_bits(out, want)
 
@@ -289,7 +276,7 @@ def test_streamed_cross_entropy_gradient(isa, dtype, streaming):
             want_loss, want = _ordinary(fs.cross_entropy, x, target=target, return_grad=True,
                                         **kwargs)
             for offset in (0, itemsize, 5 * itemsize, 1):
-                grad = _out_at(x.shape, dtype, offset)
+                grad = out_at(x.shape, dtype, offset)
                 loss, got = fs.cross_entropy(x, target, return_grad=True, grad_out=grad, **kwargs)
                 assert got is grad
                 assert_same_bits(np.asarray(loss), np.asarray(want_loss))
@@ -307,7 +294,7 @@ def test_streamed_cross_entropy_long_rows(dtype, n_threads, streaming):
                 target = rng.integers(0, n, rows)  # (no ignored row: every row computed here)
             want_loss, want = _ordinary(fs.cross_entropy, x, target=target, return_grad=True,
                                         n_threads=1, **kwargs)
-            grad = _out_at(x.shape, dtype, 2 * np.dtype(dtype).itemsize)
+            grad = out_at(x.shape, dtype, 2 * np.dtype(dtype).itemsize)
             loss, _ = fs.cross_entropy(x, target, return_grad=True, grad_out=grad,
                                        n_threads=n_threads, **kwargs)
             assert_same_bits(np.asarray(loss), np.asarray(want_loss))

@@ -31,7 +31,7 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core
-from conftest import (CHUNK, check_log_softmax, check_logsumexp, check_softmax,
+from conftest import (CHUNK, VECTOR_BYTES, check_log_softmax, check_logsumexp, check_softmax,
                       random_logits)
 
 # (dtype, byte offset from an element-aligned address): float32 at an odd
@@ -125,9 +125,6 @@ def test_softmax_family(isa, dtype, offset, shape, axis):
 
 
 # ---------------------------------------------------------------- vector alignment
-
-VECTOR_BYTES = 64  # the widest vector (AVX-512): offsets below it reach every alignment
-
 
 def _row_lengths(isa, dtype):
     """Around the vector, the unrolled step and the blocked step: where rows go alone."""
