@@ -614,6 +614,36 @@ FS_ALWAYS_INLINE fs_index fs_elements_before_aligned(const void *p, size_t size,
  * 2^64 bytes where it cannot prove k >= 0).
  */
 #define FS_BELOW_LANES(k, V, E) ((size_t)(k) & (sizeof(V) / sizeof(E) - 1))
+#if FS_X86_DISPATCH && FS_VBYTES >= 32
+/* The first k < 8 floats (k < 4 doubles) of v, in stores of 4, 2 and 1 as k's bits say. */
+static inline void fs_store_first_f32x8(float *p, __m256 v, fs_index k)
+{
+    __m128 part = _mm256_castps256_ps128(v);
+    if (k & 4) {
+        _mm_storeu_ps(p, part);
+        part = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (k & 2) {
+        _mm_storel_pi((__m64 *)p, part);
+        part = _mm_movehl_ps(part, part);
+        p += 2;
+    }
+    if (k & 1)
+        _mm_store_ss(p, part);
+}
+static inline void fs_store_first_f64x4(double *p, __m256d v, fs_index k)
+{
+    __m128d part = _mm256_castpd256_pd128(v);
+    if (k & 2) {
+        _mm_storeu_pd(p, part);
+        part = _mm256_extractf128_pd(v, 1);
+        p += 2;
+    }
+    if (k & 1)
+        _mm_store_sd(p, part);
+}
+#endif
 #if FS_X86_DISPATCH && FS_VBYTES == 64
 static inline __mmask16 fs_tail16(fs_index k) { return (__mmask16)((1u << k) - 1); }
 static inline vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
@@ -628,19 +658,7 @@ static inline void vstore_partial_f32(float *p, vec_f32 v, fs_index k)
         half = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1));
         p += 8;
     }
-    __m128 part = _mm256_castps256_ps128(half);
-    if (k & 4) {
-        _mm_storeu_ps(p, part);
-        part = _mm256_extractf128_ps(half, 1);
-        p += 4;
-    }
-    if (k & 2) {
-        _mm_storel_pi((__m64 *)p, part);
-        part = _mm_movehl_ps(part, part);
-        p += 2;
-    }
-    if (k & 1)
-        _mm_store_ss(p, part);
+    fs_store_first_f32x8(p, half, k & 7);
 }
 static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
 {
@@ -654,14 +672,7 @@ static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
         half = _mm512_extractf64x4_pd((__m512d)v, 1);
         p += 4;
     }
-    __m128d part = _mm256_castpd256_pd128(half);
-    if (k & 2) {
-        _mm_storeu_pd(p, part);
-        part = _mm256_extractf128_pd(half, 1);
-        p += 2;
-    }
-    if (k & 1)
-        _mm_store_sd(p, part);
+    fs_store_first_f64x4(p, half, k & 3);
 }
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
 /* Lanes below k all ones: the sign bits VMASKMOV reads. */
@@ -680,19 +691,7 @@ static inline vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
 }
 static inline void vstore_partial_f32(float *p, vec_f32 v, fs_index k)
 {
-    __m128 part = _mm256_castps256_ps128((__m256)v);
-    if (k & 4) {
-        _mm_storeu_ps(p, part);
-        part = _mm256_extractf128_ps((__m256)v, 1);
-        p += 4;
-    }
-    if (k & 2) {
-        _mm_storel_pi((__m64 *)p, part);
-        part = _mm_movehl_ps(part, part);
-        p += 2;
-    }
-    if (k & 1)
-        _mm_store_ss(p, part);
+    fs_store_first_f32x8(p, (__m256)v, k);
 }
 static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
 {
@@ -701,14 +700,7 @@ static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill
 }
 static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
 {
-    __m128d part = _mm256_castpd256_pd128((__m256d)v);
-    if (k & 2) {
-        _mm_storeu_pd(p, part);
-        part = _mm256_extractf128_pd((__m256d)v, 1);
-        p += 2;
-    }
-    if (k & 1)
-        _mm_store_sd(p, part);
+    fs_store_first_f64x4(p, (__m256d)v, k);
 }
 #else
 #define FS_DEFINE_PARTIAL_OPS(V, REAL, SFX)                                        \
