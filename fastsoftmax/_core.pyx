@@ -61,7 +61,7 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
-        int blocked_log_sum_from, stream_scratch
+        int blocked_log_sum_from, stream_scratch, pipelined_from
 
     # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
     # passes kernel arguments to C uncast, so the C compiler still checks every
@@ -198,13 +198,14 @@ cdef dict _block_sizes(fs_block_sizes sizes):
     return {"lanes": sizes.lanes, "unroll": sizes.unroll, "flush_steps": sizes.flush_steps,
             "short_row": sizes.short_row, "chunk": sizes.chunk,
             "blocked_log_sum_from": sizes.blocked_log_sum_from,
-            "stream_scratch": sizes.stream_scratch}
+            "stream_scratch": sizes.stream_scratch, "pipelined_from": sizes.pipelined_from}
 
 
 def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
     lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
-    "unroll", "flush_steps", "short_row", "chunk", "blocked_log_sum_from", "stream_scratch"},
+    "unroll", "flush_steps", "short_row", "chunk", "blocked_log_sum_from", "stream_scratch",
+    "pipelined_from"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,

@@ -88,6 +88,18 @@
 #define FS_CACHE_LINE_BYTES 64
 
 /*
+ * Unmasked softmax and log_softmax rows of at least this many bytes (of the
+ * compute type) are pipelined (fs_softmax_tmpl.h's softmax_rows_pipelined),
+ * or from one blocked step of the sum (FS_PAIRED_BELOW) if that is shorter;
+ * shorter rows go in pairs.  Float32, one thread, min of 3 alternated runs,
+ * pipelined / paired time: AVX-512 on Zen 4, rows of 256-511 (below its
+ * step of 512): softmax 0.77-0.87, log_softmax 0.65-0.92; AVX2 on Zen 4, rows
+ * of 128-255 (below its step of 256): 0.95-1.09 and 1.02-1.22 (and no gain
+ * on Zen 3 either).
+ */
+#define FS_PIPELINED_FROM_BYTES 1024
+
+/*
  * The longest next row (in bytes) that a row's sum pass hints into L1
  * (FS_PREFETCH) rather than L2: one that fits beside the row being read and
  * written.  AVX-512, float32, one thread, alternated builds: rows of 512 and

@@ -709,7 +709,7 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 
 #if !FS_OUT_NARROWS
 /*
- * The sum pass of one unmasked row of FS_PAIRED_BELOW to FS_CHUNK elements,
+ * The sum pass of one unmasked row of up to FS_CHUNK elements,
  * with its neighbours' work (`side`, as in rows_sum_exp_impl, streamed when
  * `stream`, which only a copy that can stream is asked for): softmax's
  * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives,

@@ -250,6 +250,13 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
  */
 enum { FN(stream_scratch_length) = FS_STREAM_SCRATCH_BYTES / (int)sizeof(OUT) };
 
+/* The shortest row softmax_block pipelines (FS_PIPELINED_FROM_BYTES, at most one blocked step). */
+enum {
+    FN(pipelined_from) = FS_PIPELINED_FROM_BYTES / (int)sizeof(REAL) < FS_PAIRED_BELOW
+                             ? FS_PIPELINED_FROM_BYTES / (int)sizeof(REAL)
+                             : FS_PAIRED_BELOW
+};
+
 /* A cache line's worth of outputs: what streams, whole (stream_head, below). */
 enum { FN(line_length) = FS_CACHE_LINE_BYTES / (int)sizeof(OUT) };
 
@@ -521,7 +528,7 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
 
 #if !FS_OUT_NARROWS
 /*
- * Unmasked softmax or log_softmax rows of FS_PAIRED_BELOW to FS_CHUNK
+ * Unmasked softmax or log_softmax rows of pipelined_from to FS_CHUNK
  * elements (FS_BLOCKED_LOG_SUM_FROM at least for log_softmax), `rows`
  * contiguous ones, with each row's passes one row apart: the sum pass of a
  * row also takes the next row's max and does the previous row's last pass
@@ -1023,7 +1030,7 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
         return;
     }
 #if !FS_OUT_NARROWS
-    if (stride == 1 && !mask && n >= FS_PAIRED_BELOW && n <= FS_CHUNK &&
+    if (stride == 1 && !mask && n >= FN(pipelined_from) && n <= FS_CHUNK &&
         (!log_output || n >= FS_BLOCKED_LOG_SUM_FROM) && outer >= 2) {
         void *block = NULL;
         OUT *scratch = NULL;

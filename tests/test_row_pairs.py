@@ -14,7 +14,8 @@ alone.  The kinds take every branch a row's result can take: the float blocks
 of logsumexp and its exact sum, the dominant term's second sum, infinite and
 NaN maxima, fully masked rows.
 
-Unmasked softmax and log_softmax rows from that length up to one chunk are pipelined:
+Unmasked softmax and log_softmax rows from ``pipelined_from`` (at most that length) up
+to one chunk are pipelined:
 a row's sum pass also takes the next row's max and does the previous row's last
 pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
 follows every other, at the lengths where the blocked sum, its vector tail and
@@ -142,12 +143,15 @@ def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
 
 def _pipelined_lengths(sizes):
     """Row lengths that are pipelined, at each boundary of the sum's loops, at the
-    longest streamed row kept in a scratch row, and the first one past the chunk (not
+    longest streamed row kept in a scratch row, and the ones on either side: the last
+    paired one below ``pipelined_from`` and the first one past the chunk (neither
     pipelined: the same results either way)."""
     lanes, chunk, scratch = sizes["lanes"], sizes["chunk"], sizes["stream_scratch"]
     block = sizes["unroll"] * sizes["flush_steps"] * lanes
     flush = sizes["flush_steps"] * lanes  # the vector tail flushes its block here
-    candidates = {block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
+    first = sizes["pipelined_from"]  # at most one block: below it, the vector loop alone
+    candidates = {first - 1, first, first + 1, first + flush + 1, block - 1,
+                  block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
                   block + flush, block + flush + 1, 2 * block - 1, 2 * block + 1,
                   scratch - 1, scratch, scratch + 1, chunk - 1, chunk, chunk + 1}
     return sorted(candidates)

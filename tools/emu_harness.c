@@ -1118,7 +1118,7 @@ static void run_dtype(long exp_step)
     exp_checks(exp_step);
     if (DT >= F16) narrow_checks();
     /* rows: every length 1..40, the block sizes' boundaries above that (the blocked sum's
-     * step, from which rows are walked alone and pipelined, and the longest row whose
+     * step, from which rows are walked alone, the shortest pipelined row, and the longest row whose
      * streamed softmax keeps its exponentials in a scratch row), row counts around
      * multiples of 4, 8 and 16 (short rows run one row per lane) */
     static const idx outers[] = {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33};
@@ -1128,6 +1128,7 @@ static void run_dtype(long exp_step)
     const idx extra[] = {step - 1, step, step + 1, 2 * step - 1, 2 * step + 1, 4 * step + 3, 63, 64, 65,
                          127, 129, 255, 257, 1000, 4099, bs->stream_scratch - 1, bs->stream_scratch,
                          bs->stream_scratch + 1, block - 1, block, block + 1,
+                         bs->pipelined_from - 1, bs->pipelined_from, bs->pipelined_from + 1,
                          block + (idx)bs->lanes * bs->flush_steps + 1};
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) if (extra[k] > 40) ns[nn++] = extra[k];
     for (idx k = 0; k < nn; k++) {
