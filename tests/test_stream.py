@@ -1,9 +1,10 @@
 """Streaming stores: softmax, log_softmax and cross_entropy's gradient write large outputs
 past the caches.
 
-The last pass streams (src/fs_softmax_tmpl.h's result_span_streamed,
-src/fs_cross_entropy_tmpl.h's ce_chunk_grad_streamed; FS_STREAM_OUTPUT in
-src/fs_kernels.h) when the input and output together take at least the threshold
+The last pass streams its whole cache lines (src/fs_softmax_tmpl.h's
+last_pass_streamed from scratch rows, result_span_streamed from x, the pipelined
+rows' side_streams, src/fs_cross_entropy_tmpl.h's ce_chunk_grad_streamed;
+FS_STREAM_OUTPUT in src/fs_kernels.h) when the input and output together take at least the threshold
 (``fastsoftmax.set_stream_threshold``), and its results must be the ordinary pass's,
 bit for bit.  These tests set the threshold to 0 so that small arrays take that path:
 row lengths around each ISA's vector and unroll sizes, outputs at every element offset
