@@ -61,7 +61,7 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
-        int blocked_log_sum_from, stream_scratch, pipelined_from
+        int blocked_log_sum_from, stream_scratch, stream_row_scratch, pipelined_from
 
     # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
     # passes kernel arguments to C uncast, so the C compiler still checks every
@@ -198,14 +198,16 @@ cdef dict _block_sizes(fs_block_sizes sizes):
     return {"lanes": sizes.lanes, "unroll": sizes.unroll, "flush_steps": sizes.flush_steps,
             "short_row": sizes.short_row, "chunk": sizes.chunk,
             "blocked_log_sum_from": sizes.blocked_log_sum_from,
-            "stream_scratch": sizes.stream_scratch, "pipelined_from": sizes.pipelined_from}
+            "stream_scratch": sizes.stream_scratch,
+            "stream_row_scratch": sizes.stream_row_scratch,
+            "pipelined_from": sizes.pipelined_from}
 
 
 def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
     lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
     "unroll", "flush_steps", "short_row", "chunk", "blocked_log_sum_from", "stream_scratch",
-    "pipelined_from"},
+    "stream_row_scratch", "pipelined_from"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,
@@ -1498,9 +1500,9 @@ def can_stream():
 
 def stream_recomputes():
     """Whether the chosen kernels also stream the outputs whose last pass computes the
-    exponentials again: softmax rows longer than kernel_info()'s stream_scratch and
-    cross_entropy's gradient (AVX-512 only: elsewhere the exp costs more than the streaming
-    saves)."""
+    exponentials again: softmax rows and cross_entropy's gradient rows longer than
+    kernel_info()'s stream_row_scratch, or split across threads (AVX-512 only: elsewhere the
+    exp costs more than the streaming saves)."""
     return bool(kernels.stream_recomputes)
 
 

@@ -13,14 +13,16 @@ where the ISA has such stores (x86-64; ``show_config`` says).  The results are
 bitwise the same either way.  cross_entropy's gradient streams by the same rule.
 
 Only whole cache lines stream; the ends of a row that do not fill one take
-ordinary stores.  Contiguous unmasked rows of up to one chunk (16384 elements)
-keep what their sum pass stores (softmax's exponentials, log_softmax's
-differences) in scratch rows for the last pass, which then reads nothing from
-x.  Other softmax rows of up to 16 KB keep their exponentials in a scratch
-row too.  Longer ones, and cross_entropy's gradient, compute them again in
-the last pass, which pays only with the AVX-512 kernels' exp: the others store
-those outputs the ordinary way (``_core.stream_recomputes()``; figures in the
-README's Streaming paragraph and src/fs_isa_impl.h).  log_softmax rows short
+ordinary stores.  Rows keep what their sum pass stores (softmax's and the
+gradient's exponentials, log_softmax's differences) in scratch rows for the
+last pass, which then reads nothing from x: pipelined rows (contiguous,
+unmasked, up to one chunk of 16384 elements) in two, pairs of short rows in a
+pair, other rows of up to 1 MB (``kernel_info()``'s ``stream_row_scratch``)
+in one of their own.  Longer rows, and rows split across threads, compute
+the exponentials again in the last pass, which pays only with the AVX-512
+kernels' exp: the others store those outputs the ordinary way
+(``_core.stream_recomputes()``; figures in the README's Streaming paragraph,
+src/fs_softmax_tmpl.h and src/fs_isa_impl.h).  log_softmax rows short
 enough for exact sums (``kernel_info()``'s ``blocked_log_sum_from``) never
 stream.  The figures below are the AVX-512 kernels' on an Intel VM, before
 the scratch rows above; the README has this machine's and a Zen 4's since.

@@ -149,11 +149,11 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
  * log1p(s) times its weight.
  */
 FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n, REAL m,
-                                        const STORAGE *ahead, int *drop)
+                                        const STORAGE *ahead, int *drop, int stores_cached)
 {
     return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, FS_STORE_EXP_UNJOINED, 0, 0, 0, ahead, 1,
-                                   drop)
-                : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, 1, drop);
+                                   drop, stores_cached)
+                : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, 1, drop, 0);
 }
 
 /* The label's own term of the gradient, at the label checked before (never re-read). */
@@ -172,7 +172,8 @@ static void FN(ce_subtract_label_term)(OUT *grad, int64_t label, double label_te
  * enter, so an inf or NaN weight on a class that is not the label leaves the
  * gradient finite.
  */
-FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *target,
+FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const OUT *stored,
+                                       const REAL *target,
                                        const REAL *weight, OUT *grad, fs_index n,
                                        fs_index n_classes, double p_factor, double class_factor,
                                        double eps, fs_index label, const int stream)
@@ -185,7 +186,7 @@ FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *tar
         const fs_index k = n - i < LANES ? n - i : LANES;
         /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
         const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
-                        : (k == LANES ? VLOAD_OUT(grad + i) : VLOAD_PARTIAL_OUT(grad + i, k, 0));
+                        : (k == LANES ? VLOAD_OUT(stored + i) : VLOAD_PARTIAL_OUT(stored + i, k, 0));
         VEC g = e * vp;
         if (class_term) {
             VEC c = vc * CLASS_WEIGHTS(i, k);
@@ -206,24 +207,26 @@ FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *
                                    fs_index n, fs_index n_classes, double p_factor,
                                    double class_factor, double eps)
 {
-    FN(ce_grad_impl)(NULL, 0, target, weight, grad, n, n_classes, p_factor, class_factor, eps, -1,
+    FN(ce_grad_impl)(NULL, 0, grad, target, weight, grad, n, n_classes, p_factor, class_factor, eps, -1,
                      0);
 }
 
 #if FS_STREAMS
 /*
- * The same from x, the chunk's exponentials exp(x - m) computed again rather
- * than stored by the sum pass and read back, and the gradient's whole cache
- * lines written with streaming stores (FS_STREAM_OUTPUT: see
- * fs_softmax_tmpl.h's result_span_streamed and stream_head): the same
- * bits.  The vector that holds `label` (an index into this chunk, or -1) takes
+ * The same from the exponentials the sum pass stored in a scratch row
+ * (`stored`, not grad: fs_softmax_tmpl.h's row_scratch_fits) or, where it is
+ * NULL, from x, the chunk's exponentials exp(x - m) computed again, and the
+ * gradient's whole cache lines written with streaming stores
+ * (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's result_span_streamed and
+ * stream_head): the same bits.  The vector that holds `label` (an index into this chunk, or -1) takes
  * an ordinary store, and the label's own term is then subtracted there as
  * ce_subtract_label_term does: read back from the cache, not from a line still
  * on its way to memory.  (Folding the term into the vector instead changed
  * how GCC fused the other lanes' multiply-adds, and so their bits.)  The
  * caller calls vstream_fence() before it returns.
  */
-FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const REAL *target,
+FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const OUT *stored,
+                                            const REAL *target,
                                             const REAL *weight, OUT *grad, fs_index n,
                                             fs_index n_classes, double p_factor,
                                             double class_factor, double eps, fs_index label,
@@ -234,7 +237,8 @@ FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const REAL
     const fs_index from[3] = {0, head, end}, to[3] = {head, end, n};
     for (int part = 0; part < 3; part++) {
         const fs_index at = from[part];
-        FN(ce_grad_impl)(x + at, m, target ? target + at : NULL, weight ? weight + at : NULL,
+        FN(ce_grad_impl)(stored ? NULL : x + at, m, stored ? stored + at : NULL,
+                         target ? target + at : NULL, weight ? weight + at : NULL,
                          grad + at, to[part] - at, n_classes, p_factor, class_factor, eps,
                          label >= at && label < to[part] ? label - at : -1, part == 1);
     }
@@ -294,7 +298,7 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
     st->by_class = (target || eps > 0) &&
                    !FN(ce_sums_finite)(st->sums[0], target ? st->sums[1] : weight_sum);
     if (st->by_class) {
-        double sum = FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL);
+        double sum = FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL, 0);
         st->class_loss = FN(ce_loss_by_class)(x, target, weight, n, 1, st->m,
                                               FN(row_log_sum)(x, NULL, n, st->m, 1, &sum), eps);
     }
@@ -327,13 +331,15 @@ FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const
  * (if needed); the sum of exp, which also stores exp(x - m) into grad; the
  * gradient, in place over those.  Everything that reads x comes before the
  * first write to grad, so grad may be x itself.  With `stream`
- * (FS_STREAM_OUTPUT, never in place), the sum pass stores nothing and the
- * gradient pass computes the exponentials again and streams its stores.
+ * (FS_STREAM_OUTPUT, never in place), the sum pass stores the exponentials in
+ * `row_scratch` (a buffer of row_scratch_bytes(n), or NULL: then it stores
+ * nothing and the gradient pass computes them again), and the gradient pass
+ * streams its stores.
  */
 static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
                          const REAL *weight, double weight_sum, double eps,
                          int64_t ignore_index, OUT *grad, double grad_scale, fs_index n,
-                         const STORAGE *ahead, int stream)
+                         const STORAGE *ahead, int stream, void *row_scratch)
 {
     const int status = FN(ce_row_status)(label, target != NULL, ignore_index, n);
     if (status != FS_CE_COMPUTED)
@@ -348,11 +354,19 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     }
     FN(ce_row_prepare)(&st, x, target, weight, weight_sum, eps, n);
     st.drop = FS_DROP_NONE; /* the chunks look for the max's first term until one holds it */
+    OUT *stored = grad && !stream ? grad : NULL; /* where the sum pass stores the exponentials */
+#if FS_STREAMS
+    if (grad && stream && row_scratch)
+        stored = FN(scratch_beside)(row_scratch, grad);
+#else
+    (void)row_scratch;
+#endif
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         int drop = st.drop == FS_DROP_NONE;
-        const double part = FN(ce_chunk_sum_exp)(x + c, grad && !stream ? grad + c : NULL,
+        const double part = FN(ce_chunk_sum_exp)(x + c, stored ? stored + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
-                                                 ahead ? ahead + c : NULL, &drop);
+                                                 ahead ? ahead + c : NULL, &drop,
+                                                 stored != NULL && stored != grad);
         st.sum = c == 0 ? part : st.sum + part;
         st.drop = drop == FS_DROP_DONE ? FS_DROP_DONE : st.drop;
     }
@@ -360,7 +374,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
                                           grad_scale);
 #if FS_STREAMS
     if (grad && stream) {
-        FN(ce_chunk_grad_streamed)(x, st.m, target, weight, grad, n, n, st.factors[0],
+        FN(ce_chunk_grad_streamed)(x, st.m, stored, target, weight, grad, n, n, st.factors[0],
                                    st.factors[1], eps, target ? -1 : label, st.label_term);
         return loss;
     }
@@ -599,13 +613,20 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
                                     fs_index stride, int flags)
 {
     const fs_index slab = n * stride;
-    const int stream = FS_STREAMS && FS_STREAM_RECOMPUTES && (flags & FS_STREAM_OUTPUT) && grad &&
-                       (const void *)grad != x;
+    const int stream_asked = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && grad &&
+                             (const void *)grad != x;
     if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(ce_short_rows)(x, labels, target, weight, weight_sum, eps, ignore_index, loss, grad,
                           grad_scale, outer, n);
         return;
     }
+    void *row_scratch = NULL;
+#if FS_STREAMS
+    if (stream_asked && stride == 1 && FN(row_scratch_fits)(grad, n))
+        row_scratch = malloc(FN(row_scratch_bytes)(n)); /* (else as without: the same bits) */
+#endif
+    /* without a scratch row, the gradient pass would compute the exponentials again */
+    const int stream = stream_asked && (row_scratch || FS_STREAM_RECOMPUTES);
     for (fs_index o = 0; o < outer; o++) {
         const STORAGE *xs = x + o * slab;
         const REAL *ts = target ? target + o * slab : NULL;
@@ -615,7 +636,7 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
             const int64_t label = target ? 0 : sload_i64(labels + o);
             sstore_f64(loss + o, FN(ce_row)(xs, label, ts, weight, weight_sum, eps, ignore_index,
                                             gs, grad_scale, n, o + 1 < outer ? xs + slab : NULL,
-                                            stream));
+                                            stream, row_scratch));
             continue;
         }
         for (fs_index j = 0; j < width; j += LANES) {
@@ -625,6 +646,7 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
                               gs ? gs + j : NULL, grad_scale, n, stride, lanes, 0);
         }
     }
+    free(row_scratch);
     if (stream)
         vstream_fence();
 }

@@ -63,9 +63,10 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
  * softmax rows whose output takes up to this many bytes keep their
  * exponentials in a scratch row on the stack when the last pass streams
  * (fs_softmax_tmpl.h's softmax_row): the sum pass stores them there, in L1,
- * and the last pass scales them from there.  Longer rows compute every
- * exponential again in the last pass where FS_STREAM_RECOMPUTES, and take
- * ordinary stores elsewhere.  AVX2 (Zen 3, one thread, float32,
+ * and the last pass scales them from there.  Longer rows walked alone keep
+ * them in a scratch row on the heap (FS_STREAM_ROW_SCRATCH_BYTES, fs_config.h).
+ * Before that, they computed every exponential again in the last pass:
+ * AVX2 (Zen 3, one thread, float32,
  * streamed, C harness over the kernel table): 16384x512 0.95-0.98 ns per
  * element with the exp computed twice, 0.53-0.79 from the scratch row (0.58
  * with ordinary stores); 2048x4096 0.80 and 0.52.  16 KB: beside the row it
@@ -74,9 +75,11 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 #define FS_STREAM_SCRATCH_BYTES 16384
 /*
  * Whether a streamed last pass may compute its exponentials again: softmax
- * rows longer than the scratch row, and cross_entropy's gradient.  Where it
- * may not, those take ordinary stores even when asked to stream (log_softmax,
- * which has no exponential in its last pass, still streams).  Only AVX-512's
+ * rows and cross_entropy's gradient rows longer than the heap's scratch row
+ * (FS_STREAM_ROW_SCRATCH_BYTES), or split across threads (fs_long_rows_tmpl.h,
+ * whose passes run on any thread).  Where it may not, those take ordinary
+ * stores even when asked to stream (log_softmax, which has no exponential in
+ * its last pass, still streams).  Only AVX-512's
  * exp is cheap enough beside the memory traffic a streamed output saves
  * (2-core Xeon VM, float32, one thread: streamed / ordinary time 0.82-0.89 for
  * softmax from 125 MB on, 0.82-0.90 for the loss and gradient; fastsoftmax/
@@ -173,6 +176,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
             .chunk = FS_CHUNK,                           \
             .blocked_log_sum_from = FS_BLOCKED_LOG_SUM_FROM, \
             .stream_scratch = stream_scratch_length_##SFX, \
+            .stream_row_scratch = stream_row_scratch_length_##SFX, \
             .pipelined_from = pipelined_from_##SFX,        \
         },                                               \
     }

@@ -124,6 +124,7 @@ typedef struct fs_block_sizes {
     fs_index chunk;  /* a long row is reduced in chunks of this many elements (FS_CHUNK) */
     int blocked_log_sum_from; /* log_softmax rows from this long sum in float blocks */
     int stream_scratch; /* streamed softmax rows up to this long keep their exps in a scratch row */
+    int stream_row_scratch; /* ... on the stack; up to this long, on the heap (then x is re-read) */
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
 } fs_block_sizes;
 

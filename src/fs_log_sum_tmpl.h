@@ -99,7 +99,7 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *m
 {
 #define DROPPING_CASE(scaled, masked)                                                      \
     FN(sum_exp_impl)(x, mask, NULL, n, shift, scale, FS_STORE_NONE, 1, scaled, masked, NULL, \
-                     1, drop)
+                     1, drop, 0)
     if (mask)
         return scale == 1 ? DROPPING_CASE(0, 1) : DROPPING_CASE(1, 1);
     return scale == 1 ? DROPPING_CASE(0, 0) : DROPPING_CASE(1, 0);
@@ -114,9 +114,10 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *m
 FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const uint8_t *mask,
                                                       OUT *diff_out, fs_index n, REAL shift,
                                                       REAL scale, const STORAGE *ahead,
-                                                      int *drop)
+                                                      int *drop, int stores_cached)
 {
-    return FN(chunk_sum_exp_blocked)(x, mask, diff_out, n, shift, scale, ahead, 1, drop);
+    return FN(chunk_sum_exp_blocked)(x, mask, diff_out, n, shift, scale, ahead, 1, drop,
+                                     stores_cached);
 }
 
 /*
@@ -135,7 +136,8 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const ui
  * chunk_sum_exp_dropping_blocked.
  */
 static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, OUT *diff_out,
-                                      fs_index n, REAL max, REAL scale, const STORAGE *ahead)
+                                      fs_index n, REAL max, REAL scale, const STORAGE *ahead,
+                                      int stores_cached)
 {
     double rest = 0.0;
     int looking = 1;
@@ -143,7 +145,7 @@ static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, OUT
         int drop = looking;
         const double part = FN(chunk_sum_exp_dropping_blocked)(
             x + c, mask ? mask + c : NULL, diff_out ? diff_out + c : NULL, fs_chunk_length(n, c),
-            max, scale, ahead ? ahead + c : NULL, &drop);
+            max, scale, ahead ? ahead + c : NULL, &drop, stores_cached);
         rest = c == 0 ? part : rest + part;
         looking = looking && drop != FS_DROP_DONE;
     }

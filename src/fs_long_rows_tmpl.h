@@ -141,7 +141,7 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
             job->x + at, FN(softmax_long_mask)(job, at), diff_out,
             fs_chunk_len(job->ch, (fs_index)i),
             (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL,
-            &job->drop[i]);
+            &job->drop[i], 0);
         return;
     }
 #if FS_STREAMS
@@ -150,7 +150,7 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
             job->x + at, FN(softmax_long_mask)(job, at), NULL,
             fs_chunk_len(job->ch, (fs_index)i),
             (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL, 0,
-            NULL);
+            NULL, 0);
         return;
     }
 #endif
@@ -420,7 +420,7 @@ static void FN(ce_long_sum_part)(void *arg, int64_t i)
             job->x + fs_chunk_at(ch, (fs_index)i),
             job->grad && !job->stream ? job->grad + fs_chunk_at(ch, (fs_index)i) : NULL,
             fs_chunk_len(ch, (fs_index)i), job->st[fs_chunk_row(ch, (fs_index)i)].m, NULL,
-            &job->drop[i]);
+            &job->drop[i], 0);
 }
 
 static void FN(ce_long_grad_part)(void *arg, int64_t i)
@@ -432,7 +432,7 @@ static void FN(ce_long_grad_part)(void *arg, int64_t i)
         FN(ce_skipped_chunk)(job->grad + at, fs_chunk_len(ch, (fs_index)i), job->status[r]);
 #if FS_STREAMS
     else if (job->stream) {
-        FN(ce_chunk_grad_streamed)(job->x + at, job->st[r].m, FN(ce_target_at)(job, (fs_index)i),
+        FN(ce_chunk_grad_streamed)(job->x + at, job->st[r].m, NULL, FN(ce_target_at)(job, (fs_index)i),
                                    FN(ce_weight_at)(job, (fs_index)i), job->grad + at,
                                    fs_chunk_len(ch, (fs_index)i), job->n, job->st[r].factors[0],
                                    job->st[r].factors[1], job->eps,

@@ -303,8 +303,9 @@ typedef struct {
  * (prefetched at the same offsets: into L1 up to FS_PREFETCH_L1_ROW_BYTES, as
  * pairs' rows, and into L2 beyond, where a row outgrows L1; a pass that also
  * stores, over a long chunk, hints only its first share:
- * FS_PREFETCH_STORING_SHARE_LOG2); for a pair, the next pair's 2n contiguous
- * elements (twice as far into them as into this pair's rows).
+ * FS_PREFETCH_STORING_SHARE_LOG2, unless `stores_cached` says its stores go to
+ * a scratch row that stays in the caches); for a pair, the next pair's 2n
+ * contiguous elements (twice as far into them as into this pair's rows).
  *
  * `side` (NULL but for one row, unmasked): the neighbours' work above, done at
  * the offsets this pass walks, its last pass streamed when `side_streams` (a
@@ -318,7 +319,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                                             const int scaled, const int masked,
                                             const STORAGE *ahead, const int look, int *drop,
                                             double *sum, const int rows, FN(neighbours) *side,
-                                            const int side_streams)
+                                            const int side_streams, const int stores_cached)
 {
     ROW_POINTERS(0);
     ROW_POINTERS(1);
@@ -398,7 +399,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define FIRST_ZERO(kd) VFIRST_EQUAL((kd), ZERO_V)
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
     /* log2 of how much of the step each hint covers: all of the next row, or its first share */
-    const int hint_shift = store != FS_STORE_NONE && !FS_OUT_NARROWS &&
+    const int hint_shift = store != FS_STORE_NONE && !FS_OUT_NARROWS && !stores_cached &&
                                    n * (fs_index)sizeof(STORAGE) > FS_PREFETCH_SHARE_FROM_BYTES
                                ? FS_PREFETCH_STORING_SHARE_LOG2
                                : 0;
@@ -597,11 +598,12 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
-                                         const STORAGE *ahead, const int look, int *drop)
+                                         const STORAGE *ahead, const int look, int *drop,
+                                         const int stores_cached)
 {
     double sum;
     FN(rows_sum_exp_impl)(&x, &mask, &e_out, n, &shift, scale, store, exact, scaled, masked,
-                          ahead, look, drop, &sum, 1, NULL, 0);
+                          ahead, look, drop, &sum, 1, NULL, 0, stores_cached);
     return sum;
 }
 
@@ -614,14 +616,15 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
                                                 OUT *e_out, fs_index n, REAL shift,
-                                                REAL scale, const STORAGE *ahead)
+                                                REAL scale, const STORAGE *ahead,
+                                                int stores_cached)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
     return scale == 1                                                                       \
                ? FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 0, masked, \
-                                  ahead, 0, NULL)                                           \
+                                  ahead, 0, NULL, stores_cached)                            \
                : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked, \
-                                  ahead, 0, NULL)
+                                  ahead, 0, NULL, stores_cached)
     if (e_out) {
         if (mask)
             SUM_EXP_CASE(1, 1);
@@ -637,7 +640,7 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t 
 static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
-    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL);
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, 0);
 }
 
 /*
@@ -655,11 +658,12 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask,
                                                   OUT *diff_out, fs_index n, REAL shift,
                                                   REAL scale, const STORAGE *ahead,
-                                                  const int look, int *drop)
+                                                  const int look, int *drop,
+                                                  const int stores_cached)
 {
 #define BLOCKED_CASE(store, scaled, masked)                                                 \
     FN(sum_exp_impl)(x, mask, diff_out, n, shift, scale, store, 0, scaled, masked, ahead, \
-                     look, drop)
+                     look, drop, stores_cached)
 #define BLOCKED_SCALED(store, masked) \
     (scale == 1 ? BLOCKED_CASE(store, 0, masked) : BLOCKED_CASE(store, 1, masked))
     if (diff_out)
@@ -686,7 +690,7 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 {
 #define PAIR_CASE(store_, exact_, scaled_, masked_, look_)                                   \
     FN(rows_sum_exp_impl)(x, mask, e_out, n, shift, scale, store_, exact_, scaled_, masked_, \
-                          ahead, look_, drop, sum, 2, NULL, 0)
+                          ahead, look_, drop, sum, 2, NULL, 0, 0)
 #define PAIR_SCALED(store_, exact_, masked_, look_)          \
     (scale == 1 ? PAIR_CASE(store_, exact_, 0, masked_, look_) \
                 : PAIR_CASE(store_, exact_, 1, masked_, look_))
@@ -724,7 +728,7 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
     double sum;
 #define BESIDE_CASE(store, scaled, look, streams)                                           \
     FN(rows_sum_exp_impl)(&x, &no_mask, &out, n, &shift, scale, store, 0, scaled, 0, ahead, \
-                          look, drop, &sum, 1, side, streams)
+                          look, drop, &sum, 1, side, streams, streams)
 #define BESIDE_SCALED(store, look, streams)                                               \
     (scale == 1 ? BESIDE_CASE(store, 0, look, streams) : BESIDE_CASE(store, 1, look, streams))
     if (FS_CAN_STREAM && stream)
@@ -746,20 +750,20 @@ FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask
     for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_blocked)(x + c, mask ? mask + c : NULL, NULL,
                                          fs_chunk_length(n, c), shift, scale,
-                                         ahead ? ahead + c : NULL, 0, NULL);
+                                         ahead ? ahead + c : NULL, 0, NULL, 0);
     return sum;
 }
 #endif
 
 /* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
 static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
-                              REAL shift, REAL scale, const STORAGE *ahead)
+                              REAL shift, REAL scale, const STORAGE *ahead, int stores_cached)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_ahead)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL,
                                        fs_chunk_length(n, c), shift, scale,
-                                       ahead ? ahead + c : NULL);
+                                       ahead ? ahead + c : NULL, stores_cached);
     return sum;
 }
 

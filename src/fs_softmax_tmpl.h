@@ -250,6 +250,12 @@ static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs
  */
 enum { FN(stream_scratch_length) = FS_STREAM_SCRATCH_BYTES / (int)sizeof(OUT) };
 
+/*
+ * The longest row whose streamed sum pass stores into a scratch row on the
+ * heap (FS_STREAM_ROW_SCRATCH_BYTES; row_scratch_fits).
+ */
+enum { FN(stream_row_scratch_length) = FS_STREAM_ROW_SCRATCH_BYTES / (int)sizeof(OUT) };
+
 /* The shortest row softmax_block pipelines (FS_PIPELINED_FROM_BYTES, at most one blocked step). */
 enum {
     FN(pipelined_from) = FS_PIPELINED_FROM_BYTES / (int)sizeof(REAL) < FS_PAIRED_BELOW
@@ -290,6 +296,44 @@ static fs_index FN(stream_head)(const OUT *out, fs_index n)
 static fs_index FN(stream_end)(fs_index head, fs_index n)
 {
     return n - (n - head) % FN(line_length);
+}
+
+/*
+ * Streamed rows walked alone (softmax_row; cross_entropy's ce_row) keep what
+ * their sum pass stores (softmax's and the gradient's exponentials,
+ * log_softmax's differences) in a scratch row on the heap, one per call and
+ * thread, and their last pass reads it back from the caches near the core
+ * instead of computing from x again: those loads of x would wait on the
+ * streaming stores to out whose addresses match theirs in the low 12 bits.
+ * AVX-512, Zen 4, float32 2048x32000, one thread, streamed / ordinary time
+ * computing from x again, with out 48 or 80 bytes past x modulo 4 KB, then 64
+ * or 96, then from the scratch row (whose stores hint the whole next row:
+ * stores_cached in fs_reduce_tmpl.h) wherever out lies: softmax 2.3-3.5,
+ * 1.0-1.3, 0.85-0.88; log_softmax 0.9-1.6, 0.75-0.84, 0.84-0.87; the loss
+ * and gradient 2.1-2.7, 1.0-1.1, 0.81-0.84.  With no exponentials to compute
+ * again, AVX2 streams such rows too: 0.84-0.85, 0.87-0.89 and 0.93-0.95 of
+ * the ordinary time (it took ordinary stores for softmax and the gradient
+ * before, and computed log_softmax from x: 0.91-0.98).  Rows up to
+ * stream_row_scratch_length (FS_STREAM_ROW_SCRATCH_BYTES); softmax rows that
+ * fit the stack's scratch row (stream_scratch_length) use that.  The row sits
+ * half a page from out modulo 4 KB in its buffer (scratch_beside), so that
+ * the last pass's loads never match the addresses of the stores just before
+ * them, and at out's offset in a line, so that its loads are as aligned as
+ * its stores.
+ */
+static int FN(row_scratch_fits)(const OUT *out, fs_index n)
+{
+    return (uintptr_t)out % sizeof(OUT) == 0 && /* else nothing streams: stream_head */
+           n <= FN(stream_row_scratch_length);
+}
+
+static size_t FN(row_scratch_bytes)(fs_index n) { return (size_t)n * sizeof(OUT) + FS_PAGE_BYTES; }
+
+static OUT *FN(scratch_beside)(void *buffer, const OUT *out)
+{
+    const uintptr_t skew =
+        ((uintptr_t)out + FS_PAGE_BYTES / 2 - (uintptr_t)buffer) % FS_PAGE_BYTES;
+    return (OUT *)((char *)buffer + skew);
 }
 
 /*
@@ -426,19 +470,30 @@ static REAL FN(logsumexp_finish)(REAL max, double sum, const STORAGE *x, const u
 /* One row; `ahead` is the next row (or NULL), prefetched while this one computes. */
 static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
                             REAL scale,
-                            int log_output, int stream, const STORAGE *ahead)
+                            int log_output, int stream, const STORAGE *ahead, void *row_scratch)
 {
     const REAL m = FN(row_max)(x, mask, n);
     (void)stream;
+    (void)row_scratch;
+#if FS_STREAMS
+    /* where the sum pass of a streamed row stores, when it has a scratch row */
+    OUT *const stored = stream && row_scratch ? FN(scratch_beside)(row_scratch, out) : NULL;
+#endif
     if (log_output) {
         double log_sum;
         const int diffs_stored = n >= FS_BLOCKED_LOG_SUM_FROM && FN(log_softmax_stores_diffs)(stream);
         if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's look */
-            double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead);
+            double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead, 0);
             log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
+#if FS_STREAMS
+        } else if (stored) {
+            log_sum = FN(row_log_sum_dropped)(x, mask, stored, n, m, scale, ahead, 1);
+            FN(last_pass_streamed)(stored, mask, out, n, scale, (REAL)log_sum, 1);
+            return;
+#endif
         } else {
             log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? out : NULL, n, m, scale,
-                                              ahead);
+                                              ahead, 0);
         }
 #if FS_STREAMS
         if (stream) {
@@ -451,14 +506,17 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     } else if (stream && n <= FN(stream_scratch_length)) {
         /* the exponentials kept in L1 for the last pass, which then computes none */
         OUT scratch[FN(stream_scratch_length)] __attribute__((aligned(64)));
-        const double sum = FN(row_sum_exp)(x, mask, scratch, n, m, scale, ahead);
+        const double sum = FN(row_sum_exp)(x, mask, scratch, n, m, scale, ahead, 1);
         FN(last_pass_streamed)(scratch, mask, out, n, (REAL)(1.0 / sum), 0, 0);
+    } else if (stored) {
+        const double sum = FN(row_sum_exp)(x, mask, stored, n, m, scale, ahead, 1);
+        FN(last_pass_streamed)(stored, mask, out, n, (REAL)(1.0 / sum), 0, 0);
     } else if (stream && FS_STREAM_RECOMPUTES) { /* the sum comes from below, without stores */
         const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
         FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)(1.0 / sum), 0);
 #endif
     } else {
-        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead);
+        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead, 0);
         if (FS_OUT_NARROWS)
             FN(softmax_span)(x, mask, out, n, m, scale, (REAL)(1.0 / sum));
         else
@@ -1061,15 +1119,22 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
             FN(softmax_row_pair)(pair_x, pair_mask, pair_out, n, scale, log_output, stream,
                                  o + 4 <= outer ? x + (o + 2) * slab : NULL);
         }
+    void *row_scratch = NULL;
+#if FS_STREAMS
+    if (stream && o < outer && (log_output || n > FN(stream_scratch_length)) &&
+        FN(row_scratch_fits)(out, n))
+        row_scratch = malloc(FN(row_scratch_bytes)(n)); /* (else as without: the same bits) */
+#endif
     for (; o < outer; o++) {
         const uint8_t *m = FN(slab_mask)(mask, mask_period, mask_start, o * slab);
         if (stride == 1)
             FN(softmax_row)(x + o * slab, m, out + o * slab, n, scale, log_output, stream,
-                            o + 1 < outer ? x + (o + 1) * slab : NULL);
+                            o + 1 < outer ? x + (o + 1) * slab : NULL, row_scratch);
         else
             FN(panel_any)(x + o * slab, m, out + o * slab, n, width, stride, scale,
                           log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
     }
+    free(row_scratch);
     if (stream)
         vstream_fence();
 }
@@ -1113,12 +1178,12 @@ static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *m
     for (int r = 0; r < rows; r++) { /* one row's ahead: the next row */
         const STORAGE *next = rows == 1 ? ahead : NULL;
         if (how[r] == FS_SUM_EXACT) {
-            sum[r] = FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale, next);
+            sum[r] = FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale, next, 0);
             log_sum[r] = FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r]);
         } else if (how[r] == FS_SUM_BLOCKED) {
             log_sum[r] = log(FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale, next));
         } else if (how[r] == FS_SUM_BLOCKED_DROPPED) {
-            log_sum[r] = FN(row_log_sum_dropped)(x[r], mask[r], NULL, n, max[r], scale, next);
+            log_sum[r] = FN(row_log_sum_dropped)(x[r], mask[r], NULL, n, max[r], scale, next, 0);
         }
     }
 }

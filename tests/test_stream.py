@@ -103,6 +103,31 @@ def test_streamed_with_mask_and_temperature(isa, dtype, op, streaming):
 
 @pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_rows_at_the_heap_scratch_bound(isa, dtype, op, streaming):
+    """Rows walked alone up to kernel_info()'s stream_row_scratch keep their sum pass's values
+    in a scratch row on the heap; longer ones compute from x again (or take ordinary stores).
+    Either side of the bound, one row and two (each walked alone: longer than a chunk),
+    masked, at a temperature, at outputs on and off a line and one not aligned to its
+    element size: the same bits.  One thread: a single row would be split across threads."""
+    bound = _core.kernel_info()[isa][np.dtype(dtype).name]["stream_row_scratch"]
+    itemsize = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(11)
+    for n in (bound - 1, bound, bound + 1):
+        x = random_logits((2, n), dtype, seed=n)
+        x[1, n // 3] = np.inf if op is fs.softmax else -np.inf
+        where = rng.random(n) < 0.8
+        for rows, kwargs in ((1, {}), (2, {}), (1, {"where": where, "temperature": 0.6})):
+            kwargs["n_threads"] = 1
+            want = _ordinary(op, x[:rows], **kwargs)
+            for offset in (0, 3 * itemsize, 1):
+                out = out_at((rows, n), dtype, offset)
+                with np.errstate(all="ignore"):
+                    op(x[:rows], out=out, **kwargs)
+                assert_same_bits(out, want)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [300, 1000])
 def test_streamed_non_finite_rows(isa, dtype, op, n, streaming):
     """NaN, +inf and -inf rows give the ordinary pass's NaN, inf and zeros exactly."""
@@ -247,8 +272,10 @@ def test_show_config_says_when_outputs_stream(capsys):
     elif _core.stream_recomputes():
         assert line == ["  streaming stores: from 64 MB of input and output"]
     else:
-        assert line == ["  streaming stores: from 64 MB of input and output (not softmax rows over"
-                        " 16 KB, nor cross_entropy's gradient)"]
+        row_mb = _core.kernel_info()[_core.isa()]["float32"]["stream_row_scratch"] * 4 / 2**20
+        assert line == ["  streaming stores: from 64 MB of input and output (not softmax rows nor"
+                        f" cross_entropy's gradient rows over {row_mb:g} MB, nor those split across"
+                        " threads)"]
     fs.set_stream_threshold()
 
 
@@ -280,6 +307,25 @@ def test_streamed_cross_entropy_gradient(isa, dtype, streaming):
                 grad = out_at(x.shape, dtype, offset)
                 loss, got = fs.cross_entropy(x, target, return_grad=True, grad_out=grad, **kwargs)
                 assert got is grad
+                assert_same_bits(np.asarray(loss), np.asarray(want_loss))
+                assert_same_bits(grad, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_cross_entropy_at_the_heap_scratch_bound(isa, dtype, streaming):
+    """The gradient's exponentials kept in a scratch row up to stream_row_scratch, computed
+    again beyond it (AVX-512) or stored the ordinary way: the same loss and bits."""
+    bound = _core.kernel_info()[isa][np.dtype(dtype).name]["stream_row_scratch"]
+    rng = np.random.default_rng(12)
+    for n in (bound - 1, bound, bound + 1):
+        x, cases = _cross_entropy_cases(n, 2, dtype, rng)
+        for target, kwargs in cases[:3]:
+            want_loss, want = _ordinary(fs.cross_entropy, x, target=target, return_grad=True,
+                                        **kwargs)
+            for offset in (0, 5 * np.dtype(dtype).itemsize):
+                grad = out_at(x.shape, dtype, offset)
+                loss, _ = fs.cross_entropy(x, target, return_grad=True, grad_out=grad,
+                                           n_threads=1, **kwargs)
                 assert_same_bits(np.asarray(loss), np.asarray(want_loss))
                 assert_same_bits(grad, want)
 

@@ -1118,8 +1118,9 @@ static void run_dtype(long exp_step)
     exp_checks(exp_step);
     if (DT >= F16) narrow_checks();
     /* rows: every length 1..40, the block sizes' boundaries above that (the blocked sum's
-     * step, from which rows are walked alone, the shortest pipelined row, and the longest row whose
-     * streamed softmax keeps its exponentials in a scratch row), row counts around
+     * step, from which rows are walked alone, the shortest pipelined row, and the longest rows whose
+     * streamed softmax keeps its exponentials in a scratch row, on the stack and on the heap),
+     * row counts around
      * multiples of 4, 8 and 16 (short rows run one row per lane) */
     static const idx outers[] = {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33};
     const idx step = (idx)bs->lanes * bs->unroll, block = step * bs->flush_steps;
@@ -1138,6 +1139,10 @@ static void run_dtype(long exp_step)
         family(outer, n, 1, 0, 1, 1.0, (int)((k + 2) % MASK_MODES), SP_MIXED);
         family(o2 + 10, n, 1, 0, 1, 1.0 / 0.7, (int)((k + 3) % MASK_MODES), SP_MIXED);
     }
+    /* the longest rows whose streamed sum pass keeps its values in a scratch row on the heap, +-1 */
+    for (idx d = -1; d <= 1; d++)
+        family(2, (idx)bs->stream_row_scratch + d, 1, 0, 1, d ? 1.0 : 0.5, (int)((d + 1) % MASK_MODES),
+               SP_NONE);
     family(1, 0, 1, 0, 1, 1.0, MASK_FULL, SP_NONE); /* an empty reduced axis */
     /* panels: widths around the lanes, partial tiles, column sub-ranges */
     static const idx widths[] = {2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 40, 70};
