@@ -1,4 +1,5 @@
-"""Streamed ÷ ordinary-store time of softmax and log_softmax, per ISA and output alignment.
+"""Streamed ÷ ordinary-store time of softmax, log_softmax and cross_entropy's gradient, per ISA and
+output alignment.
 
 Streaming stores (``fastsoftmax.set_stream_threshold``) must win wherever they are used,
 whatever the output's offset from a cache line: NumPy's large arrays start 16 bytes past
@@ -14,6 +15,7 @@ their ratio.  Both stores give the same bits; the ratio is all that differs.
 Run it on two checkouts (an installed build each) to compare before and after a change.
 """
 import argparse
+import functools
 import sys
 import time
 
@@ -30,6 +32,17 @@ def _output_at(shape, byte_offset, buffers):
     buffers.append(raw)
     start = (-raw.ctypes.data) % 64 + byte_offset
     return raw[start:start + size].view(np.float32).reshape(shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _labels(shape):
+    return np.random.default_rng(1).integers(0, shape[-1], shape[:-1])
+
+
+def cross_entropy_grad(x, out, n_threads):
+    """The loss and its gradient into ``out``, for labels drawn once per shape."""
+    return fs.cross_entropy(x, _labels(x.shape), return_grad=True, grad_out=out,
+                            n_threads=n_threads)
 
 
 def measure(shape, offsets, isa, op, threads, repeats):
@@ -71,12 +84,13 @@ def main():
     for text in args.shapes:
         shape = tuple(int(v) for v in text.split("x"))
         for isa in isas:
-            for op in (fs.softmax, fs.log_softmax):
+            for op in (fs.softmax, fs.log_softmax, cross_entropy_grad):
                 best = measure(shape, args.offsets, isa, op, args.threads, args.repeats)
                 cells = "  ".join(
                     f"+{o}: {best[o, True] * 1e3:6.2f}/{best[o, False] * 1e3:6.2f}"
                     f"={best[o, True] / best[o, False]:.2f}" for o in args.offsets)
-                print(f"{text:>11} {isa:6} {op.__name__:11} {cells}", flush=True)
+                name = "ce + grad" if op is cross_entropy_grad else op.__name__
+                print(f"{text:>11} {isa:6} {name:11} {cells}", flush=True)
 
 
 if __name__ == "__main__":
