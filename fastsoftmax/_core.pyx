@@ -61,7 +61,8 @@ cdef extern from "fs_kernels.h" nogil:
     ctypedef struct fs_block_sizes:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
-        int blocked_log_sum_from, stream_scratch, stream_row_scratch, pipelined_from
+        int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
+        int pipelined_from
 
     # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
     # passes kernel arguments to C uncast, so the C compiler still checks every
@@ -200,6 +201,7 @@ cdef dict _block_sizes(fs_block_sizes sizes):
             "blocked_log_sum_from": sizes.blocked_log_sum_from,
             "stream_scratch": sizes.stream_scratch,
             "stream_row_scratch": sizes.stream_row_scratch,
+            "stream_grad_from": sizes.stream_grad_from,
             "pipelined_from": sizes.pipelined_from}
 
 
@@ -207,7 +209,7 @@ def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
     lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
     "unroll", "flush_steps", "short_row", "chunk", "blocked_log_sum_from", "stream_scratch",
-    "stream_row_scratch", "pipelined_from"},
+    "stream_row_scratch", "stream_grad_from", "pipelined_from"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,

@@ -67,7 +67,8 @@
 #endif
 
 /*
- * Hints to fetch the cache line at p for reading; nothing where unsupported.
+ * Hints to fetch the cache line at p for reading (FS_PREFETCH_WRITE: for
+ * writing); nothing where unsupported.
  * FS_PREFETCH brings it into every level (L1 too), FS_PREFETCH_L2 into L2 and
  * beyond only: for a next row of more than L1 holds, fetched over a whole pass
  * (prefetcht1 on x86, PLDL2KEEP on AArch64), which in L1 would only push out
@@ -76,9 +77,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define FS_PREFETCH(p) __builtin_prefetch((p), 0, 3)
 #define FS_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
+#define FS_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
 #else
 #define FS_PREFETCH(p) ((void)(p))
 #define FS_PREFETCH_L2(p) ((void)(p))
+#define FS_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
 /*
@@ -101,6 +104,18 @@
  * vocabularies in float32.
  */
 #define FS_STREAM_ROW_SCRATCH_BYTES (1024 * 1024)
+
+/*
+ * cross_entropy's gradient streams only in rows of at least this many bytes:
+ * each row's label line takes ordinary stores (its own term is read back), and
+ * the streaming stores behind it wait for that line, which costs shorter rows
+ * more than streaming saves.  Float32, one thread, streamed / ordinary time of
+ * the loss and gradient, outputs 0, 16 and 48 bytes past a line, Zen 4,
+ * AVX-512 and AVX2: rows of 128 1.3-1.9, 512 1.2-1.3, 1024 0.87-1.06, 2048
+ * 0.88-1.03, 4096 0.90-1.08, 8192 0.62-0.86 (16-core Xeon), 12000 0.60-0.73
+ * (the same) and 32000 0.80-0.90.
+ */
+#define FS_STREAM_GRAD_FROM_BYTES 32768
 
 /*
  * Unmasked softmax and log_softmax rows of at least this many bytes (of the

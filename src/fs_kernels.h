@@ -125,6 +125,7 @@ typedef struct fs_block_sizes {
     int blocked_log_sum_from; /* log_softmax rows from this long sum in float blocks */
     int stream_scratch; /* streamed softmax rows up to this long keep their exps in a scratch row */
     int stream_row_scratch; /* ... on the stack; up to this long, on the heap (then x is re-read) */
+    int stream_grad_from; /* cross_entropy's gradient streams in rows from this long */
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
 } fs_block_sizes;
 

@@ -295,10 +295,12 @@ def _cross_entropy_cases(n, rows, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_streamed_cross_entropy_gradient(isa, dtype, streaming):
-    """Labels, probabilities, class weights, smoothing, ignored rows: the same loss and bits."""
+    """Labels, probabilities, class weights, smoothing, ignored rows: the same loss and bits.
+    Rows either side of stream_grad_from, the shortest whose gradient streams."""
     rng = np.random.default_rng(3)
     itemsize = np.dtype(dtype).itemsize
-    for n in (_lengths(isa, dtype)[-1], 1001):
+    grad_from = _core.kernel_info()[isa][np.dtype(dtype).name]["stream_grad_from"]
+    for n in (_lengths(isa, dtype)[-1], 1001, grad_from - 1, grad_from):
         x, cases = _cross_entropy_cases(n, 5, dtype, rng)
         for target, kwargs in cases:
             want_loss, want = _ordinary(fs.cross_entropy, x, target=target, return_grad=True,
