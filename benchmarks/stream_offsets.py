@@ -3,7 +3,7 @@ output alignment.
 
 Streaming stores (``fastsoftmax.set_stream_threshold``) must win wherever they are used,
 whatever the output's offset from a cache line: NumPy's large arrays start 16 bytes past
-one, fresh outputs from the pool on one, and rows whose length is not a multiple of 16
+one, fresh outputs from the pool on one (half a page from their input's), and rows whose length is not a multiple of 16
 floats start anywhere.  This times each op into one output at each offset, alternating
 streamed and ordinary stores (the threshold set to 0 and to ``sys.maxsize``) and every
 offset in one loop, so that both see the same machine, and prints the minimum times and

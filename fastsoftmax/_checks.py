@@ -455,7 +455,7 @@ def _prepare_out(out: FloatArray | None, shape: tuple[int, ...], dtype: np.dtype
     (unless it is exactly ``out`` and ``in_place``: see :func:`_unalias`).
     """
     if out is None:
-        return fresh(shape, dtype), x
+        return fresh(shape, dtype, like=x), x
     if out is x and in_place and x.dtype == dtype and x.flags.writeable:
         return out, x  # x is already a C-contiguous array of the result's dtype
     out = _check_out(out, shape, dtype)

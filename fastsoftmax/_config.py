@@ -56,9 +56,10 @@ def show_config(file: TextIO | None = None) -> None:
     bound = _core.stream_min_bytes()
     streams = ("none in these kernels" if not _core.can_stream() else "off" if bound >= sys.maxsize
                else f"from {bound / 2**20:g} MB of input and output")
-    if _core.can_stream() and bound < sys.maxsize and not _core.stream_recomputes():
+    if _core.can_stream() and bound < sys.maxsize:
         row_mb = _core.kernel_info()[_core.isa()]["float32"]["stream_row_scratch"] * 4 / 2**20
-        streams += (f" (not softmax rows nor cross_entropy's gradient rows over {row_mb:g} MB, "
-                    "nor those split across threads)")
+        streams += (f" (not softmax rows nor cross_entropy's gradient rows over {row_mb:g} MB"
+                    + ("" if _core.stream_recomputes() else ", nor those split across threads")
+                    + ")")
     print(f"  streaming stores: {streams}", file=file)
 

@@ -1369,6 +1369,10 @@ cdef Py_ssize_t _pool_limit = 0      # idle bytes kept at most (0: keep none)...
 cdef bint _pool_keeps_two = False    # ... or two blocks of the size being returned, if larger
 cdef enum:
     POOL_ALIGN = 64                  # a cache line: the kernels' vector loads stay aligned
+    # Every block has a page of slack, so that its data can start at any offset in a
+    # page (take_block's page_offset), in steps of POOL_PAGE_STEP bytes.
+    POOL_PAGE = 4096
+    POOL_PAGE_STEP = 16
 
 
 cdef void _release(void *raw, Py_ssize_t capacity) noexcept:
@@ -1423,8 +1427,12 @@ cdef class PooledBlock:
             self.raw = NULL
 
 
-def take_block(Py_ssize_t nbytes):
-    """A block of at least ``nbytes`` (a pooled one of at most twice that, else a new one)."""
+def take_block(Py_ssize_t nbytes, Py_ssize_t page_offset=-1):
+    """A block of at least ``nbytes`` (a pooled one of at most twice that, else a new one).
+
+    Its data starts on a cache line, or with ``page_offset`` >= 0 at that many bytes past
+    a 4 KB boundary (rounded down to 16): fastsoftmax._pool.fresh places a result against
+    its input that way (4 KB aliasing)."""
     global _idle_bytes
     cdef PooledBlock block = PooledBlock.__new__(PooledBlock)
     cdef Py_ssize_t i, best = -1, best_capacity = 0, capacity
@@ -1438,11 +1446,17 @@ def take_block(Py_ssize_t nbytes):
         block.raw = <void *> <uintptr_t> address
     else:
         capacity = nbytes
-        block.raw = malloc(capacity + POOL_ALIGN)
+        block.raw = malloc(capacity + POOL_PAGE)
         if block.raw == NULL:
             raise MemoryError(f"fastsoftmax: cannot allocate an output of {nbytes} bytes")
     block.capacity = capacity
-    block.data = <char *> ((<uintptr_t> block.raw + POOL_ALIGN - 1) & ~(<uintptr_t> POOL_ALIGN - 1))
+    if page_offset >= 0:
+        block.data = <char *> block.raw + (
+            (<uintptr_t> (page_offset % POOL_PAGE) & ~(<uintptr_t> POOL_PAGE_STEP - 1))
+            - <uintptr_t> block.raw) % POOL_PAGE
+    else:
+        block.data = <char *> ((<uintptr_t> block.raw + POOL_ALIGN - 1)
+                               & ~(<uintptr_t> POOL_ALIGN - 1))
     block.length[0] = nbytes
     block.step[0] = 1
     return block
@@ -1502,9 +1516,8 @@ def can_stream():
 
 def stream_recomputes():
     """Whether the chosen kernels also stream the outputs whose last pass computes the
-    exponentials again: softmax rows and cross_entropy's gradient rows longer than
-    kernel_info()'s stream_row_scratch, or split across threads (AVX-512 only: elsewhere the
-    exp costs more than the streaming saves)."""
+    exponentials again: softmax rows and cross_entropy's gradient rows split across threads
+    (AVX-512 only: elsewhere the exp costs more than the streaming saves)."""
     return bool(kernels.stream_recomputes)
 
 

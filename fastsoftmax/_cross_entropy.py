@@ -504,7 +504,7 @@ def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
     grad: FloatArray | None = None
     if return_grad:
         if grad_out is None:
-            grad = fresh(logits.shape, dtype)
+            grad = fresh(logits.shape, dtype, like=logits)
         else:
             # A grad_out of the logits' own 16-bit type asks for a 16-bit gradient.
             grad_dtype = (grad_out.dtype if isinstance(grad_out, np.ndarray)

@@ -353,7 +353,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
     axis = _normalize_axes(axis, output.ndim)
     threads = resolve_threads(n_threads, output.size)
     if out is None:
-        out = fresh(output.shape, dtype)
+        out = fresh(output.shape, dtype, like=output)
     else:
         out = _check_out(out, output.shape, dtype)
         grad_output = _unalias(out, grad_output, in_place=True)

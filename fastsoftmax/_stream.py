@@ -18,8 +18,9 @@ gradient's exponentials, log_softmax's differences) in scratch rows for the
 last pass, which then reads nothing from x: pipelined rows (contiguous,
 unmasked, up to one chunk of 16384 elements) in two, pairs of short rows in a
 pair, other rows of up to 1 MB (``kernel_info()``'s ``stream_row_scratch``)
-in one of their own.  Longer rows, and rows split across threads, compute
-the exponentials again in the last pass, which pays only with the AVX-512
+in one of their own.  Longer softmax and gradient rows take ordinary stores
+(log_softmax's stream from x).  Rows split across threads compute the
+exponentials again in the last pass, which pays only with the AVX-512
 kernels' exp: the others store those outputs the ordinary way
 (``_core.stream_recomputes()``; figures in the README's Streaming paragraph,
 src/fs_softmax_tmpl.h and src/fs_isa_impl.h).  cross_entropy's gradient

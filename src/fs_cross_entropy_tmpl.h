@@ -649,8 +649,8 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
     if (stream_asked && stride == 1 && FN(row_scratch_fits)(grad, n))
         row_scratch = malloc(FN(row_scratch_bytes)(n)); /* (else as without: the same bits) */
 #endif
-    /* without a scratch row, the gradient pass would compute the exponentials again */
-    const int stream = stream_asked && (row_scratch || FS_STREAM_RECOMPUTES);
+    /* without a scratch row (a longer row), ordinary stores: see row_scratch_fits */
+    const int stream = stream_asked && row_scratch != NULL;
     for (fs_index o = 0; o < outer; o++) {
         const STORAGE *xs = x + o * slab;
         const REAL *ts = target ? target + o * slab : NULL;

@@ -315,7 +315,10 @@ static fs_index FN(stream_end)(fs_index head, fs_index n)
  * the ordinary time (it took ordinary stores for softmax and the gradient
  * before, and computed log_softmax from x: 0.91-0.98).  Rows up to
  * stream_row_scratch_length (FS_STREAM_ROW_SCRATCH_BYTES); softmax rows that
- * fit the stack's scratch row (stream_scratch_length) use that.  The row sits
+ * fit the stack's scratch row (stream_scratch_length) use that.  Longer
+ * softmax rows and gradient rows take ordinary stores: computing from x again
+ * lost at every offset there (rows of 8 MB, AVX-512, Zen 4: 1.04-2.66), and
+ * log_softmax's, which has no exponential to compute, still streams from x.  The row sits
  * half a page from out modulo 4 KB in its buffer (scratch_beside), so that
  * the last pass's loads never match the addresses of the stores just before
  * them, and at out's offset in a line, so that its loads are as aligned as
@@ -511,9 +514,6 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     } else if (stored) {
         const double sum = FN(row_sum_exp)(x, mask, stored, n, m, scale, ahead, 1);
         FN(last_pass_streamed)(stored, mask, out, n, (REAL)(1.0 / sum), 0, 0);
-    } else if (stream && FS_STREAM_RECOMPUTES) { /* the sum comes from below, without stores */
-        const double sum = FN(row_sum_exp_blocked)(x, mask, n, m, scale, ahead);
-        FN(result_span_streamed)(x, mask, out, n, m, scale, (REAL)(1.0 / sum), 0);
 #endif
     } else {
         const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead, 0);

@@ -105,7 +105,8 @@ def test_streamed_with_mask_and_temperature(isa, dtype, op, streaming):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_streamed_rows_at_the_heap_scratch_bound(isa, dtype, op, streaming):
     """Rows walked alone up to kernel_info()'s stream_row_scratch keep their sum pass's values
-    in a scratch row on the heap; longer ones compute from x again (or take ordinary stores).
+    in a scratch row on the heap; longer ones take ordinary stores (log_softmax's stream
+    from x).
     Either side of the bound, one row and two (each walked alone: longer than a chunk),
     masked, at a temperature, at outputs on and off a line and one not aligned to its
     element size: the same bits.  One thread: a single row would be split across threads."""
@@ -269,13 +270,11 @@ def test_show_config_says_when_outputs_stream(capsys):
     line = [s for s in capsys.readouterr().out.splitlines() if "streaming stores" in s]
     if not _core.can_stream():
         assert line == ["  streaming stores: none in these kernels"]
-    elif _core.stream_recomputes():
-        assert line == ["  streaming stores: from 64 MB of input and output"]
     else:
         row_mb = _core.kernel_info()[_core.isa()]["float32"]["stream_row_scratch"] * 4 / 2**20
+        split = "" if _core.stream_recomputes() else ", nor those split across threads"
         assert line == ["  streaming stores: from 64 MB of input and output (not softmax rows nor"
-                        f" cross_entropy's gradient rows over {row_mb:g} MB, nor those split across"
-                        " threads)"]
+                        f" cross_entropy's gradient rows over {row_mb:g} MB{split})"]
     fs.set_stream_threshold()
 
 
@@ -315,8 +314,8 @@ def test_streamed_cross_entropy_gradient(isa, dtype, streaming):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_streamed_cross_entropy_at_the_heap_scratch_bound(isa, dtype, streaming):
-    """The gradient's exponentials kept in a scratch row up to stream_row_scratch, computed
-    again beyond it (AVX-512) or stored the ordinary way: the same loss and bits."""
+    """The gradient's exponentials kept in a scratch row up to stream_row_scratch, stored the
+    ordinary way beyond it: the same loss and bits."""
     bound = _core.kernel_info()[isa][np.dtype(dtype).name]["stream_row_scratch"]
     rng = np.random.default_rng(12)
     for n in (bound - 1, bound, bound + 1):
