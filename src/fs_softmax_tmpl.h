@@ -318,11 +318,11 @@ static fs_index FN(stream_end)(fs_index head, fs_index n)
  * fit the stack's scratch row (stream_scratch_length) use that.  Longer
  * softmax rows and gradient rows take ordinary stores: computing from x again
  * lost at every offset there (rows of 8 MB, AVX-512, Zen 4: 1.04-2.66), and
- * log_softmax's, which has no exponential to compute, still streams from x.  The row sits
- * half a page from out modulo 4 KB in its buffer (scratch_beside), so that
- * the last pass's loads never match the addresses of the stores just before
- * them, and at out's offset in a line, so that its loads are as aligned as
- * its stores.
+ * log_softmax's, which has no exponential to compute, still streams from x.
+ * The row sits half a page from out modulo 4 KB in its buffer
+ * (scratch_beside), so that the last pass's loads never match the addresses
+ * of the stores just before them, and at out's offset in a line, so that its
+ * loads are as aligned as its stores.
  */
 static int FN(row_scratch_fits)(const OUT *out, fs_index n)
 {
