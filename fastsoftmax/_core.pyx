@@ -1369,10 +1369,9 @@ cdef Py_ssize_t _pool_limit = 0      # idle bytes kept at most (0: keep none)...
 cdef bint _pool_keeps_two = False    # ... or two blocks of the size being returned, if larger
 cdef enum:
     POOL_ALIGN = 64                  # a cache line: the kernels' vector loads stay aligned
-    # Every block has a page of slack, so that its data can start at any offset in a
-    # page (take_block's page_offset), in steps of POOL_PAGE_STEP bytes.
+    # Every block has a page of slack, so that its data can start on any line of a page
+    # (take_block's beside).
     POOL_PAGE = 4096
-    POOL_PAGE_STEP = 16
 
 
 cdef void _release(void *raw, Py_ssize_t capacity) noexcept:
@@ -1427,12 +1426,13 @@ cdef class PooledBlock:
             self.raw = NULL
 
 
-def take_block(Py_ssize_t nbytes, Py_ssize_t page_offset=-1):
+def take_block(Py_ssize_t nbytes, size_t beside=0):
     """A block of at least ``nbytes`` (a pooled one of at most twice that, else a new one).
 
-    Its data starts on a cache line, or with ``page_offset`` >= 0 at that many bytes past
-    a 4 KB boundary (rounded down to 16): fastsoftmax._pool.fresh places a result against
-    its input that way (4 KB aliasing)."""
+    Its data starts on a cache line; given ``beside`` (an input's address, not 0), on
+    the line half a 4 KB page from where that input starts in one, or just before
+    (fastsoftmax._pool.fresh: a kernel loading the input then never finds its stores
+    just ahead in the low 12 address bits, 4 KB aliasing)."""
     global _idle_bytes
     cdef PooledBlock block = PooledBlock.__new__(PooledBlock)
     cdef Py_ssize_t i, best = -1, best_capacity = 0, capacity
@@ -1450,9 +1450,9 @@ def take_block(Py_ssize_t nbytes, Py_ssize_t page_offset=-1):
         if block.raw == NULL:
             raise MemoryError(f"fastsoftmax: cannot allocate an output of {nbytes} bytes")
     block.capacity = capacity
-    if page_offset >= 0:
+    if beside:
         block.data = <char *> block.raw + (
-            (<uintptr_t> (page_offset % POOL_PAGE) & ~(<uintptr_t> POOL_PAGE_STEP - 1))
+            ((beside + POOL_PAGE // 2) % POOL_PAGE & ~(<uintptr_t> POOL_ALIGN - 1))
             - <uintptr_t> block.raw) % POOL_PAGE
     else:
         block.data = <char *> ((<uintptr_t> block.raw + POOL_ALIGN - 1)

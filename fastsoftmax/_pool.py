@@ -97,9 +97,7 @@ def fresh(shape: tuple[int, ...], dtype: np.dtype[Any],
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < MIN_BYTES or not _enabled:
         return np.empty(shape, dtype)
-    page_offset = (-1 if like is None else
-                   (like.__array_interface__["data"][0] + 2048) % 4096 // 64 * 64)
-    block = _core.take_block(nbytes, page_offset)
+    block = _core.take_block(nbytes, 0 if like is None else like.__array_interface__["data"][0])
     return np.frombuffer(memoryview(block), dtype, nbytes // dtype.itemsize).reshape(shape)
 
 

@@ -228,8 +228,9 @@ FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *
  * NULL, from x, the chunk's exponentials exp(x - m) computed again, and the
  * gradient's whole cache lines written with streaming stores
  * (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's result_span_streamed and
- * stream_head): the same bits.  The vector that holds `label` (an index into this chunk, or -1) takes
- * an ordinary store, and the label's own term is then subtracted there as
+ * stream_head): the same bits.  The line that holds `label` (an index into
+ * this chunk, or -1) takes ordinary stores, and the label's own term is then
+ * subtracted there as
  * ce_subtract_label_term does: read back from the cache, not from a line still
  * on its way to memory.  (Folding the term into the vector instead changed
  * how GCC fused the other lanes' multiply-adds, and so their bits.)  The
