@@ -113,14 +113,31 @@ static inline vacc_f32 vacc_mul_f32(vacc_f32 a, vacc_f32 b)
     a.hi *= b.hi;
     return a;
 }
+/*
+ * The two halves joined in registers: through memcpy GCC 12 stored them as two
+ * half vectors and loaded them back as one, a load no store forwards to (about
+ * 20 cycles, once per group of 16 short rows: 4% of float32 1000000x10 softmax
+ * with AVX-512).
+ */
 static inline vec_f32 vacc_narrow_f32(vacc_f32 a)
 {
+#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64
+    const __m256 lo = _mm512_cvtpd_ps((__m512d)a.lo), hi = _mm512_cvtpd_ps((__m512d)a.hi);
+    return (vec_f32)_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                                       _mm256_castps_pd(hi), 1);
+#elif (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 32
+    return (vec_f32)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)a.lo)),
+                                         _mm256_cvtpd_ps((__m256d)a.hi), 1);
+#elif (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 16
+    return (vec_f32)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)a.lo), _mm_cvtpd_ps((__m128d)a.hi));
+#else
     vhalf_f32 lo = __builtin_convertvector(a.lo, vhalf_f32);
     vhalf_f32 hi = __builtin_convertvector(a.hi, vhalf_f32);
     vec_f32 v;
     memcpy(&v, &lo, sizeof lo);
     memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
     return v;
+#endif
 }
 /* a / b lane by lane, correctly rounded as each scalar division is. */
 static inline vacc_f32 vacc_div_f32(vacc_f32 a, vacc_f32 b)
