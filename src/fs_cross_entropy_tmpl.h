@@ -467,19 +467,26 @@ FS_ALWAYS_INLINE void FN(ce_plain_terms)(const STORAGE *x, const int64_t *label,
 /*
  * Columns [j, j + lanes) of one panel: one sample per lane, classes down the
  * n rows.  Labels, targets' rows and losses sit at the panel's column offsets.
- * With `whole_vectors` the panel's rows hold LANES readable columns even when
- * fewer are samples (a short-row group's stack panel): the tile then loads
- * whole vectors whatever `lanes` is, so a sample's arithmetic never depends on
- * how many others share its group.  (A partial tile is other machine code, and
- * -ffp-contract=fast may fuse its multiply-adds differently: GCC 13 did, and a
- * row's gradient changed with the thread count.)
+ * With `stack_panels`, x and grad are a short-row group's own panels on the
+ * stack (ce_short_rows), two arrays apart:
+ * - their rows hold LANES readable columns even when fewer are samples: the
+ *   tile then loads whole vectors whatever `lanes` is, so a sample's
+ *   arithmetic never depends on how many others share its group.  (A partial
+ *   tile is other machine code, and -ffp-contract=fast may fuse its
+ *   multiply-adds differently: GCC 13 did, and a row's gradient changed with
+ *   the thread count.)
+ * - the sum pass keeps its exponentials in grad, where the gradient pass
+ *   reads them back instead of computing each exp again (the same expression
+ *   of the same values: the same bits).  Elsewhere grad may be x itself (in
+ *   place), which the tile reads up to its gradient pass.
  */
 static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REAL *target,
                               const REAL *weight, double weight_sum, double eps,
                               int64_t ignore_index, double *loss, OUT *grad, double grad_scale,
-                              fs_index n, fs_index stride, fs_index lanes, int whole_vectors)
+                              fs_index n, fs_index stride, fs_index lanes, int stack_panels)
 {
-    const int nv = 1, partial = !whole_vectors && lanes < LANES;
+    const int nv = 1, partial = !stack_panels && lanes < LANES;
+    const int own_grad = stack_panels && grad && !FS_OUT_NARROWS; /* see above */
     const fs_index tail = partial ? lanes : LANES;
     VEC m[1];
     VACC total[1], logs[1], gaps = VACC_ZERO(), masses = VACC_ZERO();
@@ -493,7 +500,8 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
     FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
-    FN(tile_sum_exp)(x, NULL, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0, 0, 0, NULL);
+    FN(tile_sum_exp)(x, NULL, own_grad ? grad : NULL, n, stride, m, 1, total, 1, partial, tail,
+                     own_grad, 1, 0, 0, 0, NULL);
     const int lanewise = FN(tile_logs)(x, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0,
                                        logs, log_sums, sums);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
@@ -574,7 +582,8 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
      */
     const int class_term = target || eps > 0;
     for (fs_index k = 0; k < n; k++) {
-        const VEC e = VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
+        const VEC e = own_grad ? TILE_LOAD_OUT(grad + k * stride, 0, 0)
+                               : VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
         VEC c = VSPLAT(0); /* e * p_factor - 0 rounds as e * p_factor, FMA or not */
         if (class_term) {
             c = class_factor * VSPLAT(weight ? SLOAD_REAL(weight + k) : 1);

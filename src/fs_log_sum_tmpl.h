@@ -220,7 +220,7 @@ FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, f
     VBITS started[FS_TILE_VECTORS], looking[FS_TILE_VECTORS];
     for (int u = 0; u < nv; u++)
         started[u] = looking[u] = FN(finite_lanes)(m[u]);
-    FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, rest, nv, partial, tail, 0, scaled,
+    FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, rest, nv, partial, tail, 0, 1, scaled,
                      masked, 1, looking);
     for (int u = 0; u < nv; u++) {
         const VACC logs = VACC_LOG1P(rest[u]);

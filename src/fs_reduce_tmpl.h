@@ -799,7 +799,10 @@ FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_ind
 }
 
 /*
- * The tile's sums of exp, one per lane, into total.  With `drop`, `looking`
+ * The tile's sums of exp, one per lane, into total.  With `store`, the
+ * exponentials also go to e_out.  With `exact`, float terms go straight into
+ * double lanes (the log ops' sums); else into float blocks (softmax's, which
+ * only scales by the sum).  With `drop`, `looking`
  * holds the lanes still to leave out their max's first term (see the top of
  * this file): set on entry where the lane's max is finite, cleared as each is
  * met.  The stored exponentials keep it.
@@ -808,10 +811,10 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, OU
                                        fs_index n,
                                        fs_index stride, const VEC *shift, REAL scale_, VACC *total,
                                        const int nv, const int partial, fs_index tail,
-                                       const int store, const int scaled, const int masked,
-                                       const int drop, VBITS *looking)
+                                       const int store, const int exact, const int scaled,
+                                       const int masked, const int drop, VBITS *looking)
 {
-    const int exact_sum = !store && sizeof(REAL) == 4;
+    const int exact_sum = exact && sizeof(REAL) == 4;
     const VEC vscale = VSPLAT(scale_);
     VEC a[FS_TILE_VECTORS];
     VACC carry[FS_TILE_VECTORS];

@@ -680,19 +680,19 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     int lanewise = 0; /* the log ops: whether log_sum holds the logs (else logs: tile_logs) */
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
     if (op == FS_OP_SOFTMAX && scale == 1)
-        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, masked,
-                         0, NULL);
+        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, 0,
+                         masked, 0, NULL);
     else if (op == FS_OP_SOFTMAX)
-        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 1, masked,
-                         0, NULL);
+        FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, 1,
+                         masked, 0, NULL);
     else if (op != FS_OP_SOFTMAX && scale != 1) { /* log ops; logsumexp: its halves */
-        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, masked,
-                         0, NULL);
+        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, 1,
+                         masked, 0, NULL);
         lanewise = FN(tile_logs)(x, mask, n, stride, m, scale, total, nv, partial, tail, 1,
                                  masked, logs, log_sum, sum);
     } else {
-        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 0, masked,
-                         0, NULL);
+        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 1, 0,
+                         masked, 0, NULL);
         lanewise = FN(tile_logs)(x, mask, n, stride, m, 1, total, nv, partial, tail, 0, masked,
                                  logs, log_sum, sum);
     }

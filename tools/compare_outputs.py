@@ -7,7 +7,7 @@ For changes that must not change any result (a restructuring, a fix elsewhere):
 
 The grid: every public op (softmax, log_softmax, logsumexp, with and without
 temperature and where=; cross_entropy with index and probability targets,
-weights, label smoothing, the gradient; both backward helpers), float32 and
+weights, label smoothing, ignored labels, the gradient; both backward helpers), float32 and
 float64, row lengths on both sides of the short-row, vector, unroll and
 16384-chunk boundaries, the last axis and a middle one, on every ISA this CPU
 runs, with 1 and 2 threads.  Inputs are finite: a change that is meant to fix
@@ -60,6 +60,10 @@ def _cases():
             yield f"cross_entropy labels {tag}", lambda x=x, y=labels, w=weight: tuple(
                 np.asarray(r) for r in fs.cross_entropy(x, y, weight=w, label_smoothing=0.1,
                                                         reduction="none", return_grad=True))
+            ignored = np.where(np.arange(rows) % 3 == 1, -100, labels)  # the default ignore_index
+            yield f"cross_entropy plain labels {tag}", lambda x=x, y=ignored, w=weight: tuple(
+                np.asarray(r) for r in fs.cross_entropy(x, y, weight=w, reduction="none",
+                                                        return_grad=True))
             yield f"cross_entropy probabilities {tag}", lambda x=x, p=p: tuple(
                 np.asarray(r) for r in fs.cross_entropy(x, p, return_grad=True))
             panel = np.ascontiguousarray(np.moveaxis(x[:, None, :], -1, 1))  # (rows, n, 1)
