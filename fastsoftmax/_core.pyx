@@ -42,7 +42,7 @@ ctypedef fused real:
 cdef extern from "fs_kernels.h" nogil:
     ctypedef Py_ssize_t fs_index
     fs_index FS_CHUNK
-    int FS_LOG_OUTPUT, FS_STREAM_OUTPUT
+    int FS_LOG_OUTPUT, FS_STREAM_OUTPUT, FS_IN_CACHE
     ctypedef enum fs_op:
         FS_OP_SOFTMAX
         FS_OP_LOG_SOFTMAX
@@ -62,7 +62,7 @@ cdef extern from "fs_kernels.h" nogil:
         int lanes, unroll, flush_steps, short_row
         fs_index chunk
         int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
-        int pipelined_from
+        int pipelined_from, pipelined_to
 
     # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
     # passes kernel arguments to C uncast, so the C compiler still checks every
@@ -202,14 +202,14 @@ cdef dict _block_sizes(fs_block_sizes sizes):
             "stream_scratch": sizes.stream_scratch,
             "stream_row_scratch": sizes.stream_row_scratch,
             "stream_grad_from": sizes.stream_grad_from,
-            "pipelined_from": sizes.pipelined_from}
+            "pipelined_from": sizes.pipelined_from, "pipelined_to": sizes.pipelined_to}
 
 
 def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
     lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
     "unroll", "flush_steps", "short_row", "chunk", "blocked_log_sum_from", "stream_scratch",
-    "stream_row_scratch", "stream_grad_from", "pipelined_from"},
+    "stream_row_scratch", "stream_grad_from", "pipelined_from", "pipelined_to"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,
@@ -339,6 +339,7 @@ cdef struct SoftmaxJob:
     double scale           # 1 / temperature
     bint narrow            # 16-bit input, out of the same 16-bit type (else out is float32)
     int stream             # FS_STREAM_OUTPUT or 0: the kernels' flag (see softmax_family)
+    int in_cache           # FS_IN_CACHE or 0: the kernels' flag (see softmax_family)
     # The combining ops of fastsoftmax.dask (NULL otherwise), laid out as logsumexp's out:
     double *log_sums       # logsumexp: out gets each slice's max, log_sums its log(sum)
     const void *shift      # softmax, log_softmax: each slice's shift and adjustment are given
@@ -421,7 +422,7 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
     cdef const void *x = (<const real *> job.x) + at
     cdef void *out
     cdef bint log_output = job.op == FS_OP_LOG_SOFTMAX
-    cdef int flags = (FS_LOG_OUTPUT if log_output else 0) | job.stream
+    cdef int flags = (FS_LOG_OUTPUT if log_output else 0) | job.stream | job.in_cache
     cdef fs_index slice_at = a * inner + j0    # the same, in per-slice arrays
     if job.op == FS_OP_LOGSUMEXP and job.log_sums != NULL:
         out = _computed_at(job.out, slice_at, dtype_marker)
@@ -968,6 +969,11 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     if (op != FS_OP_LOGSUMEXP and job.shift == NULL and job.out != job.x
             and cnp.PyArray_NBYTES(x) >= _stream_min_bytes - cnp.PyArray_NBYTES(out)):
         job.stream = FS_STREAM_OUTPUT
+    # Whether both stay in the caches, where long rows are pipelined with ordinary stores too.
+    job.in_cache = 0
+    if (cnp.PyArray_NBYTES(x) <= _in_cache_max_bytes
+            - (0 if job.out == job.x else cnp.PyArray_NBYTES(out))):
+        job.in_cache = FS_IN_CACHE
     _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
@@ -1496,17 +1502,39 @@ def pool_state():
 cdef Py_ssize_t _stream_min_bytes = PY_SSIZE_T_MAX
 
 
+cdef Py_ssize_t _byte_count(Py_ssize_t nbytes) except -1:
+    """nbytes, checked for the settings below (the public setters check their own arguments)."""
+    if nbytes < 0:
+        raise ValueError(f"fastsoftmax._core: a negative byte count {nbytes}")
+    return nbytes
+
+
 def set_stream_min_bytes(Py_ssize_t nbytes):
     """Stream the outputs of calls whose input and output take at least ``nbytes`` (>= 0)."""
     global _stream_min_bytes
-    if nbytes < 0:
-        raise ValueError(f"fastsoftmax._core: a negative byte count {nbytes}")
-    _stream_min_bytes = nbytes
+    _stream_min_bytes = _byte_count(nbytes)
 
 
 def stream_min_bytes():
     """The bound set_stream_min_bytes set (PY_SSIZE_T_MAX: nothing streams)."""
     return _stream_min_bytes
+
+
+# softmax and log_softmax calls whose input and output (one array in place) take at most this
+# many bytes pass the kernels FS_IN_CACHE; fastsoftmax._stream sets it to half the last-level
+# cache.  0 until then: no call claims the cache.
+cdef Py_ssize_t _in_cache_max_bytes = 0
+
+
+def set_in_cache_max_bytes(Py_ssize_t nbytes):
+    """Tell the kernels that calls of at most ``nbytes`` (>= 0) of input and output stay cached."""
+    global _in_cache_max_bytes
+    _in_cache_max_bytes = _byte_count(nbytes)
+
+
+def in_cache_max_bytes():
+    """The bound set_in_cache_max_bytes set."""
+    return _in_cache_max_bytes
 
 
 def can_stream():

@@ -131,6 +131,20 @@
 #define FS_PIPELINED_FROM_BYTES 1024
 
 /*
+ * Rows up to this many bytes (of the compute type) are pipelined, a chunk
+ * (FS_CHUNK elements) at a time past one chunk (fs_softmax_tmpl.h's
+ * row_sum_exp_beside), and past one chunk only where the rows the pipeline
+ * keeps stay in the caches (streamed, or FS_IN_CACHE: fs_kernels.h).  Those
+ * rows (the one summed, the next one's max, the one hinted ahead, and the
+ * stored row being finished) share L2.  Zen 4 (1 MB
+ * of L2), float32, one thread, 48 MB of rows into a fresh output, pipelined /
+ * not, old and new builds alternated: AVX-512 0.70-0.84 for rows of 16385 to
+ * 32000, 0.98-1.02 at 49152 and 65536; AVX2 0.80-0.89 and 0.94-0.98; float64
+ * (AVX-512) 0.83-0.91 for rows of 16385 to 32768.
+ */
+#define FS_PIPELINED_TO_BYTES (256 * 1024)
+
+/*
  * The longest next row (in bytes) that a row's sum pass hints into L1
  * (FS_PREFETCH) rather than L2: one that fits beside the row being read and
  * written.  AVX-512, float32, one thread, alternated builds: rows of 512 and

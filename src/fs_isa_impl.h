@@ -182,6 +182,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
             .stream_row_scratch = stream_row_scratch_length_##SFX, \
             .stream_grad_from = stream_grad_from_##SFX,  \
             .pipelined_from = pipelined_from_##SFX,        \
+            .pipelined_to = pipelined_to_##SFX,            \
         },                                               \
     }
 

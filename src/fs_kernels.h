@@ -79,6 +79,15 @@ typedef enum fs_op {
  */
 #define FS_LOG_OUTPUT 1
 #define FS_STREAM_OUTPUT 2
+/*
+ *   FS_IN_CACHE       the call's input and output (one array in place) take
+ *                     at most half the last-level cache: softmax rows longer
+ *                     than a chunk are pipelined (fs_softmax_tmpl.h's
+ *                     pipelined_to) with ordinary stores too.  Beyond that,
+ *                     the rows a pipeline keeps in the caches lose them to
+ *                     its stores' line fetches.  The same bits either way.
+ */
+#define FS_IN_CACHE 4
 
 /*
  * One row's sampling parameters (src/fs_sample_tmpl.h), resolved by the
@@ -127,6 +136,7 @@ typedef struct fs_block_sizes {
     int stream_row_scratch; /* ... on the stack; up to this long, on the heap (then x is re-read) */
     int stream_grad_from; /* cross_entropy's gradient streams in rows from this long */
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
+    int pipelined_to;   /* ... up to this long */
 } fs_block_sizes;
 
 /*

@@ -713,14 +713,16 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 
 #if !FS_OUT_NARROWS
 /*
- * The sum pass of one unmasked row of up to FS_CHUNK elements,
+ * The sum pass of one unmasked span of up to FS_CHUNK elements (a chunk of a
+ * row: fs_softmax_tmpl.h's row_sum_exp_beside walks a row's chunks),
  * with its neighbours' work (`side`, as in rows_sum_exp_impl, streamed when
  * `stream`, which only a copy that can stream is asked for): softmax's
- * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives,
- * bit for bit; or log_softmax's, storing the differences, the max's first term
- * left out as row_log_sum_dropped leaves it (*drop as in rows_sum_exp_impl).
+ * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives
+ * the chunk, bit for bit; or log_softmax's, storing the differences, the max's
+ * first term left out as row_log_sum_dropped leaves it (*drop as in
+ * rows_sum_exp_impl).
  */
-static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
+static double FN(chunk_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
                                      REAL scale, const STORAGE *ahead, int log_output,
                                      int *drop, FN(neighbours) *side, int stream)
 {

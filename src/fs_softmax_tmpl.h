@@ -263,6 +263,9 @@ enum {
                              : FS_PAIRED_BELOW
 };
 
+/* The longest row softmax_block pipelines (FS_PIPELINED_TO_BYTES). */
+enum { FN(pipelined_to) = FS_PIPELINED_TO_BYTES / (int)sizeof(REAL) };
+
 /* A cache line's worth of outputs: what streams, whole (stream_head, below). */
 enum { FN(line_length) = FS_CACHE_LINE_BYTES / (int)sizeof(OUT) };
 
@@ -586,7 +589,7 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
 
 #if !FS_OUT_NARROWS
 /*
- * Unmasked softmax or log_softmax rows of pipelined_from to FS_CHUNK
+ * Unmasked softmax or log_softmax rows of pipelined_from to pipelined_to
  * elements (FS_BLOCKED_LOG_SUM_FROM at least for log_softmax), `rows`
  * contiguous ones, with each row's passes one row apart: the sum pass of a
  * row also takes the next row's max and does the previous row's last pass
@@ -609,6 +612,54 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
  * the time of ordinary stores when the last pass computed its exponentials
  * again from x).  Same values, same expressions: the same bits.
  */
+/*
+ * chunk_sum_exp_beside over a row of any length, a chunk at a time: the
+ * chunks' sums added in order, as row_sum_exp and row_log_sum_dropped add them
+ * (the first chunk that finds the max's first term leaves it out, and the
+ * later ones no longer look), each chunk doing its neighbours' work at its own
+ * offsets, and the next row's max the largest of its chunks'.  Streamed, each
+ * chunk's part of the previous row streams its own whole lines (stream_head
+ * of the chunk): a chunk starts FS_CHUNK elements after the last, so its lines
+ * are the row's, but for one that a chunk boundary may split, which takes
+ * ordinary stores.  side->prev_head and prev_end are set here.
+ */
+static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
+                                     REAL scale, const STORAGE *ahead, int log_output,
+                                     int *drop, FN(neighbours) *side, int stream)
+{
+    FN(neighbours) part = *side;
+    double sum = 0.0;
+    int looking = *drop;
+    REAL next_max = -INFINITY;
+    for (fs_index c = 0; c < n; c += FS_CHUNK) {
+        const fs_index length = fs_chunk_length(n, c);
+        int chunk_drop = looking;
+        part.next = side->next ? side->next + c : NULL;
+        part.prev = side->prev ? side->prev + c : NULL;
+        part.prev_out = side->prev ? side->prev_out + c : NULL;
+        part.prev_head = 0;
+        part.prev_end = length;
+#if FS_STREAMS
+        if (stream && part.prev) {
+            part.prev_head = FN(stream_head)(part.prev_out, length);
+            part.prev_end = FN(stream_end)(part.prev_head, length);
+        }
+#endif
+        const double chunk_sum =
+            FN(chunk_sum_exp_beside)(x + c, out + c, length, shift, scale,
+                                     ahead ? ahead + c : NULL, log_output, &chunk_drop, &part,
+                                     stream);
+        sum = c == 0 ? chunk_sum : sum + chunk_sum;
+        looking = looking && chunk_drop != FS_DROP_DONE;
+        if (part.next && part.next_max > next_max) /* (never NaN: see rows_sum_exp_impl) */
+            next_max = part.next_max;
+    }
+    if (side->next)
+        side->next_max = next_max;
+    *drop = looking ? FS_DROP_NONE : FS_DROP_DONE;
+    return sum;
+}
+
 static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                        REAL scale, int log_output, OUT *scratch)
 {
@@ -618,8 +669,6 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     side.next_max = max;
     side.prev = NULL;
     side.prev_out = NULL;
-    side.prev_head = 0;
-    side.prev_end = n;
     side.prev_factor = side.prev_lse = 0;
     for (fs_index r = 0; r < rows; r++) {
         int drop = 1; /* log_softmax: look for the max's first term */
@@ -631,13 +680,7 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
                                    &side, stream);
         side.prev = stored;
         side.prev_out = out + r * n;
-#if FS_STREAMS
-        if (stream) {
-            side.prev_head = FN(stream_head)(side.prev_out, n);
-            side.prev_end = FN(stream_end)(side.prev_head, n);
-        }
-#endif
-        if (log_output) { /* row_log_sum_dropped's log of one chunk's sum; drop is DONE or NONE */
+        if (log_output) { /* row_log_sum_dropped's log of the row's sum; drop is DONE or NONE */
             side.prev_factor = scale;
             side.prev_lse = (REAL)fs_log_sum(sum, drop);
         } else {
@@ -1088,12 +1131,17 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
         return;
     }
 #if !FS_OUT_NARROWS
-    if (stride == 1 && !mask && n >= FN(pipelined_from) && n <= FS_CHUNK &&
+    /* else none would stream: stream_head */
+    const int streams_lines = stream && (uintptr_t)out % sizeof(OUT) == 0;
+    /* Rows past one chunk are pipelined where what the pipeline keeps stays cached: streamed
+     * (its stored rows in a scratch pair), or in a call that fits the caches (FS_IN_CACHE). */
+    if (stride == 1 && !mask && n >= FN(pipelined_from) &&
+        (n <= FS_CHUNK || (n <= FN(pipelined_to) && (streams_lines || (flags & FS_IN_CACHE)))) &&
         (!log_output || n >= FS_BLOCKED_LOG_SUM_FROM) && outer >= 2) {
         void *block = NULL;
         OUT *scratch = NULL;
 #if FS_STREAMS
-        if (stream && (uintptr_t)out % sizeof(OUT) == 0) { /* else none would stream: stream_head */
+        if (streams_lines) {
             block = malloc(2 * (size_t)FN(pipelined_scratch_stride)(n) * sizeof(OUT) +
                            FS_CACHE_LINE_BYTES);
             if (block) /* (else ordinary stores: the same bits) */

@@ -15,7 +15,7 @@ of logsumexp and its exact sum, the dominant term's second sum, infinite and
 NaN maxima, fully masked rows.
 
 Unmasked softmax and log_softmax rows from ``pipelined_from`` (at most that length) up
-to one chunk are pipelined:
+to ``pipelined_to`` are pipelined (past one chunk, a chunk at a time):
 a row's sum pass also takes the next row's max and does the previous row's last
 pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
 follows every other, at the lengths where the blocked sum, its vector tail and
@@ -23,6 +23,7 @@ its partial vector begin and end, in place, with unaligned outputs, against a
 ``where=`` mask that keeps everything (masked rows are not pipelined), and streamed
 (through two scratch rows, at the offsets where out's aligned vectors begin).
 """
+import contextlib
 import itertools
 
 import numpy as np
@@ -143,18 +144,32 @@ def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
 
 def _pipelined_lengths(sizes):
     """Row lengths that are pipelined, at each boundary of the sum's loops, at the
-    longest streamed row kept in a scratch row, and the ones on either side: the last
-    paired one below ``pipelined_from`` and the first one past the chunk (neither
-    pipelined: the same results either way)."""
+    longest streamed row kept in a scratch row, past one chunk (pipelined a chunk at a
+    time), and the ones on either side: the last paired one below ``pipelined_from`` and
+    the first one past ``pipelined_to`` (neither pipelined: the same results either way)."""
     lanes, chunk, scratch = sizes["lanes"], sizes["chunk"], sizes["stream_scratch"]
+    last = sizes["pipelined_to"]
     block = sizes["unroll"] * sizes["flush_steps"] * lanes
     flush = sizes["flush_steps"] * lanes  # the vector tail flushes its block here
     first = sizes["pipelined_from"]  # at most one block: below it, the vector loop alone
     candidates = {first - 1, first, first + 1, first + flush + 1, block - 1,
                   block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
                   block + flush, block + flush + 1, 2 * block - 1, 2 * block + 1,
-                  scratch - 1, scratch, scratch + 1, chunk - 1, chunk, chunk + 1}
+                  scratch - 1, scratch, scratch + 1, chunk - 1, chunk, chunk + 1,
+                  chunk + lanes + 1, 2 * chunk + block + 1, last, last + 1}
     return sorted(candidates)
+
+
+@contextlib.contextmanager
+def _not_in_cache():
+    """Calls as if too large for the caches (no FS_IN_CACHE): rows past one chunk are then
+    pipelined only when streamed."""
+    saved = _core.in_cache_max_bytes()
+    _core.set_in_cache_max_bytes(0)
+    try:
+        yield
+    finally:
+        _core.set_in_cache_max_bytes(saved)
 
 
 def _neighbour_sequence(names, n):
@@ -190,8 +205,11 @@ def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
                 op(x, temperature=temperature, out=unaligned)
                 # a mask that keeps everything: the rows one at a time, as masked rows go
                 masked = op(x, temperature=temperature, where=np.ones(x.shape, bool))
+            with fs.num_threads(1), _not_in_cache():
+                uncached = op(x, temperature=temperature)
             results = [("together", together), ("in place", in_place),
-                       ("unaligned out", unaligned), ("where all", masked)]
+                       ("unaligned out", unaligned), ("where all", masked),
+                       ("as if not cached", uncached)]
             # streamed through scratch rows: out aligned, and its vectors a few elements in
             with fs.num_threads(1), streaming_every_call():
                 for offset in (0, 1, 3):
@@ -207,10 +225,14 @@ def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
                                     "rows alone")
 
 
-def test_every_thread_split_of_pipelined_rows_gives_one_result(isa):
-    """Each thread's block of rows starts its pipeline afresh, on any row."""
+@pytest.mark.parametrize("length", ["one_chunk", "chunks"])
+def test_every_thread_split_of_pipelined_rows_gives_one_result(isa, length):
+    """Each thread's block of rows starts its pipeline afresh, on any row; rows of
+    several chunks give the bits of the long-row driver, which splits a few rows
+    across threads."""
     sizes = _core.kernel_info()[isa]["float32"]
-    n = sizes["unroll"] * sizes["flush_steps"] * sizes["lanes"] + 3
+    block = sizes["unroll"] * sizes["flush_steps"] * sizes["lanes"]
+    n = block + 3 if length == "one_chunk" else 2 * sizes["chunk"] + block + 3
     rows = PARALLEL_MIN_ELEMENTS // n + 5
     x = (np.random.default_rng(7).standard_normal((rows, n)) * 3).astype(np.float32)
     x[::5, 3] = np.nan

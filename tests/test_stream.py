@@ -210,6 +210,22 @@ def test_threshold_default_is_the_cache_at_most_96_mb():
     assert _core.stream_min_bytes() == expected
 
 
+def test_in_cache_bound_is_half_the_cache_whatever_the_threshold():
+    """FS_IN_CACHE (long rows pipelined with ordinary stores) follows the cache, not the
+    stream threshold a user may move."""
+    cache = _stream.last_level_cache_bytes()
+    expected = (cache if cache else _stream.UNKNOWN_CACHE_BYTES) // 2
+    assert _core.in_cache_max_bytes() == expected
+    fs.set_stream_threshold(sys.maxsize)
+    try:
+        assert _core.in_cache_max_bytes() == expected
+    finally:
+        fs.set_stream_threshold()
+    with pytest.raises(ValueError, match="negative"):
+        _core.set_in_cache_max_bytes(-1)
+    assert _core.in_cache_max_bytes() == expected
+
+
 @pytest.mark.parametrize("bad", [1.5, "64", True, [1]])
 def test_threshold_rejects_non_integers(bad):
     before = _core.stream_min_bytes()

@@ -23,6 +23,7 @@
  * array, broadcast with a period, an offset start, fully masked slices), temperatures
  * (scale != 1), slices holding NaN, +inf, -inf or only -inf; streamed last passes
  * (FS_STREAM_OUTPUT, at an aligned and a misaligned output: bitwise the ordinary ones);
+ * calls that fit the caches (FS_IN_CACHE: long rows pipelined, bitwise the ordinary ones);
  * x and out off their vector alignment (bitwise the aligned ones);
  * the long-row entries
  * (softmax_long_rows, backward_long_rows, cross_entropy_long_rows) on rows longer than
@@ -352,6 +353,18 @@ static void family(idx outer, idx n, idx stride, idx j0, idx j1, double scale, i
                                  : "streamed softmax differs from the ordinary one's bits", 0);
                 free(streamed);
             }
+        /* a call that fits the caches (FS_IN_CACHE): rows past a chunk pipelined with ordinary
+         * stores, the same bits */
+        for (int log_ = 0; log_ < 2; log_++) {
+            void *cached = out_alloc(size);
+            CALL_VOID(softmax, xj, mask, period, start, out_at(cached, j0), outer, n, width, stride,
+                      scale, log_ | FS_IN_CACHE);
+            expect_true(bits_equal(out_at(cached, j0), out_at(log_ ? ls : sm, j0), size - j0,
+                                   out_bytes()),
+                        log_ ? "log_softmax in the caches differs from the ordinary one's bits"
+                             : "softmax in the caches differs from the ordinary one's bits", 0);
+            free(cached);
+        }
         /* x and out elements off their alignment, apart and together: the row passes peel a
          * partial vector up to an aligned address (fs_elements_before_aligned), which must not
          * change a bit. */
@@ -1118,7 +1131,8 @@ static void run_dtype(long exp_step)
     exp_checks(exp_step);
     if (DT >= F16) narrow_checks();
     /* rows: every length 1..40, the block sizes' boundaries above that (the blocked sum's
-     * step, from which rows are walked alone, the shortest pipelined row, and the longest rows whose
+     * step, from which rows are walked alone, the shortest pipelined row, one pipelined a chunk
+     * at a time (pytest covers pipelined_to), and the longest rows whose
      * streamed softmax keeps its exponentials in a scratch row, on the stack and on the heap),
      * row counts around
      * multiples of 4, 8 and 16 (short rows run one row per lane) */
@@ -1130,6 +1144,7 @@ static void run_dtype(long exp_step)
                          127, 129, 255, 257, 1000, 4099, bs->stream_scratch - 1, bs->stream_scratch,
                          bs->stream_scratch + 1, block - 1, block, block + 1,
                          bs->pipelined_from - 1, bs->pipelined_from, bs->pipelined_from + 1,
+                         bs->chunk + bs->lanes + 1,
                          block + (idx)bs->lanes * bs->flush_steps + 1};
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) if (extra[k] > 40) ns[nn++] = extra[k];
     for (idx k = 0; k < nn; k++) {
