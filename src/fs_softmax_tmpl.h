@@ -621,7 +621,8 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
  * chunk's part of the previous row streams its own whole lines (stream_head
  * of the chunk): a chunk starts FS_CHUNK elements after the last, so its lines
  * are the row's, but for one that a chunk boundary may split, which takes
- * ordinary stores.  side->prev_head and prev_end are set here.
+ * ordinary stores.  Each chunk's prev_head and prev_end are set here (side's
+ * own are not read).
  */
 static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
                                      REAL scale, const STORAGE *ahead, int log_output,
@@ -669,6 +670,7 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     side.next_max = max;
     side.prev = NULL;
     side.prev_out = NULL;
+    side.prev_head = side.prev_end = 0; /* (each chunk's are row_sum_exp_beside's) */
     side.prev_factor = side.prev_lse = 0;
     for (fs_index r = 0; r < rows; r++) {
         int drop = 1; /* log_softmax: look for the max's first term */

@@ -322,10 +322,10 @@ logic_objects() {
         '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 5 &&
     patch_count "$logic/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
         '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
-    # (the float->double widening, and the streaming stores: the latter then have none,
-    # FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
+    # (the float<->double widening and narrowing, and the streaming stores: the latter then
+    # have none, FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
     patch_count "$logic/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
-        '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 2 &&
+        '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 3 &&
     patch_count "$logic/src/fs_vector.h" '#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)' \
         '#if (defined(__x86_64__) || defined(__i386__) || defined(_M_X64)) && !(defined(FS_AVX512_LOGIC) && FS_VBYTES == 64)' 1 &&
     patch_count "$logic/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx2,fma")' \
