@@ -589,30 +589,6 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
 
 #if !FS_OUT_NARROWS
 /*
- * Unmasked softmax or log_softmax rows of pipelined_from to pipelined_to
- * elements (FS_BLOCKED_LOG_SUM_FROM at least for log_softmax), `rows`
- * contiguous ones, with each row's passes one row apart: the sum pass of a
- * row also takes the next row's max and does the previous row's last pass
- * (row_sum_exp_beside).  Alone, a row's three passes wait on each other: the
- * sum on the max, the last pass on the sum, and the core drains between them
- * (4096x256 float32 softmax, AVX2, Zen 3, C harness over the kernel table:
- * 0.55 ns per element before, 0.46 after).  Each row gets the bits
- * softmax_row gives it: the same sums and the same stored values, which the
- * same expressions turn into results.
- *
- * With `scratch` (streamed: two rows of pipelined_scratch_stride(n) elements,
- * aligned to a line; NULL: ordinary stores), each row's sum pass stores its
- * exponentials or differences into one of the two, which stay in the caches
- * near the core, and the last pass reads them from there and streams its
- * results out past the caches (rows_sum_exp_impl's side_streams): ordinary
- * stores would first read every output line from memory.  The last pass then
- * loads nothing from x, whose lines would otherwise wait on streaming stores to
- * out at addresses that match theirs in the low 12 bits (AVX-512, Zen 4,
- * float32 1024x8192 softmax, out 48 or 80 bytes past x modulo 4 KB: 1.7-2.4x
- * the time of ordinary stores when the last pass computed its exponentials
- * again from x).  Same values, same expressions: the same bits.
- */
-/*
  * chunk_sum_exp_beside over a row of any length, a chunk at a time: the
  * chunks' sums added in order, as row_sum_exp and row_log_sum_dropped add them
  * (the first chunk that finds the max's first term leaves it out, and the
@@ -661,6 +637,30 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
     return sum;
 }
 
+/*
+ * Unmasked softmax or log_softmax rows of pipelined_from to pipelined_to
+ * elements (FS_BLOCKED_LOG_SUM_FROM at least for log_softmax), `rows`
+ * contiguous ones, with each row's passes one row apart: the sum pass of a
+ * row also takes the next row's max and does the previous row's last pass
+ * (row_sum_exp_beside).  Alone, a row's three passes wait on each other: the
+ * sum on the max, the last pass on the sum, and the core drains between them
+ * (4096x256 float32 softmax, AVX2, Zen 3, C harness over the kernel table:
+ * 0.55 ns per element before, 0.46 after).  Each row gets the bits
+ * softmax_row gives it: the same sums and the same stored values, which the
+ * same expressions turn into results.
+ *
+ * With `scratch` (streamed: two rows of pipelined_scratch_stride(n) elements,
+ * aligned to a line; NULL: ordinary stores), each row's sum pass stores its
+ * exponentials or differences into one of the two, which stay in the caches
+ * near the core, and the last pass reads them from there and streams its
+ * results out past the caches (rows_sum_exp_impl's side_streams): ordinary
+ * stores would first read every output line from memory.  The last pass then
+ * loads nothing from x, whose lines would otherwise wait on streaming stores to
+ * out at addresses that match theirs in the low 12 bits (AVX-512, Zen 4,
+ * float32 1024x8192 softmax, out 48 or 80 bytes past x modulo 4 KB: 1.7-2.4x
+ * the time of ordinary stores when the last pass computed its exponentials
+ * again from x).  Same values, same expressions: the same bits.
+ */
 static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                        REAL scale, int log_output, OUT *scratch)
 {
