@@ -936,6 +936,7 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     type) compute each slice from them (``softmax_shifted`` in src/fs_kernels.h).
     """
     cdef SoftmaxJob job
+    memset(&job, 0, sizeof(job))  # every flag off: a field left unset would be stack garbage
     cdef Py_ssize_t slices = outer * inner
     job.log_sums = NULL
     job.shift = job.adjust = NULL
@@ -1604,6 +1605,7 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None):
             return None
     cdef Py_ssize_t n = cnp.PyArray_DIM(a, ndim - 1)
     cdef SoftmaxJob job
+    memset(&job, 0, sizeof(job))  # every flag off: a field left unset would be stack garbage
     job.shape = _shape(size // n, n, 1)
     job.op = <fs_op> op
     job.x = cnp.PyArray_DATA(a)
