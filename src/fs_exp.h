@@ -13,8 +13,9 @@
  *  2. Cody-Waite reduction r = (z - n*LN2_HI) - n*LN2_LO.  LN2_HI has 16 (float)
  *     or 40 (double) significant bits, so n*LN2_HI is exact and z - n*LN2_HI is
  *     exact by Sterbenz, with or without a fused multiply-add.
- *  3. p * 2^(n-k): with AVX-512, VSCALEFPS/PD (fs_vector.h's vscalef_flush,
- *     which does step 5 in the same instruction); elsewhere 2^(n-k) straight
+ *  3. p * 2^(n-k): with AVX-512, VSCALEFPD (fs_vector.h's vscalef_flush,
+ *     which does step 5 in the same instruction; float there takes the table
+ *     below); elsewhere 2^(n-k) straight
  *     from bits: shifting the magic sum's integer bits, less k, left by the
  *     mantissa width puts n - k + bias in the exponent field (the sum's own
  *     exponent bits fall off the top), exact for n - k in [-126, 127], and +0
@@ -40,31 +41,112 @@
  *     1.2e-38 (2.3e-308) of exp(z), and never negative.  A NaN z is kept by
  *     the max (vmax's second argument) and propagates through 1-4.
  *
+ * Float with AVX2 or AVX-512 (FS_HAS_LOOKUP) takes a table of N = 16
+ * (AVX-512) or 8 (AVX2) powers instead, one vector register's worth, for a
+ * polynomial of degree 3 or 4 in place of 6: the kernels' softmax and sums
+ * are bound by the exp's multiply-adds, and this exp has 7 (8) where the
+ * other has 10 (counting the scaling).  (A 16-entry table with AVX2 took two
+ * permutes, a blend and one more register in loops that already spilled:
+ * slower than 8 entries on most shapes, log_softmax 3-7% slower than the
+ * polynomial.)  exp(z) = 2^(m/N) * exp(r), m = round(N z / ln2),
+ * r = z - m*ln2/N in [-ln2/2N, ln2/2N]:
+ *
+ *  1. m by the magic number 1.5*2^23 as above, without the bias.
+ *  2. Cody-Waite with ln2 = LN2_HI + LN2_LO, LN2_HI of 12 significant bits,
+ *     both divided by N (exactly): |m| <= 2048 keeps m*LN2_HI/N exact.
+ *  3. 2^(m/N) = 2^(j/N) * 2^e, m = Ne + j, j = m mod N: the magic sum's low
+ *     bits pick the table's entry (vlookup), and its bits above them, shifted
+ *     into the exponent field, add e to the entry's exponent, wrapping modulo
+ *     2^32 as two's complement does.  One shift does both: the sum's bits
+ *     shifted left by 23 - log2(N) are e << 23 plus j << (23 - log2 N), so
+ *     each entry holds the bits of 2^(j/N) rounded to float, less that.  Exact
+ *     while the exponent stays in range: s = 2^(m/N) is exact but for the
+ *     entry's rounding (at most 0.45 ULP, j = 3 of 16).
+ *  4. exp(r) - 1 ~ u = r + r^2 P(r), P of degree 1 (N = 16) or 2 (N = 8),
+ *     fitted by tools/exp_coefficients.py (1.7e-9 and 1.7e-10 relative error
+ *     before rounding; |u| < 0.045, so its own rounding is at most 0.03 ULP
+ *     of the result), and exp(z) = s + s*u, rounded once by a multiply-add.
+ *  5. That multiply-add's result is +0 where z < ln(FLT_MIN) = -87.34
+ *     (vmuladd_flush: zero-masked with AVX-512, a compare and an and-not with
+ *     AVX2, which measured as fast as a floor for z).  No floor is needed:
+ *     whatever steps 1-4 make of a lower z, -inf included, is masked.  So
+ *     every result under the smallest normal number is +0 with AVX2 and
+ *     AVX-512 alike.  (s itself is no help there: it is not a float below
+ *     2^-126, where e = -127 leaves the exponent field 0.)  A NaN z keeps its
+ *     lane and propagates through r.
+ *
  * vexp_any: above z = 127.5*ln2 = 88.38 (1023.5*ln2 = 709.44), n reaches 128
  * (1024) and 2^n is not a float: built as one power from bits it is inf, and
  * so is 2^n * p, although exp(z) is finite up to ln(FLT_MAX) = 88.72284
  * (709.78).  So, as SLEEF splits its scaling into two
  * factors, vexp_any takes k = 1 where z > 0 and multiplies steps 1-5's
  * exp(z)/2 by 2, which is exact, and overflows to +inf by itself when the
- * rounded result exceeds FLT_MAX.  Where z <= 0, k = 0 and the factor is 1:
+ * rounded result exceeds FLT_MAX.  (The table's step 3 takes 16k from m's
+ * magic sum: e - k for the same j.)  Where z <= 0, k = 0 and the factor is 1:
  * the same bits as vexp.  z above the largest float with a finite exp
  * (88.72283, 709.782712893384), where n would outgrow step 3, gives +inf.
  * A vector with no lane above 88.0 (709.0) skips all this for vexp itself, so
  * log-probabilities (the backward pass's usual y <= 0) pay one test and a
  * predictable branch.  The forward kernels call vexp and pay nothing.
  *
- * Accuracy for results in the normal range: with FMA (AVX2, AVX-512) at most
- * 1.06 ULP for float and 0.94 ULP for double; without (SSE2 baseline, plain C)
- * 1.35 and 1.22 ULP.  Float: every float from -87.34 to 88.72 against libm in
- * double (checked once); double: 6*10^7 random doubles of [-708, 709.78]
- * against long double (0.9326 and 1.2129 ULP at most; 3*10^6 had shown 0.92
- * and 1.19).  tests/test_exp.py sweeps every 97th float of
- * [-104, 88.72], 10^6 doubles of [-708, 0] and of [0, 709.78], and the edges
- * above, and holds every build to 1.5 ULP.
+ * Accuracy for results in the normal range, checked for every float from
+ * -87.34 to 88.72 against libm in double and for 6*10^7 random doubles of
+ * [-708, 709.78] against long double: float with the table at most 0.9989
+ * ULP (AVX-512, N = 16) and 0.8895 (AVX2, N = 8); double with FMA (AVX2,
+ * AVX-512) 0.94 ULP (0.9326 measured); without FMA (SSE2 baseline, plain C)
+ * 1.35 ULP for float and 1.22 for double (1.2129).  The float polynomial with
+ * FMA, which the table replaced there, was within 1.06.  tests/test_exp.py
+ * sweeps every 97th float of [-104, 88.72], 10^6 doubles of [-708, 0] and of
+ * [0, 709.78], and the edges above, and holds every build to 1.5 ULP;
+ * tools/emu_harness.c holds each ISA to its own figure.
  */
 #ifndef FS_EXP_H
 #define FS_EXP_H
 
+#if FS_HAS_LOOKUP
+/*
+ * The table: bits of 2^(j/N) rounded to float, less j << (23 - log2 N) (step
+ * 3 of the table's exp), and P's coefficients, by tools/exp_coefficients.py.
+ */
+#define FS_EXP_TABLE_SIZE FS_LANES_f32
+#if FS_EXP_TABLE_SIZE == 16
+#define FS_EXP_TABLE_SHIFT 19
+static const uint32_t fs_exp2_table[16] __attribute__((aligned(64))) = {
+    0x3f800000, 0x3f7daac3, 0x3f7b95c2, 0x3f79c3d3, 0x3f7837f0, 0x3f76f532, 0x3f75fed7, 0x3f75583f,
+    0x3f7504f3, 0x3f7508a4, 0x3f75672a, 0x3f76248c, 0x3f7744fd, 0x3f78ccdf, 0x3f7ac0c7, 0x3f7d257d,
+};
+#define FS_EXP_TABLE_P(r) (vsplat_f32(0x1.555634p-3f) * (r) + vsplat_f32(0x1.000216p-1f))
+#elif FS_EXP_TABLE_SIZE == 8
+#define FS_EXP_TABLE_SHIFT 20
+static const uint32_t fs_exp2_table[8] __attribute__((aligned(32))) = {
+    0x3f800000, 0x3f7b95c2, 0x3f7837f0, 0x3f75fed7, 0x3f7504f3, 0x3f75672a, 0x3f7744fd, 0x3f7ac0c7,
+};
+#define FS_EXP_TABLE_P(r) \
+    ((vsplat_f32(0x1.5548e0p-5f) * (r) + vsplat_f32(0x1.555c68p-3f)) * (r) + vsplat_f32(0.5f))
+#endif
+
+/* The table's steps 1-5: exp(z) / 2^k, k 0 or 1 in each lane. */
+FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
+{
+    const vec_f32 size = vsplat_f32((float)FS_EXP_TABLE_SIZE);
+    const vec_f32 magic = vsplat_f32(0x1.8p23f);
+    const vec_f32 log2e_n = vsplat_f32(0x1.715476p+0f) * size;  /* N / ln2 */
+    const vec_f32 ln2_hi_n = vsplat_f32(0x1.62ep-1f) / size;    /* (exact: N is a power of 2) */
+    const vec_f32 ln2_lo_n = vsplat_f32(0x1.0bfbe8p-15f) / size;
+
+    const vec_f32 t = z * log2e_n + magic;                   /* 1 */
+    const vec_f32 m = t - magic;
+    vec_f32 r = z - m * ln2_hi_n;                            /* 2 */
+    r = r - m * ln2_lo_n;
+
+    const vbits_f32 m_bits = vas_bits_f32(t - k * size);     /* 3 */
+    const vec_f32 s = vfrom_bits_f32(vlookup_f32(fs_exp2_table, m_bits) + (m_bits << FS_EXP_TABLE_SHIFT));
+
+    const vec_f32 u = (r * r) * FS_EXP_TABLE_P(r) + r;       /* 4 */
+    const vec_f32 cutoff = vsplat_f32(-0x1.5d589ep+6f); /* -87.33654, the float just above ln(FLT_MIN) */
+    return vmuladd_flush_f32(s, u, s, z, cutoff);             /* 4 and 5 */
+}
+#else
 /* Steps 1-5 with 2^(n-k) for 2^n: exp(z) / 2^k, k 0 or 1 in each lane. */
 FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
 {
@@ -73,9 +155,7 @@ FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
     const vec_f32 ln2_hi = vsplat_f32(0x1.62e400p-1f);
     const vec_f32 ln2_lo = vsplat_f32(0x1.7f7d1cp-20f);
 
-#if !FS_HAS_SCALEF
     z = vmax_f32(vsplat_f32(-88.0f), z);                     /* 5: Z_FLOOR, n = -127 */
-#endif
     vec_f32 t = z * log2e + magic;                           /* 1 */
     vec_f32 n = t - magic;
     vec_f32 r = z - n * ln2_hi;                              /* 2 */
@@ -88,13 +168,10 @@ FS_ALWAYS_INLINE vec_f32 vexp_scaled_f32(vec_f32 z, vec_f32 k)
     q = q * r + vsplat_f32(0x1.fffffcp-2f);
     q = q * r + vsplat_f32(1.0f);
     const vec_f32 p = q * r + vsplat_f32(1.0f);
-#if FS_HAS_SCALEF
-    const vec_f32 cutoff = vsplat_f32(-0x1.5d589ep+6f); /* -87.33654, the float just above ln(FLT_MIN) */
-    return vscalef_flush_f32(p, n - k, z, cutoff);            /* 3 and 5 */
-#else
     return vfrom_bits_f32(vas_bits_f32(t - k) << 23) * p;     /* 3 */
-#endif
 }
+
+#endif
 
 FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
 {

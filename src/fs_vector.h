@@ -401,23 +401,56 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
 #endif
 
 /*
- * vscalef_flush_f32(p, n, z, c): p * 2^n for whole numbers n held as floats (the
- * exp's last step), and +0 in the lanes where z < c (a NaN z compares false and
- * keeps its NaN).  AVX-512's VSCALEFPS does both in one instruction, its
- * zero-masking taking the comparison's mask register; elsewhere fs_exp.h builds
- * 2^n from bits after raising z to a floor whose 2^n is +0 (FS_HAS_SCALEF 0).
- * For normal results, p * 2^n is exact either way.
+ * The exp's last steps (fs_exp.h), where AVX-512 has an instruction for them.
+ * vscalef_flush_f64(p, n, z, c): p * 2^n for whole numbers n held as doubles,
+ * and +0 in the lanes where z < c (a NaN z compares false and keeps its NaN).
+ * VSCALEFPD does both in one instruction, its zero-masking taking the
+ * comparison's mask register; elsewhere (FS_HAS_SCALEF 0) fs_exp.h first
+ * raises z to a floor whose 2^n is +0.  vmuladd_flush_f32(a, b, c, z, cut):
+ * a * b + c, rounded once where the target fuses it, and +0 where z < cut (a
+ * NaN z again keeps its lane): a zero-masked VFMADD with AVX-512, elsewhere
+ * a compare and an and-not.
+ *
+ * vlookup_f32(table, i): table[i mod LANES] in every lane, for a table of
+ * one vector's worth of float bit patterns (FS_LANES_f32 of them) and lanes i
+ * of integers (the float exp's 2^(j/16) or 2^(j/8)).  One VPERMD with AVX-512,
+ * one VPERMPS with AVX2.  FS_HAS_LOOKUP says whether the target has such a
+ * permute: SSE2 has none, and there the float exp keeps its table-free
+ * polynomial.  (The lane loop serves the AVX-512 template compiled for AVX2,
+ * which tools/emulated_isas.sh builds; it gives the same bits.)
  */
+#if FS_X86_DISPATCH && FS_VBYTES >= 32
+#define FS_HAS_LOOKUP 1
+#else
+#define FS_HAS_LOOKUP 0
+#endif
 #if FS_X86_DISPATCH && FS_VBYTES == 64
 #define FS_HAS_SCALEF 1
-#define vscalef_flush_f32(p, n, z, c) \
-    ((vec_f32)_mm512_maskz_scalef_ps(_mm512_cmp_ps_mask((__m512)(z), (__m512)(c), _CMP_NLT_UQ), \
-                                     (__m512)(p), (__m512)(n)))
 #define vscalef_flush_f64(p, n, z, c) \
     ((vec_f64)_mm512_maskz_scalef_pd(_mm512_cmp_pd_mask((__m512d)(z), (__m512d)(c), _CMP_NLT_UQ), \
                                      (__m512d)(p), (__m512d)(n)))
+#define vmuladd_flush_f32(a, b, c, z, cut) \
+    ((vec_f32)_mm512_maskz_fmadd_ps(_mm512_cmp_ps_mask((__m512)(z), (__m512)(cut), _CMP_NLT_UQ), \
+                                    (__m512)(a), (__m512)(b), (__m512)(c)))
+#define vlookup_f32(table, i) \
+    ((vbits_f32)_mm512_permutexvar_epi32((__m512i)(i), _mm512_loadu_si512((const void *)(table))))
+#elif FS_X86_DISPATCH && FS_VBYTES == 32
+#define FS_HAS_SCALEF 0
+#define vlookup_f32(table, i) \
+    ((vbits_f32)_mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(table)), (__m256i)(i)))
 #else
 #define FS_HAS_SCALEF 0
+static inline vbits_f32 vlookup_f32(const uint32_t *table, vbits_f32 i)
+{
+    vbits_f32 looked_up;
+    for (int lane = 0; lane < FS_LANES_f32; lane++)
+        looked_up[lane] = table[i[lane] % FS_LANES_f32];
+    return looked_up;
+}
+#endif
+#ifndef vmuladd_flush_f32
+#define vmuladd_flush_f32(a, b, c, z, cut) \
+    ((vec_f32)((vbits_f32)((a) * (b) + (c)) & ~(vbits_f32)((z) < (cut))))
 #endif
 
 

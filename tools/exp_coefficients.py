@@ -11,6 +11,11 @@ is (near) minimax, by Lawson's iteratively reweighted least squares in
 The Cody-Waite split ln2 = LN2_HI + LN2_LO keeps enough trailing zero bits in
 LN2_HI that n*LN2_HI is exact for every n the kernels can meet, so
 z - n*LN2_HI is exact with or without a fused multiply-add.
+
+The float exp with a table (AVX2: N = 8, AVX-512: N = 16) computes
+exp(z) = 2^(m/N) * exp(r), r in [-ln2/2N, ln2/2N], and exp(r) ~ 1 + r + r^2 P(r);
+P is fitted the same way, and each table entry is 2^(j/N) rounded to float,
+its bits less j << (23 - log2 N) (see src/fs_exp.h).
 """
 import mpmath as mp
 
@@ -18,28 +23,43 @@ mp.mp.dps = 60
 HALF_LN2 = mp.log(2) / 2
 
 
-def fit_q(degree, iterations=30):
-    """Coefficients c[0..degree] of q(r), minimising max |1 + r q(r) - e^r| / e^r."""
+def fit(degree, half_width, power, iterations=30):
+    """Coefficients c[0..degree] of c(r), minimising the relative error max |a(r) - e^r| / e^r
+    on [-half_width, half_width] of a(r) = (e^r's Taylor terms below r^power) + r^power c(r):
+    1 + r q(r) (power 1) or 1 + r + r^2 P(r) (power 2)."""
     nodes = 6 * (degree + 1)
-    xs = [HALF_LN2 * mp.cos(mp.pi * (k + mp.mpf(1) / 2) / nodes) for k in range(nodes)]
+    xs = [half_width * mp.cos(mp.pi * (k + mp.mpf(1) / 2) / nodes) for k in range(nodes)]
     weights = [mp.mpf(1) / nodes] * nodes
     for _ in range(iterations):
         a = mp.matrix(nodes, degree + 1)
         b = mp.matrix(nodes, 1)
         for i, x in enumerate(xs):
-            row_scale = mp.sqrt(weights[i]) * x / mp.exp(x)
+            row_scale = mp.sqrt(weights[i]) * x**power / mp.exp(x)
             for j in range(degree + 1):
                 a[i, j] = row_scale * x**j
-            b[i] = mp.sqrt(weights[i]) * (mp.exp(x) - 1) / mp.exp(x)
+            b[i] = mp.sqrt(weights[i]) * (mp.exp(x) - taylor_below(x, power)) / mp.exp(x)
         c = mp.lu_solve(a.T * a, a.T * b)
-        errors = [rel_error(c, x) for x in xs]
+        errors = [rel_error(c, x, power) for x in xs]
         total = sum(w * e for w, e in zip(weights, errors))
         weights = [w * e / total for w, e in zip(weights, errors)]
     return [c[j] for j in range(degree + 1)]
 
 
-def rel_error(c, x):
-    return abs(1 + x * sum(cj * x**j for j, cj in enumerate(c)) - mp.exp(x)) / mp.exp(x)
+def taylor_below(x, power):
+    return sum(x**k / mp.factorial(k) for k in range(power))
+
+
+def rel_error(c, x, power):
+    approx = taylor_below(x, power) + x**power * sum(cj * x**j for j, cj in enumerate(c))
+    return abs(approx - mp.exp(x)) / mp.exp(x)
+
+
+def table_bits(size):
+    """2^(j/size) rounded to float, as bits, less j << (23 - log2 size)."""
+    import numpy as np
+    shift = 23 - (size.bit_length() - 1)
+    return [(int(np.float32(float(mp.mpf(2) ** (mp.mpf(j) / size))).view(np.uint32)) - (j << shift))
+            % 2**32 for j in range(size)]
 
 
 def split_ln2(significant_bits):
@@ -57,14 +77,24 @@ def c_float(x, single):
 
 def main():
     for name, single, degree, hi_bits in (("float", True, 5, 16), ("double", False, 10, 40)):
-        c = fit_q(degree)
+        c = fit(degree, HALF_LN2, 1)
         grid = [-HALF_LN2 + 2 * HALF_LN2 * k / 2000 for k in range(2001)]
-        err = max(rel_error(c, x) for x in grid)
+        err = max(rel_error(c, x, 1) for x in grid)
         hi, lo = split_ln2(hi_bits)
         print(f"/* {name}: q of degree {degree}, max relative error {mp.nstr(err, 3)} before rounding */")
         print(f"LN2_HI {c_float(hi, single)}  LN2_LO {c_float(lo, single)}")
         for j, cj in enumerate(c):
             print(f"  c{j + 1} = {c_float(cj, single)}")
+    hi, lo = split_ln2(12)
+    print(f"/* float with a table: LN2_HI {c_float(hi, True)}  LN2_LO {c_float(lo, True)} (divided by N) */")
+    for size, degree in ((16, 1), (8, 2)):
+        half_width = mp.log(2) / (2 * size)
+        c = fit(degree, half_width, 2)
+        grid = [-half_width + 2 * half_width * k / 2000 for k in range(2001)]
+        err = max(rel_error(c, x, 2) for x in grid)
+        print(f"/* N = {size}: P of degree {degree}, max relative error {mp.nstr(err, 3)} before rounding */")
+        print("  P: " + ", ".join(f"c{j} = {c_float(cj, True)}" for j, cj in enumerate(c)))
+        print("  table: " + ", ".join(f"0x{b:08x}" for b in table_bits(size)))
 
 
 if __name__ == "__main__":
