@@ -178,4 +178,19 @@
 #define FS_PREFETCH_STORING_SHARE_LOG2 2
 #define FS_PREFETCH_SHARE_FROM_BYTES 32768
 
+/*
+ * A streamed pipeline's sum pass (fs_softmax_tmpl.h's softmax_rows_pipelined
+ * with scratch rows) reads the next row for its max, hinted into L2 a row
+ * earlier, and hints it again this many bytes ahead of that read.  The first
+ * hint does not always hold: with the cheaper float exp (fs_exp.h's table),
+ * the pass outran memory and its next-row loads went to DRAM (AVX-512, Zen 4,
+ * float32 2048x32000 softmax, one thread: 0.28-0.30 ns per element with the
+ * old exp, 0.32-0.35 with the new; and 0.29-0.31 with the new one slowed by
+ * three dependent multiply-adds).  The second hint: 0.26, and 0.13 at two
+ * threads against 0.15; a 4 KB hint into L1 gave 0.26-0.27.  Without any hint
+ * it took 0.50, a quarter of the first hint 0.41, the whole into L1 0.42.
+ * Calls whose rows stay cached do without: 32x50257 gained nothing from it.
+ */
+#define FS_NEXT_ROW_REHINT_BYTES 16384
+
 #endif /* FS_CONFIG_H */

@@ -305,7 +305,9 @@ typedef struct {
  * stores, over a long chunk, hints only its first share:
  * FS_PREFETCH_STORING_SHARE_LOG2, unless `stores_cached` says its stores go to
  * a scratch row that stays in the caches); for a pair, the next pair's 2n
- * contiguous elements (twice as far into them as into this pair's rows).
+ * contiguous elements (twice as far into them as into this pair's rows).  A
+ * streamed pipeline (`side_streams`) also hints its neighbour's next row again,
+ * FS_NEXT_ROW_REHINT_BYTES ahead of where its max pass reads.
  *
  * `side` (NULL but for one row, unmasked): the neighbours' work above, done at
  * the offsets this pass walks, its last pass streamed when `side_streams` (a
@@ -398,6 +400,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define KEPT_DIFF(d, r, at) (masked ? VSELECT(VMASK(mask##r + (at)), (d), VSPLAT(-1)) : (d))
 #define FIRST_ZERO(kd) VFIRST_EQUAL((kd), ZERO_V)
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
+    const fs_index rehint_elements = FS_NEXT_ROW_REHINT_BYTES / (fs_index)sizeof(STORAGE);
     /* log2 of how much of the step each hint covers: all of the next row, or its first share */
     const int hint_shift = store != FS_STORE_NONE && !FS_OUT_NARROWS && !stores_cached &&
                                    n * (fs_index)sizeof(STORAGE) > FS_PREFETCH_SHARE_FROM_BYTES
@@ -452,6 +455,10 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                         else
                             FS_PREFETCH_L2(next);
                     }
+                if (side_streams && next && i + rehint_elements < n)
+                    for (size_t line = 0; line < FS_ROW_ACCUMULATORS * LANES * sizeof(STORAGE);
+                         line += 64)
+                        FS_PREFETCH_L2((const char *)(next + i + rehint_elements) + line);
                 const VEC d0 = VLOAD(x0 + i) - vshift0, d1 = VLOAD(x0 + i + LANES) - vshift0;
                 const VEC d2 = VLOAD(x0 + i + 2 * LANES) - vshift0;
                 const VEC d3 = VLOAD(x0 + i + 3 * LANES) - vshift0;
