@@ -413,8 +413,8 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
  *
  * vlookup_f32(table, i): table[i mod LANES] in every lane, for a table of
  * one vector's worth of float bit patterns (FS_LANES_f32 of them) and lanes i
- * of integers (the float exp's 2^(j/16) or 2^(j/8)).  One VPERMD with AVX-512,
- * one VPERMPS with AVX2.  FS_HAS_LOOKUP says whether the target has such a
+ * of integers (the float exp's 2^(j/16) or 2^(j/8)).  One VPERMD, with AVX-512
+ * and AVX2 alike.  FS_HAS_LOOKUP says whether the target has such a
  * permute: SSE2 has none, and there the float exp keeps its table-free
  * polynomial.  (The lane loop serves the AVX-512 template compiled for AVX2,
  * which tools/emulated_isas.sh builds; it gives the same bits.)
