@@ -28,8 +28,8 @@
  *     last step adding the dominant term 1 (one rounding with FMA).  2^n * p
  *     is the same number as 2^n + (2^n * r) * q rounded once, with one
  *     instruction fewer where VSCALEF builds and applies 2^n.
- *  5. Results under the smallest normal number.  With AVX-512, z below
- *     ln(FLT_MIN) = -87.34 (ln(DBL_MIN) = -708.40 for double) gives +0 (the
+ *  5. Results under the smallest normal number.  With AVX-512 (double: float
+ *     takes the table there), z below ln(DBL_MIN) = -708.40 gives +0 (the
  *     same VSCALEF, zero-masked).  Elsewhere z is first raised to Z_FLOOR =
  *     -88 (-709), where n is -127 (-1023): 2^n built from bits is then +0 and
  *     so is the product, for every z below Z_FLOOR, -inf included.  That one
@@ -81,7 +81,7 @@
  * (709.78).  So, as SLEEF splits its scaling into two
  * factors, vexp_any takes k = 1 where z > 0 and multiplies steps 1-5's
  * exp(z)/2 by 2, which is exact, and overflows to +inf by itself when the
- * rounded result exceeds FLT_MAX.  (The table's step 3 takes 16k from m's
+ * rounded result exceeds FLT_MAX.  (The table's step 3 takes N*k from m's
  * magic sum: e - k for the same j.)  Where z <= 0, k = 0 and the factor is 1:
  * the same bits as vexp.  z above the largest float with a finite exp
  * (88.72283, 709.782712893384), where n would outgrow step 3, gives +inf.
