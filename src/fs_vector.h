@@ -409,13 +409,14 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
  * raises z to a floor whose 2^n is +0.  vmuladd_flush_f32(a, b, c, z, cut):
  * a * b + c, rounded once where the target fuses it, and +0 where z < cut (a
  * NaN z again keeps its lane): a zero-masked VFMADD with AVX-512, elsewhere
- * a compare and an and-not.
+ * a compare and an and-not (and vmuladd_flush_f64).
  *
  * vlookup_f32(table, i): table[i mod LANES] in every lane, for a table of
  * one vector's worth of float bit patterns (FS_LANES_f32 of them) and lanes i
  * of integers (the float exp's 2^(j/16) or 2^(j/8)).  One VPERMD, with AVX-512
- * and AVX2 alike.  FS_HAS_LOOKUP says whether the target has such a
- * permute: SSE2 has none, and there the float exp keeps its table-free
+ * and AVX2 alike; vlookup_f64 likewise, with AVX-512 only (VPERMQ; AVX2 has
+ * no variable permute of 64-bit lanes).  FS_HAS_LOOKUP says whether the target
+ * has such a permute: SSE2 has none, and there the exp keeps its table-free
  * polynomial.  (The lane loop serves the AVX-512 template compiled for AVX2,
  * which tools/emulated_isas.sh builds; it gives the same bits.)
  */
@@ -434,6 +435,11 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
                                     (__m512)(a), (__m512)(b), (__m512)(c)))
 #define vlookup_f32(table, i) \
     ((vbits_f32)_mm512_permutexvar_epi32((__m512i)(i), _mm512_loadu_si512((const void *)(table))))
+#define vmuladd_flush_f64(a, b, c, z, cut) \
+    ((vec_f64)_mm512_maskz_fmadd_pd(_mm512_cmp_pd_mask((__m512d)(z), (__m512d)(cut), _CMP_NLT_UQ), \
+                                    (__m512d)(a), (__m512d)(b), (__m512d)(c)))
+#define vlookup_f64(table, i) \
+    ((vbits_f64)_mm512_permutexvar_epi64((__m512i)(i), _mm512_loadu_si512((const void *)(table))))
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
 #define FS_HAS_SCALEF 0
 #define vlookup_f32(table, i) \
@@ -447,10 +453,19 @@ static inline vbits_f32 vlookup_f32(const uint32_t *table, vbits_f32 i)
         looked_up[lane] = table[i[lane] % FS_LANES_f32];
     return looked_up;
 }
+static inline vbits_f64 vlookup_f64(const uint64_t *table, vbits_f64 i)
+{
+    vbits_f64 looked_up;
+    for (int lane = 0; lane < FS_LANES_f64; lane++)
+        looked_up[lane] = table[i[lane] % FS_LANES_f64];
+    return looked_up;
+}
 #endif
 #ifndef vmuladd_flush_f32
 #define vmuladd_flush_f32(a, b, c, z, cut) \
     ((vec_f32)((vbits_f32)((a) * (b) + (c)) & ~(vbits_f32)((z) < (cut))))
+#define vmuladd_flush_f64(a, b, c, z, cut) \
+    ((vec_f64)((vbits_f64)((a) * (b) + (c)) & ~(vbits_f64)((z) < (cut))))
 #endif
 
 

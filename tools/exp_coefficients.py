@@ -49,6 +49,22 @@ def taylor_below(x, power):
     return sum(x**k / mp.factorial(k) for k in range(power))
 
 
+def table_bits_f64(size):
+    """2^(j/size) rounded to double, as bits, less j << (52 - log2 size)."""
+    import numpy as np
+    shift = 52 - (size.bit_length() - 1)
+    return [(int(np.float64(float(mp.mpf(2) ** (mp.mpf(j) / size))).view(np.uint64)) - (j << shift))
+            % 2**64 for j in range(size)]
+
+
+def correction_bits_f64(size):
+    """The relative rounding error of each double entry, (2^(j/size) - entry) / entry, as bits."""
+    import numpy as np
+    exact = [mp.mpf(2) ** (mp.mpf(j) / size) for j in range(size)]
+    return [int(np.float64(float((e - mp.mpf(float(e))) / mp.mpf(float(e)))).view(np.uint64))
+            for e in exact]
+
+
 def rel_error(c, x, power):
     approx = taylor_below(x, power) + x**power * sum(cj * x**j for j, cj in enumerate(c))
     return abs(approx - mp.exp(x)) / mp.exp(x)
@@ -95,6 +111,14 @@ def main():
         print(f"/* N = {size}: P of degree {degree}, max relative error {mp.nstr(err, 3)} before rounding */")
         print("  P: " + ", ".join(f"c{j} = {c_float(cj, True)}" for j, cj in enumerate(c)))
         print("  table: " + ", ".join(f"0x{b:08x}" for b in table_bits(size)))
+    half_width = mp.log(2) / 16
+    c = fit(5, half_width, 2)
+    grid = [-half_width + 2 * half_width * k / 2000 for k in range(2001)]
+    err = max(rel_error(c, x, 2) for x in grid)
+    print(f"/* double with a table (N = 8): P of degree 5, max relative error {mp.nstr(err, 3)} before rounding */")
+    print("  P: " + ", ".join(f"c{j} = {c_float(cj, False)}" for j, cj in enumerate(c)))
+    print("  table: " + ", ".join(f"0x{b:016x}" for b in table_bits_f64(8)))
+    print("  correction: " + ", ".join(f"0x{b:016x}" for b in correction_bits_f64(8)))
 
 
 if __name__ == "__main__":
