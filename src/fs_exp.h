@@ -13,33 +13,29 @@
  *  2. Cody-Waite reduction r = (z - n*LN2_HI) - n*LN2_LO.  LN2_HI has 16 (float)
  *     or 40 (double) significant bits, so n*LN2_HI is exact and z - n*LN2_HI is
  *     exact by Sterbenz, with or without a fused multiply-add.
- *  3. p * 2^(n-k): with AVX-512, VSCALEFPD (fs_vector.h's vscalef_flush,
- *     which does step 5 in the same instruction; float there takes the table
- *     below); elsewhere 2^(n-k) straight
- *     from bits: shifting the magic sum's integer bits, less k, left by the
- *     mantissa width puts n - k + bias in the exponent field (the sum's own
- *     exponent bits fall off the top), exact for n - k in [-126, 127], and +0
- *     for n - k = -127.  k is 0 in vexp_f32, whose z <= 0 keeps n <= 0.
- *     Scaling by a power of two is exact for every normal result, so both
- *     give the same bits there (below, step 5 says what each gives).
+ *  3. p * 2^(n-k), 2^(n-k) straight from bits: shifting the magic sum's
+ *     integer bits, less k, left by the mantissa width puts n - k + bias in
+ *     the exponent field (the sum's own exponent bits fall off the top), exact
+ *     for n - k in [-126, 127], and +0 for n - k = -127.  k is 0 in vexp_f32,
+ *     whose z <= 0 keeps n <= 0.  Scaling by a power of two is exact for every
+ *     normal result.
  *  4. exp(r) ~ p = 1 + r*q(r), q a degree-5 (float) / degree-10 (double)
  *     polynomial fitted for minimax relative error by tools/exp_coefficients.py
  *     (2.0e-9 and 3.5e-18 before rounding), evaluated by Horner's rule, its
- *     last step adding the dominant term 1 (one rounding with FMA).  2^n * p
- *     is the same number as 2^n + (2^n * r) * q rounded once, with one
- *     instruction fewer where VSCALEF builds and applies 2^n.
- *  5. Results under the smallest normal number.  With AVX-512 (double: float
- *     takes the table there), z below ln(DBL_MIN) = -708.40 gives +0 (the
- *     same VSCALEF, zero-masked).  Elsewhere z is first raised to Z_FLOOR =
- *     -88 (-709), where n is -127 (-1023): 2^n built from bits is then +0 and
- *     so is the product, for every z below Z_FLOOR, -inf included.  That one
- *     max replaces a compare and a mask after step 3, which on AVX2 made the
- *     sum of exp 5-8% faster (Zen 3; the compare takes an FMA port there).
- *     The arguments between -87.68 and -87.34 (-708.74 and -708.40), where n
- *     is -126 (-1022), then get the subnormal product 2^n * p rounded, not +0.
- *     Either way a result under the smallest normal number is within
- *     1.2e-38 (2.3e-308) of exp(z), and never negative.  A NaN z is kept by
- *     the max (vmax's second argument) and propagates through 1-4.
+ *     last step adding the dominant term 1 (one rounding with FMA).
+ *  5. Results under the smallest normal number.  z is first raised to
+ *     Z_FLOOR = -88 (-709), where n is -127 (-1023): 2^n built from bits is
+ *     then +0 and so is the product, for every z below Z_FLOOR, -inf included.
+ *     That one max replaces a compare and a mask after step 3, which on AVX2
+ *     made the sum of exp 5-8% faster (Zen 3; the compare takes an FMA port
+ *     there).  The arguments between -87.68 and -87.34 (-708.74 and -708.40),
+ *     where n is -126 (-1022), then get the subnormal product 2^n * p rounded,
+ *     not +0: within 1.2e-38 (2.3e-308) of exp(z), and never negative.  A NaN
+ *     z is kept by the max (vmax's second argument) and propagates through 1-4.
+ *
+ * This polynomial serves float on SSE2, NEON and plain C, and double there
+ * and on AVX2.  (AVX-512 had applied 2^n and the flush in one VSCALEF; its
+ * float and double now take the tables below.)
  *
  * Float with AVX2 or AVX-512 (FS_HAS_LOOKUP) takes a table of N = 16
  * (AVX-512) or 8 (AVX2) powers instead, one vector register's worth, for a
@@ -234,9 +230,7 @@ FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
     const vec_f64 ln2_hi = vsplat_f64(0x1.62e42fefa2000p-1);
     const vec_f64 ln2_lo = vsplat_f64(0x1.9ef35793c7673p-41);
 
-#if !FS_HAS_SCALEF
     z = vmax_f64(vsplat_f64(-709.0), z);                     /* 5: Z_FLOOR, n = -1023 */
-#endif
     vec_f64 t = z * log2e + magic;                           /* 1 */
     vec_f64 n = t - magic;
     vec_f64 r = z - n * ln2_hi;                              /* 2 */
@@ -254,12 +248,7 @@ FS_ALWAYS_INLINE vec_f64 vexp_scaled_f64(vec_f64 z, vec_f64 k)
     q = q * r + vsplat_f64(0x1.000000000000bp-1);
     q = q * r + vsplat_f64(1.0);
     const vec_f64 p = q * r + vsplat_f64(1.0);
-#if FS_HAS_SCALEF
-    const vec_f64 cutoff = vsplat_f64(-0x1.6232bdd7abcd2p+9); /* -708.39642 */
-    return vscalef_flush_f64(p, n - k, z, cutoff);            /* 3 and 5 */
-#else
     return vfrom_bits_f64(vas_bits_f64(t - k) << 52) * p;     /* 3 */
-#endif
 }
 #endif
 

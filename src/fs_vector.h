@@ -401,15 +401,11 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
 #endif
 
 /*
- * The exp's last steps (fs_exp.h), where AVX-512 has an instruction for them.
- * vscalef_flush_f64(p, n, z, c): p * 2^n for whole numbers n held as doubles,
- * and +0 in the lanes where z < c (a NaN z compares false and keeps its NaN).
- * VSCALEFPD does both in one instruction, its zero-masking taking the
- * comparison's mask register; elsewhere (FS_HAS_SCALEF 0) fs_exp.h first
- * raises z to a floor whose 2^n is +0.  vmuladd_flush_f32(a, b, c, z, cut):
+ * The table exp's steps (fs_exp.h).  vmuladd_flush_f32(a, b, c, z, cut):
  * a * b + c, rounded once where the target fuses it, and +0 where z < cut (a
- * NaN z again keeps its lane): a zero-masked VFMADD with AVX-512, elsewhere
- * a compare and an and-not (and vmuladd_flush_f64).
+ * NaN z compares false and keeps its lane): a zero-masked VFMADD with
+ * AVX-512, its mask the comparison's, elsewhere a compare and an and-not (and
+ * vmuladd_flush_f64).
  *
  * vlookup_f32(table, i): table[i mod LANES] in every lane, for a table of
  * one vector's worth of float bit patterns (FS_LANES_f32 of them) and lanes i
@@ -426,10 +422,6 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
 #define FS_HAS_LOOKUP 0
 #endif
 #if FS_X86_DISPATCH && FS_VBYTES == 64
-#define FS_HAS_SCALEF 1
-#define vscalef_flush_f64(p, n, z, c) \
-    ((vec_f64)_mm512_maskz_scalef_pd(_mm512_cmp_pd_mask((__m512d)(z), (__m512d)(c), _CMP_NLT_UQ), \
-                                     (__m512d)(p), (__m512d)(n)))
 #define vmuladd_flush_f32(a, b, c, z, cut) \
     ((vec_f32)_mm512_maskz_fmadd_ps(_mm512_cmp_ps_mask((__m512)(z), (__m512)(cut), _CMP_NLT_UQ), \
                                     (__m512)(a), (__m512)(b), (__m512)(c)))
@@ -441,11 +433,9 @@ FS_DEFINE_JOIN(vec_f64, double, f64)
 #define vlookup_f64(table, i) \
     ((vbits_f64)_mm512_permutexvar_epi64((__m512i)(i), _mm512_loadu_si512((const void *)(table))))
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
-#define FS_HAS_SCALEF 0
 #define vlookup_f32(table, i) \
     ((vbits_f32)_mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(table)), (__m256i)(i)))
 #else
-#define FS_HAS_SCALEF 0
 static inline vbits_f32 vlookup_f32(const uint32_t *table, vbits_f32 i)
 {
     vbits_f32 looked_up;
