@@ -146,6 +146,37 @@ def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_rows_holding_their_max_several_times(isa, dtype):
+    """A sum pass zeroes every term of the max and counts them; a row with two or more sums
+    again with the first one only left out.  Ties side by side (one vector), a step apart,
+    in the tail, everywhere (a constant row): each result is log(k + the rest) of its k
+    copies, and each row has the bits it has alone, among other rows and on 3 threads."""
+    rng = np.random.default_rng(7)
+    info = _core.kernel_info()[isa][dtype.__name__]
+    lanes = info["lanes"]
+    for n in sorted(set(_sum_lengths(isa, dtype)) | {info["blocked_log_sum_from"], CHUNK + 3}):
+        places = [[0, 1], [n - 2, n - 1], [1, lanes + 1, n - 1],
+                  list(range(0, n, 7)), list(range(n))]
+        x = -(40.0 + rng.random((len(places), n)) * 3)
+        for row, at in zip(x, places):
+            row[at] = 0.0
+        x = x.astype(dtype)
+        wide = x.astype(np.float64)
+        counts = np.array([len(at) for at in places], np.float64)
+        others = np.array([math.fsum(np.exp(row[row < 0])) for row in wide])
+        lse = np.log(counts + others)
+        _assert_relative(fs.logsumexp(x, n_threads=1), lse, dtype, f"logsumexp n={n}")
+        logp = fs.log_softmax(x, n_threads=1)
+        firsts = np.array([at[0] for at in places])
+        _assert_relative(logp[np.arange(len(x)), firsts], -lse, dtype, f"log_softmax n={n}")
+        loss = fs.cross_entropy(x, firsts, reduction="none", n_threads=1)
+        _assert_relative(loss, lse, dtype, f"cross_entropy n={n}")
+        np.testing.assert_array_equal(fs.log_softmax(x, n_threads=3), logp)
+        for r in range(len(x)):
+            np.testing.assert_array_equal(fs.log_softmax(x[r:r + 1], n_threads=1), logp[r:r + 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("n", [10, 300, 2 * CHUNK + 5])
 def test_masked_temperature_and_repeated_max(isa, dtype, n):
     rng = np.random.default_rng(n)

@@ -9,8 +9,9 @@ The grid: every public op (softmax, log_softmax, logsumexp, with and without
 temperature and where=; cross_entropy with index and probability targets,
 weights, label smoothing, ignored labels, the gradient; both backward helpers), float32 and
 float64, row lengths on both sides of the short-row, vector, unroll and
-16384-chunk boundaries, the last axis and a middle one, on every ISA this CPU
-runs, with 1 and 2 threads.  Inputs are finite: a change that is meant to fix
+16384-chunk boundaries, the last axis and a middle one, whole-number inputs
+whose rows hold their max more than once, on every ISA this CPU runs, with 1
+and 2 threads.  Inputs are finite: a change that is meant to fix
 non-finite results should not show here.  Exit status 1 on any difference,
 with a line per differing case.
 
@@ -56,7 +57,14 @@ def _cases():
                 yield f"softmax_backward {tag}", lambda x=x, a=axis, p=p: (fs.softmax_backward(x, p, a),)
                 yield f"log_softmax_backward {tag}", lambda x=x, a=axis: (
                     fs.log_softmax_backward(x, fs.log_softmax(x, a), a),)
+            # whole numbers: rows that hold their max twice or more (the log ops' sums drop one)
+            ties = np.round(x / 2)
             tag = f"{np.dtype(dtype).name} {rows}x{n}"
+            yield f"log_softmax ties {tag}", lambda x=ties: (fs.log_softmax(x),)
+            yield f"logsumexp ties {tag}", lambda x=ties, w=where: (
+                np.asarray(fs.logsumexp(x)), np.asarray(fs.logsumexp(x, where=w)))
+            yield f"cross_entropy ties {tag}", lambda x=ties, y=labels: tuple(
+                np.asarray(r) for r in fs.cross_entropy(x, y, reduction="none", return_grad=True))
             yield f"cross_entropy labels {tag}", lambda x=x, y=labels, w=weight: tuple(
                 np.asarray(r) for r in fs.cross_entropy(x, y, weight=w, label_smoothing=0.1,
                                                         reduction="none", return_grad=True))
