@@ -87,8 +87,8 @@ def _result_dtype(x: npt.NDArray[Any]) -> np.dtype[Any]:
 def _is_bfloat16(dtype: np.dtype[Any]) -> bool:
     """Whether ``dtype`` is bfloat16: ``ml_dtypes.bfloat16`` (JAX's, too), or ``_BFLOAT16``."""
     # The size first: reading a dtype's name costs a microsecond, a tenth of a small call.
-    return dtype is _BFLOAT16 or dtype.itemsize == 2 and (dtype.name == "bfloat16" or (
-        dtype.metadata is not None and dtype.metadata.get("fastsoftmax") == "bfloat16"))
+    return dtype is _BFLOAT16 or (dtype.itemsize == 2 and (dtype.name == "bfloat16" or (
+        dtype.metadata is not None and dtype.metadata.get("fastsoftmax") == "bfloat16")))
 
 
 def _widened(arr: npt.NDArray[Any], dtype: np.dtype[Any]) -> FloatArray:
