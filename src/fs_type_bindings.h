@@ -80,6 +80,8 @@
 #define VMASK_PARTIAL FS_COMPUTE_NAME(vmask_partial)
 #define VFIRST FS_COMPUTE_NAME(vfirst)
 #define VFIRST_EQUAL FS_COMPUTE_NAME(vfirst_equal)
+#define VEQUAL_LANES FS_COMPUTE_NAME(vequal_lanes)
+#define VZERO_LOWEST_LANE FS_COMPUTE_NAME(vzero_lowest_lane)
 #define VTRANSPOSE FS_COMPUTE_NAME(vtranspose)
 #define VJOIN FS_COMPUTE_NAME(vjoin)
 #define VJOIN_AT FS_COMPUTE_NAME(vjoin_at)

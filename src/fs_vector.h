@@ -27,6 +27,8 @@
  *                          vacc_sum_lanes_f32: the sum of the lanes), in a tree
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
  *   vfirst_equal_f32       the first lane where a == b, or -1
+ *   vequal_lanes_f32       the lanes where a == b, as bits (vzero_lowest_lane_f32:
+ *                          e with the lowest such lane zeroed)
  *   vany_less_f64          whether any lane is below one (vacc_any_less_f32: of an accumulator)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
  *   vmask/vselect_f32      lanes of a `where=` mask (one byte per element) and a
@@ -352,6 +354,61 @@ FS_DEFINE_FIRST(vbits_f64, f64)
 #endif
 
 /*
+ * vequal_lanes_f32(a, b): the lanes where a == b as the bits of an unsigned
+ * (lane i, bit i); vzero_lowest_lane_f32(e, bits): e with the lane of bits'
+ * lowest set bit zeroed (none where bits is 0).  Together they leave a row's
+ * first max out of its sum without a branch (fs_reduce_tmpl.h's LOOK_IN).
+ * AVX-512 keeps both in mask registers; the others clear the lane with an
+ * and by a mask loaded from a window on an array of ones with one zero, its
+ * offset the bit's number.
+ */
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+#define vequal_lanes_f32(a, b) ((unsigned)_mm512_cmp_ps_mask((__m512)(a), (__m512)(b), _CMP_EQ_OQ))
+#define vequal_lanes_f64(a, b) ((unsigned)_mm512_cmp_pd_mask((__m512d)(a), (__m512d)(b), _CMP_EQ_OQ))
+#define vzero_lowest_lane_f32(e, bits) \
+    ((vec_f32)_mm512_mask_mov_ps((__m512)(e), (__mmask16)((bits) & -(bits)), _mm512_setzero_ps()))
+#define vzero_lowest_lane_f64(e, bits) \
+    ((vec_f64)_mm512_mask_mov_pd((__m512d)(e), (__mmask8)((bits) & -(bits)), _mm512_setzero_pd()))
+#else
+#if FS_X86_DISPATCH && FS_VBYTES == 32
+#define vequal_lanes_f32(a, b) ((unsigned)_mm256_movemask_ps((__m256)((a) == (b))))
+#define vequal_lanes_f64(a, b) ((unsigned)_mm256_movemask_pd((__m256d)((a) == (b))))
+#elif (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && FS_VBYTES == 16
+#define vequal_lanes_f32(a, b) ((unsigned)_mm_movemask_ps((__m128)((a) == (b))))
+#define vequal_lanes_f64(a, b) ((unsigned)_mm_movemask_pd((__m128d)((a) == (b))))
+#else
+/* Any other vector width: each lane's bit, where it compares equal, summed. */
+#define FS_DEFINE_EQUAL_LANES(V, VB, SFX)                                          \
+    static inline unsigned vequal_lanes_##SFX(V a, V b)                            \
+    {                                                                              \
+        const VB equal = (VB)(a == b);                                             \
+        unsigned bits = 0;                                                         \
+        for (int i = 0; i < (int)(sizeof(VB) / sizeof(equal[0])); i++)             \
+            bits |= (unsigned)(equal[i] & 1) << i;                                 \
+        return bits;                                                               \
+    }
+FS_DEFINE_EQUAL_LANES(vec_f32, vbits_f32, f32)
+FS_DEFINE_EQUAL_LANES(vec_f64, vbits_f64, f64)
+#endif
+/*
+ * All ones but one zero, at [16]: the LANES elements from [16 - k] keep every
+ * lane but k, and those from [16 - LANES] every lane (LANES <= 16).
+ */
+#define FS_DEFINE_ZERO_LOWEST_LANE(V, VB, B, SFX)                                        \
+    static const B fs_all_but_one_##SFX[32] = {[0 ... 15] = (B)-1, [16] = 0,             \
+                                               [17 ... 31] = (B)-1};                    \
+    FS_ALWAYS_INLINE V vzero_lowest_lane_##SFX(V e, unsigned bits)                       \
+    {                                                                                    \
+        const int lane = bits ? __builtin_ctz(bits) : FS_LANES_##SFX;                   \
+        VB keep;                                                                         \
+        memcpy(&keep, fs_all_but_one_##SFX + 16 - lane, sizeof keep);                    \
+        return (V)((VB)e & keep);                                                        \
+    }
+FS_DEFINE_ZERO_LOWEST_LANE(vec_f32, vbits_f32, uint32_t, f32)
+FS_DEFINE_ZERO_LOWEST_LANE(vec_f64, vbits_f64, uint64_t, f64)
+#endif
+
+/*
  * vjoin_f32(a, b, vjoin_at_f32(at)): lanes at, ..., LANES-1 of a, then lanes
  * 0, ..., at-1 of b (0 < at < LANES; the index is made once per row).  A pass
  * whose vectors start at its input's lanes stores through it whole vectors at
@@ -577,6 +634,10 @@ typedef uint8_t vmask_bytes_f64;
 #define vfirst_f64(b) ((b) != 0 ? 0 : -1)
 #define vfirst_equal_f32(a, b) ((a) == (b) ? 0 : -1)
 #define vfirst_equal_f64(a, b) ((a) == (b) ? 0 : -1)
+#define vequal_lanes_f32(a, b) ((unsigned)((a) == (b)))
+#define vequal_lanes_f64(a, b) ((unsigned)((a) == (b)))
+#define vzero_lowest_lane_f32(e, bits) ((bits) ? 0.0f : (e))
+#define vzero_lowest_lane_f64(e, bits) ((bits) ? 0.0 : (e))
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
 /* One lane is its own sum and max. */

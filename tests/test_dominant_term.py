@@ -122,6 +122,11 @@ def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
         _assert_relative(np.diagonal(logp), -rest, dtype, f"log_softmax n={n}")
         loss = fs.cross_entropy(x, np.arange(n), reduction="none", n_threads=1)
         _assert_relative(loss, rest, dtype, f"cross_entropy n={n}")
+        # the gradient's sum pass stores its exponentials as it looks, into the logits too
+        grad_out = x.copy()
+        loss_with_grad, _ = fs.cross_entropy(grad_out, np.arange(n), reduction="none",
+                                             return_grad=True, grad_out=grad_out, n_threads=1)
+        _assert_relative(loss_with_grad, rest, dtype, f"cross_entropy with its gradient n={n}")
         np.testing.assert_array_equal(fs.log_softmax(x, n_threads=3), logp)
 
         # a masked-out copy of the max just before it
@@ -147,10 +152,10 @@ def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_rows_holding_their_max_several_times(isa, dtype):
-    """A sum pass zeroes every term of the max and counts them; a row with two or more sums
-    again with the first one only left out.  Ties side by side (one vector), a step apart,
-    in the tail, everywhere (a constant row): each result is log(k + the rest) of its k
-    copies, and each row has the bits it has alone, among other rows and on 3 threads."""
+    """Only the first term of a max held several times is left out of the sum; the others
+    are summed as ones.  Ties side by side (one vector), a vector and a step apart, in the
+    tail, everywhere (a constant row): each result is log(k + the rest) of its k copies, and
+    each row has the bits it has alone, among other rows and on 3 threads."""
     rng = np.random.default_rng(7)
     info = _core.kernel_info()[isa][dtype.__name__]
     lanes = info["lanes"]
