@@ -963,11 +963,18 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
         job.mask.period = cnp.PyArray_SIZE(<cnp.ndarray> where)
     job.scale = scale
     job.narrow = _narrows(x, out)
+    _set_output_hints(&job, x, out)
+    _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
+
+
+cdef void _set_output_hints(SoftmaxJob *job, cnp.ndarray x, cnp.ndarray out) noexcept:
+    """How a softmax-family job's stores go, by the sizes of ``x`` and ``out`` (the job's
+    op, x, out and shift set): the same for every path into the kernels."""
     # Stream the result past the caches when it and x will not both fit in the
     # last-level cache, so nothing of it is there to be read back soon; never in
     # place, where the result's lines are x's, already in the cache.
     job.stream = 0
-    if (op != FS_OP_LOGSUMEXP and job.shift == NULL and job.out != job.x
+    if (job.op != FS_OP_LOGSUMEXP and job.shift == NULL and job.out != job.x
             and cnp.PyArray_NBYTES(x) >= _stream_min_bytes - cnp.PyArray_NBYTES(out)):
         job.stream = FS_STREAM_OUTPUT
     # Whether both stay in the caches, where long rows are pipelined with ordinary stores too.
@@ -975,7 +982,6 @@ def softmax_family(cnp.ndarray x, cnp.ndarray out, object where, Py_ssize_t oute
     if (cnp.PyArray_NBYTES(x) <= _in_cache_max_bytes
             - (0 if job.out == job.x else cnp.PyArray_NBYTES(out))):
         job.in_cache = FS_IN_CACHE
-    _run_job(&job, cnp.PyArray_TYPE(x), nthreads)
 
 
 def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ssize_t outer,
@@ -1560,19 +1566,23 @@ cdef object _NATIVE_FLOAT32 = _np.dtype(_np.float32)  # the exact dtypes _checks
 cdef object _NATIVE_FLOAT64 = _np.dtype(_np.float64)
 
 
-def small_call(object x, int op, Py_ssize_t limit, object out=None):
-    """softmax, log_softmax or logsumexp (``op``) of a small array over its last axis,
-    with every other argument but ``out`` at its default, or None where that is not the call.
+def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_threads=None):
+    """softmax, log_softmax or logsumexp (``op``) of an array over its last axis, with every
+    other argument but ``out`` and ``n_threads`` at its default, or None where that is not
+    the call.
 
     The call: ``x`` an ndarray (not a subclass) of native float32 or float64,
-    C-contiguous, with a dimension and 1 to ``limit - 1`` elements (so one
-    thread, as the full path would pick).  ``out``: None, or an ndarray (not a
+    C-contiguous, with a dimension and at least one element; one thread, as the full
+    path would pick: ``n_threads`` None and fewer than ``limit`` elements, or
+    ``n_threads`` the int 1 and either that or an ``out`` at any size (a new output
+    that large comes from the full path's pool).  ``out``: None, or an ndarray (not a
     subclass) of x's dtype and the result's shape, C-contiguous and writeable,
     sharing no memory with x, or for softmax and log_softmax exactly x's (in
     place); any other ``out`` returns None, and the full path checks it and
     raises its error.  The result is the full path's: ``out`` itself, else a
-    new array, logsumexp's 0-d result a NumPy scalar.  The kernel runs with the
-    GIL held: it takes microseconds, less than releasing the GIL costs.
+    new array, logsumexp's 0-d result a NumPy scalar.  Under ``limit`` elements the
+    kernel runs with the GIL held: it takes microseconds, less than releasing the GIL
+    costs.
     """
     if type(x) is not cnp.ndarray:
         return None
@@ -1580,8 +1590,12 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None):
     cdef object dtype = <object> cnp.PyArray_DESCR(a)
     cdef int ndim = cnp.PyArray_NDIM(a)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(a)
+    cdef bint small = size < limit
+    if n_threads is not None and not (type(n_threads) is int and n_threads == 1):
+        return None
     if ((dtype is not _NATIVE_FLOAT32 and dtype is not _NATIVE_FLOAT64) or ndim == 0
-            or size == 0 or size >= limit or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+            or size == 0 or not (small or (n_threads is not None and out is not None))
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
         return None
     cdef int typenum = cnp.PyArray_TYPE(a)
     cdef bint reduces = op == FS_OP_LOGSUMEXP
@@ -1614,10 +1628,12 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None):
     job.mask.period = 1
     job.scale = 1.0
     job.narrow = False
-    job.stream = 0
     job.log_sums = NULL
     job.shift = job.adjust = NULL
-    if typenum == cnp.NPY_FLOAT32:
+    _set_output_hints(&job, a, result)
+    if not small:
+        _run_job(&job, typenum, 1)
+    elif typenum == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:
         _run(&job, <const double *> NULL, 1)
@@ -1648,8 +1664,8 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
                         Py_ssize_t limit, bint return_grad=False, object grad_out=None):
     """cross_entropy's loss (``mean``, else the sum) of small (N, C) logits and int64 labels,
     with every option but ``ignore_index``, ``reduction``, ``return_grad`` and ``grad_out``
-    at its default, or None where that is not the call: the loss, or with ``return_grad``
-    the pair ``(loss, grad)``.
+    at its default (``n_threads`` None or 1: the caller's test), or None where that is not
+    the call: the loss, or with ``return_grad`` the pair ``(loss, grad)``.
 
     ``grad_out`` (with ``return_grad``): None for a new gradient, or an ndarray (not a
     subclass) of the logits' dtype and shape, C-contiguous and writeable, sharing no memory

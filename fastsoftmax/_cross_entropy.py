@@ -415,7 +415,8 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
     if (type(axis) is int and axis == -1 and weight is None and sample_weight is None
             and (reduction == "mean" or reduction == "sum") and type(label_smoothing) is float
             and label_smoothing == 0.0 and (return_grad is False or return_grad is True)
-            and n_threads is None and type(ignore_index) is int
+            and (n_threads is None or (type(n_threads) is int and n_threads == 1))
+            and type(ignore_index) is int
             and _INT64_MIN <= ignore_index <= _INT64_MAX):
         small = _core.small_cross_entropy(logits, target, ignore_index, reduction == "mean",
                                           PARALLEL_MIN_ELEMENTS, return_grad, grad_out)

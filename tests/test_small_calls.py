@@ -1,4 +1,7 @@
-"""The small-call fast path (``_core.small_call``): the full path's results and errors, bit for bit."""
+"""The one-thread fast path (``_core.small_call``, ``_core.small_cross_entropy``): the full
+path's results and errors, bit for bit."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -15,9 +18,21 @@ SHAPES = [(1,), (4,), (1, 4), (3, 7), (2, 3, 5), (5, 16), (5, 17), (33, 31), (1,
           (PARALLEL_MIN_ELEMENTS - 1,), (1, PARALLEL_MIN_ELEMENTS - 1)]
 
 
-def _full_path(function, x):
-    """The same call through the full path: n_threads=1 is the fast path's thread count."""
-    return function(x, n_threads=1)
+@contextlib.contextmanager
+def _fast_path_off():
+    """Every call within takes the full path: both fast-path entries decline it."""
+    saved = _core.small_call, _core.small_cross_entropy
+    _core.small_call = _core.small_cross_entropy = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        _core.small_call, _core.small_cross_entropy = saved
+
+
+def _full_path(function, x, **kwargs):
+    """The same call through the full path."""
+    with _fast_path_off():
+        return function(x, **kwargs)
 
 
 @pytest.fixture
@@ -166,12 +181,93 @@ def test_other_outs_take_the_full_path_unchanged(function, name):
         with pytest.raises(error) as fast:
             function(x, out=out)
         with pytest.raises(error) as full:
-            function(x, out=out, n_threads=1)
+            _full_path(function, x, out=out)
         assert str(fast.value) == str(full.value)
         return
     want = _full_path(function, x.copy())
     assert function(x, out=out) is out
     np.testing.assert_array_equal(out, want)
+
+
+# -- n_threads=1 ----------------------------------------------------------------------------
+
+# Small, at the fast path's own limit, and large: several rows, long rows over chunks.
+ONE_THREAD_SHAPES = [(3, 7), (PARALLEL_MIN_ELEMENTS - 1,), (2, PARALLEL_MIN_ELEMENTS),
+                     (1, 3 * 16384 + 5), (300, 513)]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["cached", "streamed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", ONE_THREAD_SHAPES, ids=str)
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+def test_one_thread_calls_take_the_fast_path_at_any_size_with_out(function, shape, dtype,
+                                                                  stream):
+    """n_threads=1 is the fast path's own count: with out= it takes calls of any size
+    (releasing the GIL past the limit), and a new output under the limit, streamed or not
+    as the full path would; every result the full path's, bit for bit."""
+    x = (RNG.standard_normal(shape) * 5).astype(dtype)
+    x.flat[::997] = np.nan
+    x.flat[5::1009] = -np.inf
+    op = OPS[function]
+    small = x.size < PARALLEL_MIN_ELEMENTS
+    fs.set_stream_threshold(0 if stream else None)
+    try:
+        want = _full_path(function, x, n_threads=1)
+        out = np.full(_result_shape(function, shape), 7.0, dtype)
+        assert _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, out, 1) is out
+        np.testing.assert_array_equal(out, want)
+        out[...] = 7.0
+        assert function(x, out=out, n_threads=1) is out
+        np.testing.assert_array_equal(out, want)
+        fresh = _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, None, 1)
+        assert (fresh is None) == (not small)  # (a large new output: the full path's pool)
+        np.testing.assert_array_equal(function(x, n_threads=1), want)
+        if function is not fs.logsumexp:  # in place
+            inplace = x.copy()
+            assert _core.small_call(inplace, op, PARALLEL_MIN_ELEMENTS, inplace, 1) is inplace
+            np.testing.assert_array_equal(inplace, want)
+    finally:
+        fs.set_stream_threshold()
+
+
+@pytest.mark.parametrize("n_threads", [2, -1, np.int64(1), True, 1.0, "1", 0],
+                         ids=["2", "-1", "int64", "True", "1.0", "str", "0"])
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+def test_other_thread_counts_take_the_full_path(function, n_threads):
+    """Only None and the int 1 are the fast path's: any other count, valid or not, gets the
+    full path's threads or error."""
+    x = (RNG.standard_normal((3, 7)) * 5).astype(np.float32)
+    assert _core.small_call(x, OPS[function], PARALLEL_MIN_ELEMENTS, None, n_threads) is None
+    try:
+        want = _full_path(function, x, n_threads=n_threads)
+    except (TypeError, ValueError) as error:
+        with pytest.raises(type(error)) as fast:
+            function(x, n_threads=n_threads)
+        assert str(fast.value) == str(error)
+    else:
+        np.testing.assert_array_equal(function(x, n_threads=n_threads), want)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+def test_one_thread_calls_skip_the_full_path(function, no_full_path):
+    x = RNG.standard_normal((2, PARALLEL_MIN_ELEMENTS)).astype(np.float32)
+    out = np.empty(_result_shape(function, x.shape), np.float32)
+    assert function(x, out=out, n_threads=1) is out
+    assert np.asarray(function(x[:1, :8], n_threads=1)).dtype == np.float32
+
+
+def test_one_thread_cross_entropy_takes_the_fast_path(monkeypatch):
+    from fastsoftmax import _cross_entropy
+    x = RNG.standard_normal((4, 10)).astype(np.float32)
+    labels = np.array([1, 2, 3, 4])
+    want = _full_path(fs.cross_entropy, x, target=labels, return_grad=True, n_threads=1)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("took the full path")
+
+    monkeypatch.setattr(_cross_entropy, "losses_and_gradient", refuse)
+    for got, expected in zip(fs.cross_entropy(x, labels, return_grad=True, n_threads=1), want):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_logsumexp_of_one_column_into_its_own_memory_takes_the_full_path():
@@ -199,8 +295,8 @@ def test_small_cross_entropy_matches_the_full_path(shape, dtype, reduction):
     x = (RNG.standard_normal(shape) * 4).astype(dtype)
     labels = RNG.integers(0, classes, rows)
     for ignore_index, kept in ((-100, labels), (0, labels), (-100, np.full(rows, -100))):
-        want = fs.cross_entropy(x, kept, reduction=reduction, ignore_index=ignore_index,
-                                n_threads=1)
+        want = _full_path(fs.cross_entropy, x, target=kept, reduction=reduction,
+                          ignore_index=ignore_index)
         got = fs.cross_entropy(x, kept, reduction=reduction, ignore_index=ignore_index)
         assert type(got) is type(want)
         np.testing.assert_array_equal(got, want)
@@ -211,7 +307,8 @@ def test_small_cross_entropy_matches_the_full_path(shape, dtype, reduction):
         np.testing.assert_array_equal(small, want)
     x[0, 0] = np.inf  # non-finite logits too
     np.testing.assert_array_equal(fs.cross_entropy(x, labels, reduction=reduction),
-                                  fs.cross_entropy(x, labels, reduction=reduction, n_threads=1))
+                                  _full_path(fs.cross_entropy, x, target=labels,
+                                             reduction=reduction))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -224,8 +321,8 @@ def test_small_cross_entropy_with_gradient_matches_the_full_path(shape, dtype, r
     x = (RNG.standard_normal(shape) * 4).astype(dtype)
     labels = RNG.integers(0, classes, rows)
     for ignore_index, kept in ((-100, labels), (0, labels), (-100, np.full(rows, -100))):
-        want_loss, want_grad = fs.cross_entropy(x, kept, reduction=reduction, return_grad=True,
-                                                ignore_index=ignore_index, n_threads=1)
+        want_loss, want_grad = _full_path(fs.cross_entropy, x, target=kept, reduction=reduction,
+                                          return_grad=True, ignore_index=ignore_index)
         for loss, grad in (fs.cross_entropy(x, kept, reduction=reduction, return_grad=True,
                                             ignore_index=ignore_index),
                            _core.small_cross_entropy(x, kept, ignore_index, reduction == "mean",
@@ -237,8 +334,8 @@ def test_small_cross_entropy_with_gradient_matches_the_full_path(shape, dtype, r
             np.testing.assert_array_equal(grad, want_grad)
     x[0, 0] = np.inf  # non-finite logits too
     for got, want in zip(fs.cross_entropy(x, labels, reduction=reduction, return_grad=True),
-                         fs.cross_entropy(x, labels, reduction=reduction, return_grad=True,
-                                          n_threads=1)):
+                         _full_path(fs.cross_entropy, x, target=labels, reduction=reduction,
+                                    return_grad=True)):
         np.testing.assert_array_equal(got, want)
 
 
@@ -249,7 +346,7 @@ def test_small_cross_entropy_grad_out(dtype):
     gets the full path's copy or error, with nothing written before it."""
     x = (RNG.standard_normal((5, 10)) * 3).astype(dtype)
     labels = np.array([1, 2, -100, 4, 9])
-    want_loss, want_grad = fs.cross_entropy(x, labels, return_grad=True, n_threads=1)
+    want_loss, want_grad = _full_path(fs.cross_entropy, x, target=labels, return_grad=True)
     out = np.full_like(x, 7.0)
     loss, grad = fs.cross_entropy(x, labels, return_grad=True, grad_out=out)
     assert grad is out and loss == want_loss
@@ -286,7 +383,7 @@ def test_small_cross_entropy_grad_out(dtype):
         with pytest.raises((TypeError, ValueError)) as fast:
             fs.cross_entropy(x, labels, return_grad=True, grad_out=bad)
         with pytest.raises(type(fast.value)) as full:
-            fs.cross_entropy(x, labels, return_grad=True, grad_out=bad, n_threads=1)
+            _full_path(fs.cross_entropy, x, target=labels, return_grad=True, grad_out=bad)
         assert str(fast.value) == str(full.value)
         np.testing.assert_array_equal(np.asarray(bad), before)
     with pytest.raises(ValueError, match="grad_out"):
@@ -317,7 +414,7 @@ def test_small_cross_entropy_bad_labels_raise_the_full_paths_error(labels):
     with pytest.raises(ValueError) as fast:
         fs.cross_entropy(x, labels)
     with pytest.raises(ValueError) as full:
-        fs.cross_entropy(x, labels, n_threads=1)
+        _full_path(fs.cross_entropy, x, target=labels)
     assert str(fast.value) == str(full.value)
 
 
@@ -338,16 +435,10 @@ def test_small_cross_entropy_bad_labels_raise_the_full_paths_error(labels):
 def test_small_cross_entropy_other_calls_are_unchanged(call):
     x = RNG.standard_normal((4, 10)).astype(np.float32)
     y = np.array([1, 2, 3, 4])
-    # The same call with n_threads=1 (the full path) gives the same bits.
-    import fastsoftmax._cross_entropy as module
+    # The same call through the full path gives the same bits.
     got = call(x, y)
-    original = module.cross_entropy
-    try:
-        module_fs_call = lambda *a, **k: original(*a, **dict(k, n_threads=1))  # noqa: E731
-        fs.cross_entropy = module_fs_call
+    with _fast_path_off():
         want = call(x, y)
-    finally:
-        fs.cross_entropy = original
     got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))  # (loss, grad)
     assert len(got) == len(want)
     for a, b in zip(got, want):
