@@ -315,11 +315,12 @@ patch_count() { # FILE FROM TO COUNT
 }
 logic_objects() {
     bash "$repo/tools/copy_sources.sh" "$repo" "$logic" || return 1
-    # (vfirst, the stores' join, the exp's lookups and masked FMA, the partial loads and stores and the
-    # mask widening: the logic build takes the lane-loop lookups and the compare-and-mask
-    # flush, which give the same bits, and the generic join and widening)
+    # (vfirst, the first-lane zeroing, the stores' join, the exp's lookups and masked FMA,
+    # the partial loads and stores and the mask widening: the logic build takes the
+    # lane-loop lookups and lane bits, the compare-and-mask flush, which give the same
+    # bits, and the generic join and widening)
     patch_count "$logic/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
-        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 5 &&
+        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 6 &&
     patch_count "$logic/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
         '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
     # (the float<->double widening and narrowing, and the streaming stores: the latter then
