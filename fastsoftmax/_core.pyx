@@ -1575,8 +1575,9 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
     C-contiguous, with a dimension and at least one element; one thread, as the full
     path would pick: ``n_threads`` None and fewer than ``limit`` elements, or
     ``n_threads`` the int 1 and either that or an ``out`` at any size (a new output
-    that large comes from the full path's pool).  ``out``: None, or an ndarray (not a
-    subclass) of x's dtype and the result's shape, C-contiguous and writeable,
+    that large is the full path's to allocate, from its pool past 1 MB).  ``out``:
+    None, or an ndarray (not a subclass) of x's dtype and the result's shape,
+    C-contiguous and writeable,
     sharing no memory with x, or for softmax and log_softmax exactly x's (in
     place); any other ``out`` returns None, and the full path checks it and
     raises its error.  The result is the full path's: ``out`` itself, else a
