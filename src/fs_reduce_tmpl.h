@@ -443,6 +443,41 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define STORE_RESULTS(r, v, at) VSTORE_OUT(out##r + (at), (v))
 #define STORE_PENDING() ((void)out_head)
 #endif
+    /*
+     * All ones while the sum has not found row r's term without a branch (the
+     * vector-by-vector loop, and the blocked loop of a row of one step), 0 once
+     * it has.  Whether a row still looks is fixed for each of those loops, so
+     * the loop finds the term without a branch on it: a branch that finds it
+     * mispredicts once in each row, at a random place, and discards the exps
+     * started past it (float32 32768x256 log_softmax, AVX-512, one thread:
+     * 0.43 ns per element with the branch, 0.40-0.41 without; cross_entropy's
+     * loss 0.44 and 0.40).  The state is updated by a select on the compare
+     * alone, so that one instruction is all the loop carries from vector to
+     * vector: masking the compare by it made a chain through the compare and
+     * cost more than the branch had.
+     */
+    unsigned unseen0 = ~0u, unseen1 = ~0u;
+/* Leave row r's max's first term out of e, the vector of differences at i kept as kd. */
+#define LOOK_IN(r, e, kd)                                                         \
+    do {                                                                          \
+        if (look && looking##r) {                                                 \
+            const unsigned zeros_ = VEQUAL_LANES((kd), ZERO_V);                   \
+            e = VZERO_LOWEST_LANE(e, zeros_ & unseen##r);                         \
+            unseen##r = zeros_ ? 0u : unseen##r;                                  \
+        }                                                                         \
+    } while (0)
+    /*
+     * A row of one blocked step, and less than another step after it, looks in
+     * that step as the vector-by-vector loop does (LOOK_IN): the search's
+     * branch would mispredict in most such rows (float32, one thread, rows of
+     * 256 and 384 with AVX2, 512 with AVX-512: log_softmax 3-5% and
+     * cross_entropy's loss 4-7% faster).  Longer rows keep the search, whose
+     * one misprediction their length hides.  So does cross_entropy's gradient
+     * (FS_STORE_EXP_UNJOINED), which gained nothing measurable: the look's
+     * code in its copy of the loop made AVX2 rows of 512 and 1000 that never
+     * take it 4-5% slower.
+     */
+    const int one_step = store != FS_STORE_EXP_UNJOINED && n < 2 * FS_PAIRED_BELOW;
     if (rows == 1) /* rows walked together are shorter than this loop's block */
         for (; i + FS_PAIRED_BELOW <= n;) {
             VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
@@ -483,7 +518,12 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                     STORE_RESULTS(0, diff ? d2 : e2, i + 2 * LANES);
                     STORE_RESULTS(0, diff ? d3 : e3, i + 3 * LANES);
                 }
-                if (look && looking0) {
+                if (look && looking0 && one_step) {
+                    LOOK_IN(0, e0, KEPT_DIFF(d0, 0, i));
+                    LOOK_IN(0, e1, KEPT_DIFF(d1, 0, i + LANES));
+                    LOOK_IN(0, e2, KEPT_DIFF(d2, 0, i + 2 * LANES));
+                    LOOK_IN(0, e3, KEPT_DIFF(d3, 0, i + 3 * LANES));
+                } else if (look && looking0) {
                     /* the differences are <= 0: a 0 is their largest (a NaN lane may hide
                      * one, in a row whose result is NaN anyway) */
                     const VEC k0 = KEPT_DIFF(d0, 0, i), k1 = KEPT_DIFF(d1, 0, i + LANES);
@@ -516,30 +556,13 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
             ADD_TO_TOTAL(total0, carry0, a2);
             ADD_TO_TOTAL(total0, carry0, a3);
         }
+    /* The tail after a row's one step looks only if the step found nothing, as after
+     * the search: a look in each of its vectors made AVX-512 float32 rows of 1000 slower
+     * (cross_entropy's loss 6%). */
+    if (rows == 1 && look && one_step && !unseen0)
+        looking0 = 0;
     VEC block0 = ZERO_V, block1 = ZERO_V;
     int steps = 0;
-    /*
-     * All ones while the vector-by-vector loop has not found row r's term, 0
-     * once it has.  Whether a row still looks is fixed for this whole loop, so
-     * the loop finds the term without a branch on it: a branch that finds it
-     * mispredicts once in each row, at a random place, and discards the exps
-     * started past it (float32 32768x256 log_softmax, AVX-512, one thread:
-     * 0.43 ns per element with the branch, 0.40-0.41 without; cross_entropy's
-     * loss 0.44 and 0.40).  The state is updated by a select on the compare
-     * alone, so that one instruction is all the loop carries from vector to
-     * vector: masking the compare by it made a chain through the compare and
-     * cost more than the branch had.
-     */
-    unsigned unseen0 = ~0u, unseen1 = ~0u;
-/* Leave row r's max's first term out of e, the vector of differences at i kept as kd. */
-#define LOOK_IN(r, e, kd)                                                         \
-    do {                                                                          \
-        if (look && looking##r) {                                                 \
-            const unsigned zeros_ = VEQUAL_LANES((kd), ZERO_V);                   \
-            e = VZERO_LOWEST_LANE(e, zeros_ & unseen##r);                         \
-            unseen##r = zeros_ ? 0u : unseen##r;                                  \
-        }                                                                         \
-    } while (0)
 #define SUM_VECTOR(r)                                                             \
     do {                                                                          \
         const VEC d = VLOAD(x##r + i) - vshift##r;                                \

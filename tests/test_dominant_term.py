@@ -87,7 +87,8 @@ def _sum_lengths(isa, dtype):
     """Rows that sum in float blocks and look for the max's term as they go (see below)."""
     info = _core.kernel_info()[isa][dtype.__name__]
     step = info["lanes"] * info["unroll"] * info["flush_steps"]  # one blocked step of the sum
-    lengths = {info["blocked_log_sum_from"] + 1, step - 1, 2 * step + info["lanes"] + 3}
+    lengths = {info["blocked_log_sum_from"] + 1, step - 1, step, step + info["lanes"] + 3,
+               2 * step - 1, 2 * step + info["lanes"] + 3}
     return sorted(n for n in lengths if n >= info["blocked_log_sum_from"])
 
 
@@ -104,8 +105,10 @@ def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
     Rows of blocked_log_sum_from or more elements sum in float blocks without
     that term of 1, and look for it in the sum pass itself: rows shorter than
     one blocked step of the sum two at a time, longer ones in the blocked
-    loop, then the tail vectors.  Row p of an n x n batch has its max at p, for
-    rows within one step, over two and a tail: a term missed, or one taken
+    loop (without a branch in a row of one step and less than another), then
+    the tail vectors.  Row p of an n x n batch has its max at p, for rows
+    within one step, of one step, one and a tail, just under two, and over
+    two and a tail: a term missed, or one taken
     from the wrong place, leaves a 1 in a float block and rounds the others
     (40 below it) away.  An entry equal to the max that the mask leaves out,
     just before it, must not be taken; a second max after it is summed, its
