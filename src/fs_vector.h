@@ -316,22 +316,16 @@ FS_DEFINE_LANES_REDUCTION(vmax_lanes_f64, vec_f64, double, FS_MAX_STEP)
 /* Float's double lanes: lo holds the lower half of them, so its first halving is lo + hi. */
 FS_ALWAYS_INLINE double vacc_sum_lanes_f32(vacc_f32 a) { return vsum_lanes_f64(a.lo + a.hi); }
 
+/* The number of the lowest set bit of an unsigned, or -1 if none is set. */
+#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
 /* The first lane of a comparison result that is set, or -1: one instruction and a bit scan. */
 #if FS_X86_DISPATCH && FS_VBYTES == 64
-#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
 #define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm512_test_epi32_mask((__m512i)(b), (__m512i)(b)))
 #define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm512_test_epi64_mask((__m512i)(b), (__m512i)(b)))
-/* (from the comparison's mask register: GCC does not fold a vbits round trip back into it) */
-#define vfirst_equal_f32(a, b) \
-    FS_FIRST_BIT((unsigned)_mm512_cmp_ps_mask((__m512)(a), (__m512)(b), _CMP_EQ_OQ))
-#define vfirst_equal_f64(a, b) \
-    FS_FIRST_BIT((unsigned)_mm512_cmp_pd_mask((__m512d)(a), (__m512d)(b), _CMP_EQ_OQ))
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
-#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
 #define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm256_movemask_ps((__m256)(b)))
 #define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm256_movemask_pd((__m256d)(b)))
 #elif (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && FS_VBYTES == 16
-#define FS_FIRST_BIT(bits) ((bits) ? __builtin_ctz(bits) : -1)
 #define vfirst_f32(b) FS_FIRST_BIT((unsigned)_mm_movemask_ps((__m128)(b)))
 #define vfirst_f64(b) FS_FIRST_BIT((unsigned)_mm_movemask_pd((__m128d)(b)))
 #else
@@ -347,12 +341,6 @@ FS_ALWAYS_INLINE double vacc_sum_lanes_f32(vacc_f32 a) { return vsum_lanes_f64(a
 FS_DEFINE_FIRST(vbits_f32, f32)
 FS_DEFINE_FIRST(vbits_f64, f64)
 #endif
-#ifndef vfirst_equal_f32
-/* The first lane where a == b, or -1. */
-#define vfirst_equal_f32(a, b) vfirst_f32((vbits_f32)((a) == (b)))
-#define vfirst_equal_f64(a, b) vfirst_f64((vbits_f64)((a) == (b)))
-#endif
-
 /*
  * vequal_lanes_f32(a, b): the lanes where a == b as the bits of an unsigned
  * (lane i, bit i); vzero_lowest_lane_f32(e, bits): e with the lane of bits'
@@ -407,6 +395,10 @@ FS_DEFINE_EQUAL_LANES(vec_f64, vbits_f64, f64)
 FS_DEFINE_ZERO_LOWEST_LANE(vec_f32, vbits_f32, uint32_t, f32)
 FS_DEFINE_ZERO_LOWEST_LANE(vec_f64, vbits_f64, uint64_t, f64)
 #endif
+/* The first lane where a == b, or -1 (AVX-512: from the comparison's mask register, which
+ * GCC does not fold a vbits round trip back into). */
+#define vfirst_equal_f32(a, b) FS_FIRST_BIT(vequal_lanes_f32((a), (b)))
+#define vfirst_equal_f64(a, b) FS_FIRST_BIT(vequal_lanes_f64((a), (b)))
 
 /*
  * vjoin_f32(a, b, vjoin_at_f32(at)): lanes at, ..., LANES-1 of a, then lanes
