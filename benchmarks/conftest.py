@@ -15,6 +15,10 @@ big workloads once, and each result is checked):
 (built in place); plain `pytest` benchmarks the installed one. Cases of a fastsoftmax function
 that does not exist, or of a peer (scipy, torch, jax, onnxruntime with onnx) that is not
 installed, are skipped.
+`--bench-threads N` runs fastsoftmax, PyTorch and ONNX Runtime on N threads each (by default
+each picks its own count); NumPy, SciPy and JAX keep theirs. `--bench-threads 1` compares the
+kernels themselves, one core each, as users of multi-process servers or of dask chunks run them.
+
 Narrow a run with -k on the test ids (workload-dtype-op-implementation), e.g.
 `-k "bandwidth or tiny_call"` or `-k "bandwidth or (training_logits and float32)"`; keep the
 `bandwidth` tests in any run whose report should show the "× floor" column.
@@ -25,6 +29,7 @@ otherwise: with the peers the big workloads take 0.1-2 s per call, and memory-bo
 little from round to round.
 """
 
+import argparse
 import importlib
 import math
 import os
@@ -41,6 +46,38 @@ FEW_ROUNDS = 3
 # A round repeats a call until it lasts at least this long, so that timer resolution and
 # per-round overhead do not dominate calls of a few microseconds (tiny_call).
 MIN_ROUND_S = 1e-3
+
+
+def _thread_count(text):
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a thread count must be an integer, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"a thread count must be at least 1, got {count}")
+    return count
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--bench-threads", type=_thread_count, default=None, metavar="N",
+        help="run fastsoftmax, PyTorch and ONNX Runtime on N threads each (default: each "
+             "library's own count); NumPy, SciPy and JAX keep theirs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bench_threads(pytestconfig):
+    """--bench-threads: the thread count fastsoftmax and PyTorch are set to before the first
+    benchmark, for ONNX Runtime's sessions to take too, or None where each keeps its own."""
+    count = pytestconfig.getoption("bench_threads")
+    if count is not None:
+        for name in ("fastsoftmax", "torch"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            module.set_num_threads(count)
+    return count
 
 
 def _is_under(path, directory):

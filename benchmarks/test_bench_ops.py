@@ -14,8 +14,9 @@ ONNX Runtime (onnxruntime + onnx) runs one-node graphs built with onnx.helper (S
 LogSoftmax, ReduceLogSumExp, SoftmaxCrossEntropyLoss; opset 18, last axis) on the CPU execution
 provider, through an IOBinding of the NumPy input and a preallocated NumPy output, as a CPU
 inference user would; intra_op_num_threads is ORT's default (0: ORT picks), matching the
-automatic threads every other contender here runs with. Its output is checked once before it
-is timed (into a buffer first filled with NaN, so that a stale result cannot pass).
+automatic threads every other contender here runs with, or the count `--bench-threads N` gives
+fastsoftmax, PyTorch and ORT alike (benchmarks/conftest.py). Its output is checked once before
+it is timed (into a buffer first filled with NaN, so that a stale result cannot pass).
 """
 
 import importlib
@@ -285,15 +286,21 @@ def _onnx_model(onnx, op, dtype):
     return model
 
 
+def _ort_options(ort, n_threads):
+    """ORT session options on n_threads intra-op threads; None is ORT's own default."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 0 if n_threads is None else n_threads  # 0: ORT picks
+    return options
+
+
 def _onnxruntime(op, case, n_threads=None):
     """run_with_iobinding into a preallocated output; n_threads None is ORT's own default."""
     ort = _import_or_skip("onnxruntime")
     onnx = _import_or_skip("onnx")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 0 if n_threads is None else n_threads  # 0: ORT picks
     model = _onnx_model(onnx, op, case.dtype).SerializeToString()
     try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, _ort_options(ort, n_threads),
+                                       providers=["CPUExecutionProvider"])
     except ort.capi.onnxruntime_pybind11_state.NotImplemented as exc:  # no kernel for this dtype
         pytest.skip(f"onnxruntime {ort.__version__} cannot run {op} on {case.dtype}: {exc}")
 
@@ -370,7 +377,7 @@ def _check(op, case, result):
     "op, implementation",
     [(op, name) for op in ALL_OPS for name, (ops, _) in IMPLEMENTATIONS.items() if op in ops],
 )
-def test_op(benchmark, measure, case, op, implementation):
+def test_op(benchmark, measure, bench_threads, case, op, implementation):
     shape = "x".join(map(str, case.x.shape))
     benchmark.group = f"{op} {case.workload} {shape} {case.dtype}"
     bytes_read, bytes_written = case.bytes_moved(op)
@@ -385,9 +392,11 @@ def test_op(benchmark, measure, case, op, implementation):
     )
     if op in COMPUTES:
         benchmark.extra_info["computes"] = COMPUTES[op]
-    if implementation == "onnxruntime":
-        benchmark.extra_info["intra_op_num_threads"] = 0  # ORT's default: it picks the count
     build = IMPLEMENTATIONS[implementation][1]
+    if implementation == "onnxruntime":
+        # 0 is ORT's default: it picks the count
+        benchmark.extra_info["intra_op_num_threads"] = bench_threads or 0
+        build = partial(build, n_threads=bench_threads)
     result = measure(build(op, case))
     _check(op, case, result)
 
@@ -458,7 +467,7 @@ def _np_masked_softmax(x, mask):
     return _np_softmax(np.where(mask, x, -np.inf))
 
 
-def _onnx_masked_softmax(x, mask, out):
+def _onnx_masked_softmax(x, mask, out, n_threads):
     ort = _import_or_skip("onnxruntime")
     onnx = _import_or_skip("onnx")
     helper = onnx.helper
@@ -475,7 +484,7 @@ def _onnx_masked_softmax(x, mask, out):
     model = helper.make_model(graph, opset_imports=opsets,
                               ir_version=helper.find_min_ir_version_for(opsets))
     onnx.checker.check_model(model, full_check=True)
-    session = ort.InferenceSession(model.SerializeToString(), ort.SessionOptions(),
+    session = ort.InferenceSession(model.SerializeToString(), _ort_options(ort, n_threads),
                                    providers=["CPUExecutionProvider"])
     binding = session.io_binding()
     binding.bind_input("x", "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
@@ -490,7 +499,7 @@ def _onnx_masked_softmax(x, mask, out):
     return run
 
 
-def _masked_call(implementation, x, mask, out):
+def _masked_call(implementation, x, mask, out, n_threads):
     if implementation.startswith("fastsoftmax"):
         fs = _import_or_skip("fastsoftmax")
         kwargs = {"out": out} if implementation == "fastsoftmax_out" else {}
@@ -505,19 +514,21 @@ def _masked_call(implementation, x, mask, out):
         args = (jax.device_put(x), jax.device_put(mask))
         return lambda: jax.block_until_ready(fn(*args))
     if implementation == "onnxruntime":
-        return _onnx_masked_softmax(x, mask, out)
+        return _onnx_masked_softmax(x, mask, out, n_threads)
     return partial(_np_masked_softmax, x, mask)
 
 
 @pytest.mark.parametrize("implementation", MASKED_IMPLEMENTATIONS)
-def test_masked_softmax(benchmark, measure, masked_case, implementation):
+def test_masked_softmax(benchmark, measure, bench_threads, masked_case, implementation):
     x, mask, out = masked_case
     benchmark.group = f"softmax where=causal {'x'.join(map(str, x.shape))} float32"
     benchmark.extra_info.update(
         implementation=implementation, op="softmax where=", workload="causal_attention",
         shape=list(x.shape), dtype="float32", bytes_read=x.nbytes + mask.nbytes,
         bytes_written=x.nbytes)
-    got = _to_numpy(measure(_masked_call(implementation, x, mask, out)))
+    if implementation == "onnxruntime":
+        benchmark.extra_info["intra_op_num_threads"] = bench_threads or 0
+    got = _to_numpy(measure(_masked_call(implementation, x, mask, out, bench_threads)))
     assert got.shape == x.shape
     heads = [0, len(x) - 1]  # first and last head, in float64
     expected = _np_masked_softmax(x[heads].astype(np.float64), mask)
