@@ -77,6 +77,9 @@ def bench_threads(pytestconfig):
             except ImportError:
                 continue
             module.set_num_threads(count)
+            if module.get_num_threads() != count:  # (the smoke run in .ci/run checks this)
+                raise RuntimeError(f"{name}.set_num_threads({count}) left it on "
+                                   f"{module.get_num_threads()} threads")
     return count
 
 
