@@ -154,6 +154,9 @@ cdef extern from "fs_pool.h" nogil:
     int fs_pool_set_openmp(int on)
     int fs_pool_fail_spawn(int on)
 
+cdef extern from "fs_pages.h" nogil:
+    void fs_advise_huge_pages(void *start, size_t nbytes)
+
 cdef extern from "fs_openmp_runtime.h" nogil:
     int fs_openmp_runtime_file(const char **path, uintptr_t *base)
     int fs_openmp_runtime_users()
@@ -1439,13 +1442,14 @@ cdef class PooledBlock:
             self.raw = NULL
 
 
-def take_block(Py_ssize_t nbytes, size_t beside=0):
+def take_block(Py_ssize_t nbytes, size_t beside=0, bint huge_pages=False):
     """A block of at least ``nbytes`` (a pooled one of at most twice that, else a new one).
 
     Its data starts on a cache line; given ``beside`` (an input's address, not 0), on
     the line half a 4 KB page from where that input starts in one, or just before
     (fastsoftmax._pool.fresh: a kernel loading the input then never finds its stores
-    just ahead in the low 12 address bits, 4 KB aliasing)."""
+    just ahead in the low 12 address bits, 4 KB aliasing).  With ``huge_pages``, a new
+    block of 4 MB or more is advised onto transparent huge pages (src/fs_pages.h)."""
     global _idle_bytes
     cdef PooledBlock block = PooledBlock.__new__(PooledBlock)
     cdef Py_ssize_t i, best = -1, best_capacity = 0, capacity
@@ -1462,6 +1466,8 @@ def take_block(Py_ssize_t nbytes, size_t beside=0):
         block.raw = malloc(capacity + POOL_PAGE)
         if block.raw == NULL:
             raise MemoryError(f"fastsoftmax: cannot allocate an output of {nbytes} bytes")
+        if huge_pages:
+            fs_advise_huge_pages(block.raw, capacity + POOL_PAGE)
     block.capacity = capacity
     if beside:
         block.data = <char *> block.raw + (

@@ -163,6 +163,63 @@ def test_rss_stays_flat_over_1000_calls():
     assert rss() - before < 16 * MB
 
 
+def _page_flags(array):
+    """The kernel's flags (smaps VmFlags) on the page two pages into ``array``'s data: a
+    whole page of it (advice covers whole pages only), or None without smaps."""
+    address = array.__array_interface__["data"][0] + 2 * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/proc/self/smaps") as smaps:
+            inside = False
+            for line in smaps:
+                first = line.split(maxsplit=1)[0]
+                if "-" in first and not first.endswith(":"):
+                    low, high = (int(bound, 16) for bound in first.split("-"))
+                    inside = low <= address < high
+                elif inside and first == "VmFlags:":
+                    return set(line.split()[1:])
+    except OSError:
+        pass
+    return None
+
+
+def _numpy_huge_page_switch():
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage as switch
+    except ImportError:
+        try:  # NumPy 1
+            from numpy.core.multiarray import _set_madvise_hugepage as switch
+        except ImportError:
+            pytest.skip("needs NumPy's huge-page switch")
+    if _page_flags(np.empty(8 * MB, np.uint8)) is None:
+        pytest.skip("needs Linux's /proc/self/smaps")
+    return switch
+
+
+def test_new_blocks_get_numpys_huge_page_advice():
+    """A pooled result of 4 MB or more sits on pages advised as NumPy advises its own
+    arrays of that size: huge pages (MADV_HUGEPAGE, 'hg' in smaps), unless NumPy's switch
+    is off."""
+    switch = _numpy_huge_page_switch()
+    before = switch(True)
+    try:
+        if "hg" not in _page_flags(np.empty(8 * MB, np.uint8)):
+            pytest.skip("this kernel takes no huge-page advice")
+        # 40 MB: past glibc's largest mmap threshold, so each block is new mapped memory,
+        # never heap pages that earlier advice (NumPy's) covers already.
+        x = np.ones((64, 163840), np.float32)
+        for make in (lambda: fs.softmax(x), lambda: fs.log_softmax(x, dtype=np.float64),
+                     lambda: fs.cross_entropy(x, np.zeros(64, np.int64), return_grad=True)[1]):
+            result = make()
+            assert result.base is not None  # pooled
+            assert "hg" in _page_flags(result)
+        switch(False)
+        assert not _pool._numpy_advises_huge_pages()
+        switch(True)
+        assert _pool._numpy_advises_huge_pages()
+    finally:
+        switch(before)
+
+
 def test_threads_take_and_return_blocks_at_once():
     expected = fs.softmax(X, out=np.empty_like(X))
     errors = []
