@@ -1379,6 +1379,10 @@ def exp(cnp.ndarray x, cnp.ndarray out):
 # array died, instead of new pages that the OS must zero on every call.  Every
 # function below runs with the GIL held, which is what makes the pool thread-safe.
 
+# New results of this many bytes or more come from the pool (smaller ones from np.empty,
+# whose memory malloc reuses).
+cdef Py_ssize_t _POOL_MIN_BYTES = 1 << 20
+POOL_MIN_BYTES = _POOL_MIN_BYTES
 cdef list _idle_blocks = []          # (capacity, raw address) of blocks no array uses
 cdef Py_ssize_t _idle_bytes = 0
 cdef Py_ssize_t _pool_limit = 0      # idle bytes kept at most (0: keep none)...
@@ -1580,8 +1584,8 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
     The call: ``x`` an ndarray (not a subclass) of native float32 or float64,
     C-contiguous, with a dimension and at least one element; one thread, as the full
     path would pick: ``n_threads`` None and fewer than ``limit`` elements, or
-    ``n_threads`` the int 1 and either that or an ``out`` at any size (a new output
-    that large is the full path's to allocate, from its pool past 1 MB).  ``out``:
+    ``n_threads`` the int 1 and either that, or an ``out`` at any size, or a new result
+    under ``POOL_MIN_BYTES`` (a larger one is the full path's to take from its pool).  ``out``:
     None, or an ndarray (not a subclass) of x's dtype and the result's shape,
     C-contiguous and writeable,
     sharing no memory with x, or for softmax and log_softmax exactly x's (in
@@ -1601,11 +1605,15 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
     if n_threads is not None and not (type(n_threads) is int and n_threads == 1):
         return None
     if ((dtype is not _NATIVE_FLOAT32 and dtype is not _NATIVE_FLOAT64) or ndim == 0
-            or size == 0 or not (small or (n_threads is not None and out is not None))
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+            or size == 0 or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
         return None
     cdef int typenum = cnp.PyArray_TYPE(a)
     cdef bint reduces = op == FS_OP_LOGSUMEXP
+    cdef Py_ssize_t n = cnp.PyArray_DIM(a, ndim - 1)
+    cdef Py_ssize_t result_bytes = (size // n if reduces else size) * cnp.PyArray_ITEMSIZE(a)
+    if not (small or (n_threads is not None
+                      and (out is not None or result_bytes < _POOL_MIN_BYTES))):
+        return None
     cdef int result_ndim = ndim - 1 if reduces else ndim, i, shared
     cdef cnp.ndarray result
     if out is None:
@@ -1624,7 +1632,6 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
         shared = _overlap(result, a)
         if shared == 2 or (shared == 1 and reduces):  # the full path copies x first
             return None
-    cdef Py_ssize_t n = cnp.PyArray_DIM(a, ndim - 1)
     cdef SoftmaxJob job
     memset(&job, 0, sizeof(job))  # every flag off: a field left unset would be stack garbage
     job.shape = _shape(size // n, n, 1)

@@ -27,7 +27,7 @@ from . import _core
 
 __all__ = ["set_output_pool"]
 
-MIN_BYTES = 1 << 20            # smaller outputs come from np.empty (malloc reuses those)
+MIN_BYTES = _core.POOL_MIN_BYTES  # smaller outputs come from np.empty (malloc reuses those)
 DEFAULT_MAX_BYTES = 256 << 20  # the default bound, or two of the largest outputs
 ENVIRONMENT_VARIABLE = "FASTSOFTMAX_OUTPUT_POOL"
 _enabled = True  # set_output_pool keeps it

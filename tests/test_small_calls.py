@@ -191,9 +191,10 @@ def test_other_outs_take_the_full_path_unchanged(function, name):
 
 # -- n_threads=1 ----------------------------------------------------------------------------
 
-# Small, at the fast path's own limit, and large: several rows, long rows over chunks.
+# Small, at the fast path's own limit, and large: several rows, long rows over chunks, and
+# results just under and at the pool's size in float64 (1 MB: 131072 doubles).
 ONE_THREAD_SHAPES = [(3, 7), (PARALLEL_MIN_ELEMENTS - 1,), (2, PARALLEL_MIN_ELEMENTS),
-                     (1, 3 * 16384 + 5), (300, 513)]
+                     (1, 3 * 16384 + 5), (300, 513), (1, 131071), (2, 65536), (131072, 1)]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["cached", "streamed"])
@@ -203,13 +204,13 @@ ONE_THREAD_SHAPES = [(3, 7), (PARALLEL_MIN_ELEMENTS - 1,), (2, PARALLEL_MIN_ELEM
 def test_one_thread_calls_take_the_fast_path_at_any_size_with_out(function, shape, dtype,
                                                                   stream):
     """n_threads=1 is the fast path's own count: with out= it takes calls of any size
-    (releasing the GIL past the limit), and a new output under the limit, streamed or not
-    as the full path would; every result the full path's, bit for bit."""
+    (releasing the GIL past the limit), and a new result under the pool's size, streamed or
+    not as the full path would; every result the full path's, bit for bit."""
     x = (RNG.standard_normal(shape) * 5).astype(dtype)
     x.flat[::997] = np.nan
     x.flat[5::1009] = -np.inf
     op = OPS[function]
-    small = x.size < PARALLEL_MIN_ELEMENTS
+    pooled = np.prod(_result_shape(function, shape)) * x.itemsize >= _core.POOL_MIN_BYTES
     fs.set_stream_threshold(0 if stream else None)
     try:
         want = _full_path(function, x, n_threads=1)
@@ -220,7 +221,10 @@ def test_one_thread_calls_take_the_fast_path_at_any_size_with_out(function, shap
         assert function(x, out=out, n_threads=1) is out
         np.testing.assert_array_equal(out, want)
         fresh = _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, None, 1)
-        assert (fresh is None) == (not small)  # (a large new output: the full path's pool)
+        assert (fresh is None) == pooled  # (a result that large: the full path's pool)
+        if fresh is not None:
+            assert fresh.base is None and fresh.flags.c_contiguous and fresh.dtype == dtype
+            np.testing.assert_array_equal(fresh, want)
         np.testing.assert_array_equal(function(x, n_threads=1), want)
         if function is not fs.logsumexp:  # in place
             inplace = x.copy()
