@@ -18,6 +18,7 @@ import importlib
 import math
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,14 +34,16 @@ ENVIRONMENT_VARIABLE = "FASTSOFTMAX_OUTPUT_POOL"
 _enabled = True  # set_output_pool keeps it
 
 
-def _numpy_huge_page_switch() -> Any:
+def _numpy_huge_page_switch() -> Callable[[], bool]:
     """NumPy's switch for its huge-page advice on large arrays (its private
     ``_get_madvise_hugepage``; True, NumPy's default on Linux, where it cannot be
     found).  Pooled blocks follow it: a user who turned the advice off for NumPy's
     arrays gets none on fastsoftmax's either."""
     for module in ("numpy._core.multiarray", "numpy.core.multiarray"):  # NumPy 2, 1
         try:
-            return getattr(importlib.import_module(module), "_get_madvise_hugepage")
+            switch: Callable[[], bool] = getattr(importlib.import_module(module),
+                                                 "_get_madvise_hugepage")
+            return switch
         except (ImportError, AttributeError):
             continue
     return lambda: True
