@@ -193,4 +193,21 @@
  */
 #define FS_NEXT_ROW_REHINT_BYTES 16384
 
+/*
+ * Pipelined log_softmax rows up to this many bytes (of the compute type) take
+ * their last pass two sum passes after their own rather than one
+ * (fs_softmax_tmpl.h's softmax_rows_pipelined), the log of their sum taken
+ * one sum pass after theirs.  glibc's log takes about 10 ns from its argument
+ * to its result here, and on short rows the next row's pass waited on it,
+ * whether the next pass used its result or only stored it: a build whose
+ * pipelined rows took no log at all was 0.81 of the time on rows of 256, 0.85
+ * on 512.  With the log one pass later, its argument has long been ready.
+ * Float32 log_softmax, AVX-512, Zen 5, one thread, in cache, min of four
+ * alternated runs, new / old time: rows of 256 0.89, 300 0.90, 512 0.93, 700
+ * 0.93, 1024 0.96 (2048: 1.00, left out).  softmax's last pass needs 1 / sum,
+ * whose division waits less: level within this VM's noise (0.99-1.01), so it
+ * keeps one row.  The row that waits the extra pass stays in L1.
+ */
+#define FS_PIPELINED_DEEP_TO_BYTES 4096
+
 #endif /* FS_CONFIG_H */

@@ -137,6 +137,7 @@ typedef struct fs_block_sizes {
     int stream_grad_from; /* cross_entropy's gradient streams in rows from this long */
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
     int pipelined_to;   /* ... up to this long */
+    int pipelined_deep_to; /* log_softmax rows up to this long take their last pass two rows on */
 } fs_block_sizes;
 
 /*

@@ -266,6 +266,10 @@ enum {
 /* The longest row softmax_block pipelines (FS_PIPELINED_TO_BYTES). */
 enum { FN(pipelined_to) = FS_PIPELINED_TO_BYTES / (int)sizeof(REAL) };
 
+/* The longest log_softmax row whose last pass comes two sum passes after its own
+ * (FS_PIPELINED_DEEP_TO_BYTES; softmax_rows_pipelined). */
+enum { FN(pipelined_deep_to) = FS_PIPELINED_DEEP_TO_BYTES / (int)sizeof(REAL) };
+
 /* A cache line's worth of outputs: what streams, whole (stream_head, below). */
 enum { FN(line_length) = FS_CACHE_LINE_BYTES / (int)sizeof(OUT) };
 
@@ -638,35 +642,93 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
 }
 
 /*
+ * A pipelined row whose sum pass is done and whose last pass is still to come:
+ * its input, where its sum pass stored (out, or a scratch row), its output,
+ * its max and sum, and (last_pass_terms) the factor and lse its last pass
+ * takes.
+ */
+typedef struct {
+    const STORAGE *x;
+    const OUT *stored;
+    OUT *out;
+    REAL max, factor, lse;
+    double sum;
+    int drop;
+} FN(row_to_finish);
+
+/* The factor and lse of a row's last pass: softmax_row's expressions of its sum. */
+FS_ALWAYS_INLINE void FN(last_pass_terms)(FN(row_to_finish) *row, REAL scale, int log_output)
+{
+    if (log_output) { /* row_log_sum_dropped's log of the row's sum; drop is DONE or NONE */
+        row->factor = scale;
+        row->lse = (REAL)fs_log_sum(row->sum, row->drop);
+    } else {
+        row->factor = (REAL)(1.0 / row->sum);
+        row->lse = 0;
+    }
+}
+
+/* A row's last pass on its own, after the pipeline's last sum pass. */
+static void FN(finish_row)(const FN(row_to_finish) *row, fs_index n, REAL scale, int log_output,
+                           int stream)
+{
+    (void)stream;
+#if FS_STREAMS
+    if (stream) {
+        FN(last_pass_streamed)(row->stored, NULL, row->out, n, row->factor, row->lse, log_output);
+        return;
+    }
+#endif
+    if (log_output)
+        FN(log_softmax_span)(row->x, NULL, row->out, n, row->max, scale, row->lse, 1);
+    else
+        FN(scale_span)(row->x, NULL, row->out, n, row->max, scale, row->factor);
+}
+
+/* How many sum passes after its own a pipelined row takes its last pass: 1, or 2. */
+static int FN(pipeline_depth)(fs_index n, int log_output)
+{
+    return log_output && n <= FN(pipelined_deep_to) ? 2 : 1;
+}
+
+/*
  * Unmasked softmax or log_softmax rows of pipelined_from to pipelined_to
  * elements (FS_BLOCKED_LOG_SUM_FROM at least for log_softmax), `rows`
  * contiguous ones, with each row's passes one row apart: the sum pass of a
- * row also takes the next row's max and does the previous row's last pass
+ * row also takes the next row's max and does the last pass of the row before
  * (row_sum_exp_beside).  Alone, a row's three passes wait on each other: the
  * sum on the max, the last pass on the sum, and the core drains between them
  * (4096x256 float32 softmax, AVX2, Zen 3, C harness over the kernel table:
- * 0.55 ns per element before, 0.46 after).  Each row gets the bits
- * softmax_row gives it: the same sums and the same stored values, which the
- * same expressions turn into results.
+ * 0.55 ns per element before, 0.46 after).  log_softmax rows up to
+ * pipelined_deep_to go two rows apart (pipeline_depth): the last pass of row
+ * r comes in the sum pass of row r + 2, and the log of row r's sum is taken
+ * after the sum pass of row r + 1, when that sum has long been ready
+ * (FS_PIPELINED_DEEP_TO_BYTES).  Each row gets the bits softmax_row gives it:
+ * the same sums and the same stored values, which the same expressions turn
+ * into results.
  *
- * With `scratch` (streamed: two rows of pipelined_scratch_stride(n) elements,
- * aligned to a line; NULL: ordinary stores), each row's sum pass stores its
- * exponentials or differences into one of the two, which stay in the caches
- * near the core, and the last pass reads them from there and streams its
- * results out past the caches (rows_sum_exp_impl's side_streams): ordinary
- * stores would first read every output line from memory.  The last pass then
- * loads nothing from x, whose lines would otherwise wait on streaming stores to
- * out at addresses that match theirs in the low 12 bits (AVX-512, Zen 4,
- * float32 1024x8192 softmax, out 48 or 80 bytes past x modulo 4 KB: 1.7-2.4x
- * the time of ordinary stores when the last pass computed its exponentials
- * again from x).  Same values, same expressions: the same bits.
+ * With `scratch` (streamed: pipeline_depth + 1 rows of
+ * pipelined_scratch_stride(n) elements, aligned to a line; NULL: ordinary
+ * stores), each row's sum pass stores its exponentials or differences into one
+ * of them, which stay in the caches near the core, and the last pass reads
+ * them from there and streams its results out past the caches
+ * (rows_sum_exp_impl's side_streams): ordinary stores would first read every
+ * output line from memory.  The last pass then loads nothing from x, whose
+ * lines would otherwise wait on streaming stores to out at addresses that
+ * match theirs in the low 12 bits (AVX-512, Zen 4, float32 1024x8192 softmax,
+ * out 48 or 80 bytes past x modulo 4 KB: 1.7-2.4x the time of ordinary stores
+ * when the last pass computed its exponentials again from x).  Same values,
+ * same expressions: the same bits.
  */
 static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                        REAL scale, int log_output, OUT *scratch)
 {
     FN(neighbours) side;
     const int stream = FS_STREAMS && scratch != NULL;
+    const int depth = FN(pipeline_depth)(n, log_output);
     REAL max = FN(row_max)(x, NULL, n);
+    /* waiting: with depth 2, the row summed last, whose last pass comes after the next sum */
+    FN(row_to_finish) waiting = {NULL, NULL, NULL, 0, 0, 0, 0.0, 0}, done = waiting;
     side.next_max = max;
     side.prev = NULL;
     side.prev_out = NULL;
@@ -674,36 +736,37 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     side.prev_factor = side.prev_lse = 0;
     for (fs_index r = 0; r < rows; r++) {
         int drop = 1; /* log_softmax: look for the max's first term */
-        OUT *stored = stream ? scratch + (r & 1) * FN(pipelined_scratch_stride)(n) : out + r * n;
+        OUT *stored = stream ? scratch + (r % (depth + 1)) * FN(pipelined_scratch_stride)(n)
+                             : out + r * n;
         side.next = r + 1 < rows ? x + (r + 1) * n : NULL;
         const double sum =
             FN(row_sum_exp_beside)(x + r * n, stored, n, max, scale,
                                    r + 2 < rows ? x + (r + 2) * n : NULL, log_output, &drop,
                                    &side, stream);
-        side.prev = stored;
-        side.prev_out = out + r * n;
-        if (log_output) { /* row_log_sum_dropped's log of the row's sum; drop is DONE or NONE */
-            side.prev_factor = scale;
-            side.prev_lse = (REAL)fs_log_sum(sum, drop);
+        const FN(row_to_finish) summed = {x + r * n, stored, out + r * n, max, 0, 0, sum, drop};
+        if (depth == 2) {
+            done = waiting; /* (none after the first row's sum) */
+            waiting = summed;
         } else {
-            side.prev_factor = (REAL)(1.0 / sum);
+            done = summed;
+        }
+        if (done.out) {
+            FN(last_pass_terms)(&done, scale, log_output);
+            side.prev = done.stored;
+            side.prev_out = done.out;
+            side.prev_factor = done.factor;
+            side.prev_lse = done.lse;
         }
         if (r + 1 < rows)
             max = side.next_max;
     }
-    const STORAGE *last = x + (rows - 1) * n;
-#if FS_STREAMS
-    if (stream) {
-        FN(last_pass_streamed)(side.prev, NULL, side.prev_out, n, side.prev_factor, side.prev_lse,
-                               log_output);
-        return;
+    /* The rows no sum pass finished: the last one, and with depth 2 the one before it. */
+    if (done.out)
+        FN(finish_row)(&done, n, scale, log_output, stream);
+    if (waiting.out) {
+        FN(last_pass_terms)(&waiting, scale, log_output);
+        FN(finish_row)(&waiting, n, scale, log_output, stream);
     }
-#endif
-    (void)stream;
-    if (log_output)
-        FN(log_softmax_span)(last, NULL, side.prev_out, n, max, scale, side.prev_lse, 1);
-    else
-        FN(scale_span)(last, NULL, side.prev_out, n, max, scale, side.prev_factor);
 }
 #endif
 
@@ -1144,7 +1207,8 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
         OUT *scratch = NULL;
 #if FS_STREAMS
         if (streams_lines) {
-            block = malloc(2 * (size_t)FN(pipelined_scratch_stride)(n) * sizeof(OUT) +
+            block = malloc((size_t)(FN(pipeline_depth)(n, log_output) + 1) *
+                               (size_t)FN(pipelined_scratch_stride)(n) * sizeof(OUT) +
                            FS_CACHE_LINE_BYTES);
             if (block) /* (else ordinary stores: the same bits) */
                 scratch = (OUT *)(((uintptr_t)block + FS_CACHE_LINE_BYTES - 1) &

@@ -55,7 +55,7 @@ def test_kernel_info_describes_every_isa():
             assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row", "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
                                   "stream_row_scratch", "stream_grad_from", "pipelined_from",
-                                  "pipelined_to"}
+                                  "pipelined_to", "pipelined_deep_to"}
             assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)
         # float lanes are half as wide as double's, except one-lane plain C
         assert per_dtype["float32"]["lanes"] in (1, 2 * per_dtype["float64"]["lanes"])

@@ -17,11 +17,12 @@ NaN maxima, fully masked rows.
 Unmasked softmax and log_softmax rows from ``pipelined_from`` (at most that length) up
 to ``pipelined_to`` are pipelined (past one chunk, a chunk at a time):
 a row's sum pass also takes the next row's max and does the previous row's last
-pass (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
+pass, or for log_softmax rows up to ``pipelined_deep_to`` the last pass of the row
+two back (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
 follows every other, at the lengths where the blocked sum, its vector tail and
 its partial vector begin and end, in place, with unaligned outputs, against a
 ``where=`` mask that keeps everything (masked rows are not pipelined), and streamed
-(through two scratch rows, at the offsets where out's aligned vectors begin).
+(through two or three scratch rows, at the offsets where out's aligned vectors begin).
 """
 import contextlib
 import itertools
@@ -144,18 +145,21 @@ def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
 
 def _pipelined_lengths(sizes):
     """Row lengths that are pipelined, at each boundary of the sum's loops, at the
-    longest streamed row kept in a scratch row, past one chunk (pipelined a chunk at a
-    time), and the ones on either side: the last paired one below ``pipelined_from`` and
-    the first one past ``pipelined_to`` (neither pipelined: the same results either way)."""
+    longest streamed row kept in a scratch row, at the longest log_softmax row pipelined two
+    rows deep, past one chunk (pipelined a chunk at a time), and the ones on either side: the
+    last paired one below ``pipelined_from`` and the first one past ``pipelined_to``
+    (neither pipelined: the same results either way)."""
     lanes, chunk, scratch = sizes["lanes"], sizes["chunk"], sizes["stream_scratch"]
     last = sizes["pipelined_to"]
     block = sizes["unroll"] * sizes["flush_steps"] * lanes
     flush = sizes["flush_steps"] * lanes  # the vector tail flushes its block here
     first = sizes["pipelined_from"]  # at most one block: below it, the vector loop alone
+    deep = sizes["pipelined_deep_to"]
     candidates = {first - 1, first, first + 1, first + flush + 1, block - 1,
                   block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
                   block + flush, block + flush + 1, 2 * block - 1, 2 * block + 1,
-                  scratch - 1, scratch, scratch + 1, chunk - 1, chunk, chunk + 1,
+                  scratch - 1, scratch, scratch + 1, deep - 1, deep, deep + 1,
+                  chunk - 1, chunk, chunk + 1,
                   chunk + lanes + 1, 2 * chunk + block + 1, last, last + 1}
     return sorted(candidates)
 
@@ -225,14 +229,16 @@ def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
                                     "rows alone")
 
 
-@pytest.mark.parametrize("length", ["one_chunk", "chunks"])
+@pytest.mark.parametrize("length", ["one_block", "past_deep", "chunks"])
 def test_every_thread_split_of_pipelined_rows_gives_one_result(isa, length):
-    """Each thread's block of rows starts its pipeline afresh, on any row; rows of
+    """Each thread's block of rows starts its pipeline afresh, on any row, two rows
+    deep for log_softmax rows up to pipelined_deep_to and one row deep past it; rows of
     several chunks give the bits of the long-row driver, which splits a few rows
     across threads."""
     sizes = _core.kernel_info()[isa]["float32"]
     block = sizes["unroll"] * sizes["flush_steps"] * sizes["lanes"]
-    n = block + 3 if length == "one_chunk" else 2 * sizes["chunk"] + block + 3
+    n = {"one_block": block + 3, "past_deep": sizes["pipelined_deep_to"] + 3,
+         "chunks": 2 * sizes["chunk"] + block + 3}[length]
     rows = PARALLEL_MIN_ELEMENTS // n + 5
     x = (np.random.default_rng(7).standard_normal((rows, n)) * 3).astype(np.float32)
     x[::5, 3] = np.nan
