@@ -931,6 +931,66 @@ static const uint8_t *FN(slab_mask)(const uint8_t *mask, fs_index period, fs_ind
     return mask ? mask + (period ? (start + offset) % period : 0) : NULL;
 }
 
+#if !FS_OUT_NARROWS
+/* A pair of log_softmax rows between its sum pass and its last passes (log_softmax_pairs). */
+typedef struct {
+    const STORAGE *x[2];
+    const uint8_t *mask[2];
+    OUT *out[2];
+    REAL m[2];
+    double sum[2];
+    int drop[2];
+} FN(pair_to_finish);
+
+/* The last passes of a pair summed by log_softmax_pairs: softmax_row_pair's expressions. */
+static void FN(finish_log_pair)(const FN(pair_to_finish) *pair, fs_index n, REAL scale)
+{
+    for (int r = 0; r < 2; r++)
+        FN(log_softmax_span)(pair->x[r], pair->mask[r], pair->out[r], n, pair->m[r], scale,
+                             (REAL)fs_log_sum(pair->sum[r], pair->drop[r]), 1);
+}
+
+/*
+ * log_softmax over the first pairs of `outer` rows of n elements (n from
+ * FS_BLOCKED_LOG_SUM_FROM and below FS_PAIRED_BELOW, `slab` apart), ordinary
+ * stores, as softmax_row_pair walks them and with its bits, but each pair's
+ * logs and last passes after the next pair's sum pass: glibc's log takes
+ * about 10 ns from argument to result, and taken right after the sum it held
+ * up the next pair's work (as in softmax_rows_pipelined's two-deep rows,
+ * FS_PIPELINED_DEEP_TO_BYTES).  Float32, AVX-512, Zen 5, one thread,
+ * in cache, min of four alternated runs, new / old time: rows of 200 0.91,
+ * 255 0.95; 64, 100 and 128 level (1.00-1.01).  Returns the rows done (all but
+ * an odd last one).
+ */
+static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
+                                      fs_index mask_start, OUT *out, fs_index outer, fs_index n,
+                                      fs_index slab, REAL scale)
+{
+    FN(pair_to_finish) pending, summed;
+    int have_pending = 0;
+    fs_index o = 0;
+    for (; o + 2 <= outer; o += 2) {
+        for (int r = 0; r < 2; r++) {
+            summed.x[r] = x + (o + r) * slab;
+            summed.mask[r] = FN(slab_mask)(mask, mask_period, mask_start, (o + r) * slab);
+            summed.out[r] = out + (o + r) * slab;
+            summed.drop[r] = 1; /* each row looks for its max's first term */
+        }
+        FN(row_pair_max)(summed.x, summed.mask, n, summed.m);
+        FN(row_pair_sum_exp)(summed.x, summed.mask, summed.out, n, summed.m, scale,
+                             FS_STORE_DIFF, 0, summed.drop,
+                             o + 4 <= outer ? x + (o + 2) * slab : NULL, summed.sum);
+        if (have_pending)
+            FN(finish_log_pair)(&pending, n, scale);
+        pending = summed;
+        have_pending = 1;
+    }
+    if (have_pending)
+        FN(finish_log_pair)(&pending, n, scale);
+    return o;
+}
+#endif
+
 /*
  * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of LANES
  * rows is transposed into a small (n, LANES) panel on the stack, run through the
@@ -1223,6 +1283,11 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
     }
 #endif
     fs_index o = 0;
+#if !FS_OUT_NARROWS
+    if (stride == 1 && n < FS_PAIRED_BELOW && log_output && !stream &&
+        n >= FS_BLOCKED_LOG_SUM_FROM) /* (and the differences stored: log_softmax_stores_diffs) */
+        o = FN(log_softmax_pairs)(x, mask, mask_period, mask_start, out, outer, n, slab, scale);
+#endif
     if (stride == 1 && n < FS_PAIRED_BELOW)
         for (; o + 2 <= outer; o += 2) {
             const STORAGE *pair_x[2] = {x + o * slab, x + (o + 1) * slab};
