@@ -1284,8 +1284,8 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
 #endif
     fs_index o = 0;
 #if !FS_OUT_NARROWS
-    if (stride == 1 && n < FS_PAIRED_BELOW && log_output && !stream &&
-        n >= FS_BLOCKED_LOG_SUM_FROM) /* (and the differences stored: log_softmax_stores_diffs) */
+    if (stride == 1 && n < FS_PAIRED_BELOW && log_output && n >= FS_BLOCKED_LOG_SUM_FROM &&
+        FN(log_softmax_stores_diffs)(stream))
         o = FN(log_softmax_pairs)(x, mask, mask_period, mask_start, out, outer, n, slab, scale);
 #endif
     if (stride == 1 && n < FS_PAIRED_BELOW)
