@@ -51,6 +51,35 @@
 #endif
 
 /*
+ * for (fs_index k = 0; k < n; k++) { ... }, unrolled whole where the compiler
+ * knows n: the panel tiles' passes down short rows of one fixed length
+ * (short_rows_fixed, n <= FS_SHORT_ROW = 16, the pragma's count), which GCC's
+ * own size limits left rolled, a loop-carried chain with the exp's constants
+ * reloaded each step.  Where n is not known (the other panels) the loop is as
+ * written: unrolled there, logsumexp's short rows were 15-20% slower.
+ * Float32 softmax, AVX-512, Zen 5, one thread, rows in cache: 0.70-0.78 of
+ * the time for rows of 4 to 16, and 1000000 x 10 on two threads 2.03-2.07 ->
+ * 1.44-1.46 ms.  The same operations in the same order: the same bits.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define FS_FOR_UNROLLED_IF_CONSTANT(k, n, ...)                                 \
+    do {                                                                       \
+        if (__builtin_constant_p(n)) {                                         \
+            _Pragma("GCC unroll 16") for (fs_index k = 0; k < (n); k++) {      \
+                __VA_ARGS__                                                    \
+            }                                                                  \
+        } else {                                                               \
+            for (fs_index k = 0; k < (n); k++) {                               \
+                __VA_ARGS__                                                    \
+            }                                                                  \
+        }                                                                      \
+    } while (0)
+#else
+#define FS_FOR_UNROLLED_IF_CONSTANT(k, n, ...) \
+    do { for (fs_index k = 0; k < (n); k++) { __VA_ARGS__ } } while (0)
+#endif
+
+/*
  * A compile-time check: C11's _Static_assert (GCC and Clang have it in every
  * mode), or else an array type of negative size.  MSVC compiles C as C11 only
  * under /std:c11, which the build does not pass; __COUNTER__ keeps the

@@ -833,13 +833,13 @@ FS_ALWAYS_INLINE void FN(tile_max)(const STORAGE *x, const uint8_t *mask, fs_ind
 {
     for (int u = 0; u < nv; u++)
         m[u] = VSPLAT(-INFINITY);
-    for (fs_index k = 0; k < n; k++)
+    FS_FOR_UNROLLED_IF_CONSTANT(k, n,
         for (int u = 0; u < nv; u++) {
             VEC v = TILE_LOAD(x + k * stride + u * LANES, u, -INFINITY);
             if (masked)
                 v = VSELECT(TILE_MASK(mask + k * stride + u * LANES, u), v, VSPLAT(-INFINITY));
             m[u] = VMAX(v, m[u]);
-        }
+        });
 }
 
 /*
@@ -868,7 +868,7 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, OU
         a[u] = ZERO_V;
     }
     int steps = 0;
-    for (fs_index k = 0; k < n; k++) {
+    FS_FOR_UNROLLED_IF_CONSTANT(k, n,
         for (int u = 0; u < nv; u++) {
             const VEC vshift = shift[u];
             const VEC xv = TILE_LOAD(x + k * stride + u * LANES, u, -INFINITY);
@@ -892,8 +892,7 @@ FS_ALWAYS_INLINE void FN(tile_sum_exp)(const STORAGE *x, const uint8_t *mask, OU
                 a[u] = ZERO_V;
             }
             steps = 0;
-        }
-    }
+        });
     for (int u = 0; u < nv; u++) {
         ADD_TO_TOTAL(total[u], carry[u], a[u]);
         total[u] = VACC_SUB(total[u], carry[u]);

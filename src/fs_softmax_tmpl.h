@@ -854,7 +854,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     }
     const VEC vscale = VSPLAT(scale);
     const int scaled = 1;
-    for (fs_index k = 0; k < n; k++) {
+    FS_FOR_UNROLLED_IF_CONSTANT(k, n,
         for (int u = 0; u < nv; u++) {
             const fs_index at = k * stride + u * LANES;
             VEC v;
@@ -874,8 +874,7 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
                     v = VSELECT(TILE_MASK(mask + at, u), v, VSPLAT(-INFINITY));
             }
             TILE_STORE(out + at, u, v);
-        }
-    }
+        });
 }
 
 /*
@@ -1010,8 +1009,8 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
  * load would pass `readable` does it take the first lanes alone.  The panel is
  * our own stack array, in the compute type.
  */
-FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index n,
-                                      fs_index lanes, fs_index readable)
+FS_ALWAYS_INLINE void FN(gather_rows_of)(REAL *panel, const STORAGE *rows, fs_index n,
+                                         fs_index lanes, fs_index readable)
 {
     for (fs_index c = 0; c < n; c += LANES) {
         VEC t[LANES];
@@ -1032,6 +1031,21 @@ FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index
 }
 
 /*
+ * gather_rows_of, with whole loads only for a whole group that has a row or
+ * more left to read past it (every group but the last one or two): `lanes`
+ * and `readable` then known, the row length known too (short_rows_fixed)
+ * leaves no test at all.
+ */
+FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index n,
+                                      fs_index lanes, fs_index readable)
+{
+    if (lanes == LANES && readable >= LANES * n + LANES)
+        FN(gather_rows_of)(panel, rows, n, LANES, LANES * n + LANES);
+    else
+        FN(gather_rows_of)(panel, rows, n, lanes, readable);
+}
+
+/*
  * rows[i * n + k] = panel[k * LANES + i] for the first `lanes` lanes (rows maybe
  * unaligned): panel rows transposed back in registers, and each row stored a
  * whole vector at a time.  A vector that runs past its row's end writes junk
@@ -1040,8 +1054,8 @@ FS_ALWAYS_INLINE void FN(gather_rows)(REAL *panel, const STORAGE *rows, fs_index
  * first.  Nothing is written past the `lanes` rows: there a store keeps only
  * the lanes inside (another thread's rows may follow, or x itself in place).
  */
-FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
-                                       fs_index lanes)
+FS_ALWAYS_INLINE void FN(scatter_rows_of)(OUT *rows, const REAL *panel, fs_index n,
+                                          fs_index lanes)
 {
     const fs_index writable = lanes * n;
     for (fs_index c = (n - 1) / LANES * LANES; c >= 0; c -= LANES) {
@@ -1058,6 +1072,15 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
                 VSTORE_PARTIAL_OUT(rows + at, t[i], writable - at);
         }
     }
+}
+
+/* scatter_rows_of, with `lanes` known for a whole group (every group but the last): see gather_rows. */
+FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n, fs_index lanes)
+{
+    if (lanes == LANES)
+        FN(scatter_rows_of)(rows, panel, n, LANES);
+    else
+        FN(scatter_rows_of)(rows, panel, n, lanes);
 }
 
 /* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
