@@ -1192,8 +1192,8 @@ FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, 
 }
 
 /*
- * Unmasked softmax rows, and log_softmax rows at temperature 1, of n <= LANES
- * elements (a single block of the transposes) through a copy of short_rows_impl
+ * Unmasked softmax rows, log_softmax rows at temperature 1, and logsumexp rows
+ * (but logsumexp_parts', `parts`), of n <= LANES elements (a single block of the transposes) through a copy of short_rows_impl
  * for that very n, whose loops then unroll and whose panels stay in registers;
  * returns 0 for anything else, which takes the general copy.  Both copies give
  * the same bits (tests/test_short_rows.py), which the 16-bit kernels, always
@@ -1205,14 +1205,16 @@ FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, 
  * float64 on AVX2).  At scale 1 the product is exact, fused or not.  Zen 3,
  * AVX2, one thread, float32, C harness over the kernel table, 32768 rows in
  * cache, min of alternated runs: softmax 7.9 -> 4.0-4.8 ns per row of 4, 9.8
- * -> 7.1-7.6 of 8; log_softmax 15.8 -> 12.0 of 8.  Not for longer rows (two
- * blocks and more vectors than registers: 6-10% at 10-16), logsumexp (no
- * gain), masks, or the 16-bit types (each copy costs code: float32 and float64
- * only).  Not inlined, so that the general copy's code stays as it was
+ * -> 7.1-7.6 of 8; log_softmax 15.8 -> 12.0 of 8.  logsumexp gained nothing
+ * there, until the copies' loops were unrolled (FS_FOR_UNROLLED_IF_CONSTANT):
+ * AVX-512, Zen 5, 8192 rows in cache, new / old time 0.83-0.92 for rows of 4
+ * to 16.  Not for longer rows (two blocks and more vectors than registers:
+ * 6-10% at 10-16), masks, or the 16-bit types (each copy costs code: float32
+ * and float64 only).  Not inlined, so that the general copy's code stays as it was
  * (inlined, it made rows of 10 20% slower).
  */
 FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
-                                     REAL scale, int op)
+                                     REAL scale, int op, const double *parts)
 {
     if (sizeof(STORAGE) != sizeof(REAL) || FS_OUT_NARROWS || n > LANES)
         return 0;
@@ -1220,6 +1222,8 @@ FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, 
         return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_SOFTMAX);
     if (op == FS_OP_LOG_SOFTMAX && scale == 1)
         return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_LOG_SOFTMAX);
+    if (op == FS_OP_LOGSUMEXP && parts == NULL)
+        return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_LOGSUMEXP);
     return 0;
 }
 
@@ -1232,7 +1236,7 @@ static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_
         if (mask)                                                                                \
             FN(short_rows_impl)(x, mask, mask_period, mask_start, out, rows, n, scale, OP, 1,    \
                                 parts);                                                          \
-        else if (!FN(short_rows_fixed)(x, out, rows, n, scale, OP))                              \
+        else if (!FN(short_rows_fixed)(x, out, rows, n, scale, OP, parts))                       \
             FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, OP, 0, parts);               \
     } while (0)
     if (op == FS_OP_SOFTMAX)

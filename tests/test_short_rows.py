@@ -179,8 +179,8 @@ def test_special_rows_get_their_own_results_in_any_group(isa, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fixed_length_copies_match_the_general_copy(isa, dtype):
-    """Unmasked softmax rows, and log_softmax rows at temperature 1, of at most one
-    vector of elements run through a copy of the short-row kernel for their very length
+    """Unmasked softmax rows, log_softmax rows at temperature 1, and logsumexp rows of
+    at most one vector of elements run through a copy of the short-row kernel for their very length
     (fs_softmax_tmpl.h's short_rows_fixed); a `where` mask that keeps everything takes
     the general copy.  The two give the same bits (the 16-bit kernels, general copies,
     rely on it), special rows (NaN, +inf, all -inf, dominated, ...) in any lane included,
@@ -200,6 +200,10 @@ def test_fixed_length_copies_match_the_general_copy(isa, dtype):
                     general = func(x, temperature=temperature, where=everything)
                     what = f"{func.__name__} n={n} rows={rows} T={temperature}"
                     np.testing.assert_array_equal(fixed, general, err_msg=what, strict=True)
+            fixed = fs.logsumexp(x, axis=-1)
+            general = fs.logsumexp(x, axis=-1, where=everything)
+            what = f"logsumexp n={n} rows={rows}"
+            np.testing.assert_array_equal(fixed, general, err_msg=what, strict=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
