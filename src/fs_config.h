@@ -155,7 +155,8 @@
  * pipelined / paired time: AVX-512 on Zen 4, rows of 256-511 (below its
  * step of 512): softmax 0.77-0.87, log_softmax 0.65-0.92; AVX2 on Zen 4, rows
  * of 128-255 (below its step of 256): 0.95-1.09 and 1.02-1.22 (and no gain
- * on Zen 3 either).
+ * on Zen 3 either).  An ISA file may set float rows' own
+ * (FS_PIPELINED_FROM_FLOAT_BYTES): AVX-512's pipelines them from 64 elements.
  */
 #define FS_PIPELINED_FROM_BYTES 1024
 

@@ -9,6 +9,16 @@
 #define FS_VBYTES 64
 #define FS_ISA_NAME "avx512"
 #define FS_TABLE fs_kernels_avx512
+/*
+ * float32 rows are pipelined from 64 elements, not 256 (FS_PIPELINED_FROM_BYTES,
+ * fs_config.h).  Zen 5, one thread, 4096 rows in cache, min of three
+ * alternated runs, pipelined / paired time: softmax 0.83-0.89 for rows of 65,
+ * 100, 127, 129 and 250, 0.90-0.94 for 192-240, 0.99 for 80-160 in whole vectors
+ * (64 and 128 level); log_softmax (pipelined from FS_BLOCKED_LOG_SUM_FROM) level
+ * at 192-255 (0.98-1.03).  Not float64: level at 40-48 and 80-128 doubles but
+ * 1.07-1.12 at 64-72.
+ */
+#define FS_PIPELINED_FROM_FLOAT_BYTES 256
 #include "fs_isa_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

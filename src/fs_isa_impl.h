@@ -58,6 +58,10 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 #ifndef FS_BLOCKED_LOG_SUM_FROM
 #define FS_BLOCKED_LOG_SUM_FROM 192
 #endif
+/* Float rows' FS_PIPELINED_FROM_BYTES (fs_config.h): an ISA file may set its own (fs_isa_avx512.c). */
+#ifndef FS_PIPELINED_FROM_FLOAT_BYTES
+#define FS_PIPELINED_FROM_FLOAT_BYTES FS_PIPELINED_FROM_BYTES
+#endif
 #define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /*
  * softmax rows whose output takes up to this many bytes keep their

@@ -256,12 +256,18 @@ enum { FN(stream_scratch_length) = FS_STREAM_SCRATCH_BYTES / (int)sizeof(OUT) };
  */
 enum { FN(stream_row_scratch_length) = FS_STREAM_ROW_SCRATCH_BYTES / (int)sizeof(OUT) };
 
-/* The shortest row softmax_block pipelines (FS_PIPELINED_FROM_BYTES, at most one blocked step). */
+/*
+ * The shortest row softmax_block pipelines (FS_PIPELINED_FROM_BYTES, or
+ * FS_PIPELINED_FROM_FLOAT_BYTES for float rows; at most one blocked step).
+ */
+#define PIPELINED_FROM_ELEMENTS                                                             \
+    ((sizeof(REAL) == 4 ? FS_PIPELINED_FROM_FLOAT_BYTES : FS_PIPELINED_FROM_BYTES) /         \
+     (int)sizeof(REAL))
 enum {
-    FN(pipelined_from) = FS_PIPELINED_FROM_BYTES / (int)sizeof(REAL) < FS_PAIRED_BELOW
-                             ? FS_PIPELINED_FROM_BYTES / (int)sizeof(REAL)
-                             : FS_PAIRED_BELOW
+    FN(pipelined_from) =
+        PIPELINED_FROM_ELEMENTS < FS_PAIRED_BELOW ? PIPELINED_FROM_ELEMENTS : FS_PAIRED_BELOW
 };
+#undef PIPELINED_FROM_ELEMENTS
 
 /* The longest row softmax_block pipelines (FS_PIPELINED_TO_BYTES). */
 enum { FN(pipelined_to) = FS_PIPELINED_TO_BYTES / (int)sizeof(REAL) };
