@@ -45,24 +45,32 @@
 #define FS_ROW_ACCUMULATORS 4
 FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
+#define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
- * (row_log_sum_dropped); shorter ones add every term into double, which costs
- * less there than the look for the max's term in the sum pass and its test
- * per vector: about even at 192 through Python (one thread, AVX-512, 2026-12-02;
- * at 128-160 a C harness had the blocks ahead by 1-3%, Python behind by 2-5%),
- * and the blocks 3-12% ahead at 224-255.  Below 2 * FS_CHUNK: a row split
+ * (row_log_sum_dropped): every row past the short-row kernel's.  Shorter ones
+ * (the plain-C copy's, which has no short-row kernel) add every term into
+ * double, and take log(sum), summing again without the max's term where that
+ * log may have rounded a result near zero away: in float64 that is most rows
+ * a few entries dominate (LOG_SUM_RTOL's 1e-13 leaves a log(sum) under about
+ * 1.1 unsafe).  Until 2026-12-05 rows up to 191 (63 with AVX2) took that path,
+ * level with the blocks at 192 (2026-12-02, AVX-512, through Python); pairs
+ * have since taken their logs after the next pair's sum (log_softmax_pairs)
+ * and AVX-512 pipelines float rows from 64.  Zen 5, one thread, 4096 rows in
+ * cache, min of three alternated runs, blocked / exact time: AVX-512 float32
+ * 0.76-0.88 for rows of 17-63, 0.82-0.87 for 64-191, float64 0.36-0.59 for
+ * 17-191; AVX2 float32 0.87-0.92 and float64 0.44-0.55 for 17-63; SSE2 float32
+ * 0.76-0.89 and float64 0.50-0.65 for 17-191.  Below 2 * FS_CHUNK: a row split
  * across threads is always summed the blocked way.  An ISA file may set its
- * own (fs_isa_avx2.c); kernel_info() reports each.
+ * own; kernel_info() reports each.
  */
 #ifndef FS_BLOCKED_LOG_SUM_FROM
-#define FS_BLOCKED_LOG_SUM_FROM 192
+#define FS_BLOCKED_LOG_SUM_FROM (FS_SHORT_ROW + 1)
 #endif
 /* Float rows' FS_PIPELINED_FROM_BYTES (fs_config.h): an ISA file may set its own (fs_isa_avx512.c). */
 #ifndef FS_PIPELINED_FROM_FLOAT_BYTES
 #define FS_PIPELINED_FROM_FLOAT_BYTES FS_PIPELINED_FROM_BYTES
 #endif
-#define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
 /*
  * softmax rows whose output takes up to this many bytes keep their
  * exponentials in a scratch row on the stack when the last pass streams

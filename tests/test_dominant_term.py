@@ -163,8 +163,8 @@ def test_rows_holding_their_max_several_times(isa, dtype):
     info = _core.kernel_info()[isa][dtype.__name__]
     lanes = info["lanes"]
     for n in sorted(set(_sum_lengths(isa, dtype)) | {info["blocked_log_sum_from"], CHUNK + 3}):
-        places = [[0, 1], [n - 2, n - 1], [1, lanes + 1, n - 1],
-                  list(range(0, n, 7)), list(range(n))]
+        vector_apart = [1, lanes + 1, n - 1] if lanes + 1 < n - 1 else [1, n - 1]
+        places = [[0, 1], [n - 2, n - 1], vector_apart, list(range(0, n, 7)), list(range(n))]
         x = -(40.0 + rng.random((len(places), n)) * 3)
         for row, at in zip(x, places):
             row[at] = 0.0
