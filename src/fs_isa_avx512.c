@@ -14,9 +14,10 @@
  * fs_config.h).  Zen 5, one thread, 4096 rows in cache, min of three
  * alternated runs, pipelined / paired time: softmax 0.83-0.89 for rows of 65,
  * 100, 127, 129 and 250, 0.90-0.94 for 192-240, 0.99 for 80-160 in whole vectors
- * (64 and 128 level); log_softmax (pipelined from FS_BLOCKED_LOG_SUM_FROM) level
- * at 192-255 (0.98-1.03).  Not float64: level at 40-48 and 80-128 doubles but
- * 1.07-1.12 at 64-72.
+ * (64 and 128 level); log_softmax, pipelined from FS_BLOCKED_LOG_SUM_FROM's
+ * 192 then, level at 192-255 (0.98-1.03), and with blocked sums from 17 since
+ * (fs_isa_impl.h) pipelined from 64 too.  Not float64: level at 40-48 and
+ * 80-128 doubles but 1.07-1.12 at 64-72.
  */
 #define FS_PIPELINED_FROM_FLOAT_BYTES 256
 #include "fs_isa_impl.h"

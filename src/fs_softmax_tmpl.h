@@ -1199,8 +1199,9 @@ FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, 
 
 /*
  * Unmasked softmax rows, log_softmax rows at temperature 1, and logsumexp rows
- * (but logsumexp_parts', `parts`), of n <= LANES elements (a single block of the transposes) through a copy of short_rows_impl
- * for that very n, whose loops then unroll and whose panels stay in registers;
+ * (but logsumexp_parts', `parts`), of n <= LANES elements (a single block of
+ * the transposes) through a copy of short_rows_impl for that very n, whose
+ * loops then unroll and whose panels stay in registers;
  * returns 0 for anything else, which takes the general copy.  Both copies give
  * the same bits (tests/test_short_rows.py), which the 16-bit kernels, always
  * the general copy, rely on: their results are the float32 kernel's rounded
@@ -1216,8 +1217,8 @@ FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, 
  * AVX-512, Zen 5, 8192 rows in cache, new / old time 0.83-0.92 for rows of 4
  * to 16.  Not for longer rows (two blocks and more vectors than registers:
  * 6-10% at 10-16), masks, or the 16-bit types (each copy costs code: float32
- * and float64 only).  Not inlined, so that the general copy's code stays as it was
- * (inlined, it made rows of 10 20% slower).
+ * and float64 only).  Not inlined, so that the general copy's code stays as it
+ * was (inlined, it made rows of 10 20% slower).
  */
 FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                      REAL scale, int op, const double *parts)
