@@ -45,10 +45,23 @@
 #define FS_ROW_ACCUMULATORS 4
 FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
-#define FS_SHORT_ROW 16   /* rows up to this long run one row per lane (fs_softmax_tmpl.h) */
+/*
+ * softmax's and logsumexp's rows up to FS_SHORT_ROW elements run one row per
+ * lane (fs_softmax_tmpl.h's short rows); log_softmax's and cross_entropy's
+ * only up to FS_SHORT_LOG_ROW, past which they sum in float blocks without
+ * the max's term (FS_BLOCKED_LOG_SUM_FROM), where the panels add every term
+ * into double and take a log per lane.  Zen 5, one thread, 8192 rows in
+ * cache, min of three alternated runs, one row per lane / the row kernels'
+ * time for rows of 17-32 (16 was the limit for every op before 2026-12-05):
+ * AVX-512 softmax 0.42-0.66 in float32, 0.55-0.91 in float64; logsumexp
+ * 0.25-0.36 and 0.35-0.55; log_softmax 0.65-0.85 in float32 but 1.12 at 32,
+ * and 1.09-1.59 in float64.
+ */
+#define FS_SHORT_ROW 32
+#define FS_SHORT_LOG_ROW 16
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
- * (row_log_sum_dropped): every row past the short-row kernel's.  Shorter ones
+ * (row_log_sum_dropped): every row past FS_SHORT_LOG_ROW.  Shorter ones
  * (the plain-C copy's, which has no short-row kernel) add every term into
  * double, and take log(sum), summing again without the max's term where that
  * log may have rounded a result near zero away: in float64 that is most rows
@@ -65,7 +78,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
  * own; kernel_info() reports each.
  */
 #ifndef FS_BLOCKED_LOG_SUM_FROM
-#define FS_BLOCKED_LOG_SUM_FROM (FS_SHORT_ROW + 1)
+#define FS_BLOCKED_LOG_SUM_FROM (FS_SHORT_LOG_ROW + 1)
 #endif
 /* Float rows' FS_PIPELINED_FROM_BYTES (fs_config.h): an ISA file may set its own (fs_isa_avx512.c). */
 #ifndef FS_PIPELINED_FROM_FLOAT_BYTES
@@ -188,6 +201,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
             .unroll = FS_ROW_ACCUMULATORS,               \
             .flush_steps = FS_FLUSH_STEPS,               \
             .short_row = FS_SHORT_ROW,                   \
+            .short_log_row = FS_SHORT_LOG_ROW,           \
             .chunk = FS_CHUNK,                           \
             .blocked_log_sum_from = FS_BLOCKED_LOG_SUM_FROM, \
             .stream_scratch = stream_scratch_length_##SFX, \

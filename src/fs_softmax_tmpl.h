@@ -1089,9 +1089,9 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
         FN(scatter_rows_of)(rows, panel, n, lanes);
 }
 
-/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 1 KB each at most. */
-FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 1024,
-                 "short-row stack panels (here and in ce_short_rows) stay within 1 KB each");
+/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most. */
+FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 2048,
+                 "short-row stack panels (here and in ce_short_rows) stay within 2 KB each");
 
 /*
  * Short rows stream through memory a group of LANES rows at a time, and a
@@ -1173,7 +1173,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
     }
 }
 
-FS_STATIC_ASSERT(FS_SHORT_ROW <= 16, "short_rows_fixed has a case for each length up to 16");
+FS_STATIC_ASSERT(LANES <= 16, "short_rows_fixed has a case for each length up to LANES");
 /* short_rows_impl, unmasked, with the row length a constant N for each N <= LANES. */
 FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, fs_index rows,
                                                     fs_index n, REAL scale, const int op)
@@ -1284,7 +1284,7 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
      */
     const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && stride == 1 &&
                        !(log_output && n < FS_BLOCKED_LOG_SUM_FROM);
-    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
+    if (stride == 1 && n <= (log_output ? FS_SHORT_LOG_ROW : FS_SHORT_ROW) && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
         return;

@@ -39,7 +39,7 @@ def _lengths(isa):
     sizes = INFO[isa]["float32"]
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
-              sizes["blocked_log_sum_from"]]
+              sizes["short_log_row"], sizes["blocked_log_sum_from"]]
     return sorted({n for b in blocks for n in (b - 1, b, b + 1) if n >= 1})
 
 

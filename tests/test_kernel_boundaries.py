@@ -30,7 +30,8 @@ def _block_lengths(sizes):
     """Each block size of one ISA and dtype, and its neighbours."""
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
-              sizes["blocked_log_sum_from"], sizes["chunk"], 2 * sizes["chunk"]]
+              sizes["short_log_row"], sizes["blocked_log_sum_from"], sizes["chunk"],
+              2 * sizes["chunk"]]
     return sorted({n for block in blocks for n in (block - 1, block, block + 1) if n >= 1})
 
 
@@ -52,7 +53,8 @@ def test_kernel_info_describes_every_isa():
         # the 16-bit inputs are computed in float32, by its blocks
         assert per_dtype["float16"] == per_dtype["bfloat16"] == per_dtype["float32"]
         for dtype, sizes in per_dtype.items():
-            assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row", "chunk",
+            assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row",
+                                  "short_log_row", "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
                                   "stream_row_scratch", "stream_grad_from", "pipelined_from",
                                   "pipelined_to", "pipelined_deep_to"}

@@ -71,10 +71,12 @@ def _row_kinds(n, dtype, rng):
 
 
 def _paired_lengths(sizes):
-    """Row lengths that are walked in pairs, at each block boundary below the pair limit."""
-    lanes, short = sizes["lanes"], sizes["short_row"]
+    """Row lengths that are walked in pairs, at each block boundary below the pair limit
+    (log_softmax's from ``short_log_row``, softmax's and logsumexp's from ``short_row``)."""
+    lanes, short = sizes["lanes"], sizes["short_log_row"]
     paired_below = sizes["unroll"] * sizes["flush_steps"] * lanes
-    candidates = {short + 1, lanes + 1, 2 * lanes - 1, sizes["unroll"] * lanes,
+    candidates = {short + 1, sizes["short_row"] + 1, lanes + 1, 2 * lanes - 1,
+                  sizes["unroll"] * lanes,
                   sizes["unroll"] * lanes + 1, sizes["blocked_log_sum_from"] - 1,
                   sizes["blocked_log_sum_from"], paired_below - 1, paired_below,
                   paired_below + 1}
