@@ -997,9 +997,10 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
 #endif
 
 /*
- * Rows shorter than FS_SHORT_ROW elements: one row per lane.  A group of LANES
- * rows is transposed into a small (n, LANES) panel on the stack, run through the
- * panel tile (columns = rows), and transposed back.  A row of 10 classes thus
+ * Rows of up to FS_SHORT_ROW elements (log_softmax's: FS_SHORT_LOG_ROW;
+ * fs_isa_impl.h), one row per lane.  A group of LANES rows is transposed into
+ * a small (n, LANES) panel on the stack, run through the panel tile (columns =
+ * rows), and transposed back.  A row of 10 classes thus
  * costs a tenth of a vector per step instead of a whole partial vector per
  * pass.  The last group's missing rows are zero lanes that are never written
  * back; every row meets the same lane arithmetic wherever it sits, so the
