@@ -612,8 +612,7 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REA
                               int64_t ignore_index, double *loss, OUT *grad, double grad_scale,
                               fs_index rows, fs_index n)
 {
-    REAL in[FS_SHORT_LOG_ROW * LANES], in_target[FS_SHORT_LOG_ROW * LANES],
-        res[FS_SHORT_LOG_ROW * LANES];
+    REAL in[FS_SHORT_ROW * LANES], in_target[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES];
     const fs_index lead = FN(short_rows_lead)(n);
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
@@ -650,7 +649,7 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
     const fs_index slab = n * stride;
     const int stream_asked = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && grad &&
                              (const void *)grad != x && n >= FN(stream_grad_from);
-    if (stride == 1 && n <= FS_SHORT_LOG_ROW && LANES > 1) {
+    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
         FN(ce_short_rows)(x, labels, target, weight, weight_sum, eps, ignore_index, loss, grad,
                           grad_scale, outer, n);
         return;

@@ -46,15 +46,16 @@
 FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
 /*
- * softmax's and logsumexp's rows up to FS_SHORT_ROW elements run one row per
- * lane (fs_softmax_tmpl.h's short rows); log_softmax's and cross_entropy's
- * only up to FS_SHORT_LOG_ROW, past which they sum in float blocks without
- * the max's term (FS_BLOCKED_LOG_SUM_FROM), where the panels add every term
- * into double and take a log per lane.  Zen 5, one thread, 8192 rows in
- * cache, min of three alternated runs, one row per lane / the row kernels'
- * time for rows of 17-32 (16 was the limit for every op before 2026-12-05):
- * AVX-512 softmax 0.42-0.66 in float32, 0.55-0.91 in float64; logsumexp
- * 0.25-0.36 and 0.35-0.55; log_softmax 0.65-0.85 in float32 but 1.12 at 32,
+ * Rows up to FS_SHORT_ROW elements run one row per lane (fs_softmax_tmpl.h's
+ * short rows, fs_cross_entropy_tmpl.h's ce_short_rows); log_softmax's only up
+ * to FS_SHORT_LOG_ROW, past which they sum in float blocks without the max's
+ * term (FS_BLOCKED_LOG_SUM_FROM), where the panels add every term into double
+ * and take a log per lane.  Zen 5, one thread, 8192 rows in cache, min of
+ * three alternated runs, one row per lane / the row kernels' time for rows of
+ * 17-32 (16 was the limit for every op before 2026-12-05): AVX-512 softmax
+ * 0.42-0.66 in float32, 0.55-0.91 in float64; logsumexp 0.25-0.36 and
+ * 0.35-0.55; cross_entropy's loss 0.30-0.40 and 0.64-0.83, with its gradient
+ * 0.31-0.45 and 0.60-0.85; log_softmax 0.65-0.85 in float32 but 1.12 at 32,
  * and 1.09-1.59 in float64.
  */
 #define FS_SHORT_ROW 32

@@ -1090,7 +1090,8 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
         FN(scatter_rows_of)(rows, panel, n, lanes);
 }
 
-/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most. */
+/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most
+ * (three of them in ce_short_rows). */
 FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 2048,
                  "short-row stack panels (here and in ce_short_rows) stay within 2 KB each");
 
