@@ -140,10 +140,10 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
 
 /*
  * One chunk's sum of exp(x - m) in float blocks (as softmax sums), stored into
- * grad unless it is NULL: the gradient pass scales them in place.  The first
- * term of the max is left out where *drop is nonzero on entry; *drop is then
- * FS_DROP_DONE if the chunk held it, else FS_DROP_NONE (fs_log_sum_tmpl.h).
- * A row always leaves that term out, so the blocks' rounding keeps the loss
+ * grad unless it is NULL: the gradient pass scales them in place.  The terms
+ * of the max are left out of the sum (the stored exponentials keep them)
+ * where *drop is nonzero on entry; *drop is then their number
+ * (fs_log_sum_tmpl.h).  A row always leaves that term out, so the blocks' rounding keeps the loss
  * within the relative bound, as log_softmax's (row_log_sum_dropped): each
  * sample's loss is a sum of terms w (m - x + log1p(s)), none smaller than
  * log1p(s) times its weight.
@@ -292,8 +292,8 @@ typedef struct {
     int64_t label;          /* index targets: read once, checked by ce_row_status */
     REAL m;                 /* the max */
     double sums[2];         /* ce_chunk_class_sums, added over the chunks (target or eps > 0) */
-    double sum;             /* sum of exp(x - m), without the max's term if drop says so */
-    int drop;               /* FS_DROP_DONE: sum left out the max's term of 1 */
+    double sum;             /* sum of exp(x - m), without the max's terms */
+    fs_index dropped;       /* how many terms of the max (each 1) the sum left out */
     int by_class;           /* the loss is summed class by class (see ce_sums_finite) */
     double class_loss, gap_y;
     double factors[2];      /* the gradient's p_factor and class_factor (ce_chunk_grad) */
@@ -323,8 +323,8 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
 FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const REAL *weight,
                                 double weight_sum, double eps, fs_index n, double grad_scale)
 {
-    const double log_sum = fs_log_sum(st->sum, st->drop);
-    const double whole_sum = fs_whole_sum(st->sum, st->drop);
+    const double log_sum = fs_log_sum(st->sum, st->dropped);
+    const double whole_sum = fs_whole_sum(st->sum, st->dropped);
     if (has_target) {
         st->factors[0] = grad_scale * st->sums[1] / whole_sum;
         st->factors[1] = grad_scale;
@@ -378,7 +378,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
         st.sums[1] = c == 0 ? part[1] : st.sums[1] + part[1];
     }
     FN(ce_row_prepare)(&st, x, target, weight, weight_sum, eps, n);
-    st.drop = FS_DROP_NONE; /* the chunks look for the max's first term until one holds it */
+    st.dropped = 0; /* every chunk leaves the max's terms out and counts them */
     OUT *stored = grad && !stream ? grad : NULL; /* where the sum pass stores the exponentials */
 #if FS_STREAMS
     if (grad && stream && row_scratch)
@@ -387,13 +387,13 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     (void)row_scratch;
 #endif
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
-        int drop = st.drop == FS_DROP_NONE;
+        int drop = 1;
         const double part = FN(ce_chunk_sum_exp)(x + c, stored ? stored + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
                                                  ahead ? ahead + c : NULL, &drop,
                                                  stored != NULL && stored != grad);
         st.sum = c == 0 ? part : st.sum + part;
-        st.drop = drop == FS_DROP_DONE ? FS_DROP_DONE : st.drop;
+        st.dropped += drop;
     }
     const double loss = FN(ce_row_finish)(&st, target != NULL, weight, weight_sum, eps, n,
                                           grad_scale);

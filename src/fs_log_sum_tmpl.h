@@ -6,13 +6,14 @@
  * The dominant term.  exp(x - m) is exactly 1 where x is the max, so a sum
  * S = 1 + s whose other terms s are tiny has lost them to rounding, and
  * log(S) = log1p(s) with them: logsumexp([0, -40]) would be 0, not 4.2e-18.
- * The log-domain ops therefore leave out one occurrence of the max (the
- * first) and take log1p of the rest (SciPy gh-18295), where it matters:
- * log(sum) is exact to the relative tolerance unless it is smaller than what
- * the sum's own rounding moves it by (fs_log_sum_may_round), and only such a
- * slice, one that an entry dominates, is summed again without that term
- * (row_log_sum; tile lanes likewise).  A row's sum pass finds the element as
- * it goes and zeroes that one term (rows_sum_exp_impl's `look`).
+ * The log-domain ops therefore leave out one occurrence of the max and take
+ * log1p of the rest (SciPy gh-18295), where it matters: log(sum) is exact to
+ * the relative tolerance unless it is smaller than what the sum's own rounding
+ * moves it by (fs_log_sum_may_round), and only such a slice, one that an
+ * entry dominates, is summed again without that term (row_log_sum; tile lanes
+ * likewise).  A row's sum pass leaves out every term of the max, each exactly
+ * 1, and counts them (rows_sum_exp_impl's `look`); all but one are added back
+ * exactly (fs_log_sum).  A tile's lanes leave out the first only.
  * cross_entropy's rows always leave it out; so do log_softmax's, which lets
  * them sum in float blocks (row_log_sum_dropped).
  * A max that is not
@@ -68,14 +69,19 @@ static double fs_log1p_nonnegative(double s)
     return log(u) + (err == err ? err : 0.0);
 }
 
-/* log(sum of exp) from a sum that left out the max's term (drop) or kept it. */
-static double fs_log_sum(double sum, int drop)
+/*
+ * log(sum of exp) from a sum that left out `dropped` terms of the max, each
+ * exactly 1 (0: it kept every term): log1p of it with all but one added back.
+ * That addition is exact wherever it is not 0 (an integer, added to a sum of
+ * at least 1), and adds nothing where the max occurs once.
+ */
+static double fs_log_sum(double sum, fs_index dropped)
 {
-    return drop == FS_DROP_DONE ? fs_log1p_nonnegative(sum) : log(sum);
+    return dropped > 0 ? fs_log1p_nonnegative(sum + (double)(dropped - 1)) : log(sum);
 }
 
-/* The whole sum of exp, the max's term included. */
-static double fs_whole_sum(double sum, int drop) { return drop == FS_DROP_DONE ? 1.0 + sum : sum; }
+/* The whole sum of exp, the max's terms included. */
+static double fs_whole_sum(double sum, fs_index dropped) { return sum + (double)dropped; }
 #endif
 
 /* The accuracy log-domain results keep (the README's contract). */
@@ -100,10 +106,10 @@ FS_ALWAYS_INLINE double FN(sum_error_units)(fs_index n)
 #define BLOCKED_SUM_ERROR_UNITS(n) (FS_FLUSH_STEPS * 0x1p29 + FN(sum_error_units)(n))
 
 /*
- * One chunk's sum, leaving out the first term of the max (`shift`) where *drop
- * is nonzero on entry; *drop is then FS_DROP_DONE if the chunk held it, else
- * FS_DROP_NONE.  For the long-row driver (fs_long_rows_tmpl.h), whose chunk
- * that holds a row's first max looks for it.
+ * One chunk's sum, leaving out the terms of the max (`shift`) where *drop is
+ * nonzero on entry; *drop is then their number (rows_sum_exp_impl).  A row's
+ * count is the sum of its chunks' (the long-row driver, fs_long_rows_tmpl.h,
+ * adds them as the row functions here do).
  */
 FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *mask,
                                               fs_index n, REAL shift, REAL scale, int *drop)
@@ -133,7 +139,8 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const ui
 
 /*
  * log_softmax's log(sum of exp((x - max) * scale)) of a row: the max's own term
- * (the first max) always left out, the rest summed in float blocks as softmax
+ * always left out (one of them, where it occurs more than once: fs_log_sum),
+ * the rest summed in float blocks as softmax
  * sums (adding each float term into double instead costs half as much again),
  * and log1p of that.  Leaving the term out is what lets the blocks' rounding
  * through: with s the rest and d its relative error (at most FS_FLUSH_STEPS
@@ -151,24 +158,24 @@ static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, OUT
                                       int stores_cached)
 {
     double rest = 0.0;
-    int looking = 1;
+    fs_index dropped = 0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
-        int drop = looking;
+        int drop = 1; /* every chunk leaves the max's terms out */
         const double part = FN(chunk_sum_exp_dropping_blocked)(
             x + c, mask ? mask + c : NULL, diff_out ? diff_out + c : NULL, fs_chunk_length(n, c),
             max, scale, ahead ? ahead + c : NULL, &drop, stores_cached);
         rest = c == 0 ? part : rest + part;
-        looking = looking && drop != FS_DROP_DONE;
+        dropped += drop;
     }
-    return fs_log_sum(rest, looking ? FS_DROP_NONE : FS_DROP_DONE);
+    return fs_log_sum(rest, dropped);
 }
 
 /*
  * log(sum of exp((x - max) * scale)) of a row whose sum pass gave *sum (every
  * term kept): log(*sum), unless that may have rounded a result near zero away
- * (see the top of this file); then the chunks are summed again, the one that
- * holds the first max leaving its term out, *sum becomes 1 + that and its
- * log1p is returned.  The long-row driver redoes a row with the same chunk
+ * (see the top of this file); then the chunks are summed again, leaving the
+ * max's terms out, *sum becomes the whole sum and the log1p of the sum with
+ * all but one of them added back is returned.  The long-row driver redoes a row with the same chunk
  * function (fs_long_rows_tmpl.h), so the two give the same bits.
  */
 static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max,
@@ -178,27 +185,27 @@ static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n,
     if (!isfinite(max) || !fs_log_sum_may_round(log_sum, FN(sum_error_units)(n), LOG_SUM_RTOL))
         return log_sum;
     double rest = 0.0;
-    int looking = 1;
+    fs_index dropped = 0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
-        int drop = looking;
+        int drop = 1; /* every chunk leaves the max's terms out */
         const double part = FN(chunk_sum_exp_dropping)(x + c, mask ? mask + c : NULL,
                                                        fs_chunk_length(n, c), max, scale, &drop);
         rest = c == 0 ? part : rest + part;
-        looking = looking && drop != FS_DROP_DONE;
+        dropped += drop;
     }
-    if (looking) /* no kept element equals the max: not for a finite max */
+    if (!dropped) /* no kept element equals the max: not for a finite max */
         return log_sum;
-    *sum = 1.0 + rest;
-    return log1p(rest);
+    *sum = fs_whole_sum(rest, dropped);
+    return log1p(rest + (double)(dropped - 1));
 }
 
 /* The lanes of a tile's max that are finite: where tile_sum_exp looks for the max's term. */
 FS_ALWAYS_INLINE VBITS FN(finite_lanes)(VEC m) { return (VBITS)(m - m == ZERO_V); }
 
-/* A lane's drop state after tile_sum_exp (FS_DROP_DONE if its max's term was left out). */
+/* How many of a lane's max's terms tile_sum_exp left out: its first, or none. */
 FS_ALWAYS_INLINE int FN(lane_drop)(VBITS started, VBITS looking, int lane)
 {
-    return LANE(started, lane) && !LANE(looking, lane) ? FS_DROP_DONE : FS_DROP_NONE;
+    return LANE(started, lane) && !LANE(looking, lane);
 }
 
 /*
@@ -236,7 +243,7 @@ FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, f
     for (int u = 0; u < nv; u++) {
         const VACC logs = VACC_LOG1P(rest[u]);
         for (int i = 0; i < LANES; i++)
-            if (FN(lane_drop)(started[u], looking[u], i) == FS_DROP_DONE &&
+            if (FN(lane_drop)(started[u], looking[u], i) &&
                 fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL)) {
                 sum[u][i] = 1.0 + VACC_LANE(rest[u], i);
                 log_sum[u][i] = VACC_LANE(logs, i);

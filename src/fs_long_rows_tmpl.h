@@ -62,22 +62,13 @@ static double fs_sum_in_order(const double *chunk_values, fs_index per_row)
     return sum;
 }
 
-/* The first of a row's chunks whose max is the row's: the one holding its first max. */
-static fs_index fs_first_max_chunk(const double *chunk_values, fs_index per_row, double max)
+/* How many of its max's terms a row's sum left out: its chunks' counts added. */
+static fs_index fs_row_dropped(const int *chunk_drops, fs_index per_row)
 {
-    fs_index c = 0;
-    while (c + 1 < per_row && chunk_values[c] != max)
-        c++;
-    return c;
-}
-
-/* A row's drop state from its chunks': FS_DROP_DONE if the chunk that looked held the term. */
-static int fs_row_drop(const int *chunk_drops, fs_index per_row)
-{
+    fs_index dropped = 0;
     for (fs_index c = 0; c < per_row; c++)
-        if (chunk_drops[c] == FS_DROP_DONE)
-            return FS_DROP_DONE;
-    return FS_DROP_NONE;
+        dropped += chunk_drops[c];
+    return dropped;
 }
 
 /* The largest of a row's chunk maxima (never NaN: row_max skips NaN). */
@@ -108,7 +99,7 @@ typedef struct {
     int op;
     int stream;              /* the last pass streams its stores (FS_STREAM_OUTPUT) */
     double *chunk;           /* per chunk: its max, then its sum of exp */
-    int *drop;               /* per chunk: its drop state */
+    int *drop;               /* per chunk: 1 to leave the max's terms out, then their number */
     const double *row_max, *row_sum, *row_log_sum;
 } FN(softmax_long_job);
 
@@ -207,8 +198,8 @@ static void FN(softmax_long_store_part)(void *arg, int64_t i)
 /*
  * The log ops' row_log_sum for rows split in chunks: log_sum[r] is log(sum)
  * from the sum pass; a row whose log may have rounded a result near zero away
- * is summed again, its chunks in parallel, the chunk that holds its first max
- * (drop[] says which: 1) leaving that term out, and gets log1p of that.
+ * is summed again, its chunks in parallel, leaving the max's terms out, and
+ * gets log1p of that with all but one of them added back (row_log_sum's).
  * `chunk` (the chunks' sums) is overwritten for those rows.
  */
 static void FN(long_rows_log_sums)(FN(softmax_long_job) *job, double *log_sum, int nthreads)
@@ -230,27 +221,31 @@ static void FN(long_rows_log_sums)(FN(softmax_long_job) *job, double *log_sum, i
     if (!redo)
         return;
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_resum_part), job);
-    for (fs_index r = 0; r < rows; r++)
-        if (drop[r * ch.per_row] >= 0 &&
-            fs_row_drop(drop + r * ch.per_row, ch.per_row) == FS_DROP_DONE)
-            log_sum[r] = log1p(fs_sum_in_order(chunk + r * ch.per_row, ch.per_row));
+    for (fs_index r = 0; r < rows; r++) {
+        const fs_index dropped = drop[r * ch.per_row] >= 0
+                                     ? fs_row_dropped(drop + r * ch.per_row, ch.per_row)
+                                     : 0;
+        if (dropped > 0)
+            log_sum[r] = log1p(fs_sum_in_order(chunk + r * ch.per_row, ch.per_row) +
+                               (double)(dropped - 1));
+    }
 }
 
 /*
  * softmax, log_softmax (op) or logsumexp (out then holds one value per row),
  * with FS_STREAM_OUTPUT in `flags` or not (fs_kernels.h).  log_softmax takes
- * each row's log(sum) as row_log_sum_dropped does: in its sum pass, the chunk
- * that holds the row's first max leaves that term out.  logsumexp takes it as
+ * each row's log(sum) as row_log_sum_dropped does: in its sum pass, every
+ * chunk leaves the max's terms out and counts them.  logsumexp takes it as
  * row_log_sum does: a row whose log may have rounded a result near zero away
- * is summed again (a fourth pass, over its chunks only), the chunk that holds
- * its first max leaving that term out.
+ * is summed again (a fourth pass, over its chunks only), leaving them out.
  */
 static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,
                                  fs_index mask_start, OUT *out, fs_index rows, fs_index n,
                                  REAL scale, int op, int flags, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
-    /* Per chunk: its max, then its sum of exp, its drop state; per row: max, sum, log(sum). */
+    /* Per chunk: its max, then its sum of exp, its max's terms left out; per row: max, sum,
+     * log(sum). */
     double *chunk = (double *)malloc((size_t)ch.total * sizeof(double));
     double *row = (double *)malloc((size_t)rows * 3 * sizeof(double));
     int *drop = (int *)malloc((size_t)ch.total * sizeof(int));
@@ -271,21 +266,17 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
                                 .row_sum = row_sum, .row_log_sum = row_log_sum};
 #define MASK_AT(at) fs_mask_at(mask, mask_period, mask_start, (at))
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_max_part), &job);
-    /* where the row's first max is, should its term have to be left out */
-    for (fs_index r = 0; r < rows; r++) {
-        const double *maxima = chunk + r * ch.per_row;
-        row_max[r] = fs_max_in_order(maxima, ch.per_row);
-        const fs_index first = fs_first_max_chunk(maxima, ch.per_row, row_max[r]);
-        for (fs_index c = 0; c < ch.per_row; c++)
-            drop[r * ch.per_row + c] = c == first;
-    }
+    for (fs_index r = 0; r < rows; r++)
+        row_max[r] = fs_max_in_order(chunk + r * ch.per_row, ch.per_row);
+    for (fs_index i = 0; i < ch.total; i++) /* every chunk leaves the max's terms out, if asked */
+        drop[i] = 1;
 
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_sum_part), &job);
     for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
         row_log_sum[r] = op == FS_OP_SOFTMAX ? 0
                          : op == FS_OP_LOG_SOFTMAX
-                             ? fs_log_sum(row_sum[r], fs_row_drop(drop + r * ch.per_row, ch.per_row))
+                             ? fs_log_sum(row_sum[r], fs_row_dropped(drop + r * ch.per_row, ch.per_row))
                              : log(row_sum[r]);
     }
     if (op == FS_OP_LOGSUMEXP)
@@ -370,7 +361,7 @@ typedef struct {
     FN(ce_row_state) *st; /* per row */
     double *chunk;       /* per chunk: its max, then its sum of exp */
     double *class_sums;  /* two per chunk */
-    int *drop;           /* per chunk: its drop state */
+    int *drop;           /* per chunk: 1 to leave the max's terms out, then their number */
     OUT *grad;           /* or NULL */
     int stream;          /* the gradient pass streams its stores (FS_STREAM_OUTPUT) */
 } FN(ce_long_job);
@@ -494,8 +485,8 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                        fs_index rows, fs_index n, int flags, int nthreads)
 {
     const fs_chunks ch = fs_chunks_of(rows, n);
-    /* Per chunk: its max, then its sum of exp, two class sums, its drop state; per row: */
-    /* the state and status. */
+    /* Per chunk: its max, then its sum of exp, two class sums, its max's terms left out; */
+    /* per row: the state and status. */
     double *chunk = (double *)malloc((size_t)ch.total * 3 * sizeof(double));
     int *drop = (int *)malloc((size_t)ch.total * sizeof(int));
     FN(ce_row_state) *st = (FN(ce_row_state) *)calloc((size_t)rows, sizeof(FN(ce_row_state)));
@@ -519,14 +510,12 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                            (flags & FS_STREAM_OUTPUT) && grad &&
                                            (const void *)grad != x};
     fs_parallel_run(nthreads, ch.total, FN(ce_long_max_part), (void *)&job);
-    /* The sum of exp leaves out the max's first term (fs_log_sum_tmpl.h), in its chunk. */
+    /* The sum of exp leaves out the max's terms (fs_log_sum_tmpl.h), in every chunk. */
     for (fs_index r = 0; r < rows; r++) {
-        const double *maxima = chunk + r * ch.per_row;
         const int computed = status[r] == FS_CE_COMPUTED;
-        st[r].m = computed ? (REAL)fs_max_in_order(maxima, ch.per_row) : 0;
-        const fs_index first = computed ? fs_first_max_chunk(maxima, ch.per_row, st[r].m) : -1;
+        st[r].m = computed ? (REAL)fs_max_in_order(chunk + r * ch.per_row, ch.per_row) : 0;
         for (fs_index c = 0; c < ch.per_row; c++)
-            drop[r * ch.per_row + c] = c == first; /* look for it there */
+            drop[r * ch.per_row + c] = computed;
     }
     FN(ce_long_rows_prepare)(&job, nthreads);
 
@@ -537,7 +526,7 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
             continue;
         }
         st[r].sum = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
-        st[r].drop = fs_row_drop(drop + r * ch.per_row, ch.per_row);
+        st[r].dropped = fs_row_dropped(drop + r * ch.per_row, ch.per_row);
         sstore_f64(loss + r, FN(ce_row_finish)(&st[r], target != NULL, weight, weight_sum, eps,
                                                n, grad_scale));
     }

@@ -17,7 +17,7 @@
  * For double input the running total is compensated (Kahan): a long row of
  * near-equal terms would otherwise lose accuracy in proportion to its length.
  * The order of every addition is fixed by the position of the element alone.
- * A sum pass can look for the max's first term and leave it out (`look`,
+ * A sum pass can leave out the terms of the max and count them (`look`,
  * `drop`): fs_log_sum_tmpl.h uses it for the log-domain ops' dominant term.
  *
  * `where=` masks: `mask` holds one byte per element of x at the same offsets
@@ -155,12 +155,6 @@ static int FN(slice_has_nan)(const STORAGE *x, const uint8_t *mask, fs_index n, 
  * counts (a head and tail of its own and partial exps made it 10-20% slower).
  */
 enum { FS_STORE_NONE = 0, FS_STORE_EXP = 1, FS_STORE_DIFF = 2, FS_STORE_EXP_UNJOINED = 3 };
-/*
- * Whether a sum left out the max's own term of 1 (sum_exp_impl's `drop`; DONE
- * is not 1: a nonzero int on entry asks the sum to look for it, and the
- * long-row driver keeps both in one array).
- */
-enum { FS_DROP_NONE = 0, FS_DROP_DONE = 2 };
 #endif
 
 /* Add one vector of terms into a block accumulator, or straight into double when `exact_sum`. */
@@ -287,18 +281,20 @@ typedef struct {
  * fs_softmax_tmpl.h's softmax_span), and with `exact` adding float terms
  * straight into double.  Lanes past the end load -inf: exp gives 0 there.
  * With `look` (a constant per copy), a row r whose drop[r] is nonzero on entry
- * has the first term of its max left out of its sum (the stored exponential
- * stays): the first element, kept by the mask, where x - shift is 0.  The sum
- * finds it as it goes, and drop[r] is FS_DROP_DONE on return if it did, else
- * FS_DROP_NONE (never for a finite shift that is the row's max: for a shift
- * that is not finite, x - shift is never 0).  The blocked loop tests the
- * largest of each step's differences for 0 until it finds it (then no more):
- * on a long row, one mispredicted branch is nothing.  The vector-by-vector
- * loop, all of a short row's sum, finds it without a branch (LOOK_IN).  A
- * separate search pass cost as much again as the test, and more on short
- * rows, whose sum and search each ended in a mispredicted exit.  Pairs (rows
- * == 2) are shorter than FS_PAIRED_BELOW, which the blocked loop never
- * reaches.
+ * has every term of its max left out of its sum (the stored exponentials
+ * stay): the elements, kept by the mask, where x - shift is 0, each a term of
+ * exactly 1.  drop[r] is their number on return (fs_log_sum_tmpl.h adds all
+ * but one back, exactly): at least 1 for a finite shift that is the row's
+ * max, 0 for a shift that is not finite, where x - shift is never 0.  Each
+ * vector's terms are added under the mask of its nonzero differences, a
+ * compare and a count in place of a plain add (ADD_TERMS), with no branch.
+ * This replaced a look for the first term only (zeroing its lane: the same
+ * bits wherever the max occurs once), which took two more instructions per
+ * vector, or, on rows of two blocked steps and more, a test of each step's
+ * largest difference whose branch mispredicted once per row.  Float32,
+ * AVX-512, Zen 5, one thread, rows in cache, log_softmax new / old time:
+ * 0.95-0.97 for rows of 64-256 elements, 0.89-0.90 for 512 and 1000, 0.85-0.88
+ * for 1024, 0.97 for 2048.
  *
  * `ahead` (or NULL) is what the caller reads next, prefetched as this pass
  * goes: this pass is bound by the exp, the next row's max pass by memory, so
@@ -329,9 +325,9 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     ROW_POINTERS(0);
     ROW_POINTERS(1);
     OUT *const out0 = e_out[0], *const out1 = e_out[rows - 1];
-    /* The offset of the term each row leaves out, once found (-1: none yet, or none at all). */
-    fs_index drop0 = -1, drop1 = -1;
-    int looking0 = look && drop[0], looking1 = look && rows == 2 && drop[1];
+    /* Whether each row leaves its max's terms out, and how many it has left out so far. */
+    const int looking0 = look && drop[0], looking1 = look && rows == 2 && drop[1];
+    unsigned dropped0 = 0, dropped1 = 0;
     const int exact_sum = exact && sizeof(REAL) == 4;
     const VEC vscale = VSPLAT(scale);
     const VEC vshift0 = VSPLAT(shift[0]), vshift1 = VSPLAT(shift[rows - 1]);
@@ -383,25 +379,29 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                 PREV_VECTOR(prev_head + (at) + u_ * LANES);                          \
     } while (0)
 /*
- * Zero the lane of e that holds the dropped term `at`, if it lies in
- * [from, from + LANES): by a compare with the lane numbers, not a store to
- * LANE(e, k), which would keep e in memory through the whole loop.  Only a
- * copy that looks can have a term to drop: `look &&` says so to the compiler,
- * which cannot prove the test false from drop == -1 (i is signed), and kept
- * it in every step of softmax's sum (4096x256 float32, AVX2: 7% of the time).
- */
-#define DROP_IN(e, from, at)                                                                  \
-    do {                                                                                      \
-        if (look && (size_t)((at) - (from)) < (size_t)LANES)                                  \
-            e = VSELECT((VBITS)(VLOAD_REAL(FN(lane_numbers)) == VSPLAT((REAL)((at) - (from)))), \
-                        ZERO_V, e);                                                           \
-    } while (0)
-/*
  * d with the lanes the mask leaves out set to -1, never 0: where a row may
- * look for its max's term.  The first lane of such a vector where it is 0.
+ * find its max's terms.
  */
 #define KEPT_DIFF(d, r, at) (masked ? VSELECT(VMASK(mask##r + (at)), (d), VSPLAT(-1)) : (d))
-#define FIRST_ZERO(kd) VFIRST_EQUAL((kd), ZERO_V)
+/*
+ * Add row r's terms e, whose differences (KEPT_DIFF) are kd, to its block a
+ * (or, with exact_sum, its double total), leaving out and counting its max's
+ * terms where it looks.
+ */
+#define ADD_TERMS(r, total, a, e, kd)                                                     \
+    do {                                                                                  \
+        if (look && looking##r) {                                                         \
+            const VEC kd_ = (kd);                                                         \
+            const unsigned kept_ = VNONZERO_LANES(kd_);                                   \
+            dropped##r += LANES - (unsigned)__builtin_popcount(kept_);                    \
+            if (exact_sum)                                                                \
+                ACCUMULATE(total, a, VADD_LANES(ZERO_V, (e), kd_, kept_));                \
+            else                                                                          \
+                (a) = VADD_LANES((a), (e), kd_, kept_);                                   \
+        } else {                                                                          \
+            ACCUMULATE(total, a, e);                                                      \
+        }                                                                                 \
+    } while (0)
     const int next_row_fits_l1 = n * (fs_index)sizeof(STORAGE) <= FS_PREFETCH_L1_ROW_BYTES;
     const fs_index rehint_elements = FS_NEXT_ROW_REHINT_BYTES / (fs_index)sizeof(STORAGE);
     /* log2 of how much of the step each hint covers: all of the next row, or its first share */
@@ -443,41 +443,6 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define STORE_RESULTS(r, v, at) VSTORE_OUT(out##r + (at), (v))
 #define STORE_PENDING() ((void)out_head)
 #endif
-    /*
-     * All ones while the sum has not found row r's term without a branch (the
-     * vector-by-vector loop, and the blocked loop of a row of one step), 0 once
-     * it has.  Whether a row still looks is fixed for each of those loops, so
-     * the loop finds the term without a branch on it: a branch that finds it
-     * mispredicts once in each row, at a random place, and discards the exps
-     * started past it (float32 32768x256 log_softmax, AVX-512, one thread:
-     * 0.43 ns per element with the branch, 0.40-0.41 without; cross_entropy's
-     * loss 0.44 and 0.40).  The state is updated by a select on the compare
-     * alone, so that one instruction is all the loop carries from vector to
-     * vector: masking the compare by it made a chain through the compare and
-     * cost more than the branch had.
-     */
-    unsigned unseen0 = ~0u, unseen1 = ~0u;
-/* Leave row r's max's first term out of e, the vector of differences at i kept as kd. */
-#define LOOK_IN(r, e, kd)                                                         \
-    do {                                                                          \
-        if (look && looking##r) {                                                 \
-            const unsigned zeros_ = VEQUAL_LANES((kd), ZERO_V);                   \
-            e = VZERO_LOWEST_LANE(e, zeros_ & unseen##r);                         \
-            unseen##r = zeros_ ? 0u : unseen##r;                                  \
-        }                                                                         \
-    } while (0)
-    /*
-     * A row of one blocked step, and less than another step after it, looks in
-     * that step as the vector-by-vector loop does (LOOK_IN): the search's
-     * branch would mispredict in most such rows (float32, one thread, rows of
-     * 256 and 384 with AVX2, 512 with AVX-512: log_softmax 3-5% and
-     * cross_entropy's loss 4-7% faster).  Longer rows keep the search, whose
-     * one misprediction their length hides.  So does cross_entropy's gradient
-     * (FS_STORE_EXP_UNJOINED), which gained nothing measurable: the look's
-     * code in its copy of the loop made AVX2 rows of 512 and 1000 that never
-     * take it 4-5% slower.
-     */
-    const int one_step = store != FS_STORE_EXP_UNJOINED && n < 2 * FS_PAIRED_BELOW;
     if (rows == 1) /* rows walked together are shorter than this loop's block */
         for (; i + FS_PAIRED_BELOW <= n;) {
             VEC a0 = ZERO_V, a1 = ZERO_V, a2 = ZERO_V, a3 = ZERO_V;
@@ -518,49 +483,16 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                     STORE_RESULTS(0, diff ? d2 : e2, i + 2 * LANES);
                     STORE_RESULTS(0, diff ? d3 : e3, i + 3 * LANES);
                 }
-                if (look && looking0 && one_step) {
-                    LOOK_IN(0, e0, KEPT_DIFF(d0, 0, i));
-                    LOOK_IN(0, e1, KEPT_DIFF(d1, 0, i + LANES));
-                    LOOK_IN(0, e2, KEPT_DIFF(d2, 0, i + 2 * LANES));
-                    LOOK_IN(0, e3, KEPT_DIFF(d3, 0, i + 3 * LANES));
-                } else if (look && looking0) {
-                    /* the differences are <= 0: a 0 is their largest (a NaN lane may hide
-                     * one, in a row whose result is NaN anyway) */
-                    const VEC k0 = KEPT_DIFF(d0, 0, i), k1 = KEPT_DIFF(d1, 0, i + LANES);
-                    const VEC k2 = KEPT_DIFF(d2, 0, i + 2 * LANES);
-                    const VEC k3 = KEPT_DIFF(d3, 0, i + 3 * LANES);
-                    if (FIRST_ZERO(VMAX(VMAX(k0, k1), VMAX(k2, k3))) >= 0) { /* once */
-                        const VEC kept[FS_ROW_ACCUMULATORS] = {k0, k1, k2, k3};
-                        for (int u = 0; looking0 && u < FS_ROW_ACCUMULATORS; u++) {
-                            const int lane = FIRST_ZERO(kept[u]);
-                            if (lane >= 0) {
-                                drop0 = i + u * LANES + lane;
-                                looking0 = 0;
-                            }
-                        }
-                    }
-                }
-                if (look && (size_t)(drop0 - i) < (size_t)(FS_ROW_ACCUMULATORS * LANES)) { /* once */
-                    DROP_IN(e0, i, drop0);
-                    DROP_IN(e1, i + LANES, drop0);
-                    DROP_IN(e2, i + 2 * LANES, drop0);
-                    DROP_IN(e3, i + 3 * LANES, drop0);
-                }
-                ACCUMULATE(total0, a0, e0);
-                ACCUMULATE(total0, a1, e1);
-                ACCUMULATE(total0, a2, e2);
-                ACCUMULATE(total0, a3, e3);
+                ADD_TERMS(0, total0, a0, e0, KEPT_DIFF(d0, 0, i));
+                ADD_TERMS(0, total0, a1, e1, KEPT_DIFF(d1, 0, i + LANES));
+                ADD_TERMS(0, total0, a2, e2, KEPT_DIFF(d2, 0, i + 2 * LANES));
+                ADD_TERMS(0, total0, a3, e3, KEPT_DIFF(d3, 0, i + 3 * LANES));
             }
             ADD_TO_TOTAL(total0, carry0, a0);
             ADD_TO_TOTAL(total0, carry0, a1);
             ADD_TO_TOTAL(total0, carry0, a2);
             ADD_TO_TOTAL(total0, carry0, a3);
         }
-    /* The tail after a row's one step looks only if the step found nothing, as after
-     * the search: a look in each of its vectors made AVX-512 float32 rows of 1000 slower
-     * (cross_entropy's loss 6%). */
-    if (rows == 1 && look && one_step && !unseen0)
-        looking0 = 0;
     VEC block0 = ZERO_V, block1 = ZERO_V;
     int steps = 0;
 #define SUM_VECTOR(r)                                                             \
@@ -569,8 +501,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i);               \
         if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                            \
             STORE_RESULTS(r, store == FS_STORE_DIFF ? d : e, i);                  \
-        LOOK_IN(r, e, KEPT_DIFF(d, r, i));                                        \
-        ACCUMULATE(total##r, block##r, e);                                        \
+        ADD_TERMS(r, total##r, block##r, e, KEPT_DIFF(d, r, i));                  \
     } while (0)
 #define SUM_PARTIAL(r)                                                                        \
     do {                                                                                      \
@@ -578,8 +509,8 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i, n - i);            \
         if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                                        \
             VSTORE_PARTIAL_OUT(out##r + i, store == FS_STORE_DIFF ? d : e, n - i);            \
-        LOOK_IN(r, e, masked ? VSELECT(VMASK_PARTIAL(mask##r + i, n - i), d, VSPLAT(-1)) : d); \
-        ACCUMULATE(total##r, block##r, e);                                                    \
+        ADD_TERMS(r, total##r, block##r, e,                                                   \
+                  masked ? VSELECT(VMASK_PARTIAL(mask##r + i, n - i), d, VSPLAT(-1)) : d);    \
     } while (0)
 #define FLUSH_BLOCK(r)                                  \
     do {                                                \
@@ -591,7 +522,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         ADD_TO_TOTAL(total##r, carry##r, block##r);                       \
         sum[r] = VACC_SUM_LANES(VACC_SUB(total##r, carry##r));            \
         if (look)                                                         \
-            drop[r] = drop##r >= 0 || !unseen##r ? FS_DROP_DONE : FS_DROP_NONE; \
+            drop[r] = (int)dropped##r;                                    \
     } while (0)
     for (; i + LANES <= n; i += LANES) {
         if (rows == 2 && ahead)
@@ -626,14 +557,12 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #undef SUM_PARTIAL
 #undef FLUSH_BLOCK
 #undef SUM_RESULT
-#undef LOOK_IN
-#undef DROP_IN
+#undef ADD_TERMS
 #undef NEIGHBOURS
 #undef PREV_VECTOR
 #undef PREV_ORDINARY
 #undef PREV_RESULT
 #undef KEPT_DIFF
-#undef FIRST_ZERO
 }
 
 /* One span's sum of exp, as rows_sum_exp_impl gives it for one row (`look`, *drop as there). */
@@ -688,8 +617,8 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
 /*
  * One chunk's sum of exp in float blocks flushed to double, as softmax sums
  * (bit for bit: chunk_sum_exp with e_out), but without storing the
- * exponentials, and with `look` (a constant per copy) leaving the max's first
- * term out as rows_sum_exp_impl does: for log_softmax, which always leaves it
+ * exponentials, and with `look` (a constant per copy) leaving the max's terms
+ * out as rows_sum_exp_impl does: for log_softmax, which always leaves them
  * out (fs_log_sum_tmpl.h's row_log_sum_dropped), for logsumexp of a float row, whose caller checks
  * that the result is large enough for the blocks' rounding not to matter
  * (fs_softmax_tmpl.h's logsumexp_impl), and for softmax whose last pass
@@ -721,7 +650,7 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_
  * into e_out[r] that the one-row sums give it alone: chunk_sum_exp_ahead for
  * FS_STORE_EXP (softmax's, never exact) and for FS_STORE_NONE with `exact`,
  * chunk_sum_exp_blocked for FS_STORE_DIFF and FS_STORE_NONE without; the
- * last two look for each row's max's first term and leave it out as
+ * last two leave each row's max's terms out and count them as
  * rows_sum_exp_impl does, unless drop is NULL (drop[r] as there).  `ahead` as
  * in rows_sum_exp_impl; either mask may be NULL only if both are.
  */
@@ -761,7 +690,7 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
  * `stream`, which only a copy that can stream is asked for): softmax's
  * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives
  * the chunk, bit for bit; or log_softmax's, storing the differences, the max's
- * first term left out as row_log_sum_dropped leaves it (*drop as in
+ * terms left out as row_log_sum_dropped leaves them (*drop as in
  * rows_sum_exp_impl).
  */
 static double FN(chunk_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,

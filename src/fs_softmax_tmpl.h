@@ -570,7 +570,7 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
         for (int r = 0; r < 2; r++)
             log_sum[r] = FN(row_log_sum)(x[r], mask[r], n, m[r], scale, &sum[r]);
     } else if (log_output) { /* row_log_sum_dropped's, in one chunk */
-        int drop[2] = {1, 1}; /* each row looks for its max's first term */
+        int drop[2] = {1, 1}; /* each row leaves its max's terms out */
         FN(row_pair_sum_exp)(x, mask, stored, n, m, scale,
                              diffs_stored ? FS_STORE_DIFF : FS_STORE_NONE, 0, drop, ahead, sum);
         for (int r = 0; r < 2; r++)
@@ -601,8 +601,8 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
 /*
  * chunk_sum_exp_beside over a row of any length, a chunk at a time: the
  * chunks' sums added in order, as row_sum_exp and row_log_sum_dropped add them
- * (the first chunk that finds the max's first term leaves it out, and the
- * later ones no longer look), each chunk doing its neighbours' work at its own
+ * (log_softmax's leaving the max's terms out: their number into *dropped),
+ * each chunk doing its neighbours' work at its own
  * offsets, and the next row's max the largest of its chunks'.  Streamed, each
  * chunk's part of the previous row streams its own whole lines (stream_head
  * of the chunk): a chunk starts FS_CHUNK elements after the last, so its lines
@@ -612,15 +612,15 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
  */
 static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
                                      REAL scale, const STORAGE *ahead, int log_output,
-                                     int *drop, FN(neighbours) *side, int stream)
+                                     fs_index *dropped, FN(neighbours) *side, int stream)
 {
     FN(neighbours) part = *side;
     double sum = 0.0;
-    int looking = *drop;
     REAL next_max = -INFINITY;
+    *dropped = 0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         const fs_index length = fs_chunk_length(n, c);
-        int chunk_drop = looking;
+        int chunk_drop = 1; /* log_softmax: leave the max's terms out */
         part.next = side->next ? side->next + c : NULL;
         part.prev = side->prev ? side->prev + c : NULL;
         part.prev_out = side->prev ? side->prev_out + c : NULL;
@@ -637,13 +637,13 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
                                      ahead ? ahead + c : NULL, log_output, &chunk_drop, &part,
                                      stream);
         sum = c == 0 ? chunk_sum : sum + chunk_sum;
-        looking = looking && chunk_drop != FS_DROP_DONE;
+        if (log_output)
+            *dropped += chunk_drop;
         if (part.next && part.next_max > next_max) /* (never NaN: see rows_sum_exp_impl) */
             next_max = part.next_max;
     }
     if (side->next)
         side->next_max = next_max;
-    *drop = looking ? FS_DROP_NONE : FS_DROP_DONE;
     return sum;
 }
 
@@ -659,15 +659,15 @@ typedef struct {
     OUT *out;
     REAL max, factor, lse;
     double sum;
-    int drop;
+    fs_index dropped; /* log_softmax: the max's terms its sum left out */
 } FN(row_to_finish);
 
 /* The factor and lse of a row's last pass: softmax_row's expressions of its sum. */
 FS_ALWAYS_INLINE void FN(last_pass_terms)(FN(row_to_finish) *row, REAL scale, int log_output)
 {
-    if (log_output) { /* row_log_sum_dropped's log of the row's sum; drop is DONE or NONE */
+    if (log_output) { /* row_log_sum_dropped's log of the row's sum */
         row->factor = scale;
-        row->lse = (REAL)fs_log_sum(row->sum, row->drop);
+        row->lse = (REAL)fs_log_sum(row->sum, row->dropped);
     } else {
         row->factor = (REAL)(1.0 / row->sum);
         row->lse = 0;
@@ -741,15 +741,15 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     side.prev_head = side.prev_end = 0; /* (each chunk's are row_sum_exp_beside's) */
     side.prev_factor = side.prev_lse = 0;
     for (fs_index r = 0; r < rows; r++) {
-        int drop = 1; /* log_softmax: look for the max's first term */
+        fs_index dropped;
         OUT *stored = stream ? scratch + (r % (depth + 1)) * FN(pipelined_scratch_stride)(n)
                              : out + r * n;
         side.next = r + 1 < rows ? x + (r + 1) * n : NULL;
         const double sum =
             FN(row_sum_exp_beside)(x + r * n, stored, n, max, scale,
-                                   r + 2 < rows ? x + (r + 2) * n : NULL, log_output, &drop,
+                                   r + 2 < rows ? x + (r + 2) * n : NULL, log_output, &dropped,
                                    &side, stream);
-        const FN(row_to_finish) summed = {x + r * n, stored, out + r * n, max, 0, 0, sum, drop};
+        const FN(row_to_finish) summed = {x + r * n, stored, out + r * n, max, 0, 0, sum, dropped};
         if (depth == 2) {
             done = waiting; /* (none after the first row's sum) */
             waiting = summed;
@@ -979,7 +979,7 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
             summed.x[r] = x + (o + r) * slab;
             summed.mask[r] = FN(slab_mask)(mask, mask_period, mask_start, (o + r) * slab);
             summed.out[r] = out + (o + r) * slab;
-            summed.drop[r] = 1; /* each row looks for its max's first term */
+            summed.drop[r] = 1; /* each row leaves its max's terms out */
         }
         FN(row_pair_max)(summed.x, summed.mask, n, summed.m);
         FN(row_pair_sum_exp)(summed.x, summed.mask, summed.out, n, summed.m, scale,
@@ -1366,7 +1366,7 @@ enum { FS_SUM_NONE = 0, FS_SUM_EXACT, FS_SUM_BLOCKED, FS_SUM_BLOCKED_DROPPED };
  * each summed the way how[r] says, into log_sum[r]: FS_SUM_EXACT as
  * row_log_sum gives it (its exact sum left in sum[r]), FS_SUM_BLOCKED as the
  * log of a sum in float blocks, FS_SUM_BLOCKED_DROPPED as row_log_sum_dropped
- * gives it (float blocks without the max's first term).  Two rows summed the
+ * gives it (float blocks without the max's terms).  Two rows summed the
  * same way are walked together, with the same bits, and so are a blocked row
  * and a blocked-dropped one (maxima either side of `safe`, as N(0, 3^2) rows
  * of a few hundred have): the pair's walk looks only in the row that asks.
@@ -1381,7 +1381,7 @@ static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *m
 #undef BLOCKED_WAY
     if (exact_pair || blocked_pair) {
         OUT *const no_out[2] = {NULL, NULL};
-        /* drop[r] nonzero: row r looks for its max's first term */
+        /* drop[r] nonzero: row r leaves its max's terms out */
         int drop[2] = {how[0] == FS_SUM_BLOCKED_DROPPED, how[1] == FS_SUM_BLOCKED_DROPPED};
         FN(row_pair_sum_exp)(x, mask, no_out, n, max, scale, FS_STORE_NONE, exact_pair,
                              drop[0] || drop[1] ? drop : NULL, ahead, sum);

@@ -26,9 +26,8 @@
  *   vmax_lanes_f32         the largest lane of such an accumulator (vsum_lanes_f64,
  *                          vacc_sum_lanes_f32: the sum of the lanes), in a tree
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
- *   vfirst_equal_f32       the first lane where a == b, or -1
- *   vequal_lanes_f32       the lanes where a == b, as bits (vzero_lowest_lane_f32:
- *                          e with the lowest such lane zeroed)
+ *   vnonzero_lanes_f32     the lanes where d is not 0, as bits (vadd_lanes_f32: a + e in
+ *                          those lanes, a in the others)
  *   vany_less_f64          whether any lane is below one (vacc_any_less_f32: of an accumulator)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
  *   vmask/vselect_f32      lanes of a `where=` mask (one byte per element) and a
@@ -342,63 +341,52 @@ FS_DEFINE_FIRST(vbits_f32, f32)
 FS_DEFINE_FIRST(vbits_f64, f64)
 #endif
 /*
- * vequal_lanes_f32(a, b): the lanes where a == b as the bits of an unsigned
- * (lane i, bit i); vzero_lowest_lane_f32(e, bits): e with the lane of bits'
- * lowest set bit zeroed (none where bits is 0).  Together they leave a row's
- * first max out of its sum without a branch (fs_reduce_tmpl.h's LOOK_IN).
- * AVX-512 keeps both in mask registers; the others clear the lane with an
- * and by a mask loaded from a window on an array of ones with one zero, its
- * offset the bit's number.
+ * vnonzero_lanes_f32(d): the lanes where d is not 0 (NaN is not), as the bits
+ * of an unsigned (lane i, bit i); vadd_lanes_f32(a, e, d, bits): a + e in
+ * those lanes, a in the others, given both d and bits = vnonzero_lanes_f32(d).
+ * A sum pass leaves out every term of its row's max with them and counts the
+ * terms (fs_reduce_tmpl.h's ADD_TERMS): the lanes where x - max is 0.
+ * AVX-512 adds under the comparison's mask register, in place of the plain
+ * add; the others clear the lanes with an and by d's comparison, which the
+ * compiler shares with the one that made the bits.  (Written with a pointer
+ * to the count instead, one helper kept the count in memory and made
+ * log_softmax rows of 192-240 floats 3-5% slower.)
  */
 #if FS_X86_DISPATCH && FS_VBYTES == 64
-#define vequal_lanes_f32(a, b) ((unsigned)_mm512_cmp_ps_mask((__m512)(a), (__m512)(b), _CMP_EQ_OQ))
-#define vequal_lanes_f64(a, b) ((unsigned)_mm512_cmp_pd_mask((__m512d)(a), (__m512d)(b), _CMP_EQ_OQ))
-#define vzero_lowest_lane_f32(e, bits) \
-    ((vec_f32)_mm512_mask_mov_ps((__m512)(e), (__mmask16)((bits) & -(bits)), _mm512_setzero_ps()))
-#define vzero_lowest_lane_f64(e, bits) \
-    ((vec_f64)_mm512_mask_mov_pd((__m512d)(e), (__mmask8)((bits) & -(bits)), _mm512_setzero_pd()))
+#define vnonzero_lanes_f32(d) \
+    ((unsigned)_mm512_cmp_ps_mask((__m512)(d), _mm512_setzero_ps(), _CMP_NEQ_UQ))
+#define vnonzero_lanes_f64(d) \
+    ((unsigned)_mm512_cmp_pd_mask((__m512d)(d), _mm512_setzero_pd(), _CMP_NEQ_UQ))
+#define vadd_lanes_f32(a, e, d, bits) \
+    ((vec_f32)_mm512_mask_add_ps((__m512)(a), (__mmask16)(bits), (__m512)(a), (__m512)(e)))
+#define vadd_lanes_f64(a, e, d, bits) \
+    ((vec_f64)_mm512_mask_add_pd((__m512d)(a), (__mmask8)(bits), (__m512d)(a), (__m512d)(e)))
 #else
 #if FS_X86_DISPATCH && FS_VBYTES == 32
-#define vequal_lanes_f32(a, b) ((unsigned)_mm256_movemask_ps((__m256)((a) == (b))))
-#define vequal_lanes_f64(a, b) ((unsigned)_mm256_movemask_pd((__m256d)((a) == (b))))
+#define vnonzero_lanes_f32(d) ((unsigned)_mm256_movemask_ps((__m256)((d) != (vec_f32){0})))
+#define vnonzero_lanes_f64(d) ((unsigned)_mm256_movemask_pd((__m256d)((d) != (vec_f64){0})))
 #elif (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && FS_VBYTES == 16
-#define vequal_lanes_f32(a, b) ((unsigned)_mm_movemask_ps((__m128)((a) == (b))))
-#define vequal_lanes_f64(a, b) ((unsigned)_mm_movemask_pd((__m128d)((a) == (b))))
+#define vnonzero_lanes_f32(d) ((unsigned)_mm_movemask_ps((__m128)((d) != (vec_f32){0})))
+#define vnonzero_lanes_f64(d) ((unsigned)_mm_movemask_pd((__m128d)((d) != (vec_f64){0})))
 #else
-/* Any other vector width: each lane's bit, where it compares equal, summed. */
-#define FS_DEFINE_EQUAL_LANES(V, VB, SFX)                                          \
-    static inline unsigned vequal_lanes_##SFX(V a, V b)                            \
-    {                                                                              \
-        const VB equal = (VB)(a == b);                                             \
-        unsigned bits = 0;                                                         \
-        for (int i = 0; i < (int)(sizeof(VB) / sizeof(equal[0])); i++)             \
-            bits |= (unsigned)(equal[i] & 1) << i;                                 \
-        return bits;                                                               \
+/* Any other vector width: each lane's bit, where it is not 0, summed. */
+#define FS_DEFINE_NONZERO_LANES(V, VB, SFX)                                    \
+    static inline unsigned vnonzero_lanes_##SFX(V d)                           \
+    {                                                                          \
+        const VB nonzero = (VB)(d != (V){0});                                  \
+        unsigned bits = 0;                                                     \
+        for (int i = 0; i < (int)(sizeof(VB) / sizeof(nonzero[0])); i++)       \
+            bits |= (unsigned)(nonzero[i] & 1) << i;                           \
+        return bits;                                                           \
     }
-FS_DEFINE_EQUAL_LANES(vec_f32, vbits_f32, f32)
-FS_DEFINE_EQUAL_LANES(vec_f64, vbits_f64, f64)
+FS_DEFINE_NONZERO_LANES(vec_f32, vbits_f32, f32)
+FS_DEFINE_NONZERO_LANES(vec_f64, vbits_f64, f64)
 #endif
-/*
- * All ones but one zero, at [16]: the LANES elements from [16 - k] keep every
- * lane but k, and those from [16 - LANES] every lane (LANES <= 16).
- */
-#define FS_DEFINE_ZERO_LOWEST_LANE(V, VB, B, SFX)                                        \
-    static const B fs_all_but_one_##SFX[32] = {[0 ... 15] = (B)-1, [16] = 0,             \
-                                               [17 ... 31] = (B)-1};                    \
-    FS_ALWAYS_INLINE V vzero_lowest_lane_##SFX(V e, unsigned bits)                       \
-    {                                                                                    \
-        const int lane = bits ? __builtin_ctz(bits) : FS_LANES_##SFX;                   \
-        VB keep;                                                                         \
-        memcpy(&keep, fs_all_but_one_##SFX + 16 - lane, sizeof keep);                    \
-        return (V)((VB)e & keep);                                                        \
-    }
-FS_DEFINE_ZERO_LOWEST_LANE(vec_f32, vbits_f32, uint32_t, f32)
-FS_DEFINE_ZERO_LOWEST_LANE(vec_f64, vbits_f64, uint64_t, f64)
+#define vadd_lanes_f32(a, e, d, bits) \
+    ((a) + (vec_f32)((vbits_f32)(e) & (vbits_f32)((d) != (vec_f32){0})))
+#define vadd_lanes_f64(a, e, d, bits) \
+    ((a) + (vec_f64)((vbits_f64)(e) & (vbits_f64)((d) != (vec_f64){0})))
 #endif
-/* The first lane where a == b, or -1 (AVX-512: from the comparison's mask register, which
- * GCC does not fold a vbits round trip back into). */
-#define vfirst_equal_f32(a, b) FS_FIRST_BIT(vequal_lanes_f32((a), (b)))
-#define vfirst_equal_f64(a, b) FS_FIRST_BIT(vequal_lanes_f64((a), (b)))
 
 /*
  * vjoin_f32(a, b, vjoin_at_f32(at)): lanes at, ..., LANES-1 of a, then lanes
@@ -624,12 +612,10 @@ typedef uint8_t vmask_bytes_f64;
 #define vselect_f64(m, a, b) ((m) ? (a) : (b))
 #define vfirst_f32(b) ((b) != 0 ? 0 : -1)
 #define vfirst_f64(b) ((b) != 0 ? 0 : -1)
-#define vfirst_equal_f32(a, b) ((a) == (b) ? 0 : -1)
-#define vfirst_equal_f64(a, b) ((a) == (b) ? 0 : -1)
-#define vequal_lanes_f32(a, b) ((unsigned)((a) == (b)))
-#define vequal_lanes_f64(a, b) ((unsigned)((a) == (b)))
-#define vzero_lowest_lane_f32(e, bits) ((bits) ? 0.0f : (e))
-#define vzero_lowest_lane_f64(e, bits) ((bits) ? 0.0 : (e))
+#define vnonzero_lanes_f32(d) ((unsigned)((d) != 0))
+#define vnonzero_lanes_f64(d) ((unsigned)((d) != 0))
+#define vadd_lanes_f32(a, e, d, bits) ((bits) ? (a) + (e) : (a))
+#define vadd_lanes_f64(a, e, d, bits) ((bits) ? (a) + (e) : (a))
 #define vmax_f32(a, b) ((a) > (b) ? (a) : (b))
 #define vmax_f64(a, b) ((a) > (b) ? (a) : (b))
 /* One lane is its own sum and max. */

@@ -2,8 +2,9 @@
 
 exp(x - max) is exactly 1 at the max, so ``log(1 + s)`` with the other terms
 ``s`` tiny rounds them away: ``logsumexp([0, -40])`` was 0, not 4.25e-18
-(SciPy gh-18295).  The kernels leave the max's first term out of the sum and
-take ``log1p`` of the rest.  Checked here on every kernel path (a row, the
+(SciPy gh-18295).  The kernels leave the max's term out of the sum and take
+``log1p`` of the rest (a row's sum pass leaves out every term equal to the max
+and adds all but one back, exactly).  Checked here on every kernel path (a row, the
 short rows run one per lane, a panel over a leading axis, a long row split
 across threads), on every ISA, with masks, temperatures, repeated maxima and
 the dominant entry at every position of a step, against ``log1p`` of the
@@ -84,12 +85,12 @@ def test_the_dominant_entry_at_every_position_of_a_step(isa, dtype):
 
 
 def _sum_lengths(isa, dtype):
-    """Rows that sum in float blocks and look for the max's term as they go (see below)."""
+    """Rows that sum in float blocks and leave the max's terms out as they go (see below)."""
     info = _core.kernel_info()[isa][dtype.__name__]
     step = info["lanes"] * info["unroll"] * info["flush_steps"]  # one blocked step of the sum
     lengths = {info["blocked_log_sum_from"] + 1, step - 1, step, step + info["lanes"] + 3,
                2 * step - 1, 2 * step + info["lanes"] + 3}
-    return sorted(n for n in lengths if n >= info["blocked_log_sum_from"])
+    return sorted(n for n in lengths if info["blocked_log_sum_from"] <= n <= CHUNK)
 
 
 def _others_log1p(x, skip):
@@ -100,13 +101,12 @@ def _others_log1p(x, skip):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
-    """log_softmax's and cross_entropy's rows find the max's first term while they sum.
+    """log_softmax's and cross_entropy's rows leave the max's term out while they sum.
 
     Rows of blocked_log_sum_from or more elements sum in float blocks without
-    that term of 1, and look for it in the sum pass itself: rows shorter than
-    one blocked step of the sum two at a time, longer ones in the blocked
-    loop (without a branch in a row of one step and less than another), then
-    the tail vectors.  Row p of an n x n batch has its max at p, for rows
+    that term of 1, left out in the sum pass itself: rows shorter than one
+    blocked step of the sum two at a time, longer ones in the blocked loop,
+    then the tail vectors, counting the max's terms in every vector.  Row p of an n x n batch has its max at p, for rows
     within one step, of one step, one and a tail, just under two, and over
     two and a tail: a term missed, or one taken
     from the wrong place, leaves a 1 in a float block and rounds the others
@@ -155,14 +155,16 @@ def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_rows_holding_their_max_several_times(isa, dtype):
-    """Only the first term of a max held several times is left out of the sum; the others
-    are summed as ones.  Ties side by side (one vector), a vector and a step apart, in the
-    tail, everywhere (a constant row): each result is log(k + the rest) of its k copies, and
-    each row has the bits it has alone, among other rows and on 3 threads."""
+    """Every term of a max held several times is left out of the sum, and all but one are
+    added back exactly.  Ties side by side (one vector), a vector and a step apart, in the
+    tail, everywhere (a constant row), in different chunks: each result is log(k + the rest)
+    of its k copies, and each row has the bits it has alone, among other rows and on 3
+    threads, and split across threads (a row of two chunks or more on two threads)."""
     rng = np.random.default_rng(7)
     info = _core.kernel_info()[isa][dtype.__name__]
     lanes = info["lanes"]
-    for n in sorted(set(_sum_lengths(isa, dtype)) | {info["blocked_log_sum_from"], CHUNK + 3}):
+    for n in sorted(set(_sum_lengths(isa, dtype)) |
+                    {info["blocked_log_sum_from"], CHUNK + 3, 2 * CHUNK + 5}):
         vector_apart = [1, lanes + 1, n - 1] if lanes + 1 < n - 1 else [1, n - 1]
         places = [[0, 1], [n - 2, n - 1], vector_apart, list(range(0, n, 7)), list(range(n))]
         x = -(40.0 + rng.random((len(places), n)) * 3)
@@ -182,6 +184,15 @@ def test_rows_holding_their_max_several_times(isa, dtype):
         np.testing.assert_array_equal(fs.log_softmax(x, n_threads=3), logp)
         for r in range(len(x)):
             np.testing.assert_array_equal(fs.log_softmax(x[r:r + 1], n_threads=1), logp[r:r + 1])
+            if n > CHUNK:  # one row of several chunks on two threads: the long-row driver
+                row = x[r:r + 1]
+                np.testing.assert_array_equal(fs.log_softmax(row, n_threads=2), logp[r:r + 1])
+                np.testing.assert_array_equal(fs.logsumexp(row, n_threads=2),
+                                              fs.logsumexp(row, n_threads=1))
+                label = firsts[r:r + 1]
+                for got, one in zip(fs.cross_entropy(row, label, return_grad=True, n_threads=2),
+                                    fs.cross_entropy(row, label, return_grad=True, n_threads=1)):
+                    np.testing.assert_array_equal(got, one)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
