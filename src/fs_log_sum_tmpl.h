@@ -175,8 +175,9 @@ static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, OUT
  * term kept): log(*sum), unless that may have rounded a result near zero away
  * (see the top of this file); then the chunks are summed again, leaving the
  * max's terms out, *sum becomes the whole sum and the log1p of the sum with
- * all but one of them added back is returned.  The long-row driver redoes a row with the same chunk
- * function (fs_long_rows_tmpl.h), so the two give the same bits.
+ * all but one of them added back is returned.  The long-row driver redoes a
+ * row with the same chunk function (fs_long_rows_tmpl.h), so the two give the
+ * same bits.
  */
 static double FN(row_log_sum)(const STORAGE *x, const uint8_t *mask, fs_index n, REAL max,
                               REAL scale, double *sum)

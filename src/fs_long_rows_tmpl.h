@@ -274,10 +274,10 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_sum_part), &job);
     for (fs_index r = 0; r < rows; r++) {
         row_sum[r] = fs_sum_in_order(chunk + r * ch.per_row, ch.per_row);
-        row_log_sum[r] = op == FS_OP_SOFTMAX ? 0
-                         : op == FS_OP_LOG_SOFTMAX
-                             ? fs_log_sum(row_sum[r], fs_row_dropped(drop + r * ch.per_row, ch.per_row))
-                             : log(row_sum[r]);
+        const fs_index dropped = fs_row_dropped(drop + r * ch.per_row, ch.per_row);
+        row_log_sum[r] = op == FS_OP_SOFTMAX       ? 0
+                         : op == FS_OP_LOG_SOFTMAX ? fs_log_sum(row_sum[r], dropped)
+                                                   : log(row_sum[r]);
     }
     if (op == FS_OP_LOGSUMEXP)
         FN(long_rows_log_sums)(&job, row_log_sum, nthreads);
