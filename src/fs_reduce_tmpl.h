@@ -233,10 +233,6 @@ FS_ALWAYS_INLINE fs_index FN(joined_head)(const OUT *out, fs_index n)
                : 0;
 }
 
-/* 0, 1, 2, ...: each lane's number, to pick one lane by comparison. */
-static const REAL FN(lane_numbers)[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-FS_STATIC_ASSERT(LANES <= 16, "lane_numbers[16] numbers every lane");
-
 /*
  * What a one-row sum pass does for the rows on either side of it as it goes
  * (fs_softmax_tmpl.h's softmax_rows_pipelined): the max of the next row
