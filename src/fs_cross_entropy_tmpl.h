@@ -369,7 +369,8 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     if (grad && stream && !target)
         FS_PREFETCH_WRITE(grad + label);
 #endif
-    FN(ce_row_state) st = {.label = label, .m = FN(row_max)(x, NULL, n)};
+    fs_max_chunks held; /* the chunks whose terms of the max the sum pass leaves out */
+    FN(ce_row_state) st = {.label = label, .m = FN(row_max_chunked)(x, NULL, n, &held)};
     for (fs_index c = 0; (target || eps > 0) && c < n; c += FS_CHUNK) {
         double part[2];
         FN(ce_chunk_class_sums)(x + c, target ? target + c : NULL, weight ? weight + c : NULL,
@@ -378,7 +379,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
         st.sums[1] = c == 0 ? part[1] : st.sums[1] + part[1];
     }
     FN(ce_row_prepare)(&st, x, target, weight, weight_sum, eps, n);
-    st.dropped = 0; /* every chunk leaves the max's terms out and counts them */
+    st.dropped = 0; /* each chunk that may hold the max leaves its terms out and counts them */
     OUT *stored = grad && !stream ? grad : NULL; /* where the sum pass stores the exponentials */
 #if FS_STREAMS
     if (grad && stream && row_scratch)
@@ -387,7 +388,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     (void)row_scratch;
 #endif
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
-        int drop = 1;
+        int drop = fs_chunk_looks(&held, c);
         const double part = FN(ce_chunk_sum_exp)(x + c, stored ? stored + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
                                                  ahead ? ahead + c : NULL, &drop,

@@ -71,6 +71,12 @@ static fs_index fs_row_dropped(const int *chunk_drops, fs_index per_row)
     return dropped;
 }
 
+/*
+ * Whether a chunk whose max is chunk_max may hold terms of its row's max,
+ * row_max: the chunks whose sums leave them out (fs_max_chunks, by chunk).
+ */
+static int fs_chunk_holds_max(double chunk_max, double row_max) { return !(chunk_max < row_max); }
+
 /* The largest of a row's chunk maxima (never NaN: row_max skips NaN). */
 static double fs_max_in_order(const double *chunk_values, fs_index per_row)
 {
@@ -234,8 +240,9 @@ static void FN(long_rows_log_sums)(FN(softmax_long_job) *job, double *log_sum, i
 /*
  * softmax, log_softmax (op) or logsumexp (out then holds one value per row),
  * with FS_STREAM_OUTPUT in `flags` or not (fs_kernels.h).  log_softmax takes
- * each row's log(sum) as row_log_sum_dropped does: in its sum pass, every
- * chunk leaves the max's terms out and counts them.  logsumexp takes it as
+ * each row's log(sum) as row_log_sum_dropped does: in its sum pass, each
+ * chunk that holds the max (fs_chunk_holds_max) leaves its terms out and
+ * counts them.  logsumexp takes it as
  * row_log_sum does: a row whose log may have rounded a result near zero away
  * is summed again (a fourth pass, over its chunks only), leaving them out.
  */
@@ -268,8 +275,8 @@ static int FN(softmax_long_rows)(const STORAGE *x, const uint8_t *mask, fs_index
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_max_part), &job);
     for (fs_index r = 0; r < rows; r++)
         row_max[r] = fs_max_in_order(chunk + r * ch.per_row, ch.per_row);
-    for (fs_index i = 0; i < ch.total; i++) /* every chunk leaves the max's terms out, if asked */
-        drop[i] = 1;
+    for (fs_index i = 0; i < ch.total; i++) /* the chunks of the max leave its terms out, if asked */
+        drop[i] = fs_chunk_holds_max(chunk[i], row_max[fs_chunk_row(ch, i)]);
 
     fs_parallel_run(nthreads, ch.total, FN(softmax_long_sum_part), &job);
     for (fs_index r = 0; r < rows; r++) {
@@ -510,12 +517,13 @@ static int FN(cross_entropy_long_rows)(const STORAGE *x, const int64_t *labels,
                                            (flags & FS_STREAM_OUTPUT) && grad &&
                                            (const void *)grad != x};
     fs_parallel_run(nthreads, ch.total, FN(ce_long_max_part), (void *)&job);
-    /* The sum of exp leaves out the max's terms (fs_log_sum_tmpl.h), in every chunk. */
+    /* The sum of exp leaves out the max's terms (fs_log_sum_tmpl.h), in the chunks that hold it. */
     for (fs_index r = 0; r < rows; r++) {
         const int computed = status[r] == FS_CE_COMPUTED;
         st[r].m = computed ? (REAL)fs_max_in_order(chunk + r * ch.per_row, ch.per_row) : 0;
         for (fs_index c = 0; c < ch.per_row; c++)
-            drop[r * ch.per_row + c] = computed;
+            drop[r * ch.per_row + c] =
+                computed && fs_chunk_holds_max(chunk[r * ch.per_row + c], (double)st[r].m);
     }
     FN(ce_long_rows_prepare)(&job, nthreads);
 

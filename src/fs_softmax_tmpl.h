@@ -488,7 +488,9 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
                             REAL scale,
                             int log_output, int stream, const STORAGE *ahead, void *row_scratch)
 {
-    const REAL m = FN(row_max)(x, mask, n);
+    /* log_softmax: the chunks whose terms of the max it leaves out (softmax keeps them all) */
+    fs_max_chunks held = {0, 0};
+    const REAL m = log_output ? FN(row_max_chunked)(x, mask, n, &held) : FN(row_max)(x, mask, n);
     (void)stream;
     (void)row_scratch;
 #if FS_STREAMS
@@ -503,13 +505,13 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
             log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
 #if FS_STREAMS
         } else if (stored) {
-            log_sum = FN(row_log_sum_dropped)(x, mask, stored, n, m, scale, ahead, 1);
+            log_sum = FN(row_log_sum_dropped)(x, mask, stored, n, m, &held, scale, ahead, 1);
             FN(last_pass_streamed)(stored, mask, out, n, scale, (REAL)log_sum, 1);
             return;
 #endif
         } else {
-            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? out : NULL, n, m, scale,
-                                              ahead, 0);
+            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? out : NULL, n, m, &held,
+                                              scale, ahead, 0);
         }
 #if FS_STREAMS
         if (stream) {
@@ -601,9 +603,10 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
 /*
  * chunk_sum_exp_beside over a row of any length, a chunk at a time: the
  * chunks' sums added in order, as row_sum_exp and row_log_sum_dropped add them
- * (log_softmax's leaving the max's terms out: their number into *dropped),
- * each chunk doing its neighbours' work at its own
- * offsets, and the next row's max the largest of its chunks'.  Streamed, each
+ * (log_softmax's leaving the max's terms out in the chunks `held` names: their
+ * number into *dropped), each chunk doing its neighbours' work at its own
+ * offsets, and the next row's max the largest of its chunks' (row_max_chunked's,
+ * with the chunks that hold it into *next_held).  Streamed, each
  * chunk's part of the previous row streams its own whole lines (stream_head
  * of the chunk): a chunk starts FS_CHUNK elements after the last, so its lines
  * are the row's, but for one that a chunk boundary may split, which takes
@@ -611,8 +614,9 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
  * own are not read).
  */
 static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
-                                     REAL scale, const STORAGE *ahead, int log_output,
-                                     fs_index *dropped, FN(neighbours) *side, int stream)
+                                     const fs_max_chunks *held, REAL scale,
+                                     const STORAGE *ahead, int log_output, fs_index *dropped,
+                                     FN(neighbours) *side, fs_max_chunks *next_held, int stream)
 {
     FN(neighbours) part = *side;
     double sum = 0.0;
@@ -620,7 +624,7 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
     *dropped = 0;
     for (fs_index c = 0; c < n; c += FS_CHUNK) {
         const fs_index length = fs_chunk_length(n, c);
-        int chunk_drop = 1; /* log_softmax: leave the max's terms out */
+        int chunk_drop = fs_chunk_looks(held, c); /* log_softmax: leave the max's terms out */
         part.next = side->next ? side->next + c : NULL;
         part.prev = side->prev ? side->prev + c : NULL;
         part.prev_out = side->prev ? side->prev_out + c : NULL;
@@ -639,8 +643,8 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
         sum = c == 0 ? chunk_sum : sum + chunk_sum;
         if (log_output)
             *dropped += chunk_drop;
-        if (part.next && part.next_max > next_max) /* (never NaN: see rows_sum_exp_impl) */
-            next_max = part.next_max;
+        if (part.next) /* (never NaN: see rows_sum_exp_impl) */
+            FN(note_chunk_max)(part.next_max, c, &next_max, next_held);
     }
     if (side->next)
         side->next_max = next_max;
@@ -732,7 +736,9 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     FN(neighbours) side;
     const int stream = FS_STREAMS && scratch != NULL;
     const int depth = FN(pipeline_depth)(n, log_output);
-    REAL max = FN(row_max)(x, NULL, n);
+    /* this row's chunks that hold its max, and the next row's (its sum pass finds them) */
+    fs_max_chunks held, next_held = {0, 0};
+    REAL max = FN(row_max_chunked)(x, NULL, n, &held);
     /* waiting: with depth 2, the row summed last, whose last pass comes after the next sum */
     FN(row_to_finish) waiting = {NULL, NULL, NULL, 0, 0, 0, 0.0, 0}, done = waiting;
     side.next_max = max;
@@ -746,9 +752,9 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
                              : out + r * n;
         side.next = r + 1 < rows ? x + (r + 1) * n : NULL;
         const double sum =
-            FN(row_sum_exp_beside)(x + r * n, stored, n, max, scale,
+            FN(row_sum_exp_beside)(x + r * n, stored, n, max, &held, scale,
                                    r + 2 < rows ? x + (r + 2) * n : NULL, log_output, &dropped,
-                                   &side, stream);
+                                   &side, &next_held, stream);
         const FN(row_to_finish) summed = {x + r * n, stored, out + r * n, max, 0, 0, sum, dropped};
         if (depth == 2) {
             done = waiting; /* (none after the first row's sum) */
@@ -763,8 +769,10 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
             side.prev_factor = done.factor;
             side.prev_lse = done.lse;
         }
-        if (r + 1 < rows)
+        if (r + 1 < rows) {
             max = side.next_max;
+            held = next_held;
+        }
     }
     /* The rows no sum pass finished: the last one, and with depth 2 the one before it. */
     if (done.out)
@@ -1398,7 +1406,8 @@ static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *m
         } else if (how[r] == FS_SUM_BLOCKED) {
             log_sum[r] = log(FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale, next));
         } else if (how[r] == FS_SUM_BLOCKED_DROPPED) {
-            log_sum[r] = FN(row_log_sum_dropped)(x[r], mask[r], NULL, n, max[r], scale, next, 0);
+            log_sum[r] =
+                FN(row_log_sum_dropped)(x[r], mask[r], NULL, n, max[r], NULL, scale, next, 0);
         }
     }
 }

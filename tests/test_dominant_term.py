@@ -10,13 +10,14 @@ across threads), on every ISA, with masks, temperatures, repeated maxima and
 the dominant entry at every position of a step, against ``log1p`` of the
 other terms computed in float64.
 """
+import contextlib
 import math
 
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from conftest import CHUNK, check_logsumexp
+from conftest import CHUNK, check_logsumexp, streaming_every_call
 from fastsoftmax import _core, reference
 
 RTOL = {np.float32: 1e-6, np.float64: 1e-13}
@@ -406,3 +407,66 @@ def test_logsumexp_sums_each_row_its_own_way(isa, n):
     shuffled = rng.permutation(len(x))
     np.testing.assert_array_equal(fs.logsumexp(x[shuffled], n_threads=1), got[shuffled])
     np.testing.assert_array_equal(fs.logsumexp(x, n_threads=2), got)
+
+
+def _chunk_placements(n):
+    """Where a row of n (several chunks) holds its max: the chunks that may hold it look."""
+    last = (n - 1) // CHUNK * CHUNK  # the last chunk's first element
+    return [[n - 1],                   # the last chunk only, at its end
+            [0],                       # the first chunk only
+            [3, n - 2],                # the first and the last: the chunks between look too
+            [CHUNK],                   # the second chunk's first element
+            [CHUNK - 1, last],         # two chunks side by side, at their boundary
+            [CHUNK + 7, last + 1],     # a later chunk and the last
+            [5, CHUNK + 9, n - 1]]     # three chunks
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("chunks", [2, 4, 5])
+@pytest.mark.parametrize("stream", [False, True], ids=["ordinary", "streamed"])
+def test_only_the_chunks_that_hold_the_max_look_for_it(isa, dtype, chunks, stream):
+    """A chunk whose own max is below its row's skips the look for the max's terms.
+
+    The sum pass leaves out the max's terms only in the chunks that may hold
+    them: from the first chunk that holds the max to the last (every chunk
+    between included), each row's own span, and in the long-row driver each
+    chunk that holds it.  A chunk that holds the max but skipped the look
+    would add its 1 into a float block and round the rest (40 below it) away.
+    Rows of 2, 4 and 5 chunks (pipelined where they fit 256 KB: each row's
+    span found in the sum pass of the row before) hold their max once or
+    several times, in one chunk or in chunks apart; each result is log(k +
+    the rest), and a row's bits are the same in the batch, alone, and split
+    across two threads.
+    """
+    n = (chunks - 1) * CHUNK + 11
+    places = _chunk_placements(n)
+    rng = np.random.default_rng(chunks)
+    x = -(40.0 + rng.random((len(places), n)) * 3)
+    for row, at in zip(x, places):
+        row[at] = 0.0
+    x = x.astype(dtype)
+    wide = x.astype(np.float64)
+    counts = np.array([len(at) for at in places], np.float64)
+    lse = np.log1p(counts - 1 + np.array([math.fsum(np.exp(row[row < 0])) for row in wide]))
+    firsts = np.array([at[0] for at in places])
+    with contextlib.ExitStack() as stack:
+        if stream:
+            stack.enter_context(streaming_every_call())
+        logp = fs.log_softmax(x, n_threads=1)
+        _assert_relative(logp[np.arange(len(x)), firsts], -lse, dtype, f"log_softmax n={n}")
+        _assert_relative(fs.logsumexp(x, n_threads=1), lse, dtype, f"logsumexp n={n}")
+        loss, grad = fs.cross_entropy(x, firsts, reduction="none", return_grad=True,
+                                      n_threads=1)
+        _assert_relative(loss, lse, dtype, f"cross_entropy n={n}")
+        np.testing.assert_array_equal(
+            fs.cross_entropy(x, firsts, reduction="none", n_threads=1), loss)
+        for r in range(len(x)):
+            row, label = x[r:r + 1], firsts[r:r + 1]
+            for threads in (1, 2):  # alone, and on two threads: the long-row driver
+                what = f"row {r} of n={n} alone on {threads} threads"
+                np.testing.assert_array_equal(fs.log_softmax(row, n_threads=threads),
+                                              logp[r:r + 1], err_msg=what)
+                got = fs.cross_entropy(row, label, reduction="none", return_grad=True,
+                                       n_threads=threads)
+                np.testing.assert_array_equal(got[0], loss[r:r + 1], err_msg=what)
+                np.testing.assert_array_equal(got[1], grad[r:r + 1], err_msg=what)
