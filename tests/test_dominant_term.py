@@ -470,3 +470,59 @@ def test_only_the_chunks_that_hold_the_max_look_for_it(isa, dtype, chunks, strea
                                        n_threads=threads)
                 np.testing.assert_array_equal(got[0], loss[r:r + 1], err_msg=what)
                 np.testing.assert_array_equal(got[1], grad[r:r + 1], err_msg=what)
+
+
+def _block(isa, dtype):
+    """Elements in one blocked step of a row's sum (its float blocks, flushed to double)."""
+    info = _core.kernel_info()[isa][dtype.__name__]
+    return info["lanes"] * info["unroll"] * info["flush_steps"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("blocks", [8, 13])
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "one element past"])
+def test_the_max_in_every_block_of_a_row(isa, dtype, blocks, offset):
+    """A row walked alone finds its max's terms in every block of the sum (one blocked step,
+    flushed to double), wherever the max lies.
+
+    Rows of 8 and 13 blocks and a tail, starting on a vector boundary or one
+    element past it (the max pass's aligned loads then start after a head of
+    elements). One max at each block's first and last element and at the
+    row's ends, and maxima in blocks apart. A block that missed the max's term
+    would add its 1 into a float block and round the rest (40 below it) away;
+    a row of several maxima has, alone, the bits it has in the batch
+    (pipelined), for log_softmax and cross_entropy's loss, with the gradient
+    or without.
+    """
+    step = _block(isa, dtype)
+    lanes = _core.kernel_info()[isa][dtype.__name__]["lanes"]
+    n = blocks * step + lanes + 3
+    places = [[0], [n - 1]]
+    for b in range(blocks):
+        places += [[min(b * step + offset, n - 1)], [min(b * step + step - 1, n - 1)]]
+    places += [[step + 2, (blocks - 2) * step + 5], [3, n - 2], [2 * step - 1, 2 * step]]
+    rng = np.random.default_rng(blocks + offset)
+    buffer = -(40.0 + rng.random(len(places) * n + 1) * 3)
+    rows = buffer[:len(places) * n].reshape(len(places), n)
+    for row, at in zip(rows, places):
+        row[at] = 0.0
+    raw = np.empty(len(places) * n + offset, dtype)
+    x = raw[offset:].reshape(len(places), n)  # each row `offset` elements past raw's start
+    x[...] = rows
+    counts = np.array([len(at) for at in places], np.float64)
+    wide = x.astype(np.float64)
+    lse = np.log1p(counts - 1 + np.array([math.fsum(np.exp(row[row < 0])) for row in wide]))
+    firsts = np.array([at[0] for at in places])
+    logp = fs.log_softmax(x, n_threads=1)
+    _assert_relative(logp[np.arange(len(x)), firsts], -lse, dtype, f"log_softmax n={n}")
+    loss = fs.cross_entropy(x, firsts, reduction="none", n_threads=1)
+    _assert_relative(loss, lse, dtype, f"cross_entropy n={n}")
+    loss_too, _ = fs.cross_entropy(x, firsts, reduction="none", return_grad=True, n_threads=1)
+    np.testing.assert_array_equal(loss_too, loss)
+    for r in range(len(x)):
+        row = raw[offset + r * n:offset + (r + 1) * n].reshape(1, n)
+        np.testing.assert_array_equal(fs.log_softmax(row, n_threads=1), logp[r:r + 1],
+                                      err_msg=f"row {r} alone, max at {places[r]}")
+        np.testing.assert_array_equal(
+            fs.cross_entropy(row, firsts[r:r + 1], reduction="none", n_threads=1),
+            loss[r:r + 1], err_msg=f"row {r} alone, max at {places[r]}")
