@@ -100,6 +100,18 @@ def _others_log1p(x, skip):
     return np.array([math.log1p(math.fsum(np.exp(row[~keep]))) for row, keep in zip(x, skip)])
 
 
+def _rows_with_maxima(places, n, dtype, rng):
+    """Rows of n, row r 0 at the positions places[r] and 40 to 43 below it elsewhere, and
+    their logsumexp in float64: log(k + the rest) for k maxima, as log1p(k - 1 + the rest)."""
+    x = -(40.0 + rng.random((len(places), n)) * 3)
+    for row, at in zip(x, places):
+        row[at] = 0.0
+    x = x.astype(dtype)
+    counts = np.array([len(at) for at in places], np.float64)
+    rest = np.array([math.fsum(np.exp(row[row < 0])) for row in x.astype(np.float64)])
+    return x, np.log1p(counts - 1 + rest)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_the_sum_finds_the_max_term_at_every_position(isa, dtype):
     """log_softmax's and cross_entropy's rows leave the max's term out while they sum.
@@ -168,14 +180,7 @@ def test_rows_holding_their_max_several_times(isa, dtype):
                     {info["blocked_log_sum_from"], CHUNK + 3, 2 * CHUNK + 5}):
         vector_apart = [1, lanes + 1, n - 1] if lanes + 1 < n - 1 else [1, n - 1]
         places = [[0, 1], [n - 2, n - 1], vector_apart, list(range(0, n, 7)), list(range(n))]
-        x = -(40.0 + rng.random((len(places), n)) * 3)
-        for row, at in zip(x, places):
-            row[at] = 0.0
-        x = x.astype(dtype)
-        wide = x.astype(np.float64)
-        counts = np.array([len(at) for at in places], np.float64)
-        others = np.array([math.fsum(np.exp(row[row < 0])) for row in wide])
-        lse = np.log(counts + others)
+        x, lse = _rows_with_maxima(places, n, dtype, rng)
         _assert_relative(fs.logsumexp(x, n_threads=1), lse, dtype, f"logsumexp n={n}")
         logp = fs.log_softmax(x, n_threads=1)
         firsts = np.array([at[0] for at in places])
@@ -441,13 +446,7 @@ def test_only_the_chunks_that_hold_the_max_look_for_it(isa, dtype, chunks, strea
     n = (chunks - 1) * CHUNK + 11
     places = _chunk_placements(n)
     rng = np.random.default_rng(chunks)
-    x = -(40.0 + rng.random((len(places), n)) * 3)
-    for row, at in zip(x, places):
-        row[at] = 0.0
-    x = x.astype(dtype)
-    wide = x.astype(np.float64)
-    counts = np.array([len(at) for at in places], np.float64)
-    lse = np.log1p(counts - 1 + np.array([math.fsum(np.exp(row[row < 0])) for row in wide]))
+    x, lse = _rows_with_maxima(places, n, dtype, rng)
     firsts = np.array([at[0] for at in places])
     with contextlib.ExitStack() as stack:
         if stream:
@@ -501,17 +500,10 @@ def test_the_max_in_every_block_of_a_row(isa, dtype, blocks, offset):
     for b in range(blocks):
         places += [[min(b * step + offset, n - 1)], [min(b * step + step - 1, n - 1)]]
     places += [[step + 2, (blocks - 2) * step + 5], [3, n - 2], [2 * step - 1, 2 * step]]
-    rng = np.random.default_rng(blocks + offset)
-    buffer = -(40.0 + rng.random(len(places) * n + 1) * 3)
-    rows = buffer[:len(places) * n].reshape(len(places), n)
-    for row, at in zip(rows, places):
-        row[at] = 0.0
+    rows, lse = _rows_with_maxima(places, n, dtype, np.random.default_rng(blocks + offset))
     raw = np.empty(len(places) * n + offset, dtype)
     x = raw[offset:].reshape(len(places), n)  # each row `offset` elements past raw's start
     x[...] = rows
-    counts = np.array([len(at) for at in places], np.float64)
-    wide = x.astype(np.float64)
-    lse = np.log1p(counts - 1 + np.array([math.fsum(np.exp(row[row < 0])) for row in wide]))
     firsts = np.array([at[0] for at in places])
     logp = fs.log_softmax(x, n_threads=1)
     _assert_relative(logp[np.arange(len(x)), firsts], -lse, dtype, f"log_softmax n={n}")
