@@ -21,7 +21,7 @@ with the pool's workers and waits only for parts a worker actually took, so a
 call never waits for a worker the OS has not scheduled.
 """
 cimport numpy as cnp
-from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uintptr_t
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport INFINITY, NAN, copysign
 from libc.string cimport memcpy, memset
@@ -154,6 +154,17 @@ cdef extern from "fs_pool.h" nogil:
     int fs_pool_set_openmp(int on)
     int fs_pool_fail_spawn(int on)
 
+cdef extern from "fs_fp_env.h" nogil:
+    # The kernels' floating-point environment on the calling thread, for one call
+    # (fs_fp_env.h says why): _run, and the sums below.
+    ctypedef struct fs_fp_env:
+        pass
+    fs_fp_env fs_fp_env_enter()
+    void fs_fp_env_leave(fs_fp_env env)
+    uint64_t fs_fp_env_get_raw()
+    void fs_fp_env_set_raw(uint64_t raw)
+    uint64_t fs_fp_env_hostile(int flush, int rounding, int traps)
+
 cdef extern from "fs_pages.h" nogil:
     void fs_advise_huge_pages(void *start, size_t nbytes)
 
@@ -269,6 +280,24 @@ def _pool_settings(spin_us=None, openmp=None, fail_spawn=None):
     if fail_spawn is not None:
         old["fail_spawn"] = bool(fs_pool_fail_spawn(fail_spawn))
     return old
+
+
+def _fp_env(raw=None):
+    """The calling thread's floating-point control state as a number (MXCSR on x86-64,
+    FPCR on AArch64, the rounding mode elsewhere; without exception flags); with ``raw``, set it first and return
+    the previous one.  For the tests of src/fs_fp_env.h."""
+    cdef uint64_t old = fs_fp_env_get_raw()
+    if raw is not None:
+        fs_fp_env_set_raw(raw)
+    return old
+
+
+def _hostile_fp_env(bint flush=False, int rounding=0, bint traps=False):
+    """A state for :func:`_fp_env` that the kernels must not depend on: subnormals
+    flushed to zero, rounding ``rounding`` (0 to nearest, 1 upward, 2 downward, 3 toward
+    zero), traps on invalid operations, division by zero and overflow (each only where
+    the platform has it; src/fs_fp_env.h)."""
+    return fs_fp_env_hostile(flush, rounding, traps)
 
 
 cdef struct SelfTest:
@@ -818,12 +847,15 @@ cdef inline bint _combining(const AnyJob *job) noexcept nogil:
 
 
 cdef void _run(AnyJob *job, const real *dtype_marker, int nthreads) noexcept nogil:
+    # In the kernels' floating-point environment: the parts' threads take it too (fs_pool.c),
+    # and the long-row driver's steps between its parts run here.
+    cdef fs_fp_env env = fs_fp_env_enter()
     # Fewer rows than threads, each of several chunks: split the rows themselves.
-    if (AnyJob is not TopKJob and AnyJob is not SampleJob and nthreads > 1 and job.shape.inner == 1 and job.shape.outer < nthreads
-            and job.shape.n >= 2 * FS_CHUNK and not _combining(job)):
-        if _long_rows(job, dtype_marker, nthreads) == 0:
-            return
-    _run_slabs(job, dtype_marker, nthreads)
+    if (AnyJob is TopKJob or AnyJob is SampleJob or nthreads <= 1 or job.shape.inner != 1
+            or job.shape.outer >= nthreads or job.shape.n < 2 * FS_CHUNK or _combining(job)
+            or _long_rows(job, dtype_marker, nthreads) != 0):
+        _run_slabs(job, dtype_marker, nthreads)
+    fs_fp_env_leave(env)
 
 
 cdef int _run_job(AnyJob *job, int typenum, int nthreads) except -1:
@@ -1191,10 +1223,16 @@ def pairwise_sum(cnp.ndarray values):
     cdef const double *a = <const double *> cnp.PyArray_DATA(values)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(values)
     cdef double total
+    cdef fs_fp_env env
     if n < _NOGIL_FROM:
-        return _pairwise_sum(a, n)
-    with nogil:
+        env = fs_fp_env_enter()
         total = _pairwise_sum(a, n)
+        fs_fp_env_leave(env)
+        return total
+    with nogil:
+        env = fs_fp_env_enter()
+        total = _pairwise_sum(a, n)
+        fs_fp_env_leave(env)
     return total
 
 
@@ -1283,6 +1321,7 @@ cdef Py_ssize_t _label_stats(const int64_t *y, Py_ssize_t size, Py_ssize_t n_cla
         first_bad = _count_kept_labels(y, size, n_classes, ignore_index, &kept)
         denominator[0] = <double> kept
         return first_bad
+    cdef fs_fp_env env = fs_fp_env_enter()  # (Kahan's steps need round to nearest)
     for i in range(size):
         memcpy(&label, y + i, sizeof(int64_t))
         if label == ignore_index:
@@ -1303,6 +1342,7 @@ cdef Py_ssize_t _label_stats(const int64_t *y, Py_ssize_t size, Py_ssize_t n_cla
         # inf - inf = NaN and would turn an inf denominator into NaN: no carry then.
         carry = (t - total) - term if t - t == 0 else 0.0
         total = t
+    fs_fp_env_leave(env)
     denominator[0] = total
     return first_bad
 
@@ -1370,12 +1410,17 @@ cdef int _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
 def exp(cnp.ndarray x, cnp.ndarray out):
     """``out = exp(x)`` with the kernels' vector exp (for the accuracy tests)."""
     cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
+    cdef fs_fp_env env
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         with nogil:
+            env = fs_fp_env_enter()
             kernels.f32.exp_span(<const float *> cnp.PyArray_DATA(x), <float *> cnp.PyArray_DATA(out), size)
+            fs_fp_env_leave(env)
     else:
         with nogil:
+            env = fs_fp_env_enter()
             kernels.f64.exp_span(<const double *> cnp.PyArray_DATA(x), <double *> cnp.PyArray_DATA(out), size)
+            fs_fp_env_leave(env)
 
 
 # ---------------------------------------------------------------- the output pool

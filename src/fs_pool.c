@@ -66,6 +66,7 @@
 #endif
 
 #include "fs_pool.h"
+#include "fs_fp_env.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -86,19 +87,25 @@ static int fs_spin_us = FS_DEFAULT_SPIN_US; /* atomic */
 static int fs_use_openmp = 0;               /* atomic */
 static int fs_spawn_disabled = 0;           /* under the pool's lock */
 
-/* Claims of `per` parts: [claim * per, min(nparts, claim * per + per)). */
+/*
+ * Claims of `per` parts: [claim * per, min(nparts, claim * per + per)), in the
+ * kernels' floating-point environment (fs_fp_env.h) on whichever thread takes
+ * them: the pool's workers and OpenMP's inherit their creator's, or have
+ * another library's.
+ */
 static void fs_run_claim(fs_part_fn fn, void *ctx, int64_t claim, int64_t per, int64_t nparts)
 {
+    const fs_fp_env env = fs_fp_env_enter();
     const int64_t first = claim * per;
     const int64_t last = first + per < nparts ? first + per : nparts;
     for (int64_t part = first; part < last; part++)
         fn(ctx, part);
+    fs_fp_env_leave(env);
 }
 
 static void fs_run_serial(int64_t nparts, fs_part_fn fn, void *ctx)
 {
-    for (int64_t part = 0; part < nparts; part++)
-        fn(ctx, part);
+    fs_run_claim(fn, ctx, 0, nparts, nparts);
 }
 
 #ifdef _OPENMP
