@@ -135,26 +135,22 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     kind = "an int" if integer else "a real number"
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is a scalar (a NumPy one)
-    number: int | float
-    if type(value) is float and not integer or type(value) is int:  # the common call, quickly
-        number = float(value) if not integer else max(min(value, 2**62), -2**62)
-        if not _inside(number, *bounds):
-            raise ValueError(f"{name}={shown(number)} is out of range: {what}")
-        return number
-    if not isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) == 0:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, numbers.Integral if integer else numbers.Real):
+    quick = type(value) is float and not integer or type(value) is int  # the common call
+    if quick or not isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) == 0:
+        if not quick and (isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, numbers.Integral if integer else numbers.Real)):
             raise TypeError(f"{name} must be {kind} or an array of one per row, got {value!r}")
+        number: int | float
         if integer:
             # Beyond int64 only the sign matters: every such count clips to the row length.
-            number = max(min(operator.index(value), 2**62), -2**62)  # type: ignore[arg-type]
+            number = max(min(operator.index(value), 2**62), -2**62)
         else:
             try:
                 number = float(value)
             except OverflowError:
                 raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
-        if not _inside(number, *bounds):
-            raise ValueError(f"{name}={shown(number)} is out of range: {what}")
+        if not _inside(number, *bounds):  # (the message shows the value given, unclipped)
+            raise ValueError(f"{name}={shown(value)} is out of range: {what}")
         return number
     _refuse_lazy(value, name)
     arr = np.asarray(value)
@@ -182,7 +178,11 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
         return None
     _refuse_lazy(prev_tokens, "prev_tokens")
     if isinstance(prev_tokens, np.ndarray) or one_row or not isinstance(prev_tokens, (list, tuple)):
-        arr = np.asarray(prev_tokens)
+        try:
+            arr = np.asarray(prev_tokens)
+        except ValueError as error:  # a ragged nesting, say: NumPy's message names no argument
+            raise ValueError(f"prev_tokens must be a sequence of ids for one row of logits: "
+                             f"{error}") from None
         if one_row and arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[0] != rows:
@@ -255,7 +255,7 @@ def _rows_of(logits: npt.ArrayLike) -> tuple[FloatArray, bool]:
 def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, min_p: Any,
              repetition_penalty: Any, presence_penalty: Any, frequency_penalty: Any,
              prev_tokens: PrevTokens, min_tokens_to_keep: Any, rng: Any, u: Any,
-             logprobs: Any) -> _Resolved:
+             logprobs: Any, n_threads: Any = None) -> _Resolved:
     """Check every argument of :func:`sample` and resolve them per row, before any work."""
     x2, one_row = _rows_of(logits)
     rows, vocab = x2.shape
@@ -288,8 +288,9 @@ def _resolve(logits: npt.ArrayLike, temperature: Any, top_k: Any, top_p: Any, mi
             raise ValueError(f"temperature={t!r} is too small: 1/temperature overflows "
                              f"(use 0 for greedy)")
     params["inv_temperature"] = inv_t
-    params["u"] = _resolve_uniforms(rng, u, rows, need=sampled)
     prev = _resolve_prev_tokens(prev_tokens, rows, vocab, one_row)
+    resolve_threads(n_threads, x2.size)  # (checked here: rng draws only after every check)
+    params["u"] = _resolve_uniforms(rng, u, rows, need=sampled)
     # top-k keeps at least min_keep, and keeping all V is no filter (0)
     if isinstance(keep, np.ndarray) or isinstance(k, np.ndarray):
         keep_v = np.minimum(keep, vocab)
@@ -460,7 +461,7 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
         return _greedy(logits, n_threads)
     args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
                     presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep, rng,
-                    u, logprobs)
+                    u, logprobs, n_threads)
     return _run(args.penalised(), args.params, args.n_top, args.one_row, n_threads)
 
 

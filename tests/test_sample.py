@@ -305,6 +305,15 @@ def test_bad_rows_name_the_row(dtype):
     (dict(logprobs=-1), ValueError, "logprobs=-1 is out of range"),
     (dict(logprobs=2.0), TypeError, "logprobs must be an int"),
     (dict(n_threads=0), ValueError, "n_threads must be nonzero"),
+    # absurd ints where a float is expected: a ValueError naming the argument, never an
+    # OverflowError from float() (plain ints took a shortcut that skipped the check)
+    *[(dict([(name, sign * 10**400)]), ValueError, f"{name} is too large for a float")
+      for name in ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty",
+                   "frequency_penalty", "u") for sign in (1, -1)],
+    # the value given, not the one clipped to +-2**62 for the range check
+    (dict(top_k=-2**63), ValueError, r"top_k=-9223372036854775808 is out of range"),
+    (dict(min_tokens_to_keep=-10**30), ValueError,
+     "min_tokens_to_keep=a negative int of 100 bits is out of range"),
 ])
 def test_bad_arguments_raise_before_any_work(kwargs, error, match):
     x = random_logits((3, 100), np.float32)
@@ -314,6 +323,28 @@ def test_bad_arguments_raise_before_any_work(kwargs, error, match):
     with pytest.raises(error, match=match):
         fs.sample(x, **kwargs)
     assert x.tobytes() == before.tobytes()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(prev_tokens=[[7], [0], [1]], repetition_penalty=1.2),   # a bad token id
+    dict(prev_tokens=[[0], [1]], repetition_penalty=1.2),        # a row short
+    dict(n_threads=0), dict(n_threads=1.5), dict(n_threads="2"),
+    dict(logprobs=-1), dict(top_p=2.0),
+])
+def test_a_rejected_call_draws_nothing_from_rng(kwargs):
+    """"The call draws exactly rng.random(B)", and only once every argument is checked: a
+    caller who catches the error and retries gets the draw it would have had."""
+    x = random_logits((3, 5), np.float32)
+    rng = np.random.default_rng(1)
+    with pytest.raises((TypeError, ValueError)):
+        fs.sample(x, rng=rng, **kwargs)
+    assert rng.random() == np.random.default_rng(1).random()
+
+
+def test_ragged_prev_tokens_of_one_row_name_the_argument():
+    with pytest.raises(ValueError, match="prev_tokens must be a sequence of ids for one row"):
+        fs.sample(np.float32([0.0, 1.0, 2.0]), u=0.5, prev_tokens=[[0, 1], [1]],
+                  repetition_penalty=1.2)
 
 
 def test_bad_logits():
