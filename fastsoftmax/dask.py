@@ -147,9 +147,12 @@ def _in_kernel_range(x: da.Array, temperature: float) -> tuple[da.Array, float]:
     """``(x, temperature)`` whose 1/T is a normal number of the dtype ``x`` is computed in.
 
     The NumPy functions widen such calls to float64 inside one call; across two
-    passes both must see the same input, so ``x`` is widened here (and, for a
-    temperature whose reciprocal overflows float64, scaled by 2**64 with T,
-    exactly, which leaves x/T unchanged).
+    passes both must see the same input, so ``x`` is widened here.  Where 1/T is
+    not a normal float64 either, x and T are scaled by the same power of two,
+    which leaves x/T unchanged: by 2**64 for a T whose reciprocal overflows, by
+    2**-64 for one whose reciprocal is subnormal (T > 4.49e307; the parts'
+    kernel takes only a normal scale).  Exact but for an x that the scaling
+    itself makes subnormal, whose x/T rounds to 0 either way.
     """
     scale = _check_temperature(temperature)
     computed = _result_dtype_of(x.dtype, "x")
@@ -159,6 +162,8 @@ def _in_kernel_range(x: da.Array, temperature: float) -> tuple[da.Array, float]:
     x = x.astype(_FLOAT64)
     if math.isinf(scale):
         return x * 2.0**64, math.ldexp(float(temperature), 64)
+    if scale < float(np.finfo(_FLOAT64).tiny):
+        return x * 2.0**-64, math.ldexp(float(temperature), -64)
     return x, float(temperature)
 
 

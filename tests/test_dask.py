@@ -104,6 +104,20 @@ def test_temperature_whose_reciprocal_leaves_the_dtype(temperature, dtype):
         np.testing.assert_allclose(got, theirs(x, temperature=temperature), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [4.5e307, 1e308, np.finfo(np.float64).max])
+def test_temperature_whose_reciprocal_is_subnormal_in_float64(temperature, dtype):
+    """1/T below float64's smallest normal number: the NumPy functions take it, and so
+    must a split slice (it raised "scale ... is not a normal float64 number" from a task)."""
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(dtype) * 1e300 ** (
+        dtype == np.float64)
+    dx = da.from_array(x, chunks=(4, 3))
+    for ours, theirs in ((fsd.softmax, fs.softmax), (fsd.log_softmax, fs.log_softmax)):
+        got = ours(dx, temperature=temperature).compute()
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, theirs(x, temperature=temperature), rtol=1e-6)
+
+
 def test_chunk_of_minus_inf_inside_a_finite_slice():
     """Joined halves, not per-chunk formulas: exp(-inf - max) is 0, never NaN * 0."""
     x = X.copy()
