@@ -1534,6 +1534,19 @@ def take_block(Py_ssize_t nbytes, size_t beside=0, bint huge_pages=False):
     return block
 
 
+def take_array(Py_ssize_t nbytes, size_t beside=0, bint huge_pages=False):
+    """A uint8 array of ``nbytes`` on a block of :func:`take_block`, whose base object is
+    the block itself (fastsoftmax._pool.fresh views it as the result's dtype and shape).
+    Not ``np.frombuffer``: the memoryview that NumPy keeps as such an array's base has a
+    ``release()``, which would hand the block back to the pool, or free it, while the
+    array is alive."""
+    cdef PooledBlock block = take_block(nbytes, beside, huge_pages)
+    cdef cnp.npy_intp length = nbytes
+    cdef cnp.ndarray array = cnp.PyArray_SimpleNewFromData(1, &length, cnp.NPY_UINT8, block.data)
+    cnp.set_array_base(array, block)
+    return array
+
+
 def set_pool_bound(Py_ssize_t limit, bint keeps_two):
     """Keep at most ``limit`` idle bytes (or two blocks of a returned size, with
     ``keeps_two``); idle blocks beyond the new bound are freed now, oldest first."""

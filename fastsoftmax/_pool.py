@@ -121,9 +121,9 @@ def fresh(shape: tuple[int, ...], dtype: np.dtype[Any],
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < MIN_BYTES or not _enabled:
         return np.empty(shape, dtype)
-    block = _core.take_block(nbytes, 0 if like is None else like.__array_interface__["data"][0],
-                             _numpy_advises_huge_pages())
-    return np.frombuffer(memoryview(block), dtype, nbytes // dtype.itemsize).reshape(shape)
+    raw = _core.take_array(nbytes, 0 if like is None else like.__array_interface__["data"][0],
+                           _numpy_advises_huge_pages())
+    return raw.view(dtype).reshape(shape)
 
 
 def _configure_from_environment() -> None:

@@ -94,6 +94,38 @@ def test_a_reused_block_never_holds_a_live_array():
         assert np.isfinite(other).all()
 
 
+def _base_chain(array):
+    """Every object an array's memory hangs on: its base, the base's base, and so on."""
+    chain, obj = [], array
+    while getattr(obj, "base", None) is not None:
+        obj = obj.base
+        chain.append(obj)
+    return chain
+
+
+@pytest.mark.parametrize("bound", [None, 0])
+def test_nothing_reachable_from_a_result_hands_its_block_back(bound):
+    """A result's block goes back only when the result and its views are gone.  Made with
+    np.frombuffer(memoryview(block)), the result's base had been a memoryview: its
+    release() gave the block back at once (the next result shared the memory), or, with
+    the pool off, freed it under the live array (a read then crashed)."""
+    x = np.random.default_rng(0).random((512, 1024))
+    p = fs.softmax(x)  # 4 MB: pooled
+    expected = p.copy()
+    if bound is not None:
+        fs.set_output_pool(bound)  # a block handed back now would be freed
+    chain = _base_chain(p)
+    assert isinstance(chain[-1], _core.PooledBlock)
+    assert not any(isinstance(obj, memoryview) for obj in chain)
+    for obj in chain:
+        release = getattr(obj, "release", None)
+        if release is not None:
+            release()
+    q = fs.softmax(2 * x)
+    assert not np.shares_memory(p, q)
+    np.testing.assert_array_equal(p, expected)
+
+
 def test_results_alive_at_once_are_all_distinct():
     results = [fs.softmax(X) for _ in range(10)]
     for i, a in enumerate(results):
