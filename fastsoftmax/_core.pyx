@@ -62,7 +62,7 @@ cdef extern from "fs_kernels.h" nogil:
         int lanes, unroll, flush_steps, short_row, short_log_row
         fs_index chunk
         int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
-        int pipelined_from, pipelined_to, pipelined_deep_to
+        int pipelined_from, pipelined_to, pipelined_deep_to, walks_back_from
 
     # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
     # passes kernel arguments to C uncast, so the C compiler still checks every
@@ -218,7 +218,8 @@ cdef dict _block_sizes(fs_block_sizes sizes):
             "stream_row_scratch": sizes.stream_row_scratch,
             "stream_grad_from": sizes.stream_grad_from,
             "pipelined_from": sizes.pipelined_from, "pipelined_to": sizes.pipelined_to,
-            "pipelined_deep_to": sizes.pipelined_deep_to}
+            "pipelined_deep_to": sizes.pipelined_deep_to,
+            "walks_back_from": sizes.walks_back_from}
 
 
 def kernel_info():
@@ -227,7 +228,7 @@ def kernel_info():
     "unroll", "flush_steps", "short_row", "short_log_row", "chunk", "blocked_log_sum_from",
     "stream_scratch",
     "stream_row_scratch", "stream_grad_from", "pipelined_from", "pipelined_to",
-    "pipelined_deep_to"},
+    "pipelined_deep_to", "walks_back_from"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,

@@ -175,6 +175,25 @@
 #define FS_PIPELINED_TO_BYTES (256 * 1024)
 
 /*
+ * A row walked alone (fs_softmax_tmpl.h's softmax_row) of more than this many
+ * bytes (of the compute type; kernel_info()'s `walks_back_from` elements) takes its max pass and its last pass from its
+ * end back to its start, and only the sum pass between them forward: each
+ * pass then starts on the lines the pass before it touched last.  Walked the
+ * same way three times, a row whose input and output together outgrow L2
+ * (float32 1x128256: 1 MB) evicted, pass after pass, the very lines the next
+ * pass was about to read.  The max is the same in either order (but for the
+ * sign of a zero max, which no result depends on), and the last pass is
+ * element-wise: the same bits.  Zen 5 (1 MB of L2), one thread, in cache,
+ * new / old time, medians of 300 calls, builds alternated six times: AVX-512
+ * float32 softmax and log_softmax 0.97 on 1x128256, 0.93-0.95 on 1x160000;
+ * by the best of 6-14 rounds 0.96-0.99 on 1x128256, 0.92-0.94 on 1x262144,
+ * 0.96 on two rows of 128256; float64 0.96-0.97 on 1x65536 and 1x131072;
+ * AVX2 float32 0.97-0.98.  Rows of 1x65536 and 1x98304, which fit, and
+ * 1x1000000, which does not fit anywhere near, are level (0.98-1.02).
+ */
+#define FS_WALK_BACK_FROM_BYTES FS_PIPELINED_TO_BYTES
+
+/*
  * The longest next row (in bytes) that a row's sum pass hints into L1
  * (FS_PREFETCH) rather than L2: one that fits beside the row being read and
  * written.  AVX-512, float32, one thread, alternated builds: rows of 512 and

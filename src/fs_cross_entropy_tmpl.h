@@ -370,7 +370,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
         FS_PREFETCH_WRITE(grad + label);
 #endif
     fs_max_chunks held; /* the chunks whose terms of the max the sum pass leaves out */
-    FN(ce_row_state) st = {.label = label, .m = FN(row_max_chunked)(x, NULL, n, &held)};
+    FN(ce_row_state) st = {.label = label, .m = FN(row_max_chunked)(x, NULL, n, &held, 0)};
     for (fs_index c = 0; (target || eps > 0) && c < n; c += FS_CHUNK) {
         double part[2];
         FN(ce_chunk_class_sums)(x + c, target ? target + c : NULL, weight ? weight + c : NULL,

@@ -211,6 +211,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
             .pipelined_from = pipelined_from_##SFX,        \
             .pipelined_to = pipelined_to_##SFX,            \
             .pipelined_deep_to = pipelined_deep_to_##SFX,  \
+            .walks_back_from = walks_back_from_##SFX,      \
         },                                               \
     }
 

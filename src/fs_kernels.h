@@ -139,6 +139,7 @@ typedef struct fs_block_sizes {
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
     int pipelined_to;   /* ... up to this long */
     int pipelined_deep_to; /* log_softmax rows up to this long take their last pass two rows on */
+    int walks_back_from; /* rows walked alone from this long walk their max and last passes back */
 } fs_block_sizes;
 
 /*

@@ -108,35 +108,44 @@ static int fs_chunk_looks(const fs_max_chunks *held, fs_index at)
 
 /*
  * Take the max of a row's chunk at offset `at` into the row's max so far,
- * *max, and the chunks that hold it, *held: a row's first chunk (at 0) sets
- * both.  The max is then the largest of the chunks' maxima, the first of
- * equal ones (fs_long_rows_tmpl.h's fs_max_in_order).
+ * *max, and the chunks that hold it, *held, in any order of the chunks: the
+ * first one noted (`first_noted`) sets both.  The max is then the largest of
+ * the chunks' maxima (of equal ones, the one noted first: the sign of a zero
+ * max, which no result depends on, may differ with the order).
  */
-FS_ALWAYS_INLINE void FN(note_chunk_max)(REAL chunk_max, fs_index at, REAL *max,
+FS_ALWAYS_INLINE void FN(note_chunk_max)(REAL chunk_max, fs_index at, int first_noted, REAL *max,
                                          fs_max_chunks *held)
 {
-    if (at == 0 || chunk_max > *max) {
+    if (first_noted || chunk_max > *max) {
         *max = chunk_max;
         held->first = held->last = at;
     } else if (chunk_max == *max) {
-        held->last = at;
+        held->first = at < held->first ? at : held->first;
+        held->last = at > held->last ? at : held->last;
     }
 }
 
 /*
  * A row's max taken a chunk at a time, the value row_max gives (but for the
- * sign of a zero max: the long-row driver's, bit for bit), and the chunks
- * that hold it into *held (fs_max_chunks).  Each chunk past the first costs
- * one more reduction of a vector's lanes.
+ * sign of a zero max), and the chunks that hold it into *held (fs_max_chunks).
+ * Each chunk past the first costs one more reduction of a vector's lanes.
+ * With `back`, the chunks from the last to the first, each walked back too
+ * (FS_WALK_BACK_FROM_BYTES).
  */
 static REAL FN(row_max_chunked)(const STORAGE *x, const uint8_t *mask, fs_index n,
-                                fs_max_chunks *held)
+                                fs_max_chunks *held, int back)
 {
     REAL max = -INFINITY;
     held->first = held->last = 0; /* (the first chunk's, set again below) */
-    for (fs_index c = 0; c == 0 || c < n; c += FS_CHUNK)
-        FN(note_chunk_max)(FN(row_max)(x + c, mask ? mask + c : NULL, fs_chunk_length(n, c)), c,
-                           &max, held);
+    const fs_index last = n > 0 ? (n - 1) / FS_CHUNK * FS_CHUNK : 0;
+    for (fs_index i = 0; i <= last; i += FS_CHUNK) {
+        const fs_index c = back ? last - i : i;
+        const uint8_t *const chunk_mask = mask ? mask + c : NULL;
+        const fs_index length = fs_chunk_length(n, c);
+        FN(note_chunk_max)(back ? FN(row_max_back)(x + c, chunk_mask, length)
+                                : FN(row_max)(x + c, chunk_mask, length),
+                           c, i == 0, &max, held);
+    }
     return max;
 }
 

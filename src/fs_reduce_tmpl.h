@@ -114,6 +114,47 @@ static REAL FN(row_max)(const STORAGE *x, const uint8_t *mask, fs_index n)
     return max;
 }
 
+/*
+ * One row's max as row_max gives it (but for the sign of a zero max), walked
+ * from the row's end back to its start (FS_WALK_BACK_FROM_BYTES): the elements
+ * after the last aligned vector first, then aligned vectors down to the first,
+ * then the elements before it.
+ */
+FS_ALWAYS_INLINE REAL FN(row_max_back_impl)(const STORAGE *x, const uint8_t *mask, fs_index n,
+                                            const int masked)
+{
+    const VEC ninf = VSPLAT(-INFINITY);
+    VEC m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    const fs_index aligned = fs_elements_before_aligned(x, sizeof(STORAGE), LANES);
+    const fs_index head = aligned < n ? aligned : n;
+    fs_index i = n - (n - head) % LANES; /* the end of the whole aligned vectors */
+    if (i < n)
+        m0 = VMAX(LOAD_MASKED_PARTIAL(x + i, mask + i, n - i, -INFINITY), m0);
+#define MAX_BEFORE(m, back) m = VMAX(LOAD_MASKED(x + i - (back), mask + i - (back), -INFINITY), m)
+    for (; i - head >= FS_ROW_ACCUMULATORS * LANES; i -= FS_ROW_ACCUMULATORS * LANES) {
+        MAX_BEFORE(m0, LANES);
+        MAX_BEFORE(m1, 2 * LANES);
+        MAX_BEFORE(m2, 3 * LANES);
+        MAX_BEFORE(m3, 4 * LANES);
+    }
+    for (; i - head >= LANES; i -= LANES)
+        MAX_BEFORE(m0, LANES);
+#undef MAX_BEFORE
+    if (i > 0) /* (i is head) */
+        m1 = VMAX(LOAD_MASKED_PARTIAL(x, mask, i, -INFINITY), m1);
+    return VMAX_LANES(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
+}
+
+static REAL FN(row_max_back)(const STORAGE *x, const uint8_t *mask, fs_index n)
+{
+    return mask ? FN(row_max_back_impl)(x, mask, n, 1) : FN(row_max_back_impl)(x, NULL, n, 0);
+}
+
+/* The shortest row walked alone whose max and last passes walk back (FS_WALK_BACK_FROM_BYTES). */
+enum { FN(walks_back_from) = FS_WALK_BACK_FROM_BYTES / (int)sizeof(REAL) + 1 };
+
+FS_ALWAYS_INLINE int FN(walks_back)(fs_index n) { return n >= FN(walks_back_from); }
+
 /* The maxima of two rows of n elements (either mask may be NULL only if both are). */
 static void FN(row_pair_max)(const STORAGE *const *x, const uint8_t *const *mask, fs_index n,
                              REAL *max)

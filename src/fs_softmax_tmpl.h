@@ -71,6 +71,29 @@ FS_ALWAYS_INLINE void FN(store_result)(OUT *out, VEC v, const int stream)
 }
 
 /*
+ * An element-wise pass over a span's whole vectors at out's aligned addresses,
+ * from `head` (the caller's peel) on, VECTOR(at) for each, and over the
+ * partial vector after them, PARTIAL(at, k): forward, or from the end back
+ * when `back` (the partial vector then first).  softmax_row's long rows walk
+ * their last pass back (FS_WALK_BACK_FROM_BYTES); both ways give the same bits.
+ */
+#define WALK_SPAN(head, n, back, VECTOR, PARTIAL)                                      \
+    do {                                                                               \
+        const fs_index whole_end_ = (head) + ((n) - (head)) / LANES * LANES;           \
+        if (back) {                                                                    \
+            if (whole_end_ < (n))                                                      \
+                PARTIAL(whole_end_, (n) - whole_end_);                                 \
+            for (fs_index at_ = whole_end_; at_ > (head); at_ -= LANES)                \
+                VECTOR(at_ - LANES);                                                   \
+        } else {                                                                       \
+            for (fs_index at_ = (head); at_ < whole_end_; at_ += LANES)                \
+                VECTOR(at_);                                                           \
+            if (whole_end_ < (n))                                                      \
+                PARTIAL(whole_end_, (n) - whole_end_);                                 \
+        }                                                                              \
+    } while (0)
+
+/*
  * An element-wise last pass that reads back what the sum pass stored in out
  * (softmax's exponentials, log_softmax's differences) must find each vector it
  * loads in one store that the core can forward to it, or the load waits until
@@ -117,19 +140,19 @@ FS_ALWAYS_INLINE void FN(log_softmax_span_impl)(const STORAGE *x, const uint8_t 
         VSTORE_PARTIAL_OUT(out + (at),                                                       \
                            masked ? VSELECT(VMASK_PARTIAL(mask + (at), k), v, ninf) : v, k); \
     } while (0)
+#define STORE_VECTOR(at)                                                                     \
+    do {                                                                                     \
+        const VEC v = DIFF(at) * vscale - vlse;                                              \
+        FN(store_result)(out + (at), masked ? VSELECT(VMASK(mask + (at)), v, ninf) : v, stream); \
+    } while (0)
     const fs_index head = FN(output_peel)(out, n);
     const int partials_from_x = FS_HAS_JOIN && (const void *)x != (const void *)out;
-    fs_index i = head;
-    for (; i + LANES <= n; i += LANES) {
-        VEC v = DIFF(i) * vscale - vlse;
-        FN(store_result)(out + i, masked ? VSELECT(VMASK(mask + i), v, ninf) : v, stream);
-    }
-    if (i < n)
-        STORE_PARTIAL(i, n - i);
+    WALK_SPAN(head, n, !stream && FN(walks_back)(n), STORE_VECTOR, STORE_PARTIAL);
     if (head > 0) /* last (the top of this file) */
         STORE_PARTIAL(0, head);
 #undef DIFF
 #undef STORE_PARTIAL
+#undef STORE_VECTOR
 }
 
 /*
@@ -191,15 +214,14 @@ FS_ALWAYS_INLINE void FN(scale_span_impl)(const STORAGE *x, const uint8_t *mask,
                                                    mask + (at), k),                               \
                                k);                                                                \
     } while (0)
+#define SCALE_VECTOR(at) \
+    VSTORE_OUT(out + (at), KEEP_MASKED(VLOAD_OUT(out + (at)) * vfactor, mask + (at)))
     const fs_index head = FN(output_peel)(out, n);
-    fs_index i = head;
-    for (; i + LANES <= n; i += LANES)
-        VSTORE_OUT(out + i, KEEP_MASKED(VLOAD_OUT(out + i) * vfactor, mask + i));
-    if (i < n)
-        SCALE_PARTIAL(i, n - i);
+    WALK_SPAN(head, n, FN(walks_back)(n), SCALE_VECTOR, SCALE_PARTIAL);
     if (head > 0) /* last (the top of this file) */
         SCALE_PARTIAL(0, head);
 #undef SCALE_PARTIAL
+#undef SCALE_VECTOR
 }
 
 static void FN(scale_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
@@ -224,15 +246,20 @@ FS_ALWAYS_INLINE void FN(softmax_span_impl)(const STORAGE *x, const uint8_t *mas
 {
     const VEC vshift = VSPLAT(shift), vscale = VSPLAT(scale), vfactor = VSPLAT(factor);
     const int scaled = 1; /* as softmax_partial */
+#define RESULT_VECTOR(at)                                                                    \
+    FN(store_result)(out + (at),                                                             \
+                     KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + (at)))) * vfactor, mask + (at)), stream)
+#define RESULT_PARTIAL(at, k) \
+    FN(softmax_partial)(x + (at), masked ? mask + (at) : NULL, out + (at), k, shift, scale, factor)
     const fs_index head = FN(output_peel)(out, n);
-    if (head > 0)
-        FN(softmax_partial)(x, masked ? mask : NULL, out, head, shift, scale, factor);
-    fs_index i = head;
-    for (; i + LANES <= n; i += LANES)
-        FN(store_result)(out + i, KEEP_MASKED(VEXP(EXP_ARG(VLOAD(x + i))) * vfactor, mask + i),
-                         stream);
-    if (i < n)
-        FN(softmax_partial)(x + i, masked ? mask + i : NULL, out + i, n - i, shift, scale, factor);
+    const int back = !stream && FN(walks_back)(n);
+    if (head > 0 && !back)
+        RESULT_PARTIAL(0, head);
+    WALK_SPAN(head, n, back, RESULT_VECTOR, RESULT_PARTIAL);
+    if (head > 0 && back)
+        RESULT_PARTIAL(0, head);
+#undef RESULT_VECTOR
+#undef RESULT_PARTIAL
 }
 
 static void FN(softmax_span)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_index n,
@@ -490,7 +517,10 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
 {
     /* log_softmax: the chunks whose terms of the max it leaves out (softmax keeps them all) */
     fs_max_chunks held = {0, 0};
-    const REAL m = log_output ? FN(row_max_chunked)(x, mask, n, &held) : FN(row_max)(x, mask, n);
+    const int back = FN(walks_back)(n); /* (and so does the last pass: walk_span) */
+    const REAL m = log_output ? FN(row_max_chunked)(x, mask, n, &held, back)
+                   : back     ? FN(row_max_back)(x, mask, n)
+                              : FN(row_max)(x, mask, n);
     (void)stream;
     (void)row_scratch;
 #if FS_STREAMS
@@ -644,7 +674,7 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
         if (log_output)
             *dropped += chunk_drop;
         if (part.next) /* (never NaN: see rows_sum_exp_impl) */
-            FN(note_chunk_max)(part.next_max, c, &next_max, next_held);
+            FN(note_chunk_max)(part.next_max, c, c == 0, &next_max, next_held);
     }
     if (side->next)
         side->next_max = next_max;
@@ -738,7 +768,7 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     const int depth = FN(pipeline_depth)(n, log_output);
     /* this row's chunks that hold its max, and the next row's (its sum pass finds them) */
     fs_max_chunks held, next_held = {0, 0};
-    REAL max = FN(row_max_chunked)(x, NULL, n, &held);
+    REAL max = FN(row_max_chunked)(x, NULL, n, &held, 0);
     /* waiting: with depth 2, the row summed last, whose last pass comes after the next sum */
     FN(row_to_finish) waiting = {NULL, NULL, NULL, 0, 0, 0, 0.0, 0}, done = waiting;
     side.next_max = max;

@@ -31,7 +31,7 @@ def _block_lengths(sizes):
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
               sizes["short_log_row"], sizes["blocked_log_sum_from"], sizes["chunk"],
-              2 * sizes["chunk"]]
+              2 * sizes["chunk"], sizes["walks_back_from"]]
     return sorted({n for block in blocks for n in (block - 1, block, block + 1) if n >= 1})
 
 
@@ -57,7 +57,7 @@ def test_kernel_info_describes_every_isa():
                                   "short_log_row", "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
                                   "stream_row_scratch", "stream_grad_from", "pipelined_from",
-                                  "pipelined_to", "pipelined_deep_to"}
+                                  "pipelined_to", "pipelined_deep_to", "walks_back_from"}
             assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)
         # float lanes are half as wide as double's, except one-lane plain C
         assert per_dtype["float32"]["lanes"] in (1, 2 * per_dtype["float64"]["lanes"])
@@ -84,6 +84,57 @@ def test_softmax_family(on_isa, isa, dtype, n):
                 np.testing.assert_array_equal(fs.softmax(x, **kwargs), sm)
                 np.testing.assert_array_equal(fs.log_softmax(x, temperature=0.7, **kwargs), ls)
                 np.testing.assert_array_equal(fs.logsumexp(x, **kwargs), lse)
+
+
+def _placed(a, offset):
+    """A C-contiguous copy of `a` whose first element lies `offset` bytes past a 64-byte line."""
+    raw = np.empty(a.nbytes + 128, np.uint8)
+    start = (offset - raw.ctypes.data) % 64
+    copy = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    copy[...] = a
+    return copy
+
+
+@pytest.mark.parametrize("isa,dtype", [(isa, dtype) for isa in INFO for dtype in DTYPES],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_rows_walked_back(on_isa, isa, dtype):
+    """Rows walked alone from `walks_back_from` elements on take their max pass and their last
+    pass from the row's end back (FS_WALK_BACK_FROM_BYTES).  Every way the last pass splits
+    a row (a head before out's first aligned vector, whole vectors, a tail; out at x's offset
+    or not, so the partial vectors come from x or from out), in place, masked, with a
+    temperature, and 16-bit results: the values of the reference and the bits of the same
+    row split across threads, whose chunks walk forward."""
+    assert on_isa(isa)
+    sizes = INFO[isa][np.dtype(dtype).name]
+    start, lanes, size = sizes["walks_back_from"], sizes["lanes"], np.dtype(dtype).itemsize
+    for n in (start - 1, start, start + lanes + 1):
+        x = random_logits((1, n), dtype, seed=n)
+        where = np.random.default_rng(n).random(x.shape) < 0.9
+        for x_offset, out_offset in ((0, 0), (size, 3 * size), (48, 16)):
+            xs = _placed(x, x_offset)
+            for op, check, kw in ((fs.softmax, check_softmax, {}),
+                                  (fs.log_softmax, check_log_softmax, {"temperature": 0.7}),
+                                  (fs.softmax, check_softmax, {"where": where}),
+                                  (fs.log_softmax, check_log_softmax, {"where": where})):
+                got = op(xs, out=_placed(np.full_like(x, np.nan), out_offset), n_threads=1,
+                         **kw)
+                check(got, x, **kw)
+                np.testing.assert_array_equal(op(xs, n_threads=2, **kw), got)
+                in_place = _placed(x, x_offset)
+                op(in_place, out=in_place, n_threads=1, **kw)
+                np.testing.assert_array_equal(in_place, got)
+            # the max pass's partial vectors: the max in the head, the tail, or between
+            for at in (0, lanes - 1, n // 2, n - 1):
+                peaked = xs.copy() if x_offset == 0 else _placed(x, x_offset)
+                peaked[0, at] = 40.0
+                for op, check in ((fs.softmax, check_softmax), (fs.log_softmax, check_log_softmax)):
+                    got = op(peaked, n_threads=1)
+                    check(got, peaked)
+                    np.testing.assert_array_equal(op(peaked, n_threads=2), got)
+    if dtype == np.float32:  # 16-bit results recompute each exponential in the last pass
+        x16 = random_logits((1, start + 5), np.float16)
+        for op in (fs.softmax, fs.log_softmax):
+            np.testing.assert_array_equal(op(x16, n_threads=1), op(x16, n_threads=2))
 
 
 @pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
