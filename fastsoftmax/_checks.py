@@ -68,13 +68,25 @@ def _as_kernel_array(x: npt.ArrayLike, name: str) -> npt.NDArray[Any]:
         return x
     arr = _view_as_ndarray(x, name)
     dtype = arr.dtype
-    if _is_bfloat16(dtype):
-        arr = arr.view(_BFLOAT16)
-    elif dtype == _FLOAT16:
-        arr = arr.astype(_FLOAT16, copy=False)  # (another byte order: converted once)
+    if _is_bfloat16(dtype) or dtype == _FLOAT16 or dtype.newbyteorder("=") == _FLOAT16:
+        arr = _bits_in_native_order(arr)
+        arr = arr.view(_BFLOAT16) if _is_bfloat16(dtype) else arr
     else:
         return np.asarray(arr, dtype=_computed_dtype(dtype, name), order="C")
     return np.asarray(arr, order="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
+def _bits_in_native_order(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A 16-bit float array in the machine's byte order: ``arr``, or one swapping copy.
+
+    Before anything views it as bit patterns: a big-endian bfloat16 viewed as
+    uint16 on a little-endian CPU reads every value byte-swapped (2.0 as 2.2e-41),
+    and a big-endian float16 would otherwise be widened to float32 (and refused
+    as the input of a float16 ``out=``).
+    """
+    if arr.dtype.isnative:
+        return arr
+    return arr.astype(arr.dtype.newbyteorder("="))
 
 
 def _result_dtype(x: npt.NDArray[Any]) -> np.dtype[Any]:
@@ -100,8 +112,9 @@ def _widened(arr: npt.NDArray[Any], dtype: np.dtype[Any]) -> FloatArray:
     ``arr`` already has ``dtype``).
     """
     if _is_bfloat16(arr.dtype):
-        wide = (arr.view(np.uint16).astype(np.uint32, order="C") << 16).view(np.float32)
-        return wide.astype(dtype, copy=False)
+        wide = _bits_in_native_order(arr).view(np.uint16).astype(np.uint32, order="C")
+        wide <<= 16  # (in place: a 0-d array stays an array, where `<< 16` makes a scalar)
+        return wide.view(np.float32).astype(dtype, copy=False)
     return arr.astype(dtype, copy=False)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _sample
+from ._checks import _result_dtype, _widened
 from ._sample import SampleResult
 
 __all__ = ["sample", "sample_kept"]
@@ -42,8 +43,10 @@ def _rows(args: _sample._Resolved) -> list[np.ndarray]:
     rows = args.logits.shape[0]
     repetition, presence, frequency = (np.broadcast_to(v, (rows,)) for v in
                                        (args.repetition, args.presence, args.frequency))
+    # 16-bit logits (bfloat16 as its bit patterns) are penalised in float32, as fs.sample does
+    logits = _widened(args.logits, _result_dtype(args.logits))
     return [_penalised_row(row, prev[r], repetition[r], presence[r], frequency[r])
-            .astype(np.float64) for r, row in enumerate(args.logits)]
+            .astype(np.float64) for r, row in enumerate(logits)]
 
 
 def _check_row(s: np.ndarray, row: int, one_row: bool) -> None:

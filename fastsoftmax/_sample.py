@@ -220,7 +220,8 @@ def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.
                      repetition: PerRow, presence: PerRow, frequency: PerRow) -> FloatArray:
     """A copy of logits with the penalties applied to each row's previous tokens.
 
-    In float64, rounded once to the logits' dtype: Hugging Face's repetition
+    In float64, rounded once to the dtype the logits are computed in (their own, float32
+    for 16-bit logits, as Hugging Face's ``generate`` casts them): Hugging Face's repetition
     penalty (``s * r`` below 0, ``s / r`` otherwise), then OpenAI's
     ``s -= frequency * count + presence``.
     """
@@ -418,7 +419,8 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
     -----
     The steps, in Hugging Face's order, each on what the last one kept:
 
-    1. Penalties, in float64, rounded once to the logits' dtype.
+    1. Penalties, in float64, rounded once to the dtype the logits are computed in
+       (float32 for 16-bit logits).
     2. Temperature: the weights are ``exp((s - max) / T)``, in float64.
     3. Top-k.  4. Top-p.  5. Min-p.  6. Normalise over the kept tokens.
     7. The token is the first id, in ascending id order, whose cumulative

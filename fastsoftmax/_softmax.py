@@ -121,7 +121,10 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
         _core.softmax_family(x64, out64, mask, outer, n, inner, scale, op, threads,
                              shift=shift, adjust=adjust)
         with np.errstate(over="ignore"):  # a log-probability below -3.4e38 is -inf in float32
-            out[...] = out64
+            if out.dtype.itemsize == 2:  # the float32 result, rounded once, as everywhere else
+                _core.narrow(out64.astype(_FLOAT32), _kernel_view(out), threads)
+            else:
+                out[...] = out64
         return out
     shift, adjust = (None, None) if parts is None else _shift_and_adjust(parts, result_dtype, op)
     _core.softmax_family(x, _kernel_view(out), mask, outer, n, inner, scale, op, threads,

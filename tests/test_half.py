@@ -365,3 +365,92 @@ def test_sample_with_penalties_on_16_bit_logits(dtype):
     np.testing.assert_array_equal(got.tokens, expected.tokens)
     assert_same_bits(got.logprob, expected.logprob)
     assert_same_bits(x, random_logits((3, 100), dtype, seed=6))  # the input is left alone
+
+
+def _swapped(a):
+    """The same values in the other byte order (NumPy reads them as the same numbers)."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_inputs_of_the_other_byte_order(dtype):
+    """Every op on 16-bit values stored in the other byte order gives the bits of the same
+    values in the machine's: converted once, before anything reads them as bit patterns.
+    (Big-endian bfloat16 was viewed as uint16 as it lay, each value byte-swapped: wrong
+    results from every op; big-endian float16 was widened to float32 and a float16 out=
+    refused.)"""
+    x = random_logits((4, 300), dtype, seed=3)
+    xs = _swapped(x)
+    assert not xs.dtype.isnative and np.array_equal(xs.astype(np.float32), x.astype(np.float32))
+    labels = np.array([0, 5, 299, 7])
+    w = (np.random.default_rng(0).random(300) + 0.5).astype(dtype)
+    y = fs.softmax(x)
+    for what, op in [
+        ("softmax", lambda a: fs.softmax(a)),
+        ("softmax 16-bit", lambda a: fs.softmax(a, dtype=dtype)),
+        ("softmax out=", lambda a: fs.softmax(a, out=np.empty(a.shape, dtype))),
+        ("log_softmax", lambda a: fs.log_softmax(a, temperature=0.7)),
+        ("logsumexp", lambda a: fs.logsumexp(a)),
+        ("logsumexp b=", lambda a: fs.logsumexp(x, b=np.abs(a))),
+        ("cross_entropy", lambda a: fs.cross_entropy(a, labels, reduction="none")),
+        ("cross_entropy weight=", lambda a: fs.cross_entropy(x, labels, weight=a[0] ** 2)),
+        ("cross_entropy grad_out=", lambda a: fs.cross_entropy(
+            a, labels, return_grad=True, grad_out=np.empty(a.shape, dtype))[1]),
+        ("softmax_backward", lambda a: fs.softmax_backward(a, y)),
+        ("log_softmax_backward out=", lambda a: fs.log_softmax_backward(
+            a, fs.log_softmax(x, dtype=dtype), out=np.empty(a.shape, dtype))),
+        ("top_k", lambda a: np.concatenate([v.astype(np.float64).ravel()
+                                            for v in fs.top_k(a, 5)])),
+        ("sample", lambda a: fs.sample(a, u=[0.1, 0.4, 0.6, 0.9], top_k=20, logprobs=3,
+                                       prev_tokens=[[1], [2], [3], [4]],
+                                       repetition_penalty=1.2).top_logprobs),
+    ]:
+        expected = op(x)
+        got = op(xs)
+        assert got.dtype == expected.dtype, what
+        assert np.asarray(got).tobytes() == np.asarray(expected).tobytes(), what
+    assert np.array_equal(fs.cross_entropy(x, labels, weight=_swapped(w)),
+                          fs.cross_entropy(x, labels, weight=w))
+
+
+def test_0_d_bfloat16_is_an_array_everywhere():
+    """A 0-d bfloat16 input had widened to a NumPy scalar, which the kernels' entry refused
+    with Cython's own TypeError (and top_k returned a scalar)."""
+    for dtype in HALVES:
+        z = np.array(2.0, dtype)
+        for got in (fs.softmax(z, dtype=np.float32), fs.softmax(z, dtype=np.float64),
+                    fs.log_softmax(z, temperature=1e-39), fs.log_softmax(z, temperature=1e39),
+                    fs.softmax_backward(z, np.array(1.0, np.float32)), fs.top_k(z, 1)[0]):
+            assert isinstance(got, np.ndarray) and got.shape == (), (dtype, type(got))
+        assert fs.softmax(z, dtype=np.float32) == 1.0 and fs.top_k(z, 1)[0] == 2.0
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("temperature", [1e39, 1e-39])
+def test_16_bit_results_of_a_temperature_outside_float32(dtype, temperature):
+    """1/T outside float32's range runs in float64; a 16-bit result is still the float32
+    result rounded once (it had been rounded from float64 directly)."""
+    x = random_logits((2, 8283), dtype, seed=8) * (1e-38 if temperature < 1 else 1)
+    for op in (fs.softmax, fs.log_softmax):
+        expected = op(x, temperature=temperature).astype(dtype)
+        assert_same_bits(op(x, temperature=temperature, dtype=dtype), expected, op.__name__)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_the_sampling_reference_reads_16_bit_logits_as_numbers(dtype):
+    """fastsoftmax.reference.sample had read bfloat16's bit patterns as integers (greedy
+    picked the -2.0 logit), and penalised float16 logits in float16 where fs.sample, as
+    documented, penalises in float32: the reference and the kernel must agree."""
+    x = np.array([[0.0, 1.0, -2.0, 3.0], [1.0, 1576 * 2**-11, 0.5, -1.0]], np.float32).astype(dtype)
+    greedy = reference.sample(x, temperature=0)
+    np.testing.assert_array_equal(greedy.tokens, fs.sample(x, temperature=0).tokens)
+    assert greedy.tokens[0] == 3
+    kept = reference.sample_kept(x, top_k=1)
+    assert kept[0].tolist() == [False, False, False, True]
+    penalty = dict(repetition_penalty=1 / (1575.6 * 2**-11), prev_tokens=[[3], [0]])
+    np.testing.assert_array_equal(reference.sample(x, temperature=0, **penalty).tokens,
+                                  fs.sample(x, temperature=0, **penalty).tokens)
+    for u in (0.1, 0.5, 0.9):
+        ours, theirs = fs.sample(x, u=u, **penalty), reference.sample(x, u=u, **penalty)
+        np.testing.assert_array_equal(ours.tokens, theirs.tokens)
+        np.testing.assert_allclose(ours.logprob, theirs.logprob, rtol=1e-6, atol=1e-7)
