@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._messages import shown
 
 __all__ = ["set_output_pool"]
 
@@ -90,9 +91,9 @@ def set_output_pool(max_bytes: int | None = None) -> None:
         _enabled = True
         return
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
-        raise TypeError(f"max_bytes must be an int or None, got {max_bytes!r}")
+        raise TypeError(f"max_bytes must be an int or None, got {shown(max_bytes)}")
     if max_bytes < 0:
-        raise ValueError(f"max_bytes must be >= 0 (0 disables the pool), got {max_bytes!r}")
+        raise ValueError(f"max_bytes must be >= 0 (0 disables the pool), got {shown(max_bytes)}")
     _core.set_pool_bound(min(int(max_bytes), int(np.iinfo(np.intp).max)), False)
     _enabled = max_bytes > 0
 

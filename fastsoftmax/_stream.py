@@ -52,6 +52,7 @@ import warnings
 import numpy as np
 
 from . import _core
+from ._messages import shown
 
 __all__ = ["set_stream_threshold"]
 
@@ -144,9 +145,9 @@ def set_stream_threshold(min_bytes: int | None = None) -> None:
         _core.set_stream_min_bytes(default_threshold())
         return
     if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)):
-        raise TypeError(f"min_bytes must be an int or None, got {min_bytes!r}")
+        raise TypeError(f"min_bytes must be an int or None, got {shown(min_bytes)}")
     if min_bytes < 0:
-        raise ValueError(f"min_bytes must be >= 0 (0 streams every call), got {min_bytes!r}")
+        raise ValueError(f"min_bytes must be >= 0 (0 streams every call), got {shown(min_bytes)}")
     _core.set_stream_min_bytes(min(int(min_bytes), int(np.iinfo(np.intp).max)))
 
 

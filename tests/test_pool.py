@@ -287,10 +287,13 @@ def test_a_pooled_result_pickles_and_copies_as_any_array():
 
 
 @pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
-                                          (True, TypeError)])
+                                          (True, TypeError), (-10**5000, ValueError),
+                                          (-10**400, ValueError)],
+                         ids=["-1", "1.5", "str", "True", "-10**5000", "-10**400"])
 def test_bad_bounds(value, error):
-    with pytest.raises(error, match="max_bytes"):
+    with pytest.raises(error, match="max_bytes") as raised:
         fs.set_output_pool(value)
+    assert len(str(raised.value)) < 200  # an absurd int is described, not printed
 
 
 _CHILD = """

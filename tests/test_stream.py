@@ -238,6 +238,9 @@ def test_threshold_rejects_negative():
     before = _core.stream_min_bytes()
     with pytest.raises(ValueError, match=r"min_bytes must be >= 0.*-1"):
         fs.set_stream_threshold(-1)
+    # an absurd int is described, not printed (Python refuses to print 10**5000 at all)
+    with pytest.raises(ValueError, match=r"min_bytes must be >= 0.*a negative int of \d+ bits"):
+        fs.set_stream_threshold(-10**5000)
     assert _core.stream_min_bytes() == before
 
 
