@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs_fp_env.h"
 #include "fs_kernels.h"
 
 typedef fs_index idx;
@@ -1201,6 +1202,37 @@ static void run_dtype(long exp_step)
     for (size_t a = 0; a < sizeof sn / sizeof sn[0]; a++) sample(sn[a]);
 }
 
+/*
+ * src/fs_fp_env.h on this machine's control register (MXCSR, or FPCR: AArch64 runs
+ * only here, under qemu): from each hostile state the tests of tests/test_fp_env.py
+ * use, entering gives round to nearest and keeps subnormal results, and leaving gives
+ * the state back.  Counted as one case per state, before the kernels' own.
+ */
+static void fp_env_checks(void)
+{
+    const uint64_t own = fs_fp_env_get_raw();
+    static const int states[][3] = {{1, 0, 0}, {0, 1, 0}, {0, 2, 0}, {0, 3, 1}, {1, 1, 1}};
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        const uint64_t hostile = fs_fp_env_hostile(states[i][0], states[i][1], states[i][2]);
+        fs_fp_env_set_raw(hostile);
+        const uint64_t held = fs_fp_env_get_raw(); /* (a core without trapping drops those bits) */
+        const fs_fp_env env = fs_fp_env_enter();
+        volatile float tiny = 0x1p-100f, small = 0x1p-30f, one = 1.0f, half_ulp = 0x1p-24f;
+        const float subnormal = tiny * small;   /* 2^-130: flushed to 0 under FTZ */
+        const float sum = one + half_ulp;       /* a tie: 1 to nearest even, not 1 + 2^-23 */
+        const float down = -one - half_ulp;     /* -1 to nearest, not -1 - 2^-23 */
+        fs_fp_env_leave(env);
+        const uint64_t back = fs_fp_env_get_raw();
+        fs_fp_env_set_raw(own);
+        snprintf(ctx, sizeof ctx, "fp_env state %zu", i);
+        expect(subnormal, 0x1p-130, 0, "a subnormal result kept", (idx)i);
+        expect(sum, 1.0, 0, "round to nearest", (idx)i);
+        expect(down, -1.0, 0, "round to nearest (negative)", (idx)i);
+        expect_true(back == held, "the thread's own state given back", (idx)i);
+        end_case();
+    }
+}
+
 int main(int argc, char **argv)
 {
     long exp_step = 97;
@@ -1223,6 +1255,12 @@ int main(int argc, char **argv)
     if (n_isas == 1 && !strcmp(isas[0], "available")) {
         n_isas = 0;
         for (char *name = strtok(names, " "); name && n_isas < 8; name = strtok(NULL, " ")) isas[n_isas++] = name;
+    }
+    T = fs_select_kernels(isas[0]); /* (named in fp_env_checks' messages) */
+    if (T) {
+        DT = F32;
+        fp_env_checks();
+        printf("[fp_env] %ld passed, %ld failed\n", n_pass, n_fail);
     }
     for (int k = 0; k < n_isas; k++) {
         T = fs_select_kernels(isas[k]);
