@@ -74,8 +74,10 @@ FS_ALWAYS_INLINE void FN(store_result)(OUT *out, VEC v, const int stream)
  * An element-wise pass over a span's whole vectors at out's aligned addresses,
  * from `head` (the caller's peel) on, VECTOR(at) for each, and over the
  * partial vector after them, PARTIAL(at, k): forward, or from the end back
- * when `back` (the partial vector then first).  softmax_row's long rows walk
- * their last pass back (FS_WALK_BACK_FROM_BYTES); both ways give the same bits.
+ * when `back` (the partial vector then first).  The last passes below walk
+ * back the spans of walks_back_from elements or more, which only softmax_row's
+ * rows (whose max pass walked back too) and softmax_shifted's reach
+ * (FS_WALK_BACK_FROM_BYTES); both ways give the same bits.
  */
 #define WALK_SPAN(head, n, back, VECTOR, PARTIAL)                                      \
     do {                                                                               \
@@ -517,7 +519,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
 {
     /* log_softmax: the chunks whose terms of the max it leaves out (softmax keeps them all) */
     fs_max_chunks held = {0, 0};
-    const int back = FN(walks_back)(n); /* (and so does the last pass: walk_span) */
+    const int back = FN(walks_back)(n); /* (the last pass decides the same: WALK_SPAN) */
     const REAL m = log_output ? FN(row_max_chunked)(x, mask, n, &held, back)
                    : back     ? FN(row_max_back)(x, mask, n)
                               : FN(row_max)(x, mask, n);
