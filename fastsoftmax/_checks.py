@@ -68,7 +68,7 @@ def _as_kernel_array(x: npt.ArrayLike, name: str) -> npt.NDArray[Any]:
         return x
     arr = _view_as_ndarray(x, name)
     dtype = arr.dtype
-    if _is_bfloat16(dtype) or dtype == _FLOAT16 or dtype.newbyteorder("=") == _FLOAT16:
+    if _is_bfloat16(dtype) or (dtype.kind == "f" and dtype.itemsize == 2):  # any byte order
         arr = _bits_in_native_order(arr)
         arr = arr.view(_BFLOAT16) if _is_bfloat16(dtype) else arr
     else:
