@@ -137,6 +137,44 @@ def test_rows_walked_back(on_isa, isa, dtype):
             np.testing.assert_array_equal(op(x16, n_threads=1), op(x16, n_threads=2))
 
 
+@pytest.mark.parametrize("isa,dtype", [(isa, dtype) for isa in INFO for dtype in DTYPES],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_cross_entropy_rows_walked_back(on_isa, isa, dtype):
+    """cross_entropy's rows walked alone from `walks_back_from` elements on take their max pass
+    and their gradient pass from the row's end back: the reference's values and the bits of
+    the same row split across threads, whose chunks walk forward, for the label in the first
+    vector, the last (partial) one or between, every kind of target, the gradient at any
+    offset from a cache line and in place."""
+    assert on_isa(isa)
+    sizes = INFO[isa][np.dtype(dtype).name]
+    start, lanes, size = sizes["walks_back_from"], sizes["lanes"], np.dtype(dtype).itemsize
+    for n in (start - 1, start, start + lanes + 1):
+        rng = np.random.default_rng(n)
+        x = random_logits((1, n), dtype, seed=n)
+        weight = (rng.random(n) + 0.5).astype(dtype)
+        probabilities = reference.softmax(rng.standard_normal((1, n)), axis=-1).astype(dtype)
+        for label in (0, lanes - 1, n // 2, n - 1):
+            labels = np.array([label])
+            for target, kw in ((labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
+                               (probabilities, {})):
+                check_against_reference(x, target, -1, reduction="none", **kw)
+                for x_offset, grad_offset in ((0, 0), (size, 3 * size), (48, 16)):
+                    xs = _placed(x, x_offset)
+                    grad = _placed(np.full_like(x, np.nan), grad_offset)
+                    loss = fs.cross_entropy(xs, target, reduction="none", return_grad=True,
+                                            grad_out=grad, n_threads=1, **kw)[0]
+                    loss2, grad2 = fs.cross_entropy(xs, target, reduction="none",
+                                                    return_grad=True, n_threads=2, **kw)
+                    np.testing.assert_array_equal(loss2, loss)
+                    np.testing.assert_array_equal(grad2, grad)
+                    np.testing.assert_array_equal(
+                        fs.cross_entropy(xs, target, reduction="none", n_threads=1, **kw), loss)
+                    in_place = _placed(x, x_offset)
+                    fs.cross_entropy(in_place, target, reduction="none", return_grad=True,
+                                     grad_out=in_place, n_threads=1, **kw)
+                    np.testing.assert_array_equal(in_place, grad)
+
+
 @pytest.mark.parametrize("isa,dtype,n", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
 def test_cross_entropy(on_isa, isa, dtype, n):
     assert on_isa(isa)
