@@ -6,7 +6,7 @@ call's ``n_threads``, the settings (:func:`set_num_threads` process-wide,
 OpenMP's own maximum, which ``OMP_NUM_THREADS`` and threadpoolctl set) and
 three rules:
 
-- **The CPU quota.**  Unless ``OMP_NUM_THREADS`` is set, OpenMP's maximum is
+- **The CPU quota.**  Unless ``OMP_NUM_THREADS`` sets a count, OpenMP's maximum is
   capped by the CPUs this process may use (:data:`_CPU_LIMIT`: the cgroup's CPU
   bandwidth limit, the affinity mask, ``os.process_cpu_count()``), as
   scikit-learn's ``_openmp_effective_n_threads`` does: a container limited to
@@ -38,6 +38,7 @@ import contextvars
 import enum
 import math
 import os
+import re
 import sys
 from typing import Iterator, Optional, Union
 
@@ -154,9 +155,23 @@ def _cpu_limit() -> int:
 
 # The CPUs this process may use, read once at import (a few small file reads).
 _CPU_LIMIT = _cpu_limit()
+
+
+def _sets_thread_count(value: str | None) -> bool:
+    """Whether libgomp takes ``OMP_NUM_THREADS=value`` as a thread count: a comma-separated
+    list of decimal integers from 1 to 2**63 - 1 (one per nesting level), blanks around
+    each.  Anything else it ignores, with a warning, and uses every CPU it sees: no choice
+    of the user's."""
+    if value is None:
+        return False
+    items = value.split(",")
+    return all(re.fullmatch(r"\s*\+?\d+\s*", item, re.ASCII) and 1 <= int(item) < 2**63
+               for item in items)
+
+
 # An OMP_NUM_THREADS set in the environment is the user's explicit choice and
 # may exceed the quota (libgomp reads it once, when it loads, too).
-_OMP_NUM_THREADS_SET = bool(os.environ.get("OMP_NUM_THREADS"))
+_OMP_NUM_THREADS_SET = _sets_thread_count(os.environ.get("OMP_NUM_THREADS"))
 # The cap on OpenMP's maximum for n_threads=None and negative counts.
 _AUTOMATIC_CAP = MAX_THREADS if _OMP_NUM_THREADS_SET else min(_CPU_LIMIT, MAX_THREADS)
 

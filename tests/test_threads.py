@@ -275,6 +275,19 @@ def test_affinity_mask_caps_the_automatic_count():
     assert result.stdout.split() == ["1", "1"]
     # An explicit OMP_NUM_THREADS still wins over the mask.
     assert _child(_AFFINITY_CHILD, env={"OMP_NUM_THREADS": "2"}).split() == ["1", "2"]
+    # One libgomp ignores (it then uses every CPU it sees) is no choice: the mask still caps.
+    for ignored in (" ", "0", "abc", "1e3", "-2", "2,"):
+        assert _child(_AFFINITY_CHILD, env={"OMP_NUM_THREADS": ignored}).split() == ["1", "1"], \
+            ignored
+
+
+@pytest.mark.parametrize("value,sets", [
+    (None, False), ("", False), (" ", False), ("0", False), ("abc", False), ("1e3", False),
+    ("-2", False), ("0x10", False), ("4,", False), ("\u0663", False), (str(2**63), False),
+    ("4", True), (" 4 ", True), ("+4", True), ("04", True), ("4, 2", True),
+    (str(2**63 - 1), True)])
+def test_omp_num_threads_counts_only_where_libgomp_takes_it(value, sets):
+    assert _threads._sets_thread_count(value) is sets
 
 
 # ---------------------------------------------------------------- the executor (src/fs_pool.h)
