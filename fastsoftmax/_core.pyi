@@ -14,6 +14,8 @@ from numpy.typing import NDArray
 OP_SOFTMAX: int
 OP_LOG_SOFTMAX: int
 OP_LOGSUMEXP: int
+# float32 logsumexp results within this many log(n) of 0 are computed again in float64.
+NEAR_ZERO_PER_LOG_N: float
 
 def isa() -> str: ...
 def available_isas() -> tuple[str, ...]: ...

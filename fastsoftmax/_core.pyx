@@ -23,7 +23,7 @@ call never waits for a worker the OS has not scheduled.
 cimport numpy as cnp
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.math cimport INFINITY, NAN, copysign
+from libc.math cimport INFINITY, NAN, copysign, fabsf, log
 from libc.string cimport memcpy, memset
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
@@ -184,6 +184,17 @@ OP_SOFTMAX = FS_OP_SOFTMAX
 OP_LOG_SOFTMAX = FS_OP_LOG_SOFTMAX
 OP_LOGSUMEXP = FS_OP_LOGSUMEXP
 
+# A float32 logsumexp is max + log(sum) of float32 exponentials, each rounded by up
+# to 1.35 ULP (2**-23 units: 1.6e-7 of itself; the README's Numerics), so log(sum)
+# may be off by 1.6e-7 * log(sum) <= 1.6e-7 * log(n), however exactly it is summed.
+# Where a negative max cancels log(sum), that is more than the relative bound (1e-6)
+# of a result under 0.16 * log(n): the logsumexp of log-probabilities, near 0, took
+# 1.4e-8 of error for a result of 2.5e-8.  The Python layer computes the slices
+# whose float32 result lies within this many log(n) of 0 (with a margin) again in
+# float64 (_logsumexp._redo_near_zero); small_call leaves calls with one to it.
+cdef double _NEAR_ZERO_PER_LOG_N = 0.25
+NEAR_ZERO_PER_LOG_N = _NEAR_ZERO_PER_LOG_N
+
 cdef const fs_kernel_table *kernels = fs_select_kernels(NULL)
 
 
@@ -285,8 +296,8 @@ def _pool_settings(spin_us=None, openmp=None, fail_spawn=None):
 
 def _fp_env(raw=None):
     """The calling thread's floating-point control state as a number (MXCSR on x86-64,
-    FPCR on AArch64, the rounding mode elsewhere; without exception flags); with ``raw``, set it first and return
-    the previous one.  For the tests of src/fs_fp_env.h."""
+    FPCR on AArch64, the rounding mode elsewhere; without exception flags); with ``raw``,
+    set it first and return the previous one.  For the tests of src/fs_fp_env.h."""
     cdef uint64_t old = fs_fp_env_get_raw()
     if raw is not None:
         fs_fp_env_set_raw(raw)
@@ -1679,6 +1690,8 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
         return None
     cdef int result_ndim = ndim - 1 if reduces else ndim, i, shared
     cdef cnp.ndarray result
+    cdef double near
+    cdef Py_ssize_t row
     if out is None:
         result = cnp.PyArray_EMPTY(result_ndim, cnp.PyArray_DIMS(a), typenum, 0)
     else:
@@ -1714,6 +1727,11 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
         _run(&job, <const float *> NULL, 1)
     else:
         _run(&job, <const double *> NULL, 1)
+    if reduces and typenum == cnp.NPY_FLOAT32 and n >= 2:
+        near = _NEAR_ZERO_PER_LOG_N * log(<double> n)
+        for row in range(size // n):
+            if fabsf((<const float *> job.out)[row]) < near:
+                return None  # (see NEAR_ZERO_PER_LOG_N: the full path computes it again)
     if reduces and ndim == 1 and out is None:
         return result[()]
     return result

@@ -36,6 +36,7 @@ from ._checks import (
     _result_dtype,
     _scattered,
     _unalias,
+    _widened,
 )
 from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
@@ -134,7 +135,10 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     ``max + log(sum(exp(x - max)))``, with the sum accumulated in double:
     the shift by the max makes every exponential at most 1, so nothing
     overflows.  A NaN in the slice gives NaN; a +inf gives +inf; an all
-    ``-inf`` or empty slice gives ``-inf``.
+    ``-inf`` or empty slice gives ``-inf``.  A float32 result within
+    ``0.25 log(n)`` of 0 (a negative max cancelling ``log(sum)``: the
+    logsumexp of log-probabilities) is computed again in float64, as each
+    float32 exponential's own rounding would move it by more than the bound.
 
     %(axes)s
 
@@ -206,11 +210,38 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     outer, n, inner = _reduction_view(x.shape, axis)
     if out.size:
         _core.softmax_family(x, out, mask, outer, n, inner, 1.0, _OP_LOGSUMEXP, threads)
+        _redo_near_zero(x, out, mask, outer, n, inner, threads)
     if return_sign:
         return _with_sign(out, given_out)
     if out.ndim == 0 and not given_out:
         return out[()]
     return out
+
+
+def _any_near_zero(result: Any, n: int) -> bool:
+    """Whether a float32 logsumexp over slices of ``n`` may be off by more than its bound
+    (``_core.NEAR_ZERO_PER_LOG_N`` says why)."""
+    if result.dtype != np.float32 or n < 2:  # one term: its exponential is exactly 1
+        return False
+    return bool((abs(result) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)).any())
+
+
+def _redo_near_zero(x: npt.NDArray[Any], out: FloatArray, mask: npt.NDArray[np.bool_] | None,
+                    outer: int, n: int, inner: int, threads: int) -> None:
+    """The results in ``out`` (float32, of the kernels' ``(outer, inner)`` slices of
+    ``x``) that ``_near_zero`` finds, computed again in float64 and rounded once."""
+    if not _any_near_zero(out, n):
+        return
+    near = abs(out.reshape(outer, inner)) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)
+    o, i = np.nonzero(near)
+    rows = np.ascontiguousarray(_widened(x.reshape(outer, n, inner)[o, :, i], np.dtype(np.float64)))
+    rows_mask = None
+    if mask is not None:  # (the kernels' mask may be broadcast: _prepare_where)
+        rows_mask = np.ascontiguousarray(
+            np.broadcast_to(mask, x.shape).reshape(outer, n, inner)[o, :, i])
+    redone = np.empty(len(o), np.float64)
+    _core.softmax_family(rows, redone, rows_mask, len(o), n, 1, 1.0, _OP_LOGSUMEXP, threads)
+    out.reshape(outer, inner)[o, i] = redone
 
 
 def _reduced_shape_of(shape: tuple[int, ...], axis: int | tuple[int, ...] | None

@@ -518,3 +518,55 @@ def test_the_max_in_every_block_of_a_row(isa, dtype, blocks, offset):
         np.testing.assert_array_equal(
             fs.cross_entropy(row, firsts[r:r + 1], reduction="none", n_threads=1),
             loss[r:r + 1], err_msg=f"row {r} alone, max at {places[r]}")
+
+
+def _cancelling_rows(n, rng, rows=40):
+    """float32 rows whose negative max cancels log(sum): log-probabilities of n near-equal
+    entries, so that each logsumexp is within about 1e-7 of 0."""
+    return (rng.standard_normal((rows, n)) * 0.01 - math.log(n)).astype(np.float32)
+
+
+def _exact_lse_of_rows(x, axis=-1):
+    """float64 log1p form of each slice (exact for these results to ~1e-16 absolute)."""
+    rows = np.moveaxis(np.asarray(x, np.float64), axis, -1).reshape(-1, np.shape(x)[axis])
+    return np.array([_exact_lse(row) for row in rows])
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 16, 17, 47, 100, 1000])
+def test_float32_logsumexp_where_a_negative_max_cancels(isa, n):
+    """float32 exponentials are rounded by up to 1.35 ULP each, which moves log(sum) by up
+    to 1.6e-7 of itself: more than the relative bound where a negative max cancels it
+    (logsumexp of log-probabilities, near 0).  Those results are computed again in float64:
+    within the bound on every kernel path (the small-call entry, rows, short rows, panels),
+    with masks, float16 input, and the same bits on any thread count."""
+    rng = np.random.default_rng(n)
+    x = _cancelling_rows(n, rng)
+    expected = _exact_lse_of_rows(x)
+    assert np.abs(expected).max() < 0.05  # (the cancellation the test is about)
+    for threads in (1, 2):
+        _assert_relative(fs.logsumexp(x, n_threads=threads), expected, np.float32, "rows")
+        _assert_relative(fs.logsumexp(np.ascontiguousarray(x.T), axis=0, n_threads=threads),
+                         expected, np.float32, "axis=0")
+    for row, want in zip(x[:5], expected[:5]):  # one row: the small-call entry
+        _assert_relative(fs.logsumexp(row), want, np.float32, "one row")
+    # masked: the kept entries' own exact result
+    where = rng.random(x.shape) < 0.7
+    where[:, 0] = True
+    masked = [_exact_lse(row[keep]) for row, keep in zip(x.astype(np.float64), where)]
+    _assert_relative(fs.logsumexp(x, where=where), masked, np.float32, "masked")
+    _assert_relative(fs.logsumexp(x, where=where[0]), [_exact_lse(row[where[0]]) for row in
+                                                      x.astype(np.float64)],
+                     np.float32, "a broadcast mask")
+    half = x.astype(np.float16)
+    _assert_relative(fs.logsumexp(half), _exact_lse_of_rows(half), np.float32, "float16")
+    np.testing.assert_array_equal(fs.logsumexp(x, n_threads=1), fs.logsumexp(x, n_threads=2))
+
+
+def test_float32_logsumexp_of_the_reported_cancellations(isa):
+    """The accuracy audit's cases (2026-12-06): 1.4e-8 and 1.6e-8 off before, on every ISA."""
+    for row, exact in (([-0.6930273, -0.6932671], None),
+                       ([-0.7379649877548218, -0.6498543620109558], None)):
+        x = np.array(row, np.float32)
+        _assert_relative(fs.logsumexp(x), _exact_lse(x.astype(np.float64)), np.float32, str(row))
+        _assert_relative(fs.logsumexp(np.stack([x] * 3), axis=-1),
+                         [_exact_lse(x.astype(np.float64))] * 3, np.float32, str(row))
