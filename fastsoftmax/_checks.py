@@ -513,6 +513,14 @@ def _prepare_where(where: npt.ArrayLike | None, shape: tuple[int, ...],
 
 
 
+def _check_flag(value: object, name: str) -> bool:
+    """``value`` as a bool; TypeError naming ``name`` for anything else (as torch's): a
+    truthy string or a one-element array is a mistake, not a choice."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {shown(value)}")
+    return bool(value)
+
+
 def _check_int(value: int, name: str) -> int:
     """``value`` as a Python int; TypeError naming ``name`` for a non-int (or a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -14,6 +14,7 @@ from ._checks import (
     _as_float_array,
     _as_kernel_array,
     _as_python_float,
+    _check_flag,
     _check_int,
     _check_out,
     _is_16_bit_of,
@@ -63,7 +64,7 @@ def _check_options(ignore_index: int, reduction: str, label_smoothing: float, re
         smoothing = label_smoothing
     if not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    if grad_out is not None and not return_grad:
+    if _check_flag(return_grad, "return_grad") is False and grad_out is not None:
         raise ValueError("grad_out is given but return_grad is False")
     return ignore_index, smoothing
 

@@ -25,6 +25,7 @@ from . import _core
 from ._checks import (
     _as_float_array,
     _as_kernel_array,
+    _check_flag,
     _check_out,
     _gather_axes,
     _normalize_axes,
@@ -179,6 +180,9 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     >>> fastsoftmax.logsumexp(np.array([1.0, 2.0]), b=np.array([1.0, -1.0]), return_sign=True)
     (np.float64(1.5413248546129181), np.float64(-1.0))
     """
+    if return_sign is not False or keepdims is not False:
+        _check_flag(return_sign, "return_sign")
+        _check_flag(keepdims, "keepdims")
     if b is not None:
         return _weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
     if (type(axis) is int and axis == -1 and return_sign is False and keepdims is False

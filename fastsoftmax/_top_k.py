@@ -11,19 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import _as_kernel_array, _check_int, _normalize_axis, _result_dtype, _widened
+from ._checks import _as_kernel_array, _check_flag, _check_int, _normalize_axis, _result_dtype, _widened
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import FloatArray
 
 __all__ = ["top_k"]
-
-
-def _check_flag(value: object, name: str) -> bool:
-    """``value`` as a bool; TypeError naming ``name`` for anything else (as torch's)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _check_k(k: int, n: int) -> int:

@@ -58,7 +58,8 @@ try:
 except ImportError as error:  # pragma: no cover - the optional dependency
     raise ImportError("fastsoftmax.dask needs dask: pip install \"fastsoftmax[dask]\"") from error
 
-from ._checks import _FLOAT64, _as_kernel_array, _check_temperature, _normalize_axes, _result_dtype
+from ._checks import (_FLOAT64, _as_kernel_array, _check_flag, _check_temperature, _normalize_axes,
+                      _result_dtype)
 from ._cross_entropy import (
     _check_options,
     _class_axis,
@@ -278,8 +279,7 @@ def logsumexp(x: _DaskOrArray, axis: Axes = -1, *, keepdims: bool = False,
     reduced = _reduced_axes(normalized, x.ndim)
     masks = _mask_of(where, x)
     _check_threads(n_threads)
-    if not isinstance(keepdims, (bool, np.bool_)):
-        raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
+    _check_flag(keepdims, "keepdims")
     kept = _one_per_chunk(x, reduced)
     if not _is_split(x, reduced):
         result = da.map_blocks(_lse_chunk, x, *masks, chunks=kept, dtype=dtype,

@@ -339,3 +339,23 @@ def test_self_check_and_check_wheel_pass_with_the_shared_checker():
 
     with pytest.raises(check_wheel.CheckFailed, match="tampered softmax: .* outside the bound"):
         check_wheel.check_case(Tampered(), _testing, x, -1, target, 1, "tampered")
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda x, v: fs.logsumexp(x, keepdims=v), "keepdims"),
+    (lambda x, v: fs.logsumexp(x, return_sign=v), "return_sign"),
+    (lambda x, v: fs.logsumexp(x, b=np.ones(x.shape), keepdims=v), "keepdims"),
+    (lambda x, v: fs.logsumexp(x, b=np.ones(x.shape), return_sign=v), "return_sign"),
+    (lambda x, v: fs.cross_entropy(x, np.zeros(len(x), np.int64), return_grad=v), "return_grad"),
+    (lambda x, v: fs.top_k(x, 1, largest=v), "largest"),
+    (lambda x, v: fs.top_k(x, 1, sorted=v), "sorted"),
+])
+def test_flags_take_only_bools(call, name):
+    """A truthy string, an int or an array is a mistake, not a choice: `keepdims="no"` kept
+    the axis and `return_grad="no"` returned the gradient (audit, 2026-12-06)."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    for bad in ("no", 1, 0, None, 1.0, np.array([1, 2]), np.array(True)):
+        with pytest.raises(TypeError, match=f"{name} must be a bool, got "):
+            call(x, bad)
+    for good in (True, False, np.True_, np.False_):
+        call(x, good)
