@@ -141,9 +141,15 @@ def _computed_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
         return _FLOAT32
     if dtype.kind in "iub":
         return _FLOAT64
+    if dtype.kind == "f":  # long double: real, but more precise than any kernel computes
+        raise TypeError(f"{name} has dtype {dtype}, which fastsoftmax does not compute in "
+                        f"(float32/float64, or float16, bfloat16, ints and bools); convert it "
+                        f"with .astype(np.float64), which rounds it")
+    hint = (" (Python objects, such as ints beyond int64 or Fractions: convert them to "
+            "float64 first)" if dtype.kind == "O" else "")
     raise TypeError(
         f"{name} must hold real numbers (float32/float64, or float16, bfloat16, ints and "
-        f"bools, which are computed in float32 or float64); got dtype {dtype}")
+        f"bools, which are computed in float32 or float64); got dtype {dtype}{hint}")
 
 
 def _check_result_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
@@ -229,6 +235,12 @@ def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
     buffer protocol, ``__array__``) is the fallback and the path for the rest.
     A dask collection is refused (:func:`_refuse_lazy`), never computed.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray drops the mask, and its masked entries would count: refused, not guessed
+        leave_out = (", with where=~np.ma.getmaskarray(x) to leave the masked entries out"
+                     if name == "x" else "")
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray, whose mask fastsoftmax does not "
+                        f"read; pass np.ma.getdata({name}){leave_out}")
     if isinstance(x, np.ndarray):
         return np.asarray(x)
     _refuse_lazy(x, name)

@@ -359,3 +359,37 @@ def test_flags_take_only_bools(call, name):
             call(x, bad)
     for good in (True, False, np.True_, np.False_):
         call(x, good)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda m: fs.softmax(m), "x"), (lambda m: fs.log_softmax(m), "x"),
+    (lambda m: fs.logsumexp(m), "x"), (lambda m: fs.top_k(m, 1), "x"),
+    (lambda m: fs.sample(m, u=0.5), "logits"),
+    (lambda m: fs.cross_entropy(m, np.zeros(2, np.int64)), "logits"),
+    (lambda m: fs.cross_entropy(np.ones((2, 3)), np.ma.getdata(m).astype(np.int64)[:, 0]
+                                .view(np.ma.MaskedArray)), "target"),
+    (lambda m: fs.softmax(np.ones((2, 3)), where=np.ma.getdata(m) > 0), None),
+    (lambda m: fs.softmax(np.ones((2, 3)), where=np.ma.masked_array(np.ones((2, 3), bool))),
+     "where"),
+    (lambda m: fs.softmax_backward(m, np.ones((2, 3))), "grad_output"),
+])
+def test_masked_arrays_are_refused_not_read_without_their_mask(call, name):
+    """np.asarray drops a MaskedArray's mask, so its masked entries counted:
+    softmax([1, --, 3]) gave the 2.0 a share (audit, 2026-12-06).  Refused, naming the
+    argument, like any input whose meaning the kernels would change."""
+    m = np.ma.masked_array([[1.0, 2.0, 3.0], [0.0, 1.0, 2.0]], mask=[[0, 1, 0], [0, 0, 0]])
+    if name is None:  # (a plain array from the masked one's data: accepted)
+        call(m)
+        return
+    with pytest.raises(TypeError, match=f"{name} is a numpy.ma.MaskedArray"):
+        call(m)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is double here")
+def test_long_double_is_named_as_such():
+    with pytest.raises(TypeError, match=r"x has dtype float(96|128), which fastsoftmax does not "
+                                        r"compute in .*astype\(np.float64\)"):
+        fs.softmax(np.ones(3, np.longdouble))
+    with pytest.raises(TypeError, match="got dtype object .Python objects, such as ints beyond "
+                                        "int64"):
+        fs.softmax([10**30, 1])
