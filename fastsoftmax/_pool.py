@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._messages import shown
+from ._messages import configure_from_environment, shown
 
 __all__ = ["set_output_pool"]
 
@@ -127,19 +126,6 @@ def fresh(shape: tuple[int, ...], dtype: np.dtype[Any],
     return raw.view(dtype).reshape(shape)
 
 
-def _configure_from_environment() -> None:
-    value = os.environ.get(ENVIRONMENT_VARIABLE)
-    if value is None or not value.strip():
-        set_output_pool()
-        return
-    try:
-        set_output_pool(int(value))
-    except ValueError:
-        warnings.warn(f"{ENVIRONMENT_VARIABLE}={value!r} is not a number of bytes >= 0; "
-                      f"the default bound is used", RuntimeWarning, stacklevel=2)
-        set_output_pool()
-
-
-_configure_from_environment()
+configure_from_environment(ENVIRONMENT_VARIABLE, set_output_pool, "the default bound")
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_core.forget_pool)

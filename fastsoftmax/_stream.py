@@ -47,12 +47,11 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import warnings
 
 import numpy as np
 
 from . import _core
-from ._messages import shown
+from ._messages import configure_from_environment, shown
 
 __all__ = ["set_stream_threshold"]
 
@@ -151,19 +150,6 @@ def set_stream_threshold(min_bytes: int | None = None) -> None:
     _core.set_stream_min_bytes(min(int(min_bytes), int(np.iinfo(np.intp).max)))
 
 
-def _configure_from_environment() -> None:
-    value = os.environ.get(ENVIRONMENT_VARIABLE)
-    if value is None or not value.strip():
-        set_stream_threshold()
-        return
-    try:
-        set_stream_threshold(int(value))
-    except ValueError:
-        warnings.warn(f"{ENVIRONMENT_VARIABLE}={value!r} is not a number of bytes >= 0; "
-                      f"the last-level cache's size is used", RuntimeWarning, stacklevel=2)
-        set_stream_threshold()
-
-
 # Where the last-level cache's size is unknown: that of a modest one.
 UNKNOWN_CACHE_BYTES = 16 << 20
 
@@ -178,5 +164,5 @@ def _set_in_cache_bound() -> None:
     _core.set_in_cache_max_bytes((size if size else UNKNOWN_CACHE_BYTES) // 2)
 
 
-_configure_from_environment()
+configure_from_environment(ENVIRONMENT_VARIABLE, set_stream_threshold, "the last-level cache's size")
 _set_in_cache_bound()

@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -333,6 +334,31 @@ def test_the_environment_variable(value, pooled, warns):
                             env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(pooled), str(warns)]
+
+
+@pytest.mark.parametrize("value, configured, warns", [
+    (None, (), False), ("  ", (), False), (" 12 ", (12,), False), ("+12", (12,), False),
+    ("0", (0,), False), ("9" * 5000, (10**100,), False), ("1_000", (), True),
+    ("\u0663", (), True), ("-5", (), True), ("1e3", (), True), ("x" * 5000, (), True)])
+def test_byte_counts_from_the_environment(monkeypatch, value, configured, warns):
+    """FASTSOFTMAX_OUTPUT_POOL's and FASTSOFTMAX_STREAM_MIN_BYTES's one reader: a 5000-digit
+    number is a huge one (the setters cap it), not 'not a number'; a bad value is named
+    in a warning cut short, never printed in full (audit, 2026-12-06)."""
+    from fastsoftmax._messages import configure_from_environment
+    if value is None:
+        monkeypatch.delenv("FS_TEST_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("FS_TEST_BYTES", value)
+    calls = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        configure_from_environment("FS_TEST_BYTES", lambda *n: calls.append(n), "the default")
+    assert calls == [configured]
+    assert len(caught) == warns
+    if warns:
+        message = str(caught[0].message)
+        assert message.startswith("FS_TEST_BYTES=") and message.endswith("the default is used")
+        assert len(message) < 150
 
 
 @pytest.mark.parametrize("case", ["short rows", "rows", "panels", "16-bit gradient",
