@@ -58,7 +58,15 @@ def _scaled_logits(x: npt.NDArray[np.float64], axis: Axes, temperature: float,
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    return (x - _slice_max(x, axis, mask)) / temperature
+    top = _slice_max(x, axis, mask)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = (x - top) / temperature
+        # x - max past float64's largest number (a slice spanning more than it) is -inf,
+        # where (x - max)/T with T > 1 may be finite: the same difference halved, exactly.
+        spilled = np.isneginf(z) & np.isfinite(x) & np.isfinite(top)
+        if spilled.any():
+            z = np.where(spilled, (x / 2 - top / 2) / (temperature / 2), z)
+    return z
 
 
 def _reduced_axes(axis: Axes, ndim: int) -> tuple[int, ...]:

@@ -44,9 +44,14 @@ __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
 # The kernels' operation numbers (fs_op in src/fs_kernels.h), one definition for every layer.
 _OP_SOFTMAX, _OP_LOG_SOFTMAX = _core.OP_SOFTMAX, _core.OP_LOG_SOFTMAX
 _DEFAULT_TEMPERATURE = 1.0  # the very object the signatures below use as their default
-# 1/T must be a normal, finite number of the working dtype (see _softmax_like).
+# The 1/T the kernels take in the working dtype (see _softmax_like): finite, and at
+# least 2**-100 (float32) or 2**-1000 (float64), so that an x - max rounded past the
+# dtype's largest number (2**128, 2**1024: a slice spanning more than it), which the
+# kernels then hold as -inf, has |(x - max)/T| > 2**28 or 2**24: an exponential of 0
+# all the same (log_softmax's -inf there is the README's limit).
 _SCALE_RANGE: dict[np.dtype[Any], tuple[float, float]] = {
-    dt: (float(np.finfo(dt).tiny), float(np.finfo(dt).max)) for dt in (_FLOAT32, _FLOAT64)}
+    _FLOAT32: (2.0**-100, float(np.finfo(_FLOAT32).max)),
+    _FLOAT64: (2.0**-1000, float(np.finfo(_FLOAT64).max))}
 
 
 def _shift_and_adjust(parts: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
@@ -68,6 +73,15 @@ def _shift_and_adjust(parts: tuple[npt.NDArray[np.float64], npt.NDArray[np.float
     adjust = log_sum if op == _OP_LOG_SOFTMAX else np.exp(-log_sum)
     adjust = np.where(finite, adjust, np.nan).astype(dtype)
     return np.ascontiguousarray(shift), np.ascontiguousarray(adjust)
+
+
+def _slice_max(x: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_] | None, outer: int,
+               n: int, inner: int) -> npt.NDArray[np.float64]:
+    """The max of each of the kernels' ``(outer, inner)`` slices of ``x`` over its kept
+    entries (``mask``, as the kernels read it: possibly broadcast), -inf where none is."""
+    kept = None if mask is None else np.broadcast_to(mask, x.shape).reshape(outer, n, inner)
+    return np.max(x.reshape(outer, n, inner), axis=1, where=True if kept is None else kept,
+                  initial=-np.inf)
 
 
 def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
@@ -106,14 +120,29 @@ def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
         return out
     low, high = _SCALE_RANGE[_FLOAT32 if result_dtype.itemsize == 2 else result_dtype]
     if scale != 1.0 and not low <= scale <= high:
-        # 1/T would round to 0 or inf in the working precision (and 0 * inf is
-        # NaN).  Run this call in float64, where 1/T is finite for any float32
-        # T; for a float64 T so small that 1/T overflows, scale x and T by
-        # 2**64 first (exact), which leaves x/T unchanged.
+        # 1/T would round to inf in the working precision (and 0 * inf is NaN),
+        # or is so small that x - max overflowing (a slice spanning more than the
+        # dtype's largest number, which the kernels round to -inf) could matter.
+        # Run this call in float64, where neither happens for float32 x.  For
+        # float64 x, scale x and T by the same power of two, which leaves x/T
+        # unchanged: by 2**-64 for a small 1/T (exact, but for an x made
+        # subnormal, whose (x - max)/T rounds to 0 either way); by 2**64 for a
+        # 1/T that overflows, after taking each slice's max out of x (x itself
+        # scaled would overflow from |x| > 2**960, and inf - inf is NaN; a
+        # difference whose scaling overflows has (x - max)/T = -inf too).
         x64, out64 = _widened(x, _FLOAT64), np.empty(x.shape, np.float64)
         exponent = 0
-        if math.isinf(scale):
-            x64, exponent = np.ldexp(x64, 64), 64
+        if result_dtype == _FLOAT64 and scale < low:
+            x64, exponent = np.ldexp(x64, -64), -64
+            scale = 1.0 / math.ldexp(float(temperature), -64)
+        elif math.isinf(scale):
+            top = parts[0] if parts is not None else _slice_max(x64, mask, outer, n, inner)
+            top = np.where(np.isfinite(top), top, 0.0).reshape(outer, 1, inner)
+            with np.errstate(over="ignore", invalid="ignore"):
+                x64 = np.ldexp(x64.reshape(outer, n, inner) - top, 64).reshape(x.shape)
+            if parts is not None:  # the shift is taken out already where it is finite
+                parts = (np.where(np.isfinite(parts[0]), 0.0, parts[0]), parts[1])
+            exponent = 64
             scale = 1.0 / math.ldexp(float(temperature), 64)
         shift = adjust = None
         if parts is not None:

@@ -153,7 +153,10 @@ def _in_kernel_range(x: da.Array, temperature: float) -> tuple[da.Array, float]:
     which leaves x/T unchanged: by 2**64 for a T whose reciprocal overflows, by
     2**-64 for one whose reciprocal is subnormal (T > 4.49e307; the parts'
     kernel takes only a normal scale).  Exact but for an x that the scaling
-    itself makes subnormal, whose x/T rounds to 0 either way.
+    itself makes subnormal, whose x/T rounds to 0 either way, and for an x
+    beyond 2**960 in magnitude with a T whose reciprocal overflows, which the
+    scaling by 2**64 makes infinite (the NumPy function takes each slice's max
+    out first; a slice split across chunks has no max yet here).
     """
     scale = _check_temperature(temperature)
     computed = _result_dtype_of(x.dtype, "x")

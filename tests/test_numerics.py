@@ -7,6 +7,8 @@
 | empty reduced axis | empty      | empty       | -inf      |
 | 1e8 shared offset  | exact shift invariance (tests/test_softmax.py) | no cancellation |
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,56 @@ def test_a_max_of_both_signed_zeros_gives_one_result(isa, dtype, n):
         for r in results:
             np.testing.assert_array_equal(_bits(r[0]), _bits(r[1]))
         check_softmax(results[0], rows, -1)
+
+
+def _exact_softmax(x, temperature):
+    """softmax and log_softmax of one slice with (x - max)/T taken exactly (Fractions)."""
+    from fractions import Fraction
+    top = max(Fraction(float(v)) for v in x)
+
+    def rounded(q):  # (x - max)/T <= 0: past the largest float64, -inf
+        try:
+            return float(q)
+        except OverflowError:
+            return -math.inf
+
+    z = np.array([rounded((Fraction(float(v)) - top) / Fraction(temperature)) for v in x])
+    lse = math.log(math.fsum(np.exp(z)))
+    return np.exp(z - lse), z - lse
+
+
+@pytest.mark.parametrize("x,temperature,dtype", [
+    ([1e300, 0.0], 1e-310, np.float64),                   # 1/T overflows; x * 2**64 did too
+    ([1e300, 1e300 * (1 + 2**-52), 0.0], 1e-310, np.float64),
+    ([-1e300, 3.0, 2.0], 1e-310, np.float64),
+    ([1e308, 5e307, -1e308], 1.7e308, np.float64),        # x - max overflows, T huge
+    ([1e308, 5e307, -1e308], 1e302, np.float64),
+    ([3e38, 1e38, -3e38], 8.5e37, np.float32),
+    ([3e38, 1e38, -3e38], 2e30, np.float32),
+])
+def test_temperatures_at_the_edges_with_logits_at_the_edges(x, temperature, dtype):
+    """The audit's cases (2026-12-06): [nan, nan] for finite logits, and probabilities of
+    0.15 given as 0, where the slice spans more than the dtype's largest number."""
+    x = np.array(x, dtype)
+    want_p, want_log_p = _exact_softmax(x, temperature)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    for where in (None, np.ones(len(x), bool)):
+        p = fs.softmax(x, temperature=temperature, where=where)
+        np.testing.assert_allclose(p, want_p, rtol=rtol, atol=0)
+        log_p = fs.log_softmax(x, temperature=temperature, where=where)
+        finite = np.isfinite(want_log_p.astype(dtype))
+        np.testing.assert_allclose(log_p[finite], want_log_p[finite], rtol=rtol, atol=0)
+        assert np.all(np.isneginf(log_p[~finite]))
+    np.testing.assert_allclose(reference.softmax(x, temperature=temperature), want_p,
+                               rtol=rtol, atol=0)
+
+
+def test_log_softmax_of_a_slice_wider_than_the_dtype_is_the_documented_limit():
+    """README: x - max past the largest number is -inf in the working dtype, so with T > 1
+    log_softmax gives -inf where the exact value is finite; the reference is exact there."""
+    x = np.array([3e38, -3e38], np.float32)
+    np.testing.assert_array_equal(fs.log_softmax(x, temperature=2.0), [0.0, -np.inf])
+    np.testing.assert_allclose(reference.log_softmax(x, temperature=2.0), [0.0, -3e38],
+                               rtol=1e-7)
+    np.testing.assert_allclose(reference.log_softmax(np.array([1e308, -1e308]),
+                                                     temperature=1e300), [0.0, -2e8], rtol=1e-13)
