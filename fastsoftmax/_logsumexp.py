@@ -151,8 +151,11 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     0 keeps its relative precision.  When the terms have one sign the bound
     above holds, plus ``2u max|log|b||`` from rounding ``log|b|``; when terms
     of both signs cancel, the error grows with the sum's condition number
-    ``sum|b exp(x)| / |sum b exp(x)|``, as for any algorithm in that
-    precision.  An infinite term decides alone (``+inf``, or NaN for
+    ``sum|b exp(x)| / |sum b exp(x)|``: with the dominant term kept out, a
+    sum that the others cancel to far below that term may lose every digit
+    (``logsumexp([0, 0, -50], b=[1, -1, 1])`` is ``-inf`` with sign 0; SciPy,
+    which adds the terms in order, gets -50 there, and loses the digits of
+    such sums in other orders).  An infinite term decides alone (``+inf``, or NaN for
     ``inf - inf``); a NaN kept term gives NaN.
 
     Where SciPy 1.17 differs: its sign of an empty slice is -1 (here 0, as

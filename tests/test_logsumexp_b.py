@@ -428,3 +428,12 @@ def test_several_axes_and_0d_match_scipy_live(axis, dtype):
             ours = fs.logsumexp(x0, axis0, b=weights, return_sign=True)
             theirs = special.logsumexp(x0, axis0, b=weights, return_sign=True)
             np.testing.assert_allclose(ours, theirs, rtol=RTOL[np.dtype(dtype)])
+
+
+def test_the_documented_cancellation_against_the_dominant_term():
+    """The docstring's example of a sum cancelled far below its dominant term (a difference
+    from SciPy it lists): if this changes, the docstring must too."""
+    got = fs.logsumexp(np.array([0.0, 0.0, -50.0]), b=np.array([1.0, -1.0, 1.0]),
+                       return_sign=True)
+    assert got == (-np.inf, 0.0)
+    assert "logsumexp([0, 0, -50], b=[1, -1, 1])" in fs.logsumexp.__doc__.replace("\n", " ")
