@@ -442,7 +442,7 @@ static void FN(ce_long_grad_part)(void *arg, int64_t i)
     else
         FN(ce_chunk_grad)(FN(ce_target_at)(job, (fs_index)i), FN(ce_weight_at)(job, (fs_index)i),
                           job->grad + at, fs_chunk_len(ch, (fs_index)i), job->n,
-                          job->st[r].factors[0], job->st[r].factors[1], job->eps, 0);
+                          job->st[r].factors[0], job->st[r].factors[1], job->eps);
 }
 
 /*

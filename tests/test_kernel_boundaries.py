@@ -46,6 +46,18 @@ def on_isa(request):
     _core.set_isa(previous)
 
 
+def test_set_isa_takes_only_the_names_it_lists(on_isa):
+    """The developer switch: None is a TypeError, a name cut by a NUL a ValueError (C read
+    "avx2\0junk" as avx2), another spelling False (audit, 2026-12-06)."""
+    with pytest.raises(TypeError):
+        _core.set_isa(None)
+    with pytest.raises(ValueError, match="NUL"):
+        _core.set_isa(_core.isa() + "\0junk")
+    assert _core.set_isa(_core.isa().upper()) is False
+    for name in _core.available_isas():
+        assert on_isa(name) is True and _core.isa() == name
+
+
 def test_kernel_info_describes_every_isa():
     assert set(INFO) == set(_core.available_isas())
     for isa, per_dtype in INFO.items():
@@ -141,10 +153,10 @@ def test_rows_walked_back(on_isa, isa, dtype):
                          ids=lambda v: getattr(v, "__name__", str(v)))
 def test_cross_entropy_rows_walked_back(on_isa, isa, dtype):
     """cross_entropy's rows walked alone from `walks_back_from` elements on take their max pass
-    and their gradient pass from the row's end back: the reference's values and the bits of
-    the same row split across threads, whose chunks walk forward, for the label in the first
-    vector, the last (partial) one or between, every kind of target, the gradient at any
-    offset from a cache line and in place."""
+    from the row's end back: the reference's values and the bits of the same row split
+    across threads, whose chunks walk forward, for the label in the first vector, the last
+    (partial) one or between, every kind of target, the gradient at any offset from a
+    cache line and in place."""
     assert on_isa(isa)
     sizes = INFO[isa][np.dtype(dtype).name]
     start, lanes, size = sizes["walks_back_from"], sizes["lanes"], np.dtype(dtype).itemsize
