@@ -210,10 +210,14 @@ def available_isas():
     return tuple(fs_available_isas().decode().split())
 
 
-def set_isa(str name):
-    """Run the kernels built for ``name``; returns False if the build or CPU lacks it."""
+def set_isa(str name not None):
+    """Run the kernels built for ``name`` (one of :func:`available_isas`, as spelled
+    there); returns False if the build or CPU lacks it."""
     global kernels
-    cdef const fs_kernel_table *table = fs_select_kernels(name.encode())
+    cdef const fs_kernel_table *table
+    if "\0" in name:  # C would read the name up to it: "avx2\0junk" chose avx2
+        raise ValueError(f"an ISA name holds no NUL character, got {name!r}")
+    table = fs_select_kernels(name.encode())
     if table == NULL:
         return False
     kernels = table
