@@ -554,3 +554,17 @@ def test_pool_stress_in_c(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
     result = subprocess.run([exe], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
+
+
+def test_a_block_left_open_in_a_suspended_generator_applies_to_its_caller():
+    """As the README says (contextvars: a generator shares its caller's context)."""
+    def generator():
+        with fs.num_threads(before + 1):
+            yield
+
+    before = fs.get_num_threads()
+    suspended = generator()
+    next(suspended)
+    assert fs.get_num_threads() == before + 1
+    suspended.close()  # GeneratorExit closes the block
+    assert fs.get_num_threads() == before
