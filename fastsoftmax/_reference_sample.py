@@ -121,6 +121,27 @@ def sample_kept(logits: npt.ArrayLike, **kwargs: Any) -> npt.NDArray[np.bool_]:
     return mask[0] if args.one_row else mask
 
 
+def _logprobs(s: np.ndarray, tau: float, ids: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """log p of each of ``ids`` under the weights exp(z) of the ids ``among``, in float64.
+
+    z = (s - max) * tau, and log p = z - log of the weights' total.  The max's own
+    terms are exactly 1 (z = 0): with one of them the total is 1 + rest, and
+    log(1 + rest) rounds a rest below 2^-53 away, and with it the log-probability of
+    a confident token ([0, -40]: -4.2e-18, not 0).  So the log is log1p of the rest
+    plus all but one of the max's terms (an integer), as the log-domain ops take it.
+    ``among`` holds the max (a row, or the ids that survive the filters: the best
+    always does).
+    """
+    m = s.max()
+    with np.errstate(invalid="ignore"):
+        z = (s - m) * tau
+    z[s == -np.inf] = -np.inf
+    top = s[among] == m
+    rest = float(np.sum(np.exp(z[among][~top])))
+    logprobs: np.ndarray = z[ids] - np.log1p(rest + (np.count_nonzero(top) - 1))
+    return logprobs
+
+
 def _with_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     defaults = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
                     presence_penalty=0.0, frequency_penalty=0.0, prev_tokens=None,
@@ -161,16 +182,11 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
         _check_row(s, r, args.one_row)
         p = args.params[r]
         greedy = p["inv_temperature"] == 0
-        m = s.max()
         if args.n_top:
             tau = 1.0 if greedy else float(p["inv_temperature"])
             order = np.lexsort((np.arange(s.size), -s))[:args.n_top]
-            with np.errstate(invalid="ignore"):
-                z = (s - m) * tau
-            z[s == -np.inf] = -np.inf
-            log_total = np.log(np.sum(np.exp(z)))
             top_tokens[r] = order
-            top_logprobs[r] = (z[order] - log_total).astype(np.float32)
+            top_logprobs[r] = _logprobs(s, tau, order, np.arange(s.size)).astype(np.float32)
         if greedy:
             tokens[r] = np.argmax(s)
             continue
@@ -182,7 +198,7 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
         above = np.flatnonzero(cumulative > p["u"] * total)
         pick = above[0] if above.size else np.flatnonzero(w[ids] > 0)[-1]
         tokens[r] = ids[pick]
-        logprob[r] = (s[ids[pick]] - m) * p["inv_temperature"] - np.log(total)
+        logprob[r] = _logprobs(s, float(p["inv_temperature"]), ids[pick:pick + 1], ids)[0]
     logprob32 = logprob.astype(np.float32)
     tops = (top_tokens, top_logprobs) if args.n_top else (None, None)
     if args.one_row:

@@ -6,11 +6,13 @@ The kernel (src/fs_sample_tmpl.h) takes one of three paths per row: top-k by the
 blocks of FS_SAMPLE_BLOCK (1024) weights.  The vocabularies tested sit on either side of
 a vector, of the four-vector compare step, and of one and two blocks, for every ISA.
 """
+import math
+
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _core, reference
+from fastsoftmax import _core, _reference_sample, reference
 from conftest import ISAS, random_logits
 
 BLOCK = 1024  # FS_SAMPLE_BLOCK
@@ -94,6 +96,84 @@ def test_every_kept_token_is_drawn_at_its_share(config, dtype):
         got = fs.sample(np.tile(row, (ids.size, 1)), u=mid, **kwargs)
         np.testing.assert_array_equal(got.tokens, ids)
         assert (got.n_kept == ids.size).all()
+
+
+# Confident rows: k maxima of 0 (in different blocks of the longer rows), every other entry
+# `gap` to gap + 3 below.  The max's log-probability is then -log1p(rest), the rest about
+# V e^-gap: log(1 + rest) holds it to 1e-16 absolutely only, which is more than 1e-6 of it
+# from gap 30 on, and all of it past gap 37.  Filters keep some of the tail (top_k, min_p)
+# or just the maxima (top_p), whose log-probability is then -log(k).
+CONFIDENT_GAPS = (20, 30, 40, 60, 100)
+CONFIDENT_CONFIGS = {
+    "unfiltered": lambda gap: {},
+    "temperature": lambda gap: dict(temperature=0.5),
+    "top_k": lambda gap: dict(top_k=4),
+    "top_k_in_ties": lambda gap: dict(top_k=2),  # 3 maxima: the k-th's ties, all of them
+    "top_p": lambda gap: dict(top_p=0.9),
+    "min_p": lambda gap: dict(min_p=math.exp(-gap - 1.5)),  # keeps gap and gap + 1
+    "chain": lambda gap: dict(temperature=0.5, top_k=6, min_p=math.exp(-2 * gap - 1)),
+    "greedy": lambda gap: dict(temperature=0),
+}
+# Each row three times, for these draws: a tail entry of id 0 (or a max there), the max,
+# the last kept id.
+CONFIDENT_U = np.array([0.0, 0.5, 1 - 2**-53])
+
+
+def _confident_rows(dtype):
+    """(gap, row) for every gap, length (one block, three) and count of maxima (1 to 3)."""
+    for gap in CONFIDENT_GAPS:
+        for vocab, maxima in ((100, [37, 99, 0]), (3 * BLOCK - 72, [1500, 2999, 0])):
+            for k in (1, 2, 3):
+                row = -(gap + np.arange(vocab) % 4.0)
+                row[maxima[:k]] = 0.0
+                yield gap, row.astype(dtype)
+
+
+def _exact_logprobs(row, tau, ids, among):
+    """log p of each of `ids` under the weights exp(z) of the ids `among`, z = (x - max) tau:
+    z - log1p of the others' weights, summed exactly, plus all but one of the max's terms."""
+    z = (np.asarray(row, np.float64) - float(np.max(row))) * tau
+    top = z[among] == 0
+    return z[ids] - math.log1p(math.fsum(np.exp(z[among][~top])) + (np.count_nonzero(top) - 1))
+
+
+def _assert_confident(got, row, tau, among, what):
+    """got.logprob (of each row's token) and got.top_logprobs (of the whole row at tau, or 1
+    if greedy) within the float32 bound of the exact values, relatively: 1e-6, or 2^-149
+    (float32's smallest subnormal) for values that float32 holds only as subnormals or 0."""
+    for r in range(len(CONFIDENT_U)):
+        token = int(got.tokens[r])
+        exact = 0.0 if tau == 0 else _exact_logprobs(row, tau, [token], among)[0]
+        np.testing.assert_allclose(got.logprob[r], exact, rtol=1e-6, atol=2.0**-149,
+                                   err_msg=f"logprob of {token}, {what}")
+        top = got.top_tokens[r]
+        exact_top = _exact_logprobs(row, tau or 1.0, top, np.arange(row.size))
+        np.testing.assert_allclose(got.top_logprobs[r], exact_top, rtol=1e-6, atol=2.0**-149,
+                                   err_msg=f"top_logprobs of {top}, {what}")
+
+
+@pytest.mark.parametrize("config", CONFIDENT_CONFIGS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_confident_logprobs_of_the_reference(dtype, config):
+    """The oracle's too: its float32 results as fs.sample's, and its float64 log-probabilities
+    (_logprobs, before that rounding) within float64's bound, 1e-13."""
+    for gap, row in _confident_rows(dtype):
+        kwargs = CONFIDENT_CONFIGS[config](gap)
+        tau = 0.0 if config == "greedy" else 1 / kwargs.get("temperature", 1.0)
+        kept = np.flatnonzero(reference.sample_kept(row, **kwargs))
+        what = f"gap {gap}, {row.size} entries, {dtype.__name__}"
+        got = reference.sample(np.tile(row, (len(CONFIDENT_U), 1)), u=CONFIDENT_U, logprobs=4,
+                               **kwargs)
+        _assert_confident(got, row, tau, kept, what)
+        row64 = row.astype(np.float64)
+        everything = np.arange(row.size)
+        for among, tokens, t in ((everything, got.top_tokens[0], tau or 1.0),
+                                 (kept, got.tokens, tau)):
+            if t == 0:
+                continue  # greedy: no draw's logprob
+            np.testing.assert_allclose(_reference_sample._logprobs(row64, t, tokens, among),
+                                       _exact_logprobs(row, t, tokens, among), rtol=1e-13,
+                                       atol=0, err_msg=what)
 
 
 def test_ties_are_broken_by_id():
