@@ -93,7 +93,7 @@ static double fs_whole_sum(double sum, fs_index dropped) { return sum + (double)
  * (rows_sum_exp_impl's ADD_TERMS), which one chunk in eight of a vocabulary's
  * row needs (float32 1x128256 in cache, AVX-512, Zen 5, one thread, new / old
  * time with every chunk looking: cross_entropy's loss 0.93-0.95, log_softmax
- * 0.94-0.97).
+ * 0.94-0.97).  sample notes its blocks of FS_SAMPLE_BLOCK the same way.
  */
 typedef struct {
     fs_index first, last;

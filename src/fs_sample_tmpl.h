@@ -24,6 +24,18 @@
  * draw agree with a float64 oracle up to the order of additions.  A row is
  * one thread's work and one fixed sequence of steps: the token does not
  * depend on the thread count.
+ *
+ * Log-probabilities z - log(total) take the log of a total of weights as the
+ * log-domain ops do (fs_log_sum_tmpl.h): each term of the max is exactly 1
+ * (exp(0)), so the total 1 + s of a confident row has lost most of a tiny s
+ * to rounding, and log(1 + s) with it (absolutely 1e-16, all of it past
+ * s = 2^-53).  The rest s is summed without the max's terms, which are
+ * counted, and log1p taken of it with all but one added back (fs_log_sum).
+ * As z <= 0 and that log >= 0, the logprob is then within their relative
+ * errors however near 0 it is.  The draw and the filters keep the plain total.
+ * Only the blocks that may hold the max (fs_max_chunks, by block: the max
+ * pass notes them, or top-k's list, which holds every term of the max) sum
+ * their rest too; any other block's rest is its sum.
  */
 
 #ifndef FS_SAMPLE_SHARED_H
@@ -123,17 +135,15 @@ static int fs_sample_status_of(double max, int has_nan)
 
 /*
  * The draw: the first candidate of `list` (in id order) whose running sum of
- * weights exceeds u times their total, which is returned in *total.  If
- * rounding leaves the running sum at or below the target to the end, the
- * last candidate of nonzero weight (the total is >= 1: the max's weight).
+ * weights exceeds u times their total.  If rounding leaves the running sum at
+ * or below the target to the end, the last candidate of nonzero weight (the
+ * total is >= 1: the max's weight).
  */
-static fs_index fs_sample_draw_list(fs_sample_candidate *list, fs_index count, double u,
-                                    double *total)
+static fs_index fs_sample_draw_list(const fs_sample_candidate *list, fs_index count, double u)
 {
     double sum = 0.0;
     for (fs_index j = 0; j < count; j++)
         sum += list[j].weight;
-    *total = sum;
     const double target = u * sum;
     double running = 0.0;
     fs_index last = 0;
@@ -146,6 +156,25 @@ static fs_index fs_sample_draw_list(fs_sample_candidate *list, fs_index count, d
         }
     }
     return last;
+}
+
+/*
+ * The log of the total weight of list[0, count), which holds the max: log1p
+ * of the weights of the entries below it, with all but one of its own terms
+ * (each exactly 1) added back (fs_log_sum), so that the logprob of a
+ * confident token keeps its relative accuracy (see the top of this file).
+ */
+static double fs_sample_log_total(const fs_sample_candidate *list, fs_index count, double max)
+{
+    double rest = 0.0;
+    fs_index maxima = 0;
+    for (fs_index j = 0; j < count; j++) {
+        if (list[j].value == max)
+            maxima++;
+        else
+            rest += list[j].weight;
+    }
+    return fs_log_sum(rest, maxima);
 }
 
 #endif /* FS_SAMPLE_SHARED_H */
@@ -204,31 +233,41 @@ static fs_index FN(find_first_max)(const STORAGE *x, fs_index n, REAL max)
 }
 
 /*
- * Greedy's pass: a row's first max (NaN ignored) and its value, and whether it holds a
- * NaN.  The max of each block of FS_SAMPLE_BLOCK, keeping the first block that holds
- * the largest, then that block alone searched for it: one pass, plus one block in cache.
- * -1 when no entry is above -inf.
+ * A row's max (NaN ignored) and whether it holds a NaN, by the max of each
+ * block of FS_SAMPLE_BLOCK: the first and last blocks that hold it into *held
+ * (fs_max_chunks, by the blocks' offsets; note_chunk_max), where the sum pass
+ * looks for its terms.  One pass, and a reduction of a vector's lanes a block.
  */
-static fs_index FN(sample_argmax)(const STORAGE *x, fs_index n, REAL *max, int *has_nan)
+static REAL FN(sample_max_blocks)(const STORAGE *x, fs_index n, int *has_nan,
+                                  fs_max_chunks *held)
 {
-    REAL best = -INFINITY;
-    fs_index best_at = 0;
+    REAL max = -INFINITY;
+    held->first = held->last = 0;
     *has_nan = 0;
     for (fs_index at = 0; at < n; at += FS_SAMPLE_BLOCK) {
         int block_nan;
         const REAL m = FN(sample_max)(x + at, fs_sample_block_length(n, at), &block_nan);
         *has_nan |= block_nan;
-        if (m > best) {
-            best = m;
-            best_at = at;
-        }
+        FN(note_chunk_max)(m, at, at == 0, &max, held);
     }
-    *max = best;
-    if (!(best > -INFINITY))
+    return max;
+}
+
+/*
+ * Greedy's pass: a row's first max (NaN ignored) and its value, whether it
+ * holds a NaN, and the blocks that hold the max (sample_max_blocks), then the
+ * first of them alone searched for it: one pass, plus one block in cache.
+ * -1 when no entry is above -inf.
+ */
+static fs_index FN(sample_argmax)(const STORAGE *x, fs_index n, REAL *max, int *has_nan,
+                                  fs_max_chunks *held)
+{
+    *max = FN(sample_max_blocks)(x, n, has_nan, held);
+    if (!(*max > -INFINITY))
         return -1;
-    const fs_index in_block = FN(find_first_max)(x + best_at, fs_sample_block_length(n, best_at),
-                                                 best);
-    return best_at + (in_block >= 0 ? in_block : 0); /* < 0: the row changed meanwhile */
+    const fs_index at = held->first;
+    const fs_index in_block = FN(find_first_max)(x + at, fs_sample_block_length(n, at), *max);
+    return at + (in_block >= 0 ? in_block : 0); /* < 0: the row changed meanwhile */
 }
 
 /* The weights of x[0, n), n <= FS_SAMPLE_BLOCK, into w. */
@@ -258,49 +297,109 @@ static double FN(sample_weight)(double value, double max, double tau)
 
 /*
  * The sum of the weights of x[0, n), n <= FS_SAMPLE_BLOCK (lane sums added
- * in lane order), and its count of -inf entries added to *n_ninf.
+ * in lane order), and its count of -inf entries added to *n_ninf.  With
+ * `look`, also the sum of the weights without those of the entries equal to
+ * max (weighed as -inf: 0), into *rest, in the same order, and their count
+ * added to *n_max, in the vectors the test for -inf finds them in.  The sum
+ * is the same, bit for bit, either way.
  */
-static double FN(sample_block_sum)(const STORAGE *x, fs_index n, double max, double tau,
-                                   fs_index *n_ninf)
+FS_ALWAYS_INLINE double FN(sample_block_sum_impl)(const STORAGE *x, fs_index n, double max,
+                                                  double tau, fs_index *n_ninf, double *rest,
+                                                  fs_index *n_max, const int look)
 {
-    const VEC ninf = VSPLAT(-INFINITY);
-    VACC a0 = VACC_ZERO(), a1 = VACC_ZERO();
+    const VEC ninf = VSPLAT(-INFINITY), vmax = VSPLAT((REAL)max);
+    VACC a0 = VACC_ZERO(), a1 = VACC_ZERO(), r0 = VACC_ZERO(), r1 = VACC_ZERO();
+#define IS_MAX(v) ((VBITS)((v) == vmax))
+#define HITS(v) (look ? (VBITS)((v) == ninf) | IS_MAX(v) : (VBITS)((v) == ninf))
+#define REST_WEIGHTS(v) VACC_WEIGHTS(VSELECT(IS_MAX(v), ninf, (v)), max, tau)
+#define COUNT(from, to)                                \
+    for (fs_index j = (from); j < (to); j++) {         \
+        const REAL xj = SLOAD(x + j);                  \
+        *n_ninf += xj == -INFINITY;                    \
+        if (look)                                      \
+            *n_max += xj == max;                       \
+    }
     fs_index i = 0;
     for (; i + 2 * LANES <= n; i += 2 * LANES) {
         const VEC v0 = VLOAD(x + i), v1 = VLOAD(x + i + LANES);
         a0 = VACC_ADD(a0, VACC_WEIGHTS(v0, max, tau));
         a1 = VACC_ADD(a1, VACC_WEIGHTS(v1, max, tau));
-        if (VFIRST((VBITS)(v0 == ninf) | (VBITS)(v1 == ninf)) >= 0)
-            for (fs_index j = i; j < i + 2 * LANES; j++)
-                *n_ninf += SLOAD(x + j) == -INFINITY;
+        if (look) {
+            r0 = VACC_ADD(r0, REST_WEIGHTS(v0));
+            r1 = VACC_ADD(r1, REST_WEIGHTS(v1));
+        }
+        if (VFIRST(HITS(v0) | HITS(v1)) >= 0)
+            COUNT(i, i + 2 * LANES);
     }
     for (; i < n; i += LANES) {
         const fs_index lanes = i + LANES <= n ? LANES : n - i;
         const VEC v = lanes == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, lanes, -INFINITY);
         a0 = VACC_ADD(a0, VACC_WEIGHTS(v, max, tau));
-        for (fs_index j = i; j < i + lanes; j++)
-            *n_ninf += SLOAD(x + j) == -INFINITY;
+        if (look)
+            r0 = VACC_ADD(r0, REST_WEIGHTS(v));
+        COUNT(i, i + lanes);
     }
+#undef IS_MAX
+#undef HITS
+#undef REST_WEIGHTS
+#undef COUNT
     a0 = VACC_ADD(a0, a1);
     double sum = 0.0;
     for (int l = 0; l < LANES; l++)
         sum += VACC_LANE(a0, l);
+    if (look) {
+        r0 = VACC_ADD(r0, r1);
+        double r = 0.0;
+        for (int l = 0; l < LANES; l++)
+            r += VACC_LANE(r0, l);
+        *rest = r;
+    }
     return sum;
 }
 
-/* The total weight of a row: its block sums (kept in `sums` unless NULL), added in order. */
-static double FN(sample_row_sum)(const STORAGE *x, fs_index n, double max, double tau,
-                                 double *sums, fs_index *n_ninf)
+static double FN(sample_block_sum)(const STORAGE *x, fs_index n, double max, double tau,
+                                   fs_index *n_ninf)
 {
-    double total = 0.0;
+    return FN(sample_block_sum_impl)(x, n, max, tau, n_ninf, NULL, NULL, 0);
+}
+
+static double FN(sample_block_sum_looking)(const STORAGE *x, fs_index n, double max,
+                                           double tau, fs_index *n_ninf, double *rest,
+                                           fs_index *n_max)
+{
+    return FN(sample_block_sum_impl)(x, n, max, tau, n_ninf, rest, n_max, 1);
+}
+
+/*
+ * The total weight of a row: its block sums (kept in `sums` unless NULL),
+ * added in order.  Unless log_total is NULL, also the log of that total from
+ * the rest, the weight of the entries below the max, and the count of the
+ * max's terms (fs_log_sum; see the top of this file): the blocks `held` names
+ * sum their rest as they go (twice the exp of one block of a row where the
+ * max occurs once: 1024 of a vocabulary's 128256 weights), any other block's
+ * rest is its sum.
+ */
+static double FN(sample_row_sum)(const STORAGE *x, fs_index n, double max, double tau,
+                                 double *sums, fs_index *n_ninf, const fs_max_chunks *held,
+                                 double *log_total)
+{
+    double total = 0.0, rest = 0.0;
+    fs_index maxima = 0;
     for (fs_index b = 0; b * FS_SAMPLE_BLOCK < n; b++) {
-        const fs_index at = b * FS_SAMPLE_BLOCK;
-        const double sum = FN(sample_block_sum)(x + at, fs_sample_block_length(n, at), max, tau,
-                                                n_ninf);
+        const fs_index at = b * FS_SAMPLE_BLOCK, length = fs_sample_block_length(n, at);
+        double sum, block_rest;
+        if (log_total && fs_chunk_looks(held, at))
+            sum = FN(sample_block_sum_looking)(x + at, length, max, tau, n_ninf, &block_rest,
+                                               &maxima);
+        else
+            sum = block_rest = FN(sample_block_sum)(x + at, length, max, tau, n_ninf);
         if (sums)
             sums[b] = sum;
         total += sum;
+        rest += block_rest;
     }
+    if (log_total)
+        *log_total = fs_log_sum(rest, maxima);
     return total;
 }
 
@@ -441,6 +540,7 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
     const int top_p = !greedy && p->top_p < 1.0;
     const int min_p = !greedy && p->min_p > 0.0;
     double max;
+    fs_max_chunks held; /* the blocks that hold the max's terms (fs_max_chunks, by block) */
     fs_index count = 0; /* candidates listed, in rank order */
     res->token = -1;
     res->n_kept = 0;
@@ -457,13 +557,22 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
         count = FN(sample_collect)(x, kth.index + 1, n, (REAL)kth.value, s, p->top_k, 1);
         if (count < 0)
             return -1;
+        /* The list holds every term of the max: the first k by rank, or, where the k-th
+         * is one, every tie of it. */
+        held.first = held.last = s->list[0].index / FS_SAMPLE_BLOCK * FS_SAMPLE_BLOCK;
+        for (fs_index j = 1; j < count; j++)
+            if (s->list[j].value == max) {
+                const fs_index at = s->list[j].index / FS_SAMPLE_BLOCK * FS_SAMPLE_BLOCK;
+                held.first = at < held.first ? at : held.first;
+                held.last = at > held.last ? at : held.last;
+            }
     } else {
         int has_nan;
         REAL m;
         if (greedy)
-            res->token = FN(sample_argmax)(x, n, &m, &has_nan);
+            res->token = FN(sample_argmax)(x, n, &m, &has_nan, &held);
         else
-            m = FN(sample_max)(x, n, &has_nan);
+            m = FN(sample_max_blocks)(x, n, &has_nan, &held);
         max = m;
         res->status = fs_sample_status_of(max, has_nan);
         if (res->status != FS_SAMPLE_OK)
@@ -471,6 +580,7 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
     }
     const int unfiltered = !greedy && !top_k && !top_p && !min_p;
     double row_total = 0.0; /* the whole row's weight, when needed */
+    double log_row_total = 0.0; /* its log, when a logprob is taken from it */
     fs_index n_ninf = 0;
     if (n_top > 0 || (top_p && !top_k) || unfiltered) {
         double *sums = NULL;
@@ -480,7 +590,8 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
                 return -1;
             sums = s->block_sums;
         }
-        row_total = FN(sample_row_sum)(x, n, max, tau, sums, &n_ninf);
+        row_total = FN(sample_row_sum)(x, n, max, tau, sums, &n_ninf, &held,
+                                       n_top > 0 || unfiltered ? &log_row_total : NULL);
     }
     if (greedy) {
         res->n_kept = 1;
@@ -488,7 +599,7 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
     } else if (unfiltered) {
         res->token = FN(sample_draw_row)(x, n, max, tau, s->block_sums, row_total, p->u);
         res->n_kept = n - n_ninf;
-        res->logprob = (SLOAD(x + res->token) - max) * tau - log(row_total);
+        res->logprob = (SLOAD(x + res->token) - max) * tau - log_row_total;
     } else {
         /* Without top-k, list the entries whose weight may reach an omega below which
          * nothing is kept.  min_p is one.  For top-p, (1 - top_p) * total / n is one:
@@ -534,19 +645,18 @@ static int FN(sample_row)(const STORAGE *x, fs_index n, const fs_sample_params *
         /* The list is a rank prefix of the row: the top logprobs, if it is long enough
          * (else the heap below, after the draw, which then no longer needs the list). */
         if (n_top > 0 && n_top <= count) {
-            FN(sample_top_logprobs)(x, n, max, tau, log(row_total), count, s, top_tokens,
+            FN(sample_top_logprobs)(x, n, max, tau, log_row_total, count, s, top_tokens,
                                     top_logprobs, n_top);
             n_top = 0;
         }
         for (fs_index j = 0; j < kept; j++)
             res->n_kept += s->list[j].value > -INFINITY;
         qsort(s->list, (size_t)kept, sizeof *s->list, fs_sample_by_id);
-        double total;
-        const fs_index pick = fs_sample_draw_list(s->list, kept, p->u, &total);
+        const fs_index pick = fs_sample_draw_list(s->list, kept, p->u);
         res->token = s->list[pick].index;
-        res->logprob = (s->list[pick].value - max) * tau - log(total);
+        res->logprob = (s->list[pick].value - max) * tau - fs_sample_log_total(s->list, kept, max);
     }
-    if (n_top > 0 && FN(sample_top_logprobs)(x, n, max, tau, log(row_total), 0, s, top_tokens,
+    if (n_top > 0 && FN(sample_top_logprobs)(x, n, max, tau, log_row_total, 0, s, top_tokens,
                                              top_logprobs, n_top) != 0)
         return -1;
     return 0;

@@ -154,6 +154,21 @@ def _assert_confident(got, row, tau, among, what):
 
 @pytest.mark.parametrize("config", CONFIDENT_CONFIGS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_confident_logprobs_to_the_relative_bound(isa, dtype, config):
+    """logprob and top_logprobs as z - log1p(rest), the max's own terms (each exactly 1)
+    left out of the rest: relatively within float32's bound however small, on every ISA."""
+    for gap, row in _confident_rows(dtype):
+        kwargs = CONFIDENT_CONFIGS[config](gap)
+        tau = 0.0 if config == "greedy" else 1 / kwargs.get("temperature", 1.0)
+        kept = np.flatnonzero(reference.sample_kept(row, **kwargs))
+        got = fs.sample(np.tile(row, (len(CONFIDENT_U), 1)), u=CONFIDENT_U, logprobs=4,
+                        n_threads=1, **kwargs)
+        assert (got.n_kept == kept.size).all()  # the filters as before
+        _assert_confident(got, row, tau, kept, f"gap {gap}, {row.size} entries, {dtype.__name__}")
+
+
+@pytest.mark.parametrize("config", CONFIDENT_CONFIGS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_confident_logprobs_of_the_reference(dtype, config):
     """The oracle's too: its float32 results as fs.sample's, and its float64 log-probabilities
     (_logprobs, before that rounding) within float64's bound, 1e-13."""
@@ -174,6 +189,18 @@ def test_confident_logprobs_of_the_reference(dtype, config):
             np.testing.assert_allclose(_reference_sample._logprobs(row64, t, tokens, among),
                                        _exact_logprobs(row, t, tokens, among), rtol=1e-13,
                                        atol=0, err_msg=what)
+
+
+def test_confident_logprob_of_the_audit(isa):
+    """The audit's rows: [0, -30 x 99] in float32, whose logprob was up to 5e-4 off
+    relatively (and different on each ISA), and [0, -40 x 99] in float64, 0 or -2.2e-16."""
+    for gap, dtype in ((30.0, np.float32), (40.0, np.float64)):
+        x = np.array([0.0] + [-gap] * 99, dtype)
+        exact = -math.log1p(99 * math.exp(-gap))  # -9.264047e-12 and -4.2058707e-16
+        for got in (fs.sample(x, u=0.0, logprobs=1), reference.sample(x, u=0.0, logprobs=1)):
+            assert got.tokens == 0
+            np.testing.assert_allclose([got.logprob, got.top_logprobs[0]], exact, rtol=1e-6,
+                                       atol=0)
 
 
 def test_ties_are_broken_by_id():
