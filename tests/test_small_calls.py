@@ -433,7 +433,7 @@ def test_small_cross_entropy_bad_labels_raise_the_full_paths_error(labels):
     lambda x, y: fs.cross_entropy(x[:, ::2].copy(), y % 5),
     lambda x, y: fs.cross_entropy(x[0], y[0]),
     lambda x, y: fs.cross_entropy(x, y, return_grad=True, grad_out=np.empty_like(x)),
-    lambda x, y: fs.cross_entropy(x, y, return_grad=1),
+    lambda x, y: fs.cross_entropy(x, y, return_grad=np.True_),
     lambda x, y: fs.cross_entropy(x, y, reduction="none", return_grad=True),
 ], ids=range(12))
 def test_small_cross_entropy_other_calls_are_unchanged(call):
