@@ -29,7 +29,7 @@ from ._docs import REFERENCES, fill_doc
 from ._messages import shown
 from ._pool import fresh
 from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
-from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
+from ._typing import REDUCTIONS, Count, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = ["cross_entropy"]
 
@@ -273,21 +273,21 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = .
                   ignore_index: int = ...,
                   reduction: Reduction = ..., label_smoothing: float = ...,
                   return_grad: Literal[False] = ..., grad_out: None = ...,
-                  n_threads: int | None = ...) -> FloatScalarOrArray: ...
+                  n_threads: Count = ...) -> FloatScalarOrArray: ...
 @overload
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
                   weight: npt.ArrayLike | None = ..., sample_weight: npt.ArrayLike | None = ...,
                   ignore_index: int = ...,
                   reduction: Reduction = ..., label_smoothing: float = ...,
                   return_grad: Literal[True], grad_out: FloatArray | None = ...,
-                  n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatArray]: ...
+                  n_threads: Count = ...) -> tuple[FloatScalarOrArray, FloatArray]: ...
 @overload
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = ...,
                   weight: npt.ArrayLike | None = ..., sample_weight: npt.ArrayLike | None = ...,
                   ignore_index: int = ...,
                   reduction: Reduction = ..., label_smoothing: float = ...,
                   return_grad: bool, grad_out: FloatArray | None = ...,
-                  n_threads: int | None = ...
+                  n_threads: Count = ...
                   ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray]: ...
 @fill_doc(references=REFERENCES)
 def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -1,
@@ -295,7 +295,7 @@ def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, *, axis: int = -
                   ignore_index: int = -100,
                   reduction: Reduction = "mean", label_smoothing: float = 0.0,
                   return_grad: bool = False, grad_out: FloatArray | None = None,
-                  n_threads: int | None = None
+                  n_threads: Count = None
                   ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatArray | None]:
     """Cross-entropy between logits and targets, with its gradient fused in the same passes.
 
@@ -469,7 +469,7 @@ def mean_denominator(logits_shape: tuple[int, ...], target: npt.ArrayLike, axis:
 def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
                         weight: npt.ArrayLike | None, sample_weight: npt.ArrayLike | None,
                         ignore_index: int, reduction: Reduction, label_smoothing: float,
-                        return_grad: bool, grad_out: FloatArray | None, n_threads: int | None,
+                        return_grad: bool, grad_out: FloatArray | None, n_threads: Count,
                         denominator: float | None = None
                         ) -> tuple[npt.NDArray[np.float64], FloatArray | None, float,
                                    np.dtype[Any]]:

@@ -41,7 +41,7 @@ from ._checks import (
 )
 from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
-from ._typing import Axes, FloatArray, FloatScalarOrArray
+from ._typing import Axes, Count, FloatArray, FloatScalarOrArray
 
 __all__ = ["logsumexp"]
 
@@ -55,17 +55,17 @@ _BLOCK = 1 << 15  # elements per block of rows: the float64 temporaries of one f
 def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: Literal[False] = ..., keepdims: bool = ...,
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
-              n_threads: int | None = ...) -> FloatScalarOrArray: ...
+              n_threads: Count = ...) -> FloatScalarOrArray: ...
 @overload
 def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: Literal[True], keepdims: bool = ...,
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
-              n_threads: int | None = ...) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
+              n_threads: Count = ...) -> tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @overload
 def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = ...,
               return_sign: bool, keepdims: bool = ...,
               where: npt.ArrayLike | None = ..., out: FloatArray | None = ...,
-              n_threads: int | None = ...
+              n_threads: Count = ...
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]: ...
 @fill_doc(accuracy=accuracy("``3u sum(p |x - max|)``, ``p = softmax(x)``: tiny where one\n"
                             "entry dominates, so a result near 0 keeps its relative accuracy"),
@@ -74,7 +74,7 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = ..., *, b: npt.ArrayLike | None = .
 def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = None,
               return_sign: bool = False, keepdims: bool = False,
               where: npt.ArrayLike | None = None, out: FloatArray | None = None,
-              n_threads: int | None = None
+              n_threads: Count = None
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
     """``log(sum(b * exp(x)))`` along an axis, without overflow or underflow.
 
@@ -260,7 +260,7 @@ def _reduced_shape_of(shape: tuple[int, ...], axis: int | tuple[int, ...] | None
 
 
 def logsumexp_parts(x: npt.ArrayLike, axis: Axes = -1, *, scale: float = 1.0,
-                    where: npt.ArrayLike | None = None, n_threads: int | None = None
+                    where: npt.ArrayLike | None = None, n_threads: Count = None
                     ) -> tuple[_F64, _F64]:
     """logsumexp's two halves per slice, for a caller that joins slices (fastsoftmax.dask).
 
@@ -330,7 +330,7 @@ def logsumexp_from_parts(top: _F64, log_sum: _F64, scale: float = 1.0) -> _F64:
 
 def _weighted(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike, return_sign: bool,
               keepdims: bool, where: npt.ArrayLike | None, out: FloatArray | None,
-              n_threads: int | None
+              n_threads: Count
               ) -> FloatScalarOrArray | tuple[FloatScalarOrArray, FloatScalarOrArray]:
     """``logsumexp(x, axis, b=b, ...)``: every argument checked, then computed with NumPy.
 

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._messages import configure_from_environment, shown
+from ._typing import Count
 
 __all__ = ["set_output_pool"]
 
@@ -52,7 +53,7 @@ def _numpy_huge_page_switch() -> Callable[[], bool]:
 _numpy_advises_huge_pages = _numpy_huge_page_switch()
 
 
-def set_output_pool(max_bytes: int | None = None) -> None:
+def set_output_pool(max_bytes: Count = None) -> None:
     """Bound the memory that fastsoftmax keeps for its next large outputs.
 
     Results of at least 1 MB that fastsoftmax allocates itself (without
@@ -94,7 +95,7 @@ def set_output_pool(max_bytes: int | None = None) -> None:
     if max_bytes < 0:
         raise ValueError(f"max_bytes must be >= 0 (0 disables the pool), got {shown(max_bytes)}")
     _core.set_pool_bound(min(int(max_bytes), int(np.iinfo(np.intp).max)), False)
-    _enabled = max_bytes > 0
+    _enabled = int(max_bytes) > 0
 
 
 def fresh(shape: tuple[int, ...], dtype: np.dtype[Any],

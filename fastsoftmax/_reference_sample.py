@@ -17,6 +17,7 @@ import numpy.typing as npt
 from . import _sample
 from ._checks import _result_dtype, _widened
 from ._sample import SampleResult
+from ._typing import Count
 
 __all__ = ["sample", "sample_kept"]
 
@@ -157,7 +158,7 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
            min_p: Any = 0.0, repetition_penalty: Any = 1.0, presence_penalty: Any = 0.0,
            frequency_penalty: Any = 0.0, prev_tokens: Any = None, min_tokens_to_keep: Any = 1,
            rng: Optional[np.random.Generator] = None, u: Any = None, logprobs: int = 0,
-           n_threads: Optional[int] = None) -> SampleResult:
+           n_threads: Count = None) -> SampleResult:
     """:func:`fastsoftmax.sample`, by full sorts and cumulative sums in float64.
 
     The same arguments, results and errors (``n_threads`` is ignored).

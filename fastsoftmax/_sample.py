@@ -19,7 +19,7 @@ from . import _core
 from ._checks import _as_kernel_array, _check_int, _refuse_lazy, _result_dtype, _widened
 from ._messages import shown
 from ._threads import resolve_threads
-from ._typing import FloatArray
+from ._typing import Count, FloatArray
 
 __all__ = ["sample", "SampleResult"]
 
@@ -333,7 +333,7 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
            min_p: Any = 0.0, repetition_penalty: Any = 1.0, presence_penalty: Any = 0.0,
            frequency_penalty: Any = 0.0, prev_tokens: PrevTokens = None,
            min_tokens_to_keep: Any = 1, rng: Optional[np.random.Generator] = None,
-           u: Any = None, logprobs: int = 0, n_threads: Optional[int] = None) -> SampleResult:
+           u: Any = None, logprobs: int = 0, n_threads: Count = None) -> SampleResult:
     """Sample one token per row of logits, as Hugging Face's sampling chain does.
 
     Penalties, temperature, top-k, top-p and min-p, then one inverse-CDF draw
@@ -474,7 +474,7 @@ _DEFAULTS = (0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, 0)
 _DEFAULT_TYPES = tuple(map(type, _DEFAULTS))
 
 
-def _greedy(logits: npt.ArrayLike, n_threads: Optional[int]) -> SampleResult:
+def _greedy(logits: npt.ArrayLike, n_threads: Count) -> SampleResult:
     """sample(logits, temperature=0) with every other argument at its default."""
     x2, one_row = _rows_of(logits)
     rows, vocab = x2.shape
@@ -490,7 +490,7 @@ def _greedy(logits: npt.ArrayLike, n_threads: Optional[int]) -> SampleResult:
 
 
 def _run(logits: FloatArray, params: npt.NDArray[Any], n_top: int, one_row: bool,
-         n_threads: Optional[int]) -> SampleResult:
+         n_threads: Count) -> SampleResult:
     """The kernel over (B, V) logits with resolved parameters, and its results as a SampleResult."""
     rows, vocab = logits.shape
     threads = min(resolve_threads(n_threads, logits.size), max(rows, 1))

@@ -37,7 +37,7 @@ from ._checks import (
 from ._docs import REFERENCES, accuracy, axes, fill_doc
 from ._pool import fresh
 from ._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
-from ._typing import Axes, FloatArray
+from ._typing import Axes, Count, FloatArray
 
 __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
 
@@ -75,17 +75,18 @@ def _shift_and_adjust(parts: tuple[npt.NDArray[np.float64], npt.NDArray[np.float
     return np.ascontiguousarray(shift), np.ascontiguousarray(adjust)
 
 
-def _slice_max(x: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_] | None, outer: int,
-               n: int, inner: int) -> npt.NDArray[np.float64]:
+def _slice_max(x: FloatArray, mask: npt.NDArray[np.bool_] | None, outer: int, n: int,
+               inner: int) -> FloatArray:
     """The max of each of the kernels' ``(outer, inner)`` slices of ``x`` over its kept
     entries (``mask``, as the kernels read it: possibly broadcast), -inf where none is."""
     kept = None if mask is None else np.broadcast_to(mask, x.shape).reshape(outer, n, inner)
-    return np.max(x.reshape(outer, n, inner), axis=1, where=True if kept is None else kept,
-                  initial=-np.inf)
+    top: FloatArray = np.max(x.reshape(outer, n, inner), axis=1,
+                             where=True if kept is None else kept, initial=-np.inf)
+    return top
 
 
 def _softmax_like(x: npt.ArrayLike, axis: Axes, temperature: float,
-                  where: npt.ArrayLike | None, out: FloatArray | None, n_threads: int | None,
+                  where: npt.ArrayLike | None, out: FloatArray | None, n_threads: Count,
                   op: int, dtype: npt.DTypeLike | None = None,
                   parts: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
                   ) -> FloatArray:
@@ -170,7 +171,7 @@ _COPIED_BACK = ("computed on a copy of ``x`` with them moved last, and the\n"
           axes=axes(_COPIED_BACK), references=REFERENCES)
 def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
             temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
-            out: FloatArray | None = None, n_threads: int | None = None,
+            out: FloatArray | None = None, n_threads: Count = None,
             dtype: npt.DTypeLike | None = None) -> FloatArray:
     """Softmax along an axis: ``exp(x/T - max) / sum(exp(x/T - max))``.
 
@@ -275,7 +276,7 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
           axes=axes(_COPIED_BACK), references=REFERENCES)
 def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
                 temperature: float = _DEFAULT_TEMPERATURE, where: npt.ArrayLike | None = None,
-                out: FloatArray | None = None, n_threads: int | None = None,
+                out: FloatArray | None = None, n_threads: Count = None,
                 dtype: npt.DTypeLike | None = None) -> FloatArray:
     """Log of the softmax along an axis: ``x/T - logsumexp(x/T)``, computed stably.
 
@@ -370,7 +371,7 @@ TypeError, ValueError
 
 
 def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
-              out: FloatArray | None, n_threads: int | None, log: bool) -> FloatArray:
+              out: FloatArray | None, n_threads: Count, log: bool) -> FloatArray:
     grad_output = _as_kernel_array(grad_output, "grad_output")
     output = _as_kernel_array(output, "output")
     if grad_output.shape != output.shape:
@@ -409,7 +410,7 @@ def _backward(grad_output: npt.ArrayLike, output: npt.ArrayLike, axis: Axes,
 @fill_doc(axes=_BACKWARD_AXES, common=_BACKWARD_COMMON)
 def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
                      axis: Axes = -1, *, out: FloatArray | None = None,
-                     n_threads: int | None = None) -> FloatArray:
+                     n_threads: Count = None) -> FloatArray:
     """Gradient of a loss through ``softmax``: ``output * (grad_output - sum(grad_output * output))``.
 
     Parameters
@@ -445,7 +446,7 @@ def softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
 @fill_doc(axes=_BACKWARD_AXES, common=_BACKWARD_COMMON)
 def log_softmax_backward(grad_output: npt.ArrayLike, output: npt.ArrayLike,
                          axis: Axes = -1, *, out: FloatArray | None = None,
-                         n_threads: int | None = None) -> FloatArray:
+                         n_threads: Count = None) -> FloatArray:
     """Gradient of a loss through ``log_softmax``: ``grad_output - exp(output) * sum(grad_output)``.
 
     Parameters

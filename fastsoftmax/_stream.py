@@ -52,6 +52,7 @@ import numpy as np
 
 from . import _core
 from ._messages import configure_from_environment, shown
+from ._typing import Count
 
 __all__ = ["set_stream_threshold"]
 
@@ -98,7 +99,7 @@ def default_threshold() -> int:
     return min(size, MAX_DEFAULT_BYTES) if size else MAX_DEFAULT_BYTES
 
 
-def set_stream_threshold(min_bytes: int | None = None) -> None:
+def set_stream_threshold(min_bytes: Count = None) -> None:
     """Choose from what size softmax, log_softmax and cross_entropy stream their output.
 
     A call whose input and output (cross_entropy: logits and gradient) take at

@@ -46,6 +46,7 @@ import numpy as np
 
 from . import _core
 from ._messages import shown
+from ._typing import Count
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads"]
 
@@ -327,7 +328,7 @@ def get_num_threads() -> int:
     return _openmp_maximum() if n is None else n
 
 
-def set_num_threads(n: int | None) -> None:
+def set_num_threads(n: Count) -> None:
     """Set the thread count of every later call made with ``n_threads=None``.
 
     For code that does not use threadpoolctl.  The setting is process-wide
@@ -361,7 +362,7 @@ def set_num_threads(n: int | None) -> None:
 
 
 @contextlib.contextmanager
-def num_threads(n: int | None) -> Iterator[None]:
+def num_threads(n: Count) -> Iterator[None]:
     """Context manager: calls inside the block use ``n`` threads, in this thread only.
 
     The setting belongs to the current thread (or async task): other threads
@@ -395,7 +396,7 @@ def num_threads(n: int | None) -> Iterator[None]:
         _scoped_threads.reset(token)
 
 
-def resolve_threads(n_threads: int | None, size: int) -> int:
+def resolve_threads(n_threads: Count, size: int) -> int:
     """The exact thread count for a call's ``n_threads`` over ``size`` elements.
 
     Raises TypeError/ValueError for a bad ``n_threads``: not an int, 0, or

@@ -14,7 +14,7 @@ from . import _core
 from ._checks import _as_kernel_array, _check_flag, _check_int, _normalize_axis, _result_dtype, _widened
 from ._messages import shown
 from ._threads import resolve_threads
-from ._typing import FloatArray
+from ._typing import Count, FloatArray
 
 __all__ = ["top_k"]
 
@@ -28,7 +28,7 @@ def _check_k(k: int, n: int) -> int:
 
 
 def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
-          sorted: bool = True, n_threads: int | None = None
+          sorted: bool = True, n_threads: Count = None
           ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """The ``k`` largest (or smallest) entries along an axis and their indices.
 

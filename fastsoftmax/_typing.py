@@ -16,5 +16,8 @@ Axes = Union[int, Tuple[int, ...], None]
 # logsumexp's result and cross_entropy's loss: NumPy scalars when 0-d.
 FloatScalarOrArray = Union[np.floating[Any], FloatArray]
 Reduction = Literal["mean", "sum", "none"]
+# A count (n_threads, a number of bytes) as the runtime takes it: a Python or NumPy int,
+# or None for the default.
+Count = Union[int, np.integer[Any], None]
 # The reductions cross_entropy accepts, for the runtime checks.
 REDUCTIONS: Tuple[str, ...] = get_args(Reduction)

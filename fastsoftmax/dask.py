@@ -73,7 +73,7 @@ from ._logsumexp import combine_parts, logsumexp_from_parts, logsumexp_parts
 from ._logsumexp import logsumexp as _logsumexp_numpy
 from ._softmax import _OP_LOG_SOFTMAX, _OP_SOFTMAX, _softmax_like
 from ._threads import resolve_threads
-from ._typing import Axes, Reduction
+from ._typing import Axes, Count, Reduction
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
 
@@ -140,7 +140,7 @@ def _mask_of(where: Any, x: da.Array) -> list[da.Array]:
     return [mask.rechunk(x.chunks)]
 
 
-def _check_threads(n_threads: int | None) -> None:
+def _check_threads(n_threads: Count) -> None:
     resolve_threads(n_threads, 0)  # TypeError/ValueError now, not inside a task
 
 
@@ -175,7 +175,7 @@ def _in_kernel_range(x: da.Array, temperature: float) -> tuple[da.Array, float]:
 
 def _parts_of_chunk(block: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None = None, *,
                     axis: tuple[int, ...], temperature: float,
-                    n_threads: int | None) -> npt.NDArray[Any]:
+                    n_threads: Count) -> npt.NDArray[Any]:
     """One chunk's halves of every slice, with the reduced axes kept (length 1)."""
     top, log_sum = logsumexp_parts(block, axis, scale=_check_temperature(temperature),
                                    where=mask, n_threads=n_threads)
@@ -218,7 +218,7 @@ def _join(parts: da.Array, reduced: tuple[int, ...], keepdims: bool, temperature
 
 
 def _lse_chunk(block: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None = None, *,
-               axis: tuple[int, ...], n_threads: int | None) -> npt.NDArray[Any]:
+               axis: tuple[int, ...], n_threads: Count) -> npt.NDArray[Any]:
     """logsumexp of a chunk that holds whole slices: the NumPy function, reduced axes kept."""
     return np.asarray(_logsumexp_numpy(block, axis, keepdims=True, where=mask,
                                        n_threads=n_threads))
@@ -226,7 +226,7 @@ def _lse_chunk(block: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None = Non
 
 def _softmax_chunk(block: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None = None, *,
                    axis: int | tuple[int, ...] | None, temperature: float,
-                   n_threads: int | None, op: int) -> npt.NDArray[Any]:
+                   n_threads: Count, op: int) -> npt.NDArray[Any]:
     """softmax or log_softmax of a chunk that holds whole slices: the NumPy function."""
     return _softmax_like(block, axis, temperature, mask, None, n_threads, op)
 
@@ -234,7 +234,7 @@ def _softmax_chunk(block: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None =
 def _shifted_chunk(block: npt.NDArray[Any], joined: npt.NDArray[Any],
                    mask: npt.NDArray[np.bool_] | None = None, *,
                    axis: int | tuple[int, ...] | None, reduced: tuple[int, ...],
-                   temperature: float, n_threads: int | None, op: int) -> npt.NDArray[Any]:
+                   temperature: float, n_threads: Count, op: int) -> npt.NDArray[Any]:
     """The output pass of a chunk of slices split across chunks, from their joined halves."""
     parts = (np.ascontiguousarray(joined["top"].squeeze(axis=reduced)),
              np.ascontiguousarray(joined["log_sum"].squeeze(axis=reduced)))
@@ -242,7 +242,7 @@ def _shifted_chunk(block: npt.NDArray[Any], joined: npt.NDArray[Any],
 
 
 def logsumexp(x: _DaskOrArray, axis: Axes = -1, *, keepdims: bool = False,
-              where: _DaskOrArray | None = None, n_threads: int | None = 1,
+              where: _DaskOrArray | None = None, n_threads: Count = 1,
               split_every: int | dict[int, int] | None = None) -> da.Array:
     """Lazy :func:`fastsoftmax.logsumexp` of a dask array: ``log(sum(exp(x)))`` along ``axis``.
 
@@ -297,7 +297,7 @@ def logsumexp(x: _DaskOrArray, axis: Axes = -1, *, keepdims: bool = False,
 
 
 def _softmax_family(x: _DaskOrArray, axis: Axes, temperature: float, where: Any,
-                    n_threads: int | None, split_every: Any, op: int) -> da.Array:
+                    n_threads: Count, split_every: Any, op: int) -> da.Array:
     x = _as_dask(x, "x")
     dtype = _result_dtype_of(x.dtype, "x")
     normalized = _normalize_axes(axis, x.ndim)
@@ -348,7 +348,7 @@ dask.array.Array
 
 @fill_doc(parameters=_SOFTMAX_PARAMETERS % {"masked": "0"})
 def softmax(x: _DaskOrArray, axis: Axes = -1, *, temperature: float = 1.0,
-            where: _DaskOrArray | None = None, n_threads: int | None = 1,
+            where: _DaskOrArray | None = None, n_threads: Count = 1,
             split_every: int | dict[int, int] | None = None) -> da.Array:
     """Lazy :func:`fastsoftmax.softmax` of a dask array, chunked like ``x``.
 
@@ -367,7 +367,7 @@ def softmax(x: _DaskOrArray, axis: Axes = -1, *, temperature: float = 1.0,
 
 @fill_doc(parameters=_SOFTMAX_PARAMETERS % {"masked": "``-inf``"})
 def log_softmax(x: _DaskOrArray, axis: Axes = -1, *, temperature: float = 1.0,
-                where: _DaskOrArray | None = None, n_threads: int | None = 1,
+                where: _DaskOrArray | None = None, n_threads: Count = 1,
                 split_every: int | dict[int, int] | None = None) -> da.Array:
     """Lazy :func:`fastsoftmax.log_softmax` of a dask array, chunked like ``x``.
 
@@ -401,7 +401,7 @@ def _chunk_losses(logits: npt.NDArray[Any], target: npt.NDArray[Any],
                   sample_weight: npt.NDArray[Any] | None = None,
                   denominator: npt.NDArray[np.float64] | None = None, *, axis: int,
                   weight: npt.NDArray[Any] | None, ignore_index: int, reduction: Reduction,
-                  label_smoothing: float, return_grad: bool, n_threads: int | None
+                  label_smoothing: float, return_grad: bool, n_threads: Count
                   ) -> Any:
     """One chunk of samples: its float64 losses (with the class axis kept, length 1), or
     (losses, gradient) with ``return_grad`` (the gradient scaled by the mean's
@@ -433,19 +433,19 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = ...
                   weight: npt.ArrayLike | None = ..., sample_weight: _DaskOrArray | None = ...,
                   ignore_index: int = ..., reduction: Reduction = ...,
                   label_smoothing: float = ..., return_grad: Literal[False] = ...,
-                  n_threads: int | None = ..., split_every: int | None = ...) -> da.Array: ...
+                  n_threads: Count = ..., split_every: int | None = ...) -> da.Array: ...
 @overload
 def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = ...,
                   weight: npt.ArrayLike | None = ..., sample_weight: _DaskOrArray | None = ...,
                   ignore_index: int = ..., reduction: Reduction = ...,
                   label_smoothing: float = ..., return_grad: Literal[True],
-                  n_threads: int | None = ..., split_every: int | None = ...
+                  n_threads: Count = ..., split_every: int | None = ...
                   ) -> tuple[da.Array, da.Array]: ...
 def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
                   weight: npt.ArrayLike | None = None, sample_weight: _DaskOrArray | None = None,
                   ignore_index: int = -100, reduction: Reduction = "mean",
                   label_smoothing: float = 0.0, return_grad: bool = False,
-                  n_threads: int | None = 1, split_every: int | None = None
+                  n_threads: Count = 1, split_every: int | None = None
                   ) -> da.Array | tuple[da.Array, da.Array]:
     """Lazy :func:`fastsoftmax.cross_entropy` of dask logits, blockwise over the samples.
 

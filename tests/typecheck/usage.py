@@ -148,6 +148,15 @@ def main() -> None:
         assert fastsoftmax.get_num_threads() == 1
     assert fastsoftmax.get_num_threads() == 2
     fastsoftmax.set_num_threads(None)
+    # counts from NumPy (a shape, an array's sum) are ints to the runtime, and to the hints
+    fastsoftmax.set_num_threads(np.int64(2))
+    with fastsoftmax.num_threads(np.intp(1)):
+        assert fastsoftmax.softmax(x, n_threads=np.int64(1)).shape == x.shape
+    fastsoftmax.set_num_threads(None)
+    fastsoftmax.set_output_pool(np.int64(1) << 28)
+    fastsoftmax.set_output_pool(None)
+    fastsoftmax.set_stream_threshold(np.uint64(1) << np.uint64(30))
+    fastsoftmax.set_stream_threshold(None)
 
     # configuration
     buffer = io.StringIO()
