@@ -225,21 +225,17 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     return out
 
 
-def _any_near_zero(result: Any, n: int) -> bool:
-    """Whether a float32 logsumexp over slices of ``n`` may be off by more than its bound
-    (``_core.NEAR_ZERO_PER_LOG_N`` says why)."""
-    if result.dtype != np.float32 or n < 2:  # one term: its exponential is exactly 1
-        return False
-    return bool((abs(result) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)).any())
-
-
 def _redo_near_zero(x: npt.NDArray[Any], out: FloatArray, mask: npt.NDArray[np.bool_] | None,
                     outer: int, n: int, inner: int, threads: int) -> None:
-    """The results in ``out`` (float32, of the kernels' ``(outer, inner)`` slices of
-    ``x``) that ``_near_zero`` finds, computed again in float64 and rounded once."""
-    if not _any_near_zero(out, n):
+    """The float32 results in ``out`` (of the kernels' ``(outer, inner)`` slices of ``x``)
+    within ``_core.NEAR_ZERO_PER_LOG_N * log(n)`` of 0, which the float32 exponentials'
+    rounding may move by more than the bound (it says why), computed again in float64
+    and rounded once."""
+    if out.dtype != np.float32 or n < 2:  # one term: its exponential is exactly 1
         return
     near = abs(out.reshape(outer, inner)) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)
+    if not near.any():
+        return
     o, i = np.nonzero(near)
     rows = np.ascontiguousarray(_widened(x.reshape(outer, n, inner)[o, :, i], np.dtype(np.float64)))
     rows_mask = None
