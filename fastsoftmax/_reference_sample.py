@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from . import _sample
 from ._checks import _result_dtype, _widened
+from ._reference_base import _log_sum_exp_scaled, _silently
 from ._sample import SampleResult
 from ._typing import Count
 
@@ -122,24 +123,20 @@ def sample_kept(logits: npt.ArrayLike, **kwargs: Any) -> npt.NDArray[np.bool_]:
     return mask[0] if args.one_row else mask
 
 
+@_silently  # (the reference's ops are computed as IEEE says, -inf and all)
 def _logprobs(s: np.ndarray, tau: float, ids: np.ndarray, among: np.ndarray) -> np.ndarray:
     """log p of each of ``ids`` under the weights exp(z) of the ids ``among``, in float64.
 
-    z = (s - max) * tau, and log p = z - log of the weights' total.  The max's own
-    terms are exactly 1 (z = 0): with one of them the total is 1 + rest, and
-    log(1 + rest) rounds a rest below 2^-53 away, and with it the log-probability of
-    a confident token ([0, -40]: -4.2e-18, not 0).  So the log is log1p of the rest
-    plus all but one of the max's terms (an integer), as the log-domain ops take it.
-    ``among`` holds the max (a row, or the ids that survive the filters: the best
-    always does).
+    z = (s - max) * tau, and log p = z - log of the weights' total, taken as the
+    reference's log-domain ops take it (``_log_sum_exp_scaled``: the max's first
+    term, exactly 1, left out and the rest summed into log1p), so the
+    log-probability of a confident token keeps its relative precision ([0, -40]:
+    -4.2e-18, not 0).  ``among`` holds the max (a row, or the ids that survive the
+    filters: the best always does).
     """
-    m = s.max()
-    with np.errstate(invalid="ignore"):
-        z = (s - m) * tau
+    z = (s - s.max()) * tau
     z[s == -np.inf] = -np.inf
-    top = s[among] == m
-    rest = float(np.sum(np.exp(z[among][~top])))
-    logprobs: np.ndarray = z[ids] - np.log1p(rest + (np.count_nonzero(top) - 1))
+    logprobs: np.ndarray = z[ids] - _log_sum_exp_scaled(z[among], -1, True)[0]
     return logprobs
 
 
