@@ -382,6 +382,13 @@ def _reduction_view(shape: tuple[int, ...], axis: int | tuple[int, ...] | None
     return math.prod(shape[:first]), math.prod(shape[first:last]), math.prod(shape[last:])
 
 
+def _mask_slices(mask: npt.NDArray[np.bool_], shape: tuple[int, ...], outer: int, n: int,
+                 inner: int) -> npt.NDArray[np.bool_]:
+    """A kernels' mask (:func:`_prepare_where`: possibly broadcast) over an input of
+    ``shape``, in :func:`_reduction_view`'s ``(outer, n, inner)`` layout."""
+    return np.broadcast_to(mask, shape).reshape(outer, n, inner)
+
+
 def _reduced_shape(shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool
                    ) -> tuple[int, ...]:
     """``shape`` without a normalized tuple's axes (of length 1 with ``keepdims``), as NumPy."""

@@ -28,6 +28,7 @@ from ._checks import (
     _check_flag,
     _check_out,
     _gather_axes,
+    _mask_slices,
     _normalize_axes,
     _prepare_b,
     _prepare_out,
@@ -238,10 +239,8 @@ def _redo_near_zero(x: npt.NDArray[Any], out: FloatArray, mask: npt.NDArray[np.b
         return
     o, i = np.nonzero(near)
     rows = np.ascontiguousarray(_widened(x.reshape(outer, n, inner)[o, :, i], np.dtype(np.float64)))
-    rows_mask = None
-    if mask is not None:  # (the kernels' mask may be broadcast: _prepare_where)
-        rows_mask = np.ascontiguousarray(
-            np.broadcast_to(mask, x.shape).reshape(outer, n, inner)[o, :, i])
+    rows_mask = (None if mask is None else
+                 np.ascontiguousarray(_mask_slices(mask, x.shape, outer, n, inner)[o, :, i]))
     redone = np.empty(len(o), np.float64)
     _core.softmax_family(rows, redone, rows_mask, len(o), n, 1, 1.0, _OP_LOGSUMEXP, threads)
     out.reshape(outer, inner)[o, i] = redone

@@ -24,6 +24,7 @@ from ._checks import (
     _gather_axes,
     _is_16_bit_of,
     _kernel_view,
+    _mask_slices,
     _normalize_axes,
     _prepare_out,
     _prepare_where,
@@ -79,7 +80,7 @@ def _slice_max(x: FloatArray, mask: npt.NDArray[np.bool_] | None, outer: int, n:
                inner: int) -> FloatArray:
     """The max of each of the kernels' ``(outer, inner)`` slices of ``x`` over its kept
     entries (``mask``, as the kernels read it: possibly broadcast), -inf where none is."""
-    kept = None if mask is None else np.broadcast_to(mask, x.shape).reshape(outer, n, inner)
+    kept = None if mask is None else _mask_slices(mask, x.shape, outer, n, inner)
     top: FloatArray = np.max(x.reshape(outer, n, inner), axis=1,
                              where=True if kept is None else kept, initial=-np.inf)
     return top
