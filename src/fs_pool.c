@@ -475,6 +475,41 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
     STORE(&fs_pool.busy, 0, RELEASE);
 }
 
+int fs_pool_would_share(int nthreads)
+{
+    if (nthreads <= 1)
+        return 0;
+#ifdef _OPENMP
+    if (LOAD(&fs_use_openmp, RELAXED))
+        return 1;
+#endif
+    int expected_busy = 0;
+    if (!__atomic_compare_exchange_n(&fs_pool.busy, &expected_busy, 1, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return 0; /* another call owns the pool: this one's jobs would run alone */
+    const int share = fs_pool.skip <= 0;
+    if (!share)
+        fs_pool.skip--; /* this call, run alone, counts as one job of the back-off */
+    STORE(&fs_pool.busy, 0, RELEASE);
+    return share;
+}
+
+int fs_pool_set_backoff_jobs(int jobs)
+{
+    /* Owning the pool, as a caller does, to touch its back-off state. */
+    int expected_busy = 0;
+    while (!__atomic_compare_exchange_n(&fs_pool.busy, &expected_busy, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
+        expected_busy = 0;
+        sched_yield();
+    }
+    const int old = fs_pool.skip;
+    if (jobs >= 0)
+        fs_pool.skip = jobs;
+    STORE(&fs_pool.busy, 0, RELEASE);
+    return old;
+}
+
 void fs_parallel_run(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
 {
     if (nparts <= 0)
@@ -536,5 +571,22 @@ const char *fs_pool_kind(void)
 int fs_pool_workers(void) { return 0; }
 
 int fs_pool_fail_spawn(int on) { return FS_EXCHANGE(&fs_spawn_disabled, on != 0); }
+
+/* OpenMP's loop shares every job it is given (and without OpenMP nothing is shared). */
+int fs_pool_would_share(int nthreads)
+{
+#ifdef _OPENMP
+    return nthreads > 1;
+#else
+    (void)nthreads;
+    return 0;
+#endif
+}
+
+int fs_pool_set_backoff_jobs(int jobs)
+{
+    (void)jobs;
+    return 0;
+}
 
 #endif /* FS_POOL_PTHREADS */

@@ -55,6 +55,18 @@ typedef void (*fs_part_fn)(void *ctx, int64_t part);
  */
 void fs_parallel_run(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx);
 
+/*
+ * Whether a call on `nthreads` threads would share its parts with the pool's
+ * workers now: 0 where they would run on the calling thread alone (nthreads
+ * <= 1, another call owns the pool, or the pool is backing off on a busy
+ * machine, in which case this answer takes one of the back-off's jobs, as a job
+ * run alone would).  A call of several jobs (the long-row driver's passes)
+ * asks once, and where the answer is 0 takes its one-thread path instead,
+ * which on one thread is faster than its passes.  A hint, not a promise: a
+ * later fs_parallel_run decides again.
+ */
+int fs_pool_would_share(int nthreads);
+
 /* Which executor runs the parts: "pthreads", "openmp" or "serial". */
 const char *fs_pool_kind(void);
 
@@ -72,6 +84,10 @@ int fs_pool_workers(void);
 int fs_pool_set_spin_us(int us);
 int fs_pool_set_openmp(int on);
 int fs_pool_fail_spawn(int on);
+/* For tests: set how many more jobs the pool runs alone (the back-off's count; 0 */
+/* ends it), returning the count before; negative leaves it as it is.  0 and no */
+/* effect without the pthreads pool. */
+int fs_pool_set_backoff_jobs(int jobs);
 
 #ifdef __cplusplus
 }

@@ -390,6 +390,28 @@ def test_pool_without_spinning_and_with_the_openmp_loop():
             _core._pool_settings(**old)
 
 
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_rows_on_a_backing_off_pool_take_the_one_thread_path(dtype):
+    """While the pool backs off (after slow waits on a busy machine), a call on a few long rows
+    runs the rows' one-thread path instead of the long-row driver's passes on one thread,
+    which took 1.25x its time, and counts as one job of the back-off, not two to four.
+    Either way the bits are those of every other thread count."""
+    long_rows = [x.astype(dtype) for x in _inputs()[1:3]]  # 1 and 3 rows of several chunks
+    for x in long_rows:
+        expected = _expected(x, dtype)
+        for name, op in _ops(dtype):
+            for t in (2, x.shape[0] + 1, 8):
+                _core._pool_settings(backoff_jobs=5)
+                try:
+                    result = op(x, t)
+                finally:
+                    left = _core._pool_settings(backoff_jobs=0)["backoff_jobs"]
+                assert _same(result, expected[name]), (name, x.shape, t)
+                if "axis 0" not in name and x.shape[0] < t:  # rows the driver would split
+                    assert left == 4, (name, x.shape, t, left)
+
+
 def test_concurrent_python_threads():
     """Several Python threads calling at once, the GIL released: each gets its own right answer.
 
