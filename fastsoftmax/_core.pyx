@@ -1668,16 +1668,19 @@ cdef object _NATIVE_FLOAT32 = _np.dtype(_np.float32)  # the exact dtypes _checks
 cdef object _NATIVE_FLOAT64 = _np.dtype(_np.float64)
 
 
-def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_threads=None):
+def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_threads=None,
+               object resolve_threads=None):
     """softmax, log_softmax or logsumexp (``op``) of an array over its last axis, with every
     other argument but ``out`` and ``n_threads`` at its default, or None where that is not
     the call.
 
     The call: ``x`` an ndarray (not a subclass) of native float32 or float64,
-    C-contiguous, with a dimension and at least one element; one thread, as the full
-    path would pick: ``n_threads`` None and fewer than ``limit`` elements, or
-    ``n_threads`` the int 1 and either that, or an ``out`` at any size, or a new result
-    under ``POOL_MIN_BYTES`` (a larger one is the full path's to take from its pool).  ``out``:
+    C-contiguous, with a dimension and at least one element; fewer than ``limit``
+    elements with ``n_threads`` None (one thread, as the full path would pick), or with
+    ``n_threads`` the int 1 or None (then ``resolve_threads(None, size)`` gives the count,
+    the full path's function; without it, None) either that, or an ``out`` at any size, or
+    a new result under ``POOL_MIN_BYTES`` (a larger one is the full path's to take from
+    its pool).  ``out``:
     None, or an ndarray (not a subclass) of x's dtype and the result's shape,
     C-contiguous and writeable,
     sharing no memory with x, or for softmax and log_softmax exactly x's (in
@@ -1703,7 +1706,7 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
     cdef bint reduces = op == FS_OP_LOGSUMEXP
     cdef Py_ssize_t n = cnp.PyArray_DIM(a, ndim - 1)
     cdef Py_ssize_t result_bytes = (size // n if reduces else size) * cnp.PyArray_ITEMSIZE(a)
-    if not (small or (n_threads is not None
+    if not (small or ((n_threads is not None or resolve_threads is not None)
                       and (out is not None or result_bytes < _POOL_MIN_BYTES))):
         return None
     cdef int result_ndim = ndim - 1 if reduces else ndim, i, shared
@@ -1739,8 +1742,11 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
     job.log_sums = NULL
     job.shift = job.adjust = NULL
     _set_output_hints(&job, a, result)
+    cdef int nthreads = 1
     if not small:
-        _run_job(&job, typenum, 1)
+        if n_threads is None:  # (a small call is one thread's, without asking)
+            nthreads = resolve_threads(None, size)
+        _run_job(&job, typenum, nthreads)
     elif typenum == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:

@@ -191,8 +191,9 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
         return _weighted(x, axis, b, return_sign, keepdims, where, out, n_threads)
     if (type(axis) is int and axis == -1 and return_sign is False and keepdims is False
             and where is None):
-        # (None: not a one-thread call, or an out= the full path checks)
-        small = _core.small_call(x, _OP_LOGSUMEXP, PARALLEL_MIN_ELEMENTS, out, n_threads)
+        # (None: an out= the full path checks, or a new result it takes from the pool)
+        small = _core.small_call(x, _OP_LOGSUMEXP, PARALLEL_MIN_ELEMENTS, out, n_threads,
+                                 resolve_threads)
         if small is not None:
             return small  # type: ignore[no-any-return]
     x = _as_kernel_array(x, "x")

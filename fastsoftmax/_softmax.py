@@ -264,8 +264,9 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     """
     if (type(axis) is int and axis == -1 and temperature is _DEFAULT_TEMPERATURE
             and where is None and dtype is None):
-        # (None: not a one-thread call, or an out= the full path checks)
-        small = _core.small_call(x, _OP_SOFTMAX, PARALLEL_MIN_ELEMENTS, out, n_threads)
+        # (None: an out= the full path checks, or a new result it takes from the pool)
+        small = _core.small_call(x, _OP_SOFTMAX, PARALLEL_MIN_ELEMENTS, out, n_threads,
+                                 resolve_threads)
         if small is not None:
             return small  # type: ignore[no-any-return]
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_SOFTMAX, dtype)
@@ -342,8 +343,9 @@ def log_softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     """
     if (type(axis) is int and axis == -1 and temperature is _DEFAULT_TEMPERATURE
             and where is None and dtype is None):
-        # (None: not a one-thread call, or an out= the full path checks)
-        small = _core.small_call(x, _OP_LOG_SOFTMAX, PARALLEL_MIN_ELEMENTS, out, n_threads)
+        # (None: an out= the full path checks, or a new result it takes from the pool)
+        small = _core.small_call(x, _OP_LOG_SOFTMAX, PARALLEL_MIN_ELEMENTS, out, n_threads,
+                                 resolve_threads)
         if small is not None:
             return small  # type: ignore[no-any-return]
     return _softmax_like(x, axis, temperature, where, out, n_threads, _OP_LOG_SOFTMAX, dtype)

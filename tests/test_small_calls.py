@@ -1,4 +1,4 @@
-"""The one-thread fast path (``_core.small_call``, ``_core.small_cross_entropy``): the full
+"""The one-step fast path (``_core.small_call``, ``_core.small_cross_entropy``): the full
 path's results and errors, bit for bit."""
 import contextlib
 
@@ -7,7 +7,7 @@ import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import _core, _logsumexp, _softmax
-from fastsoftmax._threads import PARALLEL_MIN_ELEMENTS
+from fastsoftmax._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
 
 RNG = np.random.default_rng(11)
 FUNCTIONS = [fs.softmax, fs.log_softmax, fs.logsumexp]
@@ -197,39 +197,45 @@ ONE_THREAD_SHAPES = [(3, 7), (PARALLEL_MIN_ELEMENTS - 1,), (2, PARALLEL_MIN_ELEM
                      (1, 3 * 16384 + 5), (300, 513), (1, 131071), (2, 65536), (131072, 1)]
 
 
+@pytest.mark.parametrize("n_threads", [1, None], ids=["one thread", "automatic"])
 @pytest.mark.parametrize("stream", [False, True], ids=["cached", "streamed"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", ONE_THREAD_SHAPES, ids=str)
 @pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
-def test_one_thread_calls_take_the_fast_path_at_any_size_with_out(function, shape, dtype,
-                                                                  stream):
-    """n_threads=1 is the fast path's own count: with out= it takes calls of any size
-    (releasing the GIL past the limit), and a new result under the pool's size, streamed or
-    not as the full path would; every result the full path's, bit for bit."""
+def test_calls_take_the_fast_path_at_any_size_with_out(function, shape, dtype, stream,
+                                                       n_threads):
+    """n_threads=1, and automatic threads (their count from the full path's own
+    resolve_threads), take the fast path with out= at any size (releasing the GIL past the
+    limit), and with a new result under the pool's size, streamed or not as the full path
+    would; every result the full path's, bit for bit."""
     x = (RNG.standard_normal(shape) * 5).astype(dtype)
     x.flat[::997] = np.nan
     x.flat[5::1009] = -np.inf
     op = OPS[function]
     pooled = np.prod(_result_shape(function, shape)) * x.itemsize >= _core.POOL_MIN_BYTES
+    args = (op, PARALLEL_MIN_ELEMENTS)
+    count = (n_threads, resolve_threads)
     fs.set_stream_threshold(0 if stream else None)
     try:
-        want = _full_path(function, x, n_threads=1)
+        want = _full_path(function, x, n_threads=n_threads)
         out = np.full(_result_shape(function, shape), 7.0, dtype)
-        assert _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, out, 1) is out
+        assert _core.small_call(x, *args, out, *count) is out
         np.testing.assert_array_equal(out, want)
         out[...] = 7.0
-        assert function(x, out=out, n_threads=1) is out
+        assert function(x, out=out, n_threads=n_threads) is out
         np.testing.assert_array_equal(out, want)
-        fresh = _core.small_call(x, op, PARALLEL_MIN_ELEMENTS, None, 1)
+        fresh = _core.small_call(x, *args, None, *count)
         assert (fresh is None) == pooled  # (a result that large: the full path's pool)
         if fresh is not None:
             assert fresh.base is None and fresh.flags.c_contiguous and fresh.dtype == dtype
             np.testing.assert_array_equal(fresh, want)
-        np.testing.assert_array_equal(function(x, n_threads=1), want)
+        np.testing.assert_array_equal(function(x, n_threads=n_threads), want)
         if function is not fs.logsumexp:  # in place
             inplace = x.copy()
-            assert _core.small_call(inplace, op, PARALLEL_MIN_ELEMENTS, inplace, 1) is inplace
+            assert _core.small_call(inplace, *args, inplace, *count) is inplace
             np.testing.assert_array_equal(inplace, want)
+        if n_threads is None and x.size >= PARALLEL_MIN_ELEMENTS:  # no count to run on
+            assert _core.small_call(x, *args, out, None) is None
     finally:
         fs.set_stream_threshold()
 
@@ -253,10 +259,11 @@ def test_other_thread_counts_take_the_full_path(function, n_threads):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
-def test_one_thread_calls_skip_the_full_path(function, no_full_path):
+def test_one_thread_and_automatic_calls_with_out_skip_the_full_path(function, no_full_path):
     x = RNG.standard_normal((2, PARALLEL_MIN_ELEMENTS)).astype(np.float32)
     out = np.empty(_result_shape(function, x.shape), np.float32)
     assert function(x, out=out, n_threads=1) is out
+    assert function(x, out=out) is out  # automatic threads
     assert np.asarray(function(x[:1, :8], n_threads=1)).dtype == np.float32
 
 
