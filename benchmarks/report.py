@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 BANDWIDTH_GROUP = "bandwidth"
 OURS = "fastsoftmax"  # implementations named fastsoftmax* are ours, everything else is a peer
 MISSING = "—"
+OURS_OUT = "fastsoftmax_out"  # the variant that writes into `out=` / `grad_out=`
+PREFERRED_VARIANTS = (OURS_OUT, OURS)
 
 
 @dataclass
@@ -220,6 +222,38 @@ def render(results):
     return "\n\n".join(parts) + "\n"
 
 
+def preferred_variant(group):
+    """The fastsoftmax variant a one-line summary shows: `out=` where the group has it (the peers
+    write into preallocated memory too where they can: ONNX Runtime's IOBinding), else the first."""
+    ours = group.ours
+    return next((v for v in PREFERRED_VARIANTS if v in ours), next(iter(ours), None))
+
+
+def render_summary(results, dtype):
+    """One table of every op × workload in `dtype`: fastsoftmax's time, its multiple of the floor,
+    and each peer's time over it (> 1: fastsoftmax is faster). The README's performance table.
+
+    Raises ValueError where the run has no fastsoftmax result in `dtype`."""
+    peers = [i for i in results.implementations if not i.startswith(OURS)]
+    header = ["op", "workload", "shape", "fastsoftmax", "× floor", *(f"{p} ÷ ours" for p in peers)]
+    rows = []
+    for g in results.groups:
+        variant = preferred_variant(g)
+        if g.dtype != dtype or variant is None:
+            continue
+        ours_s = g.times[variant]
+        floor = floor_seconds(results, g)
+        per_peer, _ = speedups(g, ours_s)
+        rows.append([g.op, g.workload, g.shape, fmt_time(ours_s) + ("" if variant == OURS_OUT else " †"),
+                     fmt_ratio(ours_s / floor if floor else None)]
+                    + [fmt_ratio(per_peer.get(p)) for p in peers])
+    if not rows:
+        dtypes = sorted({g.dtype for g in results.groups})
+        raise ValueError(f"no fastsoftmax result in dtype {dtype!r} in this run (it has: {', '.join(dtypes) or 'none'})")
+    note = "† a new result: the op has no `out=` (a loss, top_k), or the run did not time it with one."
+    return markdown_table(header, rows) + "\n\n" + note + "\n"
+
+
 def plot(results, path):
     """Horizontal bars, one per group and fastsoftmax variant: speedup over the fastest peer.
 
@@ -279,9 +313,19 @@ def main(argv=None):
     parser.add_argument("json", help="file written by pytest --benchmark-json")
     parser.add_argument("--markdown", metavar="OUT.md", help="write the header and tables here")
     parser.add_argument("--png", metavar="OUT.png", help="write the speedup bar chart here")
+    parser.add_argument("--summary", metavar="DTYPE",
+                        help="print only one table, the README's: each op × workload in DTYPE "
+                             "(float32, float64, ...), fastsoftmax's time (with out= where it has "
+                             "one), × floor, and each peer's time over ours")
     args = parser.parse_args(argv)
 
     results = load(args.json)
+    if args.summary:
+        try:
+            print(render_summary(results, args.summary), end="")
+        except ValueError as error:
+            parser.error(str(error))
+        return 0
     text = render(results)
     print(text, end="")
     if args.markdown:
