@@ -22,13 +22,13 @@ in one of their own.  Longer softmax and gradient rows take ordinary stores
 (log_softmax's stream from x).  Rows split across threads compute the
 exponentials again in the last pass, which pays only with the AVX-512
 kernels' exp: the others store those outputs the ordinary way
-(``_core.stream_recomputes()``; figures in the README's Streaming paragraph,
+(``_core.stream_recomputes()``; figures in docs/performance-log.md,
 src/fs_softmax_tmpl.h and src/fs_isa_impl.h).  cross_entropy's gradient
 streams in rows of 32 KB or more (``kernel_info()``'s ``stream_grad_from``:
 src/fs_config.h).  log_softmax rows short
 enough for exact sums (``kernel_info()``'s ``blocked_log_sum_from``) never
 stream.  The figures below are the AVX-512 kernels' on an Intel VM, before
-the scratch rows above; the README has this machine's and a Zen 4's since.
+the scratch rows above; docs/performance-log.md has this machine's and a Zen 4's since.
 
 Why at most 96 MB: a large last-level cache is shared by many cores (and, in a
 cloud VM, by other tenants), and one call gets a fraction of it.  On a 2-core
