@@ -99,6 +99,7 @@ def narrow(x: NDArray[Any], out: NDArray[Any], nthreads: int) -> NDArray[Any]: .
 
 # The output pool (fastsoftmax/_pool.py).
 POOL_MIN_BYTES: int  # new results of this many bytes or more come from it
+NARROWED_ROWS: int  # softmax's 16-bit results: float32 rows computed this many elements at a time
 
 class PooledBlock:
     def __buffer__(self, flags: int, /) -> memoryview: ...

@@ -472,6 +472,56 @@ cdef inline void *_computed_at(const void *p, fs_index offset,
 # `const void *`, since their marker types (uint16_t, int16_t) stand for
 # kernels that take uint16_t bit patterns.
 
+# The float32 results of the rows that _narrowed_softmax_rows computes at a time: 256 KB,
+# which stays in L2 between the kernel that writes it and the rounding that reads it.
+cdef enum:
+    NARROWED_ROWS_ELEMENTS = 65536
+NARROWED_ROWS = NARROWED_ROWS_ELEMENTS
+
+
+cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker, fs_index a,
+                                 fs_index b) noexcept nogil:
+    """softmax into a 16-bit result, rows a to b along the last axis: each group of rows
+    that fits NARROWED_ROWS_ELEMENTS computed by the float32-result kernel into a scratch
+    block, then rounded once into ``out``.  That is the 16-bit result's definition (the
+    float32 result rounded once), with one exponential per element, where the narrowing
+    kernels' last pass computes each one again (the sum pass cannot keep them in a 16-bit
+    output).  On a Zen 5, 2026-12-06, it took 0.48-0.79 of their time on 32x50257,
+    16384x512 (0.67 for float16 there, streamed: 32 MB) and 8192x100, and 0.87 of
+    bfloat16's from memory (2048x32000), but 1.05 of float16's there, whose narrowing costs
+    one instruction, and 1.03-1.16 on rows of one row per lane (``short_row``: 1000000x10,
+    4096x32), which keep their kernels.  False, having written nothing, for those, for
+    rows longer than the block, or if the block cannot be allocated: the narrowing
+    kernels then give the same bits."""
+    cdef fs_index n = job.shape.n, rows, r = a
+    cdef const void *x
+    if not (real is uint16_t or real is int16_t) or n > NARROWED_ROWS_ELEMENTS:
+        return False
+    cdef int short_row = kernels.bf16.sizes.short_row
+    if real is uint16_t:
+        short_row = kernels.f16.sizes.short_row
+    if n <= short_row:
+        return False
+    cdef fs_index group = min(NARROWED_ROWS_ELEMENTS // n, b - a)
+    cdef float *scratch = <float *> malloc(group * n * sizeof(float))
+    if scratch == NULL:
+        return False
+    while r < b:
+        rows = min(group, b - r)
+        x = (<const real *> job.x) + r * n
+        if real is uint16_t:
+            kernels.f16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1, 1,
+                                <float> job.scale, job.in_cache)
+            kernels.f16_f16.narrow(scratch, (<uint16_t *> job.out) + r * n, rows * n)
+        else:
+            kernels.bf16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1,
+                                 1, <float> job.scale, job.in_cache)
+            kernels.bf16_bf16.narrow(scratch, (<uint16_t *> job.out) + r * n, rows * n)
+        r += rows
+    free(scratch)
+    return True
+
+
 cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_index a, fs_index b,
                          fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
@@ -552,6 +602,9 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
                                    n, j1 - j0, inner)
         return
     if job.narrow:  # 16-bit in and out: the same offsets in both
+        if (job.op == FS_OP_SOFTMAX and inner == 1
+                and _narrowed_softmax_rows(job, dtype_marker, a, b)):
+            return
         out = (<real *> job.out) + at
         if real is uint16_t:
             kernels.f16_f16.softmax(x, job.mask.data, job.mask.period, at, out, b - a, n,

@@ -32,6 +32,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
 HALVES = [F16, BF16]
 INFO = _core.kernel_info()
+NARROWED_ROWS = _core.NARROWED_ROWS  # softmax's 16-bit results: float32 blocks of this many
 
 
 def _lengths(isa):
@@ -126,7 +127,12 @@ def test_non_finite_values_behave_as_in_float32(isa, dtype):
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 @pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((5, 1000), -1), ((2, 2 * CHUNK + 5), -1),
-                                        ((7, 40, 3), 1), ((33, 6), 0)])
+                                        ((7, 40, 3), 1), ((33, 6), 0)] + [
+    # softmax's 16-bit rows go through blocks of float32 results of NARROWED_ROWS rows of
+    # n elements at a time: rows of the whole block, one more (the kernels' own way), and
+    # groups of rows with a short last group
+    ((3, NARROWED_ROWS), -1), ((2, NARROWED_ROWS + 1), -1), ((5, NARROWED_ROWS // 2 - 1), -1),
+    ((131, 1000), -1)], ids=str)
 def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, axis):
     x = _hostile(shape, dtype, seed=7)
     for op in (fs.softmax, fs.log_softmax):
@@ -146,6 +152,25 @@ def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, a
         g = x.copy()
         backward(g, y, axis=axis, out=g)
         assert_same_bits(g, expected, "backward in place")
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_softmax_with_where_and_temperature_is_rounded_once(isa, dtype):
+    """softmax's 16-bit rows go through blocks of float32 results past one row per lane
+    (short_row) and up to NARROWED_ROWS elements, keeping the mask's period and phase row
+    group by group; the 16-bit kernels take the others.  Either way: rounded once."""
+    short_row = INFO[isa]["float32"]["short_row"]
+    for n in (1, short_row, short_row + 1, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
+              NARROWED_ROWS + 1):
+        rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 2000)  # three groups and a row more
+        x = _hostile((rows, n), dtype, seed=n)
+        whole = np.random.default_rng(n).random((rows, n)) < 0.7
+        for where in (whole, whole[1]):  # a mask of its own per row, and one broadcast row
+            expected = fs.softmax(x, where=where, temperature=0.7).astype(dtype)
+            for threads in (1, 2, 3):
+                got = fs.softmax(x, where=where, temperature=0.7, dtype=dtype,
+                                 n_threads=threads)
+                assert_same_bits(got, expected, f"n={n} threads={threads} where {where.shape}")
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
