@@ -6,12 +6,14 @@ timings taken apart prove little.  Each build is a checkout whose package is bui
 place (``python setup.py build_ext --inplace``; ``git worktree add`` gives the old
 one).  Every round runs each build in a process of its own (``PYTHONPATH`` set to its
 tree), which times every op × shape as the best call in a 0.25 s window, rows in cache
-after the first call, ``out=`` (cross_entropy: ``grad_out=``).  The builds alternate
-round by round, and the table gives each cell's minimum over the rounds and the
-ratio NEW / OLD (< 1: the new build is faster).
+after the first call, ``out=`` (cross_entropy: ``grad_out=``) of x's dtype (a 16-bit
+``--dtype`` times 16-bit results).  The builds alternate round by round, and the table
+gives each cell's minimum over the rounds and the ratio NEW / OLD (< 1: the new build is
+faster).
 
     python benchmarks/ab_builds.py OLD_TREE NEW_TREE --shapes 4096x64,2048x512 \\
-        --ops log_softmax,cross_entropy_loss --rounds 4 [--dtype float64] [--isa avx2]
+        --ops log_softmax,cross_entropy_loss --rounds 4 [--dtype float64|float16|bfloat16]
+        [--isa avx2]
 
 ``--isa`` picks the kernels of another instruction set this CPU runs
 (``fastsoftmax._core.set_isa``); ``--threads`` the thread count (1 by default).
@@ -31,6 +33,16 @@ def _shape(text):
     if len(shape) != 2 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"a shape is ROWSxCOLUMNS, got {text!r}")
     return shape
+
+
+def _numpy_dtype(name):
+    """--dtype's NumPy dtype (bfloat16: ml_dtypes')."""
+    import numpy as np
+
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 def _best(call, window):
@@ -57,10 +69,10 @@ def _worker(shapes, ops, dtype, isa, threads, window):
     rng = np.random.default_rng(0)
     times = {}
     for shape in shapes:
-        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        x = (rng.standard_normal(shape) * 3).astype(_numpy_dtype(dtype))
         labels = rng.integers(0, shape[1], shape[0])
-        out = np.empty_like(x)
-        sums = np.empty(shape[0], x.dtype)
+        out = np.empty_like(x)  # 16-bit x: 16-bit results (cross_entropy: gradient)
+        sums = np.empty(shape[0], x.dtype if x.dtype.itemsize > 2 else np.float32)
         calls = {
             "softmax": lambda: fs.softmax(x, out=out, n_threads=threads),
             "log_softmax": lambda: fs.log_softmax(x, out=out, n_threads=threads),
@@ -82,7 +94,9 @@ def main(argv=None):
     parser.add_argument("--shapes", type=lambda s: [_shape(t) for t in s.split(",")],
                         default=[(4096, 64), (4096, 200), (2048, 512), (1024, 1000)])
     parser.add_argument("--ops", type=lambda s: s.split(","), default=["softmax", "log_softmax"])
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"),
+                        default="float32", help="of x, and of the results (16-bit: "
+                        "16-bit results, logsumexp float32)")
     parser.add_argument("--isa", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)

@@ -20,16 +20,19 @@ def _tool():
     return module
 
 
-def test_every_op_and_shape_is_timed_in_both_builds(capsys):
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_every_op_and_shape_is_timed_in_both_builds(capsys, dtype):
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
     tree = os.path.dirname(os.path.dirname(os.path.abspath(fs.__file__)))
     tool = _tool()
     best = tool.main([tree, tree, "--shapes", "3x40,2x70", "--ops", ",".join(tool.OPS),
-                      "--rounds", "2", "--window", "0.01", "--dtype", "float64"])
+                      "--rounds", "2", "--window", "0.01", "--dtype", dtype])
     cells = {f"{op} {shape}" for op in tool.OPS for shape in ("3x40", "2x70")}
     assert set(best["old"]) == set(best["new"]) == cells
     assert all(ns > 0 for build in best.values() for ns in build.values())
     table = capsys.readouterr().out
-    assert "float64, default ISA, 1 thread(s), min of 2 rounds" in table
+    assert f"{dtype}, default ISA, 1 thread(s), min of 2 rounds" in table
     assert all(cell in table for cell in cells)
 
 
