@@ -424,6 +424,10 @@ cdef struct CrossEntropyJob:
     double *loss           # one loss per sample, (outer, inner)
     void *grad             # like logits (may be logits), or NULL: no gradient
     int stream             # FS_STREAM_OUTPUT or 0: the kernels' flag (see cross_entropy)
+    bint narrow            # a 16-bit grad of the logits' type (rows only, of at most
+                           # NARROWED_ROWS_ELEMENTS; else grad is in the compute type)
+    uint8_t *undone        # with narrow, (outer + 1,): 1 for each row a block left unwritten,
+                           # and undone[outer] 1 if any was (each writes the same byte, 1)
 
 
 cdef struct TopKJob:
@@ -472,11 +476,39 @@ cdef inline void *_computed_at(const void *p, fs_index offset,
 # `const void *`, since their marker types (uint16_t, int16_t) stand for
 # kernels that take uint16_t bit patterns.
 
-# The float32 results of the rows that _narrowed_softmax_rows computes at a time: 256 KB,
-# which stays in L2 between the kernel that writes it and the rounding that reads it.
+# The float32 results of the rows of a 16-bit result that one thread computes at a time
+# (_narrowed_softmax_rows, _narrowed_cross_entropy_rows): 1 MB, in the caches between the
+# kernel that writes it and the rounding that reads it.  On a Zen 5 (1 MB of L2 a core),
+# 2026-12-06, blocks of 1 MB took 0.88-0.97 of the time of blocks of 256 KB (which stay
+# in L2) on 16384x512, 2048x32000 and softmax's 32x50257, and the same elsewhere; blocks
+# of 4 MB gained another 0-3%, for four times the memory.
 cdef enum:
-    NARROWED_ROWS_ELEMENTS = 65536
+    NARROWED_ROWS_ELEMENTS = 262144
 NARROWED_ROWS = NARROWED_ROWS_ELEMENTS
+
+
+# For tests (_narrowing_scratch_failures): 0, or every block whose first row is a multiple
+# of it finds no scratch, as if malloc had failed, so that the fallbacks run.
+cdef fs_index _scratch_fails_every = 0
+
+
+def _narrowing_scratch_failures(Py_ssize_t every):
+    """For tests: from now on, the float32 scratch of a 16-bit result's block of rows
+    (softmax, cross_entropy's gradient) is refused, as if malloc had failed, to each block
+    whose first row is a multiple of ``every`` (0: never).  Returns the previous value."""
+    global _scratch_fails_every
+    if every < 0:
+        raise ValueError(f"every must be >= 0, got {every}")
+    previous, _scratch_fails_every = _scratch_fails_every, every
+    return previous
+
+
+cdef inline float *_narrowing_scratch(fs_index first_row, fs_index size) noexcept nogil:
+    """malloc'ed float32 scratch for a block of rows of a 16-bit result starting at
+    ``first_row``, or NULL (no memory, or the tests' _narrowing_scratch_failures)."""
+    if _scratch_fails_every and first_row % _scratch_fails_every == 0:
+        return NULL
+    return <float *> malloc(size * sizeof(float))
 
 
 cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker, fs_index a,
@@ -486,13 +518,13 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     block, then rounded once into ``out``.  That is the 16-bit result's definition (the
     float32 result rounded once), with one exponential per element, where the narrowing
     kernels' last pass computes each one again (the sum pass cannot keep them in a 16-bit
-    output).  On a Zen 5, 2026-12-06, it took 0.48-0.79 of their time on 32x50257,
-    16384x512 (0.67 for float16 there, streamed: 32 MB) and 8192x100, and 0.87 of
-    bfloat16's from memory (2048x32000), but 1.05 of float16's there, whose narrowing costs
-    one instruction, and 1.03-1.16 on rows of one row per lane (``short_row``: 1000000x10,
-    4096x32), which keep their kernels.  False, having written nothing, for those, for
-    rows longer than the block, or if the block cannot be allocated: the narrowing
-    kernels then give the same bits."""
+    output).  On a Zen 5, 2026-12-06, 2 threads, it took 0.66-0.76 of their time on
+    4x128256 (and 0.69-0.78 on 1x128256, one thread) and, through blocks of 256 KB timed
+    against both that day, about 0.50-0.75 on 32x50257, 16384x512 and 8192x100 and
+    0.78-0.90 from memory (2048x32000), but 1.03-1.16 on rows of one row per lane
+    (``short_row``: 1000000x10, 4096x32), which keep their kernels.  False, having
+    written nothing, for those, for rows longer than the block, or if the block cannot be
+    allocated: the narrowing kernels then give the same bits."""
     cdef fs_index n = job.shape.n, rows, r = a
     cdef const void *x
     if not (real is uint16_t or real is int16_t) or n > NARROWED_ROWS_ELEMENTS:
@@ -503,7 +535,7 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     if n <= short_row:
         return False
     cdef fs_index group = min(NARROWED_ROWS_ELEMENTS // n, b - a)
-    cdef float *scratch = <float *> malloc(group * n * sizeof(float))
+    cdef float *scratch = _narrowing_scratch(a, group * n)
     if scratch == NULL:
         return False
     while r < b:
@@ -655,9 +687,51 @@ cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_i
         kernels.bf16.backward(g, y, <float *> out, b - a, n, j1 - j0, inner, job.log_output)
 
 
+cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *dtype_marker,
+                                       fs_index a, fs_index b) noexcept nogil:
+    """cross_entropy with a 16-bit gradient, rows a to b: each group of rows that fits
+    NARROWED_ROWS_ELEMENTS computed by the float32-gradient kernel into a scratch block
+    that stays in the cache, then rounded once into ``grad`` (the 16-bit gradient's
+    definition: the float32 gradient rounded once).  A group's logits are read before
+    its gradient is written, so ``grad`` may be ``logits``.  Without scratch memory the
+    rows are left unwritten, logits included, and marked in ``job.undone`` for the caller
+    to compute another way."""
+    cdef fs_index n = job.shape.n, rows, r = a
+    cdef fs_index group = max(1, min(NARROWED_ROWS_ELEMENTS // n, b - a))
+    cdef float *scratch = _narrowing_scratch(a, group * n)
+    cdef const float *target
+    cdef const int64_t *labels
+    if scratch == NULL:
+        memset(job.undone + a, 1, b - a)
+        job.undone[job.shape.outer] = 1
+        return
+    while r < b:
+        rows = min(group, b - r)
+        target = (<const float *> job.target) + r * n if job.target != NULL else NULL
+        labels = job.labels + r if job.labels != NULL else NULL
+        # (stream 0: the scratch is read back at once)
+        if real is uint16_t:
+            kernels.f16.cross_entropy((<const real *> job.logits) + r * n, labels, target,
+                                      <const float *> job.weight, job.weight_sum, job.eps,
+                                      job.ignore_index, job.loss + r, scratch, job.grad_scale,
+                                      rows, n, 1, 1, 0)
+            kernels.f16_f16.narrow(scratch, (<uint16_t *> job.grad) + r * n, rows * n)
+        elif real is int16_t:
+            kernels.bf16.cross_entropy((<const real *> job.logits) + r * n, labels, target,
+                                       <const float *> job.weight, job.weight_sum, job.eps,
+                                       job.ignore_index, job.loss + r, scratch, job.grad_scale,
+                                       rows, n, 1, 1, 0)
+            kernels.bf16_bf16.narrow(scratch, (<uint16_t *> job.grad) + r * n, rows * n)
+        r += rows
+    free(scratch)
+
+
 cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
                                fs_index b, fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
+    if (real is uint16_t or real is int16_t) and job.narrow:
+        _narrowed_cross_entropy_rows(job, dtype_marker, a, b)
+        return
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
     cdef fs_index sample_at = a * inner + j0   # same, in the per-sample arrays
     cdef const void *x = (<const real *> job.logits) + at
@@ -889,6 +963,8 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
                                                    <float *> job.out, rows, n, job.log_output,
                                                    nthreads)
     elif AnyJob is CrossEntropyJob:
+        if job.narrow:
+            return -1  # a 16-bit gradient's rows are computed whole (_narrowed_cross_entropy_rows)
         if real is float:
             return kernels.f32.cross_entropy_long_rows(
                 <const float *> job.logits, job.labels, <const float *> job.target,
@@ -1131,10 +1207,24 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
 
     ``labels`` (int64, ``(outer, inner)``, every one in [0, n) or ignore_index)
     or ``target`` (probabilities like ``logits``) is given, the other None;
-    ``weight`` is None or ``(n,)`` in the logits' dtype; ``grad`` is None or
-    like ``logits`` (and may be ``logits``).  All C-contiguous.
+    ``weight`` is None or ``(n,)`` in the logits' compute type; ``grad`` is None
+    or like ``logits`` (and may be ``logits``), in the compute type or, for rows
+    (``inner == 1``) of at most NARROWED_ROWS elements, the logits' own 16-bit
+    type.  All C-contiguous.  Returns the ranges ``(start, stop)`` of rows left
+    unwritten, loss and gradient, for want of scratch memory (a 16-bit gradient
+    only; usually none), for the caller to compute another way.
     """
     cdef CrossEntropyJob job
+    cdef Py_ssize_t row, start
+    job.narrow = grad is not None and _narrows(logits, <cnp.ndarray> grad)
+    job.undone = NULL
+    if job.narrow:
+        if inner != 1 or n > NARROWED_ROWS_ELEMENTS:
+            raise ValueError(f"fastsoftmax._core: a 16-bit gradient of rows of at most "
+                             f"{NARROWED_ROWS_ELEMENTS} elements, not {outer}x{n}x{inner}")
+        job.undone = <uint8_t *> calloc(outer + 1, 1)  # (untouched pages stay unmapped)
+        if job.undone == NULL:
+            raise MemoryError("cross_entropy: no memory for the rows' status")
     job.shape = _shape(outer, n, inner)
     job.logits = cnp.PyArray_DATA(logits)
     job.labels = NULL
@@ -1156,7 +1246,22 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     if (job.grad != NULL and job.grad != job.logits and cnp.PyArray_NBYTES(logits)
             >= _stream_min_bytes - cnp.PyArray_NBYTES(<cnp.ndarray> grad)):
         job.stream = FS_STREAM_OUTPUT
-    _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
+    undone = []
+    try:
+        _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
+        if job.narrow and job.undone[outer]:
+            row = 0
+            while row < outer:
+                if job.undone[row]:
+                    start = row
+                    while row < outer and job.undone[row]:
+                        row += 1
+                    undone.append((start, row))
+                else:
+                    row += 1
+    finally:
+        free(job.undone)
+    return undone
 
 
 def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t rows,

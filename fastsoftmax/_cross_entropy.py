@@ -192,6 +192,12 @@ def _sample_weight_denominator(sample_weight: FloatArray, sample_shape: tuple[in
 _NARROW_BLOCK = 1 << 20
 
 
+def _rows(array: Any, outer: int, a: int, b: int) -> Any:
+    """Rows ``a`` to ``b`` of a C-contiguous array seen as ``outer`` rows (a view; None
+    stays None)."""
+    return None if array is None else array.reshape(outer, -1)[a:b]
+
+
 def _narrowed_gradient(logits: npt.NDArray[Any], labels: npt.NDArray[np.int64] | None,
                        probabilities: FloatArray | None, weight: FloatArray | None,
                        weight_sum: float, label_smoothing: float, ignore_index: int,
@@ -534,9 +540,24 @@ def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
     losses = (fresh(sample_shape, np.dtype(np.float64)) if logits.size
               else np.zeros(sample_shape, np.float64))
     if narrowed and grad is not None and sample_weights is None and logits.size:
-        _narrowed_gradient(logits, labels, probabilities, weight, weight_sum, label_smoothing,
-                           ignore_index, losses, grad, grad_scale,
-                           _reduction_view(logits.shape, axis), threads)
+        view = _reduction_view(logits.shape, axis)
+        outer, n, inner = view
+        if inner == 1 and n <= _core.NARROWED_ROWS and outer >= threads:
+            # Rows: each thread's blocks of rows through a float32 scratch in the cache.
+            undone = _core.cross_entropy(logits, labels, probabilities, weight, weight_sum,
+                                         label_smoothing, ignore_index, losses,
+                                         _kernel_view(grad), grad_scale, outer, n, inner,
+                                         threads)
+            for a, b in undone:  # rows that found no scratch memory (as good as never)
+                _narrowed_gradient(_rows(logits, outer, a, b), _rows(labels, outer, a, b),
+                                   _rows(probabilities, outer, a, b), weight, weight_sum,
+                                   label_smoothing, ignore_index, _rows(losses, outer, a, b),
+                                   _rows(grad, outer, a, b), grad_scale, (b - a, n, 1),
+                                   threads)
+        else:
+            _narrowed_gradient(logits, labels, probabilities, weight, weight_sum,
+                               label_smoothing, ignore_index, losses, grad, grad_scale, view,
+                               threads)
     else:
         work = np.empty(logits.shape, _FLOAT32) if narrowed else grad
         if logits.size:

@@ -44,6 +44,13 @@ def _lengths(isa):
     return sorted({n for b in blocks for n in (b - 1, b, b + 1) if n >= 1})
 
 
+@pytest.fixture
+def scratch_failures():
+    """Sets _core's refusals of the 16-bit results' float32 scratch; none again after."""
+    yield _core._narrowing_scratch_failures
+    _core._narrowing_scratch_failures(0)
+
+
 def _bits(a):
     return np.ascontiguousarray(a).view(np.uint16 if a.dtype.itemsize == 2 else
                                         np.uint32 if a.dtype.itemsize == 4 else np.uint64)
@@ -154,15 +161,19 @@ def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, a
         assert_same_bits(g, expected, "backward in place")
 
 
+@pytest.mark.parametrize("failing_every", [0, 2])
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
-def test_16_bit_softmax_with_where_and_temperature_is_rounded_once(isa, dtype):
+def test_16_bit_softmax_with_where_and_temperature_is_rounded_once(isa, dtype, failing_every,
+                                                                   scratch_failures):
     """softmax's 16-bit rows go through blocks of float32 results past one row per lane
     (short_row) and up to NARROWED_ROWS elements, keeping the mask's period and phase row
-    group by group; the 16-bit kernels take the others.  Either way: rounded once."""
+    group by group; the 16-bit kernels take the others, and the blocks that find no
+    scratch memory (every other one, with failing_every=2).  Either way: rounded once."""
+    scratch_failures(failing_every)
     short_row = INFO[isa]["float32"]["short_row"]
     for n in (1, short_row, short_row + 1, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
               NARROWED_ROWS + 1):
-        rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 2000)  # three groups and a row more
+        rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 2000)  # three groups and a row, or 2000
         x = _hostile((rows, n), dtype, seed=n)
         whole = np.random.default_rng(n).random((rows, n)) < 0.7
         for where in (whole, whole[1]):  # a mask of its own per row, and one broadcast row
@@ -216,6 +227,43 @@ def test_cross_entropy_16_bit_gradient_in_blocks(dtype, shape, axis):
                                           n_threads=threads)
             assert grad is logits and loss == loss32
             assert_same_bits(grad, grad32.astype(dtype), f"{shape} {smoothing} {threads}")
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("n", [1, 7, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
+                               NARROWED_ROWS + 1])
+def test_cross_entropy_16_bit_gradient_rows_in_float32_blocks(dtype, n, scratch_failures):
+    """Rows of up to NARROWED_ROWS elements: each thread's rows in groups through a float32
+    scratch block (three groups and a row more here), the longer ones in the Python layer's
+    blocks.  Every kind of target, weights, ignored labels, in place or not, on 1-3 threads,
+    and with blocks that find no scratch memory (every one, every other, every third: their
+    rows computed again the other way): the float32 gradient rounded once."""
+    rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 1000)
+    x = _hostile((rows, n), dtype, seed=n)
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, n, rows)
+    labels[::5] = -100
+    probabilities = fs.softmax(random_logits((rows, n), np.float32, seed=n + 1))
+    weight = rng.random(n) + 0.5
+    cases = [(labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
+             (probabilities, {}), (probabilities, {"weight": weight, "reduction": "none"})]
+    for target, options in cases:
+        loss32, grad32 = fs.cross_entropy(x, target, return_grad=True, **options)
+        expected = grad32.astype(dtype)
+        for every in (0, 1, 2, 3):
+            scratch_failures(every)
+            for threads in (1, 2, 3):
+                what = f"n={n} {sorted(options)} threads={threads} failing every {every}"
+                loss, grad = fs.cross_entropy(x, target, return_grad=True,
+                                              grad_out=np.empty(x.shape, dtype),
+                                              n_threads=threads, **options)
+                assert np.array_equal(loss, loss32, equal_nan=True), what
+                assert_same_bits(grad, expected, what)
+                logits = x.copy()
+                loss, grad = fs.cross_entropy(logits, target, return_grad=True,
+                                              grad_out=logits, n_threads=threads, **options)
+                assert grad is logits and np.array_equal(loss, loss32, equal_nan=True), what
+                assert_same_bits(grad, expected, "in place: " + what)
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
