@@ -511,6 +511,16 @@ cdef inline float *_narrowing_scratch(fs_index first_row, fs_index size) noexcep
     return <float *> malloc(size * sizeof(float))
 
 
+cdef inline void _round_into(const real *dtype_marker, const float *values, void *out,
+                             fs_index count) noexcept nogil:
+    """``count`` float32 values rounded once into ``out``, of the 16-bit type that
+    ``real`` stands for (uint16_t: float16, int16_t: bfloat16)."""
+    if real is uint16_t:
+        kernels.f16_f16.narrow(values, out, count)
+    elif real is int16_t:
+        kernels.bf16_bf16.narrow(values, out, count)
+
+
 cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker, fs_index a,
                                  fs_index b) noexcept nogil:
     """softmax into a 16-bit result, rows a to b along the last axis: each group of rows
@@ -544,11 +554,10 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
         if real is uint16_t:
             kernels.f16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1, 1,
                                 <float> job.scale, job.in_cache)
-            kernels.f16_f16.narrow(scratch, (<uint16_t *> job.out) + r * n, rows * n)
         else:
             kernels.bf16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1,
                                  1, <float> job.scale, job.in_cache)
-            kernels.bf16_bf16.narrow(scratch, (<uint16_t *> job.out) + r * n, rows * n)
+        _round_into(dtype_marker, scratch, (<uint16_t *> job.out) + r * n, rows * n)
         r += rows
     free(scratch)
     return True
@@ -715,13 +724,12 @@ cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *d
                                       <const float *> job.weight, job.weight_sum, job.eps,
                                       job.ignore_index, job.loss + r, scratch, job.grad_scale,
                                       rows, n, 1, 1, 0)
-            kernels.f16_f16.narrow(scratch, (<uint16_t *> job.grad) + r * n, rows * n)
         elif real is int16_t:
             kernels.bf16.cross_entropy((<const real *> job.logits) + r * n, labels, target,
                                        <const float *> job.weight, job.weight_sum, job.eps,
                                        job.ignore_index, job.loss + r, scratch, job.grad_scale,
                                        rows, n, 1, 1, 0)
-            kernels.bf16_bf16.narrow(scratch, (<uint16_t *> job.grad) + r * n, rows * n)
+        _round_into(dtype_marker, scratch, (<uint16_t *> job.grad) + r * n, rows * n)
         r += rows
     free(scratch)
 
