@@ -708,6 +708,7 @@ cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *d
     cdef fs_index n = job.shape.n, rows, r = a
     cdef fs_index group = max(1, min(NARROWED_ROWS_ELEMENTS // n, b - a))
     cdef float *scratch = _narrowing_scratch(a, group * n)
+    cdef const void *x  # (the kernels' 16-bit x is a bit pattern: no signedness to match)
     cdef const float *target
     cdef const int64_t *labels
     if scratch == NULL:
@@ -718,17 +719,16 @@ cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *d
         rows = min(group, b - r)
         target = (<const float *> job.target) + r * n if job.target != NULL else NULL
         labels = job.labels + r if job.labels != NULL else NULL
+        x = (<const real *> job.logits) + r * n
         # (stream 0: the scratch is read back at once)
         if real is uint16_t:
-            kernels.f16.cross_entropy((<const real *> job.logits) + r * n, labels, target,
-                                      <const float *> job.weight, job.weight_sum, job.eps,
-                                      job.ignore_index, job.loss + r, scratch, job.grad_scale,
-                                      rows, n, 1, 1, 0)
+            kernels.f16.cross_entropy(x, labels, target, <const float *> job.weight,
+                                      job.weight_sum, job.eps, job.ignore_index, job.loss + r,
+                                      scratch, job.grad_scale, rows, n, 1, 1, 0)
         elif real is int16_t:
-            kernels.bf16.cross_entropy((<const real *> job.logits) + r * n, labels, target,
-                                       <const float *> job.weight, job.weight_sum, job.eps,
-                                       job.ignore_index, job.loss + r, scratch, job.grad_scale,
-                                       rows, n, 1, 1, 0)
+            kernels.bf16.cross_entropy(x, labels, target, <const float *> job.weight,
+                                       job.weight_sum, job.eps, job.ignore_index, job.loss + r,
+                                       scratch, job.grad_scale, rows, n, 1, 1, 0)
         _round_into(dtype_marker, scratch, (<uint16_t *> job.grad) + r * n, rows * n)
         r += rows
     free(scratch)
