@@ -31,7 +31,8 @@ static int cpu_runs(const fs_kernel_table *table)
 #if FS_X86_DISPATCH
     __builtin_cpu_init();
     if (table == &fs_kernels_avx512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma");
     if (table == &fs_kernels_avx2)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&

@@ -1,10 +1,10 @@
-/* The kernels built for AVX-512 (512-bit vectors, FMA). */
+/* The kernels built for AVX-512 (512-bit vectors, FMA; AVX512BW for 16-bit words: fs_half.h). */
 #include "fs_config.h"
 #if FS_X86_DISPATCH
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx2,fma"))), apply_to = function)
 #else
-#pragma GCC target("avx512f,avx2,fma")
+#pragma GCC target("avx512f,avx512bw,avx2,fma")
 #endif
 #define FS_VBYTES 64
 #define FS_ISA_NAME "avx512"

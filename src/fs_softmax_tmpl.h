@@ -1298,14 +1298,32 @@ static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_
 }
 
 #if FS_OUT_NARROWS
-/* out = x rounded to the output type: a float32 result made 16-bit (cross-entropy's gradient). */
-static void FN(narrow_span)(const REAL *x, OUT *out, fs_index n)
+/* narrow_span a vector at a time: its head and tail. */
+static void FN(narrow_vectors)(const REAL *x, OUT *out, fs_index n)
 {
     fs_index i = 0;
     for (; i + LANES <= n; i += LANES)
         VSTORE_OUT(out + i, VLOAD_REAL(x + i));
     if (i < n)
         VSTORE_PARTIAL_OUT(out + i, VLOAD_PARTIAL_REAL(x + i, n - i, 0), n - i);
+}
+
+/*
+ * out = x rounded to the output type: a float32 result made 16-bit (the row blocks of
+ * softmax and cross_entropy's gradient, fastsoftmax/_core.pyx).  Two vectors a step
+ * (VSTORE_OUT_PAIR), from out's first element aligned to a pair's bytes, so that no
+ * store splits a cache line.
+ */
+static void FN(narrow_span)(const REAL *x, OUT *out, fs_index n)
+{
+    const fs_index pair = 2 * LANES;
+    const fs_index aligned = fs_elements_before_aligned(out, sizeof(OUT), (size_t)pair);
+    const fs_index head = aligned < n ? aligned : n;
+    fs_index i = head;
+    FN(narrow_vectors)(x, out, head);
+    for (; i + pair <= n; i += pair)
+        VSTORE_OUT_PAIR(out + i, VLOAD_REAL(x + i), VLOAD_REAL(x + i + LANES));
+    FN(narrow_vectors)(x + i, out + i, n - i);
 }
 
 #endif

@@ -55,6 +55,8 @@
 #define VSTORE_PARTIAL_OUT FS_OUT_NAME(vstore_partial)
 #define SLOAD_OUT FS_OUT_NAME(sload)
 #define SSTORE_OUT FS_OUT_NAME(sstore)
+/* Two vectors' worth (fs_half.h): 16-bit outputs only. */
+#define VSTORE_OUT_PAIR FS_OUT_NAME(vstore_pair)
 /* A streaming store (fs_vector.h): float outputs only, where FS_CAN_STREAM; 16-bit ones never stream. */
 #define VSTREAM_OUT FS_OUT_NAME(vstream)
 

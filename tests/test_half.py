@@ -308,6 +308,45 @@ def test_narrowing_rounds_to_nearest_even_as_numpy_and_ml_dtypes(isa):
         assert_same_bits(out, wide.astype(dtype), str(dtype))
 
 
+def _narrowed_bits(x, dtype):
+    """The 16-bit patterns fs_half.h's rule gives float32 ``x``: NumPy's and ml_dtypes'
+    rounding, and a NaN made quiet with the top bits of its payload and its sign."""
+    u = x.view(np.uint32)
+    if dtype == BF16:
+        rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16  # (a NaN may wrap: replaced below)
+        quiet = (u >> 16) | 0x0040
+    else:
+        rounded = x.astype(F16).view(np.uint16)
+        quiet = ((u >> 16) & 0x8000) | 0x7E00 | ((u >> 13) & 0x03FF)
+    return np.where(np.isnan(x), quiet, rounded).astype(np.uint16)
+
+
+def test_narrowing_at_every_vector_and_pair_boundary_and_output_offset(isa):
+    # narrow() stores two vectors a step from the output's first element aligned to a
+    # pair's bytes, one vector at a time before and after: lengths around one and two
+    # vectors (and a few pairs), at every offset of the output within a pair's bytes.
+    # The values cycle through NaNs of both signs (quiet and signalling, with payloads),
+    # infinities, overflow, ties, subnormals and plain values, so that each kind lands in
+    # every lane, in each vector of a pair, in the head and in the tail.
+    lanes = INFO[isa]["float32"]["lanes"]
+    pair = 2 * lanes
+    kinds = np.array([0x7FC00000, 0xFFC12345, 0x7F800001, 0xFF80FFFF, 0x7F800000, 0xFF800000,
+                      0x7F7FFFFF, 0x477FF000, 0x3F808000, 0x3F818000, 0x00018000, 0x80008000,
+                      0x00000001, 0x3F800000, 0xC0490FDB, 0x00000000], np.uint32)
+    longest = 3 * pair + 1
+    wide = np.resize(kinds, longest + pair).view(np.float32)
+    for dtype in HALVES:
+        for n in sorted({k for b in (1, lanes, pair, 3 * pair) for k in (b - 1, b, b + 1)} - {0}):
+            for offset in range(pair + 1):
+                x = wide[offset:offset + n]
+                buffer = np.full(n + pair + 2, 0xABCD, np.uint16)
+                out = buffer[offset:offset + n]
+                _core.narrow(x, out if dtype == BF16 else out.view(F16), 1)
+                np.testing.assert_array_equal(out, _narrowed_bits(x, dtype),
+                                              err_msg=f"{dtype} n={n} at {offset}")
+                assert (buffer[:offset] == 0xABCD).all() and (buffer[offset + n:] == 0xABCD).all()
+
+
 def test_16_bit_widening_is_exact_for_every_pattern(isa):
     patterns = np.arange(65536, dtype=np.uint16)
     for dtype in HALVES:

@@ -322,17 +322,18 @@ logic_objects() {
     patch_count "$logic/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
         '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 6 &&
     patch_count "$logic/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
-        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 4 &&
+        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 6 &&
     # (the float<->double widening and narrowing, and the streaming stores: the latter then
     # have none, FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
     patch_count "$logic/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
         '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 3 &&
     patch_count "$logic/src/fs_vector.h" '#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)' \
         '#if (defined(__x86_64__) || defined(__i386__) || defined(_M_X64)) && !(defined(FS_AVX512_LOGIC) && FS_VBYTES == 64)' 1 &&
-    patch_count "$logic/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx2,fma")' \
+    patch_count "$logic/src/fs_isa_avx512.c" '#pragma GCC target("avx512f,avx512bw,avx2,fma")' \
         '#pragma GCC target("avx2,fma,f16c")
 #define FS_AVX512_LOGIC 1' 1 &&
     patch_count "$logic/src/fs_dispatch.c" '__builtin_cpu_supports("avx512f")' '__builtin_cpu_supports("avx2")' 1 &&
+    patch_count "$logic/src/fs_dispatch.c" '__builtin_cpu_supports("avx512bw")' '__builtin_cpu_supports("avx2")' 1 &&
     # (the AVX2 and SSE2 tables left out: CI's first pass has just tested them; the tables
     # that remain, avx512 and the plain-C fallback, are those the tests see)
     patch_count "$logic/src/fs_dispatch.c" '    &fs_kernels_avx2,' '' 1 &&
