@@ -6,15 +6,17 @@
  * loads them computes exactly what it computes on the same values as float32:
  *   bfloat16  the top half of a float: bits << 16 (NaN stays NaN, bit for bit)
  *   float16   F16C's VCVTPH2PS where the instruction set has it (AVX2 and
- *             AVX-512 builds), elsewhere the integer steps of
+ *             AVX-512 builds), NEON's FCVTL on aarch64, elsewhere the integer steps of
  *             fs_f16_bits_to_f32_bits, which give the same float for every one
  *             of the 65536 patterns (tests/test_half.py and tools/isa_check.c
- *             check the tables; NaNs come out quiet in both).  Subnormal halves go through an int-to-float conversion,
- *             not a float multiply, so a process running with denormals-are-zero
- *             still reads them exactly.
+ *             check the tables; NaNs come out quiet in all three).  The steps take
+ *             subnormal halves through an int-to-float conversion, not a float
+ *             multiply, so a process running with denormals-are-zero still reads
+ *             them exactly; FCVTL runs in the kernels' FPCR, whose FZ16 is clear.
  * Stores narrow a float to the nearest 16-bit value, ties to even (F16C's
- * VCVTPS2PH for float16 where the instruction set has it, the same integer
- * rules elsewhere), for the kernels whose outputs are 16-bit (fs_type_*_out.h).
+ * VCVTPS2PH for float16 where the instruction set has it, NEON's FCVTN on aarch64,
+ * the same integer rules elsewhere), for the kernels whose outputs are 16-bit
+ * (fs_type_*_out.h).
  * The names follow fs_vector.h: vload/vstore/vload_partial/vstore_partial/
  * sload/sstore_<type>, FS_LANES_<type>; and vstore_pair_<type>, two vectors' worth.
  */
@@ -126,6 +128,21 @@ static inline void sstore_f16(uint16_t *p, float v)
 
 #if FS_VBYTES > 0
 
+/*
+ * aarch64's NEON converts float16 in one instruction each way, FCVTL and FCVTN (base
+ * Armv8, not the FP16 arithmetic extension), where the integer steps below take a
+ * dozen or two: in the kernels' FPCR (fs_fp_env.h: round to nearest, no flush of
+ * either width (FZ, FZ16), IEEE half (AHP), NaNs propagated made quiet (DN)) they give
+ * the steps' bits, as F16C does on x86.  Through inline asm: arm_neon.h's names clash
+ * with fs_vector.h's, and GCC 12 splits the generic __builtin_convertvector to
+ * _Float16 into four scalar conversions.
+ */
+#if defined(__aarch64__) && FS_VBYTES == 16 && (defined(__GNUC__) || defined(__clang__))
+#define FS_F16_FCVT 1
+#else
+#define FS_F16_FCVT 0
+#endif
+
 /* LANES_f32 16-bit patterns: half a vector. */
 typedef uint16_t vhalf_bits __attribute__((vector_size(FS_VBYTES / 2)));
 
@@ -186,6 +203,14 @@ static inline vec_f32 fs_widen_f16_steps(vhalf_bits h)
 #define fs_widen_f16(h) ((vec_f32)_mm512_cvtph_ps((__m256i)(h)))
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
 #define fs_widen_f16(h) ((vec_f32)_mm256_cvtph_ps((__m128i)(h)))
+#elif FS_F16_FCVT
+static inline vec_f32 fs_widen_f16_fcvtl(vhalf_bits h)
+{
+    vec_f32 v;
+    __asm__("fcvtl %0.4s, %1.4h" : "=w"(v) : "w"(h));
+    return v;
+}
+#define fs_widen_f16(h) fs_widen_f16_fcvtl(h)
 #else
 #define fs_widen_f16(h) fs_widen_f16_steps(h)
 #endif
@@ -247,6 +272,14 @@ static inline vhalf_bits fs_narrow_f16_steps(vec_f32 v)
 #define fs_narrow_f16(v) ((vhalf_bits)_mm512_cvtps_ph((__m512)(v), _MM_FROUND_TO_NEAREST_INT))
 #elif FS_X86_DISPATCH && FS_VBYTES == 32
 #define fs_narrow_f16(v) ((vhalf_bits)_mm256_cvtps_ph((__m256)(v), _MM_FROUND_TO_NEAREST_INT))
+#elif FS_F16_FCVT
+static inline vhalf_bits fs_narrow_f16_fcvtn(vec_f32 v)
+{
+    vhalf_bits h;
+    __asm__("fcvtn %0.4h, %1.4s" : "=w"(h) : "w"(v));
+    return h;
+}
+#define fs_narrow_f16(v) fs_narrow_f16_fcvtn(v)
 #else
 #define fs_narrow_f16(v) fs_narrow_f16_steps(v)
 #endif
