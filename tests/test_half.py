@@ -347,6 +347,34 @@ def test_narrowing_at_every_vector_and_pair_boundary_and_output_offset(isa):
                 assert (buffer[:offset] == 0xABCD).all() and (buffer[offset + n:] == 0xABCD).all()
 
 
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_results_at_odd_byte_addresses(isa, dtype):
+    # A 16-bit out= that NumPy holds at an odd address (np.frombuffer at an odd offset):
+    # no element is aligned to its size, so the rounding pass stores no pair at an
+    # aligned address and every store is unaligned.  softmax's rows and cross_entropy's
+    # gradient (both through float32 blocks) give the bits of an aligned result, and
+    # write nothing outside it.
+    lanes = INFO[isa]["float32"]["lanes"]
+    rng = np.random.default_rng(lanes)
+    for n in sorted({lanes - 1, 2 * lanes + 1, 4 * lanes + 3, 1000} - {0}):
+        x = random_logits((5, n), np.float32, seed=n).astype(dtype)
+        labels = rng.integers(0, n, 5)
+        softmax = fs.softmax(x, out=np.empty_like(x), n_threads=1)
+        _, gradient = fs.cross_entropy(x, labels, return_grad=True,
+                                       grad_out=np.empty_like(x), n_threads=1)
+        for offset in (1, 3, 2 * lanes * 2 + 1):
+            for threads in (1, 2):
+                what = f"n={n} at +{offset} bytes, {threads} threads"
+                buffer = np.full(x.nbytes + offset + 8, 0xA5, np.uint8)
+                out = np.frombuffer(buffer.data, dtype, x.size, offset).reshape(x.shape)
+                assert not out.flags.aligned
+                fs.softmax(x, out=out, n_threads=threads)
+                assert_same_bits(out, softmax, f"softmax {what}")
+                fs.cross_entropy(x, labels, return_grad=True, grad_out=out, n_threads=threads)
+                assert_same_bits(out, gradient, f"gradient {what}")
+                assert (buffer[:offset] == 0xA5).all() and (buffer[offset + x.nbytes:] == 0xA5).all()
+
+
 def test_16_bit_widening_is_exact_for_every_pattern(isa):
     patterns = np.arange(65536, dtype=np.uint16)
     for dtype in HALVES:
