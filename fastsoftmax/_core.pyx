@@ -548,15 +548,17 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     cdef float *scratch = _narrowing_scratch(a, group * n)
     if scratch == NULL:
         return False
+    # Each kernel call's input and output, a group of rows and the scratch, fit the caches
+    # whatever the whole call's size: FS_IN_CACHE, so that rows past a chunk are pipelined.
     while r < b:
         rows = min(group, b - r)
         x = (<const real *> job.x) + r * n
         if real is uint16_t:
             kernels.f16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1, 1,
-                                <float> job.scale, job.in_cache)
+                                <float> job.scale, FS_IN_CACHE)
         else:
             kernels.bf16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1,
-                                 1, <float> job.scale, job.in_cache)
+                                 1, <float> job.scale, FS_IN_CACHE)
         _round_into(dtype_marker, scratch, (<uint16_t *> job.out) + r * n, rows * n)
         r += rows
     free(scratch)

@@ -33,6 +33,7 @@ F16 = np.dtype(np.float16)
 HALVES = [F16, BF16]
 INFO = _core.kernel_info()
 NARROWED_ROWS = _core.NARROWED_ROWS  # softmax's 16-bit results: float32 blocks of this many
+PIPELINED_TO = INFO["scalar"]["float32"]["pipelined_to"]  # (every ISA's: 256 KB of floats)
 
 
 def _lengths(isa):
@@ -139,7 +140,10 @@ def test_non_finite_values_behave_as_in_float32(isa, dtype):
     # n elements at a time: rows of the whole block, one more (the kernels' own way), and
     # groups of rows with a short last group
     ((3, NARROWED_ROWS), -1), ((2, NARROWED_ROWS + 1), -1), ((5, NARROWED_ROWS // 2 - 1), -1),
-    ((131, 1000), -1)], ids=str)
+    ((131, 1000), -1),
+    # whose rows past a chunk and up to pipelined_to are pipelined, whatever the whole
+    # array's size: the longest such rows in two groups, and rows one longer
+    ((5, PIPELINED_TO), -1), ((4, PIPELINED_TO + 1), -1)], ids=str)
 def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, axis):
     x = _hostile(shape, dtype, seed=7)
     for op in (fs.softmax, fs.log_softmax):
