@@ -523,25 +523,33 @@ cdef inline void _round_into(const real *dtype_marker, const float *values, void
 
 cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker, fs_index a,
                                  fs_index b) noexcept nogil:
-    """softmax into a 16-bit result, rows a to b along the last axis: each group of rows
-    that fits NARROWED_ROWS_ELEMENTS computed by the float32-result kernel into a scratch
-    block, then rounded once into ``out``.  That is the 16-bit result's definition (the
-    float32 result rounded once), with one exponential per element, where the narrowing
-    kernels' last pass computes each one again (the sum pass cannot keep them in a 16-bit
-    output).  On a Zen 5, 2026-12-06, 2 threads, it took 0.66-0.76 of their time on
-    4x128256 (and 0.69-0.78 on 1x128256, one thread) and, through blocks of 256 KB timed
-    against both that day, about 0.50-0.75 on 32x50257, 16384x512 and 8192x100 and
-    0.78-0.90 from memory (2048x32000), but 1.03-1.16 on rows of one row per lane
-    (``short_row``: 1000000x10, 4096x32), which keep their kernels.  False, having
-    written nothing, for those, for rows longer than the block, or if the block cannot be
-    allocated: the narrowing kernels then give the same bits."""
+    """softmax (or bfloat16's log_softmax) into a 16-bit result, rows a to b along the
+    last axis: each group of rows that fits NARROWED_ROWS_ELEMENTS computed by the
+    float32-result kernel into a scratch block, then rounded once into ``out``.  That is
+    the 16-bit result's definition (the float32 result rounded once), with one
+    exponential per element, where the narrowing kernels' last pass computes each one
+    again (the sum pass cannot keep them in a 16-bit output).  On a Zen 5, 2026-12-06,
+    2 threads, it took 0.66-0.76 of their time on 4x128256 (and 0.69-0.78 on 1x128256, one
+    thread) and, through blocks of 256 KB timed against both that day, about 0.50-0.75 on
+    32x50257, 16384x512 and 8192x100 and 0.78-0.90 from memory (2048x32000), but
+    1.03-1.16 on rows of one row per lane (``short_row``: 1000000x10, 4096x32), which keep
+    their kernels.  log_softmax's narrowing kernel computes no exponential again, but
+    rounds each vector as it writes it: for bfloat16 (integer steps) the blocks, whose
+    rounding packs two vectors a step, took 0.75-0.93 of its time on rows of 32 to 50257
+    (1 and 2 threads, the same day); for float16 (VCVTPS2PH) 0.86-1.15, so float16 keeps
+    it.  False, having written nothing, for those, for rows longer than the block, or if
+    the block cannot be allocated: the narrowing kernels then give the same bits."""
     cdef fs_index n = job.shape.n, rows, r = a
     cdef const void *x
     if not (real is uint16_t or real is int16_t) or n > NARROWED_ROWS_ELEMENTS:
         return False
-    cdef int short_row = kernels.bf16.sizes.short_row
+    cdef bint log_output = job.op == FS_OP_LOG_SOFTMAX
+    cdef int flags = FS_IN_CACHE | (FS_LOG_OUTPUT if log_output else 0)
+    if log_output and real is uint16_t:
+        return False  # float16's log_softmax rounds as it writes: see the docstring
+    cdef int short_row = kernels.bf16.sizes.short_log_row if log_output else kernels.bf16.sizes.short_row
     if real is uint16_t:
-        short_row = kernels.f16.sizes.short_row
+        short_row = kernels.f16.sizes.short_log_row if log_output else kernels.f16.sizes.short_row
     if n <= short_row:
         return False
     cdef fs_index group = min(NARROWED_ROWS_ELEMENTS // n, b - a)
@@ -555,10 +563,10 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
         x = (<const real *> job.x) + r * n
         if real is uint16_t:
             kernels.f16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1, 1,
-                                <float> job.scale, FS_IN_CACHE)
+                                <float> job.scale, flags)
         else:
             kernels.bf16.softmax(x, job.mask.data, job.mask.period, r * n, scratch, rows, n, 1,
-                                 1, <float> job.scale, FS_IN_CACHE)
+                                 1, <float> job.scale, flags)
         _round_into(dtype_marker, scratch, (<uint16_t *> job.out) + r * n, rows * n)
         r += rows
     free(scratch)
@@ -645,8 +653,7 @@ cdef void _softmax_block(const SoftmaxJob *job, const real *dtype_marker, fs_ind
                                    n, j1 - j0, inner)
         return
     if job.narrow:  # 16-bit in and out: the same offsets in both
-        if (job.op == FS_OP_SOFTMAX and inner == 1
-                and _narrowed_softmax_rows(job, dtype_marker, a, b)):
+        if inner == 1 and _narrowed_softmax_rows(job, dtype_marker, a, b):
             return
         out = (<real *> job.out) + at
         if real is uint16_t:

@@ -167,24 +167,27 @@ def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, a
 
 @pytest.mark.parametrize("failing_every", [0, 2])
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
-def test_16_bit_softmax_with_where_and_temperature_is_rounded_once(isa, dtype, failing_every,
+@pytest.mark.parametrize("op", [fs.softmax, fs.log_softmax], ids=lambda op: op.__name__)
+def test_16_bit_softmax_with_where_and_temperature_is_rounded_once(isa, op, dtype,
+                                                                   failing_every,
                                                                    scratch_failures):
-    """softmax's 16-bit rows go through blocks of float32 results past one row per lane
-    (short_row) and up to NARROWED_ROWS elements, keeping the mask's period and phase row
-    group by group; the 16-bit kernels take the others, and the blocks that find no
-    scratch memory (every other one, with failing_every=2).  Either way: rounded once."""
+    """softmax's 16-bit rows (and bfloat16's log_softmax's) go through blocks of float32
+    results past one row per lane (short_row, short_log_row) and up to NARROWED_ROWS
+    elements, keeping the mask's period and phase row group by group; the 16-bit kernels
+    take the others, and the blocks that find no scratch memory (every other one, with
+    failing_every=2).  Either way: rounded once."""
     scratch_failures(failing_every)
-    short_row = INFO[isa]["float32"]["short_row"]
-    for n in (1, short_row, short_row + 1, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
-              NARROWED_ROWS + 1):
+    sizes = INFO[isa]["float32"]
+    short_row = sizes["short_log_row" if op is fs.log_softmax else "short_row"]
+    for n in sorted({1, short_row, short_row + 1, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
+                     NARROWED_ROWS + 1}):
         rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 2000)  # three groups and a row, or 2000
         x = _hostile((rows, n), dtype, seed=n)
         whole = np.random.default_rng(n).random((rows, n)) < 0.7
         for where in (whole, whole[1]):  # a mask of its own per row, and one broadcast row
-            expected = fs.softmax(x, where=where, temperature=0.7).astype(dtype)
+            expected = op(x, where=where, temperature=0.7).astype(dtype)
             for threads in (1, 2, 3):
-                got = fs.softmax(x, where=where, temperature=0.7, dtype=dtype,
-                                 n_threads=threads)
+                got = op(x, where=where, temperature=0.7, dtype=dtype, n_threads=threads)
                 assert_same_bits(got, expected, f"n={n} threads={threads} where {where.shape}")
 
 
