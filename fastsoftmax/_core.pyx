@@ -544,13 +544,13 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     if not (real is uint16_t or real is int16_t) or n > NARROWED_ROWS_ELEMENTS:
         return False
     cdef bint log_output = job.op == FS_OP_LOG_SOFTMAX
-    cdef int flags = FS_IN_CACHE | (FS_LOG_OUTPUT if log_output else 0)
     if log_output and real is uint16_t:
         return False  # float16's log_softmax rounds as it writes: see the docstring
-    cdef int short_row = kernels.bf16.sizes.short_log_row if log_output else kernels.bf16.sizes.short_row
+    cdef int flags = FS_IN_CACHE | (FS_LOG_OUTPUT if log_output else 0)
+    cdef const fs_block_sizes *sizes = &kernels.bf16.sizes
     if real is uint16_t:
-        short_row = kernels.f16.sizes.short_log_row if log_output else kernels.f16.sizes.short_row
-    if n <= short_row:
+        sizes = &kernels.f16.sizes
+    if n <= (sizes.short_log_row if log_output else sizes.short_row):
         return False
     cdef fs_index group = min(NARROWED_ROWS_ELEMENTS // n, b - a)
     cdef float *scratch = _narrowing_scratch(a, group * n)
