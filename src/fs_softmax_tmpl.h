@@ -1310,7 +1310,7 @@ static void FN(narrow_vectors)(const REAL *x, OUT *out, fs_index n)
 
 /*
  * out = x rounded to the output type: a float32 result made 16-bit (the row blocks of
- * softmax and cross_entropy's gradient, fastsoftmax/_core.pyx).  Two vectors a step
+ * softmax, bfloat16's log_softmax and cross_entropy's gradient, fastsoftmax/_core.pyx).  Two vectors a step
  * (VSTORE_OUT_PAIR), from out's first element aligned to a pair's bytes, so that no
  * store splits a cache line.
  */
