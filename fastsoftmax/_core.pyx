@@ -537,8 +537,16 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     rounds each vector as it writes it: for bfloat16 (integer steps) the blocks, whose
     rounding packs two vectors a step, took 0.75-0.93 of its time on rows of 32 to 50257
     (1 and 2 threads, the same day); for float16 (VCVTPS2PH) 0.86-1.15, so float16 keeps
-    it.  False, having written nothing, for those, for rows longer than the block, or if
-    the block cannot be allocated: the narrowing kernels then give the same bits."""
+    it.  Unmasked runs of two rows or more that the kernels pipeline (``pipelined_from`` to
+    ``pipelined_to`` elements) keep their own float32 scratch rows, whose last pass rounds
+    as it stores, one pass fewer than a block's (fs_softmax_tmpl.h's
+    softmax_rows_pipelined): on the same Zen 5, one thread, 0.67-0.92 of the blocks' time
+    for float16 and 0.90-0.96 for bfloat16 on rows of 512 to 50257.  bfloat16's rows
+    shorter than one blocked step (lanes x unroll x flush_steps: 512 with AVX-512) keep the
+    blocks: their pipeline rounds a vector a store, not two, and took 1.00-1.07 of the
+    blocks' time.  False, having written nothing, for those, for rows longer
+    than the block, or if the block cannot be allocated: the narrowing kernels then give
+    the same bits."""
     cdef fs_index n = job.shape.n, rows, r = a
     cdef const void *x
     if not (real is uint16_t or real is int16_t) or n > NARROWED_ROWS_ELEMENTS:
@@ -552,6 +560,10 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
         sizes = &kernels.f16.sizes
     if n <= (sizes.short_log_row if log_output else sizes.short_row):
         return False
+    if (job.mask.data == NULL and b - a >= 2 and sizes.pipelined_from <= n
+            and n <= sizes.pipelined_to
+            and (real is uint16_t or n >= sizes.lanes * sizes.unroll * sizes.flush_steps)):
+        return False  # the narrowing kernel's pipeline: see the docstring
     cdef fs_index group = min(NARROWED_ROWS_ELEMENTS // n, b - a)
     cdef float *scratch = _narrowing_scratch(a, group * n)
     if scratch == NULL:

@@ -312,7 +312,7 @@ FS_NOINLINE void FN(ce_row_prepare)(FN(ce_row_state) *st, const STORAGE *x, cons
     st->by_class = (target || eps > 0) &&
                    !FN(ce_sums_finite)(st->sums[0], target ? st->sums[1] : weight_sum);
     if (st->by_class) {
-        double sum = FN(row_sum_exp)(x, NULL, NULL, n, st->m, 1, NULL, 0);
+        double sum = FN(row_sum_exp)(x, NULL, NULL, 0, n, st->m, 1, NULL, 0);
         st->class_loss = FN(ce_loss_by_class)(x, target, weight, n, 1, st->m,
                                               FN(row_log_sum)(x, NULL, n, st->m, 1, &sum), eps);
     }

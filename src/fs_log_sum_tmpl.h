@@ -194,7 +194,7 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping)(const STORAGE *x, const uint8_t *m
  * x - shift is stored there for the output pass (FS_STORE_DIFF).
  */
 FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const uint8_t *mask,
-                                                      OUT *diff_out, fs_index n, REAL shift,
+                                                      REAL *diff_out, fs_index n, REAL shift,
                                                       REAL scale, const STORAGE *ahead,
                                                       int *drop, int stores_cached)
 {
@@ -219,7 +219,7 @@ FS_NOINLINE double FN(chunk_sum_exp_dropping_blocked)(const STORAGE *x, const ui
  * `held` names look for the max's terms (fs_max_chunks; NULL: every chunk).
  * diff_out: as in chunk_sum_exp_dropping_blocked.
  */
-static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, OUT *diff_out,
+static double FN(row_log_sum_dropped)(const STORAGE *x, const uint8_t *mask, REAL *diff_out,
                                       fs_index n, REAL max, const fs_max_chunks *held,
                                       REAL scale, const STORAGE *ahead, int stores_cached)
 {

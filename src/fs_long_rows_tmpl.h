@@ -133,7 +133,8 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
     const FN(softmax_long_job) *job = (const FN(softmax_long_job) *)arg;
     const fs_index at = fs_chunk_at(job->ch, (fs_index)i);
     if (job->op == FS_OP_LOG_SOFTMAX) { /* as row_log_sum_dropped sums a chunk */
-        OUT *diff_out = FN(log_softmax_stores_diffs)(job->stream) ? job->out + at : NULL;
+        REAL *diff_out =
+            FN(log_softmax_stores_diffs)(job->stream) ? FN(kept_in)(job->out + at) : NULL;
         job->chunk[i] = FN(chunk_sum_exp_dropping_blocked)(
             job->x + at, FN(softmax_long_mask)(job, at), diff_out,
             fs_chunk_len(job->ch, (fs_index)i),
@@ -151,11 +152,12 @@ static void FN(softmax_long_sum_part)(void *arg, int64_t i)
         return;
     }
 #endif
-    job->chunk[i] = FN(chunk_sum_exp)(job->x + at, FN(softmax_long_mask)(job, at),
-                                      job->op == FS_OP_SOFTMAX ? job->out + at : NULL,
-                                      fs_chunk_len(job->ch, (fs_index)i),
-                                      (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)],
-                                      job->scale);
+    const int softmax_sum = job->op == FS_OP_SOFTMAX;
+    job->chunk[i] = FN(chunk_sum_exp_ahead)(
+        job->x + at, FN(softmax_long_mask)(job, at),
+        softmax_sum ? FN(kept_in)(job->out + at) : NULL, softmax_sum,
+        fs_chunk_len(job->ch, (fs_index)i),
+        (REAL)job->row_max[fs_chunk_row(job->ch, (fs_index)i)], job->scale, NULL, 0);
 }
 
 /* Pass 3 of the log ops, for the rows summed again: chunk i's sum, maybe dropping the max. */

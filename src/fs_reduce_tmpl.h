@@ -267,10 +267,10 @@ FS_ALWAYS_INLINE VACC FN(acc_lanes)(FN(accumulator) *acc)
  * stays in L2 (float32 1x128256 softmax, out 16 bytes past a line, C harness,
  * AVX-512: 0.214 ns per element unjoined, 0.223 joined).
  */
-FS_ALWAYS_INLINE fs_index FN(joined_head)(const OUT *out, fs_index n)
+FS_ALWAYS_INLINE fs_index FN(joined_head)(const REAL *out, fs_index n)
 {
     return FS_HAS_JOIN && !FS_OUT_NARROWS && n >= FS_PAIRED_BELOW && n < FS_CHUNK
-               ? fs_elements_before_aligned(out, sizeof(OUT), LANES)
+               ? fs_elements_before_aligned(out, sizeof(REAL), LANES)
                : 0;
 }
 
@@ -295,7 +295,7 @@ FS_ALWAYS_INLINE fs_index FN(joined_head)(const OUT *out, fs_index n)
 typedef struct {
     const STORAGE *next;
     REAL next_max; /* set by the sum pass when next is not NULL */
-    const OUT *prev;
+    const REAL *prev;
     OUT *prev_out;
     fs_index prev_head, prev_end;
     REAL prev_factor, prev_lse;
@@ -352,7 +352,7 @@ typedef struct {
  * which no softmax result depends on.
  */
 FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8_t *const *mask,
-                                            OUT *const *e_out, fs_index n, const REAL *shift,
+                                            REAL *const *e_out, fs_index n, const REAL *shift,
                                             REAL scale, const int store, const int exact,
                                             const int scaled, const int masked,
                                             const STORAGE *ahead, const int look, int *drop,
@@ -361,7 +361,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 {
     ROW_POINTERS(0);
     ROW_POINTERS(1);
-    OUT *const out0 = e_out[0], *const out1 = e_out[rows - 1];
+    REAL *const out0 = e_out[0], *const out1 = e_out[rows - 1];
     /* Whether each row leaves its max's terms out, and how many it has left out so far. */
     const int looking0 = look && drop[0], looking1 = look && rows == 2 && drop[1];
     unsigned dropped0 = 0, dropped1 = 0;
@@ -372,7 +372,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     fs_index i = 0;
     (void)vscale;
     const STORAGE *const next = side ? side->next : NULL;
-    const OUT *const prev = side ? side->prev : NULL;
+    const REAL *const prev = side ? side->prev : NULL;
     OUT *const prev_out = side ? side->prev_out : NULL;
     const fs_index prev_head = side && side_streams ? side->prev_head : 0;
     const fs_index prev_end = side && side_streams ? side->prev_end : n;
@@ -391,30 +391,62 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define PREV_VECTOR(at)                                                                   \
     do {                                                                                  \
         if (!side_streams)                                                                \
-            VSTORE_OUT(prev_out + (at), PREV_RESULT(VLOAD_OUT(prev + (at))));            \
+            VSTORE_OUT(prev_out + (at), PREV_RESULT(VLOAD_REAL(prev + (at))));            \
         else if ((at) + LANES <= prev_end)                                                \
-            FS_STORE_STREAMED_OUT(prev_out + (at), PREV_RESULT(VLOAD_OUT(prev + (at)))); \
+            FS_STORE_STREAMED_OUT(prev_out + (at), PREV_RESULT(VLOAD_REAL(prev + (at)))); \
     } while (0)
 /* The previous row's results over [from, to): ordinary stores, whole vectors and a partial one. */
 #define PREV_ORDINARY(from, to)                                                                 \
     do {                                                                                        \
         fs_index a_ = (from);                                                                   \
         for (; a_ + LANES <= (to); a_ += LANES)                                                 \
-            VSTORE_OUT(prev_out + a_, PREV_RESULT(VLOAD_OUT(prev + a_)));                      \
+            VSTORE_OUT(prev_out + a_, PREV_RESULT(VLOAD_REAL(prev + a_)));                      \
         if (a_ < (to))                                                                          \
             VSTORE_PARTIAL_OUT(prev_out + a_,                                                   \
-                               PREV_RESULT(VLOAD_PARTIAL_OUT(prev + a_, (to) - a_, 0)), (to) - a_); \
+                               PREV_RESULT(VLOAD_PARTIAL_REAL(prev + a_, (to) - a_, 0)), (to) - a_); \
     } while (0)
-/* The neighbours' work at the `count` vectors from `at`. */
+/*
+ * The previous row's results at [at, at + 2 LANES): where OUT narrows into a row apart
+ * (side_streams), one store of both vectors rounded (VSTORE_OUT_PAIR: bfloat16's packs
+ * them with one shuffle), which at a line-aligned `at` splits no line.
+ */
+#if FS_OUT_NARROWS
+#define PREV_PAIR(at)                                                                     \
+    do {                                                                                  \
+        if (side_streams && (at) + 2 * LANES <= prev_end) {                               \
+            VSTORE_OUT_PAIR(prev_out + (at), PREV_RESULT(VLOAD_REAL(prev + (at))),        \
+                            PREV_RESULT(VLOAD_REAL(prev + (at) + LANES)));                \
+        } else {                                                                          \
+            PREV_VECTOR(at);                                                              \
+            PREV_VECTOR((at) + LANES);                                                    \
+        }                                                                                 \
+    } while (0)
+#else
+#define PREV_PAIR(at)                  \
+    do {                               \
+        PREV_VECTOR(at);               \
+        PREV_VECTOR((at) + LANES);     \
+    } while (0)
+#endif
+/* The neighbours' work at the `count` vectors from `at` (in pairs where count is even). */
 #define NEIGHBOURS(at, count)                                                        \
     do {                                                                             \
         if (side && next)                                                            \
             for (int u_ = 0; u_ < (count); u_++)                                     \
                 next_max = VMAX(VLOAD(next + (at) + u_ * LANES), next_max);         \
-        if (side && prev)                                                            \
+        if (side && prev && (count) % 2 == 0)                                        \
+            for (int u_ = 0; u_ < (count); u_ += 2)                                  \
+                PREV_PAIR(prev_head + (at) + u_ * LANES);                            \
+        else if (side && prev)                                                       \
             for (int u_ = 0; u_ < (count); u_++)                                     \
                 PREV_VECTOR(prev_head + (at) + u_ * LANES);                          \
     } while (0)
+/*
+ * Whether the pass stores what `store` names: always where OUT is REAL; where it
+ * narrows, only into a pipeline's scratch row (`side_streams`), and otherwise
+ * `store` only picks softmax's way of summing.
+ */
+#define KEEPS (!FS_OUT_NARROWS || side_streams)
 /*
  * d with the lanes the mask leaves out set to -1, never 0: where a row may
  * find its max's terms.
@@ -463,21 +495,21 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #define STORE_RESULTS(r, v, at)                                                                  \
     do {                                                                                         \
         if (rows == 1 && out_head > 0) {                                                         \
-            VSTORE_OUT(out0 + (at) - LANES + out_head, VJOIN(pending, (v), join_at));            \
+            VSTORE_REAL(out0 + (at) - LANES + out_head, VJOIN(pending, (v), join_at));            \
             pending = (v);                                                                       \
         } else {                                                                                 \
-            VSTORE_OUT(out##r + (at), (v));                                                      \
+            VSTORE_REAL(out##r + (at), (v));                                                     \
         }                                                                                        \
     } while (0)
 /* The last vector's waiting results, before a partial vector or the end. */
 #define STORE_PENDING()                                                                            \
     do {                                                                                           \
         if (rows == 1 && out_head > 0)                                                             \
-            VSTORE_PARTIAL_OUT(out0 + i - LANES + out_head, VJOIN(pending, pending, join_at),      \
+            VSTORE_PARTIAL_REAL(out0 + i - LANES + out_head, VJOIN(pending, pending, join_at),     \
                                LANES - out_head);                                                 \
     } while (0)
 #else
-#define STORE_RESULTS(r, v, at) VSTORE_OUT(out##r + (at), (v))
+#define STORE_RESULTS(r, v, at) VSTORE_REAL(out##r + (at), (v))
 #define STORE_PENDING() ((void)out_head)
 #endif
     if (rows == 1) /* rows walked together are shorter than this loop's block */
@@ -507,11 +539,11 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
                 VEC e1 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d1)), mask0 + i + LANES);
                 VEC e2 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d2)), mask0 + i + 2 * LANES);
                 VEC e3 = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d3)), mask0 + i + 3 * LANES);
-                if (store != FS_STORE_NONE && !FS_OUT_NARROWS) {
+                if (store != FS_STORE_NONE && KEEPS) {
                     const int diff = store == FS_STORE_DIFF;
 #if FS_HAS_JOIN
                     if (out_head > 0 && i == 0) { /* once: before out's first aligned vector */
-                        VSTORE_PARTIAL_OUT(out0, diff ? d0 : e0, out_head);
+                        VSTORE_PARTIAL_REAL(out0, diff ? d0 : e0, out_head);
                         pending = diff ? d0 : e0;
                     } else
 #endif
@@ -536,7 +568,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     do {                                                                          \
         const VEC d = VLOAD(x##r + i) - vshift##r;                                \
         VEC e = KEEP_MASKED(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i);               \
-        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                            \
+        if (store != FS_STORE_NONE && KEEPS)                                      \
             STORE_RESULTS(r, store == FS_STORE_DIFF ? d : e, i);                  \
         ADD_TERMS(r, total##r, block##r, e, KEPT_DIFF(d, r, i));                  \
     } while (0)
@@ -544,8 +576,8 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     do {                                                                                      \
         const VEC d = VLOAD_PARTIAL(x##r + i, n - i, -INFINITY) - vshift##r;                  \
         VEC e = KEEP_MASKED_PARTIAL(VEXP(EXP_ARG_OF_DIFF(d)), mask##r + i, n - i);            \
-        if (store != FS_STORE_NONE && !FS_OUT_NARROWS)                                        \
-            VSTORE_PARTIAL_OUT(out##r + i, store == FS_STORE_DIFF ? d : e, n - i);            \
+        if (store != FS_STORE_NONE && KEEPS)                                                  \
+            VSTORE_PARTIAL_REAL(out##r + i, store == FS_STORE_DIFF ? d : e, n - i);           \
         ADD_TERMS(r, total##r, block##r, e,                                                   \
                   masked ? VSELECT(VMASK_PARTIAL(mask##r + i, n - i), d, VSPLAT(-1)) : d);    \
     } while (0)
@@ -578,7 +610,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         if (side && next)
             next_max = VMAX(VLOAD_PARTIAL(next + i, n - i, -INFINITY), next_max);
         if (side && prev && !side_streams)
-            VSTORE_PARTIAL_OUT(prev_out + i, PREV_RESULT(VLOAD_PARTIAL_OUT(prev + i, n - i, 0)),
+            VSTORE_PARTIAL_OUT(prev_out + i, PREV_RESULT(VLOAD_PARTIAL_REAL(prev + i, n - i, 0)),
                                n - i);
     }
     if (side && prev && side_streams) { /* what the streamed lines left: less than a line each */
@@ -588,6 +620,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
     EACH_ROW(SUM_RESULT);
     if (side && next)
         side->next_max = VMAX_LANES(next_max);
+#undef KEEPS
 #undef STORE_RESULTS
 #undef STORE_PENDING
 #undef SUM_VECTOR
@@ -596,6 +629,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 #undef SUM_RESULT
 #undef ADD_TERMS
 #undef NEIGHBOURS
+#undef PREV_PAIR
 #undef PREV_VECTOR
 #undef PREV_ORDINARY
 #undef PREV_RESULT
@@ -603,7 +637,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
 }
 
 /* One span's sum of exp, as rows_sum_exp_impl gives it for one row (`look`, *drop as there). */
-FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
+FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, REAL *e_out,
                                          fs_index n, REAL shift, REAL scale, const int store,
                                          const int exact, const int scaled, const int masked,
                                          const STORAGE *ahead, const int look, int *drop,
@@ -616,15 +650,32 @@ FS_ALWAYS_INLINE double FN(sum_exp_impl)(const STORAGE *x, const uint8_t *mask, 
 }
 
 /*
+ * Where a softmax sum pass keeps its exponentials when they are to stay in out:
+ * out itself where OUT is REAL, nowhere (NULL) where OUT narrows, whose passes
+ * keep values only apart from out (fs_softmax_tmpl.h's FS_KEEPS_APART).
+ */
+FS_ALWAYS_INLINE REAL *FN(kept_in)(OUT *out)
+{
+#if FS_OUT_NARROWS
+    (void)out;
+    return NULL;
+#else
+    return out;
+#endif
+}
+
+/*
  * One chunk (at most FS_CHUNK elements) of a row's sum of exp, every term
  * kept.  A row's sum is the sum of its chunks' sums in order, whether one
- * thread or several compute them.  The eight copies: store or not, T == 1 or
- * not, masked or not.  Only softmax stores, and it needs no exact sum (see the
- * top of this file).
+ * thread or several compute them.  The eight copies: softmax's sum or the
+ * exact one, T == 1 or not, masked or not.  Only softmax stores, and it needs
+ * no exact sum (see the top of this file): `softmax_sum` sums as softmax does,
+ * storing the exponentials into e_out, which may be NULL only where OUT
+ * narrows (kept_in); without it, the exact sum, and e_out is not read.
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t *mask,
-                                                OUT *e_out, fs_index n, REAL shift,
-                                                REAL scale, const STORAGE *ahead,
+                                                REAL *e_out, int softmax_sum, fs_index n,
+                                                REAL shift, REAL scale, const STORAGE *ahead,
                                                 int stores_cached)
 {
 #define SUM_EXP_CASE(store, masked)                                                         \
@@ -633,7 +684,7 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t 
                                   ahead, 0, NULL, stores_cached)                            \
                : FN(sum_exp_impl)(x, mask, e_out, n, shift, scale, store, !store, 1, masked, \
                                   ahead, 0, NULL, stores_cached)
-    if (e_out) {
+    if (softmax_sum) {
         if (mask)
             SUM_EXP_CASE(1, 1);
         SUM_EXP_CASE(1, 0);
@@ -644,11 +695,14 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_ahead)(const STORAGE *x, const uint8_t 
 #undef SUM_EXP_CASE
 }
 
-/* The same without `ahead`: the kernel table's chunk step for C harnesses. */
-static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
+/*
+ * The same without `ahead`, softmax's sum where e_out is not NULL: the kernel
+ * table's chunk step for C harnesses.
+ */
+static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, REAL *e_out, fs_index n,
                                 REAL shift, REAL scale)
 {
-    return FN(chunk_sum_exp_ahead)(x, mask, e_out, n, shift, scale, NULL, 0);
+    return FN(chunk_sum_exp_ahead)(x, mask, e_out, e_out != NULL, n, shift, scale, NULL, 0);
 }
 
 /*
@@ -664,7 +718,7 @@ static double FN(chunk_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_ou
  * stored there (FS_STORE_DIFF: log_softmax's output pass reads it back).
  */
 FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask,
-                                                  OUT *diff_out, fs_index n, REAL shift,
+                                                  REAL *diff_out, fs_index n, REAL shift,
                                                   REAL scale, const STORAGE *ahead,
                                                   const int look, int *drop,
                                                   const int stores_cached)
@@ -692,7 +746,7 @@ FS_ALWAYS_INLINE double FN(chunk_sum_exp_blocked)(const STORAGE *x, const uint8_
  * in rows_sum_exp_impl; either mask may be NULL only if both are.
  */
 static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *mask,
-                                 OUT *const *e_out, fs_index n, const REAL *shift, REAL scale,
+                                 REAL *const *e_out, fs_index n, const REAL *shift, REAL scale,
                                  int store, int exact, int *drop, const STORAGE *ahead,
                                  double *sum)
 {
@@ -719,29 +773,28 @@ static void FN(row_pair_sum_exp)(const STORAGE *const *x, const uint8_t *const *
 #undef PAIR_CASE
 }
 
-#if !FS_OUT_NARROWS
 /*
  * The sum pass of one unmasked span of up to FS_CHUNK elements (a chunk of a
  * row: fs_softmax_tmpl.h's row_sum_exp_beside walks a row's chunks),
- * with its neighbours' work (`side`, as in rows_sum_exp_impl, streamed when
- * `stream`, which only a copy that can stream is asked for): softmax's
- * (`log_output` 0), storing the exponentials in out, the sum row_sum_exp gives
- * the chunk, bit for bit; or log_softmax's, storing the differences, the max's
- * terms left out as row_log_sum_dropped leaves them (*drop as in
- * rows_sum_exp_impl).
+ * with its neighbours' work (`side`, as in rows_sum_exp_impl, from a scratch
+ * row when `apart`: streamed where the copy streams, rounded as it stores
+ * where OUT narrows, which is always asked for apart): softmax's (`log_output`
+ * 0), storing the exponentials in `kept`, the sum row_sum_exp gives the chunk,
+ * bit for bit; or log_softmax's, storing the differences, the max's terms left
+ * out as row_log_sum_dropped leaves them (*drop as in rows_sum_exp_impl).
  */
-static double FN(chunk_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
-                                     REAL scale, const STORAGE *ahead, int log_output,
-                                     int *drop, FN(neighbours) *side, int stream)
+static double FN(chunk_sum_exp_beside)(const STORAGE *x, REAL *kept, fs_index n, REAL shift,
+                                       REAL scale, const STORAGE *ahead, int log_output,
+                                       int *drop, FN(neighbours) *side, int apart)
 {
     const uint8_t *no_mask = NULL;
     double sum;
-#define BESIDE_CASE(store, scaled, look, streams)                                           \
-    FN(rows_sum_exp_impl)(&x, &no_mask, &out, n, &shift, scale, store, 0, scaled, 0, ahead, \
-                          look, drop, &sum, 1, side, streams, streams)
-#define BESIDE_SCALED(store, look, streams)                                               \
-    (scale == 1 ? BESIDE_CASE(store, 0, look, streams) : BESIDE_CASE(store, 1, look, streams))
-    if (FS_CAN_STREAM && stream)
+#define BESIDE_CASE(store, scaled, look, apart_)                                             \
+    FN(rows_sum_exp_impl)(&x, &no_mask, &kept, n, &shift, scale, store, 0, scaled, 0, ahead, \
+                          look, drop, &sum, 1, side, apart_, apart_)
+#define BESIDE_SCALED(store, look, apart_)                                               \
+    (scale == 1 ? BESIDE_CASE(store, 0, look, apart_) : BESIDE_CASE(store, 1, look, apart_))
+    if ((FS_CAN_STREAM && apart) || FS_OUT_NARROWS)
         log_output ? BESIDE_SCALED(FS_STORE_DIFF, 1, 1) : BESIDE_SCALED(FS_STORE_EXP, 0, 1);
     else
         log_output ? BESIDE_SCALED(FS_STORE_DIFF, 1, 0) : BESIDE_SCALED(FS_STORE_EXP, 0, 0);
@@ -749,7 +802,6 @@ static double FN(chunk_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, R
 #undef BESIDE_CASE
     return sum;
 }
-#endif
 
 #if !FS_OUT_NARROWS /* logsumexp and streamed softmax: float results only */
 /* The same over a row: its chunks' sums added in order, as row_sum_exp adds them. */
@@ -765,14 +817,18 @@ FS_NOINLINE double FN(row_sum_exp_blocked)(const STORAGE *x, const uint8_t *mask
 }
 #endif
 
-/* A row's sum: its chunks' sums added in order; `ahead` as in sum_exp_impl. */
-static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out, fs_index n,
-                              REAL shift, REAL scale, const STORAGE *ahead, int stores_cached)
+/*
+ * A row's sum: its chunks' sums added in order (softmax's and e_out as in
+ * chunk_sum_exp_ahead); `ahead` as in sum_exp_impl.
+ */
+static double FN(row_sum_exp)(const STORAGE *x, const uint8_t *mask, REAL *e_out,
+                              int softmax_sum, fs_index n, REAL shift, REAL scale,
+                              const STORAGE *ahead, int stores_cached)
 {
     double sum = 0.0;
     for (fs_index c = 0; c < n; c += FS_CHUNK)
         sum += FN(chunk_sum_exp_ahead)(x + c, mask ? mask + c : NULL, e_out ? e_out + c : NULL,
-                                       fs_chunk_length(n, c), shift, scale,
+                                       softmax_sum, fs_chunk_length(n, c), shift, scale,
                                        ahead ? ahead + c : NULL, stores_cached);
     return sum;
 }

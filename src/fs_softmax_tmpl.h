@@ -38,6 +38,15 @@
 #undef FS_STREAMS
 #define FS_STREAMS (FS_CAN_STREAM && !FS_OUT_NARROWS)
 
+/*
+ * Whether this copy has passes that keep what a sum pass computed in a scratch
+ * row apart from out, for a last pass that reads it from there: where it
+ * streams (the last pass then streams out), and where OUT narrows (a stored
+ * 16-bit value does not read back as it was computed, so the last pass rounds
+ * as it stores instead: softmax_rows_pipelined).
+ */
+#define FS_KEEPS_APART (FS_STREAMS || FS_OUT_NARROWS)
+
 /* How many of n outputs come before out's first aligned vector (fs_elements_before_aligned). */
 FS_ALWAYS_INLINE fs_index FN(aligned_output_head)(const OUT *out, fs_index n)
 {
@@ -308,13 +317,14 @@ enum { FN(pipelined_deep_to) = FS_PIPELINED_DEEP_TO_BYTES / (int)sizeof(REAL) };
 /* A cache line's worth of outputs: what streams, whole (stream_head, below). */
 enum { FN(line_length) = FS_CACHE_LINE_BYTES / (int)sizeof(OUT) };
 
-/* The distance between softmax_rows_pipelined's two scratch rows: n, up to a whole line. */
+/* The distance between softmax_rows_pipelined's scratch rows: n, up to a whole line of REAL. */
 static inline fs_index FN(pipelined_scratch_stride)(fs_index n)
 {
-    return (n + FN(line_length) - 1) / FN(line_length) * FN(line_length);
+    const fs_index line = FS_CACHE_LINE_BYTES / (fs_index)sizeof(REAL);
+    return (n + line - 1) / line * line;
 }
 
-#if FS_STREAMS
+#if FS_KEEPS_APART
 /*
  * A streamed span's n outputs stream only in whole cache lines, from
  * stream_head (the elements before its first line-aligned one) to stream_end:
@@ -325,7 +335,9 @@ static inline fs_index FN(pipelined_scratch_stride)(fs_index n)
  * stream_head is n when out is not even aligned to its element size (NumPy
  * allows that): then none of them streams.
  */
-FS_STATIC_ASSERT(FS_CACHE_LINE_BYTES % FS_VBYTES == 0, "a line holds whole vectors");
+/* (the scalar copy, FS_VBYTES 0, stores one element at a time) */
+FS_STATIC_ASSERT(FS_VBYTES == 0 || FS_CACHE_LINE_BYTES % (FS_VBYTES + !FS_VBYTES) == 0,
+                 "a line holds whole vectors");
 
 static fs_index FN(stream_head)(const OUT *out, fs_index n)
 {
@@ -339,6 +351,9 @@ static fs_index FN(stream_end)(fs_index head, fs_index n)
 {
     return n - (n - head) % FN(line_length);
 }
+#endif
+
+#if FS_STREAMS
 
 /*
  * Streamed rows walked alone (softmax_row; cross_entropy's ce_row) keep what
@@ -419,6 +434,9 @@ static void FN(result_span_streamed)(const STORAGE *x, const uint8_t *mask, OUT 
                          adjust);
     }
 }
+#endif
+
+#if FS_KEEPS_APART
 
 /*
  * A streamed last pass from what the sum pass stored in a scratch row: softmax's
@@ -427,9 +445,11 @@ static void FN(result_span_streamed)(const STORAGE *x, const uint8_t *mask, OUT 
  * d (-inf where masked out), which is what scale_span and log_softmax_span
  * compute from the same values, bit for bit.  Its whole lines stream
  * (stream_head to stream_end); the head before them and the tail after take
- * ordinary stores.  The caller calls vstream_fence() before it returns.
+ * ordinary stores.  The caller calls vstream_fence() before it returns.  Where
+ * OUT narrows, nothing streams: each store rounds (FS_STORE_STREAMED_OUT), the
+ * line-aligned ones splitting no line.
  */
-FS_ALWAYS_INLINE void FN(last_pass_streamed_impl)(const OUT *stored, const uint8_t *mask, OUT *out,
+FS_ALWAYS_INLINE void FN(last_pass_streamed_impl)(const REAL *stored, const uint8_t *mask, OUT *out,
                                                   fs_index n, REAL factor, REAL lse,
                                                   const int masked, const int log_output)
 {
@@ -438,11 +458,11 @@ FS_ALWAYS_INLINE void FN(last_pass_streamed_impl)(const OUT *stored, const uint8
     (void)vlse;
 #define RESULT(v) (log_output ? (v) * vfactor - vlse : (v) * vfactor)
 #define RESULT_AT(at) \
-    (masked ? VSELECT(VMASK(mask + (at)), RESULT(VLOAD_OUT(stored + (at))), left_out) \
-            : RESULT(VLOAD_OUT(stored + (at))))
+    (masked ? VSELECT(VMASK(mask + (at)), RESULT(VLOAD_REAL(stored + (at))), left_out) \
+            : RESULT(VLOAD_REAL(stored + (at))))
 #define STORE_PARTIAL_RESULT(at, k)                                                           \
     do {                                                                                      \
-        const VEC v_ = RESULT(VLOAD_PARTIAL_OUT(stored + (at), (k), 0));                      \
+        const VEC v_ = RESULT(VLOAD_PARTIAL_REAL(stored + (at), (k), 0));                     \
         VSTORE_PARTIAL_OUT(out + (at),                                                        \
                            masked ? VSELECT(VMASK_PARTIAL(mask + (at), (k)), v_, left_out) : v_, \
                            (k));                                                              \
@@ -456,8 +476,16 @@ FS_ALWAYS_INLINE void FN(last_pass_streamed_impl)(const OUT *stored, const uint8
         STORE_PARTIAL_RESULT(i, head - i);
         i = head;
     }
+#if FS_OUT_NARROWS
+    /* two vectors rounded a store (VSTORE_OUT_PAIR), whole lines of them */
+    FS_STATIC_ASSERT(FS_CACHE_LINE_BYTES % (2 * LANES * sizeof(OUT)) == 0,
+                     "a line holds whole pairs");
+    for (; i < end; i += 2 * LANES)
+        VSTORE_OUT_PAIR(out + i, RESULT_AT(i), RESULT_AT(i + LANES));
+#else
     for (; i < end; i += LANES)
-        VSTREAM_OUT(out + i, RESULT_AT(i));
+        FS_STORE_STREAMED_OUT(out + i, RESULT_AT(i));
+#endif
     for (; i + LANES <= n; i += LANES)
         VSTORE_OUT(out + i, RESULT_AT(i));
     if (i < n)
@@ -467,7 +495,7 @@ FS_ALWAYS_INLINE void FN(last_pass_streamed_impl)(const OUT *stored, const uint8
 #undef STORE_PARTIAL_RESULT
 }
 
-static void FN(last_pass_streamed)(const OUT *stored, const uint8_t *mask, OUT *out, fs_index n,
+static void FN(last_pass_streamed)(const REAL *stored, const uint8_t *mask, OUT *out, fs_index n,
                                    REAL factor, REAL lse, int log_output)
 {
     if (mask)
@@ -533,7 +561,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
         double log_sum;
         const int diffs_stored = n >= FS_BLOCKED_LOG_SUM_FROM && FN(log_softmax_stores_diffs)(stream);
         if (n < FS_BLOCKED_LOG_SUM_FROM) { /* exact double sums: cheaper than the max's look */
-            double sum = FN(row_sum_exp)(x, mask, NULL, n, m, scale, ahead, 0);
+            double sum = FN(row_sum_exp)(x, mask, NULL, 0, n, m, scale, ahead, 0);
             log_sum = FN(row_log_sum)(x, mask, n, m, scale, &sum);
 #if FS_STREAMS
         } else if (stored) {
@@ -542,7 +570,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
             return;
 #endif
         } else {
-            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? out : NULL, n, m, &held,
+            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? FN(kept_in)(out) : NULL, n, m, &held,
                                               scale, ahead, 0);
         }
 #if FS_STREAMS
@@ -556,14 +584,14 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     } else if (stream && n <= FN(stream_scratch_length)) {
         /* the exponentials kept in L1 for the last pass, which then computes none */
         OUT scratch[FN(stream_scratch_length)] __attribute__((aligned(64)));
-        const double sum = FN(row_sum_exp)(x, mask, scratch, n, m, scale, ahead, 1);
+        const double sum = FN(row_sum_exp)(x, mask, scratch, 1, n, m, scale, ahead, 1);
         FN(last_pass_streamed)(scratch, mask, out, n, (REAL)(1.0 / sum), 0, 0);
     } else if (stored) {
-        const double sum = FN(row_sum_exp)(x, mask, stored, n, m, scale, ahead, 1);
+        const double sum = FN(row_sum_exp)(x, mask, stored, 1, n, m, scale, ahead, 1);
         FN(last_pass_streamed)(stored, mask, out, n, (REAL)(1.0 / sum), 0, 0);
 #endif
     } else {
-        const double sum = FN(row_sum_exp)(x, mask, out, n, m, scale, ahead, 0);
+        const double sum = FN(row_sum_exp)(x, mask, FN(kept_in)(out), 1, n, m, scale, ahead, 0);
         if (FS_OUT_NARROWS)
             FN(softmax_span)(x, mask, out, n, m, scale, (REAL)(1.0 / sum));
         else
@@ -589,7 +617,8 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
     /* log_softmax's short rows: row_sum_exp's exact sums, which store nothing (nor stream) */
     const int exact = log_output && n < FS_BLOCKED_LOG_SUM_FROM;
     const int diffs_stored = log_output && !exact && FN(log_softmax_stores_diffs)(0);
-    OUT *stored[2] = {out[0], out[1]}; /* where the sum pass stores: out, or a scratch pair */
+    /* where the sum pass stores: out, or a scratch pair (nowhere where OUT narrows) */
+    REAL *stored[2] = {FN(kept_in)(out[0]), FN(kept_in)(out[1])};
     stream = stream && !exact;
 #if FS_STREAMS
     OUT scratch[2][FS_PAIRED_BELOW] __attribute__((aligned(64)));
@@ -631,24 +660,24 @@ static void FN(softmax_row_pair)(const STORAGE *const *x, const uint8_t *const *
     }
 }
 
-#if !FS_OUT_NARROWS
 /*
  * chunk_sum_exp_beside over a row of any length, a chunk at a time: the
  * chunks' sums added in order, as row_sum_exp and row_log_sum_dropped add them
  * (log_softmax's leaving the max's terms out in the chunks `held` names: their
  * number into *dropped), each chunk doing its neighbours' work at its own
  * offsets, and the next row's max the largest of its chunks' (row_max_chunked's,
- * with the chunks that hold it into *next_held).  Streamed, each
- * chunk's part of the previous row streams its own whole lines (stream_head
- * of the chunk): a chunk starts FS_CHUNK elements after the last, so its lines
- * are the row's, but for one that a chunk boundary may split, which takes
- * ordinary stores.  Each chunk's prev_head and prev_end are set here (side's
- * own are not read).
+ * with the chunks that hold it into *next_held).  With `apart` (the sum pass
+ * keeps its values in a scratch row: FS_KEEPS_APART), each chunk's part of the
+ * previous row streams (or, where OUT narrows, rounds) its own whole lines
+ * (stream_head of the chunk): a chunk starts FS_CHUNK elements after the last,
+ * so its lines are the row's, but for one that a chunk boundary may split,
+ * which takes ordinary stores.  Each chunk's prev_head and prev_end are set
+ * here (side's own are not read).
  */
-static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REAL shift,
+static double FN(row_sum_exp_beside)(const STORAGE *x, REAL *kept, fs_index n, REAL shift,
                                      const fs_max_chunks *held, REAL scale,
                                      const STORAGE *ahead, int log_output, fs_index *dropped,
-                                     FN(neighbours) *side, fs_max_chunks *next_held, int stream)
+                                     FN(neighbours) *side, fs_max_chunks *next_held, int apart)
 {
     FN(neighbours) part = *side;
     double sum = 0.0;
@@ -662,16 +691,16 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
         part.prev_out = side->prev ? side->prev_out + c : NULL;
         part.prev_head = 0;
         part.prev_end = length;
-#if FS_STREAMS
-        if (stream && part.prev) {
+#if FS_KEEPS_APART
+        if (apart && part.prev) {
             part.prev_head = FN(stream_head)(part.prev_out, length);
             part.prev_end = FN(stream_end)(part.prev_head, length);
         }
 #endif
         const double chunk_sum =
-            FN(chunk_sum_exp_beside)(x + c, out + c, length, shift, scale,
+            FN(chunk_sum_exp_beside)(x + c, kept + c, length, shift, scale,
                                      ahead ? ahead + c : NULL, log_output, &chunk_drop, &part,
-                                     stream);
+                                     apart);
         sum = c == 0 ? chunk_sum : sum + chunk_sum;
         if (log_output)
             *dropped += chunk_drop;
@@ -691,7 +720,7 @@ static double FN(row_sum_exp_beside)(const STORAGE *x, OUT *out, fs_index n, REA
  */
 typedef struct {
     const STORAGE *x;
-    const OUT *stored;
+    const REAL *stored;
     OUT *out;
     REAL max, factor, lse;
     double sum;
@@ -712,11 +741,11 @@ FS_ALWAYS_INLINE void FN(last_pass_terms)(FN(row_to_finish) *row, REAL scale, in
 
 /* A row's last pass on its own, after the pipeline's last sum pass. */
 static void FN(finish_row)(const FN(row_to_finish) *row, fs_index n, REAL scale, int log_output,
-                           int stream)
+                           int apart)
 {
-    (void)stream;
-#if FS_STREAMS
-    if (stream) {
+    (void)apart;
+#if FS_KEEPS_APART
+    if (apart) {
         FN(last_pass_streamed)(row->stored, NULL, row->out, n, row->factor, row->lse, log_output);
         return;
     }
@@ -760,13 +789,15 @@ static int FN(pipeline_depth)(fs_index n, int log_output)
  * match theirs in the low 12 bits (AVX-512, Zen 4, float32 1024x8192 softmax,
  * out 48 or 80 bytes past x modulo 4 KB: 1.7-2.4x the time of ordinary stores
  * when the last pass computed its exponentials again from x).  Same values,
- * same expressions: the same bits.
+ * same expressions: the same bits.  Where OUT narrows, `scratch` is never NULL:
+ * the last pass reads the kept values from it and rounds each result once as
+ * it stores (a 16-bit output cannot keep them).
  */
 static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
-                                       REAL scale, int log_output, OUT *scratch)
+                                       REAL scale, int log_output, REAL *scratch)
 {
     FN(neighbours) side;
-    const int stream = FS_STREAMS && scratch != NULL;
+    const int apart = FS_KEEPS_APART && scratch != NULL;
     const int depth = FN(pipeline_depth)(n, log_output);
     /* this row's chunks that hold its max, and the next row's (its sum pass finds them) */
     fs_max_chunks held, next_held = {0, 0};
@@ -780,13 +811,13 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     side.prev_factor = side.prev_lse = 0;
     for (fs_index r = 0; r < rows; r++) {
         fs_index dropped;
-        OUT *stored = stream ? scratch + (r % (depth + 1)) * FN(pipelined_scratch_stride)(n)
-                             : out + r * n;
+        REAL *stored = apart ? scratch + (r % (depth + 1)) * FN(pipelined_scratch_stride)(n)
+                             : FN(kept_in)(out + r * n);
         side.next = r + 1 < rows ? x + (r + 1) * n : NULL;
         const double sum =
             FN(row_sum_exp_beside)(x + r * n, stored, n, max, &held, scale,
                                    r + 2 < rows ? x + (r + 2) * n : NULL, log_output, &dropped,
-                                   &side, &next_held, stream);
+                                   &side, &next_held, apart);
         const FN(row_to_finish) summed = {x + r * n, stored, out + r * n, max, 0, 0, sum, dropped};
         if (depth == 2) {
             done = waiting; /* (none after the first row's sum) */
@@ -808,13 +839,12 @@ static void FN(softmax_rows_pipelined)(const STORAGE *x, OUT *out, fs_index rows
     }
     /* The rows no sum pass finished: the last one, and with depth 2 the one before it. */
     if (done.out)
-        FN(finish_row)(&done, n, scale, log_output, stream);
+        FN(finish_row)(&done, n, scale, log_output, apart);
     if (waiting.out) {
         FN(last_pass_terms)(&waiting, scale, log_output);
-        FN(finish_row)(&waiting, n, scale, log_output, stream);
+        FN(finish_row)(&waiting, n, scale, log_output, apart);
     }
 }
-#endif
 
 /*
  * One tile of a panel: max, sum, then the output pass.  `op` is FS_OP_SOFTMAX,
@@ -1349,33 +1379,35 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
         return;
     }
-#if !FS_OUT_NARROWS
-    /* else none would stream: stream_head */
-    const int streams_lines = stream && (uintptr_t)out % sizeof(OUT) == 0;
-    /* Rows past one chunk are pipelined where what the pipeline keeps stays cached: streamed
+    /* Whether pipelined rows keep their sums' values in scratch rows apart from out:
+     * streamed (and aligned to their element, else none would stream: stream_head), or
+     * always where OUT narrows (FS_KEEPS_APART). */
+    const int apart = FS_OUT_NARROWS || (stream && (uintptr_t)out % sizeof(OUT) == 0);
+    /* Rows past one chunk are pipelined where what the pipeline keeps stays cached: apart
      * (its stored rows in a scratch pair), or in a call that fits the caches (FS_IN_CACHE). */
     if (stride == 1 && !mask && n >= FN(pipelined_from) &&
-        (n <= FS_CHUNK || (n <= FN(pipelined_to) && (streams_lines || (flags & FS_IN_CACHE)))) &&
+        (n <= FS_CHUNK || (n <= FN(pipelined_to) && (apart || (flags & FS_IN_CACHE)))) &&
         (!log_output || n >= FS_BLOCKED_LOG_SUM_FROM) && outer >= 2) {
         void *block = NULL;
-        OUT *scratch = NULL;
-#if FS_STREAMS
-        if (streams_lines) {
+        REAL *scratch = NULL;
+        if (apart) {
             block = malloc((size_t)(FN(pipeline_depth)(n, log_output) + 1) *
-                               (size_t)FN(pipelined_scratch_stride)(n) * sizeof(OUT) +
+                               (size_t)FN(pipelined_scratch_stride)(n) * sizeof(REAL) +
                            FS_CACHE_LINE_BYTES);
-            if (block) /* (else ordinary stores: the same bits) */
-                scratch = (OUT *)(((uintptr_t)block + FS_CACHE_LINE_BYTES - 1) &
-                                  ~(uintptr_t)(FS_CACHE_LINE_BYTES - 1));
+            if (block)
+                scratch = (REAL *)(((uintptr_t)block + FS_CACHE_LINE_BYTES - 1) &
+                                   ~(uintptr_t)(FS_CACHE_LINE_BYTES - 1));
         }
-#endif
-        FN(softmax_rows_pipelined)(x, out, outer, n, scale, log_output, scratch);
-        free(block);
-        if (scratch)
-            vstream_fence();
-        return;
+        /* Without it, ordinary stores where OUT is REAL, and where it narrows the rows
+         * below, which compute their exponentials again: the same bits either way. */
+        if (scratch || !FS_OUT_NARROWS) {
+            FN(softmax_rows_pipelined)(x, out, outer, n, scale, log_output, scratch);
+            free(block);
+            if (FS_STREAMS && scratch)
+                vstream_fence();
+            return;
+        }
     }
-#endif
     fs_index o = 0;
 #if !FS_OUT_NARROWS
     if (stride == 1 && n < FS_PAIRED_BELOW && log_output && n >= FS_BLOCKED_LOG_SUM_FROM &&
@@ -1451,7 +1483,7 @@ static void FN(log_sums_by_way)(const STORAGE *const *x, const uint8_t *const *m
     for (int r = 0; r < rows; r++) { /* one row's ahead: the next row */
         const STORAGE *next = rows == 1 ? ahead : NULL;
         if (how[r] == FS_SUM_EXACT) {
-            sum[r] = FN(row_sum_exp)(x[r], mask[r], NULL, n, max[r], scale, next, 0);
+            sum[r] = FN(row_sum_exp)(x[r], mask[r], NULL, 0, n, max[r], scale, next, 0);
             log_sum[r] = FN(row_log_sum)(x[r], mask[r], n, max[r], scale, &sum[r]);
         } else if (how[r] == FS_SUM_BLOCKED) {
             log_sum[r] = log(FN(row_sum_exp_blocked)(x[r], mask[r], n, max[r], scale, next));

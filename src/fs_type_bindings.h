@@ -60,10 +60,15 @@
 /* A streaming store (fs_vector.h): float outputs only, where FS_CAN_STREAM; 16-bit ones never stream. */
 #define VSTREAM_OUT FS_OUT_NAME(vstream)
 
-/* Arrays in the compute type itself (soft targets, class weights, constants). */
+/*
+ * Arrays in the compute type itself (soft targets, class weights, constants), and what
+ * a sum pass keeps for its row's last pass (exponentials, differences): in out itself
+ * where OUT is REAL, or in a scratch row of REAL where it narrows.
+ */
 #define VLOAD_REAL FS_COMPUTE_NAME(vload)
 #define VLOAD_PARTIAL_REAL FS_COMPUTE_NAME(vload_partial)
 #define VSTORE_REAL FS_COMPUTE_NAME(vstore)
+#define VSTORE_PARTIAL_REAL FS_COMPUTE_NAME(vstore_partial)
 #define SLOAD_REAL FS_COMPUTE_NAME(sload)
 
 /* Compute: scalars, vectors of LANES of them, their bits, and the helpers on them. */

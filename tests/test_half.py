@@ -382,6 +382,49 @@ def test_16_bit_results_at_odd_byte_addresses(isa, dtype):
                 assert (buffer[:offset] == 0xA5).all() and (buffer[offset + x.nbytes:] == 0xA5).all()
 
 
+@pytest.mark.parametrize("failing_every", [0, 1])
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_pipelined_16_bit_rows_round_as_their_last_pass_stores(isa, dtype, failing_every,
+                                                               scratch_failures):
+    # Unmasked runs of rows pipelined_from to pipelined_to long go to the 16-bit kernels'
+    # pipeline (bfloat16's from one blocked step; with failing_every=1 every block finds
+    # no scratch, so bfloat16's shorter rows take it too): each row's sum pass keeps its
+    # exponentials (log_softmax: its differences) in a float32 scratch row, and the next
+    # row's sum pass rounds the row's results as it stores them, two vectors a store from
+    # the output's first line-aligned element, ordinary stores before and after.  At each
+    # length boundary (the pipeline's ends, log_softmax's two-rows-apart depth, a blocked
+    # step, the chunks of a row), two and three rows (the rows no sum pass finishes), a
+    # temperature or none, every output offset class within a line, and rows with NaN,
+    # +inf and -inf: the float32 result rounded once, nothing written outside.
+    scratch_failures(failing_every)
+    sizes = INFO[isa]["float32"]
+    step = sizes["lanes"] * sizes["unroll"] * sizes["flush_steps"]
+    first, last, deep = sizes["pipelined_from"], sizes["pipelined_to"], sizes["pipelined_deep_to"]
+    lengths = sorted({k for b in (first, deep, step, CHUNK) for k in (b - 1, b, b + 1)} |
+                     {2 * CHUNK + 3, last - 1, last})
+    line = 64 // dtype.itemsize
+    for n in lengths:
+        for rows in ((3,) if n > CHUNK else (2, 3)):
+            x = _hostile((rows, n), dtype, seed=n + rows)
+            x[rows - 1, n // 3] = np.nan
+            x[0, n - 1] = np.inf
+            if rows == 3:
+                x[1, :2] = -np.inf
+            for op in (fs.softmax, fs.log_softmax):
+                for temperature in (1.0, 0.7):
+                    expected = op(x, temperature=temperature).astype(dtype)
+                    for offset in (0, 1, line // 2 + 1, line - 1):
+                        for threads in (1, 2):
+                            what = (f"{op.__name__} {rows}x{n} T={temperature} at +{offset} "
+                                    f"threads={threads}")
+                            buffer = np.full(rows * n + line + offset, 0xABCD, np.uint16)
+                            out = buffer[offset:offset + rows * n].view(dtype).reshape(rows, n)
+                            op(x, temperature=temperature, out=out, n_threads=threads)
+                            assert_same_bits(out, expected, what)
+                            assert (buffer[:offset] == 0xABCD).all(), what
+                            assert (buffer[offset + rows * n:] == 0xABCD).all(), what
+
+
 def test_16_bit_widening_is_exact_for_every_pattern(isa):
     patterns = np.arange(65536, dtype=np.uint16)
     for dtype in HALVES:
