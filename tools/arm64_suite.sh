@@ -50,9 +50,9 @@ if [ ! -x "$root/venv/bin/python" ]; then
     "$python" -m pip download -q -d "$root.part/wheels" --only-binary=:all: --python-version 3.11 \
         --implementation cp --abi cp311 --abi abi3 --abi none --platform manylinux_2_28_aarch64 \
         --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform any \
-        "numpy>=2" pytest hypothesis scipy threadpoolctl ml_dtypes "dask[array]" distributed
+        "numpy>=2" pytest hypothesis scipy threadpoolctl ml_dtypes "dask[array,distributed]"
     chroot "$root.part" env -i PATH=/usr/bin:/bin HOME=/root /venv/bin/pip install -q --no-index \
-        --find-links /wheels numpy pytest hypothesis scipy threadpoolctl ml_dtypes "dask[array]" distributed
+        --find-links /wheels numpy pytest hypothesis scipy threadpoolctl ml_dtypes "dask[array,distributed]"
     # The build at /src imports without PYTHONPATH: tests start child pythons with a bare environment.
     echo /src > "$root.part/venv/lib/python3.11/site-packages/fastsoftmax-src.pth"
     mv "$root.part" "$root"
