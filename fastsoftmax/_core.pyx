@@ -540,8 +540,8 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     it.  Unmasked runs of two rows or more that the kernels pipeline (``pipelined_from`` to
     ``pipelined_to`` elements) keep their own float32 scratch rows, whose last pass rounds
     as it stores, one pass fewer than a block's (fs_softmax_tmpl.h's
-    softmax_rows_pipelined): on the same Zen 5, one thread, 0.67-0.92 of the blocks' time
-    for float16 and 0.90-0.96 for bfloat16 on rows of 512 to 50257.  bfloat16's rows
+    softmax_rows_pipelined): on the same Zen 5, 1 and 2 threads, 0.68-0.91 of the blocks'
+    time for float16 and 0.90-0.96 for bfloat16 on rows of 512 to 65536.  bfloat16's rows
     shorter than one blocked step (lanes x unroll x flush_steps: 512 with AVX-512) keep the
     blocks: their pipeline rounds a vector a store, not two, and took 1.00-1.07 of the
     blocks' time.  False, having written nothing, for those, for rows longer
