@@ -570,8 +570,8 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
             return;
 #endif
         } else {
-            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? FN(kept_in)(out) : NULL, n, m, &held,
-                                              scale, ahead, 0);
+            log_sum = FN(row_log_sum_dropped)(x, mask, diffs_stored ? FN(kept_in)(out) : NULL, n,
+                                              m, &held, scale, ahead, 0);
         }
 #if FS_STREAMS
         if (stream) {
