@@ -543,8 +543,10 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     softmax_rows_pipelined): on the same Zen 5, 1 and 2 threads, 0.68-0.91 of the blocks'
     time for float16 and 0.90-0.96 for bfloat16 on rows of 512 to 65536.  bfloat16's rows
     shorter than one blocked step (lanes x unroll x flush_steps: 512 with AVX-512) keep the
-    blocks: their pipeline rounds a vector a store, not two, and took 1.00-1.07 of the
-    blocks' time.  False, having written nothing, for those, for rows longer
+    blocks: in the pipeline each such row's output starts anywhere in a line, and its head
+    and tail take partial stores row by row, where the blocks' rounding pass walks all
+    their rows as one span (1.00-1.07 of the blocks' time, with the pipeline's stores in
+    pairs or not).  False, having written nothing, for those, for rows longer
     than the block, or if the block cannot be allocated: the narrowing kernels then give
     the same bits."""
     cdef fs_index n = job.shape.n, rows, r = a
