@@ -290,7 +290,9 @@ FS_ALWAYS_INLINE fs_index FN(joined_head)(const REAL *out, fs_index n)
  * whole cache lines, from prev_head to prev_end (fs_softmax_tmpl.h's
  * stream_head and stream_end), take streaming stores: the pass does the vector
  * at prev_head + i as it walks offset i, where it lies within them, and the
- * head and the tail left over take ordinary stores at the end.
+ * head and the tail left over take ordinary stores at the end.  Where OUT
+ * narrows, the pass always works so (its scratch row of REAL), and those whole
+ * lines take rounding stores two vectors at a time (PREV_PAIR) instead.
  */
 typedef struct {
     const STORAGE *next;
@@ -313,9 +315,10 @@ typedef struct {
  * sum(exp((x[r] - shift[r]) * scale)) over each of `rows` contiguous spans of
  * n elements (rows_max_impl's pairs) into sum[r], storing each exponential
  * (FS_STORE_EXP) or difference x - shift (FS_STORE_DIFF) into e_out[r] when
- * `store` says so (unless the output type narrows: then FS_STORE_EXP only
- * picks softmax's way of summing, and the caller recomputes the exponentials,
- * fs_softmax_tmpl.h's softmax_span), and with `exact` adding float terms
+ * `store` says so (unless the output type narrows and there is no scratch row
+ * (`side_streams`): then FS_STORE_EXP only picks softmax's way of summing, and
+ * the caller recomputes the exponentials, fs_softmax_tmpl.h's softmax_span;
+ * KEEPS below), and with `exact` adding float terms
  * straight into double.  Lanes past the end load -inf: exp gives 0 there.
  * With `look` (a constant per copy), a row r whose drop[r] is nonzero on entry
  * has every term of its max left out of its sum (the stored exponentials

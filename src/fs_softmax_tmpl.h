@@ -335,9 +335,9 @@ static inline fs_index FN(pipelined_scratch_stride)(fs_index n)
  * stream_head is n when out is not even aligned to its element size (NumPy
  * allows that): then none of them streams.
  */
-/* (the scalar copy, FS_VBYTES 0, stores one element at a time) */
-FS_STATIC_ASSERT(FS_VBYTES == 0 || FS_CACHE_LINE_BYTES % (FS_VBYTES + !FS_VBYTES) == 0,
-                 "a line holds whole vectors");
+#if FS_VBYTES > 0 /* (the scalar copy stores one element at a time) */
+FS_STATIC_ASSERT(FS_CACHE_LINE_BYTES % FS_VBYTES == 0, "a line holds whole vectors");
+#endif
 
 static fs_index FN(stream_head)(const OUT *out, fs_index n)
 {
