@@ -112,7 +112,8 @@ cdef extern from "fs_kernels.h" nogil:
                        fs_index n_top) noexcept nogil
         fs_block_sizes sizes
 
-    # fs_narrowing_kernels_f16_f16 and _bf16_bf16: 16-bit in and out, the elementwise ops.
+    # fs_narrowing_kernels_f16_f16 and _bf16_bf16: 16-bit in and out, the elementwise ops
+    # and cross_entropy's gradient.
     ctypedef struct fs_narrowing_kernels:
         void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
                         fs_index mask_start, void *out, fs_index outer, fs_index n,
@@ -125,6 +126,11 @@ cdef extern from "fs_kernels.h" nogil:
                          fs_index width, fs_index stride, int log_output) noexcept nogil
         int (*backward_long_rows)(const void *g, const void *y, void *out, fs_index rows,
                                   fs_index n, int log_output, int nthreads) noexcept nogil
+        void (*cross_entropy)(const void *x, const int64_t *labels, const float *target,
+                              const float *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, void *grad,
+                              double grad_scale, fs_index outer, fs_index n, fs_index width,
+                              fs_index stride, int flags) noexcept nogil
         void (*narrow)(const float *x, void *out, fs_index n) noexcept nogil
 
     ctypedef struct fs_kernel_table:
@@ -424,10 +430,7 @@ cdef struct CrossEntropyJob:
     double *loss           # one loss per sample, (outer, inner)
     void *grad             # like logits (may be logits), or NULL: no gradient
     int stream             # FS_STREAM_OUTPUT or 0: the kernels' flag (see cross_entropy)
-    bint narrow            # a 16-bit grad of the logits' type (rows only, of at most
-                           # NARROWED_ROWS_ELEMENTS; else grad is in the compute type)
-    uint8_t *undone        # with narrow, (outer + 1,): 1 for each row a block left unwritten,
-                           # and undone[outer] 1 if any was (each writes the same byte, 1)
+    bint narrow            # a 16-bit grad of the logits' type (else grad is in the compute type)
 
 
 cdef struct TopKJob:
@@ -476,8 +479,8 @@ cdef inline void *_computed_at(const void *p, fs_index offset,
 # `const void *`, since their marker types (uint16_t, int16_t) stand for
 # kernels that take uint16_t bit patterns.
 
-# The float32 results of the rows of a 16-bit result that one thread computes at a time
-# (_narrowed_softmax_rows, _narrowed_cross_entropy_rows): 1 MB, in the caches between the
+# The float32 results of the rows of a 16-bit softmax that one thread computes at a time
+# (_narrowed_softmax_rows): 1 MB, in the caches between the
 # kernel that writes it and the rounding that reads it.  On a Zen 5 (1 MB of L2 a core),
 # 2026-12-06, blocks of 1 MB took 0.88-0.97 of the time of blocks of 256 KB (which stay
 # in L2) on 16384x512, 2048x32000 and softmax's 32x50257, and the same elsewhere; blocks
@@ -493,8 +496,8 @@ cdef fs_index _scratch_fails_every = 0
 
 
 def _narrowing_scratch_failures(Py_ssize_t every):
-    """For tests: from now on, the float32 scratch of a 16-bit result's block of rows
-    (softmax, cross_entropy's gradient) is refused, as if malloc had failed, to each block
+    """For tests: from now on, the float32 scratch of a 16-bit softmax's block of rows
+    is refused, as if malloc had failed, to each block
     whose first row is a multiple of ``every`` (0: never).  Returns the previous value."""
     global _scratch_fails_every
     if every < 0:
@@ -719,57 +722,30 @@ cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_i
         kernels.bf16.backward(g, y, <float *> out, b - a, n, j1 - j0, inner, job.log_output)
 
 
-cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *dtype_marker,
-                                       fs_index a, fs_index b) noexcept nogil:
-    """cross_entropy with a 16-bit gradient, rows a to b: each group of rows that fits
-    NARROWED_ROWS_ELEMENTS computed by the float32-gradient kernel into a scratch block
-    that stays in the cache, then rounded once into ``grad`` (the 16-bit gradient's
-    definition: the float32 gradient rounded once).  A group's logits are read before
-    its gradient is written, so ``grad`` may be ``logits``.  Without scratch memory the
-    rows are left unwritten, logits included, and marked in ``job.undone`` for the caller
-    to compute another way."""
-    cdef fs_index n = job.shape.n, rows, r = a
-    cdef fs_index group = max(1, min(NARROWED_ROWS_ELEMENTS // n, b - a))
-    cdef float *scratch = _narrowing_scratch(a, group * n)
-    cdef const void *x  # (the kernels' 16-bit x is a bit pattern: no signedness to match)
-    cdef const float *target
-    cdef const int64_t *labels
-    if scratch == NULL:
-        memset(job.undone + a, 1, b - a)
-        job.undone[job.shape.outer] = 1
-        return
-    while r < b:
-        rows = min(group, b - r)
-        target = (<const float *> job.target) + r * n if job.target != NULL else NULL
-        labels = job.labels + r if job.labels != NULL else NULL
-        x = (<const real *> job.logits) + r * n
-        # (stream 0: the scratch is read back at once)
-        if real is uint16_t:
-            kernels.f16.cross_entropy(x, labels, target, <const float *> job.weight,
-                                      job.weight_sum, job.eps, job.ignore_index, job.loss + r,
-                                      scratch, job.grad_scale, rows, n, 1, 1, 0)
-        elif real is int16_t:
-            kernels.bf16.cross_entropy(x, labels, target, <const float *> job.weight,
-                                       job.weight_sum, job.eps, job.ignore_index, job.loss + r,
-                                       scratch, job.grad_scale, rows, n, 1, 1, 0)
-        _round_into(dtype_marker, scratch, (<uint16_t *> job.grad) + r * n, rows * n)
-        r += rows
-    free(scratch)
-
-
 cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
                                fs_index b, fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
-    if (real is uint16_t or real is int16_t) and job.narrow:
-        _narrowed_cross_entropy_rows(job, dtype_marker, a, b)
-        return
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
     cdef fs_index sample_at = a * inner + j0   # same, in the per-sample arrays
     cdef const void *x = (<const real *> job.logits) + at
     cdef const void *target = (_computed_at(job.target, at, dtype_marker)
                                if job.target != NULL else NULL)
     cdef const int64_t *labels = job.labels + sample_at if job.labels != NULL else NULL
-    cdef void *grad = _computed_at(job.grad, at, dtype_marker) if job.grad != NULL else NULL
+    cdef void *grad
+    if (real is uint16_t or real is int16_t) and job.narrow:  # at the logits' offsets
+        grad = (<real *> job.grad) + at
+        if real is uint16_t:
+            kernels.f16_f16.cross_entropy(x, labels, <const float *> target,
+                                          <const float *> job.weight, job.weight_sum, job.eps,
+                                          job.ignore_index, job.loss + sample_at, grad,
+                                          job.grad_scale, b - a, n, j1 - j0, inner, 0)
+        elif real is int16_t:
+            kernels.bf16_bf16.cross_entropy(x, labels, <const float *> target,
+                                            <const float *> job.weight, job.weight_sum, job.eps,
+                                            job.ignore_index, job.loss + sample_at, grad,
+                                            job.grad_scale, b - a, n, j1 - j0, inner, 0)
+        return
+    grad = _computed_at(job.grad, at, dtype_marker) if job.grad != NULL else NULL
     if real is float:
         kernels.f32.cross_entropy(<const float *> x, labels, <const float *> target,
                                   <const float *> job.weight, job.weight_sum, job.eps,
@@ -995,7 +971,7 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
                                                    nthreads)
     elif AnyJob is CrossEntropyJob:
         if job.narrow:
-            return -1  # a 16-bit gradient's rows are computed whole (_narrowed_cross_entropy_rows)
+            return -1  # a 16-bit gradient's rows are computed whole (by the narrowing kernels)
         if real is float:
             return kernels.f32.cross_entropy_long_rows(
                 <const float *> job.logits, job.labels, <const float *> job.target,
@@ -1239,23 +1215,12 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     ``labels`` (int64, ``(outer, inner)``, every one in [0, n) or ignore_index)
     or ``target`` (probabilities like ``logits``) is given, the other None;
     ``weight`` is None or ``(n,)`` in the logits' compute type; ``grad`` is None
-    or like ``logits`` (and may be ``logits``), in the compute type or, for rows
-    (``inner == 1``) of at most NARROWED_ROWS elements, the logits' own 16-bit
-    type.  All C-contiguous.  Returns the ranges ``(start, stop)`` of rows left
-    unwritten, loss and gradient, for want of scratch memory (a 16-bit gradient
-    only; usually none), for the caller to compute another way.
+    or like ``logits`` (and may be ``logits``), in the compute type or the
+    logits' own 16-bit type: each value then the float32 gradient rounded once (the
+    narrowing kernels, which never split a row across threads).  All C-contiguous.
     """
     cdef CrossEntropyJob job
-    cdef Py_ssize_t row, start
     job.narrow = grad is not None and _narrows(logits, <cnp.ndarray> grad)
-    job.undone = NULL
-    if job.narrow:
-        if inner != 1 or n > NARROWED_ROWS_ELEMENTS:
-            raise ValueError(f"fastsoftmax._core: a 16-bit gradient of rows of at most "
-                             f"{NARROWED_ROWS_ELEMENTS} elements, not {outer}x{n}x{inner}")
-        job.undone = <uint8_t *> calloc(outer + 1, 1)  # (untouched pages stay unmapped)
-        if job.undone == NULL:
-            raise MemoryError("cross_entropy: no memory for the rows' status")
     job.shape = _shape(outer, n, inner)
     job.logits = cnp.PyArray_DATA(logits)
     job.labels = NULL
@@ -1274,25 +1239,11 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     job.loss = <double *> cnp.PyArray_DATA(loss)
     job.grad = cnp.PyArray_DATA(<cnp.ndarray> grad) if grad is not None else NULL
     job.stream = 0  # the gradient streams past the caches as softmax's output does
-    if (job.grad != NULL and job.grad != job.logits and cnp.PyArray_NBYTES(logits)
+    if (job.grad != NULL and job.grad != job.logits and not job.narrow
+            and cnp.PyArray_NBYTES(logits)
             >= _stream_min_bytes - cnp.PyArray_NBYTES(<cnp.ndarray> grad)):
         job.stream = FS_STREAM_OUTPUT
-    undone = []
-    try:
-        _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
-        if job.narrow and job.undone[outer]:
-            row = 0
-            while row < outer:
-                if job.undone[row]:
-                    start = row
-                    while row < outer and job.undone[row]:
-                        row += 1
-                    undone.append((start, row))
-                else:
-                    row += 1
-    finally:
-        free(job.undone)
-    return undone
+    _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
 def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t rows,
@@ -2044,6 +1995,7 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     job.loss = losses
     job.grad = NULL if grad is None else cnp.PyArray_DATA(grad)
     job.stream = 0
+    job.narrow = False
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:

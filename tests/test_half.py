@@ -236,41 +236,85 @@ def test_cross_entropy_16_bit_gradient_in_blocks(dtype, shape, axis):
             assert_same_bits(grad, grad32.astype(dtype), f"{shape} {smoothing} {threads}")
 
 
-@pytest.mark.parametrize("dtype", HALVES, ids=str)
-@pytest.mark.parametrize("n", [1, 7, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
-                               NARROWED_ROWS + 1])
-def test_cross_entropy_16_bit_gradient_rows_in_float32_blocks(dtype, n, scratch_failures):
-    """Rows of up to NARROWED_ROWS elements: each thread's rows in groups through a float32
-    scratch block (three groups and a row more here), the longer ones in the Python layer's
-    blocks.  Every kind of target, weights, ignored labels, in place or not, on 1-3 threads,
-    and with blocks that find no scratch memory (every one, every other, every third: their
-    rows computed again the other way): the float32 gradient rounded once."""
-    rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 1000)
-    x = _hostile((rows, n), dtype, seed=n)
-    rng = np.random.default_rng(n)
-    labels = rng.integers(0, n, rows)
-    labels[::5] = -100
-    probabilities = fs.softmax(random_logits((rows, n), np.float32, seed=n + 1))
+def _16_bit_gradient_cases(x, n, seed):
+    """cross_entropy's targets and options for logits ``x`` of ``n`` classes on axis 1:
+    labels (ignored ones among them, and the first and last class), with class weights
+    and smoothing; probabilities, with weights and no reduction."""
+    rng = np.random.default_rng(seed)
+    sample_shape = x.shape[:1] + x.shape[2:]
+    labels = rng.integers(0, n, sample_shape)
+    labels.reshape(-1)[::5] = -100
+    labels.reshape(-1)[1::7] = 0
+    labels.reshape(-1)[2::7] = n - 1
+    probabilities = fs.softmax(random_logits(x.shape, np.float32, seed=seed + 1), axis=1)
     weight = rng.random(n) + 0.5
-    cases = [(labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
-             (probabilities, {}), (probabilities, {"weight": weight, "reduction": "none"})]
-    for target, options in cases:
-        loss32, grad32 = fs.cross_entropy(x, target, return_grad=True, **options)
+    return [(labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
+            (probabilities, {}), (probabilities, {"weight": weight, "reduction": "none"})]
+
+
+def _check_16_bit_gradient(x, dtype, n, threads, what, seed):
+    """The 16-bit gradient of x (classes on axis 1) against the float32 one rounded once,
+    into outputs 0, 1 and 17 elements past a line (nothing written around them) and in
+    place, for every case of _16_bit_gradient_cases."""
+    for target, options in _16_bit_gradient_cases(x, n, seed):
+        loss32, grad32 = fs.cross_entropy(x, target, axis=1, return_grad=True, **options)
         expected = grad32.astype(dtype)
-        for every in (0, 1, 2, 3):
-            scratch_failures(every)
-            for threads in (1, 2, 3):
-                what = f"n={n} {sorted(options)} threads={threads} failing every {every}"
-                loss, grad = fs.cross_entropy(x, target, return_grad=True,
-                                              grad_out=np.empty(x.shape, dtype),
-                                              n_threads=threads, **options)
-                assert np.array_equal(loss, loss32, equal_nan=True), what
-                assert_same_bits(grad, expected, what)
-                logits = x.copy()
-                loss, grad = fs.cross_entropy(logits, target, return_grad=True,
-                                              grad_out=logits, n_threads=threads, **options)
-                assert grad is logits and np.array_equal(loss, loss32, equal_nan=True), what
-                assert_same_bits(grad, expected, "in place: " + what)
+        case = f"{what} {type(target).__name__}{target.dtype} {sorted(options)}"
+        for offset in (0, 1, 17):
+            buffer = np.full(x.size + 64, 0x7E01, np.uint16)  # (a NaN in both types)
+            start = (-buffer.ctypes.data // 2) % 32 + offset
+            out = buffer[start:start + x.size].view(dtype).reshape(x.shape)
+            loss, grad = fs.cross_entropy(x, target, axis=1, return_grad=True, grad_out=out,
+                                          n_threads=threads, **options)
+            assert grad is out and np.array_equal(loss, loss32, equal_nan=True), case
+            assert_same_bits(grad, expected, f"{case} offset {offset}")
+            around = np.concatenate([buffer[:start], buffer[start + x.size:]])
+            assert (around == 0x7E01).all(), f"{case} offset {offset}: wrote outside grad_out"
+        logits = x.copy()
+        loss, grad = fs.cross_entropy(logits, target, axis=1, return_grad=True,
+                                      grad_out=logits, n_threads=threads, **options)
+        assert grad is logits and np.array_equal(loss, loss32, equal_nan=True), case
+        assert_same_bits(grad, expected, "in place: " + case)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_gradient_rows_round_once_as_the_kernels_store(isa, dtype):
+    """A 16-bit gradient's rows go through the 16-bit kernels: the sum pass keeps the
+    exponentials in a float32 row apart (rows of up to ``stream_row_scratch`` elements;
+    longer ones compute them again), and the gradient pass takes the label's own term off
+    in float32 before it rounds each value once as it stores it.  Row lengths around every
+    block size, a chunk, and the scratch row's limit; every kind of target; outputs at
+    odd offsets and in place; NaN, inf and the 16-bit extremes; 1 and 2 threads (the rows
+    per thread never split): the float32 gradient rounded once."""
+    limit = INFO[isa]["float32"]["stream_row_scratch"]
+    for n in _lengths(isa) + [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3, limit, limit + 1]:
+        rows = 37 if n <= 64 else 5 if n <= 4 * CHUNK else 2
+        x = _hostile((rows, n), dtype, seed=n)
+        if n > 1:
+            x[rows - 1, n // 2] = np.inf if n % 2 else np.nan
+        for threads in (1, 2):
+            _check_16_bit_gradient(x, dtype, n, threads, f"{isa} n={n} threads={threads}",
+                                   seed=n)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_gradient_panels_take_each_label_term_off_before_rounding(isa, dtype):
+    """Classes not on the last axis: the 16-bit kernels' panels, one sample per lane, whose
+    labels' terms are taken off lane by lane in label order as the rows go by, before the
+    rounding: widths around the vector (a partial tile), labels shared by lanes, in
+    descending order, and on the first and last class."""
+    lanes = INFO[isa]["float32"]["lanes"]
+    for n in (1, 2, 7, 40):
+        for width in sorted({1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3} - {0}):
+            x = _hostile((3, n, width), dtype, seed=n * width)
+            _check_16_bit_gradient(x, dtype, n, 2, f"{isa} n={n} width={width}",
+                                   seed=n + width)
+            descending = np.broadcast_to(np.arange(width)[::-1] % n, (3, width)).copy()
+            loss32, grad32 = fs.cross_entropy(x, descending, axis=1, return_grad=True)
+            loss, grad = fs.cross_entropy(x, descending, axis=1, return_grad=True,
+                                          grad_out=np.empty(x.shape, dtype))
+            assert loss == loss32
+            assert_same_bits(grad, grad32.astype(dtype), f"{isa} n={n} width={width} descending")
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
