@@ -479,8 +479,8 @@ cdef inline void *_computed_at(const void *p, fs_index offset,
 # `const void *`, since their marker types (uint16_t, int16_t) stand for
 # kernels that take uint16_t bit patterns.
 
-# The float32 results of the rows of a 16-bit softmax that one thread computes at a time
-# (_narrowed_softmax_rows): 1 MB, in the caches between the
+# The float32 results of the rows of a 16-bit result that one thread computes at a time
+# (_narrowed_softmax_rows, _narrowed_cross_entropy_rows): 1 MB, in the caches between the
 # kernel that writes it and the rounding that reads it.  On a Zen 5 (1 MB of L2 a core),
 # 2026-12-06, blocks of 1 MB took 0.88-0.97 of the time of blocks of 256 KB (which stay
 # in L2) on 16384x512, 2048x32000 and softmax's 32x50257, and the same elsewhere; blocks
@@ -490,14 +490,39 @@ cdef enum:
 NARROWED_ROWS = NARROWED_ROWS_ELEMENTS
 
 
+# cross_entropy's 16-bit gradient rows from this long go through the 16-bit kernels
+# (narrowed_gradient_in_kernels).
+cdef enum:
+    NARROWED_GRADIENT_FROM = 256
+
+
+cdef inline bint _narrowed_gradient_in_kernels(fs_index n) noexcept nogil:
+    return (n <= kernels.f16.sizes.short_row
+            or NARROWED_GRADIENT_FROM <= n <= NARROWED_ROWS_ELEMENTS)
+
+
+def narrowed_gradient_in_kernels(Py_ssize_t n):
+    """Whether cross_entropy's 16-bit gradient rows of ``n`` classes go through the 16-bit
+    kernels, which keep each row's exponentials in a float32 scratch row and round each
+    value once as they store it, rather than through float32 blocks rounded in a second
+    pass (_narrowed_cross_entropy_rows): rows of one row per vector lane (``short_row``)
+    and rows of NARROWED_GRADIENT_FROM to NARROWED_ROWS elements.  Zen 5, 2026-12-06, ``benchmarks/ab_builds.py`` (min of
+    rounds, kernels / blocks): AVX-512, 1 and 2 threads, float16 0.80-0.98 and bfloat16
+    0.84-0.99 on rows of 256 to 65536, 0.90-0.96 on rows of 10 and 32; 1.04-1.10 on
+    rows of 33 to 100, about level at 128 to 200 (0.98-1.03).  AVX2 and SSE2 (bfloat16,
+    one thread) crossed at 200 too.  Longer rows would compute their exponentials again
+    (no scratch row stays in L2): 1.30-1.47 on 4x300000."""
+    return _narrowed_gradient_in_kernels(n)
+
+
 # For tests (_narrowing_scratch_failures): 0, or every block whose first row is a multiple
 # of it finds no scratch, as if malloc had failed, so that the fallbacks run.
 cdef fs_index _scratch_fails_every = 0
 
 
 def _narrowing_scratch_failures(Py_ssize_t every):
-    """For tests: from now on, the float32 scratch of a 16-bit softmax's block of rows
-    is refused, as if malloc had failed, to each block
+    """For tests: from now on, the float32 scratch of a 16-bit result's block of rows
+    (softmax, cross_entropy's gradient) is refused, as if malloc had failed, to each block
     whose first row is a multiple of ``every`` (0: never).  Returns the previous value."""
     global _scratch_fails_every
     if every < 0:
@@ -722,6 +747,46 @@ cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_i
         kernels.bf16.backward(g, y, <float *> out, b - a, n, j1 - j0, inner, job.log_output)
 
 
+cdef bint _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *dtype_marker,
+                                       fs_index a, fs_index b) noexcept nogil:
+    """cross_entropy with a 16-bit gradient, rows a to b of the lengths the 16-bit kernels
+    take no faster (_narrowed_gradient_in_kernels): each group of rows that fits
+    NARROWED_ROWS_ELEMENTS computed by the float32-gradient kernel into a scratch block
+    that stays in the cache, then rounded once into ``grad`` (the 16-bit gradient's
+    definition: the float32 gradient rounded once).  A group's logits are read before
+    its gradient is written, so ``grad`` may be ``logits``.  False, having written
+    nothing, for the other rows, or if the block cannot be allocated: the 16-bit kernels
+    then give the same bits."""
+    cdef fs_index n = job.shape.n, rows, r = a
+    if not (real is uint16_t or real is int16_t) or _narrowed_gradient_in_kernels(n):
+        return False
+    cdef fs_index group = max(1, min(NARROWED_ROWS_ELEMENTS // n, b - a))
+    cdef float *scratch = _narrowing_scratch(a, group * n)
+    cdef const void *x  # (the kernels' 16-bit x is a bit pattern: no signedness to match)
+    cdef const float *target
+    cdef const int64_t *labels
+    if scratch == NULL:
+        return False
+    while r < b:
+        rows = min(group, b - r)
+        target = (<const float *> job.target) + r * n if job.target != NULL else NULL
+        labels = job.labels + r if job.labels != NULL else NULL
+        x = (<const real *> job.logits) + r * n
+        # (stream 0: the scratch is read back at once)
+        if real is uint16_t:
+            kernels.f16.cross_entropy(x, labels, target, <const float *> job.weight,
+                                      job.weight_sum, job.eps, job.ignore_index, job.loss + r,
+                                      scratch, job.grad_scale, rows, n, 1, 1, 0)
+        elif real is int16_t:
+            kernels.bf16.cross_entropy(x, labels, target, <const float *> job.weight,
+                                       job.weight_sum, job.eps, job.ignore_index, job.loss + r,
+                                       scratch, job.grad_scale, rows, n, 1, 1, 0)
+        _round_into(dtype_marker, scratch, (<uint16_t *> job.grad) + r * n, rows * n)
+        r += rows
+    free(scratch)
+    return True
+
+
 cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
                                fs_index b, fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
@@ -733,6 +798,8 @@ cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_mar
     cdef const int64_t *labels = job.labels + sample_at if job.labels != NULL else NULL
     cdef void *grad
     if (real is uint16_t or real is int16_t) and job.narrow:  # at the logits' offsets
+        if inner == 1 and _narrowed_cross_entropy_rows(job, dtype_marker, a, b):
+            return
         grad = (<real *> job.grad) + at
         if real is uint16_t:
             kernels.f16_f16.cross_entropy(x, labels, <const float *> target,

@@ -195,6 +195,47 @@ FS_ALWAYS_INLINE int FN(in_line_of)(fs_index at, fs_index i)
     return (size_t)(at - i / FN(line_length) * FN(line_length)) < (size_t)FN(line_length);
 }
 
+#if FS_OUT_NARROWS
+/*
+ * A vector holding `term` in lane `lane` (of 0..LANES-1) and +0 in the others:
+ * g - it takes the term off that lane alone, and leaves the others as they are
+ * (x - +0 is x, -0 and NaN included).  Built in registers: setting one lane of
+ * g through memory made the next whole load of g wait on a store it could not
+ * forward (a gradient pass of rows of 100 took twice the time of the float
+ * one's and its rounding).
+ */
+FS_ALWAYS_INLINE VEC FN(in_lane)(fs_index lane, REAL term)
+{
+    VBITS index = (VBITS){0};
+    for (int j = 0; j < LANES; j++) /* (a constant) */
+        LANE(index, j) = (BITS)j;
+    return VSELECT((VBITS)(index == (VBITS){0} + (BITS)lane), VSPLAT(term), VSPLAT(0));
+}
+#endif
+
+/* The vector of grad at [i, i + k), k <= LANES, before the label's own term (ce_grad_impl). */
+#define CE_GRAD_VECTOR(i, k) FN(ce_grad_vector)(x, vm, stored, target, weight, (i), (k), vp, vc, \
+                                                keep, spread, class_term)
+FS_ALWAYS_INLINE VEC FN(ce_grad_vector)(const STORAGE *x, VEC vm, const REAL *stored,
+                                        const REAL *target, const REAL *weight, fs_index i,
+                                        fs_index k, VEC vp, VEC vc, VEC keep, VEC spread,
+                                        int class_term)
+{
+    /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
+    const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
+                    : (k == LANES ? VLOAD_REAL(stored + i) : VLOAD_PARTIAL_REAL(stored + i, k, 0));
+    VEC g = e * vp;
+    if (class_term) {
+        VEC c = vc * CLASS_WEIGHTS(i, k);
+        if (target)
+            c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
+                     spread);
+        FS_OPAQUE(c); /* e * vp is the product to fuse, in every copy: the same bits */
+        g = g - c;
+    }
+    return g;
+}
+
 FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *stored,
                                        const REAL *target,
                                        const REAL *weight, OUT *grad, fs_index n,
@@ -206,27 +247,34 @@ FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *sto
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n_classes));
     const VEC vm = VSPLAT(m);
     const int class_term = target || eps > 0;
-    for (fs_index i = 0; i < n; i += LANES) {
-        const fs_index k = n - i < LANES ? n - i : LANES;
-        /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
-        const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
-                        : (k == LANES ? VLOAD_REAL(stored + i) : VLOAD_PARTIAL_REAL(stored + i, k, 0));
-        VEC g = e * vp;
-        if (class_term) {
-            VEC c = vc * CLASS_WEIGHTS(i, k);
-            if (target)
-                c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
-                         spread);
-            FS_OPAQUE(c); /* e * vp is the product to fuse, in every copy: the same bits */
-            g = g - c;
-        }
+    fs_index i = 0;
 #if FS_OUT_NARROWS
-        /* The label's own term, taken off the float value as ce_subtract_label_term takes it
-         * off a float gradient, before the one rounding (label: an index into this span). */
-        if ((size_t)(label - i) < (size_t)k)
-            LANE(g, label - i) = LANE(g, label - i) - (REAL)label_term;
+    /*
+     * The label's own term, taken off the float value as ce_subtract_label_term
+     * takes it off a float gradient, before the one rounding (label: an index
+     * into this span): label_vector at i = label_at.  Two vectors a store
+     * (VSTORE_OUT_PAIR: bfloat16's packs them with one shuffle, where one
+     * vector alone takes a VPMOVDW to memory, slow on Zen).
+     */
+    const fs_index label_at = label >= 0 && label < n ? label - label % LANES : -1;
+    const VEC label_vector = FN(in_lane)(label >= 0 ? label % LANES : 0, (REAL)label_term);
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+        VEC g0 = CE_GRAD_VECTOR(i, LANES), g1 = CE_GRAD_VECTOR(i + LANES, LANES);
+        if (i == label_at)
+            g0 = g0 - label_vector;
+        if (i + LANES == label_at)
+            g1 = g1 - label_vector;
+        VSTORE_OUT_PAIR(grad + i, g0, g1);
+    }
 #else
-        (void)label_term;
+    (void)label_term;
+#endif
+    for (; i < n; i += LANES) {
+        const fs_index k = n - i < LANES ? n - i : LANES;
+        VEC g = CE_GRAD_VECTOR(i, k);
+#if FS_OUT_NARROWS
+        if (i == label_at)
+            g = g - label_vector;
 #endif
         /* the label's line stays in the cache, for its own term read back after */
         if (k == LANES)
@@ -270,7 +318,13 @@ FS_NOINLINE void FN(ce_chunk_grad_apart)(const STORAGE *x, REAL m, const REAL *s
                                          double class_factor, double eps, fs_index label,
                                          double label_term)
 {
+#if FS_OUT_NARROWS
+    /* nothing streams: the head before the first whole line, where spans long enough to be
+     * worth a partial store start their pairs (ce_grad_impl), and the rest */
+    const fs_index head = n >= FS_PAIRED_BELOW ? FN(stream_head)(grad, n) : 0, end = n;
+#else
     const fs_index head = FN(stream_head)(grad, n), end = FN(stream_end)(head, n);
+#endif
     /* the head, the whole lines (streamed), the tail; label: an index into each, or -1 */
     const fs_index from[3] = {0, head, end}, to[3] = {head, end, n};
     for (int part = 0; part < 3; part++) {
@@ -437,7 +491,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
         const double part = FN(ce_chunk_sum_exp)(x + c, stored ? stored + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
                                                  ahead ? ahead + c : NULL, &drop,
-                                                 stored != NULL && apart);
+                                                 stored != NULL && apart && !FS_OUT_NARROWS);
         st.sum = c == 0 ? part : st.sum + part;
         st.dropped += drop;
     }
@@ -662,9 +716,13 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
         /* One expression, as before the class-term test: the same FMA contraction, the same bits. */
         VEC g = VSELECT(valid, e * p_factor - c, VSPLAT(0));
 #if FS_OUT_NARROWS
-        for (; next_fold < folds && fold_row[next_fold] == k; next_fold++)
-            LANE(g, fold_lane[next_fold]) =
-                LANE(g, fold_lane[next_fold]) - (REAL)label_term[fold_lane[next_fold]];
+        if (next_fold < folds && fold_row[next_fold] == k) { /* (ce_grad_impl's in_lane) */
+            VEC terms = VSPLAT(0);
+            for (; next_fold < folds && fold_row[next_fold] == k; next_fold++)
+                terms = terms + FN(in_lane)(fold_lane[next_fold],
+                                            (REAL)label_term[fold_lane[next_fold]]);
+            g = g - terms;
+        }
 #endif
         TILE_STORE(grad + k * stride, 0, g);
     }
