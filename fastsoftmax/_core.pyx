@@ -506,12 +506,13 @@ def narrowed_gradient_in_kernels(Py_ssize_t n):
     kernels, which keep each row's exponentials in a float32 scratch row and round each
     value once as they store it, rather than through float32 blocks rounded in a second
     pass (_narrowed_cross_entropy_rows): rows of one row per vector lane (``short_row``)
-    and rows of NARROWED_GRADIENT_FROM to NARROWED_ROWS elements.  Zen 5, 2026-12-06, ``benchmarks/ab_builds.py`` (min of
-    rounds, kernels / blocks): AVX-512, 1 and 2 threads, float16 0.80-0.98 and bfloat16
-    0.84-0.99 on rows of 256 to 65536, 0.90-0.96 on rows of 10 and 32; 1.04-1.10 on
-    rows of 33 to 100, about level at 128 to 200 (0.98-1.03).  AVX2 and SSE2 (bfloat16,
-    one thread) crossed at 200 too.  Longer rows would compute their exponentials again
-    (no scratch row stays in L2): 1.30-1.47 on 4x300000."""
+    and rows of NARROWED_GRADIENT_FROM to NARROWED_ROWS elements.  Zen 5, 2026-12-06,
+    ``benchmarks/ab_builds.py`` (min of rounds, kernels / blocks): AVX-512, float16
+    0.80-0.95 and bfloat16 0.84-0.99 on rows of 256 to 65536 (1 and 2 threads), 0.90-0.96
+    on rows of 10 and 32, 1.04-1.10 on rows of 33 to 100, about level at 128 to 200
+    (0.98-1.03; one thread).  AVX2 and SSE2 (bfloat16, one thread) crossed at 200 too.
+    Longer rows would compute their exponentials again (no scratch row stays in L2):
+    1.30-1.47 on 4x300000."""
     return _narrowed_gradient_in_kernels(n)
 
 
@@ -1264,6 +1265,7 @@ def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ss
     ``out`` may be either input.
     """
     cdef BackwardJob job
+    memset(&job, 0, sizeof(job))  # every field set below or off: no stack garbage
     job.shape = _shape(outer, n, inner)
     job.grad_output = cnp.PyArray_DATA(grad_output)
     job.output = cnp.PyArray_DATA(output)
@@ -1287,6 +1289,7 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     narrowing kernels, which never split a row across threads).  All C-contiguous.
     """
     cdef CrossEntropyJob job
+    memset(&job, 0, sizeof(job))  # every flag off: a field left unset would be stack garbage
     job.narrow = grad is not None and _narrows(logits, <cnp.ndarray> grad)
     job.shape = _shape(outer, n, inner)
     job.logits = cnp.PyArray_DATA(logits)
@@ -1320,6 +1323,7 @@ def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t row
     C-contiguous; ``0 <= k <= n``.  Whole rows go to threads (src/fs_top_k_tmpl.h).
     """
     cdef TopKJob job
+    memset(&job, 0, sizeof(job))  # every field set below or off: no stack garbage
     job.shape = _shape(rows, n, 1)
     job.op = FS_OP_TOP_K
     job.x = cnp.PyArray_DATA(x)
@@ -1343,6 +1347,7 @@ def sample(cnp.ndarray logits, cnp.ndarray params, cnp.ndarray results,
     status is not FS_SAMPLE_OK, or -1.
     """
     cdef SampleJob job
+    memset(&job, 0, sizeof(job))  # every field set below or off: no stack garbage
     job.shape = _shape(rows, n, 1)
     job.op = FS_OP_SAMPLE
     job.x = cnp.PyArray_DATA(logits)
@@ -2050,6 +2055,7 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     else:
         memset(few_losses, 0, sizeof(few_losses))
     cdef CrossEntropyJob job
+    memset(&job, 0, sizeof(job))  # every flag off (narrow, stream): no stack garbage
     job.shape = _shape(rows, n, 1)
     job.logits = cnp.PyArray_DATA(x)
     job.labels = <const int64_t *> cnp.PyArray_DATA(labels)
@@ -2061,8 +2067,6 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     job.ignore_index = ignore_index
     job.loss = losses
     job.grad = NULL if grad is None else cnp.PyArray_DATA(grad)
-    job.stream = 0
-    job.narrow = False
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:
