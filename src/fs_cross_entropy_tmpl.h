@@ -225,16 +225,18 @@ FS_ALWAYS_INLINE VEC FN(ce_grad_vector)(const STORAGE *x, VEC vm, const REAL *st
     /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
     const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
                     : (k == LANES ? VLOAD_REAL(stored + i) : VLOAD_PARTIAL_REAL(stored + i, k, 0));
-    VEC g = e * vp;
+    VEC c = VSPLAT(0); /* e * vp - 0 rounds as e * vp, FMA or not */
     if (class_term) {
-        VEC c = vc * CLASS_WEIGHTS(i, k);
+        c = vc * CLASS_WEIGHTS(i, k);
         if (target)
             c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
                      spread);
         FS_OPAQUE(c); /* e * vp is the product to fuse, in every copy: the same bits */
-        g = g - c;
     }
-    return g;
+    /* One expression after the branch, as ce_panel_tile's: with the product in the branch
+     * and the subtraction in it too, GCC fused them only in the copies whose loop it
+     * unswitched on class_term (a product and its sum in different blocks never fuse). */
+    return e * vp - c;
 }
 
 FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *stored,

@@ -56,17 +56,18 @@ typedef uint64_t bits_f64;
  * FS_OPAQUE(v): leaves v (a vector or a scalar) as it is, but hides how it was
  * computed from multiply-add contraction (-ffp-contract=fast).  In a * b - v
  * the compiler then has one product to fuse, a * b, in every copy of a
- * template; in a * b - c * d it has two, and GCC fused one or the other by the
- * code around the expression: cross_entropy's gradient with soft targets took
- * different bits in the bfloat16-output copy than in the float one (AVX2 and
- * AVX-512, GCC 12), where a 16-bit result must be the float result rounded.
- * An empty asm that claims to change v in a register (SSE/AVX on x86, NEON on
- * AArch64).  Elsewhere nothing: compilers there are not asked to contract.
+ * template; in a * b - c * d it may fuse either, by the code around the
+ * expression, and cross_entropy's 16-bit gradient must be the float one rounded
+ * (the float and the 16-bit-output copies of its gradient pass are other
+ * machine code).  An empty asm that claims to change v in a register (SSE/AVX
+ * on x86, NEON on AArch64) or, for a vector wider than the target's registers
+ * (the logic build's 16 lanes on AVX2), in memory.  Elsewhere nothing:
+ * compilers there are not asked to contract.
  */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FS_OPAQUE(v) __asm__("" : "+x"(v))
+#define FS_OPAQUE(v) __asm__("" : "+xm"(v))
 #elif defined(__GNUC__) && defined(__aarch64__)
-#define FS_OPAQUE(v) __asm__("" : "+w"(v))
+#define FS_OPAQUE(v) __asm__("" : "+wm"(v))
 #else
 #define FS_OPAQUE(v) ((void)0)
 #endif
