@@ -79,7 +79,7 @@ def cross_entropy(
     n: int,
     inner: int,
     nthreads: int,
-) -> list[tuple[int, int]]: ...
+) -> None: ...
 def top_k(x: NDArray[np.floating[Any]], values: NDArray[np.floating[Any]],
           indices: NDArray[np.int64], rows: int, n: int, k: int, largest: bool,
           nthreads: int) -> None: ...
@@ -101,6 +101,7 @@ def narrow(x: NDArray[Any], out: NDArray[Any], nthreads: int) -> NDArray[Any]: .
 # The output pool (fastsoftmax/_pool.py).
 POOL_MIN_BYTES: int  # new results of this many bytes or more come from it
 NARROWED_ROWS: int  # 16-bit results' rows: computed in float32 this many elements at a time
+def narrowed_gradient_in_kernels(n: int) -> bool: ...
 
 class PooledBlock:
     def __buffer__(self, flags: int, /) -> memoryview: ...

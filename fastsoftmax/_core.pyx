@@ -112,7 +112,8 @@ cdef extern from "fs_kernels.h" nogil:
                        fs_index n_top) noexcept nogil
         fs_block_sizes sizes
 
-    # fs_narrowing_kernels_f16_f16 and _bf16_bf16: 16-bit in and out, the elementwise ops.
+    # fs_narrowing_kernels_f16_f16 and _bf16_bf16: 16-bit in and out, the elementwise ops
+    # and cross_entropy's gradient.
     ctypedef struct fs_narrowing_kernels:
         void (*softmax)(const void *x, const uint8_t *mask, fs_index mask_period,
                         fs_index mask_start, void *out, fs_index outer, fs_index n,
@@ -125,6 +126,11 @@ cdef extern from "fs_kernels.h" nogil:
                          fs_index width, fs_index stride, int log_output) noexcept nogil
         int (*backward_long_rows)(const void *g, const void *y, void *out, fs_index rows,
                                   fs_index n, int log_output, int nthreads) noexcept nogil
+        void (*cross_entropy)(const void *x, const int64_t *labels, const float *target,
+                              const float *weight, double weight_sum, double eps,
+                              int64_t ignore_index, double *loss, void *grad,
+                              double grad_scale, fs_index outer, fs_index n, fs_index width,
+                              fs_index stride, int flags) noexcept nogil
         void (*narrow)(const float *x, void *out, fs_index n) noexcept nogil
 
     ctypedef struct fs_kernel_table:
@@ -424,10 +430,7 @@ cdef struct CrossEntropyJob:
     double *loss           # one loss per sample, (outer, inner)
     void *grad             # like logits (may be logits), or NULL: no gradient
     int stream             # FS_STREAM_OUTPUT or 0: the kernels' flag (see cross_entropy)
-    bint narrow            # a 16-bit grad of the logits' type (rows only, of at most
-                           # NARROWED_ROWS_ELEMENTS; else grad is in the compute type)
-    uint8_t *undone        # with narrow, (outer + 1,): 1 for each row a block left unwritten,
-                           # and undone[outer] 1 if any was (each writes the same byte, 1)
+    bint narrow            # a 16-bit grad of the logits' type (else grad is in the compute type)
 
 
 cdef struct TopKJob:
@@ -485,6 +488,32 @@ cdef inline void *_computed_at(const void *p, fs_index offset,
 cdef enum:
     NARROWED_ROWS_ELEMENTS = 262144
 NARROWED_ROWS = NARROWED_ROWS_ELEMENTS
+
+
+# cross_entropy's 16-bit gradient rows from this long go through the 16-bit kernels
+# (narrowed_gradient_in_kernels).
+cdef enum:
+    NARROWED_GRADIENT_FROM = 256
+
+
+cdef inline bint _narrowed_gradient_in_kernels(fs_index n) noexcept nogil:
+    return (n <= kernels.f16.sizes.short_row
+            or NARROWED_GRADIENT_FROM <= n <= NARROWED_ROWS_ELEMENTS)
+
+
+def narrowed_gradient_in_kernels(Py_ssize_t n):
+    """Whether cross_entropy's 16-bit gradient rows of ``n`` classes go through the 16-bit
+    kernels, which keep each row's exponentials in a float32 scratch row and round each
+    value once as they store it, rather than through float32 blocks rounded in a second
+    pass (_narrowed_cross_entropy_rows): rows of one row per vector lane (``short_row``)
+    and rows of NARROWED_GRADIENT_FROM to NARROWED_ROWS elements.  Zen 5, 2026-12-06,
+    ``benchmarks/ab_builds.py`` (min of rounds, kernels / blocks): AVX-512, float16
+    0.80-0.95 and bfloat16 0.84-0.99 on rows of 256 to 65536 (1 and 2 threads), 0.90-0.96
+    on rows of 10 and 32, 1.04-1.10 on rows of 33 to 100, about level at 128 to 200
+    (0.98-1.03; one thread).  AVX2 and SSE2 (bfloat16, one thread) crossed at 200 too.
+    Longer rows would compute their exponentials again (no scratch row stays in L2):
+    1.30-1.47 on 4x300000."""
+    return _narrowed_gradient_in_kernels(n)
 
 
 # For tests (_narrowing_scratch_failures): 0, or every block whose first row is a multiple
@@ -719,25 +748,26 @@ cdef void _backward_block(const BackwardJob *job, const real *dtype_marker, fs_i
         kernels.bf16.backward(g, y, <float *> out, b - a, n, j1 - j0, inner, job.log_output)
 
 
-cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *dtype_marker,
+cdef bint _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *dtype_marker,
                                        fs_index a, fs_index b) noexcept nogil:
-    """cross_entropy with a 16-bit gradient, rows a to b: each group of rows that fits
+    """cross_entropy with a 16-bit gradient, rows a to b of the lengths the 16-bit kernels
+    take no faster (_narrowed_gradient_in_kernels): each group of rows that fits
     NARROWED_ROWS_ELEMENTS computed by the float32-gradient kernel into a scratch block
     that stays in the cache, then rounded once into ``grad`` (the 16-bit gradient's
     definition: the float32 gradient rounded once).  A group's logits are read before
-    its gradient is written, so ``grad`` may be ``logits``.  Without scratch memory the
-    rows are left unwritten, logits included, and marked in ``job.undone`` for the caller
-    to compute another way."""
+    its gradient is written, so ``grad`` may be ``logits``.  False, having written
+    nothing, for the other rows, or if the block cannot be allocated: the 16-bit kernels
+    then give the same bits."""
     cdef fs_index n = job.shape.n, rows, r = a
+    if not (real is uint16_t or real is int16_t) or _narrowed_gradient_in_kernels(n):
+        return False
     cdef fs_index group = max(1, min(NARROWED_ROWS_ELEMENTS // n, b - a))
     cdef float *scratch = _narrowing_scratch(a, group * n)
     cdef const void *x  # (the kernels' 16-bit x is a bit pattern: no signedness to match)
     cdef const float *target
     cdef const int64_t *labels
     if scratch == NULL:
-        memset(job.undone + a, 1, b - a)
-        job.undone[job.shape.outer] = 1
-        return
+        return False
     while r < b:
         rows = min(group, b - r)
         target = (<const float *> job.target) + r * n if job.target != NULL else NULL
@@ -755,21 +785,35 @@ cdef void _narrowed_cross_entropy_rows(const CrossEntropyJob *job, const real *d
         _round_into(dtype_marker, scratch, (<uint16_t *> job.grad) + r * n, rows * n)
         r += rows
     free(scratch)
+    return True
 
 
 cdef void _cross_entropy_block(const CrossEntropyJob *job, const real *dtype_marker, fs_index a,
                                fs_index b, fs_index j0, fs_index j1) noexcept nogil:
     cdef fs_index n = job.shape.n, inner = job.shape.inner
-    if (real is uint16_t or real is int16_t) and job.narrow:
-        _narrowed_cross_entropy_rows(job, dtype_marker, a, b)
-        return
     cdef fs_index at = a * n * inner + j0     # flat offset of the first element
     cdef fs_index sample_at = a * inner + j0   # same, in the per-sample arrays
     cdef const void *x = (<const real *> job.logits) + at
     cdef const void *target = (_computed_at(job.target, at, dtype_marker)
                                if job.target != NULL else NULL)
     cdef const int64_t *labels = job.labels + sample_at if job.labels != NULL else NULL
-    cdef void *grad = _computed_at(job.grad, at, dtype_marker) if job.grad != NULL else NULL
+    cdef void *grad
+    if (real is uint16_t or real is int16_t) and job.narrow:  # at the logits' offsets
+        if inner == 1 and _narrowed_cross_entropy_rows(job, dtype_marker, a, b):
+            return
+        grad = (<real *> job.grad) + at
+        if real is uint16_t:
+            kernels.f16_f16.cross_entropy(x, labels, <const float *> target,
+                                          <const float *> job.weight, job.weight_sum, job.eps,
+                                          job.ignore_index, job.loss + sample_at, grad,
+                                          job.grad_scale, b - a, n, j1 - j0, inner, 0)
+        elif real is int16_t:
+            kernels.bf16_bf16.cross_entropy(x, labels, <const float *> target,
+                                            <const float *> job.weight, job.weight_sum, job.eps,
+                                            job.ignore_index, job.loss + sample_at, grad,
+                                            job.grad_scale, b - a, n, j1 - j0, inner, 0)
+        return
+    grad = _computed_at(job.grad, at, dtype_marker) if job.grad != NULL else NULL
     if real is float:
         kernels.f32.cross_entropy(<const float *> x, labels, <const float *> target,
                                   <const float *> job.weight, job.weight_sum, job.eps,
@@ -995,7 +1039,7 @@ cdef int _long_rows(const AnyJob *job, const real *dtype_marker, int nthreads) n
                                                    nthreads)
     elif AnyJob is CrossEntropyJob:
         if job.narrow:
-            return -1  # a 16-bit gradient's rows are computed whole (_narrowed_cross_entropy_rows)
+            return -1  # a 16-bit gradient's rows are computed whole (by the narrowing kernels)
         if real is float:
             return kernels.f32.cross_entropy_long_rows(
                 <const float *> job.logits, job.labels, <const float *> job.target,
@@ -1221,6 +1265,7 @@ def backward(cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray out, Py_ss
     ``out`` may be either input.
     """
     cdef BackwardJob job
+    memset(&job, 0, sizeof(job))  # every field set below or off: no stack garbage
     job.shape = _shape(outer, n, inner)
     job.grad_output = cnp.PyArray_DATA(grad_output)
     job.output = cnp.PyArray_DATA(output)
@@ -1239,23 +1284,13 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     ``labels`` (int64, ``(outer, inner)``, every one in [0, n) or ignore_index)
     or ``target`` (probabilities like ``logits``) is given, the other None;
     ``weight`` is None or ``(n,)`` in the logits' compute type; ``grad`` is None
-    or like ``logits`` (and may be ``logits``), in the compute type or, for rows
-    (``inner == 1``) of at most NARROWED_ROWS elements, the logits' own 16-bit
-    type.  All C-contiguous.  Returns the ranges ``(start, stop)`` of rows left
-    unwritten, loss and gradient, for want of scratch memory (a 16-bit gradient
-    only; usually none), for the caller to compute another way.
+    or like ``logits`` (and may be ``logits``), in the compute type or the
+    logits' own 16-bit type: each value then the float32 gradient rounded once (the
+    narrowing kernels, which never split a row across threads).  All C-contiguous.
     """
     cdef CrossEntropyJob job
-    cdef Py_ssize_t row, start
+    memset(&job, 0, sizeof(job))  # every flag off: a field left unset would be stack garbage
     job.narrow = grad is not None and _narrows(logits, <cnp.ndarray> grad)
-    job.undone = NULL
-    if job.narrow:
-        if inner != 1 or n > NARROWED_ROWS_ELEMENTS:
-            raise ValueError(f"fastsoftmax._core: a 16-bit gradient of rows of at most "
-                             f"{NARROWED_ROWS_ELEMENTS} elements, not {outer}x{n}x{inner}")
-        job.undone = <uint8_t *> calloc(outer + 1, 1)  # (untouched pages stay unmapped)
-        if job.undone == NULL:
-            raise MemoryError("cross_entropy: no memory for the rows' status")
     job.shape = _shape(outer, n, inner)
     job.logits = cnp.PyArray_DATA(logits)
     job.labels = NULL
@@ -1274,25 +1309,11 @@ def cross_entropy(cnp.ndarray logits, object labels, object target, object weigh
     job.loss = <double *> cnp.PyArray_DATA(loss)
     job.grad = cnp.PyArray_DATA(<cnp.ndarray> grad) if grad is not None else NULL
     job.stream = 0  # the gradient streams past the caches as softmax's output does
-    if (job.grad != NULL and job.grad != job.logits and cnp.PyArray_NBYTES(logits)
+    if (job.grad != NULL and job.grad != job.logits and not job.narrow
+            and cnp.PyArray_NBYTES(logits)
             >= _stream_min_bytes - cnp.PyArray_NBYTES(<cnp.ndarray> grad)):
         job.stream = FS_STREAM_OUTPUT
-    undone = []
-    try:
-        _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
-        if job.narrow and job.undone[outer]:
-            row = 0
-            while row < outer:
-                if job.undone[row]:
-                    start = row
-                    while row < outer and job.undone[row]:
-                        row += 1
-                    undone.append((start, row))
-                else:
-                    row += 1
-    finally:
-        free(job.undone)
-    return undone
+    _run_job(&job, cnp.PyArray_TYPE(logits), nthreads)
 
 
 def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t rows,
@@ -1302,6 +1323,7 @@ def top_k(cnp.ndarray x, cnp.ndarray values, cnp.ndarray indices, Py_ssize_t row
     C-contiguous; ``0 <= k <= n``.  Whole rows go to threads (src/fs_top_k_tmpl.h).
     """
     cdef TopKJob job
+    memset(&job, 0, sizeof(job))  # every field set below or off: no stack garbage
     job.shape = _shape(rows, n, 1)
     job.op = FS_OP_TOP_K
     job.x = cnp.PyArray_DATA(x)
@@ -1325,6 +1347,7 @@ def sample(cnp.ndarray logits, cnp.ndarray params, cnp.ndarray results,
     status is not FS_SAMPLE_OK, or -1.
     """
     cdef SampleJob job
+    memset(&job, 0, sizeof(job))  # every field set below or off: no stack garbage
     job.shape = _shape(rows, n, 1)
     job.op = FS_OP_SAMPLE
     job.x = cnp.PyArray_DATA(logits)
@@ -2032,6 +2055,7 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     else:
         memset(few_losses, 0, sizeof(few_losses))
     cdef CrossEntropyJob job
+    memset(&job, 0, sizeof(job))  # every flag off (narrow, stream): no stack garbage
     job.shape = _shape(rows, n, 1)
     job.logits = cnp.PyArray_DATA(x)
     job.labels = <const int64_t *> cnp.PyArray_DATA(labels)
@@ -2043,7 +2067,6 @@ def small_cross_entropy(object logits, object target, long long ignore_index, bi
     job.ignore_index = ignore_index
     job.loss = losses
     job.grad = NULL if grad is None else cnp.PyArray_DATA(grad)
-    job.stream = 0
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _run(&job, <const float *> NULL, 1)
     else:

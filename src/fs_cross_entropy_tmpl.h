@@ -140,27 +140,40 @@ FS_NOINLINE void FN(ce_chunk_class_sums)(const STORAGE *x, const REAL *target,
 
 /*
  * One chunk's sum of exp(x - m) in float blocks (as softmax sums), stored into
- * grad unless it is NULL: the gradient pass scales them in place.  The terms
+ * `kept` unless it is NULL (grad itself, or a scratch row: ce_row), where the
+ * gradient pass reads them back.  The terms
  * of the max are left out of the sum (the stored exponentials keep them)
  * where *drop is nonzero on entry; *drop is then their number
  * (fs_log_sum_tmpl.h).  A row always leaves that term out, so the blocks' rounding keeps the loss
  * within the relative bound, as log_softmax's (row_log_sum_dropped): each
  * sample's loss is a sum of terms w (m - x + log1p(s)), none smaller than
- * log1p(s) times its weight.
+ * log1p(s) times its weight.  Where OUT narrows, this copy's sum passes keep
+ * nothing (fs_reduce_tmpl.h's KEEPS): the float-output copy of the same input
+ * type (FS_STORAGE_NAME) sums and keeps, the same code, so the same bits.
  */
-FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, OUT *grad, fs_index n, REAL m,
+FS_NOINLINE double FN(ce_chunk_sum_exp)(const STORAGE *x, REAL *kept, fs_index n, REAL m,
                                         const STORAGE *ahead, int *drop, int stores_cached)
 {
-    return grad ? FN(sum_exp_impl)(x, NULL, grad, n, m, 1, FS_STORE_EXP_UNJOINED, 0, 0, 0, ahead, 1,
+#if FS_OUT_NARROWS
+    return FS_STORAGE_NAME(ce_chunk_sum_exp)(x, kept, n, m, ahead, drop, stores_cached);
+#else
+    return kept ? FN(sum_exp_impl)(x, NULL, kept, n, m, 1, FS_STORE_EXP_UNJOINED, 0, 0, 0, ahead, 1,
                                    drop, stores_cached)
                 : FN(chunk_sum_exp_blocked)(x, NULL, NULL, n, m, 1, ahead, 1, drop, 0);
+#endif
 }
 
-/* The label's own term of the gradient, at the label checked before (never re-read). */
+#if !FS_OUT_NARROWS
+/*
+ * The label's own term of the gradient, at the label checked before (never
+ * re-read).  Where OUT narrows, a stored value does not read back as it was
+ * computed: ce_grad_impl takes the term off before it rounds.
+ */
 static void FN(ce_subtract_label_term)(OUT *grad, int64_t label, double label_term)
 {
     SSTORE_OUT(grad + label, SLOAD_OUT(grad + label) - (REAL)label_term);
 }
+#endif
 
 /*
  * grad = grad_scale * (p * p_coef - class term) over one chunk of a row of
@@ -182,29 +195,91 @@ FS_ALWAYS_INLINE int FN(in_line_of)(fs_index at, fs_index i)
     return (size_t)(at - i / FN(line_length) * FN(line_length)) < (size_t)FN(line_length);
 }
 
-FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const OUT *stored,
+#if FS_OUT_NARROWS
+/*
+ * A vector holding `term` in lane `lane` (of 0..LANES-1) and +0 in the others:
+ * g - it takes the term off that lane alone, and leaves the others as they are
+ * (x - +0 is x, -0 and NaN included).  Built in registers, once a span:
+ * setting one lane of g through memory made the next whole load of g wait on a
+ * store it could not forward, and a lane index splatted lane by lane took a
+ * masked broadcast per lane (perf, Zen 5, bfloat16 rows of 100: the gradient
+ * pass had 3.5 times the samples of the float one's and its rounding).
+ */
+FS_ALWAYS_INLINE VEC FN(in_lane)(fs_index lane, REAL term)
+{
+    VBITS index = (VBITS){0};
+    for (int j = 0; j < LANES; j++) /* (a constant) */
+        LANE(index, j) = (BITS)j;
+    return VSELECT((VBITS)(index == (VBITS){0} + (BITS)lane), VSPLAT(term), VSPLAT(0));
+}
+#endif
+
+/* The vector of grad at [i, i + k), k <= LANES, before the label's own term (ce_grad_impl). */
+#define CE_GRAD_VECTOR(i, k) FN(ce_grad_vector)(x, vm, stored, target, weight, (i), (k), vp, vc, \
+                                                keep, spread, class_term)
+FS_ALWAYS_INLINE VEC FN(ce_grad_vector)(const STORAGE *x, VEC vm, const REAL *stored,
+                                        const REAL *target, const REAL *weight, fs_index i,
+                                        fs_index k, VEC vp, VEC vc, VEC keep, VEC spread,
+                                        int class_term)
+{
+    /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
+    const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
+                    : (k == LANES ? VLOAD_REAL(stored + i) : VLOAD_PARTIAL_REAL(stored + i, k, 0));
+    VEC c = VSPLAT(0); /* e * vp - 0 rounds as e * vp, FMA or not */
+    if (class_term) {
+        c = vc * CLASS_WEIGHTS(i, k);
+        if (target)
+            c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
+                     spread);
+        FS_OPAQUE(c); /* e * vp is the product to fuse, in every copy: the same bits */
+    }
+    /* One expression after the branch, as ce_panel_tile's: with the product in the branch
+     * and the subtraction in it too, GCC fused them only in the copies whose loop it
+     * unswitched on class_term (a product and its sum in different blocks never fuse). */
+    return e * vp - c;
+}
+
+FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *stored,
                                        const REAL *target,
                                        const REAL *weight, OUT *grad, fs_index n,
                                        fs_index n_classes, double p_factor, double class_factor,
-                                       double eps, fs_index label, const int stream)
+                                       double eps, fs_index label, double label_term,
+                                       const int stream)
 {
     const VEC vp = VSPLAT((REAL)p_factor), vc = VSPLAT((REAL)class_factor);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n_classes));
     const VEC vm = VSPLAT(m);
     const int class_term = target || eps > 0;
-    for (fs_index i = 0; i < n; i += LANES) {
+    fs_index i = 0;
+#if FS_OUT_NARROWS
+    /*
+     * The label's own term, taken off the float value as ce_subtract_label_term
+     * takes it off a float gradient, before the one rounding (label: an index
+     * into this span): label_vector at i = label_at.  Two vectors a store
+     * (VSTORE_OUT_PAIR: bfloat16's packs them with one shuffle, where one
+     * vector alone is a VPMOVDW to memory; Zen 5, bfloat16 32x50257, one
+     * thread: 0.315 ns an element, against 0.334-0.341 a vector a store).
+     */
+    const fs_index label_at = label >= 0 && label < n ? label - label % LANES : -1;
+    const VEC label_vector = FN(in_lane)(label >= 0 ? label % LANES : 0, (REAL)label_term);
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+        VEC g0 = CE_GRAD_VECTOR(i, LANES), g1 = CE_GRAD_VECTOR(i + LANES, LANES);
+        if (i == label_at)
+            g0 = g0 - label_vector;
+        if (i + LANES == label_at)
+            g1 = g1 - label_vector;
+        VSTORE_OUT_PAIR(grad + i, g0, g1);
+    }
+#else
+    (void)label_term;
+#endif
+    for (; i < n; i += LANES) {
         const fs_index k = n - i < LANES ? n - i : LANES;
-        /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
-        const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
-                        : (k == LANES ? VLOAD_OUT(stored + i) : VLOAD_PARTIAL_OUT(stored + i, k, 0));
-        VEC g = e * vp;
-        if (class_term) {
-            VEC c = vc * CLASS_WEIGHTS(i, k);
-            if (target)
-                c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
-                         spread);
-            g = g - c;
-        }
+        VEC g = CE_GRAD_VECTOR(i, k);
+#if FS_OUT_NARROWS
+        if (i == label_at)
+            g = g - label_vector;
+#endif
         /* the label's line stays in the cache, for its own term read back after */
         if (k == LANES)
             FN(store_result)(grad + i, g, stream && !FN(in_line_of)(label, i));
@@ -213,37 +288,47 @@ FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const OUT *stor
     }
 }
 
+#if !FS_OUT_NARROWS
 FS_NOINLINE void FN(ce_chunk_grad)(const REAL *target, const REAL *weight, OUT *grad,
                                    fs_index n, fs_index n_classes, double p_factor,
                                    double class_factor, double eps)
 {
     FN(ce_grad_impl)(NULL, 0, grad, target, weight, grad, n, n_classes, p_factor, class_factor, eps, -1,
-                     0);
+                     0, 0);
 }
+#endif
 
-#if FS_STREAMS
+#if FS_KEEPS_APART
 /*
  * The same from the exponentials the sum pass stored in a scratch row
  * (`stored`, not grad: fs_softmax_tmpl.h's row_scratch_fits) or, where it is
- * NULL, from x, the chunk's exponentials exp(x - m) computed again, and the
- * gradient's whole cache lines written with streaming stores
- * (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's result_span_streamed and
- * stream_head): the same bits.  The line that holds `label` (an index into
- * this chunk, or -1) takes ordinary stores, and the label's own term is then
- * subtracted there as
- * ce_subtract_label_term does: read back from the cache, not from a line still
- * on its way to memory.  (Folding the term into the vector instead changed
- * how GCC fused the other lanes' multiply-adds, and so their bits.)  The
- * caller calls vstream_fence() before it returns.
+ * NULL, from x, the chunk's exponentials exp(x - m) computed again: the same
+ * bits.  Where the copy streams, the gradient's whole cache lines are written
+ * with streaming stores (FS_STREAM_OUTPUT: see fs_softmax_tmpl.h's
+ * result_span_streamed and stream_head).  The line that holds `label` (an
+ * index into this chunk, or -1) takes ordinary stores, and the label's own
+ * term is then subtracted there as ce_subtract_label_term does: read back
+ * from the cache, not from a line still on its way to memory.  (Folding the
+ * term into the vector instead changed how GCC fused the other lanes'
+ * multiply-adds, and so their bits.)  The caller calls vstream_fence() before
+ * it returns.  Where OUT narrows, nothing streams, and the label's term is
+ * taken off before each result's one rounding (ce_grad_impl): its lane alone,
+ * after the vector's multiply-adds.
  */
-FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const OUT *stored,
-                                            const REAL *target,
-                                            const REAL *weight, OUT *grad, fs_index n,
-                                            fs_index n_classes, double p_factor,
-                                            double class_factor, double eps, fs_index label,
-                                            double label_term)
+FS_NOINLINE void FN(ce_chunk_grad_apart)(const STORAGE *x, REAL m, const REAL *stored,
+                                         const REAL *target,
+                                         const REAL *weight, OUT *grad, fs_index n,
+                                         fs_index n_classes, double p_factor,
+                                         double class_factor, double eps, fs_index label,
+                                         double label_term)
 {
+#if FS_OUT_NARROWS
+    /* nothing streams: the head before the first whole line, where spans long enough to be
+     * worth a partial store start their pairs (ce_grad_impl), and the rest */
+    const fs_index head = n >= FS_PAIRED_BELOW ? FN(stream_head)(grad, n) : 0, end = n;
+#else
     const fs_index head = FN(stream_head)(grad, n), end = FN(stream_end)(head, n);
+#endif
     /* the head, the whole lines (streamed), the tail; label: an index into each, or -1 */
     const fs_index from[3] = {0, head, end}, to[3] = {head, end, n};
     for (int part = 0; part < 3; part++) {
@@ -251,10 +336,13 @@ FS_NOINLINE void FN(ce_chunk_grad_streamed)(const STORAGE *x, REAL m, const OUT 
         FN(ce_grad_impl)(stored ? NULL : x + at, m, stored ? stored + at : NULL,
                          target ? target + at : NULL, weight ? weight + at : NULL,
                          grad + at, to[part] - at, n_classes, p_factor, class_factor, eps,
-                         label >= at && label < to[part] ? label - at : -1, part == 1);
+                         label >= at && label < to[part] ? label - at : -1, label_term,
+                         part == 1);
     }
+#if !FS_OUT_NARROWS
     if (label >= 0 && label < n)
         FN(ce_subtract_label_term)(grad, label, label_term);
+#endif
 }
 #endif
 
@@ -348,7 +436,11 @@ FS_NOINLINE double FN(ce_row_finish)(FN(ce_row_state) *st, int has_target, const
  * (FS_STREAM_OUTPUT, never in place), the sum pass stores the exponentials in
  * `row_scratch` (a buffer of row_scratch_bytes(n), or NULL: then it stores
  * nothing and the gradient pass computes them again), and the gradient pass
- * streams its stores.
+ * streams its stores.  Where OUT narrows, grad cannot keep them either: the
+ * sum pass stores them in `row_scratch` too, or none where it is NULL, and
+ * the gradient pass rounds each result once as it stores it.  That pass reads
+ * x only where it computes the exponentials again, each vector before it
+ * writes the same elements, so grad may still be x.
  */
 static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
                          const REAL *weight, double weight_sum, double eps,
@@ -389,9 +481,11 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
     }
     FN(ce_row_prepare)(&st, x, target, weight, weight_sum, eps, n);
     st.dropped = 0; /* each chunk that may hold the max leaves its terms out and counts them */
-    OUT *stored = grad && !stream ? grad : NULL; /* where the sum pass stores the exponentials */
-#if FS_STREAMS
-    if (grad && stream && row_scratch)
+    /* where the sum pass stores the exponentials: grad itself, or (apart) a scratch row */
+    const int apart = grad && (stream || FS_OUT_NARROWS);
+    REAL *stored = grad && !apart ? FN(kept_in)(grad) : NULL;
+#if FS_KEEPS_APART
+    if (apart && row_scratch)
         stored = FN(scratch_beside)(row_scratch, grad);
 #else
     (void)row_scratch;
@@ -401,24 +495,26 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
         const double part = FN(ce_chunk_sum_exp)(x + c, stored ? stored + c : NULL,
                                                  fs_chunk_length(n, c), st.m,
                                                  ahead ? ahead + c : NULL, &drop,
-                                                 stored != NULL && stored != grad);
+                                                 stored != NULL && apart && !FS_OUT_NARROWS);
         st.sum = c == 0 ? part : st.sum + part;
         st.dropped += drop;
     }
     const double loss = FN(ce_row_finish)(&st, target != NULL, weight, weight_sum, eps, n,
                                           grad_scale);
-#if FS_STREAMS
-    if (grad && stream) {
-        FN(ce_chunk_grad_streamed)(x, st.m, stored, target, weight, grad, n, n, st.factors[0],
-                                   st.factors[1], eps, target ? -1 : label, st.label_term);
+#if FS_KEEPS_APART
+    if (apart) {
+        FN(ce_chunk_grad_apart)(x, st.m, stored, target, weight, grad, n, n, st.factors[0],
+                                st.factors[1], eps, target ? -1 : label, st.label_term);
         return loss;
     }
 #endif
+#if !FS_OUT_NARROWS
     if (grad) {
         FN(ce_chunk_grad)(target, weight, grad, n, n, st.factors[0], st.factors[1], eps);
         if (!target)
             FN(ce_subtract_label_term)(grad, label, st.label_term);
     }
+#endif
     return loss;
 }
 
@@ -591,6 +687,26 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
      * 0 class_factor (0 * inf = NaN) and the gradient stays finite, as torch's.
      */
     const int class_term = target || eps > 0;
+#if FS_OUT_NARROWS
+    /*
+     * A stored 16-bit value does not read back as it was computed: each
+     * label's own term is taken off its lane in the label's row, before the
+     * rounding, as the loop below takes it off a float gradient.  The labelled
+     * lanes in the order of their labels (an insertion sort of at most LANES).
+     */
+    fs_index fold_row[LANES];
+    int fold_lane[LANES], folds = 0, next_fold = 0;
+    for (int i = 0; i < (int)lanes; i++)
+        if (has_label_term[i]) {
+            int at = folds++;
+            for (; at > 0 && fold_row[at - 1] > label[i]; at--) {
+                fold_row[at] = fold_row[at - 1];
+                fold_lane[at] = fold_lane[at - 1];
+            }
+            fold_row[at] = label[i];
+            fold_lane[at] = i;
+        }
+#endif
     for (fs_index k = 0; k < n; k++) {
         const VEC e = own_grad ? TILE_LOAD_OUT(grad + k * stride, 0, 0)
                                : VEXP(TILE_LOAD(x + k * stride, 0, 0) - m[0]);
@@ -599,16 +715,29 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
             c = class_factor * VSPLAT(weight ? SLOAD_REAL(weight + k) : 1);
             if (target)
                 c = c * (TILE_LOAD_REAL(target + k * stride, 0, 0) * keep + spread);
+            FS_OPAQUE(c); /* e * p_factor is the product to fuse (ce_grad_impl) */
         }
         /* One expression, as before the class-term test: the same FMA contraction, the same bits. */
-        TILE_STORE(grad + k * stride, 0, VSELECT(valid, e * p_factor - c, VSPLAT(0)));
+        VEC g = VSELECT(valid, e * p_factor - c, VSPLAT(0));
+#if FS_OUT_NARROWS
+        if (next_fold < folds && fold_row[next_fold] == k) { /* (ce_grad_impl's in_lane) */
+            VEC terms = VSPLAT(0);
+            for (; next_fold < folds && fold_row[next_fold] == k; next_fold++)
+                terms = terms + FN(in_lane)(fold_lane[next_fold],
+                                            (REAL)label_term[fold_lane[next_fold]]);
+            g = g - terms;
+        }
+#endif
+        TILE_STORE(grad + k * stride, 0, g);
     }
+#if !FS_OUT_NARROWS
     /* The label's own term, at the label checked above (this tile's copy, never re-read). */
     for (fs_index i = 0; i < lanes; i++)
         if (has_label_term[i]) {
             OUT *at = grad + label[i] * stride + i;
             SSTORE_OUT(at, SLOAD_OUT(at) - (REAL)label_term[i]);
         }
+#endif
 }
 
 /*
@@ -668,6 +797,11 @@ static void FN(cross_entropy_block)(const STORAGE *x, const int64_t *labels, con
 #if FS_STREAMS
     if (stream_asked && stride == 1 && FN(row_scratch_fits)(grad, n))
         row_scratch = malloc(FN(row_scratch_bytes)(n)); /* (else as without: the same bits) */
+#elif FS_OUT_NARROWS
+    /* ce_row's exponentials, kept apart from a 16-bit gradient where the row stays in L2:
+     * longer rows compute them again, as without memory (the same bits) */
+    if (grad && stride == 1 && n <= FS_STREAM_ROW_SCRATCH_BYTES / (fs_index)sizeof(REAL))
+        row_scratch = malloc(FN(row_scratch_bytes)(n));
 #endif
     /* without a scratch row (a longer row), ordinary stores: see row_scratch_fits */
     const int stream = stream_asked && row_scratch != NULL;

@@ -161,12 +161,13 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 #include "fs_top_k_tmpl.h"
 #include "fs_sample_tmpl.h"
 
-/* 16-bit outputs: the elementwise ops only (fs_kernels.h's fs_narrowing_kernels). */
+/* 16-bit outputs: the elementwise ops and cross_entropy's gradient (fs_kernels.h's fs_narrowing_kernels). */
 #include "fs_type_f16_out.h"
 #include "fs_reduce_tmpl.h"
 #include "fs_log_sum_tmpl.h"
 #include "fs_softmax_tmpl.h"
 #include "fs_backward_tmpl.h"
+#include "fs_cross_entropy_tmpl.h"
 #include "fs_long_rows_tmpl.h"
 
 #include "fs_type_bf16_out.h"
@@ -174,6 +175,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 #include "fs_log_sum_tmpl.h"
 #include "fs_softmax_tmpl.h"
 #include "fs_backward_tmpl.h"
+#include "fs_cross_entropy_tmpl.h"
 #include "fs_long_rows_tmpl.h"
 
 /* One dtype's kernels, by field name (fs_kernels.h's fs_kernels_f32 / fs_kernels_f64). */
@@ -221,6 +223,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
         .softmax_long_rows = softmax_long_rows_##SFX,   \
         .backward = backward_block_##SFX,               \
         .backward_long_rows = backward_long_rows_##SFX, \
+        .cross_entropy = cross_entropy_block_##SFX,     \
         .narrow = narrow_span_##SFX,                    \
     }
 

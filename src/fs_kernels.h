@@ -238,7 +238,8 @@ FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, bf16)
 
 /*
  * The kernels with 16-bit outputs: float16 in and out, bfloat16 in and out
- * (src/fs_type_*_out.h), for the ops whose result is elementwise.  Each output
+ * (src/fs_type_*_out.h), for the ops whose result is elementwise (and
+ * cross_entropy, whose 16-bit output is its gradient).  Each output
  * is the float the fs_kernels_f16/bf16 kernels compute, rounded once to the
  * nearest 16-bit value (ties to even); `out` may be `x` (or g, y) itself.
  */
@@ -254,6 +255,13 @@ FS_DEFINE_DTYPE_KERNELS(uint16_t, float, float, bf16)
                          fs_index n, fs_index width, fs_index stride, int log_output);           \
         int (*backward_long_rows)(const uint16_t *g, const uint16_t *y, uint16_t *out,           \
                                   fs_index rows, fs_index n, int log_output, int nthreads);      \
+        /* cross_entropy with a 16-bit gradient (may be x), as fs_kernels_##SFX's: targets */   \
+        /* and weights in float32; `flags` 0 (a 16-bit gradient never streams) */               \
+        void (*cross_entropy)(const uint16_t *x, const int64_t *labels, const float *target,     \
+                              const float *weight, double weight_sum, double eps,                \
+                              int64_t ignore_index, double *loss, uint16_t *grad,                \
+                              double grad_scale, fs_index outer, fs_index n,                     \
+                              fs_index width, fs_index stride, int flags);                       \
         /* out = x rounded: a float result stored as 16-bit (the vector rounding above) */       \
         void (*narrow)(const float *x, uint16_t *out, fs_index n);                               \
     } fs_narrowing_kernels_##SFX;

@@ -432,12 +432,12 @@ static void FN(ce_long_grad_part)(void *arg, int64_t i)
         FN(ce_skipped_chunk)(job->grad + at, fs_chunk_len(ch, (fs_index)i), job->status[r]);
 #if FS_STREAMS
     else if (job->stream) {
-        FN(ce_chunk_grad_streamed)(job->x + at, job->st[r].m, NULL, FN(ce_target_at)(job, (fs_index)i),
-                                   FN(ce_weight_at)(job, (fs_index)i), job->grad + at,
-                                   fs_chunk_len(ch, (fs_index)i), job->n, job->st[r].factors[0],
-                                   job->st[r].factors[1], job->eps,
-                                   job->target ? -1 : job->st[r].label - fs_chunk_start(ch, (fs_index)i),
-                                   job->st[r].label_term);
+        FN(ce_chunk_grad_apart)(job->x + at, job->st[r].m, NULL, FN(ce_target_at)(job, (fs_index)i),
+                                FN(ce_weight_at)(job, (fs_index)i), job->grad + at,
+                                fs_chunk_len(ch, (fs_index)i), job->n, job->st[r].factors[0],
+                                job->st[r].factors[1], job->eps,
+                                job->target ? -1 : job->st[r].label - fs_chunk_start(ch, (fs_index)i),
+                                job->st[r].label_term);
         vstream_fence(); /* before the pool hears that this part is done */
     }
 #endif

@@ -351,6 +351,23 @@ static fs_index FN(stream_end)(fs_index head, fs_index n)
 {
     return n - (n - head) % FN(line_length);
 }
+
+/*
+ * A scratch row of n kept values (REAL) for a row walked alone, and where in its
+ * buffer it starts: half a page from out modulo 4 KB, so that the last pass's
+ * loads never match the addresses of the stores just before them, and at out's
+ * offset in a line, so that its loads are as aligned as its stores (see
+ * row_scratch_fits; cross_entropy's ce_row where OUT narrows).
+ */
+static size_t FN(row_scratch_bytes)(fs_index n) { return (size_t)n * sizeof(REAL) + FS_PAGE_BYTES; }
+
+static REAL *FN(scratch_beside)(void *buffer, const OUT *out)
+{
+    const uintptr_t skew =
+        ((uintptr_t)out + FS_PAGE_BYTES / 2 - (uintptr_t)buffer) % FS_PAGE_BYTES;
+    /* (a whole REAL past it where out is a narrower type: rows of REAL stay aligned) */
+    return (REAL *)((char *)buffer + skew - skew % sizeof(REAL));
+}
 #endif
 
 #if FS_STREAMS
@@ -385,15 +402,6 @@ static int FN(row_scratch_fits)(const OUT *out, fs_index n)
 {
     return (uintptr_t)out % sizeof(OUT) == 0 && /* else nothing streams: stream_head */
            n <= FN(stream_row_scratch_length);
-}
-
-static size_t FN(row_scratch_bytes)(fs_index n) { return (size_t)n * sizeof(OUT) + FS_PAGE_BYTES; }
-
-static OUT *FN(scratch_beside)(void *buffer, const OUT *out)
-{
-    const uintptr_t skew =
-        ((uintptr_t)out + FS_PAGE_BYTES / 2 - (uintptr_t)buffer) % FS_PAGE_BYTES;
-    return (OUT *)((char *)buffer + skew);
 }
 
 /*
@@ -555,7 +563,7 @@ static void FN(softmax_row)(const STORAGE *x, const uint8_t *mask, OUT *out, fs_
     (void)row_scratch;
 #if FS_STREAMS
     /* where the sum pass of a streamed row stores, when it has a scratch row */
-    OUT *const stored = stream && row_scratch ? FN(scratch_beside)(row_scratch, out) : NULL;
+    REAL *const stored = stream && row_scratch ? FN(scratch_beside)(row_scratch, out) : NULL;
 #endif
     if (log_output) {
         double log_sum;

@@ -34,6 +34,7 @@
  *                          lane-wise choice by them
  *   vtranspose_f32(r)      the LANES x LANES matrix of vectors r[0..LANES-1], transposed
  *   LANE(v, i)             one lane, of any vector type
+ *   FS_OPAQUE(v)           v, hidden from multiply-add contraction (see below)
  * and likewise _f64.
  *
  * Explicit vector extensions rather than auto-vectorized scalar loops: GCC 12
@@ -50,6 +51,26 @@ typedef float real_f32;
 typedef double real_f64;
 typedef uint32_t bits_f32;
 typedef uint64_t bits_f64;
+
+/*
+ * FS_OPAQUE(v): leaves v (a vector or a scalar) as it is, but hides how it was
+ * computed from multiply-add contraction (-ffp-contract=fast).  In a * b - v
+ * the compiler then has one product to fuse, a * b, in every copy of a
+ * template; in a * b - c * d it may fuse either, by the code around the
+ * expression, and cross_entropy's 16-bit gradient must be the float one rounded
+ * (the float and the 16-bit-output copies of its gradient pass are other
+ * machine code).  An empty asm that claims to change v in a register (SSE/AVX
+ * on x86, NEON on AArch64) or, for a vector wider than the target's registers
+ * (the logic build's 16 lanes on AVX2), in memory.  Elsewhere nothing:
+ * compilers there are not asked to contract.
+ */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FS_OPAQUE(v) __asm__("" : "+xm"(v))
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define FS_OPAQUE(v) __asm__("" : "+wm"(v))
+#else
+#define FS_OPAQUE(v) ((void)0)
+#endif
 
 #if FS_VBYTES > 0
 

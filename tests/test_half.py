@@ -236,41 +236,136 @@ def test_cross_entropy_16_bit_gradient_in_blocks(dtype, shape, axis):
             assert_same_bits(grad, grad32.astype(dtype), f"{shape} {smoothing} {threads}")
 
 
-@pytest.mark.parametrize("dtype", HALVES, ids=str)
-@pytest.mark.parametrize("n", [1, 7, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
-                               NARROWED_ROWS + 1])
-def test_cross_entropy_16_bit_gradient_rows_in_float32_blocks(dtype, n, scratch_failures):
-    """Rows of up to NARROWED_ROWS elements: each thread's rows in groups through a float32
-    scratch block (three groups and a row more here), the longer ones in the Python layer's
-    blocks.  Every kind of target, weights, ignored labels, in place or not, on 1-3 threads,
-    and with blocks that find no scratch memory (every one, every other, every third: their
-    rows computed again the other way): the float32 gradient rounded once."""
-    rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 1000)
-    x = _hostile((rows, n), dtype, seed=n)
-    rng = np.random.default_rng(n)
-    labels = rng.integers(0, n, rows)
-    labels[::5] = -100
-    probabilities = fs.softmax(random_logits((rows, n), np.float32, seed=n + 1))
+def _16_bit_gradient_cases(x, n, seed):
+    """cross_entropy's targets and options for logits ``x`` of ``n`` classes on axis 1:
+    labels (ignored ones among them, and the first and last class), with class weights
+    and smoothing; probabilities, with weights and no reduction."""
+    rng = np.random.default_rng(seed)
+    sample_shape = x.shape[:1] + x.shape[2:]
+    labels = rng.integers(0, n, sample_shape)
+    labels.reshape(-1)[::5] = -100
+    labels.reshape(-1)[1::7] = 0
+    labels.reshape(-1)[2::7] = n - 1
+    probabilities = fs.softmax(random_logits(x.shape, np.float32, seed=seed + 1), axis=1)
     weight = rng.random(n) + 0.5
-    cases = [(labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
-             (probabilities, {}), (probabilities, {"weight": weight, "reduction": "none"})]
-    for target, options in cases:
-        loss32, grad32 = fs.cross_entropy(x, target, return_grad=True, **options)
-        expected = grad32.astype(dtype)
-        for every in (0, 1, 2, 3):
-            scratch_failures(every)
-            for threads in (1, 2, 3):
-                what = f"n={n} {sorted(options)} threads={threads} failing every {every}"
-                loss, grad = fs.cross_entropy(x, target, return_grad=True,
-                                              grad_out=np.empty(x.shape, dtype),
-                                              n_threads=threads, **options)
-                assert np.array_equal(loss, loss32, equal_nan=True), what
-                assert_same_bits(grad, expected, what)
-                logits = x.copy()
-                loss, grad = fs.cross_entropy(logits, target, return_grad=True,
-                                              grad_out=logits, n_threads=threads, **options)
-                assert grad is logits and np.array_equal(loss, loss32, equal_nan=True), what
-                assert_same_bits(grad, expected, "in place: " + what)
+    return [(labels, {}), (labels, {"weight": weight, "label_smoothing": 0.1}),
+            (probabilities, {}), (probabilities, {"weight": weight, "reduction": "none"})]
+
+
+def _kernels_gradient(x, target, options, out, threads):
+    """cross_entropy's per-sample losses (reduction "none") and 16-bit gradient through the
+    16-bit kernels themselves (``_core.cross_entropy`` with a 16-bit grad), whichever way
+    the public function takes for the shape (``_core.narrowed_gradient_in_kernels``)."""
+    bits = (lambda a: a.view(np.uint16)) if x.dtype == BF16 else (lambda a: a)
+    outer, n = x.shape[:2]
+    inner = x.size // (outer * n)
+    weight = options.get("weight")
+    weight = None if weight is None else np.ascontiguousarray(weight, np.float32)
+    weight_sum = float(n) if weight is None else float(weight.sum(dtype=np.float64))
+    probabilities = target if target.dtype.kind == "f" else None
+    labels = None if probabilities is not None else np.ascontiguousarray(target, np.int64)
+    loss = np.empty((outer, inner), np.float64)
+    _core.cross_entropy(bits(x), labels, probabilities, weight, weight_sum,
+                        options.get("label_smoothing", 0.0), -100, loss, bits(out), 1.0, outer,
+                        n, inner, threads)
+    return loss.reshape(target.shape if labels is not None else (outer,) + x.shape[2:])
+
+
+def _check_16_bit_gradient(x, dtype, n, threads, what, seed):
+    """The 16-bit gradient of x (classes on axis 1) against the float32 one rounded once,
+    from the public function and from the 16-bit kernels themselves (_kernels_gradient),
+    into outputs 0, 1 and 17 elements past a line (nothing written around them) and in
+    place, for every case of _16_bit_gradient_cases."""
+    for target, options in _16_bit_gradient_cases(x, n, seed):
+        loss32, grad32 = fs.cross_entropy(x, target, axis=1, return_grad=True, **options)
+        losses32, each32 = fs.cross_entropy(x, target, axis=1, return_grad=True,
+                                            reduction="none",
+                                            **{k: v for k, v in options.items()
+                                               if k != "reduction"})
+        expected, each_expected = grad32.astype(dtype), each32.astype(dtype)
+        case = f"{what} {target.dtype} {sorted(options)}"
+        for offset in (0, 1, 17):
+            for route in ("public", "kernels"):
+                buffer = np.full(x.size + 64, 0x7E01, np.uint16)  # (a NaN in both types)
+                start = (-buffer.ctypes.data // 2) % 32 + offset
+                out = buffer[start:start + x.size].view(dtype).reshape(x.shape)
+                at = f"{case} offset {offset} {route}"
+                if route == "public":
+                    loss, grad = fs.cross_entropy(x, target, axis=1, return_grad=True,
+                                                  grad_out=out, n_threads=threads, **options)
+                    assert grad is out and np.array_equal(loss, loss32, equal_nan=True), at
+                    assert_same_bits(grad, expected, at)
+                else:
+                    losses = _kernels_gradient(x, target, options, out, threads)
+                    assert np.array_equal(losses.astype(np.float32), losses32,
+                                          equal_nan=True), at
+                    assert_same_bits(out, each_expected, at)
+                around = np.concatenate([buffer[:start], buffer[start + x.size:]])
+                assert (around == 0x7E01).all(), f"{at}: wrote outside grad_out"
+        logits = x.copy()
+        loss, grad = fs.cross_entropy(logits, target, axis=1, return_grad=True,
+                                      grad_out=logits, n_threads=threads, **options)
+        assert grad is logits and np.array_equal(loss, loss32, equal_nan=True), case
+        assert_same_bits(grad, expected, "in place: " + case)
+        logits = x.copy()
+        _kernels_gradient(logits, target, options, logits, threads)
+        assert_same_bits(logits, each_expected, "in place, the kernels: " + case)
+
+
+@pytest.mark.parametrize("failing_every", [0, 2])
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_gradient_rows_round_once_as_the_kernels_store(isa, dtype, failing_every,
+                                                              scratch_failures):
+    """A 16-bit gradient's rows in the 16-bit kernels: the sum pass keeps the exponentials
+    in a float32 row apart (rows of up to ``stream_row_scratch`` elements; longer ones
+    compute them again), and the gradient pass takes the label's own term off in float32
+    before it rounds each value once as it stores it, two vectors a store.  The public
+    function takes that way for rows of one per lane and from NARROWED_GRADIENT_FROM
+    elements (``_core.narrowed_gradient_in_kernels``), and each thread's float32 blocks
+    for the others, unless a block finds no scratch memory (every other one, with
+    failing_every=2): the kernels then take its rows.  Every way is checked here.  Row
+    lengths around every block size, a chunk, and the scratch row's limit; every kind of
+    target; outputs at odd offsets and in place; NaN, inf and the 16-bit extremes; 1 and
+    2 threads: the float32 gradient rounded once."""
+    scratch_failures(failing_every)
+    limit = INFO[isa]["float32"]["stream_row_scratch"]
+    for n in _lengths(isa) + [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3, limit, limit + 1]:
+        rows = 37 if n <= 64 else 5 if n <= 4 * CHUNK else 2
+        x = _hostile((rows, n), dtype, seed=n)
+        if n > 1:
+            x[rows - 1, n // 2] = np.inf if n % 2 else np.nan
+        for threads in (1, 2):
+            _check_16_bit_gradient(x, dtype, n, threads, f"{isa} n={n} threads={threads}",
+                                   seed=n)
+
+
+def test_16_bit_gradient_rows_take_the_kernels_where_they_are_faster():
+    short_row = INFO[_core.isa()]["float16"]["short_row"]
+    kernels = [n for n in range(1, 70000) if _core.narrowed_gradient_in_kernels(n)]
+    assert kernels[:short_row] == list(range(1, short_row + 1))
+    assert kernels[short_row] == 256 and kernels[-1] == 69999
+    assert not _core.narrowed_gradient_in_kernels(NARROWED_ROWS + 1)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_gradient_panels_take_each_label_term_off_before_rounding(isa, dtype):
+    """Classes not on the last axis: the 16-bit kernels' panels, one sample per lane, whose
+    labels' terms are taken off lane by lane in label order as the rows go by, before the
+    rounding (the public function takes float32 blocks there): widths around the vector
+    (a partial tile), labels shared by lanes, in descending order, and on the first and
+    last class."""
+    lanes = INFO[isa]["float32"]["lanes"]
+    for n in (1, 2, 7, 40):
+        for width in sorted({1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3} - {0}):
+            x = _hostile((3, n, width), dtype, seed=n * width)
+            _check_16_bit_gradient(x, dtype, n, 2, f"{isa} n={n} width={width}",
+                                   seed=n + width)
+            descending = np.broadcast_to(np.arange(width)[::-1] % n, (3, width)).copy()
+            _, grad32 = fs.cross_entropy(x, descending, axis=1, return_grad=True,
+                                         reduction="none")
+            out = np.empty(x.shape, dtype)
+            _kernels_gradient(x, descending, {}, out, 2)
+            assert_same_bits(out, grad32.astype(dtype), f"{isa} n={n} width={width} descending")
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)

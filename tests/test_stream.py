@@ -3,7 +3,7 @@ past the caches.
 
 The last pass streams its whole cache lines (src/fs_softmax_tmpl.h's
 last_pass_streamed from scratch rows, result_span_streamed from x, the pipelined
-rows' side_streams, src/fs_cross_entropy_tmpl.h's ce_chunk_grad_streamed;
+rows' side_streams, src/fs_cross_entropy_tmpl.h's ce_chunk_grad_apart;
 FS_STREAM_OUTPUT in src/fs_kernels.h) when the input and output together take at least the threshold
 (``fastsoftmax.set_stream_threshold``), and its results must be the ordinary pass's,
 bit for bit.  These tests set the threshold to 0 so that small arrays take that path:

@@ -30,7 +30,7 @@
  * 2 * FS_CHUNK with 1 and 3 threads and streamed (bitwise equal), and the chunk steps (row_max,
  * chunk_sum_exp, scale_span, log_softmax_span, logsumexp_finish) rebuilt into a row;
  * backward; cross-entropy (labels, ignore_index, probability targets, class weights, label
- * smoothing, gradient, streamed gradient); top_k; sample (filters, draw, logprobs, top logprobs, bad rows);
+ * smoothing, gradient, streamed gradient, the 16-bit gradient rounded once); top_k; sample (filters, draw, logprobs, top logprobs, bad rows);
  * exp_span (ULP sweep, specials, tails that must not be overrun); narrow.
  */
 #include <float.h>
@@ -791,6 +791,23 @@ static void cross_entropy(idx outer, idx n, idx stride, int probs, int weighted,
         free(streamed);
         free(streamed_loss);
     }
+    if (grad && DT >= F16) { /* a 16-bit gradient: the float one rounded once, off alignment and in place */
+        uint16_t *g16 = zalloc((size_t)(size + 1) * 2), *in_place = zalloc((size_t)size * 2);
+        double *loss16 = malloc(sizeof(double) * (size_t)samples);
+        NARROW(cross_entropy, x, lab, t, w, wsum, eps, -100, loss16, g16 + 1, gscale, outer, n, stride,
+               stride, 0);
+        for (idx i = 0; i < size; i++)
+            expect_true(narrowed_ok(g16[1 + i], out_get(grad, i)),
+                        "16-bit cross_entropy gradient is not the float one rounded", i);
+        expect_true(bits_equal(loss16, loss, samples, 8), "16-bit cross_entropy's loss differs", 0);
+        memcpy(in_place, x, (size_t)size * 2);
+        NARROW(cross_entropy, in_place, lab, t, w, wsum, eps, -100, loss16, in_place, gscale, outer, n,
+               stride, stride, 0);
+        expect_true(bits_equal(in_place, g16 + 1, size, 2), "16-bit cross_entropy in place differs", 0);
+        free(g16);
+        free(in_place);
+        free(loss16);
+    }
     end_case();
     free(x); free(t); free(w); free(grad); free(lab); free(loss); free(rl); free(zmax); free(amax); free(rg);
 }
@@ -1184,7 +1201,7 @@ static void run_dtype(long exp_step)
         backward_long(2, 2 * FS_CHUNK + 77, lg);
     }
     static const idx cshape[][3] = {{7, 33, 1}, {4, 10, 1}, {17, 16, 1}, {9, 3, 1}, {16, 1000, 1}, {3, 17, 5},
-                                    {2, 5, 40}, {5, 1, 1}, {2, 9, 8}};
+                                    {2, 5, 40}, {5, 1, 1}, {2, 9, 8}, {3, 2 * FS_CHUNK + 5, 1}};
     for (size_t k = 0; k < sizeof cshape / sizeof cshape[0]; k++)
         for (int probs = 0; probs < 2; probs++)
             for (int wt = 0; wt < 2; wt++)
