@@ -225,18 +225,20 @@ FS_ALWAYS_INLINE VEC FN(ce_grad_vector)(const STORAGE *x, VEC vm, const REAL *st
     /* e: the sum pass's exponential exp(x - m), read back, or computed again as it was */
     const VEC e = x ? VEXP((k == LANES ? VLOAD(x + i) : VLOAD_PARTIAL(x + i, k, -INFINITY)) - vm)
                     : (k == LANES ? VLOAD_REAL(stored + i) : VLOAD_PARTIAL_REAL(stored + i, k, 0));
-    VEC c = VSPLAT(0); /* e * vp - 0 rounds as e * vp, FMA or not */
+    VEC g = e * vp;
     if (class_term) {
-        c = vc * CLASS_WEIGHTS(i, k);
+        VEC c = vc * CLASS_WEIGHTS(i, k);
         if (target)
             c = c * ((k == LANES ? VLOAD_REAL(target + i) : VLOAD_PARTIAL_REAL(target + i, k, 0)) * keep +
                      spread);
-        FS_OPAQUE(c); /* e * vp is the product to fuse, in every copy: the same bits */
+        /* Neither product fuses into the subtraction, in any copy: GCC fused e * vp only
+         * where it had unswitched the loop on class_term (the product and the subtraction
+         * then in one block), and which copies those are differs by ISA and path. */
+        FS_OPAQUE(c);
+        FS_OPAQUE(g);
+        g = g - c;
     }
-    /* One expression after the branch, as ce_panel_tile's: with the product in the branch
-     * and the subtraction in it too, GCC fused them only in the copies whose loop it
-     * unswitched on class_term (a product and its sum in different blocks never fuse). */
-    return e * vp - c;
+    return g;
 }
 
 FS_ALWAYS_INLINE void FN(ce_grad_impl)(const STORAGE *x, REAL m, const REAL *stored,
