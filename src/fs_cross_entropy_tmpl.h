@@ -717,9 +717,10 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
             c = class_factor * VSPLAT(weight ? SLOAD_REAL(weight + k) : 1);
             if (target)
                 c = c * (TILE_LOAD_REAL(target + k * stride, 0, 0) * keep + spread);
-            FS_OPAQUE(c); /* e * p_factor is the product to fuse (ce_grad_impl) */
+            FS_OPAQUE(c); /* e * p_factor is the one product left to fuse */
         }
-        /* One expression, as before the class-term test: the same FMA contraction, the same bits. */
+        /* One expression in one block, whatever the class-term test: it fuses alike in
+         * every copy (ce_grad_vector's, split by its branch, cannot; there nothing fuses). */
         VEC g = VSELECT(valid, e * p_factor - c, VSPLAT(0));
 #if FS_OUT_NARROWS
         if (next_fold < folds && fold_row[next_fold] == k) { /* (ce_grad_impl's in_lane) */

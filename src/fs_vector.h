@@ -54,12 +54,13 @@ typedef uint64_t bits_f64;
 
 /*
  * FS_OPAQUE(v): leaves v (a vector or a scalar) as it is, but hides how it was
- * computed from multiply-add contraction (-ffp-contract=fast).  In a * b - v
- * the compiler then has one product to fuse, a * b, in every copy of a
- * template; in a * b - c * d it may fuse either, by the code around the
- * expression, and cross_entropy's 16-bit gradient must be the float one rounded
- * (the float and the 16-bit-output copies of its gradient pass are other
- * machine code).  An empty asm that claims to change v in a register (SSE/AVX
+ * computed from multiply-add contraction (-ffp-contract=fast).  With u and v
+ * both opaque, u - v fuses in no copy of a template; whether GCC fuses a
+ * product into a subtraction otherwise depends on the code around it (only
+ * within one basic block, so on whether it unswitched the loop), and
+ * cross_entropy's 16-bit gradient must be the float one rounded (the float and
+ * the 16-bit-output copies of its gradient pass are other machine code).  An
+ * empty asm that claims to change v in a register (SSE/AVX
  * on x86, NEON on AArch64) or, for a vector wider than the target's registers
  * (the logic build's 16 lanes on AVX2), in memory.  Elsewhere nothing:
  * compilers there are not asked to contract.
