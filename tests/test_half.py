@@ -477,6 +477,42 @@ def test_16_bit_results_at_odd_byte_addresses(isa, dtype):
                 assert (buffer[:offset] == 0xA5).all() and (buffer[offset + x.nbytes:] == 0xA5).all()
 
 
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_16_bit_results_overlapping_their_input_are_those_of_a_separate_output(isa, dtype):
+    # tests/test_aliasing.py's class for float32 and float64, here for 16-bit results: an
+    # out= or grad_out= that starts 1, 7, half a row or a row before or after the logits
+    # in one buffer.  Each way a 16-bit result is computed is hit: the 16-bit kernels'
+    # rows (one per vector lane; 256 and more for the gradient), float32 blocks (rows of
+    # 33 to 255), a row longer than the pipelined kernel's, and the panels of axis 0.
+    lanes = INFO[isa]["float32"]["lanes"]
+    ops = [(name, axis) for name in ("softmax", "log_softmax") for axis in (-1, 0)]
+    ops += [("cross_entropy", -1), ("cross_entropy smoothed", -1)]
+    for rows, n in [(4 * lanes + 3, max(2, lanes - 1)), (2 * lanes, 100), (5, 300), (3, 5000)]:
+        x = random_logits((rows, n), np.float32, seed=n).astype(dtype)
+        labels = np.random.default_rng(n).integers(0, n, rows)
+        for name, axis in ops:
+            def call(logits, out, threads):
+                if name.startswith("cross_entropy"):
+                    smoothing = 0.1 if name.endswith("smoothed") else 0.0
+                    return fs.cross_entropy(logits, labels, return_grad=True, grad_out=out,
+                                            label_smoothing=smoothing, n_threads=threads)[1]
+                return getattr(fs, name)(logits, axis=axis, out=out, n_threads=threads)
+
+            expected = call(x.copy(), np.empty_like(x), 1)
+            for shift in (1, 7, n // 2, n, -1, -7, -n):
+                for threads in (1, 2):
+                    start = n + 7  # (room for every shift on both sides)
+                    buffer = np.zeros(x.size + 2 * start, dtype)
+                    logits = buffer[start:start + x.size].reshape(x.shape)
+                    logits[...] = x
+                    out = buffer[start + shift:start + shift + x.size].reshape(x.shape)
+                    got = call(logits, out, threads)
+                    assert got is out
+                    assert_same_bits(out, expected,
+                                     f"{name} axis={axis} {rows}x{n} shifted {shift}, "
+                                     f"{threads} threads")
+
+
 @pytest.mark.parametrize("failing_every", [0, 1])
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 def test_pipelined_16_bit_rows_round_as_their_last_pass_stores(isa, dtype, failing_every,
