@@ -61,18 +61,17 @@ typedef uint64_t bits_f64;
  * cross_entropy's 16-bit gradient must be the float one rounded (the float and
  * the 16-bit-output copies of its gradient pass are other machine code).  An
  * empty asm that claims to change v in a register (SSE/AVX on x86, NEON on
- * AArch64) or in memory; only in memory for a vector wider than the target's
- * registers (the logic build's 16 lanes on AVX2, tools/emulated_isas.sh, where
- * GCC rejects "+xm").  Elsewhere nothing: compilers there are not asked to
- * contract.
+ * AArch64), or in memory for a vector wider than the target's registers (the
+ * logic build's 16 lanes on AVX2, tools/emulated_isas.sh).  Elsewhere nothing:
+ * compilers there are not asked to contract.
  */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && FS_VBYTES == 64 && \
     !defined(__AVX512F__) && !defined(__clang__)
 #define FS_OPAQUE(v) __asm__("" : "+m"(v))
 #elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FS_OPAQUE(v) __asm__("" : "+xm"(v))
+#define FS_OPAQUE(v) __asm__("" : "+x"(v))
 #elif defined(__GNUC__) && defined(__aarch64__)
-#define FS_OPAQUE(v) __asm__("" : "+wm"(v))
+#define FS_OPAQUE(v) __asm__("" : "+w"(v))
 #else
 #define FS_OPAQUE(v) ((void)0)
 #endif
