@@ -12,8 +12,16 @@ times softmax (out=), log_softmax (out=), logsumexp (out=) and cross_entropy los
 (grad_out=) with automatic threads (n_threads=None) and with n_threads=1, the two alternating
 round by round so that both see the same load, until each has run for --min-time seconds (and
 at least 5 rounds). It stops the busy processes and prints a Markdown table of the two medians
-and their ratio, auto / one thread: above 1 means the automatic thread count lost to a single
-thread on the oversubscribed machine.
+and of the median of the rounds' ratios, auto / one thread: above 1 means the automatic thread
+count lost to a single thread on the oversubscribed machine.
+
+Why the rounds' ratios, not the ratio of the medians: on a loaded machine the OS moves a thread
+between a core of its own and one it shares, for tens to hundreds of milliseconds at a time,
+and the same call then takes 15 or 30 ms (2048x32000 logsumexp, Zen 5, 2 cores). The median of
+such two-valued times jumps between them: with both sides on one thread, the ratio of the
+medians reached 1.03-1.09 in the worst cell of each of four runs, the rounds' ratio 1.01
+(2026-12-06). The two calls of a round run within milliseconds of each other, in the same
+placement, so their ratio measures the threads and not the placement.
 
 The two results of each op are checked against each other before timing (fastsoftmax gives the
 same bits whatever the thread count) and against fastsoftmax.reference on the first row.
@@ -25,6 +33,7 @@ pytest does not collect it.
 """
 
 import argparse
+import functools
 import multiprocessing
 import os
 import signal
@@ -90,7 +99,8 @@ def stop_busy(procs):
 
 
 def paired_medians(func_a, func_b, min_time):
-    """Median seconds of two calls timed alternately, each for at least min_time and MIN_ROUNDS."""
+    """Two calls timed alternately, each for at least min_time and MIN_ROUNDS: the median seconds
+    of each, and the median over rounds of a's time over b's."""
     func_a(), func_b()  # warm-up: thread pool, first touch of the outputs
     times_a, times_b = [], []
     spent_a = spent_b = 0.0
@@ -102,21 +112,36 @@ def paired_medians(func_a, func_b, min_time):
         spent_a, spent_b = sum(times_a), sum(times_b)
         if len(times_a) >= MAX_ROUNDS:
             break
-    return float(np.median(times_a)), float(np.median(times_b))
+    ratios = np.array(times_a) / np.array(times_b)
+    return float(np.median(times_a)), float(np.median(times_b)), float(np.median(ratios))
 
 
-def make_calls(op, x, labels, n_threads):
-    """A zero-argument call of `op` writing into its own preallocated output(s)."""
+def make_calls(op, x, labels):
+    """Zero-argument calls of `op` with automatic threads and with one thread, both writing into
+    the same preallocated output(s).  With an output each, one thread timed against one thread
+    (this script with both sides n_threads=1) gave up to 1.27 on log_softmax 1000000x10 after the
+    larger workloads had run, in one run of three; with one output, 0.99-1.01 on every cell in
+    four runs (Zen 5, 2026-12-06).  The two arrays' memory is not alike (how the OS backs
+    them, likely), and that is not what this script measures."""
     if op == "cross_entropy":
         grad = np.full_like(x, 0)  # filled: pages faulted in before timing
 
-        def call():
+        def call(n_threads):
             return fs.cross_entropy(x, labels, return_grad=True, grad_out=grad, n_threads=n_threads)
+    else:
+        out = np.full(x.shape[:-1], 0, x.dtype) if op == "logsumexp" else np.full_like(x, 0)
+        fn = getattr(fs, op)
 
-        return call
-    out = np.full(x.shape[:-1], 0, x.dtype) if op == "logsumexp" else np.full_like(x, 0)
-    fn = getattr(fs, op)
-    return lambda: fn(x, out=out, n_threads=n_threads)
+        def call(n_threads):
+            return fn(x, out=out, n_threads=n_threads)
+    return functools.partial(call, None), functools.partial(call, 1)
+
+
+def copied(result):
+    """A result kept from the next call into the same buffer."""
+    if isinstance(result, tuple):
+        return tuple(np.copy(part) for part in result)
+    return np.copy(result)
 
 
 def check(op, x, labels, auto, one):
@@ -144,20 +169,20 @@ def measure(workloads, min_time, seed=0):
         x = rng.standard_normal(shape, dtype=np.float32)
         labels = rng.integers(0, shape[1], shape[0])
         for op in OPS:
-            auto, one = make_calls(op, x, labels, None), make_calls(op, x, labels, 1)
-            check(op, x, labels, auto(), one())
-            auto_s, one_s = paired_medians(auto, one, min_time)
-            rows.append((op, name, f"{shape[0]}x{shape[1]}", auto_s, one_s))
+            auto, one = make_calls(op, x, labels)
+            check(op, x, labels, copied(auto()), one())
+            auto_s, one_s, ratio = paired_medians(auto, one, min_time)
+            rows.append((op, name, f"{shape[0]}x{shape[1]}", auto_s, one_s, ratio))
         print(f"{name} done", file=sys.stderr, flush=True)
     return rows
 
 
 def table(rows):
-    lines = ["| op | workload | shape | auto threads | 1 thread | auto ÷ 1 thread |",
+    lines = ["| op | workload | shape | auto threads | 1 thread | auto ÷ 1 thread, by round |",
              "|---|---|---|---:|---:|---:|"]
-    for op, name, shape, auto_s, one_s in rows:
+    for op, name, shape, auto_s, one_s, ratio in rows:
         lines.append(f"| {op} | {name} | {shape} | {auto_s * 1e3:.3f} ms | {one_s * 1e3:.3f} ms "
-                     f"| {auto_s / one_s:.2f} |")
+                     f"| {ratio:.2f} |")
     return "\n".join(lines)
 
 
@@ -167,7 +192,7 @@ def main(argv=None):
                         metavar="NAME", help=f"some of {', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--busy", type=int, default=os.cpu_count() or 1,
                         help="busy processes to start (default: os.cpu_count(), one per CPU)")
-    parser.add_argument("--min-time", type=float, default=0.3,
+    parser.add_argument("--min-time", type=float, default=1.0,
                         help="seconds each of the two thread settings is timed for, per op and workload")
     args = parser.parse_args(argv)
     if args.busy < 0:
@@ -183,7 +208,7 @@ def main(argv=None):
 
     print(f"{cpu_model()}, {os.cpu_count()} CPUs, {args.busy} busy processes (pure-Python loops); "
           f"fastsoftmax {fs.__version__}, kernels {fs._core.isa()}, automatic threads = "
-          f"{fs.get_num_threads()}; float32; median of rounds alternating auto / 1 thread, "
+          f"{fs.get_num_threads()}; float32; medians of rounds alternating auto / 1 thread, "
           f"at least {args.min_time:g} s each\n")
     print(table(rows))
     return 0
