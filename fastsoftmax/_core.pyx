@@ -161,6 +161,7 @@ cdef extern from "fs_pool.h" nogil:
     int fs_pool_fail_spawn(int on)
     int fs_pool_would_share(int nthreads)
     int fs_pool_set_backoff_jobs(int jobs)
+    int fs_pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine)
 
 cdef extern from "fs_fp_env.h" nogil:
     # The kernels' floating-point environment on the calling thread, for one call
@@ -335,6 +336,16 @@ cdef struct SelfTest:
 cdef void _self_test_part(void *arg, int64_t part) noexcept nogil:
     cdef const SelfTest *t = <const SelfTest *> arg
     t.out[part] += 3 * part + 1
+
+
+def _pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine):
+    """The executor's back-off test (src/fs_pool.h, fs_pool_job_lost), for tests: whether a
+    job of ``claims`` claims lost to one thread, when the calling thread ran ``mine`` of
+    them in ``own_ns`` nanoseconds, then waited ``wait_ns`` for workers' claims."""
+    if mine <= 0 or claims < mine or own_ns < 0 or wait_ns < 0:
+        raise ValueError(f"a job of {claims} claims, {mine} of them the caller's, in "
+                         f"{own_ns} + {wait_ns} ns: not a job the executor runs")
+    return bool(fs_pool_job_lost(own_ns, wait_ns, claims, mine))
 
 
 def _pool_self_test(int nthreads, Py_ssize_t parts, int repeats=1):

@@ -84,6 +84,13 @@ int fs_pool_workers(void);
 int fs_pool_set_spin_us(int us);
 int fs_pool_set_openmp(int on);
 int fs_pool_fail_spawn(int on);
+/*
+ * The back-off's test of a finished job (fs_pool.c): whether a job of `claims`
+ * claims lost to one thread, when its owner ran `mine` (> 0) of them in own_ns
+ * and then waited wait_ns for the claims workers still held.  Exposed for
+ * tests.
+ */
+int fs_pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine);
 /* For tests: set how many more jobs the pool runs alone (the back-off's count; 0 */
 /* ends it), returning the count before; negative leaves it as it is.  0 and no */
 /* effect without the pthreads pool. */

@@ -412,6 +412,34 @@ def test_long_rows_on_a_backing_off_pool_take_the_one_thread_path(dtype):
                     assert left == 4, (name, x.shape, t, left)
 
 
+def test_the_back_off_judges_a_job_against_the_callers_own_pace():
+    """The executor's loss test (src/fs_pool.c, fs_pool_job_lost): a job lost to one thread
+    when it took longer than all its claims at the calling thread's pace, plus 20 us, or
+    spent most of its time waiting for workers' claims.  A job the caller finished itself
+    (no wait) gained, whatever its times: the blind spot fs_pool.c's comment describes."""
+    us = 1000
+    lost = _core._pool_job_lost
+    # 8 of 16 claims in 1.6 ms, then 50 us for the worker's last: 1.65 ms against 3.2 ms.
+    assert not lost(1600 * us, 50 * us, 16, 8)
+    # A worker descheduled while it held a claim: 1.6 ms + 3 ms against 3.2 ms.
+    assert lost(1600 * us, 3000 * us, 16, 8)
+    # The slack: 20 us beyond one thread's time is not yet a loss (15 of 16 claims in 3 ms:
+    # one thread 3.2 ms).
+    assert not lost(3000 * us, 220 * us, 16, 15)
+    assert lost(3000 * us, 221 * us, 16, 15)
+    # Waiting for most of the job is a loss even where the owner's slow pace says it gained
+    # (1 of 16 claims in 1 ms: one thread "16 ms").
+    assert lost(1000 * us, 1001 * us, 16, 1)
+    assert not lost(1000 * us, 999 * us, 16, 1)
+    # No wait: the caller ran the last claim, nothing held it up.
+    assert not lost(4000 * us, 0, 16, 1)
+    assert not lost(50_000 * us, 0, 16, 16)
+    with pytest.raises(ValueError, match="16 claims, 0 of them"):
+        lost(1000, 10, 16, 0)
+    with pytest.raises(ValueError, match="4 claims, 5 of them"):
+        lost(1000, 10, 4, 5)
+
+
 def test_concurrent_python_threads():
     """Several Python threads calling at once, the GIL released: each gets its own right answer.
 
