@@ -161,7 +161,8 @@ cdef extern from "fs_pool.h" nogil:
     int fs_pool_fail_spawn(int on)
     int fs_pool_would_share(int nthreads)
     int fs_pool_set_backoff_jobs(int jobs)
-    int fs_pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine)
+    int fs_pool_job_lost(int64_t wall_ns, int64_t wait_ns, int64_t claims, int64_t *claim_ns,
+                         int64_t timed)
 
 cdef extern from "fs_fp_env.h" nogil:
     # The kernels' floating-point environment on the calling thread, for one call
@@ -297,7 +298,8 @@ def _pool_settings(spin_us=None, openmp=None, fail_spawn=None, backoff_jobs=None
     before sleeping (negative: the default).  ``openmp``: run the parts in an OpenMP loop,
     the old executor, to compare with.  ``fail_spawn``: act as if no thread can be
     started.  ``backoff_jobs``: how many more jobs run on their calling thread alone, as
-    after a slow wait on a busy machine (0 ends the back-off; negative only reads it)."""
+    after a job that lost to one thread on a busy machine (0 ends the back-off; negative
+    only reads it)."""
     old = {}
     if backoff_jobs is not None:
         old["backoff_jobs"] = fs_pool_set_backoff_jobs(backoff_jobs)
@@ -338,14 +340,21 @@ cdef void _self_test_part(void *arg, int64_t part) noexcept nogil:
     t.out[part] += 3 * part + 1
 
 
-def _pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine):
+def _pool_job_lost(int64_t wall_ns, int64_t wait_ns, int64_t claims, claim_ns):
     """The executor's back-off test (src/fs_pool.h, fs_pool_job_lost), for tests: whether a
-    job of ``claims`` claims lost to one thread, when the calling thread ran ``mine`` of
-    them in ``own_ns`` nanoseconds, then waited ``wait_ns`` for workers' claims."""
-    if mine <= 0 or claims < mine or own_ns < 0 or wait_ns < 0:
-        raise ValueError(f"a job of {claims} claims, {mine} of them the caller's, in "
-                         f"{own_ns} + {wait_ns} ns: not a job the executor runs")
-    return bool(fs_pool_job_lost(own_ns, wait_ns, claims, mine))
+    job of ``claims`` claims that took ``wall_ns`` nanoseconds, ``wait_ns`` of them waiting
+    for workers, lost to one thread, given the times of its first claims (``claim_ns``, a
+    sequence of at most 256 nanoseconds, as the executor times at most 256)."""
+    cdef int64_t times[256]
+    cdef Py_ssize_t timed = len(claim_ns), i
+    if timed > 256:
+        raise ValueError(f"claim_ns: at most 256 times, got {timed}")
+    if wall_ns < 0 or wait_ns < 0 or wait_ns > wall_ns or claims < timed:
+        raise ValueError(f"a job of {claims} claims, {timed} of them timed, that took {wall_ns} "
+                         f"ns and waited {wait_ns}: not a job the executor runs")
+    for i in range(timed):
+        times[i] = claim_ns[i]
+    return bool(fs_pool_job_lost(wall_ns, wait_ns, claims, times, timed))
 
 
 def _pool_self_test(int nthreads, Py_ssize_t parts, int repeats=1):

@@ -49,25 +49,34 @@
  *
  * Backing off.  A worker that took a claim and was then descheduled (other
  * processes hold the cores) still makes the owner wait, for a time slice of
- * the OS.  So the owner times its own claims and the whole job: a job that
- * took longer than the owner alone would have taken for every claim at its
- * own pace (plus FS_SLACK_NS) lost to one thread, and so did one that spent
- * most of its time waiting for a worker's claims; then the next jobs run on
- * their calling thread alone: FS_BACKOFF_MIN of them, doubling to
- * FS_BACKOFF_MAX while it keeps happening, back to normal after a job that
- * gained (fs_pool_job_lost).  A large job on a loaded machine still runs
- * threaded as long as its waits cost less than its threads gain.  Results are
- * the same on any number of threads, so this only changes the time.
+ * the OS; and where the worker shares a CPU with the owner (the OS put it
+ * there), or the owner is the one descheduled, the job gains nothing while
+ * each thread's share takes twice as long.  So every thread times each claim
+ * it runs, and the owner times the whole job: a job that took longer than
+ * one thread would have taken for all its claims (the median claim's time,
+ * which a claim slowed by descheduling or a short last chunk does not move,
+ * times the number of claims, plus FS_SLACK_NS) lost to one thread, and so
+ * did one that spent most of its time waiting for a worker's claims
+ * (fs_pool_job_lost).  Claims are timed only in a job that follows one of
+ * FS_TIMED_AFTER_NS or more: reading the clock after every claim cost 2% of
+ * a 1x128256 softmax on two threads (passes of about 5 us), and in a job that
+ * short a thread descheduled shows as a wait, which needs no claim times.
+ * The next jobs then run on their calling thread alone:
+ * FS_BACKOFF_MIN of them, doubling to FS_BACKOFF_MAX while it keeps
+ * happening, back to normal after a job that gained.  Results are the same
+ * on any number of threads, so this only changes the time.
  *
- * What the test cannot see: a job whose owner was itself descheduled, or
- * shared its CPU with its own worker, and then had nothing to wait for.  Its
- * own slowed pace is its measure of one thread, so the job counts as gained
- * (16384x512 log_softmax, 2 cores busy: threaded jobs took 5.2 ms for a
- * while, calls on one thread 2.8).  Judging jobs by the median time of every
- * thread's claims instead caught those, but compared with a thread that runs
- * undisturbed, which a loaded machine does not give one thread either, and
- * it gave up more of the threads' gains than it saved (docs/performance-log.md,
- * 2026-12-06).
+ * The median is of each thread's claims' times, not of the owner's alone: a
+ * test that timed only the owner took the owner's slowed pace for one
+ * thread's and missed the loss when the owner itself had been descheduled or
+ * shared its CPU with its worker, and had nothing left to wait for (16384x512
+ * log_softmax, both cores busy: a worker ran 15 of 16 claims, and the job took
+ * 4.3 ms where one thread took 2.8 to 3.5).  The price: a loaded machine slows
+ * every thread, and a job counts as gained only if it beat one thread that
+ * ran undisturbed, so large calls there keep their threads less often
+ * (benchmarks/oversubscribed.py, 2048x32000: 0.87 to 1.0 of one thread's time,
+ * 0.75 to 0.86 with the owner's pace, which also let one call lose 1.35;
+ * docs/performance-log.md, 2026-12-06).
  */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _GNU_SOURCE
@@ -152,16 +161,43 @@ int fs_pool_set_spin_us(int us)
 
 int fs_pool_set_openmp(int on) { return FS_EXCHANGE(&fs_use_openmp, on != 0); }
 
-int fs_pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine)
+/* k-th smallest of v[0 .. n) (0-based), reordering v (Hoare's selection). */
+static int64_t fs_select(int64_t *v, int64_t n, int64_t k)
 {
-    if (wait_ns <= 0 || mine <= 0)
-        return 0; /* the owner ran the last claim: no thread held it up */
-    const int64_t wall_ns = own_ns + wait_ns;
-    /* All claims at the owner's pace: the time one thread would have taken. */
-    const double alone = (double)own_ns * (double)claims / (double)mine;
-    /* Lost to one thread, or spent most of the job waiting (then the next, similar jobs */
-    /* likely lose: the owner's own claims were slowed by the same load). */
-    return (double)wall_ns > alone + FS_SLACK_NS || 2 * wait_ns > wall_ns;
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const int64_t pivot = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                const int64_t t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[k];
+}
+
+int fs_pool_job_lost(int64_t wall_ns, int64_t wait_ns, int64_t claims, int64_t *claim_ns,
+                     int64_t timed)
+{
+    if (2 * wait_ns > wall_ns)
+        return 1; /* most of the job waited for workers' claims */
+    if (timed <= 0 || claims <= 0)
+        return 0;
+    const double one_thread = (double)claims * (double)fs_select(claim_ns, timed, timed / 2);
+    return (double)wall_ns > one_thread + FS_SLACK_NS;
 }
 
 #if FS_POOL_PTHREADS
@@ -182,6 +218,10 @@ int fs_pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mi
 #define FS_BACKOFF_MAX 256
 /* Workers a process starts at most (MAX_THREADS in fastsoftmax/_threads.py is far below). */
 #define FS_MAX_WORKERS 1024
+/* Claims whose times the loss test sees: the first ones of a job, enough for a median. */
+#define FS_TIMED_CLAIMS 256
+/* Claims are timed in a job that follows one of this many ns or more (see the top). */
+#define FS_TIMED_AFTER_NS 100000
 
 #define LOAD(p, order) __atomic_load_n((p), __ATOMIC_##order)
 #define STORE(p, v, order) __atomic_store_n((p), (v), __ATOMIC_##order)
@@ -192,6 +232,7 @@ static struct {
     fs_part_fn fn;
     void *ctx;
     int64_t nparts, per, claims;
+    int64_t timed;           /* claims 0 .. timed - 1 record their times in fs_claim_ns */
     int helpers;             /* workers 0 .. helpers - 1 take part */
     int64_t done;            /* claims of the current generation finished */
     int busy;                /* a caller owns the job slot */
@@ -199,11 +240,17 @@ static struct {
     int sleepers;            /* workers asleep (a fast path: none, nothing to wake) */
     int workers;             /* workers started; grows under `lock` */
     int spawn_failed;        /* pthread_create failed: start no more */
-    /* The owner's (under `busy`): jobs still to run alone, and the next back-off. */
+    /* The owner's (under `busy`): jobs still to run alone, the next back-off, and how */
+    /* long the last job took. */
     int skip, backoff;
+    int64_t last_ns;
     pthread_mutex_t lock;
     pthread_cond_t finished;
 } fs_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
+
+/* The current job's claim times, by claim (atomic; each written once, by the thread that */
+/* ran the claim, before it counts the claim done). */
+static int64_t fs_claim_ns[FS_TIMED_CLAIMS];
 
 /* Worker i's sleep: its flag (atomic) and condition, set up when it starts. */
 static struct {
@@ -255,6 +302,26 @@ static int fs_spin_until(int (*check)(const void *), const void *arg)
     }
 }
 
+/*
+ * Run a claim of the current job and record its time if the job times it
+ * (claim < timed); `since` is when it started, or 0 if unknown.  Returns the
+ * time it ended (0 if not read), the next claim's start.
+ */
+static int64_t fs_run_timed_claim(fs_part_fn fn, void *ctx, int64_t claim, int64_t per,
+                                  int64_t nparts, int64_t timed, int64_t since)
+{
+    if (claim >= timed) {
+        fs_run_claim(fn, ctx, claim, per, nparts);
+        return 0;
+    }
+    if (since == 0)
+        since = fs_now_ns();
+    fs_run_claim(fn, ctx, claim, per, nparts);
+    const int64_t now = fs_now_ns();
+    STORE(&fs_claim_ns[claim], now - since, RELAXED);
+    return now;
+}
+
 /* Finish a claim: count it, and wake the owner if it sleeps and this was the last. */
 static void fs_claim_done(int64_t claims)
 {
@@ -281,14 +348,17 @@ static int fs_help(int id, uint64_t seen)
     const int64_t nparts = LOAD(&fs_pool.nparts, ACQUIRE);
     const int64_t per = LOAD(&fs_pool.per, ACQUIRE);
     const int64_t claims = LOAD(&fs_pool.claims, ACQUIRE);
+    const int64_t timed = LOAD(&fs_pool.timed, ACQUIRE);
     const uint64_t gen = seen >> FS_GEN_SHIFT;
     uint64_t expected = seen;
+    int64_t ended = 0; /* when this worker's last claim ended: the next one's start */
     for (;;) {
         if (expected >> FS_GEN_SHIFT != gen || (int64_t)(expected & FS_CLAIM_MASK) >= claims)
             return 1;
         if (__atomic_compare_exchange_n(&fs_pool.state, &expected, expected + 1, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            fs_run_claim(fn, ctx, (int64_t)(expected & FS_CLAIM_MASK), per, nparts);
+            ended = fs_run_timed_claim(fn, ctx, (int64_t)(expected & FS_CLAIM_MASK), per, nparts,
+                                       timed, ended);
             fs_claim_done(claims);
             expected++; /* a guess at the next claim; a failed CAS corrects it */
         }
@@ -343,6 +413,7 @@ static void fs_pool_child(void)
 {
     const uint64_t gen = (LOAD(&fs_pool.state, RELAXED) >> FS_GEN_SHIFT) + 1;
     STORE(&fs_pool.claims, 0, RELAXED);
+    STORE(&fs_pool.timed, 0, RELAXED);
     STORE(&fs_pool.helpers, 0, RELAXED);
     STORE(&fs_pool.done, 0, RELAXED);
     STORE(&fs_pool.state, gen << FS_GEN_SHIFT | FS_CLOSED, RELAXED);
@@ -352,6 +423,7 @@ static void fs_pool_child(void)
     STORE(&fs_pool.workers, 0, RELAXED);
     STORE(&fs_pool.spawn_failed, 0, RELAXED);
     fs_pool.skip = fs_pool.backoff = 0;
+    fs_pool.last_ns = 0;
     pthread_mutex_init(&fs_pool.lock, NULL);
     pthread_cond_init(&fs_pool.finished, NULL);
     /* (The workers' slots are set up again as each new worker starts.) */
@@ -431,6 +503,10 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
     /* Close the last generation, so that no late worker's CAS succeeds in it (its job is */
     /* done, but its claim counter may be below the new job's count), then describe the */
     /* job and publish it (release: the description and the caller's data before it). */
+    /* Time the claims of a job that follows a long one (see the top). */
+    const int64_t timed = fs_pool.last_ns < FS_TIMED_AFTER_NS ? 0
+                        : claims < FS_TIMED_CLAIMS            ? claims
+                                                              : FS_TIMED_CLAIMS;
     const uint64_t gen = (LOAD(&fs_pool.state, RELAXED) >> FS_GEN_SHIFT) + 2;
     STORE(&fs_pool.state, (gen - 1) << FS_GEN_SHIFT | FS_CLOSED, SEQ_CST);
     STORE(&fs_pool.fn, fn, RELEASE);
@@ -438,6 +514,7 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
     STORE(&fs_pool.nparts, nparts, RELEASE);
     STORE(&fs_pool.per, per, RELEASE);
     STORE(&fs_pool.claims, claims, RELEASE);
+    STORE(&fs_pool.timed, timed, RELEASE);
     STORE(&fs_pool.helpers, helpers, RELEASE);
     STORE(&fs_pool.done, 0, RELAXED);
     STORE(&fs_pool.state, gen << FS_GEN_SHIFT, SEQ_CST);
@@ -458,15 +535,14 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
 
     /* The owner alone publishes, so the generation cannot change under it: a plain add. */
     const int64_t start = fs_now_ns();
-    int64_t mine = 0;
+    int64_t ended = start;
     for (;;) {
         const int64_t claim =
             (int64_t)(__atomic_fetch_add(&fs_pool.state, 1, __ATOMIC_ACQ_REL) & FS_CLAIM_MASK);
         if (claim >= claims)
             break;
-        fs_run_claim(fn, ctx, claim, per, nparts);
+        ended = fs_run_timed_claim(fn, ctx, claim, per, nparts, timed, ended);
         fs_claim_done(claims);
-        mine++;
     }
 
     /* Every claim is taken: wait for those still running on workers, only those. */
@@ -479,16 +555,19 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
         STORE(&fs_pool.caller_waiting, 0, RELAXED);
         pthread_mutex_unlock(&fs_pool.lock);
     }
-    if (mine > 0) {
-        const int64_t waited = finished ? fs_now_ns() - finished : 0;
-        if (fs_pool_job_lost(finished ? finished - start : 0, waited, claims, mine)) {
-            fs_pool.backoff = fs_pool.backoff < FS_BACKOFF_MIN ? FS_BACKOFF_MIN
-                            : fs_pool.backoff < FS_BACKOFF_MAX ? 2 * fs_pool.backoff
-                                                                : FS_BACKOFF_MAX;
-            fs_pool.skip = fs_pool.backoff;
-        } else {
-            fs_pool.backoff = 0;
-        }
+    /* Every claim is done, so every time in fs_claim_ns is this job's (acquire on `done`). */
+    const int64_t end = fs_now_ns();
+    fs_pool.last_ns = end - start;
+    int64_t claim_ns[FS_TIMED_CLAIMS];
+    for (int64_t i = 0; i < timed; i++)
+        claim_ns[i] = LOAD(&fs_claim_ns[i], RELAXED);
+    if (fs_pool_job_lost(end - start, finished ? end - finished : 0, claims, claim_ns, timed)) {
+        fs_pool.backoff = fs_pool.backoff < FS_BACKOFF_MIN ? FS_BACKOFF_MIN
+                        : fs_pool.backoff < FS_BACKOFF_MAX ? 2 * fs_pool.backoff
+                                                            : FS_BACKOFF_MAX;
+        fs_pool.skip = fs_pool.backoff;
+    } else {
+        fs_pool.backoff = 0;
     }
     STORE(&fs_pool.busy, 0, RELEASE);
 }

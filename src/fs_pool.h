@@ -16,9 +16,11 @@
  * after the caller took the last part finds nothing left and never touches
  * the finished job (the counter carries the job's generation number).
  *
- * A worker that took a part and was then descheduled still delays the call.
- * When a call loses to one thread that way, the next calls run on the calling
- * thread alone for a while (8 calls, doubling to 256 while it repeats).
+ * A worker that took a part and was then descheduled still delays the call,
+ * and threads that the OS runs on one CPU gain nothing.  When a call loses to
+ * one thread (judged from the times of its parts, fs_pool_job_lost), the next
+ * calls run on the calling thread alone for a while (8 calls, doubling to 256
+ * while it repeats).
  *
  * Results do not depend on which thread runs a part: callers make each part's
  * work, and every combination of parts' results, independent of the thread
@@ -85,12 +87,13 @@ int fs_pool_set_spin_us(int us);
 int fs_pool_set_openmp(int on);
 int fs_pool_fail_spawn(int on);
 /*
- * The back-off's test of a finished job (fs_pool.c): whether a job of `claims`
- * claims lost to one thread, when its owner ran `mine` (> 0) of them in own_ns
- * and then waited wait_ns for the claims workers still held.  Exposed for
- * tests.
+ * The back-off's test of a finished job (fs_pool.c): whether a job that took
+ * wall_ns, wait_ns of them waiting for workers' claims, lost to one thread.
+ * claim_ns[0 .. timed) are the times of its first `timed` claims, of the
+ * `claims` it had; they are reordered.  Exposed for tests.
  */
-int fs_pool_job_lost(int64_t own_ns, int64_t wait_ns, int64_t claims, int64_t mine);
+int fs_pool_job_lost(int64_t wall_ns, int64_t wait_ns, int64_t claims, int64_t *claim_ns,
+                     int64_t timed);
 /* For tests: set how many more jobs the pool runs alone (the back-off's count; 0 */
 /* ends it), returning the count before; negative leaves it as it is.  0 and no */
 /* effect without the pthreads pool. */

@@ -393,9 +393,10 @@ def test_pool_without_spinning_and_with_the_openmp_loop():
 @pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_long_rows_on_a_backing_off_pool_take_the_one_thread_path(dtype):
-    """While the pool backs off (after slow waits on a busy machine), a call on a few long rows
-    runs the rows' one-thread path instead of the long-row driver's passes on one thread,
-    which took 1.25x its time, and counts as one job of the back-off, not two to four.
+    """While the pool backs off (after a job that lost to one thread on a busy machine), a call
+    on a few long rows runs the rows' one-thread path instead of the long-row driver's passes
+    on one thread, which took 1.25x its time, and counts as one job of the back-off, not two
+    to four.
     Either way the bits are those of every other thread count."""
     long_rows = [x.astype(dtype) for x in _inputs()[1:3]]  # 1 and 3 rows of several chunks
     for x in long_rows:
@@ -412,32 +413,49 @@ def test_long_rows_on_a_backing_off_pool_take_the_one_thread_path(dtype):
                     assert left == 4, (name, x.shape, t, left)
 
 
-def test_the_back_off_judges_a_job_against_the_callers_own_pace():
+def test_the_back_off_judges_a_job_by_the_median_time_of_its_claims():
     """The executor's loss test (src/fs_pool.c, fs_pool_job_lost): a job lost to one thread
-    when it took longer than all its claims at the calling thread's pace, plus 20 us, or
-    spent most of its time waiting for workers' claims.  A job the caller finished itself
-    (no wait) gained, whatever its times: the blind spot fs_pool.c's comment describes."""
+    when it took longer than its claims at the median claim's time, plus 20 us, or waited
+    most of its time for workers' claims.  The median is of every thread's claims, so a
+    descheduled owner's slow claim, or a short last chunk, does not change the verdict."""
     us = 1000
     lost = _core._pool_job_lost
-    # 8 of 16 claims in 1.6 ms, then 50 us for the worker's last: 1.65 ms against 3.2 ms.
-    assert not lost(1600 * us, 50 * us, 16, 8)
-    # A worker descheduled while it held a claim: 1.6 ms + 3 ms against 3.2 ms.
-    assert lost(1600 * us, 3000 * us, 16, 8)
-    # The slack: 20 us beyond one thread's time is not yet a loss (15 of 16 claims in 3 ms:
-    # one thread 3.2 ms).
-    assert not lost(3000 * us, 220 * us, 16, 15)
-    assert lost(3000 * us, 221 * us, 16, 15)
-    # Waiting for most of the job is a loss even where the owner's slow pace says it gained
-    # (1 of 16 claims in 1 ms: one thread "16 ms").
-    assert lost(1000 * us, 1001 * us, 16, 1)
-    assert not lost(1000 * us, 999 * us, 16, 1)
-    # No wait: the caller ran the last claim, nothing held it up.
-    assert not lost(4000 * us, 0, 16, 1)
-    assert not lost(50_000 * us, 0, 16, 16)
-    with pytest.raises(ValueError, match="16 claims, 0 of them"):
-        lost(1000, 10, 16, 0)
-    with pytest.raises(ValueError, match="4 claims, 5 of them"):
-        lost(1000, 10, 4, 5)
+    rng = np.random.default_rng(7)
+
+    def shuffled(times):
+        return [int(t) for t in rng.permutation(np.array(times, dtype=np.int64))]
+
+    # Two threads that ran side by side: 16 claims of 200 us in 1.7 ms gained.
+    assert not lost(1700 * us, 0, 16, shuffled([200 * us] * 16))
+    # The owner descheduled for 4 ms in its one claim while a worker ran the other 15:
+    # 4.3 ms against one thread's 3.2 ms, with no wait at the end.  Timing the owner alone
+    # (4 ms a claim) missed this loss.
+    assert lost(4300 * us, 0, 16, shuffled([4000 * us] + [200 * us] * 15))
+    assert not lost(3000 * us, 0, 16, shuffled([4000 * us] + [200 * us] * 15))
+    # Two threads on one CPU, one running while the other waited: no gain is a loss.
+    assert lost(3570 * us, 0, 16, shuffled([218 * us] * 16))
+    # The slack: up to 20 us beyond one thread's time is not a loss.
+    assert not lost(3200 * us + 20 * us, 0, 16, [200 * us] * 16)
+    assert lost(3200 * us + 21 * us, 0, 16, [200 * us] * 16)
+    # A third of the claims are short last chunks of long rows: the median is a full chunk's.
+    chunks = [4 * us] * 20 + [1 * us] * 10
+    assert not lost(70 * us, 0, 30, shuffled(chunks))
+    assert lost(150 * us, 0, 30, shuffled(chunks))
+    # Claims past the 256 timed ones count at the median's time.
+    assert not lost(10_000 * us, 0, 1000, [10 * us] * 256)
+    assert lost(10_030 * us, 0, 1000, [10 * us] * 256)
+    # Most of the job spent waiting for a descheduled worker's claim: lost, however fast.
+    assert lost(3000 * us, 1501 * us, 16, [1000 * us] * 16)
+    assert not lost(3000 * us, 1499 * us, 16, [1000 * us] * 16)
+    # Nothing timed (a job after a short one): only the wait can tell.
+    assert not lost(10_000 * us, 0, 16, [])
+    assert lost(10_000 * us, 5001 * us, 16, [])
+    with pytest.raises(ValueError, match="claim_ns"):
+        lost(1, 0, 300, [1] * 257)
+    with pytest.raises(ValueError, match="4 claims, 5 of them timed"):
+        lost(1000, 0, 4, [1] * 5)
+    with pytest.raises(ValueError, match="waited 2000"):
+        lost(1000, 2000, 4, [1] * 4)
 
 
 def test_concurrent_python_threads():
