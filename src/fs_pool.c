@@ -74,9 +74,9 @@
  * 4.3 ms where one thread took 2.8 to 3.5).  The price: a loaded machine slows
  * every thread, and a job counts as gained only if it beat one thread that
  * ran undisturbed, so large calls there keep their threads less often
- * (benchmarks/oversubscribed.py, 2048x32000: 0.87 to 1.0 of one thread's time,
- * 0.75 to 0.86 with the owner's pace, which also let one call lose 1.35;
- * docs/performance-log.md, 2026-12-06).
+ * (benchmarks/oversubscribed.py, 2048x32000: 0.87 to 1.02 of one thread's
+ * time over seven runs, down to 0.75 with the owner's pace, which also let a
+ * call lose 1.35; docs/performance-log.md, 2026-12-06).
  */
 #if defined(__unix__) || defined(__APPLE__)
 #ifndef _GNU_SOURCE
