@@ -500,13 +500,14 @@ static void fs_run_pool(int nthreads, int64_t nparts, fs_part_fn fn, void *ctx)
         return;
     }
 
-    /* Close the last generation, so that no late worker's CAS succeeds in it (its job is */
-    /* done, but its claim counter may be below the new job's count), then describe the */
-    /* job and publish it (release: the description and the caller's data before it). */
     /* Time the claims of a job that follows a long one (see the top). */
     const int64_t timed = fs_pool.last_ns < FS_TIMED_AFTER_NS ? 0
                         : claims < FS_TIMED_CLAIMS            ? claims
                                                               : FS_TIMED_CLAIMS;
+
+    /* Close the last generation, so that no late worker's CAS succeeds in it (its job is */
+    /* done, but its claim counter may be below the new job's count), then describe the */
+    /* job and publish it (release: the description and the caller's data before it). */
     const uint64_t gen = (LOAD(&fs_pool.state, RELAXED) >> FS_GEN_SHIFT) + 2;
     STORE(&fs_pool.state, (gen - 1) << FS_GEN_SHIFT | FS_CLOSED, SEQ_CST);
     STORE(&fs_pool.fn, fn, RELEASE);
