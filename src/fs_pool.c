@@ -57,14 +57,15 @@
  * which a claim slowed by descheduling or a short last chunk does not move,
  * times the number of claims, plus FS_SLACK_NS) lost to one thread, and so
  * did one that spent most of its time waiting for a worker's claims
- * (fs_pool_job_lost).  Claims are timed only in a job that follows one of
- * FS_TIMED_AFTER_NS or more: reading the clock after every claim cost 2% of
- * a 1x128256 softmax on two threads (passes of about 5 us), and in a job that
- * short a thread descheduled shows as a wait, which needs no claim times.
- * The next jobs then run on their calling thread alone:
+ * (fs_pool_job_lost).  The next jobs then run on their calling thread alone:
  * FS_BACKOFF_MIN of them, doubling to FS_BACKOFF_MAX while it keeps
  * happening, back to normal after a job that gained.  Results are the same
  * on any number of threads, so this only changes the time.
+ *
+ * Claims are timed only in a job that follows one of FS_TIMED_AFTER_NS or
+ * more: reading the clock after every claim cost 2% of a 1x128256 softmax on
+ * two threads (passes of about 5 us), and in a job that short a descheduled
+ * thread shows as a wait, which needs no claim times.
  *
  * The median is of each thread's claims' times, not of the owner's alone: a
  * test that timed only the owner took the owner's slowed pace for one

@@ -396,8 +396,7 @@ def test_long_rows_on_a_backing_off_pool_take_the_one_thread_path(dtype):
     """While the pool backs off (after a job that lost to one thread on a busy machine), a call
     on a few long rows runs the rows' one-thread path instead of the long-row driver's passes
     on one thread, which took 1.25x its time, and counts as one job of the back-off, not two
-    to four.
-    Either way the bits are those of every other thread count."""
+    to four.  Either way the bits are those of every other thread count."""
     long_rows = [x.astype(dtype) for x in _inputs()[1:3]]  # 1 and 3 rows of several chunks
     for x in long_rows:
         expected = _expected(x, dtype)

@@ -6,8 +6,9 @@
  * owns the pool, the others run alone), each part adding its own value to its
  * own element, so a part run twice, run with another job's context or not run
  * shows in the sums; one job in 50 has parts that take 30 us, so that the jobs
- * after it time their parts (the back-off's claim times, FS_TIMED_AFTER_NS); the main thread forks meanwhile, and each child checks it
- * starts with no workers and runs jobs on a pool of its own.  Prints "ok" and
+ * after it time their parts (the back-off's claim times, FS_TIMED_AFTER_NS).
+ * The main thread forks meanwhile, and each child checks it starts with no
+ * workers and runs jobs on a pool of its own.  Prints "ok" and
  * exits 0, or says what failed.  NOFORK=1 leaves the forks out (ThreadSanitizer
  * does not support threads started in the child of a threaded process well).
  */
