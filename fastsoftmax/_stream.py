@@ -7,10 +7,11 @@ cache neither helps, and the read costs a third of the call's memory traffic.
 Streaming (non-temporal) stores skip both.  For an output that fits in the
 cache they would be a loss: its lines would go to memory, and a caller that
 reads the result next would fetch them back.  So the kernels stream only when
-the call's input and output together take at least the last-level cache's
-size, but at most 96 MB (``set_stream_threshold``), never in place, and only
-where the ISA has such stores (x86-64; ``show_config`` says).  The results are
-bitwise the same either way.  cross_entropy's gradient streams by the same rule.
+the call's input and output together take at least three quarters of the
+last-level cache, but at most 96 MB (``set_stream_threshold``), never in place,
+and only where the ISA has such stores (x86-64; ``show_config`` says).  The
+results are bitwise the same either way.  cross_entropy's gradient streams by
+the same rule.
 
 Only whole cache lines stream; the ends of a row that do not fill one take
 ordinary stores.  Rows keep what their sum pass stores (softmax's and the
@@ -41,6 +42,17 @@ at 13 MB, 1.05 at 66 MB, 0.89 at 98 MB and 0.82-0.90 from 131 MB to 524 MB.
 On 2 threads, whose working sets share the cache: softmax 1.15 at 47 MB, 1.33
 at 67 MB (16384 x 512), 0.71 at 131 MB and 0.81-0.88 beyond; log_softmax 0.91,
 1.07, 0.56 and 0.62-0.66.
+
+Why three quarters: a cache shared with other cores (and tenants) does not
+hold a call that is nearly its size.  On a 2-core Zen 4 VM reporting 32 MB of
+L3 (whose loads ran at L3's pace up to 8 MB of data, at memory's from 32 MB),
+float32, streamed / ordinary time, softmax, log_softmax and the loss and
+gradient, rows of 512 and 32000 (``benchmarks/stream_offsets.py --calls 20``,
+with and without ``--read-back``, which reads each result at once): at 12 MB
+of input and output, read back, 1.15-1.35 on one thread and 1.37-1.72 on two;
+at 16 MB, 0.68-1.06 alone but 1.23-1.48 read back on two threads; at 24 MB,
+0.58-0.82 alone on one thread and 0.64-0.76 on two, read back 0.74-0.96 and
+0.90-1.20 (rows of 512 that the gradient keeps in ordinary stores left out).
 """
 from __future__ import annotations
 
@@ -94,9 +106,10 @@ def last_level_cache_bytes() -> int | None:
 
 
 def default_threshold() -> int:
-    """The automatic threshold: the last-level cache's size, at most MAX_DEFAULT_BYTES."""
+    """The automatic threshold: three quarters of the last-level cache, at most
+    MAX_DEFAULT_BYTES (which an unknown cache gets)."""
     size = last_level_cache_bytes()
-    return min(size, MAX_DEFAULT_BYTES) if size else MAX_DEFAULT_BYTES
+    return min(size * 3 // 4, MAX_DEFAULT_BYTES) if size else MAX_DEFAULT_BYTES
 
 
 def set_stream_threshold(min_bytes: Count = None) -> None:
@@ -121,8 +134,8 @@ def set_stream_threshold(min_bytes: Count = None) -> None:
     Parameters
     ----------
     min_bytes : int or None, default None
-        None: the size of this machine's last-level cache, at most 96 MB
-        (a large cache is shared between cores: see the README).  An int >= 0: that many bytes; ``0`` streams every
+        None: three quarters of this machine's last-level cache, at most 96 MB
+        (a cache is shared between cores: see the README).  An int >= 0: that many bytes; ``0`` streams every
         call, ``sys.maxsize`` none.  At import, the environment variable
         ``FASTSOFTMAX_STREAM_MIN_BYTES`` sets it the same way.
 
@@ -139,7 +152,7 @@ def set_stream_threshold(min_bytes: Count = None) -> None:
     >>> import fastsoftmax
     >>> fastsoftmax.set_stream_threshold(sys.maxsize)  # never stream
     >>> fastsoftmax.set_stream_threshold(64 * 2**20)   # from 64 MB of input and output
-    >>> fastsoftmax.set_stream_threshold()             # back to the cache's size
+    >>> fastsoftmax.set_stream_threshold()             # back to 3/4 of the cache
     """
     if min_bytes is None:
         _core.set_stream_min_bytes(default_threshold())
@@ -165,5 +178,6 @@ def _set_in_cache_bound() -> None:
     _core.set_in_cache_max_bytes((size if size else UNKNOWN_CACHE_BYTES) // 2)
 
 
-configure_from_environment(ENVIRONMENT_VARIABLE, set_stream_threshold, "the last-level cache's size")
+configure_from_environment(ENVIRONMENT_VARIABLE, set_stream_threshold,
+                           "three quarters of the last-level cache")
 _set_in_cache_bound()

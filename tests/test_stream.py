@@ -195,10 +195,10 @@ def test_fresh_outputs_stream_too(streaming):
 # ---------------------------------------------------------------- the threshold
 
 
-def test_threshold_default_is_the_cache_at_most_96_mb():
+def test_threshold_default_is_three_quarters_of_the_cache_at_most_96_mb():
     fs.set_stream_threshold()
     cache = _stream.last_level_cache_bytes()
-    expected = min(cache, 96 << 20) if cache else 96 << 20
+    expected = min(cache * 3 // 4, 96 << 20) if cache else 96 << 20
     assert _core.stream_min_bytes() == expected
     fs.set_stream_threshold(12345)
     assert _core.stream_min_bytes() == 12345
