@@ -210,6 +210,15 @@ def test_threshold_default_is_three_quarters_of_the_cache_at_most_96_mb():
     assert _core.stream_min_bytes() == expected
 
 
+@pytest.mark.parametrize("cache, expected", [(32 << 20, 24 << 20), (1 << 20, 3 << 18),
+                                             (480 << 20, 96 << 20), (None, 96 << 20)])
+def test_threshold_default_for_each_cache(monkeypatch, cache, expected):
+    """Three quarters of a 32 MB L3 (a Zen 4's, shared with other cores), the cap for a
+    large one, and the cap where the size is unknown."""
+    monkeypatch.setattr(_stream, "last_level_cache_bytes", lambda: cache)
+    assert _stream.default_threshold() == expected
+
+
 def test_in_cache_bound_is_half_the_cache_whatever_the_threshold():
     """FS_IN_CACHE (long rows pipelined with ordinary stores) follows the cache, not the
     stream threshold a user may move."""
