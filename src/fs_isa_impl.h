@@ -45,6 +45,7 @@
 #define FS_ROW_ACCUMULATORS 4
 FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl use m0..m3 and a0..a3");
 #define FS_FLUSH_STEPS 8  /* additions per lane before a flush into double */
+FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's one-row loop flushes after whole steps");
 /*
  * Rows up to FS_SHORT_ROW elements run one row per lane (fs_softmax_tmpl.h's
  * short rows, fs_cross_entropy_tmpl.h's ce_short_rows); log_softmax's only up
