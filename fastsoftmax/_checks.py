@@ -9,6 +9,7 @@ in ``src/``.  ``out=`` aliasing has one rule, :func:`_unalias`.
 from __future__ import annotations
 
 import math
+import reprlib
 import sys
 from numbers import Real
 from typing import Any, Optional, TypeVar
@@ -226,6 +227,17 @@ def _refuse_lazy(x: Any, name: str) -> None:
                         f"lazy, chunk by chunk), or .compute() it first")
 
 
+def _asarray(value: Any, name: str, **kwargs: Any) -> npt.NDArray[Any]:
+    """``np.asarray(value, **kwargs)``, with NumPy's ValueError (a ragged nesting of
+    sequences, a string that is no number) naming the argument and the value: NumPy's
+    own message names neither."""
+    try:
+        return np.asarray(value, **kwargs)
+    except ValueError as error:
+        raise ValueError(f"{name} cannot be read as an array: {error}; got "
+                         f"{reprlib.repr(value)}") from None
+
+
 def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
     """``x`` as an ndarray, a view where NumPy can make one.
 
@@ -245,7 +257,7 @@ def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
         return np.asarray(x)
     _refuse_lazy(x, name)
     if not hasattr(x, "__dlpack__"):
-        return np.asarray(x)
+        return _asarray(x, name)
     x = _resolve_lazy_bits(x)
     try:
         if str(getattr(x, "dtype", "")) == "torch.bfloat16":

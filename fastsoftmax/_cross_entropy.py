@@ -40,7 +40,7 @@ def _class_axis(axis: int, ndim: int) -> int:
     """The class axis as a non-negative int: logits need one, so 0-d logits and None raise."""
     if ndim == 0:
         raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
-    class_axis = _normalize_axis(axis, ndim)
+    class_axis = _normalize_axis(axis, ndim, expected="an int (the class axis)")
     if class_axis is None:
         raise TypeError("axis must be an int (the class axis), got None")
     return class_axis

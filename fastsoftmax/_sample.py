@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import _as_kernel_array, _check_int, _refuse_lazy, _result_dtype, _widened
+from ._checks import (_as_kernel_array, _asarray, _check_int, _refuse_lazy, _result_dtype,
+                      _widened)
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import Count, FloatArray
@@ -153,7 +154,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
             raise ValueError(f"{name}={shown(value)} is out of range: {what}")
         return number
     _refuse_lazy(value, name)
-    arr = np.asarray(value)
+    arr = _asarray(value, name)
     if arr.dtype.kind not in ("iu" if integer else "iuf"):
         raise TypeError(f"{name} must be {kind} or an array of them, got an array of "
                         f"dtype {arr.dtype}")

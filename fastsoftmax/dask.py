@@ -428,6 +428,16 @@ def _mean(total: npt.NDArray[np.float64], denominator: npt.NDArray[np.float64], 
     return np.asarray(_divide(float(total), float(denominator)), result_dtype)
 
 
+def _refuse_unknown_chunks(arr: da.Array, name: str) -> None:
+    """ValueError where a chunk's size is unknown (NaN, after a boolean index, say):
+    cross_entropy pairs each chunk of logits with the targets' chunk of the same
+    samples, and dask cannot rechunk to sizes it does not know."""
+    if any(math.isnan(size) for sizes in arr.chunks for size in sizes):
+        raise ValueError(f"{name} has chunks of unknown size, {arr.chunks}; call "
+                         f"{name}.compute_chunk_sizes() first: cross_entropy pairs the "
+                         f"logits' chunks with the targets' chunks of the same samples")
+
+
 @overload
 def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = ...,
                   weight: npt.ArrayLike | None = ..., sample_weight: _DaskOrArray | None = ...,
@@ -454,6 +464,9 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
     logits : dask array or array_like, shape (..., C, ...)
         Chunked any way along the samples; the class axis is rechunked to one
         chunk if it is split (each sample's classes are computed together).
+        Chunk sizes must be known (ValueError otherwise): after a boolean
+        index, call ``compute_chunk_sizes()`` first, since the targets are
+        rechunked to match.
     target : dask array or array_like
         Class labels of the samples' shape, or class probabilities of the
         logits' shape, as :func:`fastsoftmax.cross_entropy`; rechunked like
@@ -504,6 +517,7 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
     ((2, 2), (3,))
     """
     scores = _as_dask(logits, "logits")
+    _refuse_unknown_chunks(scores, "logits")
     dtype = _result_dtype_of(scores.dtype, "logits")
     axis = _class_axis(axis, scores.ndim)
     ignore_index, label_smoothing = _check_options(ignore_index, reduction, label_smoothing,
@@ -519,6 +533,7 @@ def cross_entropy(logits: _DaskOrArray, target: _DaskOrArray, *, axis: int = -1,
     sample_shape = scores.shape[:axis] + scores.shape[axis + 1:]
     sample_chunks = scores.chunks[:axis] + scores.chunks[axis + 1:]
     truth = _as_dask(target, "target")
+    _refuse_unknown_chunks(truth, "target")
     probabilities = truth.dtype.kind == "f" and truth.ndim == scores.ndim
     if probabilities:
         if truth.shape != scores.shape:

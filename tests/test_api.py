@@ -393,3 +393,39 @@ def test_long_double_is_named_as_such():
     with pytest.raises(TypeError, match="got dtype object .Python objects, such as ints beyond "
                                         "int64"):
         fs.softmax([10**30, 1])
+
+
+_RAGGED = [[1.0, 2.0], [3.0]]  # a nesting NumPy cannot make an array of
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: fs.softmax(_RAGGED), "x"),
+    (lambda: fs.log_softmax(_RAGGED), "x"),
+    (lambda: fs.softmax(np.ones((2, 2)), where=[[1.0], [1.0, 0.0]]), "where"),
+    (lambda: fs.softmax_backward(_RAGGED, np.ones((2, 2))), "grad_output"),
+    (lambda: fs.log_softmax_backward(np.ones((2, 2)), _RAGGED), "output"),
+    (lambda: fs.logsumexp(_RAGGED), "x"),
+    (lambda: fs.logsumexp(np.ones((2, 2)), b=_RAGGED), "b"),
+    (lambda: fs.cross_entropy(_RAGGED, [0, 1]), "logits"),
+    (lambda: fs.cross_entropy(np.ones((2, 3)), [[1.0], [1.0, 2.0]]), "target"),
+    (lambda: fs.cross_entropy(np.ones((2, 3)), [0, 1], weight=[[1.0], [1.0, 2.0]]), "weight"),
+    (lambda: fs.cross_entropy(np.ones((2, 3)), [0, 1], sample_weight=_RAGGED),
+     "sample_weight"),
+    (lambda: fs.top_k(_RAGGED, 1), "x"),
+    (lambda: fs.sample(_RAGGED, u=0.5), "logits"),
+    *[(lambda option=option: fs.sample(np.ones((2, 3)), **{"u": 0.5, option: _RAGGED}), option)
+      for option in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+                     "presence_penalty", "frequency_penalty", "min_tokens_to_keep", "u")],
+])
+def test_ragged_sequences_give_value_errors_naming_the_argument(call, name):
+    """NumPy's own error for a ragged nesting names neither the argument nor its value
+    (audit, 2026-12-07): every array argument converts through one helper that does."""
+    with pytest.raises(ValueError, match=rf"^{name} cannot be read as an array: .*got \[\[1\.0"):
+        call()
+
+
+@pytest.mark.parametrize("axis", [True, 1.0, None, "1"])
+def test_cross_entropy_axis_type_errors_ask_for_an_int(axis):
+    """The class axis cannot be None: its TypeError does not offer it (audit, 2026-12-07)."""
+    with pytest.raises(TypeError, match=r"^axis must be an int \(the class axis\), got "):
+        fs.cross_entropy(np.ones((2, 3)), [0, 1], axis=axis)

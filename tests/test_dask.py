@@ -463,3 +463,24 @@ def test_join_kernels_on_every_isa(isa, shape, axis, dtype):
                                   for p, w in zip(pieces, where_pieces)], axis=axis)
             np.testing.assert_allclose(got, function(x, axis=axis, temperature=0.8, where=where),
                                        rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-30)
+
+
+@pytest.mark.parametrize("unknown", ["logits", "target", "both"])
+def test_cross_entropy_refuses_chunks_of_unknown_size_naming_the_remedy(unknown):
+    """After a boolean index a dask array's chunk sizes are NaN, and the targets cannot be
+    rechunked to match: the error named target and showed a shape of (nan,) (audit,
+    2026-12-07).  It names the array and compute_chunk_sizes(), and that remedy works."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 10)).astype(np.float32)
+    y = np.arange(6) % 10
+    logits, target = da.from_array(x, chunks=(2, 10)), da.from_array(y, chunks=2)
+    if unknown in ("logits", "both"):
+        logits = logits[logits[:, 0] > -100]  # every row: the same values, sizes unknown
+    if unknown in ("target", "both"):
+        target = target[target > -1]
+    name = "target" if unknown == "target" else "logits"
+    with pytest.raises(ValueError, match=rf"^{name} has chunks of unknown size, .*"
+                                         rf"{name}\.compute_chunk_sizes\(\) first"):
+        fsd.cross_entropy(logits, target)
+    loss = fsd.cross_entropy(logits.compute_chunk_sizes(), target.compute_chunk_sizes())
+    assert loss.compute(scheduler="synchronous") == fs.cross_entropy(x, y)
