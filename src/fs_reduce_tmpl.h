@@ -601,8 +601,9 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
      * FS_PAIRED_BELOW) four at a time: the same adds in the same order as one
      * at a time, so the same bits, with a quarter of the loop's branches and
      * its neighbours' work in pairs.  Float32, AVX-512, Zen 4, one thread, rows
-     * in cache, pipelined softmax and log_softmax: rows of 64-256 took
-     * 0.93-0.98 of the time (C harness over the kernel table, alternated).
+     * in L2, pipelined softmax and log_softmax: rows of 64-256 took 0.93-0.98
+     * of the time (C harness over the kernel table, alternated); in L3 the
+     * gain shrinks, and rows of 256 there took 1.04-1.07 (docs/performance-log.md).
      */
     if (rows == 1)
         for (; i + FS_ROW_ACCUMULATORS * LANES <= n;) {
