@@ -58,8 +58,8 @@ try:
 except ImportError as error:  # pragma: no cover - the optional dependency
     raise ImportError("fastsoftmax.dask needs dask: pip install \"fastsoftmax[dask]\"") from error
 
-from ._checks import (_FLOAT64, _as_kernel_array, _check_flag, _check_temperature, _normalize_axes,
-                      _result_dtype)
+from ._checks import (_FLOAT64, _as_kernel_array, _asarray, _check_flag, _check_temperature,
+                      _normalize_axes, _result_dtype)
 from ._cross_entropy import (
     _check_options,
     _class_axis,
@@ -84,7 +84,8 @@ _DaskOrArray = Union["da.Array", npt.ArrayLike]
 
 
 def _as_dask(x: Any, name: str) -> da.Array:
-    """``x`` as a dask array: itself, an xarray object's dask data, or ``da.asarray(x)``."""
+    """``x`` as a dask array: itself, an xarray object's dask data, or ``da.asarray(x)``
+    (whose ValueError for a ragged nesting is the NumPy functions' one, naming ``x``)."""
     if isinstance(x, da.Array):
         return x
     data = getattr(x, "data", None)
@@ -93,7 +94,11 @@ def _as_dask(x: Any, name: str) -> da.Array:
     graph = getattr(x, "__dask_graph__", None)
     if callable(graph) and graph() is not None:
         raise TypeError(f"{name} must be a dask array, got a dask {type(x).__name__}")
-    return da.asarray(x)
+    try:
+        return da.asarray(x)
+    except ValueError:
+        _asarray(x, name)  # raises the named error where NumPy cannot read x either
+        raise
 
 
 def _result_dtype_of(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:

@@ -484,3 +484,24 @@ def test_cross_entropy_refuses_chunks_of_unknown_size_naming_the_remedy(unknown)
         fsd.cross_entropy(logits, target)
     loss = fsd.cross_entropy(logits.compute_chunk_sizes(), target.compute_chunk_sizes())
     assert loss.compute(scheduler="synchronous") == fs.cross_entropy(x, y)
+
+
+_RAGGED = [[1.0, 2.0], [3.0]]  # a nesting NumPy cannot make an array of
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: fsd.softmax(_RAGGED), "x"),
+    (lambda: fsd.log_softmax(_RAGGED), "x"),
+    (lambda: fsd.logsumexp(_RAGGED), "x"),
+    (lambda: fsd.softmax(np.ones((2, 2)), where=[[True], [True, False]]), "where"),
+    (lambda: fsd.cross_entropy(_RAGGED, [0, 1]), "logits"),
+    (lambda: fsd.cross_entropy(np.ones((2, 3)), [[1.0], [1.0, 2.0]]), "target"),
+    (lambda: fsd.cross_entropy(np.ones((2, 3)), [0, 1], weight=[[1.0], [1.0, 2.0]]), "weight"),
+    (lambda: fsd.cross_entropy(np.ones((2, 3)), [0, 1], sample_weight=_RAGGED),
+     "sample_weight"),
+])
+def test_ragged_sequences_give_value_errors_naming_the_argument(call, name):
+    """The NumPy functions' error for a ragged nesting, not NumPy's own, which names
+    neither the argument nor its value (the 2026-12-07 audit's class, closed here)."""
+    with pytest.raises(ValueError, match=rf"^{name} cannot be read as an array: .*got \[\["):
+        call()
