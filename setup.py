@@ -8,10 +8,10 @@ extension's object files into DIR (tools/emulated_isas.sh links its test harness
 and its build of the AVX-512 template for AVX2 from them: CI compiles the x86
 kernels once).
 
-Flags are portable: -O3, -fno-math-errno and FMA contraction.  No tuning for
-the build machine's own CPU (the wheel must run on any x86-64; the kernels
-pick AVX-512 / AVX2 / SSE2 at run time) and no fast-math mode (it would break
-inf/NaN semantics).
+Flags are portable (src/cflags.txt, which says why each): -O3, -fno-math-errno
+and FMA contraction.  No tuning for the build machine's own CPU (the wheel must
+run on any x86-64; the kernels pick AVX-512 / AVX2 / SSE2 at run time) and no
+fast-math mode (it would break inf/NaN semantics).
 """
 import glob
 import os
@@ -33,6 +33,12 @@ from setuptools.command.build_ext import build_ext
 # (fs_pool.c).  The scripts that build the kernels without setup.py (tools/isa_check.sh,
 # tools/emulated_isas.sh, tools/arm64_suite.sh) take the same glob, so a new file needs no list.
 KERNEL_SOURCES = sorted(glob.glob("src/*.c"))
+
+
+def _portable_cflags():
+    """src/cflags.txt's flags, which the tools that compile src/ themselves take too."""
+    with open(os.path.join("src", "cflags.txt")) as f:
+        return shlex.split(f.read(), comments=True)
 
 
 def _compiler_accepts(compiler, compile_flags, link_flags, source):
@@ -121,13 +127,11 @@ class BuildExt(build_ext):
         if compiler.compiler_type == "msvc":
             opt = ["/O2", "/fp:precise"]
         else:
-            # Contract a*b + c into FMA where the ISA has it (GCC turns contraction off
-            # under -std=c11): faster, and the exp is more accurate for it.
             # -g0 overrides the -g in Python's own CFLAGS: no debug info, as in the release
             # builds of meson-python (NumPy, SciPy).  The kernel templates' debug info took
             # a third of the build's time, and wheels strip it anyway; -g never changes the
             # code.  FASTSOFTMAX_EXTRA_CFLAGS=-g, which comes after, brings it back.
-            opt = ["-O3", "-g0", "-fno-math-errno", "-ffp-contract=fast", "-Wno-psabi"]
+            opt = _portable_cflags() + ["-g0"]
         openmp = _openmp_flags(compiler)
         if openmp is None:
             warnings.warn(

@@ -66,7 +66,8 @@ cd "$root/src"
 "$python" -m cython -3 fastsoftmax/_core.pyx -o fastsoftmax/_core.c
 inc="-I$root/usr/include/python3.11 -idirafter $root/usr/include -Isrc"
 inc="$inc -I$root/venv/lib/python3.11/site-packages/numpy/_core/include"
-cflags="-fPIC -g0 -fwrapv -O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -DNPY_NO_DEPRECATED_API=NPY_2_0_API_VERSION"
+source "$repo/tools/cflags.sh"
+cflags="$FS_CFLAGS $FS_CFLAGS_EXTENSION -g0 -fopenmp -DNPY_NO_DEPRECATED_API=NPY_2_0_API_VERSION"
 mkdir -p build-arm64
 pids=()
 for f in fastsoftmax/_core.c src/*.c; do  # every C file in src/, as setup.py builds

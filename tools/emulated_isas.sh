@@ -74,12 +74,11 @@ trap cleanup EXIT
 
 want() { case " $stages " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "emulated_isas: $*"; }
-# Same flags as setup.py's build of the kernels (no -march, no -ffast-math: the ISA files
-# carry their own target pragmas).  OpenMP on, so the long-row entries run 3 threads.
-CFLAGS_KERNELS="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp"
-# What setup.py's objects get besides, from Python's CFLAGS and its own: objects of a
-# shared library, POSIX threads, and -fwrapv (the one flag there that can change code).
-CFLAGS_EXTENSION="-fPIC -pthread -fwrapv"
+# setup.py's flags for the kernels (src/cflags.txt), and those its objects get besides
+# (FS_CFLAGS_EXTENSION).  OpenMP on, so the long-row entries run 3 threads.
+source "$repo/tools/cflags.sh"
+CFLAGS_KERNELS="$FS_CFLAGS -fopenmp"
+CFLAGS_EXTENSION=$FS_CFLAGS_EXTENSION
 kernel_sources="$(echo "$repo"/src/*.c)"  # every C file in src/, as setup.py
 # Each compiled with the kernels; each has a main() and is linked with them alone.
 programs="$repo/tools/emu_harness.c $repo/tools/isa_check.c"

@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-flags="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -Isrc"
+source tools/cflags.sh
+flags="$FS_CFLAGS -Isrc"
 sources="tools/isa_check.c $(echo src/*.c)"  # every C file in src/, as setup.py builds
 native=${ISA_CHECK_X86:-}
 if [ -z "$native" ]; then

@@ -43,8 +43,10 @@ tree_of() {
 old_tree=$(tree_of old "$old")
 new_tree=$(tree_of new "$new")
 
-# setup.py's flags for the kernels, and those Python's own CFLAGS add (tools/emulated_isas.sh).
-flags="-O3 -fno-math-errno -ffp-contract=fast -Wno-psabi -fopenmp -fPIC -pthread -fwrapv"
+# setup.py's flags for the kernels, and those Python's own CFLAGS add (this tree's: the same
+# for both builds)
+source "$repo/tools/cflags.sh"
+flags="$FS_CFLAGS $FS_CFLAGS_EXTENSION -fopenmp"
 cc=${CC:-cc}
 build() { # tree, name: the tree's kernels for the ISA, its table renamed fs_kernels_<name>
     $cc $flags -I"$1/src" -c "$1/src/fs_isa_$isa.c" -o "$out/$2.o.tmp"
