@@ -1901,7 +1901,7 @@ cdef object _NATIVE_FLOAT64 = _np.dtype(_np.float64)
 
 
 def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_threads=None,
-               object resolve_threads=None):
+               object resolve_threads=None, object redo_near_zero=None):
     """softmax, log_softmax or logsumexp (``op``) of an array over its last axis, with every
     other argument but ``out`` and ``n_threads`` at its default, or None where that is not
     the call.
@@ -1921,6 +1921,11 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
     new array, logsumexp's 0-d result a NumPy scalar.  Under ``limit`` elements the
     kernel runs with the GIL held: it takes microseconds, less than releasing the GIL
     costs.
+
+    A float32 logsumexp with a result near zero (NEAR_ZERO_PER_LOG_N) is finished by
+    ``redo_near_zero(x, result, None, rows, n, 1, threads)``, the full path's
+    ``_logsumexp._redo_near_zero``, which computes those rows again; without it the
+    call returns None, and the full path runs the kernel over the whole array again.
     """
     if type(x) is not cnp.ndarray:
         return None
@@ -1987,7 +1992,10 @@ def small_call(object x, int op, Py_ssize_t limit, object out=None, object n_thr
         near = _NEAR_ZERO_PER_LOG_N * log(<double> n)
         for row in range(size // n):
             if fabsf((<const float *> job.out)[row]) < near:
-                return None  # (see NEAR_ZERO_PER_LOG_N: the full path computes it again)
+                if redo_near_zero is None:
+                    return None  # (the full path computes it again: NEAR_ZERO_PER_LOG_N)
+                redo_near_zero(a, result, None, size // n, n, 1, nthreads)
+                break
     if reduces and ndim == 1 and out is None:
         return result[()]
     return result

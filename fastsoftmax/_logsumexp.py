@@ -193,7 +193,7 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
             and where is None):
         # (None: an out= the full path checks, or a new result it takes from the pool)
         small = _core.small_call(x, _OP_LOGSUMEXP, PARALLEL_MIN_ELEMENTS, out, n_threads,
-                                 resolve_threads)
+                                 resolve_threads, _redo_near_zero)
         if small is not None:
             return small  # type: ignore[no-any-return]
     x = _as_kernel_array(x, "x")
@@ -238,7 +238,8 @@ def _redo_near_zero(x: npt.NDArray[Any], out: FloatArray, mask: npt.NDArray[np.b
     near = abs(out.reshape(outer, inner)) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)
     if not near.any():
         return
-    o, i = np.nonzero(near)
+    # (np.nonzero of a 2-D mask took 0.35 ms for 100000 x 1; the flat indices, 0.02)
+    o, i = np.divmod(np.flatnonzero(near), inner)
     rows = np.ascontiguousarray(_widened(x.reshape(outer, n, inner)[o, :, i], np.dtype(np.float64)))
     rows_mask = (None if mask is None else
                  np.ascontiguousarray(_mask_slices(mask, x.shape, outer, n, inner)[o, :, i]))

@@ -1,6 +1,7 @@
 """The one-step fast path (``_core.small_call``, ``_core.small_cross_entropy``): the full
 path's results and errors, bit for bit."""
 import contextlib
+import math
 
 import numpy as np
 import pytest
@@ -476,3 +477,51 @@ def test_pairwise_sum_keeps_ieee_results_and_refuses_other_dtypes():
     assert _core.pairwise_sum(np.zeros((0,))) == 0.0
     with pytest.raises(TypeError, match="float32"):
         _core.pairwise_sum(np.ones(3, np.float32))
+
+
+# -- logsumexp results near zero ----------------------------------------------------------
+
+
+def _near_zero_slices(shape, axis, every, seed):
+    """Random float32 logits whose every `every`-th slice along `axis` holds log-probabilities
+    (a logsumexp of about 1e-7: the float32 exponentials' rounding alone would miss it by
+    more than the bound), and the exact logsumexp of each slice, in float64."""
+    rng = np.random.default_rng(seed)
+    x = np.ascontiguousarray(np.moveaxis((rng.standard_normal(shape) * 3).astype(np.float32),
+                                         axis, -1))
+    planted = x.reshape(-1, x.shape[-1])[::every]
+    planted -= np.log(np.exp(planted.astype(np.float64)).sum(-1, keepdims=True)).astype(
+        np.float32)
+    x.reshape(-1, x.shape[-1])[::every] = planted
+    exact = np.array([math.log(math.fsum(np.exp(row.astype(np.float64))))
+                      for row in x.reshape(-1, x.shape[-1])]).reshape(x.shape[:-1])
+    return np.ascontiguousarray(np.moveaxis(x, -1, axis)), exact
+
+
+@pytest.mark.parametrize("shape, axis", [((3000, 10), -1), ((600, 7), -1), ((4, 10, 6), 1),
+                                         ((10, 50), 0)], ids=str)
+def test_logsumexp_near_zero_keeps_its_precision_on_every_path(monkeypatch, shape, axis):
+    """A float32 slice whose logsumexp is near 0 is computed again in float64 (the small
+    path and the full path alike, any slice layout), and only those slices are: the
+    small path once ran the kernel over the whole array a second time (the full path's)."""
+    x, exact = _near_zero_slices(shape, axis, 7, seed=len(shape) + shape[0])
+    near = np.abs(exact) < _core.NEAR_ZERO_PER_LOG_N * math.log(x.shape[axis])
+    assert np.abs(exact.reshape(-1)[::7]).max() < 1e-5 and near.any()
+    want = _full_path(lambda v: fs.logsumexp(v, axis=axis, n_threads=1), x)
+    kernel_calls = []
+    real = _core.softmax_family
+
+    def counted(x, out, *args, **kwargs):
+        kernel_calls.append((x.shape, x.dtype))
+        return real(x, out, *args, **kwargs)
+
+    monkeypatch.setattr(_core, "softmax_family", counted)
+    out = np.full(exact.shape, 7.0, np.float32)
+    assert fs.logsumexp(x, axis=axis, out=out, n_threads=1) is out
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_allclose(out, exact, rtol=1e-6, atol=0)
+    redone = (int(near.sum()), x.shape[axis])
+    if axis == -1:  # the small path: its own kernel, then the near slices alone
+        assert kernel_calls == [(redone, np.float64)]
+    else:
+        assert kernel_calls == [(x.shape, np.float32), (redone, np.float64)]
