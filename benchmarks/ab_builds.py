@@ -16,7 +16,9 @@ faster).
         [--isa avx2]
 
 ``--isa`` picks the kernels of another instruction set this CPU runs
-(``fastsoftmax._core.set_isa``); ``--threads`` the thread count (1 by default).
+(``fastsoftmax._core.set_isa``); ``--threads`` the thread count (1 by default);
+``--spread`` the logits' standard deviation (3 by default: N(0, 3^2)), which decides how
+often one entry dominates a row, and so which way the log ops sum it.
 """
 import argparse
 import json
@@ -56,7 +58,7 @@ def _best(call, window):
     return best
 
 
-def _worker(shapes, ops, dtype, isa, threads, window):
+def _worker(shapes, ops, dtype, isa, threads, window, spread):
     """Time each op × shape with the fastsoftmax on sys.path; {"op shape": ns per element}."""
     import numpy as np
 
@@ -69,7 +71,7 @@ def _worker(shapes, ops, dtype, isa, threads, window):
     rng = np.random.default_rng(0)
     times = {}
     for shape in shapes:
-        x = (rng.standard_normal(shape) * 3).astype(_numpy_dtype(dtype))
+        x = (rng.standard_normal(shape) * spread).astype(_numpy_dtype(dtype))
         labels = rng.integers(0, shape[1], shape[0])
         out = np.empty_like(x)  # 16-bit x: 16-bit results (cross_entropy: gradient)
         sums = np.empty(shape[0], x.dtype if x.dtype.itemsize > 2 else np.float32)
@@ -101,6 +103,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=float, default=0.25, help="seconds per cell")
+    parser.add_argument("--spread", type=float, default=3.0,
+                        help="the logits' standard deviation")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.ops) - set(OPS))
@@ -108,9 +112,11 @@ def main(argv=None):
         parser.error(f"--ops: unknown {unknown}; choose from {', '.join(OPS)}")
     if args.rounds < 1 or args.window <= 0 or args.threads < 1:
         parser.error("--rounds and --threads must be at least 1, --window positive")
+    if not 0 < args.spread < float("inf"):
+        parser.error(f"--spread must be a positive finite number, got {args.spread}")
     if args.worker:
         print(json.dumps(_worker(args.shapes, args.ops, args.dtype, args.isa, args.threads,
-                                 args.window)))
+                                 args.window, args.spread)))
         return {}
 
     trees = {"old": os.path.abspath(args.old), "new": os.path.abspath(args.new)}
@@ -120,7 +126,8 @@ def main(argv=None):
     worker_args = [sys.executable, os.path.abspath(__file__), args.old, args.new, "--worker",
                    "--shapes", ",".join(f"{r}x{c}" for r, c in args.shapes),
                    "--ops", ",".join(args.ops), "--dtype", args.dtype,
-                   "--threads", str(args.threads), "--window", str(args.window)]
+                   "--threads", str(args.threads), "--window", str(args.window),
+                   "--spread", str(args.spread)]
     if args.isa:
         worker_args += ["--isa", args.isa]
     best = {"old": {}, "new": {}}
@@ -132,8 +139,8 @@ def main(argv=None):
                 raise SystemExit(f"the {name} build ({tree}) failed:\n{result.stderr.strip()}")
             for cell, ns in json.loads(result.stdout.strip().splitlines()[-1]).items():
                 best[name][cell] = min(ns, best[name].get(cell, float("inf")))
-    print(f"{args.dtype}, {args.isa or 'default ISA'}, {args.threads} thread(s), "
-          f"min of {args.rounds} rounds, ns per element")
+    print(f"{args.dtype} N(0, {args.spread:g}^2), {args.isa or 'default ISA'}, "
+          f"{args.threads} thread(s), min of {args.rounds} rounds, ns per element")
     print(f"{'op and shape':32s} {'old':>8s} {'new':>8s} {'new/old':>8s}")
     for cell, old in best["old"].items():
         new = best["new"][cell]
