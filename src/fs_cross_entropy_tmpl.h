@@ -525,7 +525,7 @@ static double FN(ce_row)(const STORAGE *x, int64_t label, const REAL *target,
 /*
  * ce_panel_tile's per-sample terms in the commonest case, index labels without
  * smoothing (no sample is then summed class by class), with every lane's log
- * from tile_logs: the loss, p_factor and the label terms of all LANES samples
+ * from tile_log_sum_exp: the loss, p_factor and the label terms of all LANES samples
  * as double vectors, where the general loop takes them a lane at a time (a
  * scalar division each, and vectors built lane by lane in memory: a quarter of
  * the time of a 10-class loss).  The same operations in the same order as
@@ -598,8 +598,6 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
     const fs_index tail = partial ? lanes : LANES;
     VEC m[1];
     VACC total[1], logs[1], gaps = VACC_ZERO(), masses = VACC_ZERO();
-    /* per lane, when the plain terms do not take them as vectors (zeroed: GCC cannot see that) */
-    double log_sums[1][LANES] = {{0}}, sums[1][LANES] = {{0}};
     FN(accumulator) gap_acc, mass_acc;
     /* The tile's labels, each read once (see the top of this file). */
     int64_t label[LANES] = {0};
@@ -608,10 +606,8 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
     FN(acc_init)(&gap_acc);
     FN(acc_init)(&mass_acc);
     FN(tile_max)(x, NULL, n, stride, m, 1, partial, tail, 0);
-    FN(tile_sum_exp)(x, NULL, own_grad ? grad : NULL, n, stride, m, 1, total, 1, partial, tail,
-                     own_grad, 1, 0, 0, 0, NULL);
-    const int lanewise = FN(tile_logs)(x, NULL, n, stride, m, 1, total, 1, partial, tail, 0, 0,
-                                       logs, log_sums, sums);
+    FN(tile_log_sum_exp)(x, NULL, own_grad ? grad : NULL, n, stride, m, 1, total, logs, 1,
+                         partial, tail, own_grad, 0, 0);
     const VEC keep = VSPLAT((REAL)(1 - eps)), spread = VSPLAT((REAL)(eps / n));
     if (target || eps > 0) {
         for (fs_index k = 0; k < n; k++) {
@@ -634,17 +630,12 @@ static void FN(ce_panel_tile)(const STORAGE *x, const int64_t *labels, const REA
     VBITS valid = (VBITS)(VSPLAT(0) != VSPLAT(0));
     double label_term[LANES] = {0};
     int has_label_term[LANES] = {0};
-    if (!target && eps == 0 && !lanewise) {
+    if (!target && eps == 0) {
         FN(ce_plain_terms)(x, label, weight, ignore_index, loss, grad_scale, n, stride, lanes,
                            m[0], total[0], logs[0], &p_factor, &valid, label_term, has_label_term);
     } else {
-        if (!lanewise) /* every lane's sum and log as tile_log_sums leaves them when none is redone */
-            for (int i = 0; i < LANES; i++) {
-                sums[0][i] = VACC_LANE(total[0], i);
-                log_sums[0][i] = VACC_LANE(logs[0], i);
-            }
         for (fs_index i = 0; i < lanes; i++) {
-            const double log_sum = log_sums[0][i], sum = sums[0][i];
+            const double log_sum = VACC_LANE(logs[0], i), sum = VACC_LANE(total[0], i);
             const REAL mi = LANE(m[0], i);
             const int64_t y = label[i];
             /* x is still intact here (the gradient is written below): see ce_sums_finite. */

@@ -1,7 +1,7 @@
 /*
  * Vectorized natural log in double: vlog_f64 (and vlog1p_f64) for the log ops'
- * per-lane sums of exponentials (fs_log_sum_tmpl.h's tile_log_sums: panels and short rows, a
- * log per row or column).  One libm call per lane cost more than the rest of
+ * per-lane sums of exponentials (fs_log_sum_tmpl.h's tile_log_sum_exp: panels and short
+ * rows, a log per row or column).  One libm call per lane cost more than the rest of
  * a short row's work: 8 calls per group of 8 rows of 10 classes.
  *
  * x = 2^k * m with m in [sqrt(2)/2, sqrt(2)), f = m - 1, and

@@ -10,12 +10,13 @@
  * log1p of the rest (SciPy gh-18295), where it matters: log(sum) is exact to
  * the relative tolerance unless it is smaller than what the sum's own rounding
  * moves it by (fs_log_sum_may_round), and only such a slice, one that an
- * entry dominates, is summed again without that term (row_log_sum; tile lanes
- * likewise).  A row's sum pass leaves out every term of the max, each exactly
- * 1, and counts them (rows_sum_exp_impl's `look`); all but one are added back
- * exactly (fs_log_sum).  A tile's lanes leave out the first only.
- * cross_entropy's rows always leave it out; so do log_softmax's, which lets
- * them sum in float blocks (row_log_sum_dropped).
+ * entry dominates, is summed again without that term (row_log_sum).  A row's
+ * sum pass leaves out every term of the max, each exactly 1, and counts them
+ * (rows_sum_exp_impl's `look`); all but one are added back exactly
+ * (fs_log_sum).  cross_entropy's rows always leave it out; so do
+ * log_softmax's, which lets them sum in float blocks (row_log_sum_dropped),
+ * and the lanes of a tile (panels and short rows: tile_log_sum_exp), each its
+ * first.
  * A max that is not
  * finite is never dropped: its NaN or inf must reach the result.
  */
@@ -276,70 +277,42 @@ FS_ALWAYS_INLINE int FN(lane_drop)(VBITS started, VBITS looking, int lane)
 }
 
 /*
- * The log of each lane's sum of exp from a tile's sum pass (total, every term
- * kept), into log_sum[u][lane], and the sum itself into sum[u][lane]: as
- * row_log_sum does for a row, the lanes whose log may have rounded a result
- * near zero away are summed again without their max's first term, and get
- * log1p of that (and 1 + it).  A lane's result depends on its own column only.
+ * A tile's sum pass for the log ops (panels and short rows): each lane's sum
+ * of exp((x - max) * scale), its max's first term left out as it goes
+ * (tile_sum_exp's `drop`), so that total[u] gets the whole sum, 1 + the rest,
+ * and logs[u] its log as log1p of the rest, which keeps a result near zero
+ * that one entry dominates (the top of this file) without a second pass.  A
+ * lane whose max is not finite keeps every term (the tile's lanes past `tail`
+ * among them): its sum and log as they come, NaN, inf, or 0 and -inf (fully
+ * masked).  Before, the lanes summed every term and only a tile with a log
+ * below fs_smallest_safe_result was summed again without the max's: in float64
+ * that is a log below 1.1, what most rows of logits have (rows of 10, N(0, 3^2):
+ * 96%), and float64 log_softmax and logsumexp took twice softmax's time on short
+ * rows.  e_out and store as in tile_sum_exp (cross_entropy keeps its
+ * exponentials there): stored with the max's term.
  */
-FS_ALWAYS_INLINE void FN(tile_log_sums)(const STORAGE *x, const uint8_t *mask, fs_index n,
-                                        fs_index stride, const VEC *m, REAL scale,
-                                        const VACC *total, const int nv, const int partial,
-                                        fs_index tail, const int scaled, const int masked,
-                                        double log_sum[][LANES], double sum[][LANES])
+FS_ALWAYS_INLINE void FN(tile_log_sum_exp)(const STORAGE *x, const uint8_t *mask, OUT *e_out,
+                                           fs_index n, fs_index stride, const VEC *m,
+                                           REAL scale, VACC *total, VACC *logs, const int nv,
+                                           const int partial, fs_index tail, const int store,
+                                           const int scaled, const int masked)
 {
-    const double units = FN(sum_error_units)(n);
-    int redo = 0;
-    for (int u = 0; u < nv; u++) {
-        const VACC logs = VACC_LOG(total[u]); /* every lane's at once (fs_log.h) */
-        for (int i = 0; i < LANES; i++) {
-            sum[u][i] = VACC_LANE(total[u], i);
-            log_sum[u][i] = VACC_LANE(logs, i);
-            redo |= isfinite(LANE(m[u], i)) &&
-                    fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL);
-        }
-    }
-    if (!redo)
-        return;
-    VACC rest[FS_TILE_VECTORS];
     VBITS started[FS_TILE_VECTORS], looking[FS_TILE_VECTORS];
     for (int u = 0; u < nv; u++)
         started[u] = looking[u] = FN(finite_lanes)(m[u]);
-    FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, rest, nv, partial, tail, 0, 1, scaled,
-                     masked, 1, looking);
+    FN(tile_sum_exp)(x, mask, e_out, n, stride, m, scale, total, nv, partial, tail, store, 1,
+                     scaled, masked, 1, looking);
     for (int u = 0; u < nv; u++) {
-        const VACC logs = VACC_LOG1P(rest[u]);
+        const VACC rest = total[u];
+        total[u] = VACC_ADD(VACC_SPLAT(1.0), rest);
+        logs[u] = VACC_LOG1P(rest); /* every lane's at once (fs_log.h) */
+        if (VFIRST(~started[u] | looking[u]) < 0) /* every lane left its max's term out */
+            continue;
+        const VACC all_logs = VACC_LOG(rest); /* the others' log, as before they dropped */
         for (int i = 0; i < LANES; i++)
-            if (FN(lane_drop)(started[u], looking[u], i) &&
-                fs_log_sum_may_round(log_sum[u][i], units, LOG_SUM_RTOL)) {
-                sum[u][i] = 1.0 + VACC_LANE(rest[u], i);
-                log_sum[u][i] = VACC_LANE(logs, i);
+            if (!FN(lane_drop)(started[u], looking[u], i)) {
+                VACC_SET_LANE(total[u], i, VACC_LANE(rest, i));
+                VACC_SET_LANE(logs[u], i, VACC_LANE(all_logs, i));
             }
     }
-}
-
-/*
- * The log of each lane's sum of exp as vectors, logs[u], when no lane may need
- * its sum again (fs_log_sum_may_round: a NaN log does not): returns 0, and
- * log_sum and sum are left unwritten.  Else returns 1 after tile_log_sums,
- * whose arrays then hold every lane's log and sum.  What slices dominated by
- * one entry pay (and fully masked ones, whose log is -inf), the rest skip: a
- * pass over the lanes one by one.
- */
-FS_ALWAYS_INLINE int FN(tile_logs)(const STORAGE *x, const uint8_t *mask, fs_index n,
-                                   fs_index stride, const VEC *m, REAL scale, const VACC *total,
-                                   const int nv, const int partial, fs_index tail,
-                                   const int scaled, const int masked, VACC *logs,
-                                   double log_sum[][LANES], double sum[][LANES])
-{
-    const double smallest_safe = fs_smallest_safe_result(FN(sum_error_units)(n), LOG_SUM_RTOL);
-    int lanewise = 0;
-    for (int u = 0; u < nv; u++) {
-        logs[u] = VACC_LOG(total[u]); /* every lane's at once (fs_log.h) */
-        lanewise |= VACC_ANY_LESS(logs[u], smallest_safe);
-    }
-    if (lanewise)
-        FN(tile_log_sums)(x, mask, n, stride, m, scale, total, nv, partial, tail, scaled, masked,
-                          log_sum, sum);
-    return lanewise;
 }

@@ -517,7 +517,7 @@ static void FN(last_pass_streamed)(const REAL *stored, const uint8_t *mask, OUT 
 
 /*
  * The one rule for a slice's logsumexp from its max and the log of its sum of
- * exp((x - max) * scale) (row_log_sum, tile_log_sums): max * scale + log_sum.
+ * exp((x - max) * scale) (row_log_sum, tile_log_sum_exp): max * scale + log_sum.
  *
  * With `parts` (not NULL), the two halves are returned apart instead, for a
  * caller that combines slices (fastsoftmax.dask): the max, or NaN where the
@@ -872,8 +872,6 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
 {
     VEC m[FS_TILE_VECTORS], result[FS_TILE_VECTORS] = {VSPLAT(0), VSPLAT(0)};
     VACC total[FS_TILE_VECTORS], logs[FS_TILE_VECTORS];
-    double log_sum[FS_TILE_VECTORS][LANES], sum[FS_TILE_VECTORS][LANES]; /* the log ops */
-    int lanewise = 0; /* the log ops: whether log_sum holds the logs (else logs: tile_logs) */
     FN(tile_max)(x, mask, n, stride, m, nv, partial, tail, masked);
     if (op == FS_OP_SOFTMAX && scale == 1)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, 0,
@@ -881,17 +879,12 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
     else if (op == FS_OP_SOFTMAX)
         FN(tile_sum_exp)(x, mask, out, n, stride, m, scale, total, nv, partial, tail, 1, 0, 1,
                          masked, 0, NULL);
-    else if (op != FS_OP_SOFTMAX && scale != 1) { /* log ops; logsumexp: its halves */
-        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, scale, total, nv, partial, tail, 0, 1, 1,
-                         masked, 0, NULL);
-        lanewise = FN(tile_logs)(x, mask, n, stride, m, scale, total, nv, partial, tail, 1,
-                                 masked, logs, log_sum, sum);
-    } else {
-        FN(tile_sum_exp)(x, mask, NULL, n, stride, m, 1, total, nv, partial, tail, 0, 1, 0,
-                         masked, 0, NULL);
-        lanewise = FN(tile_logs)(x, mask, n, stride, m, 1, total, nv, partial, tail, 0, masked,
-                                 logs, log_sum, sum);
-    }
+    else if (scale != 1) /* log ops; logsumexp: its halves */
+        FN(tile_log_sum_exp)(x, mask, NULL, n, stride, m, scale, total, logs, nv, partial, tail,
+                             0, 1, masked);
+    else
+        FN(tile_log_sum_exp)(x, mask, NULL, n, stride, m, 1, total, logs, nv, partial, tail, 0,
+                             0, masked);
 
     const int lanes_in_last = partial ? (int)tail : LANES;
     for (int u = 0; u < nv; u++) {
@@ -900,11 +893,13 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
             result[u] = VACC_NARROW(VACC_INVERSE(total[u]));
             continue;
         }
-        if (op == FS_OP_LOG_SOFTMAX && !lanewise) { /* (REAL)log_sum, every lane at once */
+        if (op == FS_OP_LOG_SOFTMAX) { /* (REAL)log_sum, every lane at once */
             result[u] = VACC_NARROW(logs[u]);
             continue;
         }
-        if (op == FS_OP_LOGSUMEXP && !lanewise && !parts && (sizeof(REAL) == 4 || scale == 1)) {
+        /* logsumexp: logsumexp_parts's halves, and float64's at scale != 1, lane by lane */
+        const int every_lane = parts || (sizeof(REAL) != 4 && scale != 1);
+        if (!every_lane) {
             /* logsumexp_result's max * scale + log_sum, every lane at once.  max * scale is
              * exact in double (two floats' product, or a product by 1: logsumexp's scale,
              * while logsumexp_parts's come with `parts`), so the one rounding is the sum's,
@@ -914,25 +909,21 @@ FS_ALWAYS_INLINE void FN(panel_tile)(const STORAGE *x, const uint8_t *mask, OUT 
             result[u] = VACC_NARROW(VACC_ADD(scaled_max, logs[u]));
             if (VFIRST(~FN(finite_lanes)(m[u])) < 0)
                 continue;
-            for (int i = 0; i < lanes; i++)
-                if (!isfinite(LANE(m[u], i)))
-                    LANE(result[u], i) = FN(logsumexp_result)(
-                        LANE(m[u], i), VACC_LANE(logs[u], i), scale, x + u * LANES + i,
-                        masked ? mask + u * LANES + i : NULL, n, stride, NULL);
-            continue;
         }
-        if (!lanewise)
-            for (int i = 0; i < LANES; i++)
-                log_sum[u][i] = VACC_LANE(logs[u], i);
-        for (int i = 0; i < lanes; i++) {
-            if (op == FS_OP_LOG_SOFTMAX)
-                LANE(result[u], i) = (REAL)log_sum[u][i];
-            else
+        /* (copied by loops of LANES, which GCC unrolls: lanes read at an index it cannot
+         * bound made it warn that the max and float's accumulator might be read unset) */
+        double log_sum[LANES];
+        REAL max[LANES];
+        for (int i = 0; i < LANES; i++) {
+            log_sum[i] = VACC_LANE(logs[u], i);
+            max[i] = LANE(m[u], i);
+        }
+        for (int i = 0; i < lanes; i++)
+            if (every_lane || !isfinite(max[i]))
                 LANE(result[u], i) = FN(logsumexp_result)(
-                    LANE(m[u], i), log_sum[u][i], scale, x + u * LANES + i,
+                    max[i], log_sum[i], scale, x + u * LANES + i,
                     masked ? mask + u * LANES + i : NULL, n, stride,
                     parts ? parts + u * LANES + i : NULL);
-        }
     }
 
     if (op == FS_OP_LOGSUMEXP) { /* out is one row of `stride` values */

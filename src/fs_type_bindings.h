@@ -104,6 +104,7 @@
 #define VACC_SPLAT FS_COMPUTE_NAME(vacc_splat)
 #define VACC_ANY_LESS FS_COMPUTE_NAME(vacc_any_less)
 #define VACC_LANE FS_COMPUTE_NAME(vacc_lane)
+#define VACC_SET_LANE FS_COMPUTE_NAME(vacc_set_lane)
 #define VACC_SUM_LANES FS_COMPUTE_NAME(vacc_sum_lanes)
 #define VACC_NARROW FS_COMPUTE_NAME(vacc_narrow)
 #define VACC_INVERSE FS_COMPUTE_NAME(vacc_inverse)

@@ -12,7 +12,8 @@
  *   vec_f32, vbits_f32     FS_LANES_f32 lanes of them
  *   vacc_f32               FS_LANES_f32 lanes of double, where float sums
  *                          accumulate: vacc_zero/splat/from/add/sub/mul/div/inverse/
- *                          narrow/lane_f32 (vacc_f64 is vec_f64 itself)
+ *                          narrow/lane_f32, vacc_set_lane_f32(a, i, d) the one that
+ *                          writes a lane (vacc_f64 is vec_f64 itself)
  *   vload/vstore_f32       unaligned, whole vector; *_partial for the first k lanes
  *   vstream_f32            a streaming store past the caches, to an aligned vector
  *                          (vstream_fence after the last; FS_CAN_STREAM says if real)
@@ -188,6 +189,8 @@ static inline vacc_f32 vacc_splat_f32(double d)
     return a;
 }
 #define vacc_lane_f32(a, i) ((i) < FS_LANES_f64 ? (a).lo[(i)] : (a).hi[(i) - FS_LANES_f64])
+#define vacc_set_lane_f32(a, i, d)                                                          \
+    ((i) < FS_LANES_f64 ? (void)((a).lo[(i)] = (d)) : (void)((a).hi[(i) - FS_LANES_f64] = (d)))
 
 /*
  * c in the lanes where t is finite, 0 where t is inf or NaN (t - t is 0 only
@@ -624,6 +627,7 @@ typedef double vacc_f32;
 #define vacc_zero_f32() 0.0
 #define vacc_splat_f32(d) ((double)(d))
 #define vacc_lane_f32(a, i) (a)
+#define vacc_set_lane_f32(a, i, d) ((void)((a) = (d)))
 #define vacc_inverse_f32(a) (1.0 / (a))
 /* As above: c where t is finite, else 0. */
 static inline double vkeep_where_finite_f64(double c, double t) { return t - t == 0 ? c : 0.0; }
@@ -664,6 +668,7 @@ typedef vec_f64 vacc_f64;
 #define vacc_mul_f64(a, b) ((a) * (b))
 #define vacc_div_f64(a, b) ((a) / (b))
 #define vacc_lane_f64(a, i) LANE((a), (i))
+#define vacc_set_lane_f64(a, i, d) ((void)(LANE((a), (i)) = (d)))
 #define vacc_narrow_f64(a) (a)
 #define vacc_inverse_f64(a) (vsplat_f64(1.0) / (a))
 #define vacc_keep_where_finite_f64(c, t) vkeep_where_finite_f64((c), (t))
