@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from conftest import CHUNK, check_logsumexp, streaming_every_call
+from conftest import CHUNK, check_log_softmax, check_logsumexp, streaming_every_call
 from fastsoftmax import _core, reference
 
 RTOL = {np.float32: 1e-6, np.float64: 1e-13}
@@ -581,3 +581,45 @@ def test_logsumexp_where_max_and_log_sum_cancel_is_within_its_absolute_term(isa,
     x = (-math.log(2) + rng.standard_normal((301, 2)) * 1e-3).astype(dtype)
     check_logsumexp(fs.logsumexp(x), x)
     check_logsumexp(fs.logsumexp(np.ascontiguousarray(x.T), axis=0), x.T, axis=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [5, 16, 33, 64, 100])
+def test_rows_of_any_spread_and_shift_keep_the_bound(isa, dtype, n):
+    """Short rows and panels (a tile's lanes) and rows leave the max's term out in their one
+    sum pass, whatever the logits' spread: under 1.14 of log(sum), which float64's bound
+    once sent back for a second pass, and near 0 from below (log-probabilities), which
+    rows still sum the exact way (2026-12-07)."""
+    rng = np.random.default_rng(n)
+    for spread in (0.3, 3.0, 10.0, 40.0):
+        x = rng.standard_normal((37, n)) * spread
+        for shifted in (x, x - 20.0, x - fs.logsumexp(x, axis=-1, keepdims=True)):
+            rows = shifted.astype(dtype)
+            check_logsumexp(fs.logsumexp(rows, axis=-1), rows)
+            check_log_softmax(fs.log_softmax(rows, axis=-1), rows)
+            columns = np.ascontiguousarray(rows.T)
+            check_logsumexp(fs.logsumexp(columns, axis=0), columns, axis=0)
+            check_log_softmax(fs.log_softmax(columns, axis=0), columns, axis=0)
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_float64_results_near_zero_against_exact_values(isa, layout):
+    """The README's float64 bound where max and log(sum) cancel (rows of log-probabilities),
+    u (|max| + |log(sum)| + 1), against 40-digit sums rather than a float64 reference,
+    which rounds the same steps itself."""
+    mpmath = pytest.importorskip("mpmath")
+    u = 2.0**-53
+    with mpmath.workdps(40):
+        for n in (2, 5, 16, 33, 100):
+            rng = np.random.default_rng(n)
+            for spread in (0.1, 1.0, 3.0, 10.0, 40.0):
+                x = rng.standard_normal((40, n)) * spread
+                rows = x - reference.logsumexp(x, axis=-1, keepdims=True)
+                exact = np.array([float(mpmath.log(mpmath.fsum(
+                    mpmath.exp(mpmath.mpf(float(v))) for v in row))) for row in rows])
+                got = (fs.logsumexp(rows, axis=-1) if layout == "rows" else
+                       fs.logsumexp(np.ascontiguousarray(rows.T), axis=0))
+                top = rows.max(axis=-1)
+                bound = u * (np.abs(top) + np.abs(exact - top) + 1)
+                bad = np.abs(got - exact) > bound
+                assert not bad.any(), (n, spread, got[bad], exact[bad], bound[bad])
