@@ -308,7 +308,7 @@ FS_ALWAYS_INLINE void FN(tile_log_sum_exp)(const STORAGE *x, const uint8_t *mask
         logs[u] = VACC_LOG1P(rest); /* every lane's at once (fs_log.h) */
         if (VFIRST(~started[u] | looking[u]) < 0) /* every lane left its max's term out */
             continue;
-        const VACC all_logs = VACC_LOG(rest); /* the others' log, as before they dropped */
+        const VACC all_logs = VACC_LOG(rest); /* a lane that dropped nothing: log of its sum */
         for (int i = 0; i < LANES; i++)
             if (!FN(lane_drop)(started[u], looking[u], i)) {
                 VACC_SET_LANE(total[u], i, VACC_LANE(rest, i));
