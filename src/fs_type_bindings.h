@@ -102,7 +102,6 @@
 #define VACC_MUL FS_COMPUTE_NAME(vacc_mul)
 #define VACC_DIV FS_COMPUTE_NAME(vacc_div)
 #define VACC_SPLAT FS_COMPUTE_NAME(vacc_splat)
-#define VACC_ANY_LESS FS_COMPUTE_NAME(vacc_any_less)
 #define VACC_LANE FS_COMPUTE_NAME(vacc_lane)
 #define VACC_SET_LANE FS_COMPUTE_NAME(vacc_set_lane)
 #define VACC_SUM_LANES FS_COMPUTE_NAME(vacc_sum_lanes)

@@ -29,7 +29,6 @@
  *   vany_greater_f32       whether any lane is above a scalar (NaN lanes are not)
  *   vnonzero_lanes_f32     the lanes where d is not 0, as bits (vadd_lanes_f32: a + e in
  *                          those lanes, a in the others)
- *   vany_less_f64          whether any lane is below one (vacc_any_less_f32: of an accumulator)
  *   vas_bits/vfrom_bits_f32  reinterpret as unsigned integers and back
  *   vmask/vselect_f32      lanes of a `where=` mask (one byte per element) and a
  *                          lane-wise choice by them
@@ -911,14 +910,5 @@ FS_DEFINE_MASK_OPS(vmask_bytes_f64, vbits_f64, vwiden_mask_f64, f64)
 /* Whether any lane of v is greater than the scalar c (a NaN lane is not): a compare and vfirst. */
 #define vany_greater_f32(v, c) (vfirst_f32((vbits_f32)((v) > vsplat_f32(c))) >= 0)
 #define vany_greater_f64(v, c) (vfirst_f64((vbits_f64)((v) > vsplat_f64(c))) >= 0)
-/* Whether any lane of v is less than the scalar c (a NaN lane is not). */
-#define vany_less_f64(v, c) (vfirst_f64((vbits_f64)((v) < vsplat_f64(c))) >= 0)
-/* The same over an accumulator's double lanes (a float one has two vectors of them). */
-#if FS_VBYTES > 0
-#define vacc_any_less_f32(a, c) (vany_less_f64((a).lo, (c)) || vany_less_f64((a).hi, (c)))
-#else
-#define vacc_any_less_f32(a, c) ((a) < (c))
-#endif
-#define vacc_any_less_f64(a, c) vany_less_f64((a), (c))
 
 #endif /* FS_VECTOR_H */

@@ -78,7 +78,6 @@ log() { echo "emulated_isas: $*"; }
 # (FS_CFLAGS_EXTENSION).  OpenMP on, so the long-row entries run 3 threads.
 source "$repo/tools/cflags.sh"
 CFLAGS_KERNELS="$FS_CFLAGS -fopenmp"
-CFLAGS_EXTENSION=$FS_CFLAGS_EXTENSION
 kernel_sources="$(echo "$repo"/src/*.c)"  # every C file in src/, as setup.py
 # Each compiled with the kernels; each has a main() and is linked with them alone.
 programs="$repo/tools/emu_harness.c $repo/tools/isa_check.c"
@@ -350,7 +349,7 @@ logic_objects() {
     mkdir -p "$logic/obj" || return 1
     for f in $logic_compiled; do
         # shellcheck disable=SC2086
-        gcc $CFLAGS_KERNELS $CFLAGS_EXTENSION -O2 -fno-gcse -fno-gcse-after-reload -I"$logic/src" \
+        gcc $CFLAGS_KERNELS $FS_CFLAGS_EXTENSION -O2 -fno-gcse -fno-gcse-after-reload -I"$logic/src" \
             -c "$logic/src/$f.c" -o "$logic/obj/$f.o" || return 1
     done
 }
