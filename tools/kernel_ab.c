@@ -13,7 +13,7 @@
  * compared bit for bit with the other's: a change meant to keep the bits must
  * print "same bits".
  *
- *   kernel_ab [--op softmax|log_softmax] [--dtype float32|float64] [--stream]
+ *   kernel_ab [--op softmax|log_softmax|logsumexp] [--dtype float32|float64] [--stream]
  *             [--in-cache] [--calls N] [--offset BYTES] ROWSxN [ROWSxN ...]
  *
  * --stream and --in-cache set the kernels' FS_STREAM_OUTPUT and FS_IN_CACHE
@@ -64,17 +64,23 @@ static char *big_buffer(size_t bytes)
     return p;
 }
 
+enum { OP_SOFTMAX, OP_LOG_SOFTMAX, OP_LOGSUMEXP };
+
 typedef struct {
-    int log_output, stream, in_cache, float64, calls;
+    int op, stream, in_cache, float64, calls;
     long offset;
 } options;
 
 static void run(const fs_kernel_table *t, const options *o, const void *x, void *out,
                 fs_index rows, fs_index n)
 {
-    const int flags = (o->log_output ? FS_LOG_OUTPUT : 0) | (o->stream ? FS_STREAM_OUTPUT : 0) |
-                      (o->in_cache ? FS_IN_CACHE : 0);
-    if (o->float64)
+    const int flags = (o->op == OP_LOG_SOFTMAX ? FS_LOG_OUTPUT : 0) |
+                      (o->stream ? FS_STREAM_OUTPUT : 0) | (o->in_cache ? FS_IN_CACHE : 0);
+    if (o->op == OP_LOGSUMEXP && o->float64)
+        t->f64.logsumexp(x, NULL, 0, 0, out, rows, n, 1, 1);
+    else if (o->op == OP_LOGSUMEXP)
+        t->f32.logsumexp(x, NULL, 0, 0, out, rows, n, 1, 1);
+    else if (o->float64)
         t->f64.softmax(x, NULL, 0, 0, out, rows, n, 1, 1, 1.0, flags);
     else
         t->f32.softmax(x, NULL, 0, 0, out, rows, n, 1, 1, 1.0f, flags);
@@ -84,9 +90,11 @@ static void measure(const options *o, fs_index rows, fs_index n)
 {
     const size_t size = o->float64 ? sizeof(double) : sizeof(float);
     const size_t bytes = (size_t)rows * (size_t)n * size;
+    /* logsumexp writes one value a row */
+    const size_t out_bytes = o->op == OP_LOGSUMEXP ? (size_t)rows * size : bytes;
     char *x_buffer = big_buffer(bytes + (size_t)o->offset);
-    char *out_buffer = big_buffer(bytes + (size_t)o->offset);
-    char *kept = big_buffer(bytes);
+    char *out_buffer = big_buffer(out_bytes + (size_t)o->offset);
+    char *kept = big_buffer(out_bytes);
     void *x = x_buffer + o->offset, *out = out_buffer + o->offset;
     unsigned state = 1; /* the same logits for every run: values in [-8, 8) */
     for (size_t i = 0; i < (size_t)rows * (size_t)n; i++) {
@@ -98,9 +106,9 @@ static void measure(const options *o, fs_index rows, fs_index n)
             ((float *)x)[i] = (float)v;
     }
     run(&fs_kernels_old, o, x, out, rows, n);
-    memcpy(kept, out, bytes);
+    memcpy(kept, out, out_bytes);
     run(&fs_kernels_new, o, x, out, rows, n);
-    const int same = memcmp(kept, out, bytes) == 0;
+    const int same = memcmp(kept, out, out_bytes) == 0;
 
     double *old_time = malloc(sizeof(double) * (size_t)o->calls);
     double *new_time = malloc(sizeof(double) * (size_t)o->calls);
@@ -134,22 +142,27 @@ static void measure(const options *o, fs_index rows, fs_index n)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: kernel_ab [--op softmax|log_softmax] [--dtype float32|float64] "
+    fprintf(stderr, "usage: kernel_ab [--op softmax|log_softmax|logsumexp] [--dtype float32|float64] "
                     "[--stream] [--in-cache] [--calls N] [--offset BYTES] ROWSxN ...\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    options o = {0, 0, 0, 0, 0, 0};
+    options o = {OP_SOFTMAX, 0, 0, 0, 0, 0};
     int shapes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--op") && i + 1 < argc) {
             const char *op = argv[++i];
-            if (strcmp(op, "softmax") && strcmp(op, "log_softmax"))
+            if (!strcmp(op, "softmax"))
+                o.op = OP_SOFTMAX;
+            else if (!strcmp(op, "log_softmax"))
+                o.op = OP_LOG_SOFTMAX;
+            else if (!strcmp(op, "logsumexp"))
+                o.op = OP_LOGSUMEXP;
+            else
                 usage();
-            o.log_output = !strcmp(op, "log_softmax");
         } else if (!strcmp(a, "--dtype") && i + 1 < argc) {
             const char *dtype = argv[++i];
             if (strcmp(dtype, "float32") && strcmp(dtype, "float64"))
