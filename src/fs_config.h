@@ -53,7 +53,7 @@
 /*
  * for (fs_index k = 0; k < n; k++) { ... }, unrolled whole where the compiler
  * knows n: the panel tiles' passes down short rows of one fixed length
- * (short_rows_fixed, n <= FS_SHORT_ROW = 16, the pragma's count), which GCC's
+ * (short_rows_fixed, n <= FS_SHORT_ROW = 32, the pragma's count), which GCC's
  * own size limits left rolled, a loop-carried chain with the exp's constants
  * reloaded each step.  Where n is not known (the other panels) the loop is as
  * written: unrolled there, logsumexp's short rows were 15-20% slower.
@@ -65,7 +65,7 @@
 #define FS_FOR_UNROLLED_IF_CONSTANT(k, n, ...)                                 \
     do {                                                                       \
         if (__builtin_constant_p(n)) {                                         \
-            _Pragma("GCC unroll 16") for (fs_index k = 0; k < (n); k++) {      \
+            _Pragma("GCC unroll 32") for (fs_index k = 0; k < (n); k++) {      \
                 __VA_ARGS__                                                    \
             }                                                                  \
         } else {                                                               \

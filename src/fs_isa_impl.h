@@ -61,6 +61,13 @@ FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's
  */
 #define FS_SHORT_ROW 32
 #define FS_SHORT_LOG_ROW 16
+/* X(1) ... X(FS_SHORT_ROW): each short row's length (fs_softmax_tmpl.h's copies for each) */
+#define FS_SHORT_ROW_LENGTHS(X)                                                                  \
+    X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)      \
+    X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24) X(25) X(26) X(27) X(28) X(29) X(30) X(31)   \
+    X(32)
+FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW <= FS_SHORT_ROW,
+                 "FS_SHORT_ROW_LENGTHS lists every length up to FS_SHORT_ROW");
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
  * (row_log_sum_dropped): every row past FS_SHORT_LOG_ROW.  Shorter ones

@@ -1248,34 +1248,61 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
     }
 }
 
-FS_STATIC_ASSERT(LANES <= 16, "short_rows_fixed has a case for each length up to LANES");
-/* short_rows_impl, unmasked, with the row length a constant N for each N <= LANES. */
-FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, fs_index rows,
-                                                    fs_index n, REAL scale, const int op)
+/*
+ * The longest rows short_rows_fixed has a copy for: every short row of softmax
+ * and log_softmax, logsumexp's up to one block of the transposes (LANES).
+ * Rows of more than one block, in the general copy, took up to three times the
+ * time per element of rows of one: AVX2 float32 softmax 0.59 ns for rows of 8
+ * but 1.77 for 9 (Zen 4, one thread, 8192 rows in cache), and the general
+ * copy's time moves with where the linker puts it (AVX-512, rows of 17: 0.70
+ * or 0.92 ns, the same object in two executables).  With copies up to 32,
+ * new / old time there (tools/kernel_ab.sh, --in-cache): softmax 0.36-0.57
+ * for rows of 9-32 in float32 and 0.69-0.92 for 5-32 in float64 with AVX2,
+ * 0.78-0.92 (17-32) and 0.79-0.94 (9-32) with AVX-512, 0.63-0.73 (5-32) and
+ * 0.51-0.71 (3-32) with SSE2; log_softmax 0.73-0.88 for rows of 3-16 past the
+ * lanes, but level in AVX-512's float32, which has none.  logsumexp, which
+ * transposes nothing back, gained 2-14% with AVX2 but lost 5-8% on AVX-512's
+ * float32 rows of 17-32 (every copy in one function then).  The copies cost
+ * about 1 MB of code for each of the three x86 builds.
+ */
+FS_ALWAYS_INLINE fs_index FN(fixed_short_row_to)(const int op)
 {
-#define FIXED_LENGTH(N)                                                                    \
-    case N:                                                                                \
-        if ((N) <= LANES) {                                                                \
-            FN(short_rows_impl)(x, NULL, 1, 0, out, rows, N, scale, op, 0, NULL);          \
-            return 1;                                                                      \
-        }                                                                                  \
-        break
-    switch (n) {
-        FIXED_LENGTH(1); FIXED_LENGTH(2); FIXED_LENGTH(3); FIXED_LENGTH(4);
-        FIXED_LENGTH(5); FIXED_LENGTH(6); FIXED_LENGTH(7); FIXED_LENGTH(8);
-        FIXED_LENGTH(9); FIXED_LENGTH(10); FIXED_LENGTH(11); FIXED_LENGTH(12);
-        FIXED_LENGTH(13); FIXED_LENGTH(14); FIXED_LENGTH(15); FIXED_LENGTH(16);
-    default:
-        break;
-    }
-#undef FIXED_LENGTH
-    return 0;
+    return op == FS_OP_SOFTMAX ? FS_SHORT_ROW : op == FS_OP_LOG_SOFTMAX ? FS_SHORT_LOG_ROW : LANES;
+}
+
+/* short_rows_impl, unmasked, for rows of n elements, if `op` (a constant) has a copy for n. */
+FS_ALWAYS_INLINE int FN(short_rows_copy)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
+                                         REAL scale, int op, const int copy_op)
+{
+    if (op != copy_op || n > FN(fixed_short_row_to)(copy_op))
+        return 0;
+    FN(short_rows_impl)(x, NULL, 1, 0, out, rows, n, scale, copy_op, 0, NULL);
+    return 1;
 }
 
 /*
+ * The copies for rows of exactly N elements, a function of their own for each
+ * N, so that each is compiled alone: in one function holding every length's,
+ * the copies for rows up to LANES took 1.1-1.5 times their time (SSE2, float64
+ * log_softmax of rows of 2: 1.47), and alone they take 0.78-1.02 of the time
+ * they took in the one function that held only theirs (AVX-512, float32
+ * logsumexp of rows of 4 and 10: 0.81 and 0.82).
+ */
+#define FIXED_LENGTH_COPY(N)                                                                     \
+    FS_NOINLINE int FN(short_rows_of_length_##N)(const STORAGE *x, OUT *out, fs_index rows,      \
+                                                 REAL scale, int op)                             \
+    {                                                                                            \
+        return FN(short_rows_copy)(x, out, rows, N, scale, op, FS_OP_SOFTMAX) ||                 \
+               FN(short_rows_copy)(x, out, rows, N, scale, op, FS_OP_LOG_SOFTMAX) ||             \
+               FN(short_rows_copy)(x, out, rows, N, scale, op, FS_OP_LOGSUMEXP);                 \
+    }
+FS_SHORT_ROW_LENGTHS(FIXED_LENGTH_COPY)
+#undef FIXED_LENGTH_COPY
+
+/*
  * Unmasked softmax rows, log_softmax rows at temperature 1, and logsumexp rows
- * (but logsumexp_parts', `parts`), of n <= LANES elements (a single block of
- * the transposes) through a copy of short_rows_impl for that very n, whose
+ * (but logsumexp_parts', `parts`), of up to fixed_short_row_to(op) elements,
+ * through a copy of short_rows_impl for that very n, whose
  * loops then unroll and whose panels stay in registers;
  * returns 0 for anything else, which takes the general copy.  Both copies give
  * the same bits (tests/test_short_rows.py), which the 16-bit kernels, always
@@ -1290,23 +1317,25 @@ FS_ALWAYS_INLINE int FN(short_rows_of_fixed_length)(const STORAGE *x, OUT *out, 
  * -> 7.1-7.6 of 8; log_softmax 15.8 -> 12.0 of 8.  logsumexp gained nothing
  * there, until the copies' loops were unrolled (FS_FOR_UNROLLED_IF_CONSTANT):
  * AVX-512, Zen 5, 8192 rows in cache, new / old time 0.83-0.92 for rows of 4
- * to 16.  Not for longer rows (two blocks and more vectors than registers:
- * 6-10% at 10-16), masks, or the 16-bit types (each copy costs code: float32
+ * to 16.  Not for masks, or the 16-bit types (each copy costs code: float32
  * and float64 only).  Not inlined, so that the general copy's code stays as it
  * was (inlined, it made rows of 10 20% slower).
  */
 FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                      REAL scale, int op, const double *parts)
 {
-    if (sizeof(STORAGE) != sizeof(REAL) || FS_OUT_NARROWS || n > LANES)
+    if (sizeof(STORAGE) != sizeof(REAL) || FS_OUT_NARROWS || (op == FS_OP_LOG_SOFTMAX && scale != 1) ||
+        (op == FS_OP_LOGSUMEXP && parts != NULL))
         return 0;
-    if (op == FS_OP_SOFTMAX)
-        return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_SOFTMAX);
-    if (op == FS_OP_LOG_SOFTMAX && scale == 1)
-        return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_LOG_SOFTMAX);
-    if (op == FS_OP_LOGSUMEXP && parts == NULL)
-        return FN(short_rows_of_fixed_length)(x, out, rows, n, scale, FS_OP_LOGSUMEXP);
-    return 0;
+#define FIXED_LENGTH_CASE(N) \
+    case N:                  \
+        return FN(short_rows_of_length_##N)(x, out, rows, scale, op);
+    switch (n) {
+        FS_SHORT_ROW_LENGTHS(FIXED_LENGTH_CASE)
+    default:
+        return 0;
+    }
+#undef FIXED_LENGTH_CASE
 }
 
 static void FN(short_rows)(const STORAGE *x, const uint8_t *mask, fs_index mask_period,

@@ -17,7 +17,7 @@
  *
  * Covered, per dtype (float32, float64, float16 and bfloat16 inputs, and the 16-bit-output
  * kernels): softmax / log_softmax / logsumexp / logsumexp_parts / softmax_shifted over rows
- * of every length 1..40 (the short-row path n <= 16 and the lane and unroll boundaries) and
+ * of every length 1..40 (the short-row path n <= 32 and the lane and unroll boundaries) and
  * longer, row counts around multiples of 4/8/16, panels (width and stride not 1, partial
  * tiles, column sub-ranges that must leave the other columns alone), where= masks (whole
  * array, broadcast with a period, an offset start, fully masked slices), temperatures
