@@ -123,8 +123,8 @@ def set_stream_threshold(min_bytes: Count = None) -> None:
     last-level cache, and costs a trip to memory when the result would have
     been read back from the cache.  Results are bitwise the same either way.
     In-place calls (``out=x``, ``grad_out=logits``) never stream, nor do rows
-    that run one row per vector lane (of 32 or fewer elements, log_softmax's
-    of 16 or fewer), log_softmax rows short enough for exact sums, or
+    that run one row per vector lane (of 32 or fewer elements, float64
+    log_softmax's of 24 or fewer), log_softmax rows short enough for exact sums, or
     reductions over an axis other than the last, and only x86-64's vector
     kernels have such stores (``show_config`` says); below AVX-512, softmax
     rows that are masked and over 16 KB or longer than 16384 elements, and

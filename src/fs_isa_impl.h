@@ -48,46 +48,51 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's one-row loop flushes after whole steps");
 /*
  * Rows up to FS_SHORT_ROW elements run one row per lane (fs_softmax_tmpl.h's
- * short rows, fs_cross_entropy_tmpl.h's ce_short_rows); log_softmax's only up
- * to FS_SHORT_LOG_ROW, past which they sum in float blocks without the max's
- * term (FS_BLOCKED_LOG_SUM_FROM), where the panels add every term into double
- * and take a log per lane.  Zen 5, one thread, 8192 rows in cache, min of
- * three alternated runs, one row per lane / the row kernels' time for rows of
- * 17-32 (16 was the limit for every op before 2026-12-05): AVX-512 softmax
- * 0.42-0.66 in float32, 0.55-0.91 in float64; logsumexp 0.25-0.36 and
- * 0.35-0.55; cross_entropy's loss 0.30-0.40 and 0.64-0.83, with its gradient
- * 0.31-0.45 and 0.60-0.85; log_softmax 0.65-0.85 in float32 but 1.12 at 32,
- * and 1.09-1.59 in float64.
+ * short rows, fs_cross_entropy_tmpl.h's ce_short_rows); log_softmax's up to
+ * FS_SHORT_LOG_ROW of their compute type's size: 32 floats, 24 doubles.  Past
+ * those, rows run alone or in pairs, log_softmax's summed in float blocks
+ * without the max's term (FS_BLOCKED_LOG_SUM_FROM), where the tiles add every
+ * term into double and take a log per lane.  Zen 5, one thread, 8192 rows in
+ * cache, min of three alternated runs, one row per lane / the row kernels'
+ * time for rows of 17-32 (16 was the limit for every op before 2026-12-05):
+ * AVX-512 softmax 0.42-0.66 in float32, 0.55-0.91 in float64; logsumexp
+ * 0.25-0.36 and 0.35-0.55; cross_entropy's loss 0.30-0.40 and 0.64-0.83, with
+ * its gradient 0.31-0.45 and 0.60-0.85.  log_softmax took 0.65-1.12 in float32
+ * and 1.09-1.59 in float64 then, and stayed at 16 until its short rows had a
+ * copy for each length (fs_softmax_tmpl.h's fixed_short_row_to); with those,
+ * Zen 4, 8192 rows in cache, new / old time (tools/kernel_ab.sh): float32
+ * 0.51-0.75 with AVX-512 and 0.54-0.88 with AVX2 for rows of 17-32, float64
+ * 0.62 and 0.78 for rows of 17, 0.88 and 1.02 for 24, but 1.10 and 1.07 for 32.
  */
 #define FS_SHORT_ROW 32
-#define FS_SHORT_LOG_ROW 16
+#define FS_SHORT_LOG_ROW(real_bytes) ((real_bytes) == 8 ? 24 : FS_SHORT_ROW)
 /* X(1) ... X(FS_SHORT_ROW): each short row's length (fs_softmax_tmpl.h's copies for each) */
 #define FS_SHORT_ROW_LENGTHS(X)                                                                  \
     X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)      \
     X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24) X(25) X(26) X(27) X(28) X(29) X(30) X(31)   \
     X(32)
-FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW <= FS_SHORT_ROW,
+FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
                  "FS_SHORT_ROW_LENGTHS lists every length up to FS_SHORT_ROW");
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
- * (row_log_sum_dropped): every row past FS_SHORT_LOG_ROW.  Shorter ones
- * (the plain-C copy's, which has no short-row kernel) add every term into
- * double, and take log(sum), summing again without the max's term where that
- * log may have rounded a result near zero away: in float64 that is most rows
- * a few entries dominate (LOG_SUM_RTOL's 1e-13 leaves a log(sum) under about
- * 1.1 unsafe).  Until 2026-12-05 rows up to 191 (63 with AVX2) took that path,
- * level with the blocks at 192 (2026-12-02, AVX-512, through Python); pairs
- * have since taken their logs after the next pair's sum (log_softmax_pairs)
- * and AVX-512 pipelines float rows from 64.  Zen 5, one thread, 4096 rows in
- * cache, min of three alternated runs, blocked / exact time: AVX-512 float32
- * 0.76-0.88 for rows of 17-63, 0.82-0.87 for 64-191, float64 0.36-0.59 for
- * 17-191; AVX2 float32 0.87-0.92 and float64 0.44-0.55 for 17-63; SSE2 float32
- * 0.76-0.89 and float64 0.50-0.65 for 17-191.  Below 2 * FS_CHUNK: a row split
- * across threads is always summed the blocked way.  An ISA file may set its
- * own; kernel_info() reports each.
+ * (row_log_sum_dropped): in the vector builds every row past the short rows.
+ * Shorter ones (the plain-C copy's, which has no short-row kernel) add every
+ * term into double, and take log(sum), summing again without the max's term
+ * where that log may have rounded a result near zero away: in float64 that is
+ * most rows a few entries dominate (LOG_SUM_RTOL's 1e-13 leaves a log(sum)
+ * under about 1.1 unsafe).  Until 2026-12-05 rows up to 191 (63 with AVX2)
+ * took that path, level with the blocks at 192 (2026-12-02, AVX-512, through
+ * Python); pairs have since taken their logs after the next pair's sum
+ * (log_softmax_pairs) and AVX-512 pipelines float rows from 64.  Zen 5, one
+ * thread, 4096 rows in cache, min of three alternated runs, blocked / exact
+ * time: AVX-512 float32 0.76-0.88 for rows of 17-63, 0.82-0.87 for 64-191,
+ * float64 0.36-0.59 for 17-191; AVX2 float32 0.87-0.92 and float64 0.44-0.55
+ * for 17-63; SSE2 float32 0.76-0.89 and float64 0.50-0.65 for 17-191.  Below
+ * 2 * FS_CHUNK: a row split across threads is always summed the blocked way.
+ * An ISA file may set its own; kernel_info() reports each.
  */
 #ifndef FS_BLOCKED_LOG_SUM_FROM
-#define FS_BLOCKED_LOG_SUM_FROM (FS_SHORT_LOG_ROW + 1)
+#define FS_BLOCKED_LOG_SUM_FROM 17
 #endif
 /* Float rows' FS_PIPELINED_FROM_BYTES (fs_config.h): an ISA file may set its own (fs_isa_avx512.c). */
 #ifndef FS_PIPELINED_FROM_FLOAT_BYTES
@@ -212,7 +217,7 @@ FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW <= FS_SHORT_ROW,
             .unroll = FS_ROW_ACCUMULATORS,               \
             .flush_steps = FS_FLUSH_STEPS,               \
             .short_row = FS_SHORT_ROW,                   \
-            .short_log_row = FS_SHORT_LOG_ROW,           \
+            .short_log_row = short_log_row_##SFX,        \
             .chunk = FS_CHUNK,                           \
             .blocked_log_sum_from = FS_BLOCKED_LOG_SUM_FROM, \
             .stream_scratch = stream_scratch_length_##SFX, \

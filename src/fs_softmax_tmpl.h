@@ -1070,7 +1070,7 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
 #endif
 
 /*
- * Rows of up to FS_SHORT_ROW elements (log_softmax's: FS_SHORT_LOG_ROW;
+ * Rows of up to FS_SHORT_ROW elements (log_softmax's: short_log_row;
  * fs_isa_impl.h), one row per lane.  A group of LANES rows is transposed into
  * a small (n, LANES) panel on the stack, run through the panel tile (columns =
  * rows), and transposed back.  A row of 10 classes thus
@@ -1162,6 +1162,9 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
     else
         FN(scatter_rows_of)(rows, panel, n, lanes);
 }
+
+/* The longest log_softmax rows that run one row per lane (FS_SHORT_LOG_ROW, fs_isa_impl.h). */
+enum { FN(short_log_row) = FS_SHORT_LOG_ROW((int)sizeof(REAL)) };
 
 /* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most
  * (three of them in ce_short_rows). */
@@ -1267,7 +1270,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
  */
 FS_ALWAYS_INLINE fs_index FN(fixed_short_row_to)(const int op)
 {
-    return op == FS_OP_SOFTMAX ? FS_SHORT_ROW : op == FS_OP_LOG_SOFTMAX ? FS_SHORT_LOG_ROW : LANES;
+    return op == FS_OP_SOFTMAX ? FS_SHORT_ROW : op == FS_OP_LOG_SOFTMAX ? FN(short_log_row) : LANES;
 }
 
 /* short_rows_impl, unmasked, for rows of n elements, if `op` (a constant) has a copy for n. */
@@ -1406,7 +1409,7 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
      */
     const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && stride == 1 &&
                        !(log_output && n < FS_BLOCKED_LOG_SUM_FROM);
-    if (stride == 1 && n <= (log_output ? FS_SHORT_LOG_ROW : FS_SHORT_ROW) && LANES > 1) {
+    if (stride == 1 && n <= (log_output ? FN(short_log_row) : FS_SHORT_ROW) && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
         return;
