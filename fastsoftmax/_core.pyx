@@ -59,7 +59,7 @@ cdef extern from "fs_kernels.h" nogil:
         int64_t token
         int64_t status
     ctypedef struct fs_block_sizes:
-        int lanes, unroll, flush_steps, short_row, short_log_row
+        int lanes, unroll, flush_steps, short_row, short_log_row, short_logsumexp_row
         fs_index chunk
         int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
         int pipelined_from, pipelined_to, pipelined_deep_to, walks_back_from
@@ -237,7 +237,7 @@ def set_isa(str name not None):
 cdef dict _block_sizes(fs_block_sizes sizes):
     return {"lanes": sizes.lanes, "unroll": sizes.unroll, "flush_steps": sizes.flush_steps,
             "short_row": sizes.short_row, "short_log_row": sizes.short_log_row,
-            "chunk": sizes.chunk,
+            "short_logsumexp_row": sizes.short_logsumexp_row, "chunk": sizes.chunk,
             "blocked_log_sum_from": sizes.blocked_log_sum_from,
             "stream_scratch": sizes.stream_scratch,
             "stream_row_scratch": sizes.stream_row_scratch,
@@ -250,7 +250,8 @@ cdef dict _block_sizes(fs_block_sizes sizes):
 def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
     lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
-    "unroll", "flush_steps", "short_row", "short_log_row", "chunk", "blocked_log_sum_from",
+    "unroll", "flush_steps", "short_row", "short_log_row", "short_logsumexp_row", "chunk",
+    "blocked_log_sum_from",
     "stream_scratch",
     "stream_row_scratch", "stream_grad_from", "pipelined_from", "pipelined_to",
     "pipelined_deep_to", "walks_back_from"},

@@ -74,6 +74,20 @@ FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's
 FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
                  "FS_SHORT_ROW_LENGTHS lists every length up to FS_SHORT_ROW");
 /*
+ * logsumexp's rows run one row per lane up to this long: its tiles write one
+ * value a row and transpose nothing back, so they keep their pace past
+ * FS_SHORT_ROW, where the row pairs' took up to twice theirs.  Zen 4, one
+ * thread, 8192 rows in cache, new / old time (tools/kernel_ab.sh --op
+ * logsumexp) for rows of 33, 48 and 64: AVX-512 float32 0.44, 0.61, 0.79
+ * (0.47-0.52 ns an element against 0.59-1.22), float64 0.70, 0.87, 0.93; SSE2
+ * float32 0.55, 0.83, 0.89, float64 0.60, 0.72, 0.95.  AVX2 sets its own.  Past
+ * 64 the panel (in the general copy, on the stack) would pass 4 KB.
+ */
+#ifndef FS_SHORT_LOGSUMEXP_ROW
+#define FS_SHORT_LOGSUMEXP_ROW 64
+#endif
+FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW, "logsumexp's short rows include the others'");
+/*
  * log_softmax rows from this long sum in float blocks without the max's term
  * (row_log_sum_dropped): in the vector builds every row past the short rows.
  * Shorter ones (the plain-C copy's, which has no short-row kernel) add every
@@ -218,6 +232,7 @@ FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
             .flush_steps = FS_FLUSH_STEPS,               \
             .short_row = FS_SHORT_ROW,                   \
             .short_log_row = short_log_row_##SFX,        \
+            .short_logsumexp_row = FS_SHORT_LOGSUMEXP_ROW, \
             .chunk = FS_CHUNK,                           \
             .blocked_log_sum_from = FS_BLOCKED_LOG_SUM_FROM, \
             .stream_scratch = stream_scratch_length_##SFX, \

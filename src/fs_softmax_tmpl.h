@@ -1071,7 +1071,7 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
 
 /*
  * Rows of up to FS_SHORT_ROW elements (log_softmax's: short_log_row;
- * fs_isa_impl.h), one row per lane.  A group of LANES rows is transposed into
+ * logsumexp's: FS_SHORT_LOGSUMEXP_ROW; fs_isa_impl.h), one row per lane.  A group of LANES rows is transposed into
  * a small (n, LANES) panel on the stack, run through the panel tile (columns =
  * rows), and transposed back.  A row of 10 classes thus
  * costs a tenth of a vector per step instead of a whole partial vector per
@@ -1167,9 +1167,12 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
 enum { FN(short_log_row) = FS_SHORT_LOG_ROW((int)sizeof(REAL)) };
 
 /* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most
- * (three of them in ce_short_rows). */
+ * (three of them in ce_short_rows), and logsumexp's input panel of FS_SHORT_LOGSUMEXP_ROW
+ * rows, 4 KB. */
 FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 2048,
                  "short-row stack panels (here and in ce_short_rows) stay within 2 KB each");
+FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW * LANES * sizeof(REAL) <= 4096,
+                 "logsumexp's short-row input panel stays within 4 KB");
 
 /*
  * Short rows stream through memory a group of LANES rows at a time, and a
@@ -1213,9 +1216,10 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           fs_index n, REAL scale, const int op, const int masked,
                                           double *parts)
 {
-    REAL in[FS_SHORT_ROW * LANES], res[FS_SHORT_ROW * LANES]; /* in the compute type */
+    /* in the compute type; logsumexp's rows may be longer, and its tile writes LANES values */
+    REAL in[FS_SHORT_LOGSUMEXP_ROW * LANES], res[FS_SHORT_ROW * LANES];
     double lane_parts[LANES]; /* the tile writes every lane's: only `lanes` are rows */
-    uint8_t in_mask[FS_SHORT_ROW * LANES];
+    uint8_t in_mask[FS_SHORT_LOGSUMEXP_ROW * LANES];
     const fs_index lead = FN(short_rows_lead)(n);
     /* Where the next row's mask starts (slab_mask's offset), moved on row by row without
      * a division each: a row's mask lies whole in one period, as slab_mask's does. */
@@ -1266,7 +1270,7 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
  * lanes, but level in AVX-512's float32, which has none.  logsumexp, which
  * transposes nothing back, gained 2-14% with AVX2 but lost 5-8% on AVX-512's
  * float32 rows of 17-32 (every copy in one function then).  The copies cost
- * about 1 MB of code for each of the three x86 builds.
+ * 1.5-2 MB of code for each of the three x86 builds (log_softmax's included).
  */
 FS_ALWAYS_INLINE fs_index FN(fixed_short_row_to)(const int op)
 {
@@ -1613,7 +1617,7 @@ static void FN(logsumexp_impl)(const STORAGE *x, const uint8_t *mask, fs_index m
                                fs_index width, fs_index stride, REAL scale, double *parts)
 {
     const fs_index slab = n * stride;
-    if (stride == 1 && n <= FS_SHORT_ROW && LANES > 1) {
+    if (stride == 1 && n <= FS_SHORT_LOGSUMEXP_ROW && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale, FS_OP_LOGSUMEXP,
                        parts);
         return;

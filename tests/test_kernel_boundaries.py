@@ -30,7 +30,8 @@ def _block_lengths(sizes):
     """Each block size of one ISA and dtype, and its neighbours."""
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
-              sizes["short_log_row"], sizes["blocked_log_sum_from"], sizes["chunk"],
+              sizes["short_log_row"], sizes["short_logsumexp_row"],
+              sizes["blocked_log_sum_from"], sizes["chunk"],
               2 * sizes["chunk"], sizes["walks_back_from"]]
     return sorted({n for block in blocks for n in (block - 1, block, block + 1) if n >= 1})
 
@@ -66,7 +67,7 @@ def test_kernel_info_describes_every_isa():
         assert per_dtype["float16"] == per_dtype["bfloat16"] == per_dtype["float32"]
         for dtype, sizes in per_dtype.items():
             assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row",
-                                  "short_log_row", "chunk",
+                                  "short_log_row", "short_logsumexp_row", "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
                                   "stream_row_scratch", "stream_grad_from", "pipelined_from",
                                   "pipelined_to", "pipelined_deep_to", "walks_back_from"}

@@ -1,4 +1,4 @@
-"""The short-row kernels (rows of at most 32 elements, one row per vector lane).
+"""The short-row kernels (rows of at most 32 elements, logsumexp's 64, one row per vector lane).
 
 Groups of LANES rows are transposed in registers on the way in and out
 (src/fs_softmax_tmpl.h's gather_rows / scatter_rows), and the log ops take the
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _core
+from fastsoftmax import _core, reference
+from fastsoftmax._logsumexp import logsumexp_parts
 from fastsoftmax._testing import check_cross_entropy
 from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
 
@@ -24,6 +25,10 @@ DTYPES = [np.float32, np.float64]
 
 def _short_row_limit(isa):
     return _core.kernel_info()[isa]["float32"]["short_row"]
+
+
+def _short_logsumexp_row_limit(isa):
+    return _core.kernel_info()[isa]["float32"]["short_logsumexp_row"]
 
 
 def _lanes(isa, dtype):
@@ -49,6 +54,30 @@ def test_every_length_and_group(isa, dtype):
             labels = np.random.default_rng(n).integers(0, n, rows)
             loss, grad = fs.cross_entropy(x, labels, reduction="none", return_grad=True)
             check_cross_entropy(loss, grad, x, labels, reduction="none")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logsumexp_rows_past_the_others(isa, dtype):
+    """logsumexp's rows run one per lane past the other ops' limit: every length up to its
+    own limit + 1, row counts around each group, with a mask, a temperature's scale
+    (logsumexp_parts) and the special rows at lane positions, against the reference."""
+    lanes = _lanes(isa, dtype)
+    for n in range(_short_row_limit(isa) + 1, _short_logsumexp_row_limit(isa) + 2):
+        for rows in _row_counts(lanes):
+            x = random_logits((rows, n), dtype, seed=1000 * n + rows)
+            for at, special in zip(range(0, rows, 3), _special_rows(n, dtype).values()):
+                x[at] = special
+            check_logsumexp(fs.logsumexp(x, axis=-1), x)
+            where = np.random.default_rng(n + rows).random((rows, n)) < 0.8
+            check_logsumexp(fs.logsumexp(x, axis=-1, where=where), x, where=where)
+            top, log_sum = logsumexp_parts(x, scale=0.5)
+            expected = reference.logsumexp(x.astype(np.float64) * 0.5, axis=-1)
+            np.testing.assert_array_equal(np.isnan(top * 0.5 + log_sum), np.isnan(expected))
+            finite = np.isfinite(expected)
+            np.testing.assert_array_equal(top[finite], x.astype(np.float64).max(axis=-1)[finite])
+            # (x - max) * 0.5 is rounded in float32 first: a looser bound than the contract's
+            np.testing.assert_allclose((top * 0.5 + log_sum)[finite], expected[finite],
+                                       rtol=1e-5 if dtype == np.float32 else 1e-12, atol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -110,7 +139,7 @@ def test_a_row_does_not_depend_on_its_neighbours(isa, dtype):
     """A NaN, inf, -inf or masked-out row at each lane position leaves the others' bits alone."""
     lanes = _lanes(isa, dtype)
     rows = 2 * lanes + 1
-    for n in (1, 3, lanes, 10, _short_row_limit(isa)):
+    for n in (1, 3, lanes, 10, _short_row_limit(isa), _short_logsumexp_row_limit(isa)):
         x = random_logits((rows, n), dtype, seed=n)
         clean = {f: f(x) for f in (fs.softmax, fs.log_softmax)}
         clean_lse = fs.logsumexp(x, axis=-1)
@@ -153,7 +182,7 @@ def test_special_rows_get_their_own_results_in_any_group(isa, dtype):
     without its max's term, an infinite max) its own way, without moving the other lanes."""
     lanes = _lanes(isa, dtype)
     rows = lanes + 2
-    for n in (1, 2, 10, _short_row_limit(isa)):
+    for n in (1, 2, 10, _short_row_limit(isa), _short_logsumexp_row_limit(isa)):
         x = random_logits((rows, n), dtype, seed=11 * n)
         for name, special in _special_rows(n, dtype).items():
             for at in range(lanes + 1):
@@ -231,7 +260,7 @@ def test_vector_log_against_long_double(isa):
     if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
         pytest.skip("long double is double here: no finer reference")
     rng = np.random.default_rng(11)
-    for n in range(2, _short_row_limit(isa) + 1):
+    for n in range(2, _short_logsumexp_row_limit(isa) + 1):
         x = rng.uniform(-6.0, 0.0, (257, n))
         x[:, 0] = 0.0
         x[200:, 1:] -= 40.0  # dominated: log1p of a rest near 1e-17
