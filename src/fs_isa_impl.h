@@ -86,7 +86,8 @@ FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
 #ifndef FS_SHORT_LOGSUMEXP_ROW
 #define FS_SHORT_LOGSUMEXP_ROW 64
 #endif
-FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW, "logsumexp's short rows include the others'");
+FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW,
+                 "logsumexp's short rows include the others'");
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
  * (row_log_sum_dropped): in the vector builds every row past the short rows.

@@ -1071,11 +1071,11 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
 
 /*
  * Rows of up to FS_SHORT_ROW elements (log_softmax's: short_log_row;
- * logsumexp's: FS_SHORT_LOGSUMEXP_ROW; fs_isa_impl.h), one row per lane.  A group of LANES rows is transposed into
- * a small (n, LANES) panel on the stack, run through the panel tile (columns =
- * rows), and transposed back.  A row of 10 classes thus
- * costs a tenth of a vector per step instead of a whole partial vector per
- * pass.  The last group's missing rows are zero lanes that are never written
+ * logsumexp's: FS_SHORT_LOGSUMEXP_ROW; fs_isa_impl.h), one row per lane.  A
+ * group of LANES rows is transposed into a small (n, LANES) panel on the
+ * stack, run through the panel tile (columns = rows), and transposed back.  A
+ * row of 10 classes thus costs a tenth of a vector per step instead of a whole
+ * partial vector per pass.  The last group's missing rows are zero lanes that are never written
  * back; every row meets the same lane arithmetic wherever it sits, so the
  * results do not depend on how rows are split between threads.
  */
@@ -1331,8 +1331,8 @@ FS_SHORT_ROW_LENGTHS(FIXED_LENGTH_COPY)
 FS_NOINLINE int FN(short_rows_fixed)(const STORAGE *x, OUT *out, fs_index rows, fs_index n,
                                      REAL scale, int op, const double *parts)
 {
-    if (sizeof(STORAGE) != sizeof(REAL) || FS_OUT_NARROWS || (op == FS_OP_LOG_SOFTMAX && scale != 1) ||
-        (op == FS_OP_LOGSUMEXP && parts != NULL))
+    if (sizeof(STORAGE) != sizeof(REAL) || FS_OUT_NARROWS ||
+        (op == FS_OP_LOG_SOFTMAX && scale != 1) || (op == FS_OP_LOGSUMEXP && parts != NULL))
         return 0;
 #define FIXED_LENGTH_CASE(N) \
     case N:                  \
