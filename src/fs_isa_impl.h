@@ -48,7 +48,7 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's one-row loop flushes after whole steps");
 /*
  * Rows up to FS_SHORT_ROW elements run one row per lane (fs_softmax_tmpl.h's
- * short rows, fs_cross_entropy_tmpl.h's ce_short_rows); log_softmax's up to
+ * short rows; cross_entropy's up to FS_SHORT_LOGSUMEXP_ROW); log_softmax's up to
  * FS_SHORT_LOG_ROW of their compute type's size: 32 floats, 24 doubles.  Past
  * those, rows run alone or in pairs, log_softmax's summed in float blocks
  * without the max's term (FS_BLOCKED_LOG_SUM_FROM), where the tiles add every
@@ -74,9 +74,11 @@ FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's
 FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
                  "FS_SHORT_ROW_LENGTHS lists every length up to FS_SHORT_ROW");
 /*
- * logsumexp's rows run one row per lane up to this long: its tiles write one
- * value a row and transpose nothing back, so they keep their pace past
- * FS_SHORT_ROW, where the row pairs' took up to twice theirs.  Zen 4, one
+ * logsumexp's rows run one row per lane up to this long, and so do
+ * cross_entropy's (ce_short_rows, whose loss is a logsumexp less the label's
+ * term): its tiles write one value a row and transpose nothing back, so they
+ * keep their pace past FS_SHORT_ROW, where the row pairs' took up to twice
+ * theirs.  Zen 4, one
  * thread, 8192 rows in cache, new / old time (tools/kernel_ab.sh --op
  * logsumexp) for rows of 33, 48 and 64: AVX-512 float32 0.44, 0.61, 0.79
  * (0.47-0.52 ns an element against 0.59-1.22), float64 0.70, 0.87, 0.93; SSE2

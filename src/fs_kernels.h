@@ -131,7 +131,7 @@ typedef struct fs_block_sizes {
     int flush_steps; /* steps between flushes of float partial sums into double */
     int short_row;   /* rows up to this long run one row per lane (where lanes > 1) */
     int short_log_row; /* ... but log_softmax's only up to this long */
-    int short_logsumexp_row; /* ... and logsumexp's up to this long */
+    int short_logsumexp_row; /* ... and logsumexp's and cross_entropy's up to this long */
     fs_index chunk;  /* a long row is reduced in chunks of this many elements (FS_CHUNK) */
     int blocked_log_sum_from; /* log_softmax rows from this long sum in float blocks */
     int stream_scratch; /* streamed softmax rows up to this long keep their exps in a scratch row */

@@ -1166,13 +1166,12 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
 /* The longest log_softmax rows that run one row per lane (FS_SHORT_LOG_ROW, fs_isa_impl.h). */
 enum { FN(short_log_row) = FS_SHORT_LOG_ROW((int)sizeof(REAL)) };
 
-/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most
- * (three of them in ce_short_rows), and logsumexp's input panel of FS_SHORT_LOGSUMEXP_ROW
- * rows, 4 KB. */
+/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most,
+ * and logsumexp's input panel of FS_SHORT_LOGSUMEXP_ROW rows, 4 KB (and ce_short_rows' three). */
 FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 2048,
-                 "short-row stack panels (here and in ce_short_rows) stay within 2 KB each");
+                 "short-row stack panels stay within 2 KB each");
 FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW * LANES * sizeof(REAL) <= 4096,
-                 "logsumexp's short-row input panel stays within 4 KB");
+                 "logsumexp's and cross_entropy's short-row panels stay within 4 KB each");
 
 /*
  * Short rows stream through memory a group of LANES rows at a time, and a

@@ -1,4 +1,5 @@
-"""The short-row kernels (rows of at most 32 elements, logsumexp's 64, one row per vector lane).
+"""The short-row kernels (rows of at most 32 elements, logsumexp's and cross_entropy's 64, one
+row per vector lane).
 
 Groups of LANES rows are transposed in registers on the way in and out
 (src/fs_softmax_tmpl.h's gather_rows / scatter_rows), and the log ops take the
@@ -78,6 +79,41 @@ def test_logsumexp_rows_past_the_others(isa, dtype):
             # (x - max) * 0.5 is rounded in float32 first: a looser bound than the contract's
             np.testing.assert_allclose((top * 0.5 + log_sum)[finite], expected[finite],
                                        rtol=1e-5 if dtype == np.float32 else 1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_rows_past_the_others(isa, dtype):
+    """cross_entropy's rows run one per lane as far as logsumexp's (its loss is a logsumexp
+    less the label's term): every length past the other ops' limit up to that limit + 1, row
+    counts around each group, index and probability targets, class weights, smoothing and
+    ignored samples against the reference, and the special rows (NaN, +inf, all -inf,
+    dominated, ...) at lane positions, each with the bits it gets alone."""
+    lanes = _lanes(isa, dtype)
+    for n in range(_short_row_limit(isa) + 1, _short_logsumexp_row_limit(isa) + 2):
+        weight = np.linspace(0.5, 1.5, n).astype(dtype)
+        for rows in _row_counts(lanes):
+            rng = np.random.default_rng(13 * n + rows)
+            x = random_logits((rows, n), dtype, seed=17 * n + rows)
+            labels = rng.integers(0, n, rows)
+            labels[rng.random(rows) < 0.2] = -100
+            probabilities = rng.random((rows, n)).astype(dtype)
+            probabilities /= probabilities.sum(axis=-1, keepdims=True)
+            for target, options in ((labels, {}), (labels, {"weight": weight}),
+                                    (labels, {"label_smoothing": 0.1}),
+                                    (probabilities, {"weight": weight})):
+                for reduction in ("none", "mean"):
+                    loss, grad = fs.cross_entropy(x, target, reduction=reduction,
+                                                  return_grad=True, **options)
+                    check_cross_entropy(loss, grad, x, target, reduction=reduction, **options)
+            labels = np.maximum(labels, 0)
+            for at, special in zip(range(0, rows, 3), _special_rows(n, dtype).values()):
+                x[at] = special
+            loss, grad = fs.cross_entropy(x, labels, reduction="none", return_grad=True)
+            for r in range(rows):
+                alone = fs.cross_entropy(x[r:r + 1], labels[r:r + 1], reduction="none",
+                                         return_grad=True)
+                np.testing.assert_array_equal(loss[r], alone[0][0], err_msg=f"n={n} row {r}")
+                np.testing.assert_array_equal(grad[r], alone[1][0], err_msg=f"n={n} row {r}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -275,7 +311,8 @@ def test_rows_that_end_at_a_guard_page():
     """Short rows that end where readable memory ends: no load or store passes their end.
 
     The arrays sit against a PROT_NONE page in a child process (a fault there is a
-    crash, reported here as a failure), for every ISA, dtype and row length.
+    crash, reported here as a failure), for every ISA and dtype, rows of up to 17 elements and
+    around each short-row limit (32, 48 and 64).
     """
     script = textwrap.dedent("""
         import ctypes, mmap
@@ -299,7 +336,7 @@ def test_rows_that_end_at_a_guard_page():
         for isa in _core.available_isas():
             _core.set_isa(isa)
             for dtype in (np.float32, np.float64):
-                for n in range(1, 18):
+                for n in [*range(1, 18), 31, 32, 33, 47, 48, 49, 63, 64, 65]:
                     for rows in (1, 3, 5, 9, 17, 33):
                         x, bx = at_guard((rows, n), dtype)
                         o, bo = at_guard((rows, n), dtype)

@@ -1200,8 +1200,10 @@ static void run_dtype(long exp_step)
         for (size_t k = 0; k < sizeof bshape / sizeof bshape[0]; k++) backward(bshape[k][0], bshape[k][1], bshape[k][2], lg);
         backward_long(2, 2 * FS_CHUNK + 77, lg);
     }
+    /* rows one per lane up to 64 (48 with AVX2) classes: each limit and the lengths beside it */
     static const idx cshape[][3] = {{7, 33, 1}, {4, 10, 1}, {17, 16, 1}, {9, 3, 1}, {16, 1000, 1}, {3, 17, 5},
-                                    {2, 5, 40}, {5, 1, 1}, {2, 9, 8}, {3, 2 * FS_CHUNK + 5, 1}};
+                                    {2, 5, 40}, {5, 1, 1}, {2, 9, 8}, {3, 2 * FS_CHUNK + 5, 1}, {19, 47, 1},
+                                    {33, 48, 1}, {9, 49, 1}, {17, 63, 1}, {35, 64, 1}, {11, 65, 1}};
     for (size_t k = 0; k < sizeof cshape / sizeof cshape[0]; k++)
         for (int probs = 0; probs < 2; probs++)
             for (int wt = 0; wt < 2; wt++)
