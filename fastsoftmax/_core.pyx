@@ -518,7 +518,7 @@ cdef enum:
 
 
 cdef inline bint _narrowed_gradient_in_kernels(fs_index n) noexcept nogil:
-    return (n <= kernels.f16.sizes.short_row
+    return (n <= kernels.f16.sizes.short_logsumexp_row
             or NARROWED_GRADIENT_FROM <= n <= NARROWED_ROWS_ELEMENTS)
 
 
@@ -526,14 +526,18 @@ def narrowed_gradient_in_kernels(Py_ssize_t n):
     """Whether cross_entropy's 16-bit gradient rows of ``n`` classes go through the 16-bit
     kernels, which keep each row's exponentials in a float32 scratch row and round each
     value once as they store it, rather than through float32 blocks rounded in a second
-    pass (_narrowed_cross_entropy_rows): rows of one row per vector lane (``short_row``)
-    and rows of NARROWED_GRADIENT_FROM to NARROWED_ROWS elements.  Zen 5, 2026-12-06,
+    pass (_narrowed_cross_entropy_rows): rows of one row per vector lane
+    (``short_logsumexp_row``: cross_entropy's run one per lane as far as logsumexp's) and
+    rows of NARROWED_GRADIENT_FROM to NARROWED_ROWS elements.  Zen 5, 2026-12-06,
     ``benchmarks/ab_builds.py`` (min of rounds, kernels / blocks): AVX-512, float16
     0.80-0.95 and bfloat16 0.84-0.99 on rows of 256 to 65536 (1 and 2 threads), 0.90-0.96
-    on rows of 10 and 32, 1.04-1.10 on rows of 33 to 100, about level at 128 to 200
-    (0.98-1.03; one thread).  AVX2 and SSE2 (bfloat16, one thread) crossed at 200 too.
-    Longer rows would compute their exponentials again (no scratch row stays in L2):
-    1.30-1.47 on 4x300000."""
+    on rows of 10 and 32, 1.04-1.10 on rows of 33 to 100 (then rows, not one per lane),
+    about level at 128 to 200 (0.98-1.03; one thread).  AVX2 and SSE2 (bfloat16, one
+    thread) crossed at 200 too.  Longer rows would compute their exponentials again (no
+    scratch row stays in L2): 1.30-1.47 on 4x300000.  Rows of 33 to 64 classes, one per
+    lane since 2026-12-07 (Zen 4, one thread, 1000000 elements, min of 7, two runs):
+    AVX-512 float16 0.90-0.93 and bfloat16 0.94-0.96, AVX2 bfloat16 (33 to 48) 0.93-0.96,
+    SSE2 0.98-1.01."""
     return _narrowed_gradient_in_kernels(n)
 
 

@@ -41,7 +41,7 @@ def _lengths(isa):
     sizes = INFO[isa]["float32"]
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
-              sizes["short_log_row"], sizes["blocked_log_sum_from"]]
+              sizes["short_log_row"], sizes["short_logsumexp_row"], sizes["blocked_log_sum_from"]]
     return sorted({n for b in blocks for n in (b - 1, b, b + 1) if n >= 1})
 
 
@@ -320,7 +320,8 @@ def test_16_bit_gradient_rows_round_once_as_the_kernels_store(isa, dtype, failin
     in a float32 row apart (rows of up to ``stream_row_scratch`` elements; longer ones
     compute them again), and the gradient pass takes the label's own term off in float32
     before it rounds each value once as it stores it, two vectors a store.  The public
-    function takes that way for rows of one per lane and from NARROWED_GRADIENT_FROM
+    function takes that way for rows of one per lane (``short_logsumexp_row``) and from
+    NARROWED_GRADIENT_FROM
     elements (``_core.narrowed_gradient_in_kernels``), and each thread's float32 blocks
     for the others, unless a block finds no scratch memory (every other one, with
     failing_every=2): the kernels then take its rows.  Every way is checked here.  Row
@@ -340,10 +341,18 @@ def test_16_bit_gradient_rows_round_once_as_the_kernels_store(isa, dtype, failin
 
 
 def test_16_bit_gradient_rows_take_the_kernels_where_they_are_faster():
-    short_row = INFO[_core.isa()]["float16"]["short_row"]
-    kernels = [n for n in range(1, 70000) if _core.narrowed_gradient_in_kernels(n)]
-    assert kernels[:short_row] == list(range(1, short_row + 1))
-    assert kernels[short_row] == 256 and kernels[-1] == 69999
+    """cross_entropy's rows of one per lane (``short_logsumexp_row``) and from
+    NARROWED_GRADIENT_FROM, on every ISA."""
+    previous = _core.isa()
+    try:
+        for isa in _core.available_isas():
+            _core.set_isa(isa)
+            short = INFO[isa]["float16"]["short_logsumexp_row"]
+            kernels = [n for n in range(1, 70000) if _core.narrowed_gradient_in_kernels(n)]
+            assert kernels[:short] == list(range(1, short + 1)), isa
+            assert kernels[short] == 256 and kernels[-1] == 69999, isa
+    finally:
+        _core.set_isa(previous)
     assert not _core.narrowed_gradient_in_kernels(NARROWED_ROWS + 1)
 
 
