@@ -62,7 +62,8 @@ cdef extern from "fs_kernels.h" nogil:
         int lanes, unroll, flush_steps, short_row, short_log_row, short_logsumexp_row
         fs_index chunk
         int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
-        int pipelined_from, pipelined_to, pipelined_deep_to, walks_back_from
+        int pipelined_from, log_pipelined_from, pipelined_to, pipelined_deep_to
+        int walks_back_from
 
     # fs_kernels_f32 and fs_kernels_f64, declared once for both dtypes.  Cython
     # passes kernel arguments to C uncast, so the C compiler still checks every
@@ -242,7 +243,8 @@ cdef dict _block_sizes(fs_block_sizes sizes):
             "stream_scratch": sizes.stream_scratch,
             "stream_row_scratch": sizes.stream_row_scratch,
             "stream_grad_from": sizes.stream_grad_from,
-            "pipelined_from": sizes.pipelined_from, "pipelined_to": sizes.pipelined_to,
+            "pipelined_from": sizes.pipelined_from,
+            "log_pipelined_from": sizes.log_pipelined_from, "pipelined_to": sizes.pipelined_to,
             "pipelined_deep_to": sizes.pipelined_deep_to,
             "walks_back_from": sizes.walks_back_from}
 
@@ -253,7 +255,8 @@ def kernel_info():
     "unroll", "flush_steps", "short_row", "short_log_row", "short_logsumexp_row", "chunk",
     "blocked_log_sum_from",
     "stream_scratch",
-    "stream_row_scratch", "stream_grad_from", "pipelined_from", "pipelined_to",
+    "stream_row_scratch", "stream_grad_from", "pipelined_from", "log_pipelined_from",
+    "pipelined_to",
     "pipelined_deep_to", "walks_back_from"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
@@ -591,8 +594,8 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     rounds each vector as it writes it: for bfloat16 (integer steps) the blocks, whose
     rounding packs two vectors a step, took 0.75-0.93 of its time on rows of 32 to 50257
     (1 and 2 threads, the same day); for float16 (VCVTPS2PH) 0.86-1.15, so float16 keeps
-    it.  Unmasked runs of two rows or more that the kernels pipeline (``pipelined_from`` to
-    ``pipelined_to`` elements) keep their own float32 scratch rows, whose last pass rounds
+    it.  Unmasked runs of two rows or more that the kernels pipeline (``pipelined_from``, or
+    log_softmax's ``log_pipelined_from``, to ``pipelined_to`` elements) keep their own float32 scratch rows, whose last pass rounds
     as it stores, one pass fewer than a block's (fs_softmax_tmpl.h's
     softmax_rows_pipelined): on the same Zen 5, 1 and 2 threads, 0.68-0.91 of the blocks'
     time for float16 and 0.90-0.96 for bfloat16 on rows of 512 to 65536.  bfloat16's rows
@@ -616,7 +619,9 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
         sizes = &kernels.f16.sizes
     if n <= (sizes.short_log_row if log_output else sizes.short_row):
         return False
-    if (job.mask.data == NULL and b - a >= 2 and sizes.pipelined_from <= n
+    cdef fs_index pipelined_from = (sizes.log_pipelined_from if log_output
+                                    else sizes.pipelined_from)
+    if (job.mask.data == NULL and b - a >= 2 and pipelined_from <= n
             and n <= sizes.pipelined_to
             and (real is uint16_t or n >= sizes.lanes * sizes.unroll * sizes.flush_steps)):
         return False  # the narrowing kernel's pipeline: see the docstring

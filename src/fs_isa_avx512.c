@@ -20,6 +20,15 @@
  * 80-128 doubles but 1.07-1.12 at 64-72.
  */
 #define FS_PIPELINED_FROM_FLOAT_BYTES 256
+/*
+ * float32 softmax rows from the first past the short rows (33 elements): Zen 4,
+ * one thread, 8192 rows in cache, pipelined / paired time (tools/kernel_ab.sh,
+ * alternated, the same bits): 0.84-0.86 for rows of 33, 40, 47, 56 and 63, and
+ * 1.00-1.01 from 64 (the code the longer rows run, unchanged).  Not
+ * log_softmax's: 1.08-1.13 there.  Nor float64's (0.89-1.07 on 33-63), nor
+ * AVX2's float32 rows (1.03-1.12 on 33-63, level from 128), nor SSE2's (0.95-1.07).
+ */
+#define FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES (4 * (FS_SHORT_ROW + 1)) /* (fs_isa_impl.h) */
 #include "fs_isa_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -115,6 +115,10 @@ FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW,
 #ifndef FS_PIPELINED_FROM_FLOAT_BYTES
 #define FS_PIPELINED_FROM_FLOAT_BYTES FS_PIPELINED_FROM_BYTES
 #endif
+/* ... and float softmax rows' alone (log_softmax's stay at FS_PIPELINED_FROM_FLOAT_BYTES) */
+#ifndef FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES
+#define FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES FS_PIPELINED_FROM_FLOAT_BYTES
+#endif
 /*
  * softmax rows whose output takes up to this many bytes keep their
  * exponentials in a scratch row on the stack when the last pass streams
@@ -242,6 +246,7 @@ FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW,
             .stream_row_scratch = stream_row_scratch_length_##SFX, \
             .stream_grad_from = stream_grad_from_##SFX,  \
             .pipelined_from = pipelined_from_##SFX,        \
+            .log_pipelined_from = log_pipelined_from_##SFX, \
             .pipelined_to = pipelined_to_##SFX,            \
             .pipelined_deep_to = pipelined_deep_to_##SFX,  \
             .walks_back_from = walks_back_from_##SFX,      \

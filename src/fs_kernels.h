@@ -138,6 +138,7 @@ typedef struct fs_block_sizes {
     int stream_row_scratch; /* ... on the stack; up to this long, on the heap (then x is re-read) */
     int stream_grad_from; /* cross_entropy's gradient streams in rows from this long */
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
+    int log_pipelined_from; /* ... and log_softmax's from this long */
     int pipelined_to;   /* ... up to this long */
     int pipelined_deep_to; /* log_softmax rows up to this long take their last pass two rows on */
     int walks_back_from; /* rows walked alone from this long walk their max and last passes back */

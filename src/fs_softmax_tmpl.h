@@ -295,15 +295,18 @@ enum { FN(stream_scratch_length) = FS_STREAM_SCRATCH_BYTES / (int)sizeof(OUT) };
 enum { FN(stream_row_scratch_length) = FS_STREAM_ROW_SCRATCH_BYTES / (int)sizeof(OUT) };
 
 /*
- * The shortest row softmax_block pipelines (FS_PIPELINED_FROM_BYTES, or
- * FS_PIPELINED_FROM_FLOAT_BYTES for float rows; at most one blocked step).
+ * The shortest softmax and log_softmax rows softmax_block pipelines
+ * (FS_PIPELINED_FROM_BYTES, or for float rows FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES
+ * and FS_PIPELINED_FROM_FLOAT_BYTES; at most one blocked step).
  */
-#define PIPELINED_FROM_ELEMENTS                                                             \
-    ((sizeof(REAL) == 4 ? FS_PIPELINED_FROM_FLOAT_BYTES : FS_PIPELINED_FROM_BYTES) /         \
-     (int)sizeof(REAL))
+#define PIPELINED_FROM_ELEMENTS(float_bytes)                                                \
+    ((sizeof(REAL) == 4 ? (float_bytes) : FS_PIPELINED_FROM_BYTES) / (int)sizeof(REAL) <    \
+             FS_PAIRED_BELOW                                                                \
+         ? (sizeof(REAL) == 4 ? (float_bytes) : FS_PIPELINED_FROM_BYTES) / (int)sizeof(REAL) \
+         : FS_PAIRED_BELOW)
 enum {
-    FN(pipelined_from) =
-        PIPELINED_FROM_ELEMENTS < FS_PAIRED_BELOW ? PIPELINED_FROM_ELEMENTS : FS_PAIRED_BELOW
+    FN(pipelined_from) = PIPELINED_FROM_ELEMENTS(FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES),
+    FN(log_pipelined_from) = PIPELINED_FROM_ELEMENTS(FS_PIPELINED_FROM_FLOAT_BYTES)
 };
 #undef PIPELINED_FROM_ELEMENTS
 
@@ -775,8 +778,9 @@ static int FN(pipeline_depth)(fs_index n, int log_output)
 }
 
 /*
- * Unmasked softmax or log_softmax rows of pipelined_from to pipelined_to
- * elements (FS_BLOCKED_LOG_SUM_FROM at least for log_softmax), `rows`
+ * Unmasked softmax rows of pipelined_from to pipelined_to elements, or
+ * log_softmax rows of log_pipelined_from (FS_BLOCKED_LOG_SUM_FROM at least) to
+ * pipelined_to, `rows`
  * contiguous ones, with each row's passes one row apart: the sum pass of a
  * row also takes the next row's max and does the last pass of the row before
  * (row_sum_exp_beside).  Alone, a row's three passes wait on each other: the
@@ -1423,7 +1427,8 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
     const int apart = FS_OUT_NARROWS || (stream && (uintptr_t)out % sizeof(OUT) == 0);
     /* Rows past one chunk are pipelined where what the pipeline keeps stays cached: apart
      * (its stored rows in a scratch pair), or in a call that fits the caches (FS_IN_CACHE). */
-    if (stride == 1 && !mask && n >= FN(pipelined_from) &&
+    const fs_index pipelined_from = log_output ? FN(log_pipelined_from) : FN(pipelined_from);
+    if (stride == 1 && !mask && n >= pipelined_from &&
         (n <= FS_CHUNK || (n <= FN(pipelined_to) && (apart || (flags & FS_IN_CACHE)))) &&
         (!log_output || n >= FS_BLOCKED_LOG_SUM_FROM) && outer >= 2) {
         void *block = NULL;

@@ -526,21 +526,22 @@ def test_16_bit_results_overlapping_their_input_are_those_of_a_separate_output(i
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 def test_pipelined_16_bit_rows_round_as_their_last_pass_stores(isa, dtype, failing_every,
                                                                scratch_failures):
-    # Unmasked runs of rows pipelined_from to pipelined_to long go to the 16-bit kernels'
-    # pipeline (bfloat16's from one blocked step; with failing_every=1 every block finds
-    # no scratch, so bfloat16's shorter rows take it too): each row's sum pass keeps its
-    # exponentials (log_softmax: its differences) in a float32 scratch row, and the next
-    # row's sum pass rounds the row's results as it stores them, two vectors a store from
-    # the output's first line-aligned element, ordinary stores before and after.  At each
-    # length boundary (the pipeline's ends, log_softmax's two-rows-apart depth, a blocked
-    # step, the chunks of a row), two and three rows (the rows no sum pass finishes), a
-    # temperature or none, every output offset class within a line, and rows with NaN,
-    # +inf and -inf: the float32 result rounded once, nothing written outside.
+    # Unmasked runs of rows pipelined_from (log_softmax's log_pipelined_from) to pipelined_to long
+    # go to the 16-bit kernels' pipeline (bfloat16's from one blocked step; with failing_every=1
+    # every block finds no scratch, so bfloat16's shorter rows take it too): each row's sum pass
+    # keeps its exponentials (log_softmax: its differences) in a float32 scratch row, and the next
+    # row's sum pass rounds the row's results as it stores them, two vectors a store from the
+    # output's first line-aligned element, ordinary stores before and after.  At each length
+    # boundary (the pipeline's ends, log_softmax's two-rows-apart depth, a blocked step, the chunks
+    # of a row), two and three rows (the rows no sum pass finishes), a temperature or none, every
+    # output offset class within a line, and rows with NaN, +inf and -inf: the float32 result
+    # rounded once, nothing written outside.
     scratch_failures(failing_every)
     sizes = INFO[isa]["float32"]
     step = sizes["lanes"] * sizes["unroll"] * sizes["flush_steps"]
     first, last, deep = sizes["pipelined_from"], sizes["pipelined_to"], sizes["pipelined_deep_to"]
-    lengths = sorted({k for b in (first, deep, step, CHUNK) for k in (b - 1, b, b + 1)} |
+    log_first = sizes["log_pipelined_from"]
+    lengths = sorted({k for b in (first, log_first, deep, step, CHUNK) for k in (b - 1, b, b + 1)} |
                      {2 * CHUNK + 3, last - 1, last})
     line = 64 // dtype.itemsize
     for n in lengths:

@@ -31,7 +31,8 @@ def _block_lengths(sizes):
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
               sizes["short_log_row"], sizes["short_logsumexp_row"],
-              sizes["blocked_log_sum_from"], sizes["chunk"],
+              sizes["blocked_log_sum_from"], sizes["pipelined_from"],
+              sizes["log_pipelined_from"], sizes["chunk"],
               2 * sizes["chunk"], sizes["walks_back_from"]]
     return sorted({n for block in blocks for n in (block - 1, block, block + 1) if n >= 1})
 
@@ -70,6 +71,7 @@ def test_kernel_info_describes_every_isa():
                                   "short_log_row", "short_logsumexp_row", "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
                                   "stream_row_scratch", "stream_grad_from", "pipelined_from",
+                                  "log_pipelined_from",
                                   "pipelined_to", "pipelined_deep_to", "walks_back_from"}
             assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)
         # float lanes are half as wide as double's, except one-lane plain C

@@ -14,8 +14,8 @@ alone.  The kinds take every branch a row's result can take: the float blocks
 of logsumexp and its exact sum, the dominant term's second sum, infinite and
 NaN maxima, fully masked rows.
 
-Unmasked softmax and log_softmax rows from ``pipelined_from`` (at most that length) up
-to ``pipelined_to`` are pipelined (past one chunk, a chunk at a time):
+Unmasked softmax and log_softmax rows from ``pipelined_from`` (log_softmax's
+``log_pipelined_from``; at most that length) up to ``pipelined_to`` are pipelined (past one chunk, a chunk at a time):
 a row's sum pass also takes the next row's max and does the previous row's last
 pass, or for log_softmax rows up to ``pipelined_deep_to`` the last pass of the row
 two back (src/fs_softmax_tmpl.h's softmax_rows_pipelined).  There every kind of row
@@ -145,17 +145,19 @@ def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
                 assert (_bits(op(x)) == _bits(one)).all(), (op.__name__, threads)
 
 
-def _pipelined_lengths(sizes):
+def _pipelined_lengths(sizes, op):
     """Row lengths that are pipelined, at each boundary of the sum's loops, at the
     longest streamed row kept in a scratch row, at the longest log_softmax row pipelined two
     rows deep, past one chunk (pipelined a chunk at a time), and the ones on either side: the
-    last paired one below ``pipelined_from`` and the first one past ``pipelined_to``
+    last paired one below ``pipelined_from`` (log_softmax's ``log_pipelined_from``) and the
+    first one past ``pipelined_to``
     (neither pipelined: the same results either way)."""
     lanes, chunk, scratch = sizes["lanes"], sizes["chunk"], sizes["stream_scratch"]
     last = sizes["pipelined_to"]
     block = sizes["unroll"] * sizes["flush_steps"] * lanes
     flush = sizes["flush_steps"] * lanes  # the vector tail flushes its block here
-    first = sizes["pipelined_from"]  # at most one block: below it, the vector loop alone
+    # at most one block: below it, the vector loop alone
+    first = sizes["log_pipelined_from" if op is fs.log_softmax else "pipelined_from"]
     deep = sizes["pipelined_deep_to"]
     candidates = {first - 1, first, first + 1, first + flush + 1, block - 1,
                   block, block + 1, block + lanes - 1, block + lanes, block + flush - 1,
@@ -190,7 +192,7 @@ def _neighbour_sequence(names, n):
 @pytest.mark.parametrize("op", [fs.softmax, fs.log_softmax], ids=lambda f: f.__name__)
 def test_a_row_gets_the_same_bits_pipelined_or_alone(isa, dtype, op):
     sizes = _core.kernel_info()[isa][np.dtype(dtype).name]
-    for n in _pipelined_lengths(sizes):
+    for n in _pipelined_lengths(sizes, op):
         rng = np.random.default_rng(n)
         kinds = _row_kinds(n, dtype, rng)
         kinds["zero_max"] = np.minimum(kinds["logits"], 0).astype(dtype)

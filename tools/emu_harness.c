@@ -1164,6 +1164,7 @@ static void run_dtype(long exp_step)
                          127, 129, 255, 257, 1000, 4099, bs->stream_scratch - 1, bs->stream_scratch,
                          bs->stream_scratch + 1, block - 1, block, block + 1,
                          bs->pipelined_from - 1, bs->pipelined_from, bs->pipelined_from + 1,
+                         bs->log_pipelined_from - 1, bs->log_pipelined_from, bs->log_pipelined_from + 1,
                          bs->chunk + bs->lanes + 1,
                          block + (idx)bs->lanes * bs->flush_steps + 1};
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) if (extra[k] > 40) ns[nn++] = extra[k];
