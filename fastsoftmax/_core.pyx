@@ -62,6 +62,7 @@ cdef extern from "fs_kernels.h" nogil:
         int lanes, unroll, flush_steps, short_row, short_log_row, short_logsumexp_row
         fs_index chunk
         int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
+        int stream_rows_from
         int pipelined_from, log_pipelined_from, pipelined_to, pipelined_deep_to
         int walks_back_from
 
@@ -243,6 +244,7 @@ cdef dict _block_sizes(fs_block_sizes sizes):
             "stream_scratch": sizes.stream_scratch,
             "stream_row_scratch": sizes.stream_row_scratch,
             "stream_grad_from": sizes.stream_grad_from,
+            "stream_rows_from": sizes.stream_rows_from,
             "pipelined_from": sizes.pipelined_from,
             "log_pipelined_from": sizes.log_pipelined_from, "pipelined_to": sizes.pipelined_to,
             "pipelined_deep_to": sizes.pipelined_deep_to,
@@ -255,7 +257,8 @@ def kernel_info():
     "unroll", "flush_steps", "short_row", "short_log_row", "short_logsumexp_row", "chunk",
     "blocked_log_sum_from",
     "stream_scratch",
-    "stream_row_scratch", "stream_grad_from", "pipelined_from", "log_pipelined_from",
+    "stream_row_scratch", "stream_grad_from", "stream_rows_from", "pipelined_from",
+    "log_pipelined_from",
     "pipelined_to",
     "pipelined_deep_to", "walks_back_from"},
     "float64": {...}, "float16": {...},

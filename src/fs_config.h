@@ -148,6 +148,20 @@
 #define FS_STREAM_GRAD_FROM_BYTES 32768
 
 /*
+ * softmax and log_softmax rows stream their last pass only from this many
+ * bytes of output: a shorter row holds few whole lines, the lines it shares
+ * with its neighbours take ordinary stores, and the two kinds of stores mixed
+ * cost more than streaming saves.  Zen 4, AVX-512, float32, 8M-element calls
+ * (32 MB, streamed), ordinary / streamed time, medians of 7 alternated calls,
+ * one or two threads: softmax rows of 33-63 0.51-0.97, 64-160 0.65-0.99,
+ * 192-384 1.05-1.21, 512 1.25-1.62; log_softmax 33-128 0.57-1.01, 192-256
+ * 0.89-1.05, 320 1.11-1.13, 512 1.41-1.53.  float64, one thread: 64-128
+ * doubles 0.67-1.01, 160-192 1.06-1.10, 256 1.30-1.36.  One threshold for
+ * both ops: 192 floats, 96 doubles.
+ */
+#define FS_STREAM_ROWS_FROM_BYTES 768
+
+/*
  * Unmasked softmax and log_softmax rows of at least this many bytes (of the
  * compute type) are pipelined (fs_softmax_tmpl.h's softmax_rows_pipelined),
  * or from one blocked step of the sum (FS_PAIRED_BELOW) if that is shorter;

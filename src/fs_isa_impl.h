@@ -245,6 +245,7 @@ FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW,
             .stream_scratch = stream_scratch_length_##SFX, \
             .stream_row_scratch = stream_row_scratch_length_##SFX, \
             .stream_grad_from = stream_grad_from_##SFX,  \
+            .stream_rows_from = stream_rows_from_##SFX,  \
             .pipelined_from = pipelined_from_##SFX,        \
             .log_pipelined_from = log_pipelined_from_##SFX, \
             .pipelined_to = pipelined_to_##SFX,            \

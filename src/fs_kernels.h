@@ -137,6 +137,7 @@ typedef struct fs_block_sizes {
     int stream_scratch; /* streamed softmax rows up to this long keep their exps in a scratch row */
     int stream_row_scratch; /* ... on the stack; up to this long, on the heap (then x is re-read) */
     int stream_grad_from; /* cross_entropy's gradient streams in rows from this long */
+    int stream_rows_from; /* ... and softmax's and log_softmax's rows from this long */
     int pipelined_from; /* unmasked softmax rows from this long are pipelined */
     int log_pipelined_from; /* ... and log_softmax's from this long */
     int pipelined_to;   /* ... up to this long */

@@ -47,6 +47,12 @@
  */
 #define FS_KEEPS_APART (FS_STREAMS || FS_OUT_NARROWS)
 
+/* The shortest rows whose last pass streams when asked (FS_STREAM_ROWS_FROM_BYTES). */
+enum { FN(stream_rows_from) = FS_STREAM_ROWS_FROM_BYTES / (int)sizeof(OUT) };
+FS_STATIC_ASSERT(FN(stream_rows_from) > FS_SHORT_LOGSUMEXP_ROW &&
+                     FN(stream_rows_from) > FS_BLOCKED_LOG_SUM_FROM,
+                 "no short row, nor a log_softmax row with exact sums, streams (softmax_block)");
+
 /* How many of n outputs come before out's first aligned vector (fs_elements_before_aligned). */
 FS_ALWAYS_INLINE fs_index FN(aligned_output_head)(const OUT *out, fs_index n)
 {
@@ -1407,15 +1413,17 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
     const fs_index slab = n * stride;
     const int log_output = flags & FS_LOG_OUTPUT;
     /*
-     * Rows only: the short rows' stores overlap, and panels write a tile's rows
-     * apart.  Nor log_softmax's rows with exact sums (n < FS_BLOCKED_LOG_SUM_FROM),
-     * whose last pass computes x - max again: its loads of x wait on streaming
-     * stores whose addresses match in the low 12 bits, and its short rows gain
-     * nothing from streaming to make up for it (AVX2 and AVX-512, Zen 4, float32
-     * 349525x48, one thread: 1.3-1.4x the time of ordinary stores).
+     * Rows only, of stream_rows_from elements or more: panels write a tile's
+     * rows apart, and shorter rows lose more on the lines they share with their
+     * neighbours than streaming saves (FS_STREAM_ROWS_FROM_BYTES).  That leaves
+     * out the short rows, whose stores overlap, and log_softmax's rows with
+     * exact sums (n < FS_BLOCKED_LOG_SUM_FROM), whose last pass computes x - max
+     * again: its loads of x would wait on streaming stores whose addresses match
+     * in the low 12 bits (AVX2 and AVX-512, Zen 4, float32 349525x48, one
+     * thread: 1.3-1.4x the time of ordinary stores).
      */
     const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && stride == 1 &&
-                       !(log_output && n < FS_BLOCKED_LOG_SUM_FROM);
+                       n >= FN(stream_rows_from);
     if (stride == 1 && n <= (log_output ? FN(short_log_row) : FS_SHORT_ROW) && LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);

@@ -70,7 +70,8 @@ def test_kernel_info_describes_every_isa():
             assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row",
                                   "short_log_row", "short_logsumexp_row", "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
-                                  "stream_row_scratch", "stream_grad_from", "pipelined_from",
+                                  "stream_row_scratch", "stream_grad_from", "stream_rows_from",
+                                  "pipelined_from",
                                   "log_pipelined_from",
                                   "pipelined_to", "pipelined_deep_to", "walks_back_from"}
             assert all(isinstance(v, int) and v >= 1 for v in sizes.values()), (isa, dtype)

@@ -55,14 +55,17 @@ def assert_same_bits(got, want):
 
 
 def _lengths(isa, dtype):
-    """Row lengths on either side of the vector, the unrolled step, the flush block and the
+    """Row lengths on either side of the vector, the unrolled step, the flush block, the
+    shortest row that streams (shorter ones take ordinary stores: the same bits) and the
     longest row whose softmax streams from a scratch row."""
     info = _core.kernel_info()[isa][np.dtype(dtype).name]
     lanes, step = info["lanes"], info["lanes"] * info["unroll"]
     block = step * info["flush_steps"]
     scratch = info["stream_scratch"]
     lengths = {info["short_row"] + 1, 2 * lanes - 1, 2 * lanes + 1, 3 * step, 3 * step + lanes - 1,
-               block - 1, block + 1, 2 * block + lanes + 1, scratch - 1, scratch, scratch + 1}
+               block - 1, block + 1, 2 * block + lanes + 1, scratch - 1, scratch, scratch + 1,
+               info["stream_rows_from"] - 1, info["stream_rows_from"],
+               info["stream_rows_from"] + 1}
     return sorted(n for n in lengths if n > 0)
 
 

@@ -1165,6 +1165,7 @@ static void run_dtype(long exp_step)
                          bs->stream_scratch + 1, block - 1, block, block + 1,
                          bs->pipelined_from - 1, bs->pipelined_from, bs->pipelined_from + 1,
                          bs->log_pipelined_from - 1, bs->log_pipelined_from, bs->log_pipelined_from + 1,
+                         bs->stream_rows_from - 1, bs->stream_rows_from, bs->stream_rows_from + 1,
                          bs->chunk + bs->lanes + 1,
                          block + (idx)bs->lanes * bs->flush_steps + 1};
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) if (extra[k] > 40) ns[nn++] = extra[k];
