@@ -598,8 +598,8 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     rounding packs two vectors a step, took 0.75-0.93 of its time on rows of 32 to 50257
     (1 and 2 threads, the same day); for float16 (VCVTPS2PH) 0.86-1.15, so float16 keeps
     it.  Unmasked runs of two rows or more that the kernels pipeline (``pipelined_from``, or
-    log_softmax's ``log_pipelined_from``, to ``pipelined_to`` elements) keep their own float32 scratch rows, whose last pass rounds
-    as it stores, one pass fewer than a block's (fs_softmax_tmpl.h's
+    log_softmax's ``log_pipelined_from``, to ``pipelined_to`` elements) keep their own
+    float32 scratch rows, whose last pass rounds as it stores, one pass fewer than a block's (fs_softmax_tmpl.h's
     softmax_rows_pipelined): on the same Zen 5, 1 and 2 threads, 0.68-0.91 of the blocks'
     time for float16 and 0.90-0.96 for bfloat16 on rows of 512 to 65536.  bfloat16's rows
     shorter than one blocked step (lanes x unroll x flush_steps: 512 with AVX-512) keep the

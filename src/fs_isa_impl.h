@@ -78,8 +78,7 @@ FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
  * cross_entropy's (ce_short_rows, whose loss is a logsumexp less the label's
  * term): its tiles write one value a row and transpose nothing back, so they
  * keep their pace past FS_SHORT_ROW, where the row pairs' took up to twice
- * theirs.  Zen 4, one
- * thread, 8192 rows in cache, new / old time (tools/kernel_ab.sh --op
+ * theirs.  Zen 4, one thread, 8192 rows in cache, new / old time (tools/kernel_ab.sh --op
  * logsumexp) for rows of 33, 48 and 64: AVX-512 float32 0.44, 0.61, 0.79
  * (0.47-0.52 ns an element against 0.59-1.22), float64 0.70, 0.87, 0.93; SSE2
  * float32 0.55, 0.83, 0.89, float64 0.60, 0.72, 0.95.  AVX2 sets its own.  Past

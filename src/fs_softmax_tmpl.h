@@ -305,15 +305,16 @@ enum { FN(stream_row_scratch_length) = FS_STREAM_ROW_SCRATCH_BYTES / (int)sizeof
  * (FS_PIPELINED_FROM_BYTES, or for float rows FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES
  * and FS_PIPELINED_FROM_FLOAT_BYTES; at most one blocked step).
  */
-#define PIPELINED_FROM_ELEMENTS(float_bytes)                                                \
-    ((sizeof(REAL) == 4 ? (float_bytes) : FS_PIPELINED_FROM_BYTES) / (int)sizeof(REAL) <    \
-             FS_PAIRED_BELOW                                                                \
-         ? (sizeof(REAL) == 4 ? (float_bytes) : FS_PIPELINED_FROM_BYTES) / (int)sizeof(REAL) \
-         : FS_PAIRED_BELOW)
+#define PIPELINED_FROM_ELEMENTS(float_bytes) \
+    ((sizeof(REAL) == 4 ? (float_bytes) : FS_PIPELINED_FROM_BYTES) / (int)sizeof(REAL))
+#define AT_MOST_ONE_STEP(elements) ((elements) < FS_PAIRED_BELOW ? (elements) : FS_PAIRED_BELOW)
 enum {
-    FN(pipelined_from) = PIPELINED_FROM_ELEMENTS(FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES),
-    FN(log_pipelined_from) = PIPELINED_FROM_ELEMENTS(FS_PIPELINED_FROM_FLOAT_BYTES)
+    FN(pipelined_from) =
+        AT_MOST_ONE_STEP(PIPELINED_FROM_ELEMENTS(FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES)),
+    FN(log_pipelined_from) =
+        AT_MOST_ONE_STEP(PIPELINED_FROM_ELEMENTS(FS_PIPELINED_FROM_FLOAT_BYTES))
 };
+#undef AT_MOST_ONE_STEP
 #undef PIPELINED_FROM_ELEMENTS
 
 /* The longest row softmax_block pipelines (FS_PIPELINED_TO_BYTES). */
@@ -786,14 +787,13 @@ static int FN(pipeline_depth)(fs_index n, int log_output)
 /*
  * Unmasked softmax rows of pipelined_from to pipelined_to elements, or
  * log_softmax rows of log_pipelined_from (FS_BLOCKED_LOG_SUM_FROM at least) to
- * pipelined_to, `rows`
- * contiguous ones, with each row's passes one row apart: the sum pass of a
- * row also takes the next row's max and does the last pass of the row before
- * (row_sum_exp_beside).  Alone, a row's three passes wait on each other: the
- * sum on the max, the last pass on the sum, and the core drains between them
- * (4096x256 float32 softmax, AVX2, Zen 3, C harness over the kernel table:
- * 0.55 ns per element before, 0.46 after).  log_softmax rows up to
- * pipelined_deep_to go two rows apart (pipeline_depth): the last pass of row
+ * pipelined_to, `rows` contiguous ones, with each row's passes one row apart:
+ * the sum pass of a row also takes the next row's max and does the last pass of
+ * the row before (row_sum_exp_beside).  Alone, a row's three passes wait on
+ * each other: the sum on the max, the last pass on the sum, and the core drains
+ * between them (4096x256 float32 softmax, AVX2, Zen 3, C harness over the
+ * kernel table: 0.55 ns per element before, 0.46 after).  log_softmax rows up
+ * to pipelined_deep_to go two rows apart (pipeline_depth): the last pass of row
  * r comes in the sum pass of row r + 2, and the log of row r's sum is taken
  * after the sum pass of row r + 1, when that sum has long been ready
  * (FS_PIPELINED_DEEP_TO_BYTES).  Each row gets the bits softmax_row gives it:
