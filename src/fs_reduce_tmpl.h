@@ -465,7 +465,7 @@ FS_ALWAYS_INLINE void FN(rows_sum_exp_impl)(const STORAGE *const *x, const uint8
         if (look && looking##r) {                                                         \
             const VEC kd_ = (kd);                                                         \
             const unsigned kept_ = VNONZERO_LANES(kd_);                                   \
-            dropped##r += LANES - (unsigned)__builtin_popcount(kept_);                    \
+            dropped##r += LANES - fs_count_lanes(kept_, LANES);                           \
             if (exact_sum)                                                                \
                 ACCUMULATE(total, a, VADD_LANES(ZERO_V, (e), kd_, kept_));                \
             else                                                                          \
