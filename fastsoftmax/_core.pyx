@@ -59,7 +59,8 @@ cdef extern from "fs_kernels.h" nogil:
         int64_t token
         int64_t status
     ctypedef struct fs_block_sizes:
-        int lanes, unroll, flush_steps, short_row, short_log_row, short_logsumexp_row
+        int lanes, unroll, flush_steps, short_row, short_softmax_row, short_log_row
+        int short_logsumexp_row
         fs_index chunk
         int blocked_log_sum_from, stream_scratch, stream_row_scratch, stream_grad_from
         int stream_rows_from
@@ -238,7 +239,8 @@ def set_isa(str name not None):
 
 cdef dict _block_sizes(fs_block_sizes sizes):
     return {"lanes": sizes.lanes, "unroll": sizes.unroll, "flush_steps": sizes.flush_steps,
-            "short_row": sizes.short_row, "short_log_row": sizes.short_log_row,
+            "short_row": sizes.short_row, "short_softmax_row": sizes.short_softmax_row,
+            "short_log_row": sizes.short_log_row,
             "short_logsumexp_row": sizes.short_logsumexp_row, "chunk": sizes.chunk,
             "blocked_log_sum_from": sizes.blocked_log_sum_from,
             "stream_scratch": sizes.stream_scratch,
@@ -254,13 +256,10 @@ cdef dict _block_sizes(fs_block_sizes sizes):
 def kernel_info():
     """The kernels' block sizes per instruction set (those ``available_isas()``
     lists) and input dtype, read from the C tables: ``{isa: {"float32": {"lanes",
-    "unroll", "flush_steps", "short_row", "short_log_row", "short_logsumexp_row", "chunk",
-    "blocked_log_sum_from",
-    "stream_scratch",
+    "unroll", "flush_steps", "short_row", "short_softmax_row", "short_log_row",
+    "short_logsumexp_row", "chunk", "blocked_log_sum_from", "stream_scratch",
     "stream_row_scratch", "stream_grad_from", "stream_rows_from", "pipelined_from",
-    "log_pipelined_from",
-    "pipelined_to",
-    "pipelined_deep_to", "walks_back_from"},
+    "log_pipelined_from", "pipelined_to", "pipelined_deep_to", "walks_back_from"},
     "float64": {...}, "float16": {...},
     "bfloat16": {...}}}`` (the 16-bit inputs run float32's blocks).  Row
     lengths on either side of each take different code paths (src/fs_kernels.h,
@@ -592,7 +591,7 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     2 threads, it took 0.66-0.76 of their time on 4x128256 (and 0.69-0.78 on 1x128256, one
     thread) and, through blocks of 256 KB timed against both that day, about 0.50-0.75 on
     32x50257, 16384x512 and 8192x100 and 0.78-0.90 from memory (2048x32000), but
-    1.03-1.16 on rows of one row per lane (``short_row``: 1000000x10, 4096x32), which keep
+    1.03-1.16 on rows of one row per lane (``short_softmax_row``: 1000000x10, 4096x32), which keep
     their kernels.  log_softmax's narrowing kernel computes no exponential again, but
     rounds each vector as it writes it: for bfloat16 (integer steps) the blocks, whose
     rounding packs two vectors a step, took 0.75-0.93 of its time on rows of 32 to 50257
@@ -620,7 +619,7 @@ cdef bint _narrowed_softmax_rows(const SoftmaxJob *job, const real *dtype_marker
     cdef const fs_block_sizes *sizes = &kernels.bf16.sizes
     if real is uint16_t:
         sizes = &kernels.f16.sizes
-    if n <= (sizes.short_log_row if log_output else sizes.short_row):
+    if n <= (sizes.short_log_row if log_output else sizes.short_softmax_row):
         return False
     cdef fs_index pipelined_from = (sizes.log_pipelined_from if log_output
                                     else sizes.pipelined_from)

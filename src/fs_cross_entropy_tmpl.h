@@ -758,15 +758,17 @@ static void FN(ce_short_rows)(const STORAGE *x, const int64_t *labels, const REA
     REAL in[FS_SHORT_LOGSUMEXP_ROW * LANES], in_target[FS_SHORT_LOGSUMEXP_ROW * LANES],
         res[FS_SHORT_LOGSUMEXP_ROW * LANES];
     const fs_index lead = FN(short_rows_lead)(n);
+    const int hint_l2 = FN(short_rows_hint_l2)(n);
     for (fs_index r = 0; r < rows; r += LANES) {
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         const fs_index ahead = FN(short_rows_ahead)(r, rows, lead); /* as short_rows_impl */
         if (ahead >= 0) {
-            FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE));
+            FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE), hint_l2);
             if (target)
-                FN(prefetch_span)(target + ahead * n, LANES * n * (fs_index)sizeof(REAL));
+                FN(prefetch_span)(target + ahead * n, LANES * n * (fs_index)sizeof(REAL),
+                                  hint_l2);
             if (grad)
-                FN(prefetch_span)(grad + ahead * n, LANES * n * (fs_index)sizeof(OUT));
+                FN(prefetch_span)(grad + ahead * n, LANES * n * (fs_index)sizeof(OUT), hint_l2);
         }
         FN(gather_rows)(in, x + r * n, n, lanes, (rows - r) * n);
         if (target)

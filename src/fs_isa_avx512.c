@@ -21,14 +21,26 @@
  */
 #define FS_PIPELINED_FROM_FLOAT_BYTES 256
 /*
- * float32 softmax rows from the first past the short rows (33 elements): Zen 4,
+ * softmax rows run one row per lane up to 36 elements (fs_isa_impl.h's
+ * FS_SHORT_SOFTMAX_ROW; 32 before 2026-12-07), in the tiles' general copy.
+ * Zen 4, one thread, tiles / row kernels' time (tools/kernel_ab.sh), float32
+ * against the pipeline: 8192 rows in cache 0.68 (33), 0.71 (36), 0.76 (40),
+ * 0.80 (44), 0.96 (48), 0.88-0.94 (49-55), 1.14 (64); but from memory (9.6M
+ * elements) 0.82-1.02 (33), 0.97-1.09 (36), 1.04-1.22 (40), 1.13-1.23 (44),
+ * 1.3-1.6 (48-55), where the pipeline's rows read and write in order and the
+ * tiles' in strides.  float64 in cache, against the pairs: 0.75-0.84 for
+ * 33-39, but 1.00-1.08 for 40 and 48 (whole vectors).
+ */
+#define FS_SHORT_SOFTMAX_ROW(real_bytes) 36
+/*
+ * float32 softmax rows from the first past the short rows (33 elements then): Zen 4,
  * one thread, 8192 rows in cache, pipelined / paired time (tools/kernel_ab.sh,
  * alternated, the same bits): 0.84-0.86 for rows of 33, 40, 47, 56 and 63, and
  * 1.00-1.01 from 64 (the code the longer rows run, unchanged).  Not
  * log_softmax's: 1.08-1.13 there.  Nor float64's (0.89-1.07 on 33-63), nor
  * AVX2's float32 rows (1.03-1.12 on 33-63, level from 128), nor SSE2's (0.95-1.07).
  */
-#define FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES (4 * (FS_SHORT_ROW + 1)) /* (fs_isa_impl.h) */
+#define FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES (4 * (FS_SHORT_SOFTMAX_ROW(4) + 1))
 #include "fs_isa_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -48,7 +48,8 @@ FS_STATIC_ASSERT(FS_ROW_ACCUMULATORS == 4, "rows_max_impl and rows_sum_exp_impl 
 FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's one-row loop flushes after whole steps");
 /*
  * Rows up to FS_SHORT_ROW elements run one row per lane (fs_softmax_tmpl.h's
- * short rows; cross_entropy's up to FS_SHORT_LOGSUMEXP_ROW); log_softmax's up to
+ * short rows; softmax's up to FS_SHORT_SOFTMAX_ROW, below, and cross_entropy's
+ * up to FS_SHORT_LOGSUMEXP_ROW); log_softmax's up to
  * FS_SHORT_LOG_ROW of their compute type's size: 32 floats, 24 doubles.  Past
  * those, rows run alone or in pairs, log_softmax's summed in float blocks
  * without the max's term (FS_BLOCKED_LOG_SUM_FROM), where the tiles add every
@@ -66,6 +67,16 @@ FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's
  */
 #define FS_SHORT_ROW 32
 #define FS_SHORT_LOG_ROW(real_bytes) ((real_bytes) == 8 ? 24 : FS_SHORT_ROW)
+/*
+ * softmax's rows run one row per lane up to this long, of their compute type's
+ * size: FS_SHORT_ROW unless the ISA file sets its own (fs_isa_avx512.c,
+ * fs_isa_avx2.c), where the tiles, past the copies for each length (in the
+ * general copy, n not known), beat the row kernels on rows of a few vectors
+ * with a partial last one.
+ */
+#ifndef FS_SHORT_SOFTMAX_ROW
+#define FS_SHORT_SOFTMAX_ROW(real_bytes) FS_SHORT_ROW
+#endif
 /* X(1) ... X(FS_SHORT_ROW): each short row's length (fs_softmax_tmpl.h's copies for each) */
 #define FS_SHORT_ROW_LENGTHS(X)                                                                  \
     X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)      \
@@ -87,8 +98,10 @@ FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
 #ifndef FS_SHORT_LOGSUMEXP_ROW
 #define FS_SHORT_LOGSUMEXP_ROW 64
 #endif
-FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW,
-                 "logsumexp's short rows include the others'");
+FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_SOFTMAX_ROW(4) &&
+                     FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_SOFTMAX_ROW(8) &&
+                     FS_SHORT_SOFTMAX_ROW(4) >= FS_SHORT_ROW && FS_SHORT_SOFTMAX_ROW(8) >= FS_SHORT_ROW,
+                 "logsumexp's short rows include softmax's, and those the copies for each length");
 /*
  * log_softmax rows from this long sum in float blocks without the max's term
  * (row_log_sum_dropped): in the vector builds every row past the short rows.
@@ -237,6 +250,7 @@ FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_ROW,
             .unroll = FS_ROW_ACCUMULATORS,               \
             .flush_steps = FS_FLUSH_STEPS,               \
             .short_row = FS_SHORT_ROW,                   \
+            .short_softmax_row = short_softmax_row_##SFX, \
             .short_log_row = short_log_row_##SFX,        \
             .short_logsumexp_row = FS_SHORT_LOGSUMEXP_ROW, \
             .chunk = FS_CHUNK,                           \

@@ -130,6 +130,7 @@ typedef struct fs_block_sizes {
     int unroll;      /* vectors per step of a row's max and sum of exp */
     int flush_steps; /* steps between flushes of float partial sums into double */
     int short_row;   /* rows up to this long run one row per lane (where lanes > 1) */
+    int short_softmax_row; /* ... and softmax's up to this long */
     int short_log_row; /* ... but log_softmax's only up to this long */
     int short_logsumexp_row; /* ... and logsumexp's and cross_entropy's up to this long */
     fs_index chunk;  /* a long row is reduced in chunks of this many elements (FS_CHUNK) */

@@ -1080,7 +1080,7 @@ static fs_index FN(log_softmax_pairs)(const STORAGE *x, const uint8_t *mask, fs_
 #endif
 
 /*
- * Rows of up to FS_SHORT_ROW elements (log_softmax's: short_log_row;
+ * softmax rows of up to short_softmax_row elements (log_softmax's: short_log_row;
  * logsumexp's: FS_SHORT_LOGSUMEXP_ROW; fs_isa_impl.h), one row per lane.  A
  * group of LANES rows is transposed into a small (n, LANES) panel on the
  * stack, run through the panel tile (columns = rows), and transposed back.  A
@@ -1173,15 +1173,20 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
         FN(scatter_rows_of)(rows, panel, n, lanes);
 }
 
-/* The longest log_softmax rows that run one row per lane (FS_SHORT_LOG_ROW, fs_isa_impl.h). */
-enum { FN(short_log_row) = FS_SHORT_LOG_ROW((int)sizeof(REAL)) };
+/* The longest softmax and log_softmax rows that run one row per lane (FS_SHORT_SOFTMAX_ROW,
+ * FS_SHORT_LOG_ROW, fs_isa_impl.h): the results' panel holds either. */
+enum {
+    FN(short_softmax_row) = FS_SHORT_SOFTMAX_ROW((int)sizeof(REAL)),
+    FN(short_log_row) = FS_SHORT_LOG_ROW((int)sizeof(REAL))
+};
+FS_STATIC_ASSERT(FN(short_log_row) <= FN(short_softmax_row),
+                 "short_rows_impl's results panel holds log_softmax's short rows");
 
-/* The short-row panels live on the stack: FS_SHORT_ROW rows of LANES lanes, 2 KB each at most,
- * and logsumexp's input panel of FS_SHORT_LOGSUMEXP_ROW rows, 4 KB (and ce_short_rows' three). */
-FS_STATIC_ASSERT(FS_SHORT_ROW * LANES * sizeof(REAL) <= 2048,
-                 "short-row stack panels stay within 2 KB each");
+/* The short-row panels live on the stack, 4 KB each at most: the input panel of
+ * FS_SHORT_LOGSUMEXP_ROW rows of LANES lanes (and ce_short_rows' three), and the
+ * results' of short_softmax_row. */
 FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW * LANES * sizeof(REAL) <= 4096,
-                 "logsumexp's and cross_entropy's short-row panels stay within 4 KB each");
+                 "short-row stack panels stay within 4 KB each");
 
 /*
  * Short rows stream through memory a group of LANES rows at a time, and a
@@ -1212,11 +1217,33 @@ FS_ALWAYS_INLINE fs_index FN(short_rows_ahead)(fs_index r, fs_index rows, fs_ind
     return lead > 0 && r + lead + LANES <= rows ? r + lead : -1;
 }
 
-/* Hint every cache line of `bytes` bytes from p. */
-FS_ALWAYS_INLINE void FN(prefetch_span)(const void *p, fs_index bytes)
+/* Hint every cache line of `bytes` bytes from p, into L1 or (`to_l2`) L2 only. */
+FS_ALWAYS_INLINE void FN(prefetch_span)(const void *p, fs_index bytes, const int to_l2)
 {
-    for (fs_index line = 0; line < bytes; line += 64)
-        FS_PREFETCH((const char *)p + line);
+    for (fs_index line = 0; line < bytes; line += 64) {
+        if (to_l2)
+            FS_PREFETCH_L2((const char *)p + line);
+        else
+            FS_PREFETCH((const char *)p + line);
+    }
+}
+
+/*
+ * Whether short_rows_impl's and ce_short_rows' hints for rows of n go to L2
+ * only: rows past FS_SHORT_ROW, whose groups hint more than 2 KB each.  Into
+ * L1, those hints held its miss buffers, and the loads and stores behind them
+ * waited (the hints took 18% of the samples of float32 softmax rows of 40 from
+ * memory, AVX-512).  Zen 4, one thread, from memory: float32 softmax rows of
+ * 40-55 in the tiles took 1.2 ns an element with L1 hints and 0.8 with these
+ * (tools/kernel_ab.sh, 9.6M elements), cross_entropy's loss of rows of 48 and
+ * 64 0.72-0.80 ns against 0.98-1.00, with its gradient 0.99-1.35 against
+ * 1.54-1.69 (through Python, 16M elements).  Shorter rows keep L1 hints: with
+ * L2 ones float32 rows of 16-32 took 0.80-0.89 of the time in the C harness
+ * but 1.2 through Python, float64 rows of 32 1.3 in both.
+ */
+FS_ALWAYS_INLINE int FN(short_rows_hint_l2)(fs_index n)
+{
+    return n > FS_SHORT_ROW;
 }
 
 FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
@@ -1226,10 +1253,11 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
                                           double *parts)
 {
     /* in the compute type; logsumexp's rows may be longer, and its tile writes LANES values */
-    REAL in[FS_SHORT_LOGSUMEXP_ROW * LANES], res[FS_SHORT_ROW * LANES];
+    REAL in[FS_SHORT_LOGSUMEXP_ROW * LANES], res[FN(short_softmax_row) * LANES];
     double lane_parts[LANES]; /* the tile writes every lane's: only `lanes` are rows */
     uint8_t in_mask[FS_SHORT_LOGSUMEXP_ROW * LANES];
     const fs_index lead = FN(short_rows_lead)(n);
+    const int hint_l2 = FN(short_rows_hint_l2)(n);
     /* Where the next row's mask starts (slab_mask's offset), moved on row by row without
      * a division each: a row's mask lies whole in one period, as slab_mask's does. */
     const fs_index mask_step = masked && mask_period > 0 ? n % mask_period : 0;
@@ -1238,9 +1266,9 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
         const fs_index lanes = rows - r < LANES ? rows - r : LANES;
         const fs_index ahead = FN(short_rows_ahead)(r, rows, lead);
         if (ahead >= 0) {
-            FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE));
+            FN(prefetch_span)(x + ahead * n, LANES * n * (fs_index)sizeof(STORAGE), hint_l2);
             if (op != FS_OP_LOGSUMEXP)
-                FN(prefetch_span)(out + ahead * n, LANES * n * (fs_index)sizeof(OUT));
+                FN(prefetch_span)(out + ahead * n, LANES * n * (fs_index)sizeof(OUT), hint_l2);
         }
         FN(gather_rows)(in, x + r * n, n, lanes, (rows - r) * n);
         if (masked)
@@ -1265,8 +1293,9 @@ FS_ALWAYS_INLINE void FN(short_rows_impl)(const STORAGE *x, const uint8_t *mask,
 }
 
 /*
- * The longest rows short_rows_fixed has a copy for: every short row of softmax
- * and log_softmax, logsumexp's up to one block of the transposes (LANES).
+ * The longest rows short_rows_fixed has a copy for: softmax's up to FS_SHORT_ROW
+ * (an ISA's longer short rows take the general copy), every short row of
+ * log_softmax, logsumexp's up to one block of the transposes (LANES).
  * Rows of more than one block, in the general copy, took up to three times the
  * time per element of rows of one: AVX2 float32 softmax 0.59 ns for rows of 8
  * but 1.77 for 9 (Zen 4, one thread, 8192 rows in cache), and the general
@@ -1424,7 +1453,8 @@ static void FN(softmax_block)(const STORAGE *x, const uint8_t *mask, fs_index ma
      */
     const int stream = FS_STREAMS && (flags & FS_STREAM_OUTPUT) && stride == 1 &&
                        n >= FN(stream_rows_from);
-    if (stride == 1 && n <= (log_output ? FN(short_log_row) : FS_SHORT_ROW) && LANES > 1) {
+    if (stride == 1 && n <= (log_output ? FN(short_log_row) : FN(short_softmax_row)) &&
+        LANES > 1) {
         FN(short_rows)(x, mask, mask_period, mask_start, out, outer, n, scale,
                        log_output ? FS_OP_LOG_SOFTMAX : FS_OP_SOFTMAX, NULL);
         return;

@@ -41,7 +41,8 @@ def _lengths(isa):
     sizes = INFO[isa]["float32"]
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
-              sizes["short_log_row"], sizes["short_logsumexp_row"], sizes["blocked_log_sum_from"]]
+              sizes["short_softmax_row"], sizes["short_log_row"], sizes["short_logsumexp_row"],
+              sizes["blocked_log_sum_from"]]
     return sorted({n for b in blocks for n in (b - 1, b, b + 1) if n >= 1})
 
 
@@ -172,13 +173,13 @@ def test_16_bit_softmax_with_where_and_temperature_is_rounded_once(isa, op, dtyp
                                                                    failing_every,
                                                                    scratch_failures):
     """softmax's 16-bit rows (and bfloat16's log_softmax's) go through blocks of float32
-    results past one row per lane (short_row, short_log_row) and up to NARROWED_ROWS
+    results past one row per lane (short_softmax_row, short_log_row) and up to NARROWED_ROWS
     elements, keeping the mask's period and phase row group by group; the 16-bit kernels
     take the others, and the blocks that find no scratch memory (every other one, with
     failing_every=2).  Either way: rounded once."""
     scratch_failures(failing_every)
     sizes = INFO[isa]["float32"]
-    short_row = sizes["short_log_row" if op is fs.log_softmax else "short_row"]
+    short_row = sizes["short_log_row" if op is fs.log_softmax else "short_softmax_row"]
     for n in sorted({1, short_row, short_row + 1, 1000, NARROWED_ROWS // 3 + 1, NARROWED_ROWS,
                      NARROWED_ROWS + 1}):
         rows = min(max(3, 3 * NARROWED_ROWS // n + 1), 2000)  # three groups and a row, or 2000

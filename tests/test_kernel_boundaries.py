@@ -30,7 +30,7 @@ def _block_lengths(sizes):
     """Each block size of one ISA and dtype, and its neighbours."""
     lanes, unroll, flush = sizes["lanes"], sizes["unroll"], sizes["flush_steps"]
     blocks = [lanes, unroll * lanes, unroll * flush * lanes, sizes["short_row"],
-              sizes["short_log_row"], sizes["short_logsumexp_row"],
+              sizes["short_softmax_row"], sizes["short_log_row"], sizes["short_logsumexp_row"],
               sizes["blocked_log_sum_from"], sizes["pipelined_from"],
               sizes["log_pipelined_from"], sizes["chunk"],
               2 * sizes["chunk"], sizes["walks_back_from"]]
@@ -68,7 +68,8 @@ def test_kernel_info_describes_every_isa():
         assert per_dtype["float16"] == per_dtype["bfloat16"] == per_dtype["float32"]
         for dtype, sizes in per_dtype.items():
             assert set(sizes) == {"lanes", "unroll", "flush_steps", "short_row",
-                                  "short_log_row", "short_logsumexp_row", "chunk",
+                                  "short_softmax_row", "short_log_row", "short_logsumexp_row",
+                                  "chunk",
                                   "blocked_log_sum_from", "stream_scratch",
                                   "stream_row_scratch", "stream_grad_from", "stream_rows_from",
                                   "pipelined_from",

@@ -72,10 +72,12 @@ def _row_kinds(n, dtype, rng):
 
 def _paired_lengths(sizes):
     """Row lengths that are walked in pairs, at each block boundary below the pair limit
-    (log_softmax's from ``short_log_row``, softmax's and logsumexp's from ``short_row``)."""
+    (log_softmax's from ``short_log_row``, softmax's from ``short_softmax_row``, logsumexp's
+    from ``short_logsumexp_row``)."""
     lanes, short = sizes["lanes"], sizes["short_log_row"]
     paired_below = sizes["unroll"] * sizes["flush_steps"] * lanes
-    candidates = {short + 1, sizes["short_row"] + 1, lanes + 1, 2 * lanes - 1,
+    candidates = {short + 1, sizes["short_row"] + 1, sizes["short_softmax_row"] + 1,
+                  sizes["short_logsumexp_row"] + 1, lanes + 1, 2 * lanes - 1,
                   sizes["unroll"] * lanes,
                   sizes["unroll"] * lanes + 1, sizes["blocked_log_sum_from"] - 1,
                   sizes["blocked_log_sum_from"], paired_below - 1, paired_below,
@@ -133,16 +135,16 @@ def test_a_row_gets_the_same_bits_paired_or_alone(isa, dtype, masked):
 def test_every_thread_split_of_paired_rows_gives_one_result(isa, extra_rows):
     """Threads cut the rows anywhere, so a row meets different partners, or none."""
     sizes = _core.kernel_info()[isa]["float32"]
-    n = sizes["short_row"] + 7
-    # enough elements for the call to be split across threads at all
-    rows = PARALLEL_MIN_ELEMENTS // n + 1 + extra_rows
-    x = (np.random.default_rng(extra_rows).standard_normal((rows, n)) * 3).astype(np.float32)
-    for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
-        with fs.num_threads(1):
-            one = op(x)
-        for threads in (2, 3, 4):
-            with fs.num_threads(threads):
-                assert (_bits(op(x)) == _bits(one)).all(), (op.__name__, threads)
+    for n in (sizes["short_row"] + 7, sizes["short_softmax_row"] + 7):
+        # enough elements for the call to be split across threads at all
+        rows = PARALLEL_MIN_ELEMENTS // n + 1 + extra_rows
+        x = (np.random.default_rng(extra_rows).standard_normal((rows, n)) * 3).astype(np.float32)
+        for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+            with fs.num_threads(1):
+                one = op(x)
+            for threads in (2, 3, 4):
+                with fs.num_threads(threads):
+                    assert (_bits(op(x)) == _bits(one)).all(), (op.__name__, n, threads)
 
 
 def _pipelined_lengths(sizes, op):

@@ -1,5 +1,5 @@
-"""The short-row kernels (rows of at most 32 elements, logsumexp's and cross_entropy's 64, one
-row per vector lane).
+"""The short-row kernels (rows of at most 32 elements, softmax's up to 36 and logsumexp's and
+cross_entropy's up to 64 where the ISA sets them so, one row per vector lane).
 
 Groups of LANES rows are transposed in registers on the way in and out
 (src/fs_softmax_tmpl.h's gather_rows / scatter_rows), and the log ops take the
@@ -25,7 +25,12 @@ DTYPES = [np.float32, np.float64]
 
 
 def _short_row_limit(isa):
+    """The rows every op runs one per lane (and has a copy of the kernel for each length)."""
     return _core.kernel_info()[isa]["float32"]["short_row"]
+
+
+def _short_softmax_row_limit(isa, dtype):
+    return _core.kernel_info()[isa][np.dtype(dtype).name]["short_softmax_row"]
 
 
 def _short_logsumexp_row_limit(isa):
@@ -55,6 +60,32 @@ def test_every_length_and_group(isa, dtype):
             labels = np.random.default_rng(n).integers(0, n, rows)
             loss, grad = fs.cross_entropy(x, labels, reduction="none", return_grad=True)
             check_cross_entropy(loss, grad, x, labels, reduction="none")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_rows_past_the_others(isa, dtype):
+    """softmax's rows run one per lane past the other ops' limit where the ISA sets it so
+    (the tiles' general copy): every length from there to its own limit + 1, row counts
+    around each group, at two temperatures, with a mask, in place, and the special rows at
+    lane positions, each with the bits it gets alone and the reference's value."""
+    lanes = _lanes(isa, dtype)
+    for n in range(_short_row_limit(isa) + 1, _short_softmax_row_limit(isa, dtype) + 2):
+        for rows in _row_counts(lanes):
+            x = random_logits((rows, n), dtype, seed=1000 * n + rows)
+            for at, special in zip(range(0, rows, 3), _special_rows(n, dtype).values()):
+                x[at] = special
+            where = np.random.default_rng(n + rows).random((rows, n)) < 0.8
+            for temperature in (1.0, 0.7):
+                got = fs.softmax(x, temperature=temperature)
+                check_softmax(got, x, temperature=temperature)
+                check_softmax(fs.softmax(x, temperature=temperature, where=where), x,
+                              temperature=temperature, where=where)
+                for r in range(rows):
+                    alone = fs.softmax(x[r:r + 1], temperature=temperature)
+                    np.testing.assert_array_equal(got[r], alone[0], err_msg=f"n={n} row {r}")
+                y = x.copy()
+                assert fs.softmax(y, temperature=temperature, out=y) is y
+                np.testing.assert_array_equal(y, got, err_msg=f"n={n} in place")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -175,7 +206,8 @@ def test_a_row_does_not_depend_on_its_neighbours(isa, dtype):
     """A NaN, inf, -inf or masked-out row at each lane position leaves the others' bits alone."""
     lanes = _lanes(isa, dtype)
     rows = 2 * lanes + 1
-    for n in (1, 3, lanes, 10, _short_row_limit(isa), _short_logsumexp_row_limit(isa)):
+    for n in (1, 3, lanes, 10, _short_row_limit(isa), _short_softmax_row_limit(isa, dtype),
+              _short_logsumexp_row_limit(isa)):
         x = random_logits((rows, n), dtype, seed=n)
         clean = {f: f(x) for f in (fs.softmax, fs.log_softmax)}
         clean_lse = fs.logsumexp(x, axis=-1)
@@ -218,7 +250,8 @@ def test_special_rows_get_their_own_results_in_any_group(isa, dtype):
     without its max's term, an infinite max) its own way, without moving the other lanes."""
     lanes = _lanes(isa, dtype)
     rows = lanes + 2
-    for n in (1, 2, 10, _short_row_limit(isa), _short_logsumexp_row_limit(isa)):
+    for n in (1, 2, 10, _short_row_limit(isa), _short_softmax_row_limit(isa, dtype),
+              _short_logsumexp_row_limit(isa)):
         x = random_logits((rows, n), dtype, seed=11 * n)
         for name, special in _special_rows(n, dtype).items():
             for at in range(lanes + 1):
@@ -312,7 +345,7 @@ def test_rows_that_end_at_a_guard_page():
 
     The arrays sit against a PROT_NONE page in a child process (a fault there is a
     crash, reported here as a failure), for every ISA and dtype, rows of up to 17 elements and
-    around each short-row limit (32, 48 and 64).
+    around each short-row limit (32, 36, 48 and 64), float16 softmax's too.
     """
     script = textwrap.dedent("""
         import ctypes, mmap
@@ -336,7 +369,7 @@ def test_rows_that_end_at_a_guard_page():
         for isa in _core.available_isas():
             _core.set_isa(isa)
             for dtype in (np.float32, np.float64):
-                for n in [*range(1, 18), 31, 32, 33, 47, 48, 49, 63, 64, 65]:
+                for n in [*range(1, 18), 31, 32, 33, 35, 36, 37, 47, 48, 49, 63, 64, 65]:
                     for rows in (1, 3, 5, 9, 17, 33):
                         x, bx = at_guard((rows, n), dtype)
                         o, bo = at_guard((rows, n), dtype)
@@ -349,7 +382,11 @@ def test_rows_that_end_at_a_guard_page():
                         labels = np.zeros(rows, np.int64)
                         fs.cross_entropy(x, labels, reduction="none", return_grad=True,
                                          grad_out=o, n_threads=1)
-                        keep += [bx, bo, bl]
+                        h, bh = at_guard((rows, n), np.float16)
+                        fs.softmax(x, dtype=np.float16, out=h, n_threads=1)
+                        h[...] = x
+                        fs.softmax(h, out=h, n_threads=1)
+                        keep += [bx, bo, bl, bh]
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

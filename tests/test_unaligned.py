@@ -134,7 +134,8 @@ def _row_lengths(isa, dtype):
     info = _core.kernel_info()[isa][np.dtype(dtype).name]
     lanes, step = info["lanes"], info["lanes"] * info["unroll"]
     block = step * info["flush_steps"]
-    lengths = {info["short_row"] + 1, lanes - 1, lanes + 1, 2 * lanes - 1, step + 1,
+    lengths = {info["short_row"] + 1, info["short_softmax_row"] + 1, lanes - 1, lanes + 1,
+               2 * lanes - 1, step + 1,
                block - 1, block, block + 1, block + lanes - 1, 3 * block + 2}
     return sorted(n for n in lengths if n > info["short_row"])
 

@@ -1146,11 +1146,11 @@ static void run_dtype(long exp_step)
 {
     const fs_block_sizes *bs = DT == F32 ? &T->f32.sizes : DT == F64 ? &T->f64.sizes
                              : DT == F16 ? &T->f16.sizes : &T->bf16.sizes;
-    printf("  [%s %s] lanes %d, unroll %d, short rows <= %d, chunk %ld\n", T->isa, DT_NAME[DT], bs->lanes,
-           bs->unroll, bs->short_row, (long)bs->chunk);
+    printf("  [%s %s] lanes %d, unroll %d, short rows <= %d (softmax's %d), chunk %ld\n", T->isa,
+           DT_NAME[DT], bs->lanes, bs->unroll, bs->short_row, bs->short_softmax_row, (long)bs->chunk);
     exp_checks(exp_step);
     if (DT >= F16) narrow_checks();
-    /* rows: every length 1..40, the block sizes' boundaries above that (the blocked sum's
+    /* rows: every length 1..40, the block sizes' boundaries above that (softmax's short rows, the blocked sum's
      * step, from which rows are walked alone, the shortest pipelined row, one pipelined a chunk
      * at a time (pytest covers pipelined_to), and the longest rows whose
      * streamed softmax keeps its exponentials in a scratch row, on the stack and on the heap),
@@ -1158,16 +1158,17 @@ static void run_dtype(long exp_step)
      * multiples of 4, 8 and 16 (short rows run one row per lane) */
     static const idx outers[] = {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33};
     const idx step = (idx)bs->lanes * bs->unroll, block = step * bs->flush_steps;
-    idx ns[80], nn = 0;
-    for (idx n = 1; n <= 40; n++) ns[nn++] = n;
     const idx extra[] = {step - 1, step, step + 1, 2 * step - 1, 2 * step + 1, 4 * step + 3, 63, 64, 65,
                          127, 129, 255, 257, 1000, 4099, bs->stream_scratch - 1, bs->stream_scratch,
                          bs->stream_scratch + 1, block - 1, block, block + 1,
                          bs->pipelined_from - 1, bs->pipelined_from, bs->pipelined_from + 1,
                          bs->log_pipelined_from - 1, bs->log_pipelined_from, bs->log_pipelined_from + 1,
                          bs->stream_rows_from - 1, bs->stream_rows_from, bs->stream_rows_from + 1,
+                         bs->short_softmax_row - 1, bs->short_softmax_row, bs->short_softmax_row + 1,
                          bs->chunk + bs->lanes + 1,
                          block + (idx)bs->lanes * bs->flush_steps + 1};
+    idx ns[40 + sizeof extra / sizeof extra[0]], nn = 0;
+    for (idx n = 1; n <= 40; n++) ns[nn++] = n;
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) if (extra[k] > 40) ns[nn++] = extra[k];
     for (idx k = 0; k < nn; k++) {
         const idx n = ns[k], outer = outers[k % 12], o2 = outers[(k + 5) % 12];
