@@ -23,7 +23,7 @@
  * --in-cache): float32 0.80-0.85 for rows of 33-36, 0.86-0.96 for 37-47 but
  * 0.99 for 40, 1.09 for 48; float64 0.92-0.95 for 33-35, 1.00 for 36.
  */
-#define FS_SHORT_SOFTMAX_ROW(real_bytes) 36
+#define FS_SHORT_SOFTMAX_ROW 36
 #include "fs_isa_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

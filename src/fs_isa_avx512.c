@@ -31,7 +31,7 @@
  * tiles' in strides.  float64 in cache, against the pairs: 0.75-0.84 for
  * 33-39, but 1.00-1.08 for 40 and 48 (whole vectors).
  */
-#define FS_SHORT_SOFTMAX_ROW(real_bytes) 36
+#define FS_SHORT_SOFTMAX_ROW 36
 /*
  * float32 softmax rows from the first past the short rows (33 elements then): Zen 4,
  * one thread, 8192 rows in cache, pipelined / paired time (tools/kernel_ab.sh,
@@ -40,7 +40,7 @@
  * log_softmax's: 1.08-1.13 there.  Nor float64's (0.89-1.07 on 33-63), nor
  * AVX2's float32 rows (1.03-1.12 on 33-63, level from 128), nor SSE2's (0.95-1.07).
  */
-#define FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES (4 * (FS_SHORT_SOFTMAX_ROW(4) + 1))
+#define FS_SOFTMAX_PIPELINED_FROM_FLOAT_BYTES (4 * (FS_SHORT_SOFTMAX_ROW + 1))
 #include "fs_isa_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -68,14 +68,13 @@ FS_STATIC_ASSERT(FS_FLUSH_STEPS % FS_ROW_ACCUMULATORS == 0, "rows_sum_exp_impl's
 #define FS_SHORT_ROW 32
 #define FS_SHORT_LOG_ROW(real_bytes) ((real_bytes) == 8 ? 24 : FS_SHORT_ROW)
 /*
- * softmax's rows run one row per lane up to this long, of their compute type's
- * size: FS_SHORT_ROW unless the ISA file sets its own (fs_isa_avx512.c,
- * fs_isa_avx2.c), where the tiles, past the copies for each length (in the
- * general copy, n not known), beat the row kernels on rows of a few vectors
- * with a partial last one.
+ * softmax's rows run one row per lane up to this long: FS_SHORT_ROW unless the
+ * ISA file sets its own (fs_isa_avx512.c, fs_isa_avx2.c), where the tiles,
+ * past the copies for each length (in the general copy, n not known), beat the
+ * row kernels on rows of a few vectors with a partial last one.
  */
 #ifndef FS_SHORT_SOFTMAX_ROW
-#define FS_SHORT_SOFTMAX_ROW(real_bytes) FS_SHORT_ROW
+#define FS_SHORT_SOFTMAX_ROW FS_SHORT_ROW
 #endif
 /* X(1) ... X(FS_SHORT_ROW): each short row's length (fs_softmax_tmpl.h's copies for each) */
 #define FS_SHORT_ROW_LENGTHS(X)                                                                  \
@@ -98,9 +97,8 @@ FS_STATIC_ASSERT(FS_SHORT_ROW == 32 && FS_SHORT_LOG_ROW(8) <= FS_SHORT_ROW,
 #ifndef FS_SHORT_LOGSUMEXP_ROW
 #define FS_SHORT_LOGSUMEXP_ROW 64
 #endif
-FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_SOFTMAX_ROW(4) &&
-                     FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_SOFTMAX_ROW(8) &&
-                     FS_SHORT_SOFTMAX_ROW(4) >= FS_SHORT_ROW && FS_SHORT_SOFTMAX_ROW(8) >= FS_SHORT_ROW,
+FS_STATIC_ASSERT(FS_SHORT_LOGSUMEXP_ROW >= FS_SHORT_SOFTMAX_ROW &&
+                     FS_SHORT_SOFTMAX_ROW >= FS_SHORT_ROW,
                  "logsumexp's short rows include softmax's, and those the copies for each length");
 /*
  * log_softmax rows from this long sum in float blocks without the max's term

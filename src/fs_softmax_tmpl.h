@@ -1176,7 +1176,7 @@ FS_ALWAYS_INLINE void FN(scatter_rows)(OUT *rows, const REAL *panel, fs_index n,
 /* The longest softmax and log_softmax rows that run one row per lane (FS_SHORT_SOFTMAX_ROW,
  * FS_SHORT_LOG_ROW, fs_isa_impl.h): the results' panel holds either. */
 enum {
-    FN(short_softmax_row) = FS_SHORT_SOFTMAX_ROW((int)sizeof(REAL)),
+    FN(short_softmax_row) = FS_SHORT_SOFTMAX_ROW,
     FN(short_log_row) = FS_SHORT_LOG_ROW((int)sizeof(REAL))
 };
 FS_STATIC_ASSERT(FN(short_log_row) <= FN(short_softmax_row),
