@@ -153,22 +153,39 @@ static inline vhalf_bits fs_load_half_bits(const uint16_t *p)
     return h;
 }
 
-/* The first k (< lanes) patterns from p, zero after: never reads past p + k. */
-static inline vhalf_bits fs_load_half_bits_partial(const uint16_t *p, fs_index k)
+/*
+ * The first k (< lanes) patterns from p, zero after: never reads past p + k.
+ * AVX512BW's masked 16-bit move where there is one, else in pieces
+ * (fs_load_first_bytes says why not a memcpy).
+ */
+FS_ALWAYS_INLINE vhalf_bits fs_load_half_bits_partial(const uint16_t *p, fs_index k)
 {
+#if FS_X86_DISPATCH && FS_VBYTES == 64
+    return (vhalf_bits)_mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)fs_tail16(k), p));
+#else
     vhalf_bits h;
-    memset(&h, 0, sizeof h);
-    memcpy(&h, p, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
+    fs_load_first_bytes(&h, sizeof h, p, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
     return h;
+#endif
+}
+/* The first k (< lanes) patterns of h to p: in pieces, as the float stores (fs_vector.h). */
+FS_ALWAYS_INLINE void fs_store_half_bits_partial(uint16_t *p, vhalf_bits h, fs_index k)
+{
+    fs_store_first_bytes(p, &h, sizeof h, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
 }
 
-/* Lanes at or past k replaced by `fill` (the partial loads' padding). */
-static inline vec_f32 fs_fill_from(vec_f32 v, fs_index k, float fill)
+/*
+ * Lanes at or past k replaced by `fill` (the partial loads' padding).  A signed
+ * compare (k < lanes): AVX2 has no unsigned one, and GCC emulates it with two
+ * subtractions.
+ */
+FS_ALWAYS_INLINE vec_f32 fs_fill_from(vec_f32 v, fs_index k, float fill)
 {
-    vbits_f32 lane;
+    typedef int32_t vlane_f32 __attribute__((vector_size(FS_VBYTES)));
+    vlane_f32 lane;
     for (int i = 0; i < FS_LANES_f32; i++)
-        lane[i] = (uint32_t)i;
-    return vselect_f32((vbits_f32)(lane < (uint32_t)k), v, vsplat_f32(fill));
+        lane[i] = i;
+    return vselect_f32((vbits_f32)(lane < (int32_t)k), v, vsplat_f32(fill));
 }
 
 /* GCC splits the generic widening of 16 lanes into two halves: one VPMOVZXWD instead. */
@@ -294,15 +311,13 @@ static inline void vstore_f16(uint16_t *p, vec_f32 v)
     const vhalf_bits h = fs_narrow_f16(v);
     memcpy(p, &h, sizeof h);
 }
-static inline void vstore_partial_bf16(uint16_t *p, vec_f32 v, fs_index k)
+FS_ALWAYS_INLINE void vstore_partial_bf16(uint16_t *p, vec_f32 v, fs_index k)
 {
-    const vhalf_bits h = fs_narrow_bf16(v);
-    memcpy(p, &h, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
+    fs_store_half_bits_partial(p, fs_narrow_bf16(v), k);
 }
-static inline void vstore_partial_f16(uint16_t *p, vec_f32 v, fs_index k)
+FS_ALWAYS_INLINE void vstore_partial_f16(uint16_t *p, vec_f32 v, fs_index k)
 {
-    const vhalf_bits h = fs_narrow_f16(v);
-    memcpy(p, &h, FS_BELOW_LANES(k, vhalf_bits, uint16_t) * sizeof(uint16_t));
+    fs_store_half_bits_partial(p, fs_narrow_f16(v), k);
 }
 
 /*
@@ -349,11 +364,11 @@ static inline void vstore_pair_f16(uint16_t *p, vec_f32 a, vec_f32 b)
 
 static inline vec_f32 vload_bf16(const uint16_t *p) { return fs_widen_bf16(fs_load_half_bits(p)); }
 static inline vec_f32 vload_f16(const uint16_t *p) { return fs_widen_f16(fs_load_half_bits(p)); }
-static inline vec_f32 vload_partial_bf16(const uint16_t *p, fs_index k, float fill)
+FS_ALWAYS_INLINE vec_f32 vload_partial_bf16(const uint16_t *p, fs_index k, float fill)
 {
     return fs_fill_from(fs_widen_bf16(fs_load_half_bits_partial(p, k)), k, fill);
 }
-static inline vec_f32 vload_partial_f16(const uint16_t *p, fs_index k, float fill)
+FS_ALWAYS_INLINE vec_f32 vload_partial_f16(const uint16_t *p, fs_index k, float fill)
 {
     return fs_fill_from(fs_widen_f16(fs_load_half_bits_partial(p, k)), k, fill);
 }

@@ -1104,7 +1104,7 @@ FS_ALWAYS_INLINE void FN(gather_rows_of)(REAL *panel, const STORAGE *rows, fs_in
 {
     for (fs_index c = 0; c < n; c += LANES) {
         VEC t[LANES];
-        for (fs_index i = 0; i < LANES; i++) {
+        FS_UNROLL_LANES for (fs_index i = 0; i < LANES; i++) {
             const fs_index at = i * n + c;
             if (i >= lanes)
                 t[i] = ZERO_V;
@@ -1151,10 +1151,10 @@ FS_ALWAYS_INLINE void FN(scatter_rows_of)(OUT *rows, const REAL *panel, fs_index
     for (fs_index c = (n - 1) / LANES * LANES; c >= 0; c -= LANES) {
         const fs_index columns = n - c < LANES ? n - c : LANES;
         VEC t[LANES];
-        for (fs_index k = 0; k < LANES; k++)
+        FS_UNROLL_LANES for (fs_index k = 0; k < LANES; k++)
             t[k] = k < columns ? VLOAD_REAL(panel + (c + k) * LANES) : ZERO_V;
         VTRANSPOSE(t);
-        for (fs_index i = 0; i < lanes; i++) {
+        FS_UNROLL_LANES for (fs_index i = 0; i < lanes; i++) {
             const fs_index at = i * n + c;
             if (at + LANES <= writable)
                 VSTORE_OUT(rows + at, t[i]);

@@ -730,6 +730,22 @@ FS_ALWAYS_INLINE fs_index fs_elements_before_aligned(const void *p, size_t size,
     static inline void sstore_##SFX(REAL *p, REAL s) { memcpy(p, &s, sizeof s); }
 
 /*
+ * Before a `for` over a vector's lanes that must be unrolled whole: the tiles'
+ * transposes' loads and stores (fs_softmax_tmpl.h's gather_rows_of and
+ * scatter_rows_of), whose array of vectors then stays in registers.  GCC's size
+ * limits roll such a loop once its body grows: with 16-bit partial loads in
+ * pieces (fs_load_first_bytes), the SSE2 tiles' loads went through a stack
+ * array, and float16 logsumexp rows of 37-40 took 1.5 times the time (AVX2:
+ * 1.05-1.08 on rows of 16-48).  Up to 8 lanes only: unrolled whole, AVX-512's
+ * 16 took 1.48 times the time on float32 softmax rows of 33 (Zen 4).
+ */
+#if (defined(__GNUC__) || defined(__clang__)) && FS_VBYTES <= 32
+#define FS_UNROLL_LANES _Pragma("GCC unroll 8")
+#else
+#define FS_UNROLL_LANES
+#endif
+
+/*
  * The first k (< W) lanes from p, the rest `fill`, and the matching store: a
  * tail never touches memory past its end.  Loads use masked moves (which do
  * not fault on the masked-off lanes).  Stores write 8, 4, 2 and 1 lanes as k's
@@ -750,6 +766,133 @@ FS_ALWAYS_INLINE fs_index fs_elements_before_aligned(const void *p, size_t size,
  * 2^64 bytes where it cannot prove k >= 0).
  */
 #define FS_BELOW_LANES(k, V, E) ((size_t)(k) & (sizeof(V) / sizeof(E) - 1))
+
+/*
+ * fs_load_first_bytes(&v, sizeof v, p, n): v (a vector of 2 to 32 bytes) gets
+ * the n < sizeof v bytes at p, zeros after; fs_store_first_bytes(p, &v, sizeof v,
+ * n) writes v's first n bytes to p.  Neither touches memory past p + n.  They
+ * move 16, 8, 4, 2 and 1 bytes as n's bits say, the pieces joined in integer
+ * registers: a memcpy of n bytes into a vector on the stack stalls the vector
+ * load after it on its narrow stores (no store forwards to a wider load), and
+ * AVX-512, Zen 4, float16 softmax rows of 37 took 1.7 times float32's time per
+ * element (65: 1.6, 129: 1.6).  For the partial vectors that have no masked
+ * move of their width: 16-bit storage and `where=` mask bytes.  The size is a
+ * constant, so the branches on it fold; n is the same for every row of a call,
+ * so the others predict.  The joins assume little-endian lanes: elsewhere, the
+ * plain copy.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+typedef uint64_t fs_u64x2 __attribute__((vector_size(16)));
+typedef uint64_t fs_u64x4 __attribute__((vector_size(32)));
+/* n < 8 */
+FS_ALWAYS_INLINE uint64_t fs_load_first_bytes8(const unsigned char *p, size_t n)
+{
+    uint64_t r = 0;
+    if (n & 4) {
+        uint32_t w;
+        memcpy(&w, p, sizeof w);
+        r = w;
+    }
+    if (n & 2) {
+        uint16_t w;
+        memcpy(&w, p + (n & 4), sizeof w);
+        r |= (uint64_t)w << (8 * (n & 4));
+    }
+    if (n & 1)
+        r |= (uint64_t)p[n & 6] << (8 * (n & 6));
+    return r;
+}
+FS_ALWAYS_INLINE void fs_store_first_bytes8(unsigned char *p, uint64_t r, size_t n)
+{
+    if (n & 4) {
+        const uint32_t w = (uint32_t)r;
+        memcpy(p, &w, sizeof w);
+        r >>= 32;
+        p += 4;
+    }
+    if (n & 2) {
+        const uint16_t w = (uint16_t)r;
+        memcpy(p, &w, sizeof w);
+        r >>= 16;
+        p += 2;
+    }
+    if (n & 1)
+        *p = (unsigned char)r;
+}
+/* n < 16 */
+FS_ALWAYS_INLINE fs_u64x2 fs_load_first_bytes16(const unsigned char *p, size_t n)
+{
+    if (n & 8) {
+        uint64_t lo;
+        memcpy(&lo, p, sizeof lo);
+        return (fs_u64x2){lo, fs_load_first_bytes8(p + 8, n & 7)};
+    }
+    return (fs_u64x2){fs_load_first_bytes8(p, n & 7), 0};
+}
+FS_ALWAYS_INLINE void fs_store_first_bytes16(unsigned char *p, fs_u64x2 v, size_t n)
+{
+    uint64_t rest = v[0];
+    if (n & 8) {
+        memcpy(p, &rest, sizeof rest);
+        rest = v[1];
+        p += 8;
+    }
+    fs_store_first_bytes8(p, rest, n & 7);
+}
+FS_ALWAYS_INLINE void fs_load_first_bytes(void *v, size_t size, const void *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    if (size <= 8) {
+        const uint64_t r = fs_load_first_bytes8(b, n);
+        memcpy(v, &r, size);
+    } else if (size == 16) {
+        const fs_u64x2 r = fs_load_first_bytes16(b, n);
+        memcpy(v, &r, size);
+    } else { /* 32 */
+        fs_u64x2 lo, hi = {0, 0};
+        if (n & 16) {
+            memcpy(&lo, b, sizeof lo);
+            hi = fs_load_first_bytes16(b + 16, n & 15);
+        } else
+            lo = fs_load_first_bytes16(b, n & 15);
+        const fs_u64x4 r = {lo[0], lo[1], hi[0], hi[1]};
+        memcpy(v, &r, size);
+    }
+}
+FS_ALWAYS_INLINE void fs_store_first_bytes(void *p, const void *v, size_t size, size_t n)
+{
+    unsigned char *b = (unsigned char *)p;
+    if (size <= 8) {
+        uint64_t r = 0;
+        memcpy(&r, v, size);
+        fs_store_first_bytes8(b, r, n);
+    } else if (size == 16) {
+        fs_u64x2 r;
+        memcpy(&r, v, size);
+        fs_store_first_bytes16(b, r, n);
+    } else { /* 32 */
+        fs_u64x4 r;
+        memcpy(&r, v, size);
+        fs_u64x2 rest = {r[0], r[1]};
+        if (n & 16) {
+            memcpy(b, &rest, sizeof rest);
+            rest = (fs_u64x2){r[2], r[3]};
+            b += 16;
+        }
+        fs_store_first_bytes16(b, rest, n & 15);
+    }
+}
+#else
+FS_ALWAYS_INLINE void fs_load_first_bytes(void *v, size_t size, const void *p, size_t n)
+{
+    memset(v, 0, size);
+    memcpy(v, p, n & (size - 1));
+}
+FS_ALWAYS_INLINE void fs_store_first_bytes(void *p, const void *v, size_t size, size_t n)
+{
+    memcpy(p, v, n & (size - 1));
+}
+#endif
 #if FS_X86_DISPATCH && FS_VBYTES >= 32
 /* The first k < 8 floats (k < 4 doubles) of v, in stores of 4, 2 and 1 as k's bits say. */
 static inline void fs_store_first_f32x8(float *p, __m256 v, fs_index k)
@@ -782,7 +925,7 @@ static inline void fs_store_first_f64x4(double *p, __m256d v, fs_index k)
 #endif
 #if FS_X86_DISPATCH && FS_VBYTES == 64
 static inline __mmask16 fs_tail16(fs_index k) { return (__mmask16)((1u << k) - 1); }
-static inline vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
+FS_ALWAYS_INLINE vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
 {
     return (vec_f32)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), fs_tail16(k), p);
 }
@@ -796,7 +939,7 @@ static inline void vstore_partial_f32(float *p, vec_f32 v, fs_index k)
     }
     fs_store_first_f32x8(p, half, k & 7);
 }
-static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
+FS_ALWAYS_INLINE vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
 {
     return (vec_f64)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), (__mmask8)fs_tail16(k), p);
 }
@@ -820,21 +963,21 @@ static inline __m256i fs_tail_mask64(fs_index k)
 {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(k), _mm256_setr_epi64x(0, 1, 2, 3));
 }
-static inline vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
+FS_ALWAYS_INLINE vec_f32 vload_partial_f32(const float *p, fs_index k, float fill)
 {
     const __m256i m = fs_tail_mask32(k);
     return (vec_f32)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
 }
-static inline void vstore_partial_f32(float *p, vec_f32 v, fs_index k)
+FS_ALWAYS_INLINE void vstore_partial_f32(float *p, vec_f32 v, fs_index k)
 {
     fs_store_first_f32x8(p, (__m256)v, k);
 }
-static inline vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
+FS_ALWAYS_INLINE vec_f64 vload_partial_f64(const double *p, fs_index k, double fill)
 {
     const __m256i m = fs_tail_mask64(k);
     return (vec_f64)_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
 }
-static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
+FS_ALWAYS_INLINE void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
 {
     fs_store_first_f64x4(p, (__m256d)v, k);
 }
@@ -848,7 +991,7 @@ static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
  * (1.99 against 1.33 ns an element), of 33 1.9 times that of 36.
  */
 #define FS_DEFINE_PARTIAL_OPS(V, REAL, SFX)                                        \
-    static inline V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
+    FS_ALWAYS_INLINE V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
     {                                                                              \
         V v = vsplat_##SFX(fill);                                                  \
         for (fs_index i = 0; i < (fs_index)(sizeof(V) / sizeof(REAL)) - 1; i++)    \
@@ -856,7 +999,7 @@ static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
                 v[i] = sload_##SFX(p + i);                                         \
         return v;                                                                  \
     }                                                                              \
-    static inline void vstore_partial_##SFX(REAL *p, V v, fs_index k)              \
+    FS_ALWAYS_INLINE void vstore_partial_##SFX(REAL *p, V v, fs_index k)              \
     {                                                                              \
         for (fs_index i = 0; i < (fs_index)(sizeof(V) / sizeof(REAL)) - 1; i++)    \
             if (i < k)                                                             \
@@ -864,13 +1007,13 @@ static inline void vstore_partial_f64(double *p, vec_f64 v, fs_index k)
     }
 #else
 #define FS_DEFINE_PARTIAL_OPS(V, REAL, SFX)                                        \
-    static inline V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
+    FS_ALWAYS_INLINE V vload_partial_##SFX(const REAL *p, fs_index k, REAL fill)      \
     {                                                                              \
         V v = vsplat_##SFX(fill);                                                  \
         memcpy(&v, p, FS_BELOW_LANES(k, V, REAL) * sizeof(REAL));                  \
         return v;                                                                  \
     }                                                                              \
-    static inline void vstore_partial_##SFX(REAL *p, V v, fs_index k)              \
+    FS_ALWAYS_INLINE void vstore_partial_##SFX(REAL *p, V v, fs_index k)              \
     {                                                                              \
         memcpy(p, &v, FS_BELOW_LANES(k, V, REAL) * sizeof(REAL));                  \
     }
@@ -933,11 +1076,10 @@ FS_DEFINE_PARTIAL_OPS(vec_f64, double, f64)
         memcpy(&b, p, sizeof b);                                                   \
         return WIDEN(b);                                                           \
     }                                                                              \
-    static inline VU vmask_partial_##SFX(const uint8_t *p, fs_index k)             \
+    FS_ALWAYS_INLINE VU vmask_partial_##SFX(const uint8_t *p, fs_index k)             \
     {                                                                              \
         VB b;                                                                      \
-        memset(&b, 0, sizeof b);                                                   \
-        memcpy(&b, p, (size_t)k & (sizeof b - 1)); /* k < lanes, as FS_BELOW_LANES */ \
+        fs_load_first_bytes(&b, sizeof b, p, (size_t)k & (sizeof b - 1));          \
         return WIDEN(b);                                                           \
     }
 

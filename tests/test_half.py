@@ -166,6 +166,30 @@ def test_16_bit_results_are_the_float32_result_rounded_once(isa, dtype, shape, a
         assert_same_bits(g, expected, "backward in place")
 
 
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_rows_ending_at_every_lane(isa, dtype):
+    """Tails of every length below a vector, alone and after whole vectors: the partial
+    16-bit loads and stores join pieces of 16, 8, 4 and 2 bytes as the tail's bits say
+    (fs_load_first_bytes), and each piece must land in its own lanes."""
+    lanes = INFO[isa]["float32"]["lanes"]
+    for n in [base + r for base in (0, 4 * lanes, 1024) for r in range(1, lanes + 1)]:
+        x = _hostile((5, n), dtype, seed=n)
+        wide = x.astype(np.float32)
+        for op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+            assert_same_bits(op(x, n_threads=1), op(wide, n_threads=1), f"{op.__name__} n={n}")
+        for op in (fs.softmax, fs.log_softmax):
+            expected = op(wide, n_threads=1).astype(dtype)
+            assert_same_bits(op(wide, dtype=dtype, n_threads=1), expected, f"{op.__name__} n={n}")
+            in_place = x.copy()
+            op(in_place, out=in_place, n_threads=1)
+            assert_same_bits(in_place, expected, f"{op.__name__} in place n={n}")
+        labels = np.arange(5) % n
+        grad = np.empty(x.shape, dtype)
+        _, grad32 = fs.cross_entropy(wide, labels, return_grad=True, n_threads=1)
+        fs.cross_entropy(x, labels, return_grad=True, grad_out=grad, n_threads=1)
+        assert_same_bits(grad, grad32.astype(dtype), f"cross_entropy n={n}")
+
+
 @pytest.mark.parametrize("failing_every", [0, 2])
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 @pytest.mark.parametrize("op", [fs.softmax, fs.log_softmax], ids=lambda op: op.__name__)

@@ -345,13 +345,19 @@ def test_rows_that_end_at_a_guard_page():
 
     The arrays sit against a PROT_NONE page in a child process (a fault there is a
     crash, reported here as a failure), for every ISA and dtype, rows of up to 17 elements and
-    around each short-row limit (32, 36, 48 and 64), float16 softmax's too.
+    around each short-row limit (32, 36, 48 and 64), with `where=` masks, and 16-bit
+    inputs and results (float16, and bfloat16 where ml_dtypes is installed).
     """
     script = textwrap.dedent("""
         import ctypes, mmap
         import numpy as np
         import fastsoftmax as fs
         from fastsoftmax import _core
+        try:
+            import ml_dtypes
+            BF16 = np.dtype(ml_dtypes.bfloat16)
+        except ImportError:
+            BF16 = np.float16
         libc = ctypes.CDLL(None, use_errno=True)
         PAGE = mmap.PAGESIZE
 
@@ -382,11 +388,22 @@ def test_rows_that_end_at_a_guard_page():
                         labels = np.zeros(rows, np.int64)
                         fs.cross_entropy(x, labels, reduction="none", return_grad=True,
                                          grad_out=o, n_threads=1)
-                        h, bh = at_guard((rows, n), np.float16)
-                        fs.softmax(x, dtype=np.float16, out=h, n_threads=1)
-                        h[...] = x
-                        fs.softmax(h, out=h, n_threads=1)
-                        keep += [bx, bo, bl, bh]
+                        m, bm = at_guard((rows, n), np.bool_)
+                        m[...] = np.arange(n) % 3 != 1
+                        fs.softmax(x, where=m, out=o, n_threads=1)
+                        fs.log_softmax(x, where=m, out=o, n_threads=1)
+                        fs.logsumexp(x, axis=-1, where=m, out=l, n_threads=1)
+                        keep += [bx, bo, bl, bm]
+                        for half in (np.float16, BF16):
+                            h, bh = at_guard((rows, n), half)
+                            fs.softmax(x, dtype=half, out=h, n_threads=1)
+                            fs.log_softmax(x, dtype=half, out=h, n_threads=1)
+                            h[...] = x
+                            fs.softmax(h, out=h, n_threads=1)
+                            fs.logsumexp(h, axis=-1, n_threads=1)
+                            fs.cross_entropy(h, labels, return_grad=True, grad_out=h,
+                                             n_threads=1)
+                            keep.append(bh)
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _logsumexp, reference
+from fastsoftmax import _core, _logsumexp, reference
 from conftest import check_log_softmax, check_logsumexp, check_softmax, random_logits
 
 DTYPES = [np.float32, np.float64]
@@ -31,6 +31,19 @@ def test_random_masks_on_rows(isa, dtype, n):
     where[3] = True           # an all-true row
     check_masked(x, where, -1)
     check_masked(x, where, -1, temperature=0.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masks_ending_at_every_lane(isa, dtype):
+    """Tails of every length below a vector, alone and after whole vectors: a tail's mask
+    bytes are read in pieces of 8, 4, 2 and 1 as its length's bits say
+    (fs_load_first_bytes), and each piece must land in its own lanes."""
+    lanes = _core.kernel_info()[isa]["float32"]["lanes"]
+    for n in [base + r for base in (0, 4 * lanes, 1024) for r in range(1, lanes + 1)]:
+        x = random_logits((3, n), dtype, seed=n)
+        where = np.random.default_rng(n).random((3, n)) > 0.4
+        where[:, -1] = ~where[:, -2] if n > 1 else True  # both values in the last byte
+        check_masked(x, where, -1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
