@@ -320,7 +320,7 @@ logic_objects() {
     patch_count "$logic/src/fs_vector.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
         '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 6 &&
     patch_count "$logic/src/fs_half.h" '#if FS_X86_DISPATCH && FS_VBYTES == 64' \
-        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 6 &&
+        '#if FS_X86_DISPATCH && FS_VBYTES == 64 && !defined(FS_AVX512_LOGIC)' 7 &&
     # (the float<->double widening and narrowing, and the streaming stores: the latter then
     # have none, FS_CAN_STREAM 0, as in the plain-C build; Bochs runs the real ones)
     patch_count "$logic/src/fs_vector.h" '#if (defined(__x86_64__) || defined(_M_X64)) && FS_VBYTES == 64' \
