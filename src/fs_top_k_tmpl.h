@@ -119,6 +119,8 @@ FS_ALWAYS_INLINE int FN(top_k_may_beat)(REAL v, REAL root_value, const int large
  * higher.  Uses keys/idx (k entries) as a heap of the maxima.
  */
 #define FS_TOP_K_BLOCKS_PER_K 4
+/* The index of top_k_row_impl's stand-ins: above every element's. */
+#define FS_TOP_K_STAND_IN INT64_MAX
 static REAL FN(top_k_bound)(const STORAGE *x, fs_index n, fs_index k, OUT *keys,
                             int64_t *idx)
 {
@@ -144,59 +146,71 @@ FS_ALWAYS_INLINE void FN(top_k_row_impl)(const STORAGE *x, fs_index n, fs_index 
 #define HITS(at) FN(top_k_hits)(VLOAD(x + (at)), t, largest)
     if (k == 0)
         return;
-    fs_index i;
     /* With room for blocks of 16 elements or more, largest starts from a heap of k stand-ins
      * just below top_k_bound, which every element at or above the bound displaces (a
      * stand-in's index is above any): the scan then skips what is below the bound from its
      * first block on, where a heap of the row's first k would admit many that do not last. */
-    const REAL bound = largest && n >= 16 * FS_TOP_K_BLOCKS_PER_K * k
-                           ? FN(top_k_bound)(x, n, k, keys, idx) : (REAL)-INFINITY;
-    if (bound > -INFINITY) {
-        const REAL below = sizeof(REAL) == sizeof(float) ? (REAL)nextafterf((float)bound, -INFINITY)
-                                                        : (REAL)nextafter((double)bound, -INFINITY);
-        const BITS stand_in = FN(top_k_key)(below, 1);
-        for (fs_index j = 0; j < k; j++)
-            FN(top_k_set)(keys, idx, j, stand_in, INT64_MAX);
-        i = 0;
-    } else {
-        for (fs_index j = 0; j < k; j++)
-            FN(top_k_set)(keys, idx, j, FN(top_k_key)(SLOAD(x + j), largest), j);
-        for (fs_index j = k / 2 - 1; j >= 0; j--)
-            FN(top_k_sift)(keys, idx, k, j, FN(top_k_key_at)(keys, j), idx[j]);
-        i = k;
-    }
-    BITS root = FN(top_k_key_at)(keys, 0);
-    REAL root_value = FN(top_k_value)(root, largest);
-    const fs_index step = 4 * LANES;
-    while (i < n) {
-        if (largest && root_value != root_value)
-            break; /* a NaN root: no later element ranks above it */
-        const VEC t = VSPLAT(root_value);
-        for (; i + step <= n; i += step)
-            if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) | HITS(i + 3 * LANES)) >= 0)
-                break;
-        /* The block that hit (or the tail), vector by vector: a vector without a hit is
-         * skipped, even though an insertion may have raised the root since t was taken
-         * (the root only gets harder to beat, so t's hits are a superset). */
-        const fs_index end = i + step <= n ? i + step : n;
-        while (i < end) {
-            const fs_index stop = i + LANES <= end ? i + LANES : end;
-            if (stop - i == LANES && VFIRST(HITS(i)) < 0) {
-                i = stop;
-                continue;
-            }
-            for (; i < stop; i++) {
-                const REAL v = SLOAD(x + i);
-                if (!FN(top_k_may_beat)(v, root_value, largest))
+    int stand_ins = largest && n >= 16 * FS_TOP_K_BLOCKS_PER_K * k;
+    for (;;) {
+        fs_index i;
+        const REAL bound = stand_ins ? FN(top_k_bound)(x, n, k, keys, idx) : (REAL)-INFINITY;
+        stand_ins = bound > -INFINITY;
+        if (stand_ins) {
+            const REAL below = sizeof(REAL) == sizeof(float)
+                                   ? (REAL)nextafterf((float)bound, -INFINITY)
+                                   : (REAL)nextafter((double)bound, -INFINITY);
+            const BITS stand_in = FN(top_k_key)(below, 1);
+            for (fs_index j = 0; j < k; j++)
+                FN(top_k_set)(keys, idx, j, stand_in, FS_TOP_K_STAND_IN);
+            i = 0;
+        } else {
+            for (fs_index j = 0; j < k; j++)
+                FN(top_k_set)(keys, idx, j, FN(top_k_key)(SLOAD(x + j), largest), j);
+            for (fs_index j = k / 2 - 1; j >= 0; j--)
+                FN(top_k_sift)(keys, idx, k, j, FN(top_k_key_at)(keys, j), idx[j]);
+            i = k;
+        }
+        BITS root = FN(top_k_key_at)(keys, 0);
+        REAL root_value = FN(top_k_value)(root, largest);
+        const fs_index step = 4 * LANES;
+        while (i < n) {
+            if (largest && root_value != root_value)
+                break; /* a NaN root: no later element ranks above it */
+            const VEC t = VSPLAT(root_value);
+            for (; i + step <= n; i += step)
+                if (VFIRST(HITS(i) | HITS(i + LANES) | HITS(i + 2 * LANES) |
+                           HITS(i + 3 * LANES)) >= 0)
+                    break;
+            /* The block that hit (or the tail), vector by vector: a vector without a hit is
+             * skipped, even though an insertion may have raised the root since t was taken
+             * (the root only gets harder to beat, so t's hits are a superset). */
+            const fs_index end = i + step <= n ? i + step : n;
+            while (i < end) {
+                const fs_index stop = i + LANES <= end ? i + LANES : end;
+                if (stop - i == LANES && VFIRST(HITS(i)) < 0) {
+                    i = stop;
                     continue;
-                const BITS key = FN(top_k_key)(v, largest);
-                if (key > root) { /* i is above every index in the heap: a tie stays out */
-                    FN(top_k_sift)(keys, idx, k, 0, key, i);
-                    root = FN(top_k_key_at)(keys, 0);
-                    root_value = FN(top_k_value)(root, largest);
+                }
+                for (; i < stop; i++) {
+                    const REAL v = SLOAD(x + i);
+                    if (!FN(top_k_may_beat)(v, root_value, largest))
+                        continue;
+                    const BITS key = FN(top_k_key)(v, largest);
+                    if (key > root) { /* i is above every index in the heap: a tie stays out */
+                        FN(top_k_sift)(keys, idx, k, 0, key, i);
+                        root = FN(top_k_key_at)(keys, 0);
+                        root_value = FN(top_k_value)(root, largest);
+                    }
                 }
             }
         }
+        /* A stand-in is the worst entry of the heap (the root) as long as one is left.  One
+         * left means that the scan found fewer than k elements at or above the bound that
+         * top_k_bound read: another thread lowered the row in between.  Rank it again from
+         * its first k, so that every index returned is one of the row's. */
+        if (!(stand_ins && idx[0] == FS_TOP_K_STAND_IN))
+            break;
+        stand_ins = 0;
     }
 #undef HITS
     /* Heapsort: the root (the worst left) goes to the end, so the row ends best first. */

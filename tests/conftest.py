@@ -64,3 +64,30 @@ def streaming_every_call():
         yield
     finally:
         fs.set_stream_threshold()
+
+
+@contextlib.contextmanager
+def refilled_meanwhile(x, values):
+    """Another thread fills all of x with each of values in turn until the block ends.
+
+    The kernels run without the GIL, so a call on x reads rows that change under it:
+    a pass may see one value and the next pass another (a bound taken from high values,
+    a scan of low ones).  Results may then be anything, but never an index outside the
+    row, a crash or a hang.
+    """
+    import threading
+
+    stop = threading.Event()
+
+    def refill():
+        while not stop.is_set():
+            for value in values:
+                x.fill(value)
+
+    writer = threading.Thread(target=refill)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()

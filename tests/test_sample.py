@@ -582,3 +582,26 @@ def test_rows_changed_by_another_thread_meanwhile():
     finally:
         stop.set()
         writer.join()
+
+
+@pytest.mark.parametrize("config", ["top_k", "hf_chain", "logprobs"])
+def test_rows_lowered_by_another_thread_meanwhile(isa, config):
+    """Whole rows lowered and raised by another thread between the passes of a call: top-k's
+    bound, then its scan (whose stand-ins once came back as id 2**63 - 1, and sample then
+    scanned from x + 2**63: a crash), the list of candidates, the draw.  The ids returned are
+    still the row's."""
+    from conftest import refilled_meanwhile
+
+    n = 1 << 15
+    x = np.ones((2, n), np.float32)
+    # "logprobs": the top logprobs of an unfiltered draw, ranked by top-k's heap
+    kwargs = dict(CONFIGS.get(config, {"temperature": 0.7, "logprobs": 60}))
+    kwargs.setdefault("logprobs", 2)
+    rng = np.random.default_rng(15)
+    with refilled_meanwhile(x, (0.0, 1.0, -1.0, 1.0)):
+        for _ in range(300):
+            r = fs.sample(x, rng=rng, n_threads=1, **kwargs)
+            assert ((r.tokens >= 0) & (r.tokens < n)).all(), r.tokens
+            assert ((r.top_tokens >= 0) & (r.top_tokens < n)).all(), r.top_tokens
+            assert ((r.n_kept >= 1) & (r.n_kept <= n)).all(), r.n_kept
+

@@ -220,3 +220,23 @@ def test_block_bound_of_largest(isa, dtype):
                 got = fs.top_k(x, kk, n_threads=1)
                 values, indices = reference.top_k(x, kk)
                 _assert_same(got, (values, indices))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_rows_lowered_by_another_thread_meanwhile(isa, dtype):
+    """The largest k of a long row start from stand-ins just below a bound read in a first
+    pass (test_block_bound_of_largest).  If another thread lowers the row before the scan,
+    the scan finds fewer than k elements above the bound, and a stand-in must not come back
+    as an index (it once did: 2**63 - 1, and sample's top-k then read far outside the row).
+    Each call's indices are the row's, distinct, whatever values it saw."""
+    from conftest import refilled_meanwhile
+
+    n, k = 1 << 18, 4
+    x = np.ones((2, n), dtype)
+    with refilled_meanwhile(x, (0.0, 1.0, -1.0, 1.0)):
+        for _ in range(400):
+            for largest in (True, False):
+                values, indices = fs.top_k(x, k, largest=largest, n_threads=1)
+                assert ((indices >= 0) & (indices < n)).all(), indices
+                assert all(len(set(row)) == k for row in indices.tolist()), indices
+                assert np.isin(values, np.array([0.0, 1.0, -1.0], dtype)).all(), values
