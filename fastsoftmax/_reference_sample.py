@@ -27,11 +27,13 @@ def _penalised_row(row: np.ndarray, prev_ids: list[int], repetition: float, pres
                    frequency: float) -> np.ndarray:
     """One row with its penalties applied: float64 arithmetic, rounded to the row's dtype."""
     out = row.copy()
-    for token, count in Counter(prev_ids).items():
-        s = float(row[token])
-        s = s * repetition if s < 0 else s / repetition
-        s -= frequency * count + presence
-        with np.errstate(over="ignore"):
+    # IEEE arithmetic, quietly: a penalty past the dtype's range gives +-inf (inf - inf NaN),
+    # which _check_row reports, and one below it 0 or a subnormal
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for token, count in Counter(prev_ids).items():
+            s = float(row[token])
+            s = s * repetition if s < 0 else s / repetition
+            s -= frequency * count + presence
             out[token] = row.dtype.type(s)
     return out
 
@@ -184,7 +186,8 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
             tau = 1.0 if greedy else float(p["inv_temperature"])
             order = np.lexsort((np.arange(s.size), -s))[:args.n_top]
             top_tokens[r] = order
-            top_logprobs[r] = _logprobs(s, tau, order, np.arange(s.size)).astype(np.float32)
+            with np.errstate(over="ignore"):  # below float32's range: -inf, as fs.sample's
+                top_logprobs[r] = _logprobs(s, tau, order, np.arange(s.size)).astype(np.float32)
         if greedy:
             tokens[r] = np.argmax(s)
             continue

@@ -234,10 +234,14 @@ def _apply_penalties(logits: FloatArray, prev: tuple[np.ndarray, np.ndarray, np.
         out = logits.copy()
     s = out[rows, tokens].astype(np.float64)
     r = np.broadcast_to(repetition, (n,))[rows]
-    s = np.where(s < 0, s * r, s / r)
-    s = s - (np.broadcast_to(frequency, (n,))[rows] * counts
-             + np.broadcast_to(presence, (n,))[rows])
-    with np.errstate(over="ignore"):  # a penalty past the dtype's range: +-inf, reported per row
+    # IEEE arithmetic without warnings (reference.sample's the same): np.where computes both
+    # branches, and the one it drops may overflow (1e300 * 1e10 where 1e300 / 1e10 is
+    # taken); a penalty past the dtype's range gives +-inf (inf - inf NaN), which the row's
+    # check reports, and one below it 0 or a subnormal.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        s = np.where(s < 0, s * r, s / r)
+        s = s - (np.broadcast_to(frequency, (n,))[rows] * counts
+                 + np.broadcast_to(presence, (n,))[rows])
         out[rows, tokens] = s.astype(dtype)
     return out
 

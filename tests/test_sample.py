@@ -605,3 +605,37 @@ def test_rows_lowered_by_another_thread_meanwhile(isa, config):
             assert ((r.top_tokens >= 0) & (r.top_tokens < n)).all(), r.top_tokens
             assert ((r.n_kept >= 1) & (r.n_kept <= n)).all(), r.n_kept
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_penalties_overflow_quietly(dtype):
+    """The penalties are IEEE arithmetic in float64, as the reference's Python floats: no
+    warning, and no FloatingPointError under np.errstate(all="raise"), whether the
+    overflow is in the branch not taken (s * r for s > 0, where s / r is taken), in the one
+    taken (a result past the dtype's range, then -inf), or in inf - inf (NaN, which the
+    row's check reports)."""
+    import warnings
+
+    big = np.finfo(dtype).max / 4
+    x = np.array([[big, 2.0, 1.0], [-big, 2.0, 1.0], [big, 2.0, 1.0]], dtype)
+    cases = [dict(repetition_penalty=1e10),          # big * 1e10 dropped, big / 1e10 taken
+             dict(repetition_penalty=1e300),         # -big * 1e300: -inf, taken
+             dict(frequency_penalty=1e308, presence_penalty=1e308)]  # s - inf
+    for kwargs in cases:
+        call = dict(u=[0.5, 0.5, 0.5], prev_tokens=[[0, 0], [0], [0]], top_k=2, logprobs=2,
+                    **kwargs)
+        with warnings.catch_warnings(), np.errstate(all="raise"):
+            warnings.simplefilter("error")
+            got = fs.sample(x, **call)
+        assert_same(got, reference.sample(x, **call))
+    # Rows the penalties make +inf (s - -inf) or NaN (inf - inf): the row's error, as the
+    # reference's, and still no warning on the way there.
+    for row, message in (([1.0, 2.0], r"\+inf"), ([np.inf, 2.0], "NaN")):
+        x = np.array([row], dtype)
+        sign = -1 if message == r"\+inf" else 1
+        call = dict(u=0.5, prev_tokens=[[0, 0]], frequency_penalty=sign * 1e308)
+        with warnings.catch_warnings(), np.errstate(all="raise"):
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=f"contains {message} \\(after the penalties"):
+                fs.sample(x, **call)
+        with pytest.raises(ValueError, match=f"contains {message} \\(after the penalties"):
+            reference.sample(x, **call)
