@@ -63,9 +63,13 @@ def _index_target_terms(
 
     nll = -np.take_along_axis(log_probs, safe_labels, axis=-1)[..., 0]
     losses = (1.0 - label_smoothing) * label_weight * nll
-    one_hot = np.zeros_like(log_probs)
-    np.put_along_axis(one_hot, safe_labels, 1.0, axis=-1)
-    effective_target = (1.0 - label_smoothing) * label_weight[..., np.newaxis] * one_hot
+    is_label = np.zeros(log_probs.shape, dtype=bool)
+    np.put_along_axis(is_label, safe_labels, True, axis=-1)
+    # The label's weight at the label and exactly 0 elsewhere, as torch's one-hot gather:
+    # an infinite class weight times a one-hot's 0 would be NaN where torch's gradient is
+    # inf * p.
+    effective_target = np.where(is_label, ((1.0 - label_smoothing) * label_weight)[..., np.newaxis],
+                                0.0)
     if label_smoothing > 0:
         smoothing_share = label_smoothing / n_classes
         losses = losses + smoothing_share * -(log_probs @ class_weight)

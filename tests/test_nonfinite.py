@@ -237,7 +237,8 @@ def _torch_one_thread():
 from test_cross_entropy import torch_loss_and_grad as torch_cross_entropy  # noqa: E402
 
 
-def check_cross_entropy(logits, target, weight, smoothing, layout, what):
+def check_cross_entropy(logits, target, weight, smoothing, layout, what,
+                        cross_entropy=fs.cross_entropy):
     """Every reduction, in both dtypes, against torch; float32 and float64 of one kind."""
     for reduction in REDUCTIONS:
         results = {}
@@ -245,8 +246,8 @@ def check_cross_entropy(logits, target, weight, smoothing, layout, what):
             xs, axis = lay_out(logits.astype(dtype), layout)
             ts, _ = lay_out(target.astype(dtype) if target.dtype.kind == "f" else target, layout)
             w = None if weight is None else weight.astype(dtype)
-            loss, grad = fs.cross_entropy(xs, ts, axis=axis, weight=w, reduction=reduction,
-                                          label_smoothing=smoothing, return_grad=True)
+            loss, grad = cross_entropy(xs, ts, axis=axis, weight=w, reduction=reduction,
+                                       label_smoothing=smoothing, return_grad=True)
             t_loss, t_grad = torch_cross_entropy(xs, ts, axis, w, reduction, smoothing)
             where = f"{what}, {reduction}, {dtype.__name__}"
             assert_like(loss, t_loss, RTOL[dtype], f"loss ({where})")
@@ -304,6 +305,25 @@ def test_nonfinite_class_weight(isa, n_classes, layout, value, present, smoothin
     weight[weighted] = value
     check_cross_entropy(x, labels, weight, smoothing, layout,
                         f"weight {value} on {'a present' if present else 'an absent'} class")
+
+
+@pytest.mark.parametrize("n_classes", [3, 17])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("value", [inf, nan])
+@pytest.mark.parametrize("present", [False, True], ids=["absent", "present"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_reference_nonfinite_class_weight(n_classes, layout, value, present, smoothing):
+    """The reference against torch on the same cases: its one-hot effective target once
+    multiplied an infinite label weight by the one-hot's zeros, a NaN gradient on every
+    other class where torch gives inf * p."""
+    weighted = 0 if present else n_classes - 1
+    for at_max in (False, True):
+        x, labels = logits_for_weights(n_classes, weighted, at_max)
+        weight = np.random.default_rng(5).random(n_classes) + 0.5
+        weight[weighted] = value
+        check_cross_entropy(x, labels, weight, smoothing, layout,
+                            f"reference, weight {value} on class {weighted}",
+                            cross_entropy=reference.cross_entropy)
 
 
 def test_issue_examples(isa):
