@@ -173,6 +173,20 @@ def _sets_thread_count(value: str | None) -> bool:
 # An OMP_NUM_THREADS set in the environment is the user's explicit choice and
 # may exceed the quota (libgomp reads it once, when it loads, too).
 _OMP_NUM_THREADS_SET = _sets_thread_count(os.environ.get("OMP_NUM_THREADS"))
+
+
+def _as_c_int(value: int) -> int:
+    """value cut to a C int, as omp_get_max_threads() returns libgomp's unsigned long."""
+    return (value + 2**31) % 2**32 - 2**31
+
+
+# What omp_get_max_threads() returns for an OMP_NUM_THREADS of 2**31 or more: its count
+# cut to an int (2**31 is negative, 2**32 is 0, 2**32 + 5 is 5), which stands for a count
+# above any cap (None where the count fits an int).
+_OMP_NUM_THREADS_CUT = (
+    _as_c_int(int(os.environ["OMP_NUM_THREADS"].split(",")[0]))
+    if _OMP_NUM_THREADS_SET and int(os.environ["OMP_NUM_THREADS"].split(",")[0]) >= 2**31
+    else None)
 # The cap on OpenMP's maximum for n_threads=None and negative counts.
 _AUTOMATIC_CAP = MAX_THREADS if _OMP_NUM_THREADS_SET else min(_CPU_LIMIT, MAX_THREADS)
 
@@ -283,7 +297,10 @@ def _openmp_maximum() -> int:
 
     Capped by the CPU quota unless OMP_NUM_THREADS is set, and by MAX_THREADS.
     """
-    return min(max(1, _core.max_threads()), _AUTOMATIC_CAP)
+    maximum = _core.max_threads()
+    if maximum == _OMP_NUM_THREADS_CUT:  # (unless threadpoolctl has set another since)
+        return _AUTOMATIC_CAP
+    return min(max(1, maximum), _AUTOMATIC_CAP)
 
 
 def get_num_threads() -> int:

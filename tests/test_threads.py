@@ -79,17 +79,22 @@ for call in (lambda: fs.softmax(x, n_threads=2**31 - 1), lambda: fs.set_num_thre
     assert out.split() == ["ValueError", "ValueError"]
 
 
-def test_openmp_maximum_is_capped(tmp_path):
-    """OMP_NUM_THREADS far above the cap: automatic calls use MAX_THREADS, and run."""
+@pytest.mark.parametrize("count", ["100000", "2147483648", "4294967296", "4294967301",
+                                   str(2**63 - 1), " 2147483649 ,2"])
+def test_openmp_maximum_is_capped(tmp_path, count):
+    """OMP_NUM_THREADS far above the cap: automatic calls use MAX_THREADS, and run.  From
+    2**31 on, omp_get_max_threads() returns libgomp's count cut to an int (negative, 0, or
+    2**32 + 5 as 5), which once gave automatic calls one thread (or five)."""
     out = _child("""
 import numpy as np, fastsoftmax as fs
 from fastsoftmax import _threads
-print(fs.get_num_threads(), _threads.MAX_THREADS)
+print(fs.get_num_threads(), _threads.MAX_THREADS, fs.get_num_threads() == _threads.resolve_threads(-1, 10**9))
 x = np.random.default_rng(0).standard_normal((64, 1024)).astype('f4')
 np.testing.assert_array_equal(fs.softmax(x), fs.softmax(x, n_threads=1))
-""", env={"OMP_NUM_THREADS": "100000"})
-    threads, limit = map(int, out.split())
-    assert threads == (limit if OPENMP else 1)
+""", env={"OMP_NUM_THREADS": count})
+    threads, limit, negative_alike = out.split()
+    assert int(threads) == (int(limit) if OPENMP else 1)
+    assert negative_alike == "True"
 
 
 def _in_two_threads(first, second):
