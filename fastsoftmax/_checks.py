@@ -227,10 +227,22 @@ def _refuse_lazy(x: Any, name: str) -> None:
                         f"lazy, chunk by chunk), or .compute() it first")
 
 
+def _refuse_masked(value: Any, name: str) -> None:
+    """TypeError for a numpy.ma.MaskedArray, input or output: np.asarray drops the mask, so
+    an input's masked entries would count and an output's stale mask would hide results.
+    Refused, not guessed."""
+    if isinstance(value, np.ma.MaskedArray):
+        leave_out = (", with where=~np.ma.getmaskarray(x) to leave the masked entries out"
+                     if name == "x" else "")
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray, whose mask fastsoftmax does not "
+                        f"read; pass np.ma.getdata({name}){leave_out}")
+
+
 def _asarray(value: Any, name: str, **kwargs: Any) -> npt.NDArray[Any]:
     """``np.asarray(value, **kwargs)``, with NumPy's ValueError (a ragged nesting of
     sequences, a string that is no number) naming the argument and the value: NumPy's
-    own message names neither."""
+    own message names neither.  A MaskedArray is refused (:func:`_refuse_masked`)."""
+    _refuse_masked(value, name)
     try:
         return np.asarray(value, **kwargs)
     except ValueError as error:
@@ -247,12 +259,7 @@ def _view_as_ndarray(x: Any, name: str) -> npt.NDArray[Any]:
     buffer protocol, ``__array__``) is the fallback and the path for the rest.
     A dask collection is refused (:func:`_refuse_lazy`), never computed.
     """
-    if isinstance(x, np.ma.MaskedArray):
-        # np.asarray drops the mask, and its masked entries would count: refused, not guessed
-        leave_out = (", with where=~np.ma.getmaskarray(x) to leave the masked entries out"
-                     if name == "x" else "")
-        raise TypeError(f"{name} is a numpy.ma.MaskedArray, whose mask fastsoftmax does not "
-                        f"read; pass np.ma.getdata({name}){leave_out}")
+    _refuse_masked(x, name)
     if isinstance(x, np.ndarray):
         return np.asarray(x)
     _refuse_lazy(x, name)
@@ -457,7 +464,11 @@ def _check_temperature(temperature: float) -> float:
 
 def _check_out(out: object, shape: tuple[int, ...], dtype: np.dtype[Any],
                name: str = "out") -> FloatArray:
-    """``out`` checked to be a writeable C-contiguous ndarray of ``shape`` and ``dtype``."""
+    """``out`` checked to be a writeable C-contiguous ndarray of ``shape`` and ``dtype``.
+
+    A subclass is written through, and returned as it came; a MaskedArray is refused (its
+    mask would stay as it was)."""
+    _refuse_masked(out, name)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import (_as_kernel_array, _asarray, _check_int, _refuse_lazy, _result_dtype,
-                      _widened)
+from ._checks import (_as_kernel_array, _asarray, _check_int, _refuse_lazy, _refuse_masked,
+                      _result_dtype, _widened)
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import Count, FloatArray
@@ -134,6 +134,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     """
     integer, bounds, what = _RULES[name]
     kind = "an int" if integer else "a real number"
+    _refuse_masked(value, name)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is a scalar (a NumPy one)
     quick = type(value) is float and not integer or type(value) is int  # the common call
@@ -178,6 +179,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
     if prev_tokens is None:
         return None
     _refuse_lazy(prev_tokens, "prev_tokens")
+    _refuse_masked(prev_tokens, "prev_tokens")
     if isinstance(prev_tokens, np.ndarray) or one_row or not isinstance(prev_tokens, (list, tuple)):
         try:
             arr = np.asarray(prev_tokens)
@@ -195,7 +197,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
         if len(prev_tokens) != rows:
             raise ValueError(f"prev_tokens must hold one sequence of ids per row: {rows}, "
                              f"got {len(prev_tokens)}")
-        per_row = [np.asarray(p) for p in prev_tokens]
+        per_row = [_asarray(p, f"prev_tokens[{row}]") for row, p in enumerate(prev_tokens)]
     flat_parts = []
     for row, ids in enumerate(per_row):
         if ids.ndim != 1:

@@ -372,17 +372,35 @@ def test_flags_take_only_bools(call, name):
     (lambda m: fs.softmax(np.ones((2, 3)), where=np.ma.masked_array(np.ones((2, 3), bool))),
      "where"),
     (lambda m: fs.softmax_backward(m, np.ones((2, 3))), "grad_output"),
+    # outputs: written without their masks, which then hid results (audit, 2026-12-07)
+    (lambda m: fs.softmax(np.ones((2, 3)), out=m), "out"),
+    (lambda m: fs.log_softmax(np.ones((2, 3)), out=m), "out"),
+    (lambda m: fs.logsumexp(np.ones((2, 3)), out=m[:, 0].copy()), "out"),
+    (lambda m: fs.cross_entropy(np.ones((2, 3)), np.zeros(2, np.int64), return_grad=True,
+                                grad_out=m), "grad_out"),
+    (lambda m: fs.log_softmax_backward(np.ones((2, 3)), np.ones((2, 3)), out=m), "out"),
+    # sample's per-row arguments and previous tokens: read without their masks
+    (lambda m: fs.sample(np.ones((2, 3)), u=m[:, 0].copy() / 4), "u"),
+    (lambda m: fs.sample(np.ones((2, 3)), u=0.5, temperature=m[:, 0].copy()), "temperature"),
+    (lambda m: fs.sample(np.ones((2, 3)), u=0.5, top_k=m[:, 0].astype(np.int64)), "top_k"),
+    (lambda m: fs.sample(np.ones((2, 3)), u=0.5, prev_tokens=m.astype(np.int64)),
+     "prev_tokens"),
+    (lambda m: fs.sample(np.ones((2, 3)), u=0.5, prev_tokens=list(m.astype(np.int64))),
+     r"prev_tokens\[0\]"),
 ])
 def test_masked_arrays_are_refused_not_read_without_their_mask(call, name):
     """np.asarray drops a MaskedArray's mask, so its masked entries counted:
-    softmax([1, --, 3]) gave the 2.0 a share (audit, 2026-12-06).  Refused, naming the
-    argument, like any input whose meaning the kernels would change."""
+    softmax([1, --, 3]) gave the 2.0 a share (audit, 2026-12-06), and an output's stale
+    mask hid results.  Refused, naming the argument, like any input whose meaning the
+    kernels would change, before anything is written."""
     m = np.ma.masked_array([[1.0, 2.0, 3.0], [0.0, 1.0, 2.0]], mask=[[0, 1, 0], [0, 0, 0]])
     if name is None:  # (a plain array from the masked one's data: accepted)
         call(m)
         return
+    before = np.ma.getdata(m).copy()
     with pytest.raises(TypeError, match=f"{name} is a numpy.ma.MaskedArray"):
         call(m)
+    np.testing.assert_array_equal(np.ma.getdata(m), before)
 
 
 @pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is double here")
