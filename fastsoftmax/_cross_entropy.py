@@ -233,8 +233,9 @@ def _apply_sample_weight(losses: npt.NDArray[np.float64], grad: FloatArray | Non
     """
     with np.errstate(invalid="ignore", over="ignore"):
         np.multiply(losses, sample_weight, out=losses)
-        if grad is not None:
-            np.multiply(grad, np.expand_dims(sample_weight, axis), out=grad)
+        if grad is not None:  # (a plain view of a grad_out subclass, whatever its ufunc rules)
+            plain = grad.view(np.ndarray)
+            np.multiply(plain, np.expand_dims(sample_weight, axis), out=plain)
 
 
 def _label_stats(labels: npt.NDArray[np.int64], n_classes: int, ignore_index: int,

@@ -227,6 +227,10 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     return out
 
 
+# The most elements _redo_near_zero copies to float64 at a time (8 MB).
+_REDO_ELEMENTS = 1 << 20
+
+
 def _redo_near_zero(x: npt.NDArray[Any], out: FloatArray, mask: npt.NDArray[np.bool_] | None,
                     outer: int, n: int, inner: int, threads: int) -> None:
     """The float32 results in ``out`` (of the kernels' ``(outer, inner)`` slices of ``x``)
@@ -235,17 +239,27 @@ def _redo_near_zero(x: npt.NDArray[Any], out: FloatArray, mask: npt.NDArray[np.b
     and rounded once."""
     if out.dtype != np.float32 or n < 2:  # one term: its exponential is exactly 1
         return
-    near = abs(out.reshape(outer, inner)) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)
+    # A plain view: an out= subclass (np.matrix, one that refuses ufuncs) has been written
+    # by the kernels already, and its own rules must not turn this step into an error.
+    results = out.view(np.ndarray).reshape(outer, inner)
+    near = abs(results) < _core.NEAR_ZERO_PER_LOG_N * math.log(n)
     if not near.any():
         return
     # (np.nonzero of a 2-D mask took 0.35 ms for 100000 x 1; the flat indices, 0.02)
     o, i = np.divmod(np.flatnonzero(near), inner)
-    rows = np.ascontiguousarray(_widened(x.reshape(outer, n, inner)[o, :, i], np.dtype(np.float64)))
-    rows_mask = (None if mask is None else
-                 np.ascontiguousarray(_mask_slices(mask, x.shape, outer, n, inner)[o, :, i]))
-    redone = np.empty(len(o), np.float64)
-    _core.softmax_family(rows, redone, rows_mask, len(o), n, 1, 1.0, _OP_LOGSUMEXP, threads)
-    out.reshape(outer, inner)[o, i] = redone
+    slices = x.reshape(outer, n, inner)
+    masks = None if mask is None else _mask_slices(mask, x.shape, outer, n, inner)
+    # A few slices at a time: rows of log-probabilities are all near 0, and their float64
+    # copy at once would take twice x's memory.
+    step = max(1, _REDO_ELEMENTS // n)
+    for a in range(0, len(o), step):
+        oa, ia = o[a:a + step], i[a:a + step]
+        rows = np.ascontiguousarray(_widened(slices[oa, :, ia], np.dtype(np.float64)))
+        rows_mask = None if masks is None else np.ascontiguousarray(masks[oa, :, ia])
+        redone = np.empty(len(oa), np.float64)
+        _core.softmax_family(rows, redone, rows_mask, len(oa), n, 1, 1.0, _OP_LOGSUMEXP,
+                             threads)
+        results[oa, ia] = redone
 
 
 def _reduced_shape_of(shape: tuple[int, ...], axis: int | tuple[int, ...] | None

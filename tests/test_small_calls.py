@@ -9,6 +9,7 @@ import pytest
 import fastsoftmax as fs
 from fastsoftmax import _core, _logsumexp, _softmax
 from fastsoftmax._threads import PARALLEL_MIN_ELEMENTS, resolve_threads
+from conftest import random_logits
 
 RNG = np.random.default_rng(11)
 FUNCTIONS = [fs.softmax, fs.log_softmax, fs.logsumexp]
@@ -525,3 +526,44 @@ def test_logsumexp_near_zero_keeps_its_precision_on_every_path(monkeypatch, shap
         assert kernel_calls == [(redone, np.float64)]
     else:
         assert kernel_calls == [(x.shape, np.float32), (redone, np.float64)]
+
+
+def test_logsumexp_near_zero_redone_a_few_slices_at_a_time(monkeypatch):
+    """Rows of log-probabilities are all near 0: their float64 copy is taken a few rows at
+    a time (_REDO_ELEMENTS), not at once (three times x's memory once, an audit found),
+    with the same bits however many go at a time."""
+    logp = fs.log_softmax(random_logits((300, 1000), np.float32, seed=21))
+    logp[::7] += 0.5  # and some rows that are not near 0
+    want = fs.logsumexp(logp, n_threads=1)
+    exact = np.log(np.exp(logp.astype(np.float64)).sum(axis=1))
+    np.testing.assert_allclose(want, exact, rtol=1e-6, atol=1e-12)
+    for elements in (1, 999, 1000, 1001, 5000, 10**9):
+        monkeypatch.setattr(_logsumexp, "_REDO_ELEMENTS", elements)
+        for threads in (1, 2):
+            assert fs.logsumexp(logp, n_threads=threads).tobytes() == want.tobytes(), elements
+            got = fs.logsumexp(logp.T, axis=0, n_threads=threads)
+            assert got.tobytes() == want.tobytes(), (elements, "axis 0")
+
+
+class _NoUfuncs(np.ndarray):
+    """An ndarray subclass that refuses every ufunc (as some array wrappers do)."""
+    __array_ufunc__ = None
+
+
+def test_outputs_that_refuse_ufuncs_are_written_whole():
+    """An out= / grad_out= subclass is written through and returned as it came.  One that
+    refuses ufuncs once raised TypeError after the kernels had written it: logsumexp's
+    float64 redo of results near 0, and cross_entropy's sample weights (audit, 2026-12-07)."""
+    logp = fs.log_softmax(random_logits((40, 300), np.float32, seed=22))
+    out = np.zeros(40, np.float32).view(_NoUfuncs)
+    assert fs.logsumexp(logp, out=out) is out
+    assert out.view(np.ndarray).tobytes() == fs.logsumexp(logp).tobytes()
+    x = random_logits((6, 5), np.float64, seed=23)
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    weights = np.linspace(0.5, 2.0, 6)
+    grad = np.zeros_like(x).view(_NoUfuncs)
+    loss, got = fs.cross_entropy(x, labels, sample_weight=weights, return_grad=True,
+                                 grad_out=grad)
+    want_loss, want = fs.cross_entropy(x, labels, sample_weight=weights, return_grad=True)
+    assert got is grad and loss == want_loss
+    assert grad.view(np.ndarray).tobytes() == want.tobytes()
