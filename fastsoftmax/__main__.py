@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -85,6 +86,18 @@ def self_check() -> list[str]:
                 and np.array_equal(fs.logsumexp(special), [np.nan, -np.inf, np.inf], equal_nan=True)):
             failures.append(f"NaN/inf handling {np.dtype(dtype).name}")
     return failures
+
+
+def _short_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the machine is short of memory: a MemoryError, or an
+    ImportError or OSError from a mapping that failed for want of it (ENOMEM; the dynamic
+    loader's "failed to map segment from shared object" where a module imported on first
+    use, numpy.random say, cannot be loaded)."""
+    if isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, (ImportError, OSError)) and (
+        getattr(exc, "errno", None) == errno.ENOMEM
+        or any(sign in str(exc) for sign in ("failed to map segment", "Cannot allocate memory")))
 
 
 class _OutputError(Exception):
@@ -368,7 +381,9 @@ def _section(name: str, out_of_memory: list[str]) -> Iterator[None]:
     _flush()
     try:
         yield
-    except MemoryError as exc:
+    except (MemoryError, ImportError, OSError) as exc:
+        if not _short_of_memory(exc):
+            raise
         out_of_memory.append(name)
         print(f"{name}: out of memory, its remaining workloads skipped ({one_line(exc)})")
 
@@ -395,7 +410,9 @@ def _run(args: argparse.Namespace, wrong: list[str]) -> int:
     _flush()
     try:
         failures = self_check()
-    except MemoryError as exc:
+    except (MemoryError, ImportError, OSError) as exc:
+        if not _short_of_memory(exc):
+            raise
         print(f"self-check: out of memory ({one_line(exc)})")
         return EXIT_OUT_OF_MEMORY
     if failures:

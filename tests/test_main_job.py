@@ -196,6 +196,33 @@ def test_out_of_memory_in_the_benchmark_is_not_a_wrong_result(tmp_path):
     assert "cross-entropy: PyTorch is not installed, no comparison" in lines  # the next sections ran
 
 
+# numpy.random is loaded on first use; short of memory, the loader's mmap fails with this.
+UNLOADABLE_RANDOM = """\
+import runpy
+import numpy as np
+
+def default_rng(*args, **kwargs):
+    raise ImportError("/numpy/random/_generator.so: failed to map segment from shared object")
+
+np.random.default_rng = default_rng
+runpy.run_module("fastsoftmax", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_module_that_cannot_be_mapped_is_out_of_memory_not_a_wrong_result(tmp_path):
+    """Under a tight address-space limit the self-check's first use of numpy.random failed
+    as an ImportError, and the job exited 1, "a result is wrong" (audit, 2026-12-07)."""
+    result = run_job(tmp_path, "--check", code=UNLOADABLE_RANDOM)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("self-check: out of memory (ImportError: /numpy/random/_generator.so: failed to "
+            "map segment from shared object)") in result.stdout.splitlines()
+    # an ImportError of another kind is no shortage of memory: it still shows as an error
+    other = run_job(tmp_path, "--check", code=UNLOADABLE_RANDOM.replace(
+        "failed to map segment from shared object", "undefined symbol: x"))
+    assert other.returncode == 1 and "Traceback" in other.stderr
+
+
 def test_a_wrong_result_exits_1(tmp_path):
     result = run_job(tmp_path, "--check", code=WRONG_SOFTMAX)
     assert result.returncode == 1, result.stdout + result.stderr
