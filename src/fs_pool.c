@@ -240,7 +240,8 @@ static struct {
     int caller_waiting;      /* the owner sleeps on `finished` */
     int sleepers;            /* workers asleep (a fast path: none, nothing to wake) */
     int workers;             /* workers started; grows under `lock` */
-    int spawn_failed;        /* pthread_create failed: start no more */
+    int64_t spawn_failed_ns; /* when pthread_create last failed (0: never): start no more */
+                             /* until FS_SPAWN_RETRY_NS have passed */
     /* The owner's (under `busy`): jobs still to run alone, the next back-off, and how */
     /* long the last job took. */
     int skip, backoff;
@@ -422,7 +423,7 @@ static void fs_pool_child(void)
     STORE(&fs_pool.caller_waiting, 0, RELAXED);
     STORE(&fs_pool.sleepers, 0, RELAXED);
     STORE(&fs_pool.workers, 0, RELAXED);
-    STORE(&fs_pool.spawn_failed, 0, RELAXED);
+    STORE(&fs_pool.spawn_failed_ns, 0, RELAXED);
     fs_pool.skip = fs_pool.backoff = 0;
     fs_pool.last_ns = 0;
     pthread_mutex_init(&fs_pool.lock, NULL);
@@ -435,6 +436,14 @@ static void fs_pool_register_fork(void)
     pthread_atfork(fs_pool_prepare, fs_pool_parent, fs_pool_child);
 }
 
+/*
+ * How long after a failed pthread_create no worker is tried again.  A failure is
+ * often passing (a thread limit or an address-space limit met while other threads
+ * held memory): never trying again would leave every later call of the process on
+ * one thread; trying on every call would cost each a failing pthread_create.
+ */
+#define FS_SPAWN_RETRY_NS 1000000000
+
 /* Start workers until there are `wanted`; how many there are (fewer if creation fails). */
 static int fs_start_workers(int wanted)
 {
@@ -444,7 +453,8 @@ static int fs_start_workers(int wanted)
     pthread_once(&fs_pool_once, fs_pool_register_fork);
     pthread_mutex_lock(&fs_pool.lock);
     have = fs_pool.workers;
-    if (have < wanted && !fs_pool.spawn_failed) {
+    if (have < wanted && (fs_pool.spawn_failed_ns == 0 ||
+                          fs_now_ns() - fs_pool.spawn_failed_ns >= FS_SPAWN_RETRY_NS)) {
         /* Workers block every signal: Python's handlers must run in Python's threads. */
         sigset_t all, old;
         sigfillset(&all);
@@ -456,7 +466,8 @@ static int fs_start_workers(int wanted)
             if (fs_spawn_disabled ||
                 pthread_create(&thread, NULL, fs_worker_main, (void *)(intptr_t)have) != 0) {
                 /* No more threads (a limit, no memory): the callers do the work. */
-                fs_pool.spawn_failed = 1;
+                const int64_t now = fs_now_ns();
+                fs_pool.spawn_failed_ns = now > 0 ? now : 1;
                 break;
             }
             pthread_detach(thread);
@@ -630,12 +641,12 @@ const char *fs_pool_kind(void) { return "pthreads"; }
 
 int fs_pool_fail_spawn(int on)
 {
-    /* Under the lock, with spawn_failed: turning it off lets workers start again. */
+    /* Under the lock, with spawn_failed_ns: turning it off lets workers start again. */
     pthread_once(&fs_pool_once, fs_pool_register_fork);
     pthread_mutex_lock(&fs_pool.lock);
     const int old = fs_spawn_disabled;
     fs_spawn_disabled = on != 0;
-    fs_pool.spawn_failed = 0;
+    fs_pool.spawn_failed_ns = 0;
     pthread_mutex_unlock(&fs_pool.lock);
     return old;
 }

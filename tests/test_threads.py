@@ -598,6 +598,39 @@ def test_calls_run_when_no_worker_can_start():
     assert _child(_NO_THREADS_CHILD).split() == ["0"]
 
 
+_SHORT_OF_MEMORY_CHILD = """
+import resource, time
+import numpy as np, fastsoftmax as fs
+from fastsoftmax import _core
+def address_space():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+x = np.random.default_rng(0).standard_normal((8, 100000)).astype('f4')
+o, want = np.empty_like(x), fs.softmax(x, n_threads=1)
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (address_space() + (4 << 20), hard))  # no room for a stack
+fs.softmax(x, out=o, n_threads=2)
+short = _core.pool_workers()
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+time.sleep(1.1)                             # (within a second of the failure: not tried)
+fs.softmax(x, out=o, n_threads=2)
+assert np.array_equal(o, want)
+print(short, _core.pool_workers())
+"""
+
+
+@pytest.mark.skipif(not POOL, reason="no POSIX threads: the executor is an OpenMP loop")
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+def test_workers_start_again_after_a_passing_failure():
+    """A pthread_create that failed for want of memory once left every later call of the
+    process on one thread (audit, 2026-12-07).  No worker is tried again for a second,
+    then one is."""
+    short, later = _child(_SHORT_OF_MEMORY_CHILD).split()
+    if short != "0":
+        pytest.skip(f"a worker started under the address-space limit ({short})")
+    assert later == "1"
+
+
 def test_show_config_names_the_executor(capsys):
     fs.show_config()
     assert f"executor: {_core.executor()}" in capsys.readouterr().out
