@@ -36,10 +36,12 @@ def configure_from_environment(variable: str, configure: Callable[..., None],
     if value is None or not value.strip():
         configure()
         return
-    digits = value.strip().lstrip("+")
+    digits = value.strip()
     try:
-        if not re.fullmatch(r"\d+", digits, re.ASCII):  # int() would take "1_000" and "\u0663"
+        # int() would take "1_000" and "\u0663"; one "+" at most, as int() takes
+        if not re.fullmatch(r"\+?\d+", digits, re.ASCII):
             raise ValueError(value)
+        digits = digits.lstrip("+")
         configure(int(digits) if len(digits) <= 100 else 10**100)
     except ValueError:
         quoted = repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"

@@ -339,7 +339,8 @@ def test_the_environment_variable(value, pooled, warns):
 @pytest.mark.parametrize("value, configured, warns", [
     (None, (), False), ("  ", (), False), (" 12 ", (12,), False), ("+12", (12,), False),
     ("0", (0,), False), ("9" * 5000, (10**100,), False), ("1_000", (), True),
-    ("\u0663", (), True), ("-5", (), True), ("1e3", (), True), ("x" * 5000, (), True)])
+    ("\u0663", (), True), ("-5", (), True), ("1e3", (), True), ("x" * 5000, (), True),
+    ("++5", (), True), ("+ 5", (), True)])
 def test_byte_counts_from_the_environment(monkeypatch, value, configured, warns):
     """FASTSOFTMAX_OUTPUT_POOL's and FASTSOFTMAX_STREAM_MIN_BYTES's one reader: a 5000-digit
     number is a huge one (the setters cap it), not 'not a number'; a bad value is named
