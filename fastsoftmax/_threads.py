@@ -183,10 +183,8 @@ def _as_c_int(value: int) -> int:
 # What omp_get_max_threads() returns for an OMP_NUM_THREADS of 2**31 or more: its count
 # cut to an int (2**31 is negative, 2**32 is 0, 2**32 + 5 is 5), which stands for a count
 # above any cap (None where the count fits an int).
-_OMP_NUM_THREADS_CUT = (
-    _as_c_int(int(os.environ["OMP_NUM_THREADS"].split(",")[0]))
-    if _OMP_NUM_THREADS_SET and int(os.environ["OMP_NUM_THREADS"].split(",")[0]) >= 2**31
-    else None)
+_OMP_FIRST_COUNT = int(os.environ["OMP_NUM_THREADS"].split(",")[0]) if _OMP_NUM_THREADS_SET else 0
+_OMP_NUM_THREADS_CUT = _as_c_int(_OMP_FIRST_COUNT) if _OMP_FIRST_COUNT >= 2**31 else None
 # The cap on OpenMP's maximum for n_threads=None and negative counts.
 _AUTOMATIC_CAP = MAX_THREADS if _OMP_NUM_THREADS_SET else min(_CPU_LIMIT, MAX_THREADS)
 
