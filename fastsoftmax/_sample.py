@@ -118,6 +118,12 @@ _RULES: dict[str, tuple[bool, _Range, str]] = {
 }
 
 
+def _clipped_count(count: int) -> int:
+    """A count clipped to +-2**62: beyond int64 only its sign matters (every such count
+    clips to the row length, or is out of range)."""
+    return max(min(count, 2**62), -2**62)
+
+
 def _inside(value: float, low: float, low_ok: bool, high: float, high_ok: bool) -> bool:
     """Whether a number lies in the range (False for NaN)."""
     return ((value >= low) if low_ok else (value > low)) and \
@@ -144,8 +150,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
             raise TypeError(f"{name} must be {kind} or an array of one per row, got {value!r}")
         number: int | float
         if integer:
-            # Beyond int64 only the sign matters: every such count clips to the row length.
-            number = max(min(operator.index(value), 2**62), -2**62)
+            number = _clipped_count(operator.index(value))
         else:
             try:
                 number = float(value)
@@ -155,6 +160,10 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
             raise ValueError(f"{name}={shown(value)} is out of range: {what}")
         return number
     _refuse_lazy(value, name)
+    given = value
+    if integer and isinstance(value, (list, tuple)):
+        # Python ints beyond int64 clip as a scalar does (else NumPy makes an object array).
+        value = [_clipped_count(v) if type(v) is int else v for v in value]
     arr = _asarray(value, name)
     if arr.dtype.kind not in ("iu" if integer else "iuf"):
         raise TypeError(f"{name} must be {kind} or an array of them, got an array of "
@@ -168,8 +177,9 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     else:
         arr = arr.astype(np.float64, copy=False)
     row = _core.first_outside(arr if not integer else arr.astype(np.float64), *bounds)
-    if row >= 0:
-        raise ValueError(f"{name}[{row}]={shown(arr[row].item())} is out of range: {what}")
+    if row >= 0:  # (the value given, unclipped)
+        value = given[row] if isinstance(given, (list, tuple)) else arr[row].item()
+        raise ValueError(f"{name}[{row}]={shown(value)} is out of range: {what}")
     return arr
 
 

@@ -281,6 +281,23 @@ def test_per_row_parameters():
     assert one.tokens == batch.tokens[5] and one.n_kept == batch.n_kept[5]
 
 
+@pytest.mark.parametrize("sequence", [list, tuple])
+def test_counts_beyond_int64_in_a_sequence_clip_as_a_scalar_does(sequence):
+    """A count past int64 in a list means what the same scalar means (every such top_k
+    keeps the whole row, every such min_tokens_to_keep keeps it too), not an object-array
+    TypeError."""
+    x = random_logits((3, 500), np.float32, seed=8)
+    u = np.array([0.2, 0.5, 0.9])
+    huge = [10**30, 2**63, 2**64 + 5]
+    got = fs.sample(x, u=u, logprobs=2, top_k=sequence([7, huge[0], huge[1]]),
+                    min_tokens_to_keep=sequence([huge[2], 1, 3]), top_p=0.5)
+    want = fs.sample(x, u=u, logprobs=2, top_k=np.array([7, 500, 500]),
+                     min_tokens_to_keep=np.array([500, 1, 3]), top_p=0.5)
+    assert_same(got, want)
+    assert_same(got, reference.sample(x, u=u, logprobs=2, top_k=sequence([7, huge[0], huge[1]]),
+                                      min_tokens_to_keep=sequence([huge[2], 1, 3]), top_p=0.5))
+
+
 @pytest.mark.parametrize("config", ["hf_chain", "top_p", "temperature", "min_p"])
 def test_thread_count_never_changes_a_token(config):
     x = random_logits((9, 70000), np.float32, seed=5)
@@ -421,6 +438,10 @@ def test_bad_rows_name_the_row(dtype):
     (dict(top_k=-2**63), ValueError, r"top_k=-9223372036854775808 is out of range"),
     (dict(min_tokens_to_keep=-10**30), ValueError,
      "min_tokens_to_keep=a negative int of 100 bits is out of range"),
+    (dict(top_k=[1, -10**30, 2]), ValueError, r"top_k\[1\]=a negative int of 100 bits is out of range"),
+    (dict(min_tokens_to_keep=(1, 2, -2**63)), ValueError,
+     r"min_tokens_to_keep\[2\]=-9223372036854775808 is out of range"),
+    (dict(top_k=[1, 2**70, 2.0]), TypeError, "top_k must be an int or an array of them"),
 ])
 def test_bad_arguments_raise_before_any_work(kwargs, error, match):
     x = random_logits((3, 100), np.float32)
