@@ -398,7 +398,8 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
     rng : numpy.random.Generator, optional
         Where the randomness comes from: the call draws exactly
         ``u = rng.random(B)`` (one float64 per row, in row order, greedy rows
-        included), so the tokens do not depend on ``n_threads``.
+        included), so the tokens do not depend on ``n_threads``.  A call that
+        raises leaves ``rng`` as it was.
     u : float or array_like of shape (B,), optional
         Those uniforms, in ``[0, 1)``, given directly (tests, replay) instead
         of ``rng``.  Give ``rng`` or ``u``; neither only when every row is
@@ -478,10 +479,19 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
             and u is None and tuple(map(type, rest)) == _DEFAULT_TYPES and rest == _DEFAULTS):
         # Greedy with every other argument at its default (so valid): nothing to resolve.
         return _greedy(logits, n_threads)
-    args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
-                    presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep, rng,
-                    u, logprobs, n_threads)
-    return _run(args.penalised(), args.params, args.n_top, args.one_row, n_threads)
+    # A call that raises leaves the generator as it was, so that a caller who mends the
+    # logits and calls again gets the draw a first clean call would have had: the rows'
+    # contents are checked by the kernel, after the draw.
+    state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+    try:
+        args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
+                        presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep,
+                        rng, u, logprobs, n_threads)
+        return _run(args.penalised(), args.params, args.n_top, args.one_row, n_threads)
+    except BaseException:
+        if state is not None:
+            rng.bit_generator.state = state  # type: ignore[union-attr]
+        raise
 
 
 # The greedy shortcut: a temperature of these types (not bool), and the other parameters'

@@ -469,6 +469,45 @@ def test_a_rejected_call_draws_nothing_from_rng(kwargs):
     assert rng.random() == np.random.default_rng(1).random()
 
 
+def _bad_row(kind):
+    """Logits of 4 rows whose row 2 the kernel refuses, and the call's extra arguments."""
+    x = random_logits((4, 300), np.float64, seed=4)
+    extra = {}
+    if kind == "nan":
+        x[2, 17] = np.nan
+    elif kind == "+inf":
+        x[2, 5] = np.inf
+    elif kind == "all -inf":
+        x[2] = -np.inf
+    else:  # made +inf by a penalty
+        x[2, 9] = 1e308
+        extra = dict(prev_tokens=[[], [], [9, 9], []], presence_penalty=-1e308,
+                     frequency_penalty=-1e308)
+    return x, extra
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("kind", ["nan", "+inf", "all -inf", "penalised"])
+def test_a_row_the_kernel_refuses_draws_nothing_from_rng(kind, threads):
+    """The kernel finds a bad row after the draw: the generator is put back, so a caller who
+    mends the row and calls again gets what a first clean call would have."""
+    x, extra = _bad_row(kind)
+    rng = np.random.default_rng(11)
+    with pytest.raises(ValueError, match="logits row 2"):
+        fs.sample(x, rng=rng, top_p=0.9, n_threads=threads, **extra)
+    x[2] = x[1]  # mended (and the penalty that made a row +inf dropped)
+    got = fs.sample(x, rng=rng, top_p=0.9, n_threads=threads)
+    want = fs.sample(x, rng=np.random.default_rng(11), top_p=0.9, n_threads=threads)
+    assert_same(got, want)
+    assert rng.random() == _after_one_draw(11, 4).random()
+
+
+def _after_one_draw(seed, rows):
+    rng = np.random.default_rng(seed)
+    rng.random(rows)
+    return rng
+
+
 def test_ragged_prev_tokens_of_one_row_name_the_argument():
     with pytest.raises(ValueError, match="prev_tokens must be a sequence of ids for one row"):
         fs.sample(np.float32([0.0, 1.0, 2.0]), u=0.5, prev_tokens=[[0, 1], [1]],
