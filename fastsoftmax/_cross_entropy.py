@@ -70,7 +70,7 @@ def _check_options(ignore_index: int, reduction: str, label_smoothing: float, re
 
 
 def _prepare_target(target: npt.ArrayLike, shape: tuple[int, ...], sample_shape: tuple[int, ...],
-                    n_classes: int, dtype: np.dtype[Any]
+                    n_classes: int, dtype: np.dtype[Any], ignore_index: int
                     ) -> tuple[npt.NDArray[np.int64] | None, FloatArray | None]:
     """``(labels, None)`` for class indices, ``(None, probabilities)`` for class probabilities.
 
@@ -101,9 +101,13 @@ def _prepare_target(target: npt.ArrayLike, shape: tuple[int, ...], sample_shape:
         return _float_labels(target, n_classes), None
     if kind == "u" and target.dtype.itemsize == 8 and target.size \
             and target.max() > _INT64_MAX:  # (any byte order) would wrap to negative labels
-        bad = int(np.argmax(target > _INT64_MAX))
-        raise ValueError(f"target holds label {int(target.flat[bad])} at position "
-                         f"{_position(bad, target.shape)}, outside [0, {n_classes})")
+        # The first bad label, as _label_stats would name it: a class or ignore_index is fine.
+        bad_labels = target >= n_classes
+        if ignore_index >= 0:
+            bad_labels &= target != ignore_index
+        first_bad = int(np.argmax(bad_labels))
+        raise _bad_label(int(target.flat[first_bad]), first_bad, target.shape, n_classes,
+                         ignore_index)
     return np.asarray(target, dtype=np.int64, order="C"), None
 
 
@@ -248,10 +252,16 @@ def _label_stats(labels: npt.NDArray[np.int64], n_classes: int, ignore_index: in
     """
     first_bad, denominator = _core.label_stats(labels, n_classes, ignore_index, weight, threads)
     if first_bad >= 0:
-        raise ValueError(f"target holds label {int(labels.flat[first_bad])} at position "
-                         f"{_position(first_bad, labels.shape)}, outside [0, {n_classes}) and "
-                         f"not ignore_index={ignore_index}")
+        raise _bad_label(int(labels.flat[first_bad]), first_bad, labels.shape, n_classes,
+                         ignore_index)
     return denominator
+
+
+def _bad_label(label: int, flat_position: int, shape: tuple[int, ...], n_classes: int,
+               ignore_index: int) -> ValueError:
+    """The error for a label that is neither a class nor ``ignore_index``."""
+    return ValueError(f"target holds label {label} at position {_position(flat_position, shape)}, "
+                      f"outside [0, {n_classes}) and not ignore_index={ignore_index}")
 
 
 def _divide(total: float, denominator: float) -> float:
@@ -460,7 +470,8 @@ def mean_denominator(logits_shape: tuple[int, ...], target: npt.ArrayLike, axis:
     adds them up over the chunks, and hands the total to :func:`losses_and_gradient`."""
     n_classes = logits_shape[axis]
     sample_shape = logits_shape[:axis] + logits_shape[axis + 1:]
-    labels, _ = _prepare_target(target, logits_shape, sample_shape, n_classes, dtype)
+    labels, _ = _prepare_target(target, logits_shape, sample_shape, n_classes, dtype,
+                                ignore_index)
     weights = None if weight is None else _prepare_weight(weight, dtype, n_classes)[0]
     sample_weights = (None if sample_weight is None
                       else _prepare_sample_weight(sample_weight, dtype, sample_shape))
@@ -490,7 +501,8 @@ def losses_and_gradient(logits: npt.ArrayLike, target: npt.ArrayLike, axis: int,
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     ignore_index, label_smoothing = _check_options(ignore_index, reduction, label_smoothing,
                                                    return_grad, grad_out)
-    labels, probabilities = _prepare_target(target, logits.shape, sample_shape, n_classes, dtype)
+    labels, probabilities = _prepare_target(target, logits.shape, sample_shape, n_classes, dtype,
+                                            ignore_index)
     if weight is None:
         weight_sum = float(n_classes)
     else:

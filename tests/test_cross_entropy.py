@@ -173,6 +173,41 @@ def test_bad_labels_on_the_multithreaded_path():
         assert (grad == 7.0).all()   # nothing written
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
+def test_no_classes(dtype, smoothing):
+    """C = 0: every label must be ignore_index, and ignored samples add nothing, label
+    smoothing or not (README: torch's smoothing term gives NaN there); the mean is 0/0."""
+    logits = np.zeros((3, 0), dtype)
+    labels = np.full(3, -100)
+    losses, grad = fs.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing,
+                                    return_grad=True)
+    np.testing.assert_array_equal(losses, np.zeros(3, dtype))
+    assert grad.shape == (3, 0) and grad.dtype == dtype
+    assert fs.cross_entropy(logits, labels, reduction="sum", label_smoothing=smoothing) == 0
+    assert np.isnan(fs.cross_entropy(logits, labels, label_smoothing=smoothing))
+    with pytest.raises(ValueError, match=r"label 0 at position \(1,\), outside \[0, 0\)"):
+        fs.cross_entropy(logits, np.array([-100, 0, -100]), label_smoothing=smoothing)
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_uint64_labels_past_int64_named_as_every_bad_label(byteorder):
+    """uint64 labels past int64 (which would wrap to negative ones) get the message every bad
+    label gets, for the first bad label in order: one inside int64 before them included, and
+    ignore_index (a label like any other in the unsigned range) left alone."""
+    logits = np.zeros((5, 3), np.float32)
+    dtype = np.dtype(byteorder + "u8")
+    cases = [([0, 2**63, 1, 2**64 - 1, 2], -100, 2**63, 1),
+             ([0, 7, 2**63, 1, 2], -100, 7, 1),        # a smaller bad label first
+             ([0, 7, 2**63, 1, 2], 7, 2**63, 2),       # ... which is ignore_index
+             ([3, 3, 2**64 - 1, 0, 0], 3, 2**64 - 1, 2)]
+    for labels, ignore_index, bad, position in cases:
+        with pytest.raises(ValueError, match=rf"^target holds label {bad} at position "
+                                             rf"\({position},\), outside \[0, 3\) and not "
+                                             rf"ignore_index={ignore_index}$"):
+            fs.cross_entropy(logits, np.array(labels, dtype), ignore_index=ignore_index)
+
+
 def test_labels_counted_in_parts_on_threads():
     """Unweighted labels are checked and counted in parts of 65536 on the threads: the first
     bad label is the first part's that has one, whatever comes after, at every part edge;
