@@ -58,6 +58,9 @@ def _index_target_terms(
     ignored = labels == ignore_index
     if np.any((~ignored) & ((labels < 0) | (labels >= n_classes))):
         raise ValueError(f"target labels must lie in [0, {n_classes}) or equal ignore_index")
+    if n_classes == 0:  # every label ignored: no loss, no class to index (nor to smooth over)
+        nothing = np.zeros(labels.shape)
+        return nothing, np.zeros(log_probs.shape), ignored, nothing
     safe_labels = np.where(ignored, 0, labels).astype(np.intp)[..., np.newaxis]
     label_weight = np.where(ignored, 0.0, class_weight[safe_labels[..., 0]])
 
@@ -96,7 +99,8 @@ def _probability_target_terms(
             f"probability target has shape {probabilities.shape}, expected {log_probs.shape}"
         )
     n_classes = log_probs.shape[-1]
-    smoothed = probabilities * (1.0 - label_smoothing) + label_smoothing / n_classes
+    share = label_smoothing / n_classes if n_classes else 0.0  # (no classes: nothing to share)
+    smoothed = probabilities * (1.0 - label_smoothing) + share
     effective_target = smoothed * class_weight
     losses = -np.sum(effective_target * log_probs, axis=-1)
     nothing_ignored = np.zeros(losses.shape, dtype=bool)

@@ -186,6 +186,20 @@ def test_no_classes(dtype, smoothing):
     assert grad.shape == (3, 0) and grad.dtype == dtype
     assert fs.cross_entropy(logits, labels, reduction="sum", label_smoothing=smoothing) == 0
     assert np.isnan(fs.cross_entropy(logits, labels, label_smoothing=smoothing))
+    for reduction in ("none", "sum", "mean"):
+        want = reference.cross_entropy(logits, labels, reduction=reduction,
+                                       label_smoothing=smoothing, return_grad=True)
+        got = fs.cross_entropy(logits, labels, reduction=reduction, label_smoothing=smoothing,
+                               return_grad=True)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].shape == want[1].shape
+    probabilities = np.zeros((3, 0), dtype)
+    for reduction, want_loss in (("none", np.zeros(3)), ("sum", 0.0), ("mean", 0.0)):
+        for f in (fs.cross_entropy, reference.cross_entropy):
+            loss, grad = f(logits, probabilities, reduction=reduction, label_smoothing=smoothing,
+                           return_grad=True)
+            np.testing.assert_array_equal(loss, want_loss)
+            assert grad.shape == (3, 0)
     with pytest.raises(ValueError, match=r"label 0 at position \(1,\), outside \[0, 0\)"):
         fs.cross_entropy(logits, np.array([-100, 0, -100]), label_smoothing=smoothing)
 
