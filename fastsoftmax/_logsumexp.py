@@ -445,17 +445,20 @@ def _log_abs_sum(a: _F64, w: _F64, mask: npt.NDArray[np.bool_] | None) -> tuple[
         np.copyto(log_terms, -np.inf, where=~keep)
         row = np.arange(len(a))
         k = np.argmax(log_terms, axis=1)  # the dominant term (the first NaN, if any)
-        top, a_k, w_k, log_w_k = log_terms[row, k], a[row, k], w[row, k], log_w[row, k]
-        ratio = w / w_k[:, None]
-        terms = ratio * np.exp(a - a_k[:, None])  # b_i exp(x_i) / (b_k exp(x_k)): about 1 at most
-        # Where b spans more than the float range, w / w_k overflows or loses
-        # its precision (0 * inf): the same term through the logs instead.
-        redo = keep & ~((np.abs(ratio) >= _SMALLEST_NORMAL) & np.isfinite(terms))
-        if redo.any():
-            exponent = (a - a_k[:, None]) + (log_w - log_w_k[:, None])
-            terms[redo] = np.sign(w[redo]) * np.exp(exponent[redo])
-        np.copyto(terms, 0.0, where=~keep)
-        terms[row, k] = 0.0
+        top = log_terms[row, k]
+        terms = _relative_terms(a, w, log_w, keep, k)
+        # a + log|w| rounds at a's scale: beyond |a| of about 3e18 it ties terms whose
+        # weights differ by more than the float range, and k may not be the largest (a
+        # term relative to it then exceeds 1, or overflows).  Those rows take the largest
+        # by their exponents relative to k, which are exact where a's are close.
+        wrong = np.isfinite(top) & (np.abs(terms) > 2.0).any(axis=1)
+        if wrong.any():
+            r = row[wrong]
+            exponent = (a[r] - a[r, k[r], None]) + (log_w[r] - log_w[r, k[r], None])
+            np.copyto(exponent, -np.inf, where=~keep[r])
+            k[r] = np.argmax(exponent, axis=1)
+            terms[r] = _relative_terms(a[r], w[r], log_w[r], keep[r], k[r])
+        a_k, w_k, log_w_k = a[row, k], w[row, k], log_w[row, k]
         rest = terms.sum(axis=1)  # pairwise: the rows are contiguous
         sign = np.sign(w_k) * np.sign(1.0 + rest)
         # |1 + rest| = 1 + (-rest - 2) when 1 + rest < 0.  x_k is added last:
@@ -465,6 +468,25 @@ def _log_abs_sum(a: _F64, w: _F64, mask: npt.NDArray[np.bool_] | None) -> tuple[
         if special.any():
             value, sign = _special_rows(top, value, sign, log_terms, w)
     return value, sign
+
+
+def _relative_terms(a: _F64, w: _F64, log_w: _F64, keep: npt.NDArray[np.bool_],
+                    k: npt.NDArray[np.intp]) -> _F64:
+    """Each row's kept terms over its term k, ``w * exp(a) / (w_k * exp(a_k))``, with the
+    k-th and those left out 0 (call under ``np.errstate(all="ignore")``)."""
+    row = np.arange(len(a))
+    a_k, w_k, log_w_k = a[row, k], w[row, k], log_w[row, k]
+    ratio = w / w_k[:, None]
+    terms = ratio * np.exp(a - a_k[:, None])  # about 1 at most, where k is the largest
+    # Where b spans more than the float range, w / w_k overflows or loses
+    # its precision (0 * inf): the same term through the logs instead.
+    redo = keep & ~((np.abs(ratio) >= _SMALLEST_NORMAL) & np.isfinite(terms))
+    if redo.any():
+        exponent = (a - a_k[:, None]) + (log_w - log_w_k[:, None])
+        terms[redo] = np.sign(w[redo]) * np.exp(exponent[redo])
+    np.copyto(terms, 0.0, where=~keep)
+    terms[row, k] = 0.0
+    return terms
 
 
 def _special_rows(top: _F64, value: _F64, sign: _F64, log_terms: _F64, w: _F64

@@ -120,6 +120,32 @@ def test_results_near_zero_keep_their_relative_precision():
     assert abs(offset - 99999999.10358576) <= 2 * 2.0**-53 * 1e8
 
 
+@pytest.mark.parametrize("scale", [1e15, 1e19, 1e30, 1e300])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("weights", [[1e-300, 1e300], [-1e-300, 1e300], [-0.5, 1e308],
+                                     [1e300, -1e-10, 1e-300, 2.0], [-1e308, 1e-308, 1e-320]])
+def test_huge_logits_with_weights_beyond_the_float_range(scale, sign, weights):
+    """Equal logits so large that x + log|b| rounds log|b|'s differences away (beyond about
+    3e18), weights spanning more than the float range: the dominant term is still the
+    largest weight's, in every order of the terms (before, a tie picked the first, and the
+    largest's ratio to it overflowed: inf, NaN or the wrong sign).  Exactly x + log|sum(b)|,
+    with sum(b)'s sign."""
+    b = np.array(weights)
+    total = b[np.argmax(np.abs(b))]  # the others are below its rounding
+    want = sign * scale + math.log(abs(total))
+    for order in (b, b[::-1], np.roll(b, 1)):
+        x = np.full(len(b), sign * scale)
+        # one row, and beside a row of zeros (whose dominant term needs no second look)
+        for rows, wants in ((x, want), (np.stack([np.zeros(len(b)), x]),
+                                        np.array([math.log(abs(total)), want]))):
+            weight = np.broadcast_to(order, rows.shape)
+            value, got_sign = fs.logsumexp(rows, b=weight, axis=-1, return_sign=True)
+            np.testing.assert_allclose(value, wants, rtol=1e-15)
+            np.testing.assert_array_equal(got_sign, np.sign(total))
+            unsigned = fs.logsumexp(rows, b=weight, axis=-1)  # NaN for a negative sum
+            np.testing.assert_allclose(unsigned, wants if total > 0 else np.nan, rtol=1e-15)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [0, 1, -1, None])
 @pytest.mark.parametrize("keepdims", [False, True])
