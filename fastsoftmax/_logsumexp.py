@@ -94,9 +94,11 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
         ``axis`` (any of the above: a tuple, ``()``, 0-d input), ``where``
         and the result refer to their broadcast shape.  A term with
         ``b == 0`` is left out, even where ``x`` is NaN or inf.  The
-        result dtype is NumPy's promotion of ``x``'s and ``b``'s (a float64
-        ``b`` makes a float32 ``x``'s result float64; a Python scalar keeps
-        ``x``'s dtype).  With ``b``, the computation runs in NumPy in float64
+        result dtype is NumPy's promotion of ``b``'s with the one ``x``'s
+        result has without ``b`` (float64 for integer and bool ``x``,
+        float32 for 16-bit ``x``): a float64 ``b`` makes a float32 ``x``'s
+        result float64, a float32 ``b`` leaves an int8 ``x``'s float64, and
+        a Python scalar keeps it.  With ``b``, the computation runs in NumPy in float64
         and costs several temporaries the size of the broadcast shape.
     return_sign : bool, default False
         Also return the sign of the sum: the result is then ``log|sum|``.
@@ -162,8 +164,13 @@ def logsumexp(x: npt.ArrayLike, axis: Axes = -1, *, b: npt.ArrayLike | None = No
     Where SciPy 1.17 differs: its sign of an empty slice is -1 (here 0, as
     for any zero sum); where its fallback overflows it gives NaN or inf and
     fastsoftmax the value (``logsumexp([1000, 1000, 999], b=[1, -1, 1])`` is
-    999.0, SciPy gives NaN); and its ``b == 0`` does not hide a NaN or inf
-    when every other term is 0.
+    999.0, SciPy gives NaN); its ``b == 0`` does not hide a NaN or inf
+    when every other term is 0; a negative sum that underflows is NaN
+    without ``return_sign`` here, as every negative sum, and ``-inf`` there
+    (``logsumexp([0, -1000], b=[0, -1])``).  Shapes: ``axis=()`` reduces
+    nothing here, an empty array included (SciPy: ``[[-inf]]`` for a
+    ``(2, 0)`` array); a 0-d ``x`` keeps 0 dimensions with ``keepdims=True``
+    or ``axis=()`` (SciPy: shape ``(1,)``).
 
     References
     ----------

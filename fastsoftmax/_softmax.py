@@ -224,8 +224,8 @@ def softmax(x: npt.ArrayLike, axis: Axes = -1, *,
     TypeError
         For a non-real dtype of ``x``, an ``axis`` that is not an int, a tuple
         of ints or None, a non-int ``n_threads``, a ``dtype`` other than
-        float32/float64 (float16, ints, complex...), an ``out`` that is not
-        an ndarray or has the wrong dtype.
+        float32, float64, float16 or bfloat16 (ints, complex...), an ``out``
+        that is not an ndarray or has the wrong dtype.
     ValueError
         For an axis out of range (``numpy.exceptions.AxisError``) or named
         twice, a temperature that is not finite and positive, an ``out`` of

@@ -308,6 +308,17 @@ def test_shapes_scalars_and_dtypes():
     assert fs.logsumexp(x, b=[1, 2, 3]).dtype == np.float64
     # float16 is computed as float32 (fastsoftmax's rule; SciPy returns float16).
     assert fs.logsumexp(x.astype(np.float16), b=np.ones(3, np.float16)).dtype == np.float32
+    # The rule in full: b's dtype promoted with the one x's result has without b.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dtypes = [np.bool_, np.int8, np.uint16, np.int64, np.float16, ml_dtypes.bfloat16,
+              np.float32, np.float64]
+    for x_dtype in dtypes:
+        alone = fs.logsumexp(np.zeros(3, x_dtype)).dtype
+        for b_dtype in dtypes:  # (a bfloat16 b counts as float32, which NumPy cannot promote)
+            b_as = np.float32 if b_dtype is ml_dtypes.bfloat16 else b_dtype
+            want = np.result_type(alone, b_as)
+            got = fs.logsumexp(np.zeros(3, x_dtype), b=np.ones(3, b_dtype)).dtype
+            assert got == want, (np.dtype(x_dtype), np.dtype(b_dtype), got, want)
     for kwargs in ({"b": 2.0}, {}):
         value, sign = fs.logsumexp(x, None, return_sign=True, **kwargs)
         assert isinstance(value, np.float32) and isinstance(sign, np.float32)
@@ -463,3 +474,17 @@ def test_the_documented_cancellation_against_the_dominant_term():
                        return_sign=True)
     assert got == (-np.inf, 0.0)
     assert "logsumexp([0, 0, -50], b=[1, -1, 1])" in fs.logsumexp.__doc__.replace("\n", " ")
+
+
+def test_the_documented_differences_from_scipy_in_shapes_and_signs():
+    """The docstring's list of where SciPy 1.17 differs: what fastsoftmax gives there."""
+    for b in (None, 2.0):
+        # axis=() reduces nothing, an empty array included
+        assert fs.logsumexp(np.zeros((2, 0)), axis=(), b=b).shape == (2, 0)
+        # a 0-d x keeps 0 dimensions with keepdims=True or axis=()
+        assert np.shape(fs.logsumexp(np.array(1.0), keepdims=True, b=b)) == ()
+        assert np.shape(fs.logsumexp(np.array(1.0), axis=(), b=b)) == ()
+    # a negative sum that underflows is NaN without return_sign, as every negative sum
+    x, b = np.array([0.0, -1000.0]), np.array([0.0, -1.0])
+    assert np.isnan(fs.logsumexp(x, b=b))
+    assert fs.logsumexp(x, b=b, return_sign=True) == (-1000.0, -1.0)  # log|sum| does not underflow
