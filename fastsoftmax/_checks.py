@@ -450,11 +450,20 @@ def _as_python_float(value: float, name: str) -> float:
         raise ValueError(f"{name} is too large for a float: {shown(value)}") from None
 
 
+def _is_real_number(value: object) -> bool:
+    """Whether ``value`` is a real number, bools aside: a ``numbers.Real``, or a bfloat16
+    scalar (``ml_dtypes`` registers none as a Real, where NumPy's float16 is one)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, Real) or (isinstance(value, np.generic)
+                                       and _is_bfloat16(value.dtype))
+
+
 def _check_temperature(temperature: float) -> float:
     """1 / temperature, for a finite temperature > 0."""
     if type(temperature) is float and 0.0 < temperature < math.inf:
         return 1.0 / temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, Real):
+    if not _is_real_number(temperature):
         raise TypeError(f"temperature must be a real number, got {temperature!r}")
     t = _as_python_float(temperature, "temperature")
     if not (math.isfinite(t) and t > 0):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -18,6 +17,7 @@ from ._checks import (
     _check_int,
     _check_out,
     _is_16_bit_of,
+    _is_real_number,
     _kernel_view,
     _normalize_axis,
     _reduction_view,
@@ -57,7 +57,7 @@ def _check_options(ignore_index: int, reduction: str, label_smoothing: float, re
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if type(label_smoothing) is not float:  # (the ABC check costs ~1 us: skip it for floats)
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real):
+        if not _is_real_number(label_smoothing):
             raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
         smoothing = _as_python_float(label_smoothing, "label_smoothing")
     else:

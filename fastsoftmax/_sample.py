@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import (_as_kernel_array, _asarray, _check_int, _refuse_lazy, _refuse_masked,
-                      _result_dtype, _widened)
+from ._checks import (_as_kernel_array, _asarray, _check_int, _is_bfloat16, _is_real_number,
+                      _refuse_lazy, _refuse_masked, _result_dtype, _widened)
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import Count, FloatArray
@@ -145,8 +145,8 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
         value = value[()]  # a 0-d array is a scalar (a NumPy one)
     quick = type(value) is float and not integer or type(value) is int  # the common call
     if quick or not isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) == 0:
-        if not quick and (isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, numbers.Integral if integer else numbers.Real)):
+        if not quick and not (_is_real_number(value) and (not integer or isinstance(
+                value, numbers.Integral))):
             raise TypeError(f"{name} must be {kind} or an array of one per row, got {value!r}")
         number: int | float
         if integer:
@@ -165,6 +165,8 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
         # Python ints beyond int64 clip as a scalar does (else NumPy makes an object array).
         value = [_clipped_count(v) if type(v) is int else v for v in value]
     arr = _asarray(value, name)
+    if not integer and _is_bfloat16(arr.dtype):
+        arr = _widened(arr, np.dtype(np.float64))
     if arr.dtype.kind not in ("iu" if integer else "iuf"):
         raise TypeError(f"{name} must be {kind} or an array of them, got an array of "
                         f"dtype {arr.dtype}")

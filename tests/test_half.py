@@ -810,3 +810,30 @@ def test_the_sampling_reference_reads_16_bit_logits_as_numbers(dtype):
         ours, theirs = fs.sample(x, u=u, **penalty), reference.sample(x, u=u, **penalty)
         np.testing.assert_array_equal(ours.tokens, theirs.tokens)
         np.testing.assert_allclose(ours.logprob, theirs.logprob, rtol=1e-6, atol=1e-7)
+
+
+def test_bfloat16_numbers_as_parameters():
+    """A bfloat16 scalar is a real number wherever one is taken, as a float16 one is
+    (ml_dtypes registers it as no numbers.Real), and bfloat16 arrays are sample's per-row
+    values: the same results as the float32 values they hold."""
+    bf16 = ml_dtypes.bfloat16
+    x = random_logits((4, 50), np.float32, seed=9)
+    for f in (fs.softmax, fs.log_softmax):
+        assert_same_bits(f(x, temperature=bf16(0.75)), f(x, temperature=0.75))
+    labels = np.array([0, 1, 2, 3])
+    assert fs.cross_entropy(x, labels, label_smoothing=bf16(0.25)) == \
+        fs.cross_entropy(x, labels, label_smoothing=0.25)
+    u = np.array([0.5, 0.25, 0.75, 0.125])
+    t = np.array([0.5, 1.0, 2.0, 0.0])
+    for kwargs in (dict(temperature=bf16(0.5), top_p=bf16(0.75), min_p=bf16(0.125)),
+                   dict(temperature=t.astype(bf16), top_p=np.full(4, 0.75).astype(bf16),
+                        repetition_penalty=np.full(4, 1.5).astype(bf16),
+                        prev_tokens=[[1], [2], [], [3]])):
+        plain = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else
+                     (float(v) if isinstance(v, np.generic) else v)) for k, v in kwargs.items()}
+        got = fs.sample(x, u=u.astype(bf16), **kwargs)
+        want = fs.sample(x, u=u, **plain)
+        np.testing.assert_array_equal(got.tokens, want.tokens)
+        np.testing.assert_array_equal(got.logprob, want.logprob)
+    with pytest.raises(TypeError, match="top_k must be an int"):
+        fs.sample(x, top_k=bf16(2.0), u=u)  # a count is an int, not any real number
