@@ -173,11 +173,13 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     if arr.shape != (rows,):
         raise ValueError(f"{name} must be a scalar or have one entry per row, shape "
                          f"({rows},); got shape {arr.shape}")
+    # A copy of our own, checked and then used: the caller's array may change under a later
+    # read (another thread), and values the check refused (min_tokens_to_keep 0) leave the
+    # kernel nothing to draw from.
     if integer:
-        arr = (np.minimum(arr, 2**62) if arr.dtype == np.uint64 else arr).astype(np.int64,
-                                                                                copy=False)
+        arr = np.array(np.minimum(arr, 2**62) if arr.dtype == np.uint64 else arr, np.int64)
     else:
-        arr = arr.astype(np.float64, copy=False)
+        arr = np.array(arr, np.float64)
     row = _core.first_outside(arr if not integer else arr.astype(np.float64), *bounds)
     if row >= 0:  # (the value given, unclipped)
         value = given[row] if isinstance(given, (list, tuple)) else arr[row].item()
@@ -219,6 +221,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
         if ids.dtype.kind not in "iu":
             raise TypeError(f"prev_tokens must hold integer token ids, got dtype {ids.dtype} "
                             f"in row {row}")
+        ids = ids.copy()  # checked and used as one: the caller's may change meanwhile
         bad = (ids < 0) | (ids >= vocab)
         if bad.any():
             at = int(np.argmax(bad))

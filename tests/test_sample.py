@@ -699,3 +699,37 @@ def test_penalties_overflow_quietly(dtype):
                 fs.sample(x, **call)
         with pytest.raises(ValueError, match=f"contains {message} \\(after the penalties"):
             reference.sample(x, **call)
+
+
+def test_per_row_arrays_changed_after_their_check(monkeypatch):
+    """Every per-row array is checked and then used as one private copy: the caller's may
+    change under the call (another thread) right after its check, to values the check
+    refuses (min_tokens_to_keep 0 once left the kernel an empty list: a crash), and the
+    call samples what was checked."""
+    from fastsoftmax import _sample
+
+    rows, vocab = 6, 300
+    x = random_logits((rows, vocab), np.float32, seed=12)
+    given = dict(temperature=np.full(rows, 0.8), top_k=np.full(rows, 40),
+                 top_p=np.full(rows, 0.9), min_p=np.full(rows, 0.02),
+                 repetition_penalty=np.full(rows, 1.3), presence_penalty=np.full(rows, 0.5),
+                 frequency_penalty=np.full(rows, 0.25), min_tokens_to_keep=np.full(rows, 2),
+                 u=np.linspace(0.05, 0.95, rows))
+    prev = [[1, 2, 2]] * rows
+    want = fs.sample(x, prev_tokens=prev, logprobs=2, **{k: v.copy() for k, v in given.items()})
+    refused = dict(temperature=-1.0, top_k=-5, top_p=-1000.0, min_p=5.0,
+                   repetition_penalty=0.0, presence_penalty=np.nan, frequency_penalty=np.inf,
+                   min_tokens_to_keep=0, u=2.0)
+    check = _core.first_outside
+    checked = iter(refused)  # (the order sample checks them in)
+
+    def check_then_change(arr, *bounds):
+        row = check(arr, *bounds)
+        name = next(checked)  # the caller's array just checked, as another thread might
+        given[name][...] = refused[name]
+        return row
+
+    monkeypatch.setattr(_sample._core, "first_outside", check_then_change)
+    got = fs.sample(x, prev_tokens=prev, logprobs=2, **given)
+    assert given["min_tokens_to_keep"][0] == 0  # (the change did happen)
+    assert_same(got, want)
