@@ -151,7 +151,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 @pytest.fixture
 def measure(benchmark, request):
-    """measure(fn) -> fn's result: time a zero-argument callable, once with --benchmark-disable.
+    """measure(fn, check) -> fn's result: time a zero-argument callable, once with
+    --benchmark-disable.  ``check(result)``, if given, sees the first call's result before
+    any call is timed: a contender whose result it refuses fails with no timing recorded.
 
     Uses benchmark.pedantic with rounds derived from one untimed warm-up call (JAX compiles,
     PyTorch spins up its thread pool, first-touch page faults happen there) and one timed probe
@@ -159,10 +161,15 @@ def measure(benchmark, request):
     budget plus its warm-up on every one of ~250 cases, far past 10 minutes on two cores.
     """
 
-    def run(fn):
+    def run(fn, check=None):
         if benchmark.disabled:  # --benchmark-disable: pedantic just calls fn once
-            return benchmark.pedantic(fn)
-        fn()
+            result = benchmark.pedantic(fn)
+            if check is not None:
+                check(result)
+            return result
+        result = fn()
+        if check is not None:  # before anything is timed: a wrong result fails, untimed
+            check(result)
         start = time.perf_counter()
         fn()
         call_s = time.perf_counter() - start
