@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._checks import (_as_kernel_array, _asarray, _check_int, _is_bfloat16, _is_real_number,
-                      _refuse_lazy, _refuse_masked, _result_dtype, _widened)
+from ._checks import (_as_kernel_array, _check_int, _is_bfloat16, _is_real_number,
+                      _refuse_lazy, _refuse_masked, _result_dtype, _view_as_ndarray, _widened)
 from ._messages import shown
 from ._threads import resolve_threads
 from ._typing import Count, FloatArray
@@ -141,6 +141,11 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     integer, bounds, what = _RULES[name]
     kind = "an int" if integer else "a real number"
     _refuse_masked(value, name)
+    if not isinstance(value, (int, float, np.ndarray, list, tuple)) and (
+            hasattr(value, "__dlpack__") or hasattr(value, "__array__")):
+        value = _view_as_ndarray(value, name)  # a tensor: its refusals name the argument
+        if _is_bfloat16(value.dtype):  # (viewed as bit patterns: their values, exactly)
+            value = _widened(value, np.dtype(np.float64))
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is a scalar (a NumPy one)
     quick = type(value) is float and not integer or type(value) is int  # the common call
@@ -164,7 +169,7 @@ def _per_row(value: Any, name: str, rows: int) -> PerRow:
     if integer and isinstance(value, (list, tuple)):
         # Python ints beyond int64 clip as a scalar does (else NumPy makes an object array).
         value = [_clipped_count(v) if type(v) is int else v for v in value]
-    arr = _asarray(value, name)
+    arr = _view_as_ndarray(value, name)
     if not integer and _is_bfloat16(arr.dtype):
         arr = _widened(arr, np.dtype(np.float64))
     if arr.dtype.kind not in ("iu" if integer else "iuf"):
@@ -196,7 +201,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
     _refuse_masked(prev_tokens, "prev_tokens")
     if isinstance(prev_tokens, np.ndarray) or one_row or not isinstance(prev_tokens, (list, tuple)):
         try:
-            arr = np.asarray(prev_tokens)
+            arr = _view_as_ndarray(prev_tokens, "prev_tokens")
         except ValueError as error:  # a ragged nesting, say: NumPy's message names no argument
             raise ValueError(f"prev_tokens must be a sequence of ids for one row of logits: "
                              f"{error}") from None
@@ -211,7 +216,7 @@ def _resolve_prev_tokens(prev_tokens: PrevTokens, rows: int, vocab: int, one_row
         if len(prev_tokens) != rows:
             raise ValueError(f"prev_tokens must hold one sequence of ids per row: {rows}, "
                              f"got {len(prev_tokens)}")
-        per_row = [_asarray(p, f"prev_tokens[{row}]") for row, p in enumerate(prev_tokens)]
+        per_row = [_view_as_ndarray(p, f"prev_tokens[{row}]") for row, p in enumerate(prev_tokens)]
     flat_parts = []
     for row, ids in enumerate(per_row):
         if ids.ndim != 1:
