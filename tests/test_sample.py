@@ -733,3 +733,29 @@ def test_per_row_arrays_changed_after_their_check(monkeypatch):
     got = fs.sample(x, prev_tokens=prev, logprobs=2, **given)
     assert given["min_tokens_to_keep"][0] == 0  # (the change did happen)
     assert_same(got, want)
+
+
+def test_tensors_as_per_row_values_and_prev_tokens():
+    """A torch tensor as a per-row value or as prev_tokens is read as the logits are (DLPack,
+    lazy negation resolved, bfloat16 by its values, a 0-d one as a scalar), and refused as
+    they are: a TypeError naming the argument for one that requires grad."""
+    torch = pytest.importorskip("torch")
+    rows = 3
+    x = random_logits((rows, 200), np.float32, seed=13)
+    u = np.array([0.1, 0.5, 0.9])
+    top_p = np.array([0.5, 0.75, 0.875])  # exact in bfloat16
+    want = fs.sample(x, u=u, top_p=top_p, temperature=0.75, top_k=np.array([5, 9, 40]),
+                     prev_tokens=[[1, 2], [3], [4, 4]], repetition_penalty=1.5)
+    negated = torch._neg_view(torch.from_numpy(-top_p))
+    assert negated.is_neg()
+    for top_p_given in (torch.from_numpy(top_p), negated, torch.from_numpy(top_p).bfloat16()):
+        got = fs.sample(x, u=torch.from_numpy(u), top_p=top_p_given,
+                        temperature=torch.tensor(0.75), top_k=torch.tensor([5, 9, 40]),
+                        prev_tokens=torch.tensor([[1, 2], [3, 3], [4, 4]]),
+                        repetition_penalty=torch.tensor(1.5, dtype=torch.bfloat16))
+        assert_same(got, want)
+    for name, value in (("top_p", torch.from_numpy(top_p).requires_grad_(True)),
+                        ("u", torch.from_numpy(u).requires_grad_(True)),
+                        ("temperature", torch.tensor(0.5, requires_grad=True))):
+        with pytest.raises(TypeError, match=name):
+            fs.sample(x, **{"u": u, name: value})
