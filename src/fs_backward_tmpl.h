@@ -67,26 +67,34 @@ FS_ALWAYS_INLINE int FN(sum_overflows)(double sum)
 }
 
 /*
- * A slice's sum in double, element by element, `stride` apart: for a float32
- * sum that came out infinite, since its products and float blocks can
- * overflow where the double sum does not.
+ * A slice's sum in double, element by element, `stride` apart, for a sum that
+ * came out inf or NaN:
+ *   - float32's, whose products and float blocks can overflow where the
+ *     double sum does not;
+ *   - double's, whose vector pass fuses each product into the sum (FMA),
+ *     where a product that overflows is not yet inf: +inf + (-1e300 * 1e300)
+ *     fused is +inf, so a slice with products of both signs came out +inf or
+ *     -inf by which came last, where the reference's (and torch's) inf - inf
+ *     is NaN.  Here each product is rounded on its own (a volatile term is
+ *     never fused into the sum), and whatever the order, NaN it is.
  */
 static double FN(backward_sum_wide)(const STORAGE *g, const STORAGE *y, fs_index n,
                                     fs_index stride, int log_output)
 {
     double sum = 0;
-    for (fs_index k = 0; k < n; k++)
-        sum += log_output ? (double)SLOAD(g + k * stride)
-                          : (double)SLOAD(g + k * stride) * SLOAD(y + k * stride);
+    for (fs_index k = 0; k < n; k++) {
+        volatile double term = log_output ? (double)SLOAD(g + k * stride)
+                                          : (double)SLOAD(g + k * stride) * SLOAD(y + k * stride);
+        sum += term;
+    }
     return sum;
 }
 
-/* The sum to use: recomputed in double where a float32 sum came out infinite. */
+/* The sum to use: recomputed element by element where the vector sum came out inf or NaN. */
 static double FN(backward_checked_sum)(double sum, const STORAGE *g, const STORAGE *y, fs_index n,
                                        fs_index stride, int log_output)
 {
-    return sizeof(REAL) == 4 && isinf(sum) ? FN(backward_sum_wide)(g, y, n, stride, log_output)
-                                           : sum;
+    return isfinite(sum) ? sum : FN(backward_sum_wide)(g, y, n, stride, log_output);
 }
 
 FS_ALWAYS_INLINE REAL FN(backward_element_wide)(REAL g, REAL y, double sum, int log_output)
@@ -152,7 +160,17 @@ FS_ALWAYS_INLINE void FN(panel_backward)(const STORAGE *g, const STORAGE *y, OUT
                 }
             continue;
         }
-        const VEC vsum = VACC_NARROW(sums);
+        VEC vsum = VACC_NARROW(sums);
+        int summed_again = 0; /* lanes whose sums backward_checked_sum redid take them */
+        for (fs_index i = 0; i < lanes; i++)
+            summed_again |= !isfinite(VACC_LANE(sums, i));
+        if (summed_again) {
+            REAL lane_sums[LANES];
+            memcpy(lane_sums, &vsum, sizeof lane_sums);
+            for (fs_index i = 0; i < lanes; i++)
+                lane_sums[i] = (REAL)wide[i];
+            memcpy(&vsum, lane_sums, sizeof vsum);
+        }
         for (fs_index k = 0; k < n; k++) {
             const fs_index at = k * stride + j;
             VEC gv = TILE_LOAD(g + at, 0, 0), yv = TILE_LOAD(y + at, 0, 0);

@@ -175,3 +175,46 @@ def test_float32_sum_that_overflows_float(isa, n, layout):
         got = [fs.softmax_backward(gp, yp, axis=0, n_threads=t)[:, 0] for t in (1, 3)]
     np.testing.assert_allclose(got[0], ref, rtol=2e-6)
     np.testing.assert_array_equal(got[1], got[0])
+
+
+def _opposite_overflows(n, dtype, first, last):
+    """g, y whose products at `first` and `last` overflow with opposite signs; the rest 0.1."""
+    big = {np.float32: 1e20, np.float64: 1e300}[dtype]
+    g = np.ones(n, dtype)
+    y = np.full(n, 0.1, dtype)
+    g[first], y[first] = big, big
+    g[last], y[last] = -big, big
+    return g, y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 17, 33, 64, 65, 129, 2 * CHUNK + 5])
+@pytest.mark.parametrize("layout", ["row", "panel"])
+def test_products_that_overflow_with_opposite_signs(isa, dtype, n, layout):
+    """softmax_backward where two products g * y overflow with opposite signs, at every pair of
+    places a vector, a block, a chunk and a tail put them.  The reference's sum is inf - inf:
+    float64 gives a NaN slice, whatever the order (before, the vector pass fused each product
+    into its sum and the slice came out +inf or -inf by which came last).  float32's products
+    do not overflow in double: its slice is finite but where its own entries overflow, as
+    the reference's (whose values there depend on the order of the sum: 1e40 + 0.1 - 1e40
+    is 0 in double).  Rows on 1 and 3 threads (a long row is split), and panels."""
+    if layout == "panel" and n > 200:
+        return  # the panel path has no long-row split
+    places = sorted({0, 1, n // 2, n - 2, n - 1})
+    for first, last in ((a, b) for a in places for b in places if a != b):
+        g, y = _opposite_overflows(n, dtype, first, last)
+        ref = reference.softmax_backward(g, y)
+        if layout == "row":
+            got = [fs.softmax_backward(g[None], y[None], n_threads=t)[0] for t in (1, 3)]
+        else:  # down a leading axis, beside a column of ordinary values
+            gp = np.stack([g, np.ones(n, dtype)], axis=1)
+            yp = np.stack([y, np.full(n, 1.0 / n, dtype)], axis=1)
+            got = [fs.softmax_backward(gp, yp, axis=0, n_threads=t)[:, 0] for t in (1, 3)]
+        where = f"{first} and {last}"
+        if dtype == np.float64:
+            assert np.isnan(ref).all()
+            assert np.isnan(got[0]).all(), where
+        else:
+            np.testing.assert_array_equal(np.isfinite(got[0]), np.isfinite(ref), err_msg=where)
+            np.testing.assert_array_equal(got[0][~np.isfinite(ref)], ref[~np.isfinite(ref)])
+        np.testing.assert_array_equal(got[1], got[0])
