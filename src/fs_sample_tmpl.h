@@ -177,6 +177,22 @@ static double fs_sample_log_total(const fs_sample_candidate *list, fs_index coun
     return fs_log_sum(rest, maxima);
 }
 
+/*
+ * A row's parameters within the ranges the kernel relies on (fs_sample_params):
+ * fastsoftmax._sample checks them on a private copy, and in range these change
+ * nothing, but a block given others (min_keep 0 with a min_p above 1 kept no
+ * candidate, and the draw read an empty list) must not read past its lists.
+ */
+static fs_sample_params fs_sample_params_in_range(fs_sample_params p, fs_index n)
+{
+    if (!(p.min_keep >= 1))
+        p.min_keep = 1;
+    if (p.min_keep > n)
+        p.min_keep = n;
+    if (p.top_k < 0 || p.top_k >= n)
+        p.top_k = 0;
+    return p;
+}
 #endif /* FS_SAMPLE_SHARED_H */
 
 
@@ -672,7 +688,8 @@ static void FN(sample_block)(const STORAGE *x, fs_index rows, fs_index n,
     for (fs_index r = 0; r < rows; r++) {
         int64_t *tokens = n_top > 0 ? top_tokens + r * n_top : NULL;
         float *logprobs = n_top > 0 ? top_logprobs + r * n_top : NULL;
-        if (FN(sample_row)(x + r * n, n, params + r, results + r, tokens, logprobs, n_top, &s) != 0)
+        const fs_sample_params p = fs_sample_params_in_range(params[r], n);
+        if (FN(sample_row)(x + r * n, n, &p, results + r, tokens, logprobs, n_top, &s) != 0)
             results[r].status = FS_SAMPLE_NO_MEMORY;
     }
     fs_sample_free(&s);

@@ -7,6 +7,9 @@ blocks of FS_SAMPLE_BLOCK (1024) weights.  The vocabularies tested sit on either
 a vector, of the four-vector compare step, and of one and two blocks, for every ISA.
 """
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -733,6 +736,37 @@ def test_per_row_arrays_changed_after_their_check(monkeypatch):
     got = fs.sample(x, prev_tokens=prev, logprobs=2, **given)
     assert given["min_tokens_to_keep"][0] == 0  # (the change did happen)
     assert_same(got, want)
+
+
+def test_the_kernel_keeps_to_its_lists_whatever_its_parameters():
+    """fs_sample_block takes each row's parameters into the ranges it relies on: the Python
+    layer never hands it others, but a min_tokens_to_keep of 0 with a min_p above 1 once
+    left it an empty list to draw from (a crash).  In a child process: a crash fails."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from fastsoftmax import _core
+        from fastsoftmax._sample import PARAMS_DTYPE, RESULT_DTYPE
+        rows, vocab = 4, 1000
+        x = np.random.default_rng(0).standard_normal((rows, vocab)).astype(np.float32)
+        for bad in (dict(min_p=5.0, min_keep=0), dict(top_p=-1000.0, min_keep=0),
+                    dict(min_keep=-7, top_k=-5), dict(top_k=vocab + 3, min_keep=vocab + 9),
+                    dict(top_k=vocab, min_p=2.0, min_keep=0), dict(u=7.0, min_keep=0)):
+            params = np.zeros(rows, PARAMS_DTYPE)
+            params["inv_temperature"], params["top_p"], params["min_keep"] = 1.0, 1.0, 1
+            params["u"] = 0.5
+            for name, value in bad.items():
+                params[name] = value
+            results = np.empty(rows, RESULT_DTYPE)
+            for threads in (1, 2):
+                assert _core.sample(x, params, results, np.empty((rows, 0), np.int64),
+                                    np.empty((rows, 0), np.float32), rows, vocab, threads) < 0
+                assert ((0 <= results["token"]) & (results["token"] < vocab)).all(), bad
+                assert (results["n_kept"] >= 1).all(), bad
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_tensors_as_per_row_values_and_prev_tokens():
