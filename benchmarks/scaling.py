@@ -54,6 +54,26 @@ def copy_bandwidth(threads):
         return 2 * src.nbytes / median_seconds(copy)
 
 
+def check_against_one_thread(op, result, x, labels):
+    """The timed call's result has one thread's bits (README: the same bits for every thread
+    count), and one thread's softmax is NumPy's in float64 on a few rows: a thread count that
+    computed something else cannot be timed as a speed-up."""
+    if op == "softmax":
+        one = fs.softmax(x, n_threads=1)
+        rows = sorted({0, len(x) // 2, len(x) - 1})
+        wide = x[rows].astype(np.float64)
+        e = np.exp(wide - wide.max(axis=-1, keepdims=True))
+        np.testing.assert_allclose(one[rows], e / e.sum(axis=-1, keepdims=True), rtol=1e-5,
+                                   atol=1e-37)
+    elif op == "logsumexp":
+        one = fs.logsumexp(x, axis=-1, n_threads=1)
+    else:
+        one = fs.cross_entropy(x, labels, return_grad=True, n_threads=1)
+        assert result[0] == one[0], (op, result[0], one[0])
+        result, one = result[1], one[1]
+    assert np.asarray(result).tobytes() == np.asarray(one).tobytes(), f"{op}: not one thread's bits"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, 8, 16])
@@ -100,6 +120,7 @@ def main():
                 peer = {"softmax": lambda: torch.softmax(tx, dim=-1), "cross_entropy": torch_ce}
             for op, (func, moved) in cases.items():
                 seconds = median_seconds(func)
+                check_against_one_thread(op, func(), x, labels)
                 floor = moved / bandwidth
                 torch_ms = f"{median_seconds(peer[op]) * 1e3:.3f}" if op in peer else ""
                 rows.append((threads, f"{name} {shape[0]}x{shape[1]}", op, f"{seconds * 1e3:.3f}",
