@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.exceptions import AxisError
 
+from ._checks import _is_bfloat16, _view_as_ndarray, _widened
 from ._typing import Axes
 
 # Every public function of the reference runs under this: inf - inf, 0/0, exp overflow at masked
@@ -23,11 +24,21 @@ from ._typing import Axes
 _silently: np.errstate = np.errstate(all="ignore")  # type: ignore[type-arg, unused-ignore]
 
 
+def _as_array(a: Any, name: str = "input") -> npt.NDArray[Any]:
+    """``a`` as an ndarray, read as the fast functions read their inputs (torch tensors and
+    other DLPack objects, a lazy negation resolved; a tensor that requires grad refused with
+    a TypeError), bfloat16 as its values widened to float32, exactly."""
+    if isinstance(a, np.ndarray) and not _is_bfloat16(a.dtype):
+        return a
+    arr = _view_as_ndarray(a, name)
+    return _widened(arr, np.dtype(np.float32)) if _is_bfloat16(arr.dtype) else arr
+
+
 def _result_dtype(*arrays: npt.ArrayLike) -> np.dtype[Any]:
     """float32 for float16/bfloat16/float32 inputs, float64 for everything else."""
     # bfloat16 (ml_dtypes) promotes as float32 here: np.result_type cannot promote it.
     dtypes = [np.dtype(np.float32) if d.name == "bfloat16" else d
-              for d in (np.asarray(a).dtype for a in arrays)]
+              for d in (_as_array(a).dtype for a in arrays)]
     dtype = np.result_type(*dtypes)
     return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(np.float64)
 
@@ -35,7 +46,7 @@ def _result_dtype(*arrays: npt.ArrayLike) -> np.dtype[Any]:
 def _upcast(*arrays: Any) -> tuple[list[npt.NDArray[np.float64]], np.dtype[Any]]:
     """Return the arrays converted to float64, and the result dtype they share."""
     # (arrays: array_likes; the name is reused for the list of ndarrays.)
-    arrays = [np.asarray(a) for a in arrays]  # type: ignore[assignment]
+    arrays = [_as_array(a) for a in arrays]  # type: ignore[assignment]
     return [a.astype(np.float64) for a in arrays], _result_dtype(*arrays)
 
 

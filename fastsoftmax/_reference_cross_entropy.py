@@ -11,7 +11,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._reference_base import _log_softmax_float64, _silently, _upcast
+from ._reference_base import _as_array, _log_softmax_float64, _silently, _upcast
 from ._typing import REDUCTIONS, FloatArray, FloatScalarOrArray, Reduction
 
 __all__ = ["cross_entropy"]
@@ -215,8 +215,9 @@ def cross_entropy(
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    label_smoothing = float(label_smoothing)  # (a NumPy float16 would compute in float16)
     (logits,), dtype = _upcast(logits)
-    target = np.asarray(target)
+    target = _as_array(target, "target")
     axis = _normalize_axis(axis, logits.ndim)
     if target.dtype.kind == "f" and target.ndim == logits.ndim - 1:
         target = _float_labels(target)
@@ -225,7 +226,7 @@ def cross_entropy(
     log_probs = _log_softmax_float64(np.moveaxis(logits, axis, -1), -1, 1.0, True)
     n_classes = log_probs.shape[-1]
     class_weight = (
-        np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+        np.ones(n_classes) if weight is None else _as_array(weight, "weight").astype(np.float64)
     )
     if np.issubdtype(target.dtype, np.integer):
         losses, effective_target, ignored, denominator_terms = _index_target_terms(
@@ -238,7 +239,7 @@ def cross_entropy(
         )
     if sample_weight is not None:
         # Each sample's loss, and so its effective target and gradient, times its weight.
-        s = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), losses.shape)
+        s = np.broadcast_to(_as_array(sample_weight, "sample_weight").astype(np.float64), losses.shape)
         if not np.all(np.isfinite(s)):
             raise ValueError("sample_weight must be finite")
         losses = losses * s

@@ -95,6 +95,7 @@ def _prefix(keep: np.ndarray) -> int:
     return int(keep.size if keep.all() else np.argmin(keep))
 
 
+@_silently  # (as every public function of the reference: IEEE's values, no warnings)
 def sample_kept(logits: npt.ArrayLike, **kwargs: Any) -> npt.NDArray[np.bool_]:
     """Which tokens survive the filters of :func:`fastsoftmax.sample` with these arguments.
 
@@ -169,9 +170,21 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
     >>> int(reference.sample(np.log([0.5, 0.3, 0.15, 0.05]), top_p=0.7, u=0.9).tokens)
     1
     """
-    args = _sample._resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
-                            presence_penalty, frequency_penalty, prev_tokens,
-                            min_tokens_to_keep, rng, u, logprobs)
+    # A call that raises leaves rng as it was, as fs.sample's does.
+    state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+    try:
+        with np.errstate(all="ignore"):  # (as every public function of the reference)
+            return _sample_resolved(_sample._resolve(
+                logits, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+                frequency_penalty, prev_tokens, min_tokens_to_keep, rng, u, logprobs))
+    except BaseException:
+        if state is not None:
+            rng.bit_generator.state = state  # type: ignore[union-attr]
+        raise
+
+
+def _sample_resolved(args: Any) -> SampleResult:
+    """:func:`sample` of resolved arguments."""
     rows = args.logits.shape[0]
     tokens = np.zeros(rows, np.int64)
     logprob = np.zeros(rows, np.float64)

@@ -45,6 +45,7 @@ from ._reference_base import (
     _silently,
     _slice_max,
     _slices_last,
+    _as_array,
     _upcast,
 )
 from ._reference_cross_entropy import cross_entropy
@@ -80,12 +81,12 @@ def _cast(x: npt.ArrayLike, dtype: npt.DTypeLike | None
     if resolved.name not in ("float32", "float64", "float16", "bfloat16") or \
             not resolved.isnative:
         raise TypeError(f"dtype must name float32, float64, float16 or bfloat16, got {dtype!r}")
-    return np.asarray(x).astype(resolved), resolved
+    return _as_array(x, "x").astype(resolved), resolved
 
 
 def _mask(where: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | Literal[True]:
     """``where=None`` means every entry takes part; ``True`` broadcasts like that."""
-    return True if where is None else np.asarray(where, dtype=bool)
+    return True if where is None else _as_array(where, "where").astype(bool, copy=False)
 
 
 @_silently
@@ -188,6 +189,8 @@ def _log_abs_weighted_sum(x: npt.NDArray[np.float64], w: npt.NDArray[np.float64]
     top = np.max(x, axis=-1, keepdims=True)
     shift = np.where(np.isfinite(top), top, 0.0)
     terms = np.where(keep, w * np.exp(x - shift), 0.0)
+    # An infinite weight on a term of x > -inf is infinite, however far exp(x - shift) underflows.
+    terms = np.where(np.isinf(w) & (x > -np.inf), w, terms)
     infinite = (x == np.inf) | np.isinf(w)
     terms = np.where(top == np.inf, np.where(infinite, w * np.inf, 0.0), terms)
     total = np.sum(terms, axis=-1)
@@ -208,8 +211,8 @@ def _weighted_logsumexp(x: npt.ArrayLike, axis: Axes, b: npt.ArrayLike | None,
     """logsumexp's ``(log|sum|, sign, result dtype)`` with weights ``b`` (None: 1)."""
     (x64,), dtype = _upcast(x)
     if b is not None and type(b) not in (bool, int, float):  # Python scalars promote weakly
-        dtype = _result_dtype(np.zeros(0, dtype), np.asarray(b))
-    w = np.asarray(1.0 if b is None else b, dtype=np.float64)
+        dtype = _result_dtype(np.zeros(0, dtype), _as_array(b, "b"))
+    w = (np.float64(1.0) if b is None else _as_array(b, "b")).astype(np.float64)
     x64, w = np.broadcast_arrays(x64, w)
     w = np.where(_mask(where), w, 0.0)
     axes = _reduced_axes(axis, x64.ndim)
@@ -388,7 +391,7 @@ def top_k(x: npt.ArrayLike, k: int, axis: int = -1, *, largest: bool = True,
     >>> top_k([1.0, np.nan, 3.0, 3.0], 3)
     (array([nan,  3.,  3.]), array([1, 2, 3]))
     """
-    a = np.asarray(x)
+    a = _as_array(x, "x")
     a = a.astype(_result_dtype(a))
     if a.ndim == 0:
         if k not in (0, 1):

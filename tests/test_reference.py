@@ -5,11 +5,14 @@ against finite differences, and row by row against the numerics contract, so
 the rest of the test suite can trust it.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.special
 from numpy.testing import assert_allclose, assert_array_equal
 
+import fastsoftmax as fs
 from fastsoftmax import reference
 
 # The contract promises silence for NaN/inf/empty/masked input.
@@ -504,3 +507,54 @@ def test_cross_entropy_rejects_out_of_range_labels(bad_label):
 def test_cross_entropy_rejects_malformed_input(target, options):
     with pytest.raises(ValueError):
         reference.cross_entropy(np.zeros((2, 3)), target, **options)
+
+
+def test_the_oracle_reads_what_the_fast_functions_read():
+    """The reference takes every input the fast functions take, read the same way: bfloat16
+    class labels (not probabilities), torch tensors in bfloat16 and with a lazy negation, a
+    NumPy-scalar label_smoothing computed in float64 (not in its own float16)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    logits = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
+    labels = np.array([2, 0])
+    for target in (labels.astype(ml_dtypes.bfloat16), labels.astype(np.float32)):
+        np.testing.assert_allclose(
+            reference.cross_entropy(logits, target, reduction="none"),
+            fs.cross_entropy(logits, target, reduction="none"), rtol=1e-15)
+    for eps in (np.float16(0.25), np.float32(0.1)):
+        np.testing.assert_allclose(reference.cross_entropy(logits, labels, label_smoothing=eps),
+                                   reference.cross_entropy(logits, labels,
+                                                           label_smoothing=float(eps)),
+                                   rtol=1e-15)
+    torch = pytest.importorskip("torch")
+    x = np.array([[1.0, -2.0, 0.5, 3.0], [0.25, 0.0, -1.0, 2.0]], np.float32)
+    negated = torch._neg_view(torch.from_numpy(-x))
+    assert negated.is_neg()
+    for given, want in ((torch.from_numpy(x).bfloat16(), x.astype(ml_dtypes.bfloat16)),
+                        (negated, x)):
+        np.testing.assert_array_equal(reference.softmax(given), reference.softmax(want))
+        np.testing.assert_array_equal(reference.logsumexp(given, b=given),
+                                      reference.logsumexp(want, b=want))
+        np.testing.assert_array_equal(reference.cross_entropy(given, labels, weight=given[0]),
+                                      reference.cross_entropy(want, labels, weight=want[0]))
+
+
+def test_the_oracle_sample_is_silent_and_leaves_rng_on_error():
+    """As fs.sample: no warning where IEEE arithmetic overflows on valid logits, and a call
+    that raises leaves rng as it was."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for x in (np.array([2.0, np.finfo(np.float64).min]), np.array([1e308, -1e308])):
+            reference.sample(x, temperature=0.7, u=0.5)
+            reference.sample_kept(x, temperature=0.7)
+    rng = np.random.default_rng(7)
+    with pytest.raises(ValueError, match="NaN"):
+        reference.sample(np.array([[0.0, 1.0], [np.nan, 1.0]]), rng=rng)
+    assert rng.random() == np.random.default_rng(7).random()
+
+
+@pytest.mark.parametrize("weight", [np.inf, -np.inf])
+def test_the_oracle_infinite_weight_on_an_underflowing_term(weight):
+    """An infinite term decides alone, however far its exp underflows (fs.logsumexp's rule)."""
+    x, b = np.array([0.0, -1000.0]), np.array([1.0, weight])
+    assert reference.logsumexp(x, b=b, return_sign=True) == (np.inf, np.sign(weight))
+    assert fs.logsumexp(x, b=b, return_sign=True) == (np.inf, np.sign(weight))
