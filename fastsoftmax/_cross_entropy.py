@@ -138,7 +138,8 @@ def _position(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 def _prepare_weight(weight: npt.ArrayLike, dtype: np.dtype[Any],
                     n_classes: int) -> tuple[FloatArray, float]:
     """The class weights as a C-contiguous array of ``dtype``, and their sum."""
-    weight = _as_float_array(weight, "weight").astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, a weight torch allows too
+        weight = _as_float_array(weight, "weight").astype(dtype, copy=False)
     if weight.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one per class), "
                          f"got {weight.shape}")

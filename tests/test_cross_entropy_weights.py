@@ -8,6 +8,8 @@ live where it is installed.
 import itertools
 import math
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -469,3 +471,17 @@ def test_scikit_learn_float32_live():
                                atol=1e-7)
     np.testing.assert_allclose(grad, sk_loss.gradient(y, logits, sample_weight=s), rtol=0,
                                atol=1e-6)
+
+
+def test_a_class_weight_beyond_float32_is_inf_without_a_warning():
+    """A float64 class weight beyond float32's range becomes inf in float32 logits' dtype (as
+    torch's cast makes it; infinite class weights are allowed), quietly: NumPy's cast warning
+    is not the caller's business."""
+    logits = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], np.float32)
+    big = np.array([1e39, 1.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fs.cross_entropy(logits, np.array([0, 1]), weight=big, reduction="none")
+    want = fs.cross_entropy(logits, np.array([0, 1]), reduction="none",
+                            weight=np.array([np.inf, 1.0, 1.0], np.float32))
+    np.testing.assert_array_equal(got, want)
