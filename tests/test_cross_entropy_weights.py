@@ -7,7 +7,6 @@ live where it is installed.
 """
 import itertools
 import math
-
 import warnings
 
 import numpy as np
