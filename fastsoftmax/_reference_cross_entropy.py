@@ -261,9 +261,12 @@ def cross_entropy(
     # loss_i = -sum_c q_ic * log_softmax_ic has d loss_i / d logits_i =
     # sum_c(q_ic) * softmax_i - q_i (sum_c q_ic is not 1 once weights enter).
     # Ignored samples get exactly 0, as in torch, even when the mean's scale
-    # is 1/0 (all ignored).
+    # is 1/0 (all ignored).  The scale goes into q first, as torch's chain takes
+    # it (the loss's gradient into nll's, then log_softmax's), and q's zeros stay
+    # 0: with a scale of 1/0 (the weights sum to 0) the label's entry is then
+    # inf - inf = NaN, as torch's, not +-inf.
     probs = np.exp(log_probs)
-    total_target = np.sum(effective_target, axis=-1, keepdims=True)
-    grad = (total_target * probs - effective_target) * grad_scale
+    scaled_target = np.where(effective_target != 0, effective_target * grad_scale, 0.0)
+    grad = np.sum(scaled_target, axis=-1, keepdims=True) * probs - scaled_target
     grad = np.where(ignored[..., np.newaxis], 0.0, grad)
     return loss, np.moveaxis(grad, -1, axis).astype(dtype)

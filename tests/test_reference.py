@@ -558,3 +558,22 @@ def test_the_oracle_infinite_weight_on_an_underflowing_term(weight):
     x, b = np.array([0.0, -1000.0]), np.array([1.0, weight])
     assert reference.logsumexp(x, b=b, return_sign=True) == (np.inf, np.sign(weight))
     assert fs.logsumexp(x, b=b, return_sign=True) == (np.inf, np.sign(weight))
+
+
+@pytest.mark.parametrize("kwargs", [dict(weight=np.array([-1.0, 1.0, 1.0])),
+                                    dict(sample_weight=np.array([1.0, -1.0]))])
+def test_the_oracle_gradient_when_the_mean_divides_by_zero(kwargs):
+    """Weights summing to 0: the mean's scale is 1/0, and torch's chain makes the label's
+    entry inf - inf = NaN and the others +-inf; the oracle's and fs's the same."""
+    torch = pytest.importorskip("torch")
+    logits = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
+    labels = np.array([0, 1])
+    _, want = reference.cross_entropy(logits, labels, return_grad=True, **kwargs)
+    _, got = fs.cross_entropy(logits, labels, return_grad=True, **kwargs)
+    leaf = torch.from_numpy(logits).requires_grad_(True)
+    if "weight" in kwargs:
+        torch.nn.functional.cross_entropy(leaf, torch.from_numpy(labels),
+                                          weight=torch.from_numpy(kwargs["weight"])).backward()
+        np.testing.assert_array_equal(want, leaf.grad.numpy())
+    assert np.isnan(want[[0, 1], labels]).all() and np.isinf(np.delete(want.ravel(), [0, 4])).all()
+    np.testing.assert_array_equal(got, want)
