@@ -170,17 +170,10 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
     >>> int(reference.sample(np.log([0.5, 0.3, 0.15, 0.05]), top_p=0.7, u=0.9).tokens)
     1
     """
-    # A call that raises leaves rng as it was, as fs.sample's does.
-    state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
-    try:
-        with np.errstate(all="ignore"):  # (as every public function of the reference)
-            return _sample_resolved(_sample._resolve(
-                logits, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-                frequency_penalty, prev_tokens, min_tokens_to_keep, rng, u, logprobs))
-    except BaseException:
-        if state is not None:
-            rng.bit_generator.state = state  # type: ignore[union-attr]
-        raise
+    with _sample.rng_kept_on_error(rng), np.errstate(all="ignore"):  # (as fs.sample; silent)
+        return _sample_resolved(_sample._resolve(
+            logits, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+            frequency_penalty, prev_tokens, min_tokens_to_keep, rng, u, logprobs))
 
 
 def _sample_resolved(args: Any) -> SampleResult:

@@ -8,9 +8,10 @@ kernel (src/fs_sample_tmpl.h), one row per thread, without a sort of the row.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import operator
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -489,18 +490,24 @@ def sample(logits: npt.ArrayLike, *, temperature: Any = 1.0, top_k: Any = 0, top
             and u is None and tuple(map(type, rest)) == _DEFAULT_TYPES and rest == _DEFAULTS):
         # Greedy with every other argument at its default (so valid): nothing to resolve.
         return _greedy(logits, n_threads)
-    # A call that raises leaves the generator as it was, so that a caller who mends the
-    # logits and calls again gets the draw a first clean call would have had: the rows'
-    # contents are checked by the kernel, after the draw.
-    state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
-    try:
+    with rng_kept_on_error(rng):  # (the rows' contents are checked after the draw)
         args = _resolve(logits, temperature, top_k, top_p, min_p, repetition_penalty,
                         presence_penalty, frequency_penalty, prev_tokens, min_tokens_to_keep,
                         rng, u, logprobs, n_threads)
         return _run(args.penalised(), args.params, args.n_top, args.one_row, n_threads)
+
+
+@contextlib.contextmanager
+def rng_kept_on_error(rng: Any) -> Iterator[None]:
+    """A block that raises leaves ``rng`` (a numpy.random.Generator, or anything else:
+    nothing to keep) as it was before it, so that a caller who mends the logits and calls
+    again gets the draw a first clean call would have had."""
+    state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+    try:
+        yield
     except BaseException:
         if state is not None:
-            rng.bit_generator.state = state  # type: ignore[union-attr]
+            rng.bit_generator.state = state
         raise
 
 
