@@ -320,9 +320,9 @@ def _onnxruntime(op, case, n_threads=None):
         session.run_with_iobinding(binding)
         return out
 
-    # Checked before it may be timed, into NaN so that whatever was in the buffer cannot pass.
-    out.fill(np.nan)
-    _check(op, case, run())
+    # Its result is checked by test_op's measure() before any timing (once: the full check
+    # of a big workload takes about a second); here only that it writes where it is bound.
+    run()
     out_ptr = binding.get_outputs()[0].data_ptr()
     assert out_ptr == out.ctypes.data, "onnxruntime did not write into the bound output"
     return run
